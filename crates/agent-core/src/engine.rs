@@ -1,0 +1,4 @@
+//! placeholder
+pub struct Engine;
+#[derive(Default)]
+pub struct EngineConfig;

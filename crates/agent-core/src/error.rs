@@ -1,0 +1,101 @@
+//! Error codes (`tools.md` §5) and the error object clients receive (`tools.md` §4.2).
+
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+use crate::model::string_enum;
+
+string_enum! {
+    /// Every stable error code a client or operator can see.
+    ErrorCode {
+        ValidationError => "validation_error",
+        PolicyDenied => "policy_denied",
+        SessionNotFound => "session_not_found",
+        SessionConflict => "session_conflict",
+        ProviderRuntimeError => "provider_runtime_error",
+        NormalizationError => "normalization_error",
+        ClaudeCodeUnavailable => "claude_code_unavailable",
+        ClaudeCodeInvocationError => "claude_code_invocation_error",
+        ArtifactPersistenceError => "artifact_persistence_error",
+        SessionStatusError => "session_status_error",
+        ConfigurationError => "configuration_error",
+        ExecutionBackendConfigError => "execution_backend_config_error",
+        ExecutionBackendAuthError => "execution_backend_auth_error",
+        ExecutionBackendUnavailable => "execution_backend_unavailable",
+        InternalError => "internal_error",
+        ToolNotAdmitted => "tool_not_admitted",
+        UnknownTool => "unknown_tool",
+        InspectorUnavailable => "inspector_unavailable",
+        MissingEvidence => "missing_evidence",
+    }
+}
+
+/// Whether an error object carries a `details` key (`tools.md` §4.2): the workflow layer
+/// always writes it (usually `null`), the handler-validation layer omits it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Details {
+    Omitted,
+    Null,
+    Value(Value),
+}
+
+impl Details {
+    fn is_omitted(&self) -> bool {
+        matches!(self, Details::Omitted)
+    }
+}
+
+impl Serialize for Details {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Details::Omitted | Details::Null => serializer.serialize_none(),
+            Details::Value(v) => v.serialize(serializer),
+        }
+    }
+}
+
+/// `{"code", "message", "details"}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ErrorObject {
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(skip_serializing_if = "Details::is_omitted")]
+    pub details: Details,
+}
+
+impl ErrorObject {
+    /// A workflow-layer error: `details` is `null`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), details: Details::Null }
+    }
+
+    /// A handler-layer validation error: no `details` key.
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self { code: ErrorCode::ValidationError, message: message.into(), details: Details::Omitted }
+    }
+
+    /// The `{"error": {...}}` object returned by get/list/status and tool admission.
+    pub fn into_error_result(self) -> Value {
+        serde_json::json!({ "error": self })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn details_key_follows_the_layer() {
+        let workflow = ErrorObject::new(ErrorCode::PolicyDenied, "no");
+        assert_eq!(
+            serde_json::to_value(&workflow).unwrap(),
+            json!({"code": "policy_denied", "message": "no", "details": null})
+        );
+        let handler = ErrorObject::validation("Invalid x");
+        assert_eq!(
+            handler.into_error_result(),
+            json!({"error": {"code": "validation_error", "message": "Invalid x"}})
+        );
+    }
+}

@@ -1,0 +1,140 @@
+//! Session events (`sessions.md` §7): types and payload constructors with exact key sets.
+
+use serde_json::{Value, json};
+
+use crate::error::ErrorObject;
+use crate::model::{Profile, string_enum};
+
+string_enum! {
+    /// Every event type written to the append-only log.
+    EventType {
+        UserInput => "user_input",
+        SystemPromptResolved => "system_prompt_resolved",
+        PolicyDecision => "policy_decision",
+        ProviderRequestStart => "provider_request_start",
+        ProviderResponseSummary => "provider_response_summary",
+        WorkflowNormalization => "workflow_normalization",
+        ArtifactEmission => "artifact_emission",
+        ErrorEvent => "error_event",
+        DownstreamToolCatalogResolved => "downstream_tool_catalog_resolved",
+        DownstreamToolInvocation => "downstream_tool_invocation",
+        DownstreamToolResult => "downstream_tool_result",
+        SessionContinuationContextBuilt => "session_continuation_context_built",
+        SessionContinuationContextTruncated => "session_continuation_context_truncated",
+        SessionContinuationPromptRendered => "session_continuation_prompt_rendered",
+    }
+}
+
+/// An event to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub event_type: EventType,
+    pub turn_index: i64,
+    pub payload: Value,
+}
+
+/// An event as read back from the store. The type stays text: a database shared with other
+/// implementations may hold types this build does not know.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub event_id: i64,
+    pub session_id: String,
+    pub event_type: String,
+    pub turn_index: i64,
+    pub payload: Value,
+    pub created_at: String,
+}
+
+impl Event {
+    fn new(event_type: EventType, turn_index: i64, payload: Value) -> Self {
+        Self { event_type, turn_index, payload }
+    }
+
+    pub fn user_input_task(task: &str) -> Self {
+        Self::new(EventType::UserInput, 0, json!({ "task": task }))
+    }
+
+    pub fn user_input_message(turn: i64, message: &str) -> Self {
+        Self::new(EventType::UserInput, turn, json!({ "message": message }))
+    }
+
+    pub fn user_input_verify(task: &str, scope: Option<&str>) -> Self {
+        Self::new(EventType::UserInput, 0, json!({ "task": task, "scope": scope }))
+    }
+
+    pub fn system_prompt_resolved(profile: Profile) -> Self {
+        Self::new(EventType::SystemPromptResolved, 0, json!({ "profile": profile }))
+    }
+
+    pub fn policy_decision_run(working_directory: &str, max_turns: u32) -> Self {
+        Self::new(
+            EventType::PolicyDecision,
+            0,
+            json!({ "working_directory": working_directory, "max_turns": max_turns }),
+        )
+    }
+
+    pub fn policy_decision_verify(fail_closed: bool, evidence_paths: &[String]) -> Self {
+        Self::new(
+            EventType::PolicyDecision,
+            0,
+            json!({ "fail_closed": fail_closed, "evidence_paths": evidence_paths }),
+        )
+    }
+
+    pub fn provider_request_start(turn: i64) -> Self {
+        Self::new(EventType::ProviderRequestStart, turn, json!({}))
+    }
+
+    pub fn provider_response_summary(turn: i64, summary: &str, stop_reason: Option<&str>) -> Self {
+        Self::new(
+            EventType::ProviderResponseSummary,
+            turn,
+            json!({ "summary": summary, "stop_reason": stop_reason }),
+        )
+    }
+
+    pub fn verify_response_summary(turn: i64, verdict: &str, summary: &str) -> Self {
+        Self::new(
+            EventType::ProviderResponseSummary,
+            turn,
+            json!({ "verdict": verdict, "summary": summary }),
+        )
+    }
+
+    pub fn workflow_normalization(turn: i64, verdict: &str) -> Self {
+        Self::new(EventType::WorkflowNormalization, turn, json!({ "verdict": verdict }))
+    }
+
+    /// `{"error": {code, message[, details]}}`: `details` only when non-empty.
+    pub fn error(turn: i64, error: &ErrorObject) -> Self {
+        let mut inner = serde_json::Map::new();
+        inner.insert("code".into(), json!(error.code));
+        inner.insert("message".into(), json!(error.message));
+        if let crate::error::Details::Value(v) = &error.details {
+            let empty = v.is_null() || v.as_object().is_some_and(|o| o.is_empty());
+            if !empty {
+                inner.insert("details".into(), v.clone());
+            }
+        }
+        Self::new(EventType::ErrorEvent, turn, json!({ "error": inner }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    #[test]
+    fn payloads_have_exact_keys() {
+        assert_eq!(Event::user_input_verify("t", None).payload, json!({"task": "t", "scope": null}));
+        assert_eq!(
+            Event::provider_response_summary(1, "s", None).payload,
+            json!({"summary": "s", "stop_reason": null})
+        );
+        let e = Event::error(0, &ErrorObject::new(ErrorCode::ProviderRuntimeError, "boom"));
+        assert_eq!(e.payload, json!({"error": {"code": "provider_runtime_error", "message": "boom"}}));
+        assert_eq!(e.event_type.as_str(), "error_event");
+    }
+}

@@ -1,0 +1,104 @@
+//! Session statuses, workflows and profile names: the contract strings, once.
+
+
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            /// Every value, in spec order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The contract string.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            /// Parses the exact contract string.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use string_enum;
+
+string_enum! {
+    /// The stored status of a session (`sessions.md` §3).
+    SessionStatus {
+        Created => "created",
+        Running => "running",
+        Completed => "completed",
+        Failed => "failed",
+        Interrupted => "interrupted",
+    }
+}
+
+string_enum! {
+    /// The workflow that produced a session or an envelope.
+    Workflow {
+        RunTask => "run_task",
+        ContinueSession => "continue_session",
+        VerifyTask => "verify_task",
+    }
+}
+
+string_enum! {
+    /// An execution profile (`profiles-and-policy.md` §1).
+    Profile {
+        General => "general",
+        Verification => "verification",
+    }
+}
+
+/// Renders a list Python-style, as the original's messages do: `['a', 'b']`.
+pub fn python_list<I, S>(items: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut out = String::from("[");
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push('\'');
+        out.push_str(item.as_ref());
+        out.push('\'');
+    }
+    out.push(']');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_round_trip() {
+        for s in SessionStatus::ALL {
+            assert_eq!(SessionStatus::parse(s.as_str()), Some(*s));
+            assert_eq!(serde_json::to_value(s).unwrap(), serde_json::json!(s.as_str()));
+        }
+        assert_eq!(Workflow::parse("verify_task"), Some(Workflow::VerifyTask));
+        assert_eq!(Profile::parse("bogus"), None);
+        assert_eq!(python_list(["a", "b"]), "['a', 'b']");
+        assert_eq!(python_list(Vec::<String>::new()), "[]");
+    }
+}

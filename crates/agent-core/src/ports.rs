@@ -1,0 +1,407 @@
+//! The ports: traits that storage, execution backends, directory policy, tool providers and
+//! progress reporting implement. The engine depends only on these.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::envelope::ArtifactRef;
+use crate::error::ErrorCode;
+use crate::event::{Event, StoredEvent};
+use crate::model::{Profile, SessionStatus, Workflow};
+use crate::time::Timestamp;
+
+// ---------------------------------------------------------------------------------------------
+// Session store
+// ---------------------------------------------------------------------------------------------
+
+/// A storage failure. Messages are for operators; the engine reports them as
+/// `provider_runtime_error` (an unexpected failure) without writing an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreError {
+    pub message: String,
+}
+
+impl StoreError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { message: message.into() }
+    }
+}
+
+/// A full session row (`sessions.md` §2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    pub session_id: String,
+    pub workflow: Workflow,
+    pub profile: Profile,
+    pub provider: String,
+    pub provider_session_id: Option<String>,
+    pub status: SessionStatus,
+    pub working_directory: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub last_activity_at: Timestamp,
+    pub request_count: i64,
+    pub turn_count: i64,
+    pub artifact_count: i64,
+    pub summary_latest: Option<String>,
+    pub locked_by: Option<String>,
+    pub lock_expires_at: Option<Timestamp>,
+}
+
+/// One row of `agent_list_sessions`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionListItem {
+    pub session_id: String,
+    pub workflow: Workflow,
+    pub profile: Profile,
+    pub status: SessionStatus,
+    pub updated_at: Timestamp,
+    pub summary_latest: Option<String>,
+}
+
+/// A session to insert, already `running` and locked by `lock_owner` (the `created` state is
+/// transient; inserting it running saves a write and a window in which it could be seen).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSession {
+    pub session_id: String,
+    pub workflow: Workflow,
+    pub profile: Profile,
+    pub working_directory: Option<String>,
+    pub lock_owner: String,
+    pub lock_ttl: Duration,
+}
+
+/// The outcome of a lock acquisition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LockOutcome {
+    /// The lock is ours; the row as it was when we took it.
+    Acquired(Box<SessionRecord>),
+    /// Another holder's lease is unexpired.
+    Conflict { owner: String },
+    NotFound,
+}
+
+/// How an execution ends: written with the lock release in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finish {
+    pub status: SessionStatus,
+    /// New `turn_count` (unchanged when `None`).
+    pub turn_count: Option<i64>,
+    /// New `summary_latest` (unchanged when `None`).
+    pub summary_latest: Option<String>,
+    /// New `provider_session_id` (unchanged when `None`).
+    pub provider_session_id: Option<String>,
+    pub events: Vec<Event>,
+}
+
+/// An artifact body to persist (`sessions.md` §10).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewArtifact<'a> {
+    pub session_id: &'a str,
+    pub workflow: Workflow,
+    pub profile: Profile,
+    pub artifact_type: &'a str,
+    pub logical_name: &'a str,
+    pub mime_type: &'a str,
+    pub turn_index: i64,
+    pub producer_tool: &'a str,
+    pub body: &'a [u8],
+}
+
+/// Durable sessions, events and artifacts. Every method commits before it returns.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Inserts a running, locked session with `request_count = 1` and appends `events`.
+    async fn begin_session(&self, session: &NewSession, events: &[Event]) -> Result<SessionRecord, StoreError>;
+
+    async fn get_session(&self, session_id: &str) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Most recently updated first.
+    async fn list_sessions(
+        &self,
+        limit: u32,
+        status: Option<SessionStatus>,
+    ) -> Result<Vec<SessionListItem>, StoreError>;
+
+    /// Takes the lock when it is free or its lease has expired (stale takeover).
+    async fn acquire_lock(&self, session_id: &str, owner: &str, ttl: Duration) -> Result<LockOutcome, StoreError>;
+
+    /// Clears the lock if `owner` holds it; otherwise does nothing.
+    async fn release_lock(&self, session_id: &str, owner: &str) -> Result<(), StoreError>;
+
+    /// Sets `running`, `request_count += 1` and appends `events`.
+    async fn begin_execution(&self, session_id: &str, events: &[Event]) -> Result<(), StoreError>;
+
+    async fn append_events(&self, session_id: &str, events: &[Event]) -> Result<(), StoreError>;
+
+    /// Applies `finish`, appends its events and releases `owner`'s lock.
+    async fn finish_execution(&self, session_id: &str, owner: &str, finish: &Finish) -> Result<(), StoreError>;
+
+    /// The event log, oldest first.
+    async fn events(&self, session_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Writes the body under the artifact root, inserts its row and bumps `artifact_count`.
+    /// Fails with `Artifact exceeds max size: <size> > <max>` above the cap.
+    async fn store_artifact(&self, artifact: NewArtifact<'_>) -> Result<ArtifactRef, StoreError>;
+
+    /// Startup recovery: `running` → `interrupted`, locks cleared; returns the count.
+    async fn recover_interrupted(&self) -> Result<u64, StoreError>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Execution backends
+// ---------------------------------------------------------------------------------------------
+
+/// A message of conversation history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatMessage {
+    pub role: ChatRole,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatRole {
+    User,
+    Assistant,
+}
+
+/// An Anthropic-format tool definition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolDefinition {
+    pub name: String,
+    pub description: String,
+    pub input_schema: Value,
+}
+
+/// Runs a tool for the model. `Err` text becomes `Error: <text>` in the tool result.
+#[async_trait]
+pub trait ToolExecutor: Send + Sync {
+    async fn call(&self, name: &str, input: Value) -> Result<String, String>;
+}
+
+/// Token usage of one execution (`beyond.md` §4).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_creation_input_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_read_input_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_cost_usd: Option<f64>,
+}
+
+impl Usage {
+    pub fn add(&mut self, other: &Usage) {
+        fn sum(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+            match (a, b) {
+                (None, None) => None,
+                (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+            }
+        }
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cache_creation_input_tokens = sum(self.cache_creation_input_tokens, other.cache_creation_input_tokens);
+        self.cache_read_input_tokens = sum(self.cache_read_input_tokens, other.cache_read_input_tokens);
+        self.total_cost_usd = match (self.total_cost_usd, other.total_cost_usd) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+        };
+    }
+}
+
+/// What the workflow hands a backend (`backends.md` §1).
+#[derive(Clone)]
+pub struct BackendRequest {
+    pub session_id: String,
+    pub profile: Profile,
+    pub system_prompt: &'static str,
+    pub task: String,
+    pub max_turns: u32,
+    pub tools: Vec<ToolDefinition>,
+    pub tool_executor: Option<Arc<dyn ToolExecutor>>,
+    pub history: Vec<ChatMessage>,
+    pub session_summary: Option<String>,
+    pub is_continuation: bool,
+    pub working_directory: Option<PathBuf>,
+    pub provider_session_id: Option<String>,
+}
+
+impl std::fmt::Debug for BackendRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendRequest")
+            .field("session_id", &self.session_id)
+            .field("profile", &self.profile)
+            .field("max_turns", &self.max_turns)
+            .field("tools", &self.tools.len())
+            .field("history", &self.history.len())
+            .field("is_continuation", &self.is_continuation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The normalised result of one execution.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BackendOutput {
+    pub output_text: String,
+    pub turn_count: u32,
+    pub stop_reason: Option<String>,
+    pub warnings: Vec<String>,
+    pub usage: Option<Usage>,
+    pub provider_session_id: Option<String>,
+}
+
+/// A classified backend failure: the code and message that reach the envelope.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ExecutionError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ExecutionError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+
+    /// The run was cancelled through its [`CancellationToken`].
+    pub fn cancelled() -> Self {
+        Self::new(ErrorCode::ProviderRuntimeError, "Execution cancelled")
+    }
+}
+
+/// Capability flags (`backends.md` §2); all false by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Capabilities {
+    pub supports_downstream_tools: bool,
+    pub supports_structured_tool_use: bool,
+    pub supports_native_multiturn: bool,
+    pub supports_rich_stop_reason: bool,
+    pub supports_structured_messages: bool,
+    pub supports_workspace_assumptions: bool,
+    pub supports_limited_downstream_tools: bool,
+    pub supports_structured_continuation_context: bool,
+    pub supports_continuation_window_policy: bool,
+    pub supports_execution_mediation: bool,
+    pub supports_mediated_action_results: bool,
+    pub supports_bounded_mediated_workflows: bool,
+    pub supports_mediation_policy_profiles: bool,
+}
+
+/// An execution backend: one call per run, continue or verify.
+#[async_trait]
+pub trait ExecutionBackend: Send + Sync + 'static {
+    /// `api` or `claude_code`.
+    fn name(&self) -> &'static str;
+
+    fn capabilities(&self) -> Capabilities;
+
+    /// Runs the request. Must return promptly with [`ExecutionError::cancelled`] once
+    /// `ctx.cancel` fires, abandoning in-flight work.
+    async fn execute(&self, request: BackendRequest, ctx: &ExecContext) -> Result<BackendOutput, ExecutionError>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tool providers
+// ---------------------------------------------------------------------------------------------
+
+/// Where a tool call comes from, for auditing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCallContext {
+    pub session_id: String,
+    pub turn_index: i64,
+    pub profile: Profile,
+    pub working_directory: Option<PathBuf>,
+}
+
+/// A source of tools the model may call (federated servers, built-in workspace tools).
+#[async_trait]
+pub trait ToolProvider: Send + Sync + 'static {
+    /// The tools a session of `profile` may see.
+    fn visible_tools(&self, profile: Profile) -> Vec<ToolDefinition>;
+
+    /// Calls a tool; `Err` is reported to the model as `Error: <text>`.
+    async fn call(&self, ctx: &ToolCallContext, name: &str, input: Value) -> Result<String, String>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Directory policy
+// ---------------------------------------------------------------------------------------------
+
+/// A denied or invalid path: the code and exact message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PolicyViolation {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl PolicyViolation {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+/// Working-directory and attachment policy (`profiles-and-policy.md` §2).
+pub trait WorkspacePolicy: Send + Sync + 'static {
+    /// The canonical server working directory.
+    fn cwd(&self) -> &Path;
+
+    /// Resolves a requested working directory (or the CWD) and checks the allowlist.
+    fn resolve_working_directory(&self, requested: Option<&str>) -> Result<PathBuf, PolicyViolation>;
+
+    /// Checks one attachment: it must exist and its parent must be allowed.
+    fn check_attachment(&self, path: &str) -> Result<PathBuf, PolicyViolation>;
+
+    /// Whether an evidence path exists (relative paths against the CWD).
+    fn path_exists(&self, path: &str) -> bool;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Execution context: cancellation and progress
+// ---------------------------------------------------------------------------------------------
+
+/// Receives progress messages (each ≤ 200 characters) at every stage of a run.
+pub trait ProgressSink: Send + Sync {
+    fn report(&self, message: &str);
+}
+
+/// A sink that drops everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl ProgressSink for NoProgress {
+    fn report(&self, _message: &str) {}
+}
+
+/// Per-call context: cancellation and progress.
+#[derive(Clone)]
+pub struct ExecContext {
+    pub cancel: CancellationToken,
+    pub progress: Arc<dyn ProgressSink>,
+}
+
+impl Default for ExecContext {
+    fn default() -> Self {
+        Self { cancel: CancellationToken::new(), progress: Arc::new(NoProgress) }
+    }
+}
+
+impl ExecContext {
+    pub fn new(cancel: CancellationToken, progress: Arc<dyn ProgressSink>) -> Self {
+        Self { cancel, progress }
+    }
+
+    pub fn report(&self, message: &str) {
+        self.progress.report(crate::text::truncate_chars(message, 200));
+    }
+}

@@ -1,0 +1,433 @@
+//! Tool requests and the handler-layer validation of `tools.md` §3.2.
+//!
+//! Each `from_args` takes the raw JSON arguments of a tool call (after the schema layer) and
+//! returns a typed request, or the exact error response the spec prescribes for that tool.
+
+use serde_json::{Map, Value, json};
+
+use crate::envelope::Envelope;
+use crate::error::ErrorObject;
+use crate::model::{Profile, SessionStatus, Workflow};
+
+/// `agent_run_task`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunTaskRequest {
+    pub task: String,
+    pub profile: Profile,
+    pub working_directory: Option<String>,
+    pub attachments: Vec<String>,
+    pub max_turns: u32,
+    pub allow_tools: bool,
+}
+
+impl RunTaskRequest {
+    pub fn new(task: impl Into<String>) -> Self {
+        Self {
+            task: task.into(),
+            profile: Profile::General,
+            working_directory: None,
+            attachments: Vec::new(),
+            max_turns: 10,
+            allow_tools: true,
+        }
+    }
+
+    pub fn with_profile(mut self, profile: Profile) -> Self {
+        self.profile = profile;
+        self
+    }
+
+    pub fn with_working_directory(mut self, dir: impl Into<String>) -> Self {
+        self.working_directory = Some(dir.into());
+        self
+    }
+
+    pub fn with_attachments(mut self, attachments: Vec<String>) -> Self {
+        self.attachments = attachments;
+        self
+    }
+
+    pub fn with_max_turns(mut self, max_turns: u32) -> Self {
+        self.max_turns = max_turns;
+        self
+    }
+
+    pub fn from_args(args: &Map<String, Value>) -> Result<Self, Envelope> {
+        let raw_profile = match args.get("system_profile") {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) if !other.is_null() => other.to_string(),
+            _ => Profile::General.as_str().to_owned(),
+        };
+        let fail = |problems: Vec<String>| {
+            Envelope::error(
+                "",
+                Workflow::RunTask,
+                raw_profile.clone(),
+                ErrorObject::validation(message("agent_run_task", &problems)),
+            )
+        };
+        let mut problems = Vec::new();
+        let task = required_string(args, "task", &mut problems);
+        let profile = enum_field(args, "system_profile", Profile::parse, Profile::General, &mut problems);
+        let working_directory = optional_string(args, "working_directory", &mut problems);
+        let attachments = string_list(args, "attachments", &mut problems);
+        let max_turns = bounded_int(args, "max_turns", 10, 1, 100, &mut problems);
+        let allow_tools = boolean(args, "allow_tools", true, &mut problems);
+        if !problems.is_empty() {
+            return Err(fail(problems));
+        }
+        Ok(Self {
+            task,
+            profile,
+            working_directory,
+            attachments,
+            max_turns: max_turns as u32,
+            allow_tools,
+        })
+    }
+}
+
+/// `agent_continue_session`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContinueSessionRequest {
+    pub session_id: String,
+    pub message: String,
+    pub max_turns: u32,
+}
+
+impl ContinueSessionRequest {
+    pub fn new(session_id: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { session_id: session_id.into(), message: message.into(), max_turns: 10 }
+    }
+
+    pub fn from_args(args: &Map<String, Value>) -> Result<Self, Envelope> {
+        let raw_id = args.get("session_id").and_then(Value::as_str).unwrap_or("").to_owned();
+        let mut problems = Vec::new();
+        let session_id = required_string(args, "session_id", &mut problems);
+        let message_text = required_string(args, "message", &mut problems);
+        let max_turns = bounded_int(args, "max_turns", 10, 1, 100, &mut problems);
+        if !problems.is_empty() {
+            return Err(Envelope::error(
+                raw_id,
+                Workflow::ContinueSession,
+                Profile::General.as_str(),
+                ErrorObject::validation(message("agent_continue_session", &problems)),
+            ));
+        }
+        Ok(Self { session_id, message: message_text, max_turns: max_turns as u32 })
+    }
+}
+
+/// `agent_get_session`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GetSessionRequest {
+    pub session_id: String,
+}
+
+impl GetSessionRequest {
+    pub fn from_args(args: &Map<String, Value>) -> Result<Self, Value> {
+        let mut problems = Vec::new();
+        let session_id = required_string(args, "session_id", &mut problems);
+        if !problems.is_empty() {
+            return Err(ErrorObject::validation(message("agent_get_session", &problems)).into_error_result());
+        }
+        Ok(Self { session_id })
+    }
+}
+
+/// `agent_list_sessions`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListSessionsRequest {
+    pub limit: u32,
+    pub status: Option<SessionStatus>,
+}
+
+impl Default for ListSessionsRequest {
+    fn default() -> Self {
+        Self { limit: 20, status: None }
+    }
+}
+
+impl ListSessionsRequest {
+    pub fn from_args(args: &Map<String, Value>) -> Result<Self, Value> {
+        let mut problems = Vec::new();
+        let limit = bounded_int(args, "limit", 20, 1, 200, &mut problems);
+        let status = match args.get("status") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => match SessionStatus::parse(s) {
+                Some(st) => Some(st),
+                None => {
+                    problems.push(format!(
+                        "status: input should be one of {}, got '{s}'",
+                        crate::model::python_list(SessionStatus::ALL.iter().map(|s| s.as_str()))
+                    ));
+                    None
+                }
+            },
+            Some(other) => {
+                problems.push(format!("status: input should be a valid string, got {other}"));
+                None
+            }
+        };
+        if !problems.is_empty() {
+            return Err(ErrorObject::validation(message("agent_list_sessions", &problems)).into_error_result());
+        }
+        Ok(Self { limit: limit as u32, status })
+    }
+}
+
+/// `agent_verify_task`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifyTaskRequest {
+    pub task: String,
+    pub scope: Option<String>,
+    pub evidence_paths: Vec<String>,
+    pub fail_closed: bool,
+}
+
+impl VerifyTaskRequest {
+    pub fn new(task: impl Into<String>) -> Self {
+        Self { task: task.into(), scope: None, evidence_paths: Vec::new(), fail_closed: true }
+    }
+
+    pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    pub fn with_evidence(mut self, paths: Vec<String>) -> Self {
+        self.evidence_paths = paths;
+        self
+    }
+
+    pub fn with_fail_closed(mut self, fail_closed: bool) -> Self {
+        self.fail_closed = fail_closed;
+        self
+    }
+
+    pub fn from_args(args: &Map<String, Value>) -> Result<Self, Envelope> {
+        let mut problems = Vec::new();
+        let task = required_string(args, "task", &mut problems);
+        let scope = optional_string(args, "scope", &mut problems);
+        let evidence_paths = string_list(args, "evidence_paths", &mut problems);
+        let fail_closed = boolean(args, "fail_closed", true, &mut problems);
+        // The value is ignored (verification always uses its own profile) but still validated.
+        let _ = enum_field(args, "system_profile", Profile::parse, Profile::Verification, &mut problems);
+        if !problems.is_empty() {
+            let env = Envelope::error(
+                "",
+                Workflow::VerifyTask,
+                Profile::Verification.as_str(),
+                ErrorObject::validation(message("agent_verify_task", &problems)),
+            );
+            return Err(env.with_result(core_verdict_result()));
+        }
+        Ok(Self { task, scope, evidence_paths, fail_closed })
+    }
+}
+
+/// `{"verdict":"fail_closed", ...four empty lists}`: the validation path's result.
+pub fn core_verdict_result() -> Map<String, Value> {
+    match json!({
+        "verdict": "fail_closed",
+        "findings": [],
+        "contradictions": [],
+        "missing_evidence": [],
+        "restrictions": []
+    }) {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+fn message(tool: &str, problems: &[String]) -> String {
+    format!("Invalid {tool} request: {}", problems.join("; "))
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("'{s}'"),
+        other => other.to_string(),
+    }
+}
+
+fn required_string(args: &Map<String, Value>, key: &str, problems: &mut Vec<String>) -> String {
+    match args.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::String(_)) => {
+            problems.push(format!("{key}: string should have at least 1 character"));
+            String::new()
+        }
+        None | Some(Value::Null) => {
+            problems.push(format!("{key}: field required"));
+            String::new()
+        }
+        Some(other) => {
+            problems.push(format!("{key}: input should be a valid string, got {}", describe(other)));
+            String::new()
+        }
+    }
+}
+
+fn optional_string(args: &Map<String, Value>, key: &str, problems: &mut Vec<String>) -> Option<String> {
+    match args.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            problems.push(format!("{key}: input should be a valid string, got {}", describe(other)));
+            None
+        }
+    }
+}
+
+fn string_list(args: &Map<String, Value>, key: &str, problems: &mut Vec<String>) -> Vec<String> {
+    match args.get(key) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Value::String(s) => out.push(s.clone()),
+                    other => problems.push(format!(
+                        "{key}.{i}: input should be a valid string, got {}",
+                        describe(other)
+                    )),
+                }
+            }
+            out
+        }
+        Some(other) => {
+            problems.push(format!("{key}: input should be a valid list, got {}", describe(other)));
+            Vec::new()
+        }
+    }
+}
+
+fn boolean(args: &Map<String, Value>, key: &str, default: bool, problems: &mut Vec<String>) -> bool {
+    match args.get(key) {
+        None => default,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            problems.push(format!("{key}: input should be a valid boolean, got {}", describe(other)));
+            default
+        }
+    }
+}
+
+/// Integers with the original's lenient coercion: `5`, `5.0`, `"5"` and booleans.
+fn bounded_int(
+    args: &Map<String, Value>,
+    key: &str,
+    default: i64,
+    min: i64,
+    max: i64,
+    problems: &mut Vec<String>,
+) -> i64 {
+    let value = match args.get(key) {
+        None => return default,
+        Some(v) => v,
+    };
+    let parsed = match value {
+        Value::Bool(b) => Some(i64::from(*b)),
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e15).map(|f| f as i64)),
+        Value::String(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    match parsed {
+        Some(n) if n < min => {
+            problems.push(format!("{key}: input should be greater than or equal to {min}, got {n}"));
+            default
+        }
+        Some(n) if n > max => {
+            problems.push(format!("{key}: input should be less than or equal to {max}, got {n}"));
+            default
+        }
+        Some(n) => n,
+        None => {
+            problems.push(format!("{key}: input should be a valid integer, got {}", describe(value)));
+            default
+        }
+    }
+}
+
+fn enum_field<T>(
+    args: &Map<String, Value>,
+    key: &str,
+    parse: fn(&str) -> Option<T>,
+    default: T,
+    problems: &mut Vec<String>,
+) -> T {
+    match args.get(key) {
+        None | Some(Value::Null) => default,
+        Some(Value::String(s)) => parse(s).unwrap_or_else(|| {
+            problems.push(format!("{key}: input should be 'general' or 'verification', got '{s}'"));
+            default
+        }),
+        Some(other) => {
+            problems.push(format!("{key}: input should be a valid string, got {}", describe(other)));
+            default
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn run_task_defaults_and_coercion() {
+        let req = RunTaskRequest::from_args(&args(json!({"task": "x", "max_turns": "7", "foo": 1}))).unwrap();
+        assert_eq!(req, RunTaskRequest::new("x").with_max_turns(7));
+        let req = RunTaskRequest::from_args(&args(json!({"task": " ", "max_turns": 5.0}))).unwrap();
+        assert_eq!(req.max_turns, 5);
+    }
+
+    #[test]
+    fn run_task_empty_task_is_a_validation_envelope() {
+        let env = RunTaskRequest::from_args(&args(json!({"task": "", "system_profile": "bogus"}))).unwrap_err();
+        let v = env.to_value();
+        assert_eq!(v["ok"], json!(false));
+        assert_eq!(v["session_id"], json!(""));
+        assert_eq!(v["profile"], json!("bogus"));
+        assert_eq!(v["result"], json!({}));
+        assert_eq!(v["errors"][0]["code"], json!("validation_error"));
+        assert!(v["errors"][0].get("details").is_none());
+        let msg = v["errors"][0]["message"].as_str().unwrap();
+        assert!(msg.starts_with("Invalid agent_run_task request: "), "{msg}");
+        assert_eq!(v["summary"], json!(msg));
+    }
+
+    #[test]
+    fn continue_echoes_the_session_id() {
+        let env = ContinueSessionRequest::from_args(&args(json!({"session_id": "sess_x"}))).unwrap_err();
+        let v = env.to_value();
+        assert_eq!(v["session_id"], json!("sess_x"));
+        assert_eq!(v["workflow"], json!("continue_session"));
+        assert_eq!(v["profile"], json!("general"));
+    }
+
+    #[test]
+    fn verify_validation_has_the_five_core_keys() {
+        let env = VerifyTaskRequest::from_args(&args(json!({"task": ""}))).unwrap_err();
+        assert_eq!(
+            env.to_value()["result"],
+            json!({"verdict": "fail_closed", "findings": [], "contradictions": [], "missing_evidence": [], "restrictions": []})
+        );
+    }
+
+    #[test]
+    fn list_rejects_out_of_range_and_unknown_status() {
+        let err = ListSessionsRequest::from_args(&args(json!({"limit": 9999}))).unwrap_err();
+        assert_eq!(err["error"]["code"], json!("validation_error"));
+        assert!(ListSessionsRequest::from_args(&args(json!({"status": "nope"}))).is_err());
+        let ok = ListSessionsRequest::from_args(&args(json!({"status": "failed", "limit": 2}))).unwrap();
+        assert_eq!(ok, ListSessionsRequest { limit: 2, status: Some(SessionStatus::Failed) });
+        assert!(GetSessionRequest::from_args(&Map::new()).is_err());
+    }
+}
