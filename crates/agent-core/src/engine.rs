@@ -1,4 +1,865 @@
-//! placeholder
-pub struct Engine;
-#[derive(Default)]
-pub struct EngineConfig;
+//! The workflow engine: one owner for what happens on run, continue and verify.
+//!
+//! The engine checks policy, creates and locks sessions, writes the event log, routes tools,
+//! calls the execution backend, stores artifacts and builds the envelope. It never holds a
+//! database transaction across a backend call: every store call is a short, committed write.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::envelope::{ArtifactRef, Envelope};
+use crate::error::{ErrorCode, ErrorObject};
+use crate::event::{Event, EventType, StoredEvent};
+use crate::ids;
+use crate::model::{Profile, SessionStatus, Workflow};
+use crate::ports::{
+    BackendOutput, BackendRequest, ChatMessage, ChatRole, ExecContext, ExecutionBackend,
+    ExecutionError, Finish, LockOutcome, NewArtifact, NewSession, SessionListItem, SessionRecord,
+    SessionStore, StoreError, ToolCallContext, ToolDefinition, ToolExecutor, ToolProvider,
+    WorkspacePolicy,
+};
+use crate::request::{
+    ContinueSessionRequest, GetSessionRequest, ListSessionsRequest, RunTaskRequest,
+    VerifyTaskRequest, core_verdict_result,
+};
+use crate::text::summarize_output;
+use crate::time::Timestamp;
+use crate::verdict::parse_verdict;
+
+/// Outputs at least this many code points long are stored as an `output` artifact.
+const OUTPUT_ARTIFACT_MIN_CHARS: usize = 50;
+
+/// Engine settings that come from configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Session lock lease (`CLAUDE_AGENT_MCP_LOCK_TTL`).
+    pub lock_ttl: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            lock_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The `agent_get_session` object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionView {
+    pub session_id: String,
+    pub workflow: Workflow,
+    pub profile: Profile,
+    pub status: SessionStatus,
+    pub created_at: String,
+    pub updated_at: String,
+    pub last_activity_at: String,
+    pub summary_latest: Option<String>,
+    pub artifact_count: i64,
+    pub turn_count: i64,
+    pub request_count: i64,
+    pub working_directory: Option<String>,
+}
+
+impl From<&SessionRecord> for SessionView {
+    fn from(r: &SessionRecord) -> Self {
+        Self {
+            session_id: r.session_id.clone(),
+            workflow: r.workflow,
+            profile: r.profile,
+            status: r.status,
+            created_at: r.created_at.to_api(),
+            updated_at: r.updated_at.to_api(),
+            last_activity_at: r.last_activity_at.to_api(),
+            summary_latest: r.summary_latest.clone(),
+            artifact_count: r.artifact_count,
+            turn_count: r.turn_count,
+            request_count: r.request_count,
+            working_directory: r.working_directory.clone(),
+        }
+    }
+}
+
+/// One entry of `agent_list_sessions`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionListEntry {
+    pub session_id: String,
+    pub workflow: Workflow,
+    pub profile: Profile,
+    pub status: SessionStatus,
+    pub updated_at: String,
+    pub summary_latest: Option<String>,
+}
+
+impl From<SessionListItem> for SessionListEntry {
+    fn from(i: SessionListItem) -> Self {
+        Self {
+            session_id: i.session_id,
+            workflow: i.workflow,
+            profile: i.profile,
+            status: i.status,
+            updated_at: i.updated_at.to_api(),
+            summary_latest: i.summary_latest,
+        }
+    }
+}
+
+/// Runs, continues and verifies tasks against the ports it was built with.
+pub struct Engine {
+    store: Arc<dyn SessionStore>,
+    backend: Arc<dyn ExecutionBackend>,
+    policy: Arc<dyn WorkspacePolicy>,
+    tool_providers: Vec<Arc<dyn ToolProvider>>,
+    config: EngineConfig,
+}
+
+/// What a successful execution produced, before the envelope is built.
+struct Completed {
+    output: BackendOutput,
+    artifacts: Vec<ArtifactRef>,
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<dyn SessionStore>,
+        backend: Arc<dyn ExecutionBackend>,
+        policy: Arc<dyn WorkspacePolicy>,
+        config: EngineConfig,
+    ) -> Self {
+        Self {
+            store,
+            backend,
+            policy,
+            tool_providers: Vec::new(),
+            config,
+        }
+    }
+
+    /// Adds a source of tools for the model (federation, built-in workspace tools).
+    pub fn with_tool_provider(mut self, provider: Arc<dyn ToolProvider>) -> Self {
+        self.tool_providers.push(provider);
+        self
+    }
+
+    pub fn backend(&self) -> &Arc<dyn ExecutionBackend> {
+        &self.backend
+    }
+
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // agent_run_task
+    // -----------------------------------------------------------------------------------------
+
+    /// `tools.md` §6.
+    pub async fn run_task(&self, req: RunTaskRequest, ctx: &ExecContext) -> Envelope {
+        let workflow = Workflow::RunTask;
+        let profile = req.profile;
+        let max_turns = profile.effective_max_turns(req.max_turns);
+        let requested_dir = req.working_directory.as_deref().filter(|d| !d.is_empty());
+        let working_dir = match self.policy.resolve_working_directory(requested_dir) {
+            Ok(dir) => dir,
+            Err(v) => return Envelope::failure("", workflow, profile.as_str(), v.code, v.message),
+        };
+        for attachment in &req.attachments {
+            if let Err(v) = self.policy.check_attachment(attachment) {
+                return Envelope::failure("", workflow, profile.as_str(), v.code, v.message);
+            }
+        }
+        let working_dir_text = working_dir.to_string_lossy().into_owned();
+        let session_id = ids::new_session_id();
+        let owner = ids::new_lock_owner(workflow);
+        let (tools, catalog_event) = self.visible_tools(profile, 0);
+        let mut events = vec![
+            Event::user_input_task(&req.task),
+            Event::system_prompt_resolved(profile),
+            Event::policy_decision_run(&working_dir_text, max_turns),
+            Event::provider_request_start(0),
+        ];
+        events.extend(catalog_event);
+        let new_session = NewSession {
+            session_id: session_id.clone(),
+            workflow,
+            profile,
+            working_directory: Some(working_dir_text),
+            lock_owner: owner.clone(),
+            lock_ttl: self.config.lock_ttl,
+        };
+        if let Err(e) = self.store.begin_session(&new_session, &events).await {
+            return store_failure("", workflow, profile, &e);
+        }
+        ctx.report(&format!("session {session_id} created"));
+        let request = BackendRequest {
+            session_id: session_id.clone(),
+            profile,
+            system_prompt: profile.system_prompt(),
+            task: req.task,
+            max_turns,
+            tool_executor: self.executor_for(&tools, &session_id, profile, 0, Some(&working_dir)),
+            tools,
+            history: Vec::new(),
+            session_summary: None,
+            is_continuation: false,
+            working_directory: Some(working_dir),
+            provider_session_id: None,
+        };
+        let outcome = self.backend.execute(request, ctx).await;
+        match self
+            .conclude(&session_id, &owner, workflow, profile, 0, 0, outcome)
+            .await
+        {
+            Ok(done) => self.output_envelope(session_id, workflow, profile, done),
+            Err(env) => *env,
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // agent_continue_session
+    // -----------------------------------------------------------------------------------------
+
+    /// `tools.md` §7. A lost lock race answers `session_conflict` without touching the session
+    /// (the original's quirk of marking it failed is fixed), and continuing a session that is
+    /// running under a live lease also answers `session_conflict`, naming the holder.
+    pub async fn continue_session(
+        &self,
+        req: ContinueSessionRequest,
+        ctx: &ExecContext,
+    ) -> Envelope {
+        let workflow = Workflow::ContinueSession;
+        let id = req.session_id.as_str();
+        let not_found = || {
+            Envelope::failure(
+                id,
+                workflow,
+                Profile::General.as_str(),
+                ErrorCode::SessionNotFound,
+                format!("Session not found: {id}"),
+            )
+        };
+        let record = match self.store.get_session(id).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return not_found(),
+            Err(e) => return store_failure(id, workflow, Profile::General, &e),
+        };
+        let profile = record.profile;
+        if let Some(env) = running_gate(&record, workflow) {
+            return env;
+        }
+        let owner = ids::new_lock_owner(workflow);
+        let record = match self
+            .store
+            .acquire_lock(id, &owner, self.config.lock_ttl)
+            .await
+        {
+            Ok(LockOutcome::Acquired(r)) => r,
+            Ok(LockOutcome::NotFound) => return not_found(),
+            Ok(LockOutcome::Conflict { owner: holder }) => {
+                return conflict(id, workflow, profile, &holder);
+            }
+            Err(e) => return store_failure(id, workflow, profile, &e),
+        };
+        if record.status == SessionStatus::Running {
+            // Started between our read and our lock (its lease had already expired).
+            let _ = self.store.release_lock(id, &owner).await;
+            return running_denied(id, workflow, profile);
+        }
+        let max_turns = profile.effective_max_turns(req.max_turns);
+        let prior_turns = record.turn_count;
+        let history = match self.store.events(id).await {
+            Ok(events) => conversation_history(&events),
+            Err(e) => return self.abandon(id, &owner, workflow, profile, &e).await,
+        };
+        let (tools, catalog_event) = self.visible_tools(profile, prior_turns);
+        let mut events = vec![
+            Event::user_input_message(prior_turns, &req.message),
+            Event::provider_request_start(prior_turns),
+        ];
+        events.extend(catalog_event);
+        if let Err(e) = self.store.begin_execution(id, &events).await {
+            return self.abandon(id, &owner, workflow, profile, &e).await;
+        }
+        ctx.report(&format!("session {id} continuing"));
+        let working_dir = record.working_directory.as_deref().map(PathBuf::from);
+        let request = BackendRequest {
+            session_id: id.to_owned(),
+            profile,
+            system_prompt: profile.system_prompt(),
+            task: req.message,
+            max_turns,
+            tool_executor: self.executor_for(
+                &tools,
+                id,
+                profile,
+                prior_turns,
+                working_dir.as_deref(),
+            ),
+            tools,
+            history,
+            session_summary: record.summary_latest.clone(),
+            is_continuation: true,
+            working_directory: working_dir,
+            provider_session_id: record.provider_session_id.clone(),
+        };
+        let outcome = self.backend.execute(request, ctx).await;
+        match self
+            .conclude(
+                id,
+                &owner,
+                workflow,
+                profile,
+                prior_turns,
+                prior_turns,
+                outcome,
+            )
+            .await
+        {
+            Ok(done) => self.output_envelope(id.to_owned(), workflow, profile, done),
+            Err(env) => *env,
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // agent_verify_task
+    // -----------------------------------------------------------------------------------------
+
+    /// `verification.md` §2 (without preflight, which arrives with the verification issue).
+    pub async fn verify_task(&self, req: VerifyTaskRequest, ctx: &ExecContext) -> Envelope {
+        let workflow = Workflow::VerifyTask;
+        let profile = Profile::Verification;
+        let missing: Vec<String> = req
+            .evidence_paths
+            .iter()
+            .filter(|p| !self.policy.path_exists(p))
+            .map(|p| format!("Evidence path not found: {p}"))
+            .collect();
+        if !missing.is_empty() && req.fail_closed {
+            let errors = missing
+                .into_iter()
+                .map(|m| ErrorObject::new(ErrorCode::MissingEvidence, m));
+            let mut env = Envelope::error(
+                "",
+                workflow,
+                profile.as_str(),
+                ErrorObject::new(ErrorCode::MissingEvidence, ""),
+            );
+            env.summary = "Verification fail_closed".to_owned();
+            env.errors = errors.collect();
+            return env.with_result(core_verdict_result());
+        }
+        let working_dir = match self.policy.resolve_working_directory(None) {
+            Ok(dir) => dir,
+            Err(v) => return Envelope::failure("", workflow, profile.as_str(), v.code, v.message),
+        };
+        // Quirk kept: a path is excluded when it is a substring of any "not found" message.
+        for path in req
+            .evidence_paths
+            .iter()
+            .filter(|p| !missing.iter().any(|m| m.contains(p.as_str())))
+        {
+            if let Err(v) = self.policy.check_attachment(path) {
+                return Envelope::failure("", workflow, profile.as_str(), v.code, v.message);
+            }
+        }
+        let session_id = ids::new_session_id();
+        let owner = ids::new_lock_owner(workflow);
+        let events = [
+            Event::user_input_verify(&req.task, req.scope.as_deref()),
+            Event::policy_decision_verify(req.fail_closed, &req.evidence_paths),
+            Event::provider_request_start(0),
+        ];
+        let new_session = NewSession {
+            session_id: session_id.clone(),
+            workflow,
+            profile,
+            working_directory: Some(working_dir.to_string_lossy().into_owned()),
+            lock_owner: owner.clone(),
+            lock_ttl: self.config.lock_ttl,
+        };
+        if let Err(e) = self.store.begin_session(&new_session, &events).await {
+            return store_failure("", workflow, profile, &e);
+        }
+        ctx.report(&format!("verification session {session_id} created"));
+        let request = BackendRequest {
+            session_id: session_id.clone(),
+            profile,
+            system_prompt: profile.system_prompt(),
+            task: verification_prompt(&req),
+            max_turns: profile.max_turns_default(),
+            tools: Vec::new(),
+            tool_executor: None,
+            history: Vec::new(),
+            session_summary: None,
+            is_continuation: false,
+            working_directory: Some(working_dir),
+            provider_session_id: None,
+        };
+        let output = match self.backend.execute(request, ctx).await {
+            Ok(output) => output,
+            Err(e) => {
+                return self
+                    .fail(&session_id, &owner, workflow, profile, 0, e)
+                    .await;
+            }
+        };
+        let parsed = parse_verdict(&output.output_text, req.fail_closed);
+        let verdict = parsed.verdict.as_str();
+        let summary = format!(
+            "Verification {verdict}: {} finding(s)",
+            parsed.findings.len()
+        );
+        let turns = i64::from(output.turn_count);
+        let mut artifacts = Vec::new();
+        if !output.output_text.is_empty() {
+            artifacts.extend(
+                self.save_artifact(
+                    &session_id,
+                    workflow,
+                    profile,
+                    ArtifactKind::VerificationReport,
+                    turns,
+                    &output.output_text,
+                )
+                .await,
+            );
+        }
+        let finish = Finish {
+            status: SessionStatus::Completed,
+            turn_count: Some(turns),
+            summary_latest: Some(summary.clone()),
+            provider_session_id: output.provider_session_id.clone(),
+            events: vec![
+                Event::verify_response_summary(turns, verdict, &summary),
+                Event::workflow_normalization(turns, verdict),
+            ],
+        };
+        if let Err(e) = self
+            .store
+            .finish_execution(&session_id, &owner, &finish)
+            .await
+        {
+            return store_failure(&session_id, workflow, profile, &e);
+        }
+        ctx.report(&format!("verification finished: {verdict}"));
+        let mut result = to_map(&parsed);
+        if let Some(usage) = &output.usage {
+            result.insert("usage".into(), json!(usage));
+        }
+        let mut env = Envelope::success(session_id, workflow, profile, summary, result);
+        env.artifacts = artifacts;
+        env.warnings = missing;
+        env.warnings.extend(output.warnings);
+        env
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // agent_get_session / agent_list_sessions
+    // -----------------------------------------------------------------------------------------
+
+    /// `tools.md` §8.
+    pub async fn get_session(&self, req: &GetSessionRequest) -> Result<SessionView, ErrorObject> {
+        match self.store.get_session(&req.session_id).await {
+            Ok(Some(record)) => Ok(SessionView::from(&record)),
+            Ok(None) => Err(ErrorObject::bare(
+                ErrorCode::SessionNotFound,
+                format!("Session not found: {}", req.session_id),
+            )),
+            Err(e) => Err(ErrorObject::bare(ErrorCode::InternalError, e.message)),
+        }
+    }
+
+    /// `tools.md` §9.
+    pub async fn list_sessions(
+        &self,
+        req: &ListSessionsRequest,
+    ) -> Result<Vec<SessionListEntry>, ErrorObject> {
+        match self.store.list_sessions(req.limit, req.status).await {
+            Ok(items) => Ok(items.into_iter().map(SessionListEntry::from).collect()),
+            Err(e) => Err(ErrorObject::bare(ErrorCode::InternalError, e.message)),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Shared steps
+    // -----------------------------------------------------------------------------------------
+
+    /// Records the end of a run or continuation: artifact, final event, status, lock release.
+    /// `prior_turns` is the turn count before this execution; `error_turn` the index of an
+    /// `error_event`.
+    #[allow(clippy::too_many_arguments)]
+    async fn conclude(
+        &self,
+        session_id: &str,
+        owner: &str,
+        workflow: Workflow,
+        profile: Profile,
+        prior_turns: i64,
+        error_turn: i64,
+        outcome: Result<BackendOutput, ExecutionError>,
+    ) -> Result<Completed, Box<Envelope>> {
+        let output = match outcome {
+            Ok(output) => output,
+            Err(e) => {
+                return Err(Box::new(
+                    self.fail(session_id, owner, workflow, profile, error_turn, e)
+                        .await,
+                ));
+            }
+        };
+        let new_turns = prior_turns + i64::from(output.turn_count);
+        let summary = summarize_output(&output.output_text);
+        let mut artifacts = Vec::new();
+        if output
+            .output_text
+            .chars()
+            .nth(OUTPUT_ARTIFACT_MIN_CHARS - 1)
+            .is_some()
+        {
+            artifacts.extend(
+                self.save_artifact(
+                    session_id,
+                    workflow,
+                    profile,
+                    ArtifactKind::Output,
+                    new_turns,
+                    &output.output_text,
+                )
+                .await,
+            );
+        }
+        let finish = Finish {
+            status: SessionStatus::Completed,
+            turn_count: Some(new_turns),
+            summary_latest: Some(summary.clone()),
+            provider_session_id: output.provider_session_id.clone(),
+            events: vec![Event::provider_response_summary(
+                new_turns,
+                &summary,
+                output.stop_reason.as_deref(),
+            )],
+        };
+        if let Err(e) = self
+            .store
+            .finish_execution(session_id, owner, &finish)
+            .await
+        {
+            return Err(Box::new(store_failure(session_id, workflow, profile, &e)));
+        }
+        Ok(Completed { output, artifacts })
+    }
+
+    fn output_envelope(
+        &self,
+        session_id: String,
+        workflow: Workflow,
+        profile: Profile,
+        done: Completed,
+    ) -> Envelope {
+        let Completed { output, artifacts } = done;
+        let summary = summarize_output(&output.output_text);
+        let mut result = Map::with_capacity(2);
+        result.insert("output_text".into(), Value::String(output.output_text));
+        if let Some(usage) = &output.usage {
+            result.insert("usage".into(), json!(usage));
+        }
+        let mut env = Envelope::success(session_id, workflow, profile, summary, result);
+        env.artifacts = artifacts;
+        env.warnings = output.warnings;
+        env
+    }
+
+    /// A classified backend failure: `error_event`, status `failed`, lock released.
+    async fn fail(
+        &self,
+        session_id: &str,
+        owner: &str,
+        workflow: Workflow,
+        profile: Profile,
+        turn: i64,
+        error: ExecutionError,
+    ) -> Envelope {
+        let object = ErrorObject::new(error.code, error.message);
+        let finish = Finish {
+            status: SessionStatus::Failed,
+            turn_count: None,
+            summary_latest: None,
+            provider_session_id: None,
+            events: vec![Event::error(turn, &object)],
+        };
+        if let Err(e) = self
+            .store
+            .finish_execution(session_id, owner, &finish)
+            .await
+        {
+            tracing::error!(session_id, error = %e, "could not record a failed execution");
+        }
+        Envelope::error(session_id, workflow, profile.as_str(), object)
+    }
+
+    /// A store failure after the lock was taken: mark failed if possible, release the lock.
+    async fn abandon(
+        &self,
+        session_id: &str,
+        owner: &str,
+        workflow: Workflow,
+        profile: Profile,
+        error: &StoreError,
+    ) -> Envelope {
+        let finish = Finish {
+            status: SessionStatus::Failed,
+            turn_count: None,
+            summary_latest: None,
+            provider_session_id: None,
+            events: Vec::new(),
+        };
+        if self
+            .store
+            .finish_execution(session_id, owner, &finish)
+            .await
+            .is_err()
+        {
+            let _ = self.store.release_lock(session_id, owner).await;
+        }
+        store_failure(session_id, workflow, profile, error)
+    }
+
+    async fn save_artifact(
+        &self,
+        session_id: &str,
+        workflow: Workflow,
+        profile: Profile,
+        kind: ArtifactKind,
+        turn_index: i64,
+        body: &str,
+    ) -> Option<ArtifactRef> {
+        let (artifact_type, logical_name, mime_type) = kind.describe();
+        let artifact = NewArtifact {
+            session_id,
+            workflow,
+            profile,
+            artifact_type,
+            logical_name,
+            mime_type,
+            turn_index,
+            producer_tool: workflow.as_str(),
+            body: body.as_bytes(),
+        };
+        match self.store.store_artifact(artifact).await {
+            Ok(reference) => Some(reference),
+            Err(e) => {
+                tracing::warn!(session_id, error = %e, "artifact not stored");
+                None
+            }
+        }
+    }
+
+    /// The tools the profile sees when the backend can use them, and the catalog event.
+    fn visible_tools(&self, profile: Profile, turn: i64) -> (Vec<ToolDefinition>, Option<Event>) {
+        if self.tool_providers.is_empty() || !self.backend.capabilities().supports_downstream_tools
+        {
+            return (Vec::new(), None);
+        }
+        let tools: Vec<ToolDefinition> = self
+            .tool_providers
+            .iter()
+            .flat_map(|p| p.visible_tools(profile))
+            .collect();
+        if tools.is_empty() {
+            return (tools, None);
+        }
+        let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
+        let event = Event {
+            event_type: EventType::DownstreamToolCatalogResolved,
+            turn_index: turn,
+            payload: json!({ "visible_tools": names }),
+        };
+        (tools, Some(event))
+    }
+
+    fn executor_for(
+        &self,
+        tools: &[ToolDefinition],
+        session_id: &str,
+        profile: Profile,
+        turn_index: i64,
+        working_dir: Option<&std::path::Path>,
+    ) -> Option<Arc<dyn ToolExecutor>> {
+        if tools.is_empty() {
+            return None;
+        }
+        Some(Arc::new(ProviderExecutor {
+            providers: self.tool_providers.clone(),
+            ctx: ToolCallContext {
+                session_id: session_id.to_owned(),
+                turn_index,
+                profile,
+                working_directory: working_dir.map(PathBuf::from),
+            },
+        }))
+    }
+}
+
+/// Dispatches a model's tool call to the provider that shows the tool to this profile.
+struct ProviderExecutor {
+    providers: Vec<Arc<dyn ToolProvider>>,
+    ctx: ToolCallContext,
+}
+
+#[async_trait]
+impl ToolExecutor for ProviderExecutor {
+    async fn call(&self, name: &str, input: Value) -> Result<String, String> {
+        for provider in &self.providers {
+            if provider
+                .visible_tools(self.ctx.profile)
+                .iter()
+                .any(|t| t.name == name)
+            {
+                return provider.call(&self.ctx, name, input).await;
+            }
+        }
+        Err(format!(
+            "Tool '{name}' is not visible to profile '{}'",
+            self.ctx.profile
+        ))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum ArtifactKind {
+    Output,
+    VerificationReport,
+}
+
+impl ArtifactKind {
+    const fn describe(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            ArtifactKind::Output => ("output", "output.txt", "text/plain"),
+            ArtifactKind::VerificationReport => (
+                "verification-report",
+                "verification-report.md",
+                "text/markdown",
+            ),
+        }
+    }
+}
+
+/// `sessions.md` §8: user inputs and response summaries, without a trailing unanswered user turn.
+pub fn conversation_history(events: &[StoredEvent]) -> Vec<ChatMessage> {
+    let mut messages = Vec::new();
+    for event in events {
+        let (role, text) = match EventType::parse(&event.event_type) {
+            Some(EventType::UserInput) => {
+                let text = event
+                    .payload
+                    .get("task")
+                    .or_else(|| event.payload.get("message"));
+                (ChatRole::User, text.and_then(Value::as_str))
+            }
+            Some(EventType::ProviderResponseSummary) => (
+                ChatRole::Assistant,
+                event.payload.get("summary").and_then(Value::as_str),
+            ),
+            _ => continue,
+        };
+        if let Some(text) = text.filter(|t| !t.is_empty()) {
+            messages.push(ChatMessage {
+                role,
+                content: text.to_owned(),
+            });
+        }
+    }
+    if messages.last().is_some_and(|m| m.role == ChatRole::User) {
+        messages.pop();
+    }
+    messages
+}
+
+/// `verification.md` §3.
+pub fn verification_prompt(req: &VerifyTaskRequest) -> String {
+    let mut lines = vec![format!("Task to verify: {}", req.task)];
+    if let Some(scope) = req.scope.as_deref().filter(|s| !s.is_empty()) {
+        lines.push(format!("Scope: {scope}"));
+    }
+    if !req.evidence_paths.is_empty() {
+        lines.push("Evidence paths:".to_owned());
+        lines.extend(req.evidence_paths.iter().map(|p| format!("  - {p}")));
+    }
+    lines.push(String::new());
+    lines.push(
+        "Please evaluate the evidence and provide a structured verification result.".to_owned(),
+    );
+    lines.join("\n")
+}
+
+fn lease_is_live(record: &SessionRecord) -> bool {
+    record.locked_by.is_some()
+        && record
+            .lock_expires_at
+            .is_none_or(|exp| exp > Timestamp::now())
+}
+
+/// Continuation gate: a running session under a live lease is a conflict, otherwise a denial.
+fn running_gate(record: &SessionRecord, workflow: Workflow) -> Option<Envelope> {
+    if record.status != SessionStatus::Running {
+        return None;
+    }
+    match (&record.locked_by, lease_is_live(record)) {
+        (Some(holder), true) => Some(conflict(
+            &record.session_id,
+            workflow,
+            record.profile,
+            holder,
+        )),
+        _ => Some(running_denied(&record.session_id, workflow, record.profile)),
+    }
+}
+
+fn running_denied(id: &str, workflow: Workflow, profile: Profile) -> Envelope {
+    Envelope::failure(
+        id,
+        workflow,
+        profile.as_str(),
+        ErrorCode::PolicyDenied,
+        "Session is currently running — use locking to gate concurrent access",
+    )
+}
+
+fn conflict(id: &str, workflow: Workflow, profile: Profile, holder: &str) -> Envelope {
+    Envelope::failure(
+        id,
+        workflow,
+        profile.as_str(),
+        ErrorCode::SessionConflict,
+        format!("Session {id} is locked by {holder}"),
+    )
+}
+
+/// An unexpected failure: `provider_runtime_error` with the raw text, no event.
+fn store_failure(
+    session_id: &str,
+    workflow: Workflow,
+    profile: Profile,
+    error: &StoreError,
+) -> Envelope {
+    tracing::error!(session_id, error = %error, "session store failure");
+    Envelope::failure(
+        session_id,
+        workflow,
+        profile.as_str(),
+        ErrorCode::ProviderRuntimeError,
+        error.message.clone(),
+    )
+}
+
+fn to_map<T: Serialize>(value: &T) -> Map<String, Value> {
+    match serde_json::to_value(value) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    }
+}

@@ -91,7 +91,12 @@ impl Envelope {
         code: ErrorCode,
         message: impl Into<String>,
     ) -> Self {
-        Self::error(session_id, workflow, profile, ErrorObject::new(code, message))
+        Self::error(
+            session_id,
+            workflow,
+            profile,
+            ErrorObject::new(code, message),
+        )
     }
 
     pub fn with_result(mut self, result: Map<String, Value>) -> Self {
@@ -111,7 +116,13 @@ mod tests {
 
     #[test]
     fn error_envelope_has_every_key_in_order() {
-        let env = Envelope::failure("", Workflow::RunTask, "bogus", ErrorCode::ValidationError, "bad");
+        let env = Envelope::failure(
+            "",
+            Workflow::RunTask,
+            "bogus",
+            ErrorCode::ValidationError,
+            "bad",
+        );
         let text = serde_json::to_string(&env).unwrap();
         assert!(text.starts_with(r#"{"ok":false,"session_id":"","status":"failed","workflow":"run_task","profile":"bogus","summary":"bad""#));
         assert_eq!(

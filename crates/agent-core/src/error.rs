@@ -66,12 +66,25 @@ pub struct ErrorObject {
 impl ErrorObject {
     /// A workflow-layer error: `details` is `null`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), details: Details::Null }
+        Self {
+            code,
+            message: message.into(),
+            details: Details::Null,
+        }
+    }
+
+    /// An error without a `details` key (handler layer, `{"error": ...}` results).
+    pub fn bare(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            details: Details::Omitted,
+        }
     }
 
     /// A handler-layer validation error: no `details` key.
     pub fn validation(message: impl Into<String>) -> Self {
-        Self { code: ErrorCode::ValidationError, message: message.into(), details: Details::Omitted }
+        Self::bare(ErrorCode::ValidationError, message)
     }
 
     /// The `{"error": {...}}` object returned by get/list/status and tool admission.

@@ -47,7 +47,11 @@ pub struct StoredEvent {
 
 impl Event {
     fn new(event_type: EventType, turn_index: i64, payload: Value) -> Self {
-        Self { event_type, turn_index, payload }
+        Self {
+            event_type,
+            turn_index,
+            payload,
+        }
     }
 
     pub fn user_input_task(task: &str) -> Self {
@@ -59,11 +63,19 @@ impl Event {
     }
 
     pub fn user_input_verify(task: &str, scope: Option<&str>) -> Self {
-        Self::new(EventType::UserInput, 0, json!({ "task": task, "scope": scope }))
+        Self::new(
+            EventType::UserInput,
+            0,
+            json!({ "task": task, "scope": scope }),
+        )
     }
 
     pub fn system_prompt_resolved(profile: Profile) -> Self {
-        Self::new(EventType::SystemPromptResolved, 0, json!({ "profile": profile }))
+        Self::new(
+            EventType::SystemPromptResolved,
+            0,
+            json!({ "profile": profile }),
+        )
     }
 
     pub fn policy_decision_run(working_directory: &str, max_turns: u32) -> Self {
@@ -103,7 +115,11 @@ impl Event {
     }
 
     pub fn workflow_normalization(turn: i64, verdict: &str) -> Self {
-        Self::new(EventType::WorkflowNormalization, turn, json!({ "verdict": verdict }))
+        Self::new(
+            EventType::WorkflowNormalization,
+            turn,
+            json!({ "verdict": verdict }),
+        )
     }
 
     /// `{"error": {code, message[, details]}}`: `details` only when non-empty.
@@ -128,13 +144,22 @@ mod tests {
 
     #[test]
     fn payloads_have_exact_keys() {
-        assert_eq!(Event::user_input_verify("t", None).payload, json!({"task": "t", "scope": null}));
+        assert_eq!(
+            Event::user_input_verify("t", None).payload,
+            json!({"task": "t", "scope": null})
+        );
         assert_eq!(
             Event::provider_response_summary(1, "s", None).payload,
             json!({"summary": "s", "stop_reason": null})
         );
-        let e = Event::error(0, &ErrorObject::new(ErrorCode::ProviderRuntimeError, "boom"));
-        assert_eq!(e.payload, json!({"error": {"code": "provider_runtime_error", "message": "boom"}}));
+        let e = Event::error(
+            0,
+            &ErrorObject::new(ErrorCode::ProviderRuntimeError, "boom"),
+        );
+        assert_eq!(
+            e.payload,
+            json!({"error": {"code": "provider_runtime_error", "message": "boom"}})
+        );
         assert_eq!(e.event_type.as_str(), "error_event");
     }
 }

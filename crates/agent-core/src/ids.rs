@@ -33,7 +33,8 @@ mod tests {
     use super::*;
 
     fn is_hex(s: &str) -> bool {
-        s.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        s.chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
     }
 
     #[test]

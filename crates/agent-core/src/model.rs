@@ -1,7 +1,5 @@
 //! Session statuses, workflows and profile names: the contract strings, once.
 
-
-
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
@@ -94,7 +92,10 @@ mod tests {
     fn strings_round_trip() {
         for s in SessionStatus::ALL {
             assert_eq!(SessionStatus::parse(s.as_str()), Some(*s));
-            assert_eq!(serde_json::to_value(s).unwrap(), serde_json::json!(s.as_str()));
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                serde_json::json!(s.as_str())
+            );
         }
         assert_eq!(Workflow::parse("verify_task"), Some(Workflow::VerifyTask));
         assert_eq!(Profile::parse("bogus"), None);

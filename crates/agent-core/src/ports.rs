@@ -30,7 +30,9 @@ pub struct StoreError {
 
 impl StoreError {
     pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into() }
+        Self {
+            message: message.into(),
+        }
     }
 }
 
@@ -84,7 +86,9 @@ pub enum LockOutcome {
     /// The lock is ours; the row as it was when we took it.
     Acquired(Box<SessionRecord>),
     /// Another holder's lease is unexpired.
-    Conflict { owner: String },
+    Conflict {
+        owner: String,
+    },
     NotFound,
 }
 
@@ -119,7 +123,11 @@ pub struct NewArtifact<'a> {
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     /// Inserts a running, locked session with `request_count = 1` and appends `events`.
-    async fn begin_session(&self, session: &NewSession, events: &[Event]) -> Result<SessionRecord, StoreError>;
+    async fn begin_session(
+        &self,
+        session: &NewSession,
+        events: &[Event],
+    ) -> Result<SessionRecord, StoreError>;
 
     async fn get_session(&self, session_id: &str) -> Result<Option<SessionRecord>, StoreError>;
 
@@ -131,7 +139,12 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> Result<Vec<SessionListItem>, StoreError>;
 
     /// Takes the lock when it is free or its lease has expired (stale takeover).
-    async fn acquire_lock(&self, session_id: &str, owner: &str, ttl: Duration) -> Result<LockOutcome, StoreError>;
+    async fn acquire_lock(
+        &self,
+        session_id: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<LockOutcome, StoreError>;
 
     /// Clears the lock if `owner` holds it; otherwise does nothing.
     async fn release_lock(&self, session_id: &str, owner: &str) -> Result<(), StoreError>;
@@ -142,7 +155,12 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn append_events(&self, session_id: &str, events: &[Event]) -> Result<(), StoreError>;
 
     /// Applies `finish`, appends its events and releases `owner`'s lock.
-    async fn finish_execution(&self, session_id: &str, owner: &str, finish: &Finish) -> Result<(), StoreError>;
+    async fn finish_execution(
+        &self,
+        session_id: &str,
+        owner: &str,
+        finish: &Finish,
+    ) -> Result<(), StoreError>;
 
     /// The event log, oldest first.
     async fn events(&self, session_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
@@ -210,8 +228,12 @@ impl Usage {
         }
         self.input_tokens += other.input_tokens;
         self.output_tokens += other.output_tokens;
-        self.cache_creation_input_tokens = sum(self.cache_creation_input_tokens, other.cache_creation_input_tokens);
-        self.cache_read_input_tokens = sum(self.cache_read_input_tokens, other.cache_read_input_tokens);
+        self.cache_creation_input_tokens = sum(
+            self.cache_creation_input_tokens,
+            other.cache_creation_input_tokens,
+        );
+        self.cache_read_input_tokens =
+            sum(self.cache_read_input_tokens, other.cache_read_input_tokens);
         self.total_cost_usd = match (self.total_cost_usd, other.total_cost_usd) {
             (None, None) => None,
             (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
@@ -270,7 +292,10 @@ pub struct ExecutionError {
 
 impl ExecutionError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 
     /// The run was cancelled through its [`CancellationToken`].
@@ -307,7 +332,11 @@ pub trait ExecutionBackend: Send + Sync + 'static {
 
     /// Runs the request. Must return promptly with [`ExecutionError::cancelled`] once
     /// `ctx.cancel` fires, abandoning in-flight work.
-    async fn execute(&self, request: BackendRequest, ctx: &ExecContext) -> Result<BackendOutput, ExecutionError>;
+    async fn execute(
+        &self,
+        request: BackendRequest,
+        ctx: &ExecContext,
+    ) -> Result<BackendOutput, ExecutionError>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -330,7 +359,8 @@ pub trait ToolProvider: Send + Sync + 'static {
     fn visible_tools(&self, profile: Profile) -> Vec<ToolDefinition>;
 
     /// Calls a tool; `Err` is reported to the model as `Error: <text>`.
-    async fn call(&self, ctx: &ToolCallContext, name: &str, input: Value) -> Result<String, String>;
+    async fn call(&self, ctx: &ToolCallContext, name: &str, input: Value)
+    -> Result<String, String>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -347,7 +377,10 @@ pub struct PolicyViolation {
 
 impl PolicyViolation {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -357,7 +390,10 @@ pub trait WorkspacePolicy: Send + Sync + 'static {
     fn cwd(&self) -> &Path;
 
     /// Resolves a requested working directory (or the CWD) and checks the allowlist.
-    fn resolve_working_directory(&self, requested: Option<&str>) -> Result<PathBuf, PolicyViolation>;
+    fn resolve_working_directory(
+        &self,
+        requested: Option<&str>,
+    ) -> Result<PathBuf, PolicyViolation>;
 
     /// Checks one attachment: it must exist and its parent must be allowed.
     fn check_attachment(&self, path: &str) -> Result<PathBuf, PolicyViolation>;
@@ -392,7 +428,10 @@ pub struct ExecContext {
 
 impl Default for ExecContext {
     fn default() -> Self {
-        Self { cancel: CancellationToken::new(), progress: Arc::new(NoProgress) }
+        Self {
+            cancel: CancellationToken::new(),
+            progress: Arc::new(NoProgress),
+        }
     }
 }
 
@@ -402,6 +441,7 @@ impl ExecContext {
     }
 
     pub fn report(&self, message: &str) {
-        self.progress.report(crate::text::truncate_chars(message, 200));
+        self.progress
+            .report(crate::text::truncate_chars(message, 200));
     }
 }

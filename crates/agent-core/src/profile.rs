@@ -93,6 +93,10 @@ mod tests {
         assert_eq!(Profile::General.effective_max_turns(75), 50);
         assert_eq!(Profile::Verification.effective_max_turns(30), 20);
         assert_eq!(Profile::General.effective_max_turns(3), 3);
-        assert!(Profile::Verification.system_prompt().ends_with(VERIFICATION_OUTPUT_FORMAT));
+        assert!(
+            Profile::Verification
+                .system_prompt()
+                .ends_with(VERIFICATION_OUTPUT_FORMAT)
+        );
     }
 }

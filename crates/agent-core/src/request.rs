@@ -68,7 +68,14 @@ impl RunTaskRequest {
         };
         let mut problems = Vec::new();
         let task = required_string(args, "task", &mut problems);
-        let profile = enum_field(args, "system_profile", Profile::parse, Profile::General, &mut problems);
+        let task = limit_text("task", task, &mut problems);
+        let profile = enum_field(
+            args,
+            "system_profile",
+            Profile::parse,
+            Profile::General,
+            &mut problems,
+        );
         let working_directory = optional_string(args, "working_directory", &mut problems);
         let attachments = string_list(args, "attachments", &mut problems);
         let max_turns = bounded_int(args, "max_turns", 10, 1, 100, &mut problems);
@@ -97,14 +104,23 @@ pub struct ContinueSessionRequest {
 
 impl ContinueSessionRequest {
     pub fn new(session_id: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { session_id: session_id.into(), message: message.into(), max_turns: 10 }
+        Self {
+            session_id: session_id.into(),
+            message: message.into(),
+            max_turns: 10,
+        }
     }
 
     pub fn from_args(args: &Map<String, Value>) -> Result<Self, Envelope> {
-        let raw_id = args.get("session_id").and_then(Value::as_str).unwrap_or("").to_owned();
+        let raw_id = args
+            .get("session_id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         let mut problems = Vec::new();
         let session_id = required_string(args, "session_id", &mut problems);
         let message_text = required_string(args, "message", &mut problems);
+        let message_text = limit_text("message", message_text, &mut problems);
         let max_turns = bounded_int(args, "max_turns", 10, 1, 100, &mut problems);
         if !problems.is_empty() {
             return Err(Envelope::error(
@@ -114,7 +130,11 @@ impl ContinueSessionRequest {
                 ErrorObject::validation(message("agent_continue_session", &problems)),
             ));
         }
-        Ok(Self { session_id, message: message_text, max_turns: max_turns as u32 })
+        Ok(Self {
+            session_id,
+            message: message_text,
+            max_turns: max_turns as u32,
+        })
     }
 }
 
@@ -129,7 +149,10 @@ impl GetSessionRequest {
         let mut problems = Vec::new();
         let session_id = required_string(args, "session_id", &mut problems);
         if !problems.is_empty() {
-            return Err(ErrorObject::validation(message("agent_get_session", &problems)).into_error_result());
+            return Err(
+                ErrorObject::validation(message("agent_get_session", &problems))
+                    .into_error_result(),
+            );
         }
         Ok(Self { session_id })
     }
@@ -144,7 +167,10 @@ pub struct ListSessionsRequest {
 
 impl Default for ListSessionsRequest {
     fn default() -> Self {
-        Self { limit: 20, status: None }
+        Self {
+            limit: 20,
+            status: None,
+        }
     }
 }
 
@@ -165,14 +191,22 @@ impl ListSessionsRequest {
                 }
             },
             Some(other) => {
-                problems.push(format!("status: input should be a valid string, got {other}"));
+                problems.push(format!(
+                    "status: input should be a valid string, got {other}"
+                ));
                 None
             }
         };
         if !problems.is_empty() {
-            return Err(ErrorObject::validation(message("agent_list_sessions", &problems)).into_error_result());
+            return Err(
+                ErrorObject::validation(message("agent_list_sessions", &problems))
+                    .into_error_result(),
+            );
         }
-        Ok(Self { limit: limit as u32, status })
+        Ok(Self {
+            limit: limit as u32,
+            status,
+        })
     }
 }
 
@@ -187,7 +221,12 @@ pub struct VerifyTaskRequest {
 
 impl VerifyTaskRequest {
     pub fn new(task: impl Into<String>) -> Self {
-        Self { task: task.into(), scope: None, evidence_paths: Vec::new(), fail_closed: true }
+        Self {
+            task: task.into(),
+            scope: None,
+            evidence_paths: Vec::new(),
+            fail_closed: true,
+        }
     }
 
     pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
@@ -208,11 +247,19 @@ impl VerifyTaskRequest {
     pub fn from_args(args: &Map<String, Value>) -> Result<Self, Envelope> {
         let mut problems = Vec::new();
         let task = required_string(args, "task", &mut problems);
-        let scope = optional_string(args, "scope", &mut problems);
+        let task = limit_text("task", task, &mut problems);
+        let scope = optional_string(args, "scope", &mut problems)
+            .map(|s| limit_text("scope", s, &mut problems));
         let evidence_paths = string_list(args, "evidence_paths", &mut problems);
         let fail_closed = boolean(args, "fail_closed", true, &mut problems);
         // The value is ignored (verification always uses its own profile) but still validated.
-        let _ = enum_field(args, "system_profile", Profile::parse, Profile::Verification, &mut problems);
+        let _ = enum_field(
+            args,
+            "system_profile",
+            Profile::parse,
+            Profile::Verification,
+            &mut problems,
+        );
         if !problems.is_empty() {
             let env = Envelope::error(
                 "",
@@ -222,7 +269,12 @@ impl VerifyTaskRequest {
             );
             return Err(env.with_result(core_verdict_result()));
         }
-        Ok(Self { task, scope, evidence_paths, fail_closed })
+        Ok(Self {
+            task,
+            scope,
+            evidence_paths,
+            fail_closed,
+        })
     }
 }
 
@@ -238,6 +290,21 @@ pub fn core_verdict_result() -> Map<String, Value> {
         Value::Object(m) => m,
         _ => Map::new(),
     }
+}
+
+/// The largest `task`, `message` or `scope` accepted, in bytes. The original had no limit; a
+/// request this large cannot fit a model's context, so it is refused before any session exists.
+pub const MAX_TEXT_BYTES: usize = 512 * 1024;
+
+fn limit_text(key: &str, text: String, problems: &mut Vec<String>) -> String {
+    if text.len() > MAX_TEXT_BYTES {
+        problems.push(format!(
+            "{key}: text is {} bytes, more than the limit of {MAX_TEXT_BYTES} bytes",
+            text.len()
+        ));
+        return String::new();
+    }
+    text
 }
 
 fn message(tool: &str, problems: &[String]) -> String {
@@ -263,18 +330,28 @@ fn required_string(args: &Map<String, Value>, key: &str, problems: &mut Vec<Stri
             String::new()
         }
         Some(other) => {
-            problems.push(format!("{key}: input should be a valid string, got {}", describe(other)));
+            problems.push(format!(
+                "{key}: input should be a valid string, got {}",
+                describe(other)
+            ));
             String::new()
         }
     }
 }
 
-fn optional_string(args: &Map<String, Value>, key: &str, problems: &mut Vec<String>) -> Option<String> {
+fn optional_string(
+    args: &Map<String, Value>,
+    key: &str,
+    problems: &mut Vec<String>,
+) -> Option<String> {
     match args.get(key) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(other) => {
-            problems.push(format!("{key}: input should be a valid string, got {}", describe(other)));
+            problems.push(format!(
+                "{key}: input should be a valid string, got {}",
+                describe(other)
+            ));
             None
         }
     }
@@ -297,18 +374,29 @@ fn string_list(args: &Map<String, Value>, key: &str, problems: &mut Vec<String>)
             out
         }
         Some(other) => {
-            problems.push(format!("{key}: input should be a valid list, got {}", describe(other)));
+            problems.push(format!(
+                "{key}: input should be a valid list, got {}",
+                describe(other)
+            ));
             Vec::new()
         }
     }
 }
 
-fn boolean(args: &Map<String, Value>, key: &str, default: bool, problems: &mut Vec<String>) -> bool {
+fn boolean(
+    args: &Map<String, Value>,
+    key: &str,
+    default: bool,
+    problems: &mut Vec<String>,
+) -> bool {
     match args.get(key) {
         None => default,
         Some(Value::Bool(b)) => *b,
         Some(other) => {
-            problems.push(format!("{key}: input should be a valid boolean, got {}", describe(other)));
+            problems.push(format!(
+                "{key}: input should be a valid boolean, got {}",
+                describe(other)
+            ));
             default
         }
     }
@@ -329,24 +417,33 @@ fn bounded_int(
     };
     let parsed = match value {
         Value::Bool(b) => Some(i64::from(*b)),
-        Value::Number(n) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e15).map(|f| f as i64)),
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+                .map(|f| f as i64)
+        }),
         Value::String(s) => s.trim().parse::<i64>().ok(),
         _ => None,
     };
     match parsed {
         Some(n) if n < min => {
-            problems.push(format!("{key}: input should be greater than or equal to {min}, got {n}"));
+            problems.push(format!(
+                "{key}: input should be greater than or equal to {min}, got {n}"
+            ));
             default
         }
         Some(n) if n > max => {
-            problems.push(format!("{key}: input should be less than or equal to {max}, got {n}"));
+            problems.push(format!(
+                "{key}: input should be less than or equal to {max}, got {n}"
+            ));
             default
         }
         Some(n) => n,
         None => {
-            problems.push(format!("{key}: input should be a valid integer, got {}", describe(value)));
+            problems.push(format!(
+                "{key}: input should be a valid integer, got {}",
+                describe(value)
+            ));
             default
         }
     }
@@ -362,11 +459,16 @@ fn enum_field<T>(
     match args.get(key) {
         None | Some(Value::Null) => default,
         Some(Value::String(s)) => parse(s).unwrap_or_else(|| {
-            problems.push(format!("{key}: input should be 'general' or 'verification', got '{s}'"));
+            problems.push(format!(
+                "{key}: input should be 'general' or 'verification', got '{s}'"
+            ));
             default
         }),
         Some(other) => {
-            problems.push(format!("{key}: input should be a valid string, got {}", describe(other)));
+            problems.push(format!(
+                "{key}: input should be a valid string, got {}",
+                describe(other)
+            ));
             default
         }
     }
@@ -382,7 +484,9 @@ mod tests {
 
     #[test]
     fn run_task_defaults_and_coercion() {
-        let req = RunTaskRequest::from_args(&args(json!({"task": "x", "max_turns": "7", "foo": 1}))).unwrap();
+        let req =
+            RunTaskRequest::from_args(&args(json!({"task": "x", "max_turns": "7", "foo": 1})))
+                .unwrap();
         assert_eq!(req, RunTaskRequest::new("x").with_max_turns(7));
         let req = RunTaskRequest::from_args(&args(json!({"task": " ", "max_turns": 5.0}))).unwrap();
         assert_eq!(req.max_turns, 5);
@@ -390,7 +494,8 @@ mod tests {
 
     #[test]
     fn run_task_empty_task_is_a_validation_envelope() {
-        let env = RunTaskRequest::from_args(&args(json!({"task": "", "system_profile": "bogus"}))).unwrap_err();
+        let env = RunTaskRequest::from_args(&args(json!({"task": "", "system_profile": "bogus"})))
+            .unwrap_err();
         let v = env.to_value();
         assert_eq!(v["ok"], json!(false));
         assert_eq!(v["session_id"], json!(""));
@@ -404,8 +509,26 @@ mod tests {
     }
 
     #[test]
+    fn oversized_task_is_refused() {
+        let big = "x".repeat(MAX_TEXT_BYTES + 1);
+        let env = RunTaskRequest::from_args(&args(json!({"task": big}))).unwrap_err();
+        assert!(
+            env.summary.contains("more than the limit"),
+            "{}",
+            env.summary
+        );
+        assert!(
+            ContinueSessionRequest::from_args(&args(
+                json!({"session_id": "s", "message": "x".repeat(MAX_TEXT_BYTES + 1)})
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
     fn continue_echoes_the_session_id() {
-        let env = ContinueSessionRequest::from_args(&args(json!({"session_id": "sess_x"}))).unwrap_err();
+        let env =
+            ContinueSessionRequest::from_args(&args(json!({"session_id": "sess_x"}))).unwrap_err();
         let v = env.to_value();
         assert_eq!(v["session_id"], json!("sess_x"));
         assert_eq!(v["workflow"], json!("continue_session"));
@@ -426,8 +549,15 @@ mod tests {
         let err = ListSessionsRequest::from_args(&args(json!({"limit": 9999}))).unwrap_err();
         assert_eq!(err["error"]["code"], json!("validation_error"));
         assert!(ListSessionsRequest::from_args(&args(json!({"status": "nope"}))).is_err());
-        let ok = ListSessionsRequest::from_args(&args(json!({"status": "failed", "limit": 2}))).unwrap();
-        assert_eq!(ok, ListSessionsRequest { limit: 2, status: Some(SessionStatus::Failed) });
+        let ok =
+            ListSessionsRequest::from_args(&args(json!({"status": "failed", "limit": 2}))).unwrap();
+        assert_eq!(
+            ok,
+            ListSessionsRequest {
+                limit: 2,
+                status: Some(SessionStatus::Failed)
+            }
+        );
         assert!(GetSessionRequest::from_args(&Map::new()).is_err());
     }
 }

@@ -24,7 +24,11 @@ impl Timestamp {
     /// Adds a duration (saturating at the far future).
     pub fn plus(&self, d: std::time::Duration) -> Self {
         let delta = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
-        Self(self.0.checked_add_signed(delta).unwrap_or(DateTime::<Utc>::MAX_UTC))
+        Self(
+            self.0
+                .checked_add_signed(delta)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        )
     }
 
     fn base(&self) -> String {

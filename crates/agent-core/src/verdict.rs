@@ -35,8 +35,13 @@ fn regex(pattern: &str) -> Regex {
 static VERDICT_RE: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)VERDICT\s*:\s*(\S+)"));
 static BULLET_RE: LazyLock<Regex> = LazyLock::new(|| regex(r"[-*•]\s*(.+)"));
 static SECTION_RES: LazyLock<[Regex; 4]> = LazyLock::new(|| {
-    ["FINDINGS", "CONTRADICTIONS", "MISSING_EVIDENCE", "RESTRICTIONS"]
-        .map(|label| regex(&format!(r"(?i){label}\s*:\s*\n((?:\s*[-*•]\s*.+\n?)*)")))
+    [
+        "FINDINGS",
+        "CONTRADICTIONS",
+        "MISSING_EVIDENCE",
+        "RESTRICTIONS",
+    ]
+    .map(|label| regex(&format!(r"(?i){label}\s*:\s*\n((?:\s*[-*•]\s*.+\n?)*)")))
 });
 
 fn map_token(token: &str) -> Option<Verdict> {
@@ -70,7 +75,11 @@ pub fn parse_verdict(text: &str, fail_closed: bool) -> ParsedVerdict {
         .captures(text)
         .and_then(|c| c.get(1))
         .and_then(|m| map_token(m.as_str()))
-        .unwrap_or(if fail_closed { Verdict::FailClosed } else { Verdict::InsufficientEvidence });
+        .unwrap_or(if fail_closed {
+            Verdict::FailClosed
+        } else {
+            Verdict::InsufficientEvidence
+        });
     let [findings, contradictions, missing, restrictions] = &*SECTION_RES;
     ParsedVerdict {
         verdict,
@@ -89,11 +98,23 @@ mod tests {
     fn verdict_table() {
         let cases: &[(&str, bool, Verdict)] = &[
             ("VERDICT: pass", true, Verdict::Pass),
-            ("VERDICT: pass_with_restrictions", false, Verdict::PassWithRestrictions),
+            (
+                "VERDICT: pass_with_restrictions",
+                false,
+                Verdict::PassWithRestrictions,
+            ),
             ("VERDICT: fail_closed", false, Verdict::FailClosed),
             ("VERDICT: FAIL.", true, Verdict::FailClosed),
-            ("verdict : Insufficient", true, Verdict::InsufficientEvidence),
-            ("VERDICT: insufficient_evidence", true, Verdict::InsufficientEvidence),
+            (
+                "verdict : Insufficient",
+                true,
+                Verdict::InsufficientEvidence,
+            ),
+            (
+                "VERDICT: insufficient_evidence",
+                true,
+                Verdict::InsufficientEvidence,
+            ),
             ("VERDICT:\n  pass", true, Verdict::Pass),
             ("no verdict here", true, Verdict::FailClosed),
             ("no verdict here", false, Verdict::InsufficientEvidence),
@@ -123,10 +144,19 @@ mod tests {
 
     #[test]
     fn never_panics_on_odd_text() {
-        for text in ["VERDICT:", "FINDINGS:\n-", "VERDICT: é.", "\u{0}\u{ffff}", "FINDINGS:\n- \n- x"] {
+        for text in [
+            "VERDICT:",
+            "FINDINGS:\n-",
+            "VERDICT: é.",
+            "\u{0}\u{ffff}",
+            "FINDINGS:\n- \n- x",
+        ] {
             let _ = parse_verdict(text, true);
         }
         // `\s*` after a bullet may cross a newline, exactly as in the original's regex.
-        assert_eq!(parse_verdict("FINDINGS:\n- \n- x", true).findings, vec!["- x".to_owned()]);
+        assert_eq!(
+            parse_verdict("FINDINGS:\n- \n- x", true).findings,
+            vec!["- x".to_owned()]
+        );
     }
 }

@@ -1,0 +1,294 @@
+//! # claude-agent-mcp (binary crate)
+//!
+//! Parses the command line, loads the configuration, wires the crates together and serves MCP.
+//! No behaviour of its own: every rule lives in a library crate where a test can reach it.
+#![deny(clippy::print_stdout)]
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_backends::api::{ApiConfig, MessagesApiBackend};
+use agent_core::{Engine, EngineConfig, ExecutionBackend, SessionStore};
+use agent_mcp::status::{
+    CapabilityFlags, ContinuationStatus, MediationStatus, PRESERVED_LIMITATIONS, RestrictionStatus,
+    RuntimeStatus, WorkflowStatus,
+};
+use agent_mcp::{AgentServer, HttpOptions};
+use agent_policy::config::{BackendKind, Config, RuntimeMode, Transport};
+use agent_policy::{CliOverrides, DirectoryPolicy};
+use agent_store::{SqliteStore, StoreConfig};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+/// Command-line interface (`status.md` §2).
+#[derive(Debug, Parser)]
+#[command(
+    name = "claude-agent-mcp",
+    version,
+    about = "A local-first MCP server for durable, policy-bounded Claude agent sessions."
+)]
+pub struct Cli {
+    /// Runtime mode (overrides CLAUDE_AGENT_MCP_MODE).
+    #[arg(long, value_parser = ["standard", "apntalk_verification"])]
+    pub mode: Option<String>,
+    /// Transport (overrides CLAUDE_AGENT_MCP_TRANSPORT).
+    #[arg(long, value_parser = ["stdio", "streamable-http"])]
+    pub transport: Option<String>,
+    /// Bind host for streamable-http (overrides CLAUDE_AGENT_MCP_HOST).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Bind port for streamable-http (overrides CLAUDE_AGENT_MCP_PORT).
+    #[arg(long)]
+    pub port: Option<u16>,
+}
+
+impl Cli {
+    fn overrides(&self) -> CliOverrides {
+        CliOverrides {
+            mode: self.mode.clone(),
+            transport: self.transport.clone(),
+            host: self.host.clone(),
+            port: self.port,
+        }
+    }
+}
+
+/// A startup failure: message for stderr and the exit status.
+#[derive(Debug)]
+pub struct StartupError {
+    pub message: String,
+    pub code: u8,
+}
+
+impl StartupError {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: 1,
+        }
+    }
+}
+
+/// Parses arguments, runs, and turns failures into an exit status.
+pub fn main_entry() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return fail(&StartupError::new(format!(
+                "cannot start the async runtime: {e}"
+            )));
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(error: &StartupError) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "{}", error.message);
+    ExitCode::from(error.code)
+}
+
+/// Startup sequence of `profiles-and-policy.md` §6.2, then serve until shutdown.
+pub async fn run(cli: Cli) -> Result<(), StartupError> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| StartupError::new(format!("cannot read the working directory: {e}")))?;
+    let config = agent_policy::config::load(&cwd, &cli.overrides())
+        .map_err(|e| StartupError::new(e.to_string()))?;
+    init_logging(&config);
+    tracing::info!(
+        target: "server",
+        "Starting claude-agent-mcp v{} mode={} transport={} model={} backend={}",
+        agent_core::VERSION,
+        config.mode,
+        config.transport,
+        config.model,
+        config.backend
+    );
+    if config.mode == RuntimeMode::ApntalkVerification {
+        return Err(StartupError::new(
+            "runtime mode 'apntalk_verification' is not available in this build yet; use 'standard'",
+        ));
+    }
+    let store = SqliteStore::open(StoreConfig {
+        db_path: config.db_path.clone(),
+        artifact_dir: config.artifact_dir.clone(),
+        max_artifact_bytes: u64::try_from(config.max_artifact_bytes).unwrap_or(0),
+    })
+    .await
+    .map_err(|e| StartupError::new(e.to_string()))?;
+    match store.recover_interrupted().await {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::warn!(target: "store", "Recovered {n} interrupted session(s) left running by a previous process")
+        }
+        Err(e) => return Err(StartupError::new(format!("crash recovery failed: {e}"))),
+    }
+    let backend = build_backend(&config)?;
+    tracing::info!(target: "server", "Execution backend: {}", backend.name());
+    let policy = DirectoryPolicy::from_config(&config);
+    let engine_config = EngineConfig {
+        lock_ttl: Duration::from_secs(u64::try_from(config.lock_ttl_secs).unwrap_or(0)),
+    };
+    let store = Arc::new(store);
+    let engine = Arc::new(Engine::new(
+        Arc::clone(&store) as Arc<dyn SessionStore>,
+        backend,
+        Arc::new(policy),
+        engine_config,
+    ));
+    let server = AgentServer::standard(engine, runtime_status(&config));
+    if let Some(preset) = &config.operator_profile {
+        tracing::info!(target: "server", "Operator profile preset: {preset}");
+    }
+    tracing::info!(
+        target: "server",
+        "claude-agent-mcp v{} ready — mode={} backend={} transport={} preset={}",
+        agent_core::VERSION,
+        config.mode,
+        config.backend,
+        config.transport,
+        config.operator_profile.as_deref().unwrap_or("none")
+    );
+    let served = serve(server, &config).await;
+    store.close().await;
+    served
+}
+
+async fn serve(server: AgentServer, config: &Config) -> Result<(), StartupError> {
+    match config.transport {
+        Transport::Stdio => agent_mcp::serve_stdio(server)
+            .await
+            .map_err(|e| StartupError::new(e.to_string())),
+        Transport::StreamableHttp => {
+            let shutdown = CancellationToken::new();
+            let signal = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                signal.cancel();
+            });
+            let mut options =
+                HttpOptions::new(config.host.clone(), config.http_port().unwrap_or(8000));
+            options.allowed_origins = config.allowed_origins.clone();
+            options.bearer_token = config
+                .http_bearer_token
+                .as_ref()
+                .map(|t| t.expose().to_owned());
+            agent_mcp::serve_http(server, options, shutdown, |addr| {
+                tracing::info!(target: "server", "Serving MCP over streamable HTTP at http://{addr}/mcp");
+            })
+            .await
+            .map_err(|e| StartupError::new(e.to_string()))
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn build_backend(config: &Config) -> Result<Arc<dyn ExecutionBackend>, StartupError> {
+    match config.backend {
+        BackendKind::Api => {
+            if let Some(problem) = config.api_key_problem() {
+                return Err(StartupError::new(problem));
+            }
+            let api = ApiConfig::new(config.anthropic_api_key.expose(), config.model.clone())
+                .with_base_url(config.anthropic_base_url.clone())
+                .with_max_retries(config.api_max_retries)
+                .with_request_timeout(Duration::from_secs(config.api_timeout_secs));
+            let backend =
+                MessagesApiBackend::new(api).map_err(|e| StartupError::new(e.to_string()))?;
+            Ok(Arc::new(backend))
+        }
+        BackendKind::ClaudeCode => Err(StartupError::new(
+            "the 'claude_code' execution backend is not available in this build yet; use CLAUDE_AGENT_MCP_EXECUTION_BACKEND=api",
+        )),
+    }
+}
+
+/// The status snapshot from the resolved configuration (`status.md` §1).
+pub fn runtime_status(config: &Config) -> RuntimeStatus {
+    let m = &config.mediation;
+    let c = &config.continuation;
+    RuntimeStatus {
+        version: agent_core::VERSION.to_owned(),
+        operator_profile_preset: config.operator_profile.clone(),
+        backend: config.backend.as_str().to_owned(),
+        transport: config.transport.as_str().to_owned(),
+        model: config.model.clone(),
+        federation_enabled: config.federation_enabled,
+        federation_active: false,
+        capability_flags: CapabilityFlags {
+            limited_tool_forwarding_enabled: config.limited_tool_forwarding,
+            execution_mediation_enabled: m.enabled,
+            federation_enabled: config.federation_enabled,
+        },
+        continuation_settings: ContinuationStatus {
+            max_continuation_turns: c.max_continuation_turns,
+            max_continuation_warnings: c.max_continuation_warnings,
+            max_continuation_forwarding_events: c.max_continuation_forwarding_events,
+            include_verification_context: c.include_verification_context,
+            include_tool_downgrade_context: c.include_tool_downgrade_context,
+        },
+        mediation_settings: MediationStatus {
+            enabled: m.enabled,
+            max_actions_per_turn: m.max_actions_per_turn,
+            allowed_action_types: m.allowed_action_types.clone(),
+            include_results_in_continuation: m.include_results_in_continuation,
+        },
+        workflow_settings: WorkflowStatus {
+            max_workflow_steps: m.max_workflow_steps,
+            allowed_tools: m.allowed_tools.clone(),
+            denied_tools: m.denied_tools.clone(),
+            max_session_approvals: m.max_session_approvals,
+            include_rejected_in_continuation: m.include_rejected_in_continuation,
+            policy_profile: m.policy_profile.clone(),
+        },
+        preserved_limitations: PRESERVED_LIMITATIONS
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+        resolved_at: String::new(),
+        mode: config.mode.as_str().to_owned(),
+        restriction: RestrictionStatus::default(),
+    }
+}
+
+/// Logs to stderr as `<YYYY-MM-DDTHH:MM:SS> <LEVEL> [<component>] <message>` (`status.md` §3).
+fn init_logging(config: &Config) {
+    use tracing_subscriber::fmt::format::Writer;
+    use tracing_subscriber::fmt::time::FormatTime;
+
+    struct Seconds;
+    impl FormatTime for Seconds {
+        fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
+            write!(w, "{}", chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S"))
+        }
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_timer(Seconds)
+        .with_target(true)
+        .with_max_level(config.log_level.tracing_level())
+        .try_init();
+}

@@ -1,0 +1,223 @@
+//! The MCP server: tool publication, admission, the schema layer and dispatch to the engine.
+//!
+//! Every `tools/call` that reaches a handler answers with one `text` item holding the result
+//! JSON and the same value as `structuredContent`, `isError: false` — even when the JSON
+//! describes an error. Only the schema layer answers `isError: true`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use agent_core::error::{ErrorCode, ErrorObject};
+use agent_core::model::python_list;
+use agent_core::{
+    ContinueSessionRequest, Engine, ExecContext, GetSessionRequest, ListSessionsRequest,
+    ProgressSink, RunTaskRequest, Timestamp, VerifyTaskRequest,
+};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    JsonObject, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ProgressToken,
+    ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
+use serde_json::{Value, json};
+
+use crate::status::RuntimeStatus;
+use crate::tools::ToolName;
+use crate::validate::{INPUT_VALIDATION_PREFIX, validate_arguments};
+
+/// The MCP face of an [`Engine`]. Cheap to clone: one per HTTP session shares everything.
+#[derive(Clone)]
+pub struct AgentServer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Arc<Engine>,
+    status: RuntimeStatus,
+    admitted: Vec<ToolName>,
+    tools: Vec<Tool>,
+    admitted_message_list: String,
+}
+
+impl AgentServer {
+    /// A server publishing `admitted` tools (in their publication order).
+    pub fn new(engine: Arc<Engine>, status: RuntimeStatus, admitted: Vec<ToolName>) -> Self {
+        let tools = admitted.iter().map(|t| t.definition()).collect();
+        let mut names: Vec<&str> = admitted.iter().map(|t| t.as_str()).collect();
+        names.sort_unstable();
+        let admitted_message_list = python_list(names);
+        Self {
+            inner: Arc::new(Inner {
+                engine,
+                status,
+                admitted,
+                tools,
+                admitted_message_list,
+            }),
+        }
+    }
+
+    /// Standard mode: all six tools.
+    pub fn standard(engine: Arc<Engine>, status: RuntimeStatus) -> Self {
+        Self::new(engine, status, ToolName::ALL.to_vec())
+    }
+
+    pub fn tools(&self) -> &[Tool] {
+        &self.inner.tools
+    }
+
+    /// Runs one tool call: admission, schema layer, handler. Public so that embedders and
+    /// benchmarks can drive the exact MCP behaviour without a transport.
+    pub async fn call(
+        &self,
+        name: &str,
+        arguments: JsonObject,
+        ctx: ExecContext,
+    ) -> CallToolResult {
+        let Some(tool) = ToolName::parse(name).filter(|t| self.inner.admitted.contains(t)) else {
+            let message = format!(
+                "Tool '{name}' is not admitted in the current runtime mode. Admitted tools: {}",
+                self.inner.admitted_message_list
+            );
+            return structured(
+                ErrorObject::bare(ErrorCode::ToolNotAdmitted, message).into_error_result(),
+            );
+        };
+        if let Err(message) = validate_arguments(&arguments, &tool.input_schema()) {
+            return CallToolResult::error(vec![ContentBlock::text(format!(
+                "{INPUT_VALIDATION_PREFIX}{message}"
+            ))]);
+        }
+        let engine = &self.inner.engine;
+        let value = match tool {
+            ToolName::RunTask => match RunTaskRequest::from_args(&arguments) {
+                Ok(req) => {
+                    let engine = Arc::clone(engine);
+                    detached(async move { engine.run_task(req, &ctx).await.to_value() }).await
+                }
+                Err(env) => env.to_value(),
+            },
+            ToolName::ContinueSession => match ContinueSessionRequest::from_args(&arguments) {
+                Ok(req) => {
+                    let engine = Arc::clone(engine);
+                    detached(async move { engine.continue_session(req, &ctx).await.to_value() })
+                        .await
+                }
+                Err(env) => env.to_value(),
+            },
+            ToolName::VerifyTask => match VerifyTaskRequest::from_args(&arguments) {
+                Ok(req) => {
+                    let engine = Arc::clone(engine);
+                    detached(async move { engine.verify_task(req, &ctx).await.to_value() }).await
+                }
+                Err(env) => env.to_value(),
+            },
+            ToolName::GetSession => match GetSessionRequest::from_args(&arguments) {
+                Ok(req) => match engine.get_session(&req).await {
+                    Ok(view) => serde_json::to_value(view).unwrap_or(Value::Null),
+                    Err(e) => e.into_error_result(),
+                },
+                Err(err) => err,
+            },
+            ToolName::ListSessions => match ListSessionsRequest::from_args(&arguments) {
+                Ok(req) => match engine.list_sessions(&req).await {
+                    Ok(sessions) => json!({ "sessions": sessions }),
+                    Err(e) => e.into_error_result(),
+                },
+                Err(err) => err,
+            },
+            ToolName::GetRuntimeStatus => {
+                let mut status = self.inner.status.clone();
+                status.resolved_at = Timestamp::now().to_storage();
+                serde_json::to_value(status).unwrap_or(Value::Null)
+            }
+        };
+        structured(value)
+    }
+}
+
+/// Runs a workflow on its own task, so that a dropped request (client gone, connection closed)
+/// cannot stop it halfway and leave a session `running` with its lock held.
+async fn detached<F>(work: F) -> Value
+where
+    F: std::future::Future<Output = Value> + Send + 'static,
+{
+    match tokio::spawn(work).await {
+        Ok(value) => value,
+        Err(e) => {
+            let message = format!("internal error: {e}");
+            ErrorObject::bare(ErrorCode::InternalError, message).into_error_result()
+        }
+    }
+}
+
+fn structured(value: Value) -> CallToolResult {
+    CallToolResult::structured(value)
+}
+
+/// Sends `notifications/progress` for a request that carried a progress token.
+struct McpProgress {
+    peer: Peer<RoleServer>,
+    token: ProgressToken,
+    step: AtomicU64,
+}
+
+impl ProgressSink for McpProgress {
+    fn report(&self, message: &str) {
+        let step = self.step.fetch_add(1, Ordering::Relaxed) + 1;
+        let param =
+            ProgressNotificationParam::new(self.token.clone(), step as f64).with_message(message);
+        let peer = self.peer.clone();
+        tokio::spawn(async move {
+            if let Err(e) = peer.notify_progress(param).await {
+                tracing::debug!(error = %e, "progress notification not delivered");
+            }
+        });
+    }
+}
+
+impl ServerHandler for AgentServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(
+                agent_core::SERVER_NAME,
+                agent_core::VERSION,
+            ))
+            .with_instructions(
+                "Durable, policy-bounded Claude agent sessions. Start with agent_run_task, then \
+                 agent_continue_session with the returned session_id; agent_verify_task returns a \
+                 fail-closed verdict.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(self.inner.tools.clone()))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.inner.tools.iter().find(|t| t.name == name).cloned()
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let progress: Arc<dyn ProgressSink> = match context.meta.get_progress_token() {
+            Some(token) => Arc::new(McpProgress {
+                peer: context.peer.clone(),
+                token,
+                step: AtomicU64::new(0),
+            }),
+            None => Arc::new(agent_core::NoProgress),
+        };
+        let ctx = ExecContext::new(context.ct.clone(), progress);
+        let arguments = request.arguments.unwrap_or_default();
+        Ok(self.call(&request.name, arguments, ctx).await.into())
+    }
+}

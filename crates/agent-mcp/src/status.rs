@@ -1,0 +1,85 @@
+//! The `agent_get_runtime_status` snapshot (`status.md` §1). The binary fills it from the
+//! resolved configuration once; each call stamps `resolved_at`.
+
+use serde::Serialize;
+
+/// `status.md` §1.1, in order.
+pub const PRESERVED_LIMITATIONS: [&str; 5] = [
+    "No native tool_use / tool_result loop in Claude Code backend — mediated execution is runtime-dispatched, not backend-native tool calling",
+    "No streaming transport — stdio is the production transport; streamable-http is available but not the default",
+    "No cross-backend session migration — sessions are bound to the backend active at creation time",
+    "No broad autonomous execution chaining — per-turn and per-session mediation limits are enforced",
+    "Mediated execution requires active federation — without federation, mediated action requests are rejected with federation_inactive",
+];
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CapabilityFlags {
+    pub limited_tool_forwarding_enabled: bool,
+    pub execution_mediation_enabled: bool,
+    pub federation_enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContinuationStatus {
+    pub max_continuation_turns: i64,
+    pub max_continuation_warnings: i64,
+    pub max_continuation_forwarding_events: i64,
+    pub include_verification_context: bool,
+    pub include_tool_downgrade_context: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MediationStatus {
+    pub enabled: bool,
+    pub max_actions_per_turn: i64,
+    pub allowed_action_types: Vec<String>,
+    pub include_results_in_continuation: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkflowStatus {
+    pub max_workflow_steps: i64,
+    pub allowed_tools: Vec<String>,
+    pub denied_tools: Vec<String>,
+    pub max_session_approvals: i64,
+    pub include_rejected_in_continuation: bool,
+    pub policy_profile: String,
+}
+
+/// The restricted-mode proof fields; all `null` in standard mode.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RestrictionStatus {
+    pub policy_mode: Option<String>,
+    pub authority_mode: Option<String>,
+    pub tool_surface_mode: Option<String>,
+    pub active_profile: Option<String>,
+    pub exposed_tools: Option<Vec<String>>,
+    pub allowed_directories: Option<Vec<String>>,
+    pub restriction_contract_id: Option<String>,
+    pub restriction_contract_version: Option<i64>,
+    pub fail_closed_enabled: Option<bool>,
+    pub restriction_compliance: Option<bool>,
+    pub non_compliance_reasons: Option<Vec<String>>,
+    pub server_version: Option<String>,
+}
+
+/// The whole snapshot, fields in the original's order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuntimeStatus {
+    pub version: String,
+    pub operator_profile_preset: Option<String>,
+    pub backend: String,
+    pub transport: String,
+    pub model: String,
+    pub federation_enabled: bool,
+    pub federation_active: bool,
+    pub capability_flags: CapabilityFlags,
+    pub continuation_settings: ContinuationStatus,
+    pub mediation_settings: MediationStatus,
+    pub workflow_settings: WorkflowStatus,
+    pub preserved_limitations: Vec<String>,
+    pub resolved_at: String,
+    pub mode: String,
+    #[serde(flatten)]
+    pub restriction: RestrictionStatus,
+}

@@ -1,0 +1,312 @@
+//! The published tools: names, contractual input schemas (`tools.md` §2, byte for byte in
+//! property order), output schemas and annotations (`beyond.md` §2).
+
+use std::sync::Arc;
+
+use rmcp::model::{JsonObject, Tool, ToolAnnotations};
+use serde_json::{Value, json};
+
+/// A tool this server knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ToolName {
+    RunTask,
+    ContinueSession,
+    GetSession,
+    ListSessions,
+    VerifyTask,
+    GetRuntimeStatus,
+}
+
+impl ToolName {
+    /// Publication order in standard mode.
+    pub const ALL: [ToolName; 6] = [
+        ToolName::RunTask,
+        ToolName::ContinueSession,
+        ToolName::GetSession,
+        ToolName::ListSessions,
+        ToolName::VerifyTask,
+        ToolName::GetRuntimeStatus,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ToolName::RunTask => "agent_run_task",
+            ToolName::ContinueSession => "agent_continue_session",
+            ToolName::GetSession => "agent_get_session",
+            ToolName::ListSessions => "agent_list_sessions",
+            ToolName::VerifyTask => "agent_verify_task",
+            ToolName::GetRuntimeStatus => "agent_get_runtime_status",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
+    const fn title(self) -> &'static str {
+        match self {
+            ToolName::RunTask => "Run an agent task",
+            ToolName::ContinueSession => "Continue an agent session",
+            ToolName::GetSession => "Get an agent session",
+            ToolName::ListSessions => "List agent sessions",
+            ToolName::VerifyTask => "Verify a task against evidence",
+            ToolName::GetRuntimeStatus => "Get runtime status",
+        }
+    }
+
+    const fn description(self) -> &'static str {
+        match self {
+            ToolName::RunTask => {
+                "Runs a bounded Claude-backed task in a new durable session and returns the canonical envelope (ok, session_id, status, workflow, profile, summary, result, artifacts, warnings, errors)."
+            }
+            ToolName::ContinueSession => {
+                "Continues an existing session with a new message; the message is appended to the session's transcript and the canonical envelope is returned."
+            }
+            ToolName::GetSession => {
+                "Returns the stored state of one session: status, profile, counters, timestamps and latest summary."
+            }
+            ToolName::ListSessions => {
+                "Lists sessions, most recently updated first, optionally filtered by status."
+            }
+            ToolName::VerifyTask => {
+                "Runs a structured, read-only, fail-closed verification workflow against evidence and returns one of the verdicts pass, pass_with_restrictions, fail_closed, insufficient_evidence."
+            }
+            ToolName::GetRuntimeStatus => {
+                "Read-only snapshot of backend, transport, preset, capability flags, mediation and continuation settings, federation status and preserved limitations."
+            }
+        }
+    }
+
+    /// The contractual input schema.
+    pub fn input_schema(self) -> Value {
+        match self {
+            ToolName::RunTask => json!({
+                "type": "object",
+                "properties": {
+                    "task": {"type": "string", "description": "The task for the agent to perform."},
+                    "system_profile": {"type": "string", "enum": ["general", "verification"], "default": "general", "description": "Execution profile."},
+                    "working_directory": {"type": "string", "description": "Working directory for the task (defaults to the server's working directory); must lie inside the allowed directories."},
+                    "attachments": {"type": "array", "items": {"type": "string"}, "description": "Paths of files to attach."},
+                    "max_turns": {"type": "integer", "default": 10, "minimum": 1, "maximum": 100, "description": "Maximum conversation turns (capped by the profile)."},
+                    "allow_tools": {"type": "boolean", "default": true, "description": "Whether tool use is allowed (subject to profile policy)."}
+                },
+                "required": ["task"]
+            }),
+            ToolName::ContinueSession => json!({
+                "type": "object",
+                "properties": {
+                    "session_id": {"type": "string", "description": "The session to continue (sess_…)."},
+                    "message": {"type": "string", "description": "The next message for the agent."},
+                    "max_turns": {"type": "integer", "default": 10, "minimum": 1, "maximum": 100, "description": "Maximum conversation turns (capped by the profile)."}
+                },
+                "required": ["session_id", "message"]
+            }),
+            ToolName::GetSession => json!({
+                "type": "object",
+                "properties": {"session_id": {"type": "string", "description": "The session id (sess_…)."}},
+                "required": ["session_id"]
+            }),
+            ToolName::ListSessions => json!({
+                "type": "object",
+                "properties": {
+                    "limit": {"type": "integer", "default": 20, "minimum": 1, "maximum": 200, "description": "Maximum number of sessions to return."},
+                    "status": {"type": "string", "enum": ["created", "running", "completed", "failed", "interrupted"], "description": "Only sessions with this status."}
+                }
+            }),
+            ToolName::VerifyTask => json!({
+                "type": "object",
+                "properties": {
+                    "task": {"type": "string", "description": "The claim or task to verify."},
+                    "scope": {"type": "string", "description": "What the verification covers."},
+                    "evidence_paths": {"type": "array", "items": {"type": "string"}, "description": "Files or directories offered as evidence."},
+                    "fail_closed": {"type": "boolean", "default": true, "description": "Fail closed when evidence is missing or the verdict is unclear."},
+                    "system_profile": {"type": "string", "enum": ["verification"], "default": "verification", "description": "Always the verification profile."}
+                },
+                "required": ["task"]
+            }),
+            ToolName::GetRuntimeStatus => json!({"type": "object", "properties": {}}),
+        }
+    }
+
+    /// The schema of `structuredContent`.
+    pub fn output_schema(self) -> Value {
+        match self {
+            ToolName::RunTask | ToolName::ContinueSession | ToolName::VerifyTask => {
+                envelope_schema()
+            }
+            ToolName::GetSession => json!({
+                "type": "object",
+                "anyOf": [session_schema(), error_result_schema()]
+            }),
+            ToolName::ListSessions => json!({
+                "type": "object",
+                "anyOf": [
+                    {
+                        "type": "object",
+                        "properties": {"sessions": {"type": "array", "items": list_entry_schema()}},
+                        "required": ["sessions"]
+                    },
+                    error_result_schema()
+                ]
+            }),
+            ToolName::GetRuntimeStatus => status_schema(),
+        }
+    }
+
+    fn annotations(self) -> ToolAnnotations {
+        let base = ToolAnnotations::with_title(self.title());
+        match self {
+            ToolName::GetSession | ToolName::ListSessions | ToolName::GetRuntimeStatus => {
+                base.read_only(true)
+            }
+            ToolName::RunTask | ToolName::ContinueSession => base.read_only(false).open_world(true),
+            ToolName::VerifyTask => base.read_only(false).open_world(true).destructive(false),
+        }
+    }
+
+    /// The MCP tool definition.
+    pub fn definition(self) -> Tool {
+        Tool::new(
+            self.as_str(),
+            self.description(),
+            Arc::new(as_object(self.input_schema())),
+        )
+        .with_title(self.title())
+        .with_raw_output_schema(Arc::new(as_object(self.output_schema())))
+        .with_annotations(self.annotations())
+    }
+}
+
+fn as_object(value: Value) -> JsonObject {
+    match value {
+        Value::Object(map) => map,
+        _ => JsonObject::new(),
+    }
+}
+
+fn nullable_string() -> Value {
+    json!({"type": ["string", "null"]})
+}
+
+fn error_object_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "code": {"type": "string"},
+            "message": {"type": "string"},
+            "details": {"type": ["object", "null"]}
+        },
+        "required": ["code", "message"]
+    })
+}
+
+fn error_result_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {"error": error_object_schema()},
+        "required": ["error"]
+    })
+}
+
+fn envelope_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "ok": {"type": "boolean"},
+            "session_id": {"type": "string"},
+            "status": {"type": "string", "enum": ["completed", "failed"]},
+            "workflow": {"type": "string"},
+            "profile": {"type": "string"},
+            "summary": {"type": "string"},
+            "result": {"type": "object"},
+            "artifacts": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "artifact_id": {"type": "string"},
+                        "artifact_type": {"type": "string"},
+                        "logical_name": {"type": "string"},
+                        "mime_type": {"type": "string"}
+                    },
+                    "required": ["artifact_id", "artifact_type", "logical_name", "mime_type"]
+                }
+            },
+            "warnings": {"type": "array", "items": {"type": "string"}},
+            "errors": {"type": "array", "items": error_object_schema()}
+        },
+        "required": ["ok", "session_id", "status", "workflow", "profile", "summary", "result", "artifacts", "warnings", "errors"]
+    })
+}
+
+fn session_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "session_id": {"type": "string"},
+            "workflow": {"type": "string"},
+            "profile": {"type": "string"},
+            "status": {"type": "string"},
+            "created_at": {"type": "string"},
+            "updated_at": {"type": "string"},
+            "last_activity_at": {"type": "string"},
+            "summary_latest": nullable_string(),
+            "artifact_count": {"type": "integer"},
+            "turn_count": {"type": "integer"},
+            "request_count": {"type": "integer"},
+            "working_directory": nullable_string()
+        },
+        "required": ["session_id", "workflow", "profile", "status", "created_at", "updated_at", "last_activity_at", "summary_latest", "artifact_count", "turn_count", "request_count", "working_directory"]
+    })
+}
+
+fn list_entry_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "session_id": {"type": "string"},
+            "workflow": {"type": "string"},
+            "profile": {"type": "string"},
+            "status": {"type": "string"},
+            "updated_at": {"type": "string"},
+            "summary_latest": nullable_string()
+        },
+        "required": ["session_id", "workflow", "profile", "status", "updated_at", "summary_latest"]
+    })
+}
+
+fn status_schema() -> Value {
+    let nullable = |t: &str| json!({"type": [t, "null"]});
+    json!({
+        "type": "object",
+        "properties": {
+            "version": {"type": "string"},
+            "operator_profile_preset": nullable_string(),
+            "backend": {"type": "string"},
+            "transport": {"type": "string"},
+            "model": {"type": "string"},
+            "federation_enabled": {"type": "boolean"},
+            "federation_active": {"type": "boolean"},
+            "capability_flags": {"type": "object"},
+            "continuation_settings": {"type": "object"},
+            "mediation_settings": {"type": "object"},
+            "workflow_settings": {"type": "object"},
+            "preserved_limitations": {"type": "array", "items": {"type": "string"}},
+            "resolved_at": {"type": "string"},
+            "mode": {"type": "string"},
+            "policy_mode": nullable_string(),
+            "authority_mode": nullable_string(),
+            "tool_surface_mode": nullable_string(),
+            "active_profile": nullable_string(),
+            "exposed_tools": nullable("array"),
+            "allowed_directories": nullable("array"),
+            "restriction_contract_id": nullable_string(),
+            "restriction_contract_version": nullable("integer"),
+            "fail_closed_enabled": nullable("boolean"),
+            "restriction_compliance": nullable("boolean"),
+            "non_compliance_reasons": nullable("array"),
+            "server_version": nullable_string()
+        },
+        "required": ["version", "backend", "transport", "model", "mode"]
+    })
+}
