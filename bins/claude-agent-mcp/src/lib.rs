@@ -19,7 +19,7 @@ use agent_mcp::{AgentServer, HttpOptions};
 use agent_policy::config::{BackendKind, Config, RuntimeMode, Transport};
 use agent_policy::{CliOverrides, DirectoryPolicy};
 use agent_store::{SqliteStore, StoreConfig};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tokio_util::sync::CancellationToken;
 
 /// Command-line interface (`status.md` §2).
@@ -73,7 +73,16 @@ impl StartupError {
 
 /// Parses arguments, runs, and turns failures into an exit status.
 pub fn main_entry() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version: stdout, status 0
+        Err(e) => {
+            // Argument errors: the message and the usage on stderr, status 2 (`status.md` §2).
+            let usage = Cli::command().render_usage();
+            let _ = write!(std::io::stderr(), "{e}\n{usage}\n");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

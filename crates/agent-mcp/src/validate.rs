@@ -69,38 +69,36 @@ fn check(value: &Value, schema: &Map<String, Value>) -> Result<(), String> {
         }
         _ => {}
     }
-    if let Some(Value::Array(allowed)) = schema.get("enum") {
-        if !allowed.contains(value) {
-            return Err(format!(
-                "{} is not one of {}",
-                repr(value),
-                repr(&Value::Array(allowed.clone()))
-            ));
-        }
+    if let Some(Value::Array(allowed)) = schema.get("enum")
+        && !allowed.contains(value)
+    {
+        return Err(format!(
+            "{} is not one of {}",
+            repr(value),
+            repr(&Value::Array(allowed.clone()))
+        ));
     }
     if let (Some(min), Some(n)) = (
         schema.get("minimum").and_then(Value::as_f64),
         value.as_f64(),
-    ) {
-        if n < min {
-            return Err(format!(
-                "{} is less than the minimum of {}",
-                repr(value),
-                repr(&schema["minimum"])
-            ));
-        }
+    ) && n < min
+    {
+        return Err(format!(
+            "{} is less than the minimum of {}",
+            repr(value),
+            repr(&schema["minimum"])
+        ));
     }
     if let (Some(max), Some(n)) = (
         schema.get("maximum").and_then(Value::as_f64),
         value.as_f64(),
-    ) {
-        if n > max {
-            return Err(format!(
-                "{} is greater than the maximum of {}",
-                repr(value),
-                repr(&schema["maximum"])
-            ));
-        }
+    ) && n > max
+    {
+        return Err(format!(
+            "{} is greater than the maximum of {}",
+            repr(value),
+            repr(&schema["maximum"])
+        ));
     }
     if let (Some(Value::Object(items)), Value::Array(values)) = (schema.get("items"), value) {
         for item in values {

@@ -1,1 +1,36 @@
-//! placeholder
+//! # agent-policy
+//!
+//! Configuration and directory policy of claude-agent-mcp:
+//!
+//! * [`config`] loads the configuration (`.env` in the CWD, the process environment, CLI
+//!   overrides, operator presets), resolves it into a typed [`Config`] and validates it,
+//!   collecting every problem into [`ConfigErrors`] (`profiles-and-policy.md` §4–§6.1).
+//! * [`directory`] implements [`agent_core::WorkspacePolicy`] with [`DirectoryPolicy`]: the
+//!   working-directory allowlist and attachment checks (`profiles-and-policy.md` §2).
+//! * [`paths`] resolves paths (absolute, canonical, symlinks resolved, existing or not).
+//!
+//! ```no_run
+//! use agent_policy::{CliOverrides, DirectoryPolicy};
+//!
+//! let cwd = std::env::current_dir().unwrap_or_default();
+//! match agent_policy::config::load(&cwd, &CliOverrides::default()) {
+//!     Ok(config) => {
+//!         let _policy = DirectoryPolicy::from_config(&config);
+//!     }
+//!     Err(errors) => {
+//!         eprintln!("{errors}");
+//!         std::process::exit(1);
+//!     }
+//! }
+//! ```
+
+pub mod config;
+pub mod directory;
+pub mod paths;
+
+pub use config::{
+    BackendKind, CliOverrides, Config, ConfigErrors, ContinuationSettings, LogLevel,
+    MediationSettings, RuntimeMode, Secret, Transport,
+};
+pub use directory::DirectoryPolicy;
+pub use paths::resolve_path;

@@ -1,1 +1,31 @@
-//! placeholder
+//! # agent-store
+//!
+//! The SQLite implementation of [`agent_core::SessionStore`]: durable sessions, their
+//! append-only event log and artifact files, in the schema of `sessions.md` §9 so that a
+//! database is interchangeable with the original implementation's.
+//!
+//! ```ignore
+//! let store = SqliteStore::open(StoreConfig {
+//!     db_path: state_dir.join("claude-agent-mcp.db"),
+//!     artifact_dir: state_dir.join("artifacts"),
+//!     max_artifact_bytes: 10 * 1024 * 1024,
+//! })
+//! .await?;
+//! let recovered = store.recover_interrupted().await?; // startup crash recovery (§5)
+//! ```
+//!
+//! Modules:
+//! * [`config`]: the store configuration and the errors of opening a store;
+//! * [`store`]: [`SqliteStore`], its connection pool, schema bootstrap and every query;
+//! * `rows`: decoding of raw rows into the domain types of `agent-core`;
+//! * `artifacts`: artifact file naming, hashing and writing;
+//! * `error`: the crate-local error type and its mapping into [`agent_core::StoreError`].
+
+mod artifacts;
+pub mod config;
+mod error;
+mod rows;
+pub mod store;
+
+pub use config::{StoreConfig, StoreOpenError};
+pub use store::SqliteStore;

@@ -1,0 +1,9 @@
+mod bad_input;
+mod continue_session;
+mod http;
+mod persistence;
+mod protocol;
+mod run_task;
+mod sessions;
+mod startup;
+mod verify;

@@ -1,0 +1,138 @@
+//! Acceptance A: startup and CLI.
+
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn version_flag() {
+    let env = TestEnv::new().await;
+    let (code, out, _) = env.run_to_exit(&["--version"]).await;
+    assert_eq!(
+        (code, out.trim()),
+        (
+            0,
+            format!("claude-agent-mcp {}", env!("CARGO_PKG_VERSION")).as_str()
+        )
+    );
+}
+
+#[tokio::test]
+async fn bad_flag_values_are_usage_errors() {
+    let env = TestEnv::new().await;
+    for args in [
+        &["--transport", "grpc"][..],
+        &["--port", "http"],
+        &["--mode", "x"],
+    ] {
+        let (code, out, err) = env.run_to_exit(args).await;
+        assert_eq!(code, 2, "{args:?}");
+        assert!(out.is_empty());
+        assert!(err.contains("Usage"), "{err}");
+    }
+}
+
+async fn startup_error(vars: &[(&str, &str)]) -> (i32, String) {
+    let mut env = TestEnv::new().await;
+    for (k, v) in vars {
+        env.set(k, v);
+    }
+    let (code, out, err) = env.run_to_exit(&[]).await;
+    assert!(out.is_empty(), "nothing on stdout: {out}");
+    (code, err)
+}
+
+#[tokio::test]
+async fn invalid_settings_are_all_reported_at_once() {
+    let (code, err) = startup_error(&[
+        ("CLAUDE_AGENT_MCP_TRANSPORT", "sse"),
+        ("CLAUDE_AGENT_MCP_EXECUTION_BACKEND", "grpc"),
+        ("CLAUDE_AGENT_MCP_LOG_LEVEL", "VERBOSE"),
+        ("CLAUDE_AGENT_MCP_MODE", "nonexistent_mode"),
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim_end(),
+        "claude-agent-mcp startup configuration error(s):\n  \
+         • CLAUDE_AGENT_MCP_MODE='nonexistent_mode' is not valid. Choose from: ['apntalk_verification', 'standard']\n  \
+         • CLAUDE_AGENT_MCP_TRANSPORT='sse' is not valid. Choose from: ['stdio', 'streamable-http']\n  \
+         • CLAUDE_AGENT_MCP_LOG_LEVEL='VERBOSE' is not a valid log level\n  \
+         • CLAUDE_AGENT_MCP_EXECUTION_BACKEND='grpc' is not valid. Choose from: ['api', 'claude_code']"
+    );
+}
+
+#[tokio::test]
+async fn port_out_of_range_for_http() {
+    let (code, err) = startup_error(&[
+        ("CLAUDE_AGENT_MCP_TRANSPORT", "streamable-http"),
+        ("CLAUDE_AGENT_MCP_PORT", "99999"),
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("CLAUDE_AGENT_MCP_PORT=99999 is out of range (1–65535)"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn missing_api_key_fails_startup() {
+    let (code, err) = startup_error(&[("ANTHROPIC_API_KEY", "")]).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("ANTHROPIC_API_KEY is required for the 'api' execution backend."),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn state_dir_contents_and_legacy_aliases() {
+    let mut env = TestEnv::new().await;
+    let server = env.start().await;
+    server.shutdown().await;
+    assert!(env.db_path().is_file());
+    assert!(env.state_dir().join("artifacts").is_dir());
+
+    env.set("CLAUDE_AGENT_STATE_DIR", "legacy");
+    env.start().await.shutdown().await;
+    assert!(
+        env.cwd().join("legacy/claude-agent-mcp.db").is_file(),
+        "legacy alias honoured"
+    );
+
+    env.set("CLAUDE_AGENT_MCP_STATE_DIR", "modern");
+    env.start().await.shutdown().await;
+    assert!(
+        env.cwd().join("modern/claude-agent-mcp.db").is_file(),
+        "new name wins"
+    );
+
+    env.set("CLAUDE_AGENT_MCP_DB_PATH", "db/here.db");
+    env.set("CLAUDE_AGENT_MCP_ARTIFACT_DIR", "arts");
+    env.reply_text(&"z".repeat(60)).await;
+    let server = env.start().await;
+    let v = server.call("agent_run_task", json!({"task": "t"})).await;
+    let sid = v["session_id"].as_str().unwrap();
+    server.shutdown().await;
+    assert!(env.cwd().join("db/here.db").is_file());
+    assert!(env.cwd().join("arts").join(sid).is_dir());
+}
+
+#[tokio::test]
+async fn transport_flag_overrides_the_environment() {
+    let mut env = TestEnv::new().await;
+    env.set("CLAUDE_AGENT_MCP_TRANSPORT", "streamable-http");
+    let mut cmd = env.command(&["--transport", "stdio"]);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+    let client = rmcp::ServiceExt::serve((), (stdout, stdin))
+        .await
+        .expect("stdio initialize");
+    assert_eq!(client.list_all_tools().await.unwrap().len(), 6);
+    let _ = client.cancel().await;
+    let _ = child.wait().await;
+}

@@ -1,0 +1,913 @@
+//! The `api` execution backend: the Anthropic Messages API (`backends.md` §4, `beyond.md` §4).
+//!
+//! [`MessagesApiBackend`] sends `POST {base}/v1/messages` with one shared [`reqwest::Client`]
+//! (connection pooling) and runs in one of two modes:
+//!
+//! * **single-shot** when the request carries no tools or no tool executor: one API call, the
+//!   output is the response's `text` blocks joined with `"\n"`;
+//! * **tool-use loop** otherwise: the model's `tool_use` blocks are executed through the
+//!   [`ToolExecutor`](agent_core::ToolExecutor) and fed back as `tool_result` blocks until the
+//!   model stops asking for tools or `max_turns` API calls have been made.
+//!
+//! Transient failures (connection errors, time-outs, HTTP 408, 409, 429, 5xx, 529) are retried
+//! with exponential back-off and jitter, honouring `retry-after-ms` / `retry-after`. Every
+//! await (HTTP exchange, back-off sleep, tool execution) is raced with the execution's
+//! cancellation token. Token usage is summed over all calls, and the stop reasons
+//! `max_tokens`, `refusal` and `pause_turn`, as well as an exhausted tool loop, produce
+//! warnings. The API key is sent as a sensitive header and never logged or printed.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use agent_core::{
+    BackendOutput, BackendRequest, Capabilities, ChatRole, ErrorCode, ExecContext,
+    ExecutionBackend, ExecutionError, ToolDefinition, ToolExecutor, Usage,
+};
+use async_trait::async_trait;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{StatusCode, Url};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracing::debug;
+
+/// The default API base URL (used when `ANTHROPIC_BASE_URL` is not set).
+pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+/// The `anthropic-version` header value.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+/// The default `max_tokens` of every request.
+pub const DEFAULT_MAX_TOKENS: u32 = 8192;
+/// The default number of retries of a transient failure.
+pub const DEFAULT_MAX_RETRIES: u32 = 2;
+/// The default per-request time-out.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+/// The default first back-off delay.
+pub const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_millis(500);
+/// The default cap of the exponential back-off.
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// The longest `retry-after` the backend honours; longer values are capped to it.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Single-shot mode: the response had no text.
+pub const WARN_EMPTY_RESPONSE: &str = "Provider returned an empty response";
+/// Tool-use loop: the final output text is empty.
+pub const WARN_EMPTY_TEXT_RESPONSE: &str = "Provider returned an empty text response";
+/// The final response stopped with `stop_reason` `max_tokens`.
+pub const WARN_MAX_TOKENS: &str =
+    "Output was truncated: the model reached the max_tokens limit (stop_reason 'max_tokens')";
+/// The final response stopped with `stop_reason` `refusal`.
+pub const WARN_REFUSAL: &str = "The model declined to complete the request (stop_reason 'refusal')";
+/// The final response stopped with `stop_reason` `pause_turn`.
+pub const WARN_PAUSE_TURN: &str =
+    "The API paused a long-running turn (stop_reason 'pause_turn'); the output may be incomplete";
+/// The beginning of the tool-loop exhaustion warning (see [`tool_loop_exhausted_warning`]).
+pub const WARN_TOOL_LOOP_EXHAUSTED_PREFIX: &str = "Tool-use loop stopped after reaching max_turns";
+
+/// The warning added when the tool loop used up its `max_turns` budget while the model still
+/// requested tools: `Tool-use loop stopped after reaching max_turns (<n> turn(s)) while the
+/// model still requested tools; the output may be incomplete`.
+pub fn tool_loop_exhausted_warning(turns: u32) -> String {
+    format!(
+        "{WARN_TOOL_LOOP_EXHAUSTED_PREFIX} ({turns} turn(s)) while the model still requested tools; \
+         the output may be incomplete"
+    )
+}
+
+const SINGLE_SHOT_PREFIX: &str = "Claude API error: ";
+const TOOL_LOOP_PREFIX: &str = "Claude API error (with tools): ";
+const NORMALIZATION_PREFIX: &str = "Failed to normalize provider result: ";
+/// Error bodies quoted in messages are cut to this many characters.
+const MAX_ERROR_BODY_CHARS: usize = 2000;
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+// ---------------------------------------------------------------------------------------------
+
+/// Settings of a [`MessagesApiBackend`].
+#[derive(Clone)]
+pub struct ApiConfig {
+    /// `ANTHROPIC_BASE_URL` or [`DEFAULT_BASE_URL`]; a trailing `/` is tolerated and a blank
+    /// value means the default.
+    pub base_url: String,
+    pub api_key: String,
+    pub model: String,
+    /// `max_tokens` of every request ([`DEFAULT_MAX_TOKENS`]).
+    pub max_tokens: u32,
+    /// Retries of a transient failure (so `max_retries + 1` attempts per API call).
+    pub max_retries: u32,
+    /// Time-out of one HTTP request, response body included.
+    pub request_timeout: Duration,
+    /// The first back-off delay; doubled after every retry.
+    pub initial_backoff: Duration,
+    /// The cap of the back-off delay.
+    pub max_backoff: Duration,
+}
+
+impl ApiConfig {
+    /// A configuration with every default: [`DEFAULT_BASE_URL`], [`DEFAULT_MAX_TOKENS`],
+    /// [`DEFAULT_MAX_RETRIES`], [`DEFAULT_REQUEST_TIMEOUT`], [`DEFAULT_INITIAL_BACKOFF`] and
+    /// [`DEFAULT_MAX_BACKOFF`].
+    pub fn new(api_key: impl Into<String>, model: impl Into<String>) -> Self {
+        Self {
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            api_key: api_key.into(),
+            model: model.into(),
+            max_tokens: DEFAULT_MAX_TOKENS,
+            max_retries: DEFAULT_MAX_RETRIES,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            initial_backoff: DEFAULT_INITIAL_BACKOFF,
+            max_backoff: DEFAULT_MAX_BACKOFF,
+        }
+    }
+
+    pub fn with_base_url(mut self, base_url: impl Into<String>) -> Self {
+        self.base_url = base_url.into();
+        self
+    }
+
+    pub fn with_max_tokens(mut self, max_tokens: u32) -> Self {
+        self.max_tokens = max_tokens;
+        self
+    }
+
+    pub fn with_max_retries(mut self, max_retries: u32) -> Self {
+        self.max_retries = max_retries;
+        self
+    }
+
+    pub fn with_request_timeout(mut self, request_timeout: Duration) -> Self {
+        self.request_timeout = request_timeout;
+        self
+    }
+
+    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max;
+        self
+    }
+}
+
+impl fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &"<redacted>")
+            .field("model", &self.model)
+            .field("max_tokens", &self.max_tokens)
+            .field("max_retries", &self.max_retries)
+            .field("request_timeout", &self.request_timeout)
+            .field("initial_backoff", &self.initial_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .finish()
+    }
+}
+
+/// Why a [`MessagesApiBackend`] could not be built. Messages never contain the API key.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiBuildError {
+    #[error("ANTHROPIC_API_KEY is empty")]
+    MissingApiKey,
+    #[error("ANTHROPIC_API_KEY contains characters that are not allowed in an HTTP header")]
+    InvalidApiKey,
+    #[error("invalid Anthropic API base URL '{url}': {reason}")]
+    InvalidBaseUrl { url: String, reason: String },
+    #[error("failed to build the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+impl ApiBuildError {
+    /// The error code to report: `execution_backend_auth_error` for key problems,
+    /// `execution_backend_config_error` otherwise.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ApiBuildError::MissingApiKey | ApiBuildError::InvalidApiKey => {
+                ErrorCode::ExecutionBackendAuthError
+            }
+            ApiBuildError::InvalidBaseUrl { .. } | ApiBuildError::Client(_) => {
+                ErrorCode::ExecutionBackendConfigError
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backend
+// ---------------------------------------------------------------------------------------------
+
+/// The `api` backend. Cheap to share: it holds one pooled [`reqwest::Client`].
+#[derive(Clone)]
+pub struct MessagesApiBackend {
+    client: reqwest::Client,
+    endpoint: Url,
+    model: String,
+    max_tokens: u32,
+    max_retries: u32,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+}
+
+impl fmt::Debug for MessagesApiBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessagesApiBackend")
+            .field("endpoint", &self.endpoint.as_str())
+            .field("model", &self.model)
+            .field("max_tokens", &self.max_tokens)
+            .field("max_retries", &self.max_retries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MessagesApiBackend {
+    /// Validates the configuration and builds the HTTP client. Makes no network call.
+    pub fn new(config: ApiConfig) -> Result<Self, ApiBuildError> {
+        if config.api_key.trim().is_empty() {
+            return Err(ApiBuildError::MissingApiKey);
+        }
+        let mut key =
+            HeaderValue::from_str(&config.api_key).map_err(|_| ApiBuildError::InvalidApiKey)?;
+        key.set_sensitive(true);
+
+        let base = config.base_url.trim();
+        let base = if base.is_empty() {
+            DEFAULT_BASE_URL
+        } else {
+            base
+        };
+        let endpoint_text = format!("{}/v1/messages", base.trim_end_matches('/'));
+        let endpoint = Url::parse(&endpoint_text).map_err(|e| ApiBuildError::InvalidBaseUrl {
+            url: base.to_owned(),
+            reason: e.to_string(),
+        })?;
+        if !matches!(endpoint.scheme(), "http" | "https") {
+            return Err(ApiBuildError::InvalidBaseUrl {
+                url: base.to_owned(),
+                reason: "the scheme must be http or https".to_owned(),
+            });
+        }
+
+        let mut headers = HeaderMap::new();
+        headers.insert(HeaderName::from_static("x-api-key"), key);
+        headers.insert(
+            HeaderName::from_static("anthropic-version"),
+            HeaderValue::from_static(ANTHROPIC_VERSION),
+        );
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("claude-agent-mcp/", env!("CARGO_PKG_VERSION")))
+            .timeout(config.request_timeout)
+            .build()
+            .map_err(ApiBuildError::Client)?;
+
+        Ok(Self {
+            client,
+            endpoint,
+            model: config.model,
+            max_tokens: config.max_tokens,
+            max_retries: config.max_retries,
+            initial_backoff: config.initial_backoff,
+            max_backoff: config.max_backoff,
+        })
+    }
+
+    /// The `/v1/messages` URL requests go to.
+    pub fn endpoint(&self) -> &str {
+        self.endpoint.as_str()
+    }
+
+    async fn single_shot(
+        &self,
+        request: &BackendRequest,
+        ctx: &ExecContext,
+    ) -> Result<BackendOutput, CallError> {
+        let messages = initial_messages(request);
+        let body = MessagesBody {
+            model: &self.model,
+            max_tokens: self.max_tokens,
+            system: request.system_prompt,
+            messages: &messages,
+            tools: None,
+        };
+        ctx.report("model turn 1 of 1");
+        let response = self.call(&body, ctx).await?;
+        let blocks = parse_blocks(&response.content)?;
+
+        let output_text = blocks.texts.join("\n");
+        let mut warnings = Vec::new();
+        if output_text.is_empty() {
+            warnings.push(WARN_EMPTY_RESPONSE.to_owned());
+        }
+        push_stop_reason_warning(&mut warnings, response.stop_reason.as_deref());
+        Ok(BackendOutput {
+            output_text,
+            turn_count: 1,
+            stop_reason: response.stop_reason,
+            warnings,
+            usage: response.usage.as_ref().map(ApiUsage::to_usage),
+            provider_session_id: None,
+        })
+    }
+
+    async fn tool_loop(
+        &self,
+        request: &BackendRequest,
+        executor: &dyn ToolExecutor,
+        ctx: &ExecContext,
+    ) -> Result<BackendOutput, CallError> {
+        // `max_turns` is validated to be ≥ 1 upstream; never make zero calls.
+        let max_turns = request.max_turns.max(1);
+        let mut messages = initial_messages(request);
+        let mut output_text = String::new();
+        let mut stop_reason = None;
+        let mut usage: Option<Usage> = None;
+        let mut turns = 0u32;
+        let mut tool_calls = 0u32;
+        let mut still_wants_tools = false;
+
+        while turns < max_turns {
+            ctx.report(&format!("model turn {} of {max_turns}", turns + 1));
+            let body = MessagesBody {
+                model: &self.model,
+                max_tokens: self.max_tokens,
+                system: request.system_prompt,
+                messages: &messages,
+                tools: Some(&request.tools),
+            };
+            let response = self.call(&body, ctx).await?;
+            turns += 1;
+            if let Some(u) = &response.usage {
+                usage.get_or_insert_with(Usage::default).add(&u.to_usage());
+            }
+            let blocks = parse_blocks(&response.content)?;
+            if !blocks.texts.is_empty() {
+                output_text = blocks.texts.join("\n");
+            }
+            still_wants_tools =
+                !blocks.uses.is_empty() && response.stop_reason.as_deref() == Some("tool_use");
+            if !still_wants_tools {
+                stop_reason = response.stop_reason;
+                break;
+            }
+
+            let mut results = Vec::with_capacity(blocks.uses.len());
+            for tool_use in blocks.uses {
+                tool_calls += 1;
+                ctx.report(&format!("tool call {tool_calls}: {}", tool_use.name));
+                debug!(tool = tool_use.name, turn = turns, "executing tool call");
+                let outcome =
+                    cancellable(ctx, executor.call(tool_use.name, tool_use.input)).await?;
+                let content = match outcome {
+                    Ok(text) => text,
+                    Err(message) => format!("Error: {message}"),
+                };
+                results.push(ToolResult {
+                    kind: "tool_result",
+                    tool_use_id: tool_use.id.to_owned(),
+                    content,
+                });
+            }
+            stop_reason = response.stop_reason;
+            messages.push(OutMessage {
+                role: ChatRole::Assistant,
+                content: OutContent::Blocks(response.content),
+            });
+            messages.push(OutMessage {
+                role: ChatRole::User,
+                content: OutContent::ToolResults(results),
+            });
+        }
+
+        let mut warnings = Vec::new();
+        if output_text.is_empty() {
+            warnings.push(WARN_EMPTY_TEXT_RESPONSE.to_owned());
+        }
+        push_stop_reason_warning(&mut warnings, stop_reason.as_deref());
+        if still_wants_tools {
+            warnings.push(tool_loop_exhausted_warning(turns));
+        }
+        Ok(BackendOutput {
+            output_text,
+            turn_count: turns,
+            stop_reason,
+            warnings,
+            usage,
+            provider_session_id: None,
+        })
+    }
+
+    /// One API call with retries.
+    async fn call(
+        &self,
+        body: &MessagesBody<'_>,
+        ctx: &ExecContext,
+    ) -> Result<MessagesResponse, CallError> {
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| CallError::Provider(format!("failed to encode the request body: {e}")))?;
+        let template = self
+            .client
+            .post(self.endpoint.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(bytes);
+        let max_attempts = self.max_retries.saturating_add(1);
+        let mut attempt = 1u32;
+        loop {
+            let Some(builder) = template.try_clone() else {
+                return Err(CallError::Provider(
+                    "the request could not be replayed".to_owned(),
+                ));
+            };
+            let failure = match self.attempt(builder, ctx).await? {
+                Ok(response) => return Ok(response),
+                Err(failure) => failure,
+            };
+            if !failure.retryable || attempt >= max_attempts {
+                debug!(attempt, reason = %failure.reason, "Messages API call failed");
+                return Err(CallError::Provider(failure.detail));
+            }
+            let delay = failure
+                .retry_after
+                .unwrap_or_else(|| self.backoff(attempt - 1));
+            attempt += 1;
+            debug!(
+                attempt,
+                reason = %failure.reason,
+                delay_ms = delay.as_millis() as u64,
+                "retrying Messages API call"
+            );
+            ctx.report(&format!(
+                "retrying after {} (attempt {attempt} of {max_attempts})",
+                failure.reason
+            ));
+            cancellable(ctx, tokio::time::sleep(delay)).await?;
+        }
+    }
+
+    /// One HTTP exchange. The outer `Err` ends the call (cancellation, a 200 that cannot be
+    /// parsed); the inner `Err` is an HTTP or transport failure that may be retried.
+    async fn attempt(
+        &self,
+        builder: reqwest::RequestBuilder,
+        ctx: &ExecContext,
+    ) -> Result<Result<MessagesResponse, Failure>, CallError> {
+        let response = match cancellable(ctx, builder.send()).await? {
+            Ok(response) => response,
+            Err(e) => return Ok(Err(Failure::transport(e))),
+        };
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let should_retry = should_retry_header(response.headers());
+        debug!(status = status.as_u16(), "Messages API response");
+        let body = match cancellable(ctx, response.bytes()).await? {
+            Ok(body) => body,
+            Err(e) => return Ok(Err(Failure::transport(e))),
+        };
+        if status.is_success() {
+            return parse_response(&body).map(Ok);
+        }
+        let text = String::from_utf8_lossy(&body);
+        let text = text.trim();
+        let cut = agent_core::text::truncate_chars(text, MAX_ERROR_BODY_CHARS);
+        let ellipsis = if cut.len() < text.len() {
+            " [truncated]"
+        } else {
+            ""
+        };
+        Ok(Err(Failure {
+            reason: format!("HTTP {}", status.as_u16()),
+            detail: format!("Error code: {} - {cut}{ellipsis}", status.as_u16()),
+            retryable: should_retry.unwrap_or_else(|| is_retryable_status(status)),
+            retry_after,
+        }))
+    }
+
+    /// Exponential back-off before retry number `retry + 1`, with up to 25 % jitter.
+    fn backoff(&self, retry: u32) -> Duration {
+        let factor = 2u32.saturating_pow(retry.min(31));
+        let base = self
+            .initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff);
+        base.mul_f64(1.0 - 0.25 * fastrand::f64())
+    }
+}
+
+#[async_trait]
+impl ExecutionBackend for MessagesApiBackend {
+    fn name(&self) -> &'static str {
+        "api"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            supports_downstream_tools: true,
+            supports_structured_tool_use: true,
+            supports_native_multiturn: true,
+            supports_rich_stop_reason: true,
+            supports_structured_messages: true,
+            ..Capabilities::default()
+        }
+    }
+
+    async fn execute(
+        &self,
+        request: BackendRequest,
+        ctx: &ExecContext,
+    ) -> Result<BackendOutput, ExecutionError> {
+        if ctx.cancel.is_cancelled() {
+            return Err(ExecutionError::cancelled());
+        }
+        match (&request.tool_executor, request.tools.is_empty()) {
+            (Some(executor), false) => {
+                debug!(
+                    session_id = %request.session_id,
+                    tools = request.tools.len(),
+                    "Messages API tool-use loop"
+                );
+                self.tool_loop(&request, executor.as_ref(), ctx)
+                    .await
+                    .map_err(|e| e.into_execution_error(TOOL_LOOP_PREFIX))
+            }
+            _ => {
+                debug!(session_id = %request.session_id, "Messages API single-shot call");
+                self.single_shot(&request, ctx)
+                    .await
+                    .map_err(|e| e.into_execution_error(SINGLE_SHOT_PREFIX))
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors, retries, cancellation
+// ---------------------------------------------------------------------------------------------
+
+/// A failed API call, before the mode-specific message prefix is applied.
+#[derive(Debug)]
+enum CallError {
+    Cancelled,
+    /// The HTTP exchange failed (after retries); the detail follows `Claude API error: `.
+    Provider(String),
+    /// A 200 response that is not a Messages response.
+    Normalization(String),
+}
+
+impl CallError {
+    fn into_execution_error(self, prefix: &str) -> ExecutionError {
+        match self {
+            CallError::Cancelled => ExecutionError::cancelled(),
+            CallError::Provider(detail) => {
+                ExecutionError::new(ErrorCode::ProviderRuntimeError, format!("{prefix}{detail}"))
+            }
+            CallError::Normalization(detail) => ExecutionError::new(
+                ErrorCode::NormalizationError,
+                format!("{NORMALIZATION_PREFIX}{detail}"),
+            ),
+        }
+    }
+}
+
+/// A failed HTTP attempt.
+struct Failure {
+    /// Short, for progress: `HTTP 429`, `time-out`, `connection error`.
+    reason: String,
+    detail: String,
+    retryable: bool,
+    retry_after: Option<Duration>,
+}
+
+impl Failure {
+    fn transport(error: reqwest::Error) -> Self {
+        let reason = if error.is_timeout() {
+            "time-out"
+        } else if error.is_connect() {
+            "connection error"
+        } else {
+            "transport error"
+        };
+        Failure {
+            reason: reason.to_owned(),
+            detail: error_chain(&error.without_url()),
+            retryable: true,
+            retry_after: None,
+        }
+    }
+}
+
+/// `error: source: source…`, skipping a source whose text its parent already contains.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn is_retryable_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 409 | 429) || status.is_server_error()
+}
+
+/// The `x-should-retry` override the API may send.
+fn should_retry_header(headers: &HeaderMap) -> Option<bool> {
+    match headers.get("x-should-retry")?.to_str().ok()?.trim() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// `retry-after-ms` (milliseconds) or `retry-after` (seconds, possibly fractional), capped at
+/// [`MAX_RETRY_AFTER`]. HTTP-date values are ignored (the exponential back-off applies).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    fn number(headers: &HeaderMap, name: &str) -> Option<f64> {
+        let value: f64 = headers.get(name)?.to_str().ok()?.trim().parse().ok()?;
+        (value.is_finite() && value >= 0.0).then_some(value)
+    }
+    let seconds = number(headers, "retry-after-ms")
+        .map(|ms| ms / 1000.0)
+        .or_else(|| number(headers, "retry-after"))?;
+    Some(Duration::from_secs_f64(
+        seconds.min(MAX_RETRY_AFTER.as_secs_f64()),
+    ))
+}
+
+/// Awaits `future` unless the execution is cancelled first.
+async fn cancellable<F: Future>(ctx: &ExecContext, future: F) -> Result<F::Output, CallError> {
+    tokio::select! {
+        biased;
+        () = ctx.cancel.cancelled() => Err(CallError::Cancelled),
+        output = future => Ok(output),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wire format
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct MessagesBody<'a> {
+    model: &'a str,
+    max_tokens: u32,
+    system: &'a str,
+    messages: &'a [OutMessage<'a>],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<&'a [ToolDefinition]>,
+}
+
+#[derive(Serialize)]
+struct OutMessage<'a> {
+    role: ChatRole,
+    content: OutContent<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum OutContent<'a> {
+    Text(&'a str),
+    /// An assistant turn: the response's content blocks, verbatim.
+    Blocks(Vec<Value>),
+    ToolResults(Vec<ToolResult>),
+}
+
+#[derive(Serialize)]
+struct ToolResult {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    tool_use_id: String,
+    content: String,
+}
+
+/// `history + [user(task)]`, borrowing from the request.
+fn initial_messages(request: &BackendRequest) -> Vec<OutMessage<'_>> {
+    let mut messages = Vec::with_capacity(request.history.len() + 3);
+    messages.extend(request.history.iter().map(|m| OutMessage {
+        role: m.role,
+        content: OutContent::Text(&m.content),
+    }));
+    messages.push(OutMessage {
+        role: ChatRole::User,
+        content: OutContent::Text(&request.task),
+    });
+    messages
+}
+
+#[derive(Deserialize)]
+struct MessagesResponse {
+    content: Vec<Value>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+    /// Parsed leniently: a malformed `usage` is ignored rather than failing the run.
+    #[serde(default, deserialize_with = "lenient_usage")]
+    usage: Option<ApiUsage>,
+}
+
+#[derive(Deserialize)]
+struct ApiUsage {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+}
+
+impl ApiUsage {
+    fn to_usage(&self) -> Usage {
+        Usage {
+            input_tokens: self.input_tokens.unwrap_or(0),
+            output_tokens: self.output_tokens.unwrap_or(0),
+            cache_creation_input_tokens: self.cache_creation_input_tokens,
+            cache_read_input_tokens: self.cache_read_input_tokens,
+            total_cost_usd: None,
+        }
+    }
+}
+
+fn lenient_usage<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<ApiUsage>, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
+}
+
+/// Parses a 2xx body: not JSON → provider error, JSON but not a Messages response →
+/// normalization error.
+fn parse_response(body: &[u8]) -> Result<MessagesResponse, CallError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| CallError::Provider(format!("invalid JSON in response body: {e}")))?;
+    if !value.is_object() {
+        return Err(CallError::Normalization(
+            "the response body is not a JSON object".to_owned(),
+        ));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| CallError::Normalization(format!("unexpected response shape: {e}")))
+}
+
+struct ToolUse<'a> {
+    id: &'a str,
+    name: &'a str,
+    input: Value,
+}
+
+struct Blocks<'a> {
+    texts: Vec<&'a str>,
+    uses: Vec<ToolUse<'a>>,
+}
+
+/// The `text` and `tool_use` blocks of a response; other block types are ignored.
+fn parse_blocks(content: &[Value]) -> Result<Blocks<'_>, CallError> {
+    let bad = |index: usize, what: &str| {
+        CallError::Normalization(format!("content block {index} {what}"))
+    };
+    let mut blocks = Blocks {
+        texts: Vec::new(),
+        uses: Vec::new(),
+    };
+    for (index, block) in content.iter().enumerate() {
+        let Some(object) = block.as_object() else {
+            return Err(bad(index, "is not an object"));
+        };
+        match object.get("type").and_then(Value::as_str) {
+            Some("text") => {
+                let text = object
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad(index, "(text) has no string 'text'"))?;
+                blocks.texts.push(text);
+            }
+            Some("tool_use") => {
+                let id = object
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad(index, "(tool_use) has no string 'id'"))?;
+                let name = object
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad(index, "(tool_use) has no string 'name'"))?;
+                let input = match object.get("input") {
+                    None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
+                    Some(input) => input.clone(),
+                };
+                blocks.uses.push(ToolUse { id, name, input });
+            }
+            _ => {}
+        }
+    }
+    Ok(blocks)
+}
+
+fn push_stop_reason_warning(warnings: &mut Vec<String>, stop_reason: Option<&str>) {
+    let warning = match stop_reason {
+        Some("max_tokens") => WARN_MAX_TOKENS,
+        Some("refusal") => WARN_REFUSAL,
+        Some("pause_turn") => WARN_PAUSE_TURN,
+        _ => return,
+    };
+    warnings.push(warning.to_owned());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_headers() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert("retry-after", HeaderValue::from_static("1.5"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_millis(1500)));
+        headers.insert("retry-after-ms", HeaderValue::from_static("250"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_millis(250)));
+        headers.insert("retry-after-ms", HeaderValue::from_static("-3"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_millis(1500)));
+        headers.insert("retry-after", HeaderValue::from_static("3600"));
+        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
+        headers.insert(
+            "retry-after",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_cap() {
+        let backend = MessagesApiBackend::new(
+            ApiConfig::new("k", "m")
+                .with_backoff(Duration::from_millis(100), Duration::from_millis(350)),
+        )
+        .unwrap();
+        for (retry, full) in [(0, 100), (1, 200), (2, 350), (40, 350)] {
+            let d = backend.backoff(retry);
+            assert!(d <= Duration::from_millis(full), "{retry}: {d:?}");
+            assert!(d >= Duration::from_millis(full * 3 / 4), "{retry}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn retryable_statuses() {
+        for code in [408, 409, 429, 500, 502, 503, 529] {
+            assert!(
+                is_retryable_status(StatusCode::from_u16(code).unwrap()),
+                "{code}"
+            );
+        }
+        for code in [400, 401, 403, 404, 413, 422] {
+            assert!(
+                !is_retryable_status(StatusCode::from_u16(code).unwrap()),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn build_errors_do_not_leak_the_key() {
+        assert!(matches!(
+            MessagesApiBackend::new(ApiConfig::new(" ", "m")),
+            Err(ApiBuildError::MissingApiKey)
+        ));
+        let err = MessagesApiBackend::new(ApiConfig::new("sk-secret\n", "m")).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::ExecutionBackendAuthError);
+        assert!(!err.to_string().contains("sk-secret"));
+        let err = MessagesApiBackend::new(ApiConfig::new("k", "m").with_base_url("not a url"))
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::ExecutionBackendConfigError);
+        let config = ApiConfig::new("sk-secret", "m");
+        assert!(!format!("{config:?}").contains("sk-secret"));
+        let backend = MessagesApiBackend::new(config.with_base_url("http://127.0.0.1:9/")).unwrap();
+        assert_eq!(backend.endpoint(), "http://127.0.0.1:9/v1/messages");
+        assert!(!format!("{backend:?}").contains("sk-secret"));
+        let backend = MessagesApiBackend::new(ApiConfig::new("k", "m").with_base_url("")).unwrap();
+        assert_eq!(backend.endpoint(), "https://api.anthropic.com/v1/messages");
+    }
+
+    #[test]
+    fn body_shape() {
+        let messages = [OutMessage {
+            role: ChatRole::User,
+            content: OutContent::Text("hi"),
+        }];
+        let body = MessagesBody {
+            model: "m",
+            max_tokens: 5,
+            system: "s",
+            messages: &messages,
+            tools: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            serde_json::json!({
+                "model": "m",
+                "max_tokens": 5,
+                "system": "s",
+                "messages": [{"role": "user", "content": "hi"}]
+            })
+        );
+    }
+}

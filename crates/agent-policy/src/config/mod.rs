@@ -1,0 +1,927 @@
+//! Configuration loading and startup validation (`profiles-and-policy.md` §4–§6.1,
+//! `status.md` §2, `beyond.md` §3–§4).
+//!
+//! # Sources and precedence
+//! 1. CLI flags ([`CliOverrides`]: `--mode`, `--transport`, `--host`, `--port`) replace the
+//!    corresponding variables before validation.
+//! 2. The process environment (read through figment's `Env` provider, raw and case-preserved).
+//! 3. A `.env` file in the server's **current working directory** (not searched upwards; the
+//!    original searched from its installed package's directory). Its values never override
+//!    variables already present in the environment; within the file the last assignment of a
+//!    name wins. The file is only *read*: the process environment is never modified. A file
+//!    that cannot be parsed is reported as a configuration problem.
+//! 4. For the claude_code continuation/mediation settings, the operator preset
+//!    ([`presets`]), then the built-in defaults.
+//!
+//! A variable that is *set*, even to an empty string, wins over its legacy alias, the preset
+//! and the default (`CLAUDE_AGENT_MCP_STATE_DIR=""` is the CWD; `CLAUDE_AGENT_MCP_LOCK_TTL=""`
+//! is an invalid integer).
+//!
+//! # Parsing conventions
+//! * bool: trimmed, lower-cased ∈ {`true`, `1`, `yes`}; anything else (even empty) is false.
+//! * int: a decimal integer after trimming; anything else is a problem
+//!   `<VAR>='<value>' is not a valid integer`.
+//! * list: comma-separated, items trimmed, empty items dropped.
+//! * path: absolute against the CWD, canonicalised with symlinks resolved; a path that does
+//!   not exist (yet) is resolved up to its longest existing ancestor and the rest is appended
+//!   lexically normalised ([`resolve_path`](crate::paths::resolve_path)).
+//!
+//! # Validation
+//! Every problem is collected and reported together by [`ConfigErrors`]. The API-key check of
+//! the `api` backend is a later startup step: see [`Config::api_key_problem`].
+
+pub mod presets;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use agent_core::model::python_list;
+use serde::Serialize;
+
+use crate::paths::resolve_path;
+
+/// The names of every environment variable this crate reads.
+pub mod vars {
+    pub const ANTHROPIC_API_KEY: &str = "ANTHROPIC_API_KEY";
+    pub const ANTHROPIC_BASE_URL: &str = "ANTHROPIC_BASE_URL";
+    pub const MODE: &str = "CLAUDE_AGENT_MCP_MODE";
+    pub const TRANSPORT: &str = "CLAUDE_AGENT_MCP_TRANSPORT";
+    pub const HOST: &str = "CLAUDE_AGENT_MCP_HOST";
+    pub const PORT: &str = "CLAUDE_AGENT_MCP_PORT";
+    pub const STATE_DIR: &str = "CLAUDE_AGENT_MCP_STATE_DIR";
+    pub const LEGACY_STATE_DIR: &str = "CLAUDE_AGENT_STATE_DIR";
+    pub const DB_PATH: &str = "CLAUDE_AGENT_MCP_DB_PATH";
+    pub const ARTIFACT_DIR: &str = "CLAUDE_AGENT_MCP_ARTIFACT_DIR";
+    pub const LOG_LEVEL: &str = "CLAUDE_AGENT_MCP_LOG_LEVEL";
+    pub const LEGACY_LOG_LEVEL: &str = "CLAUDE_AGENT_LOG_LEVEL";
+    pub const MODEL: &str = "CLAUDE_AGENT_MCP_MODEL";
+    pub const LEGACY_MODEL: &str = "CLAUDE_AGENT_MODEL";
+    pub const LOCK_TTL: &str = "CLAUDE_AGENT_MCP_LOCK_TTL";
+    pub const LEGACY_LOCK_TTL: &str = "CLAUDE_AGENT_LOCK_TTL_SECONDS";
+    pub const ALLOWED_DIRS: &str = "CLAUDE_AGENT_MCP_ALLOWED_DIRS";
+    pub const LEGACY_ALLOWED_DIRS: &str = "CLAUDE_AGENT_ALLOWED_DIRS";
+    pub const MAX_ARTIFACT_BYTES: &str = "CLAUDE_AGENT_MCP_MAX_ARTIFACT_BYTES";
+    pub const LEGACY_MAX_ARTIFACT_BYTES: &str = "CLAUDE_AGENT_MAX_ARTIFACT_BYTES";
+    pub const OPERATOR_PROFILE: &str = "CLAUDE_AGENT_MCP_OPERATOR_PROFILE";
+    pub const EXECUTION_BACKEND: &str = "CLAUDE_AGENT_MCP_EXECUTION_BACKEND";
+    pub const API_MAX_RETRIES: &str = "CLAUDE_AGENT_MCP_API_MAX_RETRIES";
+    pub const API_TIMEOUT: &str = "CLAUDE_AGENT_MCP_API_TIMEOUT";
+    pub const BUILTIN_TOOLS: &str = "CLAUDE_AGENT_MCP_BUILTIN_TOOLS";
+    pub const CLAUDE_CODE_CLI_PATH: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_CLI_PATH";
+    pub const CLAUDE_CODE_TIMEOUT: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_TIMEOUT";
+    pub const LIMITED_TOOL_FORWARDING: &str =
+        "CLAUDE_AGENT_MCP_CLAUDE_CODE_LIMITED_TOOL_FORWARDING";
+    pub const MAX_CONTINUATION_TURNS: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_CONTINUATION_TURNS";
+    pub const MAX_CONTINUATION_WARNINGS: &str =
+        "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_CONTINUATION_WARNINGS";
+    pub const MAX_CONTINUATION_FORWARDING_EVENTS: &str =
+        "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_CONTINUATION_FORWARDING_EVENTS";
+    pub const INCLUDE_VERIFICATION_CONTEXT: &str =
+        "CLAUDE_AGENT_MCP_CLAUDE_CODE_INCLUDE_VERIFICATION_CONTEXT";
+    pub const INCLUDE_TOOL_DOWNGRADE_CONTEXT: &str =
+        "CLAUDE_AGENT_MCP_CLAUDE_CODE_INCLUDE_TOOL_DOWNGRADE_CONTEXT";
+    pub const ENABLE_EXECUTION_MEDIATION: &str =
+        "CLAUDE_AGENT_MCP_CLAUDE_CODE_ENABLE_EXECUTION_MEDIATION";
+    pub const MAX_MEDIATED_ACTIONS_PER_TURN: &str =
+        "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_MEDIATED_ACTIONS_PER_TURN";
+    pub const ALLOWED_MEDIATED_ACTION_TYPES: &str =
+        "CLAUDE_AGENT_MCP_CLAUDE_CODE_ALLOWED_MEDIATED_ACTION_TYPES";
+    pub const INCLUDE_MEDIATED_RESULTS_IN_CONTINUATION: &str =
+        "CLAUDE_AGENT_MCP_CLAUDE_CODE_INCLUDE_MEDIATED_RESULTS_IN_CONTINUATION";
+    pub const MAX_MEDIATED_WORKFLOW_STEPS: &str =
+        "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_MEDIATED_WORKFLOW_STEPS";
+    pub const ALLOWED_MEDIATED_TOOLS: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_ALLOWED_MEDIATED_TOOLS";
+    pub const DENIED_MEDIATED_TOOLS: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_DENIED_MEDIATED_TOOLS";
+    pub const MAX_SESSION_MEDIATED_APPROVALS: &str =
+        "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_SESSION_MEDIATED_APPROVALS";
+    pub const INCLUDE_REJECTED_MEDIATION_IN_CONTINUATION: &str =
+        "CLAUDE_AGENT_MCP_CLAUDE_CODE_INCLUDE_REJECTED_MEDIATION_IN_CONTINUATION";
+    pub const MEDIATION_POLICY_PROFILE: &str =
+        "CLAUDE_AGENT_MCP_CLAUDE_CODE_MEDIATION_POLICY_PROFILE";
+    pub const FEDERATION_ENABLED: &str = "CLAUDE_AGENT_MCP_FEDERATION_ENABLED";
+    pub const FEDERATION_CONFIG: &str = "CLAUDE_AGENT_MCP_FEDERATION_CONFIG";
+    pub const ALLOWED_ORIGINS: &str = "CLAUDE_AGENT_MCP_ALLOWED_ORIGINS";
+    pub const HTTP_BEARER_TOKEN: &str = "CLAUDE_AGENT_MCP_HTTP_BEARER_TOKEN";
+}
+
+/// Built-in default values.
+pub mod defaults {
+    pub const HOST: &str = "127.0.0.1";
+    pub const PORT: i64 = 8000;
+    pub const STATE_DIR: &str = ".state";
+    pub const DB_FILE_NAME: &str = "claude-agent-mcp.db";
+    pub const ARTIFACT_DIR_NAME: &str = "artifacts";
+    pub const MODEL: &str = "claude-sonnet-4-6";
+    pub const LOCK_TTL_SECS: i64 = 300;
+    pub const MAX_ARTIFACT_BYTES: i64 = 10 * 1024 * 1024;
+    pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
+    pub const API_MAX_RETRIES: u32 = 2;
+    pub const API_TIMEOUT_SECS: u64 = 600;
+    pub const CLAUDE_CODE_TIMEOUT_SECS: i64 = 300;
+}
+
+macro_rules! config_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The configuration string.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            /// Parses the exact configuration string (already normalised).
+            pub fn parse(text: &str) -> Option<Self> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+
+            /// The valid strings, sorted, as a Python-style list (as in the messages).
+            pub fn choices() -> String {
+                let mut names: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
+                names.sort_unstable();
+                python_list(names)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+config_enum! {
+    /// The runtime mode (`profiles-and-policy.md` §3).
+    RuntimeMode {
+        Standard => "standard",
+        ApntalkVerification => "apntalk_verification",
+    }
+}
+
+config_enum! {
+    /// The MCP transport.
+    Transport {
+        Stdio => "stdio",
+        StreamableHttp => "streamable-http",
+    }
+}
+
+config_enum! {
+    /// The execution backend.
+    BackendKind {
+        Api => "api",
+        ClaudeCode => "claude_code",
+    }
+}
+
+config_enum! {
+    /// The log level (Python level names).
+    LogLevel {
+        Debug => "DEBUG",
+        Info => "INFO",
+        Warning => "WARNING",
+        Error => "ERROR",
+        Critical => "CRITICAL",
+    }
+}
+
+impl LogLevel {
+    /// The nearest `tracing` level (`CRITICAL` maps to `ERROR`).
+    pub const fn tracing_level(self) -> tracing::Level {
+        match self {
+            LogLevel::Debug => tracing::Level::DEBUG,
+            LogLevel::Info => tracing::Level::INFO,
+            LogLevel::Warning => tracing::Level::WARN,
+            LogLevel::Error | LogLevel::Critical => tracing::Level::ERROR,
+        }
+    }
+}
+
+/// A secret string (API key, bearer token). `Debug` never shows it and it does not
+/// implement `Serialize`; read it with [`Secret::expose`].
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret value.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("Secret(<empty>)")
+        } else {
+            f.write_str("Secret(<redacted>)")
+        }
+    }
+}
+
+/// Command-line overrides (`status.md` §2); `None` leaves the environment value in place.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CliOverrides {
+    pub mode: Option<String>,
+    pub transport: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+}
+
+/// The claude_code continuation-window settings (`profiles-and-policy.md` §5.3). Field names
+/// are the status tool's `continuation_settings` keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContinuationSettings {
+    pub max_continuation_turns: i64,
+    pub max_continuation_warnings: i64,
+    pub max_continuation_forwarding_events: i64,
+    pub include_verification_context: bool,
+    pub include_tool_downgrade_context: bool,
+}
+
+/// The claude_code mediation settings (`profiles-and-policy.md` §5.4). The first four fields
+/// are the status tool's `mediation_settings`, the others its `workflow_settings`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MediationSettings {
+    /// `ENABLE_EXECUTION_MEDIATION`.
+    pub enabled: bool,
+    /// `MAX_MEDIATED_ACTIONS_PER_TURN`.
+    pub max_actions_per_turn: i64,
+    /// `ALLOWED_MEDIATED_ACTION_TYPES` (not preset-aware); empty = all of `read`, `lookup`,
+    /// `inspect`.
+    pub allowed_action_types: Vec<String>,
+    /// `INCLUDE_MEDIATED_RESULTS_IN_CONTINUATION`.
+    pub include_results_in_continuation: bool,
+    /// `MAX_MEDIATED_WORKFLOW_STEPS`.
+    pub max_workflow_steps: i64,
+    /// `ALLOWED_MEDIATED_TOOLS` (not preset-aware); empty = all visible tools.
+    pub allowed_tools: Vec<String>,
+    /// `DENIED_MEDIATED_TOOLS` (not preset-aware).
+    pub denied_tools: Vec<String>,
+    /// `MAX_SESSION_MEDIATED_APPROVALS`.
+    pub max_session_approvals: i64,
+    /// `INCLUDE_REJECTED_MEDIATION_IN_CONTINUATION`.
+    pub include_rejected_in_continuation: bool,
+    /// `MEDIATION_POLICY_PROFILE` (trimmed; informational).
+    pub policy_profile: String,
+}
+
+/// The resolved, validated configuration. Secrets are redacted in `Debug` and absent from
+/// `Serialize`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Config {
+    /// `CLAUDE_AGENT_MCP_MODE` / `--mode`.
+    pub mode: RuntimeMode,
+    /// `CLAUDE_AGENT_MCP_TRANSPORT` / `--transport`.
+    pub transport: Transport,
+    /// `CLAUDE_AGENT_MCP_HOST` / `--host` (trimmed).
+    pub host: String,
+    /// `CLAUDE_AGENT_MCP_PORT` / `--port`. Only range-checked (1–65535) for streamable-http;
+    /// see [`Config::http_port`].
+    pub port: i64,
+    /// The canonical server working directory all relative paths were resolved against.
+    pub cwd: PathBuf,
+    /// `CLAUDE_AGENT_MCP_STATE_DIR` (legacy `CLAUDE_AGENT_STATE_DIR`), default `<cwd>/.state`.
+    pub state_dir: PathBuf,
+    /// `CLAUDE_AGENT_MCP_DB_PATH`, default `<state_dir>/claude-agent-mcp.db`.
+    pub db_path: PathBuf,
+    /// `CLAUDE_AGENT_MCP_ARTIFACT_DIR`, default `<state_dir>/artifacts`.
+    pub artifact_dir: PathBuf,
+    /// `CLAUDE_AGENT_MCP_LOG_LEVEL` (legacy `CLAUDE_AGENT_LOG_LEVEL`).
+    pub log_level: LogLevel,
+    /// `CLAUDE_AGENT_MCP_MODEL` (legacy `CLAUDE_AGENT_MODEL`), not trimmed.
+    pub model: String,
+    /// `CLAUDE_AGENT_MCP_LOCK_TTL` (legacy `CLAUDE_AGENT_LOCK_TTL_SECONDS`); not range-checked.
+    pub lock_ttl_secs: i64,
+    /// `CLAUDE_AGENT_MCP_ALLOWED_DIRS` (legacy `CLAUDE_AGENT_ALLOWED_DIRS`), canonicalised;
+    /// `[cwd]` when unset or empty. May be empty when set to e.g. `","`.
+    pub allowed_dirs: Vec<PathBuf>,
+    /// `CLAUDE_AGENT_MCP_MAX_ARTIFACT_BYTES` (legacy `CLAUDE_AGENT_MAX_ARTIFACT_BYTES`).
+    pub max_artifact_bytes: i64,
+    /// `CLAUDE_AGENT_MCP_OPERATOR_PROFILE`, trimmed and lower-cased; `None` when unset or
+    /// empty. Reported as given even when it is not a known preset.
+    pub operator_profile: Option<String>,
+    /// `CLAUDE_AGENT_MCP_EXECUTION_BACKEND`.
+    pub backend: BackendKind,
+    /// `ANTHROPIC_API_KEY` (may be empty; see [`Config::api_key_problem`]).
+    #[serde(skip)]
+    pub anthropic_api_key: Secret,
+    /// `ANTHROPIC_BASE_URL` (trimmed), default `https://api.anthropic.com` when unset or empty.
+    pub anthropic_base_url: String,
+    /// `CLAUDE_AGENT_MCP_API_MAX_RETRIES`, default 2.
+    pub api_max_retries: u32,
+    /// `CLAUDE_AGENT_MCP_API_TIMEOUT` in seconds, default 600.
+    pub api_timeout_secs: u64,
+    /// `CLAUDE_AGENT_MCP_BUILTIN_TOOLS` (bool), default true: the api backend's built-in
+    /// workspace tools.
+    pub builtin_tools: bool,
+    /// `CLAUDE_AGENT_MCP_CLAUDE_CODE_CLI_PATH` (trimmed), `None` when unset or empty. Not
+    /// resolved: the backend checks it is an existing regular file.
+    pub claude_code_cli_path: Option<PathBuf>,
+    /// `CLAUDE_AGENT_MCP_CLAUDE_CODE_TIMEOUT` in seconds, default 300.
+    pub claude_code_timeout_secs: i64,
+    /// `CLAUDE_AGENT_MCP_CLAUDE_CODE_LIMITED_TOOL_FORWARDING`, default false.
+    pub limited_tool_forwarding: bool,
+    /// §5.3, preset-aware.
+    pub continuation: ContinuationSettings,
+    /// §5.4, preset-aware except the three lists.
+    pub mediation: MediationSettings,
+    /// `CLAUDE_AGENT_MCP_FEDERATION_ENABLED`, default false.
+    pub federation_enabled: bool,
+    /// `CLAUDE_AGENT_MCP_FEDERATION_CONFIG` (path), `None` when unset or empty.
+    pub federation_config: Option<PathBuf>,
+    /// `CLAUDE_AGENT_MCP_ALLOWED_ORIGINS` (list), default empty: extra allowed `Origin`s.
+    pub allowed_origins: Vec<String>,
+    /// `CLAUDE_AGENT_MCP_HTTP_BEARER_TOKEN` (trimmed), `None` when unset or empty.
+    #[serde(skip)]
+    pub http_bearer_token: Option<Secret>,
+}
+
+impl Config {
+    /// The backend start-up check (`profiles-and-policy.md` §6.2 step 6): the problem when the
+    /// `api` backend is selected without an API key.
+    pub fn api_key_problem(&self) -> Option<String> {
+        (self.backend == BackendKind::Api && self.anthropic_api_key.expose().trim().is_empty()).then(|| {
+            "ANTHROPIC_API_KEY is required for the 'api' execution backend. Set the environment variable or use a .env file."
+                .to_owned()
+        })
+    }
+
+    /// The port as a socket port, when it is one (always for a validated streamable-http
+    /// configuration).
+    pub fn http_port(&self) -> Option<u16> {
+        u16::try_from(self.port).ok().filter(|p| *p != 0)
+    }
+
+    /// Whether the operator profile names a known preset.
+    pub fn operator_profile_is_known(&self) -> bool {
+        self.operator_profile
+            .as_deref()
+            .and_then(presets::preset)
+            .is_some()
+    }
+}
+
+/// All configuration problems, reported together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("claude-agent-mcp startup configuration error(s):")?;
+        for problem in &self.0 {
+            write!(f, "\n  • {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Loads the configuration: `.env` in `cwd` under the process environment, then `overrides`.
+pub fn load(cwd: &Path, overrides: &CliOverrides) -> Result<Config, ConfigErrors> {
+    load_with(process_env(), cwd, overrides)
+}
+
+/// Like [`load`], with `env` standing for the process environment: `.env` in `cwd` fills in
+/// only the names `env` does not contain.
+pub fn load_with(
+    env: BTreeMap<String, String>,
+    cwd: &Path,
+    overrides: &CliOverrides,
+) -> Result<Config, ConfigErrors> {
+    let mut vars = env;
+    let mut problems = Vec::new();
+    match read_dotenv(cwd) {
+        Ok(file) => {
+            for (name, value) in file {
+                vars.entry(name).or_insert(value);
+            }
+        }
+        Err(problem) => problems.push(problem),
+    }
+    resolve(&vars, cwd, overrides, problems)
+}
+
+/// Resolves and validates the configuration from an explicit variable map (no `.env`, no
+/// process environment).
+pub fn from_vars(
+    vars: &BTreeMap<String, String>,
+    cwd: &Path,
+    overrides: &CliOverrides,
+) -> Result<Config, ConfigErrors> {
+    resolve(vars, cwd, overrides, Vec::new())
+}
+
+/// The process environment as raw strings (figment's `Env` provider, names case-preserved,
+/// empty values kept).
+pub fn process_env() -> BTreeMap<String, String> {
+    figment::providers::Env::raw()
+        .lowercase(false)
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), value))
+        .collect()
+}
+
+/// Reads `<dir>/.env` into a map (empty when there is no such file) without touching the
+/// process environment. The last assignment of a name wins. A file that exists but cannot be
+/// read or parsed yields the problem line.
+pub fn read_dotenv(dir: &Path) -> Result<BTreeMap<String, String>, String> {
+    let path = dir.join(".env");
+    if !path.is_file() {
+        return Ok(BTreeMap::new());
+    }
+    let problem = |err: dotenvy::Error| format!("cannot read {}: {err}", path.display());
+    let mut vars = BTreeMap::new();
+    for item in dotenvy::from_path_iter(&path).map_err(problem)? {
+        let (name, value) = item.map_err(problem)?;
+        vars.insert(name, value);
+    }
+    Ok(vars)
+}
+
+/// Whether `host` names the loopback interface: `localhost`, `127.0.0.0/8`, `::1` (also in
+/// brackets, or IPv4-mapped).
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim();
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    match bare.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(IpAddr::V6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+/// Renders a string as Python's `repr()` does, for messages quoting a value.
+pub(crate) fn py_repr(value: &str) -> String {
+    let quote = if value.contains('\'') && !value.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push(quote);
+    for ch in value.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c == '\x7f' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// Reads raw variables and collects parse problems.
+struct Reader<'a> {
+    vars: &'a BTreeMap<String, String>,
+    problems: Vec<String>,
+}
+
+impl<'a> Reader<'a> {
+    /// The value of `name` with the name read, when set.
+    fn get(&self, name: &'static str) -> Option<(&'static str, &'a str)> {
+        self.vars.get(name).map(|value| (name, value.as_str()))
+    }
+
+    /// The new name when set (even to an empty string), else its legacy alias.
+    fn aliased(&self, name: &'static str, legacy: &'static str) -> Option<(&'static str, &'a str)> {
+        self.get(name).or_else(|| self.get(legacy))
+    }
+
+    fn raw(&self, name: &'static str) -> Option<&'a str> {
+        self.get(name).map(|(_, value)| value)
+    }
+
+    /// Parses an integer; a problem (and `None`) when the value is not one.
+    fn int(&mut self, value: Option<(&'static str, &str)>, default: i64) -> Option<i64> {
+        self.number(value, default, "integer")
+    }
+
+    /// Parses the integer variable `name` when set.
+    fn int_var(&mut self, name: &'static str, default: i64) -> Option<i64> {
+        let value = self.get(name);
+        self.int(value, default)
+    }
+
+    fn number<T: std::str::FromStr>(
+        &mut self,
+        value: Option<(&'static str, &str)>,
+        default: T,
+        kind: &str,
+    ) -> Option<T> {
+        let Some((name, raw)) = value else {
+            return Some(default);
+        };
+        match raw.trim().parse::<T>() {
+            Ok(parsed) => Some(parsed),
+            Err(_) => {
+                self.problems
+                    .push(format!("{name}={} is not a valid {kind}", py_repr(raw)));
+                None
+            }
+        }
+    }
+
+    fn bool(&self, name: &'static str, default: bool) -> bool {
+        self.raw(name).map_or(default, parse_bool)
+    }
+
+    fn list(&self, name: &'static str) -> Vec<String> {
+        self.raw(name).map(parse_list).unwrap_or_default()
+    }
+}
+
+fn parse_bool(value: &str) -> bool {
+    matches!(value.trim().to_lowercase().as_str(), "true" | "1" | "yes")
+}
+
+fn parse_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn normalise_choice(value: &str) -> String {
+    value.trim().to_lowercase()
+}
+
+fn resolve(
+    vars: &BTreeMap<String, String>,
+    cwd: &Path,
+    overrides: &CliOverrides,
+    problems: Vec<String>,
+) -> Result<Config, ConfigErrors> {
+    let cwd = resolve_path(cwd, Path::new(""));
+    let mut r = Reader { vars, problems };
+
+    // --- Core -----------------------------------------------------------------------------
+    let mode_raw = normalise_choice(
+        overrides
+            .mode
+            .as_deref()
+            .unwrap_or_else(|| r.raw(vars::MODE).unwrap_or(RuntimeMode::Standard.as_str())),
+    );
+    let transport_raw = normalise_choice(
+        overrides
+            .transport
+            .as_deref()
+            .unwrap_or_else(|| r.raw(vars::TRANSPORT).unwrap_or(Transport::Stdio.as_str())),
+    );
+    let host = overrides
+        .host
+        .as_deref()
+        .unwrap_or_else(|| r.raw(vars::HOST).unwrap_or(defaults::HOST))
+        .trim()
+        .to_owned();
+    let port = match overrides.port {
+        Some(port) => Some(i64::from(port)),
+        None => {
+            let value = r.get(vars::PORT);
+            r.int(value, defaults::PORT)
+        }
+    };
+
+    let state_dir = match r.aliased(vars::STATE_DIR, vars::LEGACY_STATE_DIR) {
+        Some((_, value)) => resolve_path(&cwd, Path::new(value)),
+        None => resolve_path(&cwd, Path::new(defaults::STATE_DIR)),
+    };
+    let db_path = match r.raw(vars::DB_PATH) {
+        Some(value) => resolve_path(&cwd, Path::new(value)),
+        None => state_dir.join(defaults::DB_FILE_NAME),
+    };
+    let artifact_dir = match r.raw(vars::ARTIFACT_DIR) {
+        Some(value) => resolve_path(&cwd, Path::new(value)),
+        None => state_dir.join(defaults::ARTIFACT_DIR_NAME),
+    };
+
+    let log_level_raw = r
+        .aliased(vars::LOG_LEVEL, vars::LEGACY_LOG_LEVEL)
+        .map_or(LogLevel::Info.as_str(), |(_, value)| value)
+        .to_uppercase();
+    let model = r
+        .aliased(vars::MODEL, vars::LEGACY_MODEL)
+        .map_or(defaults::MODEL, |(_, value)| value)
+        .to_owned();
+    let value = r.aliased(vars::LOCK_TTL, vars::LEGACY_LOCK_TTL);
+    let lock_ttl_secs = r.int(value, defaults::LOCK_TTL_SECS);
+    let allowed_dirs = match r.aliased(vars::ALLOWED_DIRS, vars::LEGACY_ALLOWED_DIRS) {
+        Some((_, value)) if !value.is_empty() => parse_list(value)
+            .iter()
+            .map(|dir| resolve_path(&cwd, Path::new(dir)))
+            .collect(),
+        _ => vec![cwd.clone()],
+    };
+    let value = r.aliased(vars::MAX_ARTIFACT_BYTES, vars::LEGACY_MAX_ARTIFACT_BYTES);
+    let max_artifact_bytes = r.int(value, defaults::MAX_ARTIFACT_BYTES);
+    let operator_profile = r
+        .raw(vars::OPERATOR_PROFILE)
+        .map(normalise_choice)
+        .filter(|name| !name.is_empty());
+
+    // --- Backends -------------------------------------------------------------------------
+    let backend_raw = normalise_choice(
+        r.raw(vars::EXECUTION_BACKEND)
+            .unwrap_or(BackendKind::Api.as_str()),
+    );
+    let anthropic_api_key = Secret::new(r.raw(vars::ANTHROPIC_API_KEY).unwrap_or_default());
+    let anthropic_base_url = r
+        .raw(vars::ANTHROPIC_BASE_URL)
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .unwrap_or(defaults::ANTHROPIC_BASE_URL)
+        .to_owned();
+    let value = r.get(vars::API_MAX_RETRIES);
+    let api_max_retries = r.number(value, defaults::API_MAX_RETRIES, "non-negative integer");
+    let value = r.get(vars::API_TIMEOUT);
+    let api_timeout_secs = r.number(value, defaults::API_TIMEOUT_SECS, "non-negative integer");
+    let builtin_tools = r.bool(vars::BUILTIN_TOOLS, true);
+    let claude_code_cli_path = r
+        .raw(vars::CLAUDE_CODE_CLI_PATH)
+        .map(str::trim)
+        .filter(|path| !path.is_empty())
+        .map(PathBuf::from);
+    let value = r.get(vars::CLAUDE_CODE_TIMEOUT);
+    let claude_code_timeout_secs = r.int(value, defaults::CLAUDE_CODE_TIMEOUT_SECS);
+    let limited_tool_forwarding = r.bool(vars::LIMITED_TOOL_FORWARDING, false);
+
+    // --- Continuation and mediation (preset-aware) ----------------------------------------
+    let preset = presets::defaults_for(operator_profile.as_deref());
+    let max_continuation_turns =
+        r.int_var(vars::MAX_CONTINUATION_TURNS, preset.max_continuation_turns);
+    let max_continuation_warnings = r.int_var(
+        vars::MAX_CONTINUATION_WARNINGS,
+        preset.max_continuation_warnings,
+    );
+    let max_continuation_forwarding_events = r.int_var(
+        vars::MAX_CONTINUATION_FORWARDING_EVENTS,
+        preset.max_continuation_forwarding_events,
+    );
+    let max_actions_per_turn = r.int_var(
+        vars::MAX_MEDIATED_ACTIONS_PER_TURN,
+        preset.max_mediated_actions_per_turn,
+    );
+    let max_workflow_steps = r.int_var(
+        vars::MAX_MEDIATED_WORKFLOW_STEPS,
+        preset.max_mediated_workflow_steps,
+    );
+    let max_session_approvals = r.int_var(
+        vars::MAX_SESSION_MEDIATED_APPROVALS,
+        preset.max_session_mediated_approvals,
+    );
+    let include_verification_context = r.bool(
+        vars::INCLUDE_VERIFICATION_CONTEXT,
+        preset.include_verification_context,
+    );
+    let include_tool_downgrade_context = r.bool(
+        vars::INCLUDE_TOOL_DOWNGRADE_CONTEXT,
+        preset.include_tool_downgrade_context,
+    );
+    let mediation_enabled = r.bool(
+        vars::ENABLE_EXECUTION_MEDIATION,
+        preset.enable_execution_mediation,
+    );
+    let include_results_in_continuation = r.bool(
+        vars::INCLUDE_MEDIATED_RESULTS_IN_CONTINUATION,
+        preset.include_mediated_results_in_continuation,
+    );
+    let include_rejected_in_continuation = r.bool(
+        vars::INCLUDE_REJECTED_MEDIATION_IN_CONTINUATION,
+        preset.include_rejected_mediation_in_continuation,
+    );
+    let policy_profile = r
+        .raw(vars::MEDIATION_POLICY_PROFILE)
+        .map_or(preset.mediation_policy_profile, str::trim)
+        .to_owned();
+    let allowed_action_types = r.list(vars::ALLOWED_MEDIATED_ACTION_TYPES);
+    let allowed_tools = r.list(vars::ALLOWED_MEDIATED_TOOLS);
+    let denied_tools = r.list(vars::DENIED_MEDIATED_TOOLS);
+
+    // --- Federation and HTTP --------------------------------------------------------------
+    let federation_enabled = r.bool(vars::FEDERATION_ENABLED, false);
+    let federation_config = r
+        .raw(vars::FEDERATION_CONFIG)
+        .filter(|path| !path.is_empty())
+        .map(|path| resolve_path(&cwd, Path::new(path)));
+    let allowed_origins = r.list(vars::ALLOWED_ORIGINS);
+    let http_bearer_token = r
+        .raw(vars::HTTP_BEARER_TOKEN)
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .map(Secret::new);
+
+    // --- Validation (§6.1, then beyond.md §3) ---------------------------------------------
+    let mut problems = r.problems;
+    let mode = RuntimeMode::parse(&mode_raw);
+    if mode.is_none() {
+        problems.push(format!(
+            "{}={} is not valid. Choose from: {}",
+            vars::MODE,
+            py_repr(&mode_raw),
+            RuntimeMode::choices()
+        ));
+    }
+    let transport = Transport::parse(&transport_raw);
+    if transport.is_none() {
+        problems.push(format!(
+            "{}={} is not valid. Choose from: {}",
+            vars::TRANSPORT,
+            py_repr(&transport_raw),
+            Transport::choices()
+        ));
+    }
+    if transport == Some(Transport::StreamableHttp) {
+        if host.is_empty() {
+            problems.push(format!(
+                "{} must not be empty for streamable-http transport",
+                vars::HOST
+            ));
+        }
+        if let Some(port) = port.filter(|port| !(1..=65535).contains(port)) {
+            problems.push(format!("{}={port} is out of range (1–65535)", vars::PORT));
+        }
+    }
+    let log_level = LogLevel::parse(&log_level_raw);
+    if log_level.is_none() {
+        problems.push(format!(
+            "{}={} is not a valid log level",
+            vars::LOG_LEVEL,
+            py_repr(&log_level_raw)
+        ));
+    }
+    let backend = BackendKind::parse(&backend_raw);
+    if backend.is_none() {
+        problems.push(format!(
+            "{}={} is not valid. Choose from: {}",
+            vars::EXECUTION_BACKEND,
+            py_repr(&backend_raw),
+            BackendKind::choices()
+        ));
+    }
+    if mode == Some(RuntimeMode::ApntalkVerification) {
+        let apntalk = RuntimeMode::ApntalkVerification.as_str();
+        if backend != Some(BackendKind::ClaudeCode) {
+            problems.push(format!(
+                "{}={apntalk} requires {}='{}', got {}",
+                vars::MODE,
+                vars::EXECUTION_BACKEND,
+                BackendKind::ClaudeCode.as_str(),
+                py_repr(&backend_raw)
+            ));
+        }
+        if transport != Some(Transport::Stdio) {
+            problems.push(format!(
+                "{}={apntalk} requires {}='{}', got {}",
+                vars::MODE,
+                vars::TRANSPORT,
+                Transport::Stdio.as_str(),
+                py_repr(&transport_raw)
+            ));
+        }
+    }
+    if transport == Some(Transport::StreamableHttp)
+        && !host.is_empty()
+        && !is_loopback_host(&host)
+        && http_bearer_token.is_none()
+    {
+        problems.push(format!(
+            "{}={} is not a loopback address: binding streamable-http to it requires {} to be set",
+            vars::HOST,
+            py_repr(&host),
+            vars::HTTP_BEARER_TOKEN
+        ));
+    }
+
+    match (
+        mode,
+        transport,
+        port,
+        log_level,
+        lock_ttl_secs,
+        max_artifact_bytes,
+        backend,
+        api_max_retries,
+        api_timeout_secs,
+        claude_code_timeout_secs,
+        (
+            max_continuation_turns,
+            max_continuation_warnings,
+            max_continuation_forwarding_events,
+        ),
+        (
+            max_actions_per_turn,
+            max_workflow_steps,
+            max_session_approvals,
+        ),
+    ) {
+        (
+            Some(mode),
+            Some(transport),
+            Some(port),
+            Some(log_level),
+            Some(lock_ttl_secs),
+            Some(max_artifact_bytes),
+            Some(backend),
+            Some(api_max_retries),
+            Some(api_timeout_secs),
+            Some(claude_code_timeout_secs),
+            (
+                Some(max_continuation_turns),
+                Some(max_continuation_warnings),
+                Some(max_continuation_forwarding_events),
+            ),
+            (Some(max_actions_per_turn), Some(max_workflow_steps), Some(max_session_approvals)),
+        ) if problems.is_empty() => Ok(Config {
+            mode,
+            transport,
+            host,
+            port,
+            cwd,
+            state_dir,
+            db_path,
+            artifact_dir,
+            log_level,
+            model,
+            lock_ttl_secs,
+            allowed_dirs,
+            max_artifact_bytes,
+            operator_profile,
+            backend,
+            anthropic_api_key,
+            anthropic_base_url,
+            api_max_retries,
+            api_timeout_secs,
+            builtin_tools,
+            claude_code_cli_path,
+            claude_code_timeout_secs,
+            limited_tool_forwarding,
+            continuation: ContinuationSettings {
+                max_continuation_turns,
+                max_continuation_warnings,
+                max_continuation_forwarding_events,
+                include_verification_context,
+                include_tool_downgrade_context,
+            },
+            mediation: MediationSettings {
+                enabled: mediation_enabled,
+                max_actions_per_turn,
+                allowed_action_types,
+                include_results_in_continuation,
+                max_workflow_steps,
+                allowed_tools,
+                denied_tools,
+                max_session_approvals,
+                include_rejected_in_continuation,
+                policy_profile,
+            },
+            federation_enabled,
+            federation_config,
+            allowed_origins,
+            http_bearer_token,
+        }),
+        _ => Err(ConfigErrors(problems)),
+    }
+}

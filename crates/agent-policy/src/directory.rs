@@ -1,0 +1,109 @@
+//! The directory policy (`profiles-and-policy.md` §2.1–2.2): working-directory resolution
+//! against the allowlist, attachment checks and evidence-path existence.
+//!
+//! Every path is resolved with [`resolve_path`](crate::paths::resolve_path): made absolute
+//! against the server CWD and canonicalised with symlinks resolved, even when the path (or
+//! part of it) does not exist. Containment is component-wise, so neither `..` nor a symlink
+//! can make a path outside the allowed directories look inside.
+
+use std::path::{Path, PathBuf};
+
+use agent_core::error::ErrorCode;
+use agent_core::model::python_list;
+use agent_core::ports::{PolicyViolation, WorkspacePolicy};
+
+use crate::config::Config;
+use crate::paths::{is_within, resolve_path};
+
+/// The working-directory allowlist of one server process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryPolicy {
+    cwd: PathBuf,
+    allowed: Vec<PathBuf>,
+}
+
+impl DirectoryPolicy {
+    /// Canonicalises `cwd` (against the process's current directory if relative) and every
+    /// allowed directory (relative ones against `cwd`), keeping their order.
+    pub fn new<I, P>(cwd: impl AsRef<Path>, allowed_dirs: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<Path>,
+    {
+        let cwd = resolve_path(cwd.as_ref(), Path::new(""));
+        let allowed = allowed_dirs
+            .into_iter()
+            .map(|dir| resolve_path(&cwd, dir.as_ref()))
+            .collect();
+        Self { cwd, allowed }
+    }
+
+    /// The policy of a resolved configuration: its CWD and `allowed_dirs`.
+    pub fn from_config(config: &Config) -> Self {
+        Self::new(&config.cwd, &config.allowed_dirs)
+    }
+
+    /// The canonical allowed directories, in configuration order.
+    pub fn allowed_dirs(&self) -> &[PathBuf] {
+        &self.allowed
+    }
+
+    /// Whether `path` (already resolved) lies inside one of the allowed directories.
+    pub fn is_allowed(&self, path: &Path) -> bool {
+        self.allowed.iter().any(|dir| is_within(path, dir))
+    }
+
+    fn resolve(&self, path: &str) -> PathBuf {
+        resolve_path(&self.cwd, Path::new(path))
+    }
+}
+
+impl WorkspacePolicy for DirectoryPolicy {
+    fn cwd(&self) -> &Path {
+        &self.cwd
+    }
+
+    fn resolve_working_directory(
+        &self,
+        requested: Option<&str>,
+    ) -> Result<PathBuf, PolicyViolation> {
+        let resolved = match requested {
+            Some(path) if !path.is_empty() => self.resolve(path),
+            _ => self.cwd.clone(),
+        };
+        if self.is_allowed(&resolved) {
+            return Ok(resolved);
+        }
+        let allowed = python_list(self.allowed.iter().map(|dir| dir.to_string_lossy()));
+        Err(PolicyViolation::new(
+            ErrorCode::PolicyDenied,
+            format!(
+                "working_directory '{}' is not in the server's allowed_dirs. Allowed: {allowed}",
+                resolved.to_string_lossy()
+            ),
+        ))
+    }
+
+    fn check_attachment(&self, path: &str) -> Result<PathBuf, PolicyViolation> {
+        let resolved = self.resolve(path);
+        if !resolved.exists() {
+            return Err(PolicyViolation::new(
+                ErrorCode::ValidationError,
+                format!("Attachment path does not exist: {path}"),
+            ));
+        }
+        // Quirk kept from the original: the *parent* must be allowed, so an allowed
+        // directory given as an attachment is denied.
+        match resolved.parent() {
+            Some(parent) if self.is_allowed(parent) => Ok(resolved),
+            _ => Err(PolicyViolation::new(
+                ErrorCode::PolicyDenied,
+                format!("Attachment '{path}' is outside allowed directories"),
+            )),
+        }
+    }
+
+    fn path_exists(&self, path: &str) -> bool {
+        self.cwd.join(path).exists()
+    }
+}

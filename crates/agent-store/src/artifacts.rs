@@ -1,0 +1,68 @@
+//! Artifact files (`sessions.md` §10): the safe file name, the content hash and the write of
+//! `<artifact_root>/<session_id>/<artifact_id>-<safe_name>`.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// The logical name with every `/` replaced by `_`, then every `..` replaced by `_`.
+pub(crate) fn safe_name(logical_name: &str) -> String {
+    logical_name.replace('/', "_").replace("..", "_")
+}
+
+/// Lowercase hex SHA-256 of `body`.
+pub(crate) fn sha256_hex(body: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(body))
+}
+
+/// Creates the session directory (recursively) and writes the body; returns the file path.
+pub(crate) async fn write_file(
+    root: &Path,
+    session_id: &str,
+    artifact_id: &str,
+    logical_name: &str,
+    body: &[u8],
+) -> Result<PathBuf> {
+    let dir = root.join(session_id);
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|source| Error::ArtifactIo {
+            path: dir.clone(),
+            source,
+        })?;
+    let path = dir.join(format!("{artifact_id}-{}", safe_name(logical_name)));
+    tokio::fs::write(&path, body)
+        .await
+        .map_err(|source| Error::ArtifactIo {
+            path: path.clone(),
+            source,
+        })?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_name_follows_the_spec() {
+        assert_eq!(safe_name("output.txt"), "output.txt");
+        assert_eq!(safe_name("a/../b"), "a___b");
+        assert_eq!(safe_name("../../etc/passwd"), "____etc_passwd");
+        assert_eq!(safe_name("x..y"), "x_y");
+    }
+
+    #[test]
+    fn sha256_is_lowercase_hex() {
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

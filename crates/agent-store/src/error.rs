@@ -1,0 +1,40 @@
+//! The crate-local error type: every failure of a store operation is classified here once and
+//! turned into the port's [`agent_core::StoreError`] (a message for operators).
+
+use std::path::PathBuf;
+
+/// A failure inside a store operation.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("cannot serialise event payload: {0}")]
+    EncodePayload(#[source] serde_json::Error),
+    #[error("artifact file error at {}: {source}", path.display())]
+    ArtifactIo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Artifact exceeds max size: {size} > {max}")]
+    ArtifactTooLarge { size: u64, max: u64 },
+    #[error("artifact path is not valid UTF-8: {}", .0.display())]
+    NonUtf8Path(PathBuf),
+    #[error("Session {0} not found")]
+    SessionNotFound(String),
+    /// A stored value that this build cannot decode (unknown enum text, bad timestamp, bad JSON).
+    #[error("corrupt {table} row {key}: {problem}")]
+    CorruptRow {
+        table: &'static str,
+        key: String,
+        problem: String,
+    },
+}
+
+impl From<Error> for agent_core::StoreError {
+    fn from(error: Error) -> Self {
+        agent_core::StoreError::new(error.to_string())
+    }
+}
+
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
