@@ -283,21 +283,42 @@ pub fn runtime_status(config: &Config) -> RuntimeStatus {
 }
 
 /// Logs to stderr as `<YYYY-MM-DDTHH:MM:SS> <LEVEL> [<component>] <message>` (`status.md` §3).
+/// The MCP library's own chatter is kept at WARNING unless the level is DEBUG.
 fn init_logging(config: &Config) {
-    use tracing_subscriber::fmt::format::Writer;
-    use tracing_subscriber::fmt::time::FormatTime;
-
-    struct Seconds;
-    impl FormatTime for Seconds {
-        fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
-            write!(w, "{}", chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S"))
-        }
-    }
+    let level = config.log_level.tracing_level();
+    let rmcp_level = if level == tracing::Level::DEBUG { "debug" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::new(format!("{},rmcp={rmcp_level}", level.as_str().to_lowercase()));
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .with_timer(Seconds)
-        .with_target(true)
-        .with_max_level(config.log_level.tracing_level())
+        .with_env_filter(filter)
+        .event_format(LogLine)
         .try_init();
+}
+
+/// One log line in the original's layout.
+struct LogLine;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for LogLine
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let meta = event.metadata();
+        let level = match *meta.level() {
+            tracing::Level::ERROR => "ERROR",
+            tracing::Level::WARN => "WARNING",
+            tracing::Level::INFO => "INFO",
+            tracing::Level::DEBUG | tracing::Level::TRACE => "DEBUG",
+        };
+        write!(writer, "{} {level} [{}] ", chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S"), meta.target())?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
