@@ -215,7 +215,10 @@ impl Engine {
             .conclude(&session_id, &owner, workflow, profile, 0, 0, outcome)
             .await
         {
-            Ok(done) => self.output_envelope(session_id, workflow, profile, done),
+            Ok(done) => {
+                ctx.report(&format!("session {session_id} completed"));
+                self.output_envelope(session_id, workflow, profile, done)
+            }
             Err(env) => *env,
         }
     }
@@ -320,7 +323,10 @@ impl Engine {
             )
             .await
         {
-            Ok(done) => self.output_envelope(id.to_owned(), workflow, profile, done),
+            Ok(done) => {
+                ctx.report(&format!("session {id} completed"));
+                self.output_envelope(id.to_owned(), workflow, profile, done)
+            }
             Err(env) => *env,
         }
     }

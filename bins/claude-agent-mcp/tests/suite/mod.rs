@@ -2,6 +2,7 @@ mod bad_input;
 mod continue_session;
 mod http;
 mod persistence;
+mod progress;
 mod protocol;
 mod run_task;
 mod sessions;
