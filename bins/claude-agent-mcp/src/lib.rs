@@ -145,6 +145,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
     let policy = DirectoryPolicy::from_config(&config);
     let engine_config = EngineConfig {
         lock_ttl: Duration::from_secs(u64::try_from(config.lock_ttl_secs).unwrap_or(0)),
+        ..EngineConfig::default()
     };
     let store = Arc::new(store);
     let engine = Arc::new(Engine::new(
@@ -286,8 +287,15 @@ pub fn runtime_status(config: &Config) -> RuntimeStatus {
 /// The MCP library's own chatter is kept at WARNING unless the level is DEBUG.
 fn init_logging(config: &Config) {
     let level = config.log_level.tracing_level();
-    let rmcp_level = if level == tracing::Level::DEBUG { "debug" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::new(format!("{},rmcp={rmcp_level}", level.as_str().to_lowercase()));
+    let rmcp_level = if level == tracing::Level::DEBUG {
+        "debug"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::new(format!(
+        "{},rmcp={rmcp_level}",
+        level.as_str().to_lowercase()
+    ));
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -317,7 +325,12 @@ where
             tracing::Level::INFO => "INFO",
             tracing::Level::DEBUG | tracing::Level::TRACE => "DEBUG",
         };
-        write!(writer, "{} {level} [{}] ", chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S"), meta.target())?;
+        write!(
+            writer,
+            "{} {level} [{}] ",
+            chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S"),
+            meta.target()
+        )?;
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
     }

@@ -39,12 +39,19 @@ const OUTPUT_ARTIFACT_MIN_CHARS: usize = 50;
 pub struct EngineConfig {
     /// Session lock lease (`CLAUDE_AGENT_MCP_LOCK_TTL`).
     pub lock_ttl: Duration,
+    /// The most conversation history replayed on a continuation, in characters (about four
+    /// per token); the oldest exchanges are dropped first.
+    pub history_budget_chars: usize,
 }
+
+/// About 100k tokens of history.
+pub const DEFAULT_HISTORY_BUDGET_CHARS: usize = 400_000;
 
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             lock_ttl: Duration::from_secs(300),
+            history_budget_chars: DEFAULT_HISTORY_BUDGET_CHARS,
         }
     }
 }
@@ -275,8 +282,10 @@ impl Engine {
         }
         let max_turns = profile.effective_max_turns(req.max_turns);
         let prior_turns = record.turn_count;
-        let history = match self.store.events(id).await {
-            Ok(events) => conversation_history(&events),
+        let history = match tokio::try_join!(self.store.events(id), self.store.outputs(id)) {
+            Ok((events, outputs)) => {
+                conversation_history(&events, &outputs, self.config.history_budget_chars)
+            }
             Err(e) => return self.abandon(id, &owner, workflow, profile, &e).await,
         };
         let (tools, catalog_event) = self.visible_tools(profile, prior_turns);
@@ -440,6 +449,7 @@ impl Engine {
             turn_count: Some(turns),
             summary_latest: Some(summary.clone()),
             provider_session_id: output.provider_session_id.clone(),
+            output_text: Some(output.output_text.clone()),
             events: vec![
                 Event::verify_response_summary(turns, verdict, &summary),
                 Event::workflow_normalization(turns, verdict),
@@ -509,7 +519,7 @@ impl Engine {
         error_turn: i64,
         outcome: Result<BackendOutput, ExecutionError>,
     ) -> Result<Completed, Box<Envelope>> {
-        let output = match outcome {
+        let mut output = match outcome {
             Ok(output) => output,
             Err(e) => {
                 return Err(Box::new(
@@ -539,11 +549,12 @@ impl Engine {
                 .await,
             );
         }
-        let finish = Finish {
+        let mut finish = Finish {
             status: SessionStatus::Completed,
             turn_count: Some(new_turns),
             summary_latest: Some(summary.clone()),
             provider_session_id: output.provider_session_id.clone(),
+            output_text: Some(std::mem::take(&mut output.output_text)),
             events: vec![Event::provider_response_summary(
                 new_turns,
                 &summary,
@@ -557,6 +568,7 @@ impl Engine {
         {
             return Err(Box::new(store_failure(session_id, workflow, profile, &e)));
         }
+        output.output_text = finish.output_text.take().unwrap_or_default();
         Ok(Completed { output, artifacts })
     }
 
@@ -596,6 +608,7 @@ impl Engine {
             turn_count: None,
             summary_latest: None,
             provider_session_id: None,
+            output_text: None,
             events: vec![Event::error(turn, &object)],
         };
         if let Err(e) = self
@@ -622,6 +635,7 @@ impl Engine {
             turn_count: None,
             summary_latest: None,
             provider_session_id: None,
+            output_text: None,
             events: Vec::new(),
         };
         if self
@@ -755,8 +769,15 @@ impl ArtifactKind {
     }
 }
 
-/// `sessions.md` §8: user inputs and response summaries, without a trailing unanswered user turn.
-pub fn conversation_history(events: &[StoredEvent]) -> Vec<ChatMessage> {
+/// `sessions.md` §8, with full outputs (`beyond.md` §4): user inputs, and for each response the
+/// full output kept for its turn (the one-line summary when none was kept, e.g. in a database
+/// written by the original); a trailing unanswered user turn is dropped; the oldest messages are
+/// dropped while the total exceeds `budget_chars`, so the history still starts with a user turn.
+pub fn conversation_history(
+    events: &[StoredEvent],
+    outputs: &[(i64, String)],
+    budget_chars: usize,
+) -> Vec<ChatMessage> {
     let mut messages = Vec::new();
     for event in events {
         let (role, text) = match EventType::parse(&event.event_type) {
@@ -767,10 +788,14 @@ pub fn conversation_history(events: &[StoredEvent]) -> Vec<ChatMessage> {
                     .or_else(|| event.payload.get("message"));
                 (ChatRole::User, text.and_then(Value::as_str))
             }
-            Some(EventType::ProviderResponseSummary) => (
-                ChatRole::Assistant,
-                event.payload.get("summary").and_then(Value::as_str),
-            ),
+            Some(EventType::ProviderResponseSummary) => {
+                let full = outputs
+                    .iter()
+                    .find(|(turn, text)| *turn == event.turn_index && !text.is_empty())
+                    .map(|(_, text)| text.as_str());
+                let summary = event.payload.get("summary").and_then(Value::as_str);
+                (ChatRole::Assistant, full.or(summary))
+            }
             _ => continue,
         };
         if let Some(text) = text.filter(|t| !t.is_empty()) {
@@ -783,6 +808,19 @@ pub fn conversation_history(events: &[StoredEvent]) -> Vec<ChatMessage> {
     if messages.last().is_some_and(|m| m.role == ChatRole::User) {
         messages.pop();
     }
+    let mut total: usize = messages.iter().map(|m| m.content.len()).sum();
+    let mut start = 0;
+    while total > budget_chars && start < messages.len() {
+        total -= messages[start].content.len();
+        start += 1;
+    }
+    while messages
+        .get(start)
+        .is_some_and(|m| m.role == ChatRole::Assistant)
+    {
+        start += 1;
+    }
+    messages.drain(..start);
     messages
 }
 
@@ -867,5 +905,92 @@ fn to_map<T: Serialize>(value: &T) -> Map<String, Value> {
     match serde_json::to_value(value) {
         Ok(Value::Object(map)) => map,
         _ => Map::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: i64, event_type: EventType, turn: i64, payload: Value) -> StoredEvent {
+        StoredEvent {
+            event_id: id,
+            session_id: "s".into(),
+            event_type: event_type.as_str().into(),
+            turn_index: turn,
+            payload,
+            created_at: String::new(),
+        }
+    }
+
+    fn msg(role: ChatRole, content: &str) -> ChatMessage {
+        ChatMessage {
+            role,
+            content: content.into(),
+        }
+    }
+
+    fn log() -> Vec<StoredEvent> {
+        vec![
+            event(1, EventType::UserInput, 0, json!({"task": "task one"})),
+            event(
+                2,
+                EventType::SystemPromptResolved,
+                0,
+                json!({"profile": "general"}),
+            ),
+            event(
+                3,
+                EventType::ProviderResponseSummary,
+                1,
+                json!({"summary": "answer one", "stop_reason": null}),
+            ),
+            event(4, EventType::UserInput, 1, json!({"message": "two"})),
+            event(
+                5,
+                EventType::ProviderResponseSummary,
+                2,
+                json!({"summary": "answer two", "stop_reason": null}),
+            ),
+            event(6, EventType::UserInput, 2, json!({"message": "unanswered"})),
+        ]
+    }
+
+    #[test]
+    fn history_uses_summaries_without_outputs_and_drops_the_trailing_user_turn() {
+        assert_eq!(
+            conversation_history(&log(), &[], usize::MAX),
+            vec![
+                msg(ChatRole::User, "task one"),
+                msg(ChatRole::Assistant, "answer one"),
+                msg(ChatRole::User, "two"),
+                msg(ChatRole::Assistant, "answer two"),
+            ]
+        );
+    }
+
+    #[test]
+    fn history_prefers_full_outputs_per_turn() {
+        let outputs = [(2, "answer two\nin full".to_owned())];
+        assert_eq!(
+            conversation_history(&log(), &outputs, usize::MAX)[3],
+            msg(ChatRole::Assistant, "answer two\nin full")
+        );
+    }
+
+    #[test]
+    fn history_drops_the_oldest_exchanges_beyond_the_budget_and_starts_with_a_user_turn() {
+        // Total is 8 + 10 + 3 + 10 = 31 characters; a budget of 20 keeps only the last pair.
+        assert_eq!(
+            conversation_history(&log(), &[], 20),
+            vec![
+                msg(ChatRole::User, "two"),
+                msg(ChatRole::Assistant, "answer two")
+            ]
+        );
+        assert_eq!(
+            conversation_history(&log(), &[], 5),
+            Vec::<ChatMessage>::new()
+        );
     }
 }

@@ -102,6 +102,9 @@ pub struct Finish {
     pub summary_latest: Option<String>,
     /// New `provider_session_id` (unchanged when `None`).
     pub provider_session_id: Option<String>,
+    /// The full output of a successful execution, kept (keyed by the new `turn_count`) so that
+    /// continuations replay it instead of its one-line summary (`beyond.md` §4).
+    pub output_text: Option<String>,
     pub events: Vec<Event>,
 }
 
@@ -171,6 +174,12 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Startup recovery: `running` → `interrupted`, locks cleared; returns the count.
     async fn recover_interrupted(&self) -> Result<u64, StoreError>;
+
+    /// The full outputs kept by [`Finish::output_text`], as `(turn_index, text)` in turn order.
+    /// A store that keeps none answers empty, and continuations fall back to the summaries.
+    async fn outputs(&self, _session_id: &str) -> Result<Vec<(i64, String)>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

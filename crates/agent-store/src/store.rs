@@ -79,6 +79,12 @@ const FINISH_EXECUTION: &str = "UPDATE sessions SET status = ?1, \
 const INSERT_EVENT: &str = "INSERT INTO session_events (session_id, event_type, turn_index, payload, created_at) \
      VALUES (?1, ?2, ?3, ?4, ?5)";
 
+const UPSERT_OUTPUT: &str = "INSERT OR REPLACE INTO session_outputs (session_id, turn_index, output_text, created_at) \
+     VALUES (?1, ?2, ?3, ?4)";
+
+const SELECT_OUTPUTS: &str =
+    "SELECT turn_index, output_text FROM session_outputs WHERE session_id = ?1 ORDER BY turn_index";
+
 const SELECT_EVENTS: &str = "SELECT event_id, session_id, event_type, turn_index, payload, created_at \
      FROM session_events WHERE session_id = ?1 ORDER BY event_id";
 
@@ -389,8 +395,24 @@ impl SqliteStore {
             return Err(Error::SessionNotFound(session_id.to_owned()));
         }
         insert_events(&mut tx, session_id, &finish.events).await?;
+        if let (Some(text), Some(turn)) = (&finish.output_text, finish.turn_count) {
+            sqlx::query(UPSERT_OUTPUT)
+                .bind(session_id)
+                .bind(turn)
+                .bind(text.as_str())
+                .bind(Timestamp::now().to_storage())
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn outputs_impl(&self, session_id: &str) -> Result<Vec<(i64, String)>> {
+        Ok(sqlx::query_as(SELECT_OUTPUTS)
+            .bind(session_id)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     async fn events_impl(&self, session_id: &str) -> Result<Vec<StoredEvent>> {
@@ -596,6 +618,13 @@ impl SessionStore for SqliteStore {
 
     async fn recover_interrupted(&self) -> std::result::Result<u64, StoreError> {
         Ok(self.recover_interrupted_impl().await?)
+    }
+
+    async fn outputs(
+        &self,
+        session_id: &str,
+    ) -> std::result::Result<Vec<(i64, String)>, StoreError> {
+        Ok(self.outputs_impl(session_id).await?)
     }
 }
 

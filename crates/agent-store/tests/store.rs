@@ -132,6 +132,7 @@ async fn idle_session(store: &SqliteStore, id: &str) {
         turn_count: Some(1),
         summary_latest: Some("done".to_owned()),
         provider_session_id: None,
+        output_text: None,
         events: vec![],
     };
     store
@@ -232,6 +233,7 @@ async fn open_creates_the_database_the_artifact_dir_and_the_spec_schema() {
             "artifacts",
             "schema_migrations",
             "session_events",
+            "session_outputs",
             "sessions"
         ]
     );
@@ -831,6 +833,7 @@ async fn finish_execution_sets_fields_appends_events_and_releases_the_lock() {
         turn_count: Some(3),
         summary_latest: Some("all done".into()),
         provider_session_id: Some("prov-1".into()),
+        output_text: Some("all done\nwith a second line".into()),
         events: vec![Event::provider_response_summary(
             3,
             "all done",
@@ -865,6 +868,11 @@ async fn finish_execution_sets_fields_appends_events_and_releases_the_lock() {
         events[1].payload,
         json!({"summary": "all done", "stop_reason": "end_turn"})
     );
+    assert_eq!(
+        store.outputs("sess_f").await.unwrap(),
+        vec![(3, "all done\nwith a second line".to_owned())],
+        "the full output is kept under the new turn count"
+    );
 }
 
 #[tokio::test]
@@ -883,6 +891,7 @@ async fn finish_execution_keeps_unset_fields_and_a_foreign_lock() {
         turn_count: None,
         summary_latest: None,
         provider_session_id: None,
+        output_text: None,
         events: vec![],
     };
     store

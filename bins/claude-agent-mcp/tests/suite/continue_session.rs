@@ -267,3 +267,41 @@ async fn continuing_a_verify_session_keeps_its_workflow() {
     assert_eq!(got["workflow"], json!("verify_task"));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn continuation_replays_full_outputs_not_summaries() {
+    let env = TestEnv::new().await;
+    let first = "Line one of a long answer\nline two with the details the model needs later";
+    env.reply_text(first).await;
+    let server = env.start().await;
+    let run = server
+        .call("agent_run_task", json!({"task": "explain"}))
+        .await;
+    assert_eq!(run["summary"], json!("Line one of a long answer"));
+    let sid = run["session_id"].as_str().unwrap().to_owned();
+    env.reply_text("second").await;
+    server
+        .call(
+            "agent_continue_session",
+            json!({"session_id": sid, "message": "more"}),
+        )
+        .await;
+    env.reply_text("third").await;
+    server
+        .call(
+            "agent_continue_session",
+            json!({"session_id": sid, "message": "again"}),
+        )
+        .await;
+    assert_eq!(
+        env.requests().await[0]["messages"],
+        json!([
+            {"role": "user", "content": "explain"},
+            {"role": "assistant", "content": first},
+            {"role": "user", "content": "more"},
+            {"role": "assistant", "content": "second"},
+            {"role": "user", "content": "again"}
+        ])
+    );
+    server.shutdown().await;
+}
