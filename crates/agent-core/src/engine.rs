@@ -217,7 +217,7 @@ impl Engine {
             working_directory: Some(working_dir),
             provider_session_id: None,
         };
-        let outcome = self.backend.execute(request, ctx).await;
+        let outcome = self.execute(request, ctx).await;
         match self
             .conclude(&session_id, &owner, workflow, profile, 0, 0, outcome)
             .await
@@ -319,7 +319,7 @@ impl Engine {
             working_directory: working_dir,
             provider_session_id: record.provider_session_id.clone(),
         };
-        let outcome = self.backend.execute(request, ctx).await;
+        let outcome = self.execute(request, ctx).await;
         match self
             .conclude(
                 id,
@@ -415,7 +415,7 @@ impl Engine {
             working_directory: Some(working_dir),
             provider_session_id: None,
         };
-        let output = match self.backend.execute(request, ctx).await {
+        let output = match self.execute(request, ctx).await {
             Ok(output) => output,
             Err(e) => {
                 return self
@@ -455,11 +455,7 @@ impl Engine {
                 Event::workflow_normalization(turns, verdict),
             ],
         };
-        if let Err(e) = self
-            .store
-            .finish_execution(&session_id, &owner, &finish)
-            .await
-        {
+        if let Err(e) = self.finish(&session_id, &owner, &finish).await {
             return store_failure(&session_id, workflow, profile, &e);
         }
         ctx.report(&format!("verification finished: {verdict}"));
@@ -561,11 +557,7 @@ impl Engine {
                 output.stop_reason.as_deref(),
             )],
         };
-        if let Err(e) = self
-            .store
-            .finish_execution(session_id, owner, &finish)
-            .await
-        {
+        if let Err(e) = self.finish(session_id, owner, &finish).await {
             return Err(Box::new(store_failure(session_id, workflow, profile, &e)));
         }
         output.output_text = finish.output_text.take().unwrap_or_default();
@@ -611,11 +603,7 @@ impl Engine {
             output_text: None,
             events: vec![Event::error(turn, &object)],
         };
-        if let Err(e) = self
-            .store
-            .finish_execution(session_id, owner, &finish)
-            .await
-        {
+        if let Err(e) = self.finish(session_id, owner, &finish).await {
             tracing::error!(session_id, error = %e, "could not record a failed execution");
         }
         Envelope::error(session_id, workflow, profile.as_str(), object)
@@ -638,15 +626,44 @@ impl Engine {
             output_text: None,
             events: Vec::new(),
         };
-        if self
-            .store
-            .finish_execution(session_id, owner, &finish)
-            .await
-            .is_err()
-        {
-            let _ = self.store.release_lock(session_id, owner).await;
-        }
+        let _ = self.finish(session_id, owner, &finish).await;
         store_failure(session_id, workflow, profile, error)
+    }
+
+    /// Records the end of an execution; if that fails, still releases the lock so the session
+    /// is not left locked until its lease expires ("the lock is always released").
+    async fn finish(
+        &self,
+        session_id: &str,
+        owner: &str,
+        finish: &Finish,
+    ) -> Result<(), StoreError> {
+        let result = self.store.finish_execution(session_id, owner, finish).await;
+        if result.is_err() {
+            if let Err(e) = self.store.release_lock(session_id, owner).await {
+                tracing::error!(session_id, error = %e, "could not release the session lock");
+            }
+        }
+        result
+    }
+
+    /// Runs the backend, abandoning it as soon as the context is cancelled (the backend future
+    /// is dropped, which drops an in-flight HTTP request or child process handle).
+    async fn execute(
+        &self,
+        request: BackendRequest,
+        ctx: &ExecContext,
+    ) -> Result<BackendOutput, ExecutionError> {
+        let outcome = tokio::select! {
+            outcome = self.backend.execute(request, ctx) => outcome,
+            () = ctx.cancel.cancelled() => Err(ExecutionError::cancelled()),
+        };
+        // Every execution is at least one turn: the turn index keys its events and its kept
+        // output, which a zero would make collide with the previous execution's.
+        outcome.map(|mut output| {
+            output.turn_count = output.turn_count.max(1);
+            output
+        })
     }
 
     async fn save_artifact(
@@ -685,11 +702,17 @@ impl Engine {
         {
             return (Vec::new(), None);
         }
-        let tools: Vec<ToolDefinition> = self
+        // The first provider to offer a name owns it (the API rejects duplicate tool names).
+        let mut tools: Vec<ToolDefinition> = Vec::new();
+        for tool in self
             .tool_providers
             .iter()
             .flat_map(|p| p.visible_tools(profile))
-            .collect();
+        {
+            if !tools.iter().any(|t| t.name == tool.name) {
+                tools.push(tool);
+            }
+        }
         if tools.is_empty() {
             return (tools, None);
         }
@@ -808,10 +831,10 @@ pub fn conversation_history(
     if messages.last().is_some_and(|m| m.role == ChatRole::User) {
         messages.pop();
     }
-    let mut total: usize = messages.iter().map(|m| m.content.len()).sum();
+    let mut total: usize = messages.iter().map(|m| m.content.chars().count()).sum();
     let mut start = 0;
     while total > budget_chars && start < messages.len() {
-        total -= messages[start].content.len();
+        total -= messages[start].content.chars().count();
         start += 1;
     }
     while messages

@@ -20,6 +20,7 @@ pub mod event;
 pub mod ids;
 pub mod model;
 pub mod ports;
+pub mod preflight;
 pub mod profile;
 pub mod request;
 pub mod text;
