@@ -639,10 +639,10 @@ impl Engine {
         finish: &Finish,
     ) -> Result<(), StoreError> {
         let result = self.store.finish_execution(session_id, owner, finish).await;
-        if result.is_err() {
-            if let Err(e) = self.store.release_lock(session_id, owner).await {
-                tracing::error!(session_id, error = %e, "could not release the session lock");
-            }
+        if result.is_err()
+            && let Err(e) = self.store.release_lock(session_id, owner).await
+        {
+            tracing::error!(session_id, error = %e, "could not release the session lock");
         }
         result
     }
