@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use agent_core::{
     BackendOutput, BackendRequest, Capabilities, ChatRole, ErrorCode, ExecContext,
-    ExecutionBackend, ExecutionError, ToolDefinition, ToolExecutor, Usage,
+    ExecutionBackend, ExecutionError, FailureKind, ToolDefinition, ToolExecutor, Usage,
 };
 use async_trait::async_trait;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
@@ -400,8 +400,12 @@ impl MessagesApiBackend {
         body: &MessagesBody<'_>,
         ctx: &ExecContext,
     ) -> Result<MessagesResponse, CallError> {
-        let bytes = serde_json::to_vec(body)
-            .map_err(|e| CallError::Provider(format!("failed to encode the request body: {e}")))?;
+        let bytes = serde_json::to_vec(body).map_err(|e| {
+            CallError::Provider(
+                format!("failed to encode the request body: {e}"),
+                FailureKind::Unspecified,
+            )
+        })?;
         let template = self
             .client
             .post(self.endpoint.clone())
@@ -413,6 +417,7 @@ impl MessagesApiBackend {
             let Some(builder) = template.try_clone() else {
                 return Err(CallError::Provider(
                     "the request could not be replayed".to_owned(),
+                    FailureKind::Unspecified,
                 ));
             };
             let failure = match self.attempt(builder, ctx).await? {
@@ -421,7 +426,7 @@ impl MessagesApiBackend {
             };
             if !failure.retryable || attempt >= max_attempts {
                 debug!(attempt, reason = %failure.reason, "Messages API call failed");
-                return Err(CallError::Provider(failure.detail));
+                return Err(CallError::Provider(failure.detail, failure.kind));
             }
             let delay = failure
                 .retry_after
@@ -474,6 +479,7 @@ impl MessagesApiBackend {
         Ok(Err(Failure {
             reason: format!("HTTP {}", status.as_u16()),
             detail: format!("Error code: {} - {cut}{ellipsis}", status.as_u16()),
+            kind: FailureKind::HttpStatus(status.as_u16()),
             retryable: should_retry.unwrap_or_else(|| is_retryable_status(status)),
             retry_after,
         }))
@@ -545,7 +551,7 @@ impl ExecutionBackend for MessagesApiBackend {
 enum CallError {
     Cancelled,
     /// The HTTP exchange failed (after retries); the detail follows `Claude API error: `.
-    Provider(String),
+    Provider(String, FailureKind),
     /// A 200 response that is not a Messages response.
     Normalization(String),
 }
@@ -554,8 +560,9 @@ impl CallError {
     fn into_execution_error(self, prefix: &str) -> ExecutionError {
         match self {
             CallError::Cancelled => ExecutionError::cancelled(),
-            CallError::Provider(detail) => {
+            CallError::Provider(detail, kind) => {
                 ExecutionError::new(ErrorCode::ProviderRuntimeError, format!("{prefix}{detail}"))
+                    .with_kind(kind)
             }
             CallError::Normalization(detail) => ExecutionError::new(
                 ErrorCode::NormalizationError,
@@ -570,22 +577,24 @@ struct Failure {
     /// Short, for progress: `HTTP 429`, `time-out`, `connection error`.
     reason: String,
     detail: String,
+    kind: FailureKind,
     retryable: bool,
     retry_after: Option<Duration>,
 }
 
 impl Failure {
     fn transport(error: reqwest::Error) -> Self {
-        let reason = if error.is_timeout() {
-            "time-out"
+        let (reason, kind) = if error.is_timeout() {
+            ("time-out", FailureKind::Timeout)
         } else if error.is_connect() {
-            "connection error"
+            ("connection error", FailureKind::Connection)
         } else {
-            "transport error"
+            ("transport error", FailureKind::Unspecified)
         };
         Failure {
             reason: reason.to_owned(),
             detail: error_chain(&error.without_url()),
+            kind,
             retryable: true,
             retry_after: None,
         }
@@ -739,8 +748,12 @@ fn lenient_usage<'de, D: serde::Deserializer<'de>>(
 /// Parses a 2xx body: not JSON → provider error, JSON but not a Messages response →
 /// normalization error.
 fn parse_response(body: &[u8]) -> Result<MessagesResponse, CallError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| CallError::Provider(format!("invalid JSON in response body: {e}")))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        CallError::Provider(
+            format!("invalid JSON in response body: {e}"),
+            FailureKind::Unspecified,
+        )
+    })?;
     if !value.is_object() {
         return Err(CallError::Normalization(
             "the response body is not a JSON object".to_owned(),

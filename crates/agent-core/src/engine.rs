@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::envelope::{ArtifactRef, Envelope};
+use crate::envelope::{ArtifactRef, Envelope, EnvelopeStatus};
 use crate::error::{ErrorCode, ErrorObject};
 use crate::event::{Event, EventType, StoredEvent};
 use crate::ids;
@@ -23,13 +23,15 @@ use crate::ports::{
     SessionStore, StoreError, ToolCallContext, ToolDefinition, ToolExecutor, ToolProvider,
     WorkspacePolicy,
 };
+use crate::preflight::{ReasonCode, preflight};
 use crate::request::{
     ContinueSessionRequest, GetSessionRequest, ListSessionsRequest, RunTaskRequest,
-    VerifyTaskRequest, core_verdict_result,
+    VerifyTaskRequest,
 };
-use crate::text::summarize_output;
+use crate::text::{summarize_output, truncate_chars};
 use crate::time::Timestamp;
 use crate::verdict::parse_verdict;
+use crate::verification::{self, FailureCode, Unavailability, VerificationResult};
 
 /// Outputs at least this many code points long are stored as an `output` artifact.
 const OUTPUT_ARTIFACT_MIN_CHARS: usize = 50;
@@ -42,6 +44,9 @@ pub struct EngineConfig {
     /// The most conversation history replayed on a continuation, in characters (about four
     /// per token); the oldest exchanges are dropped first.
     pub history_budget_chars: usize,
+    /// Restricted verification (`apntalk_verification` mode): execution-oriented verification
+    /// requests are blocked before any session exists.
+    pub restricted_verification: bool,
 }
 
 /// About 100k tokens of history.
@@ -52,6 +57,7 @@ impl Default for EngineConfig {
         Self {
             lock_ttl: Duration::from_secs(300),
             history_budget_chars: DEFAULT_HISTORY_BUDGET_CHARS,
+            restricted_verification: false,
         }
     }
 }
@@ -344,10 +350,37 @@ impl Engine {
     // agent_verify_task
     // -----------------------------------------------------------------------------------------
 
-    /// `verification.md` §2 (without preflight, which arrives with the verification issue).
+    /// `verification.md` §2: preflight, evidence, policy, session, one backend call, verdict.
     pub async fn verify_task(&self, req: VerifyTaskRequest, ctx: &ExecContext) -> Envelope {
         let workflow = Workflow::VerifyTask;
         let profile = Profile::Verification;
+        let pre = preflight(
+            &req.task,
+            req.scope.as_deref(),
+            &req.evidence_paths,
+            self.config.restricted_verification,
+        );
+        let lint = pre.lint_codes;
+        if !pre.ok {
+            let primary = lint
+                .first()
+                .copied()
+                .unwrap_or(ReasonCode::RestrictedModeMismatch);
+            let errors = lint
+                .iter()
+                .map(|code| ErrorObject::new(code.error_code(), code.guidance()[0]))
+                .collect();
+            return verification_envelope(
+                "",
+                format!(
+                    "Verification blocked: {}",
+                    primary.as_str().replace('_', " ")
+                ),
+                VerificationResult::not_performed(&lint),
+                pre.hints,
+                errors,
+            );
+        }
         let missing: Vec<String> = req
             .evidence_paths
             .iter()
@@ -357,16 +390,15 @@ impl Engine {
         if !missing.is_empty() && req.fail_closed {
             let errors = missing
                 .into_iter()
-                .map(|m| ErrorObject::new(ErrorCode::MissingEvidence, m));
-            let mut env = Envelope::error(
+                .map(|m| ErrorObject::new(ErrorCode::MissingEvidence, m))
+                .collect();
+            return verification_envelope(
                 "",
-                workflow,
-                profile.as_str(),
-                ErrorObject::new(ErrorCode::MissingEvidence, ""),
+                "Verification fail_closed".to_owned(),
+                VerificationResult::not_performed(&lint),
+                Vec::new(),
+                errors,
             );
-            env.summary = "Verification fail_closed".to_owned();
-            env.errors = errors.collect();
-            return env.with_result(core_verdict_result());
         }
         let working_dir = match self.policy.resolve_working_directory(None) {
             Ok(dir) => dir,
@@ -416,11 +448,35 @@ impl Engine {
             provider_session_id: None,
         };
         let output = match self.execute(request, ctx).await {
+            Ok(output) if output.output_text.trim().is_empty() => {
+                let failure = verification::empty_output();
+                let event = Event::error_payload(
+                    0,
+                    json!({ "error": failure.failure_code.as_str(), "summary": failure.summary }),
+                );
+                return self
+                    .unavailable(&session_id, &owner, event, &lint, &failure, None)
+                    .await;
+            }
             Ok(output) => output,
             Err(e) => {
-                return self
-                    .fail(&session_id, &owner, workflow, profile, 0, e)
-                    .await;
+                return match verification::classify(&e) {
+                    Some(failure) => {
+                        let event = Event::error_payload(
+                            0,
+                            json!({ "error": truncate_chars(&e.message, 256) }),
+                        );
+                        // Messages API failures keep their error code: they were generic errors before.
+                        let error = (e.code == ErrorCode::ProviderRuntimeError)
+                            .then(|| ErrorObject::new(e.code, e.message.clone()));
+                        self.unavailable(&session_id, &owner, event, &lint, &failure, error)
+                            .await
+                    }
+                    None => {
+                        self.fail(&session_id, &owner, workflow, profile, 0, e)
+                            .await
+                    }
+                };
             }
         };
         let parsed = parse_verdict(&output.output_text, req.fail_closed);
@@ -431,19 +487,17 @@ impl Engine {
         );
         let turns = i64::from(output.turn_count);
         let mut artifacts = Vec::new();
-        if !output.output_text.is_empty() {
-            artifacts.extend(
-                self.save_artifact(
-                    &session_id,
-                    workflow,
-                    profile,
-                    ArtifactKind::VerificationReport,
-                    turns,
-                    &output.output_text,
-                )
-                .await,
-            );
-        }
+        artifacts.extend(
+            self.save_artifact(
+                &session_id,
+                workflow,
+                profile,
+                ArtifactKind::VerificationReport,
+                turns,
+                &output.output_text,
+            )
+            .await,
+        );
         let finish = Finish {
             status: SessionStatus::Completed,
             turn_count: Some(turns),
@@ -459,15 +513,48 @@ impl Engine {
             return store_failure(&session_id, workflow, profile, &e);
         }
         ctx.report(&format!("verification finished: {verdict}"));
-        let mut result = to_map(&parsed);
-        if let Some(usage) = &output.usage {
-            result.insert("usage".into(), json!(usage));
-        }
-        let mut env = Envelope::success(session_id, workflow, profile, summary, result);
+        let result = VerificationResult::performed(parsed, &lint, output.usage);
+        let mut warnings = missing;
+        warnings.extend(output.warnings);
+        let mut env = verification_envelope(&session_id, summary, result, warnings, Vec::new());
+        env.ok = true;
+        env.status = EnvelopeStatus::Completed;
         env.artifacts = artifacts;
-        env.warnings = missing;
-        env.warnings.extend(output.warnings);
         env
+    }
+
+    /// §8.4: the session fails with the given `error_event`, and the result says why.
+    async fn unavailable(
+        &self,
+        session_id: &str,
+        owner: &str,
+        event: Event,
+        lint: &[ReasonCode],
+        failure: &Unavailability,
+        error: Option<ErrorObject>,
+    ) -> Envelope {
+        let finish = Finish {
+            status: SessionStatus::Failed,
+            turn_count: None,
+            summary_latest: None,
+            provider_session_id: None,
+            output_text: None,
+            events: vec![event],
+        };
+        if let Err(e) = self.finish(session_id, owner, &finish).await {
+            tracing::error!(session_id, error = %e, "could not record an unavailable verification");
+        }
+        let summary = format!("Verification unavailable: {}", failure.summary);
+        let error = error.unwrap_or_else(|| {
+            ErrorObject::new(failure_error_code(failure), failure.summary.clone())
+        });
+        verification_envelope(
+            session_id,
+            summary,
+            VerificationResult::unavailable(lint, failure),
+            Vec::new(),
+            vec![error],
+        )
     }
 
     // -----------------------------------------------------------------------------------------
@@ -922,6 +1009,36 @@ fn store_failure(
         ErrorCode::ProviderRuntimeError,
         error.message.clone(),
     )
+}
+
+/// A verification envelope (failed unless the caller marks it completed).
+fn verification_envelope(
+    session_id: &str,
+    summary: String,
+    result: VerificationResult,
+    warnings: Vec<String>,
+    errors: Vec<ErrorObject>,
+) -> Envelope {
+    Envelope {
+        ok: false,
+        session_id: session_id.to_owned(),
+        status: EnvelopeStatus::Failed,
+        workflow: Workflow::VerifyTask,
+        profile: Profile::Verification.as_str().to_owned(),
+        summary,
+        result: to_map(&result),
+        artifacts: Vec::new(),
+        warnings,
+        errors,
+    }
+}
+
+/// The `errors[].code` of an unavailable result: its failure code where the spec names one.
+fn failure_error_code(failure: &Unavailability) -> ErrorCode {
+    match failure.failure_code {
+        FailureCode::Spec(code) => code,
+        FailureCode::Api(_) => ErrorCode::ProviderRuntimeError,
+    }
 }
 
 fn to_map<T: Serialize>(value: &T) -> Map<String, Value> {

@@ -27,6 +27,21 @@ string_enum! {
         UnknownTool => "unknown_tool",
         InspectorUnavailable => "inspector_unavailable",
         MissingEvidence => "missing_evidence",
+        // Verification preflight lint codes, reported on a restricted-mode block.
+        ScopeTooBroad => "scope_too_broad",
+        AmbiguousRequest => "ambiguous_request",
+        MissingRequiredContext => "missing_required_context",
+        NonVerifiableRequest => "non_verifiable_request",
+        OutOfProfileRequest => "out_of_profile_request",
+        RestrictedModeMismatch => "restricted_mode_mismatch",
+        // Verification failure codes of unavailable results (`verification.md` §7).
+        ClaudeCodeNotInstalled => "claude_code_not_installed",
+        ClaudeCodeTimeout => "claude_code_timeout",
+        ClaudeCodeNotAuthenticated => "claude_code_not_authenticated",
+        ClaudeCodeLimitReached => "claude_code_limit_reached",
+        ClaudeCodeProcessError => "claude_code_process_error",
+        ClaudeCodeUnparseableResponse => "claude_code_unparseable_response",
+        ClaudeCodeEmptyResponse => "claude_code_empty_response",
     }
 }
 

@@ -122,6 +122,12 @@ impl Event {
         )
     }
 
+    /// An `error_event` with a payload of the caller's shape (verification's unavailable paths
+    /// record a string, or a code and summary).
+    pub fn error_payload(turn: i64, payload: Value) -> Self {
+        Self::new(EventType::ErrorEvent, turn, payload)
+    }
+
     /// `{"error": {code, message[, details]}}`: `details` only when non-empty.
     pub fn error(turn: i64, error: &ErrorObject) -> Self {
         let mut inner = serde_json::Map::new();

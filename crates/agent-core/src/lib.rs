@@ -26,6 +26,7 @@ pub mod request;
 pub mod text;
 pub mod time;
 pub mod verdict;
+pub mod verification;
 
 pub use engine::{Engine, EngineConfig};
 pub use envelope::{ArtifactRef, Envelope, EnvelopeStatus};
@@ -34,9 +35,10 @@ pub use event::{Event, EventType, StoredEvent};
 pub use model::{Profile, SessionStatus, Workflow};
 pub use ports::{
     BackendOutput, BackendRequest, Capabilities, ChatMessage, ChatRole, ExecContext,
-    ExecutionBackend, ExecutionError, Finish, LockOutcome, NewArtifact, NewSession, NoProgress,
-    PolicyViolation, ProgressSink, SessionListItem, SessionRecord, SessionStore, StoreError,
-    ToolCallContext, ToolDefinition, ToolExecutor, ToolProvider, Usage, WorkspacePolicy,
+    ExecutionBackend, ExecutionError, FailureKind, Finish, LockOutcome, NewArtifact, NewSession,
+    NoProgress, PolicyViolation, ProgressSink, SessionListItem, SessionRecord, SessionStore,
+    StoreError, ToolCallContext, ToolDefinition, ToolExecutor, ToolProvider, Usage,
+    WorkspacePolicy,
 };
 pub use request::{
     ContinueSessionRequest, GetSessionRequest, ListSessionsRequest, RunTaskRequest,

@@ -291,12 +291,29 @@ pub struct BackendOutput {
     pub provider_session_id: Option<String>,
 }
 
+/// What kind of failure a backend saw, so that verification can say whether retrying or a
+/// fallback verifier makes sense (`verification.md` §7).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FailureKind {
+    #[default]
+    Unspecified,
+    /// The request or process ran out of time.
+    Timeout,
+    /// The provider could not be reached.
+    Connection,
+    /// The provider answered with this HTTP status.
+    HttpStatus(u16),
+    /// The caller cancelled the execution.
+    Cancelled,
+}
+
 /// A classified backend failure: the code and message that reach the envelope.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct ExecutionError {
     pub code: ErrorCode,
     pub message: String,
+    pub kind: FailureKind,
 }
 
 impl ExecutionError {
@@ -304,12 +321,19 @@ impl ExecutionError {
         Self {
             code,
             message: message.into(),
+            kind: FailureKind::Unspecified,
         }
+    }
+
+    pub fn with_kind(mut self, kind: FailureKind) -> Self {
+        self.kind = kind;
+        self
     }
 
     /// The run was cancelled through its [`CancellationToken`].
     pub fn cancelled() -> Self {
         Self::new(ErrorCode::ProviderRuntimeError, "Execution cancelled")
+            .with_kind(FailureKind::Cancelled)
     }
 }
 

@@ -63,6 +63,23 @@ impl ReasonCode {
         }
     }
 
+    /// The error code under which this reason appears in `errors[]` (preflight blocks).
+    pub const fn error_code(self) -> crate::error::ErrorCode {
+        use crate::error::ErrorCode;
+        match self {
+            ReasonCode::ScopeTooBroad => ErrorCode::ScopeTooBroad,
+            ReasonCode::AmbiguousRequest => ErrorCode::AmbiguousRequest,
+            ReasonCode::MissingRequiredContext => ErrorCode::MissingRequiredContext,
+            ReasonCode::NonVerifiableRequest => ErrorCode::NonVerifiableRequest,
+            ReasonCode::OutOfProfileRequest => ErrorCode::OutOfProfileRequest,
+            ReasonCode::RestrictedModeMismatch => ErrorCode::RestrictedModeMismatch,
+            // Evidence reasons are never lint codes; they have no error of their own.
+            ReasonCode::SufficientEvidence | ReasonCode::InsufficientEvidence => {
+                ErrorCode::InternalError
+            }
+        }
+    }
+
     /// The guidance strings, without the empty filler of single-string codes.
     pub fn guidance_lines(self) -> impl Iterator<Item = &'static str> {
         self.guidance().into_iter().filter(|g| !g.is_empty())

@@ -1851,34 +1851,55 @@ async fn verify_existing_evidence_outside_allowlist_is_denied_without_session() 
 }
 
 #[tokio::test]
-async fn verify_backend_failure_is_a_generic_error_envelope() {
+async fn verify_provider_failure_is_an_unavailable_result_keeping_its_code() {
     let h = Harness::new(
         FakeBackend::new().then_err(ErrorCode::ProviderRuntimeError, "Claude API error: 500"),
     );
     let env = h.verify(VerifyTaskRequest::new("claim")).await;
     let id = env.session_id.clone();
     assert!(is_session_id(&id));
+    let v = env.to_value();
     assert_eq!(
-        env.to_value(),
-        error_envelope(
-            &id,
-            "verify_task",
-            "verification",
-            "provider_runtime_error",
-            "Claude API error: 500"
-        )
+        v["summary"],
+        json!("Verification unavailable: The Messages API request failed during verification.")
+    );
+    assert_eq!(v["result"]["outcome_kind"], json!("unavailable"));
+    assert_eq!(v["result"]["failure_code"], json!("api_request_failed"));
+    assert_eq!(
+        v["errors"],
+        json!([{"code": "provider_runtime_error", "message": "Claude API error: 500", "details": null}])
     );
     assert_eq!(
         h.events(&id).last(),
         Some(&ev(
             "error_event",
             0,
-            json!({"error": {"code": "provider_runtime_error", "message": "Claude API error: 500"}})
+            json!({"error": "Claude API error: 500"})
         ))
     );
     let r = h.record(&id);
     assert_eq!(r.status, SessionStatus::Failed);
     assert_eq!(r.locked_by, None);
+}
+
+#[tokio::test]
+async fn verify_unclassified_failure_is_a_generic_error_envelope() {
+    let h = Harness::new(FakeBackend::new().then_err(ErrorCode::InternalError, "boom"));
+    let env = h.verify(VerifyTaskRequest::new("claim")).await;
+    let id = env.session_id.clone();
+    assert_eq!(
+        env.to_value(),
+        error_envelope(&id, "verify_task", "verification", "internal_error", "boom")
+    );
+    assert_eq!(
+        h.events(&id).last(),
+        Some(&ev(
+            "error_event",
+            0,
+            json!({"error": {"code": "internal_error", "message": "boom"}})
+        ))
+    );
+    assert_eq!(h.record(&id).status, SessionStatus::Failed);
 }
 
 // ---------------------------------------------------------------------------------------------
