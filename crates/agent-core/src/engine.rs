@@ -222,6 +222,7 @@ impl Engine {
             is_continuation: false,
             working_directory: Some(working_dir),
             provider_session_id: None,
+            continuation: None,
         };
         let outcome = self.execute(request, ctx).await;
         match self
@@ -324,6 +325,7 @@ impl Engine {
             is_continuation: true,
             working_directory: working_dir,
             provider_session_id: record.provider_session_id.clone(),
+            continuation: None,
         };
         let outcome = self.execute(request, ctx).await;
         match self
@@ -446,6 +448,7 @@ impl Engine {
             is_continuation: false,
             working_directory: Some(working_dir),
             provider_session_id: None,
+            continuation: None,
         };
         let output = match self.execute(request, ctx).await {
             Ok(output) if output.output_text.trim().is_empty() => {

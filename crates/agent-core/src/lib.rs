@@ -13,6 +13,7 @@
 //! assert!(envelope.ok);
 //! ```
 
+pub mod continuation;
 pub mod engine;
 pub mod envelope;
 pub mod error;

@@ -265,6 +265,9 @@ pub struct BackendRequest {
     pub is_continuation: bool,
     pub working_directory: Option<PathBuf>,
     pub provider_session_id: Option<String>,
+    /// The structured continuation context, for backends that declare
+    /// `supports_structured_continuation_context` (`backends.md` §5.6).
+    pub continuation: Option<crate::continuation::ContinuationContext>,
 }
 
 impl std::fmt::Debug for BackendRequest {
