@@ -145,6 +145,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
     let policy = DirectoryPolicy::from_config(&config);
     let engine_config = EngineConfig {
         lock_ttl: Duration::from_secs(u64::try_from(config.lock_ttl_secs).unwrap_or(0)),
+        max_evidence_bytes: usize::try_from(config.max_evidence_bytes).unwrap_or(usize::MAX),
         ..EngineConfig::default()
     };
     let store = Arc::new(store);

@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use crate::envelope::{ArtifactRef, Envelope, EnvelopeStatus};
 use crate::error::{ErrorCode, ErrorObject};
 use crate::event::{Event, EventType, StoredEvent};
+use crate::evidence::{self, Evidence};
 use crate::ids;
 use crate::model::{Profile, SessionStatus, Workflow};
 use crate::ports::{
@@ -47,7 +48,13 @@ pub struct EngineConfig {
     /// Restricted verification (`apntalk_verification` mode): execution-oriented verification
     /// requests are blocked before any session exists.
     pub restricted_verification: bool,
+    /// The most evidence and attachment content given to the model, in bytes, in total
+    /// (`CLAUDE_AGENT_MCP_MAX_EVIDENCE_BYTES`).
+    pub max_evidence_bytes: usize,
 }
+
+/// 256 KiB of evidence.
+pub const DEFAULT_MAX_EVIDENCE_BYTES: usize = 256 * 1024;
 
 /// About 100k tokens of history.
 pub const DEFAULT_HISTORY_BUDGET_CHARS: usize = 400_000;
@@ -58,6 +65,7 @@ impl Default for EngineConfig {
             lock_ttl: Duration::from_secs(300),
             history_budget_chars: DEFAULT_HISTORY_BUDGET_CHARS,
             restricted_verification: false,
+            max_evidence_bytes: DEFAULT_MAX_EVIDENCE_BYTES,
         }
     }
 }
@@ -186,6 +194,7 @@ impl Engine {
                 return Envelope::failure("", workflow, profile.as_str(), v.code, v.message);
             }
         }
+        let (attachments, evidence_warnings) = self.read_evidence(&req.attachments).await;
         let working_dir_text = working_dir.to_string_lossy().into_owned();
         let session_id = ids::new_session_id();
         let owner = ids::new_lock_owner(workflow);
@@ -213,7 +222,15 @@ impl Engine {
             session_id: session_id.clone(),
             profile,
             system_prompt: profile.system_prompt(),
-            task: req.task,
+            task: if attachments.is_empty() {
+                req.task
+            } else {
+                format!(
+                    "{}\n\nAttachments:\n{}",
+                    req.task,
+                    evidence::render(&attachments)
+                )
+            },
             max_turns,
             tool_executor: self.executor_for(&tools, &session_id, profile, 0, Some(&working_dir)),
             tools,
@@ -231,7 +248,7 @@ impl Engine {
         {
             Ok(done) => {
                 ctx.report(&format!("session {session_id} completed"));
-                self.output_envelope(session_id, workflow, profile, done)
+                self.output_envelope(session_id, workflow, profile, done, evidence_warnings)
             }
             Err(env) => *env,
         }
@@ -342,7 +359,7 @@ impl Engine {
         {
             Ok(done) => {
                 ctx.report(&format!("session {id} completed"));
-                self.output_envelope(id.to_owned(), workflow, profile, done)
+                self.output_envelope(id.to_owned(), workflow, profile, done, Vec::new())
             }
             Err(env) => *env,
         }
@@ -416,6 +433,13 @@ impl Engine {
                 return Envelope::failure("", workflow, profile.as_str(), v.code, v.message);
             }
         }
+        let existing: Vec<String> = req
+            .evidence_paths
+            .iter()
+            .filter(|p| self.policy.path_exists(p))
+            .cloned()
+            .collect();
+        let (evidence, evidence_warnings) = self.read_evidence(&existing).await;
         let session_id = ids::new_session_id();
         let owner = ids::new_lock_owner(workflow);
         let events = [
@@ -439,7 +463,7 @@ impl Engine {
             session_id: session_id.clone(),
             profile,
             system_prompt: profile.system_prompt(),
-            task: verification_prompt(&req),
+            task: verification_prompt(&req, &evidence),
             max_turns: profile.max_turns_default(),
             tools: Vec::new(),
             tool_executor: None,
@@ -518,6 +542,7 @@ impl Engine {
         ctx.report(&format!("verification finished: {verdict}"));
         let result = VerificationResult::performed(parsed, &lint, output.usage);
         let mut warnings = missing;
+        warnings.extend(evidence_warnings);
         warnings.extend(output.warnings);
         let mut env = verification_envelope(&session_id, summary, result, warnings, Vec::new());
         env.ok = true;
@@ -660,6 +685,7 @@ impl Engine {
         workflow: Workflow,
         profile: Profile,
         done: Completed,
+        mut warnings: Vec<String>,
     ) -> Envelope {
         let Completed { output, artifacts } = done;
         let summary = summarize_output(&output.output_text);
@@ -670,7 +696,8 @@ impl Engine {
         }
         let mut env = Envelope::success(session_id, workflow, profile, summary, result);
         env.artifacts = artifacts;
-        env.warnings = output.warnings;
+        warnings.extend(output.warnings);
+        env.warnings = warnings;
         env
     }
 
@@ -718,6 +745,20 @@ impl Engine {
         };
         let _ = self.finish(session_id, owner, &finish).await;
         store_failure(session_id, workflow, profile, error)
+    }
+
+    /// Reads evidence or attachments off the async threads, within the configured budget.
+    async fn read_evidence(&self, paths: &[String]) -> (Vec<Evidence>, Vec<String>) {
+        if paths.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        let cwd = self.policy.cwd().to_path_buf();
+        let paths = paths.to_vec();
+        let budget = self.config.max_evidence_bytes;
+        match tokio::task::spawn_blocking(move || evidence::collect(&cwd, &paths, budget)).await {
+            Ok(read) => read,
+            Err(e) => (Vec::new(), vec![format!("Evidence could not be read: {e}")]),
+        }
     }
 
     /// Records the end of an execution; if that fails, still releases the lock so the session
@@ -938,7 +979,8 @@ pub fn conversation_history(
 }
 
 /// `verification.md` §3.
-pub fn verification_prompt(req: &VerifyTaskRequest) -> String {
+/// With `evidence`, the contents follow the list of paths (`beyond.md` §5).
+pub fn verification_prompt(req: &VerifyTaskRequest, evidence: &[Evidence]) -> String {
     let mut lines = vec![format!("Task to verify: {}", req.task)];
     if let Some(scope) = req.scope.as_deref().filter(|s| !s.is_empty()) {
         lines.push(format!("Scope: {scope}"));
@@ -946,6 +988,11 @@ pub fn verification_prompt(req: &VerifyTaskRequest) -> String {
     if !req.evidence_paths.is_empty() {
         lines.push("Evidence paths:".to_owned());
         lines.extend(req.evidence_paths.iter().map(|p| format!("  - {p}")));
+    }
+    if !evidence.is_empty() {
+        lines.push(String::new());
+        lines.push("Evidence contents:".to_owned());
+        lines.push(evidence::render(evidence).trim_end().to_owned());
     }
     lines.push(String::new());
     lines.push(

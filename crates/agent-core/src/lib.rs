@@ -18,6 +18,7 @@ pub mod engine;
 pub mod envelope;
 pub mod error;
 pub mod event;
+pub mod evidence;
 pub mod ids;
 pub mod model;
 pub mod ports;

@@ -142,6 +142,58 @@ mod tests {
         );
     }
 
+    /// Property: over many random texts built from the tokens the parser looks for, it never
+    /// panics, always yields a verdict, and never yields an empty list item.
+    #[test]
+    fn random_text_never_panics() {
+        const PIECES: [&str; 24] = [
+            "VERDICT",
+            "verdict",
+            ":",
+            " ",
+            "\n",
+            "\r\n",
+            "\t",
+            "-",
+            "*",
+            "•",
+            "pass",
+            "fail.",
+            "FAIL",
+            "insufficient",
+            "pass_with_restrictions",
+            "FINDINGS",
+            "CONTRADICTIONS",
+            "MISSING_EVIDENCE",
+            "RESTRICTIONS",
+            "é",
+            "\u{0}",
+            "🦀",
+            ".",
+            "x",
+        ];
+        let mut rng = fastrand::Rng::with_seed(0x5eed);
+        for _ in 0..20_000 {
+            let len = rng.usize(0..40);
+            let text: String = (0..len)
+                .map(|_| PIECES[rng.usize(..PIECES.len())])
+                .collect();
+            let parsed = parse_verdict(&text, rng.bool());
+            let lists = [
+                &parsed.findings,
+                &parsed.contradictions,
+                &parsed.missing_evidence,
+                &parsed.restrictions,
+            ];
+            assert!(
+                lists
+                    .iter()
+                    .all(|l| l.iter().all(|item| !item.is_empty() && item.trim() == item)),
+                "{text:?}"
+            );
+        }
+    }
+
     #[test]
     fn never_panics_on_odd_text() {
         for text in [

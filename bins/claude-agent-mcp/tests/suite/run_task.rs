@@ -276,6 +276,17 @@ async fn attachments_must_exist_and_be_allowed() {
         )
         .await;
     assert_eq!(v["ok"], json!(true));
+    assert_eq!(
+        env.requests().await[0]["messages"],
+        json!([{"role": "user", "content": "t\n\nAttachments:\n=== a.txt (text, 1 bytes) ===\nx\n=== end of a.txt ===\n"}]),
+        "attachment contents reach the model"
+    );
+    let sid = v["session_id"].as_str().unwrap();
+    assert_eq!(
+        env.events(sid).await[0].2,
+        json!({"task": "t"}),
+        "the raw task is what the log records"
+    );
     assert_eq!(env.session_count().await, 1);
     server.shutdown().await;
 }

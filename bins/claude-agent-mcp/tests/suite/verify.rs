@@ -35,7 +35,7 @@ async fn a_pass_verdict_is_parsed_and_reported() {
     let body = &env.requests().await[0];
     assert_eq!(
         body["messages"],
-        json!([{"role": "user", "content": "Task to verify: Verify report.txt\nScope: content\nEvidence paths:\n  - report.txt\n\nPlease evaluate the evidence and provide a structured verification result."}])
+        json!([{"role": "user", "content": "Task to verify: Verify report.txt\nScope: content\nEvidence paths:\n  - report.txt\n\nEvidence contents:\n=== report.txt (text, 8 bytes) ===\nall good\n=== end of report.txt ===\n\nPlease evaluate the evidence and provide a structured verification result."}])
     );
     let system = body["system"].as_str().unwrap();
     for label in [
@@ -336,6 +336,44 @@ async fn api_failures_are_classified_for_routing() {
             v["result"]["retryable"].clone()
         ),
         (json!("api_not_authenticated"), json!(false))
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn evidence_is_read_within_the_budget() {
+    let mut env = TestEnv::new().await;
+    env.set("CLAUDE_AGENT_MCP_MAX_EVIDENCE_BYTES", "10");
+    std::fs::write(env.cwd().join("long.txt"), "0123456789abcdef").unwrap();
+    std::fs::write(env.cwd().join("image.bin"), [0u8, 159, 146, 150]).unwrap();
+    env.reply_text("VERDICT: pass").await;
+    let server = env.start().await;
+    let v = server
+        .call(
+            "agent_verify_task",
+            json!({"task": "Verify long.txt", "evidence_paths": ["long.txt", "image.bin"]}),
+        )
+        .await;
+    assert_eq!(v["ok"], json!(true));
+    assert_eq!(
+        v["warnings"],
+        json!([
+            "Evidence truncated: long.txt (included 10 of 16 bytes; the limit is 10 bytes in total, CLAUDE_AGENT_MCP_MAX_EVIDENCE_BYTES)"
+        ])
+    );
+    let content = env.requests().await[0]["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content.contains(
+            "=== long.txt (text, 16 bytes, truncated) ===\n0123456789\n=== end of long.txt ==="
+        ),
+        "{content}"
+    );
+    assert!(
+        content.contains("=== image.bin (binary file, 4 bytes; contents not included) ==="),
+        "{content}"
     );
     server.shutdown().await;
 }

@@ -71,6 +71,7 @@ pub mod vars {
     pub const API_MAX_RETRIES: &str = "CLAUDE_AGENT_MCP_API_MAX_RETRIES";
     pub const API_TIMEOUT: &str = "CLAUDE_AGENT_MCP_API_TIMEOUT";
     pub const BUILTIN_TOOLS: &str = "CLAUDE_AGENT_MCP_BUILTIN_TOOLS";
+    pub const MAX_EVIDENCE_BYTES: &str = "CLAUDE_AGENT_MCP_MAX_EVIDENCE_BYTES";
     pub const CLAUDE_CODE_CLI_PATH: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_CLI_PATH";
     pub const CLAUDE_CODE_TIMEOUT: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_TIMEOUT";
     pub const LIMITED_TOOL_FORWARDING: &str =
@@ -121,6 +122,7 @@ pub mod defaults {
     pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
     pub const API_MAX_RETRIES: u32 = 2;
     pub const API_TIMEOUT_SECS: u64 = 600;
+    pub const MAX_EVIDENCE_BYTES: u64 = 256 * 1024;
     pub const CLAUDE_CODE_TIMEOUT_SECS: i64 = 300;
 }
 
@@ -337,6 +339,9 @@ pub struct Config {
     pub api_max_retries: u32,
     /// `CLAUDE_AGENT_MCP_API_TIMEOUT` in seconds, default 600.
     pub api_timeout_secs: u64,
+    /// `CLAUDE_AGENT_MCP_MAX_EVIDENCE_BYTES`, default 262144: evidence and attachment content
+    /// given to the model, in total (`beyond.md` §5).
+    pub max_evidence_bytes: u64,
     /// `CLAUDE_AGENT_MCP_BUILTIN_TOOLS` (bool), default true: the api backend's built-in
     /// workspace tools.
     pub builtin_tools: bool,
@@ -678,6 +683,8 @@ fn resolve(
     let api_max_retries = r.number(value, defaults::API_MAX_RETRIES, "non-negative integer");
     let value = r.get(vars::API_TIMEOUT);
     let api_timeout_secs = r.number(value, defaults::API_TIMEOUT_SECS, "non-negative integer");
+    let value = r.get(vars::MAX_EVIDENCE_BYTES);
+    let max_evidence_bytes = r.number(value, defaults::MAX_EVIDENCE_BYTES, "non-negative integer");
     let builtin_tools = r.bool(vars::BUILTIN_TOOLS, true);
     let claude_code_cli_path = r
         .raw(vars::CLAUDE_CODE_CLI_PATH)
@@ -844,7 +851,7 @@ fn resolve(
         max_artifact_bytes,
         backend,
         api_max_retries,
-        api_timeout_secs,
+        (api_timeout_secs, max_evidence_bytes),
         claude_code_timeout_secs,
         (
             max_continuation_turns,
@@ -866,7 +873,7 @@ fn resolve(
             Some(max_artifact_bytes),
             Some(backend),
             Some(api_max_retries),
-            Some(api_timeout_secs),
+            (Some(api_timeout_secs), Some(max_evidence_bytes)),
             Some(claude_code_timeout_secs),
             (
                 Some(max_continuation_turns),
@@ -894,6 +901,7 @@ fn resolve(
             anthropic_base_url,
             api_max_retries,
             api_timeout_secs,
+            max_evidence_bytes,
             builtin_tools,
             claude_code_cli_path,
             claude_code_timeout_secs,

@@ -50,6 +50,7 @@ fn expected_defaults(cwd: &Path) -> Config {
         anthropic_base_url: "https://api.anthropic.com".into(),
         api_max_retries: 2,
         api_timeout_secs: 600,
+        max_evidence_bytes: 262_144,
         builtin_tools: true,
         claude_code_cli_path: None,
         claude_code_timeout_secs: 300,
