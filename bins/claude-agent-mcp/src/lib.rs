@@ -10,14 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_backends::api::{ApiConfig, MessagesApiBackend};
+use agent_core::model::python_list;
 use agent_core::{Engine, EngineConfig, ExecutionBackend, SessionStore};
 use agent_mcp::status::{
     CapabilityFlags, ContinuationStatus, MediationStatus, PRESERVED_LIMITATIONS, RestrictionStatus,
     RuntimeStatus, WorkflowStatus,
 };
-use agent_mcp::{AgentServer, HttpOptions};
+use agent_mcp::{AgentServer, HttpOptions, ToolName};
 use agent_policy::config::{BackendKind, Config, RuntimeMode, Transport};
-use agent_policy::{CliOverrides, DirectoryPolicy};
+use agent_policy::{CliOverrides, DirectoryPolicy, restricted};
 use agent_store::{SqliteStore, StoreConfig};
 use clap::{CommandFactory, Parser};
 use tokio_util::sync::CancellationToken;
@@ -121,10 +122,12 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         config.model,
         config.backend
     );
-    if config.mode == RuntimeMode::ApntalkVerification {
-        return Err(StartupError::new(
-            "runtime mode 'apntalk_verification' is not available in this build yet; use 'standard'",
-        ));
+    let restricted = config.mode == RuntimeMode::ApntalkVerification;
+    if restricted {
+        let reasons = restricted::contract_violations(&config);
+        if !reasons.is_empty() {
+            return Err(StartupError::new(restricted::violation_message(&reasons)));
+        }
     }
     let store = SqliteStore::open(StoreConfig {
         db_path: config.db_path.clone(),
@@ -146,6 +149,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
     let engine_config = EngineConfig {
         lock_ttl: Duration::from_secs(u64::try_from(config.lock_ttl_secs).unwrap_or(0)),
         max_evidence_bytes: usize::try_from(config.max_evidence_bytes).unwrap_or(usize::MAX),
+        restricted_verification: restricted,
         ..EngineConfig::default()
     };
     let store = Arc::new(store);
@@ -155,7 +159,24 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         Arc::new(policy),
         engine_config,
     ));
-    let server = AgentServer::standard(engine, runtime_status(&config));
+    let admitted = if restricted {
+        vec![ToolName::VerifyTask, ToolName::GetRuntimeStatus]
+    } else {
+        ToolName::ALL.to_vec()
+    };
+    let server = AgentServer::new(engine, runtime_status(&config, &admitted), admitted);
+    if restricted {
+        tracing::info!(
+            target: "server",
+            "APNTalk restriction contract {} active: backend={} transport={} profile={} exposed_tools={} allowed_dirs={} compliance=PASS",
+            restricted::CONTRACT_ID,
+            config.backend,
+            config.transport,
+            restricted::ACTIVE_PROFILE,
+            python_list(restricted::ALLOWED_TOOLS),
+            python_list(config.allowed_dirs.iter().map(|d| d.to_string_lossy()))
+        );
+    }
     if let Some(preset) = &config.operator_profile {
         tracing::info!(target: "server", "Operator profile preset: {preset}");
     }
@@ -236,8 +257,65 @@ fn build_backend(config: &Config) -> Result<Arc<dyn ExecutionBackend>, StartupEr
     }
 }
 
+/// The restricted-mode proof fields (`status.md` §1); all null in standard mode.
+fn restriction_status(config: &Config, admitted: &[ToolName]) -> RestrictionStatus {
+    let Some(contract) = restricted::RestrictionContract::of(config) else {
+        return RestrictionStatus::default();
+    };
+    let mut exposed: Vec<String> = admitted.iter().map(|t| t.as_str().to_owned()).collect();
+    exposed.sort_unstable();
+    let mut reasons = Vec::new();
+    let extra: Vec<&str> = exposed
+        .iter()
+        .map(String::as_str)
+        .filter(|t| !restricted::ALLOWED_TOOLS.contains(t))
+        .collect();
+    if !extra.is_empty() {
+        reasons.push(format!("extra tools registered: {}", python_list(extra)));
+    }
+    let missing: Vec<&str> = restricted::ALLOWED_TOOLS
+        .into_iter()
+        .filter(|t| !exposed.iter().any(|e| e == t))
+        .collect();
+    if !missing.is_empty() {
+        reasons.push(format!("admitted tools missing: {}", python_list(missing)));
+    }
+    if config.backend != BackendKind::ClaudeCode {
+        reasons.push(format!(
+            "backend='{}' != required='claude_code'",
+            config.backend
+        ));
+    }
+    if config.transport != Transport::Stdio {
+        reasons.push(format!(
+            "transport='{}' != required='stdio'",
+            config.transport
+        ));
+    }
+    RestrictionStatus {
+        policy_mode: Some(restricted::POLICY_MODE.to_owned()),
+        authority_mode: Some(restricted::AUTHORITY_MODE.to_owned()),
+        tool_surface_mode: Some(restricted::TOOL_SURFACE_MODE.to_owned()),
+        active_profile: Some(restricted::ACTIVE_PROFILE.to_owned()),
+        exposed_tools: Some(exposed),
+        allowed_directories: Some(
+            contract
+                .allowed_directories
+                .iter()
+                .map(|d| d.to_string_lossy().into_owned())
+                .collect(),
+        ),
+        restriction_contract_id: Some(restricted::CONTRACT_ID.to_owned()),
+        restriction_contract_version: Some(restricted::CONTRACT_VERSION),
+        fail_closed_enabled: Some(true),
+        restriction_compliance: Some(reasons.is_empty()),
+        non_compliance_reasons: (!reasons.is_empty()).then_some(reasons),
+        server_version: Some(agent_core::VERSION.to_owned()),
+    }
+}
+
 /// The status snapshot from the resolved configuration (`status.md` §1).
-pub fn runtime_status(config: &Config) -> RuntimeStatus {
+pub fn runtime_status(config: &Config, admitted: &[ToolName]) -> RuntimeStatus {
     let m = &config.mediation;
     let c = &config.continuation;
     RuntimeStatus {
@@ -280,7 +358,7 @@ pub fn runtime_status(config: &Config) -> RuntimeStatus {
             .collect(),
         resolved_at: String::new(),
         mode: config.mode.as_str().to_owned(),
-        restriction: RestrictionStatus::default(),
+        restriction: restriction_status(config, admitted),
     }
 }
 

@@ -27,6 +27,7 @@
 pub mod config;
 pub mod directory;
 pub mod paths;
+pub mod restricted;
 
 pub use config::{
     BackendKind, CliOverrides, Config, ConfigErrors, ContinuationSettings, LogLevel,

@@ -136,3 +136,39 @@ async fn transport_flag_overrides_the_environment() {
     let _ = client.cancel().await;
     let _ = child.wait().await;
 }
+
+#[tokio::test]
+async fn restricted_mode_requires_claude_code_and_stdio() {
+    let (code, err) = startup_error(&[
+        ("CLAUDE_AGENT_MCP_MODE", "apntalk_verification"),
+        ("CLAUDE_AGENT_MCP_TRANSPORT", "streamable-http"),
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("  • CLAUDE_AGENT_MCP_MODE=apntalk_verification requires CLAUDE_AGENT_MCP_EXECUTION_BACKEND='claude_code', got 'api'"),
+        "{err}"
+    );
+    assert!(
+        err.contains("requires CLAUDE_AGENT_MCP_TRANSPORT='stdio', got 'streamable-http'"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn restricted_mode_contract_violation_aborts_before_touching_state() {
+    let mut env = TestEnv::new().await;
+    env.set("CLAUDE_AGENT_MCP_MODE", "apntalk_verification");
+    env.set("CLAUDE_AGENT_MCP_EXECUTION_BACKEND", "claude_code");
+    env.set("CLAUDE_AGENT_MCP_ALLOWED_DIRS", ",");
+    let (code, out, err) = env.run_to_exit(&[]).await;
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert!(
+        err.contains(
+            "APNTalk verification mode startup contract violation(s):\n  • allowed_directories is empty — bounded filesystem scope cannot be proven\nStartup aborted (fail_closed=true). Fix the above before starting in apntalk_verification mode."
+        ),
+        "{err}"
+    );
+    assert!(!env.state_dir().exists(), "no state was touched");
+}

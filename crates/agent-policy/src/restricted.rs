@@ -1,0 +1,131 @@
+//! The APNTalk restriction contract (`profiles-and-policy.md` §3): the resolved values of the
+//! restricted verification mode and the startup self-check that must pass before any state is
+//! touched.
+
+use std::path::PathBuf;
+
+use crate::config::{BackendKind, Config, RuntimeMode, Transport};
+
+pub const POLICY_MODE: &str = "verification_only";
+pub const AUTHORITY_MODE: &str = "advisory_only";
+pub const TOOL_SURFACE_MODE: &str = "restricted";
+pub const ACTIVE_PROFILE: &str = "apntalk_verification";
+pub const CONTRACT_ID: &str = "apntalk_verification_v1";
+pub const CONTRACT_VERSION: i64 = 1;
+/// The admitted tools, sorted.
+pub const ALLOWED_TOOLS: [&str; 2] = ["agent_get_runtime_status", "agent_verify_task"];
+
+/// The resolved contract of a configuration in `apntalk_verification` mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestrictionContract {
+    pub allowed_directories: Vec<PathBuf>,
+}
+
+impl RestrictionContract {
+    /// The contract when `config` is in the restricted mode.
+    pub fn of(config: &Config) -> Option<Self> {
+        (config.mode == RuntimeMode::ApntalkVerification).then(|| Self {
+            allowed_directories: config.allowed_dirs.clone(),
+        })
+    }
+}
+
+fn is_absolute(dir: &str) -> bool {
+    dir.starts_with('/') || dir.chars().nth(1) == Some(':')
+}
+
+/// Every unmet requirement of the contract (§3.2 step 2); empty when compliant.
+pub fn contract_violations(config: &Config) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if config.backend != BackendKind::ClaudeCode {
+        reasons.push(format!(
+            "backend='{}' does not match required_backend='claude_code'",
+            config.backend
+        ));
+    }
+    if config.transport != Transport::Stdio {
+        reasons.push(format!(
+            "transport='{}' does not match required_transport='stdio'",
+            config.transport
+        ));
+    }
+    if config.allowed_dirs.is_empty() {
+        reasons.push(
+            "allowed_directories is empty — bounded filesystem scope cannot be proven".to_owned(),
+        );
+    }
+    for dir in &config.allowed_dirs {
+        let text = dir.to_string_lossy();
+        if !is_absolute(&text) {
+            reasons.push(format!(
+                "allowed_directory '{text}' is not an absolute path — bounded directories must be normalized absolute paths"
+            ));
+        }
+    }
+    reasons
+}
+
+/// The startup abort message for `reasons` (§3.2).
+pub fn violation_message(reasons: &[String]) -> String {
+    let mut out = String::from("APNTalk verification mode startup contract violation(s):");
+    for reason in reasons {
+        out.push_str("\n  • ");
+        out.push_str(reason);
+    }
+    out.push_str("\nStartup aborted (fail_closed=true). Fix the above before starting in apntalk_verification mode.");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CliOverrides, from_vars};
+    use std::collections::BTreeMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Config {
+        let dir = std::env::temp_dir();
+        let mut vars: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        vars.entry("CLAUDE_AGENT_MCP_MODE".into())
+            .or_insert("apntalk_verification".into());
+        vars.entry("CLAUDE_AGENT_MCP_EXECUTION_BACKEND".into())
+            .or_insert("claude_code".into());
+        from_vars(&vars, &dir, &CliOverrides::default()).unwrap()
+    }
+
+    #[test]
+    fn a_compliant_configuration_has_no_violations() {
+        let c = config(&[]);
+        assert_eq!(contract_violations(&c), Vec::<String>::new());
+        assert_eq!(
+            RestrictionContract::of(&c).unwrap().allowed_directories,
+            c.allowed_dirs
+        );
+    }
+
+    #[test]
+    fn an_empty_allowlist_violates_the_contract() {
+        let c = config(&[("CLAUDE_AGENT_MCP_ALLOWED_DIRS", ",")]);
+        let reasons = contract_violations(&c);
+        assert_eq!(
+            reasons,
+            ["allowed_directories is empty — bounded filesystem scope cannot be proven"]
+        );
+        assert_eq!(
+            violation_message(&reasons),
+            "APNTalk verification mode startup contract violation(s):\n  • allowed_directories is empty — bounded filesystem scope cannot be proven\nStartup aborted (fail_closed=true). Fix the above before starting in apntalk_verification mode."
+        );
+    }
+
+    #[test]
+    fn standard_mode_has_no_contract() {
+        let c = config(&[
+            ("CLAUDE_AGENT_MCP_MODE", "standard"),
+            ("CLAUDE_AGENT_MCP_EXECUTION_BACKEND", "api"),
+        ]);
+        assert!(RestrictionContract::of(&c).is_none());
+        assert_eq!(contract_violations(&c).len(), 1, "backend");
+    }
+}
