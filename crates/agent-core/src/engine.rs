@@ -752,10 +752,10 @@ impl Engine {
         if paths.is_empty() {
             return (Vec::new(), Vec::new());
         }
-        let cwd = self.policy.cwd().to_path_buf();
+        let policy = Arc::clone(&self.policy);
         let paths = paths.to_vec();
         let budget = self.config.max_evidence_bytes;
-        match tokio::task::spawn_blocking(move || evidence::collect(&cwd, &paths, budget)).await {
+        match tokio::task::spawn_blocking(move || policy.read_evidence(&paths, budget)).await {
             Ok(read) => read,
             Err(e) => (Vec::new(), vec![format!("Evidence could not be read: {e}")]),
         }

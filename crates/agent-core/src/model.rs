@@ -1,5 +1,8 @@
 //! Session statuses, workflows and profile names: the contract strings, once.
 
+/// Declares an enum of contract strings: serde renames, `ALL`, `as_str`, `parse`, `choices`
+/// and `Display`, so that each string is written once. Exported for the other crates.
+#[macro_export]
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
@@ -26,6 +29,13 @@ macro_rules! string_enum {
                     _ => None,
                 }
             }
+
+            /// The valid strings, sorted, as a Python-style list (as the messages show them).
+            pub fn choices() -> String {
+                let mut names: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
+                names.sort_unstable();
+                $crate::model::python_list(names)
+            }
         }
 
         impl std::fmt::Display for $name {
@@ -35,7 +45,7 @@ macro_rules! string_enum {
         }
     };
 }
-pub(crate) use string_enum;
+pub(crate) use crate::string_enum;
 
 string_enum! {
     /// The stored status of a session (`sessions.md` §3).

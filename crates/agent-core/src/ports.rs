@@ -436,6 +436,17 @@ pub trait WorkspacePolicy: Send + Sync + 'static {
 
     /// Whether an evidence path exists (relative paths against the CWD).
     fn path_exists(&self, path: &str) -> bool;
+
+    /// Reads already-checked evidence or attachment paths within `budget` bytes in total,
+    /// returning their contents and a warning per truncated or unreadable path. Blocking: the
+    /// engine calls it off the async threads. The default reads the file system.
+    fn read_evidence(
+        &self,
+        paths: &[String],
+        budget: usize,
+    ) -> (Vec<crate::evidence::Evidence>, Vec<String>) {
+        crate::evidence::collect(self.cwd(), paths, budget)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 use crate::model::Profile;
 
-/// The verification output-format block; the verdict parser depends on these labels.
-pub const VERIFICATION_OUTPUT_FORMAT: &str = "Output format:
+/// The verification output-format block, as a literal so the prompt can embed it.
+macro_rules! output_format {
+    () => {
+        "Output format:
 Your final response must contain a structured verification result with:
 VERDICT: <verdict>
 FINDINGS:
@@ -13,7 +15,12 @@ CONTRADICTIONS:
 MISSING_EVIDENCE:
 - <item>
 RESTRICTIONS:
-- <restriction>";
+- <restriction>"
+    };
+}
+
+/// The verification output-format block; the verdict parser depends on these labels.
+pub const VERIFICATION_OUTPUT_FORMAT: &str = output_format!();
 
 const GENERAL_PROMPT: &str = "You are a helpful, capable and bounded agent running inside a sessioned runtime with controlled tool access. Complete the task accurately and concisely.
 
@@ -23,7 +30,8 @@ Rules:
 - Return a clear, structured result that summarises what was done.
 - If the task cannot be completed, explain why.";
 
-const VERIFICATION_PROMPT: &str = "You are a precise verification agent. You evaluate evidence and decide whether the stated task or claim is supported.
+const VERIFICATION_PROMPT: &str = concat!(
+    "You are a precise verification agent. You evaluate evidence and decide whether the stated task or claim is supported.
 
 Rules:
 - READ-ONLY mode: do not write, create or modify any files.
@@ -33,17 +41,9 @@ Rules:
 - List findings, contradictions, missing evidence and restrictions.
 - Fail closed when uncertain: insufficient evidence defaults to fail_closed unless explicitly stated otherwise.
 
-Output format:
-Your final response must contain a structured verification result with:
-VERDICT: <verdict>
-FINDINGS:
-- <finding>
-CONTRADICTIONS:
-- <contradiction>
-MISSING_EVIDENCE:
-- <item>
-RESTRICTIONS:
-- <restriction>";
+",
+    output_format!()
+);
 
 impl Profile {
     /// The profile's system prompt.

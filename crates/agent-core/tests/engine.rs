@@ -72,7 +72,9 @@ impl Harness {
         let mut engine = Engine::new(
             Arc::clone(&store) as Arc<dyn SessionStore>,
             Arc::clone(&backend) as Arc<dyn agent_core::ExecutionBackend>,
-            Arc::new(policy()),
+            Arc::new(
+                policy().with_contents("/work/project/evidence.md", "# Project\nparses CRLF\n"),
+            ),
             config,
         );
         for provider in providers {
@@ -2538,5 +2540,24 @@ async fn mem_store_follows_the_session_store_contract() {
             .finish_execution("sess_missing", "x", &finish)
             .await
             .is_err()
+    );
+}
+
+#[tokio::test]
+async fn verify_gives_evidence_contents_to_the_backend() {
+    let h = Harness::new(FakeBackend::new().then_ok(BackendOutput {
+        output_text: "VERDICT: pass".into(),
+        turn_count: 1,
+        ..BackendOutput::default()
+    }));
+    h.verify(
+        VerifyTaskRequest::new("README mentions CRLF")
+            .with_evidence(vec!["/work/project/evidence.md".into()]),
+    )
+    .await;
+    let task = h.backend.requests()[0].task.clone();
+    assert_eq!(
+        task,
+        "Task to verify: README mentions CRLF\nEvidence paths:\n  - /work/project/evidence.md\n\nEvidence contents:\n=== /work/project/evidence.md (text, 22 bytes) ===\n# Project\nparses CRLF\n=== end of /work/project/evidence.md ===\n\nPlease evaluate the evidence and provide a structured verification result."
     );
 }

@@ -694,6 +694,8 @@ pub struct FakePolicy {
     cwd: PathBuf,
     allowed: Vec<PathBuf>,
     existing: HashSet<String>,
+    /// Contents served for evidence and attachments; paths without contents yield nothing.
+    contents: Vec<(String, String)>,
 }
 
 impl FakePolicy {
@@ -702,7 +704,14 @@ impl FakePolicy {
             cwd: PathBuf::from(cwd),
             allowed: allowed.iter().map(PathBuf::from).collect(),
             existing: existing.iter().map(|s| (*s).to_owned()).collect(),
+            contents: Vec::new(),
         }
+    }
+
+    pub fn with_contents(mut self, path: &str, text: &str) -> Self {
+        self.existing.insert(path.to_owned());
+        self.contents.push((path.to_owned(), text.to_owned()));
+        self
     }
 
     fn absolute(&self, path: &str) -> PathBuf {
@@ -766,6 +775,27 @@ impl WorkspacePolicy for FakePolicy {
 
     fn path_exists(&self, path: &str) -> bool {
         self.existing.contains(path)
+    }
+
+    fn read_evidence(
+        &self,
+        paths: &[String],
+        _budget: usize,
+    ) -> (Vec<agent_core::evidence::Evidence>, Vec<String>) {
+        use agent_core::evidence::{Evidence, EvidenceBody};
+        let found = paths
+            .iter()
+            .filter_map(|p| self.contents.iter().find(|(path, _)| path == p))
+            .map(|(path, text)| Evidence {
+                path: path.clone(),
+                body: EvidenceBody::Text {
+                    content: text.clone(),
+                    total_bytes: text.len() as u64,
+                    truncated: false,
+                },
+            })
+            .collect();
+        (found, Vec::new())
     }
 }
 

@@ -39,7 +39,6 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use agent_core::model::python_list;
 use serde::Serialize;
 
 use crate::paths::resolve_path;
@@ -126,50 +125,7 @@ pub mod defaults {
     pub const CLAUDE_CODE_TIMEOUT_SECS: i64 = 300;
 }
 
-macro_rules! config_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-        pub enum $name {
-            $(#[serde(rename = $text)] $variant),+
-        }
-
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The configuration string.
-            pub const fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),+
-                }
-            }
-
-            /// Parses the exact configuration string (already normalised).
-            pub fn parse(text: &str) -> Option<Self> {
-                match text {
-                    $($text => Some($name::$variant),)+
-                    _ => None,
-                }
-            }
-
-            /// The valid strings, sorted, as a Python-style list (as in the messages).
-            pub fn choices() -> String {
-                let mut names: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
-                names.sort_unstable();
-                python_list(names)
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-config_enum! {
+agent_core::string_enum! {
     /// The runtime mode (`profiles-and-policy.md` §3).
     RuntimeMode {
         Standard => "standard",
@@ -177,7 +133,7 @@ config_enum! {
     }
 }
 
-config_enum! {
+agent_core::string_enum! {
     /// The MCP transport.
     Transport {
         Stdio => "stdio",
@@ -185,7 +141,7 @@ config_enum! {
     }
 }
 
-config_enum! {
+agent_core::string_enum! {
     /// The execution backend.
     BackendKind {
         Api => "api",
@@ -193,7 +149,7 @@ config_enum! {
     }
 }
 
-config_enum! {
+agent_core::string_enum! {
     /// The log level (Python level names).
     LogLevel {
         Debug => "DEBUG",
