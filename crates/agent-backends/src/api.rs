@@ -355,14 +355,17 @@ impl MessagesApiBackend {
                 debug!(tool = tool_use.name, turn = turns, "executing tool call");
                 let outcome =
                     cancellable(ctx, executor.call(tool_use.name, tool_use.input)).await?;
-                let content = match outcome {
-                    Ok(text) => text,
-                    Err(message) => format!("Error: {message}"),
+                // A failed call keeps the original's `Error: ` text and is flagged `is_error`
+                // so the model knows the tool failed (an addition to `backends.md` §4.3).
+                let (content, is_error) = match outcome {
+                    Ok(text) => (text, false),
+                    Err(message) => (format!("Error: {message}"), true),
                 };
                 results.push(ToolResult {
                     kind: "tool_result",
                     tool_use_id: tool_use.id.to_owned(),
                     content,
+                    is_error,
                 });
             }
             stop_reason = response.stop_reason;
@@ -688,6 +691,8 @@ struct ToolResult {
     kind: &'static str,
     tool_use_id: String,
     content: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    is_error: bool,
 }
 
 /// `history + [user(task)]`, borrowing from the request.

@@ -12,7 +12,7 @@ use agent_backends::api::{
 use agent_backends::{ApiConfig, MessagesApiBackend};
 use agent_core::{
     BackendOutput, BackendRequest, ChatMessage, ChatRole, ErrorCode, ExecContext, ExecutionBackend,
-    ExecutionError, Profile, ProgressSink, ToolDefinition, ToolExecutor, Usage,
+    ExecutionError, FailureKind, Profile, ProgressSink, ToolDefinition, ToolExecutor, Usage,
 };
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -359,7 +359,7 @@ async fn tool_use_loop_round_trip() {
                 {"role": "assistant", "content": first["content"]},
                 {"role": "user", "content": [
                     {"type": "tool_result", "tool_use_id": "toolu_1", "content": "result of read_file"},
-                    {"type": "tool_result", "tool_use_id": "toolu_2", "content": "Error: disk on fire"}
+                    {"type": "tool_result", "tool_use_id": "toolu_2", "content": "Error: disk on fire", "is_error": true}
                 ]}
             ],
             "tools": tools
@@ -504,6 +504,7 @@ async fn overloaded_fails_after_all_attempts() {
             ErrorCode::ProviderRuntimeError,
             format!("Claude API error: Error code: 529 - {body}")
         )
+        .with_kind(FailureKind::HttpStatus(529))
     );
 }
 
@@ -753,6 +754,7 @@ async fn tool_loop_errors_have_their_prefix() {
             ErrorCode::ProviderRuntimeError,
             "Claude API error (with tools): Error code: 400 - bad request"
         )
+        .with_kind(FailureKind::HttpStatus(400))
     );
 
     let server = MockServer::start().await;

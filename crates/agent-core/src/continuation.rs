@@ -561,3 +561,554 @@ pub fn unsupported_keyword(schema: &Value) -> Option<&'static str> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Profile, SessionStatus, Workflow};
+    use crate::time::Timestamp;
+
+    fn record() -> SessionRecord {
+        let now = Timestamp::now();
+        SessionRecord {
+            session_id: "sess_1".to_owned(),
+            workflow: Workflow::RunTask,
+            profile: Profile::General,
+            provider: "claude".to_owned(),
+            provider_session_id: None,
+            status: SessionStatus::Completed,
+            working_directory: Some("/work/dir".to_owned()),
+            created_at: now,
+            updated_at: now,
+            last_activity_at: now,
+            request_count: 1,
+            turn_count: 1,
+            artifact_count: 0,
+            summary_latest: Some("latest summary".to_owned()),
+            locked_by: None,
+            lock_expires_at: None,
+        }
+    }
+
+    fn ev(event_type: &str, payload: Value) -> StoredEvent {
+        StoredEvent {
+            event_id: 0,
+            session_id: "sess_1".to_owned(),
+            event_type: event_type.to_owned(),
+            turn_index: 0,
+            payload,
+            created_at: String::new(),
+        }
+    }
+
+    fn user(text: &str) -> StoredEvent {
+        ev("user_input", json!({ "message": text }))
+    }
+
+    fn output(text: &str) -> StoredEvent {
+        ev(
+            "provider_response_summary",
+            json!({ "summary": text, "stop_reason": null }),
+        )
+    }
+
+    fn turns(n: usize) -> Vec<StoredEvent> {
+        (1..=n)
+            .flat_map(|i| [user(&format!("u{i}")), output(&format!("o{i}"))])
+            .collect()
+    }
+
+    fn build(events: &[StoredEvent], policy: &WindowPolicy) -> ContinuationContext {
+        build_context(&record(), events, policy, MediationInclusion::default())
+    }
+
+    fn policy(turns: i64, warnings: i64, forwarding: i64) -> WindowPolicy {
+        WindowPolicy {
+            max_recent_turns: turns,
+            max_warnings: warnings,
+            max_forwarding_events: forwarding,
+            ..WindowPolicy::default()
+        }
+    }
+
+    #[test]
+    fn basic_context_fields() {
+        let ctx = build(&turns(2), &WindowPolicy::default());
+        assert_eq!(ctx.session_id, "sess_1");
+        assert_eq!(ctx.reconstruction_version, "v1.0.0");
+        assert_eq!(ctx.user_requests, ["u1", "u2"]);
+        assert_eq!(ctx.agent_outputs, ["o1", "o2"]);
+        assert!(ctx.warnings.is_empty());
+        assert_eq!(ctx.forwarding, None);
+        assert_eq!(
+            ctx.active_constraints,
+            [
+                ("working_directory".to_owned(), "/work/dir".to_owned()),
+                ("profile".to_owned(), "general".to_owned())
+            ]
+        );
+        assert!(ctx.mediated_summaries.is_empty());
+        assert_eq!(ctx.session_summary.as_deref(), Some("latest summary"));
+        assert_eq!(
+            ctx.stats,
+            ContinuationStats {
+                turns_included: 2,
+                reconstruction_version: "v1.0.0".to_owned(),
+                ..ContinuationStats::default()
+            }
+        );
+        assert!(!is_truncated(&ctx.stats));
+    }
+
+    #[test]
+    fn user_and_output_extraction_rules() {
+        let events = vec![
+            ev("user_input", json!({"task": "  the task  ", "scope": null})),
+            ev("user_input", json!({"task": "", "message": "from message"})),
+            ev("user_input", json!({"task": 5})),
+            ev("user_input", json!({"message": "   "})),
+            ev("user_input", json!({})),
+            output("  first  "),
+            output(""),
+            ev("provider_response_summary", json!({"summary": 3})),
+            ev("system_prompt_resolved", json!({"profile": "general"})),
+        ];
+        let ctx = build(&events, &WindowPolicy::default());
+        assert_eq!(ctx.user_requests, ["the task", "from message"]);
+        assert_eq!(ctx.agent_outputs, ["first"]);
+        assert_eq!(ctx.stats.turns_included, 1);
+        assert_eq!(ctx.stats.turns_omitted, 0);
+    }
+
+    #[test]
+    fn turn_windows() {
+        // (turns, extra unanswered users, max_recent_turns) → (users kept, outputs kept,
+        // included, omitted)
+        let table: [(usize, usize, i64, (usize, usize, i64, i64)); 7] = [
+            (6, 0, 5, (5, 5, 5, 1)),
+            (5, 0, 5, (5, 5, 5, 0)),
+            (3, 0, 5, (3, 3, 3, 0)),
+            (6, 0, 2, (2, 2, 2, 4)),
+            (0, 0, 5, (0, 0, 0, 0)),
+            (3, 0, 0, (0, 0, 0, 3)),
+            (2, 1, 5, (3, 2, 2, 0)),
+        ];
+        for (n, extra, window, expected) in table {
+            let mut events = turns(n);
+            for i in 0..extra {
+                events.push(user(&format!("x{i}")));
+            }
+            let ctx = build(&events, &policy(window, 3, 3));
+            let got = (
+                ctx.user_requests.len(),
+                ctx.agent_outputs.len(),
+                ctx.stats.turns_included,
+                ctx.stats.turns_omitted,
+            );
+            assert_eq!(got, expected, "turns={n} extra={extra} window={window}");
+            assert_eq!(is_truncated(&ctx.stats), expected.3 > 0);
+        }
+        let ctx = build(&turns(6), &policy(5, 3, 3));
+        assert_eq!(ctx.user_requests.first().map(String::as_str), Some("u2"));
+        assert_eq!(ctx.agent_outputs.last().map(String::as_str), Some("o6"));
+    }
+
+    #[test]
+    fn misaligned_pairs_are_reproduced() {
+        // A failed turn (user without output) shifts the pairing after windowing.
+        let events = vec![
+            user("u1"),
+            output("o1"),
+            user("failed"),
+            user("u3"),
+            output("o3"),
+        ];
+        let ctx = build(&events, &policy(2, 3, 3));
+        assert_eq!(ctx.user_requests, ["failed", "u3"]);
+        assert_eq!(ctx.agent_outputs, ["o1", "o3"]);
+        assert_eq!(ctx.stats.turns_included, 2);
+        assert_eq!(ctx.stats.turns_omitted, 0);
+    }
+
+    fn dropped_event(names: &[&str]) -> StoredEvent {
+        ev(
+            "downstream_tool_catalog_resolved",
+            json!({
+                "visible_tools": ["s__a", "s__b", "s__c"],
+                "forwarded": 3 - names.len(),
+                "dropped": names.len(),
+                "dropped_names": names,
+                "forwarding_mode": "limited_text_injection"
+            }),
+        )
+    }
+
+    fn disabled_event() -> StoredEvent {
+        ev(
+            "downstream_tool_catalog_resolved",
+            json!({
+                "visible_tools": ["s__a", "s__b"],
+                "forwarded": false,
+                "reason": "backend 'claude_code' does not support downstream tools"
+            }),
+        )
+    }
+
+    #[test]
+    fn derived_warning_texts() {
+        let events = vec![
+            dropped_event(&["s__b", "s__c"]),
+            disabled_event(),
+            ev(
+                "downstream_tool_catalog_resolved",
+                json!({"visible_tools": ["s__a"], "forwarded": false}),
+            ),
+            ev(
+                "downstream_tool_catalog_resolved",
+                json!({"visible_tools": ["s__a"], "dropped_names": ["s__a"]}),
+            ),
+            ev("workflow_normalization", json!({"verdict": "pass"})),
+            ev("workflow_normalization", json!({"verdict": ""})),
+            dropped_event(&[]),
+        ];
+        let ctx = build(&events, &policy(5, 10, 3));
+        assert_eq!(
+            ctx.warnings,
+            [
+                "Prior turn: 2 tool(s) were not forwarded (s__b, s__c). Forwarding mode: limited_text_injection.",
+                "Prior turn: federation tools were not forwarded — backend 'claude_code' does not support downstream tools.",
+                "Prior turn: federation tools were not forwarded — backend does not support downstream tools.",
+                "Prior turn: 1 tool(s) were not forwarded (s__a). Forwarding mode: limited_text_injection.",
+                "Prior verification verdict: pass.",
+            ]
+        );
+        assert_eq!(ctx.stats.warnings_included, 5);
+        assert_eq!(ctx.stats.warnings_omitted, 0);
+
+        // The first `max_warnings` are kept.
+        let ctx = build(&events, &WindowPolicy::default());
+        assert_eq!(ctx.warnings.len(), 3);
+        assert!(ctx.warnings[0].contains("2 tool(s)"));
+        assert_eq!(ctx.stats.warnings_included, 3);
+        assert_eq!(ctx.stats.warnings_omitted, 2);
+        assert!(is_truncated(&ctx.stats));
+
+        // Switches.
+        let mut no_downgrade = WindowPolicy::default();
+        no_downgrade.include_tool_downgrade_context = false;
+        assert_eq!(
+            build(&events, &no_downgrade).warnings,
+            ["Prior verification verdict: pass."]
+        );
+        let mut no_verification = policy(5, 10, 3);
+        no_verification.include_verification_context = false;
+        assert_eq!(build(&events, &no_verification).warnings.len(), 4);
+    }
+
+    #[test]
+    fn forwarding_history_rules() {
+        // Limited injection with drops.
+        let ctx = build(&[dropped_event(&["s__c"])], &WindowPolicy::default());
+        assert_eq!(
+            ctx.forwarding,
+            Some(ForwardingHistory {
+                mode: "limited_text_injection".to_owned(),
+                compatible_tool_names: vec!["s__a".to_owned(), "s__b".to_owned()],
+                dropped_tool_names: vec!["s__c".to_owned()],
+                recent_drop_reasons: vec![],
+            })
+        );
+
+        // Forwarding off: mode disabled; the quirk lists the visible tools as compatible.
+        let ctx = build(&[disabled_event()], &WindowPolicy::default());
+        let fwd = ctx.forwarding.unwrap();
+        assert_eq!(fwd.mode, "disabled");
+        assert_eq!(fwd.compatible_tool_names, ["s__a", "s__b"]);
+        assert!(fwd.dropped_tool_names.is_empty());
+        assert_eq!(
+            fwd.recent_drop_reasons,
+            ["backend 'claude_code' does not support downstream tools"]
+        );
+
+        // api-style event (no forwarded key) → mode none; truthy forwarded without mode →
+        // limited; a string `forwarded` is not counted for compatible names.
+        let api_event = ev(
+            "downstream_tool_catalog_resolved",
+            json!({"visible_tools": ["x"]}),
+        );
+        let fwd = build(&[api_event], &WindowPolicy::default())
+            .forwarding
+            .unwrap();
+        assert_eq!(
+            (fwd.mode.as_str(), fwd.compatible_tool_names.len()),
+            ("none", 1)
+        );
+        let truthy_event = ev(
+            "downstream_tool_catalog_resolved",
+            json!({"visible_tools": ["x"], "forwarded": 1}),
+        );
+        let fwd = build(&[truthy_event], &WindowPolicy::default())
+            .forwarding
+            .unwrap();
+        assert_eq!(fwd.mode, "limited_text_injection");
+        let string_event = ev(
+            "downstream_tool_catalog_resolved",
+            json!({"visible_tools": ["x"], "forwarded": "yes"}),
+        );
+        let fwd = build(&[string_event], &WindowPolicy::default())
+            .forwarding
+            .unwrap();
+        assert_eq!(fwd.mode, "limited_text_injection");
+        assert!(fwd.compatible_tool_names.is_empty());
+
+        // Window: the last `max_forwarding_events`; the latest decides the mode; unions keep
+        // order and drop duplicates.
+        let events = vec![
+            dropped_event(&["s__a"]),
+            disabled_event(),
+            dropped_event(&["s__c"]),
+            dropped_event(&["s__b", "s__c"]),
+        ];
+        let ctx = build(&events, &policy(5, 3, 3));
+        let fwd = ctx.forwarding.clone().unwrap();
+        assert_eq!(fwd.mode, "limited_text_injection");
+        assert_eq!(fwd.compatible_tool_names, ["s__a", "s__b"]);
+        assert_eq!(fwd.dropped_tool_names, ["s__c", "s__b"]);
+        assert_eq!(ctx.stats.forwarding_events_included, 3);
+        assert_eq!(ctx.stats.forwarding_events_omitted, 1);
+        // Forwarding omissions alone do not mark the context truncated.
+        assert_eq!(ctx.stats.warnings_omitted, 1);
+        let ctx = build(&events, &policy(5, 10, 1));
+        assert_eq!(ctx.stats.forwarding_events_omitted, 3);
+        assert!(!is_truncated(&ctx.stats));
+        let ctx = build(&events, &policy(5, 10, 0));
+        assert_eq!(ctx.forwarding, None);
+        assert_eq!(ctx.stats.forwarding_events_omitted, 4);
+    }
+
+    #[test]
+    fn constraints_without_working_directory() {
+        let mut rec = record();
+        rec.working_directory = None;
+        rec.profile = Profile::Verification;
+        rec.summary_latest = None;
+        let ctx = build_context(
+            &rec,
+            &[],
+            &WindowPolicy::default(),
+            MediationInclusion::default(),
+        );
+        assert_eq!(
+            ctx.active_constraints,
+            [("profile".to_owned(), "verification".to_owned())]
+        );
+        assert_eq!(ctx.session_summary, None);
+    }
+
+    #[test]
+    fn mediated_summaries_follow_mediation_rules() {
+        let long = "r".repeat(160);
+        let events = vec![
+            ev(
+                "mediated_workflow_step_completed",
+                json!({"workflow_id": "wf1", "step_index": 0, "target_tool": "s__read",
+                       "status": "completed", "result_summary": "step ok"}),
+            ),
+            ev(
+                "mediated_action_completed",
+                json!({"request_id": "r1", "target_tool": "s__lookup", "status": "completed",
+                       "result_summary": long, "failure_reason": null}),
+            ),
+            ev(
+                "mediated_action_completed",
+                json!({"target_tool": "s__x", "status": "completed", "result_summary": "",
+                       "action_type": "read"}),
+            ),
+            ev(
+                "mediated_action_completed",
+                json!({"target_tool": "s__bad", "status": "failed", "result_summary": ""}),
+            ),
+            ev(
+                "mediated_action_rejected",
+                json!({"target_tool": "s__no", "policy_decision": "rejected_by_policy",
+                       "failure_reason": "not allowed"}),
+            ),
+            ev(
+                "mediated_workflow_step_completed",
+                json!({"workflow_id": "wf1", "step_index": 1, "target_tool": "s__b",
+                       "status": "failed", "failure_reason": "boom"}),
+            ),
+            ev(
+                "mediated_workflow_step_rejected",
+                json!({"workflow_id": "wf2", "step_index": 0, "target_tool": "s__c",
+                       "policy_decision": "rejected", "rejection_reason": "too many"}),
+            ),
+        ];
+        let on = MediationInclusion {
+            include_mediated: true,
+            include_rejected: false,
+        };
+        let ctx = build_context(&record(), &events, &WindowPolicy::default(), on);
+        assert_eq!(
+            ctx.mediated_summaries,
+            [
+                format!("Tool s__lookup: {} [truncated]", "r".repeat(150)),
+                "Tool s__x (read): (completed, no result summary)".to_owned(),
+                "Workflow wf1 step 0: tool s__read: step ok".to_owned(),
+                "Workflow wf1 step 1: tool s__b (failed): boom".to_owned(),
+            ]
+        );
+        let all = MediationInclusion {
+            include_mediated: true,
+            include_rejected: true,
+        };
+        let ctx = build_context(&record(), &events, &WindowPolicy::default(), all);
+        assert_eq!(ctx.mediated_summaries.len(), 6);
+        assert_eq!(
+            ctx.mediated_summaries[2],
+            "Tool s__no (rejected): not allowed"
+        );
+        assert_eq!(
+            ctx.mediated_summaries[5],
+            "Workflow wf2 step 0: tool s__c (rejected): too many"
+        );
+        let off = MediationInclusion {
+            include_mediated: false,
+            include_rejected: true,
+        };
+        let ctx = build_context(&record(), &events, &WindowPolicy::default(), off);
+        assert!(ctx.mediated_summaries.is_empty());
+    }
+
+    #[test]
+    fn event_payloads() {
+        let stats = ContinuationStats {
+            turns_included: 5,
+            turns_omitted: 1,
+            reconstruction_version: RECONSTRUCTION_VERSION.to_owned(),
+            ..ContinuationStats::default()
+        };
+        let stats_json = json!({
+            "turns_included": 5, "turns_omitted": 1, "warnings_included": 0,
+            "warnings_omitted": 0, "forwarding_events_included": 0,
+            "forwarding_events_omitted": 0, "reconstruction_version": "v1.0.0"
+        });
+        assert_eq!(
+            context_built_payload(&WindowPolicy::default(), &stats),
+            json!({
+                "policy": {"max_recent_turns": 5, "max_warnings": 3, "max_forwarding_events": 3,
+                           "include_verification_context": true,
+                           "include_tool_downgrade_context": true},
+                "stats": stats_json
+            })
+        );
+        assert_eq!(
+            context_truncated_payload(&stats),
+            json!({ "stats": stats_json })
+        );
+        assert_eq!(
+            prompt_rendered_payload(),
+            json!({"reconstruction_version": "v1.0.0"})
+        );
+    }
+
+    fn tool(description: &str, schema: Value) -> ToolDefinition {
+        ToolDefinition {
+            name: "srv__tool".to_owned(),
+            description: description.to_owned(),
+            input_schema: schema,
+        }
+    }
+
+    #[test]
+    fn screening_table() {
+        let props = |n: usize| {
+            let map: serde_json::Map<String, Value> = (0..n)
+                .map(|i| (format!("p{i}"), json!({"type": "string"})))
+                .collect();
+            json!({"type": "object", "properties": map})
+        };
+        let table: Vec<(&str, Value, ScreeningLevel, Option<&str>)> = vec![
+            ("", props(1), ScreeningLevel::MissingDescription, None),
+            ("  ", props(9), ScreeningLevel::MissingDescription, None),
+            ("d", props(5), ScreeningLevel::Compatible, None),
+            ("d", props(6), ScreeningLevel::ComplexSchema, None),
+            ("d", json!({}), ScreeningLevel::Compatible, None),
+            // The substring quirk is fixed: `not` as letters is fine.
+            (
+                "Do not use for notes",
+                json!({"type": "object", "properties": {
+                    "notes": {"type": "string", "description": "not required; nothing"},
+                    "annotation": {"type": "string", "enum": ["not", "anyOf"]},
+                    "not": {"type": "string"},
+                    "oneOf": {"type": "string", "default": {"allOf": 1}}
+                }}),
+                ScreeningLevel::Compatible,
+                None,
+            ),
+            (
+                "d",
+                json!({"type": "object", "properties": {"v": {"anyOf": [{"type": "string"}, {"type": "null"}]}}}),
+                ScreeningLevel::SchemaUnsupported,
+                Some("anyOf"),
+            ),
+            (
+                "d",
+                json!({"type": "object", "properties": {"v": {"$ref": "#/$defs/x"}}, "$defs": {"x": {}}}),
+                ScreeningLevel::SchemaUnsupported,
+                Some("$ref"),
+            ),
+            (
+                "d",
+                json!({"allOf": [{"type": "object"}]}),
+                ScreeningLevel::SchemaUnsupported,
+                Some("allOf"),
+            ),
+            (
+                "d",
+                json!({"type": "object", "properties": {"v": {"type": "array", "items": {"oneOf": []}}}}),
+                ScreeningLevel::SchemaUnsupported,
+                Some("oneOf"),
+            ),
+            (
+                "d",
+                json!({"type": "object", "properties": {"v": {"not": {"type": "null"}}}}),
+                ScreeningLevel::SchemaUnsupported,
+                Some("not"),
+            ),
+            // The keyword check comes before the property count.
+            (
+                "d",
+                json!({"type": "object", "anyOf": [], "properties": props(7)["properties"].clone()}),
+                ScreeningLevel::SchemaUnsupported,
+                Some("anyOf"),
+            ),
+        ];
+        for (description, schema, level, keyword) in table {
+            let verdict = screen_tool(&tool(description, schema.clone()));
+            assert_eq!(verdict.level, level, "{description:?} {schema}");
+            assert_eq!(verdict.is_compatible(), level == ScreeningLevel::Compatible);
+            let expected_reason = match level {
+                ScreeningLevel::Compatible => {
+                    "tool is compatible with limited text injection".to_owned()
+                }
+                ScreeningLevel::MissingDescription => {
+                    "tool has no description and cannot be described to the model".to_owned()
+                }
+                ScreeningLevel::SchemaUnsupported => format!(
+                    "input_schema uses unsupported complexity keyword '{}'; use 'api' backend for full tool support",
+                    keyword.unwrap_or_default()
+                ),
+                ScreeningLevel::ComplexSchema => format!(
+                    "input_schema has {} top-level properties (max 5); use 'api' backend for full tool support",
+                    schema["properties"].as_object().map_or(0, |m| m.len())
+                ),
+            };
+            assert_eq!(verdict.reason, expected_reason);
+        }
+        assert_eq!(
+            ScreeningLevel::SchemaUnsupported.as_str(),
+            "schema_unsupported"
+        );
+    }
+}

@@ -835,19 +835,21 @@ impl Engine {
         }
         // The first provider to offer a name owns it (the API rejects duplicate tool names).
         let mut tools: Vec<ToolDefinition> = Vec::new();
-        for tool in self
-            .tool_providers
-            .iter()
-            .flat_map(|p| p.visible_tools(profile))
-        {
-            if !tools.iter().any(|t| t.name == tool.name) {
-                tools.push(tool);
+        let mut names: Vec<String> = Vec::new();
+        for provider in &self.tool_providers {
+            for tool in provider.visible_tools(profile) {
+                if !tools.iter().any(|t| t.name == tool.name) {
+                    if provider.federated() {
+                        names.push(tool.name.clone());
+                    }
+                    tools.push(tool);
+                }
             }
         }
-        if tools.is_empty() {
+        // Only federated tools are catalogued (`sessions.md` §7.1).
+        if names.is_empty() {
             return (tools, None);
         }
-        let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
         let event = Event {
             event_type: EventType::DownstreamToolCatalogResolved,
             turn_index: turn,

@@ -22,6 +22,9 @@ string_enum! {
         SessionContinuationContextBuilt => "session_continuation_context_built",
         SessionContinuationContextTruncated => "session_continuation_context_truncated",
         SessionContinuationPromptRendered => "session_continuation_prompt_rendered",
+        // Built-in workspace tools (an addition, `beyond.md` §4).
+        WorkspaceToolInvocation => "workspace_tool_invocation",
+        WorkspaceToolResult => "workspace_tool_result",
     }
 }
 

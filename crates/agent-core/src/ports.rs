@@ -394,6 +394,12 @@ pub trait ToolProvider: Send + Sync + 'static {
     /// The tools a session of `profile` may see.
     fn visible_tools(&self, profile: Profile) -> Vec<ToolDefinition>;
 
+    /// Whether these are federated (downstream MCP) tools: only those are listed in the
+    /// `downstream_tool_catalog_resolved` event. Built-in tools answer false.
+    fn federated(&self) -> bool {
+        true
+    }
+
     /// Calls a tool; `Err` is reported to the model as `Error: <text>`.
     async fn call(&self, ctx: &ToolCallContext, name: &str, input: Value)
     -> Result<String, String>;
