@@ -153,12 +153,20 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         ..EngineConfig::default()
     };
     let store = Arc::new(store);
-    let engine = Arc::new(Engine::new(
+    let mut engine = Engine::new(
         Arc::clone(&store) as Arc<dyn SessionStore>,
         backend,
         Arc::new(policy),
         engine_config,
-    ));
+    );
+    if config.builtin_tools {
+        engine = engine.with_tool_provider(Arc::new(agent_tools::WorkspaceTools::new(
+            Arc::clone(&store) as Arc<dyn SessionStore>,
+            config.allowed_dirs.clone(),
+            agent_tools::ToolLimits::default(),
+        )));
+    }
+    let engine = Arc::new(engine);
     let admitted = if restricted {
         vec![ToolName::VerifyTask, ToolName::GetRuntimeStatus]
     } else {

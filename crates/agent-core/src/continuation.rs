@@ -684,7 +684,8 @@ mod tests {
     fn turn_windows() {
         // (turns, extra unanswered users, max_recent_turns) → (users kept, outputs kept,
         // included, omitted)
-        let table: [(usize, usize, i64, (usize, usize, i64, i64)); 7] = [
+        type Row = (usize, usize, i64, (usize, usize, i64, i64));
+        let table: [Row; 7] = [
             (6, 0, 5, (5, 5, 5, 1)),
             (5, 0, 5, (5, 5, 5, 0)),
             (3, 0, 5, (3, 3, 3, 0)),
@@ -794,8 +795,10 @@ mod tests {
         assert!(is_truncated(&ctx.stats));
 
         // Switches.
-        let mut no_downgrade = WindowPolicy::default();
-        no_downgrade.include_tool_downgrade_context = false;
+        let no_downgrade = WindowPolicy {
+            include_tool_downgrade_context: false,
+            ..WindowPolicy::default()
+        };
         assert_eq!(
             build(&events, &no_downgrade).warnings,
             ["Prior verification verdict: pass."]

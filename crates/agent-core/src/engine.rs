@@ -198,7 +198,12 @@ impl Engine {
         let working_dir_text = working_dir.to_string_lossy().into_owned();
         let session_id = ids::new_session_id();
         let owner = ids::new_lock_owner(workflow);
-        let (tools, catalog_event) = self.visible_tools(profile, 0);
+        // `allow_tools: false` withholds every tool (the original accepted and ignored it).
+        let (tools, catalog_event) = if req.allow_tools {
+            self.visible_tools(profile, 0)
+        } else {
+            (Vec::new(), None)
+        };
         let mut events = vec![
             Event::user_input_task(&req.task),
             Event::system_prompt_resolved(profile),

@@ -7,4 +7,5 @@ mod protocol;
 mod run_task;
 mod sessions;
 mod startup;
+mod tools;
 mod verify;

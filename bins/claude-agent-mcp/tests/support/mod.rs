@@ -48,6 +48,8 @@ impl TestEnv {
         vars.insert("ANTHROPIC_API_KEY".into(), "test-key".into());
         vars.insert("ANTHROPIC_BASE_URL".into(), api.uri());
         vars.insert("CLAUDE_AGENT_MCP_API_MAX_RETRIES".into(), "0".into());
+        // Most tests pin the exact single-shot request; the tool tests turn the tools back on.
+        vars.insert("CLAUDE_AGENT_MCP_BUILTIN_TOOLS".into(), "false".into());
         Self { dir, api, vars }
     }
 

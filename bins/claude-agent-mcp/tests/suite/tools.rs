@@ -1,0 +1,170 @@
+//! The tool-use loop end to end: built-in workspace tools through the real binary.
+
+use serde_json::{Value, json};
+use wiremock::matchers::{body_string_contains, method};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::support::*;
+
+fn tool_use(id: &str, name: &str, input: Value) -> Value {
+    json!({
+        "id": "msg_tool", "type": "message", "role": "assistant", "model": "claude-sonnet-4-6",
+        "content": [{"type": "text", "text": "Let me look."}, {"type": "tool_use", "id": id, "name": name, "input": input}],
+        "stop_reason": "tool_use",
+        "usage": {"input_tokens": 5, "output_tokens": 3}
+    })
+}
+
+#[tokio::test]
+async fn summarize_the_files_reads_them_through_the_tool_loop() {
+    let mut env = TestEnv::new().await;
+    env.set("CLAUDE_AGENT_MCP_BUILTIN_TOOLS", "true");
+    std::fs::write(env.cwd().join("notes.txt"), "the secret word is pineapple").unwrap();
+    // Second turn (the request carries the tool result): the final answer.
+    Mock::given(method("POST"))
+        .and(body_string_contains("tool_result"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(text_reply("notes.txt says the word is pineapple")),
+        )
+        .mount(&env.api)
+        .await;
+    // First turn: the model asks to read the file.
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(tool_use(
+            "toolu_1",
+            "read_file",
+            json!({"path": "notes.txt"}),
+        )))
+        .mount(&env.api)
+        .await;
+    let server = env.start().await;
+    let v = server
+        .call(
+            "agent_run_task",
+            json!({"task": "Summarize the files in this directory"}),
+        )
+        .await;
+    assert_eq!(v["ok"], json!(true), "{v}");
+    assert_eq!(
+        v["result"]["output_text"],
+        json!("notes.txt says the word is pineapple")
+    );
+    assert_eq!(
+        v["result"]["usage"],
+        json!({"input_tokens": 16, "output_tokens": 10})
+    );
+    let requests = env.requests().await;
+    assert_eq!(requests.len(), 2);
+    let names: Vec<&str> = requests[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "read_file",
+            "list_directory",
+            "glob",
+            "grep",
+            "write_file",
+            "edit_file"
+        ]
+    );
+    let result = &requests[1]["messages"][2]["content"][0];
+    assert_eq!(result["type"], json!("tool_result"));
+    assert_eq!(result["tool_use_id"], json!("toolu_1"));
+    assert!(
+        result["content"]
+            .as_str()
+            .unwrap()
+            .contains("the secret word is pineapple"),
+        "{result}"
+    );
+    let sid = v["session_id"].as_str().unwrap();
+    let events = env.events(sid).await;
+    let types: Vec<&str> = events.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "user_input",
+            "system_prompt_resolved",
+            "policy_decision",
+            "provider_request_start",
+            "workspace_tool_invocation",
+            "workspace_tool_result",
+            "provider_response_summary"
+        ]
+    );
+    assert_eq!(
+        events[4].2,
+        json!({"tool": "read_file", "input_keys": ["path"]})
+    );
+    assert_eq!(events[6].1, 2, "two model turns");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn escaping_the_sandbox_is_an_error_the_model_sees() {
+    let mut env = TestEnv::new().await;
+    env.set("CLAUDE_AGENT_MCP_BUILTIN_TOOLS", "true");
+    Mock::given(method("POST"))
+        .and(body_string_contains("tool_result"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(text_reply("could not read it")))
+        .mount(&env.api)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(tool_use(
+            "toolu_9",
+            "read_file",
+            json!({"path": "../../etc/passwd"}),
+        )))
+        .mount(&env.api)
+        .await;
+    let server = env.start().await;
+    let v = server
+        .call(
+            "agent_run_task",
+            json!({"task": "read it", "system_profile": "verification"}),
+        )
+        .await;
+    assert_eq!(v["ok"], json!(true));
+    let requests = env.requests().await;
+    let names: Vec<&str> = requests[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["read_file", "list_directory", "glob", "grep"],
+        "read-only profile: no writing tools"
+    );
+    let result = &requests[1]["messages"][2]["content"][0];
+    assert_eq!(result["is_error"], json!(true));
+    assert!(
+        result["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("Error: Access denied"),
+        "{result}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn allow_tools_false_withholds_the_tools() {
+    let mut env = TestEnv::new().await;
+    env.set("CLAUDE_AGENT_MCP_BUILTIN_TOOLS", "true");
+    env.reply_text("plain").await;
+    let server = env.start().await;
+    let v = server
+        .call("agent_run_task", json!({"task": "t", "allow_tools": false}))
+        .await;
+    assert_eq!(v["ok"], json!(true));
+    assert!(env.requests().await[0].get("tools").is_none());
+    server.shutdown().await;
+}
