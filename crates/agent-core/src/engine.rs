@@ -4,6 +4,7 @@
 //! calls the execution backend, stores artifacts and builds the envelope. It never holds a
 //! database transaction across a backend call: every store call is a short, committed write.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
 
 use crate::envelope::{ArtifactRef, Envelope, EnvelopeStatus};
 use crate::error::{ErrorCode, ErrorObject};
@@ -20,9 +22,9 @@ use crate::ids;
 use crate::model::{Profile, SessionStatus, Workflow};
 use crate::ports::{
     BackendOutput, BackendRequest, ChatMessage, ChatRole, ExecContext, ExecutionBackend,
-    ExecutionError, Finish, LockOutcome, NewArtifact, NewSession, SessionListItem, SessionRecord,
-    SessionStore, StoreError, ToolCallContext, ToolDefinition, ToolExecutor, ToolProvider,
-    WorkspacePolicy,
+    ExecutionError, FailureKind, Finish, LockOutcome, NewArtifact, NewSession, SessionListItem,
+    SessionRecord, SessionStore, StoreError, ToolCallContext, ToolDefinition, ToolExecutor,
+    ToolProvider, WorkspacePolicy,
 };
 use crate::preflight::{ReasonCode, preflight};
 use crate::request::{
@@ -137,7 +139,19 @@ pub struct Engine {
     policy: Arc<dyn WorkspacePolicy>,
     tool_providers: Vec<Arc<dyn ToolProvider>>,
     config: EngineConfig,
+    /// Executions in flight in this process, by session: how `agent_cancel_session` reaches
+    /// a run started by another request or connection.
+    running: std::sync::Mutex<HashMap<String, InFlight>>,
 }
+
+/// An execution in flight: its cancellation token and, once cancelled, why.
+struct InFlight {
+    cancel: CancellationToken,
+    reason: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+/// The reason recorded when the MCP client cancels its own request.
+const CLIENT_CANCELLED: &str = "the client cancelled the request (notifications/cancelled)";
 
 /// What a successful execution produced, before the envelope is built.
 struct Completed {
@@ -158,6 +172,7 @@ impl Engine {
             policy,
             tool_providers: Vec::new(),
             config,
+            running: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -246,7 +261,7 @@ impl Engine {
             provider_session_id: None,
             continuation: None,
         };
-        let outcome = self.execute(request, ctx).await;
+        let outcome = self.execute(request, ctx, &owner).await;
         match self
             .conclude(&session_id, &owner, workflow, profile, 0, 0, outcome)
             .await
@@ -349,7 +364,7 @@ impl Engine {
             provider_session_id: record.provider_session_id.clone(),
             continuation: None,
         };
-        let outcome = self.execute(request, ctx).await;
+        let outcome = self.execute(request, ctx, &owner).await;
         match self
             .conclude(
                 id,
@@ -479,7 +494,7 @@ impl Engine {
             provider_session_id: None,
             continuation: None,
         };
-        let output = match self.execute(request, ctx).await {
+        let output = match self.execute(request, ctx, &owner).await {
             Ok(output) if output.output_text.trim().is_empty() => {
                 let failure = verification::empty_output();
                 let event = Event::error_payload(
@@ -716,6 +731,11 @@ impl Engine {
         turn: i64,
         error: ExecutionError,
     ) -> Envelope {
+        if error.kind == FailureKind::Cancelled {
+            return self
+                .record_cancelled(session_id, owner, workflow, profile, turn, &error.message)
+                .await;
+        }
         let object = ErrorObject::new(error.code, error.message);
         let finish = Finish {
             status: SessionStatus::Failed,
@@ -783,23 +803,168 @@ impl Engine {
         result
     }
 
-    /// Runs the backend, abandoning it as soon as the context is cancelled (the backend future
-    /// is dropped, which drops an in-flight HTTP request or child process handle).
+    /// Runs the backend under the session's lease: the lease is renewed every third of its TTL
+    /// while the backend works, and the run is abandoned as soon as it is cancelled (by the
+    /// request's own token or by `agent_cancel_session`): the backend future is dropped, which
+    /// drops an in-flight HTTP request or child process handle.
     async fn execute(
         &self,
         request: BackendRequest,
         ctx: &ExecContext,
+        owner: &str,
     ) -> Result<BackendOutput, ExecutionError> {
-        let outcome = tokio::select! {
-            outcome = self.backend.execute(request, ctx) => outcome,
-            () = ctx.cancel.cancelled() => Err(ExecutionError::cancelled()),
+        let session_id = request.session_id.clone();
+        let cancel = ctx.cancel.child_token();
+        let reason = Arc::new(std::sync::Mutex::new(None));
+        if let Ok(mut running) = self.running.lock() {
+            running.insert(
+                session_id.clone(),
+                InFlight {
+                    cancel: cancel.clone(),
+                    reason: Arc::clone(&reason),
+                },
+            );
+        }
+        let ctx = ExecContext::new(cancel.clone(), Arc::clone(&ctx.progress));
+        let ttl = self.config.lock_ttl;
+        let renew = async {
+            let period = (ttl / 3).max(Duration::from_millis(10));
+            let mut interval = tokio::time::interval(period);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                match self.store.renew_lock(&session_id, owner, ttl).await {
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(session_id, error = %e, "could not renew the session lease")
+                    }
+                }
+            }
         };
-        // Every execution is at least one turn: the turn index keys its events and its kept
-        // output, which a zero would make collide with the previous execution's.
-        outcome.map(|mut output| {
-            output.turn_count = output.turn_count.max(1);
-            output
-        })
+        let outcome = tokio::select! {
+            outcome = self.backend.execute(request, &ctx) => outcome,
+            () = cancel.cancelled() => Err(ExecutionError::cancelled()),
+            never = renew => match never {},
+        };
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(&session_id);
+        }
+        match outcome {
+            // Every execution is at least one turn: the turn index keys its events and its kept
+            // output, which a zero would make collide with the previous execution's.
+            Ok(mut output) => {
+                output.turn_count = output.turn_count.max(1);
+                Ok(output)
+            }
+            Err(e) if e.kind == FailureKind::Cancelled || cancel.is_cancelled() => {
+                let why = reason
+                    .lock()
+                    .ok()
+                    .and_then(|r| r.clone())
+                    .unwrap_or_else(|| CLIENT_CANCELLED.to_owned());
+                Err(ExecutionError::new(e.code, why).with_kind(FailureKind::Cancelled))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A cancelled execution: `session_cancelled` event, status `cancelled`, lock released.
+    async fn record_cancelled(
+        &self,
+        session_id: &str,
+        owner: &str,
+        workflow: Workflow,
+        profile: Profile,
+        turn: i64,
+        reason: &str,
+    ) -> Envelope {
+        let finish = Finish {
+            status: SessionStatus::Cancelled,
+            turn_count: None,
+            summary_latest: None,
+            provider_session_id: None,
+            output_text: None,
+            events: vec![Event::session_cancelled(turn, reason)],
+        };
+        if let Err(e) = self.finish(session_id, owner, &finish).await {
+            tracing::error!(session_id, error = %e, "could not record a cancelled execution");
+        }
+        Envelope::failure(
+            session_id,
+            workflow,
+            profile.as_str(),
+            ErrorCode::SessionCancelled,
+            format!("Session {session_id} was cancelled: {reason}"),
+        )
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // agent_cancel_session
+    // -----------------------------------------------------------------------------------------
+
+    /// Cancels the execution in flight on `session_id` (`beyond.md` §2) and waits until it is
+    /// recorded as `cancelled`. A session that is not running here answers
+    /// `session_status_error` and nothing changes.
+    pub async fn cancel_session(&self, session_id: &str) -> Envelope {
+        let workflow = Workflow::CancelSession;
+        let record = match self.store.get_session(session_id).await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                return Envelope::failure(
+                    session_id,
+                    workflow,
+                    Profile::General.as_str(),
+                    ErrorCode::SessionNotFound,
+                    format!("Session not found: {session_id}"),
+                );
+            }
+            Err(e) => return store_failure(session_id, workflow, Profile::General, &e),
+        };
+        let profile = record.profile;
+        let token = self.running.lock().ok().and_then(|running| {
+            running.get(session_id).map(|f| {
+                if let Ok(mut reason) = f.reason.lock() {
+                    reason.get_or_insert_with(|| "cancelled by agent_cancel_session".to_owned());
+                }
+                f.cancel.clone()
+            })
+        });
+        let Some(token) = token else {
+            return Envelope::failure(
+                session_id,
+                workflow,
+                profile.as_str(),
+                ErrorCode::SessionStatusError,
+                format!(
+                    "Session {session_id} is not running in this server (status: {}); only a running session can be cancelled",
+                    record.status
+                ),
+            );
+        };
+        token.cancel();
+        // The run records its own end; wait for it (briefly) so the answer reflects it.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut status = record.status;
+        while tokio::time::Instant::now() < deadline {
+            match self.store.get_session(session_id).await {
+                Ok(Some(r)) if r.status != SessionStatus::Running => {
+                    status = r.status;
+                    break;
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                Err(e) => return store_failure(session_id, workflow, profile, &e),
+            }
+        }
+        let mut result = Map::new();
+        result.insert("session_id".into(), json!(session_id));
+        result.insert("status".into(), json!(status));
+        Envelope::success(
+            session_id.to_owned(),
+            workflow,
+            profile,
+            format!("Session {session_id} cancelled"),
+            result,
+        )
     }
 
     async fn save_artifact(

@@ -27,6 +27,8 @@ string_enum! {
         UnknownTool => "unknown_tool",
         InspectorUnavailable => "inspector_unavailable",
         MissingEvidence => "missing_evidence",
+        // The execution was cancelled (an addition, `beyond.md` §2).
+        SessionCancelled => "session_cancelled",
         // Verification preflight lint codes, reported on a restricted-mode block.
         ScopeTooBroad => "scope_too_broad",
         AmbiguousRequest => "ambiguous_request",

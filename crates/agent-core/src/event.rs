@@ -22,6 +22,8 @@ string_enum! {
         SessionContinuationContextBuilt => "session_continuation_context_built",
         SessionContinuationContextTruncated => "session_continuation_context_truncated",
         SessionContinuationPromptRendered => "session_continuation_prompt_rendered",
+        // Cancellation (an addition, `beyond.md` §2).
+        SessionCancelled => "session_cancelled",
         // Built-in workspace tools (an addition, `beyond.md` §4).
         WorkspaceToolInvocation => "workspace_tool_invocation",
         WorkspaceToolResult => "workspace_tool_result",
@@ -122,6 +124,14 @@ impl Event {
             EventType::WorkflowNormalization,
             turn,
             json!({ "verdict": verdict }),
+        )
+    }
+
+    pub fn session_cancelled(turn: i64, reason: &str) -> Self {
+        Self::new(
+            EventType::SessionCancelled,
+            turn,
+            json!({ "reason": reason }),
         )
     }
 

@@ -24,6 +24,7 @@ pub fn new_lock_owner(workflow: Workflow) -> String {
         Workflow::RunTask => "exec",
         Workflow::ContinueSession => "cont",
         Workflow::VerifyTask => "ver",
+        Workflow::CancelSession => "cncl",
     };
     format!("{prefix}_{}", hex_prefix(8))
 }

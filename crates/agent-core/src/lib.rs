@@ -43,8 +43,8 @@ pub use ports::{
     WorkspacePolicy,
 };
 pub use request::{
-    ContinueSessionRequest, GetSessionRequest, ListSessionsRequest, RunTaskRequest,
-    VerifyTaskRequest,
+    CancelSessionRequest, ContinueSessionRequest, GetSessionRequest, ListSessionsRequest,
+    RunTaskRequest, VerifyTaskRequest,
 };
 pub use time::Timestamp;
 

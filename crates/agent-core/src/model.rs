@@ -55,6 +55,8 @@ string_enum! {
         Completed => "completed",
         Failed => "failed",
         Interrupted => "interrupted",
+        // An addition (`beyond.md` §2): the execution was cancelled.
+        Cancelled => "cancelled",
     }
 }
 
@@ -64,6 +66,8 @@ string_enum! {
         RunTask => "run_task",
         ContinueSession => "continue_session",
         VerifyTask => "verify_task",
+        // Envelope only: `agent_cancel_session` never creates or runs a session.
+        CancelSession => "cancel_session",
     }
 }
 

@@ -152,6 +152,17 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Clears the lock if `owner` holds it; otherwise does nothing.
     async fn release_lock(&self, session_id: &str, owner: &str) -> Result<(), StoreError>;
 
+    /// Extends `owner`'s lease to now + `ttl`; false when `owner` no longer holds the lock.
+    /// A store without leases answers false and leases are never renewed.
+    async fn renew_lock(
+        &self,
+        _session_id: &str,
+        _owner: &str,
+        _ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
     /// Sets `running`, `request_count += 1` and appends `events`.
     async fn begin_execution(&self, session_id: &str, events: &[Event]) -> Result<(), StoreError>;
 

@@ -160,6 +160,33 @@ impl GetSessionRequest {
     }
 }
 
+/// `agent_cancel_session` (an addition, `beyond.md` §2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CancelSessionRequest {
+    pub session_id: String,
+}
+
+impl CancelSessionRequest {
+    pub fn from_args(args: &Map<String, Value>) -> Result<Self, Envelope> {
+        let raw_id = args
+            .get("session_id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let mut problems = Vec::new();
+        let session_id = required_string(args, "session_id", &mut problems);
+        if !problems.is_empty() {
+            return Err(Envelope::error(
+                raw_id,
+                Workflow::CancelSession,
+                Profile::General.as_str(),
+                ErrorObject::validation(message("agent_cancel_session", &problems)),
+            ));
+        }
+        Ok(Self { session_id })
+    }
+}
+
 /// `agent_list_sessions`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListSessionsRequest {

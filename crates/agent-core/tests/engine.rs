@@ -2113,7 +2113,7 @@ async fn artifact_store_failure_is_swallowed() {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn cancelling_the_context_ends_the_run_promptly_and_fails_the_session() {
+async fn cancelling_the_context_ends_the_run_promptly_and_cancels_the_session() {
     let backend = FakeBackend::new().with_delay(Duration::from_secs(30));
     let entered = backend.entered();
     let h = Harness::new(backend);
@@ -2142,25 +2142,27 @@ async fn cancelling_the_context_ends_the_run_promptly_and_fails_the_session() {
             &id,
             "run_task",
             "general",
-            "provider_runtime_error",
-            "Execution cancelled"
+            "session_cancelled",
+            &format!(
+                "Session {id} was cancelled: the client cancelled the request (notifications/cancelled)"
+            )
         )
     );
     let r = h.record(&id);
-    assert_eq!(r.status, SessionStatus::Failed);
+    assert_eq!(r.status, SessionStatus::Cancelled);
     assert_eq!((r.locked_by, r.lock_expires_at), (None, None));
     assert_eq!(
         h.events(&id).last(),
         Some(&ev(
-            "error_event",
+            "session_cancelled",
             0,
-            json!({"error": {"code": "provider_runtime_error", "message": "Execution cancelled"}})
+            json!({"reason": "the client cancelled the request (notifications/cancelled)"})
         ))
     );
 }
 
 #[tokio::test]
-async fn cancelling_a_continuation_fails_it_and_releases_the_lock() {
+async fn cancelling_a_continuation_cancels_it_and_releases_the_lock() {
     let h = Harness::new(FakeBackend::new().with_delay(Duration::from_secs(30)));
     let id = "sess_0000000000000c01";
     let mut r = seed_record(
@@ -2181,9 +2183,14 @@ async fn cancelling_a_continuation_fails_it_and_releases_the_lock() {
     )
     .await
     .expect("an already cancelled token ends the run at once");
-    assert_eq!(env.errors[0].message, "Execution cancelled");
+    assert_eq!(
+        env.errors[0].message,
+        format!(
+            "Session {id} was cancelled: the client cancelled the request (notifications/cancelled)"
+        )
+    );
     let r = h.record(id);
-    assert_eq!(r.status, SessionStatus::Failed);
+    assert_eq!(r.status, SessionStatus::Cancelled);
     assert_eq!(r.locked_by, None);
     assert_eq!(h.events(id).last().map(|e| e.1), Some(2));
 }

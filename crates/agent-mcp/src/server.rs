@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use agent_core::error::{ErrorCode, ErrorObject};
 use agent_core::model::python_list;
 use agent_core::{
-    ContinueSessionRequest, Engine, ExecContext, GetSessionRequest, ListSessionsRequest,
-    ProgressSink, RunTaskRequest, Timestamp, VerifyTaskRequest,
+    CancelSessionRequest, ContinueSessionRequest, Engine, ExecContext, GetSessionRequest,
+    ListSessionsRequest, ProgressSink, RunTaskRequest, Timestamp, VerifyTaskRequest,
 };
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -126,6 +126,10 @@ impl AgentServer {
                     Err(e) => e.into_error_result(),
                 },
                 Err(err) => err,
+            },
+            ToolName::CancelSession => match CancelSessionRequest::from_args(&arguments) {
+                Ok(req) => engine.cancel_session(&req.session_id).await.to_value(),
+                Err(env) => env.to_value(),
             },
             ToolName::GetRuntimeStatus => {
                 let mut status = self.inner.status.clone();

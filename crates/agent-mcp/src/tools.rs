@@ -15,17 +15,19 @@ pub enum ToolName {
     ListSessions,
     VerifyTask,
     GetRuntimeStatus,
+    CancelSession,
 }
 
 impl ToolName {
-    /// Publication order in standard mode.
-    pub const ALL: [ToolName; 6] = [
+    /// Publication order in standard mode: the original's six, then the additions.
+    pub const ALL: [ToolName; 7] = [
         ToolName::RunTask,
         ToolName::ContinueSession,
         ToolName::GetSession,
         ToolName::ListSessions,
         ToolName::VerifyTask,
         ToolName::GetRuntimeStatus,
+        ToolName::CancelSession,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -36,6 +38,7 @@ impl ToolName {
             ToolName::ListSessions => "agent_list_sessions",
             ToolName::VerifyTask => "agent_verify_task",
             ToolName::GetRuntimeStatus => "agent_get_runtime_status",
+            ToolName::CancelSession => "agent_cancel_session",
         }
     }
 
@@ -51,6 +54,7 @@ impl ToolName {
             ToolName::ListSessions => "List agent sessions",
             ToolName::VerifyTask => "Verify a task against evidence",
             ToolName::GetRuntimeStatus => "Get runtime status",
+            ToolName::CancelSession => "Cancel a running session",
         }
     }
 
@@ -73,6 +77,9 @@ impl ToolName {
             }
             ToolName::GetRuntimeStatus => {
                 "Read-only snapshot of backend, transport, preset, capability flags, mediation and continuation settings, federation status and preserved limitations."
+            }
+            ToolName::CancelSession => {
+                "Cancels the run, continuation or verification in progress on a session (from any request or connection); the session ends with status cancelled. A session that is not running is left unchanged."
             }
         }
     }
@@ -110,7 +117,7 @@ impl ToolName {
                 "type": "object",
                 "properties": {
                     "limit": {"type": "integer", "default": 20, "minimum": 1, "maximum": 200, "description": "Maximum number of sessions to return."},
-                    "status": {"type": "string", "enum": ["created", "running", "completed", "failed", "interrupted"], "description": "Only sessions with this status."}
+                    "status": {"type": "string", "enum": ["created", "running", "completed", "failed", "interrupted", "cancelled"], "description": "Only sessions with this status."}
                 }
             }),
             ToolName::VerifyTask => json!({
@@ -125,15 +132,21 @@ impl ToolName {
                 "required": ["task"]
             }),
             ToolName::GetRuntimeStatus => json!({"type": "object", "properties": {}}),
+            ToolName::CancelSession => json!({
+                "type": "object",
+                "properties": {"session_id": {"type": "string", "description": "The running session to cancel (sess_…)."}},
+                "required": ["session_id"]
+            }),
         }
     }
 
     /// The schema of `structuredContent`.
     pub fn output_schema(self) -> Value {
         match self {
-            ToolName::RunTask | ToolName::ContinueSession | ToolName::VerifyTask => {
-                envelope_schema()
-            }
+            ToolName::RunTask
+            | ToolName::ContinueSession
+            | ToolName::VerifyTask
+            | ToolName::CancelSession => envelope_schema(),
             ToolName::GetSession => json!({
                 "type": "object",
                 "anyOf": [session_schema(), error_result_schema()]
@@ -161,6 +174,11 @@ impl ToolName {
             }
             ToolName::RunTask | ToolName::ContinueSession => base.read_only(false).open_world(true),
             ToolName::VerifyTask => base.read_only(false).open_world(true).destructive(false),
+            ToolName::CancelSession => base
+                .read_only(false)
+                .destructive(true)
+                .idempotent(false)
+                .open_world(false),
         }
     }
 

@@ -62,6 +62,9 @@ const LOCK_HOLDER: &str = "SELECT locked_by FROM sessions WHERE session_id = ?1"
 
 const RELEASE_LOCK: &str = "UPDATE sessions SET locked_by = NULL, lock_expires_at = NULL WHERE session_id = ?1 AND locked_by = ?2";
 
+const RENEW_LOCK: &str =
+    "UPDATE sessions SET lock_expires_at = ?3 WHERE session_id = ?1 AND locked_by = ?2";
+
 const BEGIN_EXECUTION: &str = "UPDATE sessions SET status = 'running', request_count = request_count + 1, \
      updated_at = ?1, last_activity_at = ?1 WHERE session_id = ?2";
 
@@ -157,8 +160,12 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
+        // No `ping` before each checkout (sqlx's default): for an in-process SQLite file it can
+        // only fail if the connection's worker thread died, and it costs every query an extra
+        // round trip to that thread (`docs/performance.md`).
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(|source| StoreOpenError::Connect {
@@ -347,6 +354,16 @@ impl SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn renew_lock_impl(&self, session_id: &str, owner: &str, ttl: Duration) -> Result<bool> {
+        let updated = sqlx::query(RENEW_LOCK)
+            .bind(session_id)
+            .bind(owner)
+            .bind(Timestamp::now().plus(ttl).to_storage())
+            .execute(&self.pool)
+            .await?;
+        Ok(updated.rows_affected() == 1)
     }
 
     async fn begin_execution_impl(&self, session_id: &str, events: &[Event]) -> Result<()> {
@@ -576,6 +593,15 @@ impl SessionStore for SqliteStore {
         owner: &str,
     ) -> std::result::Result<(), StoreError> {
         Ok(self.release_lock_impl(session_id, owner).await?)
+    }
+
+    async fn renew_lock(
+        &self,
+        session_id: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> std::result::Result<bool, StoreError> {
+        Ok(self.renew_lock_impl(session_id, owner, ttl).await?)
     }
 
     async fn begin_execution(

@@ -48,8 +48,13 @@ async fn schema_violations_are_rejected_before_the_handler() {
         ),
         (
             "agent_list_sessions",
-            json!({"status": "cancelled"}),
-            "'cancelled' is not one of ['created', 'running', 'completed', 'failed', 'interrupted']",
+            json!({"status": "gone"}),
+            "'gone' is not one of ['created', 'running', 'completed', 'failed', 'interrupted', 'cancelled']",
+        ),
+        (
+            "agent_cancel_session",
+            json!({}),
+            "'session_id' is a required property",
         ),
         (
             "agent_verify_task",

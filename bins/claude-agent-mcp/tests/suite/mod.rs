@@ -1,4 +1,5 @@
 mod bad_input;
+mod cancel;
 mod continue_session;
 mod http;
 mod persistence;

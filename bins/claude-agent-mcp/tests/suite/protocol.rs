@@ -32,7 +32,8 @@ async fn tools_list_has_the_six_tools_in_order_with_annotations_and_output_schem
             "agent_get_session",
             "agent_list_sessions",
             "agent_verify_task",
-            "agent_get_runtime_status"
+            "agent_get_runtime_status",
+            "agent_cancel_session"
         ]
     );
     for tool in &tools {
@@ -43,6 +44,10 @@ async fn tools_list_has_the_six_tools_in_order_with_annotations_and_output_schem
         let expected = match tool.name.as_ref() {
             "agent_get_session" => json!({"title": "Get an agent session", "readOnlyHint": true}),
             "agent_list_sessions" => json!({"title": "List agent sessions", "readOnlyHint": true}),
+            "agent_cancel_session" => json!({
+                "title": "Cancel a running session", "readOnlyHint": false, "destructiveHint": true,
+                "idempotentHint": false, "openWorldHint": false
+            }),
             "agent_get_runtime_status" => {
                 json!({"title": "Get runtime status", "readOnlyHint": true})
             }
@@ -99,7 +104,7 @@ async fn input_schemas_match_the_contract_exactly() {
     );
     assert_eq!(
         serde_json::to_string(&schema("agent_list_sessions")).unwrap(),
-        r#"{"type":"object","properties":{"limit":{"type":"integer","default":20,"minimum":1,"maximum":200},"status":{"type":"string","enum":["created","running","completed","failed","interrupted"]}}}"#
+        r#"{"type":"object","properties":{"limit":{"type":"integer","default":20,"minimum":1,"maximum":200},"status":{"type":"string","enum":["created","running","completed","failed","interrupted","cancelled"]}}}"#
     );
     assert_eq!(
         serde_json::to_string(&schema("agent_verify_task")).unwrap(),
@@ -150,7 +155,7 @@ async fn unknown_tool_is_not_admitted() {
         v,
         json!({"error": {
             "code": "tool_not_admitted",
-            "message": "Tool 'no_such_tool' is not admitted in the current runtime mode. Admitted tools: ['agent_continue_session', 'agent_get_runtime_status', 'agent_get_session', 'agent_list_sessions', 'agent_run_task', 'agent_verify_task']"
+            "message": "Tool 'no_such_tool' is not admitted in the current runtime mode. Admitted tools: ['agent_cancel_session', 'agent_continue_session', 'agent_get_runtime_status', 'agent_get_session', 'agent_list_sessions', 'agent_run_task', 'agent_verify_task']"
         }})
     );
     server.shutdown().await;

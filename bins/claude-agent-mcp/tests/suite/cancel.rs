@@ -1,0 +1,224 @@
+//! Cancellation and leases (`beyond.md` §2, §6): `agent_cancel_session`, MCP
+//! `notifications/cancelled`, and lease renewal during long runs.
+
+use std::time::Duration;
+
+use rmcp::model::{CallToolRequestParams, ClientRequest};
+use rmcp::service::PeerRequestOptions;
+use serde_json::json;
+use wiremock::ResponseTemplate;
+
+use crate::support::*;
+
+/// Starts a slow run in the background and waits until its request reached the stand-in.
+async fn slow_run(
+    env: &TestEnv,
+    server: &Server,
+) -> (String, tokio::task::JoinHandle<serde_json::Value>) {
+    env.reply(
+        ResponseTemplate::new(200)
+            .set_body_json(text_reply("late"))
+            .set_delay(Duration::from_secs(30)),
+    )
+    .await;
+    let client = server.client.clone();
+    let call = tokio::spawn(async move {
+        let args = json!({"task": "slow"}).as_object().cloned().unwrap();
+        let result = client
+            .call_tool(CallToolRequestParams::new("agent_run_task").with_arguments(args))
+            .await
+            .unwrap();
+        parse_single_text(&result)
+    });
+    for _ in 0..200 {
+        if !env.requests().await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let sid: String =
+        sqlx::query_scalar("SELECT session_id FROM sessions ORDER BY created_at DESC LIMIT 1")
+            .fetch_one(&env.db().await)
+            .await
+            .unwrap();
+    (sid, call)
+}
+
+#[tokio::test]
+async fn cancel_session_stops_a_run_from_another_request() {
+    let env = TestEnv::new().await;
+    let server = env.start().await;
+    let (sid, call) = slow_run(&env, &server).await;
+    let started = std::time::Instant::now();
+    let cancel = server
+        .call("agent_cancel_session", json!({"session_id": sid}))
+        .await;
+    assert_eq!(
+        cancel,
+        json!({"ok": true, "session_id": sid, "status": "completed", "workflow": "cancel_session", "profile": "general",
+               "summary": format!("Session {sid} cancelled"), "result": {"session_id": sid, "status": "cancelled"},
+               "artifacts": [], "warnings": [], "errors": []})
+    );
+    let run = call.await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the HTTP request was dropped, not awaited"
+    );
+    let message = format!("Session {sid} was cancelled: cancelled by agent_cancel_session");
+    assert_eq!(
+        run["errors"],
+        json!([{"code": "session_cancelled", "message": message, "details": null}])
+    );
+    assert_eq!(
+        env.column(&sid, "status").await.as_deref(),
+        Some("cancelled")
+    );
+    assert_eq!(env.column(&sid, "locked_by").await, None);
+    assert_eq!(
+        env.events(&sid).await.last().unwrap(),
+        &(
+            "session_cancelled".to_owned(),
+            0,
+            json!({"reason": "cancelled by agent_cancel_session"})
+        )
+    );
+    let listed = server
+        .call("agent_list_sessions", json!({"status": "cancelled"}))
+        .await;
+    assert_eq!(listed["sessions"][0]["session_id"], json!(sid));
+    // A cancelled session can be continued.
+    env.reply_text("resumed").await;
+    let c = server
+        .call(
+            "agent_continue_session",
+            json!({"session_id": sid, "message": "go on"}),
+        )
+        .await;
+    assert_eq!(c["ok"], json!(true));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn cancelling_a_session_that_is_not_running_changes_nothing() {
+    let env = TestEnv::new().await;
+    env.reply_text("done").await;
+    let server = env.start().await;
+    let v = server.call("agent_run_task", json!({"task": "t"})).await;
+    let sid = v["session_id"].as_str().unwrap().to_owned();
+    let before = server
+        .call("agent_get_session", json!({"session_id": sid}))
+        .await;
+    let cancel = server
+        .call("agent_cancel_session", json!({"session_id": sid}))
+        .await;
+    assert_eq!(cancel["ok"], json!(false));
+    assert_eq!(cancel["workflow"], json!("cancel_session"));
+    assert_eq!(cancel["errors"][0]["code"], json!("session_status_error"));
+    assert_eq!(
+        server
+            .call("agent_get_session", json!({"session_id": sid}))
+            .await,
+        before
+    );
+    let unknown = server
+        .call("agent_cancel_session", json!({"session_id": "sess_nope"}))
+        .await;
+    assert_eq!(unknown["errors"][0]["code"], json!("session_not_found"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn mcp_cancellation_notification_cancels_the_session() {
+    let env = TestEnv::new().await;
+    env.reply(
+        ResponseTemplate::new(200)
+            .set_body_json(text_reply("late"))
+            .set_delay(Duration::from_secs(30)),
+    )
+    .await;
+    let server = env.start().await;
+    let args = json!({"task": "slow"}).as_object().cloned().unwrap();
+    let request = ClientRequest::CallToolRequest(rmcp::model::Request::new(
+        CallToolRequestParams::new("agent_run_task").with_arguments(args),
+    ));
+    let handle = server
+        .client
+        .send_cancellable_request(request, PeerRequestOptions::no_options())
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        if !env.requests().await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let sid: String = sqlx::query_scalar("SELECT session_id FROM sessions")
+        .fetch_one(&env.db().await)
+        .await
+        .unwrap();
+    handle
+        .cancel(Some("user pressed stop".into()))
+        .await
+        .unwrap();
+    let mut status = None;
+    for _ in 0..200 {
+        status = env.column(&sid, "status").await;
+        if status.as_deref() != Some("running") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(status.as_deref(), Some("cancelled"));
+    assert_eq!(
+        env.events(&sid).await.last().unwrap().2,
+        json!({"reason": "the client cancelled the request (notifications/cancelled)"})
+    );
+    assert_eq!(env.column(&sid, "locked_by").await, None);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_lease_is_renewed_while_a_run_outlives_its_ttl() {
+    let mut env = TestEnv::new().await;
+    env.set("CLAUDE_AGENT_MCP_LOCK_TTL", "1");
+    env.reply(
+        ResponseTemplate::new(200)
+            .set_body_json(text_reply("slow but fine"))
+            .set_delay(Duration::from_millis(2500)),
+    )
+    .await;
+    let server = env.start().await;
+    let client = server.client.clone();
+    let call = tokio::spawn(async move {
+        let args = json!({"task": "long"}).as_object().cloned().unwrap();
+        client
+            .call_tool(CallToolRequestParams::new("agent_run_task").with_arguments(args))
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sid: String = sqlx::query_scalar("SELECT session_id FROM sessions")
+        .fetch_one(&env.db().await)
+        .await
+        .unwrap();
+    let first = env.column(&sid, "lock_expires_at").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let later = env.column(&sid, "lock_expires_at").await.unwrap();
+    assert!(later > first, "lease renewed: {first} -> {later}");
+    let now = agent_core::Timestamp::now().to_storage();
+    assert!(
+        later > now,
+        "the lease has not expired while the run is live"
+    );
+    // A second caller still sees the live lease.
+    let c = server
+        .call(
+            "agent_continue_session",
+            json!({"session_id": sid, "message": "m"}),
+        )
+        .await;
+    assert_eq!(c["errors"][0]["code"], json!("session_conflict"));
+    let result = call.await.unwrap();
+    assert_eq!(parse_single_text(&result)["ok"], json!(true));
+    server.shutdown().await;
+}
