@@ -1,0 +1,901 @@
+//! The `claude_code` execution backend: the Claude Code CLI (`backends.md` §5, `beyond.md` §4).
+//!
+//! [`ClaudeCodeBackend`] runs the `claude` binary once per execution, in one of two modes
+//! ([`ClaudeCodeMode`]):
+//!
+//! * **native** (the default): `claude -p --output-format json [--model <m>] --max-turns <n>
+//!   --permission-mode <mode> [--disallowedTools <list>] [--resume <id>]`, the prompt written
+//!   to stdin, run in the session's working directory. The CLI's JSON result gives the output,
+//!   the turn count, the stop reason, token usage and cost, and the CLI's session id, which a
+//!   later continuation passes to `--resume` (falling back once to the reconstructed context
+//!   when the CLI no longer knows the id).
+//! * **text** (the original's behaviour, `backends.md` §5.2): argv
+//!   `[cli, "--model", <model>, "--print", <prompt>]`, stdout trimmed is the output, one turn,
+//!   stop reason `backend_defaulted`. Unlike the original, stdin is null and the CLI runs in the
+//!   session's working directory.
+//!
+//! Both modes build the same prompt text ([`prompt`]), add the warnings of §5.3, locate the CLI
+//! at every execution ([`locate_cli`]), run it in its own process group and kill the whole
+//! group on timeout or cancellation (no process is left behind), and report progress.
+//!
+//! Profiles map onto the CLI's permissions in native mode: `general` →
+//! `--permission-mode acceptEdits` (file edits inside the working directory are allowed; shell
+//! commands and anything else that needs approval are denied, since nobody can approve in
+//! print mode); `verification` → `--permission-mode default` plus
+//! `--disallowedTools Edit,Write,MultiEdit,NotebookEdit,Bash` (read-only: the edit and shell
+//! tools are removed from the session, in sub-agents too, and any other tool that needs
+//! approval is denied).
+
+mod native;
+mod process;
+pub mod prompt;
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use agent_core::continuation::{
+    ScreeningLevel, ToolScreening, UNSUPPORTED_SCHEMA_KEYWORDS, screen_tool,
+};
+use agent_core::{
+    BackendOutput, BackendRequest, Capabilities, ErrorCode, ExecContext, ExecutionBackend,
+    ExecutionError, FailureKind, Profile, ToolDefinition,
+};
+use async_trait::async_trait;
+use tracing::{debug, warn};
+
+use native::CliResult;
+pub use native::{SUBTYPE_ERROR_MAX_TURNS, SUBTYPE_SUCCESS};
+use process::{Finished, Invocation, RunError};
+
+/// The backend's name.
+pub const BACKEND_NAME: &str = "claude_code";
+/// The binary searched for on `PATH`.
+pub const CLI_NAME: &str = "claude";
+/// The environment variable naming an explicit CLI binary (read by the server's config).
+pub const CLI_PATH_ENV: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_CLI_PATH";
+/// The environment variable holding the per-invocation timeout in seconds.
+pub const TIMEOUT_ENV: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_TIMEOUT";
+/// The environment variable selecting [`ClaudeCodeMode`] (`native` | `text`).
+pub const MODE_ENV: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_MODE";
+/// The default per-invocation timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// The timeout of the startup `--version` check.
+pub const VERSION_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+/// The stop reason of text mode, and of native mode when the CLI reports none.
+pub const STOP_REASON_DEFAULTED: &str = "backend_defaulted";
+/// `PATH` used when the variable is not set (Python's `os.defpath`).
+const DEFAULT_PATH: &str = "/bin:/usr/bin";
+
+// Native-mode arguments.
+pub const ARG_PRINT_SHORT: &str = "-p";
+pub const ARG_PRINT: &str = "--print";
+pub const ARG_OUTPUT_FORMAT: &str = "--output-format";
+pub const OUTPUT_FORMAT_JSON: &str = "json";
+pub const ARG_MODEL: &str = "--model";
+pub const ARG_MAX_TURNS: &str = "--max-turns";
+pub const ARG_PERMISSION_MODE: &str = "--permission-mode";
+pub const ARG_DISALLOWED_TOOLS: &str = "--disallowedTools";
+pub const ARG_RESUME: &str = "--resume";
+pub const ARG_VERSION: &str = "--version";
+/// `--permission-mode` of the `general` profile.
+pub const PERMISSION_MODE_GENERAL: &str = "acceptEdits";
+/// `--permission-mode` of the `verification` profile.
+pub const PERMISSION_MODE_VERIFICATION: &str = "default";
+/// `--disallowedTools` of the `verification` profile: every edit and shell tool.
+pub const VERIFICATION_DISALLOWED_TOOLS: &str = "Edit,Write,MultiEdit,NotebookEdit,Bash";
+
+/// stderr (or stdout) texts by which the CLI says that a `--resume` id is unknown.
+pub const RESUME_NOT_FOUND_MARKERS: [&str; 2] = [
+    "No conversation found with session ID",
+    "--resume requires a valid session ID",
+];
+
+// ---------------------------------------------------------------------------------------------
+// Warnings (`backends.md` §5.3 plus native-mode additions)
+// ---------------------------------------------------------------------------------------------
+
+/// §5.3 item 1: tools were passed while limited forwarding is off.
+pub const WARN_TOOLS_NOT_SUPPORTED: &str = "claude_code backend: downstream federation tools are not supported and were not forwarded to the Claude Code CLI. Switch to the 'api' backend to use federation tools.";
+/// §5.3 item 3: the flat history was cut to its last 20 messages.
+pub const WARN_HISTORY_TRUNCATED: &str = "claude_code backend: conversation history was truncated to the most recent 10 exchange(s) to fit within context bounds. Earlier history is represented by the session summary.";
+/// §5.3 item 4: always in text mode; in native mode only when the CLI reports no stop reason.
+pub const WARN_STOP_REASON_LIMITED: &str = "claude_code backend: stop_reason precision is limited — the Claude Code CLI does not report semantic stop reasons.";
+/// §5.3 item 5: empty output.
+pub const WARN_EMPTY_RESPONSE: &str = "claude_code backend: CLI returned an empty response";
+/// The beginning of the resume fallback warning (see [`resume_fallback_warning`]).
+pub const WARN_RESUME_FALLBACK_PREFIX: &str =
+    "claude_code backend: could not resume Claude Code session";
+/// The beginning of the turn budget warning (see [`max_turns_warning`]).
+pub const WARN_MAX_TURNS_PREFIX: &str =
+    "claude_code backend: the Claude Code CLI stopped at the max_turns budget";
+/// The beginning of the permission denial warning (see [`permission_denials_warning`]).
+pub const WARN_PERMISSION_DENIALS_PREFIX: &str = "claude_code backend: the Claude Code CLI denied";
+
+/// §5.3 item 2: `claude_code backend: tool '<name>' not forwarded — <reason> (use 'api' backend for full tool support)`.
+pub fn tool_not_forwarded_warning(name: &str, reason: &str) -> String {
+    format!(
+        "claude_code backend: tool '{name}' not forwarded — {reason} (use 'api' backend for full tool support)"
+    )
+}
+
+/// Native mode: `--resume <id>` failed and the reconstructed context was sent instead.
+pub fn resume_fallback_warning(provider_session_id: &str) -> String {
+    format!(
+        "{WARN_RESUME_FALLBACK_PREFIX} '{provider_session_id}' (the CLI no longer knows it); the session was continued from the reconstructed context in a new Claude Code session"
+    )
+}
+
+/// Native mode: the CLI used up `--max-turns` but still returned a result.
+pub fn max_turns_warning(max_turns: u32) -> String {
+    format!(
+        "{WARN_MAX_TURNS_PREFIX} ({max_turns} turn(s)) before finishing; the output may be incomplete"
+    )
+}
+
+/// Native mode: the CLI refused tool calls for lack of permission.
+pub fn permission_denials_warning(tools: &[String]) -> String {
+    format!(
+        "{WARN_PERMISSION_DENIALS_PREFIX} {} tool call(s) for lack of permission: {}",
+        tools.len(),
+        tools.join(", ")
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Error messages (`backends.md` §3, §5.7)
+// ---------------------------------------------------------------------------------------------
+
+/// Execution: no CLI (code `claude_code_unavailable`).
+pub const MSG_CLI_NOT_FOUND: &str = "claude CLI not found. Cannot execute task.";
+/// Startup: no CLI (code `claude_code_unavailable`).
+pub const MSG_CLI_NOT_FOUND_STARTUP: &str = "claude CLI not found in PATH. Install Claude Code (https://claude.ai/code) and ensure the 'claude' binary is on PATH, or set CLAUDE_AGENT_MCP_CLAUDE_CODE_CLI_PATH.";
+/// Startup: `--version` did not answer in time.
+pub const MSG_VERSION_TIMEOUT: &str = "claude CLI did not respond to --version within 10 seconds";
+const NORMALIZATION_PREFIX: &str = "Failed to normalize Claude Code result: ";
+
+/// Startup: `claude CLI at '<path>' is not executable`.
+pub fn not_executable_message(path: &Path) -> String {
+    format!("claude CLI at '{}' is not executable", path.display())
+}
+
+/// Startup: `claude CLI version check failed (exit <code>): <stderr trimmed>`.
+pub fn version_failed_message(code: i32, stderr: &str) -> String {
+    format!(
+        "claude CLI version check failed (exit {code}): {}",
+        stderr.trim()
+    )
+}
+
+/// `claude CLI timed out after <timeout>s` (`backends.md` §5.7).
+pub fn timed_out_message(timeout: Duration) -> String {
+    format!("claude CLI timed out after {}s", seconds(timeout))
+}
+
+/// `claude CLI invocation failed: <error>` (spawn failure).
+pub fn invocation_failed_message(error: &dyn fmt::Display) -> String {
+    format!("claude CLI invocation failed: {error}")
+}
+
+/// `claude CLI exited with code <n>: <stderr trimmed>`.
+pub fn exited_message(code: i32, stderr: &str) -> String {
+    format!("claude CLI exited with code {code}: {}", stderr.trim())
+}
+
+/// Whole seconds as an integer, fractions as a decimal (`300`, `0.5`).
+fn seconds(duration: Duration) -> String {
+    if duration.subsec_nanos() == 0 {
+        duration.as_secs().to_string()
+    } else {
+        format!("{}", duration.as_secs_f64())
+    }
+}
+
+fn invocation_error(message: impl Into<String>) -> ExecutionError {
+    ExecutionError::new(ErrorCode::ClaudeCodeInvocationError, message)
+}
+
+fn normalization_error(detail: &str) -> ExecutionError {
+    ExecutionError::new(
+        ErrorCode::NormalizationError,
+        format!("{NORMALIZATION_PREFIX}{detail}"),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+// ---------------------------------------------------------------------------------------------
+
+/// How the CLI is driven.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ClaudeCodeMode {
+    /// `-p --output-format json`, prompt on stdin, resume, permissions, usage.
+    #[default]
+    Native,
+    /// The original's `--print <prompt>` plain-text invocation.
+    Text,
+}
+
+impl ClaudeCodeMode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ClaudeCodeMode::Native => "native",
+            ClaudeCodeMode::Text => "text",
+        }
+    }
+
+    /// `native` or `text` (trimmed, case-insensitive).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "native" => Some(ClaudeCodeMode::Native),
+            "text" => Some(ClaudeCodeMode::Text),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ClaudeCodeMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Settings of a [`ClaudeCodeBackend`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaudeCodeConfig {
+    /// `CLAUDE_AGENT_MCP_CLAUDE_CODE_CLI_PATH` (used only if it names an existing regular file).
+    pub cli_path: Option<PathBuf>,
+    /// `CLAUDE_AGENT_MCP_MODEL`; empty → no `--model` argument.
+    pub model: String,
+    /// `CLAUDE_AGENT_MCP_CLAUDE_CODE_TIMEOUT`, per invocation.
+    pub timeout: Duration,
+    pub mode: ClaudeCodeMode,
+    /// `CLAUDE_AGENT_MCP_CLAUDE_CODE_LIMITED_TOOL_FORWARDING`.
+    pub limited_tool_forwarding: bool,
+    /// Extra environment for the CLI, on top of the inherited one. A `PATH` given here is
+    /// also the one searched for `claude`.
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl ClaudeCodeConfig {
+    /// Native mode, [`DEFAULT_TIMEOUT`], `claude` from `PATH`, no forwarding, no extra env.
+    pub fn new(model: impl Into<String>) -> Self {
+        Self {
+            cli_path: None,
+            model: model.into(),
+            timeout: DEFAULT_TIMEOUT,
+            mode: ClaudeCodeMode::Native,
+            limited_tool_forwarding: false,
+            extra_env: Vec::new(),
+        }
+    }
+}
+
+impl Default for ClaudeCodeConfig {
+    fn default() -> Self {
+        Self::new("")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locating the CLI (`backends.md` §5.1)
+// ---------------------------------------------------------------------------------------------
+
+/// The CLI to run: `explicit` if it is non-empty and names an existing regular file (no
+/// executable-bit check); otherwise, with a warning log when `explicit` was set, `claude` on
+/// the process's `PATH`.
+pub fn locate_cli(explicit: Option<&Path>) -> Option<PathBuf> {
+    locate_cli_in(explicit, std::env::var_os("PATH").as_deref())
+}
+
+/// [`locate_cli`] with an explicit search path (`None`: `/bin:/usr/bin`).
+pub fn locate_cli_in(explicit: Option<&Path>, path: Option<&OsStr>) -> Option<PathBuf> {
+    if let Some(explicit) = explicit.filter(|p| !p.as_os_str().is_empty()) {
+        if explicit.is_file() {
+            return Some(explicit.to_path_buf());
+        }
+        warn!(
+            path = %explicit.display(),
+            "{CLI_PATH_ENV} does not name an existing file; searching PATH for 'claude'"
+        );
+    }
+    let path = path.unwrap_or_else(|| OsStr::new(DEFAULT_PATH));
+    std::env::split_paths(path)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map(|dir| dir.join(CLI_NAME))
+        .find(|candidate| is_executable_file(candidate))
+}
+
+fn is_executable_file(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backend
+// ---------------------------------------------------------------------------------------------
+
+/// The `claude_code` backend. Holds only its configuration; the CLI is located at every call.
+#[derive(Debug, Clone)]
+pub struct ClaudeCodeBackend {
+    config: ClaudeCodeConfig,
+}
+
+/// What one native invocation produced.
+enum NativeAttempt {
+    Done(Finished),
+    ResumeUnknown(Finished),
+}
+
+impl ClaudeCodeBackend {
+    pub fn new(config: ClaudeCodeConfig) -> Self {
+        Self { config }
+    }
+
+    pub fn config(&self) -> &ClaudeCodeConfig {
+        &self.config
+    }
+
+    /// The CLI this backend would run now (see [`locate_cli`]; a `PATH` in
+    /// [`ClaudeCodeConfig::extra_env`] is searched instead of the process's).
+    pub fn locate(&self) -> Option<PathBuf> {
+        let path: Option<OsString> = self
+            .config
+            .extra_env
+            .iter()
+            .rev()
+            .find(|(key, _)| key == "PATH")
+            .map(|(_, value)| OsString::from(value))
+            .or_else(|| std::env::var_os("PATH"));
+        locate_cli_in(self.config.cli_path.as_deref(), path.as_deref())
+    }
+
+    /// Startup validation (`backends.md` §3): locates the CLI and runs `<cli> --version` within
+    /// [`VERSION_CHECK_TIMEOUT`]. Returns the trimmed version text. Errors carry the exact
+    /// message: no CLI → `claude_code_unavailable`; spawn failure, timeout or a non-zero exit →
+    /// `execution_backend_unavailable`. Authentication is not checked.
+    pub async fn check(&self) -> Result<String, ExecutionError> {
+        let cli = self.locate().ok_or_else(|| {
+            ExecutionError::new(ErrorCode::ClaudeCodeUnavailable, MSG_CLI_NOT_FOUND_STARTUP)
+        })?;
+        let args = [ARG_VERSION.to_owned()];
+        let invocation = Invocation {
+            program: &cli,
+            args: &args,
+            cwd: None,
+            stdin: None,
+            env: &self.config.extra_env,
+            timeout: VERSION_CHECK_TIMEOUT,
+        };
+        let unavailable =
+            |message: String| ExecutionError::new(ErrorCode::ExecutionBackendUnavailable, message);
+        let never = tokio_util::sync::CancellationToken::new();
+        match process::run(&invocation, &never).await {
+            Ok(finished) if finished.status.success() => {
+                let version = finished.stdout_text().trim().to_owned();
+                debug!(cli = %cli.display(), %version, "claude CLI version check passed");
+                Ok(version)
+            }
+            Ok(finished) => Err(unavailable(version_failed_message(
+                finished.code(),
+                &finished.stderr_text(),
+            ))),
+            Err(RunError::TimedOut) => {
+                Err(unavailable(MSG_VERSION_TIMEOUT.to_owned()).with_kind(FailureKind::Timeout))
+            }
+            Err(RunError::Spawn(error) | RunError::Wait(error)) => {
+                debug!(cli = %cli.display(), %error, "claude CLI --version could not run");
+                Err(unavailable(not_executable_message(&cli)))
+            }
+            Err(RunError::Cancelled) => Err(ExecutionError::cancelled()),
+        }
+    }
+
+    /// Screens the request's tools (§5.3 items 1–2): the compatible ones are injected as text.
+    fn forwardable_tools(
+        &self,
+        tools: &[ToolDefinition],
+        warnings: &mut Vec<String>,
+    ) -> Vec<ToolDefinition> {
+        if tools.is_empty() {
+            return Vec::new();
+        }
+        if !self.config.limited_tool_forwarding {
+            warnings.push(WARN_TOOLS_NOT_SUPPORTED.to_owned());
+            return Vec::new();
+        }
+        let mut compatible = Vec::with_capacity(tools.len());
+        for tool in tools {
+            let screening = screen_tool(tool);
+            if screening.is_compatible() {
+                compatible.push(tool.clone());
+            } else {
+                warnings.push(tool_not_forwarded_warning(&tool.name, &screening.reason));
+            }
+        }
+        compatible
+    }
+
+    /// The native-mode argv after the program.
+    pub fn native_args(
+        &self,
+        profile: Profile,
+        max_turns: u32,
+        resume: Option<&str>,
+    ) -> Vec<String> {
+        let mut args: Vec<String> = [ARG_PRINT_SHORT, ARG_OUTPUT_FORMAT, OUTPUT_FORMAT_JSON]
+            .map(str::to_owned)
+            .to_vec();
+        if !self.config.model.is_empty() {
+            args.push(ARG_MODEL.to_owned());
+            args.push(self.config.model.clone());
+        }
+        args.push(ARG_MAX_TURNS.to_owned());
+        args.push(max_turns.max(1).to_string());
+        match profile {
+            Profile::General => {
+                args.push(ARG_PERMISSION_MODE.to_owned());
+                args.push(PERMISSION_MODE_GENERAL.to_owned());
+            }
+            Profile::Verification => {
+                args.push(ARG_PERMISSION_MODE.to_owned());
+                args.push(PERMISSION_MODE_VERIFICATION.to_owned());
+                args.push(ARG_DISALLOWED_TOOLS.to_owned());
+                args.push(VERIFICATION_DISALLOWED_TOOLS.to_owned());
+            }
+        }
+        if let Some(id) = resume {
+            args.push(ARG_RESUME.to_owned());
+            args.push(id.to_owned());
+        }
+        args
+    }
+
+    /// The text-mode argv after the program: `--model <m> --print <prompt>` (no `--model`
+    /// when the model is empty).
+    pub fn text_args(&self, prompt: &str) -> Vec<String> {
+        let mut args = Vec::with_capacity(4);
+        if !self.config.model.is_empty() {
+            args.push(ARG_MODEL.to_owned());
+            args.push(self.config.model.clone());
+        }
+        args.push(ARG_PRINT.to_owned());
+        args.push(prompt.to_owned());
+        args
+    }
+
+    /// Runs one invocation, mapping process failures onto the error contract.
+    async fn invoke(
+        &self,
+        cli: &Path,
+        args: &[String],
+        cwd: Option<&Path>,
+        stdin: Option<&[u8]>,
+        ctx: &ExecContext,
+    ) -> Result<Finished, ExecutionError> {
+        let invocation = Invocation {
+            program: cli,
+            args,
+            cwd,
+            stdin,
+            env: &self.config.extra_env,
+            timeout: self.config.timeout,
+        };
+        ctx.report(&format!(
+            "claude CLI started ({} mode)",
+            self.config.mode.as_str()
+        ));
+        match process::run(&invocation, &ctx.cancel).await {
+            Ok(finished) => {
+                ctx.report(&format!(
+                    "claude CLI finished (exit code {})",
+                    finished.code()
+                ));
+                Ok(finished)
+            }
+            Err(RunError::TimedOut) => {
+                ctx.report("claude CLI timed out; its process group was killed");
+                Err(invocation_error(timed_out_message(self.config.timeout))
+                    .with_kind(FailureKind::Timeout))
+            }
+            Err(RunError::Cancelled) => {
+                ctx.report("claude CLI cancelled; its process group was killed");
+                Err(ExecutionError::cancelled())
+            }
+            Err(RunError::Spawn(error) | RunError::Wait(error)) => {
+                debug!(cli = %cli.display(), %error, "claude CLI could not be run");
+                Err(invocation_error(invocation_failed_message(&error)))
+            }
+        }
+    }
+
+    async fn execute_text(
+        &self,
+        cli: &Path,
+        cwd: Option<&Path>,
+        prompt: &str,
+        mut warnings: Vec<String>,
+        ctx: &ExecContext,
+    ) -> Result<BackendOutput, ExecutionError> {
+        let args = self.text_args(prompt);
+        let finished = self.invoke(cli, &args, cwd, None, ctx).await?;
+        if !finished.status.success() {
+            return Err(invocation_error(exited_message(
+                finished.code(),
+                &finished.stderr_text(),
+            )));
+        }
+        let output_text = finished.stdout_text().trim().to_owned();
+        warnings.push(WARN_STOP_REASON_LIMITED.to_owned());
+        if output_text.is_empty() {
+            warnings.push(WARN_EMPTY_RESPONSE.to_owned());
+        }
+        Ok(BackendOutput {
+            output_text,
+            turn_count: 1,
+            stop_reason: Some(STOP_REASON_DEFAULTED.to_owned()),
+            warnings,
+            usage: None,
+            provider_session_id: None,
+        })
+    }
+
+    /// A `--resume` run: tells a CLI that no longer knows the id apart from other outcomes.
+    async fn resume_attempt(
+        &self,
+        cli: &Path,
+        args: &[String],
+        cwd: Option<&Path>,
+        message: &str,
+        ctx: &ExecContext,
+    ) -> Result<NativeAttempt, ExecutionError> {
+        let finished = self
+            .invoke(cli, args, cwd, Some(message.as_bytes()), ctx)
+            .await?;
+        if !finished.status.success() {
+            let stderr = finished.stderr_text();
+            let stdout = finished.stdout_text();
+            if RESUME_NOT_FOUND_MARKERS
+                .iter()
+                .any(|m| stderr.contains(m) || stdout.contains(m))
+            {
+                return Ok(NativeAttempt::ResumeUnknown(finished));
+            }
+        }
+        Ok(NativeAttempt::Done(finished))
+    }
+
+    async fn execute_native(
+        &self,
+        cli: &Path,
+        cwd: Option<&Path>,
+        request: &BackendRequest,
+        reconstructed: &Reconstructed,
+        mut warnings: Vec<String>,
+        ctx: &ExecContext,
+    ) -> Result<BackendOutput, ExecutionError> {
+        let max_turns = request.max_turns.max(1);
+        // Whether the reconstructed prompt was sent (not only the resumed message).
+        let mut sent_reconstructed = true;
+        let resume = if request.is_continuation {
+            request
+                .provider_session_id
+                .as_deref()
+                .map(str::trim)
+                .filter(|id| !id.is_empty())
+        } else {
+            None
+        };
+
+        let mut extra = Vec::new();
+        let finished = match resume {
+            Some(id) => {
+                debug!(session_id = %request.session_id, provider_session_id = id, "resuming Claude Code session");
+                let args = self.native_args(request.profile, max_turns, Some(id));
+                let message = request.task.trim();
+                match self.resume_attempt(cli, &args, cwd, message, ctx).await? {
+                    NativeAttempt::Done(finished) => {
+                        sent_reconstructed = false;
+                        finished
+                    }
+                    NativeAttempt::ResumeUnknown(failed) => {
+                        debug!(
+                            provider_session_id = id,
+                            stderr = %failed.stderr_text().trim(),
+                            "claude CLI could not resume; retrying with the reconstructed context"
+                        );
+                        ctx.report(
+                            "claude CLI could not resume the session; retrying with the reconstructed context",
+                        );
+                        extra.push(resume_fallback_warning(id));
+                        let args = self.native_args(request.profile, max_turns, None);
+                        self.invoke(cli, &args, cwd, Some(reconstructed.text.as_bytes()), ctx)
+                            .await?
+                    }
+                }
+            }
+            None => {
+                let args = self.native_args(request.profile, max_turns, None);
+                self.invoke(cli, &args, cwd, Some(reconstructed.text.as_bytes()), ctx)
+                    .await?
+            }
+        };
+
+        let stdout = finished.stdout_text();
+        let parsed = match native::parse(&stdout) {
+            Ok(parsed) => parsed,
+            Err(detail) => {
+                return Err(if finished.status.success() {
+                    normalization_error(&detail)
+                } else {
+                    invocation_error(exited_message(finished.code(), &finished.stderr_text()))
+                });
+            }
+        };
+        let output_text = parsed.result_text().to_owned();
+
+        if parsed.is_max_turns() {
+            if output_text.is_empty() {
+                return Err(max_turns_failure(&parsed, max_turns));
+            }
+            extra.push(max_turns_warning(max_turns));
+        } else if parsed.is_error {
+            return Err(reported_failure(&parsed));
+        } else if !finished.status.success() {
+            return Err(invocation_error(exited_message(
+                finished.code(),
+                &finished.stderr_text(),
+            )));
+        }
+
+        if sent_reconstructed && reconstructed.history_truncated {
+            warnings.push(WARN_HISTORY_TRUNCATED.to_owned());
+        }
+        if parsed.stop_reason.is_none() {
+            warnings.push(WARN_STOP_REASON_LIMITED.to_owned());
+        }
+        if output_text.is_empty() {
+            warnings.push(WARN_EMPTY_RESPONSE.to_owned());
+        }
+        warnings.extend(extra);
+        if !parsed.permission_denials.is_empty() {
+            warnings.push(permission_denials_warning(&parsed.permission_denials));
+        }
+        let turn_count = parsed
+            .num_turns
+            .map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX))
+            .max(1);
+        Ok(BackendOutput {
+            output_text,
+            turn_count,
+            stop_reason: Some(
+                parsed
+                    .stop_reason
+                    .unwrap_or_else(|| STOP_REASON_DEFAULTED.to_owned()),
+            ),
+            warnings,
+            usage: parsed.usage,
+            provider_session_id: parsed.session_id,
+        })
+    }
+}
+
+/// `is_error: true`: `claude CLI reported an error (<details>): <result text>`, keeping the
+/// CLI's words (so that verification's auth / limit classification sees them) and the HTTP
+/// status as [`FailureKind::HttpStatus`].
+fn reported_failure(parsed: &CliResult) -> ExecutionError {
+    let details = parsed.failure_details();
+    let message = if details.is_empty() {
+        format!("claude CLI reported an error: {}", parsed.failure_text())
+    } else {
+        format!(
+            "claude CLI reported an error ({}): {}",
+            details.join(", "),
+            parsed.failure_text()
+        )
+    };
+    let error = invocation_error(message);
+    match &parsed.api_error_status {
+        Some(native::ApiErrorStatus::Code(code)) => error.with_kind(FailureKind::HttpStatus(*code)),
+        _ => error,
+    }
+}
+
+/// `error_max_turns` without a result text. The message avoids the words that verification
+/// classifies as usage limits.
+fn max_turns_failure(parsed: &CliResult, max_turns: u32) -> ExecutionError {
+    invocation_error(format!(
+        "claude CLI stopped at the max_turns budget ({max_turns} turn(s)) without a final result: {}",
+        parsed.failure_text()
+    ))
+}
+
+/// The session's working directory when it exists, else `None` (the process's CWD).
+fn working_directory(request: &BackendRequest) -> Option<&Path> {
+    let dir = request.working_directory.as_deref()?;
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        debug!(dir = %dir.display(), "working directory missing; running the CLI in the server's CWD");
+        None
+    }
+}
+
+/// The prompt built from the request (continuation context or flat prompt).
+struct Reconstructed {
+    text: String,
+    /// The flat history was cut to its last messages (§5.3 item 3).
+    history_truncated: bool,
+}
+
+fn reconstructed_prompt(request: &BackendRequest, tools: &[ToolDefinition]) -> Reconstructed {
+    match (&request.continuation, request.is_continuation) {
+        (Some(context), true) => Reconstructed {
+            text: prompt::continuation_prompt(request.system_prompt, &request.task, context, tools),
+            history_truncated: false,
+        },
+        _ => Reconstructed {
+            text: prompt::initial_prompt(
+                request.system_prompt,
+                &request.task,
+                request.session_summary.as_deref(),
+                request.is_continuation,
+                &request.history,
+                tools,
+            ),
+            history_truncated: prompt::history_truncated(&request.history),
+        },
+    }
+}
+
+#[async_trait]
+impl ExecutionBackend for ClaudeCodeBackend {
+    fn name(&self) -> &'static str {
+        BACKEND_NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            supports_workspace_assumptions: true,
+            supports_limited_downstream_tools: true,
+            supports_structured_continuation_context: true,
+            supports_continuation_window_policy: true,
+            supports_execution_mediation: true,
+            supports_mediated_action_results: true,
+            supports_bounded_mediated_workflows: true,
+            supports_mediation_policy_profiles: true,
+            ..Capabilities::default()
+        }
+    }
+
+    async fn execute(
+        &self,
+        request: BackendRequest,
+        ctx: &ExecContext,
+    ) -> Result<BackendOutput, ExecutionError> {
+        if ctx.cancel.is_cancelled() {
+            return Err(ExecutionError::cancelled());
+        }
+        let Some(cli) = self.locate() else {
+            return Err(ExecutionError::new(
+                ErrorCode::ClaudeCodeUnavailable,
+                MSG_CLI_NOT_FOUND,
+            ));
+        };
+        let cwd = working_directory(&request);
+        let mut warnings = Vec::new();
+        let tools = self.forwardable_tools(&request.tools, &mut warnings);
+        let reconstructed = reconstructed_prompt(&request, &tools);
+        debug!(
+            session_id = %request.session_id,
+            mode = self.config.mode.as_str(),
+            cli = %cli.display(),
+            prompt_chars = reconstructed.text.chars().count(),
+            tools = tools.len(),
+            "running the claude CLI"
+        );
+        match self.config.mode {
+            ClaudeCodeMode::Text => {
+                if reconstructed.history_truncated {
+                    warnings.push(WARN_HISTORY_TRUNCATED.to_owned());
+                }
+                self.execute_text(&cli, cwd, &reconstructed.text, warnings, ctx)
+                    .await
+            }
+            ClaudeCodeMode::Native => {
+                self.execute_native(&cli, cwd, &request, &reconstructed, warnings, ctx)
+                    .await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mode_parsing() {
+        assert_eq!(
+            ClaudeCodeMode::parse(" Native "),
+            Some(ClaudeCodeMode::Native)
+        );
+        assert_eq!(ClaudeCodeMode::parse("text"), Some(ClaudeCodeMode::Text));
+        assert_eq!(ClaudeCodeMode::parse("json"), None);
+        assert_eq!(ClaudeCodeMode::default().to_string(), "native");
+    }
+
+    #[test]
+    fn messages() {
+        assert_eq!(
+            timed_out_message(Duration::from_secs(300)),
+            "claude CLI timed out after 300s"
+        );
+        assert_eq!(
+            timed_out_message(Duration::from_millis(1500)),
+            "claude CLI timed out after 1.5s"
+        );
+        assert_eq!(
+            exited_message(1, " boom \n"),
+            "claude CLI exited with code 1: boom"
+        );
+        assert_eq!(
+            version_failed_message(2, "bad\n"),
+            "claude CLI version check failed (exit 2): bad"
+        );
+        assert_eq!(
+            tool_not_forwarded_warning("s__t", "why"),
+            "claude_code backend: tool 's__t' not forwarded — why (use 'api' backend for full tool support)"
+        );
+    }
+
+    #[test]
+    fn argv_shapes() {
+        let mut config = ClaudeCodeConfig::new("claude-test");
+        let backend = ClaudeCodeBackend::new(config.clone());
+        assert_eq!(
+            backend.native_args(Profile::General, 0, None),
+            [
+                "-p",
+                "--output-format",
+                "json",
+                "--model",
+                "claude-test",
+                "--max-turns",
+                "1",
+                "--permission-mode",
+                "acceptEdits"
+            ]
+        );
+        assert_eq!(
+            backend.native_args(Profile::Verification, 4, Some("abc")),
+            [
+                "-p",
+                "--output-format",
+                "json",
+                "--model",
+                "claude-test",
+                "--max-turns",
+                "4",
+                "--permission-mode",
+                "default",
+                "--disallowedTools",
+                "Edit,Write,MultiEdit,NotebookEdit,Bash",
+                "--resume",
+                "abc"
+            ]
+        );
+        assert_eq!(
+            backend.text_args("p"),
+            ["--model", "claude-test", "--print", "p"]
+        );
+        config.model = String::new();
+        let backend = ClaudeCodeBackend::new(config);
+        assert_eq!(backend.text_args("p"), ["--print", "p"]);
+        assert_eq!(
+            backend.native_args(Profile::General, 2, None)[3],
+            "--max-turns"
+        );
+    }
+}

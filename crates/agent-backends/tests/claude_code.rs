@@ -1,0 +1,1551 @@
+//! The `claude_code` backend against a fake `claude` script (every path) and, when
+//! `CLAUDE_AGENT_MCP_TEST_CLAUDE_CLI` names a real Claude Code CLI (see
+//! `scripts/install-claude-cli.sh`), against the real CLI talking to a local stand-in for the
+//! Messages API.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use agent_backends::claude_code::prompt::{
+    INSTRUCTIONS_CONTINUATION_CONTEXT, INSTRUCTIONS_FLAT_CONTINUATION, INSTRUCTIONS_INITIAL,
+    SEPARATOR, TOOLS_NOTE,
+};
+use agent_backends::claude_code::{
+    MSG_CLI_NOT_FOUND, MSG_CLI_NOT_FOUND_STARTUP, WARN_EMPTY_RESPONSE, WARN_HISTORY_TRUNCATED,
+    WARN_MAX_TURNS_PREFIX, WARN_STOP_REASON_LIMITED, WARN_TOOLS_NOT_SUPPORTED,
+    permission_denials_warning, resume_fallback_warning, tool_not_forwarded_warning,
+};
+use agent_backends::{ClaudeCodeBackend, ClaudeCodeConfig, ClaudeCodeMode};
+use agent_core::continuation::{MediationInclusion, WindowPolicy, build_context};
+use agent_core::verification::classify;
+use agent_core::{
+    BackendOutput, BackendRequest, ChatMessage, ChatRole, ErrorCode, ExecContext, ExecutionBackend,
+    ExecutionError, FailureKind, Profile, ProgressSink, SessionRecord, SessionStatus, StoredEvent,
+    Timestamp, ToolDefinition, Usage, Workflow,
+};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+
+const SYSTEM: &str = "You are a careful assistant.";
+const FAKE_SCRIPT: &str = include_str!("fixtures/fake-claude.sh");
+const FIXTURE_SUCCESS: &str = include_str!("fixtures/claude-2.1.332-success.json");
+const FIXTURE_MAX_TURNS: &str = include_str!("fixtures/claude-2.1.332-error-max-turns.json");
+const FIXTURE_API_529: &str = include_str!("fixtures/claude-2.1.332-api-error-529.json");
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// A fake `claude` in `<tmp>/bin/claude`, its control files in `<tmp>/ctl`, and a working
+/// directory `<tmp>/work`.
+struct Fake {
+    tmp: TempDir,
+}
+
+impl Fake {
+    fn new() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        for dir in ["bin", "ctl", "work"] {
+            std::fs::create_dir(tmp.path().join(dir)).unwrap();
+        }
+        let cli = tmp.path().join("bin").join("claude");
+        std::fs::write(&cli, FAKE_SCRIPT).unwrap();
+        std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Fake { tmp }
+    }
+
+    fn cli(&self) -> PathBuf {
+        self.tmp.path().join("bin").join("claude")
+    }
+
+    fn bin_dir(&self) -> PathBuf {
+        self.tmp.path().join("bin")
+    }
+
+    fn ctl(&self) -> PathBuf {
+        self.tmp.path().join("ctl")
+    }
+
+    fn work(&self) -> PathBuf {
+        self.tmp.path().join("work").canonicalize().unwrap()
+    }
+
+    fn set(&self, name: &str, content: &str) -> &Self {
+        std::fs::write(self.ctl().join(name), content).unwrap();
+        self
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.ctl().join(name)).unwrap_or_default()
+    }
+
+    fn invocations(&self) -> usize {
+        self.read("count").trim().parse().unwrap_or(0)
+    }
+
+    fn argv(&self, n: usize) -> Vec<String> {
+        let raw = self.read(&format!("argv.{n}"));
+        let mut args: Vec<String> = raw.split('\0').map(str::to_owned).collect();
+        args.pop(); // the trailing NUL
+        args
+    }
+
+    fn stdin(&self, n: usize) -> String {
+        self.read(&format!("stdin.{n}"))
+    }
+
+    fn cwd(&self, n: usize) -> String {
+        self.read(&format!("cwd.{n}")).trim().to_owned()
+    }
+
+    /// The script's PID, its process group, then its children's PIDs.
+    fn pids(&self, n: usize) -> Vec<i32> {
+        self.read(&format!("pids.{n}"))
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect()
+    }
+
+    fn config(&self, mode: ClaudeCodeMode) -> ClaudeCodeConfig {
+        ClaudeCodeConfig {
+            cli_path: Some(self.cli()),
+            model: "claude-test".to_owned(),
+            timeout: Duration::from_secs(20),
+            mode,
+            limited_tool_forwarding: false,
+            extra_env: vec![(
+                "FAKE_CLAUDE_DIR".to_owned(),
+                self.ctl().to_string_lossy().into_owned(),
+            )],
+        }
+    }
+
+    fn backend(&self, mode: ClaudeCodeMode) -> ClaudeCodeBackend {
+        ClaudeCodeBackend::new(self.config(mode))
+    }
+
+    fn request(&self, task: &str) -> BackendRequest {
+        let mut request = request(task);
+        request.working_directory = Some(self.work());
+        request
+    }
+}
+
+fn request(task: &str) -> BackendRequest {
+    BackendRequest {
+        session_id: "sess_1".to_owned(),
+        profile: Profile::General,
+        system_prompt: SYSTEM,
+        task: task.to_owned(),
+        max_turns: 10,
+        tools: Vec::new(),
+        tool_executor: None,
+        history: Vec::new(),
+        session_summary: None,
+        is_continuation: false,
+        working_directory: None,
+        provider_session_id: None,
+        continuation: None,
+    }
+}
+
+async fn run(backend: &ClaudeCodeBackend, request: BackendRequest) -> BackendOutput {
+    backend
+        .execute(request, &ExecContext::default())
+        .await
+        .unwrap()
+}
+
+async fn fail(backend: &ClaudeCodeBackend, request: BackendRequest) -> ExecutionError {
+    backend
+        .execute(request, &ExecContext::default())
+        .await
+        .unwrap_err()
+}
+
+fn initial_prompt(task: &str) -> String {
+    format!(
+        "[System]\n{SYSTEM}{SEPARATOR}[Current Request]\n{task}{SEPARATOR}[Instructions]\n{INSTRUCTIONS_INITIAL}"
+    )
+}
+
+/// Whether `pid` is gone (or a zombie waiting for its new parent to reap it).
+fn is_dead(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+    }
+}
+
+async fn assert_all_dead(pids: &[i32]) {
+    assert!(!pids.is_empty());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if pids.iter().all(|p| is_dead(*p)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let alive: Vec<i32> = pids.iter().copied().filter(|p| !is_dead(*p)).collect();
+    panic!("processes left behind: {alive:?}");
+}
+
+/// PIDs of live processes whose environment contains `marker` (`KEY=value`).
+fn processes_with_env(marker: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ
+            .split(|b| *b == 0)
+            .any(|var| var == marker.as_bytes())
+            && !is_dead(pid)
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<String>>);
+
+impl ProgressSink for Recorder {
+    fn report(&self, message: &str) {
+        self.0.lock().unwrap().push(message.to_owned());
+    }
+}
+
+fn json_line(value: Value) -> String {
+    format!("{value}\n")
+}
+
+fn stored(event_type: &str, payload: Value) -> StoredEvent {
+    StoredEvent {
+        event_id: 0,
+        session_id: "sess_1".to_owned(),
+        event_type: event_type.to_owned(),
+        turn_index: 0,
+        payload,
+        created_at: String::new(),
+    }
+}
+
+fn session_record(working_directory: &Path) -> SessionRecord {
+    let now = Timestamp::now();
+    SessionRecord {
+        session_id: "sess_1".to_owned(),
+        workflow: Workflow::RunTask,
+        profile: Profile::General,
+        provider: "claude".to_owned(),
+        provider_session_id: None,
+        status: SessionStatus::Completed,
+        working_directory: Some(working_directory.to_string_lossy().into_owned()),
+        created_at: now,
+        updated_at: now,
+        last_activity_at: now,
+        request_count: 6,
+        turn_count: 6,
+        artifact_count: 0,
+        summary_latest: Some("Latest summary".to_owned()),
+        locked_by: None,
+        lock_expires_at: None,
+    }
+}
+
+/// Six prior turns, the first user request longer than 2000 characters.
+fn six_turn_events() -> Vec<StoredEvent> {
+    let mut events = Vec::new();
+    for i in 1..=6 {
+        let text = if i == 2 {
+            format!("u2 {}", "y".repeat(2100))
+        } else {
+            format!("u{i}")
+        };
+        let key = if i == 1 { "task" } else { "message" };
+        events.push(stored("user_input", json!({ key: text })));
+        events.push(stored(
+            "provider_response_summary",
+            json!({"summary": format!("o{i}"), "stop_reason": null}),
+        ));
+    }
+    events
+}
+
+fn tool(name: &str, schema: Value) -> ToolDefinition {
+    ToolDefinition {
+        name: name.to_owned(),
+        description: format!("Describes {name}"),
+        input_schema: schema,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fake CLI: text mode
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn text_mode_argv_null_stdin_cwd_and_output() {
+    let fake = Fake::new();
+    fake.set("stdout", "  hello from the fake  \n\n");
+    let output = run(
+        &fake.backend(ClaudeCodeMode::Text),
+        fake.request("  Do the thing  "),
+    )
+    .await;
+    assert_eq!(
+        output,
+        BackendOutput {
+            output_text: "hello from the fake".to_owned(),
+            turn_count: 1,
+            stop_reason: Some("backend_defaulted".to_owned()),
+            warnings: vec![WARN_STOP_REASON_LIMITED.to_owned()],
+            usage: None,
+            provider_session_id: None,
+        }
+    );
+    assert_eq!(fake.invocations(), 1);
+    let argv = fake.argv(1);
+    assert_eq!(argv.len(), 4);
+    assert_eq!(argv[..3], ["--model", "claude-test", "--print"]);
+    assert_eq!(argv[3], initial_prompt("Do the thing"));
+    assert_eq!(fake.stdin(1), "");
+    assert_eq!(fake.cwd(1), fake.work().to_string_lossy());
+}
+
+#[tokio::test]
+async fn text_mode_without_model_and_empty_stdout() {
+    let fake = Fake::new();
+    let mut config = fake.config(ClaudeCodeMode::Text);
+    config.model = String::new();
+    let output = run(&ClaudeCodeBackend::new(config), fake.request("task")).await;
+    assert_eq!(fake.argv(1), ["--print".to_owned(), initial_prompt("task")]);
+    assert_eq!(output.output_text, "");
+    assert_eq!(
+        output.warnings,
+        [WARN_STOP_REASON_LIMITED, WARN_EMPTY_RESPONSE]
+    );
+}
+
+#[tokio::test]
+async fn missing_working_directory_falls_back_to_the_process_cwd() {
+    let fake = Fake::new();
+    fake.set("stdout", "ok");
+    let backend = fake.backend(ClaudeCodeMode::Text);
+    let mut req = request("t");
+    req.working_directory = Some(fake.tmp.path().join("does-not-exist"));
+    run(&backend, req).await;
+    run(&backend, request("t")).await;
+    let cwd = std::env::current_dir().unwrap().canonicalize().unwrap();
+    assert_eq!(fake.cwd(1), cwd.to_string_lossy());
+    assert_eq!(fake.cwd(2), cwd.to_string_lossy());
+}
+
+#[tokio::test]
+async fn non_zero_exit_is_an_invocation_error() {
+    for mode in [ClaudeCodeMode::Text, ClaudeCodeMode::Native] {
+        let fake = Fake::new();
+        fake.set("exit", "1").set("stderr", "  boom \n");
+        let err = fail(&fake.backend(mode), fake.request("t")).await;
+        assert_eq!(err.code, ErrorCode::ClaudeCodeInvocationError, "{mode}");
+        assert_eq!(err.message, "claude CLI exited with code 1: boom", "{mode}");
+        assert_eq!(err.kind, FailureKind::Unspecified);
+    }
+}
+
+#[tokio::test]
+async fn timeout_kills_the_whole_process_group() {
+    for mode in [ClaudeCodeMode::Text, ClaudeCodeMode::Native] {
+        let fake = Fake::new();
+        fake.set("sleep", "30").set("grandchild", "");
+        let mut config = fake.config(mode);
+        config.timeout = Duration::from_secs(2);
+        let started = Instant::now();
+        let err = fail(&ClaudeCodeBackend::new(config), fake.request("t")).await;
+        assert!(started.elapsed() < Duration::from_secs(8), "{mode}");
+        assert_eq!(err.code, ErrorCode::ClaudeCodeInvocationError);
+        assert_eq!(err.message, "claude CLI timed out after 2s");
+        assert_eq!(err.kind, FailureKind::Timeout);
+        let pids = fake.pids(1);
+        assert_eq!(pids[0], pids[1], "the CLI leads its own process group");
+        assert_eq!(
+            pids.len(),
+            4,
+            "script, group, grandchild, sleeper: {pids:?}"
+        );
+        assert_all_dead(&[pids[0], pids[2], pids[3]]).await;
+        let class = classify(&err).unwrap();
+        assert_eq!(class.failure_class, "backend_timeout");
+    }
+}
+
+#[tokio::test]
+async fn cancellation_kills_the_process_group_promptly() {
+    let fake = Fake::new();
+    fake.set("sleep", "1000").set("grandchild", "");
+    let backend = fake.backend(ClaudeCodeMode::Native);
+    let cancel = CancellationToken::new();
+    let recorder = Arc::new(Recorder::default());
+    let ctx = ExecContext::new(cancel.clone(), recorder.clone());
+    let trigger = {
+        let cancel = cancel.clone();
+        let ctl = fake.ctl();
+        tokio::spawn(async move {
+            // Cancel once the script has started its children.
+            for _ in 0..200 {
+                let pids = std::fs::read_to_string(ctl.join("pids.1")).unwrap_or_default();
+                if pids.split_whitespace().count() >= 4 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            cancel.cancel();
+            Instant::now()
+        })
+    };
+    let err = backend.execute(fake.request("t"), &ctx).await.unwrap_err();
+    let cancelled_at = trigger.await.unwrap();
+    assert!(cancelled_at.elapsed() < Duration::from_secs(2));
+    assert_eq!(err, ExecutionError::cancelled());
+    let pids = fake.pids(1);
+    assert_all_dead(&[pids[0], pids[2], pids[3]]).await;
+    let progress = recorder.0.lock().unwrap().clone();
+    assert!(
+        progress.iter().any(|m| m.contains("cancelled")),
+        "{progress:?}"
+    );
+
+    // Already cancelled: the CLI is not even started.
+    let err = backend.execute(fake.request("t"), &ctx).await.unwrap_err();
+    assert_eq!(err.kind, FailureKind::Cancelled);
+    assert_eq!(fake.invocations(), 1);
+}
+
+#[tokio::test]
+async fn dropping_the_execution_kills_the_process_group() {
+    let fake = Fake::new();
+    fake.set("sleep", "1000").set("grandchild", "");
+    let backend = fake.backend(ClaudeCodeMode::Native);
+    let ctx = ExecContext::default();
+    let ctl = fake.ctl();
+    let started = async {
+        for _ in 0..500 {
+            let pids = std::fs::read_to_string(ctl.join("pids.1")).unwrap_or_default();
+            if pids.split_whitespace().count() >= 4 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the fake CLI did not start");
+    };
+    tokio::select! {
+        result = backend.execute(fake.request("t"), &ctx) => panic!("finished: {result:?}"),
+        () = started => {}
+    }
+    // The execution future was dropped without cancelling.
+    let pids = fake.pids(1);
+    assert_all_dead(&[pids[0], pids[2], pids[3]]).await;
+}
+
+#[tokio::test]
+async fn processes_left_running_after_a_normal_exit_are_killed() {
+    let fake = Fake::new();
+    fake.set("grandchild", "").set("stdout", "done");
+    let started = Instant::now();
+    let output = run(&fake.backend(ClaudeCodeMode::Text), fake.request("t")).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(output.output_text, "done");
+    let pids = fake.pids(1);
+    assert_all_dead(&pids[2..]).await;
+}
+
+#[tokio::test]
+async fn missing_cli_is_unavailable() {
+    let fake = Fake::new();
+    let empty = fake.tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let mut config = fake.config(ClaudeCodeMode::Native);
+    config.cli_path = Some(fake.tmp.path().join("nope/claude"));
+    config
+        .extra_env
+        .push(("PATH".to_owned(), empty.to_string_lossy().into_owned()));
+    let backend = ClaudeCodeBackend::new(config);
+    assert_eq!(backend.locate(), None);
+    let err = fail(&backend, request("t")).await;
+    assert_eq!(err.code, ErrorCode::ClaudeCodeUnavailable);
+    assert_eq!(err.message, MSG_CLI_NOT_FOUND);
+    assert_eq!(classify(&err).unwrap().failure_class, "backend_unavailable");
+    let err = backend.check().await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::ClaudeCodeUnavailable);
+    assert_eq!(err.message, MSG_CLI_NOT_FOUND_STARTUP);
+
+    // Removing the CLI after the backend was built.
+    let backend = fake.backend(ClaudeCodeMode::Text);
+    std::fs::remove_file(fake.cli()).unwrap();
+    let err = fail(&backend, request("t")).await;
+    assert_eq!(err.code, ErrorCode::ClaudeCodeUnavailable);
+}
+
+#[tokio::test]
+async fn invalid_explicit_path_falls_back_to_path() {
+    let fake = Fake::new();
+    fake.set("stdout", "via PATH");
+    let mut config = fake.config(ClaudeCodeMode::Text);
+    config.cli_path = Some(fake.tmp.path().join("missing-claude"));
+    config.extra_env.push((
+        "PATH".to_owned(),
+        format!("{}:/usr/bin:/bin", fake.bin_dir().display()),
+    ));
+    let backend = ClaudeCodeBackend::new(config);
+    assert_eq!(backend.locate(), Some(fake.cli()));
+    assert_eq!(run(&backend, request("t")).await.output_text, "via PATH");
+    // A directory is not a regular file either.
+    let mut config = fake.config(ClaudeCodeMode::Text);
+    config.cli_path = Some(fake.bin_dir());
+    config.extra_env.push((
+        "PATH".to_owned(),
+        fake.bin_dir().to_string_lossy().into_owned(),
+    ));
+    assert_eq!(ClaudeCodeBackend::new(config).locate(), Some(fake.cli()));
+}
+
+#[tokio::test]
+async fn spawn_failure_is_an_invocation_error() {
+    let fake = Fake::new();
+    let not_executable = fake.tmp.path().join("claude-noexec");
+    std::fs::write(&not_executable, "#!/bin/sh\n").unwrap();
+    let mut config = fake.config(ClaudeCodeMode::Native);
+    config.cli_path = Some(not_executable.clone());
+    let backend = ClaudeCodeBackend::new(config);
+    let err = fail(&backend, request("t")).await;
+    assert_eq!(err.code, ErrorCode::ClaudeCodeInvocationError);
+    assert!(
+        err.message.starts_with("claude CLI invocation failed: "),
+        "{}",
+        err.message
+    );
+    let err = backend.check().await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::ExecutionBackendUnavailable);
+    assert_eq!(
+        err.message,
+        format!(
+            "claude CLI at '{}' is not executable",
+            not_executable.display()
+        )
+    );
+}
+
+#[tokio::test]
+async fn startup_check_runs_version() {
+    let fake = Fake::new();
+    let backend = fake.backend(ClaudeCodeMode::Native);
+    assert_eq!(backend.check().await.unwrap(), "9.9.9 (Claude Code)");
+    assert_eq!(fake.invocations(), 0);
+    fake.set("version_exit", "3")
+        .set("version_stderr", " bad version \n");
+    let err = backend.check().await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::ExecutionBackendUnavailable);
+    assert_eq!(
+        err.message,
+        "claude CLI version check failed (exit 3): bad version"
+    );
+}
+
+#[tokio::test]
+async fn extra_env_reaches_the_cli_and_progress_is_reported() {
+    let fake = Fake::new();
+    fake.set("stdout", "x");
+    let mut config = fake.config(ClaudeCodeMode::Text);
+    config
+        .extra_env
+        .push(("SOME_SETTING".to_owned(), "on".to_owned()));
+    let recorder = Arc::new(Recorder::default());
+    let ctx = ExecContext::new(CancellationToken::new(), recorder.clone());
+    ClaudeCodeBackend::new(config)
+        .execute(request("t"), &ctx)
+        .await
+        .unwrap();
+    assert!(fake.read("env.1").lines().any(|l| l == "SOME_SETTING=on"));
+    assert_eq!(
+        recorder.0.lock().unwrap().as_slice(),
+        [
+            "claude CLI started (text mode)",
+            "claude CLI finished (exit code 0)"
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fake CLI: prompts, history, tools
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn continuation_prompt_from_the_structured_context() {
+    let fake = Fake::new();
+    fake.set("stdout", "continued");
+    let record = session_record(&fake.work());
+    let mut events = six_turn_events();
+    events.push(stored(
+        "downstream_tool_catalog_resolved",
+        json!({"visible_tools": ["srv__a", "srv__b"], "forwarded": 1, "dropped": 1,
+               "dropped_names": ["srv__b"], "forwarding_mode": "limited_text_injection"}),
+    ));
+    let context = build_context(
+        &record,
+        &events,
+        &WindowPolicy::default(),
+        MediationInclusion::default(),
+    );
+    assert_eq!(context.stats.turns_omitted, 1);
+    let mut req = fake.request("  next step  ");
+    req.is_continuation = true;
+    req.continuation = Some(context);
+    let output = run(&fake.backend(ClaudeCodeMode::Text), req).await;
+    assert_eq!(output.output_text, "continued");
+    assert_eq!(output.warnings, [WARN_STOP_REASON_LIMITED]);
+
+    let prompt = fake.argv(1).pop().unwrap();
+    let sections: Vec<&str> = prompt.split(SEPARATOR).collect();
+    let headers: Vec<&str> = sections.iter().map(|s| s.lines().next().unwrap()).collect();
+    assert_eq!(
+        headers,
+        [
+            "[System]",
+            "[Continuation Session]",
+            "[Session Summary]",
+            "[Recent Interaction State]",
+            "[Relevant Warnings]",
+            "[Tool Forwarding Context]",
+            "[Active Constraints]",
+            "[Current Request]",
+            "[Instructions]"
+        ]
+    );
+    assert_eq!(
+        sections[1],
+        "[Continuation Session]\nSession: sess_1\nReconstruction: v1.0.0\nContext: 5 turn(s) included, 1 omitted"
+    );
+    assert_eq!(sections[2], "[Session Summary]\nLatest summary");
+    let recent = sections[3];
+    assert!(recent.starts_with(&format!(
+        "[Recent Interaction State]\n\n[User]\nu2 {}",
+        "y".repeat(1997)
+    )));
+    assert!(recent.contains(&format!(
+        "{} [truncated]\n\n[Assistant]\no2",
+        "y".repeat(1997)
+    )));
+    assert!(!recent.contains("[User]\nu1\n"));
+    assert!(recent.ends_with("[User]\nu6\n\n[Assistant]\no6"));
+    assert_eq!(
+        sections[4],
+        "[Relevant Warnings]\n- Prior turn: 1 tool(s) were not forwarded (srv__b). Forwarding mode: limited_text_injection."
+    );
+    assert_eq!(
+        sections[5],
+        "[Tool Forwarding Context]\nMode: limited_text_injection\nForwarded: srv__a\nDropped: srv__b"
+    );
+    assert_eq!(
+        sections[6],
+        format!(
+            "[Active Constraints]\nworking_directory: {}\nprofile: general",
+            fake.work().display()
+        )
+    );
+    assert_eq!(sections[7], "[Current Request]\nnext step");
+    assert_eq!(
+        sections[8],
+        format!("[Instructions]\n{INSTRUCTIONS_CONTINUATION_CONTEXT}")
+    );
+}
+
+#[tokio::test]
+async fn flat_history_is_truncated_with_a_warning() {
+    let fake = Fake::new();
+    fake.set("stdout", "ok");
+    let mut req = fake.request("go on");
+    req.is_continuation = true;
+    req.session_summary = Some("sum".to_owned());
+    req.history = (0..22)
+        .map(|i| ChatMessage {
+            role: if i % 2 == 0 {
+                ChatRole::User
+            } else {
+                ChatRole::Assistant
+            },
+            content: format!("message {i}"),
+        })
+        .collect();
+    let output = run(&fake.backend(ClaudeCodeMode::Text), req.clone()).await;
+    assert_eq!(
+        output.warnings,
+        [WARN_HISTORY_TRUNCATED, WARN_STOP_REASON_LIMITED]
+    );
+
+    // Native mode: the same warning when the reconstructed prompt is sent, none on a resume.
+    fake.set(
+        "stdout",
+        &json_line(json!({"result": "ok", "stop_reason": "end_turn", "session_id": "x"})),
+    );
+    let native = fake.backend(ClaudeCodeMode::Native);
+    let output = run(&native, req.clone()).await;
+    assert_eq!(output.warnings, [WARN_HISTORY_TRUNCATED]);
+    assert_eq!(fake.stdin(2), fake.argv(1)[3]);
+    req.provider_session_id = Some("x".to_owned());
+    let output = run(&native, req).await;
+    assert!(output.warnings.is_empty(), "{:?}", output.warnings);
+    assert_eq!(fake.stdin(3), "go on");
+
+    let prompt = fake.argv(1).pop().unwrap();
+    assert!(prompt.contains("[Continuation Session]\nsum"));
+    assert!(prompt.contains("[Conversation History]\n[User]\nmessage 2\n\n[Assistant]\nmessage 3"));
+    assert!(!prompt.contains("message 1\n"));
+    assert!(prompt.ends_with(&format!("[Instructions]\n{INSTRUCTIONS_FLAT_CONTINUATION}")));
+}
+
+#[tokio::test]
+async fn limited_tool_forwarding_injects_and_screens() {
+    let fake = Fake::new();
+    fake.set("stdout", "ok");
+    let compatible = tool(
+        "srv__notes",
+        json!({"type": "object", "properties": {
+            "notes": {"type": "string", "description": "Free text, not validated"},
+            "count": {"type": "integer"}
+        }, "required": ["notes"]}),
+    );
+    let any_of = tool(
+        "srv__union",
+        json!({"type": "object", "properties": {"v": {"anyOf": [{"type": "string"}, {"type": "number"}]}}}),
+    );
+    let wide = tool(
+        "srv__wide",
+        json!({"type": "object", "properties": {
+            "a": {}, "b": {}, "c": {}, "d": {}, "e": {}, "f": {}
+        }}),
+    );
+    let mut config = fake.config(ClaudeCodeMode::Text);
+    config.limited_tool_forwarding = true;
+    let mut req = fake.request("use tools");
+    req.tools = vec![compatible, any_of, wide];
+    let output = run(&ClaudeCodeBackend::new(config), req.clone()).await;
+    assert_eq!(
+        output.warnings,
+        [
+            tool_not_forwarded_warning(
+                "srv__union",
+                "input_schema uses unsupported complexity keyword 'anyOf'; use 'api' backend for full tool support"
+            ),
+            tool_not_forwarded_warning(
+                "srv__wide",
+                "input_schema has 6 top-level properties (max 5); use 'api' backend for full tool support"
+            ),
+            WARN_STOP_REASON_LIMITED.to_owned(),
+        ]
+    );
+    let prompt = fake.argv(1).pop().unwrap();
+    let sections: Vec<&str> = prompt.split(SEPARATOR).collect();
+    assert!(sections[1].starts_with("[Available Tools]\n"));
+    assert!(sections[1].contains(TOOLS_NOTE));
+    assert!(sections[1].contains("not directly invocable"));
+    assert!(sections[1].ends_with(
+        "\n\nTool: srv__notes\nDescription: Describes srv__notes\nParameters:\n  - notes (string, required): Free text, not validated\n  - count (integer, optional): (no description)"
+    ));
+    assert!(!prompt.contains("srv__union") && !prompt.contains("srv__wide"));
+
+    // Forwarding off: one warning, no block.
+    let output = run(&fake.backend(ClaudeCodeMode::Text), req).await;
+    assert_eq!(
+        output.warnings,
+        [WARN_TOOLS_NOT_SUPPORTED, WARN_STOP_REASON_LIMITED]
+    );
+    assert!(!fake.argv(2).pop().unwrap().contains("[Available Tools]"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fake CLI: native mode
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn native_mode_argv_stdin_and_real_cli_json() {
+    let fake = Fake::new();
+    fake.set("stdout", FIXTURE_SUCCESS);
+    let backend = fake.backend(ClaudeCodeMode::Native);
+    let mut req = fake.request(" Summarise ");
+    req.max_turns = 7;
+    let output = run(&backend, req).await;
+    assert_eq!(
+        fake.argv(1),
+        [
+            "-p",
+            "--output-format",
+            "json",
+            "--model",
+            "claude-test",
+            "--max-turns",
+            "7",
+            "--permission-mode",
+            "acceptEdits"
+        ]
+    );
+    assert_eq!(fake.stdin(1), initial_prompt("Summarise"));
+    assert_eq!(fake.cwd(1), fake.work().to_string_lossy());
+    let fixture: Value = serde_json::from_str(FIXTURE_SUCCESS).unwrap();
+    assert_eq!(output.output_text, fixture["result"].as_str().unwrap());
+    assert_eq!(output.turn_count, 1);
+    assert_eq!(output.stop_reason.as_deref(), Some("end_turn"));
+    assert!(output.warnings.is_empty(), "{:?}", output.warnings);
+    assert_eq!(
+        output.provider_session_id.as_deref(),
+        fixture["session_id"].as_str()
+    );
+    assert_eq!(
+        output.usage,
+        Some(Usage {
+            input_tokens: 11,
+            output_tokens: 7,
+            cache_creation_input_tokens: Some(0),
+            cache_read_input_tokens: Some(0),
+            total_cost_usd: fixture["total_cost_usd"].as_f64(),
+        })
+    );
+
+    // The verification profile is read-only.
+    let mut req = fake.request("check");
+    req.profile = Profile::Verification;
+    req.max_turns = 0;
+    run(&backend, req).await;
+    assert_eq!(
+        fake.argv(2)[5..],
+        [
+            "--max-turns",
+            "1",
+            "--permission-mode",
+            "default",
+            "--disallowedTools",
+            "Edit,Write,MultiEdit,NotebookEdit,Bash"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn native_mode_tolerates_missing_and_unknown_fields() {
+    let fake = Fake::new();
+    fake.set(
+        "stdout",
+        &json_line(json!({"result": " partial ", "brand_new_field": {"x": [1]}, "num_turns": 3})),
+    );
+    let mut config = fake.config(ClaudeCodeMode::Native);
+    config.model = String::new();
+    let output = run(&ClaudeCodeBackend::new(config), fake.request("t")).await;
+    assert!(!fake.argv(1).contains(&"--model".to_owned()));
+    assert_eq!(
+        output,
+        BackendOutput {
+            output_text: "partial".to_owned(),
+            turn_count: 3,
+            stop_reason: Some("backend_defaulted".to_owned()),
+            warnings: vec![WARN_STOP_REASON_LIMITED.to_owned()],
+            usage: None,
+            provider_session_id: None,
+        }
+    );
+
+    // Empty result, cost without usage, permission denials.
+    fake.set(
+        "stdout",
+        &json_line(
+            json!({"type": "result", "subtype": "success", "is_error": false,
+            "result": "", "num_turns": 0, "stop_reason": "end_turn", "total_cost_usd": 0.25,
+            "permission_denials": [{"tool_name": "Write"}, {"tool_name": "Bash"}]}),
+        ),
+    );
+    let output = run(&fake.backend(ClaudeCodeMode::Native), fake.request("t")).await;
+    assert_eq!(output.turn_count, 1);
+    assert_eq!(
+        output.warnings,
+        [
+            WARN_EMPTY_RESPONSE.to_owned(),
+            permission_denials_warning(&["Write".to_owned(), "Bash".to_owned()])
+        ]
+    );
+    assert_eq!(
+        output.usage,
+        Some(Usage {
+            total_cost_usd: Some(0.25),
+            ..Usage::default()
+        })
+    );
+}
+
+#[tokio::test]
+async fn native_non_json_stdout_is_a_normalization_error() {
+    let fake = Fake::new();
+    fake.set("stdout", "this is plain text\n");
+    let err = fail(&fake.backend(ClaudeCodeMode::Native), fake.request("t")).await;
+    assert_eq!(err.code, ErrorCode::NormalizationError);
+    assert!(
+        err.message
+            .starts_with("Failed to normalize Claude Code result: the CLI output is not JSON: "),
+        "{}",
+        err.message
+    );
+    assert_eq!(
+        classify(&err).unwrap().failure_class,
+        "backend_unusable_response"
+    );
+}
+
+#[tokio::test]
+async fn native_is_error_keeps_the_cli_words_and_status() {
+    let fake = Fake::new();
+    let backend = fake.backend(ClaudeCodeMode::Native);
+
+    // The real CLI's 529 result (exit code 1).
+    fake.set("stdout", FIXTURE_API_529).set("exit", "1");
+    let err = fail(&backend, fake.request("t")).await;
+    assert_eq!(err.code, ErrorCode::ClaudeCodeInvocationError);
+    assert!(
+        err.message.starts_with(
+            "claude CLI reported an error (api_error_status 529, api_error_type overloaded_error): API Error: 529 Overloaded."
+        ),
+        "{}",
+        err.message
+    );
+    assert_eq!(err.kind, FailureKind::HttpStatus(529));
+
+    // Rate limit: classified as a limit.
+    fake.set(
+        "stdout",
+        &json_line(
+            json!({"type": "result", "subtype": "success", "is_error": true,
+            "result": "API Error: Request rejected (429) · rate limit reached",
+            "api_error_status": 429, "api_error_type": "rate_limit_error", "session_id": "s"}),
+        ),
+    );
+    let err = fail(&backend, fake.request("t")).await;
+    assert_eq!(err.kind, FailureKind::HttpStatus(429));
+    assert!(err.message.contains("rate limit reached"));
+    assert_eq!(
+        classify(&err).unwrap().failure_class,
+        "backend_limit_reached"
+    );
+
+    // Authentication: classified as auth even though the result text says "Invalid API key".
+    fake.set(
+        "stdout",
+        &json_line(
+            json!({"is_error": true, "result": "Invalid API key · Fix external API key",
+            "api_error_status": 401, "api_error_type": "authentication_error"}),
+        ),
+    );
+    let err = fail(&backend, fake.request("t")).await;
+    assert_eq!(err.kind, FailureKind::HttpStatus(401));
+    assert_eq!(
+        classify(&err).unwrap().failure_class,
+        "backend_auth_failure"
+    );
+
+    // is_error with exit 0 and no status is still a failure.
+    fake.set("exit", "0").set(
+        "stdout",
+        &json_line(json!({"is_error": true, "subtype": "error_during_execution", "errors": ["tool crashed"]})),
+    );
+    let err = fail(&backend, fake.request("t")).await;
+    assert_eq!(
+        err.message,
+        "claude CLI reported an error (subtype error_during_execution): tool crashed"
+    );
+    assert_eq!(err.kind, FailureKind::Unspecified);
+    assert_eq!(
+        classify(&err).unwrap().failure_class,
+        "backend_invocation_error"
+    );
+}
+
+#[tokio::test]
+async fn native_error_max_turns() {
+    let fake = Fake::new();
+    let backend = fake.backend(ClaudeCodeMode::Native);
+
+    // With a result text: success with a warning.
+    fake.set(
+        "stdout",
+        &json_line(
+            json!({"type": "result", "subtype": "error_max_turns", "is_error": true,
+            "result": "half done", "num_turns": 3, "session_id": "s1", "stop_reason": "tool_use"}),
+        ),
+    )
+    .set("exit", "1");
+    let mut req = fake.request("t");
+    req.max_turns = 2;
+    let output = run(&backend, req).await;
+    assert_eq!(output.output_text, "half done");
+    assert_eq!(output.turn_count, 3);
+    assert_eq!(output.stop_reason.as_deref(), Some("tool_use"));
+    assert_eq!(output.warnings.len(), 1);
+    assert!(output.warnings[0].starts_with(WARN_MAX_TURNS_PREFIX));
+    assert!(output.warnings[0].contains("(2 turn(s))"));
+    assert_eq!(output.provider_session_id.as_deref(), Some("s1"));
+
+    // Without one (the real CLI's shape): a failure that is not classified as a usage limit.
+    fake.set("stdout", FIXTURE_MAX_TURNS);
+    let mut req = fake.request("t");
+    req.max_turns = 1;
+    let err = fail(&backend, req).await;
+    assert_eq!(err.code, ErrorCode::ClaudeCodeInvocationError);
+    assert_eq!(
+        err.message,
+        "claude CLI stopped at the max_turns budget (1 turn(s)) without a final result: Reached maximum number of turns (1)"
+    );
+    assert_eq!(
+        classify(&err).unwrap().failure_class,
+        "backend_invocation_error"
+    );
+}
+
+#[tokio::test]
+async fn native_resume_sends_only_the_new_message() {
+    let fake = Fake::new();
+    fake.set(
+        "stdout",
+        &json_line(json!({"result": "resumed", "session_id": "cli-sess", "stop_reason": "end_turn", "num_turns": 1})),
+    );
+    let mut req = fake.request("  the new message ");
+    req.is_continuation = true;
+    req.provider_session_id = Some("cli-sess".to_owned());
+    req.continuation = Some(build_context(
+        &session_record(&fake.work()),
+        &six_turn_events(),
+        &WindowPolicy::default(),
+        MediationInclusion::default(),
+    ));
+    let output = run(&fake.backend(ClaudeCodeMode::Native), req.clone()).await;
+    assert_eq!(fake.invocations(), 1);
+    assert_eq!(fake.argv(1)[9..], ["--resume", "cli-sess"]);
+    assert_eq!(fake.stdin(1), "the new message");
+    assert_eq!(output.provider_session_id.as_deref(), Some("cli-sess"));
+    assert!(output.warnings.is_empty());
+
+    // Not a continuation (run/verify): never resumes.
+    req.is_continuation = false;
+    run(&fake.backend(ClaudeCodeMode::Native), req.clone()).await;
+    assert!(!fake.argv(2).contains(&"--resume".to_owned()));
+
+    // Text mode never resumes either; it sends the reconstructed context.
+    req.is_continuation = true;
+    fake.set("stdout", "text");
+    run(&fake.backend(ClaudeCodeMode::Text), req).await;
+    assert!(!fake.argv(3).contains(&"--resume".to_owned()));
+    assert!(fake.argv(3)[3].contains("Context: 5 turn(s) included, 1 omitted"));
+}
+
+#[tokio::test]
+async fn native_resume_failure_falls_back_to_the_reconstructed_context() {
+    let fake = Fake::new();
+    fake.set("resume_fail", "").set(
+        "stdout",
+        &json_line(json!({"result": "fresh", "session_id": "new-sess", "stop_reason": "end_turn"})),
+    );
+    let mut req = fake.request("the new message");
+    req.is_continuation = true;
+    req.provider_session_id = Some("gone-sess".to_owned());
+    req.continuation = Some(build_context(
+        &session_record(&fake.work()),
+        &six_turn_events(),
+        &WindowPolicy::default(),
+        MediationInclusion::default(),
+    ));
+    let recorder = Arc::new(Recorder::default());
+    let ctx = ExecContext::new(CancellationToken::new(), recorder.clone());
+    let output = fake
+        .backend(ClaudeCodeMode::Native)
+        .execute(req, &ctx)
+        .await
+        .unwrap();
+    assert_eq!(fake.invocations(), 2);
+    assert_eq!(fake.argv(1)[9..], ["--resume", "gone-sess"]);
+    assert_eq!(fake.argv(2).len(), 9);
+    let prompt = fake.stdin(2);
+    assert!(prompt.starts_with(&format!(
+        "[System]\n{SYSTEM}{SEPARATOR}[Continuation Session]\nSession: sess_1"
+    )));
+    assert!(prompt.contains("Context: 5 turn(s) included, 1 omitted"));
+    assert!(prompt.contains("[Current Request]\nthe new message"));
+    assert_eq!(output.output_text, "fresh");
+    assert_eq!(output.provider_session_id.as_deref(), Some("new-sess"));
+    assert_eq!(output.warnings, [resume_fallback_warning("gone-sess")]);
+    assert!(
+        recorder
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|m| m.contains("could not resume"))
+    );
+
+    // Another failure of a resumed run is not retried.
+    let fake = Fake::new();
+    fake.set("exit", "1").set("stderr", "boom");
+    let mut req = fake.request("m");
+    req.is_continuation = true;
+    req.provider_session_id = Some("s".to_owned());
+    let err = fail(&fake.backend(ClaudeCodeMode::Native), req).await;
+    assert_eq!(err.message, "claude CLI exited with code 1: boom");
+    assert_eq!(fake.invocations(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real Claude Code CLI against a local stand-in for the Messages API
+// ---------------------------------------------------------------------------------------------
+
+mod real_cli {
+    use super::*;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+    const ENV: &str = "CLAUDE_AGENT_MCP_TEST_CLAUDE_CLI";
+
+    fn real_cli() -> Option<PathBuf> {
+        match std::env::var_os(ENV).filter(|v| !v.is_empty()) {
+            Some(path) => Some(PathBuf::from(path)),
+            None => {
+                println!("skipped: set {ENV} to a Claude Code CLI (scripts/install-claude-cli.sh)");
+                None
+            }
+        }
+    }
+
+    #[derive(Clone)]
+    enum Script {
+        /// `reply <n>` for request n (0-based).
+        Text,
+        /// A `Write` tool call of `path` until the model sees a tool result, then text.
+        WriteTool(PathBuf),
+        /// An API error with this status.
+        Status(u16),
+        /// Text, after this delay.
+        Slow(Duration),
+    }
+
+    struct StandIn {
+        script: Script,
+        calls: AtomicUsize,
+    }
+
+    fn sse(events: &[Value]) -> String {
+        events
+            .iter()
+            .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+            .collect()
+    }
+
+    fn has_tool_result(body: &Value) -> bool {
+        body["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .and_then(|m| m["content"].as_array())
+            .is_some_and(|c| c.iter().any(|b| b["type"] == "tool_result"))
+    }
+
+    impl Respond for StandIn {
+        fn respond(&self, request: &Request) -> ResponseTemplate {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+            let model = body["model"].as_str().unwrap_or("claude-test").to_owned();
+            let (block, delta, stop) = match &self.script {
+                Script::Status(status) => {
+                    let (kind, message) = match status {
+                        400 => ("invalid_request_error", "stand-in rejected the request"),
+                        401 => ("authentication_error", "invalid x-api-key"),
+                        429 => ("rate_limit_error", "rate limit reached for requests"),
+                        _ => ("overloaded_error", "Overloaded"),
+                    };
+                    return ResponseTemplate::new(*status).set_body_json(
+                        json!({"type": "error", "error": {"type": kind, "message": message}}),
+                    );
+                }
+                Script::WriteTool(target) if !has_tool_result(&body) => (
+                    json!({"type": "tool_use", "id": format!("toolu_{n}"), "name": "Write", "input": {}}),
+                    json!({"type": "input_json_delta", "partial_json":
+                        json!({"file_path": target, "content": "written by the model"}).to_string()}),
+                    "tool_use",
+                ),
+                _ => (
+                    json!({"type": "text", "text": ""}),
+                    json!({"type": "text_delta", "text": format!("reply {n}")}),
+                    "end_turn",
+                ),
+            };
+            let delay = match &self.script {
+                Script::Slow(delay) => *delay,
+                _ => Duration::ZERO,
+            };
+            let usage = json!({"input_tokens": 11, "output_tokens": 1,
+                "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0});
+            let template = if body["stream"] == true {
+                let events = [
+                    json!({"type": "message_start", "message": {"id": format!("msg_{n}"),
+                        "type": "message", "role": "assistant", "model": model, "content": [],
+                        "stop_reason": null, "stop_sequence": null, "usage": usage}}),
+                    json!({"type": "content_block_start", "index": 0, "content_block": block}),
+                    json!({"type": "content_block_delta", "index": 0, "delta": delta}),
+                    json!({"type": "content_block_stop", "index": 0}),
+                    json!({"type": "message_delta", "delta": {"stop_reason": stop,
+                        "stop_sequence": null}, "usage": {"output_tokens": 7}}),
+                    json!({"type": "message_stop"}),
+                ];
+                ResponseTemplate::new(200).set_body_raw(sse(&events), "text/event-stream")
+            } else {
+                let content = if stop == "tool_use" {
+                    let input: Value =
+                        serde_json::from_str(delta["partial_json"].as_str().unwrap()).unwrap();
+                    json!([{"type": "tool_use", "id": format!("toolu_{n}"), "name": "Write", "input": input}])
+                } else {
+                    json!([{"type": "text", "text": delta["text"]}])
+                };
+                ResponseTemplate::new(200).set_body_json(json!({"id": format!("msg_{n}"),
+                    "type": "message", "role": "assistant", "model": model, "content": content,
+                    "stop_reason": stop, "stop_sequence": null, "usage": usage}))
+            };
+            template.set_delay(delay)
+        }
+    }
+
+    struct Env {
+        server: MockServer,
+        home: TempDir,
+        work: TempDir,
+        cli: PathBuf,
+    }
+
+    impl Env {
+        async fn start(cli: PathBuf, script: Script) -> Self {
+            Self::start_with(cli, |_| script).await
+        }
+
+        /// Starts the stand-in with a script that may refer to the working directory.
+        async fn start_with(cli: PathBuf, script: impl FnOnce(&Path) -> Script) -> Self {
+            let home = tempfile::tempdir().unwrap();
+            let work = tempfile::tempdir().unwrap();
+            let script = script(&work.path().canonicalize().unwrap());
+            let server = MockServer::start().await;
+            Mock::given(method("POST"))
+                .and(path("/v1/messages"))
+                .respond_with(StandIn {
+                    script,
+                    calls: AtomicUsize::new(0),
+                })
+                .mount(&server)
+                .await;
+            Env {
+                server,
+                home,
+                work,
+                cli,
+            }
+        }
+
+        fn work(&self) -> PathBuf {
+            self.work.path().canonicalize().unwrap()
+        }
+
+        fn config_dir(&self) -> String {
+            self.home
+                .path()
+                .join(".claude")
+                .to_string_lossy()
+                .into_owned()
+        }
+
+        fn config(&self, mode: ClaudeCodeMode) -> ClaudeCodeConfig {
+            let home = self.home.path().to_string_lossy().into_owned();
+            ClaudeCodeConfig {
+                cli_path: Some(self.cli.clone()),
+                model: "claude-test".to_owned(),
+                timeout: Duration::from_secs(60),
+                mode,
+                limited_tool_forwarding: false,
+                extra_env: [
+                    ("ANTHROPIC_BASE_URL", self.server.uri()),
+                    ("ANTHROPIC_API_KEY", "sk-ant-dummy-test-key".to_owned()),
+                    ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".to_owned()),
+                    ("DISABLE_AUTOUPDATER", "1".to_owned()),
+                    ("CLAUDE_CODE_MAX_RETRIES", "0".to_owned()),
+                    ("HOME", home),
+                    ("CLAUDE_CONFIG_DIR", self.config_dir()),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            }
+        }
+
+        fn backend(&self) -> ClaudeCodeBackend {
+            ClaudeCodeBackend::new(self.config(ClaudeCodeMode::Native))
+        }
+
+        fn request(&self, task: &str) -> BackendRequest {
+            let mut req = request(task);
+            req.working_directory = Some(self.work());
+            req
+        }
+
+        async fn bodies(&self) -> Vec<Value> {
+            self.server
+                .received_requests()
+                .await
+                .unwrap_or_default()
+                .iter()
+                .filter(|r| r.url.path() == "/v1/messages")
+                .map(|r| serde_json::from_slice(&r.body).unwrap())
+                .collect()
+        }
+    }
+
+    /// Every text the model was sent in `body`'s messages.
+    fn texts(body: &Value) -> String {
+        let mut out = String::new();
+        for message in body["messages"].as_array().into_iter().flatten() {
+            match &message["content"] {
+                Value::String(text) => out.push_str(text),
+                Value::Array(blocks) => {
+                    for block in blocks {
+                        match block["text"].as_str() {
+                            Some(text) => out.push_str(text),
+                            None => out.push_str(&block.to_string()),
+                        }
+                        out.push('\n');
+                    }
+                }
+                _ => {}
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn real_cli_version_check() {
+        let Some(cli) = real_cli() else { return };
+        let env = Env::start(cli, Script::Text).await;
+        let version = env.backend().check().await.unwrap();
+        assert!(version.contains("Claude Code"), "{version}");
+        println!("real claude CLI: {version}");
+    }
+
+    #[tokio::test]
+    async fn real_cli_run_and_native_resume() {
+        let Some(cli) = real_cli() else { return };
+        let env = Env::start(cli, Script::Text).await;
+        let backend = env.backend();
+        let first = run(&backend, env.request("first message")).await;
+        assert!(first.output_text.starts_with("reply "), "{first:?}");
+        assert_eq!(first.turn_count, 1);
+        assert_eq!(first.stop_reason.as_deref(), Some("end_turn"));
+        assert!(first.warnings.is_empty(), "{:?}", first.warnings);
+        let usage = first.usage.clone().unwrap();
+        assert_eq!((usage.input_tokens, usage.output_tokens), (11, 7));
+        assert!(usage.total_cost_usd.is_some());
+        let session = first.provider_session_id.clone().unwrap();
+
+        let bodies = env.bodies().await;
+        let first_body = bodies.last().unwrap();
+        assert_eq!(first_body["stream"], true);
+        let all = first_body.to_string();
+        assert!(all.contains("first message"));
+        assert!(
+            all.contains(&env.work().to_string_lossy().into_owned()),
+            "the CLI ran in the working directory"
+        );
+
+        let mut next = env.request("second message");
+        next.is_continuation = true;
+        next.provider_session_id = Some(session.clone());
+        let second = run(&backend, next).await;
+        assert!(second.warnings.is_empty(), "{:?}", second.warnings);
+        assert_eq!(
+            second.provider_session_id.as_deref(),
+            Some(session.as_str())
+        );
+        let bodies = env.bodies().await;
+        let last = texts(bodies.last().unwrap());
+        assert!(last.contains("first message"), "{last}");
+        assert!(last.contains(&first.output_text), "{last}");
+        assert!(last.contains("second message"), "{last}");
+        assert!(!last.contains("[Continuation Session]"));
+    }
+
+    #[tokio::test]
+    async fn real_cli_unknown_resume_id_falls_back() {
+        let Some(cli) = real_cli() else { return };
+        let env = Env::start(cli, Script::Text).await;
+        let mut req = env.request("carry on");
+        req.is_continuation = true;
+        req.provider_session_id = Some("00000000-0000-4000-8000-000000000000".to_owned());
+        req.continuation = Some(build_context(
+            &session_record(&env.work()),
+            &six_turn_events(),
+            &WindowPolicy::default(),
+            MediationInclusion::default(),
+        ));
+        let output = run(&env.backend(), req).await;
+        assert_eq!(
+            output.warnings,
+            [resume_fallback_warning(
+                "00000000-0000-4000-8000-000000000000"
+            )]
+        );
+        assert!(output.provider_session_id.is_some());
+        let last = texts(env.bodies().await.last().unwrap());
+        assert!(last.contains("[Continuation Session]"), "{last}");
+        assert!(
+            last.contains("Context: 5 turn(s) included, 1 omitted"),
+            "{last}"
+        );
+    }
+
+    #[tokio::test]
+    async fn real_cli_verification_profile_is_read_only() {
+        let Some(cli) = real_cli() else { return };
+        // The stand-in asks for a Write of a file inside the working directory.
+        let env =
+            Env::start_with(cli.clone(), |work| Script::WriteTool(work.join("out.txt"))).await;
+        let mut req = env.request("write the file");
+        req.profile = Profile::Verification;
+        let output = run(&env.backend(), req).await;
+        assert!(
+            !env.work().join("out.txt").exists(),
+            "verification wrote a file"
+        );
+        assert!(output.output_text.starts_with("reply "), "{output:?}");
+        assert_eq!(output.turn_count, 2);
+        let bodies = env.bodies().await;
+        let result = texts(bodies.last().unwrap());
+        assert!(
+            result.contains("tool_result") && result.contains("\"is_error\":true"),
+            "{result}"
+        );
+
+        // The general profile (acceptEdits) may edit inside the working directory.
+        let env = Env::start_with(cli, |work| Script::WriteTool(work.join("general.txt"))).await;
+        let output = run(&env.backend(), env.request("write the file")).await;
+        assert_eq!(
+            std::fs::read_to_string(env.work().join("general.txt")).unwrap(),
+            "written by the model"
+        );
+        assert!(output.warnings.is_empty(), "{:?}", output.warnings);
+    }
+
+    #[tokio::test]
+    async fn real_cli_api_errors_are_invocation_errors() {
+        let Some(cli) = real_cli() else { return };
+        for (status, class) in [
+            (400, "backend_invocation_error"),
+            (401, "backend_auth_failure"),
+            (429, "backend_limit_reached"),
+            (529, "backend_invocation_error"),
+        ] {
+            let env = Env::start(cli.clone(), Script::Status(status)).await;
+            let err = fail(&env.backend(), env.request("hello")).await;
+            assert_eq!(err.code, ErrorCode::ClaudeCodeInvocationError, "{status}");
+            assert_eq!(err.kind, FailureKind::HttpStatus(status), "{}", err.message);
+            assert!(
+                err.message.starts_with(&format!(
+                    "claude CLI reported an error (api_error_status {status}"
+                )),
+                "{}",
+                err.message
+            );
+            assert_eq!(
+                classify(&err).unwrap().failure_class,
+                class,
+                "{}",
+                err.message
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn real_cli_max_turns_without_result_fails() {
+        let Some(cli) = real_cli() else { return };
+        let env = Env::start(cli, Script::WriteTool(PathBuf::from("/nonexistent/x.txt"))).await;
+        let mut req = env.request("write");
+        req.profile = Profile::Verification;
+        req.max_turns = 1;
+        let err = fail(&env.backend(), req).await;
+        assert_eq!(err.code, ErrorCode::ClaudeCodeInvocationError);
+        assert!(
+            err.message
+                .starts_with("claude CLI stopped at the max_turns budget (1 turn(s))"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[tokio::test]
+    async fn real_cli_timeout_leaves_nothing_behind() {
+        let Some(cli) = real_cli() else { return };
+        let env = Env::start(cli, Script::Slow(Duration::from_secs(30))).await;
+        let mut config = env.config(ClaudeCodeMode::Native);
+        config.timeout = Duration::from_secs(3);
+        let started = Instant::now();
+        let err = fail(&ClaudeCodeBackend::new(config), env.request("hello")).await;
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(err.message, "claude CLI timed out after 3s");
+        assert_eq!(err.kind, FailureKind::Timeout);
+        let marker = format!("CLAUDE_CONFIG_DIR={}", env.config_dir());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = processes_with_env(&marker);
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "CLI processes left behind: {left:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn real_cli_text_mode() {
+        let Some(cli) = real_cli() else { return };
+        let env = Env::start(cli, Script::Text).await;
+        let output = run(
+            &ClaudeCodeBackend::new(env.config(ClaudeCodeMode::Text)),
+            env.request("plain text please"),
+        )
+        .await;
+        assert_eq!(output.output_text, "reply 0");
+        assert_eq!(output.stop_reason.as_deref(), Some("backend_defaulted"));
+        assert_eq!(output.warnings, [WARN_STOP_REASON_LIMITED]);
+        let last = texts(env.bodies().await.last().unwrap());
+        assert!(
+            last.contains("[Current Request]\nplain text please"),
+            "{last}"
+        );
+    }
+}
