@@ -10,14 +10,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_backends::api::{ApiConfig, MessagesApiBackend};
+use agent_backends::{ClaudeCodeBackend, ClaudeCodeConfig};
+use agent_core::continuation::{MediationInclusion, WindowPolicy};
 use agent_core::model::python_list;
 use agent_core::{Engine, EngineConfig, ExecutionBackend, SessionStore};
+use agent_federation::Federation;
 use agent_mcp::status::{
     CapabilityFlags, ContinuationStatus, MediationStatus, PRESERVED_LIMITATIONS, RestrictionStatus,
     RuntimeStatus, WorkflowStatus,
 };
 use agent_mcp::{AgentServer, HttpOptions, ToolName};
-use agent_policy::config::{BackendKind, Config, RuntimeMode, Transport};
+use agent_policy::config::{BackendKind, ClaudeCodeMode, Config, RuntimeMode, Transport};
 use agent_policy::{CliOverrides, DirectoryPolicy, restricted};
 use agent_store::{SqliteStore, StoreConfig};
 use clap::{CommandFactory, Parser};
@@ -143,13 +146,25 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         }
         Err(e) => return Err(StartupError::new(format!("crash recovery failed: {e}"))),
     }
-    let backend = build_backend(&config)?;
+    let backend = build_backend(&config).await?;
     tracing::info!(target: "server", "Execution backend: {}", backend.name());
     let policy = DirectoryPolicy::from_config(&config);
     let engine_config = EngineConfig {
         lock_ttl: Duration::from_secs(u64::try_from(config.lock_ttl_secs).unwrap_or(0)),
         max_evidence_bytes: usize::try_from(config.max_evidence_bytes).unwrap_or(usize::MAX),
         restricted_verification: restricted,
+        limited_tool_forwarding: config.limited_tool_forwarding,
+        continuation_window: WindowPolicy {
+            max_recent_turns: config.continuation.max_continuation_turns,
+            max_warnings: config.continuation.max_continuation_warnings,
+            max_forwarding_events: config.continuation.max_continuation_forwarding_events,
+            include_verification_context: config.continuation.include_verification_context,
+            include_tool_downgrade_context: config.continuation.include_tool_downgrade_context,
+        },
+        mediation_inclusion: MediationInclusion {
+            include_mediated: config.mediation.include_results_in_continuation,
+            include_rejected: config.mediation.include_rejected_in_continuation,
+        },
         ..EngineConfig::default()
     };
     let store = Arc::new(store);
@@ -159,6 +174,17 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         Arc::new(policy),
         engine_config,
     );
+    // Federation never aborts startup (`federation.md` §1); it is handed to the engine only
+    // when at least one allowlisted tool was discovered.
+    let federation = Federation::from_settings(
+        config.federation_enabled,
+        config.federation_config.as_deref(),
+        Arc::clone(&store) as Arc<dyn SessionStore>,
+    )
+    .await;
+    if federation.is_active() {
+        engine = engine.with_tool_provider(Arc::new(federation.clone()));
+    }
     if config.builtin_tools {
         engine = engine.with_tool_provider(Arc::new(agent_tools::WorkspaceTools::new(
             Arc::clone(&store) as Arc<dyn SessionStore>,
@@ -172,7 +198,11 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
     } else {
         ToolName::ALL.to_vec()
     };
-    let server = AgentServer::new(engine, runtime_status(&config, &admitted), admitted);
+    let server = AgentServer::new(
+        engine,
+        runtime_status(&config, &admitted, federation.is_active()),
+        admitted,
+    );
     if restricted {
         tracing::info!(
             target: "server",
@@ -198,6 +228,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         config.operator_profile.as_deref().unwrap_or("none")
     );
     let served = serve(server, &config).await;
+    federation.shutdown().await;
     store.close().await;
     served
 }
@@ -245,7 +276,7 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-fn build_backend(config: &Config) -> Result<Arc<dyn ExecutionBackend>, StartupError> {
+async fn build_backend(config: &Config) -> Result<Arc<dyn ExecutionBackend>, StartupError> {
     match config.backend {
         BackendKind::Api => {
             if let Some(problem) = config.api_key_problem() {
@@ -259,9 +290,28 @@ fn build_backend(config: &Config) -> Result<Arc<dyn ExecutionBackend>, StartupEr
                 MessagesApiBackend::new(api).map_err(|e| StartupError::new(e.to_string()))?;
             Ok(Arc::new(backend))
         }
-        BackendKind::ClaudeCode => Err(StartupError::new(
-            "the 'claude_code' execution backend is not available in this build yet; use CLAUDE_AGENT_MCP_EXECUTION_BACKEND=api",
-        )),
+        BackendKind::ClaudeCode => {
+            let backend = ClaudeCodeBackend::new(ClaudeCodeConfig {
+                cli_path: config.claude_code_cli_path.clone(),
+                model: config.model.clone(),
+                timeout: Duration::from_secs(
+                    u64::try_from(config.claude_code_timeout_secs).unwrap_or(0),
+                ),
+                mode: match config.claude_code_mode {
+                    ClaudeCodeMode::Native => agent_backends::ClaudeCodeMode::Native,
+                    ClaudeCodeMode::Text => agent_backends::ClaudeCodeMode::Text,
+                },
+                limited_tool_forwarding: config.limited_tool_forwarding,
+                extra_env: Vec::new(),
+            });
+            // Startup validation (`backends.md` §3): the CLI is found and answers --version.
+            let version = backend
+                .check()
+                .await
+                .map_err(|e| StartupError::new(e.message))?;
+            tracing::info!(target: "server", "Claude Code CLI: {}", version.trim());
+            Ok(Arc::new(backend))
+        }
     }
 }
 
@@ -323,7 +373,11 @@ fn restriction_status(config: &Config, admitted: &[ToolName]) -> RestrictionStat
 }
 
 /// The status snapshot from the resolved configuration (`status.md` §1).
-pub fn runtime_status(config: &Config, admitted: &[ToolName]) -> RuntimeStatus {
+pub fn runtime_status(
+    config: &Config,
+    admitted: &[ToolName],
+    federation_active: bool,
+) -> RuntimeStatus {
     let m = &config.mediation;
     let c = &config.continuation;
     RuntimeStatus {
@@ -333,7 +387,7 @@ pub fn runtime_status(config: &Config, admitted: &[ToolName]) -> RuntimeStatus {
         transport: config.transport.as_str().to_owned(),
         model: config.model.clone(),
         federation_enabled: config.federation_enabled,
-        federation_active: false,
+        federation_active,
         capability_flags: CapabilityFlags {
             limited_tool_forwarding_enabled: config.limited_tool_forwarding,
             execution_mediation_enabled: m.enabled,

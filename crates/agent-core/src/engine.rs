@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
+use crate::continuation::{self, MediationInclusion, WindowPolicy};
 use crate::envelope::{ArtifactRef, Envelope, EnvelopeStatus};
 use crate::error::{ErrorCode, ErrorObject};
 use crate::event::{Event, EventType, StoredEvent};
@@ -40,7 +41,7 @@ use crate::verification::{self, FailureCode, Unavailability, VerificationResult}
 const OUTPUT_ARTIFACT_MIN_CHARS: usize = 50;
 
 /// Engine settings that come from configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EngineConfig {
     /// Session lock lease (`CLAUDE_AGENT_MCP_LOCK_TTL`).
     pub lock_ttl: Duration,
@@ -53,6 +54,13 @@ pub struct EngineConfig {
     /// The most evidence and attachment content given to the model, in bytes, in total
     /// (`CLAUDE_AGENT_MCP_MAX_EVIDENCE_BYTES`).
     pub max_evidence_bytes: usize,
+    /// `CLAUDE_AGENT_MCP_CLAUDE_CODE_LIMITED_TOOL_FORWARDING`: federated tools are described to
+    /// a backend without native tools (`backends.md` §5.5).
+    pub limited_tool_forwarding: bool,
+    /// The continuation window for backends that take a structured context (`backends.md` §5.6).
+    pub continuation_window: WindowPolicy,
+    /// Which mediated results continuation contexts carry.
+    pub mediation_inclusion: MediationInclusion,
 }
 
 /// 256 KiB of evidence.
@@ -68,6 +76,9 @@ impl Default for EngineConfig {
             history_budget_chars: DEFAULT_HISTORY_BUDGET_CHARS,
             restricted_verification: false,
             max_evidence_bytes: DEFAULT_MAX_EVIDENCE_BYTES,
+            limited_tool_forwarding: false,
+            continuation_window: WindowPolicy::default(),
+            mediation_inclusion: MediationInclusion::default(),
         }
     }
 }
@@ -214,11 +225,17 @@ impl Engine {
         let session_id = ids::new_session_id();
         let owner = ids::new_lock_owner(workflow);
         // `allow_tools: false` withholds every tool (the original accepted and ignored it).
-        let (tools, catalog_event) = if req.allow_tools {
-            self.visible_tools(profile, 0)
+        let routing = if req.allow_tools {
+            self.route_tools(profile, 0)
         } else {
-            (Vec::new(), None)
+            ToolRouting::default()
         };
+        let ToolRouting {
+            tools,
+            event: catalog_event,
+            warning: routing_warning,
+            executor: wants_executor,
+        } = routing;
         let mut events = vec![
             Event::user_input_task(&req.task),
             Event::system_prompt_resolved(profile),
@@ -252,7 +269,8 @@ impl Engine {
                 )
             },
             max_turns,
-            tool_executor: self.executor_for(&tools, &session_id, profile, 0, Some(&working_dir)),
+            tool_executor: wants_executor
+                .then(|| self.executor_for(&session_id, profile, 0, Some(&working_dir))),
             tools,
             history: Vec::new(),
             session_summary: None,
@@ -268,7 +286,9 @@ impl Engine {
         {
             Ok(done) => {
                 ctx.report(&format!("session {session_id} completed"));
-                self.output_envelope(session_id, workflow, profile, done, evidence_warnings)
+                let mut warnings: Vec<String> = routing_warning.into_iter().collect();
+                warnings.extend(evidence_warnings);
+                self.output_envelope(session_id, workflow, profile, done, warnings)
             }
             Err(env) => *env,
         }
@@ -326,17 +346,50 @@ impl Engine {
         }
         let max_turns = profile.effective_max_turns(req.max_turns);
         let prior_turns = record.turn_count;
-        let history = match tokio::try_join!(self.store.events(id), self.store.outputs(id)) {
-            Ok((events, outputs)) => {
-                conversation_history(&events, &outputs, self.config.history_budget_chars)
+        let structured = self
+            .backend
+            .capabilities()
+            .supports_structured_continuation_context;
+        let (history, continuation) =
+            match tokio::try_join!(self.store.events(id), self.store.outputs(id)) {
+                // Backends with a structured context get it instead of a message history.
+                Ok((events, _)) if structured => {
+                    let context = continuation::build_context(
+                        &record,
+                        &events,
+                        &self.config.continuation_window,
+                        self.config.mediation_inclusion,
+                    );
+                    (Vec::new(), Some(context))
+                }
+                Ok((events, outputs)) => (
+                    conversation_history(&events, &outputs, self.config.history_budget_chars),
+                    None,
+                ),
+                Err(e) => return self.abandon(id, &owner, workflow, profile, &e).await,
+            };
+        let ToolRouting {
+            tools,
+            event: catalog_event,
+            warning: routing_warning,
+            executor: wants_executor,
+        } = self.route_tools(profile, prior_turns);
+        let mut events = Vec::with_capacity(5);
+        if let Some(context) = &continuation {
+            let window = &self.config.continuation_window;
+            events.push(Event::continuation_context_built(
+                prior_turns,
+                continuation::context_built_payload(window, &context.stats),
+            ));
+            if continuation::is_truncated(&context.stats) {
+                events.push(Event::continuation_context_truncated(
+                    prior_turns,
+                    continuation::context_truncated_payload(&context.stats),
+                ));
             }
-            Err(e) => return self.abandon(id, &owner, workflow, profile, &e).await,
-        };
-        let (tools, catalog_event) = self.visible_tools(profile, prior_turns);
-        let mut events = vec![
-            Event::user_input_message(prior_turns, &req.message),
-            Event::provider_request_start(prior_turns),
-        ];
+        }
+        events.push(Event::user_input_message(prior_turns, &req.message));
+        events.push(Event::provider_request_start(prior_turns));
         events.extend(catalog_event);
         if let Err(e) = self.store.begin_execution(id, &events).await {
             return self.abandon(id, &owner, workflow, profile, &e).await;
@@ -349,22 +402,26 @@ impl Engine {
             system_prompt: profile.system_prompt(),
             task: req.message,
             max_turns,
-            tool_executor: self.executor_for(
-                &tools,
-                id,
-                profile,
-                prior_turns,
-                working_dir.as_deref(),
-            ),
+            tool_executor: wants_executor
+                .then(|| self.executor_for(id, profile, prior_turns, working_dir.as_deref())),
             tools,
             history,
             session_summary: record.summary_latest.clone(),
             is_continuation: true,
             working_directory: working_dir,
             provider_session_id: record.provider_session_id.clone(),
-            continuation: None,
+            continuation: continuation.clone(),
         };
         let outcome = self.execute(request, ctx, &owner).await;
+        if continuation.is_some() && outcome.is_ok() {
+            let rendered = Event::continuation_prompt_rendered(
+                prior_turns,
+                continuation::prompt_rendered_payload(),
+            );
+            if let Err(e) = self.store.append_events(id, &[rendered]).await {
+                tracing::warn!(session_id = id, error = %e, "could not record the rendered continuation prompt");
+            }
+        }
         match self
             .conclude(
                 id,
@@ -379,7 +436,13 @@ impl Engine {
         {
             Ok(done) => {
                 ctx.report(&format!("session {id} completed"));
-                self.output_envelope(id.to_owned(), workflow, profile, done, Vec::new())
+                self.output_envelope(
+                    id.to_owned(),
+                    workflow,
+                    profile,
+                    done,
+                    routing_warning.into_iter().collect(),
+                )
             }
             Err(env) => *env,
         }
@@ -997,49 +1060,95 @@ impl Engine {
         }
     }
 
-    /// The tools the profile sees when the backend can use them, and the catalog event.
-    fn visible_tools(&self, profile: Profile, turn: i64) -> (Vec<ToolDefinition>, Option<Event>) {
-        if self.tool_providers.is_empty() || !self.backend.capabilities().supports_downstream_tools
-        {
-            return (Vec::new(), None);
-        }
+    /// Federated tool routing per backend (`backends.md` §6): what the backend is given, the
+    /// catalog event, and the envelope warning. Built-in tools go only to backends with a native
+    /// tool loop; federated tools are forwarded as text to a backend that can only describe them
+    /// when limited forwarding is on, and otherwise withheld with a warning.
+    fn route_tools(&self, profile: Profile, turn: i64) -> ToolRouting {
+        let capabilities = self.backend.capabilities();
         // The first provider to offer a name owns it (the API rejects duplicate tool names).
-        let mut tools: Vec<ToolDefinition> = Vec::new();
-        let mut names: Vec<String> = Vec::new();
+        let mut builtin: Vec<ToolDefinition> = Vec::new();
+        let mut federated: Vec<ToolDefinition> = Vec::new();
         for provider in &self.tool_providers {
             for tool in provider.visible_tools(profile) {
-                if !tools.iter().any(|t| t.name == tool.name) {
-                    if provider.federated() {
-                        names.push(tool.name.clone());
-                    }
-                    tools.push(tool);
+                if builtin
+                    .iter()
+                    .chain(&federated)
+                    .any(|t| t.name == tool.name)
+                {
+                    continue;
+                }
+                if provider.federated() {
+                    federated.push(tool);
+                } else {
+                    builtin.push(tool);
                 }
             }
         }
-        // Only federated tools are catalogued (`sessions.md` §7.1).
-        if names.is_empty() {
-            return (tools, None);
-        }
-        let event = Event {
+        let visible: Vec<String> = federated.iter().map(|t| t.name.clone()).collect();
+        let catalog = |payload: Value| Event {
             event_type: EventType::DownstreamToolCatalogResolved,
             turn_index: turn,
-            payload: json!({ "visible_tools": names }),
+            payload,
         };
-        (tools, Some(event))
+        if capabilities.supports_downstream_tools {
+            let event = (!visible.is_empty()).then(|| catalog(json!({ "visible_tools": visible })));
+            builtin.extend(federated);
+            let executor = !builtin.is_empty();
+            return ToolRouting {
+                tools: builtin,
+                event,
+                warning: None,
+                executor,
+            };
+        }
+        if visible.is_empty() {
+            return ToolRouting::default();
+        }
+        if capabilities.supports_limited_downstream_tools && self.config.limited_tool_forwarding {
+            let (compatible, dropped): (Vec<ToolDefinition>, Vec<ToolDefinition>) = federated
+                .into_iter()
+                .partition(|t| continuation::screen_tool(t).is_compatible());
+            let dropped_names: Vec<&str> = dropped.iter().map(|t| t.name.as_str()).collect();
+            let event = catalog(json!({
+                "visible_tools": visible,
+                "forwarded": compatible.len(),
+                "dropped": dropped.len(),
+                "dropped_names": dropped_names,
+                "forwarding_mode": "limited_text_injection",
+            }));
+            return ToolRouting {
+                tools: compatible,
+                event: Some(event),
+                warning: None,
+                executor: false,
+            };
+        }
+        let event = catalog(json!({
+            "visible_tools": visible,
+            "forwarded": false,
+            "reason": format!("backend '{}' does not support downstream tools", self.backend.name()),
+        }));
+        let warning = format!(
+            "Backend '{}' does not support downstream federation tools. Visible tools will not be forwarded. Switch to the 'api' backend to use federation tools.",
+            self.backend.name()
+        );
+        ToolRouting {
+            tools: Vec::new(),
+            event: Some(event),
+            warning: Some(warning),
+            executor: false,
+        }
     }
 
     fn executor_for(
         &self,
-        tools: &[ToolDefinition],
         session_id: &str,
         profile: Profile,
         turn_index: i64,
         working_dir: Option<&std::path::Path>,
-    ) -> Option<Arc<dyn ToolExecutor>> {
-        if tools.is_empty() {
-            return None;
-        }
-        Some(Arc::new(ProviderExecutor {
+    ) -> Arc<dyn ToolExecutor> {
+        Arc::new(ProviderExecutor {
             providers: self.tool_providers.clone(),
             ctx: ToolCallContext {
                 session_id: session_id.to_owned(),
@@ -1047,8 +1156,18 @@ impl Engine {
                 profile,
                 working_directory: working_dir.map(PathBuf::from),
             },
-        }))
+        })
     }
+}
+
+/// What one execution is given in tools.
+#[derive(Default)]
+struct ToolRouting {
+    tools: Vec<ToolDefinition>,
+    event: Option<Event>,
+    warning: Option<String>,
+    /// Whether the backend runs the tools (a native tool loop) and so needs an executor.
+    executor: bool,
 }
 
 /// Dispatches a model's tool call to the provider that shows the tool to this profile.

@@ -127,6 +127,22 @@ impl Event {
         )
     }
 
+    pub fn continuation_context_built(turn: i64, payload: Value) -> Self {
+        Self::new(EventType::SessionContinuationContextBuilt, turn, payload)
+    }
+
+    pub fn continuation_context_truncated(turn: i64, payload: Value) -> Self {
+        Self::new(
+            EventType::SessionContinuationContextTruncated,
+            turn,
+            payload,
+        )
+    }
+
+    pub fn continuation_prompt_rendered(turn: i64, payload: Value) -> Self {
+        Self::new(EventType::SessionContinuationPromptRendered, turn, payload)
+    }
+
     pub fn session_cancelled(turn: i64, reason: &str) -> Self {
         Self::new(
             EventType::SessionCancelled,

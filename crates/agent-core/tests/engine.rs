@@ -1471,7 +1471,7 @@ async fn verification_profile_sees_and_calls_only_its_tools() {
 }
 
 #[tokio::test]
-async fn backend_without_downstream_tools_gets_no_tools_and_no_catalog_event() {
+async fn backend_without_downstream_tools_gets_no_tools_a_warning_and_a_not_forwarded_event() {
     let tools = federated();
     let backend = FakeBackend::new().calling_tools(vec![("read_file", json!({}))]);
     let h = Harness::with_tools(backend, vec![Arc::clone(&tools)]);
@@ -1480,8 +1480,23 @@ async fn backend_without_downstream_tools_gets_no_tools_and_no_catalog_event() {
     assert!(req.tools.is_empty());
     assert!(req.tool_executor.is_none());
     let mut want = run_events("t", "general", 10);
+    want.push(ev(
+        "downstream_tool_catalog_resolved",
+        0,
+        json!({
+            "visible_tools": ["read_file", "list_dir", "broken"],
+            "forwarded": false,
+            "reason": "backend 'fake' does not support downstream tools"
+        }),
+    ));
     want.push(response_summary(1, "done", None));
     assert_eq!(h.events(&env.session_id), want);
+    assert_eq!(
+        env.warnings,
+        [
+            "Backend 'fake' does not support downstream federation tools. Visible tools will not be forwarded. Switch to the 'api' backend to use federation tools."
+        ]
+    );
     assert!(tools.calls().is_empty());
 }
 

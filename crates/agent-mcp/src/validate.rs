@@ -204,7 +204,7 @@ mod tests {
             (
                 json!({"status": "nope"}),
                 ToolName::ListSessions,
-                "'nope' is not one of ['created', 'running', 'completed', 'failed', 'interrupted']",
+                "'nope' is not one of ['created', 'running', 'completed', 'failed', 'interrupted', 'cancelled']",
             ),
             (
                 json!({"session_id": "s"}),

@@ -30,8 +30,8 @@ pub mod paths;
 pub mod restricted;
 
 pub use config::{
-    BackendKind, CliOverrides, Config, ConfigErrors, ContinuationSettings, LogLevel,
-    MediationSettings, RuntimeMode, Secret, Transport,
+    BackendKind, ClaudeCodeMode, CliOverrides, Config, ConfigErrors, ContinuationSettings,
+    LogLevel, MediationSettings, RuntimeMode, Secret, Transport,
 };
 pub use directory::DirectoryPolicy;
 pub use paths::resolve_path;

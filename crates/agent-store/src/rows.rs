@@ -195,10 +195,10 @@ mod tests {
     #[test]
     fn unknown_text_is_a_clear_error() {
         let mut r = row();
-        r.status = "cancelled".into();
+        r.status = "paused".into();
         assert_eq!(
             r.into_record().unwrap_err().to_string(),
-            "corrupt sessions row sess_0123456789abcdef: unknown status 'cancelled'"
+            "corrupt sessions row sess_0123456789abcdef: unknown status 'paused'"
         );
         let mut r = row();
         r.workflow = "nope".into();

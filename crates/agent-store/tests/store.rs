@@ -552,11 +552,11 @@ async fn a_corrupt_row_is_an_error_not_a_panic() {
     let (dir, store) = fresh().await;
     idle_session(&store, "sess_bad").await;
     let pool = raw_of(&dir).await;
-    set_status(&pool, "sess_bad", "cancelled").await;
+    set_status(&pool, "sess_bad", "paused").await;
     let err = store.get_session("sess_bad").await.unwrap_err();
     assert_eq!(
         err.message,
-        "corrupt sessions row sess_bad: unknown status 'cancelled'"
+        "corrupt sessions row sess_bad: unknown status 'paused'"
     );
     assert!(store.list_sessions(10, None).await.is_err());
 }

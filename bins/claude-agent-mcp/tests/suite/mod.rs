@@ -1,5 +1,6 @@
 mod bad_input;
 mod cancel;
+mod claude_code;
 mod continue_session;
 mod http;
 mod persistence;

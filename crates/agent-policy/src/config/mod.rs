@@ -73,6 +73,7 @@ pub mod vars {
     pub const MAX_EVIDENCE_BYTES: &str = "CLAUDE_AGENT_MCP_MAX_EVIDENCE_BYTES";
     pub const CLAUDE_CODE_CLI_PATH: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_CLI_PATH";
     pub const CLAUDE_CODE_TIMEOUT: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_TIMEOUT";
+    pub const CLAUDE_CODE_MODE: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_MODE";
     pub const LIMITED_TOOL_FORWARDING: &str =
         "CLAUDE_AGENT_MCP_CLAUDE_CODE_LIMITED_TOOL_FORWARDING";
     pub const MAX_CONTINUATION_TURNS: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_CONTINUATION_TURNS";
@@ -138,6 +139,14 @@ agent_core::string_enum! {
     Transport {
         Stdio => "stdio",
         StreamableHttp => "streamable-http",
+    }
+}
+
+agent_core::string_enum! {
+    /// How the Claude Code backend drives the CLI (`docs/claude-code-backend.md`).
+    ClaudeCodeMode {
+        Native => "native",
+        Text => "text",
     }
 }
 
@@ -308,6 +317,8 @@ pub struct Config {
     pub claude_code_timeout_secs: i64,
     /// `CLAUDE_AGENT_MCP_CLAUDE_CODE_LIMITED_TOOL_FORWARDING`, default false.
     pub limited_tool_forwarding: bool,
+    /// `CLAUDE_AGENT_MCP_CLAUDE_CODE_MODE`, default `native` (an addition).
+    pub claude_code_mode: ClaudeCodeMode,
     /// §5.3, preset-aware.
     pub continuation: ContinuationSettings,
     /// §5.4, preset-aware except the three lists.
@@ -650,6 +661,11 @@ fn resolve(
     let value = r.get(vars::CLAUDE_CODE_TIMEOUT);
     let claude_code_timeout_secs = r.int(value, defaults::CLAUDE_CODE_TIMEOUT_SECS);
     let limited_tool_forwarding = r.bool(vars::LIMITED_TOOL_FORWARDING, false);
+    let claude_code_mode_raw = normalise_choice(
+        r.raw(vars::CLAUDE_CODE_MODE)
+            .unwrap_or(ClaudeCodeMode::Native.as_str()),
+    );
+    let claude_code_mode = ClaudeCodeMode::parse(&claude_code_mode_raw);
 
     // --- Continuation and mediation (preset-aware) ----------------------------------------
     let preset = presets::defaults_for(operator_profile.as_deref());
@@ -764,6 +780,14 @@ fn resolve(
             BackendKind::choices()
         ));
     }
+    if claude_code_mode.is_none() {
+        problems.push(format!(
+            "{}={} is not valid. Choose from: {}",
+            vars::CLAUDE_CODE_MODE,
+            py_repr(&claude_code_mode_raw),
+            ClaudeCodeMode::choices()
+        ));
+    }
     if mode == Some(RuntimeMode::ApntalkVerification) {
         let apntalk = RuntimeMode::ApntalkVerification.as_str();
         if backend != Some(BackendKind::ClaudeCode) {
@@ -862,6 +886,7 @@ fn resolve(
             claude_code_cli_path,
             claude_code_timeout_secs,
             limited_tool_forwarding,
+            claude_code_mode: claude_code_mode.unwrap_or(ClaudeCodeMode::Native),
             continuation: ContinuationSettings {
                 max_continuation_turns,
                 max_continuation_warnings,

@@ -55,6 +55,7 @@ fn expected_defaults(cwd: &Path) -> Config {
         claude_code_cli_path: None,
         claude_code_timeout_secs: 300,
         limited_tool_forwarding: false,
+        claude_code_mode: ClaudeCodeMode::Native,
         continuation: ContinuationSettings {
             max_continuation_turns: 5,
             max_continuation_warnings: 3,

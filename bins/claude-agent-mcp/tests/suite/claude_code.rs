@@ -1,0 +1,390 @@
+//! The claude_code backend through the real server: a fake `claude` script (the fixture of
+//! agent-backends) records argv, stdin and cwd and prints scripted output.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::support::*;
+
+const FAKE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../crates/agent-backends/tests/fixtures/fake-claude.sh"
+);
+
+/// A server environment on the claude_code backend with the fake CLI installed.
+struct Cli {
+    env: TestEnv,
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl Cli {
+    async fn new(mode: &str) -> Self {
+        let mut env = TestEnv::new().await;
+        let dir = env.cwd().join("fake-cli");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("claude");
+        std::fs::copy(FAKE, &path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        env.set("CLAUDE_AGENT_MCP_EXECUTION_BACKEND", "claude_code");
+        env.set("CLAUDE_AGENT_MCP_CLAUDE_CODE_CLI_PATH", &path_str(&path));
+        env.set("CLAUDE_AGENT_MCP_CLAUDE_CODE_MODE", mode);
+        env.set("FAKE_CLAUDE_DIR", &path_str(&dir));
+        Self { env, dir, path }
+    }
+
+    fn script(&self, file: &str, text: &str) {
+        std::fs::write(self.dir.join(file), text).unwrap();
+    }
+
+    fn argv(&self, n: usize) -> Vec<String> {
+        let raw = std::fs::read(self.dir.join(format!("argv.{n}"))).unwrap();
+        raw.split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect()
+    }
+
+    fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.dir.join(file)).unwrap_or_default()
+    }
+}
+
+const LIMITED: &str = "claude_code backend: stop_reason precision is limited — the Claude Code CLI does not report semantic stop reasons.";
+
+#[tokio::test]
+async fn text_mode_runs_the_original_contract() {
+    let cli = Cli::new("text").await;
+    cli.script("stdout", "  The answer is 42.\n");
+    let server = cli.env.start().await;
+    let v = server
+        .call("agent_run_task", json!({"task": "  What is the answer?  "}))
+        .await;
+    assert_eq!(v["ok"], json!(true), "{v}");
+    assert_eq!(v["result"]["output_text"], json!("The answer is 42."));
+    assert_eq!(v["warnings"], json!([LIMITED]));
+    let argv = cli.argv(1);
+    assert_eq!(argv.len(), 4, "{argv:?}");
+    assert_eq!(&argv[..3], ["--model", "claude-sonnet-4-6", "--print"]);
+    let prompt = &argv[3];
+    let rule = "─".repeat(60);
+    assert!(prompt.starts_with("[System]\n"), "{prompt}");
+    assert!(
+        prompt.contains(&format!(
+            "\n{rule}\n[Current Request]\nWhat is the answer?\n{rule}\n[Instructions]\n"
+        )),
+        "{prompt}"
+    );
+    assert!(prompt.contains("Respond to the current request above."));
+    assert_eq!(cli.read("stdin.1"), "", "the CLI gets an empty stdin");
+    let sid = v["session_id"].as_str().unwrap().to_owned();
+    cli.script("stdout", "");
+    let v = server
+        .call("agent_run_task", json!({"task": "again"}))
+        .await;
+    assert_eq!(v["ok"], json!(true));
+    assert_eq!(
+        v["warnings"],
+        json!([
+            LIMITED,
+            "claude_code backend: CLI returned an empty response"
+        ])
+    );
+    // Continuation prompt (text mode carries the reconstructed context).
+    cli.script("stdout", "continued");
+    let c = server
+        .call(
+            "agent_continue_session",
+            json!({"session_id": sid, "message": "and then?"}),
+        )
+        .await;
+    assert_eq!(c["ok"], json!(true), "{c}");
+    let prompt = cli.argv(3)[3].clone();
+    for needle in [
+        "[Continuation Session]",
+        &format!("Session: {sid}"),
+        "Reconstruction: v1.0.0",
+        "Context: 1 turn(s) included",
+        "[Session Summary]\nThe answer is 42.",
+        "[Recent Interaction State]",
+        "[User]\nWhat is the answer?",
+        "[Assistant]\nThe answer is 42.",
+        "[Active Constraints]\nworking_directory: ",
+        "profile: general",
+        "[Current Request]\nand then?",
+        "continuing this session",
+    ] {
+        assert!(prompt.contains(needle), "missing {needle:?} in {prompt}");
+    }
+    let types = cli.env.event_types(&sid).await;
+    assert_eq!(
+        types[5..],
+        [
+            "session_continuation_context_built",
+            "user_input",
+            "provider_request_start",
+            "session_continuation_prompt_rendered",
+            "provider_response_summary"
+        ]
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn cli_failures_are_classified() {
+    let mut cli = Cli::new("text").await;
+    cli.env.set("CLAUDE_AGENT_MCP_CLAUDE_CODE_TIMEOUT", "1");
+    cli.script("stderr", "boom");
+    cli.script("exit", "1");
+    let server = cli.env.start().await;
+    let v = server.call("agent_run_task", json!({"task": "t"})).await;
+    assert_eq!(
+        v["errors"][0],
+        json!({"code": "claude_code_invocation_error", "message": "claude CLI exited with code 1: boom", "details": null})
+    );
+    std::fs::remove_file(cli.dir.join("exit")).unwrap();
+    std::fs::remove_file(cli.dir.join("stderr")).unwrap();
+    cli.script("sleep", "5");
+    let v = server.call("agent_run_task", json!({"task": "t"})).await;
+    assert_eq!(
+        v["errors"][0]["code"],
+        json!("claude_code_invocation_error")
+    );
+    assert!(
+        v["summary"].as_str().unwrap().contains("timed out after"),
+        "{v}"
+    );
+    std::fs::remove_file(cli.dir.join("sleep")).unwrap();
+    std::fs::remove_file(&cli.path).unwrap();
+    let v = server.call("agent_run_task", json!({"task": "t"})).await;
+    assert_eq!(
+        v["errors"][0],
+        json!({"code": "claude_code_unavailable", "message": "claude CLI not found. Cannot execute task.", "details": null})
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn native_mode_reports_usage_and_resumes_natively() {
+    let cli = Cli::new("native").await;
+    cli.script(
+        "stdout",
+        r#"{"type":"result","subtype":"success","is_error":false,"result":"Native answer","session_id":"0f5e5a3e-1111-4222-8333-944455556666","num_turns":1,"total_cost_usd":0.0123,"usage":{"input_tokens":10,"output_tokens":5},"stop_reason":"end_turn","unknown_field":true}"#,
+    );
+    let server = cli.env.start().await;
+    let v = server
+        .call("agent_run_task", json!({"task": "hello"}))
+        .await;
+    assert_eq!(v["ok"], json!(true), "{v}");
+    assert_eq!(
+        v["result"],
+        json!({"output_text": "Native answer", "usage": {"input_tokens": 10, "output_tokens": 5, "total_cost_usd": 0.0123}})
+    );
+    let argv = cli.argv(1);
+    assert_eq!(argv[..3], ["-p", "--output-format", "json"], "{argv:?}");
+    assert!(
+        cli.read("stdin.1").contains("hello"),
+        "the prompt goes on stdin"
+    );
+    assert_eq!(
+        cli.read("cwd.1").trim(),
+        path_str(&cli.env.cwd()),
+        "runs in the session's working directory"
+    );
+    let sid = v["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        cli.env.column(&sid, "provider_session_id").await.as_deref(),
+        Some("0f5e5a3e-1111-4222-8333-944455556666")
+    );
+    let c = server
+        .call(
+            "agent_continue_session",
+            json!({"session_id": sid, "message": "more"}),
+        )
+        .await;
+    assert_eq!(c["ok"], json!(true));
+    let argv = cli.argv(2);
+    let resume = argv.iter().position(|a| a == "--resume").expect("--resume");
+    assert_eq!(argv[resume + 1], "0f5e5a3e-1111-4222-8333-944455556666");
+    assert_eq!(
+        cli.read("stdin.2").trim(),
+        "more",
+        "only the new message on native resume"
+    );
+    // An is_error result is a failure, never a success.
+    cli.script(
+        "stdout",
+        r#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: 529 Overloaded","api_error_status":529,"session_id":"x","num_turns":1}"#,
+    );
+    cli.script("exit", "1");
+    let v = server.call("agent_run_task", json!({"task": "t"})).await;
+    assert_eq!(v["ok"], json!(false));
+    assert_eq!(
+        v["errors"][0]["code"],
+        json!("claude_code_invocation_error")
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn verification_on_claude_code_reports_unavailable_results() {
+    let cli = Cli::new("text").await;
+    cli.script("stdout", "   \n");
+    let server = cli.env.start().await;
+    let v = server
+        .call("agent_verify_task", json!({"task": "Verify /x.txt"}))
+        .await;
+    assert_eq!(v["ok"], json!(false));
+    let sid = v["session_id"].as_str().unwrap().to_owned();
+    assert!(is_session_id(&sid));
+    assert_eq!(
+        (
+            v["result"]["outcome_kind"].clone(),
+            v["result"]["failure_class"].clone(),
+            v["result"]["failure_code"].clone(),
+            v["result"]["retryable"].clone(),
+            v["result"]["fallback_recommended"].clone(),
+            v["result"]["verdict"].clone(),
+            v["result"]["verification_performed"].clone()
+        ),
+        (
+            json!("unavailable"),
+            json!("backend_unusable_response"),
+            json!("claude_code_empty_response"),
+            json!(true),
+            json!(true),
+            json!("fail_closed"),
+            json!(false)
+        )
+    );
+    assert_eq!(
+        cli.env.column(&sid, "status").await.as_deref(),
+        Some("failed")
+    );
+    cli.script("stdout", "");
+    cli.script("stderr", "rate limit exceeded");
+    cli.script("exit", "1");
+    let v = server
+        .call("agent_verify_task", json!({"task": "Verify /x.txt"}))
+        .await;
+    assert_eq!(
+        (
+            v["result"]["failure_class"].clone(),
+            v["result"]["failure_code"].clone(),
+            v["result"]["retryable"].clone()
+        ),
+        (
+            json!("backend_limit_reached"),
+            json!("claude_code_limit_reached"),
+            json!(true)
+        )
+    );
+    assert_eq!(v["errors"][0]["code"], json!("claude_code_limit_reached"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn startup_checks_the_cli() {
+    let mut cli = Cli::new("text").await;
+    cli.script("version_exit", "3");
+    cli.script("version_stderr", "broken install");
+    let (code, _, err) = cli.env.run_to_exit(&[]).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("claude CLI version check failed (exit 3): broken install"),
+        "{err}"
+    );
+    // A CLI path that does not exist falls back to `claude` on PATH.
+    std::fs::remove_file(cli.dir.join("version_exit")).unwrap();
+    let path = format!(
+        "{}:{}",
+        path_str(&cli.dir),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    cli.env.set("PATH", &path);
+    cli.env.set(
+        "CLAUDE_AGENT_MCP_CLAUDE_CODE_CLI_PATH",
+        "/nonexistent/claude",
+    );
+    let server = cli.env.start().await;
+    server.shutdown().await;
+    // No CLI anywhere.
+    cli.env.set("PATH", "/usr/bin:/bin");
+    let (code, _, err) = cli.env.run_to_exit(&[]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("claude CLI not found"), "{err}");
+}
+
+#[tokio::test]
+async fn restricted_mode_publishes_two_tools_and_blocks_execution_requests() {
+    let mut cli = Cli::new("text").await;
+    cli.env.set("CLAUDE_AGENT_MCP_MODE", "apntalk_verification");
+    cli.script("stdout", "VERDICT: pass\nFINDINGS:\n- ok\n");
+    let server = cli.env.start().await;
+    let tools = server.client.list_all_tools().await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert_eq!(names, ["agent_verify_task", "agent_get_runtime_status"]);
+    assert_eq!(
+        server.call("agent_run_task", json!({"task": "x"})).await,
+        json!({"error": {"code": "tool_not_admitted", "message": "Tool 'agent_run_task' is not admitted in the current runtime mode. Admitted tools: ['agent_get_runtime_status', 'agent_verify_task']"}})
+    );
+    let v = server
+        .call(
+            "agent_verify_task",
+            json!({"task": "Fix the authentication module"}),
+        )
+        .await;
+    assert_eq!(v["session_id"], json!(""));
+    assert_eq!(
+        v["summary"],
+        json!("Verification blocked: restricted mode mismatch")
+    );
+    assert_eq!(
+        v["result"]["profile_alignment"],
+        json!("restricted_mode_mismatch")
+    );
+    assert_eq!(v["result"]["outcome_kind"], json!("not_verified"));
+    assert_eq!(
+        v["errors"],
+        json!([
+            {"code": "restricted_mode_mismatch", "message": "The active APNTalk verification mode only permits bounded advisory verification tasks.", "details": null},
+            {"code": "scope_too_broad", "message": "Narrow the request to one artifact, one claim, or one verification objective.", "details": null},
+            {"code": "missing_required_context", "message": "Specify the target artifact, evidence path, or expected state to verify against.", "details": null}
+        ])
+    );
+    assert_eq!(cli.env.session_count().await, 0);
+    assert!(!cli.dir.join("argv.1").exists(), "the CLI was not called");
+    let v = server
+        .call(
+            "agent_verify_task",
+            json!({"task": "Verify /data/report.txt satisfies expected content"}),
+        )
+        .await;
+    assert_eq!(v["result"]["verdict"], json!("pass"));
+    let status = server.call("agent_get_runtime_status", json!({})).await;
+    let cwd = path_str(&cli.env.cwd());
+    assert_eq!(status["mode"], json!("apntalk_verification"));
+    assert_eq!(status["version"], json!(env!("CARGO_PKG_VERSION")));
+    for (key, want) in [
+        ("policy_mode", json!("verification_only")),
+        ("authority_mode", json!("advisory_only")),
+        ("tool_surface_mode", json!("restricted")),
+        ("active_profile", json!("apntalk_verification")),
+        (
+            "exposed_tools",
+            json!(["agent_get_runtime_status", "agent_verify_task"]),
+        ),
+        ("allowed_directories", json!([cwd])),
+        ("restriction_contract_id", json!("apntalk_verification_v1")),
+        ("restriction_contract_version", json!(1)),
+        ("fail_closed_enabled", json!(true)),
+        ("restriction_compliance", json!(true)),
+        ("non_compliance_reasons", json!(null)),
+        ("server_version", json!(env!("CARGO_PKG_VERSION"))),
+    ] {
+        assert_eq!(status[key], want, "{key}");
+    }
+    server.shutdown().await;
+}
