@@ -2,6 +2,7 @@ mod bad_input;
 mod cancel;
 mod claude_code;
 mod continue_session;
+mod federation;
 mod http;
 mod persistence;
 mod progress;
