@@ -22,10 +22,10 @@ use crate::evidence::{self, Evidence};
 use crate::ids;
 use crate::model::{Profile, SessionStatus, Workflow};
 use crate::ports::{
-    BackendOutput, BackendRequest, ChatMessage, ChatRole, ExecContext, ExecutionBackend,
-    ExecutionError, FailureKind, Finish, LockOutcome, NewArtifact, NewSession, SessionListItem,
-    SessionRecord, SessionStore, StoreError, ToolCallContext, ToolDefinition, ToolExecutor,
-    ToolProvider, WorkspacePolicy,
+    ArtifactRecord, BackendOutput, BackendRequest, ChatMessage, ChatRole, ExecContext,
+    ExecutionBackend, ExecutionError, FailureKind, Finish, LockOutcome, NewArtifact, NewSession,
+    SessionListItem, SessionRecord, SessionStore, StoreError, ToolCallContext, ToolDefinition,
+    ToolExecutor, ToolProvider, WorkspacePolicy,
 };
 use crate::preflight::{ReasonCode, preflight};
 use crate::request::{
@@ -692,6 +692,88 @@ impl Engine {
         match self.store.list_sessions(req.limit, req.status).await {
             Ok(items) => Ok(items.into_iter().map(SessionListEntry::from).collect()),
             Err(e) => Err(ErrorObject::bare(ErrorCode::InternalError, e.message)),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Resources (`beyond.md` §2): sessions, their event logs and artifacts, read-only
+    // -----------------------------------------------------------------------------------------
+
+    /// A page of sessions, most recently updated first, and whether more follow.
+    pub async fn sessions_page(
+        &self,
+        offset: usize,
+        page: usize,
+    ) -> Result<(Vec<SessionListEntry>, bool), ErrorObject> {
+        let want = u32::try_from(offset + page + 1).unwrap_or(u32::MAX);
+        let mut items = self
+            .store
+            .list_sessions(want, None)
+            .await
+            .map_err(|e| ErrorObject::bare(ErrorCode::InternalError, e.message))?;
+        let more = items.len() > offset + page;
+        let entries = items
+            .drain(..)
+            .skip(offset)
+            .take(page)
+            .map(SessionListEntry::from)
+            .collect();
+        Ok((entries, more))
+    }
+
+    /// The event log of a session (`None` when the session does not exist).
+    pub async fn session_events(
+        &self,
+        session_id: &str,
+    ) -> Result<Option<Vec<StoredEvent>>, ErrorObject> {
+        let internal = |e: StoreError| ErrorObject::bare(ErrorCode::InternalError, e.message);
+        if self
+            .store
+            .get_session(session_id)
+            .await
+            .map_err(internal)?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        self.store
+            .events(session_id)
+            .await
+            .map(Some)
+            .map_err(internal)
+    }
+
+    /// The metadata of a session's artifacts.
+    pub async fn artifacts(&self, session_id: &str) -> Result<Vec<ArtifactRecord>, ErrorObject> {
+        self.store
+            .artifacts(session_id)
+            .await
+            .map_err(|e| ErrorObject::bare(ErrorCode::InternalError, e.message))
+    }
+
+    /// An artifact and its body (`None` when there is no such artifact).
+    pub async fn read_artifact(
+        &self,
+        session_id: &str,
+        artifact_id: &str,
+    ) -> Result<Option<(ArtifactRecord, Vec<u8>)>, ErrorObject> {
+        let Some(record) = self
+            .artifacts(session_id)
+            .await?
+            .into_iter()
+            .find(|a| a.artifact_id == artifact_id)
+        else {
+            return Ok(None);
+        };
+        match tokio::fs::read(&record.path).await {
+            Ok(body) => Ok(Some((record, body))),
+            Err(e) => Err(ErrorObject::bare(
+                ErrorCode::InternalError,
+                format!(
+                    "artifact {artifact_id} could not be read from {}: {e}",
+                    record.path.display()
+                ),
+            )),
         }
     }
 

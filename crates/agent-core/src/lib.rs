@@ -36,10 +36,10 @@ pub use error::{ErrorCode, ErrorObject};
 pub use event::{Event, EventType, StoredEvent};
 pub use model::{Profile, SessionStatus, Workflow};
 pub use ports::{
-    BackendOutput, BackendRequest, Capabilities, ChatMessage, ChatRole, ExecContext,
-    ExecutionBackend, ExecutionError, FailureKind, Finish, LockOutcome, NewArtifact, NewSession,
-    NoProgress, PolicyViolation, ProgressSink, SessionListItem, SessionRecord, SessionStore,
-    StoreError, ToolCallContext, ToolDefinition, ToolExecutor, ToolProvider, Usage,
+    ArtifactRecord, BackendOutput, BackendRequest, Capabilities, ChatMessage, ChatRole,
+    ExecContext, ExecutionBackend, ExecutionError, FailureKind, Finish, LockOutcome, NewArtifact,
+    NewSession, NoProgress, PolicyViolation, ProgressSink, SessionListItem, SessionRecord,
+    SessionStore, StoreError, ToolCallContext, ToolDefinition, ToolExecutor, ToolProvider, Usage,
     WorkspacePolicy,
 };
 pub use request::{

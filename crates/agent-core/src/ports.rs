@@ -122,6 +122,23 @@ pub struct NewArtifact<'a> {
     pub body: &'a [u8],
 }
 
+/// A stored artifact's metadata (`sessions.md` §10.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactRecord {
+    pub artifact_id: String,
+    pub session_id: String,
+    pub artifact_type: String,
+    pub logical_name: String,
+    pub mime_type: String,
+    /// Absolute path of the body.
+    pub path: PathBuf,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub created_at: String,
+    pub turn_index: i64,
+    pub producer_tool: String,
+}
+
 /// Durable sessions, events and artifacts. Every method commits before it returns.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
@@ -185,6 +202,11 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Startup recovery: `running` → `interrupted`, locks cleared; returns the count.
     async fn recover_interrupted(&self) -> Result<u64, StoreError>;
+
+    /// The artifacts of a session, oldest first.
+    async fn artifacts(&self, _session_id: &str) -> Result<Vec<ArtifactRecord>, StoreError> {
+        Ok(Vec::new())
+    }
 
     /// The full outputs kept by [`Finish::output_text`], as `(turn_index, text)` in turn order.
     /// A store that keeps none answers empty, and continuations fall back to the summaries.

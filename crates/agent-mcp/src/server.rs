@@ -15,13 +15,15 @@ use agent_core::{
 };
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    JsonObject, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ProgressToken,
-    ServerCapabilities, ServerConfig, Tool,
+    JsonObject, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ProgressNotificationParam, ProgressToken, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
+use crate::resources;
 use crate::status::RuntimeStatus;
 use crate::tools::ToolName;
 use crate::validate::{INPUT_VALIDATION_PREFIX, validate_arguments};
@@ -183,16 +185,65 @@ impl ProgressSink for McpProgress {
 
 impl ServerHandler for AgentServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new(
-                agent_core::SERVER_NAME,
-                agent_core::VERSION,
-            ))
-            .with_instructions(
-                "Durable, policy-bounded Claude agent sessions. Start with agent_run_task, then \
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new(
+            agent_core::SERVER_NAME,
+            agent_core::VERSION,
+        ))
+        .with_instructions(
+            "Durable, policy-bounded Claude agent sessions. Start with agent_run_task, then \
                  agent_continue_session with the returned session_id; agent_verify_task returns a \
                  fail-closed verdict.",
-            )
+        )
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let offset = match request.and_then(|r| r.cursor) {
+            None => 0,
+            Some(cursor) => cursor.parse::<usize>().map_err(|_| {
+                ErrorData::invalid_params(format!("invalid cursor: {cursor}"), None)
+            })?,
+        };
+        let (sessions, more) = self
+            .inner
+            .engine
+            .sessions_page(offset, resources::PAGE_SIZE)
+            .await
+            .map_err(|e| ErrorData::internal_error(e.message, None))?;
+        let mut result = ListResourcesResult::with_all_items(
+            sessions.iter().map(resources::session_resource).collect(),
+        );
+        result.next_cursor = more.then(|| (offset + resources::PAGE_SIZE).to_string());
+        Ok(result)
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(
+            resources::templates(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        resources::read(&self.inner.engine, &request.uri)
+            .await
+            .map(Into::into)
     }
 
     async fn list_tools(

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use agent_core::ids::new_artifact_id;
 use agent_core::{
-    ArtifactRef, Event, Finish, LockOutcome, NewArtifact, NewSession, SessionListItem,
-    SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent, Timestamp,
+    ArtifactRecord, ArtifactRef, Event, Finish, LockOutcome, NewArtifact, NewSession,
+    SessionListItem, SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent,
+    Timestamp,
 };
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
@@ -98,6 +99,10 @@ pub(crate) const LIST_SESSIONS: &str = "SELECT session_id, workflow, profile, st
 /// Served by `idx_sessions_status_updated` (no sort step).
 pub(crate) const LIST_SESSIONS_BY_STATUS: &str = "SELECT session_id, workflow, profile, status, updated_at, \
      summary_latest FROM sessions WHERE status = ?2 ORDER BY updated_at DESC LIMIT ?1";
+
+const SELECT_ARTIFACTS: &str = "SELECT artifact_id, session_id, artifact_type, logical_name, mime_type, path, \
+     size_bytes, sha256, created_at, turn_index, producer_tool FROM artifacts WHERE session_id = ?1 \
+     ORDER BY created_at, artifact_id";
 
 const INSERT_ARTIFACT: &str = "INSERT INTO artifacts (artifact_id, session_id, workflow, profile, artifact_type, \
      logical_name, mime_type, path, size_bytes, sha256, created_at, turn_index, producer_tool) \
@@ -644,6 +649,46 @@ impl SessionStore for SqliteStore {
 
     async fn recover_interrupted(&self) -> std::result::Result<u64, StoreError> {
         Ok(self.recover_interrupted_impl().await?)
+    }
+
+    async fn artifacts(
+        &self,
+        session_id: &str,
+    ) -> std::result::Result<Vec<ArtifactRecord>, StoreError> {
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            i64,
+            String,
+            String,
+            i64,
+            String,
+        );
+        let rows: Vec<Row> = sqlx::query_as(SELECT_ARTIFACTS)
+            .bind(session_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::from)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ArtifactRecord {
+                artifact_id: r.0,
+                session_id: r.1,
+                artifact_type: r.2,
+                logical_name: r.3,
+                mime_type: r.4,
+                path: PathBuf::from(r.5),
+                size_bytes: r.6,
+                sha256: r.7,
+                created_at: r.8,
+                turn_index: r.9,
+                producer_tool: r.10,
+            })
+            .collect())
     }
 
     async fn outputs(

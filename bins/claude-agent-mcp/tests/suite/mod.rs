@@ -7,6 +7,7 @@ mod http;
 mod persistence;
 mod progress;
 mod protocol;
+mod resources;
 mod run_task;
 mod sessions;
 mod startup;

@@ -13,7 +13,10 @@ async fn initialize_reports_name_version_and_tools_capability() {
     assert_eq!(implementation.name, "claude-agent-mcp");
     assert_eq!(implementation.version, env!("CARGO_PKG_VERSION"));
     assert!(info.capabilities.tools.is_some());
-    assert!(info.capabilities.resources.is_none());
+    assert!(
+        info.capabilities.resources.is_some(),
+        "sessions and artifacts are resources"
+    );
     assert!(info.capabilities.prompts.is_none());
     server.shutdown().await;
 }
