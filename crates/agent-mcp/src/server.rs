@@ -19,9 +19,12 @@ use rmcp::model::{
     PaginatedRequestParams, ProgressNotificationParam, ProgressToken, ReadResourceRequestParams,
     ReadResourceResponse, ServerCapabilities, ServerConfig, Tool,
 };
+use rmcp::model::{CancelTaskParams, GetTaskParams, GetTaskResult};
 use rmcp::service::RequestContext;
+use rmcp::task_manager::{TaskContext, TaskExit, TaskManager, TaskOptions};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use crate::resources;
 use crate::status::RuntimeStatus;
@@ -36,6 +39,8 @@ pub struct AgentServer {
 
 struct Inner {
     engine: Arc<Engine>,
+    /// MCP tasks (SEP-2663) for clients that declare the tasks extension.
+    tasks: TaskManager,
     status: RuntimeStatus,
     admitted: Vec<ToolName>,
     tools: Vec<Tool>,
@@ -52,6 +57,7 @@ impl AgentServer {
         Self {
             inner: Arc::new(Inner {
                 engine,
+                tasks: TaskManager::new(),
                 status,
                 admitted,
                 tools,
@@ -143,6 +149,56 @@ impl AgentServer {
     }
 }
 
+impl AgentServer {
+    /// Runs a long tool call as an MCP task: the client polls `tasks/get`, and `tasks/cancel`
+    /// cancels the execution (the session ends `cancelled`). Progress messages become the
+    /// task's status message, so the first one names the durable session.
+    fn spawn_task(&self, name: String, arguments: JsonObject) -> rmcp::model::CreateTaskResult {
+        let server = self.clone();
+        let options = TaskOptions::new().with_status_message(format!("{name} starting"));
+        let task = self.inner.tasks.spawn(options, move |task: TaskContext| {
+            Box::pin(async move {
+                let cancel = CancellationToken::new();
+                let ctx =
+                    ExecContext::new(cancel.clone(), Arc::new(TaskStatusProgress(task.clone())));
+                let call = server.call(&name, arguments, ctx);
+                tokio::pin!(call);
+                tokio::select! {
+                    result = &mut call => Ok(result),
+                    () = task.cancelled() => {
+                        cancel.cancel();
+                        // Let the engine record the cancellation before the task settles.
+                        let _ = call.await;
+                        Err(TaskExit::Cancelled)
+                    }
+                }
+            })
+        });
+        rmcp::model::CreateTaskResult::new(task)
+    }
+}
+
+/// Whether the client declared the tasks extension (at initialize, or per request).
+fn client_supports_tasks(context: &RequestContext<RoleServer>) -> bool {
+    context
+        .meta
+        .client_capabilities()
+        .is_some_and(|c| c.supports_tasks())
+        || context
+            .peer
+            .peer_info()
+            .is_some_and(|info| info.capabilities.supports_tasks())
+}
+
+/// Progress of a task-run call: the latest message is the task's status message.
+struct TaskStatusProgress(TaskContext);
+
+impl ProgressSink for TaskStatusProgress {
+    fn report(&self, message: &str) {
+        self.0.set_status_message(message);
+    }
+}
+
 /// Runs a workflow on its own task, so that a dropped request (client gone, connection closed)
 /// cannot stop it halfway and leave a session `running` with its lock held.
 async fn detached<F>(work: F) -> Value
@@ -189,6 +245,7 @@ impl ServerHandler for AgentServer {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_resources()
+                .enable_tasks()
                 .build(),
         )
         .with_server_info(Implementation::new(
@@ -271,8 +328,36 @@ impl ServerHandler for AgentServer {
             }),
             None => Arc::new(agent_core::NoProgress),
         };
-        let ctx = ExecContext::new(context.ct.clone(), progress);
         let arguments = request.arguments.unwrap_or_default();
+        let long_running = matches!(
+            ToolName::parse(&request.name),
+            Some(ToolName::RunTask | ToolName::ContinueSession | ToolName::VerifyTask)
+        );
+        if long_running && client_supports_tasks(&context) {
+            return Ok(CallToolResponse::Task(
+                self.spawn_task(request.name.into_owned(), arguments),
+            ));
+        }
+        let ctx = ExecContext::new(context.ct.clone(), progress);
         Ok(self.call(&request.name, arguments, ctx).await.into())
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        self.inner
+            .tasks
+            .get_task(&request.task_id)
+            .map(GetTaskResult::new)
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.inner.tasks.cancel_task(&request.task_id)
     }
 }

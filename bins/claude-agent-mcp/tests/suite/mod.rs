@@ -11,5 +11,6 @@ mod resources;
 mod run_task;
 mod sessions;
 mod startup;
+mod tasks;
 mod tools;
 mod verify;
