@@ -4,6 +4,8 @@
 //! No behaviour of its own: every rule lives in a library crate where a test can reach it.
 #![deny(clippy::print_stdout)]
 
+mod doctor;
+
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -46,6 +48,18 @@ pub struct Cli {
     /// Bind port for streamable-http (overrides CLAUDE_AGENT_MCP_PORT).
     #[arg(long)]
     pub port: Option<u16>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands; without one the server runs.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Check the installation: configuration, state directory, database, backend, federation.
+    ///
+    /// Prints one line per check (✓ or ✗ with the fix) and exits 1 if any check failed.
+    /// Flags given before `doctor` (`--mode`, `--transport`, ...) apply to the checks.
+    Doctor,
 }
 
 impl Cli {
@@ -98,6 +112,9 @@ pub fn main_entry() -> ExitCode {
             )));
         }
     };
+    if matches!(cli.command, Some(Command::Doctor)) {
+        return runtime.block_on(doctor::run(&cli.overrides(), &mut std::io::stdout()));
+    }
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
@@ -185,6 +202,26 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
     if federation.is_active() {
         engine = engine.with_tool_provider(Arc::new(federation.clone()));
     }
+    // Mediation parses the claude_code backend's output even when disabled (rejections are
+    // audited); the engine calls it only for backends that declare it.
+    let m = &config.mediation;
+    let mediation_settings = agent_mediation::MediationSettings {
+        enabled: m.enabled,
+        max_actions_per_turn: m.max_actions_per_turn,
+        allowed_action_types: m.allowed_action_types.clone(),
+        include_results_in_continuation: m.include_results_in_continuation,
+        max_workflow_steps: m.max_workflow_steps,
+        allowed_tools: m.allowed_tools.clone(),
+        denied_tools: m.denied_tools.clone(),
+        max_session_approvals: m.max_session_approvals,
+        include_rejected_in_continuation: m.include_rejected_in_continuation,
+        policy_profile: m.policy_profile.clone(),
+    };
+    engine = engine.with_mediator(Arc::new(agent_mediation::FederatedMediator::new(
+        mediation_settings,
+        federation.clone(),
+        Arc::clone(&store) as Arc<dyn SessionStore>,
+    )));
     if config.builtin_tools {
         engine = engine.with_tool_provider(Arc::new(agent_tools::WorkspaceTools::new(
             Arc::clone(&store) as Arc<dyn SessionStore>,

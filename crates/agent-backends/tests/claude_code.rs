@@ -151,6 +151,7 @@ fn request(task: &str) -> BackendRequest {
         is_continuation: false,
         working_directory: None,
         provider_session_id: None,
+        extra_instructions: None,
         continuation: None,
     }
 }

@@ -23,9 +23,9 @@ use crate::ids;
 use crate::model::{Profile, SessionStatus, Workflow};
 use crate::ports::{
     ArtifactRecord, BackendOutput, BackendRequest, ChatMessage, ChatRole, ExecContext,
-    ExecutionBackend, ExecutionError, FailureKind, Finish, LockOutcome, NewArtifact, NewSession,
-    SessionListItem, SessionRecord, SessionStore, StoreError, ToolCallContext, ToolDefinition,
-    ToolExecutor, ToolProvider, WorkspacePolicy,
+    ExecutionBackend, ExecutionError, FailureKind, Finish, LockOutcome, MediationRequest,
+    NewArtifact, NewSession, OutputMediator, SessionListItem, SessionRecord, SessionStore,
+    StoreError, ToolCallContext, ToolDefinition, ToolExecutor, ToolProvider, WorkspacePolicy,
 };
 use crate::preflight::{ReasonCode, preflight};
 use crate::request::{
@@ -149,6 +149,7 @@ pub struct Engine {
     backend: Arc<dyn ExecutionBackend>,
     policy: Arc<dyn WorkspacePolicy>,
     tool_providers: Vec<Arc<dyn ToolProvider>>,
+    mediator: Option<Arc<dyn OutputMediator>>,
     config: EngineConfig,
     /// Executions in flight in this process, by session: how `agent_cancel_session` reaches
     /// a run started by another request or connection.
@@ -182,6 +183,7 @@ impl Engine {
             backend,
             policy,
             tool_providers: Vec::new(),
+            mediator: None,
             config,
             running: std::sync::Mutex::new(HashMap::new()),
         }
@@ -190,6 +192,13 @@ impl Engine {
     /// Adds a source of tools for the model (federation, built-in workspace tools).
     pub fn with_tool_provider(mut self, provider: Arc<dyn ToolProvider>) -> Self {
         self.tool_providers.push(provider);
+        self
+    }
+
+    /// Adds runtime-mediated execution of tool requests in the output of backends that
+    /// declare `supports_execution_mediation` (`mediation.md`).
+    pub fn with_mediator(mut self, mediator: Arc<dyn OutputMediator>) -> Self {
+        self.mediator = Some(mediator);
         self
     }
 
@@ -277,9 +286,22 @@ impl Engine {
             is_continuation: false,
             working_directory: Some(working_dir),
             provider_session_id: None,
+            extra_instructions: self.teaching(profile, req.allow_tools),
             continuation: None,
         };
+        let working_dir = request.working_directory.clone();
         let outcome = self.execute(request, ctx, &owner).await;
+        let outcome = self
+            .mediate(
+                &session_id,
+                0,
+                profile,
+                working_dir.as_deref(),
+                req.allow_tools,
+                outcome,
+                ctx,
+            )
+            .await;
         match self
             .conclude(&session_id, &owner, workflow, profile, 0, 0, outcome)
             .await
@@ -410,9 +432,22 @@ impl Engine {
             is_continuation: true,
             working_directory: working_dir,
             provider_session_id: record.provider_session_id.clone(),
+            extra_instructions: self.teaching(profile, true),
             continuation: continuation.clone(),
         };
+        let working_dir = request.working_directory.clone();
         let outcome = self.execute(request, ctx, &owner).await;
+        let outcome = self
+            .mediate(
+                id,
+                prior_turns,
+                profile,
+                working_dir.as_deref(),
+                true,
+                outcome,
+                ctx,
+            )
+            .await;
         if continuation.is_some() && outcome.is_ok() {
             let rendered = Event::continuation_prompt_rendered(
                 prior_turns,
@@ -555,6 +590,7 @@ impl Engine {
             is_continuation: false,
             working_directory: Some(working_dir),
             provider_session_id: None,
+            extra_instructions: None,
             continuation: None,
         };
         let output = match self.execute(request, ctx, &owner).await {
@@ -915,6 +951,58 @@ impl Engine {
         };
         let _ = self.finish(session_id, owner, &finish).await;
         store_failure(session_id, workflow, profile, error)
+    }
+
+    /// The mediation teaching section for a backend that mediates, when there is one.
+    fn teaching(&self, profile: Profile, tools_allowed: bool) -> Option<String> {
+        let mediator = self.mediator.as_ref()?;
+        (tools_allowed && self.backend.capabilities().supports_execution_mediation)
+            .then(|| mediator.prompt_section(profile))
+            .flatten()
+    }
+
+    /// Runtime-mediated execution (`mediation.md` §3) of a successful run or continuation on a
+    /// backend that declares it: its events are written before the response summary and its
+    /// warnings follow the backend's. Never for verification, never for the api backend.
+    #[allow(clippy::too_many_arguments)]
+    async fn mediate(
+        &self,
+        session_id: &str,
+        prior_turns: i64,
+        profile: Profile,
+        working_directory: Option<&std::path::Path>,
+        tools_allowed: bool,
+        outcome: Result<BackendOutput, ExecutionError>,
+        ctx: &ExecContext,
+    ) -> Result<BackendOutput, ExecutionError> {
+        let mut output = outcome?;
+        let capabilities = self.backend.capabilities();
+        let Some(mediator) = self
+            .mediator
+            .as_ref()
+            .filter(|_| capabilities.supports_execution_mediation)
+        else {
+            return Ok(output);
+        };
+        let request = MediationRequest {
+            session_id,
+            turn_index: prior_turns + i64::from(output.turn_count),
+            profile,
+            working_directory,
+            output_text: &output.output_text,
+            workflows_supported: capabilities.supports_bounded_mediated_workflows,
+            tools_allowed,
+        };
+        match mediator.mediate(request, ctx).await {
+            Ok(warnings) => {
+                output.warnings.extend(warnings);
+                Ok(output)
+            }
+            Err(e) => Err(ExecutionError::new(
+                ErrorCode::ProviderRuntimeError,
+                e.message,
+            )),
+        }
     }
 
     /// Reads evidence or attachments off the async threads, within the configured budget.

@@ -22,6 +22,16 @@ string_enum! {
         SessionContinuationContextBuilt => "session_continuation_context_built",
         SessionContinuationContextTruncated => "session_continuation_context_truncated",
         SessionContinuationPromptRendered => "session_continuation_prompt_rendered",
+        MediatedActionRequested => "mediated_action_requested",
+        MediatedActionApproved => "mediated_action_approved",
+        MediatedActionRejected => "mediated_action_rejected",
+        MediatedActionCompleted => "mediated_action_completed",
+        MediatedWorkflowRequested => "mediated_workflow_requested",
+        MediatedWorkflowStepRequested => "mediated_workflow_step_requested",
+        MediatedWorkflowStepApproved => "mediated_workflow_step_approved",
+        MediatedWorkflowStepRejected => "mediated_workflow_step_rejected",
+        MediatedWorkflowStepCompleted => "mediated_workflow_step_completed",
+        MediatedWorkflowCompleted => "mediated_workflow_completed",
         // Cancellation (an addition, `beyond.md` §2).
         SessionCancelled => "session_cancelled",
         // Built-in workspace tools (an addition, `beyond.md` §4).

@@ -298,6 +298,8 @@ pub struct BackendRequest {
     pub is_continuation: bool,
     pub working_directory: Option<PathBuf>,
     pub provider_session_id: Option<String>,
+    /// Extra instructions appended to the system prompt (the mediation teaching section).
+    pub extra_instructions: Option<String>,
     /// The structured continuation context, for backends that declare
     /// `supports_structured_continuation_context` (`backends.md` §5.6).
     pub continuation: Option<crate::continuation::ContinuationContext>,
@@ -436,6 +438,42 @@ pub trait ToolProvider: Send + Sync + 'static {
     /// Calls a tool; `Err` is reported to the model as `Error: <text>`.
     async fn call(&self, ctx: &ToolCallContext, name: &str, input: Value)
     -> Result<String, String>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mediation
+// ---------------------------------------------------------------------------------------------
+
+/// One execution's output, offered to mediation (`mediation.md` §3).
+#[derive(Debug, Clone, Copy)]
+pub struct MediationRequest<'a> {
+    pub session_id: &'a str,
+    /// The execution's resulting turn count (the index of every mediation event).
+    pub turn_index: i64,
+    pub profile: Profile,
+    pub working_directory: Option<&'a Path>,
+    pub output_text: &'a str,
+    /// The backend's `supports_bounded_mediated_workflows`.
+    pub workflows_supported: bool,
+    /// False when the request withheld tools (`allow_tools: false`): every request is then
+    /// rejected as if federation were inactive.
+    pub tools_allowed: bool,
+}
+
+/// Runtime-mediated execution of tool requests written in a backend's text output.
+#[async_trait]
+pub trait OutputMediator: Send + Sync + 'static {
+    /// Processes the blocks in `request.output_text`, writing the mediation events; returns
+    /// the envelope warnings (one per rejected request).
+    async fn mediate(
+        &self,
+        request: MediationRequest<'_>,
+        ctx: &ExecContext,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// A prompt section teaching the model the block format and the tools it may request,
+    /// when mediation is enabled and something could be approved.
+    fn prompt_section(&self, profile: Profile) -> Option<String>;
 }
 
 // ---------------------------------------------------------------------------------------------

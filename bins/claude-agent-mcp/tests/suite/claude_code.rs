@@ -14,14 +14,14 @@ const FAKE: &str = concat!(
 );
 
 /// A server environment on the claude_code backend with the fake CLI installed.
-struct Cli {
-    env: TestEnv,
-    dir: PathBuf,
+pub(super) struct Cli {
+    pub(super) env: TestEnv,
+    pub(super) dir: PathBuf,
     path: PathBuf,
 }
 
 impl Cli {
-    async fn new(mode: &str) -> Self {
+    pub(super) async fn new(mode: &str) -> Self {
         let mut env = TestEnv::new().await;
         let dir = env.cwd().join("fake-cli");
         std::fs::create_dir_all(&dir).unwrap();
@@ -35,11 +35,11 @@ impl Cli {
         Self { env, dir, path }
     }
 
-    fn script(&self, file: &str, text: &str) {
+    pub(super) fn script(&self, file: &str, text: &str) {
         std::fs::write(self.dir.join(file), text).unwrap();
     }
 
-    fn argv(&self, n: usize) -> Vec<String> {
+    pub(super) fn argv(&self, n: usize) -> Vec<String> {
         let raw = std::fs::read(self.dir.join(format!("argv.{n}"))).unwrap();
         raw.split(|b| *b == 0)
             .filter(|a| !a.is_empty())

@@ -11,7 +11,7 @@ use crate::support::*;
 
 /// The fixture server binary of agent-federation, built on demand when this package's tests
 /// run alone (`cargo test --workspace` builds it anyway).
-fn fixture_server() -> PathBuf {
+pub(super) fn fixture_server() -> PathBuf {
     let target = PathBuf::from(BIN)
         .parent()
         .expect("target dir")

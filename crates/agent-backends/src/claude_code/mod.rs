@@ -730,14 +730,19 @@ struct Reconstructed {
 }
 
 fn reconstructed_prompt(request: &BackendRequest, tools: &[ToolDefinition]) -> Reconstructed {
+    // Extra instructions (the mediation teaching section) extend the system section.
+    let system: std::borrow::Cow<'_, str> = match request.extra_instructions.as_deref() {
+        Some(extra) => format!("{}\n\n{extra}", request.system_prompt).into(),
+        None => request.system_prompt.into(),
+    };
     match (&request.continuation, request.is_continuation) {
         (Some(context), true) => Reconstructed {
-            text: prompt::continuation_prompt(request.system_prompt, &request.task, context, tools),
+            text: prompt::continuation_prompt(&system, &request.task, context, tools),
             history_truncated: false,
         },
         _ => Reconstructed {
             text: prompt::initial_prompt(
-                request.system_prompt,
+                &system,
                 &request.task,
                 request.session_summary.as_deref(),
                 request.is_continuation,

@@ -1,0 +1,164 @@
+//! Runtime-mediated execution over MCP (acceptance group P): the claude_code backend (fake
+//! CLI) writes request blocks, the runtime validates them and runs approved ones through the
+//! federated fixture server.
+
+use serde_json::json;
+
+use super::claude_code::Cli;
+use super::federation::fixture_server;
+use crate::support::*;
+
+const BLOCK: &str = r#"Let me look that up.
+<mediated_action_request>
+{"mediation_version":"v0.8.0","request_id":"req_001","action_type":"read","target_tool":"fx__echo","arguments":{"text":"via mediation"},"justification":"need it"}
+</mediated_action_request>"#;
+
+async fn mediated(enabled: bool, federated: bool) -> Cli {
+    let mut cli = Cli::new("text").await;
+    if federated {
+        let config = json!({"downstream_servers": [{
+            "name": "fx", "command": path_str(&fixture_server()), "args": ["--label", "fx"],
+            "allowed_tools": ["echo"], "profiles_allowed": ["general"]
+        }]});
+        let path = cli.env.cwd().join("federation.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        cli.env.set("CLAUDE_AGENT_MCP_FEDERATION_ENABLED", "true");
+        cli.env
+            .set("CLAUDE_AGENT_MCP_FEDERATION_CONFIG", &path_str(&path));
+    }
+    cli.env.set(
+        "CLAUDE_AGENT_MCP_CLAUDE_CODE_ENABLE_EXECUTION_MEDIATION",
+        if enabled { "true" } else { "false" },
+    );
+    cli.env.set(
+        "CLAUDE_AGENT_MCP_CLAUDE_CODE_INCLUDE_MEDIATED_RESULTS_IN_CONTINUATION",
+        "true",
+    );
+    cli.script("stdout", BLOCK);
+    cli
+}
+
+fn mediation_events(events: &[(String, i64, serde_json::Value)]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e.0.starts_with("mediated_"))
+        .map(|e| e.0.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_approved_action_runs_through_federation_and_reaches_the_next_prompt() {
+    let cli = mediated(true, true).await;
+    let server = cli.env.start().await;
+    let v = server
+        .call("agent_run_task", json!({"task": "look it up"}))
+        .await;
+    assert_eq!(v["ok"], json!(true), "{v}");
+    assert_eq!(
+        v["result"]["output_text"],
+        json!(BLOCK),
+        "the raw blocks stay in the output"
+    );
+    assert_eq!(
+        v["warnings"],
+        json!([
+            "Backend 'claude_code' does not support downstream federation tools. Visible tools will not be forwarded. Switch to the 'api' backend to use federation tools.",
+            "claude_code backend: stop_reason precision is limited — the Claude Code CLI does not report semantic stop reasons."
+        ]),
+        "routing warning, backend warnings, no mediation warning for an approved action"
+    );
+    let sid = v["session_id"].as_str().unwrap().to_owned();
+    let events = cli.env.events(&sid).await;
+    assert_eq!(
+        mediation_events(&events),
+        [
+            "mediated_action_requested",
+            "mediated_action_approved",
+            "mediated_action_completed"
+        ]
+    );
+    let completed = events
+        .iter()
+        .find(|e| e.0 == "mediated_action_completed")
+        .unwrap();
+    assert_eq!(completed.2["status"], json!("completed"));
+    assert!(
+        completed.2["result_summary"]
+            .as_str()
+            .unwrap()
+            .contains("fx: via mediation"),
+        "{completed:?}"
+    );
+    assert!(events.iter().any(|e| e.0 == "downstream_tool_invocation"));
+    // The first prompt taught the model the protocol.
+    assert!(cli.argv(1)[3].contains("mediated_action_request"));
+    // The next continuation carries the result.
+    cli.script("stdout", "thanks");
+    let c = server
+        .call(
+            "agent_continue_session",
+            json!({"session_id": sid, "message": "and?"}),
+        )
+        .await;
+    assert_eq!(c["ok"], json!(true));
+    let prompt = cli.argv(2)[3].clone();
+    assert!(prompt.contains("[Mediated Execution Context]"), "{prompt}");
+    assert!(prompt.contains("- Tool fx__echo: "), "{prompt}");
+    assert!(prompt.contains("runtime-mediated"), "{prompt}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn disabled_mediation_rejects_and_audits() {
+    let cli = mediated(false, true).await;
+    let server = cli.env.start().await;
+    let v = server.call("agent_run_task", json!({"task": "t"})).await;
+    assert_eq!(
+        v["warnings"][2],
+        json!(
+            "Mediated action 'req_001' for tool 'fx__echo' rejected — execution mediation is disabled in config (policy: rejected:mediation_disabled)"
+        )
+    );
+    let sid = v["session_id"].as_str().unwrap();
+    assert_eq!(
+        mediation_events(&cli.env.events(sid).await),
+        ["mediated_action_requested", "mediated_action_rejected"]
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn enabled_without_federation_is_federation_inactive() {
+    let cli = mediated(true, false).await;
+    let server = cli.env.start().await;
+    let v = server.call("agent_run_task", json!({"task": "t"})).await;
+    let warning = v["warnings"][1].as_str().unwrap();
+    assert!(
+        warning.ends_with("(policy: rejected:federation_inactive)"),
+        "{warning}"
+    );
+    // Verification never mediates.
+    let v = server
+        .call("agent_verify_task", json!({"task": "Verify /x.txt"}))
+        .await;
+    let sid = v["session_id"].as_str().unwrap();
+    assert!(mediation_events(&cli.env.events(sid).await).is_empty());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_api_backend_never_mediates() {
+    let env = TestEnv::new().await;
+    env.reply_text(BLOCK).await;
+    let mut env = env;
+    env.set(
+        "CLAUDE_AGENT_MCP_CLAUDE_CODE_ENABLE_EXECUTION_MEDIATION",
+        "true",
+    );
+    let server = env.start().await;
+    let v = server.call("agent_run_task", json!({"task": "t"})).await;
+    assert_eq!(v["warnings"], json!([]));
+    let sid = v["session_id"].as_str().unwrap();
+    assert!(mediation_events(&env.events(sid).await).is_empty());
+    server.shutdown().await;
+}

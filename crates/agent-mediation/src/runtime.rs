@@ -1,0 +1,81 @@
+//! The engine's mediation port implemented over federation: what the binary attaches to the
+//! engine (`agent_core::OutputMediator`).
+
+use std::sync::Arc;
+
+use agent_core::{
+    ExecContext, MediationRequest, OutputMediator, Profile, SessionStore, StoreError, ToolProvider,
+};
+use agent_federation::Federation;
+use async_trait::async_trait;
+
+use crate::mediator::{MediationInput, Mediator, StoreEventSink};
+use crate::policy::MediationSettings;
+use crate::teach::teaching_prompt;
+
+/// Mediation of the Claude Code backend's output through the federation layer.
+pub struct FederatedMediator {
+    mediator: Mediator,
+    settings: MediationSettings,
+    federation: Federation,
+}
+
+impl FederatedMediator {
+    pub fn new(
+        settings: MediationSettings,
+        federation: Federation,
+        store: Arc<dyn SessionStore>,
+    ) -> Self {
+        let mediator = Mediator::new(
+            settings.clone(),
+            Arc::new(federation.clone()),
+            Arc::new(StoreEventSink::new(store)),
+        );
+        Self {
+            mediator,
+            settings,
+            federation,
+        }
+    }
+}
+
+#[async_trait]
+impl OutputMediator for FederatedMediator {
+    async fn mediate(
+        &self,
+        request: MediationRequest<'_>,
+        ctx: &ExecContext,
+    ) -> Result<Vec<String>, StoreError> {
+        let federation_active = request.tools_allowed && self.federation.is_active();
+        let visible = if federation_active {
+            self.federation.visible_tool_names(request.profile)
+        } else {
+            Vec::new()
+        };
+        let input = MediationInput {
+            output_text: request.output_text,
+            session_id: request.session_id,
+            turn_index: request.turn_index,
+            profile: request.profile,
+            working_directory: request.working_directory,
+            federation_active,
+            visible_tools: &visible,
+            workflows_supported: request.workflows_supported,
+            progress: Some(&*ctx.progress),
+        };
+        self.mediator
+            .process(&input)
+            .await
+            .map(|outcome| outcome.warnings)
+    }
+
+    fn prompt_section(&self, profile: Profile) -> Option<String> {
+        if !self.federation.is_active() {
+            return None;
+        }
+        teaching_prompt(
+            &self.settings,
+            &ToolProvider::visible_tools(&self.federation, profile),
+        )
+    }
+}
