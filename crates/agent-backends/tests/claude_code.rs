@@ -923,10 +923,10 @@ async fn native_is_error_keeps_the_cli_words_and_status() {
     let fake = Fake::new();
     let backend = fake.backend(ClaudeCodeMode::Native);
 
-    // The real CLI's 529 result (exit code 1).
+    // The real CLI's 529 result (exit code 1): an API error is a provider error.
     fake.set("stdout", FIXTURE_API_529).set("exit", "1");
     let err = fail(&backend, fake.request("t")).await;
-    assert_eq!(err.code, ErrorCode::ClaudeCodeInvocationError);
+    assert_eq!(err.code, ErrorCode::ProviderRuntimeError);
     assert!(
         err.message.starts_with(
             "claude CLI reported an error (api_error_status 529, api_error_type overloaded_error): API Error: 529 Overloaded."
@@ -1460,17 +1460,17 @@ mod real_cli {
     }
 
     #[tokio::test]
-    async fn real_cli_api_errors_are_invocation_errors() {
+    async fn real_cli_api_errors_are_provider_errors() {
         let Some(cli) = real_cli() else { return };
         for (status, class) in [
             (400, "backend_invocation_error"),
             (401, "backend_auth_failure"),
             (429, "backend_limit_reached"),
-            (529, "backend_invocation_error"),
+            (529, "backend_unavailable"),
         ] {
             let env = Env::start(cli.clone(), Script::Status(status)).await;
             let err = fail(&env.backend(), env.request("hello")).await;
-            assert_eq!(err.code, ErrorCode::ClaudeCodeInvocationError, "{status}");
+            assert_eq!(err.code, ErrorCode::ProviderRuntimeError, "{status}");
             assert_eq!(err.kind, FailureKind::HttpStatus(status), "{}", err.message);
             assert!(
                 err.message.starts_with(&format!(

@@ -695,10 +695,15 @@ fn reported_failure(parsed: &CliResult) -> ExecutionError {
             parsed.failure_text()
         )
     };
-    let error = invocation_error(message);
+    // An error of the Messages API behind the CLI is a provider error, as on the api backend;
+    // anything else the CLI reports stays an invocation error.
     match &parsed.api_error_status {
-        Some(native::ApiErrorStatus::Code(code)) => error.with_kind(FailureKind::HttpStatus(*code)),
-        _ => error,
+        Some(native::ApiErrorStatus::Code(code)) => {
+            ExecutionError::new(ErrorCode::ProviderRuntimeError, message)
+                .with_kind(FailureKind::HttpStatus(*code))
+        }
+        Some(_) => ExecutionError::new(ErrorCode::ProviderRuntimeError, message),
+        None => invocation_error(message),
     }
 }
 
