@@ -213,7 +213,8 @@ async fn native_mode_reports_usage_and_resumes_natively() {
         "more",
         "only the new message on native resume"
     );
-    // An is_error result is a failure, never a success.
+    // An is_error result is a failure, never a success; an API error behind the CLI is a
+    // provider error.
     cli.script(
         "stdout",
         r#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: 529 Overloaded","api_error_status":529,"session_id":"x","num_turns":1}"#,
@@ -221,10 +222,7 @@ async fn native_mode_reports_usage_and_resumes_natively() {
     cli.script("exit", "1");
     let v = server.call("agent_run_task", json!({"task": "t"})).await;
     assert_eq!(v["ok"], json!(false));
-    assert_eq!(
-        v["errors"][0]["code"],
-        json!("claude_code_invocation_error")
-    );
+    assert_eq!(v["errors"][0]["code"], json!("provider_runtime_error"));
     server.shutdown().await;
 }
 

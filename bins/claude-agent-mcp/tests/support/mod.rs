@@ -292,3 +292,263 @@ pub fn is_session_id(s: &str) -> bool {
 pub fn path_str(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
+
+/// The real Claude Code CLI named by `CLAUDE_AGENT_MCP_TEST_CLAUDE_CLI`; `None` (with a note on
+/// stderr) when the variable is unset, so the real-CLI tests skip.
+pub fn real_claude_cli() -> Option<PathBuf> {
+    match std::env::var_os(sse_api::CLI_ENV).filter(|v| !v.is_empty()) {
+        Some(path) => Some(PathBuf::from(path)),
+        None => {
+            eprintln!(
+                "skipped: set {} (see scripts/install-claude-cli.sh)",
+                sse_api::CLI_ENV
+            );
+            None
+        }
+    }
+}
+
+/// The command line of process `pid` (empty once it is gone).
+pub fn cmdline(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+/// Live processes (not zombies) whose environment holds exactly `marker` (`KEY=value`),
+/// except `exclude`.
+pub fn processes_with_env(marker: &str, exclude: &[u32]) -> Vec<u32> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if exclude.contains(&pid) {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let alive = std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|stat| {
+            stat.rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next())
+                .is_some_and(|state| state != "Z" && state != "X")
+        });
+        if alive
+            && environ
+                .split(|b| *b == 0)
+                .any(|var| var == marker.as_bytes())
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// A streaming (SSE) stand-in for the Messages API, as the real Claude Code CLI needs it: the
+/// CLI always posts `/v1/messages?beta=true` with `stream: true`.
+pub mod sse_api {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use serde_json::{Value, json};
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+    /// Names the real CLI binary for the tests that need one.
+    pub const CLI_ENV: &str = "CLAUDE_AGENT_MCP_TEST_CLAUDE_CLI";
+
+    /// What the stand-in answers.
+    #[derive(Clone, Debug)]
+    pub enum Script {
+        /// Request n (0-based) gets `texts[n]` (the last one once they run out).
+        Texts(Vec<String>),
+        /// Tool calls, one per request, `(name, input)` in order (the next one is the first
+        /// the conversation has no `tool_result` for yet), then the text `then`.
+        ToolsThenText {
+            calls: Vec<(String, Value)>,
+            then: String,
+        },
+        /// An API error with this status.
+        Status(u16),
+        /// The answer of the inner script, after this delay.
+        Delayed(Duration, Box<Script>),
+    }
+
+    impl Script {
+        /// The same text for every request.
+        pub fn text(text: &str) -> Self {
+            Self::Texts(vec![text.to_owned()])
+        }
+    }
+
+    struct StandIn {
+        script: Script,
+        calls: AtomicUsize,
+    }
+
+    /// The SSE body of `events`.
+    pub fn sse(events: &[Value]) -> String {
+        events
+            .iter()
+            .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or("")))
+            .collect()
+    }
+
+    /// How many `tool_result` blocks the messages of a request carry.
+    pub fn tool_results(body: &Value) -> usize {
+        body["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["content"].as_array())
+            .flatten()
+            .filter(|b| b["type"] == "tool_result")
+            .count()
+    }
+
+    /// A streamed assistant message with one content block.
+    pub fn streamed_message(
+        n: usize,
+        model: &str,
+        block: Value,
+        delta: Value,
+        stop: &str,
+    ) -> String {
+        let usage = json!({"input_tokens": 11, "output_tokens": 1,
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0});
+        sse(&[
+            json!({"type": "message_start", "message": {"id": format!("msg_sse_{n}"),
+                "type": "message", "role": "assistant", "model": model, "content": [],
+                "stop_reason": null, "stop_sequence": null, "usage": usage}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": block}),
+            json!({"type": "content_block_delta", "index": 0, "delta": delta}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
+                "usage": {"output_tokens": 7}}),
+            json!({"type": "message_stop"}),
+        ])
+    }
+
+    /// A streamed text answer.
+    pub fn streamed_text(n: usize, model: &str, text: &str) -> String {
+        streamed_message(
+            n,
+            model,
+            json!({"type": "text", "text": ""}),
+            json!({"type": "text_delta", "text": text}),
+            "end_turn",
+        )
+    }
+
+    /// The answer of `script` to request `n` (0-based) with JSON `body`.
+    fn answer(script: &Script, n: usize, body: &Value) -> ResponseTemplate {
+        let model = body["model"].as_str().unwrap_or("claude-test");
+        let sse_ok =
+            |body: String| ResponseTemplate::new(200).set_body_raw(body, "text/event-stream");
+        match script {
+            Script::Texts(texts) => {
+                let text = texts.get(n).or(texts.last()).map_or("", String::as_str);
+                sse_ok(streamed_text(n, model, text))
+            }
+            Script::ToolsThenText { calls, then } => match calls.get(tool_results(body)) {
+                Some((tool, input)) => sse_ok(streamed_message(
+                    n,
+                    model,
+                    json!({"type": "tool_use", "id": format!("toolu_sse_{n}"), "name": tool, "input": {}}),
+                    json!({"type": "input_json_delta", "partial_json": input.to_string()}),
+                    "tool_use",
+                )),
+                None => sse_ok(streamed_text(n, model, then)),
+            },
+            Script::Status(status) => {
+                let (kind, message) = match status {
+                    400 => ("invalid_request_error", "stand-in rejected the request"),
+                    401 => ("authentication_error", "invalid x-api-key"),
+                    429 => ("rate_limit_error", "rate limit reached for requests"),
+                    _ => ("overloaded_error", "Overloaded"),
+                };
+                ResponseTemplate::new(*status).set_body_json(
+                    json!({"type": "error", "error": {"type": kind, "message": message}}),
+                )
+            }
+            Script::Delayed(delay, inner) => answer(inner, n, body).set_delay(*delay),
+        }
+    }
+
+    impl Respond for StandIn {
+        fn respond(&self, request: &Request) -> ResponseTemplate {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+            answer(&self.script, n, &body)
+        }
+    }
+
+    /// Replaces what `api` answers on `POST /v1/messages` (query ignored) with `script`;
+    /// every other request gets wiremock's 404.
+    pub async fn mount(api: &MockServer, script: Script) {
+        api.reset().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/messages"))
+            .respond_with(StandIn {
+                script,
+                calls: AtomicUsize::new(0),
+            })
+            .mount(api)
+            .await;
+    }
+
+    /// The JSON bodies of the `POST /v1/messages` requests `api` received, in order.
+    pub async fn message_bodies(api: &MockServer) -> Vec<Value> {
+        api.received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.url.path() == "/v1/messages")
+            .map(|r| serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+            .collect()
+    }
+
+    /// `METHOD path?query` of every request `api` received, for diagnostics.
+    pub async fn request_lines(api: &MockServer) -> Vec<String> {
+        api.received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.url))
+            .collect()
+    }
+
+    /// Every text the model was sent in `body`'s messages (blocks without text as JSON).
+    pub fn texts(body: &Value) -> String {
+        let mut out = String::new();
+        for message in body["messages"].as_array().into_iter().flatten() {
+            match &message["content"] {
+                Value::String(text) => out.push_str(text),
+                Value::Array(blocks) => {
+                    for block in blocks {
+                        match block["text"].as_str() {
+                            Some(text) => out.push_str(text),
+                            None => out.push_str(&block.to_string()),
+                        }
+                        out.push('\n');
+                    }
+                }
+                _ => {}
+            }
+            out.push('\n');
+        }
+        out
+    }
+}

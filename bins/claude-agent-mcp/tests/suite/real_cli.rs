@@ -1,0 +1,431 @@
+//! The claude_code backend through our server with the real Claude Code CLI (issue 3): the
+//! server (native mode, the default) runs the CLI, and the CLI talks to a streaming stand-in
+//! for the Messages API through `ANTHROPIC_BASE_URL`. Every test skips unless
+//! `CLAUDE_AGENT_MCP_TEST_CLAUDE_CLI` names the CLI (`scripts/install-claude-cli.sh`).
+//!
+//! The CLI's processes carry this test's `CLAUDE_CONFIG_DIR` in their environment (they
+//! inherit the server's), which is how the tests find their command lines and check that none
+//! is left behind.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::sse_api::{self, Script};
+use crate::support::*;
+
+/// Every stand-in answer waits this long, so the CLI lives long enough to be observed.
+const OBSERVABLE: Duration = Duration::from_millis(300);
+
+/// A server on the claude_code backend running the real CLI.
+struct Real {
+    env: TestEnv,
+    /// The CLI's `HOME`; `CLAUDE_CONFIG_DIR` is its `.claude`.
+    home: tempfile::TempDir,
+}
+
+impl Real {
+    async fn new(script: Script) -> Option<Self> {
+        let cli = real_claude_cli()?;
+        let mut env = TestEnv::new().await;
+        let home = tempfile::tempdir().unwrap();
+        env.set("CLAUDE_AGENT_MCP_EXECUTION_BACKEND", "claude_code");
+        env.set("CLAUDE_AGENT_MCP_CLAUDE_CODE_CLI_PATH", &path_str(&cli));
+        // For the CLI, which inherits the server's environment; `ANTHROPIC_BASE_URL` already
+        // names the stand-in.
+        env.set("ANTHROPIC_API_KEY", "sk-ant-dummy-test-key");
+        env.set("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
+        env.set("DISABLE_AUTOUPDATER", "1");
+        env.set("CLAUDE_CODE_MAX_RETRIES", "0");
+        env.set("HOME", &path_str(home.path()));
+        env.set("CLAUDE_CONFIG_DIR", &path_str(&home.path().join(".claude")));
+        sse_api::mount(&env.api, script).await;
+        Some(Self { env, home })
+    }
+
+    /// The `KEY=value` in the environment of this test's server and CLI processes.
+    fn marker(&self) -> String {
+        format!(
+            "CLAUDE_CONFIG_DIR={}",
+            path_str(&self.home.path().join(".claude"))
+        )
+    }
+
+    /// This test's processes other than the server.
+    fn cli_processes(&self, server: &Server) -> Vec<u32> {
+        let exclude: Vec<u32> = server.child.id().into_iter().collect();
+        processes_with_env(&self.marker(), &exclude)
+    }
+
+    async fn bodies(&self) -> Vec<Value> {
+        sse_api::message_bodies(&self.env.api).await
+    }
+
+    /// Calls a tool (at most 60 s) and records the command lines of the CLI processes seen
+    /// while it runs.
+    async fn call(&self, server: &Server, tool: &str, args: Value) -> (Value, Vec<Vec<String>>) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = BTreeMap::new();
+        let call = server.call(tool, args);
+        tokio::pin!(call);
+        loop {
+            tokio::select! {
+                v = &mut call => return (v, seen.into_values().collect()),
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+            for pid in self.cli_processes(server) {
+                let argv = cmdline(pid);
+                if !argv.is_empty() {
+                    seen.entry(pid).or_insert(argv);
+                }
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{tool} took over 60 s; requests: {:?}\nserver stderr:\n{}",
+                    sse_api::request_lines(&self.env.api).await,
+                    self.env.stderr_log()
+                );
+            }
+        }
+    }
+
+    /// Waits (at most 5 s) until no process of this test but the server is alive.
+    async fn assert_no_cli_left(&self, server: &Server) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = self.cli_processes(server);
+            if left.is_empty() {
+                return;
+            }
+            let argv: Vec<_> = left.iter().map(|p| cmdline(*p)).collect();
+            assert!(
+                Instant::now() < deadline,
+                "CLI processes left behind: {left:?} {argv:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The one CLI invocation (`-p` …) among the command lines seen.
+fn invocation(seen: &[Vec<String>]) -> Vec<String> {
+    let calls: Vec<&Vec<String>> = seen
+        .iter()
+        .filter(|argv| argv.iter().any(|a| a == "-p"))
+        .collect();
+    assert_eq!(calls.len(), 1, "one CLI invocation: {seen:?}");
+    calls[0].clone()
+}
+
+/// The value after `flag` in `argv`.
+fn flag<'a>(argv: &'a [String], flag: &str) -> Option<&'a str> {
+    let at = argv.iter().position(|a| a == flag)?;
+    argv.get(at + 1).map(String::as_str)
+}
+
+/// The CLI session id the stand-in saw (`metadata.user_id` is a JSON string holding it).
+fn cli_session_seen(body: &Value) -> Option<String> {
+    let user: Value = serde_json::from_str(body["metadata"]["user_id"].as_str()?).ok()?;
+    user["session_id"].as_str().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn real_cli_run_reports_output_and_usage() {
+    let script = Script::Delayed(OBSERVABLE, Box::new(Script::text("The stand-in says hi.")));
+    let Some(mut real) = Real::new(script).await else {
+        return;
+    };
+    // The CLI needs nothing from PATH for a plain answer (the server has the explicit path).
+    let empty = tempfile::tempdir().unwrap();
+    real.env.set("PATH", &path_str(empty.path()));
+    let server = real.env.start().await;
+    let (v, seen) = real
+        .call(&server, "agent_run_task", json!({"task": "Say hi."}))
+        .await;
+    assert_eq!(v["ok"], json!(true), "{v}");
+    assert_eq!(v["status"], json!("completed"));
+    assert_eq!(v["result"]["output_text"], json!("The stand-in says hi."));
+    assert_eq!(v["summary"], json!("The stand-in says hi."));
+    assert_eq!(
+        v["warnings"],
+        json!([]),
+        "native mode reports a stop reason"
+    );
+    let usage = &v["result"]["usage"];
+    assert_eq!(
+        (
+            usage["input_tokens"].clone(),
+            usage["output_tokens"].clone()
+        ),
+        (json!(11), json!(7)),
+        "{v}"
+    );
+    assert!(
+        usage["total_cost_usd"].as_f64().is_some_and(|c| c > 0.0),
+        "{v}"
+    );
+
+    let argv = invocation(&seen);
+    assert_eq!(argv[1..4], ["-p", "--output-format", "json"], "{argv:?}");
+    assert_eq!(flag(&argv, "--permission-mode"), Some("acceptEdits"));
+    assert_eq!(flag(&argv, "--resume"), None, "{argv:?}");
+    let bodies = real.bodies().await;
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert_eq!(bodies[0]["stream"], json!(true));
+    let sent = sse_api::texts(&bodies[0]);
+    assert!(sent.contains("[Current Request]\nSay hi."), "{sent}");
+    assert!(
+        sent.contains(&path_str(&real.env.cwd())),
+        "the CLI ran in the server's working directory: {sent}"
+    );
+    let sid = v["session_id"].as_str().unwrap();
+    assert_eq!(
+        real.env.column(sid, "provider_session_id").await,
+        cli_session_seen(&bodies[0])
+    );
+    real.assert_no_cli_left(&server).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn real_cli_continue_resumes_the_cli_session() {
+    let script = Script::Delayed(
+        OBSERVABLE,
+        Box::new(Script::Texts(vec![
+            "First answer: heliotrope.".into(),
+            "Second answer: still heliotrope.".into(),
+        ])),
+    );
+    let Some(real) = Real::new(script).await else {
+        return;
+    };
+    let server = real.env.start().await;
+    let (v, _) = real
+        .call(
+            &server,
+            "agent_run_task",
+            json!({"task": "First message: remember the word heliotrope."}),
+        )
+        .await;
+    assert_eq!(v["ok"], json!(true), "{v}");
+    let sid = v["session_id"].as_str().unwrap().to_owned();
+    let claude_session = real
+        .env
+        .column(&sid, "provider_session_id")
+        .await
+        .expect("provider_session_id is set after the first run");
+    assert!(
+        claude_session.len() == 36 && claude_session.matches('-').count() == 4,
+        "a CLI session id (UUID): {claude_session}"
+    );
+
+    let (c, seen) = real
+        .call(
+            &server,
+            "agent_continue_session",
+            json!({"session_id": sid, "message": "Second message: which word?"}),
+        )
+        .await;
+    assert_eq!(c["ok"], json!(true), "{c}");
+    assert_eq!(c["workflow"], json!("continue_session"));
+    assert_eq!(
+        c["result"]["output_text"],
+        json!("Second answer: still heliotrope.")
+    );
+    assert_eq!(c["warnings"], json!([]), "no resume fallback: {c}");
+    let argv = invocation(&seen);
+    assert_eq!(
+        flag(&argv, "--resume"),
+        Some(claude_session.as_str()),
+        "{argv:?}"
+    );
+
+    let bodies = real.bodies().await;
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    let second = &bodies[1];
+    // The CLI replays the first exchange as real messages, not our reconstructed context.
+    let messages = second["messages"].as_array().unwrap();
+    let roles: Vec<&str> = messages
+        .iter()
+        .filter_map(|m| m["role"].as_str())
+        .filter(|r| *r != "system")
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "user"], "{second}");
+    let sent = sse_api::texts(second);
+    for needle in [
+        "First message: remember the word heliotrope.",
+        "First answer: heliotrope.",
+        "Second message: which word?",
+    ] {
+        assert!(sent.contains(needle), "missing {needle:?} in {sent}");
+    }
+    assert!(!sent.contains("[Continuation Session]"), "{sent}");
+    assert_eq!(
+        cli_session_seen(second).as_deref(),
+        Some(claude_session.as_str()),
+        "the resumed CLI session is the first one"
+    );
+    assert_eq!(
+        real.env
+            .column(&sid, "provider_session_id")
+            .await
+            .as_deref(),
+        Some(claude_session.as_str())
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn real_cli_verification_cannot_write() {
+    let Some(real) = Real::new(Script::text("")).await else {
+        return;
+    };
+    let cwd = real.env.cwd();
+    std::fs::write(cwd.join("report.txt"), "all good").unwrap();
+    // The model tries to create a file and to edit the evidence, then gives its verdict.
+    let tools = Script::ToolsThenText {
+        calls: vec![
+            (
+                "Write".into(),
+                json!({"file_path": cwd.join("out.txt"), "content": "written by the model"}),
+            ),
+            (
+                "Edit".into(),
+                json!({"file_path": cwd.join("report.txt"), "old_string": "all good", "new_string": "tampered"}),
+            ),
+        ],
+        then: "VERDICT: pass\nFINDINGS:\n- report.txt says all good\n".into(),
+    };
+    sse_api::mount(
+        &real.env.api,
+        Script::Delayed(OBSERVABLE, Box::new(tools.clone())),
+    )
+    .await;
+    let server = real.env.start().await;
+    let (v, seen) = real
+        .call(
+            &server,
+            "agent_verify_task",
+            json!({"task": "Verify report.txt", "scope": "content", "evidence_paths": ["report.txt"]}),
+        )
+        .await;
+    assert!(!cwd.join("out.txt").exists(), "verification wrote a file");
+    assert_eq!(
+        std::fs::read_to_string(cwd.join("report.txt")).unwrap(),
+        "all good",
+        "verification edited a file"
+    );
+    assert_eq!(v["ok"], json!(true), "{v}");
+    assert_eq!(v["result"]["verdict"], json!("pass"), "{v}");
+    assert_eq!(v["result"]["verification_performed"], json!(true));
+    assert_eq!(v["result"]["findings"], json!(["report.txt says all good"]));
+    let argv = invocation(&seen);
+    assert_eq!(
+        flag(&argv, "--permission-mode"),
+        Some("default"),
+        "{argv:?}"
+    );
+    assert_eq!(
+        flag(&argv, "--disallowedTools"),
+        Some("Edit,Write,MultiEdit,NotebookEdit,Bash")
+    );
+    // Both calls came back to the model as errors, then it answered.
+    let bodies = real.bodies().await;
+    assert_eq!(bodies.len(), 3, "{bodies:?}");
+    let results: Vec<Value> = bodies[2]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .filter(|b| b["type"] == "tool_result")
+        .cloned()
+        .collect();
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert!(
+        results.iter().all(|r| r["is_error"] == json!(true)),
+        "{results:?}"
+    );
+
+    // The control: the general profile (acceptEdits) does write the file with the same script.
+    sse_api::mount(&real.env.api, tools).await;
+    let (v, _) = real
+        .call(&server, "agent_run_task", json!({"task": "Write out.txt"}))
+        .await;
+    assert_eq!(v["ok"], json!(true), "{v}");
+    assert_eq!(
+        std::fs::read_to_string(cwd.join("out.txt")).unwrap(),
+        "written by the model"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn real_cli_api_errors_are_provider_runtime_errors() {
+    let Some(real) = Real::new(Script::Status(400)).await else {
+        return;
+    };
+    let server = real.env.start().await;
+    for status in [400, 529] {
+        sse_api::mount(&real.env.api, Script::Status(status)).await;
+        let (v, _) = real
+            .call(&server, "agent_run_task", json!({"task": "hello"}))
+            .await;
+        assert_eq!(v["ok"], json!(false), "{v}");
+        assert_eq!(v["status"], json!("failed"));
+        let error = &v["errors"][0];
+        assert_eq!(error["code"], json!("provider_runtime_error"), "{v}");
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!(
+                "claude CLI reported an error (api_error_status {status}"
+            )),
+            "{message}"
+        );
+        assert_eq!(v["summary"], json!(message));
+        assert!(
+            !real.bodies().await.is_empty(),
+            "the CLI reached the stand-in"
+        );
+        let sid = v["session_id"].as_str().unwrap();
+        assert_eq!(
+            real.env.column(sid, "status").await.as_deref(),
+            Some("failed")
+        );
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn real_cli_timeout_kills_the_cli() {
+    let script = Script::Delayed(Duration::from_secs(30), Box::new(Script::text("too late")));
+    let Some(mut real) = Real::new(script).await else {
+        return;
+    };
+    real.env.set("CLAUDE_AGENT_MCP_CLAUDE_CODE_TIMEOUT", "2");
+    let server = real.env.start().await;
+    let started = Instant::now();
+    let (v, seen) = real
+        .call(&server, "agent_run_task", json!({"task": "hello"}))
+        .await;
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(15),
+        "{elapsed:?}"
+    );
+    assert_eq!(v["ok"], json!(false), "{v}");
+    assert_eq!(
+        v["errors"][0]["code"],
+        json!("claude_code_invocation_error"),
+        "{v}"
+    );
+    let message = v["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("timed out after"), "{message}");
+    assert_eq!(v["summary"], json!(message));
+    // The CLI was running and waiting on the stand-in when it was killed.
+    invocation(&seen);
+    assert_eq!(real.bodies().await.len(), 1);
+    real.assert_no_cli_left(&server).await;
+    server.shutdown().await;
+}
