@@ -162,6 +162,9 @@ struct InFlight {
     reason: Arc<std::sync::Mutex<Option<String>>>,
 }
 
+/// How often a long backend call reports that it is still working.
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
 /// The reason recorded when the MCP client cancels its own request.
 const CLIENT_CANCELLED: &str = "the client cancelled the request (notifications/cancelled)";
 
@@ -312,7 +315,10 @@ impl Engine {
                 warnings.extend(evidence_warnings);
                 self.output_envelope(session_id, workflow, profile, done, warnings)
             }
-            Err(env) => *env,
+            Err(env) => {
+                ctx.report(&env.summary);
+                *env
+            }
         }
     }
 
@@ -479,7 +485,10 @@ impl Engine {
                     routing_warning.into_iter().collect(),
                 )
             }
-            Err(env) => *env,
+            Err(env) => {
+                ctx.report(&env.summary);
+                *env
+            }
         }
     }
 
@@ -1074,10 +1083,21 @@ impl Engine {
                 }
             }
         };
+        // A heartbeat keeps clients that reset their time-outs on progress waiting.
+        let heartbeat = async {
+            let started = tokio::time::Instant::now();
+            let mut interval = tokio::time::interval(HEARTBEAT);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                ctx.report(&format!("still working ({}s)", started.elapsed().as_secs()));
+            }
+        };
         let outcome = tokio::select! {
             outcome = self.backend.execute(request, &ctx) => outcome,
             () = cancel.cancelled() => Err(ExecutionError::cancelled()),
             never = renew => match never {},
+            never = heartbeat => match never {},
         };
         if let Ok(mut running) = self.running.lock() {
             running.remove(&session_id);
@@ -1139,6 +1159,12 @@ impl Engine {
     /// recorded as `cancelled`. A session that is not running here answers
     /// `session_status_error` and nothing changes.
     pub async fn cancel_session(&self, session_id: &str) -> Envelope {
+        self.cancel_session_with_reason(session_id, "cancelled by agent_cancel_session")
+            .await
+    }
+
+    /// [`Engine::cancel_session`] with the reason recorded in `session_cancelled`.
+    pub async fn cancel_session_with_reason(&self, session_id: &str, why: &str) -> Envelope {
         let workflow = Workflow::CancelSession;
         let record = match self.store.get_session(session_id).await {
             Ok(Some(r)) => r,
@@ -1157,7 +1183,7 @@ impl Engine {
         let token = self.running.lock().ok().and_then(|running| {
             running.get(session_id).map(|f| {
                 if let Ok(mut reason) = f.reason.lock() {
-                    reason.get_or_insert_with(|| "cancelled by agent_cancel_session".to_owned());
+                    reason.get_or_insert_with(|| why.to_owned());
                 }
                 f.cancel.clone()
             })

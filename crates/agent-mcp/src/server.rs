@@ -155,18 +155,28 @@ impl AgentServer {
     /// task's status message, so the first one names the durable session.
     fn spawn_task(&self, name: String, arguments: JsonObject) -> rmcp::model::CreateTaskResult {
         let server = self.clone();
-        let options = TaskOptions::new().with_status_message(format!("{name} starting"));
+        // Agent runs take minutes to hours: the task outlives rmcp's 5-minute default lifetime
+        // (a result is kept for as long after it settles).
+        let options = TaskOptions::new()
+            .with_ttl_ms(TASK_TTL_MS)
+            .with_status_message(format!("{name} starting"));
         let task = self.inner.tasks.spawn(options, move |task: TaskContext| {
             Box::pin(async move {
                 let cancel = CancellationToken::new();
-                let ctx =
-                    ExecContext::new(cancel.clone(), Arc::new(TaskStatusProgress(task.clone())));
+                let progress = Arc::new(TaskStatusProgress { task: task.clone(), session: std::sync::Mutex::new(None) });
+                let ctx = ExecContext::new(cancel.clone(), Arc::clone(&progress) as Arc<dyn ProgressSink>);
+                let engine = Arc::clone(&server.inner.engine);
                 let call = server.call(&name, arguments, ctx);
                 tokio::pin!(call);
                 tokio::select! {
                     result = &mut call => Ok(result),
                     () = task.cancelled() => {
-                        cancel.cancel();
+                        match progress.session() {
+                            Some(session) => {
+                                let _ = engine.cancel_session_with_reason(&session, "cancelled by tasks/cancel").await;
+                            }
+                            None => cancel.cancel(),
+                        }
                         // Let the engine record the cancellation before the task settles.
                         let _ = call.await;
                         Err(TaskExit::Cancelled)
@@ -190,12 +200,39 @@ fn client_supports_tasks(context: &RequestContext<RoleServer>) -> bool {
             .is_some_and(|info| info.capabilities.supports_tasks())
 }
 
-/// Progress of a task-run call: the latest message is the task's status message.
-struct TaskStatusProgress(TaskContext);
+/// How long a task is kept (running, then after it settles): a day.
+const TASK_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// Progress of a task-run call: the latest message is the task's status message, prefixed by
+/// the durable session once known, so a task always names its session.
+struct TaskStatusProgress {
+    task: TaskContext,
+    session: std::sync::Mutex<Option<String>>,
+}
+
+impl TaskStatusProgress {
+    fn session(&self) -> Option<String> {
+        self.session.lock().ok().and_then(|s| s.clone())
+    }
+}
 
 impl ProgressSink for TaskStatusProgress {
     fn report(&self, message: &str) {
-        self.0.set_status_message(message);
+        let Ok(mut session) = self.session.lock() else {
+            return;
+        };
+        if session.is_none() {
+            *session = message
+                .split_whitespace()
+                .find(|w| w.starts_with("sess_"))
+                .map(str::to_owned);
+        }
+        match session.as_deref() {
+            Some(id) if !message.contains(id) => {
+                self.task.set_status_message(format!("{id}: {message}"))
+            }
+            _ => self.task.set_status_message(message),
+        }
     }
 }
 
@@ -220,22 +257,52 @@ fn structured(value: Value) -> CallToolResult {
 
 /// Sends `notifications/progress` for a request that carried a progress token.
 struct McpProgress {
-    peer: Peer<RoleServer>,
-    token: ProgressToken,
     step: AtomicU64,
+    token: ProgressToken,
+    /// One ordered queue per request, drained by a single forwarding task.
+    queue: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<ProgressNotificationParam>>>,
+}
+
+impl McpProgress {
+    /// The sink and the forwarding task; the task ends once [`McpProgress::close`] was called
+    /// and every queued notification was sent.
+    fn start(
+        peer: Peer<RoleServer>,
+        token: ProgressToken,
+    ) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ProgressNotificationParam>();
+        let forward = tokio::spawn(async move {
+            while let Some(param) = rx.recv().await {
+                if let Err(e) = peer.notify_progress(param).await {
+                    tracing::debug!(error = %e, "progress notification not delivered");
+                }
+            }
+        });
+        let sink = Arc::new(Self {
+            step: AtomicU64::new(0),
+            token,
+            queue: std::sync::Mutex::new(Some(tx)),
+        });
+        (sink, forward)
+    }
+
+    fn close(&self) {
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.take();
+        }
+    }
 }
 
 impl ProgressSink for McpProgress {
     fn report(&self, message: &str) {
-        let step = self.step.fetch_add(1, Ordering::Relaxed) + 1;
-        let param =
-            ProgressNotificationParam::new(self.token.clone(), step as f64).with_message(message);
-        let peer = self.peer.clone();
-        tokio::spawn(async move {
-            if let Err(e) = peer.notify_progress(param).await {
-                tracing::debug!(error = %e, "progress notification not delivered");
-            }
-        });
+        let Ok(queue) = self.queue.lock() else { return };
+        if let Some(tx) = queue.as_ref() {
+            // Numbered under the lock, so the queue order is the numbering order.
+            let step = self.step.fetch_add(1, Ordering::Relaxed) + 1;
+            let param = ProgressNotificationParam::new(self.token.clone(), step as f64)
+                .with_message(message);
+            let _ = tx.send(param);
+        }
     }
 }
 
@@ -320,14 +387,6 @@ impl ServerHandler for AgentServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let progress: Arc<dyn ProgressSink> = match context.meta.get_progress_token() {
-            Some(token) => Arc::new(McpProgress {
-                peer: context.peer.clone(),
-                token,
-                step: AtomicU64::new(0),
-            }),
-            None => Arc::new(agent_core::NoProgress),
-        };
         let arguments = request.arguments.unwrap_or_default();
         let long_running = matches!(
             ToolName::parse(&request.name),
@@ -338,8 +397,20 @@ impl ServerHandler for AgentServer {
                 self.spawn_task(request.name.into_owned(), arguments),
             ));
         }
-        let ctx = ExecContext::new(context.ct.clone(), progress);
-        Ok(self.call(&request.name, arguments, ctx).await.into())
+        let Some(token) = context.meta.get_progress_token() else {
+            let ctx = ExecContext::new(context.ct.clone(), Arc::new(agent_core::NoProgress));
+            return Ok(self.call(&request.name, arguments, ctx).await.into());
+        };
+        // Every progress notification is sent, in order, before the response.
+        let (progress, forward) = McpProgress::start(context.peer.clone(), token);
+        let ctx = ExecContext::new(
+            context.ct.clone(),
+            Arc::clone(&progress) as Arc<dyn ProgressSink>,
+        );
+        let result = self.call(&request.name, arguments, ctx).await;
+        progress.close();
+        let _ = forward.await;
+        Ok(result.into())
     }
 
     async fn get_task(

@@ -139,6 +139,15 @@ async fn cancelling_a_task_cancels_the_session() {
         Some("cancelled")
     );
     assert_eq!(env.column(&sid, "locked_by").await, None);
+    assert_eq!(
+        env.events(&sid).await.last().unwrap().2,
+        json!({"reason": "cancelled by tasks/cancel"})
+    );
+    let message = done.task.task.status_message.clone().unwrap_or_default();
+    assert!(
+        message.contains(&sid),
+        "a cancelled task still names its session: {message}"
+    );
     let _ = client.cancel().await;
     let _ = child.wait().await;
 }
