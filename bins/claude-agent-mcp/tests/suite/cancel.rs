@@ -222,3 +222,62 @@ async fn the_lease_is_renewed_while_a_run_outlives_its_ttl() {
     assert_eq!(parse_single_text(&result)["ok"], json!(true));
     server.shutdown().await;
 }
+
+/// Over streamable HTTP, a second client (another MCP connection) cancels the first one's run.
+#[tokio::test]
+async fn a_second_connection_cancels_a_run() {
+    use rmcp::ServiceExt;
+    use rmcp::transport::StreamableHttpClientTransport;
+
+    let env = TestEnv::new().await;
+    env.reply(
+        ResponseTemplate::new(200)
+            .set_body_json(text_reply("late"))
+            .set_delay(Duration::from_secs(30)),
+    )
+    .await;
+    let mut server = super::http::start_http(&env, &[]).await;
+    let first =
+        ().serve(StreamableHttpClientTransport::from_uri(server.url.clone()))
+            .await
+            .unwrap();
+    let second =
+        ().serve(StreamableHttpClientTransport::from_uri(server.url.clone()))
+            .await
+            .unwrap();
+    let run = tokio::spawn(async move {
+        let args = json!({"task": "slow"}).as_object().cloned().unwrap();
+        let r = first
+            .call_tool(CallToolRequestParams::new("agent_run_task").with_arguments(args))
+            .await
+            .unwrap();
+        parse_single_text(&r)
+    });
+    for _ in 0..200 {
+        if !env.requests().await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let sid: String = sqlx::query_scalar("SELECT session_id FROM sessions")
+        .fetch_one(&env.db().await)
+        .await
+        .unwrap();
+    let args = json!({"session_id": sid}).as_object().cloned().unwrap();
+    let cancel = second
+        .call_tool(CallToolRequestParams::new("agent_cancel_session").with_arguments(args))
+        .await
+        .unwrap();
+    assert_eq!(
+        parse_single_text(&cancel)["result"],
+        json!({"session_id": sid, "status": "cancelled"})
+    );
+    let envelope = run.await.unwrap();
+    assert_eq!(envelope["errors"][0]["code"], json!("session_cancelled"));
+    assert_eq!(
+        env.column(&sid, "status").await.as_deref(),
+        Some("cancelled")
+    );
+    let _ = second.cancel().await;
+    let _ = server.child.kill().await;
+}

@@ -386,3 +386,73 @@ async fn restricted_mode_publishes_two_tools_and_blocks_execution_requests() {
     }
     server.shutdown().await;
 }
+
+/// Cancelling a claude_code run kills the CLI's whole process group: nothing is left behind.
+#[tokio::test]
+async fn cancelling_a_cli_run_leaves_no_process_behind() {
+    let cli = Cli::new("text").await;
+    cli.script("sleep", "30");
+    cli.script("grandchild", "");
+    cli.script("stdout", "never");
+    let server = cli.env.start().await;
+    let client = server.client.clone();
+    let run = tokio::spawn(async move {
+        let args = json!({"task": "slow"}).as_object().cloned().unwrap();
+        let r = client
+            .call_tool(
+                rmcp::model::CallToolRequestParams::new("agent_run_task").with_arguments(args),
+            )
+            .await
+            .unwrap();
+        parse_single_text(&r)
+    });
+    let pids_file = cli.dir.join("pids.1");
+    for _ in 0..200 {
+        if std::fs::read_to_string(&pids_file)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            >= 3
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let pids: Vec<String> = std::fs::read_to_string(&pids_file)
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert!(pids.len() >= 3, "script pid, group, children: {pids:?}");
+    let sid: String = sqlx::query_scalar("SELECT session_id FROM sessions")
+        .fetch_one(&cli.env.db().await)
+        .await
+        .unwrap();
+    let cancel = server
+        .call("agent_cancel_session", json!({"session_id": sid}))
+        .await;
+    assert_eq!(cancel["ok"], json!(true), "{cancel}");
+    let envelope = run.await.unwrap();
+    assert_eq!(envelope["errors"][0]["code"], json!("session_cancelled"));
+    // Every process of the CLI's group (the script, its sleep, the grandchild) is gone.
+    let script_pid = &pids[0];
+    let others: Vec<&String> = pids.iter().skip(2).collect();
+    let mut alive = Vec::new();
+    for _ in 0..100 {
+        alive = std::iter::once(script_pid)
+            .chain(others.iter().copied())
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map(|stat| !stat.contains(") Z "))
+                    .unwrap_or(false)
+            })
+            .cloned()
+            .collect();
+        if alive.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(alive.is_empty(), "still running: {alive:?}");
+    server.shutdown().await;
+}

@@ -17,12 +17,12 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct HttpServer {
-    child: tokio::process::Child,
-    url: String,
+pub(super) struct HttpServer {
+    pub(super) child: tokio::process::Child,
+    pub(super) url: String,
 }
 
-async fn start_http(env: &TestEnv, extra: &[&str]) -> HttpServer {
+pub(super) async fn start_http(env: &TestEnv, extra: &[&str]) -> HttpServer {
     let port = free_port();
     let port_s = port.to_string();
     let mut args = vec!["--transport", "streamable-http", "--port", port_s.as_str()];

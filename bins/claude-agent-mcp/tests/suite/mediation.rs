@@ -162,3 +162,97 @@ async fn the_api_backend_never_mediates() {
     assert!(mediation_events(&env.events(sid).await).is_empty());
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn limits_and_deny_lists_reject_over_mcp() {
+    let mut cli = mediated(true, true).await;
+    cli.env.set(
+        "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_SESSION_MEDIATED_APPROVALS",
+        "2",
+    );
+    let two = BLOCK.to_owned() + &BLOCK.replace("req_001", "req_002");
+    cli.script("stdout", &two);
+    let server = cli.env.start().await;
+    // Per-turn limit 1: the second request of the turn is rejected.
+    let v = server.call("agent_run_task", json!({"task": "t"})).await;
+    let sid = v["session_id"].as_str().unwrap().to_owned();
+    let warning = v["warnings"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        warning.starts_with("Mediated action 'req_002' for tool 'fx__echo' rejected"),
+        "{warning}"
+    );
+    assert!(
+        warning.ends_with("(policy: rejected:per_turn_action_limit_exceeded)"),
+        "{warning}"
+    );
+    // A second turn: one more approval reaches the session limit of 2, the next is rejected.
+    let c = server
+        .call(
+            "agent_continue_session",
+            json!({"session_id": sid, "message": "again"}),
+        )
+        .await;
+    let warning = c["warnings"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        warning.ends_with("(policy: rejected:per_turn_action_limit_exceeded)"),
+        "{warning}"
+    );
+    let c = server
+        .call(
+            "agent_continue_session",
+            json!({"session_id": sid, "message": "more"}),
+        )
+        .await;
+    let rejected: Vec<&str> = c["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w.as_str())
+        .filter(|w| w.starts_with("Mediated action"))
+        .collect();
+    assert!(
+        rejected[0].ends_with("(policy: rejected:session_approval_limit_exceeded)"),
+        "{rejected:?}"
+    );
+    server.shutdown().await;
+
+    // A denied tool is rejected even when allowlisted.
+    let mut cli = mediated(true, true).await;
+    cli.env.set(
+        "CLAUDE_AGENT_MCP_CLAUDE_CODE_ALLOWED_MEDIATED_TOOLS",
+        "fx__echo",
+    );
+    cli.env.set(
+        "CLAUDE_AGENT_MCP_CLAUDE_CODE_DENIED_MEDIATED_TOOLS",
+        "fx__echo",
+    );
+    let server = cli.env.start().await;
+    let v = server.call("agent_run_task", json!({"task": "t"})).await;
+    let warning = v["warnings"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        warning.ends_with("(policy: rejected:tool_not_allowed)"),
+        "{warning}"
+    );
+    server.shutdown().await;
+}
