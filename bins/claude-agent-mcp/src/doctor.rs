@@ -538,6 +538,7 @@ async fn check_claude_code<W: Write>(report: &mut Report<'_, W>, config: &Config
         },
         limited_tool_forwarding: config.limited_tool_forwarding,
         extra_env: Vec::new(),
+        mcp_servers: Vec::new(),
     });
     let located = agent_backends::locate_cli(config.claude_code_cli_path.as_deref());
     match backend.check().await {

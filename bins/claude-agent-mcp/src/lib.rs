@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_backends::api::{ApiConfig, MessagesApiBackend};
-use agent_backends::{ClaudeCodeBackend, ClaudeCodeConfig};
+use agent_backends::{ClaudeCodeBackend, ClaudeCodeConfig, McpServer, McpTransport};
 use agent_core::continuation::{MediationInclusion, WindowPolicy};
 use agent_core::model::python_list;
 use agent_core::{Engine, EngineConfig, ExecutionBackend, SessionStore};
-use agent_federation::Federation;
+use agent_federation::{DownstreamTransport, Federation, FederationConfig};
 use agent_mcp::status::{
     CapabilityFlags, ContinuationStatus, MediationStatus, PRESERVED_LIMITATIONS, RestrictionStatus,
     RuntimeStatus, WorkflowStatus,
@@ -340,6 +340,7 @@ async fn build_backend(config: &Config) -> Result<Arc<dyn ExecutionBackend>, Sta
                 },
                 limited_tool_forwarding: config.limited_tool_forwarding,
                 extra_env: Vec::new(),
+                mcp_servers: cli_mcp_servers(config),
             });
             // Startup validation (`backends.md` §3): the CLI is found and answers --version.
             let version = backend
@@ -350,6 +351,43 @@ async fn build_backend(config: &Config) -> Result<Arc<dyn ExecutionBackend>, Sta
             Ok(Arc::new(backend))
         }
     }
+}
+
+/// The enabled federated servers, for the Claude Code CLI's own MCP client (native mode hands
+/// them over with `--mcp-config`). A config that does not load hands over nothing (federation
+/// reports the problem when it starts).
+fn cli_mcp_servers(config: &Config) -> Vec<McpServer> {
+    let Some(path) = config
+        .federation_config
+        .as_deref()
+        .filter(|_| config.federation_enabled)
+    else {
+        return Vec::new();
+    };
+    let Ok(federation) = FederationConfig::load(path) else {
+        return Vec::new();
+    };
+    federation
+        .servers
+        .into_iter()
+        .filter(|s| s.enabled)
+        .map(|s| McpServer {
+            name: s.name,
+            transport: match s.transport {
+                DownstreamTransport::Stdio { command, args, env } => McpTransport::Stdio {
+                    command,
+                    args,
+                    env: env.into_iter().collect(),
+                },
+                DownstreamTransport::StreamableHttp { url, headers } => McpTransport::Http {
+                    url,
+                    headers: headers.into_iter().collect(),
+                },
+            },
+            allowed_tools: s.allowed_tools,
+            profiles: s.profiles_allowed,
+        })
+        .collect()
 }
 
 /// The restricted-mode proof fields (`status.md` §1); all null in standard mode.

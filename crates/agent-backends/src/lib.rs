@@ -12,4 +12,6 @@ pub mod api;
 pub mod claude_code;
 
 pub use api::{ApiBuildError, ApiConfig, MessagesApiBackend};
-pub use claude_code::{ClaudeCodeBackend, ClaudeCodeConfig, ClaudeCodeMode, locate_cli};
+pub use claude_code::{
+    ClaudeCodeBackend, ClaudeCodeConfig, ClaudeCodeMode, McpServer, McpTransport, locate_cli,
+};

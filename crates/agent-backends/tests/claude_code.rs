@@ -123,6 +123,7 @@ impl Fake {
                 "FAKE_CLAUDE_DIR".to_owned(),
                 self.ctl().to_string_lossy().into_owned(),
             )],
+            mcp_servers: Vec::new(),
         }
     }
 
@@ -1300,6 +1301,7 @@ mod real_cli {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v))
                 .collect(),
+                mcp_servers: Vec::new(),
             }
         }
 

@@ -1301,6 +1301,22 @@ impl Engine {
         if visible.is_empty() {
             return ToolRouting::default();
         }
+        if capabilities.supports_native_mcp_servers {
+            // The backend's own MCP client calls them (the CLI gets them with --mcp-config).
+            let event = catalog(json!({
+                "visible_tools": visible,
+                "forwarded": visible.len(),
+                "dropped": 0,
+                "dropped_names": [],
+                "forwarding_mode": "native_mcp_config",
+            }));
+            return ToolRouting {
+                tools: Vec::new(),
+                event: Some(event),
+                warning: None,
+                executor: false,
+            };
+        }
         if capabilities.supports_limited_downstream_tools && self.config.limited_tool_forwarding {
             let (compatible, dropped): (Vec<ToolDefinition>, Vec<ToolDefinition>) = federated
                 .into_iter()

@@ -391,6 +391,9 @@ pub struct Capabilities {
     pub supports_mediated_action_results: bool,
     pub supports_bounded_mediated_workflows: bool,
     pub supports_mediation_policy_profiles: bool,
+    /// The backend hands allowlisted federated servers to its own MCP client (the Claude Code
+    /// CLI's `--mcp-config`), so the model calls them natively (an addition).
+    pub supports_native_mcp_servers: bool,
 }
 
 /// An execution backend: one call per run, continue or verify.

@@ -456,3 +456,71 @@ async fn cancelling_a_cli_run_leaves_no_process_behind() {
     assert!(alive.is_empty(), "still running: {alive:?}");
     server.shutdown().await;
 }
+
+/// Native mode hands allowlisted federated servers to the CLI's own MCP client.
+#[tokio::test]
+async fn native_mode_hands_federated_servers_to_the_cli() {
+    let mut cli = Cli::new("native").await;
+    let fixture = super::federation::fixture_server();
+    let config = json!({"downstream_servers": [{
+        "name": "fx", "command": path_str(&fixture), "args": ["--label", "fx"], "env": {"K": "v"},
+        "allowed_tools": ["echo", "add"], "profiles_allowed": ["general"]
+    }]});
+    let path = cli.env.cwd().join("federation.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    cli.env.set("CLAUDE_AGENT_MCP_FEDERATION_ENABLED", "true");
+    cli.env
+        .set("CLAUDE_AGENT_MCP_FEDERATION_CONFIG", &path_str(&path));
+    cli.script(
+        "stdout",
+        r#"{"type":"result","subtype":"success","is_error":false,"result":"used the tools","session_id":"s1","num_turns":2,"stop_reason":"end_turn"}"#,
+    );
+    let server = cli.env.start().await;
+    let v = server
+        .call(
+            "agent_run_task",
+            json!({"task": "use the downstream tools"}),
+        )
+        .await;
+    assert_eq!(v["ok"], json!(true), "{v}");
+    assert_eq!(
+        v["warnings"],
+        json!([]),
+        "no routing warning: the CLI calls the tools itself"
+    );
+    let argv = cli.argv(1);
+    let at = |flag: &str| {
+        argv.iter()
+            .position(|a| a == flag)
+            .map(|i| argv[i + 1].clone())
+    };
+    let mcp: serde_json::Value =
+        serde_json::from_str(&at("--mcp-config").expect("--mcp-config")).unwrap();
+    assert_eq!(
+        mcp,
+        json!({"mcpServers": {"fx": {"type": "stdio", "command": path_str(&fixture), "args": ["--label", "fx"], "env": {"K": "v"}}}})
+    );
+    assert!(argv.contains(&"--strict-mcp-config".to_owned()));
+    assert_eq!(
+        at("--allowedTools").as_deref(),
+        Some("mcp__fx__echo,mcp__fx__add")
+    );
+    let sid = v["session_id"].as_str().unwrap();
+    let catalog = cli
+        .env
+        .events(sid)
+        .await
+        .into_iter()
+        .find(|e| e.0 == "downstream_tool_catalog_resolved")
+        .unwrap();
+    assert_eq!(
+        catalog.2,
+        json!({"visible_tools": ["fx__echo", "fx__add"], "forwarded": 2, "dropped": 0, "dropped_names": [], "forwarding_mode": "native_mcp_config"})
+    );
+    // A profile the server is not allowed for gets no MCP configuration.
+    let _ = server
+        .call("agent_verify_task", json!({"task": "Verify /x.txt"}))
+        .await;
+    assert!(!cli.argv(2).contains(&"--mcp-config".to_owned()));
+    server.shutdown().await;
+}

@@ -429,3 +429,56 @@ async fn real_cli_timeout_kills_the_cli() {
     real.assert_no_cli_left(&server).await;
     server.shutdown().await;
 }
+
+/// The real CLI calls an allowlisted federated tool natively through `--mcp-config`, here the
+/// reference MCP server (`scripts/install-mcp-peers.sh`).
+#[tokio::test]
+async fn real_cli_calls_federated_tools_natively() {
+    let everything = std::env::var("CLAUDE_AGENT_MCP_TEST_EVERYTHING_SERVER")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let script = Script::ToolsThenText {
+        calls: vec![(
+            "mcp__everything__echo".to_owned(),
+            json!({"message": "from the CLI"}),
+        )],
+        then: "the echo came back".to_owned(),
+    };
+    let (Some(mut real), Some(everything)) = (Real::new(script).await, everything) else {
+        eprintln!(
+            "skipped: set CLAUDE_AGENT_MCP_TEST_CLAUDE_CLI and CLAUDE_AGENT_MCP_TEST_EVERYTHING_SERVER \
+             (see scripts/install-claude-cli.sh, scripts/install-mcp-peers.sh)"
+        );
+        return;
+    };
+    let mut words = everything.split_whitespace().map(str::to_owned);
+    let command = words.next().unwrap();
+    let args: Vec<String> = words.collect();
+    let config = json!({"downstream_servers": [{
+        "name": "everything", "command": command, "args": args,
+        "allowed_tools": ["echo"], "profiles_allowed": ["general"]
+    }]});
+    let path = real.env.cwd().join("federation.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    real.env.set("CLAUDE_AGENT_MCP_FEDERATION_ENABLED", "true");
+    real.env
+        .set("CLAUDE_AGENT_MCP_FEDERATION_CONFIG", &path_str(&path));
+    let server = real.env.start().await;
+    let (v, _) = real
+        .call(
+            &server,
+            "agent_run_task",
+            json!({"task": "echo something downstream"}),
+        )
+        .await;
+    assert_eq!(v["ok"], json!(true), "{v}");
+    assert_eq!(v["result"]["output_text"], json!("the echo came back"));
+    let bodies = real.bodies().await;
+    let last = bodies.last().unwrap();
+    let results = last["messages"].to_string();
+    assert!(
+        results.contains("Echo: from the CLI"),
+        "the CLI called the downstream tool natively"
+    );
+    server.shutdown().await;
+}

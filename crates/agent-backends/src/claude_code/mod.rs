@@ -78,6 +78,9 @@ pub const ARG_MAX_TURNS: &str = "--max-turns";
 pub const ARG_PERMISSION_MODE: &str = "--permission-mode";
 pub const ARG_DISALLOWED_TOOLS: &str = "--disallowedTools";
 pub const ARG_RESUME: &str = "--resume";
+pub const ARG_MCP_CONFIG: &str = "--mcp-config";
+pub const ARG_STRICT_MCP_CONFIG: &str = "--strict-mcp-config";
+pub const ARG_ALLOWED_TOOLS: &str = "--allowedTools";
 pub const ARG_VERSION: &str = "--version";
 /// `--permission-mode` of the `general` profile.
 pub const PERMISSION_MODE_GENERAL: &str = "acceptEdits";
@@ -256,6 +259,9 @@ pub struct ClaudeCodeConfig {
     /// Extra environment for the CLI, on top of the inherited one. A `PATH` given here is
     /// also the one searched for `claude`.
     pub extra_env: Vec<(String, String)>,
+    /// Federated servers handed to the CLI in native mode (`--mcp-config`), with their
+    /// allowlists: the model calls their allowlisted tools natively.
+    pub mcp_servers: Vec<McpServer>,
 }
 
 impl ClaudeCodeConfig {
@@ -268,8 +274,81 @@ impl ClaudeCodeConfig {
             mode: ClaudeCodeMode::Native,
             limited_tool_forwarding: false,
             extra_env: Vec::new(),
+            mcp_servers: Vec::new(),
         }
     }
+}
+
+/// A downstream MCP server for the CLI's own MCP client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpServer {
+    /// The federation name: tools are `mcp__<name>__<tool>` to the CLI.
+    pub name: String,
+    pub transport: McpTransport,
+    /// Only these downstream tools are allowed (`--allowedTools`).
+    pub allowed_tools: Vec<String>,
+    /// The profiles that see the server.
+    pub profiles: Vec<Profile>,
+}
+
+/// How the CLI reaches a downstream server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum McpTransport {
+    Stdio {
+        command: String,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    },
+    Http {
+        url: String,
+        headers: Vec<(String, String)>,
+    },
+}
+
+fn string_map(pairs: &[(String, String)]) -> serde_json::Map<String, serde_json::Value> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect()
+}
+
+/// `--mcp-config` JSON and the `mcp__server__tool` names to allow, for one profile; `None` when
+/// the profile sees no server.
+pub fn mcp_config_for(servers: &[McpServer], profile: Profile) -> Option<(String, Vec<String>)> {
+    let mut config = serde_json::Map::new();
+    let mut allowed = Vec::new();
+    for server in servers
+        .iter()
+        .filter(|s| s.profiles.contains(&profile) && !s.allowed_tools.is_empty())
+    {
+        let entry = match &server.transport {
+            McpTransport::Stdio { command, args, env } => serde_json::json!({
+                "type": "stdio",
+                "command": command,
+                "args": args,
+                "env": string_map(env),
+            }),
+            McpTransport::Http { url, headers } => serde_json::json!({
+                "type": "http",
+                "url": url,
+                "headers": string_map(headers),
+            }),
+        };
+        config.insert(server.name.clone(), entry);
+        allowed.extend(
+            server
+                .allowed_tools
+                .iter()
+                .map(|t| format!("mcp__{}__{t}", server.name)),
+        );
+    }
+    if config.is_empty() {
+        return None;
+    }
+    Some((
+        serde_json::json!({ "mcpServers": config }).to_string(),
+        allowed,
+    ))
 }
 
 impl Default for ClaudeCodeConfig {
@@ -444,6 +523,14 @@ impl ClaudeCodeBackend {
                 args.push(ARG_DISALLOWED_TOOLS.to_owned());
                 args.push(VERIFICATION_DISALLOWED_TOOLS.to_owned());
             }
+        }
+        if let Some((config, allowed)) = mcp_config_for(&self.config.mcp_servers, profile) {
+            // Only our servers (not the user's own), and only their allowlisted tools.
+            args.push(ARG_MCP_CONFIG.to_owned());
+            args.push(config);
+            args.push(ARG_STRICT_MCP_CONFIG.to_owned());
+            args.push(ARG_ALLOWED_TOOLS.to_owned());
+            args.push(allowed.join(","));
         }
         if let Some(id) = resume {
             args.push(ARG_RESUME.to_owned());
@@ -775,6 +862,8 @@ impl ExecutionBackend for ClaudeCodeBackend {
             supports_mediated_action_results: true,
             supports_bounded_mediated_workflows: true,
             supports_mediation_policy_profiles: true,
+            supports_native_mcp_servers: self.config.mode == ClaudeCodeMode::Native
+                && !self.config.mcp_servers.is_empty(),
             ..Capabilities::default()
         }
     }
