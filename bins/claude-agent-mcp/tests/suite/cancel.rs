@@ -30,12 +30,7 @@ async fn slow_run(
             .unwrap();
         parse_single_text(&result)
     });
-    for _ in 0..200 {
-        if !env.requests().await.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    env.wait_for_request().await;
     let sid: String =
         sqlx::query_scalar("SELECT session_id FROM sessions ORDER BY created_at DESC LIMIT 1")
             .fetch_one(&env.db().await)
@@ -146,16 +141,8 @@ async fn mcp_cancellation_notification_cancels_the_session() {
         .send_cancellable_request(request, PeerRequestOptions::no_options())
         .await
         .unwrap();
-    for _ in 0..200 {
-        if !env.requests().await.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let sid: String = sqlx::query_scalar("SELECT session_id FROM sessions")
-        .fetch_one(&env.db().await)
-        .await
-        .unwrap();
+    env.wait_for_request().await;
+    let sid = env.latest_session_id().await;
     handle
         .cancel(Some("user pressed stop".into()))
         .await
@@ -197,10 +184,7 @@ async fn the_lease_is_renewed_while_a_run_outlives_its_ttl() {
             .unwrap()
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let sid: String = sqlx::query_scalar("SELECT session_id FROM sessions")
-        .fetch_one(&env.db().await)
-        .await
-        .unwrap();
+    let sid = env.latest_session_id().await;
     let first = env.column(&sid, "lock_expires_at").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let later = env.column(&sid, "lock_expires_at").await.unwrap();
@@ -253,16 +237,8 @@ async fn a_second_connection_cancels_a_run() {
             .unwrap();
         parse_single_text(&r)
     });
-    for _ in 0..200 {
-        if !env.requests().await.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let sid: String = sqlx::query_scalar("SELECT session_id FROM sessions")
-        .fetch_one(&env.db().await)
-        .await
-        .unwrap();
+    env.wait_for_request().await;
+    let sid = env.latest_session_id().await;
     let args = json!({"session_id": sid}).as_object().cloned().unwrap();
     let cancel = second
         .call_tool(CallToolRequestParams::new("agent_cancel_session").with_arguments(args))

@@ -46,17 +46,9 @@ async fn sigkill_during_a_slow_reply_leaves_an_interrupted_session() {
             .await
     });
     // Wait until the request reached the stand-in: the session is running.
-    for _ in 0..100 {
-        if !env.requests().await.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    env.wait_for_request().await;
     assert_eq!(env.requests().await.len(), 1);
-    let sid: String = sqlx::query_scalar("SELECT session_id FROM sessions")
-        .fetch_one(&env.db().await)
-        .await
-        .unwrap();
+    let sid = env.latest_session_id().await;
     assert_eq!(env.column(&sid, "status").await.as_deref(), Some("running"));
     server.kill().await;
     let _ = call.await;

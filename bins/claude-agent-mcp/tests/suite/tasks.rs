@@ -118,22 +118,14 @@ async fn cancelling_a_task_cancels_the_session() {
     let CallToolResponse::Task(created) = response else {
         panic!("expected a task")
     };
-    for _ in 0..200 {
-        if !env.requests().await.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    env.wait_for_request().await;
     client
         .cancel_task(CancelTaskParams::new(created.task.task_id.clone()))
         .await
         .unwrap();
     let done = poll(&client, &created.task.task_id).await;
     assert_eq!(done.task.task.status, TaskStatus::Cancelled);
-    let sid: String = sqlx::query_scalar("SELECT session_id FROM sessions")
-        .fetch_one(&env.db().await)
-        .await
-        .unwrap();
+    let sid = env.latest_session_id().await;
     assert_eq!(
         env.column(&sid, "status").await.as_deref(),
         Some("cancelled")

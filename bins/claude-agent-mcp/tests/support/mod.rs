@@ -140,6 +140,25 @@ impl TestEnv {
         Server { client, child }
     }
 
+    /// Waits (at most 5 s) until the stand-in has received a request: the run is in flight.
+    pub async fn wait_for_request(&self) {
+        for _ in 0..200 {
+            if !self.requests().await.is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the stand-in received no request");
+    }
+
+    /// The id of the most recently created session.
+    pub async fn latest_session_id(&self) -> String {
+        sqlx::query_scalar("SELECT session_id FROM sessions ORDER BY created_at DESC LIMIT 1")
+            .fetch_one(&self.db().await)
+            .await
+            .expect("a session")
+    }
+
     pub fn stderr_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.stderr")).unwrap_or_default()
     }
