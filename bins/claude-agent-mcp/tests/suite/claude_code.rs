@@ -524,3 +524,66 @@ async fn native_mode_hands_federated_servers_to_the_cli() {
     assert!(!cli.argv(2).contains(&"--mcp-config".to_owned()));
     server.shutdown().await;
 }
+
+/// Acceptance L158, L161, L163, L165: the `--mode` flag, every non-admitted tool, the hints of
+/// a blocked request, and an unavailable result in the restricted mode.
+#[tokio::test]
+async fn restricted_mode_by_flag_blocks_every_other_tool_and_still_reports_unavailability() {
+    let cli = Cli::new("text").await;
+    let stderr = std::fs::File::create(cli.env.dir.path().join("server.stderr")).unwrap();
+    let mut child = cli
+        .env
+        .command(&["--mode", "apntalk_verification"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::from(stderr))
+        .spawn()
+        .unwrap();
+    let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+    let client = rmcp::ServiceExt::serve((), (stdout, stdin)).await.unwrap();
+    let server = Server { client, child };
+    for tool in [
+        "agent_continue_session",
+        "agent_get_session",
+        "agent_list_sessions",
+        "agent_cancel_session",
+    ] {
+        let v = server
+            .call(tool, json!({"session_id": "sess_x", "message": "m"}))
+            .await;
+        assert_eq!(v["error"]["code"], json!("tool_not_admitted"), "{tool}");
+    }
+    assert_eq!(cli.env.session_count().await, 0);
+    let v = server
+        .call(
+            "agent_verify_task",
+            json!({"task": "Fix the authentication module"}),
+        )
+        .await;
+    assert_eq!(
+        v["warnings"],
+        json!([
+            "The active APNTalk verification mode only permits bounded advisory verification tasks.",
+            "Reframe the request as a specific, observable claim to verify against existing evidence.",
+            "Narrow the request to one artifact, one claim, or one verification objective.",
+            "Example: \"Verify whether <specific file> satisfies <specific condition>\".",
+            "Specify the target artifact, evidence path, or expected state to verify against.",
+            "Include at least one concrete named subject for the verification claim."
+        ])
+    );
+    cli.script("stderr", "Not logged in");
+    cli.script("exit", "1");
+    let v = server
+        .call(
+            "agent_verify_task",
+            json!({"task": "Verify whether the exposed tool list is exactly the admitted pair"}),
+        )
+        .await;
+    assert!(
+        is_session_id(v["session_id"].as_str().unwrap()),
+        "a non-execution request proceeds"
+    );
+    assert_eq!(v["result"]["outcome_kind"], json!("unavailable"));
+    assert_eq!(v["result"]["failure_class"], json!("backend_auth_failure"));
+    server.shutdown().await;
+}
