@@ -1,5 +1,14 @@
 //! `cargo xtask schema [--check]`: writes (or checks) `docs/schemas/<tool>.input.json` and
 //! `<tool>.output.json` for every published tool, from the same definitions the server uses.
+//!
+//! `cargo xtask release-check`: format, lints, schema drift, cargo-deny and every test.
+//!
+//! `cargo xtask bench`: builds the server in release mode and measures start-up, round trips,
+//! a large session listing and concurrent runs against a local stand-in for the Messages API
+//! (see `docs/performance.md`).
+
+mod bench;
+mod release;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -55,7 +64,10 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("schema") => schema(args.iter().any(|a| a == "--check")),
-        _ => Err("usage: cargo xtask schema [--check]".to_owned()),
+        Some("bench") => bench::bench(&args[1..]),
+        Some("release-check") => release::release_check(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..")),
+        _ => Err("usage: cargo xtask schema [--check] | cargo xtask bench [--help] | cargo xtask release-check"
+            .to_owned()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,807 @@
+//! `cargo xtask bench`: builds the server in release mode and measures it against an instant
+//! local stand-in for the Messages API. A measurement, not a test: it always exits 0 once the
+//! figures are printed, and marks the targets that were missed. See `docs/performance.md`.
+
+mod db;
+mod server;
+mod standin;
+mod stats;
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use self::server::{Memory, Workspace};
+use self::standin::StandIn;
+use self::stats::{Summary, ms};
+
+pub type Result<T, E = Box<dyn std::error::Error + Send + Sync>> = std::result::Result<T, E>;
+
+const USAGE: &str = "usage: cargo xtask bench [--skip-build] [--bin PATH] [--debug-driver] \
+     [--starts N] [--iterations N] [--sessions N] [--concurrent N] [--delay-ms N] [--rounds N] \
+     [--only start|roundtrip|list|concurrent]";
+
+/// Command-line settings; the defaults are the published configuration.
+#[derive(Debug, Clone)]
+struct Options {
+    /// Use an existing release binary instead of running `cargo build --release`.
+    skip_build: bool,
+    /// The server binary (default: what the release build produced).
+    bin: Option<PathBuf>,
+    /// Run the measuring client as built (a debug build under `cargo xtask`) instead of
+    /// rebuilding it in release mode first.
+    debug_driver: bool,
+    /// Measured cold starts (after 3 unmeasured ones).
+    starts: usize,
+    /// Measured round trips per operation (after a warm-up of a sixth as many).
+    iterations: usize,
+    /// Sessions pre-populated for the `agent_list_sessions` case.
+    sessions: u64,
+    /// Concurrent `agent_run_task` calls over streamable HTTP.
+    concurrent: usize,
+    /// The stand-in's reply delay for the concurrent case.
+    delay_ms: u64,
+    /// Repetitions of the concurrent burst.
+    rounds: usize,
+    /// Run one phase only.
+    only: Option<Phase>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            skip_build: false,
+            bin: None,
+            debug_driver: false,
+            starts: 30,
+            iterations: 300,
+            sessions: 100_000,
+            concurrent: 50,
+            delay_ms: 500,
+            rounds: 3,
+            only: None,
+        }
+    }
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Self, String> {
+        let mut options = Self::default();
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = || {
+                it.next()
+                    .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))
+            };
+            fn number<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T, String> {
+                text.parse()
+                    .map_err(|_| format!("{flag}: not a number: {text}\n{USAGE}"))
+            }
+            match arg.as_str() {
+                "--skip-build" => options.skip_build = true,
+                "--debug-driver" => options.debug_driver = true,
+                "--bin" => options.bin = Some(PathBuf::from(value()?)),
+                "--starts" => options.starts = number(arg, value()?)?,
+                "--iterations" => options.iterations = number(arg, value()?)?,
+                "--sessions" => options.sessions = number(arg, value()?)?,
+                "--concurrent" => options.concurrent = number(arg, value()?)?,
+                "--delay-ms" => options.delay_ms = number(arg, value()?)?,
+                "--rounds" => options.rounds = number(arg, value()?)?,
+                "--only" => options.only = Some(Phase::parse(value()?)?),
+                other => return Err(format!("unknown argument {other}\n{USAGE}")),
+            }
+        }
+        options.starts = options.starts.max(1);
+        options.iterations = options.iterations.max(1);
+        options.concurrent = options.concurrent.max(1);
+        options.rounds = options.rounds.max(1);
+        Ok(options)
+    }
+
+    /// The arguments that reproduce these options for the release driver.
+    fn forward(&self, bin: &Path) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec!["bench".into(), "--skip-build".into()];
+        args.push("--bin".into());
+        args.push(bin.as_os_str().to_owned());
+        for (flag, value) in [
+            ("--starts", self.starts.to_string()),
+            ("--iterations", self.iterations.to_string()),
+            ("--sessions", self.sessions.to_string()),
+            ("--concurrent", self.concurrent.to_string()),
+            ("--delay-ms", self.delay_ms.to_string()),
+            ("--rounds", self.rounds.to_string()),
+        ] {
+            args.push(flag.into());
+            args.push(value.into());
+        }
+        if let Some(only) = self.only {
+            args.push("--only".into());
+            args.push(only.as_str().into());
+        }
+        args
+    }
+}
+
+fn progress(message: &str) {
+    let _ = writeln!(std::io::stderr(), "bench: {message}");
+}
+
+fn workspace_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.canonicalize().unwrap_or(root)
+}
+
+/// `cargo build --release -p <package>`; returns the path of the binary `bin_name`.
+fn cargo_build_release(package: &str, bin_name: &str) -> Result<PathBuf, String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    progress(&format!("cargo build --release -p {package}"));
+    let mut child = Command::new(cargo)
+        .args(["build", "--release", "-p", package])
+        .arg("--message-format=json-render-diagnostics")
+        .current_dir(workspace_root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    let mut executable = None;
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout)
+            .lines()
+            .map_while(std::io::Result::ok)
+        {
+            let Ok(message) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            let is_bin = message["target"]["kind"]
+                .as_array()
+                .is_some_and(|kinds| kinds.iter().any(|k| k == "bin"));
+            if message["reason"] == "compiler-artifact"
+                && is_bin
+                && message["target"]["name"] == bin_name
+                && let Some(path) = message["executable"].as_str()
+            {
+                executable = Some(PathBuf::from(path));
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("cargo did not finish: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "cargo build --release -p {package} failed ({status})"
+        ));
+    }
+    executable.ok_or_else(|| format!("cargo reported no executable for {bin_name}"))
+}
+
+/// Entry point of `cargo xtask bench`.
+pub fn bench(args: &[String]) -> Result<(), String> {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        let _ = writeln!(std::io::stderr(), "{USAGE}");
+        return Ok(());
+    }
+    let options = Options::parse(args)?;
+    let bin = match (&options.bin, options.skip_build) {
+        (Some(bin), _) => bin.clone(),
+        (None, false) => cargo_build_release("claude-agent-mcp", "claude-agent-mcp")?,
+        (None, true) => workspace_root().join("target/release/claude-agent-mcp"),
+    };
+    let bin = bin
+        .canonicalize()
+        .map_err(|e| format!("no server binary at {}: {e}", bin.display()))?;
+    if cfg!(debug_assertions) && !options.debug_driver {
+        // The client's own costs are part of every round trip: measure with an optimised one.
+        let driver = cargo_build_release("xtask", "xtask")?;
+        progress(&format!("running the release driver {}", driver.display()));
+        let status = Command::new(&driver)
+            .args(options.forward(&bin))
+            .status()
+            .map_err(|e| format!("cannot run {}: {e}", driver.display()))?;
+        return if status.success() {
+            Ok(())
+        } else {
+            Err(format!("the release driver failed ({status})"))
+        };
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let figures = runtime
+        .block_on(measure(&bin, &options))
+        .map_err(|e| format!("benchmark failed: {e}"))?;
+    let report = render(&figures, &options, &bin);
+    let _ = std::io::stdout().write_all(report.as_bytes());
+    Ok(())
+}
+
+/// Which measurements to run (`--only`); all by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Start,
+    RoundTrip,
+    List,
+    Concurrent,
+}
+
+impl Phase {
+    fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "start" => Ok(Self::Start),
+            "roundtrip" => Ok(Self::RoundTrip),
+            "list" => Ok(Self::List),
+            "concurrent" => Ok(Self::Concurrent),
+            other => Err(format!(
+                "--only: unknown phase {other} (start, roundtrip, list, concurrent)\n{USAGE}"
+            )),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::RoundTrip => "roundtrip",
+            Self::List => "list",
+            Self::Concurrent => "concurrent",
+        }
+    }
+}
+
+struct StartFigures {
+    fresh: Summary,
+    existing: Summary,
+}
+
+struct RoundTripFigures {
+    standin: Summary,
+    ping: Summary,
+    get_session: Summary,
+    run_task: Summary,
+}
+
+struct ListFigures {
+    populate: Duration,
+    all: Summary,
+    by_status: Summary,
+}
+
+struct ConcurrentFigures {
+    bursts: Vec<Duration>,
+    failures: usize,
+    idle: Memory,
+    /// The sample with the highest VmRSS during the bursts.
+    peak: Memory,
+    threads_peak: u64,
+    hwm_kb: u64,
+}
+
+/// Everything the report shows; `None` for a phase left out with `--only`.
+#[derive(Default)]
+struct Figures {
+    start: Option<StartFigures>,
+    round_trip: Option<RoundTripFigures>,
+    list: Option<ListFigures>,
+    concurrent: Option<ConcurrentFigures>,
+}
+
+fn summary(samples: &[Duration], what: &str) -> Result<Summary> {
+    Summary::of(samples).ok_or_else(|| format!("no samples for {what}").into())
+}
+
+async fn measure(bin: &Path, options: &Options) -> Result<Figures> {
+    let instant = StandIn::start(Duration::ZERO).await?;
+    let api = instant.base_url();
+    let wanted = |phase: Phase| options.only.is_none_or(|only| only == phase);
+    let mut figures = Figures::default();
+    if wanted(Phase::Start) {
+        figures.start = Some(measure_start(bin, &api, options).await?);
+    }
+    if wanted(Phase::RoundTrip) {
+        figures.round_trip = Some(measure_round_trips(bin, &instant, options).await?);
+    }
+    if wanted(Phase::List) {
+        figures.list = Some(measure_list(bin, &api, options).await?);
+    }
+    if wanted(Phase::Concurrent) {
+        figures.concurrent = Some(measure_concurrent(bin, options).await?);
+    }
+    Ok(figures)
+}
+
+fn warmup(options: &Options) -> usize {
+    (options.iterations / 6).max(5)
+}
+
+fn task_args() -> Value {
+    json!({"task": "Summarise the benchmark task."})
+}
+
+/// Phase 1: spawn → `initialize` completed, on a fresh state directory and again on the same one.
+async fn measure_start(bin: &Path, api: &str, options: &Options) -> Result<StartFigures> {
+    progress(&format!(
+        "[1/4] start → initialized, {} fresh + {} existing-state starts",
+        options.starts, options.starts
+    ));
+    let mut fresh = Vec::new();
+    let mut existing = Vec::new();
+    for i in 0..options.starts + 3 {
+        let ws = Workspace::new()?;
+        let (server, cold) = ws.start_stdio(bin, api).await?;
+        server.stop().await;
+        let (server, warm) = ws.start_stdio(bin, api).await?;
+        server.stop().await;
+        if i >= 3 {
+            fresh.push(cold);
+            existing.push(warm);
+        }
+    }
+    Ok(StartFigures {
+        fresh: summary(&fresh, "fresh starts")?,
+        existing: summary(&existing, "existing-state starts")?,
+    })
+}
+
+/// Phase 2: the stand-in alone, then `ping`, `agent_get_session` and `agent_run_task` in one
+/// stdio session.
+async fn measure_round_trips(
+    bin: &Path,
+    instant: &StandIn,
+    options: &Options,
+) -> Result<RoundTripFigures> {
+    let warmup = warmup(options);
+    progress(&format!(
+        "[2/4] round trips: stand-in alone, then ping / get_session / run_task × {} (+{warmup} warm-up)",
+        options.iterations
+    ));
+    let standin = instant.service_times(warmup, options.iterations).await?;
+    let ws = Workspace::new()?;
+    let (server, _) = ws.start_stdio(bin, &instant.base_url()).await?;
+    let task = task_args();
+    let first = server.call("agent_run_task", task.clone()).await?;
+    check_completed(&first)?;
+    let session_id = first["session_id"]
+        .as_str()
+        .ok_or("agent_run_task returned no session_id")?
+        .to_owned();
+    let get_args = json!({ "session_id": session_id });
+    // `ping` and `agent_get_session` alternate, each first in every other pair, so both see
+    // the same mix of preceding work; `agent_run_task` runs in its own loop afterwards so that
+    // its background work (pool returns, WAL writes) does not land in their samples.
+    let (mut ping, mut get, mut run) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..warmup + options.iterations {
+        let mut pair = [Duration::ZERO; 2];
+        for step in 0..2 {
+            let t = Instant::now();
+            if (i + step) % 2 == 0 {
+                server.ping().await?;
+                pair[0] = t.elapsed();
+            } else {
+                let view = server.call("agent_get_session", get_args.clone()).await?;
+                pair[1] = t.elapsed();
+                if view["session_id"] != session_id.as_str() {
+                    return Err(format!("agent_get_session returned {view}").into());
+                }
+            }
+        }
+        if i >= warmup {
+            ping.push(pair[0]);
+            get.push(pair[1]);
+        }
+    }
+    for i in 0..warmup + options.iterations {
+        let t = Instant::now();
+        let envelope = server.call("agent_run_task", task.clone()).await?;
+        let run_time = t.elapsed();
+        check_completed(&envelope)?;
+        if i >= warmup {
+            run.push(run_time);
+        }
+    }
+    server.stop().await;
+    Ok(RoundTripFigures {
+        standin: summary(&standin, "the stand-in")?,
+        ping: summary(&ping, "ping")?,
+        get_session: summary(&get, "get_session")?,
+        run_task: summary(&run, "run_task")?,
+    })
+}
+
+/// Phase 3: `agent_list_sessions` (`limit: 50`, without and with `status`) over a large table.
+async fn measure_list(bin: &Path, api: &str, options: &Options) -> Result<ListFigures> {
+    let warmup = warmup(options);
+    progress(&format!(
+        "[3/4] list_sessions: inserting {} sessions, then {} round trips each (+{warmup} warm-up)",
+        options.sessions, options.iterations
+    ));
+    let ws = Workspace::new()?;
+    // The server creates the schema on its first start.
+    let (server, _) = ws.start_stdio(bin, api).await?;
+    server.stop().await;
+    let cwd = ws.cwd()?.to_string_lossy().into_owned();
+    let populate = db::populate(&ws.db_path()?, &cwd, options.sessions).await?;
+    let (server, _) = ws.start_stdio(bin, api).await?;
+    let expected = usize::try_from(options.sessions.min(50)).unwrap_or(50);
+    let all_args = json!({"limit": 50});
+    let status_args = json!({"limit": 50, "status": "completed"});
+    let (mut all, mut by_status) = (Vec::new(), Vec::new());
+    for i in 0..warmup + options.iterations {
+        let t = Instant::now();
+        let page = server.call("agent_list_sessions", all_args.clone()).await?;
+        let all_time = t.elapsed();
+        let t = Instant::now();
+        let filtered = server
+            .call("agent_list_sessions", status_args.clone())
+            .await?;
+        let status_time = t.elapsed();
+        for result in [&page, &filtered] {
+            let n = result["sessions"].as_array().map_or(0, Vec::len);
+            if n != expected {
+                return Err(
+                    format!("agent_list_sessions returned {n} sessions, not {expected}").into(),
+                );
+            }
+        }
+        if i >= warmup {
+            all.push(all_time);
+            by_status.push(status_time);
+        }
+    }
+    server.stop().await;
+    Ok(ListFigures {
+        populate,
+        all: summary(&all, "list_sessions")?,
+        by_status: summary(&by_status, "list_sessions with status")?,
+    })
+}
+
+/// Phase 4: bursts of concurrent `agent_run_task` calls over streamable HTTP against a slow
+/// stand-in, with the server's memory sampled throughout.
+async fn measure_concurrent(bin: &Path, options: &Options) -> Result<ConcurrentFigures> {
+    progress(&format!(
+        "[4/4] {} concurrent run_task over streamable HTTP, stand-in replies after {} ms, {} rounds",
+        options.concurrent, options.delay_ms, options.rounds
+    ));
+    let slow = StandIn::start(Duration::from_millis(options.delay_ms)).await?;
+    let ws = Workspace::new()?;
+    let port = server::free_port()?;
+    let server = ws.start_http(bin, &slow.base_url(), port).await?;
+    let pid = server.pid().ok_or("the HTTP server has no pid")?;
+    let task = task_args();
+    check_completed(&server.call("agent_run_task", task.clone()).await?)?;
+    let idle = Memory::of(pid).unwrap_or_default();
+    let peak = Arc::new(std::sync::Mutex::new((idle, idle.threads)));
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (Arc::clone(&peak), Arc::clone(&done));
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                if let (Some(now), Ok(mut peak)) = (Memory::of(pid), peak.lock()) {
+                    if now.rss > peak.0.rss {
+                        peak.0 = now;
+                    }
+                    peak.1 = peak.1.max(now.threads);
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let mut bursts = Vec::new();
+    let mut failures = 0;
+    for _ in 0..options.rounds {
+        let calls = (0..options.concurrent)
+            .map(|_| server::call(&server.client, "agent_run_task", task.clone()));
+        let t = Instant::now();
+        let results = futures::future::join_all(calls).await;
+        bursts.push(t.elapsed());
+        failures += results
+            .iter()
+            .filter(|r| !r.as_ref().is_ok_and(|v| check_completed(v).is_ok()))
+            .count();
+    }
+    done.store(true, Ordering::Relaxed);
+    let _ = sampler.await;
+    let after = Memory::of(pid).unwrap_or_default();
+    server.kill().await;
+    let (mut peak_sample, threads_peak) = peak.lock().map(|p| *p).unwrap_or_default();
+    if after.rss > peak_sample.rss {
+        peak_sample = after;
+    }
+    Ok(ConcurrentFigures {
+        bursts,
+        failures,
+        idle,
+        peak: peak_sample,
+        threads_peak,
+        hwm_kb: after.hwm,
+    })
+}
+
+fn check_completed(envelope: &Value) -> Result<()> {
+    if envelope["ok"] == true && envelope["status"] == "completed" {
+        Ok(())
+    } else {
+        Err(format!("agent_run_task did not complete: {envelope}").into())
+    }
+}
+
+/// One line of the report; `verdict` is `None` for context figures without a target.
+struct Row {
+    figure: String,
+    measured: String,
+    target: &'static str,
+    verdict: Option<bool>,
+}
+
+fn row(figure: &str, measured: String, target: &'static str, verdict: Option<bool>) -> Row {
+    Row {
+        figure: figure.to_owned(),
+        measured,
+        target,
+        verdict,
+    }
+}
+
+fn latency(s: &Summary) -> String {
+    format!("median {:.3} ms, p90 {:.3} ms", ms(s.median), ms(s.p90))
+}
+
+/// kB (KiB, as /proc reports) to MB (10^6 bytes).
+fn mb(kb: u64) -> f64 {
+    kb as f64 * 1024.0 / 1e6
+}
+
+fn render(f: &Figures, options: &Options, bin: &Path) -> String {
+    let mut rows = Vec::new();
+    let mut distributions: Vec<(&str, Summary)> = Vec::new();
+    if let Some(start) = &f.start {
+        rows.push(row(
+            "start → initialized (fresh state dir)",
+            latency(&start.fresh),
+            "median ≤ 20 ms",
+            Some(start.fresh.median <= Duration::from_millis(20)),
+        ));
+        rows.push(row(
+            "start → initialized (existing state)",
+            latency(&start.existing),
+            "",
+            None,
+        ));
+        distributions.push(("start, fresh state", start.fresh));
+        distributions.push(("start, existing state", start.existing));
+    }
+    if let Some(rt) = &f.round_trip {
+        let ratio = rt.get_session.median.as_secs_f64() / rt.ping.median.as_secs_f64().max(1e-9);
+        let overhead = rt.run_task.median.saturating_sub(rt.standin.median);
+        rows.push(row("ping round trip", latency(&rt.ping), "", None));
+        rows.push(row(
+            "agent_get_session round trip",
+            latency(&rt.get_session),
+            "",
+            None,
+        ));
+        rows.push(row(
+            "get_session / ping (medians)",
+            format!("{ratio:.2}×"),
+            "≤ 1.3×",
+            Some(ratio <= 1.3),
+        ));
+        rows.push(row(
+            "stand-in alone (raw POST)",
+            latency(&rt.standin),
+            "",
+            None,
+        ));
+        rows.push(row(
+            "agent_run_task round trip",
+            latency(&rt.run_task),
+            "",
+            None,
+        ));
+        rows.push(row(
+            "run_task overhead (medians)",
+            format!("{:.3} ms", ms(overhead)),
+            "≤ 2 ms",
+            Some(overhead <= Duration::from_millis(2)),
+        ));
+        distributions.push(("ping", rt.ping));
+        distributions.push(("agent_get_session", rt.get_session));
+        distributions.push(("stand-in alone", rt.standin));
+        distributions.push(("agent_run_task", rt.run_task));
+    }
+    if let Some(list) = &f.list {
+        rows.push(row(
+            &format!("list_sessions limit 50 ({} rows)", options.sessions),
+            latency(&list.all),
+            "median ≤ 2 ms",
+            Some(list.all.median <= Duration::from_millis(2)),
+        ));
+        rows.push(row(
+            "  … with status: completed",
+            latency(&list.by_status),
+            "median ≤ 2 ms",
+            Some(list.by_status.median <= Duration::from_millis(2)),
+        ));
+        distributions.push(("list_sessions", list.all));
+        distributions.push(("list_sessions status", list.by_status));
+    }
+    if let Some(c) = &f.concurrent {
+        let mut sorted = c.bursts.clone();
+        sorted.sort_unstable();
+        let median = sorted.get(sorted.len() / 2).copied().unwrap_or_default();
+        let each: Vec<String> = c.bursts.iter().map(|d| format!("{:.0}", ms(*d))).collect();
+        let failed = if c.failures > 0 {
+            format!(", {} FAILED calls", c.failures)
+        } else {
+            String::new()
+        };
+        rows.push(row(
+            &format!(
+                "{} concurrent run_task ({} ms replies)",
+                options.concurrent, options.delay_ms
+            ),
+            format!(
+                "median {:.0} ms of rounds [{}] ms{failed}",
+                ms(median),
+                each.join(", ")
+            ),
+            "≤ 700 ms",
+            Some(median <= Duration::from_millis(700) && c.failures == 0),
+        ));
+        rows.push(row(
+            "server peak RSS (VmHWM)",
+            format!("{:.1} MB", mb(c.hwm_kb)),
+            "≤ 15 MB",
+            Some(c.hwm_kb > 0 && mb(c.hwm_kb) <= 15.0),
+        ));
+        rows.push(row(
+            "  VmRSS idle → peak sample",
+            format!(
+                "{:.1} → {:.1} MB (anon {:.1} → {:.1}, file {:.1} → {:.1})",
+                mb(c.idle.rss),
+                mb(c.peak.rss),
+                mb(c.idle.anon),
+                mb(c.peak.anon),
+                mb(c.idle.file),
+                mb(c.peak.file)
+            ),
+            "",
+            None,
+        ));
+        rows.push(row(
+            "  server threads idle → peak",
+            format!("{} → {}", c.idle.threads, c.threads_peak),
+            "",
+            None,
+        ));
+    }
+
+    let width = |pick: fn(&Row) -> &str| {
+        rows.iter()
+            .map(|r| pick(r).chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let (w1, w2, w3) = (
+        width(|r| &r.figure),
+        width(|r| &r.measured),
+        width(|r| r.target),
+    );
+    let pad = |text: &str, w: usize| {
+        format!(
+            "{text}{}",
+            " ".repeat(w.saturating_sub(text.chars().count()))
+        )
+    };
+    let mut out = format!(
+        "\nclaude-agent-mcp benchmark — {} — {}\nserver: {}\n",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        machine(),
+        bin.display(),
+    );
+    if let Some(list) = &f.list {
+        out += &format!(
+            "{} sessions inserted in {:.1} s\n",
+            options.sessions,
+            list.populate.as_secs_f64()
+        );
+    }
+    out += &format!(
+        "\n{}  {}  {}  result\n{}\n",
+        pad("figure", w1),
+        pad("measured", w2),
+        pad("target", w3),
+        "-".repeat(w1 + w2 + w3 + 14)
+    );
+    let mut misses = 0;
+    for r in &rows {
+        let verdict = match r.verdict {
+            Some(true) => "ok",
+            Some(false) => {
+                misses += 1;
+                "MISS ✗"
+            }
+            None => "",
+        };
+        out += &format!(
+            "{}  {}  {}  {verdict}\n",
+            pad(&r.figure, w1),
+            pad(&r.measured, w2),
+            pad(r.target, w3)
+        );
+    }
+    out += "\ndistributions (ms):        n       min    median       p90       max\n";
+    for (name, s) in distributions {
+        out += &format!(
+            "  {} {:>5}  {:>8.3}  {:>8.3}  {:>8.3}  {:>8.3}\n",
+            pad(name, 22),
+            s.count,
+            ms(s.min),
+            ms(s.median),
+            ms(s.p90),
+            ms(s.max)
+        );
+    }
+    out += &if misses == 0 {
+        "\nall targets met\n".to_owned()
+    } else {
+        format!("\n{misses} target(s) MISSED (see docs/performance.md)\n")
+    };
+    out
+}
+
+/// CPU model, core count and memory, from /proc.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|rest| rest.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gb = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    format!("{cores} cores, {model}, {mem_gb:.0} GiB RAM")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_round_trip_to_the_release_driver() {
+        let args: Vec<String> = ["--iterations", "40", "--only", "list", "--delay-ms", "50"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let options = Options::parse(&args).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((options.iterations, options.delay_ms), (40, 50));
+        assert_eq!(options.only, Some(Phase::List));
+        let forwarded: Vec<String> = options
+            .forward(Path::new("/bin/server"))
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            forwarded[..4],
+            ["bench", "--skip-build", "--bin", "/bin/server"]
+        );
+        let again = Options::parse(&forwarded[1..]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.iterations, 40);
+        assert_eq!(again.only, Some(Phase::List));
+        assert_eq!(again.bin.as_deref(), Some(Path::new("/bin/server")));
+        assert!(Options::parse(&["--bogus".to_owned()]).is_err());
+        assert!(Options::parse(&["--starts".to_owned()]).is_err());
+    }
+}
