@@ -242,3 +242,65 @@ async fn a_broken_config_disables_federation_without_aborting() {
     );
     server.shutdown().await;
 }
+
+/// The Messages API tool-use loop through the server into a real MCP server over stdio (the
+/// reference server installed by `scripts/install-mcp-peers.sh`).
+#[tokio::test]
+async fn the_tool_loop_reaches_the_reference_mcp_server() {
+    let Some(everything) = std::env::var("CLAUDE_AGENT_MCP_TEST_EVERYTHING_SERVER")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        eprintln!(
+            "skipped: set CLAUDE_AGENT_MCP_TEST_EVERYTHING_SERVER (see scripts/install-mcp-peers.sh)"
+        );
+        return;
+    };
+    let mut words = everything.split_whitespace().map(str::to_owned);
+    let command = words.next().unwrap();
+    let args: Vec<String> = words.collect();
+    let mut env = TestEnv::new().await;
+    let config = json!({"downstream_servers": [{
+        "name": "everything", "command": command, "args": args, "discovery_timeout_seconds": 30,
+        "allowed_tools": ["echo"], "profiles_allowed": ["general"]
+    }]});
+    let path = env.cwd().join("federation.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    env.set("CLAUDE_AGENT_MCP_FEDERATION_ENABLED", "true");
+    env.set("CLAUDE_AGENT_MCP_FEDERATION_CONFIG", &path_str(&path));
+    Mock::given(method("POST"))
+        .and(body_string_contains("tool_result"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(text_reply("echoed")))
+        .mount(&env.api)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(tool_use(
+            "toolu_e",
+            "everything__echo",
+            json!({"message": "through the loop"}),
+        )))
+        .mount(&env.api)
+        .await;
+    let server = env.start().await;
+    let v = server
+        .call("agent_run_task", json!({"task": "echo it"}))
+        .await;
+    assert_eq!(v["ok"], json!(true), "{v}");
+    let requests = env.requests().await;
+    let names: Vec<&str> = requests[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["everything__echo"],
+        "only the allowlisted tool of the real server"
+    );
+    assert_eq!(
+        requests[1]["messages"][2]["content"][0],
+        json!({"type": "tool_result", "tool_use_id": "toolu_e", "content": "Echo: through the loop"})
+    );
+    server.shutdown().await;
+}
