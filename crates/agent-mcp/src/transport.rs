@@ -32,17 +32,112 @@ pub enum TransportError {
 }
 
 /// Serves MCP over stdin/stdout until stdin closes.
+///
+/// Lines that are not JSON never reach the MCP session: each is answered with a JSON-RPC parse
+/// error (`-32700`, `id: null`), so a client that sends garbage gets a clear error and the
+/// session goes on. Stdout carries only whole JSON-RPC lines, from one writer.
 pub async fn serve_stdio(server: AgentServer) -> Result<(), TransportError> {
+    serve_lines(server, tokio::io::stdin(), tokio::io::stdout()).await
+}
+
+/// [`serve_stdio`] over any line-oriented reader and writer.
+pub async fn serve_lines<R, W>(
+    server: AgentServer,
+    input: R,
+    output: W,
+) -> Result<(), TransportError>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    const BUFFER: usize = 1 << 20;
+    let (session_in, mut feed) = tokio::io::duplex(BUFFER);
+    let (session_out, from_session) = tokio::io::duplex(BUFFER);
+    let (errors, mut error_lines) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+
+    // Reader: well-formed JSON goes to the session, anything else is answered at once.
+    let reader = tokio::spawn(async move {
+        let mut input = BufReader::new(input);
+        let mut line = Vec::with_capacity(4096);
+        loop {
+            line.clear();
+            match input.read_until(b'\n', &mut line).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let text = line.trim_ascii();
+            if text.is_empty() {
+                continue;
+            }
+            if serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok() {
+                if feed.write_all(text).await.is_err() || feed.write_all(b"\n").await.is_err() {
+                    break;
+                }
+            } else {
+                tracing::warn!(
+                    bytes = text.len(),
+                    "stdin line is not JSON: answered with a parse error"
+                );
+                let _ = errors.send(PARSE_ERROR_LINE.to_vec());
+            }
+        }
+        // Dropping `feed` ends the session's input: the session stops, as on a closed stdin.
+    });
+
+    // Writer: whole lines from the session and the parse errors, one at a time.
+    let writer = tokio::spawn(async move {
+        let mut output = output;
+        let mut from_session = BufReader::new(from_session);
+        let mut line = Vec::with_capacity(4096);
+        let mut session_open = true;
+        let mut errors_open = true;
+        while session_open || errors_open {
+            // Parse errors first: they answer lines read before anything still in the session.
+            tokio::select! {
+                biased;
+                error = error_lines.recv(), if errors_open => {
+                    match error {
+                        None => errors_open = false,
+                        Some(bytes) => {
+                            if output.write_all(&bytes).await.is_err() || output.flush().await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                read = from_session.read_until(b'\n', &mut line), if session_open => {
+                    match read {
+                        Ok(0) | Err(_) => session_open = false,
+                        Ok(_) => {
+                            if output.write_all(&line).await.is_err() || output.flush().await.is_err() {
+                                return;
+                            }
+                            line.clear();
+                        }
+                    }
+                }
+            }
+        }
+    });
+
     let running = server
-        .serve(rmcp::transport::stdio())
+        .serve((session_in, session_out))
         .await
         .map_err(|e| TransportError::Mcp(e.to_string()))?;
-    running
+    let quit = running
         .waiting()
         .await
-        .map_err(|e| TransportError::Mcp(e.to_string()))?;
-    Ok(())
+        .map_err(|e| TransportError::Mcp(e.to_string()));
+    reader.abort();
+    let _ = writer.await;
+    quit.map(|_| ())
 }
+
+/// The JSON-RPC 2.0 parse error, on its own line.
+const PARSE_ERROR_LINE: &[u8] =
+    b"{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32700,\"message\":\"Parse error: the line is not JSON\"}}\n";
 
 /// Settings of the HTTP transport.
 #[derive(Debug, Clone, PartialEq, Eq)]

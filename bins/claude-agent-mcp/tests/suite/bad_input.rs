@@ -172,20 +172,27 @@ async fn invalid_json_rpc_bytes_on_stdio_do_not_kill_the_server() {
         .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}\n")
         .await
         .unwrap();
-    // Every line on stdout is JSON-RPC, and the server still answers the ping.
+    // Every line on stdout is JSON-RPC: each garbage line is answered with a parse error, and
+    // the server still answers the ping.
     let mut answered = false;
+    let mut parse_errors = 0;
     while let Ok(Ok(Some(line))) =
         tokio::time::timeout(std::time::Duration::from_secs(10), lines.next_line()).await
     {
         let v: serde_json::Value =
             serde_json::from_str(&line).expect("stdout carries only JSON-RPC");
         assert_eq!(v["jsonrpc"], json!("2.0"));
+        if v["error"]["code"] == json!(-32700) {
+            assert_eq!(v["id"], json!(null));
+            parse_errors += 1;
+        }
         if v["id"] == json!(2) {
             answered = true;
             break;
         }
     }
     assert!(answered, "ping after garbage is answered");
+    assert_eq!(parse_errors, 3, "one parse error per line that is not JSON");
     drop(stdin);
     let status = child.wait().await.unwrap();
     assert_eq!(status.code(), Some(0));
