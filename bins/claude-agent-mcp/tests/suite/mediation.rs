@@ -256,3 +256,52 @@ async fn limits_and_deny_lists_reject_over_mcp() {
     );
     server.shutdown().await;
 }
+
+/// Acceptance 205 over MCP: a two-step workflow with a step limit of 1.
+#[tokio::test]
+async fn a_workflow_over_its_step_limit_is_rejected_step_by_step() {
+    let cli = mediated(true, true).await;
+    let step = |i: usize| json!({"step_index": i, "action_type": "read", "target_tool": "fx__echo", "arguments": {"text": "s"}, "justification": "j"});
+    let block = format!(
+        "<mediated_workflow_request>\n{}\n</mediated_workflow_request>",
+        json!({"mediation_version": "v0.9.0", "workflow_id": "wf_001", "justification": "why", "steps": [step(0), step(1)]})
+    );
+    cli.script("stdout", &block);
+    let server = cli.env.start().await;
+    let v = server.call("agent_run_task", json!({"task": "t"})).await;
+    let rejected: Vec<&str> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w.as_str())
+        .filter(|w| w.starts_with("Mediated action"))
+        .collect();
+    assert_eq!(rejected.len(), 2, "{v}");
+    assert!(
+        rejected[0].starts_with("Mediated action 'wf_step_0' for tool 'fx__echo' rejected"),
+        "{rejected:?}"
+    );
+    assert!(
+        rejected[1].starts_with("Mediated action 'wf_step_1' for tool 'fx__echo' rejected"),
+        "{rejected:?}"
+    );
+    let sid = v["session_id"].as_str().unwrap();
+    let events = cli.env.events(sid).await;
+    let step_rejections: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e.0 == "mediated_workflow_step_rejected")
+        .map(|e| &e.2)
+        .collect();
+    assert_eq!(step_rejections.len(), 2);
+    assert!(
+        step_rejections
+            .iter()
+            .all(|p| p["rejection_reason"] == json!("workflow_step_limit_exceeded"))
+    );
+    let completed = events
+        .iter()
+        .find(|e| e.0 == "mediated_workflow_completed")
+        .unwrap();
+    assert_eq!(completed.2["rejected_steps"], json!(2));
+    server.shutdown().await;
+}
