@@ -70,19 +70,11 @@ async fn federated_env() -> TestEnv {
 #[tokio::test]
 async fn allowlisted_downstream_tools_run_in_the_tool_loop() {
     let env = federated_env().await;
-    Mock::given(method("POST"))
-        .and(body_string_contains("tool_result"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(text_reply("downstream said hi")))
-        .mount(&env.api)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(tool_use(
-            "toolu_a",
-            "fx__echo",
-            json!({"text": "hi"}),
-        )))
-        .mount(&env.api)
-        .await;
+    env.reply_tool_use_then(
+        tool_use("toolu_a", "fx__echo", json!({"text": "hi"})),
+        "downstream said hi",
+    )
+    .await;
     let server = env.start().await;
     let status = server.call("agent_get_runtime_status", json!({})).await;
     assert_eq!(
@@ -268,19 +260,15 @@ async fn the_tool_loop_reaches_the_reference_mcp_server() {
     std::fs::write(&path, config.to_string()).unwrap();
     env.set("CLAUDE_AGENT_MCP_FEDERATION_ENABLED", "true");
     env.set("CLAUDE_AGENT_MCP_FEDERATION_CONFIG", &path_str(&path));
-    Mock::given(method("POST"))
-        .and(body_string_contains("tool_result"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(text_reply("echoed")))
-        .mount(&env.api)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(tool_use(
+    env.reply_tool_use_then(
+        tool_use(
             "toolu_e",
             "everything__echo",
             json!({"message": "through the loop"}),
-        )))
-        .mount(&env.api)
-        .await;
+        ),
+        "echoed",
+    )
+    .await;
     let server = env.start().await;
     let v = server
         .call("agent_run_task", json!({"task": "echo it"}))

@@ -1,8 +1,6 @@
 //! The tool-use loop end to end: built-in workspace tools through the real binary.
 
 use serde_json::{Value, json};
-use wiremock::matchers::{body_string_contains, method};
-use wiremock::{Mock, ResponseTemplate};
 
 use crate::support::*;
 
@@ -21,23 +19,11 @@ async fn summarize_the_files_reads_them_through_the_tool_loop() {
     env.set("CLAUDE_AGENT_MCP_BUILTIN_TOOLS", "true");
     std::fs::write(env.cwd().join("notes.txt"), "the secret word is pineapple").unwrap();
     // Second turn (the request carries the tool result): the final answer.
-    Mock::given(method("POST"))
-        .and(body_string_contains("tool_result"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(text_reply("notes.txt says the word is pineapple")),
-        )
-        .mount(&env.api)
-        .await;
-    // First turn: the model asks to read the file.
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(tool_use(
-            "toolu_1",
-            "read_file",
-            json!({"path": "notes.txt"}),
-        )))
-        .mount(&env.api)
-        .await;
+    env.reply_tool_use_then(
+        tool_use("toolu_1", "read_file", json!({"path": "notes.txt"})),
+        "notes.txt says the word is pineapple",
+    )
+    .await;
     let server = env.start().await;
     let v = server
         .call(
@@ -110,19 +96,11 @@ async fn summarize_the_files_reads_them_through_the_tool_loop() {
 async fn escaping_the_sandbox_is_an_error_the_model_sees() {
     let mut env = TestEnv::new().await;
     env.set("CLAUDE_AGENT_MCP_BUILTIN_TOOLS", "true");
-    Mock::given(method("POST"))
-        .and(body_string_contains("tool_result"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(text_reply("could not read it")))
-        .mount(&env.api)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(tool_use(
-            "toolu_9",
-            "read_file",
-            json!({"path": "../../etc/passwd"}),
-        )))
-        .mount(&env.api)
-        .await;
+    env.reply_tool_use_then(
+        tool_use("toolu_9", "read_file", json!({"path": "../../etc/passwd"})),
+        "could not read it",
+    )
+    .await;
     let server = env.start().await;
     let v = server
         .call(

@@ -77,6 +77,21 @@ impl TestEnv {
             .await;
     }
 
+    /// A two-turn tool loop: requests that carry a `tool_result` get the text `then`, every
+    /// other request gets `first` (a `tool_use` response).
+    pub async fn reply_tool_use_then(&self, first: Value, then: &str) {
+        self.api.reset().await;
+        Mock::given(method("POST"))
+            .and(wiremock::matchers::body_string_contains("tool_result"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(text_reply(then)))
+            .mount(&self.api)
+            .await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(first))
+            .mount(&self.api)
+            .await;
+    }
+
     pub async fn reply(&self, response: ResponseTemplate) {
         self.api.reset().await;
         Mock::given(method("POST"))
