@@ -18,12 +18,14 @@
 //! * [`config`]: the store configuration and the errors of opening a store;
 //! * [`store`]: [`SqliteStore`], its connection pool, schema bootstrap and every query;
 //! * `rows`: decoding of raw rows into the domain types of `agent-core`;
+//! * `reader`: a read-only rusqlite connection that serves `get_session` on the calling thread;
 //! * `artifacts`: artifact file naming, hashing and writing;
 //! * `error`: the crate-local error type and its mapping into [`agent_core::StoreError`].
 
 mod artifacts;
 pub mod config;
 mod error;
+mod reader;
 mod rows;
 pub mod store;
 

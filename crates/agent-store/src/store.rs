@@ -24,6 +24,7 @@ use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
 use crate::artifacts;
 use crate::config::{StoreConfig, StoreOpenError};
 use crate::error::{Error, Result};
+use crate::reader::FastReader;
 use crate::rows::{EventRow, ListRow, SessionRow, session_columns};
 
 /// The embedded schema (`migrations/0001_initial.sql`).
@@ -129,6 +130,8 @@ struct Inner {
     config: StoreConfig,
     /// `config.artifact_dir`, canonicalised at open: artifact rows record absolute paths.
     artifact_root: PathBuf,
+    /// The pool-free path for `get_session` (`reader.rs`).
+    reader: Option<FastReader>,
 }
 
 async fn create_dir_all(path: PathBuf) -> std::result::Result<(), StoreOpenError> {
@@ -198,11 +201,13 @@ impl SqliteStore {
         }
 
         tracing::debug!(db = %config.db_path.display(), artifacts = %artifact_root.display(), "session store open");
+        let reader = FastReader::open(&config.db_path);
         Ok(Self {
             pool,
             inner: Arc::new(Inner {
                 config,
                 artifact_root,
+                reader,
             }),
         })
     }
@@ -284,6 +289,14 @@ impl SqliteStore {
     }
 
     async fn get_session_impl(&self, session_id: &str) -> Result<Option<SessionRecord>> {
+        if let Some(row) = self
+            .inner
+            .reader
+            .as_ref()
+            .and_then(|reader| reader.session(session_id))
+        {
+            return row.into_record().map(Some);
+        }
         let row: Option<SessionRow> = sqlx::query_as(SELECT_SESSION)
             .bind(session_id)
             .fetch_optional(&self.pool)

@@ -1422,3 +1422,71 @@ async fn data_survives_closing_and_reopening() {
         SessionStatus::Interrupted
     );
 }
+
+/// `get_session` reads on the caller's thread when it can (`reader.rs`): reads racing each
+/// other and a writer all see a committed state, a read during another connection's open
+/// write transaction sees the last committed row without waiting, and a committed write is
+/// seen by the next read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_reads_see_committed_state_under_concurrency() {
+    let (dir, store) = fresh().await;
+    idle_session(&store, "sess_fastread01").await;
+    let pool = raw_of(&dir).await;
+
+    let mut readers = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let store = store.clone();
+        readers.spawn(async move {
+            let mut seen = Vec::with_capacity(50);
+            for _ in 0..50 {
+                seen.push(get(&store, "sess_fastread01").await.status);
+            }
+            seen
+        });
+    }
+    for status in ["failed", "completed", "interrupted", "completed"] {
+        set_status(&pool, "sess_fastread01", status).await;
+    }
+    while let Some(seen) = readers.join_next().await {
+        for status in seen.unwrap() {
+            assert!(
+                matches!(
+                    status,
+                    SessionStatus::Completed | SessionStatus::Failed | SessionStatus::Interrupted
+                ),
+                "unexpected status {status:?}"
+            );
+        }
+    }
+    assert_eq!(
+        get(&store, "sess_fastread01").await.status,
+        SessionStatus::Completed
+    );
+
+    // An uncommitted write elsewhere neither blocks the read nor shows through it.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("UPDATE sessions SET status = 'failed' WHERE session_id = 'sess_fastread01'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let during = tokio::time::timeout(Duration::from_secs(1), store.get_session("sess_fastread01"))
+        .await
+        .expect("a read must not wait for another connection's write")
+        .unwrap()
+        .unwrap();
+    assert_eq!(during.status, SessionStatus::Completed);
+    tx.commit().await.unwrap();
+    assert_eq!(
+        get(&store, "sess_fastread01").await.status,
+        SessionStatus::Failed
+    );
+
+    // A missing id is still a plain `None` (the pool confirms it).
+    assert!(
+        store
+            .get_session("sess_nosuchone0")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
