@@ -17,13 +17,8 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use crate::rows::{SessionRow, session_columns};
-
-const SELECT_SESSION: &str = concat!(
-    "SELECT ",
-    session_columns!(),
-    " FROM sessions WHERE session_id = ?1"
-);
+use crate::rows::SessionRow;
+use crate::store::SELECT_SESSION;
 
 /// A read-only connection behind a mutex that is only ever `try_lock`ed.
 #[derive(Debug)]

@@ -36,7 +36,8 @@ const MAX_CONNECTIONS: u32 = 4;
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-const SELECT_SESSION: &str = concat!(
+/// Also served by [`FastReader`], which must read exactly what the pool reads.
+pub(crate) const SELECT_SESSION: &str = concat!(
     "SELECT ",
     session_columns!(),
     " FROM sessions WHERE session_id = ?1"
