@@ -120,7 +120,7 @@ fn tool_request(task: &str, executor: Arc<Executor>) -> BackendRequest {
     req.tools = vec![ToolDefinition {
         name: "read_file".to_owned(),
         description: "Reads a file".to_owned(),
-        input_schema: json!({"type": "object", "properties": {"path": {"type": "string"}}}),
+        input_schema: json!({"type": "object", "properties": {"path": {"type": "string"}}}).into(),
     }];
     req.tool_executor = Some(executor);
     req

@@ -299,7 +299,7 @@ fn tool(name: &str, schema: Value) -> ToolDefinition {
     ToolDefinition {
         name: name.to_owned(),
         description: format!("Describes {name}"),
-        input_schema: schema,
+        input_schema: schema.into(),
     }
 }
 

@@ -1019,7 +1019,7 @@ mod tests {
         ToolDefinition {
             name: "srv__tool".to_owned(),
             description: description.to_owned(),
-            input_schema: schema,
+            input_schema: schema.into(),
         }
     }
 

@@ -238,7 +238,8 @@ pub enum ChatRole {
 pub struct ToolDefinition {
     pub name: String,
     pub description: String,
-    pub input_schema: Value,
+    /// Shared: a provider builds each schema once and every request borrows it.
+    pub input_schema: Arc<Value>,
 }
 
 /// Runs a tool for the model. `Err` text becomes `Error: <text>` in the tool result.

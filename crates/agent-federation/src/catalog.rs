@@ -1,6 +1,8 @@
 //! The catalog (`federation.md` §3–§5): discovered tools under `<server>__<tool>`, the
 //! allowlist, per-profile visibility and the Anthropic tool definitions.
 
+use std::sync::Arc;
+
 use agent_core::{Profile, ToolDefinition};
 use rmcp::model::Tool;
 use serde_json::{Value, json};
@@ -37,7 +39,7 @@ pub struct CatalogTool {
     /// The downstream description, or `""`.
     pub description: String,
     /// The downstream `inputSchema`, or `{}`.
-    pub input_schema: Value,
+    pub input_schema: Arc<Value>,
     /// Whether the downstream name is in the server's `allowed_tools`.
     pub allowed: bool,
     /// The server's `profiles_allowed`.
@@ -57,15 +59,15 @@ impl CatalogTool {
         } else {
             self.description.clone()
         };
-        let empty = match &self.input_schema {
+        let empty = match &*self.input_schema {
             Value::Object(o) => o.is_empty(),
             Value::Null => true,
             _ => false,
         };
         let input_schema = if empty {
-            json!({"type": "object", "properties": {}})
+            Arc::new(json!({"type": "object", "properties": {}}))
         } else {
-            self.input_schema.clone()
+            Arc::clone(&self.input_schema)
         };
         ToolDefinition {
             name: self.normalized_name.clone(),
@@ -130,7 +132,7 @@ pub fn build_catalog(
                 server: server.name.clone(),
                 downstream_name: downstream,
                 description: tool.description.as_deref().unwrap_or_default().to_owned(),
-                input_schema: Value::Object((*tool.input_schema).clone()),
+                input_schema: Arc::new(Value::Object((*tool.input_schema).clone())),
                 allowed,
                 profiles_allowed: server.profiles_allowed.clone(),
             });
@@ -168,14 +170,14 @@ mod tests {
             server: "s".into(),
             downstream_name: "t".into(),
             description: String::new(),
-            input_schema: json!({}),
+            input_schema: Arc::new(json!({})),
             allowed: true,
             profiles_allowed: vec![Profile::General],
         };
         let def = tool.definition();
         assert_eq!(def.description, "Tool from s");
         assert_eq!(
-            def.input_schema,
+            *def.input_schema,
             json!({"type": "object", "properties": {}})
         );
         assert!(tool.visible_to(Profile::General));

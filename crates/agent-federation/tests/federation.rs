@@ -520,7 +520,7 @@ async fn allowlist_naming_and_profiles() {
     let nodesc = tools.iter().find(|t| t.name == "fx__nodesc").unwrap();
     assert_eq!(nodesc.description, "Tool from fx");
     assert_eq!(
-        nodesc.input_schema,
+        *nodesc.input_schema,
         json!({"type": "object", "properties": {}})
     );
     for tool in &tools {

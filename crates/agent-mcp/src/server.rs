@@ -83,7 +83,14 @@ impl AgentServer {
         arguments: JsonObject,
         ctx: ExecContext,
     ) -> CallToolResult {
-        let Some(tool) = ToolName::parse(name).filter(|t| self.inner.admitted.contains(t)) else {
+        let admitted = ToolName::parse(name).and_then(|t| {
+            self.inner
+                .admitted
+                .iter()
+                .position(|a| *a == t)
+                .map(|i| (t, i))
+        });
+        let Some((tool, index)) = admitted else {
             let message = format!(
                 "Tool '{name}' is not admitted in the current runtime mode. Admitted tools: {}",
                 self.inner.admitted_message_list
@@ -92,7 +99,9 @@ impl AgentServer {
                 ErrorObject::bare(ErrorCode::ToolNotAdmitted, message).into_error_result(),
             );
         };
-        if let Err(message) = validate_arguments(&arguments, &tool.input_schema()) {
+        // The published definition holds the schema, built once at start.
+        let schema = &self.inner.tools[index].input_schema;
+        if let Err(message) = validate_arguments(&arguments, schema) {
             return CallToolResult::error(vec![ContentBlock::text(format!(
                 "{INPUT_VALIDATION_PREFIX}{message}"
             ))]);
@@ -258,10 +267,14 @@ fn structured(value: Value) -> CallToolResult {
 /// Sends `notifications/progress` for a request that carried a progress token.
 struct McpProgress {
     step: AtomicU64,
-    token: ProgressToken,
-    /// One ordered queue per request, drained by a single forwarding task.
-    queue: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<ProgressNotificationParam>>>,
+    /// One ordered queue per request, drained by a single forwarding task. It carries only
+    /// the step and the message (24 bytes), so its first block stays small; the forwarding
+    /// task adds the token.
+    queue: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<ProgressStep>>>,
 }
+
+/// One queued progress notification: its number and message.
+type ProgressStep = (u64, Box<str>);
 
 impl McpProgress {
     /// The sink and the forwarding task; the task ends once [`McpProgress::close`] was called
@@ -270,9 +283,11 @@ impl McpProgress {
         peer: Peer<RoleServer>,
         token: ProgressToken,
     ) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ProgressNotificationParam>();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ProgressStep>();
         let forward = tokio::spawn(async move {
-            while let Some(param) = rx.recv().await {
+            while let Some((step, message)) = rx.recv().await {
+                let param = ProgressNotificationParam::new(token.clone(), step as f64)
+                    .with_message(message);
                 if let Err(e) = peer.notify_progress(param).await {
                     tracing::debug!(error = %e, "progress notification not delivered");
                 }
@@ -280,7 +295,6 @@ impl McpProgress {
         });
         let sink = Arc::new(Self {
             step: AtomicU64::new(0),
-            token,
             queue: std::sync::Mutex::new(Some(tx)),
         });
         (sink, forward)
@@ -299,9 +313,7 @@ impl ProgressSink for McpProgress {
         if let Some(tx) = queue.as_ref() {
             // Numbered under the lock, so the queue order is the numbering order.
             let step = self.step.fetch_add(1, Ordering::Relaxed) + 1;
-            let param = ProgressNotificationParam::new(self.token.clone(), step as f64)
-                .with_message(message);
-            let _ = tx.send(param);
+            let _ = tx.send((step, message.into()));
         }
     }
 }

@@ -126,10 +126,10 @@ fn check(value: &Value, schema: &Map<String, Value>) -> Result<(), String> {
 
 /// Validates tool arguments; `Err` holds the message after [`INPUT_VALIDATION_PREFIX`].
 /// Unknown extra properties are allowed and defaults are not injected.
-pub fn validate_arguments(arguments: &Map<String, Value>, schema: &Value) -> Result<(), String> {
-    let Value::Object(schema) = schema else {
-        return Ok(());
-    };
+pub fn validate_arguments(
+    arguments: &Map<String, Value>,
+    schema: &Map<String, Value>,
+) -> Result<(), String> {
     // Avoid cloning the arguments: check the object-level rules directly.
     if let Some(Value::Array(required)) = schema.get("required") {
         for key in required.iter().filter_map(Value::as_str) {
@@ -155,7 +155,8 @@ mod tests {
     use serde_json::json;
 
     fn run(args: Value, tool: ToolName) -> Result<(), String> {
-        validate_arguments(args.as_object().unwrap(), &tool.input_schema())
+        let schema = tool.input_schema();
+        validate_arguments(args.as_object().unwrap(), schema.as_object().unwrap())
     }
 
     #[test]

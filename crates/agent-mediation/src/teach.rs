@@ -172,7 +172,7 @@ mod tests {
         ToolDefinition {
             name: name.into(),
             description: description.into(),
-            input_schema: schema,
+            input_schema: schema.into(),
         }
     }
 

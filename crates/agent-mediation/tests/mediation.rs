@@ -1582,7 +1582,7 @@ fn tool_def(name: &str, description: &str, schema: Value) -> ToolDefinition {
     ToolDefinition {
         name: name.into(),
         description: description.into(),
-        input_schema: schema,
+        input_schema: schema.into(),
     }
 }
 

@@ -3,6 +3,7 @@
 
 use agent_core::{Profile, ToolDefinition};
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 use crate::limits::ToolLimits;
 
@@ -165,7 +166,7 @@ impl Tool {
         ToolDefinition {
             name: self.name().to_owned(),
             description,
-            input_schema,
+            input_schema: Arc::new(input_schema),
         }
     }
 }

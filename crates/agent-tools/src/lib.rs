@@ -47,6 +47,9 @@ pub struct WorkspaceTools {
     store: Arc<dyn SessionStore>,
     allowed: Arc<[PathBuf]>,
     limits: ToolLimits,
+    /// Every tool's definition, built once: each request clones the names and descriptions
+    /// and shares the schemas.
+    definitions: Vec<(Tool, ToolDefinition)>,
 }
 
 impl std::fmt::Debug for WorkspaceTools {
@@ -71,10 +74,15 @@ impl WorkspaceTools {
             .iter()
             .map(|dir| resolve_path(Path::new(""), dir))
             .collect();
+        let definitions = Tool::ALL
+            .into_iter()
+            .map(|tool| (tool, tool.definition(&limits)))
+            .collect();
         Self {
             store,
             allowed,
             limits,
+            definitions,
         }
     }
 
@@ -129,10 +137,10 @@ impl WorkspaceTools {
 #[async_trait]
 impl ToolProvider for WorkspaceTools {
     fn visible_tools(&self, profile: Profile) -> Vec<ToolDefinition> {
-        Tool::ALL
-            .into_iter()
-            .filter(|tool| tool.visible_to(profile))
-            .map(|tool| tool.definition(&self.limits))
+        self.definitions
+            .iter()
+            .filter(|(tool, _)| tool.visible_to(profile))
+            .map(|(_, definition)| definition.clone())
             .collect()
     }
 

@@ -406,12 +406,13 @@ mod tests {
                         "raw": {}
                     },
                     "required": ["query"]
-                }),
+                })
+                .into(),
             },
             ToolDefinition {
                 name: "srv__ping".to_owned(),
                 description: "Ping".to_owned(),
-                input_schema: json!({"type": "object"}),
+                input_schema: json!({"type": "object"}).into(),
             },
         ];
         assert_eq!(
