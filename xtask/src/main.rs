@@ -6,6 +6,10 @@
 //! `cargo xtask bench`: builds the server in release mode and measures start-up, round trips,
 //! a large session listing and concurrent runs against a local stand-in for the Messages API
 //! (see `docs/performance.md`).
+//!
+//! `cargo xtask link-order`: records the functions the release server runs in the benchmark's
+//! workloads and writes `bins/claude-agent-mcp/link-order.txt`, the code layout of the release
+//! link (see `docs/performance.md`).
 
 mod bench;
 mod release;
@@ -65,8 +69,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("schema") => schema(args.iter().any(|a| a == "--check")),
         Some("bench") => bench::bench(&args[1..]),
+        Some("link-order") => bench::order::link_order(&args[1..]),
         Some("release-check") => release::release_check(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..")),
-        _ => Err("usage: cargo xtask schema [--check] | cargo xtask bench [--help] | cargo xtask release-check"
+        _ => Err("usage: cargo xtask schema [--check] | cargo xtask bench [--help] | cargo xtask link-order | cargo xtask release-check"
             .to_owned()),
     };
     match result {

@@ -3,6 +3,7 @@
 //! figures are printed, and marks the targets that were missed. See `docs/performance.md`.
 
 mod db;
+pub mod order;
 mod server;
 mod standin;
 mod stats;
