@@ -403,12 +403,15 @@ impl MessagesApiBackend {
         body: &MessagesBody<'_>,
         ctx: &ExecContext,
     ) -> Result<MessagesResponse, CallError> {
-        let bytes = serde_json::to_vec(body).map_err(|e| {
+        let mut bytes = serde_json::to_vec(body).map_err(|e| {
             CallError::Provider(
                 format!("failed to encode the request body: {e}"),
                 FailureKind::Unspecified,
             )
         })?;
+        // The body is kept for retries until the call ends, often seconds: drop the slack of
+        // the serialiser's doubling growth (up to half the buffer) first.
+        bytes.shrink_to_fit();
         let template = self
             .client
             .post(self.endpoint.clone())

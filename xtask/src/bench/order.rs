@@ -96,10 +96,13 @@ pub fn link_order(args: &[String]) -> Result<(), String> {
 
 /// A script that runs the server under callgrind with stdin passed through, dumps every second
 /// (the HTTP server never exits on its own) and records valgrind's pid for [`stop_recorders`].
+/// The server logs at `INFO`, the default, so that the logging code users run is recorded
+/// too (the benchmark itself runs the server at `ERROR`).
 fn write_wrapper(dir: &Path, bin: &Path) -> Result<PathBuf, String> {
     let out = dir.join("callgrind.out.%p");
     let script = format!(
         "#!/bin/sh\n\
+         CLAUDE_AGENT_MCP_LOG_LEVEL=INFO; export CLAUDE_AGENT_MCP_LOG_LEVEL\n\
          exec 3<&0\n\
          valgrind --tool=callgrind --demangle=no --dump-instr=no --callgrind-out-file='{out}' \
          '{bin}' \"$@\" 0<&3 2>>'{log}' &\n\
