@@ -30,8 +30,12 @@ use crate::rows::{EventRow, ListRow, SessionRow, session_columns};
 /// The embedded schema (`migrations/0001_initial.sql`).
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-/// Connections in the pool: SQLite has one writer at a time; a few readers run alongside it.
-const MAX_CONNECTIONS: u32 = 4;
+/// Connections in the pool: SQLite has one writer at a time, so one connection writes while
+/// the other reads; more would only wait in SQLite's busy handler (which sleeps and polls)
+/// instead of the pool's queue, and each costs a thread with its own malloc arena, SQLite
+/// page cache and lookaside (about 300 KB under load, `docs/performance.md`). Point reads
+/// of one session also have the fast reader (`reader.rs`).
+const MAX_CONNECTIONS: u32 = 2;
 
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
