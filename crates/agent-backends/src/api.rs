@@ -25,7 +25,7 @@ use agent_core::{
     ExecutionBackend, ExecutionError, FailureKind, ToolDefinition, ToolExecutor, Usage,
 };
 use async_trait::async_trait;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -255,6 +255,9 @@ impl MessagesApiBackend {
             .default_headers(headers)
             .user_agent(concat!("claude-agent-mcp/", env!("CARGO_PKG_VERSION")))
             .timeout(config.request_timeout)
+            // The Messages API does not redirect. Following a redirect would send the API key
+            // wherever it points; a 3xx is reported like any other unexpected status.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(ApiBuildError::Client)?;
 
@@ -403,29 +406,10 @@ impl MessagesApiBackend {
         body: &MessagesBody<'_>,
         ctx: &ExecContext,
     ) -> Result<MessagesResponse, CallError> {
-        let mut bytes = serde_json::to_vec(body).map_err(|e| {
-            CallError::Provider(
-                format!("failed to encode the request body: {e}"),
-                FailureKind::Unspecified,
-            )
-        })?;
-        // The body is kept for retries until the call ends, often seconds: drop the slack of
-        // the serialiser's doubling growth (up to half the buffer) first.
-        bytes.shrink_to_fit();
-        let template = self
-            .client
-            .post(self.endpoint.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(bytes);
         let max_attempts = self.max_retries.saturating_add(1);
         let mut attempt = 1u32;
         loop {
-            let Some(builder) = template.try_clone() else {
-                return Err(CallError::Provider(
-                    "the request could not be replayed".to_owned(),
-                    FailureKind::Unspecified,
-                ));
-            };
+            let builder = self.request(body)?;
             let failure = match self.attempt(builder, ctx).await? {
                 Ok(response) => return Ok(response),
                 Err(failure) => failure,
@@ -450,6 +434,29 @@ impl MessagesApiBackend {
             ));
             cancellable(ctx, tokio::time::sleep(delay)).await?;
         }
+    }
+
+    /// The `POST` of one attempt. The body is encoded for each attempt and handed over as a
+    /// one-chunk stream with its `Content-Length`, not as reusable bytes: reusable bytes are
+    /// kept (for redirects and retries) until the response has arrived, which for a model
+    /// call takes seconds, while a stream is freed as soon as hyper has written it. With 50
+    /// calls waiting on the model that is 50 request bodies (about 9 KB each with the
+    /// built-in tools) not held.
+    fn request(&self, body: &MessagesBody<'_>) -> Result<reqwest::RequestBuilder, CallError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| {
+            CallError::Provider(
+                format!("failed to encode the request body: {e}"),
+                FailureKind::Unspecified,
+            )
+        })?;
+        let length = bytes.len();
+        let chunk = futures::stream::once(std::future::ready(Ok::<_, std::io::Error>(bytes)));
+        Ok(self
+            .client
+            .post(self.endpoint.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(CONTENT_LENGTH, HeaderValue::from(length))
+            .body(reqwest::Body::wrap_stream(chunk)))
     }
 
     /// One HTTP exchange. The outer `Err` ends the call (cancellation, a 200 that cannot be

@@ -191,6 +191,16 @@ async fn single_shot_request_shape_with_history() {
     );
     let recorded = server.received_requests().await.unwrap();
     assert_eq!(recorded[0].url.path(), "/v1/messages");
+    // The body goes out as one stream chunk with its length, never chunked.
+    let length = recorded[0].body.len().to_string();
+    assert_eq!(
+        recorded[0]
+            .headers
+            .get("content-length")
+            .map(|v| v.to_str().unwrap()),
+        Some(length.as_str())
+    );
+    assert!(recorded[0].headers.get("transfer-encoding").is_none());
     assert!(!progress.0.lock().unwrap().is_empty());
 }
 
@@ -475,6 +485,9 @@ async fn retries_429_then_succeeds() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(out.output_text, "finally");
     assert_eq!(request_count(&server).await, 2);
+    // Each attempt encodes the same request again.
+    let sent = bodies(&server).await;
+    assert_eq!(sent[0], sent[1]);
     assert!(
         progress
             .0
@@ -483,6 +496,32 @@ async fn retries_429_then_succeeds() {
             .contains(&"retrying after HTTP 429 (attempt 2 of 3)".to_owned()),
         "{:?}",
         progress.0.lock().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let elsewhere = MockServer::start().await;
+    mount_json(&elsewhere, text_reply(&["stolen"], "end_turn")).await;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(307)
+                .insert_header("location", format!("{}/v1/messages", elsewhere.uri())),
+        )
+        .mount(&server)
+        .await;
+    let ctx = ExecContext::new(CancellationToken::new(), Arc::new(agent_core::NoProgress));
+    let err = backend(&server)
+        .execute(request("task"), &ctx)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("307"), "{err}");
+    assert_eq!(request_count(&server).await, 1);
+    assert_eq!(
+        request_count(&elsewhere).await,
+        0,
+        "the API key went elsewhere"
     );
 }
 
