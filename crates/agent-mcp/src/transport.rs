@@ -40,7 +40,20 @@ pub async fn serve_stdio(server: AgentServer) -> Result<(), TransportError> {
     serve_lines(server, tokio::io::stdin(), tokio::io::stdout()).await
 }
 
+/// The longest line read (rmcp's own limit); longer lines are dropped, as rmcp does.
+const MAX_LINE: usize = 16 * 1024 * 1024;
+
 /// [`serve_stdio`] over any line-oriented reader and writer.
+///
+/// Lines are parsed here, in order, and handed to the session as messages (rmcp's sink and
+/// stream transport) instead of through rmcp's line codec. That is what lets `tools/call`,
+/// nearly every request this server gets, be parsed straight into its type: rmcp's generic
+/// parse tries the request kinds one by one and builds an error for each of the 13 kinds
+/// before `tools/call` (about 25,000 instructions per call, `docs/performance.md`). Every
+/// other line gets rmcp's generic parse. Well-formed JSON that is not a valid message is
+/// answered with rmcp's `Invalid request` error, unless it is a notification (a `method`, no
+/// `id`), which is ignored: rmcp ignores non-standard notifications the same way, and
+/// JSON-RPC never answers a notification.
 pub async fn serve_lines<R, W>(
     server: AgentServer,
     input: R,
@@ -50,51 +63,68 @@ where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use futures::StreamExt;
+    use tokio::io::{AsyncWriteExt, BufReader};
 
-    const BUFFER: usize = 1 << 20;
-    let (session_in, mut feed) = tokio::io::duplex(BUFFER);
-    let (session_out, from_session) = tokio::io::duplex(BUFFER);
+    let (to_session, incoming) = futures::channel::mpsc::unbounded::<ClientMessage>();
+    let (outgoing, mut from_session) = futures::channel::mpsc::unbounded::<ServerMessage>();
     let (errors, mut error_lines) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
 
-    // Reader: well-formed JSON goes to the session, anything else is answered at once.
+    // Reader: one line at a time, in order, into messages or answers.
     let reader = tokio::spawn(async move {
         let mut input = BufReader::new(input);
         let mut line = Vec::with_capacity(4096);
         loop {
             line.clear();
-            match input.read_until(b'\n', &mut line).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+            match read_line(&mut input, &mut line, MAX_LINE).await {
+                Ok(LineRead::Line) => {}
+                Ok(LineRead::Oversized) => {
+                    tracing::error!(
+                        max_line_length = MAX_LINE,
+                        "stdin line longer than the limit: dropped"
+                    );
+                    continue;
+                }
+                Ok(LineRead::Eof) | Err(_) => break,
             }
             let text = line.trim_ascii();
             if text.is_empty() {
                 continue;
             }
-            if serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok() {
-                if feed.write_all(text).await.is_err() || feed.write_all(b"\n").await.is_err() {
-                    break;
+            match parse_line(text) {
+                Parsed::Message(message) => {
+                    if to_session.unbounded_send(*message).is_err() {
+                        break;
+                    }
                 }
-            } else {
-                tracing::warn!(
-                    bytes = text.len(),
-                    "stdin line is not JSON: answered with a parse error"
-                );
-                let _ = errors.send(PARSE_ERROR_LINE.to_vec());
+                Parsed::NotJson => {
+                    tracing::warn!(
+                        bytes = text.len(),
+                        "stdin line is not JSON: answered with a parse error"
+                    );
+                    let _ = errors.send(PARSE_ERROR_LINE.to_vec());
+                }
+                Parsed::Invalid { error } => {
+                    tracing::debug!(%error, "stdin line is not a valid JSON-RPC message");
+                    let _ = errors.send(invalid_request_line());
+                }
+                Parsed::IgnoredNotification { error } => {
+                    tracing::debug!(%error, "stdin notification not understood: ignored");
+                }
             }
         }
-        // Dropping `feed` ends the session's input: the session stops, as on a closed stdin.
+        // Dropping `to_session` ends the session's input: the session stops, as on a closed
+        // stdin.
     });
 
-    // Writer: whole lines from the session and the parse errors, one at a time.
+    // Writer: whole lines from the session and the answers of the reader, one at a time.
     let writer = tokio::spawn(async move {
         let mut output = output;
-        let mut from_session = BufReader::new(from_session);
-        let mut line = Vec::with_capacity(4096);
+        let mut buffer = Vec::with_capacity(4096);
         let mut session_open = true;
         let mut errors_open = true;
         while session_open || errors_open {
-            // Parse errors first: they answer lines read before anything still in the session.
+            // Reader answers first: they answer lines read before anything still in the session.
             tokio::select! {
                 biased;
                 error = error_lines.recv(), if errors_open => {
@@ -107,15 +137,19 @@ where
                         }
                     }
                 }
-                read = from_session.read_until(b'\n', &mut line), if session_open => {
-                    match read {
-                        Ok(0) | Err(_) => session_open = false,
-                        Ok(_) => {
-                            if output.write_all(&line).await.is_err() || output.flush().await.is_err() {
-                                return;
-                            }
-                            line.clear();
-                        }
+                message = from_session.next(), if session_open => {
+                    let Some(message) = message else {
+                        session_open = false;
+                        continue;
+                    };
+                    buffer.clear();
+                    if let Err(e) = serde_json::to_writer(&mut buffer, &message) {
+                        tracing::error!(error = %e, "a message to the client could not be encoded");
+                        continue;
+                    }
+                    buffer.push(b'\n');
+                    if output.write_all(&buffer).await.is_err() || output.flush().await.is_err() {
+                        return;
                     }
                 }
             }
@@ -123,7 +157,7 @@ where
     });
 
     let running = server
-        .serve((session_in, session_out))
+        .serve((outgoing, incoming))
         .await
         .map_err(|e| TransportError::Mcp(e.to_string()))?;
     let quit = running
@@ -133,6 +167,123 @@ where
     reader.abort();
     let _ = writer.await;
     quit.map(|_| ())
+}
+
+type ClientMessage = rmcp::service::RxJsonRpcMessage<rmcp::RoleServer>;
+type ServerMessage = rmcp::service::TxJsonRpcMessage<rmcp::RoleServer>;
+
+/// What one stdin line is.
+#[derive(Debug)]
+enum Parsed {
+    Message(Box<ClientMessage>),
+    NotJson,
+    /// JSON with an `id` that is no valid message: answered with `Invalid request`.
+    Invalid {
+        error: serde_json::Error,
+    },
+    /// A notification (a `method` and no `id`) that is no valid message: ignored.
+    IgnoredNotification {
+        error: serde_json::Error,
+    },
+}
+
+/// The fields every message is told apart by, borrowed from the line.
+#[derive(serde::Deserialize)]
+struct Probe<'a> {
+    #[serde(borrow, default)]
+    method: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    id: Option<serde::de::IgnoredAny>,
+}
+
+fn parse_line(text: &[u8]) -> Parsed {
+    use rmcp::model::{CallToolRequest, ClientRequest, JsonRpcMessage, JsonRpcRequest};
+    use serde_json::error::Category;
+
+    let probe = match serde_json::from_slice::<Probe<'_>>(text) {
+        Ok(probe) => Some(probe),
+        Err(e) if matches!(e.classify(), Category::Syntax | Category::Eof) => {
+            return Parsed::NotJson;
+        }
+        // JSON, but not an object: the generic parse below says why.
+        Err(_) => None,
+    };
+    let is_call = probe
+        .as_ref()
+        .is_some_and(|p| p.method.as_deref() == Some("tools/call"));
+    if is_call && let Ok(call) = serde_json::from_slice::<JsonRpcRequest<CallToolRequest>>(text) {
+        return Parsed::Message(Box::new(JsonRpcMessage::Request(JsonRpcRequest {
+            jsonrpc: call.jsonrpc,
+            id: call.id,
+            request: ClientRequest::CallToolRequest(call.request),
+        })));
+    }
+    match serde_json::from_slice::<ClientMessage>(text) {
+        Ok(message) => Parsed::Message(Box::new(message)),
+        Err(error) if probe.is_some_and(|p| p.method.is_some() && p.id.is_none()) => {
+            Parsed::IgnoredNotification { error }
+        }
+        Err(error) => Parsed::Invalid { error },
+    }
+}
+
+/// rmcp's answer to a well-formed line that is not a valid message, on its own line.
+fn invalid_request_line() -> Vec<u8> {
+    let message = ServerMessage::error(
+        rmcp::ErrorData::invalid_request("Invalid request", None),
+        None,
+    );
+    let mut line = serde_json::to_vec(&message).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+enum LineRead {
+    Line,
+    Oversized,
+    Eof,
+}
+
+/// Reads one line (with its `\n`, if any) into `line`, keeping at most `max` bytes: a longer
+/// line is consumed to its end and reported as [`LineRead::Oversized`]. A last line without a
+/// newline is still a line.
+async fn read_line<R>(input: &mut R, line: &mut Vec<u8>, max: usize) -> std::io::Result<LineRead>
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+{
+    use tokio::io::AsyncBufReadExt;
+
+    let mut oversized = false;
+    loop {
+        let available = input.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(match (oversized, line.is_empty()) {
+                (true, _) => LineRead::Oversized,
+                (false, true) => LineRead::Eof,
+                (false, false) => LineRead::Line,
+            });
+        }
+        let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (&available[..=i], true),
+            None => (available, false),
+        };
+        let taken = chunk.len();
+        if !oversized && line.len() + taken > max {
+            oversized = true;
+            line.clear();
+        }
+        if !oversized {
+            line.extend_from_slice(chunk);
+        }
+        input.consume(taken);
+        if done {
+            return Ok(if oversized {
+                LineRead::Oversized
+            } else {
+                LineRead::Line
+            });
+        }
+    }
 }
 
 /// The JSON-RPC 2.0 parse error, on its own line.
@@ -265,6 +416,110 @@ pub async fn serve_http(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn generic(text: &str) -> ClientMessage {
+        serde_json::from_str(text).unwrap()
+    }
+
+    /// The direct `tools/call` parse gives exactly what rmcp's generic parse gives, `_meta`
+    /// (the progress token) and unknown fields included.
+    #[test]
+    fn tool_calls_parse_like_rmcp() {
+        for text in [
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"agent_get_session","arguments":{"session_id":"sess_x"}}}"#,
+            r#"{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"agent_run_task","arguments":{"task":"t"},"_meta":{"progressToken":5}}}"#,
+            r#"{"id":1,"params":{"name":"x","task":{"ttl":1000}},"method":"tools/call","jsonrpc":"2.0"}"#,
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"x"}}"#,
+        ] {
+            let Parsed::Message(message) = parse_line(text.as_bytes()) else {
+                panic!("{text}");
+            };
+            let expected = generic(text);
+            assert_eq!(format!("{message:?}"), format!("{expected:?}"), "{text}");
+            assert_eq!(
+                serde_json::to_value(&*message).unwrap(),
+                serde_json::to_value(&expected).unwrap(),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_other_line_gets_rmcp_s_parse_or_an_answer() {
+        let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        let Parsed::Message(message) = parse_line(ping.as_bytes()) else {
+            panic!("ping");
+        };
+        assert_eq!(format!("{message:?}"), format!("{:?}", generic(ping)));
+        let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        assert!(matches!(
+            parse_line(initialized.as_bytes()),
+            Parsed::Message(_)
+        ));
+        // A tools/call without a name, or an unknown method, falls back to the generic parse,
+        // which makes it a custom request (answered by the session), as without the fast path.
+        for text in [
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"no/such"}"#,
+        ] {
+            let Parsed::Message(message) = parse_line(text.as_bytes()) else {
+                panic!("{text}");
+            };
+            assert_eq!(format!("{message:?}"), format!("{:?}", generic(text)));
+        }
+        for text in ["garbage", "{\"jsonrpc\":", "\u{feff}{}"] {
+            assert!(
+                matches!(parse_line(text.as_bytes()), Parsed::NotJson),
+                "{text}"
+            );
+        }
+        for text in ["[1,2]", "42", "{}", r#"{"jsonrpc":"2.0","id":1}"#] {
+            assert!(
+                matches!(parse_line(text.as_bytes()), Parsed::Invalid { .. }),
+                "{text}"
+            );
+        }
+        // Unknown notifications are custom notifications for the session, as in rmcp.
+        let unknown = r#"{"jsonrpc":"2.0","method":"notifications/unknown"}"#;
+        assert!(matches!(parse_line(unknown.as_bytes()), Parsed::Message(_)));
+        let foreign = r#"{"jsonrpc":"1.0","method":"textDocument/didOpen"}"#;
+        assert!(matches!(
+            parse_line(foreign.as_bytes()),
+            Parsed::IgnoredNotification { .. }
+        ));
+        assert_eq!(
+            String::from_utf8(invalid_request_line()).unwrap(),
+            "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32600,\"message\":\"Invalid request\"}}\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn lines_are_bounded() {
+        let text = b"short\nthis line is far too long\nok\nlast without newline";
+        let mut input = tokio::io::BufReader::with_capacity(4, &text[..]);
+        let mut line = Vec::new();
+        let mut seen = Vec::new();
+        loop {
+            line.clear();
+            match read_line(&mut input, &mut line, 10).await.unwrap() {
+                LineRead::Eof => break,
+                LineRead::Oversized => seen.push("<oversized>".to_owned()),
+                LineRead::Line => seen.push(String::from_utf8(line.clone()).unwrap()),
+            }
+        }
+        assert_eq!(
+            seen,
+            ["short\n", "<oversized>", "ok\n", "<oversized>"],
+            "a line over the limit is dropped whole, the next one is read"
+        );
+        let mut input = tokio::io::BufReader::new(&b"tail"[..]);
+        line.clear();
+        assert!(matches!(
+            read_line(&mut input, &mut line, 10).await.unwrap(),
+            LineRead::Line
+        ));
+        assert_eq!(line, b"tail");
+    }
 
     #[test]
     fn loopback_hosts() {
