@@ -119,7 +119,7 @@ fn tool_request(task: &str, executor: Arc<Executor>) -> BackendRequest {
     let mut req = request(task);
     req.tools = vec![ToolDefinition {
         name: "read_file".to_owned(),
-        description: "Reads a file".to_owned(),
+        description: "Reads a file".into(),
         input_schema: json!({"type": "object", "properties": {"path": {"type": "string"}}}).into(),
     }];
     req.tool_executor = Some(executor);

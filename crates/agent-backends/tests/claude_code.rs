@@ -298,7 +298,7 @@ fn six_turn_events() -> Vec<StoredEvent> {
 fn tool(name: &str, schema: Value) -> ToolDefinition {
     ToolDefinition {
         name: name.to_owned(),
-        description: format!("Describes {name}"),
+        description: format!("Describes {name}").into(),
         input_schema: schema.into(),
     }
 }

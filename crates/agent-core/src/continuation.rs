@@ -1018,7 +1018,7 @@ mod tests {
     fn tool(description: &str, schema: Value) -> ToolDefinition {
         ToolDefinition {
             name: "srv__tool".to_owned(),
-            description: description.to_owned(),
+            description: description.into(),
             input_schema: schema.into(),
         }
     }

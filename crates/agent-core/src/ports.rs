@@ -237,7 +237,8 @@ pub enum ChatRole {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToolDefinition {
     pub name: String,
-    pub description: String,
+    /// Shared like the schema: descriptions are the larger part of a definition.
+    pub description: Arc<str>,
     /// Shared: a provider builds each schema once and every request borrows it.
     pub input_schema: Arc<Value>,
 }

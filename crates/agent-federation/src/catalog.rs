@@ -71,7 +71,7 @@ impl CatalogTool {
         };
         ToolDefinition {
             name: self.normalized_name.clone(),
-            description,
+            description: description.into(),
             input_schema,
         }
     }
@@ -175,7 +175,7 @@ mod tests {
             profiles_allowed: vec![Profile::General],
         };
         let def = tool.definition();
-        assert_eq!(def.description, "Tool from s");
+        assert_eq!(&*def.description, "Tool from s");
         assert_eq!(
             *def.input_schema,
             json!({"type": "object", "properties": {}})

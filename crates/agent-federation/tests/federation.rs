@@ -515,10 +515,10 @@ async fn allowlist_naming_and_profiles() {
     // Definitions: downstream description and schema, or the fallbacks.
     let tools = federation.visible_tools(Profile::General);
     let echo = tools.iter().find(|t| t.name == "fx__echo").unwrap();
-    assert_eq!(echo.description, "Echoes `text` back");
+    assert_eq!(&*echo.description, "Echoes `text` back");
     assert_eq!(echo.input_schema["required"], json!(["text"]));
     let nodesc = tools.iter().find(|t| t.name == "fx__nodesc").unwrap();
-    assert_eq!(nodesc.description, "Tool from fx");
+    assert_eq!(&*nodesc.description, "Tool from fx");
     assert_eq!(
         *nodesc.input_schema,
         json!({"type": "object", "properties": {}})

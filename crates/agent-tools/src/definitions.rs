@@ -165,7 +165,7 @@ impl Tool {
         };
         ToolDefinition {
             name: self.name().to_owned(),
-            description,
+            description: description.into(),
             input_schema: Arc::new(input_schema),
         }
     }

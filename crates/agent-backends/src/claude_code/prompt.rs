@@ -397,7 +397,7 @@ mod tests {
         let tools = [
             ToolDefinition {
                 name: "srv__search".to_owned(),
-                description: "Search things".to_owned(),
+                description: "Search things".into(),
                 input_schema: json!({
                     "type": "object",
                     "properties": {
@@ -411,7 +411,7 @@ mod tests {
             },
             ToolDefinition {
                 name: "srv__ping".to_owned(),
-                description: "Ping".to_owned(),
+                description: "Ping".into(),
                 input_schema: json!({"type": "object"}).into(),
             },
         ];

@@ -806,7 +806,7 @@ impl WorkspacePolicy for FakePolicy {
 pub fn tool(name: &str) -> ToolDefinition {
     ToolDefinition {
         name: name.to_owned(),
-        description: format!("The {name} tool"),
+        description: format!("The {name} tool").into(),
         input_schema: json!({"type": "object"}).into(),
     }
 }
