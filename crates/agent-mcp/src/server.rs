@@ -6,7 +6,6 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use agent_core::error::{ErrorCode, ErrorObject};
 use agent_core::model::python_list;
@@ -279,56 +278,100 @@ fn structured(value: Value) -> CallToolResult {
     result
 }
 
-/// Sends `notifications/progress` for a request that carried a progress token.
+/// Sends `notifications/progress` for a request that carried a progress token, in order and
+/// all before the response.
+///
+/// Reports go into a queue; a drain task is started when the queue gets its first entry and
+/// ends when it is empty. So a run that waits seconds for the model holds no task and no
+/// channel, only the empty queue.
 struct McpProgress {
-    step: AtomicU64,
-    /// One ordered queue per request, drained by a single forwarding task. It carries only
-    /// the step and the message (24 bytes), so its first block stays small; the forwarding
-    /// task adds the token.
-    queue: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<ProgressStep>>>,
+    shared: Arc<ProgressShared>,
 }
 
-/// One queued progress notification: its number and message.
-type ProgressStep = (u64, Box<str>);
+struct ProgressShared {
+    peer: Peer<RoleServer>,
+    token: ProgressToken,
+    state: std::sync::Mutex<ProgressState>,
+}
+
+#[derive(Default)]
+struct ProgressState {
+    step: u64,
+    /// Step numbers and messages not yet sent, oldest first.
+    queue: std::collections::VecDeque<(u64, Box<str>)>,
+    /// The drain task, while one runs; it clears this itself when the queue is empty.
+    drain: Option<tokio::task::JoinHandle<()>>,
+    /// Set by [`McpProgress::close`]: later reports are dropped.
+    closed: bool,
+}
 
 impl McpProgress {
-    /// The sink and the forwarding task; the task ends once [`McpProgress::close`] was called
-    /// and every queued notification was sent.
-    fn start(
-        peer: Peer<RoleServer>,
-        token: ProgressToken,
-    ) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ProgressStep>();
-        let forward = tokio::spawn(async move {
-            while let Some((step, message)) = rx.recv().await {
-                let param = ProgressNotificationParam::new(token.clone(), step as f64)
-                    .with_message(message);
-                if let Err(e) = peer.notify_progress(param).await {
-                    tracing::debug!(error = %e, "progress notification not delivered");
-                }
-            }
-        });
-        let sink = Arc::new(Self {
-            step: AtomicU64::new(0),
-            queue: std::sync::Mutex::new(Some(tx)),
-        });
-        (sink, forward)
+    fn start(peer: Peer<RoleServer>, token: ProgressToken) -> Self {
+        Self {
+            shared: Arc::new(ProgressShared {
+                peer,
+                token,
+                state: std::sync::Mutex::new(ProgressState::default()),
+            }),
+        }
     }
 
-    fn close(&self) {
-        if let Ok(mut queue) = self.queue.lock() {
-            queue.take();
+    /// Stops taking reports and waits until every queued one was sent.
+    async fn close(&self) {
+        let drain = match self.shared.state.lock() {
+            Ok(mut state) => {
+                state.closed = true;
+                state.drain.take()
+            }
+            Err(_) => None,
+        };
+        if let Some(drain) = drain {
+            let _ = drain.await;
+        }
+        // Reports made where no runtime was at hand queued without a drain task.
+        Arc::clone(&self.shared).drain().await;
+    }
+}
+
+impl ProgressShared {
+    async fn drain(self: Arc<Self>) {
+        loop {
+            let next = match self.state.lock() {
+                Ok(mut state) => {
+                    let next = state.queue.pop_front();
+                    if next.is_none() {
+                        state.drain = None;
+                    }
+                    next
+                }
+                Err(_) => None,
+            };
+            let Some((step, message)) = next else { return };
+            let param = ProgressNotificationParam::new(self.token.clone(), step as f64)
+                .with_message(message);
+            if let Err(e) = self.peer.notify_progress(param).await {
+                tracing::debug!(error = %e, "progress notification not delivered");
+            }
         }
     }
 }
 
 impl ProgressSink for McpProgress {
     fn report(&self, message: &str) {
-        let Ok(queue) = self.queue.lock() else { return };
-        if let Some(tx) = queue.as_ref() {
-            // Numbered under the lock, so the queue order is the numbering order.
-            let step = self.step.fetch_add(1, Ordering::Relaxed) + 1;
-            let _ = tx.send((step, message.into()));
+        let Ok(mut state) = self.shared.state.lock() else {
+            return;
+        };
+        if state.closed {
+            return;
+        }
+        // Numbered and queued under the lock, so the queue order is the numbering order.
+        state.step += 1;
+        let step = state.step;
+        state.queue.push_back((step, message.into()));
+        if state.drain.is_none()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            state.drain = Some(runtime.spawn(Arc::clone(&self.shared).drain()));
         }
     }
 }
@@ -429,14 +472,13 @@ impl ServerHandler for AgentServer {
             return Ok(self.call(&request.name, arguments, ctx).await.into());
         };
         // Every progress notification is sent, in order, before the response.
-        let (progress, forward) = McpProgress::start(context.peer.clone(), token);
+        let progress = Arc::new(McpProgress::start(context.peer.clone(), token));
         let ctx = ExecContext::new(
             context.ct.clone(),
             Arc::clone(&progress) as Arc<dyn ProgressSink>,
         );
         let result = self.call(&request.name, arguments, ctx).await;
-        progress.close();
-        let _ = forward.await;
+        progress.close().await;
         Ok(result.into())
     }
 
