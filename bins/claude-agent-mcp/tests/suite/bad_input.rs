@@ -168,6 +168,14 @@ async fn invalid_json_rpc_bytes_on_stdio_do_not_kill_the_server() {
         .write_all(b"this is not json\n\xff\xfe\n{\"jsonrpc\":\"2.0\",\"id\":\n")
         .await
         .unwrap();
+    // JSON that is no valid message: answered with Invalid request when it has an id, ignored
+    // when it is a notification.
+    stdin
+        .write_all(
+            b"{\"jsonrpc\":\"2.0\",\"id\":9}\n[1,2]\n{\"jsonrpc\":\"1.0\",\"method\":\"x/y\"}\n",
+        )
+        .await
+        .unwrap();
     stdin
         .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}\n")
         .await
@@ -176,6 +184,7 @@ async fn invalid_json_rpc_bytes_on_stdio_do_not_kill_the_server() {
     // the server still answers the ping.
     let mut answered = false;
     let mut parse_errors = 0;
+    let mut invalid = 0;
     while let Ok(Ok(Some(line))) =
         tokio::time::timeout(std::time::Duration::from_secs(10), lines.next_line()).await
     {
@@ -186,6 +195,13 @@ async fn invalid_json_rpc_bytes_on_stdio_do_not_kill_the_server() {
             assert_eq!(v["id"], json!(null));
             parse_errors += 1;
         }
+        if v["error"]["code"] == json!(-32600) {
+            assert_eq!(
+                v,
+                json!({"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid request"}})
+            );
+            invalid += 1;
+        }
         if v["id"] == json!(2) {
             answered = true;
             break;
@@ -193,6 +209,10 @@ async fn invalid_json_rpc_bytes_on_stdio_do_not_kill_the_server() {
     }
     assert!(answered, "ping after garbage is answered");
     assert_eq!(parse_errors, 3, "one parse error per line that is not JSON");
+    assert_eq!(
+        invalid, 2,
+        "one Invalid request per message with an id or no method"
+    );
     drop(stdin);
     let status = child.wait().await.unwrap();
     assert_eq!(status.code(), Some(0));
