@@ -42,7 +42,6 @@ struct Inner {
     /// MCP tasks (SEP-2663) for clients that declare the tasks extension.
     tasks: TaskManager,
     status: RuntimeStatus,
-    admitted: Vec<ToolName>,
     tools: Vec<Tool>,
     admitted_message_list: String,
 }
@@ -59,7 +58,6 @@ impl AgentServer {
                 engine,
                 tasks: TaskManager::new(),
                 status,
-                admitted,
                 tools,
                 admitted_message_list,
             }),
@@ -83,14 +81,9 @@ impl AgentServer {
         arguments: JsonObject,
         ctx: ExecContext,
     ) -> CallToolResult {
-        let admitted = ToolName::parse(name).and_then(|t| {
-            self.inner
-                .admitted
-                .iter()
-                .position(|a| *a == t)
-                .map(|i| (t, i))
-        });
-        let Some((tool, index)) = admitted else {
+        // The published definition says the tool is admitted and holds its schema.
+        let admitted = ToolName::parse(name).zip(self.inner.tools.iter().find(|t| t.name == name));
+        let Some((tool, definition)) = admitted else {
             let message = format!(
                 "Tool '{name}' is not admitted in the current runtime mode. Admitted tools: {}",
                 self.inner.admitted_message_list
@@ -99,9 +92,7 @@ impl AgentServer {
                 ErrorObject::bare(ErrorCode::ToolNotAdmitted, message).into_error_result(),
             );
         };
-        // The published definition holds the schema, built once at start.
-        let schema = &self.inner.tools[index].input_schema;
-        if let Err(message) = validate_arguments(&arguments, schema) {
+        if let Err(message) = validate_arguments(&arguments, &definition.input_schema) {
             return CallToolResult::error(vec![ContentBlock::text(format!(
                 "{INPUT_VALIDATION_PREFIX}{message}"
             ))]);

@@ -47,8 +47,8 @@ pub struct WorkspaceTools {
     store: Arc<dyn SessionStore>,
     allowed: Arc<[PathBuf]>,
     limits: ToolLimits,
-    /// Every tool's definition, built once: each request clones the names and descriptions
-    /// and shares the schemas.
+    /// Every tool's definition, built once: each request clones the names and shares the
+    /// descriptions and schemas.
     definitions: Vec<(Tool, ToolDefinition)>,
 }
 

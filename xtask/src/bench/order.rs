@@ -119,14 +119,8 @@ fn write_wrapper(dir: &Path, bin: &Path) -> Result<PathBuf, String> {
     );
     let path = dir.join("server.sh");
     std::fs::write(&path, script).map_err(|e| format!("cannot write the wrapper: {e}"))?;
-    let status = Command::new("chmod")
-        .arg("+x")
-        .arg(&path)
-        .status()
-        .map_err(|e| format!("chmod: {e}"))?;
-    if !status.success() {
-        return Err("cannot make the wrapper executable".to_owned());
-    }
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(|e| format!("cannot make the wrapper executable: {e}"))?;
     Ok(path)
 }
 
