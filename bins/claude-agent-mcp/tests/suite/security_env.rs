@@ -40,7 +40,10 @@ fn assert_one_warning(stderr: &str, keys: &[&str], secrets: &[&str]) {
     }
     assert!(line.contains("--env-file"), "{line}");
     for secret in secrets {
-        assert!(!stderr.contains(secret), "{secret:?} leaked into:\n{stderr}");
+        assert!(
+            !stderr.contains(secret),
+            "{secret:?} leaked into:\n{stderr}"
+        );
     }
 }
 
@@ -160,7 +163,10 @@ async fn cwd_dotenv_cannot_enable_federation() {
     let server = env.start().await;
     let status = server.call("agent_get_runtime_status", json!({})).await;
     server.shutdown().await;
-    assert!(!marker.exists(), "the .env's downstream command was executed");
+    assert!(
+        !marker.exists(),
+        "the .env's downstream command was executed"
+    );
     assert_eq!(status["federation_enabled"], json!(false), "{status}");
     assert_one_warning(
         &env.stderr_log(),
@@ -203,7 +209,10 @@ async fn cwd_dotenv_cannot_widen_the_allowed_dirs_or_move_the_state() {
         ))
     );
     assert!(env.requests().await.is_empty());
-    assert!(env.db_path().exists(), "the state stays in the default place");
+    assert!(
+        env.db_path().exists(),
+        "the state stays in the default place"
+    );
     assert!(!other.join("state").exists());
     assert_one_warning(
         &env.stderr_log(),
@@ -345,7 +354,10 @@ async fn no_env_file_ignores_the_cwd_dotenv() {
 #[tokio::test]
 async fn doctor_names_the_env_file_and_what_it_ignored() {
     let env = TestEnv::new().await;
-    write_dotenv(&env, "CLAUDE_AGENT_MCP_HOST=0.0.0.0\nCLAUDE_AGENT_MCP_MODEL=m\n");
+    write_dotenv(
+        &env,
+        "CLAUDE_AGENT_MCP_HOST=0.0.0.0\nCLAUDE_AGENT_MCP_MODEL=m\n",
+    );
     let (_, out, _) = env.run_to_exit(&["doctor"]).await;
     let dotenv = path_str(&env.cwd().join(".env"));
     let line = out
