@@ -6,6 +6,8 @@
 //!
 //! 1. `configuration`: the startup validation ([`agent_policy::config::load`], the restricted
 //!    mode's contract). Nothing else can be checked without it, so a failure ends the run.
+//!    It is followed by a line naming the env file read (`env file: …`) and, for a `.env` of
+//!    the working directory, the settings it may not set and that were ignored.
 //! 2. `state directory`, and `database directory` / `artifact directory` when they are not
 //!    inside it: writable, by creating and removing a probe file (in the nearest existing
 //!    ancestor when the directory does not exist yet, since startup creates it).
@@ -33,7 +35,9 @@ use agent_core::{
     SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent,
 };
 use agent_federation::{ConnectionState, Federation, FederationConfig, FederationConfigError};
-use agent_policy::config::{BackendKind, ClaudeCodeMode, Config, RuntimeMode, vars};
+use agent_policy::config::{
+    BackendKind, ClaudeCodeMode, Config, DOTENV, EnvFile, RuntimeMode, vars,
+};
 use agent_policy::{CliOverrides, restricted};
 use agent_store::{SqliteStore, StoreConfig, StoreOpenError};
 
@@ -137,10 +141,21 @@ fn check_config<W: Write>(
     cwd: &Path,
     overrides: &CliOverrides,
 ) -> Option<Config> {
-    let fix = format!(
-        "correct these settings (environment, {}, or command-line flags); see docs/configuration.md",
-        cwd.join(".env").display()
-    );
+    let file = match &overrides.env_file {
+        EnvFile::Implicit => Some(cwd.join(DOTENV)),
+        EnvFile::Named(path) => Some(cwd.join(path)),
+        EnvFile::Disabled => None,
+    };
+    let fix = match file {
+        Some(file) => format!(
+            "correct these settings (environment, {}, or command-line flags); see docs/configuration.md",
+            file.display()
+        ),
+        None => {
+            "correct these settings (environment or command-line flags); see docs/configuration.md"
+                .to_owned()
+        }
+    };
     let config = match agent_policy::config::load(cwd, overrides) {
         Ok(config) => config,
         Err(errors) => {
@@ -174,6 +189,18 @@ fn check_config<W: Write>(
             config.mode, config.backend, config.transport, config.model
         ),
     );
+    if let Some(file) = &config.env_file {
+        // Not a check: an implicit file's ignored settings do not stop the server either.
+        let how = match (file.named, file.ignored.as_slice()) {
+            (true, _) => "named with --env-file, every setting taken".to_owned(),
+            (false, []) => "found in the working directory".to_owned(),
+            (false, ignored) => format!(
+                "found in the working directory; ignored {}: name it with --env-file to use them",
+                ignored.join(", ")
+            ),
+        };
+        report.line(&format!("env file: {} ({how})", file.path.display()));
+    }
     Some(config)
 }
 

@@ -7,6 +7,7 @@
 mod doctor;
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +23,7 @@ use agent_mcp::status::{
     RuntimeStatus, WorkflowStatus,
 };
 use agent_mcp::{AgentServer, HttpOptions, ToolName};
-use agent_policy::config::{BackendKind, ClaudeCodeMode, Config, RuntimeMode, Transport};
+use agent_policy::config::{BackendKind, ClaudeCodeMode, Config, EnvFile, RuntimeMode, Transport};
 use agent_policy::{CliOverrides, DirectoryPolicy, restricted};
 use agent_store::{SqliteStore, StoreConfig};
 use clap::{CommandFactory, Parser};
@@ -48,6 +49,14 @@ pub struct Cli {
     /// Bind port for streamable-http (overrides CLAUDE_AGENT_MCP_PORT).
     #[arg(long)]
     pub port: Option<u16>,
+    /// Read settings from this env file, every one of them, instead of a `.env` in the working
+    /// directory (which may only set the API key, the model, the log level and switch the
+    /// built-in tools off). The process environment still wins. See docs/configuration.md.
+    #[arg(long, value_name = "PATH", conflicts_with = "no_env_file")]
+    pub env_file: Option<PathBuf>,
+    /// Read no env file at all, not even a `.env` in the working directory.
+    #[arg(long)]
+    pub no_env_file: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -69,6 +78,11 @@ impl Cli {
             transport: self.transport.clone(),
             host: self.host.clone(),
             port: self.port,
+            env_file: match (&self.env_file, self.no_env_file) {
+                (Some(path), _) => EnvFile::Named(path.clone()),
+                (None, true) => EnvFile::Disabled,
+                (None, false) => EnvFile::Implicit,
+            },
         }
     }
 }
@@ -132,6 +146,11 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         .map_err(|e| StartupError::new(format!("cannot read the working directory: {e}")))?;
     let config = agent_policy::config::load(&cwd, &cli.overrides())
         .map_err(|e| StartupError::new(e.to_string()))?;
+    // Written directly, not logged: the same file may set the log level, and it must not be
+    // able to silence the notice that it tried more than that.
+    if let Some(warning) = config.env_file.as_ref().and_then(|f| f.warning()) {
+        let _ = writeln!(std::io::stderr(), "{warning}");
+    }
     init_logging(&config);
     tracing::info!(
         target: "server",
@@ -142,6 +161,14 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         config.model,
         config.backend
     );
+    if let Some(file) = &config.env_file {
+        tracing::info!(
+            target: "server",
+            "Env file: {} ({})",
+            file.path.display(),
+            if file.named { "--env-file" } else { "found in the working directory" }
+        );
+    }
     let restricted = config.mode == RuntimeMode::ApntalkVerification;
     if restricted {
         let reasons = restricted::contract_violations(&config);

@@ -2,8 +2,8 @@
 //!
 //! Configuration and directory policy of claude-agent-mcp:
 //!
-//! * [`config`] loads the configuration (`.env` in the CWD, the process environment, CLI
-//!   overrides, operator presets), resolves it into a typed [`Config`] and validates it,
+//! * [`config`] loads the configuration (an env file — by default the project settings of a
+//!   `.env` in the CWD —, the process environment, CLI overrides, operator presets), resolves it into a typed [`Config`] and validates it,
 //!   collecting every problem into [`ConfigErrors`] (`profiles-and-policy.md` §4–§6.1).
 //! * [`directory`] implements [`agent_core::WorkspacePolicy`] with [`DirectoryPolicy`]: the
 //!   working-directory allowlist and attachment checks (`profiles-and-policy.md` §2).
@@ -30,8 +30,8 @@ pub mod paths;
 pub mod restricted;
 
 pub use config::{
-    BackendKind, ClaudeCodeMode, CliOverrides, Config, ConfigErrors, ContinuationSettings,
-    LogLevel, MediationSettings, RuntimeMode, Secret, Transport,
+    BackendKind, ClaudeCodeMode, CliOverrides, Config, ConfigErrors, ContinuationSettings, EnvFile,
+    EnvFileUse, LogLevel, MediationSettings, Reason, RuntimeMode, Secret, Transport, Trust,
 };
 pub use directory::DirectoryPolicy;
 pub use paths::resolve_path;

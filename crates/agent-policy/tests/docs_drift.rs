@@ -2,9 +2,7 @@
 //! `agent_policy::config::vars` is documented, and every `CLAUDE_AGENT_MCP_*` name the page
 //! mentions is one the code reads.
 //!
-//! The names are read from the source of the `vars` module (Rust cannot list a module's
-//! constants), and a few are checked against the constants themselves so that a change in the
-//! module's layout cannot make the parse silently come back empty.
+//! The names come from `vars::ALL`, which the declaration of every constant also fills.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,28 +10,15 @@ use std::collections::BTreeSet;
 
 use agent_policy::config::vars;
 
-const CONFIG_SOURCE: &str = include_str!("../src/config/mod.rs");
 const CONFIGURATION_DOC: &str = include_str!("../../../docs/configuration.md");
 
 /// The page abbreviates the long Claude Code names as `…_SUFFIX` after spelling out the first
 /// one; such a mention stands for this prefix followed by the suffix.
 const ABBREVIATED_PREFIX: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_";
 
-/// `(constant, value)` of every `pub const` in `pub mod vars { … }`.
-fn vars_in_source() -> Vec<(String, String)> {
-    let start = CONFIG_SOURCE
-        .find("pub mod vars {")
-        .expect("`pub mod vars {` in src/config/mod.rs");
-    let body = &CONFIG_SOURCE[start..];
-    let body = &body[..body.find("\n}").expect("end of `mod vars`")];
-    body.split("pub const ")
-        .skip(1)
-        .map(|item| {
-            let name = item.split(':').next().unwrap().trim().to_owned();
-            let value = item.split('"').nth(1).expect("a string literal").to_owned();
-            (name, value)
-        })
-        .collect()
+/// Every variable name the code reads.
+fn vars_in_code() -> Vec<&'static str> {
+    vars::ALL.iter().map(|(name, _)| *name).collect()
 }
 
 fn is_name_char(c: char) -> bool {
@@ -70,32 +55,28 @@ fn names_in_doc(doc: &str) -> BTreeSet<String> {
 }
 
 #[test]
-fn the_vars_module_is_parsed() {
-    let parsed = vars_in_source();
-    for (constant, value) in [
-        ("ANTHROPIC_API_KEY", vars::ANTHROPIC_API_KEY),
-        ("MODE", vars::MODE),
-        ("LEGACY_STATE_DIR", vars::LEGACY_STATE_DIR),
-        ("LIMITED_TOOL_FORWARDING", vars::LIMITED_TOOL_FORWARDING),
-        ("MEDIATION_POLICY_PROFILE", vars::MEDIATION_POLICY_PROFILE),
-        ("HTTP_BEARER_TOKEN", vars::HTTP_BEARER_TOKEN),
+fn the_list_holds_the_constants() {
+    let names = vars_in_code();
+    for name in [
+        vars::ANTHROPIC_API_KEY,
+        vars::MODE,
+        vars::LEGACY_STATE_DIR,
+        vars::LIMITED_TOOL_FORWARDING,
+        vars::MEDIATION_POLICY_PROFILE,
+        vars::HTTP_BEARER_TOKEN,
     ] {
-        assert!(
-            parsed.contains(&(constant.to_owned(), value.to_owned())),
-            "vars::{constant} = {value:?} not found in {parsed:?}"
-        );
+        assert!(names.contains(&name), "{name} not in vars::ALL");
     }
-    let values: BTreeSet<&str> = parsed.iter().map(|(_, v)| v.as_str()).collect();
-    assert_eq!(values.len(), parsed.len(), "two constants share a name");
+    let unique: BTreeSet<&str> = names.iter().copied().collect();
+    assert_eq!(unique.len(), names.len(), "two constants share a name");
 }
 
 #[test]
 fn every_variable_the_code_reads_is_documented() {
     let documented = names_in_doc(CONFIGURATION_DOC);
-    let undocumented: Vec<String> = vars_in_source()
+    let undocumented: Vec<&str> = vars_in_code()
         .into_iter()
-        .filter(|(_, value)| !documented.contains(value))
-        .map(|(constant, value)| format!("{value} (vars::{constant})"))
+        .filter(|name| !documented.contains(*name))
         .collect();
     assert!(
         undocumented.is_empty(),
@@ -105,10 +86,10 @@ fn every_variable_the_code_reads_is_documented() {
 
 #[test]
 fn every_documented_variable_is_read_by_the_code() {
-    let known: BTreeSet<String> = vars_in_source().into_iter().map(|(_, v)| v).collect();
+    let known: BTreeSet<&str> = vars_in_code().into_iter().collect();
     let unknown: Vec<String> = names_in_doc(CONFIGURATION_DOC)
         .into_iter()
-        .filter(|name| name.starts_with("CLAUDE_AGENT_MCP_") && !known.contains(name))
+        .filter(|name| name.starts_with("CLAUDE_AGENT_MCP_") && !known.contains(name.as_str()))
         .collect();
     assert!(
         unknown.is_empty(),
@@ -132,4 +113,68 @@ fn name_extraction() {
             "CLAUDE_AGENT_MODEL",
         ]
     );
+}
+
+/// The text of `docs/configuration.md` from `start` up to the next `end`.
+fn doc_between<'a>(start: &str, end: &str) -> &'a str {
+    let from = CONFIGURATION_DOC
+        .find(start)
+        .unwrap_or_else(|| panic!("{start:?} in docs/configuration.md"));
+    let rest = &CONFIGURATION_DOC[from + start.len()..];
+    &rest[..rest.find(end).unwrap_or(rest.len())]
+}
+
+/// The section "The `.env` file" lists exactly the variables a `.env` in the working directory
+/// may set, and the others under the reason of their classification.
+#[test]
+fn the_dotenv_section_matches_the_classification() {
+    use agent_policy::config::{Reason, Trust};
+
+    let names_of = |pick: &dyn Fn(Trust) -> bool| -> BTreeSet<String> {
+        vars::ALL
+            .iter()
+            .filter(|(_, trust)| pick(*trust))
+            .map(|(name, _)| (*name).to_owned())
+            .collect()
+    };
+    let allowed = doc_between(
+        "What a `.env` in the working directory may set:",
+        "What it may not set",
+    );
+    // The first cell of each row names the variables; the second may mention others.
+    let first_cells: String = allowed
+        .lines()
+        .filter_map(|l| l.strip_prefix("| ")?.split('|').next())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(
+        names_in_doc(&first_cells),
+        names_of(&|trust| trust == Trust::Project)
+    );
+    let refused = doc_between("What it may not set, and why:", "(`…_` abbreviates");
+    let mut rows = 0;
+    for row in refused.lines().filter(|l| l.starts_with("| ")) {
+        let why = row.split('|').nth(1).unwrap().trim();
+        if why == "Why" {
+            continue;
+        }
+        let reason = [
+            Reason::Executes,
+            Reason::SendsCredentials,
+            Reason::Files,
+            Reason::Listens,
+            Reason::Limits,
+            Reason::Policy,
+        ]
+        .into_iter()
+        .find(|reason| reason.describe() == why)
+        .unwrap_or_else(|| panic!("no reason reads {why:?}"));
+        assert_eq!(
+            names_in_doc(row),
+            names_of(&|trust| trust == Trust::Operator(reason)),
+            "{why}"
+        );
+        rows += 1;
+    }
+    assert_eq!(rows, 6, "one row per reason");
 }

@@ -5,11 +5,18 @@
 //! 1. CLI flags ([`CliOverrides`]: `--mode`, `--transport`, `--host`, `--port`) replace the
 //!    corresponding variables before validation.
 //! 2. The process environment (read through figment's `Env` provider, raw and case-preserved).
-//! 3. A `.env` file in the server's **current working directory** (not searched upwards; the
-//!    original searched from its installed package's directory). Its values never override
-//!    variables already present in the environment; within the file the last assignment of a
-//!    name wins. The file is only *read*: the process environment is never modified. A file
-//!    that cannot be parsed is reported as a configuration problem.
+//! 3. An env file ([`EnvFile`]), whose values never override variables already present in the
+//!    environment; within the file the last assignment of a name wins. The file is only
+//!    *read*: the process environment is never modified.
+//!    * By default, `.env` in the server's **current working directory** (not searched
+//!      upwards). Clients start stdio servers in the project they opened, so this file belongs
+//!      to whoever wrote the project: only the variables classified [`Trust::Project`] are
+//!      taken from it, the others are ignored and named in [`EnvFileUse::ignored`]
+//!      (`docs/configuration.md`, "The `.env` file"). A file that cannot be parsed is
+//!      reported as a configuration problem.
+//!    * `--env-file PATH` ([`EnvFile::Named`]): a file the operator chose; every variable in it
+//!      is taken, and a file that cannot be read is the only problem reported.
+//!    * `--no-env-file` ([`EnvFile::Disabled`]): none.
 //! 4. For the claude_code continuation/mediation settings, the operator preset
 //!    ([`presets`]), then the built-in defaults.
 //!
@@ -43,70 +50,176 @@ use serde::Serialize;
 
 use crate::paths::resolve_path;
 
-/// The names of every environment variable this crate reads.
+/// The names of every environment variable this crate reads, each with who may set it
+/// ([`Trust`]): the one place a variable is declared, so a new one cannot go unclassified.
 pub mod vars {
-    pub const ANTHROPIC_API_KEY: &str = "ANTHROPIC_API_KEY";
-    pub const ANTHROPIC_BASE_URL: &str = "ANTHROPIC_BASE_URL";
-    pub const MODE: &str = "CLAUDE_AGENT_MCP_MODE";
-    pub const TRANSPORT: &str = "CLAUDE_AGENT_MCP_TRANSPORT";
-    pub const HOST: &str = "CLAUDE_AGENT_MCP_HOST";
-    pub const PORT: &str = "CLAUDE_AGENT_MCP_PORT";
-    pub const STATE_DIR: &str = "CLAUDE_AGENT_MCP_STATE_DIR";
-    pub const LEGACY_STATE_DIR: &str = "CLAUDE_AGENT_STATE_DIR";
-    pub const DB_PATH: &str = "CLAUDE_AGENT_MCP_DB_PATH";
-    pub const ARTIFACT_DIR: &str = "CLAUDE_AGENT_MCP_ARTIFACT_DIR";
-    pub const LOG_LEVEL: &str = "CLAUDE_AGENT_MCP_LOG_LEVEL";
-    pub const LEGACY_LOG_LEVEL: &str = "CLAUDE_AGENT_LOG_LEVEL";
-    pub const MODEL: &str = "CLAUDE_AGENT_MCP_MODEL";
-    pub const LEGACY_MODEL: &str = "CLAUDE_AGENT_MODEL";
-    pub const LOCK_TTL: &str = "CLAUDE_AGENT_MCP_LOCK_TTL";
-    pub const LEGACY_LOCK_TTL: &str = "CLAUDE_AGENT_LOCK_TTL_SECONDS";
-    pub const ALLOWED_DIRS: &str = "CLAUDE_AGENT_MCP_ALLOWED_DIRS";
-    pub const LEGACY_ALLOWED_DIRS: &str = "CLAUDE_AGENT_ALLOWED_DIRS";
-    pub const MAX_ARTIFACT_BYTES: &str = "CLAUDE_AGENT_MCP_MAX_ARTIFACT_BYTES";
-    pub const LEGACY_MAX_ARTIFACT_BYTES: &str = "CLAUDE_AGENT_MAX_ARTIFACT_BYTES";
-    pub const OPERATOR_PROFILE: &str = "CLAUDE_AGENT_MCP_OPERATOR_PROFILE";
-    pub const EXECUTION_BACKEND: &str = "CLAUDE_AGENT_MCP_EXECUTION_BACKEND";
-    pub const API_MAX_RETRIES: &str = "CLAUDE_AGENT_MCP_API_MAX_RETRIES";
-    pub const API_TIMEOUT: &str = "CLAUDE_AGENT_MCP_API_TIMEOUT";
-    pub const BUILTIN_TOOLS: &str = "CLAUDE_AGENT_MCP_BUILTIN_TOOLS";
-    pub const MAX_EVIDENCE_BYTES: &str = "CLAUDE_AGENT_MCP_MAX_EVIDENCE_BYTES";
-    pub const CLAUDE_CODE_CLI_PATH: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_CLI_PATH";
-    pub const CLAUDE_CODE_TIMEOUT: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_TIMEOUT";
-    pub const CLAUDE_CODE_MODE: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_MODE";
-    pub const LIMITED_TOOL_FORWARDING: &str =
-        "CLAUDE_AGENT_MCP_CLAUDE_CODE_LIMITED_TOOL_FORWARDING";
-    pub const MAX_CONTINUATION_TURNS: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_CONTINUATION_TURNS";
-    pub const MAX_CONTINUATION_WARNINGS: &str =
-        "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_CONTINUATION_WARNINGS";
-    pub const MAX_CONTINUATION_FORWARDING_EVENTS: &str =
-        "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_CONTINUATION_FORWARDING_EVENTS";
-    pub const INCLUDE_VERIFICATION_CONTEXT: &str =
-        "CLAUDE_AGENT_MCP_CLAUDE_CODE_INCLUDE_VERIFICATION_CONTEXT";
-    pub const INCLUDE_TOOL_DOWNGRADE_CONTEXT: &str =
-        "CLAUDE_AGENT_MCP_CLAUDE_CODE_INCLUDE_TOOL_DOWNGRADE_CONTEXT";
-    pub const ENABLE_EXECUTION_MEDIATION: &str =
-        "CLAUDE_AGENT_MCP_CLAUDE_CODE_ENABLE_EXECUTION_MEDIATION";
-    pub const MAX_MEDIATED_ACTIONS_PER_TURN: &str =
-        "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_MEDIATED_ACTIONS_PER_TURN";
-    pub const ALLOWED_MEDIATED_ACTION_TYPES: &str =
-        "CLAUDE_AGENT_MCP_CLAUDE_CODE_ALLOWED_MEDIATED_ACTION_TYPES";
-    pub const INCLUDE_MEDIATED_RESULTS_IN_CONTINUATION: &str =
-        "CLAUDE_AGENT_MCP_CLAUDE_CODE_INCLUDE_MEDIATED_RESULTS_IN_CONTINUATION";
-    pub const MAX_MEDIATED_WORKFLOW_STEPS: &str =
-        "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_MEDIATED_WORKFLOW_STEPS";
-    pub const ALLOWED_MEDIATED_TOOLS: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_ALLOWED_MEDIATED_TOOLS";
-    pub const DENIED_MEDIATED_TOOLS: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_DENIED_MEDIATED_TOOLS";
-    pub const MAX_SESSION_MEDIATED_APPROVALS: &str =
-        "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_SESSION_MEDIATED_APPROVALS";
-    pub const INCLUDE_REJECTED_MEDIATION_IN_CONTINUATION: &str =
-        "CLAUDE_AGENT_MCP_CLAUDE_CODE_INCLUDE_REJECTED_MEDIATION_IN_CONTINUATION";
-    pub const MEDIATION_POLICY_PROFILE: &str =
-        "CLAUDE_AGENT_MCP_CLAUDE_CODE_MEDIATION_POLICY_PROFILE";
-    pub const FEDERATION_ENABLED: &str = "CLAUDE_AGENT_MCP_FEDERATION_ENABLED";
-    pub const FEDERATION_CONFIG: &str = "CLAUDE_AGENT_MCP_FEDERATION_CONFIG";
-    pub const ALLOWED_ORIGINS: &str = "CLAUDE_AGENT_MCP_ALLOWED_ORIGINS";
-    pub const HTTP_BEARER_TOKEN: &str = "CLAUDE_AGENT_MCP_HTTP_BEARER_TOKEN";
+    use super::Reason::{Executes, Files, Limits, Listens, Policy, SendsCredentials};
+    use super::Trust::{self, Operator, Project};
+
+    /// Declares each `NAME = "VARIABLE" => trust;` as a `pub const NAME: &str` and lists them
+    /// all in [`ALL`].
+    macro_rules! variables {
+        ($($name:ident = $value:literal => $trust:expr;)*) => {
+            $(pub const $name: &str = $value;)*
+
+            /// Every variable with who may set it, in declaration order.
+            pub const ALL: &[(&str, Trust)] = &[$(($value, $trust)),*];
+        };
+    }
+
+    variables! {
+        ANTHROPIC_API_KEY = "ANTHROPIC_API_KEY" => Project;
+        ANTHROPIC_BASE_URL = "ANTHROPIC_BASE_URL" => Operator(SendsCredentials);
+        MODE = "CLAUDE_AGENT_MCP_MODE" => Operator(Policy);
+        TRANSPORT = "CLAUDE_AGENT_MCP_TRANSPORT" => Operator(Listens);
+        HOST = "CLAUDE_AGENT_MCP_HOST" => Operator(Listens);
+        PORT = "CLAUDE_AGENT_MCP_PORT" => Operator(Listens);
+        STATE_DIR = "CLAUDE_AGENT_MCP_STATE_DIR" => Operator(Files);
+        LEGACY_STATE_DIR = "CLAUDE_AGENT_STATE_DIR" => Operator(Files);
+        DB_PATH = "CLAUDE_AGENT_MCP_DB_PATH" => Operator(Files);
+        ARTIFACT_DIR = "CLAUDE_AGENT_MCP_ARTIFACT_DIR" => Operator(Files);
+        LOG_LEVEL = "CLAUDE_AGENT_MCP_LOG_LEVEL" => Project;
+        LEGACY_LOG_LEVEL = "CLAUDE_AGENT_LOG_LEVEL" => Project;
+        MODEL = "CLAUDE_AGENT_MCP_MODEL" => Project;
+        LEGACY_MODEL = "CLAUDE_AGENT_MODEL" => Project;
+        LOCK_TTL = "CLAUDE_AGENT_MCP_LOCK_TTL" => Operator(Limits);
+        LEGACY_LOCK_TTL = "CLAUDE_AGENT_LOCK_TTL_SECONDS" => Operator(Limits);
+        ALLOWED_DIRS = "CLAUDE_AGENT_MCP_ALLOWED_DIRS" => Operator(Files);
+        LEGACY_ALLOWED_DIRS = "CLAUDE_AGENT_ALLOWED_DIRS" => Operator(Files);
+        MAX_ARTIFACT_BYTES = "CLAUDE_AGENT_MCP_MAX_ARTIFACT_BYTES" => Operator(Limits);
+        LEGACY_MAX_ARTIFACT_BYTES = "CLAUDE_AGENT_MAX_ARTIFACT_BYTES" => Operator(Limits);
+        OPERATOR_PROFILE = "CLAUDE_AGENT_MCP_OPERATOR_PROFILE" => Operator(Policy);
+        EXECUTION_BACKEND = "CLAUDE_AGENT_MCP_EXECUTION_BACKEND" => Operator(Executes);
+        API_MAX_RETRIES = "CLAUDE_AGENT_MCP_API_MAX_RETRIES" => Operator(Limits);
+        API_TIMEOUT = "CLAUDE_AGENT_MCP_API_TIMEOUT" => Operator(Limits);
+        BUILTIN_TOOLS = "CLAUDE_AGENT_MCP_BUILTIN_TOOLS" => Project;
+        MAX_EVIDENCE_BYTES = "CLAUDE_AGENT_MCP_MAX_EVIDENCE_BYTES" => Operator(Limits);
+        CLAUDE_CODE_CLI_PATH = "CLAUDE_AGENT_MCP_CLAUDE_CODE_CLI_PATH" => Operator(Executes);
+        CLAUDE_CODE_TIMEOUT = "CLAUDE_AGENT_MCP_CLAUDE_CODE_TIMEOUT" => Operator(Limits);
+        CLAUDE_CODE_MODE = "CLAUDE_AGENT_MCP_CLAUDE_CODE_MODE" => Operator(Executes);
+        LIMITED_TOOL_FORWARDING = "CLAUDE_AGENT_MCP_CLAUDE_CODE_LIMITED_TOOL_FORWARDING" => Operator(Policy);
+        MAX_CONTINUATION_TURNS = "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_CONTINUATION_TURNS" => Operator(Policy);
+        MAX_CONTINUATION_WARNINGS = "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_CONTINUATION_WARNINGS" => Operator(Policy);
+        MAX_CONTINUATION_FORWARDING_EVENTS = "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_CONTINUATION_FORWARDING_EVENTS" => Operator(Policy);
+        INCLUDE_VERIFICATION_CONTEXT = "CLAUDE_AGENT_MCP_CLAUDE_CODE_INCLUDE_VERIFICATION_CONTEXT" => Operator(Policy);
+        INCLUDE_TOOL_DOWNGRADE_CONTEXT = "CLAUDE_AGENT_MCP_CLAUDE_CODE_INCLUDE_TOOL_DOWNGRADE_CONTEXT" => Operator(Policy);
+        ENABLE_EXECUTION_MEDIATION = "CLAUDE_AGENT_MCP_CLAUDE_CODE_ENABLE_EXECUTION_MEDIATION" => Operator(Executes);
+        MAX_MEDIATED_ACTIONS_PER_TURN = "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_MEDIATED_ACTIONS_PER_TURN" => Operator(Executes);
+        ALLOWED_MEDIATED_ACTION_TYPES = "CLAUDE_AGENT_MCP_CLAUDE_CODE_ALLOWED_MEDIATED_ACTION_TYPES" => Operator(Executes);
+        INCLUDE_MEDIATED_RESULTS_IN_CONTINUATION = "CLAUDE_AGENT_MCP_CLAUDE_CODE_INCLUDE_MEDIATED_RESULTS_IN_CONTINUATION" => Operator(Policy);
+        MAX_MEDIATED_WORKFLOW_STEPS = "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_MEDIATED_WORKFLOW_STEPS" => Operator(Executes);
+        ALLOWED_MEDIATED_TOOLS = "CLAUDE_AGENT_MCP_CLAUDE_CODE_ALLOWED_MEDIATED_TOOLS" => Operator(Executes);
+        DENIED_MEDIATED_TOOLS = "CLAUDE_AGENT_MCP_CLAUDE_CODE_DENIED_MEDIATED_TOOLS" => Operator(Executes);
+        MAX_SESSION_MEDIATED_APPROVALS = "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_SESSION_MEDIATED_APPROVALS" => Operator(Executes);
+        INCLUDE_REJECTED_MEDIATION_IN_CONTINUATION = "CLAUDE_AGENT_MCP_CLAUDE_CODE_INCLUDE_REJECTED_MEDIATION_IN_CONTINUATION" => Operator(Policy);
+        MEDIATION_POLICY_PROFILE = "CLAUDE_AGENT_MCP_CLAUDE_CODE_MEDIATION_POLICY_PROFILE" => Operator(Policy);
+        FEDERATION_ENABLED = "CLAUDE_AGENT_MCP_FEDERATION_ENABLED" => Operator(Executes);
+        FEDERATION_CONFIG = "CLAUDE_AGENT_MCP_FEDERATION_CONFIG" => Operator(Executes);
+        ALLOWED_ORIGINS = "CLAUDE_AGENT_MCP_ALLOWED_ORIGINS" => Operator(Listens);
+        HTTP_BEARER_TOKEN = "CLAUDE_AGENT_MCP_HTTP_BEARER_TOKEN" => Operator(Listens);
+    }
+
+    /// Who may set `name`; `None` for a name this crate does not read.
+    pub fn trust(name: &str) -> Option<Trust> {
+        ALL.iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, trust)| *trust)
+    }
+}
+
+/// Who may set a variable: the classification every entry of [`vars`] carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Trust {
+    /// Also a `.env` found in the working directory (a project's file): the variable cannot
+    /// choose what is executed, where credentials or prompts are sent, what may be read or
+    /// written, or what address is bound, and it is no limit a file could widen.
+    Project,
+    /// Only the operator: the process environment, a file named with `--env-file`, a flag.
+    Operator(Reason),
+}
+
+/// Why a variable is [`Trust::Operator`] only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Reason {
+    /// It chooses a program to run, or what a run may execute (backend, CLI path, federation,
+    /// mediation).
+    Executes,
+    /// It chooses where the API key and the prompts are sent.
+    SendsCredentials,
+    /// It chooses what may be read or written (allowed directories, state, database,
+    /// artifacts).
+    Files,
+    /// It chooses what address is bound or who may connect.
+    Listens,
+    /// It is a resource limit a file could widen (timeouts, retries, sizes, the lock lease).
+    Limits,
+    /// It is the operator's policy (runtime mode, preset, what continuation prompts carry).
+    Policy,
+}
+
+impl Reason {
+    /// A short phrase for documentation and reports.
+    pub const fn describe(self) -> &'static str {
+        match self {
+            Reason::Executes => "chooses what is executed",
+            Reason::SendsCredentials => "chooses where the API key and prompts are sent",
+            Reason::Files => "chooses what may be read or written",
+            Reason::Listens => "chooses what is bound and who may connect",
+            Reason::Limits => "a limit the file could widen",
+            Reason::Policy => "the operator's policy",
+        }
+    }
+}
+
+/// The name of the env file looked for in the working directory.
+pub const DOTENV: &str = ".env";
+
+/// Which env file [`load`] reads (`--env-file`, `--no-env-file`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum EnvFile {
+    /// `.env` in the working directory when there is one, for [`Trust::Project`] variables
+    /// only.
+    #[default]
+    Implicit,
+    /// A file the operator named (relative to the working directory): every variable in it
+    /// is taken; it must exist and be readable.
+    Named(PathBuf),
+    /// No env file.
+    Disabled,
+}
+
+/// The env file a configuration was read with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnvFileUse {
+    /// The file read.
+    pub path: PathBuf,
+    /// Named by the operator (`--env-file`), rather than found in the working directory.
+    pub named: bool,
+    /// The variables the file assigns that were not taken (an implicit file's
+    /// [`Trust::Operator`] variables), sorted; never their values.
+    pub ignored: Vec<String>,
+}
+
+impl EnvFileUse {
+    /// The one warning for the ignored variables, when there are any.
+    pub fn warning(&self) -> Option<String> {
+        if self.ignored.is_empty() {
+            return None;
+        }
+        let allowed: Vec<&str> = vars::ALL
+            .iter()
+            .filter(|(_, trust)| *trust == Trust::Project)
+            .map(|(name, _)| *name)
+            .collect();
+        Some(format!(
+            "claude-agent-mcp: warning: ignored {} in {}: a {DOTENV} found in the working \
+             directory may set only {}. To use every setting of a file you trust, name it with \
+             --env-file PATH (see docs/configuration.md, \"The .env file\").",
+            self.ignored.join(", "),
+            self.path.display(),
+            allowed.join(", ")
+        ))
+    }
 }
 
 /// Built-in default values.
@@ -218,6 +331,8 @@ pub struct CliOverrides {
     pub transport: Option<String>,
     pub host: Option<String>,
     pub port: Option<u16>,
+    /// `--env-file PATH` / `--no-env-file`.
+    pub env_file: EnvFile,
 }
 
 /// The claude_code continuation-window settings (`profiles-and-policy.md` §5.3). Field names
@@ -332,6 +447,8 @@ pub struct Config {
     /// `CLAUDE_AGENT_MCP_HTTP_BEARER_TOKEN` (trimmed), `None` when unset or empty.
     #[serde(skip)]
     pub http_bearer_token: Option<Secret>,
+    /// The env file read, if any (set by [`load_with`]; `None` from [`from_vars`]).
+    pub env_file: Option<EnvFileUse>,
 }
 
 impl Config {
@@ -375,13 +492,14 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Loads the configuration: `.env` in `cwd` under the process environment, then `overrides`.
+/// Loads the configuration: the env file `overrides.env_file` chooses under the process
+/// environment, then `overrides`.
 pub fn load(cwd: &Path, overrides: &CliOverrides) -> Result<Config, ConfigErrors> {
     load_with(process_env(), cwd, overrides)
 }
 
-/// Like [`load`], with `env` standing for the process environment: `.env` in `cwd` fills in
-/// only the names `env` does not contain.
+/// Like [`load`], with `env` standing for the process environment: the env file fills in only
+/// the names `env` does not contain.
 pub fn load_with(
     env: BTreeMap<String, String>,
     cwd: &Path,
@@ -389,15 +507,72 @@ pub fn load_with(
 ) -> Result<Config, ConfigErrors> {
     let mut vars = env;
     let mut problems = Vec::new();
-    match read_dotenv(cwd) {
-        Ok(file) => {
-            for (name, value) in file {
-                vars.entry(name).or_insert(value);
+    let mut used = None;
+    match &overrides.env_file {
+        EnvFile::Disabled => {}
+        EnvFile::Named(path) => {
+            let path = cwd.join(path);
+            // The operator asked for this file: without it the configuration is not the one
+            // they meant, so its absence is the only thing worth reporting.
+            let file = read_env_file(&path).map_err(|e| {
+                ConfigErrors(vec![format!(
+                    "cannot read the env file {} named by --env-file: {e}",
+                    path.display()
+                )])
+            })?;
+            fill_in(&mut vars, file);
+            used = Some(EnvFileUse {
+                path,
+                named: true,
+                ignored: Vec::new(),
+            });
+        }
+        EnvFile::Implicit => {
+            let path = cwd.join(DOTENV);
+            if path.is_file() {
+                match read_env_file(&path) {
+                    Ok(file) => {
+                        let (taken, ignored) = project_only(file);
+                        fill_in(&mut vars, taken);
+                        used = Some(EnvFileUse {
+                            path,
+                            named: false,
+                            ignored,
+                        });
+                    }
+                    Err(e) => problems.push(format!("cannot read {}: {e}", path.display())),
+                }
             }
         }
-        Err(problem) => problems.push(problem),
     }
-    resolve(&vars, cwd, overrides, problems)
+    let mut config = resolve(&vars, cwd, overrides, problems)?;
+    config.env_file = used;
+    Ok(config)
+}
+
+/// Adds the file's variables the environment does not set.
+fn fill_in(vars: &mut BTreeMap<String, String>, file: BTreeMap<String, String>) {
+    for (name, value) in file {
+        vars.entry(name).or_insert(value);
+    }
+}
+
+/// Splits an implicit `.env` into the variables it may set and the names of the configuration
+/// variables it may not (`docs/configuration.md`, "The `.env` file"). Names this crate does not
+/// read stay: they change nothing here and a project's `.env` has plenty of its own.
+fn project_only(file: BTreeMap<String, String>) -> (BTreeMap<String, String>, Vec<String>) {
+    let mut ignored = Vec::new();
+    let taken = file
+        .into_iter()
+        .filter(|(name, _)| match vars::trust(name) {
+            Some(Trust::Operator(_)) => {
+                ignored.push(name.clone());
+                false
+            }
+            Some(Trust::Project) | None => true,
+        })
+        .collect();
+    (taken, ignored)
 }
 
 /// Resolves and validates the configuration from an explicit variable map (no `.env`, no
@@ -420,18 +595,12 @@ pub fn process_env() -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Reads `<dir>/.env` into a map (empty when there is no such file) without touching the
-/// process environment. The last assignment of a name wins. A file that exists but cannot be
-/// read or parsed yields the problem line.
-pub fn read_dotenv(dir: &Path) -> Result<BTreeMap<String, String>, String> {
-    let path = dir.join(".env");
-    if !path.is_file() {
-        return Ok(BTreeMap::new());
-    }
-    let problem = |err: dotenvy::Error| format!("cannot read {}: {err}", path.display());
+/// Reads an env file into a map without touching the process environment. The last
+/// assignment of a name wins. `Err` when the file cannot be opened, read or parsed.
+pub fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, dotenvy::Error> {
     let mut vars = BTreeMap::new();
-    for item in dotenvy::from_path_iter(&path).map_err(problem)? {
-        let (name, value) = item.map_err(problem)?;
+    for item in dotenvy::from_path_iter(path)? {
+        let (name, value) = item?;
         vars.insert(name, value);
     }
     Ok(vars)
@@ -493,6 +662,10 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// The value of `name` with the name read, when set.
     fn get(&self, name: &'static str) -> Option<(&'static str, &'a str)> {
+        debug_assert!(
+            vars::trust(name).is_some(),
+            "{name} is read but not declared (and classified) in `vars`"
+        );
         self.vars.get(name).map(|value| (name, value.as_str()))
     }
 
@@ -614,10 +787,18 @@ fn resolve(
         .aliased(vars::LOG_LEVEL, vars::LEGACY_LOG_LEVEL)
         .map_or(LogLevel::Info.as_str(), |(_, value)| value)
         .to_uppercase();
-    let model = r
-        .aliased(vars::MODEL, vars::LEGACY_MODEL)
+    let model_var = r.aliased(vars::MODEL, vars::LEGACY_MODEL);
+    let model = model_var
         .map_or(defaults::MODEL, |(_, value)| value)
         .to_owned();
+    // The model is the value of the Claude Code CLI's `--model` argument, and a project's
+    // `.env` may set it: it must not be able to pass for an option of its own.
+    if let Some((name, value)) = model_var.filter(|(_, value)| value.starts_with('-')) {
+        r.problems.push(format!(
+            "{name}={} is not a valid model name: it must not start with '-'",
+            py_repr(value)
+        ));
+    }
     let value = r.aliased(vars::LOCK_TTL, vars::LEGACY_LOCK_TTL);
     let lock_ttl_secs = r.int(value, defaults::LOCK_TTL_SECS);
     let allowed_dirs = match r.aliased(vars::ALLOWED_DIRS, vars::LEGACY_ALLOWED_DIRS) {
@@ -910,6 +1091,7 @@ fn resolve(
             federation_config,
             allowed_origins,
             http_bearer_token,
+            env_file: None,
         }),
         _ => Err(ConfigErrors(problems)),
     }
