@@ -12,6 +12,7 @@ mod protocol;
 mod real_cli;
 mod resources;
 mod run_task;
+mod security_paths;
 mod sessions;
 mod startup;
 mod tasks;
