@@ -351,17 +351,31 @@ async fn text_mode_without_model_and_empty_stdout() {
 }
 
 #[tokio::test]
-async fn missing_working_directory_falls_back_to_the_process_cwd() {
+async fn the_cli_never_runs_without_its_working_directory() {
+    // It used to fall back to the server's own CWD.
     let fake = Fake::new();
     fake.set("stdout", "ok");
     let backend = fake.backend(ClaudeCodeMode::Text);
+    let missing = fake.tmp.path().join("does-not-exist");
     let mut req = request("t");
-    req.working_directory = Some(fake.tmp.path().join("does-not-exist"));
-    run(&backend, req).await;
-    run(&backend, request("t")).await;
-    let cwd = std::env::current_dir().unwrap().canonicalize().unwrap();
-    assert_eq!(fake.cwd(1), cwd.to_string_lossy());
-    assert_eq!(fake.cwd(2), cwd.to_string_lossy());
+    req.working_directory = Some(missing.clone());
+    let err = fail(&backend, req).await;
+    assert_eq!(err.code, ErrorCode::ClaudeCodeInvocationError);
+    assert_eq!(
+        err.message,
+        format!(
+            "claude CLI not started: working directory '{}' does not exist or is not a directory",
+            missing.display()
+        )
+    );
+    let err = fail(&backend, request("t")).await;
+    assert_eq!(
+        err.message,
+        "claude CLI not started: no working directory was given"
+    );
+    assert_eq!(fake.invocations(), 0);
+    run(&backend, fake.request("t")).await;
+    assert_eq!(fake.cwd(1), fake.work().to_string_lossy());
 }
 
 #[tokio::test]
@@ -505,7 +519,7 @@ async fn missing_cli_is_unavailable() {
     // Removing the CLI after the backend was built.
     let backend = fake.backend(ClaudeCodeMode::Text);
     std::fs::remove_file(fake.cli()).unwrap();
-    let err = fail(&backend, request("t")).await;
+    let err = fail(&backend, fake.request("t")).await;
     assert_eq!(err.code, ErrorCode::ClaudeCodeUnavailable);
 }
 
@@ -521,7 +535,10 @@ async fn invalid_explicit_path_falls_back_to_path() {
     ));
     let backend = ClaudeCodeBackend::new(config);
     assert_eq!(backend.locate(), Some(fake.cli()));
-    assert_eq!(run(&backend, request("t")).await.output_text, "via PATH");
+    assert_eq!(
+        run(&backend, fake.request("t")).await.output_text,
+        "via PATH"
+    );
     // A directory is not a regular file either.
     let mut config = fake.config(ClaudeCodeMode::Text);
     config.cli_path = Some(fake.bin_dir());
@@ -540,7 +557,7 @@ async fn spawn_failure_is_an_invocation_error() {
     let mut config = fake.config(ClaudeCodeMode::Native);
     config.cli_path = Some(not_executable.clone());
     let backend = ClaudeCodeBackend::new(config);
-    let err = fail(&backend, request("t")).await;
+    let err = fail(&backend, fake.request("t")).await;
     assert_eq!(err.code, ErrorCode::ClaudeCodeInvocationError);
     assert!(
         err.message.starts_with("claude CLI invocation failed: "),
@@ -585,7 +602,7 @@ async fn extra_env_reaches_the_cli_and_progress_is_reported() {
     let recorder = Arc::new(Recorder::default());
     let ctx = ExecContext::new(CancellationToken::new(), recorder.clone());
     ClaudeCodeBackend::new(config)
-        .execute(request("t"), &ctx)
+        .execute(fake.request("t"), &ctx)
         .await
         .unwrap();
     assert!(fake.read("env.1").lines().any(|l| l == "SOME_SETTING=on"));

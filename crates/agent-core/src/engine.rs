@@ -24,8 +24,9 @@ use crate::model::{Profile, SessionStatus, Workflow};
 use crate::ports::{
     ArtifactRecord, BackendOutput, BackendRequest, ChatMessage, ChatRole, ExecContext,
     ExecutionBackend, ExecutionError, FailureKind, Finish, LockOutcome, MediationRequest,
-    NewArtifact, NewSession, OutputMediator, SessionListItem, SessionRecord, SessionStore,
-    StoreError, ToolCallContext, ToolDefinition, ToolExecutor, ToolProvider, WorkspacePolicy,
+    NewArtifact, NewSession, OutputMediator, PolicyViolation, SessionListItem, SessionRecord,
+    SessionStore, StoreError, ToolCallContext, ToolDefinition, ToolExecutor, ToolProvider,
+    WorkspacePolicy,
 };
 use crate::preflight::{ReasonCode, preflight};
 use crate::request::{
@@ -222,17 +223,25 @@ impl Engine {
         let workflow = Workflow::RunTask;
         let profile = req.profile;
         let max_turns = profile.effective_max_turns(req.max_turns);
-        let requested_dir = req.working_directory.as_deref().filter(|d| !d.is_empty());
-        let working_dir = match self.policy.resolve_working_directory(requested_dir) {
-            Ok(dir) => dir,
+        let requested_dir = req.working_directory.clone().filter(|d| !d.is_empty());
+        let paths = req.attachments.clone();
+        let budget = self.config.max_evidence_bytes;
+        // Order of checks: working directory, then attachments (`profiles-and-policy` §2.4);
+        // the policy reads what it let through, checking each path again as it opens it.
+        let checked = self
+            .with_policy(move |policy| {
+                let working_dir = policy.resolve_working_directory(requested_dir.as_deref())?;
+                for attachment in &paths {
+                    policy.check_attachment(attachment)?;
+                }
+                let (attachments, warnings) = read_evidence(policy, &paths, budget)?;
+                Ok((working_dir, attachments, warnings))
+            })
+            .await;
+        let (working_dir, attachments, evidence_warnings) = match checked {
+            Ok(checked) => checked,
             Err(v) => return Envelope::failure("", workflow, profile.as_str(), v.code, v.message),
         };
-        for attachment in &req.attachments {
-            if let Err(v) = self.policy.check_attachment(attachment) {
-                return Envelope::failure("", workflow, profile.as_str(), v.code, v.message);
-            }
-        }
-        let (attachments, evidence_warnings) = self.read_evidence(&req.attachments).await;
         let working_dir_text = working_dir.to_string_lossy().into_owned();
         let session_id = ids::new_session_id();
         let owner = ids::new_lock_owner(workflow);
@@ -354,6 +363,19 @@ impl Engine {
         if let Some(env) = running_gate(&record, workflow) {
             return env;
         }
+        // The stored directory was checked against the policy of its time: check it against
+        // today's before anything runs in it. A session with none runs in the CWD, if allowed.
+        let stored_dir = record.working_directory.clone();
+        let working_dir = match self
+            .with_policy(move |policy| match stored_dir.as_deref() {
+                Some(stored) => policy.reresolve_working_directory(stored),
+                None => policy.resolve_working_directory(None),
+            })
+            .await
+        {
+            Ok(dir) => dir,
+            Err(v) => return Envelope::failure(id, workflow, profile.as_str(), v.code, v.message),
+        };
         let owner = ids::new_lock_owner(workflow);
         let record = match self
             .store
@@ -423,7 +445,7 @@ impl Engine {
             return self.abandon(id, &owner, workflow, profile, &e).await;
         }
         ctx.report(&format!("session {id} continuing"));
-        let working_dir = record.working_directory.as_deref().map(PathBuf::from);
+        let working_dir = Some(working_dir);
         let request = BackendRequest {
             session_id: id.to_owned(),
             profile,
@@ -527,46 +549,69 @@ impl Engine {
                 errors,
             );
         }
-        let missing: Vec<String> = req
-            .evidence_paths
-            .iter()
-            .filter(|p| !self.policy.path_exists(p))
-            .map(|p| format!("Evidence path not found: {p}"))
-            .collect();
-        if !missing.is_empty() && req.fail_closed {
-            let errors = missing
-                .into_iter()
-                .map(|m| ErrorObject::new(ErrorCode::MissingEvidence, m))
-                .collect();
-            return verification_envelope(
-                "",
-                "Verification fail_closed".to_owned(),
-                VerificationResult::not_performed(&lint),
-                Vec::new(),
-                errors,
-            );
-        }
-        let working_dir = match self.policy.resolve_working_directory(None) {
-            Ok(dir) => dir,
+        let paths = req.evidence_paths.clone();
+        let fail_closed = req.fail_closed;
+        let budget = self.config.max_evidence_bytes;
+        let checked = self
+            .with_policy(move |policy| {
+                let exists: Vec<bool> = paths.iter().map(|p| policy.path_exists(p)).collect();
+                let missing: Vec<String> = paths
+                    .iter()
+                    .zip(&exists)
+                    .filter(|(_, exists)| !**exists)
+                    .map(|(p, _)| format!("Evidence path not found: {p}"))
+                    .collect();
+                if !missing.is_empty() && fail_closed {
+                    return Ok(EvidenceCheck::MissingFailClosed(missing));
+                }
+                let working_dir = policy.resolve_working_directory(None)?;
+                let existing: Vec<String> = paths
+                    .iter()
+                    .zip(&exists)
+                    .filter(|(_, exists)| **exists)
+                    .map(|(p, _)| p.clone())
+                    .collect();
+                // Quirk kept for the message only (`docs/verification.md`): a path that is a
+                // substring of a "not found" message skips the attachment check. Whether it
+                // is read is decided by `read_evidence`, which checks every path it opens.
+                // Bounded: both lists are at most `MAX_PATHS` long.
+                for path in existing
+                    .iter()
+                    .filter(|p| !missing.iter().any(|m| m.contains(p.as_str())))
+                {
+                    policy.check_attachment(path)?;
+                }
+                let (evidence, warnings) = read_evidence(policy, &existing, budget)?;
+                Ok(EvidenceCheck::Checked {
+                    missing,
+                    working_dir,
+                    evidence,
+                    warnings,
+                })
+            })
+            .await;
+        let (missing, working_dir, evidence, evidence_warnings) = match checked {
+            Ok(EvidenceCheck::Checked {
+                missing,
+                working_dir,
+                evidence,
+                warnings,
+            }) => (missing, working_dir, evidence, warnings),
+            Ok(EvidenceCheck::MissingFailClosed(missing)) => {
+                let errors = missing
+                    .into_iter()
+                    .map(|m| ErrorObject::new(ErrorCode::MissingEvidence, m))
+                    .collect();
+                return verification_envelope(
+                    "",
+                    "Verification fail_closed".to_owned(),
+                    VerificationResult::not_performed(&lint),
+                    Vec::new(),
+                    errors,
+                );
+            }
             Err(v) => return Envelope::failure("", workflow, profile.as_str(), v.code, v.message),
         };
-        // Quirk kept: a path is excluded when it is a substring of any "not found" message.
-        for path in req
-            .evidence_paths
-            .iter()
-            .filter(|p| !missing.iter().any(|m| m.contains(p.as_str())))
-        {
-            if let Err(v) = self.policy.check_attachment(path) {
-                return Envelope::failure("", workflow, profile.as_str(), v.code, v.message);
-            }
-        }
-        let existing: Vec<String> = req
-            .evidence_paths
-            .iter()
-            .filter(|p| self.policy.path_exists(p))
-            .cloned()
-            .collect();
-        let (evidence, evidence_warnings) = self.read_evidence(&existing).await;
         let session_id = ids::new_session_id();
         let owner = ids::new_lock_owner(workflow);
         let events = [
@@ -1014,17 +1059,20 @@ impl Engine {
         }
     }
 
-    /// Reads evidence or attachments off the async threads, within the configured budget.
-    async fn read_evidence(&self, paths: &[String]) -> (Vec<Evidence>, Vec<String>) {
-        if paths.is_empty() {
-            return (Vec::new(), Vec::new());
-        }
+    /// Runs policy work (file system checks, evidence reading) off the async threads: every
+    /// port call of the policy may block on the file system.
+    async fn with_policy<T, F>(&self, work: F) -> Result<T, PolicyViolation>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn WorkspacePolicy) -> Result<T, PolicyViolation> + Send + 'static,
+    {
         let policy = Arc::clone(&self.policy);
-        let paths = paths.to_vec();
-        let budget = self.config.max_evidence_bytes;
-        match tokio::task::spawn_blocking(move || policy.read_evidence(&paths, budget)).await {
-            Ok(read) => read,
-            Err(e) => (Vec::new(), vec![format!("Evidence could not be read: {e}")]),
+        match tokio::task::spawn_blocking(move || work(policy.as_ref())).await {
+            Ok(result) => result,
+            Err(e) => Err(PolicyViolation::new(
+                ErrorCode::ProviderRuntimeError,
+                format!("The policy check failed: {e}"),
+            )),
         }
     }
 
@@ -1370,6 +1418,30 @@ impl Engine {
             },
         })
     }
+}
+
+/// Reads evidence or attachments through the policy (nothing to read, nothing asked).
+fn read_evidence(
+    policy: &dyn WorkspacePolicy,
+    paths: &[String],
+    budget: usize,
+) -> Result<(Vec<Evidence>, Vec<String>), PolicyViolation> {
+    if paths.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    policy.read_evidence(paths, budget)
+}
+
+/// The outcome of verification's evidence and policy steps (`docs/verification.md`).
+enum EvidenceCheck {
+    /// Paths are missing and the request is fail-closed: the early response, no session.
+    MissingFailClosed(Vec<String>),
+    Checked {
+        missing: Vec<String>,
+        working_dir: PathBuf,
+        evidence: Vec<Evidence>,
+        warnings: Vec<String>,
+    },
 }
 
 /// What one execution is given in tools.

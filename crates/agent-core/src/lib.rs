@@ -25,6 +25,7 @@
 //!     ExecutionBackend, ExecutionError, PolicyViolation, Profile, RunTaskRequest,
 //!     VerifyTaskRequest, WorkspacePolicy,
 //! };
+//! use agent_core::evidence::Evidence;
 //! # use std::collections::HashMap;
 //! # use std::sync::Mutex;
 //! # use std::time::Duration;
@@ -153,6 +154,10 @@
 //!
 //!     fn path_exists(&self, path: &str) -> bool {
 //!         self.0.join(path).exists()
+//!     }
+//!
+//!     fn read_evidence(&self, paths: &[String], _budget: usize) -> Result<(Vec<Evidence>, Vec<String>), PolicyViolation> {
+//!         Err(PolicyViolation::new(ErrorCode::PolicyDenied, format!("no evidence: {paths:?}")))
 //!     }
 //! }
 //!

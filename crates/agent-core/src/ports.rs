@@ -513,22 +513,30 @@ pub trait WorkspacePolicy: Send + Sync + 'static {
         requested: Option<&str>,
     ) -> Result<PathBuf, PolicyViolation>;
 
-    /// Checks one attachment: it must exist and its parent must be allowed.
+    /// Checks one attachment: it must exist and its parent must be allowed. This decides the
+    /// error message only; what is read is decided by [`read_evidence`](Self::read_evidence).
     fn check_attachment(&self, path: &str) -> Result<PathBuf, PolicyViolation>;
+
+    /// Re-resolves a session's stored working directory against the policy as it is now,
+    /// before a continuation runs in it: it must still be inside the allowed directories and,
+    /// for an adapter that sees a file system, still exist as a directory.
+    fn reresolve_working_directory(&self, stored: &str) -> Result<PathBuf, PolicyViolation> {
+        self.resolve_working_directory(Some(stored))
+    }
 
     /// Whether an evidence path exists (relative paths against the CWD).
     fn path_exists(&self, path: &str) -> bool;
 
-    /// Reads already-checked evidence or attachment paths within `budget` bytes in total,
-    /// returning their contents and a warning per truncated or unreadable path. Blocking: the
-    /// engine calls it off the async threads. The default reads the file system.
+    /// Reads evidence or attachment paths within `budget` bytes in total, returning their
+    /// contents and a warning per truncated or unreadable path. Each path is resolved and
+    /// checked against the allowed directories again as it is opened: one outside is the
+    /// policy error, and nothing is returned. Blocking: the engine calls it off the async
+    /// threads.
     fn read_evidence(
         &self,
         paths: &[String],
         budget: usize,
-    ) -> (Vec<crate::evidence::Evidence>, Vec<String>) {
-        crate::evidence::collect(self.cwd(), paths, budget)
-    }
+    ) -> Result<(Vec<crate::evidence::Evidence>, Vec<String>), PolicyViolation>;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -78,8 +78,9 @@ impl RunTaskRequest {
             Profile::General,
             &mut problems,
         );
-        let working_directory = optional_string(args, "working_directory", &mut problems);
-        let attachments = string_list(args, "attachments", &mut problems);
+        let working_directory = optional_string(args, "working_directory", &mut problems)
+            .map(|dir| limit_path("working_directory", dir, &mut problems));
+        let attachments = path_list(args, "attachments", &mut problems);
         let max_turns = bounded_int(args, "max_turns", 10, 1, 100, &mut problems);
         let allow_tools = boolean(args, "allow_tools", true, &mut problems);
         if !problems.is_empty() {
@@ -279,7 +280,7 @@ impl VerifyTaskRequest {
         let task = limit_text("task", task, &mut problems);
         let scope = optional_string(args, "scope", &mut problems)
             .map(|s| limit_text("scope", s, &mut problems));
-        let evidence_paths = string_list(args, "evidence_paths", &mut problems);
+        let evidence_paths = path_list(args, "evidence_paths", &mut problems);
         let fail_closed = boolean(args, "fail_closed", true, &mut problems);
         // The value is ignored (verification always uses its own profile) but still validated.
         let _ = enum_field(
@@ -334,6 +335,43 @@ fn limit_text(key: &str, text: String, problems: &mut Vec<String>) -> String {
         return String::new();
     }
     text
+}
+
+/// The most `attachments` or `evidence_paths` one request may name. Each is checked, opened
+/// and read on the server; the evidence budget cannot hold more than a few dozen files anyway.
+pub const MAX_PATHS: usize = 64;
+
+/// The longest path accepted, in bytes (Linux's `PATH_MAX`).
+pub const MAX_PATH_BYTES: usize = 4096;
+
+fn limit_path(key: &str, path: String, problems: &mut Vec<String>) -> String {
+    if path.len() > MAX_PATH_BYTES {
+        problems.push(format!(
+            "{key}: a path is at most {MAX_PATH_BYTES} bytes, got {}",
+            path.len()
+        ));
+        return String::new();
+    }
+    path
+}
+
+/// A list of paths: at most [`MAX_PATHS`], each at most [`MAX_PATH_BYTES`]. The count is
+/// checked before any item, so an oversized list costs one message.
+fn path_list(args: &Map<String, Value>, key: &str, problems: &mut Vec<String>) -> Vec<String> {
+    if let Some(Value::Array(items)) = args.get(key)
+        && items.len() > MAX_PATHS
+    {
+        problems.push(format!(
+            "{key}: at most {MAX_PATHS} paths are accepted, got {}",
+            items.len()
+        ));
+        return Vec::new();
+    }
+    string_list(args, key, problems)
+        .into_iter()
+        .enumerate()
+        .map(|(i, path)| limit_path(&format!("{key}.{i}"), path, problems))
+        .collect()
 }
 
 fn message(tool: &str, problems: &[String]) -> String {
@@ -552,6 +590,41 @@ mod tests {
             ))
             .is_err()
         );
+    }
+
+    #[test]
+    fn path_lists_and_paths_are_bounded() {
+        let many: Vec<String> = (0..=MAX_PATHS).map(|i| format!("p{i}")).collect();
+        let env = VerifyTaskRequest::from_args(&args(json!({"task": "x", "evidence_paths": many})))
+            .unwrap_err();
+        assert_eq!(
+            env.summary,
+            format!(
+                "Invalid agent_verify_task request: evidence_paths: at most {MAX_PATHS} paths are accepted, got {}",
+                MAX_PATHS + 1
+            )
+        );
+        let env = RunTaskRequest::from_args(&args(json!({"task": "x", "attachments": many})))
+            .unwrap_err();
+        assert!(
+            env.summary.contains("attachments: at most 64 paths"),
+            "{}",
+            env.summary
+        );
+        let long = "x".repeat(MAX_PATH_BYTES + 1);
+        let env = RunTaskRequest::from_args(&args(
+            json!({"task": "x", "attachments": ["ok", long], "working_directory": long}),
+        ))
+        .unwrap_err();
+        assert_eq!(
+            env.summary,
+            "Invalid agent_run_task request: working_directory: a path is at most 4096 bytes, got 4097; attachments.1: a path is at most 4096 bytes, got 4097"
+        );
+        let exactly: Vec<String> = (0..MAX_PATHS).map(|_| "x".repeat(MAX_PATH_BYTES)).collect();
+        let ok =
+            VerifyTaskRequest::from_args(&args(json!({"task": "x", "evidence_paths": exactly})))
+                .unwrap();
+        assert_eq!(ok.evidence_paths.len(), MAX_PATHS);
     }
 
     #[test]

@@ -2583,3 +2583,54 @@ async fn verify_gives_evidence_contents_to_the_backend() {
         "Task to verify: README mentions CRLF\nEvidence paths:\n  - /work/project/evidence.md\n\nEvidence contents:\n=== /work/project/evidence.md (text, 22 bytes) ===\n# Project\nparses CRLF\n=== end of /work/project/evidence.md ===\n\nPlease evaluate the evidence and provide a structured verification result."
     );
 }
+
+#[tokio::test]
+async fn verify_the_not_found_quirk_never_decides_what_is_read() {
+    // `/etc/passwd` is a substring of the sibling's "not found" message, so the quirk skips
+    // its attachment check; the reading still checks it, and nothing reaches the backend.
+    for fail_closed in [false, true] {
+        let h = Harness::new(FakeBackend::new());
+        let env = h
+            .verify(
+                VerifyTaskRequest::new("claim")
+                    .with_evidence(vec![OUTSIDE_FILE.to_owned(), format!("{OUTSIDE_FILE}.x")])
+                    .with_fail_closed(fail_closed),
+            )
+            .await;
+        let want = if fail_closed {
+            "missing_evidence"
+        } else {
+            "policy_denied"
+        };
+        assert_eq!(env.errors[0].code.as_str(), want, "{:?}", env.to_value());
+        assert_eq!(h.store.session_count(), 0);
+        assert_eq!(h.backend.call_count(), 0);
+    }
+}
+
+#[tokio::test]
+async fn continue_re_resolves_the_stored_working_directory() {
+    let h = Harness::new(FakeBackend::new().then_ok(output("x", 1)));
+    let mut record = seed_record(
+        "sess_moved",
+        Workflow::RunTask,
+        Profile::General,
+        SessionStatus::Completed,
+    );
+    record.working_directory = Some("/elsewhere".to_owned());
+    h.store.seed(record.clone());
+    let env = h.cont("sess_moved", "again").await;
+    assert_eq!(
+        env.to_value(),
+        error_envelope(
+            "sess_moved",
+            "continue_session",
+            "general",
+            "policy_denied",
+            "working_directory '/elsewhere' is not in the server's allowed_dirs. Allowed: ['/work/project', '/srv/shared']"
+        )
+    );
+    assert_eq!(h.backend.call_count(), 0);
+    assert_eq!(h.store.record("sess_moved"), Some(record));
+    assert!(h.store.events_of("sess_moved").is_empty());
+}

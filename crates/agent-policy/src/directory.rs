@@ -1,5 +1,6 @@
 //! The directory policy (`profiles-and-policy.md` §2.1–2.2): working-directory resolution
-//! against the allowlist, attachment checks and evidence-path existence.
+//! against the allowlist (again before every continuation), attachment checks, evidence-path
+//! existence, and the reading of evidence and attachments (`crate::evidence`).
 //!
 //! Every path is resolved with [`resolve_path`](crate::paths::resolve_path): made absolute
 //! against the server CWD and canonicalised with symlinks resolved, even when the path (or
@@ -9,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use agent_core::error::ErrorCode;
+use agent_core::evidence::Evidence;
 use agent_core::model::python_list;
 use agent_core::ports::{PolicyViolation, WorkspacePolicy};
 
@@ -53,8 +55,20 @@ impl DirectoryPolicy {
         self.allowed.iter().any(|dir| is_within(path, dir))
     }
 
-    fn resolve(&self, path: &str) -> PathBuf {
+    pub(crate) fn resolve(&self, path: &str) -> PathBuf {
         resolve_path(&self.cwd, Path::new(path))
+    }
+
+    /// The denial of a working directory outside the allowlist.
+    fn outside_allowed(&self, resolved: &Path) -> PolicyViolation {
+        let allowed = python_list(self.allowed.iter().map(|dir| dir.to_string_lossy()));
+        PolicyViolation::new(
+            ErrorCode::PolicyDenied,
+            format!(
+                "working_directory '{}' is not in the server's allowed_dirs. Allowed: {allowed}",
+                resolved.to_string_lossy()
+            ),
+        )
     }
 }
 
@@ -74,14 +88,24 @@ impl WorkspacePolicy for DirectoryPolicy {
         if self.is_allowed(&resolved) {
             return Ok(resolved);
         }
-        let allowed = python_list(self.allowed.iter().map(|dir| dir.to_string_lossy()));
-        Err(PolicyViolation::new(
-            ErrorCode::PolicyDenied,
-            format!(
-                "working_directory '{}' is not in the server's allowed_dirs. Allowed: {allowed}",
-                resolved.to_string_lossy()
-            ),
-        ))
+        Err(self.outside_allowed(&resolved))
+    }
+
+    fn reresolve_working_directory(&self, stored: &str) -> Result<PathBuf, PolicyViolation> {
+        let resolved = self.resolve(stored);
+        if !self.is_allowed(&resolved) {
+            return Err(self.outside_allowed(&resolved));
+        }
+        if !resolved.is_dir() {
+            return Err(PolicyViolation::new(
+                ErrorCode::PolicyDenied,
+                format!(
+                    "working_directory '{}' no longer exists or is not a directory",
+                    resolved.to_string_lossy()
+                ),
+            ));
+        }
+        Ok(resolved)
     }
 
     fn check_attachment(&self, path: &str) -> Result<PathBuf, PolicyViolation> {
@@ -98,12 +122,20 @@ impl WorkspacePolicy for DirectoryPolicy {
             Some(parent) if self.is_allowed(parent) => Ok(resolved),
             _ => Err(PolicyViolation::new(
                 ErrorCode::PolicyDenied,
-                format!("Attachment '{path}' is outside allowed directories"),
+                crate::evidence::outside_message(path),
             )),
         }
     }
 
     fn path_exists(&self, path: &str) -> bool {
         self.cwd.join(path).exists()
+    }
+
+    fn read_evidence(
+        &self,
+        paths: &[String],
+        budget: usize,
+    ) -> Result<(Vec<Evidence>, Vec<String>), PolicyViolation> {
+        crate::evidence::collect(self, paths, budget)
     }
 }

@@ -6,7 +6,8 @@
 //!   `.env` in the CWD —, the process environment, CLI overrides, operator presets), resolves it into a typed [`Config`] and validates it,
 //!   collecting every problem into [`ConfigErrors`] (`profiles-and-policy.md` §4–§6.1).
 //! * [`directory`] implements [`agent_core::WorkspacePolicy`] with [`DirectoryPolicy`]: the
-//!   working-directory allowlist and attachment checks (`profiles-and-policy.md` §2).
+//!   working-directory allowlist and attachment checks (`profiles-and-policy.md` §2), and
+//!   the reading of evidence and attachments, checked again at the moment each is opened.
 //! * [`paths`] resolves paths (absolute, canonical, symlinks resolved, existing or not).
 //!
 //! ```no_run
@@ -26,6 +27,7 @@
 
 pub mod config;
 pub mod directory;
+mod evidence;
 pub mod paths;
 pub mod restricted;
 

@@ -13,6 +13,7 @@ mod real_cli;
 mod resources;
 mod run_task;
 mod security_env;
+mod security_paths;
 mod sessions;
 mod startup;
 mod tasks;

@@ -803,14 +803,21 @@ fn max_turns_failure(parsed: &CliResult, max_turns: u32) -> ExecutionError {
     ))
 }
 
-/// The session's working directory when it exists, else `None` (the process's CWD).
-fn working_directory(request: &BackendRequest) -> Option<&Path> {
-    let dir = request.working_directory.as_deref()?;
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        debug!(dir = %dir.display(), "working directory missing; running the CLI in the server's CWD");
-        None
+/// The session's working directory, which must exist as a directory: the CLI is never started
+/// anywhere else, least of all in the server's own directory (`docs/claude-code-backend.md`).
+/// The engine has checked it against the policy just before; this is the last look.
+async fn working_directory(request: &BackendRequest) -> Result<&Path, ExecutionError> {
+    let Some(dir) = request.working_directory.as_deref() else {
+        return Err(invocation_error(
+            "claude CLI not started: no working directory was given",
+        ));
+    };
+    match tokio::fs::metadata(dir).await {
+        Ok(meta) if meta.is_dir() => Ok(dir),
+        _ => Err(invocation_error(format!(
+            "claude CLI not started: working directory '{}' does not exist or is not a directory",
+            dir.display()
+        ))),
     }
 }
 
@@ -882,7 +889,7 @@ impl ExecutionBackend for ClaudeCodeBackend {
                 MSG_CLI_NOT_FOUND,
             ));
         };
-        let cwd = working_directory(&request);
+        let cwd = Some(working_directory(&request).await?);
         let mut warnings = Vec::new();
         let tools = self.forwardable_tools(&request.tools, &mut warnings);
         let reconstructed = reconstructed_prompt(&request, &tools);

@@ -781,8 +781,15 @@ impl WorkspacePolicy for FakePolicy {
         &self,
         paths: &[String],
         _budget: usize,
-    ) -> (Vec<agent_core::evidence::Evidence>, Vec<String>) {
+    ) -> Result<(Vec<agent_core::evidence::Evidence>, Vec<String>), PolicyViolation> {
         use agent_core::evidence::{Evidence, EvidenceBody};
+        // Like the real policy: every path read is checked, whatever was checked before.
+        if let Some(outside) = paths.iter().find(|p| !self.is_allowed(&self.absolute(p))) {
+            return Err(PolicyViolation::new(
+                ErrorCode::PolicyDenied,
+                format!("Attachment '{outside}' is outside allowed directories"),
+            ));
+        }
         let found = paths
             .iter()
             .filter_map(|p| self.contents.iter().find(|(path, _)| path == p))
@@ -795,7 +802,7 @@ impl WorkspacePolicy for FakePolicy {
                 },
             })
             .collect();
-        (found, Vec::new())
+        Ok((found, Vec::new()))
     }
 }
 
