@@ -180,6 +180,7 @@
 //! # }
 //! ```
 
+pub mod child_env;
 pub mod continuation;
 pub mod engine;
 pub mod envelope;

@@ -74,6 +74,7 @@ pub mod vars {
     pub const CLAUDE_CODE_CLI_PATH: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_CLI_PATH";
     pub const CLAUDE_CODE_TIMEOUT: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_TIMEOUT";
     pub const CLAUDE_CODE_MODE: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_MODE";
+    pub const CLAUDE_CODE_ENV_PASSTHROUGH: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_ENV_PASSTHROUGH";
     pub const LIMITED_TOOL_FORWARDING: &str =
         "CLAUDE_AGENT_MCP_CLAUDE_CODE_LIMITED_TOOL_FORWARDING";
     pub const MAX_CONTINUATION_TURNS: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_CONTINUATION_TURNS";
@@ -108,6 +109,10 @@ pub mod vars {
     pub const ALLOWED_ORIGINS: &str = "CLAUDE_AGENT_MCP_ALLOWED_ORIGINS";
     pub const HTTP_BEARER_TOKEN: &str = "CLAUDE_AGENT_MCP_HTTP_BEARER_TOKEN";
 }
+
+/// The prefix of this server's own variables (current and legacy names): none of them may be
+/// passed through to a child process (`CLAUDE_AGENT_MCP_HTTP_BEARER_TOKEN` among them).
+pub const SERVER_VAR_PREFIX: &str = "CLAUDE_AGENT_";
 
 /// Built-in default values.
 pub mod defaults {
@@ -319,6 +324,9 @@ pub struct Config {
     pub limited_tool_forwarding: bool,
     /// `CLAUDE_AGENT_MCP_CLAUDE_CODE_MODE`, default `native` (an addition).
     pub claude_code_mode: ClaudeCodeMode,
+    /// `CLAUDE_AGENT_MCP_CLAUDE_CODE_ENV_PASSTHROUGH` (list), default empty: names of further
+    /// variables the Claude Code CLI inherits from the server's environment.
+    pub claude_code_env_passthrough: Vec<String>,
     /// §5.3, preset-aware.
     pub continuation: ContinuationSettings,
     /// §5.4, preset-aware except the three lists.
@@ -666,6 +674,7 @@ fn resolve(
             .unwrap_or(ClaudeCodeMode::Native.as_str()),
     );
     let claude_code_mode = ClaudeCodeMode::parse(&claude_code_mode_raw);
+    let claude_code_env_passthrough = r.list(vars::CLAUDE_CODE_ENV_PASSTHROUGH);
 
     // --- Continuation and mediation (preset-aware) ----------------------------------------
     let preset = presets::defaults_for(operator_profile.as_deref());
@@ -788,6 +797,21 @@ fn resolve(
             ClaudeCodeMode::choices()
         ));
     }
+    for name in &claude_code_env_passthrough {
+        if name.contains(['=', '\0']) {
+            problems.push(format!(
+                "{}: {} is not a variable name",
+                vars::CLAUDE_CODE_ENV_PASSTHROUGH,
+                py_repr(name)
+            ));
+        } else if name.starts_with(SERVER_VAR_PREFIX) {
+            problems.push(format!(
+                "{}: {} is a variable of this server; the CLI never inherits those",
+                vars::CLAUDE_CODE_ENV_PASSTHROUGH,
+                py_repr(name)
+            ));
+        }
+    }
     if mode == Some(RuntimeMode::ApntalkVerification) {
         let apntalk = RuntimeMode::ApntalkVerification.as_str();
         if backend != Some(BackendKind::ClaudeCode) {
@@ -887,6 +911,7 @@ fn resolve(
             claude_code_timeout_secs,
             limited_tool_forwarding,
             claude_code_mode: claude_code_mode.unwrap_or(ClaudeCodeMode::Native),
+            claude_code_env_passthrough,
             continuation: ContinuationSettings {
                 max_continuation_turns,
                 max_continuation_warnings,
