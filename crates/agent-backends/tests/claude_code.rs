@@ -490,10 +490,7 @@ async fn processes_left_running_after_a_normal_exit_are_killed() {
 /// The peak resident memory of this test process, in bytes (Linux `VmHWM`).
 fn peak_rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
     let kib: u64 = line
         .split_whitespace()
         .nth(1)
@@ -519,7 +516,10 @@ async fn stdout_beyond_the_cap_kills_the_group_with_a_clear_error() {
             "{mode}"
         );
         let grown = peak_rss().saturating_sub(before);
-        assert!(grown < 48 * 1024 * 1024, "{mode}: peak RSS grew by {grown} bytes");
+        assert!(
+            grown < 48 * 1024 * 1024,
+            "{mode}: peak RSS grew by {grown} bytes"
+        );
         let pids = fake.pids(1);
         assert_all_dead(&pids[2..]).await;
     }
@@ -588,7 +588,11 @@ async fn the_cli_gets_a_minimal_environment() {
     config.env_passthrough = vec!["OPERATOR_LISTED".to_owned()];
     run(&ClaudeCodeBackend::new(config), fake.request("t")).await;
     let env = fake.read("env.1");
-    let names: Vec<&str> = env.lines().filter_map(|l| l.split_once('=')).map(|(k, _)| k).collect();
+    let names: Vec<&str> = env
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, _)| k)
+        .collect();
     for absent in [
         "SECRET_X",
         "CLAUDE_AGENT_MCP_HTTP_BEARER_TOKEN",

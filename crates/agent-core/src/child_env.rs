@@ -104,7 +104,13 @@ mod tests {
         let names: Vec<&str> = env.keys().map(String::as_str).collect();
         assert_eq!(
             names,
-            ["ANTHROPIC_API_KEY", "HOME", "LC_ALL", "OPERATOR_LISTED", "PATH"]
+            [
+                "ANTHROPIC_API_KEY",
+                "HOME",
+                "LC_ALL",
+                "OPERATOR_LISTED",
+                "PATH"
+            ]
         );
         assert_eq!(env["OPERATOR_LISTED"], "yes");
     }

@@ -929,7 +929,10 @@ async fn shutdown_kills_the_whole_group_and_stderr_lines_are_bounded() {
     let grown = peak_rss().saturating_sub(before);
     assert!(grown < 32 * 1024 * 1024, "peak RSS grew by {grown} bytes");
     let grandchild: i32 = lines(&pids)[0].parse().unwrap();
-    assert!(!is_dead(grandchild), "the grandchild should run until shutdown");
+    assert!(
+        !is_dead(grandchild),
+        "the grandchild should run until shutdown"
+    );
     let started = Instant::now();
     federation.shutdown().await;
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -941,7 +944,11 @@ async fn shutdown_kills_the_whole_group_and_stderr_lines_are_bounded() {
 async fn a_server_abandoned_at_discovery_takes_its_group_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let pids = dir.path().join("grandchild.pid");
-    let mut hanging = fixture_server("hang", &["--grandchild", path_arg(&pids), "--hang"], &["echo"]);
+    let mut hanging = fixture_server(
+        "hang",
+        &["--grandchild", path_arg(&pids), "--hang"],
+        &["echo"],
+    );
     hanging["discovery_timeout_seconds"] = json!(1.0);
     let (federation, _) = start(json!({"downstream_servers": [hanging]})).await;
     assert_eq!(

@@ -33,7 +33,10 @@ impl Cli {
         env.set("CLAUDE_AGENT_MCP_CLAUDE_CODE_MODE", mode);
         env.set("FAKE_CLAUDE_DIR", &path_str(&dir));
         // The CLI inherits only a minimal environment: the fake's control directory is listed.
-        env.set("CLAUDE_AGENT_MCP_CLAUDE_CODE_ENV_PASSTHROUGH", "FAKE_CLAUDE_DIR");
+        env.set(
+            "CLAUDE_AGENT_MCP_CLAUDE_CODE_ENV_PASSTHROUGH",
+            "FAKE_CLAUDE_DIR",
+        );
         Self { env, dir, path }
     }
 

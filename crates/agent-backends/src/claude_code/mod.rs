@@ -35,10 +35,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use agent_core::child_env;
 pub use agent_core::continuation::{
     ScreeningLevel, ToolScreening, UNSUPPORTED_SCHEMA_KEYWORDS, screen_tool,
 };
-use agent_core::child_env;
 use agent_core::{
     BackendOutput, BackendRequest, Capabilities, ErrorCode, ExecContext, ExecutionBackend,
     ExecutionError, FailureKind, Profile, ToolDefinition,
@@ -66,6 +66,12 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 pub const VERSION_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// The stop reason of text mode, and of native mode when the CLI reports none.
 pub const STOP_REASON_DEFAULTED: &str = "backend_defaulted";
+/// The most the CLI may write on stdout (its whole answer, or its JSON result); beyond it the
+/// process group is killed (`docs/claude-code-backend.md#output-limits`).
+pub const MAX_STDOUT_BYTES: usize = 16 * 1024 * 1024;
+/// How much of the end of the CLI's stderr is kept and quoted in messages; the rest is read
+/// and discarded.
+pub const STDERR_TAIL_BYTES: usize = 4 * 1024;
 /// `PATH` used when the variable is not set (Python's `os.defpath`).
 const DEFAULT_PATH: &str = "/bin:/usr/bin";
 
@@ -212,11 +218,11 @@ pub fn invocation_failed_message(error: &dyn fmt::Display) -> String {
     format!("claude CLI invocation failed: {error}")
 }
 
-/// stdout beyond [`process::MAX_STDOUT_BYTES`].
+/// stdout beyond [`MAX_STDOUT_BYTES`].
 pub fn output_too_large_message() -> String {
     format!(
         "claude CLI wrote more than {} MiB on stdout (the output limit); its process group was killed",
-        process::MAX_STDOUT_BYTES / (1024 * 1024)
+        MAX_STDOUT_BYTES / (1024 * 1024)
     )
 }
 

@@ -32,15 +32,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::{MAX_STDOUT_BYTES, STDERR_TAIL_BYTES};
+
 /// How long pipes may stay open after the child exited (and its group was killed).
 pub(crate) const PIPE_GRACE: Duration = Duration::from_secs(2);
 /// How long reaping a killed child may take before the backend gives up waiting.
 const REAP_GRACE: Duration = Duration::from_secs(5);
-/// The most the CLI may write on stdout (its whole answer, or its JSON result).
-pub(crate) const MAX_STDOUT_BYTES: usize = 16 * 1024 * 1024;
-/// How much of the end of the CLI's stderr is kept (for error messages); the rest is read and
-/// discarded.
-pub(crate) const STDERR_TAIL_BYTES: usize = 4 * 1024;
 
 /// One invocation of the CLI.
 pub(crate) struct Invocation<'a> {
@@ -400,7 +397,10 @@ pub(crate) async fn run(
     }
     // Output beyond the cap wins over how the process ended: its result is incomplete.
     if overflow.is_cancelled() {
-        debug!(pid = pgid, "the CLI exceeded the stdout limit; its group was killed");
+        debug!(
+            pid = pgid,
+            "the CLI exceeded the stdout limit; its group was killed"
+        );
         return Err(RunError::OutputTooLarge);
     }
     match outcome {

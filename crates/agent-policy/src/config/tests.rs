@@ -907,9 +907,13 @@ fn claude_code_env_passthrough_names_no_server_variable() {
             &cwd
         ),
         [
-            format!("{var}: 'CLAUDE_AGENT_MCP_HTTP_BEARER_TOKEN' is a variable of this server; the CLI never inherits those"),
+            format!(
+                "{var}: 'CLAUDE_AGENT_MCP_HTTP_BEARER_TOKEN' is a variable of this server; the CLI never inherits those"
+            ),
             format!("{var}: 'A=B' is not a variable name"),
-            format!("{var}: 'CLAUDE_AGENT_STATE_DIR' is a variable of this server; the CLI never inherits those"),
+            format!(
+                "{var}: 'CLAUDE_AGENT_STATE_DIR' is a variable of this server; the CLI never inherits those"
+            ),
         ]
     );
 }

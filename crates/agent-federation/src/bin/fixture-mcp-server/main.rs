@@ -66,7 +66,8 @@ async fn main() {
         match std::process::Command::new("sleep")
             .arg("1000")
             .stdin(std::process::Stdio::null())
-            .spawn() {
+            .spawn()
+        {
             Ok(child) => tools::append_line(&path, &child.id().to_string()),
             Err(e) => {
                 eprintln!("fixture-mcp-server: cannot start sleep: {e}");
