@@ -564,6 +564,7 @@ async fn check_claude_code<W: Write>(report: &mut Report<'_, W>, config: &Config
             ClaudeCodeMode::Text => agent_backends::ClaudeCodeMode::Text,
         },
         limited_tool_forwarding: config.limited_tool_forwarding,
+        env_passthrough: config.claude_code_env_passthrough.clone(),
         extra_env: Vec::new(),
         mcp_servers: Vec::new(),
     });

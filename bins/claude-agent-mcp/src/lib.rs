@@ -366,6 +366,7 @@ async fn build_backend(config: &Config) -> Result<Arc<dyn ExecutionBackend>, Sta
                     ClaudeCodeMode::Text => agent_backends::ClaudeCodeMode::Text,
                 },
                 limited_tool_forwarding: config.limited_tool_forwarding,
+                env_passthrough: config.claude_code_env_passthrough.clone(),
                 extra_env: Vec::new(),
                 mcp_servers: cli_mcp_servers(config),
             });

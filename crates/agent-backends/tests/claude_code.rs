@@ -119,6 +119,7 @@ impl Fake {
             timeout: Duration::from_secs(20),
             mode,
             limited_tool_forwarding: false,
+            env_passthrough: Vec::new(),
             extra_env: vec![(
                 "FAKE_CLAUDE_DIR".to_owned(),
                 self.ctl().to_string_lossy().into_owned(),
@@ -177,16 +178,20 @@ fn initial_prompt(task: &str) -> String {
     )
 }
 
-/// Whether `pid` is gone (or a zombie waiting for its new parent to reap it).
+/// Whether `pid` is gone (`kill(pid, 0)` fails with `ESRCH`), or a zombie waiting for its new
+/// parent to reap it (Linux `/proc`; a zombie still answers `kill`).
 fn is_dead(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
+    use nix::sys::signal::kill;
+    use nix::unistd::Pid;
+    if kill(Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH) {
+        return true;
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
             .next()
             .and_then(|rest| rest.split_whitespace().next())
-            .is_some_and(|state| state == "Z" || state == "X"),
-    }
+            .is_some_and(|state| state == "Z" || state == "X")
+    })
 }
 
 async fn assert_all_dead(pids: &[i32]) {
@@ -494,6 +499,131 @@ async fn processes_left_running_after_a_normal_exit_are_killed() {
     assert_eq!(output.output_text, "done");
     let pids = fake.pids(1);
     assert_all_dead(&pids[2..]).await;
+}
+
+/// The peak resident memory of this test process, in bytes (Linux `VmHWM`).
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[tokio::test]
+async fn stdout_beyond_the_cap_kills_the_group_with_a_clear_error() {
+    for mode in [ClaudeCodeMode::Text, ClaudeCodeMode::Native] {
+        let fake = Fake::new();
+        fake.set("grandchild", "")
+            .set("stdout_flood", &(100 * 1024 * 1024).to_string());
+        let before = peak_rss();
+        let started = Instant::now();
+        let err = fail(&fake.backend(mode), fake.request("t")).await;
+        assert!(started.elapsed() < Duration::from_secs(10), "{mode}");
+        assert_eq!(err.code, ErrorCode::ClaudeCodeInvocationError, "{mode}");
+        assert_eq!(
+            err.message,
+            "claude CLI wrote more than 16 MiB on stdout (the output limit); its process group was killed",
+            "{mode}"
+        );
+        let grown = peak_rss().saturating_sub(before);
+        assert!(
+            grown < 48 * 1024 * 1024,
+            "{mode}: peak RSS grew by {grown} bytes"
+        );
+        let pids = fake.pids(1);
+        assert_all_dead(&pids[2..]).await;
+    }
+}
+
+#[tokio::test]
+async fn stderr_is_drained_and_its_message_bounded() {
+    let fake = Fake::new();
+    fake.set("stderr_flood", &(64 * 1024 * 1024).to_string())
+        .set("stderr", "\nthe real error at the end\n")
+        .set("exit", "3");
+    let before = peak_rss();
+    let err = fail(&fake.backend(ClaudeCodeMode::Text), fake.request("t")).await;
+    assert_eq!(err.code, ErrorCode::ClaudeCodeInvocationError);
+    assert!(
+        err.message.starts_with("claude CLI exited with code 3: "),
+        "{}",
+        &err.message[..80]
+    );
+    assert!(err.message.ends_with("the real error at the end"));
+    assert!(
+        err.message.len() <= 4 * 1024 + 200,
+        "message of {} bytes",
+        err.message.len()
+    );
+    let grown = peak_rss().saturating_sub(before);
+    // Other tests of this process run concurrently (the stdout one keeps up to 16 MiB).
+    assert!(grown < 48 * 1024 * 1024, "peak RSS grew by {grown} bytes");
+}
+
+const PLANTED: &str = "CLAUDE_AGENT_MCP_TEST_PLANTED_ENV";
+
+/// The CLI inherits only the base set, its own variables and what the operator lists: never
+/// the server's bearer token or any other secret of the server's environment. This process's
+/// environment cannot be changed safely, so the test runs itself again in a child process
+/// with the variables planted.
+#[tokio::test]
+async fn the_cli_gets_a_minimal_environment() {
+    if std::env::var_os(PLANTED).is_none() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "the_cli_gets_a_minimal_environment",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(PLANTED, "1")
+            .env("SECRET_X", "planted-secret")
+            .env("CLAUDE_AGENT_MCP_HTTP_BEARER_TOKEN", "planted-bearer")
+            .env("OPERATOR_LISTED", "listed-value")
+            .env("HOME", "/planted-home")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    assert_eq!(std::env::var("SECRET_X").unwrap(), "planted-secret");
+    let fake = Fake::new();
+    fake.set("stdout", "x");
+    let mut config = fake.config(ClaudeCodeMode::Text);
+    config.env_passthrough = vec!["OPERATOR_LISTED".to_owned()];
+    run(&ClaudeCodeBackend::new(config), fake.request("t")).await;
+    let env = fake.read("env.1");
+    let names: Vec<&str> = env
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, _)| k)
+        .collect();
+    for absent in [
+        "SECRET_X",
+        "CLAUDE_AGENT_MCP_HTTP_BEARER_TOKEN",
+        PLANTED,
+        "CARGO_MANIFEST_DIR",
+    ] {
+        assert!(!names.contains(&absent), "{absent} reached the CLI: {env}");
+    }
+    assert!(!env.contains("planted-secret") && !env.contains("planted-bearer"));
+    for line in [
+        "HOME=/planted-home",
+        "OPERATOR_LISTED=listed-value",
+        &format!("FAKE_CLAUDE_DIR={}", fake.ctl().display()),
+        &format!("PATH={}", std::env::var("PATH").unwrap()),
+    ] {
+        assert!(env.lines().any(|l| l == line), "{line} missing: {env}");
+    }
 }
 
 #[tokio::test]
@@ -1306,6 +1436,7 @@ mod real_cli {
                 timeout: Duration::from_secs(60),
                 mode,
                 limited_tool_forwarding: false,
+                env_passthrough: Vec::new(),
                 extra_env: [
                     ("ANTHROPIC_BASE_URL", self.server.uri()),
                     ("ANTHROPIC_API_KEY", "sk-ant-dummy-test-key".to_owned()),

@@ -185,6 +185,7 @@
 //! # }
 //! ```
 
+pub mod child_env;
 pub mod continuation;
 pub mod engine;
 pub mod envelope;

@@ -1,83 +1,210 @@
 //! Connections to downstream servers: spawning (with the minimal child environment) or
 //! dialling, the MCP handshake, one long-lived connection per server, reconnection after the
 //! connection dies, and per-call timeouts.
+//!
+//! A stdio server is spawned as the leader of its own process group, and the whole group ends
+//! with the connection (closed, restarted, dropped, or timed out during discovery): a
+//! grandchild it started does not outlive it. The group is signalled before the leader is
+//! reaped, so its ID cannot have been reused by an unrelated process. Its stderr is read in
+//! bounded lines.
 
 use std::collections::BTreeMap;
+use std::ops::Deref;
 use std::sync::Mutex as StdMutex;
 use std::time::Duration;
+
+use agent_core::child_env;
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
     JsonObject, Tool,
 };
 use rmcp::service::{RunningService, ServiceError};
+use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::{ConfigureCommandExt, StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{Peer, RoleClient, ServiceExt};
 use tokio::sync::Mutex;
 
 use crate::config::{DownstreamServerConfig, DownstreamTransport};
 
-/// The parent variables a stdio child inherits, when set (`federation.md` §3, plus `LANG`);
-/// everything else, `ANTHROPIC_API_KEY` included, stays out. The configured `env` is laid over
-/// them.
-#[cfg(unix)]
-pub const BASE_ENV_VARS: &[&str] = &["HOME", "LANG", "LOGNAME", "PATH", "SHELL", "TERM", "USER"];
-/// The parent variables a stdio child inherits on Windows (what the MCP SDKs pass).
-#[cfg(not(unix))]
-pub const BASE_ENV_VARS: &[&str] = &[
-    "APPDATA",
-    "HOMEDRIVE",
-    "HOMEPATH",
-    "LOCALAPPDATA",
-    "PATH",
-    "PATHEXT",
-    "PROCESSOR_ARCHITECTURE",
-    "SYSTEMDRIVE",
-    "SYSTEMROOT",
-    "TEMP",
-    "USERNAME",
-    "USERPROFILE",
-];
+/// The parent variables a stdio child inherits, when set: the base set every child of the
+/// server gets (`federation.md` §3, plus `LANG`); everything else, `ANTHROPIC_API_KEY`
+/// included, stays out. The configured `env` is laid over them.
+pub const BASE_ENV_VARS: &[&str] = child_env::BASE_VARS;
 
 /// The exact environment of a stdio child: the [`BASE_ENV_VARS`] present in this process
 /// (values that look like exported shell functions, `()…`, are skipped) overlaid with the
 /// configured `env`.
 pub fn child_environment(configured: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let mut env = BTreeMap::new();
-    for key in BASE_ENV_VARS {
-        if let Ok(value) = std::env::var(key)
-            && !value.starts_with("()")
-        {
-            env.insert((*key).to_owned(), value);
-        }
-    }
+    let mut env = child_env::inherited(std::env::vars_os(), &child_env::Allowlist::default());
     for (key, value) in configured {
         env.insert(key.clone(), value.clone());
     }
     env
 }
 
-/// Longest stderr line forwarded to the log (longer lines are cut).
+/// Longest stderr line forwarded to the log, in bytes; the rest of a longer line is read and
+/// discarded, never buffered.
 const MAX_STDERR_LINE: usize = 2000;
 
 /// Logs a child's stderr line by line (INFO, target `agent_federation::downstream`) until EOF,
-/// so that it keeps the server's log format instead of interleaving raw text.
+/// so that it keeps the server's log format instead of interleaving raw text. At most
+/// [`MAX_STDERR_LINE`] bytes of a line are held, however long the line.
 fn forward_stderr(server: String, stderr: tokio::process::ChildStderr) {
     use tokio::io::AsyncBufReadExt;
+    fn log(server: &str, line: &[u8], cut: bool) {
+        let line = String::from_utf8_lossy(line);
+        let line = line.trim_end_matches('\r');
+        let marker = if cut { " [line truncated]" } else { "" };
+        tracing::info!(
+            target: "agent_federation::downstream",
+            "Downstream server '{server}' stderr: {line}{marker}"
+        );
+    }
     tokio::spawn(async move {
-        let mut lines = tokio::io::BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let line = agent_core::text::truncate_chars(&line, MAX_STDERR_LINE);
-            tracing::info!(
-                target: "agent_federation::downstream",
-                "Downstream server '{server}' stderr: {line}"
-            );
+        let mut reader = tokio::io::BufReader::new(stderr);
+        let mut line = Vec::with_capacity(256);
+        let mut cut = false;
+        loop {
+            let (consumed, ended) = match reader.fill_buf().await {
+                Ok([]) | Err(_) => break,
+                Ok(buffer) => {
+                    let end = buffer.iter().position(|b| *b == b'\n');
+                    let part = &buffer[..end.unwrap_or(buffer.len())];
+                    let room = MAX_STDERR_LINE - line.len();
+                    if part.len() > room {
+                        cut = true;
+                    }
+                    line.extend_from_slice(&part[..part.len().min(room)]);
+                    (part.len() + usize::from(end.is_some()), end.is_some())
+                }
+            };
+            reader.consume(consumed);
+            if ended {
+                log(&server, &line, cut);
+                line.clear();
+                cut = false;
+            }
+        }
+        if !line.is_empty() {
+            log(&server, &line, cut);
         }
     });
 }
 
-pub(crate) type Client = RunningService<RoleClient, ClientConfig>;
+/// How long a stdio server may take to exit after its stdin was closed, and again after
+/// `SIGTERM`, before its group is killed.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// Sends `signal` to the process group `pgid`; whether any process received it.
+fn signal_group(pgid: i32, signal: Signal) -> bool {
+    if pgid <= 1 {
+        return false;
+    }
+    match killpg(Pid::from_raw(pgid), signal) {
+        Ok(()) => true,
+        Err(Errno::ESRCH) => false,
+        Err(error) => {
+            tracing::debug!(pgid, %error, "killpg failed");
+            false
+        }
+    }
+}
+
+/// Resolves once the leader has exited, without reaping it: until it is reaped its PID (the
+/// group's ID) cannot be reused, so the group can still be signalled safely.
+#[cfg(any(
+    target_os = "android",
+    target_os = "freebsd",
+    all(target_os = "linux", not(target_env = "uclibc"))
+))]
+async fn exited(child: &mut tokio::process::Child, pid: i32) {
+    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+    if pid <= 0 {
+        let _ = child.wait().await;
+        return;
+    }
+    let _ = tokio::task::spawn_blocking(move || {
+        while let Err(Errno::EINTR) = waitid(
+            Id::Pid(Pid::from_raw(pid)),
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
+        ) {}
+    })
+    .await;
+}
+
+/// Without `waitid(WNOWAIT)` the exit is only seen by reaping; the group is signalled right
+/// after.
+#[cfg(not(any(
+    target_os = "android",
+    target_os = "freebsd",
+    all(target_os = "linux", not(target_env = "uclibc"))
+)))]
+async fn exited(child: &mut tokio::process::Child, _pid: i32) {
+    let _ = child.wait().await;
+}
+
+/// A spawned stdio server, leader of its own process group.
+struct ChildGroup {
+    child: tokio::process::Child,
+    pgid: i32,
+    /// Until the leader is reaped, dropping kills the group.
+    armed: bool,
+}
+
+impl ChildGroup {
+    /// Ends the group after the connection was closed (its stdin with it): the leader gets
+    /// [`EXIT_GRACE`] to exit, then the group gets `SIGTERM` and the same grace, then
+    /// `SIGKILL`. Whatever else of the group still runs is killed before the leader is reaped.
+    async fn shutdown(mut self) {
+        let pgid = self.pgid;
+        if tokio::time::timeout(EXIT_GRACE, exited(&mut self.child, pgid))
+            .await
+            .is_err()
+        {
+            signal_group(pgid, Signal::SIGTERM);
+            let _ = tokio::time::timeout(EXIT_GRACE, exited(&mut self.child, pgid)).await;
+        }
+        if !signal_group(pgid, Signal::SIGKILL) {
+            let _ = self.child.start_kill();
+        }
+        match tokio::time::timeout(EXIT_GRACE, self.child.wait()).await {
+            Ok(_) => self.armed = false,
+            Err(_) => tracing::debug!(pgid, "a downstream server was not reaped in time"),
+        }
+    }
+}
+
+impl Drop for ChildGroup {
+    fn drop(&mut self) {
+        // `kill_on_drop` then kills and reaps the leader.
+        if self.armed && signal_group(self.pgid, Signal::SIGKILL) {
+            tracing::debug!(
+                pgid = self.pgid,
+                "killed the process group of a dropped downstream server"
+            );
+        }
+    }
+}
+
+/// A connection: the MCP client, and for a stdio server its process group.
+pub(crate) struct Client {
+    service: Service,
+    group: Option<ChildGroup>,
+}
+
+impl Deref for Client {
+    type Target = Service;
+
+    fn deref(&self) -> &Service {
+        &self.service
+    }
+}
+
+type Service = RunningService<RoleClient, ClientConfig>;
 
 fn client_info() -> ClientConfig {
     ClientConfig::new(
@@ -94,21 +221,44 @@ pub(crate) async fn connect(
     let attempt = async {
         match &server.transport {
             DownstreamTransport::Stdio { command, args, env } => {
-                let env = child_environment(env);
-                let cmd = tokio::process::Command::new(command).configure(|c| {
-                    c.args(args).env_clear().envs(&env).kill_on_drop(true);
-                });
-                let (transport, stderr) = TokioChildProcess::builder(cmd)
-                    .stderr(std::process::Stdio::piped())
+                use std::process::Stdio;
+                let mut child = tokio::process::Command::new(command)
+                    .args(args)
+                    .env_clear()
+                    .envs(child_environment(env))
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .process_group(0)
+                    .kill_on_drop(true)
                     .spawn()
                     .map_err(|e| format!("cannot start '{command}': {e}"))?;
+                let (stdin, stdout, stderr) =
+                    (child.stdin.take(), child.stdout.take(), child.stderr.take());
+                let pgid = child
+                    .id()
+                    .and_then(|id| i32::try_from(id).ok())
+                    .unwrap_or(0);
+                // From here on, a failure or a timeout drops the group, which kills it.
+                let group = ChildGroup {
+                    child,
+                    pgid,
+                    armed: true,
+                };
                 if let Some(stderr) = stderr {
                     forward_stderr(server.name.clone(), stderr);
                 }
-                client_info()
-                    .serve(transport)
+                let (Some(stdin), Some(stdout)) = (stdin, stdout) else {
+                    return Err(format!("cannot start '{command}': no stdio pipes"));
+                };
+                let service = client_info()
+                    .serve((stdout, stdin))
                     .await
-                    .map_err(|e| format!("MCP initialization failed: {e}"))
+                    .map_err(|e| format!("MCP initialization failed: {e}"))?;
+                Ok(Client {
+                    service,
+                    group: Some(group),
+                })
             }
             DownstreamTransport::StreamableHttp { url, headers } => {
                 let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
@@ -121,10 +271,14 @@ pub(crate) async fn connect(
                     }
                 }
                 let transport = StreamableHttpClientTransport::from_config(config);
-                client_info()
+                let service = client_info()
                     .serve(transport)
                     .await
-                    .map_err(|e| format!("MCP initialization failed: {e}"))
+                    .map_err(|e| format!("MCP initialization failed: {e}"))?;
+                Ok(Client {
+                    service,
+                    group: None,
+                })
             }
         }
     };
@@ -158,10 +312,16 @@ pub(crate) async fn discover(
     }
 }
 
-/// Closes a connection: stdin closed, then SIGTERM, then kill for a child (bounded).
-pub(crate) async fn close(mut client: Client) {
-    if let Ok(None) = client.close_with_timeout(Duration::from_secs(5)).await {
+/// Closes a connection: for a stdio server its stdin is closed, then its process group ends
+/// ([`ChildGroup::shutdown`]; bounded).
+pub(crate) async fn close(client: Client) {
+    let Client { mut service, group } = client;
+    if let Ok(None) = service.close_with_timeout(Duration::from_secs(5)).await {
         tracing::debug!("downstream connection did not close within 5 s; dropped");
+    }
+    drop(service);
+    if let Some(group) = group {
+        group.shutdown().await;
     }
 }
 

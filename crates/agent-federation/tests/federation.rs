@@ -871,6 +871,94 @@ async fn child_environment_is_minimal() {
     federation.shutdown().await;
 }
 
+/// Whether `pid` is gone (`kill(pid, 0)` fails with `ESRCH`), or a zombie waiting for its new
+/// parent to reap it (Linux `/proc`; a zombie still answers `kill`).
+fn is_dead(pid: i32) -> bool {
+    use nix::sys::signal::kill;
+    use nix::unistd::Pid;
+    if kill(Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH) {
+        return true;
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X")
+    })
+}
+
+async fn assert_dead_soon(pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !is_dead(pid) {
+        assert!(Instant::now() < deadline, "process {pid} left behind");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The peak resident memory of this test process, in bytes (Linux `VmHWM`).
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// A downstream server is its own process group and the whole group ends with it: a
+/// grandchild it started does not survive shutdown. Its stderr is read in bounded lines: one
+/// 64 MiB line does not make the server hold it in memory.
+#[tokio::test]
+async fn shutdown_kills_the_whole_group_and_stderr_lines_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("grandchild.pid");
+    let before = peak_rss();
+    let (federation, _) = start(json!({"downstream_servers": [fixture_server(
+        "fx",
+        &["--grandchild", path_arg(&pids), "--stderr-line", &(64 * 1024 * 1024).to_string()],
+        &["echo"],
+    )]}))
+    .await;
+    let out = federation
+        .call(&general(), "fx__echo", json!({"text": "hi"}))
+        .await
+        .unwrap();
+    assert_eq!(out, "fx: hi");
+    let grown = peak_rss().saturating_sub(before);
+    assert!(grown < 32 * 1024 * 1024, "peak RSS grew by {grown} bytes");
+    let grandchild: i32 = lines(&pids)[0].parse().unwrap();
+    assert!(
+        !is_dead(grandchild),
+        "the grandchild should run until shutdown"
+    );
+    let started = Instant::now();
+    federation.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_dead_soon(grandchild).await;
+}
+
+/// A server abandoned at the discovery timeout takes its whole group with it.
+#[tokio::test]
+async fn a_server_abandoned_at_discovery_takes_its_group_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("grandchild.pid");
+    let mut hanging = fixture_server(
+        "hang",
+        &["--grandchild", path_arg(&pids), "--hang"],
+        &["echo"],
+    );
+    hanging["discovery_timeout_seconds"] = json!(1.0);
+    let (federation, _) = start(json!({"downstream_servers": [hanging]})).await;
+    assert_eq!(
+        federation.status().servers[0].state,
+        ConnectionState::DiscoveryFailed
+    );
+    let grandchild: i32 = lines(&pids)[0].parse().unwrap();
+    assert_dead_soon(grandchild).await;
+}
+
 #[tokio::test]
 async fn shutdown_closes_connections() {
     let (federation, _) = start(json!({"downstream_servers": [

@@ -32,6 +32,11 @@ impl Cli {
         env.set("CLAUDE_AGENT_MCP_CLAUDE_CODE_CLI_PATH", &path_str(&path));
         env.set("CLAUDE_AGENT_MCP_CLAUDE_CODE_MODE", mode);
         env.set("FAKE_CLAUDE_DIR", &path_str(&dir));
+        // The CLI inherits only a minimal environment: the fake's control directory is listed.
+        env.set(
+            "CLAUDE_AGENT_MCP_CLAUDE_CODE_ENV_PASSTHROUGH",
+            "FAKE_CLAUDE_DIR",
+        );
         Self { env, dir, path }
     }
 
@@ -383,6 +388,40 @@ async fn restricted_mode_publishes_two_tools_and_blocks_execution_requests() {
         ("server_version", json!(env!("CARGO_PKG_VERSION"))),
     ] {
         assert_eq!(status[key], want, "{key}");
+    }
+    server.shutdown().await;
+}
+
+/// The CLI gets a minimal environment: the server's bearer token and other secrets of the
+/// server's environment never reach it; what it needs and what the operator lists do.
+#[tokio::test]
+async fn the_cli_never_sees_the_servers_secrets() {
+    let mut cli = Cli::new("text").await;
+    cli.env
+        .set("CLAUDE_AGENT_MCP_HTTP_BEARER_TOKEN", "bearer-secret-value")
+        .set("SECRET_X", "planted-secret")
+        .set("OPERATOR_LISTED", "listed")
+        .set(
+            "CLAUDE_AGENT_MCP_CLAUDE_CODE_ENV_PASSTHROUGH",
+            "FAKE_CLAUDE_DIR,OPERATOR_LISTED",
+        );
+    cli.script("stdout", "done");
+    let server = cli.env.start().await;
+    let v = server.call("agent_run_task", json!({"task": "t"})).await;
+    assert_eq!(v["ok"], json!(true), "{v}");
+    let env = cli.read("env.1");
+    assert!(!env.contains("bearer-secret-value"), "{env}");
+    assert!(!env.contains("planted-secret"), "{env}");
+    assert!(
+        !env.lines().any(|l| l.starts_with("CLAUDE_AGENT_MCP_")),
+        "{env}"
+    );
+    for line in [
+        "OPERATOR_LISTED=listed".to_owned(),
+        "ANTHROPIC_API_KEY=test-key".to_owned(),
+        format!("PATH={}", std::env::var("PATH").unwrap_or_default()),
+    ] {
+        assert!(env.lines().any(|l| l == line), "{line} missing: {env}");
     }
     server.shutdown().await;
 }

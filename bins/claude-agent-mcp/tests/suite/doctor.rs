@@ -283,6 +283,10 @@ async fn doctor_accepts_a_working_claude_cli() {
     env.set("CLAUDE_AGENT_MCP_EXECUTION_BACKEND", "claude_code");
     env.set("CLAUDE_AGENT_MCP_CLAUDE_CODE_CLI_PATH", &path_str(&cli));
     env.set("FAKE_CLAUDE_DIR", &path_str(&dir));
+    env.set(
+        "CLAUDE_AGENT_MCP_CLAUDE_CODE_ENV_PASSTHROUGH",
+        "FAKE_CLAUDE_DIR",
+    );
     let (code, out, _) = doctor(&env, &[]).await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(

@@ -32,12 +32,16 @@ impl Real {
         let home = tempfile::tempdir().unwrap();
         env.set("CLAUDE_AGENT_MCP_EXECUTION_BACKEND", "claude_code");
         env.set("CLAUDE_AGENT_MCP_CLAUDE_CODE_CLI_PATH", &path_str(&cli));
-        // For the CLI, which inherits the server's environment; `ANTHROPIC_BASE_URL` already
-        // names the stand-in.
+        // For the CLI, which inherits the variables it needs; `ANTHROPIC_BASE_URL` already
+        // names the stand-in. The CLI's own settings are passed through by name.
         env.set("ANTHROPIC_API_KEY", "sk-ant-dummy-test-key");
         env.set("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
         env.set("DISABLE_AUTOUPDATER", "1");
         env.set("CLAUDE_CODE_MAX_RETRIES", "0");
+        env.set(
+            "CLAUDE_AGENT_MCP_CLAUDE_CODE_ENV_PASSTHROUGH",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC,DISABLE_AUTOUPDATER,CLAUDE_CODE_MAX_RETRIES",
+        );
         env.set("HOME", &path_str(home.path()));
         env.set("CLAUDE_CONFIG_DIR", &path_str(&home.path().join(".claude")));
         sse_api::mount(&env.api, script).await;

@@ -35,6 +35,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use agent_core::child_env;
 pub use agent_core::continuation::{
     ScreeningLevel, ToolScreening, UNSUPPORTED_SCHEMA_KEYWORDS, screen_tool,
 };
@@ -65,8 +66,44 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 pub const VERSION_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// The stop reason of text mode, and of native mode when the CLI reports none.
 pub const STOP_REASON_DEFAULTED: &str = "backend_defaulted";
+/// The most the CLI may write on stdout (its whole answer, or its JSON result); beyond it the
+/// process group is killed (`docs/claude-code-backend.md#output-limits`).
+pub const MAX_STDOUT_BYTES: usize = 16 * 1024 * 1024;
+/// How much of the end of the CLI's stderr is kept and quoted in messages; the rest is read
+/// and discarded.
+pub const STDERR_TAIL_BYTES: usize = 4 * 1024;
 /// `PATH` used when the variable is not set (Python's `os.defpath`).
 const DEFAULT_PATH: &str = "/bin:/usr/bin";
+
+/// The variables of the server's environment the CLI inherits beyond the base set every child
+/// gets ([`agent_core::child_env::BASE_VARS`]): what it needs to authenticate and reach the
+/// API (directly, through a proxy, with a private CA), where it keeps its configuration, and
+/// its temporary directory. Anything else (the server's bearer token, other credentials) stays
+/// out unless the operator lists it (`docs/claude-code-backend.md#environment`).
+pub const CLI_ENV_VARS: &[&str] = &[
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_BASE_URL",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "CLAUDE_CONFIG_DIR",
+    "XDG_CONFIG_HOME",
+    "XDG_CACHE_HOME",
+    "XDG_DATA_HOME",
+    "XDG_STATE_HOME",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "NODE_EXTRA_CA_CERTS",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "TMPDIR",
+    "TZ",
+];
+/// Prefixes of inherited variables: the locale categories (`LC_ALL`, `LC_CTYPE`, …).
+pub const CLI_ENV_PREFIXES: &[&str] = &["LC_"];
 
 // Native-mode arguments.
 pub const ARG_PRINT_SHORT: &str = "-p";
@@ -181,6 +218,14 @@ pub fn invocation_failed_message(error: &dyn fmt::Display) -> String {
     format!("claude CLI invocation failed: {error}")
 }
 
+/// stdout beyond [`MAX_STDOUT_BYTES`].
+pub fn output_too_large_message() -> String {
+    format!(
+        "claude CLI wrote more than {} MiB on stdout (the output limit); its process group was killed",
+        MAX_STDOUT_BYTES / (1024 * 1024)
+    )
+}
+
 /// `claude CLI exited with code <n>: <stderr trimmed>`.
 pub fn exited_message(code: i32, stderr: &str) -> String {
     format!("claude CLI exited with code {code}: {}", stderr.trim())
@@ -256,8 +301,11 @@ pub struct ClaudeCodeConfig {
     pub mode: ClaudeCodeMode,
     /// `CLAUDE_AGENT_MCP_CLAUDE_CODE_LIMITED_TOOL_FORWARDING`.
     pub limited_tool_forwarding: bool,
-    /// Extra environment for the CLI, on top of the inherited one. A `PATH` given here is
-    /// also the one searched for `claude`.
+    /// Names of further variables of the server's environment the CLI inherits, beyond the
+    /// base set and [`CLI_ENV_VARS`] (`CLAUDE_AGENT_MCP_CLAUDE_CODE_ENV_PASSTHROUGH`).
+    pub env_passthrough: Vec<String>,
+    /// Variables set for the CLI, over the inherited ones. A `PATH` given here is also the one
+    /// searched for `claude`.
     pub extra_env: Vec<(String, String)>,
     /// Federated servers handed to the CLI in native mode (`--mcp-config`), with their
     /// allowlists: the model calls their allowlisted tools natively.
@@ -273,6 +321,7 @@ impl ClaudeCodeConfig {
             timeout: DEFAULT_TIMEOUT,
             mode: ClaudeCodeMode::Native,
             limited_tool_forwarding: false,
+            env_passthrough: Vec::new(),
             extra_env: Vec::new(),
             mcp_servers: Vec::new(),
         }
@@ -430,6 +479,22 @@ impl ClaudeCodeBackend {
         locate_cli_in(self.config.cli_path.as_deref(), path.as_deref())
     }
 
+    /// The CLI's whole environment: the inherited variables the allowlist admits
+    /// ([`CLI_ENV_VARS`], [`ClaudeCodeConfig::env_passthrough`]), then
+    /// [`ClaudeCodeConfig::extra_env`] over them. Read at every invocation, like the CLI.
+    fn environment(&self) -> Vec<(String, String)> {
+        let allow = child_env::Allowlist {
+            names: CLI_ENV_VARS,
+            prefixes: CLI_ENV_PREFIXES,
+            operator: &self.config.env_passthrough,
+        };
+        let mut env = child_env::inherited(std::env::vars_os(), &allow);
+        for (key, value) in &self.config.extra_env {
+            env.insert(key.clone(), value.clone());
+        }
+        env.into_iter().collect()
+    }
+
     /// Startup validation (`backends.md` §3): locates the CLI and runs `<cli> --version` within
     /// [`VERSION_CHECK_TIMEOUT`]. Returns the trimmed version text. Errors carry the exact
     /// message: no CLI → `claude_code_unavailable`; spawn failure, timeout or a non-zero exit →
@@ -439,12 +504,13 @@ impl ClaudeCodeBackend {
             ExecutionError::new(ErrorCode::ClaudeCodeUnavailable, MSG_CLI_NOT_FOUND_STARTUP)
         })?;
         let args = [ARG_VERSION.to_owned()];
+        let env = self.environment();
         let invocation = Invocation {
             program: &cli,
             args: &args,
             cwd: None,
             stdin: None,
-            env: &self.config.extra_env,
+            env: &env,
             timeout: VERSION_CHECK_TIMEOUT,
         };
         let unavailable =
@@ -468,6 +534,7 @@ impl ClaudeCodeBackend {
                 Err(unavailable(not_executable_message(&cli)))
             }
             Err(RunError::Cancelled) => Err(ExecutionError::cancelled()),
+            Err(RunError::OutputTooLarge) => Err(unavailable(output_too_large_message())),
         }
     }
 
@@ -561,12 +628,13 @@ impl ClaudeCodeBackend {
         stdin: Option<&[u8]>,
         ctx: &ExecContext,
     ) -> Result<Finished, ExecutionError> {
+        let env = self.environment();
         let invocation = Invocation {
             program: cli,
             args,
             cwd,
             stdin,
-            env: &self.config.extra_env,
+            env: &env,
             timeout: self.config.timeout,
         };
         ctx.report(&format!(
@@ -589,6 +657,10 @@ impl ClaudeCodeBackend {
             Err(RunError::Cancelled) => {
                 ctx.report("claude CLI cancelled; its process group was killed");
                 Err(ExecutionError::cancelled())
+            }
+            Err(RunError::OutputTooLarge) => {
+                ctx.report("claude CLI exceeded the output limit; its process group was killed");
+                Err(invocation_error(output_too_large_message()))
             }
             Err(RunError::Spawn(error) | RunError::Wait(error)) => {
                 debug!(cli = %cli.display(), %error, "claude CLI could not be run");

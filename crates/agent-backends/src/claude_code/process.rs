@@ -6,8 +6,15 @@
 //! cancellation the group receives `SIGKILL` (safe `nix::sys::signal::killpg`) while the child
 //! is still un-reaped (so the group ID cannot have been reused), then the child is reaped. After
 //! a normal exit, leftover members of the group (background processes the CLI left running)
-//! are killed too. stdout and stderr are read concurrently; a process that escaped the group
-//! and keeps a pipe open cannot block the backend beyond [`PIPE_GRACE`].
+//! are killed too, again before the child is reaped: the exit is observed without reaping
+//! (`waitid` with `WNOWAIT`) where the platform has it. stdout and stderr are read
+//! concurrently; a process that escaped the group and keeps a pipe open cannot block the
+//! backend beyond [`PIPE_GRACE`].
+//!
+//! The child's environment is exactly [`Invocation::env`] (nothing is inherited implicitly).
+//! Its output is bounded: more than [`MAX_STDOUT_BYTES`] on stdout kills the group
+//! ([`RunError::OutputTooLarge`]); stderr is read to its end but only its last
+//! [`STDERR_TAIL_BYTES`] are kept.
 
 use std::ffi::OsStr;
 use std::io;
@@ -24,6 +31,8 @@ use tokio::process::Command;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
+
+use super::{MAX_STDOUT_BYTES, STDERR_TAIL_BYTES};
 
 /// How long pipes may stay open after the child exited (and its group was killed).
 pub(crate) const PIPE_GRACE: Duration = Duration::from_secs(2);
@@ -47,7 +56,10 @@ pub(crate) struct Invocation<'a> {
 pub(crate) struct Finished {
     pub status: ExitStatus,
     pub stdout: Vec<u8>,
+    /// The last [`STDERR_TAIL_BYTES`] of stderr.
     pub stderr: Vec<u8>,
+    /// Whether earlier stderr was discarded.
+    pub stderr_cut: bool,
 }
 
 impl Finished {
@@ -61,8 +73,14 @@ impl Finished {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
 
+    /// The kept stderr, marked when its beginning was discarded.
     pub fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr).into_owned()
+        let tail = String::from_utf8_lossy(&self.stderr);
+        if self.stderr_cut {
+            format!("[...] {}", tail.trim_start())
+        } else {
+            tail.into_owned()
+        }
     }
 }
 
@@ -82,20 +100,44 @@ pub(crate) enum RunError {
     Wait(io::Error),
     TimedOut,
     Cancelled,
+    /// stdout exceeded [`MAX_STDOUT_BYTES`]; the process group was killed.
+    OutputTooLarge,
 }
 
-type Buffer = Arc<Mutex<Vec<u8>>>;
+/// What a reader kept of one pipe.
+#[derive(Default)]
+struct Captured {
+    bytes: Vec<u8>,
+    /// Bytes dropped from the front (stderr) or beyond the cap (stdout).
+    cut: bool,
+}
 
-fn take(buffer: &Buffer) -> Vec<u8> {
+type Buffer = Arc<Mutex<Captured>>;
+
+fn with<T>(buffer: &Buffer, f: impl FnOnce(&mut Captured) -> T) -> T {
     match buffer.lock() {
-        Ok(mut guard) => std::mem::take(&mut *guard),
-        Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        Ok(mut guard) => f(&mut guard),
+        Err(poisoned) => f(&mut poisoned.into_inner()),
     }
 }
 
+/// How a reader bounds what it keeps.
+#[derive(Clone, Copy)]
+enum Bound {
+    /// Keep at most this many bytes; one more byte stops reading and fires the overflow token.
+    Cap(usize),
+    /// Read everything, keep only the last this many bytes.
+    Tail(usize),
+}
+
 /// Reads `pipe` to its end into `buffer` (appending as data arrives, so that an aborted reader
-/// keeps what it read).
-fn spawn_reader<R>(pipe: Option<R>, buffer: Buffer) -> Option<JoinHandle<()>>
+/// keeps what it read), within `bound`.
+fn spawn_reader<R>(
+    pipe: Option<R>,
+    buffer: Buffer,
+    bound: Bound,
+    overflow: CancellationToken,
+) -> Option<JoinHandle<()>>
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
@@ -103,15 +145,79 @@ where
     Some(tokio::spawn(async move {
         let mut chunk = vec![0u8; 16 * 1024];
         loop {
-            match pipe.read(&mut chunk).await {
+            let n = match pipe.read(&mut chunk).await {
                 Ok(0) | Err(_) => break,
-                Ok(n) => match buffer.lock() {
-                    Ok(mut guard) => guard.extend_from_slice(&chunk[..n]),
-                    Err(poisoned) => poisoned.into_inner().extend_from_slice(&chunk[..n]),
-                },
+                Ok(n) => n,
+            };
+            let full = with(&buffer, |captured| match bound {
+                Bound::Cap(cap) => {
+                    if captured.bytes.len() + n > cap {
+                        captured.cut = true;
+                        captured.bytes = Vec::new();
+                        true
+                    } else {
+                        captured.bytes.extend_from_slice(&chunk[..n]);
+                        false
+                    }
+                }
+                Bound::Tail(keep) => {
+                    captured.bytes.extend_from_slice(&chunk[..n]);
+                    if captured.bytes.len() > keep {
+                        let excess = captured.bytes.len() - keep;
+                        captured.bytes.drain(..excess);
+                        captured.cut = true;
+                    }
+                    false
+                }
+            });
+            if full {
+                overflow.cancel();
+                break;
             }
         }
     }))
+}
+
+/// Resolves once the child has exited, without reaping it: until it is reaped its PID (the
+/// group's ID) cannot be reused, so the group can still be signalled safely.
+#[cfg(any(
+    target_os = "android",
+    target_os = "freebsd",
+    all(target_os = "linux", not(target_env = "uclibc"))
+))]
+async fn exited(child: &mut tokio::process::Child, pid: i32) -> io::Result<()> {
+    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+    if pid <= 0 {
+        return child.wait().await.map(drop);
+    }
+    let waited = tokio::task::spawn_blocking(move || {
+        loop {
+            match waitid(
+                Id::Pid(Pid::from_raw(pid)),
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
+            ) {
+                Err(Errno::EINTR) => {}
+                Ok(_) => return Ok(()),
+                Err(errno) => return Err(io::Error::from(errno)),
+            }
+        }
+    })
+    .await;
+    match waited {
+        Ok(result) => result,
+        Err(join) => Err(io::Error::other(join)),
+    }
+}
+
+/// Without `waitid(WNOWAIT)` the exit is only seen by reaping; the group is then signalled
+/// right after (see `docs/claude-code-backend.md`).
+#[cfg(not(any(
+    target_os = "android",
+    target_os = "freebsd",
+    all(target_os = "linux", not(target_env = "uclibc"))
+)))]
+async fn exited(child: &mut tokio::process::Child, _pid: i32) -> io::Result<()> {
+    child.wait().await.map(drop)
 }
 
 /// Sends `SIGKILL` to the process group `pgid`. Returns whether any process was signalled.
@@ -169,6 +275,13 @@ pub(crate) async fn run(
 ) -> Result<Finished, RunError> {
     let mut command = Command::new(invocation.program);
     command
+        .env_clear()
+        .envs(
+            invocation
+                .env
+                .iter()
+                .map(|(k, v)| (OsStr::new(k), OsStr::new(v))),
+        )
         .args(invocation.args)
         .stdin(if invocation.stdin.is_some() {
             Stdio::piped()
@@ -181,9 +294,6 @@ pub(crate) async fn run(
         .kill_on_drop(true);
     if let Some(dir) = invocation.cwd {
         command.current_dir(dir);
-    }
-    for (key, value) in invocation.env {
-        command.env(OsStr::new(key), OsStr::new(value));
     }
 
     let mut child = command.spawn().map_err(RunError::Spawn)?;
@@ -200,9 +310,20 @@ pub(crate) async fn run(
 
     let stdout = Buffer::default();
     let stderr = Buffer::default();
+    let overflow = CancellationToken::new();
     let readers: Vec<JoinHandle<()>> = [
-        spawn_reader(child.stdout.take(), stdout.clone()),
-        spawn_reader(child.stderr.take(), stderr.clone()),
+        spawn_reader(
+            child.stdout.take(),
+            stdout.clone(),
+            Bound::Cap(MAX_STDOUT_BYTES),
+            overflow.clone(),
+        ),
+        spawn_reader(
+            child.stderr.take(),
+            stderr.clone(),
+            Bound::Tail(STDERR_TAIL_BYTES),
+            overflow.clone(),
+        ),
     ]
     .into_iter()
     .flatten()
@@ -222,58 +343,82 @@ pub(crate) async fn run(
     };
 
     enum Outcome {
-        Exited(io::Result<ExitStatus>),
+        Exited(io::Result<()>),
         TimedOut,
         Cancelled,
+        OutputTooLarge,
     }
     let outcome = tokio::select! {
         biased;
         () = cancel.cancelled() => Outcome::Cancelled,
-        status = child.wait() => Outcome::Exited(status),
+        () = overflow.cancelled() => Outcome::OutputTooLarge,
+        exit = exited(&mut child, pgid) => Outcome::Exited(exit),
         () = tokio::time::sleep(invocation.timeout) => Outcome::TimedOut,
     };
 
-    match outcome {
-        Outcome::Exited(status) => {
+    // Every path signals the group while the child is not reaped yet (an exited child is a
+    // zombie until then), so the group ID is still ours; then the child is reaped.
+    let exited_alone = matches!(outcome, Outcome::Exited(Ok(())));
+    if kill_group(pgid) {
+        if exited_alone {
+            debug!(pgid, "killed processes the CLI left running");
+        }
+    } else if !exited_alone {
+        let _ = child.start_kill();
+    }
+    let status = match tokio::time::timeout(REAP_GRACE, child.wait()).await {
+        Ok(Ok(status)) => {
             guard.armed = false;
-            // Leftover members of the group (background processes) are killed too.
-            if kill_group(pgid) {
-                debug!(pgid, "killed processes the CLI left running");
-            }
-            drain(readers, PIPE_GRACE).await;
-            if let Some(writer) = writer {
-                writer.abort();
-            }
+            Ok(status)
+        }
+        Ok(Err(error)) => {
+            debug!(pid = pgid, %error, "reaping the CLI failed");
+            Err(error)
+        }
+        Err(_) => {
+            debug!(pid = pgid, "the CLI was not reaped in time");
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the CLI was not reaped in time",
+            ))
+        }
+    };
+    drain(
+        readers,
+        if exited_alone {
+            PIPE_GRACE
+        } else {
+            Duration::from_millis(200)
+        },
+    )
+    .await;
+    if let Some(writer) = writer {
+        writer.abort();
+    }
+    // Output beyond the cap wins over how the process ended: its result is incomplete.
+    if overflow.is_cancelled() {
+        debug!(
+            pid = pgid,
+            "the CLI exceeded the stdout limit; its group was killed"
+        );
+        return Err(RunError::OutputTooLarge);
+    }
+    match outcome {
+        Outcome::Exited(Ok(())) => {
             let status = status.map_err(RunError::Wait)?;
             debug!(pid = pgid, code = exit_code(status), "claude CLI exited");
+            let stdout = with(&stdout, std::mem::take);
+            let stderr = with(&stderr, std::mem::take);
             Ok(Finished {
                 status,
-                stdout: take(&stdout),
-                stderr: take(&stderr),
+                stdout: stdout.bytes,
+                stderr: stderr.bytes,
+                stderr_cut: stderr.cut,
             })
         }
-        Outcome::TimedOut | Outcome::Cancelled => {
-            // The child is not reaped yet, so the group ID is still ours.
-            if !kill_group(pgid) {
-                let _ = child.start_kill();
-            }
-            match tokio::time::timeout(REAP_GRACE, child.wait()).await {
-                Ok(Ok(status)) => {
-                    guard.armed = false;
-                    debug!(pid = pgid, code = exit_code(status), "claude CLI killed");
-                }
-                Ok(Err(error)) => debug!(pid = pgid, %error, "reaping the killed CLI failed"),
-                Err(_) => debug!(pid = pgid, "the killed CLI was not reaped in time"),
-            }
-            drain(readers, Duration::from_millis(200)).await;
-            if let Some(writer) = writer {
-                writer.abort();
-            }
-            Err(if matches!(outcome, Outcome::TimedOut) {
-                RunError::TimedOut
-            } else {
-                RunError::Cancelled
-            })
-        }
+        Outcome::Exited(Err(error)) => Err(RunError::Wait(error)),
+        Outcome::TimedOut => Err(RunError::TimedOut),
+        Outcome::Cancelled => Err(RunError::Cancelled),
+        Outcome::OutputTooLarge => Err(RunError::OutputTooLarge),
     }
 }

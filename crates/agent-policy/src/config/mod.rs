@@ -97,6 +97,7 @@ pub mod vars {
         CLAUDE_CODE_CLI_PATH = "CLAUDE_AGENT_MCP_CLAUDE_CODE_CLI_PATH" => Operator(Executes);
         CLAUDE_CODE_TIMEOUT = "CLAUDE_AGENT_MCP_CLAUDE_CODE_TIMEOUT" => Operator(Limits);
         CLAUDE_CODE_MODE = "CLAUDE_AGENT_MCP_CLAUDE_CODE_MODE" => Operator(Executes);
+        CLAUDE_CODE_ENV_PASSTHROUGH = "CLAUDE_AGENT_MCP_CLAUDE_CODE_ENV_PASSTHROUGH" => Operator(SendsCredentials);
         LIMITED_TOOL_FORWARDING = "CLAUDE_AGENT_MCP_CLAUDE_CODE_LIMITED_TOOL_FORWARDING" => Operator(Policy);
         MAX_CONTINUATION_TURNS = "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_CONTINUATION_TURNS" => Operator(Policy);
         MAX_CONTINUATION_WARNINGS = "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_CONTINUATION_WARNINGS" => Operator(Policy);
@@ -221,6 +222,10 @@ impl EnvFileUse {
         ))
     }
 }
+
+/// The prefix of this server's own variables (current and legacy names): none of them may be
+/// passed through to a child process (`CLAUDE_AGENT_MCP_HTTP_BEARER_TOKEN` among them).
+pub const SERVER_VAR_PREFIX: &str = "CLAUDE_AGENT_";
 
 /// Built-in default values.
 pub mod defaults {
@@ -434,6 +439,9 @@ pub struct Config {
     pub limited_tool_forwarding: bool,
     /// `CLAUDE_AGENT_MCP_CLAUDE_CODE_MODE`, default `native` (an addition).
     pub claude_code_mode: ClaudeCodeMode,
+    /// `CLAUDE_AGENT_MCP_CLAUDE_CODE_ENV_PASSTHROUGH` (list), default empty: names of further
+    /// variables the Claude Code CLI inherits from the server's environment.
+    pub claude_code_env_passthrough: Vec<String>,
     /// §5.3, preset-aware.
     pub continuation: ContinuationSettings,
     /// §5.4, preset-aware except the three lists.
@@ -847,6 +855,7 @@ fn resolve(
             .unwrap_or(ClaudeCodeMode::Native.as_str()),
     );
     let claude_code_mode = ClaudeCodeMode::parse(&claude_code_mode_raw);
+    let claude_code_env_passthrough = r.list(vars::CLAUDE_CODE_ENV_PASSTHROUGH);
 
     // --- Continuation and mediation (preset-aware) ----------------------------------------
     let preset = presets::defaults_for(operator_profile.as_deref());
@@ -969,6 +978,21 @@ fn resolve(
             ClaudeCodeMode::choices()
         ));
     }
+    for name in &claude_code_env_passthrough {
+        if name.contains(['=', '\0']) {
+            problems.push(format!(
+                "{}: {} is not a variable name",
+                vars::CLAUDE_CODE_ENV_PASSTHROUGH,
+                py_repr(name)
+            ));
+        } else if name.starts_with(SERVER_VAR_PREFIX) {
+            problems.push(format!(
+                "{}: {} is a variable of this server; the CLI never inherits those",
+                vars::CLAUDE_CODE_ENV_PASSTHROUGH,
+                py_repr(name)
+            ));
+        }
+    }
     if mode == Some(RuntimeMode::ApntalkVerification) {
         let apntalk = RuntimeMode::ApntalkVerification.as_str();
         if backend != Some(BackendKind::ClaudeCode) {
@@ -1068,6 +1092,7 @@ fn resolve(
             claude_code_timeout_secs,
             limited_tool_forwarding,
             claude_code_mode: claude_code_mode.unwrap_or(ClaudeCodeMode::Native),
+            claude_code_env_passthrough,
             continuation: ContinuationSettings {
                 max_continuation_turns,
                 max_continuation_warnings,

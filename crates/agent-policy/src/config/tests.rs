@@ -56,6 +56,7 @@ fn expected_defaults(cwd: &Path) -> Config {
         claude_code_timeout_secs: 300,
         limited_tool_forwarding: false,
         claude_code_mode: ClaudeCodeMode::Native,
+        claude_code_env_passthrough: vec![],
         continuation: ContinuationSettings {
             max_continuation_turns: 5,
             max_continuation_warnings: 3,
@@ -1218,5 +1219,34 @@ fn enums_round_trip() {
     assert_eq!(
         RuntimeMode::choices(),
         "['apntalk_verification', 'standard']"
+    );
+}
+
+#[test]
+fn claude_code_env_passthrough_names_no_server_variable() {
+    let (_dir, cwd) = temp_cwd();
+    let var = vars::CLAUDE_CODE_ENV_PASSTHROUGH;
+    let config = config(&[(var, " AWS_PROFILE, ,CLAUDE_CODE_USE_BEDROCK ")], &cwd);
+    assert_eq!(
+        config.claude_code_env_passthrough,
+        ["AWS_PROFILE", "CLAUDE_CODE_USE_BEDROCK"]
+    );
+    assert_eq!(
+        problems(
+            &[(
+                var,
+                "CLAUDE_AGENT_MCP_HTTP_BEARER_TOKEN,A=B,CLAUDE_AGENT_STATE_DIR"
+            )],
+            &cwd
+        ),
+        [
+            format!(
+                "{var}: 'CLAUDE_AGENT_MCP_HTTP_BEARER_TOKEN' is a variable of this server; the CLI never inherits those"
+            ),
+            format!("{var}: 'A=B' is not a variable name"),
+            format!(
+                "{var}: 'CLAUDE_AGENT_STATE_DIR' is a variable of this server; the CLI never inherits those"
+            ),
+        ]
     );
 }

@@ -7,6 +7,9 @@
 //! * `--hang`                  never answers (sleeps before reading stdin)
 //! * `--fail-if-exists <path>` exits 1 at start when the file exists, else creates it (a
 //!   server that cannot be restarted)
+//! * `--grandchild <path>`     starts `sleep 1000` (in the server's process group) and writes
+//!   its PID to the file
+//! * `--stderr-line <bytes>`   writes one stderr line of that many bytes before serving
 
 #![allow(clippy::print_stdout)]
 
@@ -24,6 +27,8 @@ async fn main() {
     let mut call_log: Option<PathBuf> = None;
     let mut hang = false;
     let mut fail_if_exists: Option<PathBuf> = None;
+    let mut grandchild: Option<PathBuf> = None;
+    let mut stderr_line: usize = 0;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -32,6 +37,10 @@ async fn main() {
             "--call-log" => call_log = args.next().map(PathBuf::from),
             "--hang" => hang = true,
             "--fail-if-exists" => fail_if_exists = args.next().map(PathBuf::from),
+            "--grandchild" => grandchild = args.next().map(PathBuf::from),
+            "--stderr-line" => {
+                stderr_line = args.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            }
             other => {
                 eprintln!("fixture-mcp-server: unknown argument {other}");
                 std::process::exit(2);
@@ -52,6 +61,32 @@ async fn main() {
         if let Ok(mut f) = std::fs::File::create(&path) {
             let _ = writeln!(f, "started");
         }
+    }
+    if let Some(path) = grandchild {
+        match std::process::Command::new("sleep")
+            .arg("1000")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(child) => tools::append_line(&path, &child.id().to_string()),
+            Err(e) => {
+                eprintln!("fixture-mcp-server: cannot start sleep: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    if stderr_line > 0 {
+        let mut stderr = std::io::stderr().lock();
+        let block = [b'e'; 64 * 1024];
+        let mut left = stderr_line;
+        while left > 0 {
+            let n = left.min(block.len());
+            if stderr.write_all(&block[..n]).is_err() {
+                break;
+            }
+            left -= n;
+        }
+        let _ = stderr.write_all(b"\n");
     }
     if hang {
         loop {
