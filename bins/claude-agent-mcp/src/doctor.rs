@@ -555,19 +555,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 async fn check_claude_code<W: Write>(report: &mut Report<'_, W>, config: &Config) {
-    let backend = ClaudeCodeBackend::new(ClaudeCodeConfig {
-        cli_path: config.claude_code_cli_path.clone(),
-        model: config.model.clone(),
-        timeout: Duration::from_secs(u64::try_from(config.claude_code_timeout_secs).unwrap_or(0)),
-        mode: match config.claude_code_mode {
-            ClaudeCodeMode::Native => agent_backends::ClaudeCodeMode::Native,
-            ClaudeCodeMode::Text => agent_backends::ClaudeCodeMode::Text,
-        },
-        limited_tool_forwarding: config.limited_tool_forwarding,
-        env_passthrough: config.claude_code_env_passthrough.clone(),
-        extra_env: Vec::new(),
-        mcp_servers: Vec::new(),
-    });
+    let backend = ClaudeCodeBackend::new(crate::claude_code_config(config, Vec::new()));
     let located = agent_backends::locate_cli(config.claude_code_cli_path.as_deref());
     match backend.check().await {
         Ok(version) => {

@@ -355,21 +355,8 @@ async fn build_backend(config: &Config) -> Result<Arc<dyn ExecutionBackend>, Sta
             Ok(Arc::new(backend))
         }
         BackendKind::ClaudeCode => {
-            let backend = ClaudeCodeBackend::new(ClaudeCodeConfig {
-                cli_path: config.claude_code_cli_path.clone(),
-                model: config.model.clone(),
-                timeout: Duration::from_secs(
-                    u64::try_from(config.claude_code_timeout_secs).unwrap_or(0),
-                ),
-                mode: match config.claude_code_mode {
-                    ClaudeCodeMode::Native => agent_backends::ClaudeCodeMode::Native,
-                    ClaudeCodeMode::Text => agent_backends::ClaudeCodeMode::Text,
-                },
-                limited_tool_forwarding: config.limited_tool_forwarding,
-                env_passthrough: config.claude_code_env_passthrough.clone(),
-                extra_env: Vec::new(),
-                mcp_servers: cli_mcp_servers(config),
-            });
+            let backend =
+                ClaudeCodeBackend::new(claude_code_config(config, cli_mcp_servers(config)));
             // Startup validation (`backends.md` §3): the CLI is found and answers --version.
             let version = backend
                 .check()
@@ -378,6 +365,27 @@ async fn build_backend(config: &Config) -> Result<Arc<dyn ExecutionBackend>, Sta
             tracing::info!(target: "server", "Claude Code CLI: {}", version.trim());
             Ok(Arc::new(backend))
         }
+    }
+}
+
+/// The Claude Code backend's settings from the configuration (serving and `doctor`).
+pub(crate) fn claude_code_config(config: &Config, mcp_servers: Vec<McpServer>) -> ClaudeCodeConfig {
+    let defaults = ClaudeCodeConfig::new(config.model.clone());
+    ClaudeCodeConfig {
+        cli_path: config.claude_code_cli_path.clone(),
+        timeout: Duration::from_secs(u64::try_from(config.claude_code_timeout_secs).unwrap_or(0)),
+        mode: match config.claude_code_mode {
+            ClaudeCodeMode::Native => agent_backends::ClaudeCodeMode::Native,
+            ClaudeCodeMode::Text => agent_backends::ClaudeCodeMode::Text,
+        },
+        limited_tool_forwarding: config.limited_tool_forwarding,
+        env_passthrough: config.claude_code_env_passthrough.clone(),
+        mcp_servers,
+        setting_sources: match &config.claude_code_setting_sources {
+            Some(sources) => sources.iter().map(|s| s.as_str().to_owned()).collect(),
+            None => defaults.setting_sources.clone(),
+        },
+        ..defaults
     }
 }
 

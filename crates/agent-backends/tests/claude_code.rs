@@ -125,6 +125,7 @@ impl Fake {
                 self.ctl().to_string_lossy().into_owned(),
             )],
             mcp_servers: Vec::new(),
+            setting_sources: vec!["user".to_owned()],
         }
     }
 
@@ -334,9 +335,18 @@ async fn text_mode_argv_null_stdin_cwd_and_output() {
     );
     assert_eq!(fake.invocations(), 1);
     let argv = fake.argv(1);
-    assert_eq!(argv.len(), 4);
-    assert_eq!(argv[..3], ["--model", "claude-test", "--print"]);
-    assert_eq!(argv[3], initial_prompt("Do the thing"));
+    assert_eq!(
+        argv[..6],
+        [
+            "--model",
+            "claude-test",
+            "--setting-sources",
+            "user",
+            "--strict-mcp-config",
+            "--print"
+        ]
+    );
+    assert_eq!(argv[6..], [initial_prompt("Do the thing")]);
     assert_eq!(fake.stdin(1), "");
     assert_eq!(fake.cwd(1), fake.work().to_string_lossy());
 }
@@ -347,7 +357,16 @@ async fn text_mode_without_model_and_empty_stdout() {
     let mut config = fake.config(ClaudeCodeMode::Text);
     config.model = String::new();
     let output = run(&ClaudeCodeBackend::new(config), fake.request("task")).await;
-    assert_eq!(fake.argv(1), ["--print".to_owned(), initial_prompt("task")]);
+    assert_eq!(
+        fake.argv(1),
+        [
+            "--setting-sources".to_owned(),
+            "user".to_owned(),
+            "--strict-mcp-config".to_owned(),
+            "--print".to_owned(),
+            initial_prompt("task")
+        ]
+    );
     assert_eq!(output.output_text, "");
     assert_eq!(
         output.warnings,
@@ -860,7 +879,7 @@ async fn flat_history_is_truncated_with_a_warning() {
     let native = fake.backend(ClaudeCodeMode::Native);
     let output = run(&native, req.clone()).await;
     assert_eq!(output.warnings, [WARN_HISTORY_TRUNCATED]);
-    assert_eq!(fake.stdin(2), fake.argv(1)[3]);
+    assert_eq!(&fake.stdin(2), fake.argv(1).last().unwrap());
     req.provider_session_id = Some("x".to_owned());
     let output = run(&native, req).await;
     assert!(output.warnings.is_empty(), "{:?}", output.warnings);
@@ -955,7 +974,10 @@ async fn native_mode_argv_stdin_and_real_cli_json() {
             "--max-turns",
             "7",
             "--permission-mode",
-            "acceptEdits"
+            "acceptEdits",
+            "--setting-sources",
+            "user",
+            "--strict-mcp-config"
         ]
     );
     assert_eq!(fake.stdin(1), initial_prompt("Summarise"));
@@ -993,7 +1015,10 @@ async fn native_mode_argv_stdin_and_real_cli_json() {
             "--permission-mode",
             "default",
             "--disallowedTools",
-            "Edit,Write,MultiEdit,NotebookEdit,Bash"
+            "Edit,Write,MultiEdit,NotebookEdit,Bash",
+            "--setting-sources",
+            "user",
+            "--strict-mcp-config"
         ]
     );
 }
@@ -1192,7 +1217,7 @@ async fn native_resume_sends_only_the_new_message() {
     ));
     let output = run(&fake.backend(ClaudeCodeMode::Native), req.clone()).await;
     assert_eq!(fake.invocations(), 1);
-    assert_eq!(fake.argv(1)[9..], ["--resume", "cli-sess"]);
+    assert_eq!(fake.argv(1)[9..11], ["--resume", "cli-sess"]);
     assert_eq!(fake.stdin(1), "the new message");
     assert_eq!(output.provider_session_id.as_deref(), Some("cli-sess"));
     assert!(output.warnings.is_empty());
@@ -1207,7 +1232,12 @@ async fn native_resume_sends_only_the_new_message() {
     fake.set("stdout", "text");
     run(&fake.backend(ClaudeCodeMode::Text), req).await;
     assert!(!fake.argv(3).contains(&"--resume".to_owned()));
-    assert!(fake.argv(3)[3].contains("Context: 5 turn(s) included, 1 omitted"));
+    assert!(
+        fake.argv(3)
+            .last()
+            .unwrap()
+            .contains("Context: 5 turn(s) included, 1 omitted")
+    );
 }
 
 #[tokio::test]
@@ -1234,8 +1264,9 @@ async fn native_resume_failure_falls_back_to_the_reconstructed_context() {
         .await
         .unwrap();
     assert_eq!(fake.invocations(), 2);
-    assert_eq!(fake.argv(1)[9..], ["--resume", "gone-sess"]);
-    assert_eq!(fake.argv(2).len(), 9);
+    assert_eq!(fake.argv(1)[9..11], ["--resume", "gone-sess"]);
+    assert!(!fake.argv(2).contains(&"--resume".to_owned()));
+    assert_eq!(fake.argv(2).len(), 12);
     let prompt = fake.stdin(2);
     assert!(prompt.starts_with(&format!(
         "[System]\n{SYSTEM}{SEPARATOR}[Continuation Session]\nSession: sess_1"
@@ -1450,6 +1481,7 @@ mod real_cli {
                 .map(|(k, v)| (k.to_owned(), v))
                 .collect(),
                 mcp_servers: Vec::new(),
+                setting_sources: vec!["user".to_owned()],
             }
         }
 
@@ -1504,6 +1536,51 @@ mod real_cli {
         let version = env.backend().check().await.unwrap();
         assert!(version.contains("Claude Code"), "{version}");
         println!("real claude CLI: {version}");
+    }
+
+    /// A workspace is untrusted: its `.claude/settings.json` hooks (which the CLI runs with
+    /// no prompt in `-p` mode) and its `.mcp.json` servers must never start, in either mode.
+    #[tokio::test]
+    async fn real_cli_never_runs_a_workspaces_hooks_or_mcp_servers() {
+        let Some(cli) = real_cli() else { return };
+        let env = Env::start(cli, Script::Text).await;
+        let work = env.work();
+        let marker = |name: &str| work.join(name);
+        let touch = |name: &str| {
+            serde_json::json!([{"hooks": [{"type": "command",
+                "command": format!("touch '{}'", marker(name).display())}]}])
+        };
+        std::fs::create_dir_all(work.join(".claude")).unwrap();
+        let hooks = serde_json::json!({"hooks": {
+            "SessionStart": touch("session-start-hook-ran"),
+            "UserPromptSubmit": touch("prompt-hook-ran"),
+        }});
+        for file in ["settings.json", "settings.local.json"] {
+            std::fs::write(work.join(".claude").join(file), hooks.to_string()).unwrap();
+        }
+        let server = serde_json::json!({"mcpServers": {"planted": {"command": "sh",
+            "args": ["-c", format!("touch '{}'", marker("mcp-server-ran").display())]}}});
+        std::fs::write(work.join(".mcp.json"), server.to_string()).unwrap();
+
+        for mode in [ClaudeCodeMode::Native, ClaudeCodeMode::Text] {
+            let backend = ClaudeCodeBackend::new(env.config(mode));
+            let outcome = run(&backend, env.request("hello")).await;
+            assert!(outcome.output_text.starts_with("reply "), "{outcome:?}");
+        }
+        for name in [
+            "session-start-hook-ran",
+            "prompt-hook-ran",
+            "mcp-server-ran",
+        ] {
+            assert!(!marker(name).exists(), "{name}: the workspace ran code");
+        }
+
+        // The same workspace with the project's settings trusted by the operator: the hooks
+        // run, so the test above is not vacuous.
+        let mut trusted = env.config(ClaudeCodeMode::Native);
+        trusted.setting_sources = vec!["user".to_owned(), "project".to_owned()];
+        run(&ClaudeCodeBackend::new(trusted), env.request("hello")).await;
+        assert!(marker("session-start-hook-ran").exists());
     }
 
     #[tokio::test]

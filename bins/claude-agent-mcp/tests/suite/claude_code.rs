@@ -71,9 +71,19 @@ async fn text_mode_runs_the_original_contract() {
     assert_eq!(v["result"]["output_text"], json!("The answer is 42."));
     assert_eq!(v["warnings"], json!([LIMITED]));
     let argv = cli.argv(1);
-    assert_eq!(argv.len(), 4, "{argv:?}");
-    assert_eq!(&argv[..3], ["--model", "claude-sonnet-4-6", "--print"]);
-    let prompt = &argv[3];
+    assert_eq!(argv.len(), 7, "{argv:?}");
+    assert_eq!(
+        &argv[..6],
+        [
+            "--model",
+            "claude-sonnet-4-6",
+            "--setting-sources",
+            "user",
+            "--strict-mcp-config",
+            "--print"
+        ]
+    );
+    let prompt = &argv[6];
     let rule = "─".repeat(60);
     assert!(prompt.starts_with("[System]\n"), "{prompt}");
     assert!(
@@ -106,7 +116,7 @@ async fn text_mode_runs_the_original_contract() {
         )
         .await;
     assert_eq!(c["ok"], json!(true), "{c}");
-    let prompt = cli.argv(3)[3].clone();
+    let prompt = cli.argv(3).pop().unwrap();
     for needle in [
         "[Continuation Session]",
         &format!("Session: {sid}"),
@@ -189,6 +199,10 @@ async fn native_mode_reports_usage_and_resumes_natively() {
     );
     let argv = cli.argv(1);
     assert_eq!(argv[..3], ["-p", "--output-format", "json"], "{argv:?}");
+    // A workspace's own settings (hooks, permissions) and MCP servers are never loaded.
+    let sources = argv.iter().position(|a| a == "--setting-sources");
+    assert_eq!(argv[sources.expect("--setting-sources") + 1], "user");
+    assert!(argv.contains(&"--strict-mcp-config".to_owned()));
     assert!(
         cli.read("stdin.1").contains("hello"),
         "the prompt goes on stdin"
@@ -625,4 +639,37 @@ async fn restricted_mode_by_flag_blocks_every_other_tool_and_still_reports_unava
     assert_eq!(v["result"]["outcome_kind"], json!("unavailable"));
     assert_eq!(v["result"]["failure_class"], json!("backend_auth_failure"));
     server.shutdown().await;
+}
+
+/// The operator (never a workspace's `.env`) may trust a project's own Claude Code settings;
+/// an unknown source is a startup error naming the setting.
+#[tokio::test]
+async fn the_operator_chooses_the_setting_sources() {
+    let mut cli = Cli::new("native").await;
+    cli.env.set(
+        "CLAUDE_AGENT_MCP_CLAUDE_CODE_SETTING_SOURCES",
+        "user, Project",
+    );
+    cli.script(
+        "stdout",
+        r#"{"type":"result","subtype":"success","is_error":false,"result":"ok","session_id":"s","num_turns":1}"#,
+    );
+    let server = cli.env.start().await;
+    let v = server.call("agent_run_task", json!({"task": "t"})).await;
+    assert_eq!(v["ok"], json!(true), "{v}");
+    let argv = cli.argv(1);
+    let at = argv.iter().position(|a| a == "--setting-sources").unwrap();
+    assert_eq!(argv[at + 1], "user,project");
+    drop(server);
+
+    cli.env.set(
+        "CLAUDE_AGENT_MCP_CLAUDE_CODE_SETTING_SOURCES",
+        "user,everything",
+    );
+    let (code, _, err) = cli.env.run_to_exit(&[]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("CLAUDE_AGENT_MCP_CLAUDE_CODE_SETTING_SOURCES: 'everything' is not valid"),
+        "{err}"
+    );
 }

@@ -91,7 +91,12 @@ async fn an_approved_action_runs_through_federation_and_reaches_the_next_prompt(
     );
     assert!(events.iter().any(|e| e.0 == "downstream_tool_invocation"));
     // The first prompt taught the model the protocol.
-    assert!(cli.argv(1)[3].contains("mediated_action_request"));
+    assert!(
+        cli.argv(1)
+            .pop()
+            .unwrap()
+            .contains("mediated_action_request")
+    );
     // The next continuation carries the result.
     cli.script("stdout", "thanks");
     let c = server
@@ -101,7 +106,7 @@ async fn an_approved_action_runs_through_federation_and_reaches_the_next_prompt(
         )
         .await;
     assert_eq!(c["ok"], json!(true));
-    let prompt = cli.argv(2)[3].clone();
+    let prompt = cli.argv(2).pop().unwrap();
     assert!(prompt.contains("[Mediated Execution Context]"), "{prompt}");
     assert!(prompt.contains("- Tool fx__echo: "), "{prompt}");
     assert!(prompt.contains("runtime-mediated"), "{prompt}");

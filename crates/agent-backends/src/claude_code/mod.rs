@@ -118,6 +118,12 @@ pub const ARG_RESUME: &str = "--resume";
 pub const ARG_MCP_CONFIG: &str = "--mcp-config";
 pub const ARG_STRICT_MCP_CONFIG: &str = "--strict-mcp-config";
 pub const ARG_ALLOWED_TOOLS: &str = "--allowedTools";
+pub const ARG_SETTING_SOURCES: &str = "--setting-sources";
+/// The settings the CLI loads unless the operator says otherwise: the user's own only. A
+/// workspace's `.claude/settings.json` is untrusted input: its hooks run commands and its
+/// permissions widen what the model may do, so it is not loaded (nor its `.mcp.json`:
+/// `--strict-mcp-config` is always passed).
+pub const DEFAULT_SETTING_SOURCES: &[&str] = &["user"];
 pub const ARG_VERSION: &str = "--version";
 /// `--permission-mode` of the `general` profile.
 pub const PERMISSION_MODE_GENERAL: &str = "acceptEdits";
@@ -310,6 +316,10 @@ pub struct ClaudeCodeConfig {
     /// Federated servers handed to the CLI in native mode (`--mcp-config`), with their
     /// allowlists: the model calls their allowlisted tools natively.
     pub mcp_servers: Vec<McpServer>,
+    /// `--setting-sources`: which settings files the CLI loads (`user`, `project`, `local`),
+    /// [`DEFAULT_SETTING_SOURCES`] unless the operator chose
+    /// (`CLAUDE_AGENT_MCP_CLAUDE_CODE_SETTING_SOURCES`). Empty: none at all.
+    pub setting_sources: Vec<String>,
 }
 
 impl ClaudeCodeConfig {
@@ -324,6 +334,10 @@ impl ClaudeCodeConfig {
             env_passthrough: Vec::new(),
             extra_env: Vec::new(),
             mcp_servers: Vec::new(),
+            setting_sources: DEFAULT_SETTING_SOURCES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
         }
     }
 }
@@ -563,6 +577,14 @@ impl ClaudeCodeBackend {
         compatible
     }
 
+    /// The arguments every invocation carries, in both modes: only the settings the operator
+    /// trusts, and only the MCP servers this server hands over.
+    fn isolation_args(&self, args: &mut Vec<String>) {
+        args.push(ARG_SETTING_SOURCES.to_owned());
+        args.push(self.config.setting_sources.join(","));
+        args.push(ARG_STRICT_MCP_CONFIG.to_owned());
+    }
+
     /// The native-mode argv after the program.
     pub fn native_args(
         &self,
@@ -595,7 +617,6 @@ impl ClaudeCodeBackend {
             // Only our servers (not the user's own), and only their allowlisted tools.
             args.push(ARG_MCP_CONFIG.to_owned());
             args.push(config);
-            args.push(ARG_STRICT_MCP_CONFIG.to_owned());
             args.push(ARG_ALLOWED_TOOLS.to_owned());
             args.push(allowed.join(","));
         }
@@ -603,17 +624,19 @@ impl ClaudeCodeBackend {
             args.push(ARG_RESUME.to_owned());
             args.push(id.to_owned());
         }
+        self.isolation_args(&mut args);
         args
     }
 
-    /// The text-mode argv after the program: `--model <m> --print <prompt>` (no `--model`
-    /// when the model is empty).
+    /// The text-mode argv after the program: `--model <m>` (not when the model is empty), the
+    /// isolation arguments, `--print <prompt>`.
     pub fn text_args(&self, prompt: &str) -> Vec<String> {
-        let mut args = Vec::with_capacity(4);
+        let mut args = Vec::with_capacity(7);
         if !self.config.model.is_empty() {
             args.push(ARG_MODEL.to_owned());
             args.push(self.config.model.clone());
         }
+        self.isolation_args(&mut args);
         args.push(ARG_PRINT.to_owned());
         args.push(prompt.to_owned());
         args
@@ -1043,7 +1066,10 @@ mod tests {
                 "--max-turns",
                 "1",
                 "--permission-mode",
-                "acceptEdits"
+                "acceptEdits",
+                "--setting-sources",
+                "user",
+                "--strict-mcp-config"
             ]
         );
         assert_eq!(
@@ -1061,16 +1087,37 @@ mod tests {
                 "--disallowedTools",
                 "Edit,Write,MultiEdit,NotebookEdit,Bash",
                 "--resume",
-                "abc"
+                "abc",
+                "--setting-sources",
+                "user",
+                "--strict-mcp-config"
             ]
         );
         assert_eq!(
             backend.text_args("p"),
-            ["--model", "claude-test", "--print", "p"]
+            [
+                "--model",
+                "claude-test",
+                "--setting-sources",
+                "user",
+                "--strict-mcp-config",
+                "--print",
+                "p"
+            ]
         );
         config.model = String::new();
+        config.setting_sources = Vec::new();
         let backend = ClaudeCodeBackend::new(config);
-        assert_eq!(backend.text_args("p"), ["--print", "p"]);
+        assert_eq!(
+            backend.text_args("p"),
+            [
+                "--setting-sources",
+                "",
+                "--strict-mcp-config",
+                "--print",
+                "p"
+            ]
+        );
         assert_eq!(
             backend.native_args(Profile::General, 2, None)[3],
             "--max-turns"

@@ -98,6 +98,7 @@ pub mod vars {
         CLAUDE_CODE_TIMEOUT = "CLAUDE_AGENT_MCP_CLAUDE_CODE_TIMEOUT" => Operator(Limits);
         CLAUDE_CODE_MODE = "CLAUDE_AGENT_MCP_CLAUDE_CODE_MODE" => Operator(Executes);
         CLAUDE_CODE_ENV_PASSTHROUGH = "CLAUDE_AGENT_MCP_CLAUDE_CODE_ENV_PASSTHROUGH" => Operator(SendsCredentials);
+        CLAUDE_CODE_SETTING_SOURCES = "CLAUDE_AGENT_MCP_CLAUDE_CODE_SETTING_SOURCES" => Operator(Executes);
         LIMITED_TOOL_FORWARDING = "CLAUDE_AGENT_MCP_CLAUDE_CODE_LIMITED_TOOL_FORWARDING" => Operator(Policy);
         MAX_CONTINUATION_TURNS = "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_CONTINUATION_TURNS" => Operator(Policy);
         MAX_CONTINUATION_WARNINGS = "CLAUDE_AGENT_MCP_CLAUDE_CODE_MAX_CONTINUATION_WARNINGS" => Operator(Policy);
@@ -265,6 +266,16 @@ agent_core::string_enum! {
     ClaudeCodeMode {
         Native => "native",
         Text => "text",
+    }
+}
+
+agent_core::string_enum! {
+    /// A settings file the Claude Code CLI may load (`--setting-sources`): the user's own
+    /// (`~/.claude/settings.json`), or the working directory's shared or local ones.
+    SettingSource {
+        User => "user",
+        Project => "project",
+        Local => "local",
     }
 }
 
@@ -442,6 +453,10 @@ pub struct Config {
     /// `CLAUDE_AGENT_MCP_CLAUDE_CODE_ENV_PASSTHROUGH` (list), default empty: names of further
     /// variables the Claude Code CLI inherits from the server's environment.
     pub claude_code_env_passthrough: Vec<String>,
+    /// `CLAUDE_AGENT_MCP_CLAUDE_CODE_SETTING_SOURCES` (list): the settings files the Claude
+    /// Code CLI loads (`--setting-sources`). `None` when unset: the backend's default (the
+    /// user's own settings only; a workspace's `.claude/` settings can run hooks).
+    pub claude_code_setting_sources: Option<Vec<SettingSource>>,
     /// §5.3, preset-aware.
     pub continuation: ContinuationSettings,
     /// §5.4, preset-aware except the three lists.
@@ -856,6 +871,13 @@ fn resolve(
     );
     let claude_code_mode = ClaudeCodeMode::parse(&claude_code_mode_raw);
     let claude_code_env_passthrough = r.list(vars::CLAUDE_CODE_ENV_PASSTHROUGH);
+    let setting_sources_raw = r.raw(vars::CLAUDE_CODE_SETTING_SOURCES).map(parse_list);
+    let claude_code_setting_sources = setting_sources_raw.as_ref().map(|names| {
+        names
+            .iter()
+            .filter_map(|name| SettingSource::parse(&normalise_choice(name)))
+            .collect::<Vec<_>>()
+    });
 
     // --- Continuation and mediation (preset-aware) ----------------------------------------
     let preset = presets::defaults_for(operator_profile.as_deref());
@@ -978,6 +1000,16 @@ fn resolve(
             ClaudeCodeMode::choices()
         ));
     }
+    for name in setting_sources_raw.iter().flatten() {
+        if SettingSource::parse(&normalise_choice(name)).is_none() {
+            problems.push(format!(
+                "{}: {} is not valid. Choose from: {}",
+                vars::CLAUDE_CODE_SETTING_SOURCES,
+                py_repr(name),
+                SettingSource::choices()
+            ));
+        }
+    }
     for name in &claude_code_env_passthrough {
         if name.contains(['=', '\0']) {
             problems.push(format!(
@@ -1093,6 +1125,7 @@ fn resolve(
             limited_tool_forwarding,
             claude_code_mode: claude_code_mode.unwrap_or(ClaudeCodeMode::Native),
             claude_code_env_passthrough,
+            claude_code_setting_sources,
             continuation: ContinuationSettings {
                 max_continuation_turns,
                 max_continuation_warnings,
