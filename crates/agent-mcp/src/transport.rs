@@ -40,8 +40,13 @@ pub async fn serve_stdio(server: AgentServer) -> Result<(), TransportError> {
     serve_lines(server, tokio::io::stdin(), tokio::io::stdout()).await
 }
 
-/// The longest line read (rmcp's own limit); longer lines are dropped, as rmcp does.
+/// The longest line read (rmcp's own limit); longer lines are not parsed. One whose `id` can
+/// be read from its first [`ID_SCAN_BYTES`] bytes is answered with `Invalid Request`
+/// carrying that id; any other is dropped, as rmcp does.
 const MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// How much of an over-long line is kept to look for its `id`.
+const ID_SCAN_BYTES: usize = 4096;
 
 /// [`serve_stdio`] over any line-oriented reader and writer.
 ///
@@ -79,10 +84,19 @@ where
             match read_line(&mut input, &mut line, MAX_LINE).await {
                 Ok(LineRead::Line) => {}
                 Ok(LineRead::Oversized) => {
-                    tracing::error!(
-                        max_line_length = MAX_LINE,
-                        "stdin line longer than the limit: dropped"
-                    );
+                    match leading_id(&line) {
+                        Some(id) => {
+                            tracing::error!(
+                                max_line_length = MAX_LINE,
+                                "stdin line longer than the limit: answered with Invalid Request"
+                            );
+                            let _ = errors.send(oversized_line_answer(id, MAX_LINE));
+                        }
+                        None => tracing::error!(
+                            max_line_length = MAX_LINE,
+                            "stdin line longer than the limit, no id in its beginning: dropped"
+                        ),
+                    }
                     continue;
                 }
                 Ok(LineRead::Eof) | Err(_) => break,
@@ -238,6 +252,114 @@ fn invalid_request_line() -> Vec<u8> {
     line
 }
 
+/// The answer to an over-long line whose `id` could be read: `Invalid Request` (`-32600`)
+/// with that id and the limit, on its own line.
+fn oversized_line_answer(id: rmcp::model::RequestId, max: usize) -> Vec<u8> {
+    let message = ServerMessage::error(
+        rmcp::ErrorData::invalid_request(
+            format!("Invalid Request: the line is longer than the limit of {max} bytes"),
+            None,
+        ),
+        Some(id),
+    );
+    let mut line = serde_json::to_vec(&message).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+/// The `id` of a JSON object from the beginning of its text, when a top-level `"id"` member
+/// with a number or string value lies wholly within `prefix`. One pass over `prefix`, which
+/// may end anywhere: nothing past it is needed or looked for.
+fn leading_id(prefix: &[u8]) -> Option<rmcp::model::RequestId> {
+    let mut at = skip_space(prefix, 0);
+    if prefix.get(at) != Some(&b'{') {
+        return None;
+    }
+    at += 1;
+    loop {
+        at = skip_space(prefix, at);
+        if prefix.get(at) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(prefix, at)?;
+        let key = &prefix[at + 1..key_end - 1];
+        at = skip_space(prefix, key_end);
+        if prefix.get(at) != Some(&b':') {
+            return None;
+        }
+        at = skip_space(prefix, at + 1);
+        let value_end = value_end(prefix, at)?;
+        if key == b"id" {
+            return serde_json::from_slice(&prefix[at..value_end]).ok();
+        }
+        at = skip_space(prefix, value_end);
+        if prefix.get(at) != Some(&b',') {
+            return None;
+        }
+        at += 1;
+    }
+}
+
+fn skip_space(text: &[u8], mut at: usize) -> usize {
+    while text
+        .get(at)
+        .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    {
+        at += 1;
+    }
+    at
+}
+
+/// The end (one past the closing quote) of the string starting at `text[at] == '"'`.
+fn string_end(text: &[u8], at: usize) -> Option<usize> {
+    let mut i = at + 1;
+    while let Some(&b) = text.get(i) {
+        match b {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The end of the JSON value starting at `at`, when it ends within `text`.
+fn value_end(text: &[u8], at: usize) -> Option<usize> {
+    match *text.get(at)? {
+        b'"' => string_end(text, at),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = at;
+            while let Some(&b) = text.get(i) {
+                match b {
+                    b'"' => {
+                        i = string_end(text, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            None
+        }
+        _ => {
+            // A number or a literal: up to the next delimiter, which must be in `text` (a
+            // number cut by the end of the prefix is not the whole number).
+            let len = text[at..]
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n'))?;
+            (len > 0).then_some(at + len)
+        }
+    }
+}
+
 enum LineRead {
     Line,
     Oversized,
@@ -245,8 +367,9 @@ enum LineRead {
 }
 
 /// Reads one line (with its `\n`, if any) into `line`, keeping at most `max` bytes: a longer
-/// line is consumed to its end and reported as [`LineRead::Oversized`]. A last line without a
-/// newline is still a line.
+/// line is consumed to its end and reported as [`LineRead::Oversized`], with its first
+/// [`ID_SCAN_BYTES`] bytes (at most) left in `line`. A last line without a newline is still a
+/// line.
 async fn read_line<R>(input: &mut R, line: &mut Vec<u8>, max: usize) -> std::io::Result<LineRead>
 where
     R: tokio::io::AsyncBufRead + Unpin,
@@ -270,7 +393,10 @@ where
         let taken = chunk.len();
         if !oversized && line.len() + taken > max {
             oversized = true;
-            line.clear();
+            let room = ID_SCAN_BYTES.saturating_sub(line.len()).min(taken);
+            line.extend_from_slice(&chunk[..room]);
+            line.truncate(ID_SCAN_BYTES);
+            line.shrink_to(ID_SCAN_BYTES.max(4096));
         }
         if !oversized {
             line.extend_from_slice(chunk);
@@ -594,7 +720,13 @@ async fn serve_connection(
         )
     };
     let mut served = served;
-    let mut check = tokio::time::interval(limits.idle_timeout.min(limits.header_timeout).max(Duration::from_millis(100)) / 2);
+    let mut check = tokio::time::interval(
+        limits
+            .idle_timeout
+            .min(limits.header_timeout)
+            .max(Duration::from_millis(100))
+            / 2,
+    );
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut closing = false;
     loop {
@@ -893,6 +1025,69 @@ mod tests {
     }
 
     #[test]
+    fn the_id_of_an_over_long_line_is_read_from_its_beginning() {
+        use rmcp::model::NumberOrString;
+        let number = |n| Some(NumberOrString::Number(n));
+        let string = |s: &str| Some(NumberOrString::String(s.into()));
+        for (prefix, id) in [
+            (
+                r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"x":"aaaa"#,
+                number(7),
+            ),
+            (r#" { "id" : "abc" , "method""#, string("abc")),
+            (
+                r#"{"jsonrpc":"2.0","method":"tools/call","id":-3,"params":"#,
+                number(-3),
+            ),
+            (
+                r#"{"a":{"id":1,"b":[1,"]}",{"c":"\"}"}]},"id":"x\"y","params":"#,
+                string("x\"y"),
+            ),
+            // Not found within the prefix, or not usable.
+            (
+                r#"{"jsonrpc":"2.0","method":"tools/call","params":{"id":5,"x":"aaa"#,
+                None,
+            ),
+            (r#"{"jsonrpc":"2.0","id":12"#, None),
+            (r#"{"jsonrpc":"2.0","id":"unterminated"#, None),
+            (r#"{"id":null,"method":"x"}"#, None),
+            (r#"{"id":1.5,"method":"x"}"#, None),
+            (r#"{"id":{"a":1},"method":"x"}"#, None),
+            (r#"[{"id":1}]"#, None),
+            ("garbage", None),
+            ("", None),
+        ] {
+            assert_eq!(leading_id(prefix.as_bytes()), id, "{prefix}");
+        }
+        assert_eq!(
+            String::from_utf8(oversized_line_answer(NumberOrString::Number(7), 10)).unwrap(),
+            "{\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32600,\"message\":\"Invalid Request: the line is longer than the limit of 10 bytes\"}}\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_over_long_line_keeps_its_beginning() {
+        let text = b"{\"id\":1,\"x\":\"this line is far too long\"}\nok\n";
+        let mut input = tokio::io::BufReader::with_capacity(4, &text[..]);
+        let mut line = Vec::new();
+        assert!(matches!(
+            read_line(&mut input, &mut line, 10).await.unwrap(),
+            LineRead::Oversized
+        ));
+        assert!(text.starts_with(&line) && line.len() > 10, "{line:?}");
+        assert_eq!(
+            leading_id(&line),
+            Some(rmcp::model::NumberOrString::Number(1))
+        );
+        line.clear();
+        assert!(matches!(
+            read_line(&mut input, &mut line, 10).await.unwrap(),
+            LineRead::Line
+        ));
+        assert_eq!(line, b"ok\n");
+    }
+
+    #[test]
     fn loopback_hosts() {
         for h in ["localhost", "127.0.0.1", "127.1.2.3", "::1", "[::1]"] {
             assert!(is_loopback_host(h), "{h}");
@@ -911,12 +1106,26 @@ mod tests {
     #[test]
     fn bearer_scheme_is_case_insensitive_and_the_token_exact() {
         let expected = token_digest(b"s3cret");
-        for ok in ["Bearer s3cret", "bearer s3cret", "BEARER s3cret", "bEaReR  s3cret "] {
+        for ok in [
+            "Bearer s3cret",
+            "bearer s3cret",
+            "BEARER s3cret",
+            "bEaReR  s3cret ",
+        ] {
             assert!(bearer_matches(ok.as_bytes(), &expected), "{ok}");
         }
         for bad in [
-            "", "Bearer", "Bearer ", "s3cret", "Bearer s3cre", "Bearer s3crett", "Bearer s3cret2",
-            "Basic s3cret", "Bearers3cret", "Bearer S3CRET", "Bearer s3 cret",
+            "",
+            "Bearer",
+            "Bearer ",
+            "s3cret",
+            "Bearer s3cre",
+            "Bearer s3crett",
+            "Bearer s3cret2",
+            "Basic s3cret",
+            "Bearers3cret",
+            "Bearer S3CRET",
+            "Bearer s3 cret",
         ] {
             assert!(!bearer_matches(bad.as_bytes(), &expected), "{bad}");
         }

@@ -315,7 +315,10 @@ async fn connections_over_the_limit_get_503() {
         answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
         "{answer}"
     );
-    assert!(answer.ends_with("\r\n\r\ntoo many connections\n"), "{answer}");
+    assert!(
+        answer.ends_with("\r\n\r\ntoo many connections\n"),
+        "{answer}"
+    );
     let over = reqwest::Client::new()
         .post(&server.url)
         .header("content-type", "application/json")
@@ -410,11 +413,18 @@ async fn a_wildcard_bind_admits_the_host_lan_clients_send() {
     };
     for host in [format!("192.168.1.20:{port}"), format!("build-box:{port}")] {
         assert_eq!(
-            send(host.clone(), Some("lan-token")).await.unwrap().status(),
+            send(host.clone(), Some("lan-token"))
+                .await
+                .unwrap()
+                .status(),
             200,
             "{host}"
         );
-        assert_eq!(send(host.clone(), None).await.unwrap().status(), 401, "{host}");
+        assert_eq!(
+            send(host.clone(), None).await.unwrap().status(),
+            401,
+            "{host}"
+        );
     }
     // The Origin check still applies.
     let foreign = http

@@ -934,11 +934,13 @@ fn resolve(
         .filter(|token| !token.is_empty())
         .map(Secret::new);
     let value = r.get(vars::HTTP_HEADER_TIMEOUT);
-    let http_header_timeout_secs =
-        r.number(value, defaults::HTTP_HEADER_TIMEOUT_SECS, "positive integer");
+    let http_header_timeout_secs = r.number(
+        value,
+        defaults::HTTP_HEADER_TIMEOUT_SECS,
+        "positive integer",
+    );
     let value = r.get(vars::HTTP_MAX_CONNECTIONS);
-    let http_max_connections =
-        r.number(value, defaults::HTTP_MAX_CONNECTIONS, "positive integer");
+    let http_max_connections = r.number(value, defaults::HTTP_MAX_CONNECTIONS, "positive integer");
 
     // --- Validation (§6.1, then beyond.md §3) ---------------------------------------------
     let mut problems = r.problems;
@@ -1051,8 +1053,8 @@ fn resolve(
             vars::HTTP_HEADER_TIMEOUT
         ));
     }
-    if let Some(max) = http_max_connections
-        .filter(|max| !(1..=defaults::HTTP_MAX_CONNECTIONS_LIMIT).contains(max))
+    if let Some(max) =
+        http_max_connections.filter(|max| !(1..=defaults::HTTP_MAX_CONNECTIONS_LIMIT).contains(max))
     {
         problems.push(format!(
             "{}={max} is out of range (1–{})",

@@ -332,7 +332,11 @@ fn http_connection_limits_are_validated() {
             "CLAUDE_AGENT_MCP_HTTP_MAX_CONNECTIONS='many' is not a valid positive integer",
         ),
     ] {
-        assert_eq!(problems(&[(name, value)], &cwd), vec![problem], "{name}={value}");
+        assert_eq!(
+            problems(&[(name, value)], &cwd),
+            vec![problem],
+            "{name}={value}"
+        );
     }
 }
 
