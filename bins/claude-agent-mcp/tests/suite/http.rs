@@ -480,3 +480,29 @@ async fn http2_with_prior_knowledge_is_served() {
     assert!(response.headers().get("mcp-session-id").is_some());
     let _ = server.child.kill().await;
 }
+
+/// The connection limits are validated at startup: 0 or a non-number is a configuration
+/// error naming the variable, and the server does not start.
+#[tokio::test]
+async fn bad_connection_limits_stop_the_server() {
+    for (name, value, problem) in [
+        (
+            "CLAUDE_AGENT_MCP_HTTP_HEADER_TIMEOUT",
+            "0",
+            "CLAUDE_AGENT_MCP_HTTP_HEADER_TIMEOUT=0 is not valid",
+        ),
+        (
+            "CLAUDE_AGENT_MCP_HTTP_MAX_CONNECTIONS",
+            "lots",
+            "CLAUDE_AGENT_MCP_HTTP_MAX_CONNECTIONS='lots' is not a valid positive integer",
+        ),
+    ] {
+        let mut env = TestEnv::new().await;
+        env.set(name, value);
+        let (code, _, err) = env
+            .run_to_exit(&["--transport", "streamable-http", "--port", "1"])
+            .await;
+        assert_ne!(code, 0, "{name}={value}");
+        assert!(err.contains(problem), "{name}={value}: {err}");
+    }
+}
