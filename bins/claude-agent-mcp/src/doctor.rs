@@ -491,6 +491,17 @@ async fn check_api<W: Write>(report: &mut Report<'_, W>, config: &Config) {
                 vars::ANTHROPIC_API_KEY
             ),
         ),
+        Ok(status) if (300..400).contains(&status) => report.fail(
+            "api endpoint",
+            format!(
+                "{base} answered with a redirect (HTTP {status} to GET /v1/models), which is not \
+                 followed: the API key is never sent where a redirect points"
+            ),
+            format!(
+                "set {} to the API's own address (the redirect's target, if you trust it)",
+                vars::ANTHROPIC_BASE_URL
+            ),
+        ),
         Ok(status) => report.pass(
             "api endpoint",
             format!("{base} is reachable (HTTP {status} to GET /v1/models)"),
@@ -510,7 +521,8 @@ async fn check_api<W: Write>(report: &mut Report<'_, W>, config: &Config) {
 async fn probe_api(url: &str, key: &str) -> Result<u16, String> {
     let mut key = reqwest::header::HeaderValue::from_str(key).map_err(|e| e.to_string())?;
     key.set_sensitive(true);
-    let client = reqwest::Client::builder()
+    // Never follows a redirect: it would carry the key to wherever it points.
+    let client = agent_backends::api::client_builder()
         .timeout(API_PROBE_TIMEOUT)
         .user_agent(concat!(
             "claude-agent-mcp/",

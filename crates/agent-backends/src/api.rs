@@ -194,6 +194,15 @@ impl ApiBuildError {
 // Backend
 // ---------------------------------------------------------------------------------------------
 
+/// The one way a client that carries the API key is built (the backend's, and `doctor`'s
+/// probe): redirects are never followed, since following one would send the key wherever it
+/// points; a 3xx is an answer like any other status, for the caller to report.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(concat!("claude-agent-mcp/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+}
+
 /// The `api` backend. Cheap to share: it holds one pooled [`reqwest::Client`].
 #[derive(Clone)]
 pub struct MessagesApiBackend {
@@ -251,13 +260,11 @@ impl MessagesApiBackend {
             HeaderName::from_static("anthropic-version"),
             HeaderValue::from_static(ANTHROPIC_VERSION),
         );
-        let client = reqwest::Client::builder()
+        // The Messages API does not redirect: a 3xx is reported like any other unexpected
+        // status (`client_builder`).
+        let client = client_builder()
             .default_headers(headers)
-            .user_agent(concat!("claude-agent-mcp/", env!("CARGO_PKG_VERSION")))
             .timeout(config.request_timeout)
-            // The Messages API does not redirect. Following a redirect would send the API key
-            // wherever it points; a 3xx is reported like any other unexpected status.
-            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(ApiBuildError::Client)?;
 

@@ -40,8 +40,13 @@ pub async fn serve_stdio(server: AgentServer) -> Result<(), TransportError> {
     serve_lines(server, tokio::io::stdin(), tokio::io::stdout()).await
 }
 
-/// The longest line read (rmcp's own limit); longer lines are dropped, as rmcp does.
+/// The longest line read (rmcp's own limit); longer lines are not parsed. One whose `id` can
+/// be read from its first [`ID_SCAN_BYTES`] bytes is answered with `Invalid Request`
+/// carrying that id; any other is dropped, as rmcp does.
 const MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// How much of an over-long line is kept to look for its `id`.
+const ID_SCAN_BYTES: usize = 4096;
 
 /// [`serve_stdio`] over any line-oriented reader and writer.
 ///
@@ -79,10 +84,19 @@ where
             match read_line(&mut input, &mut line, MAX_LINE).await {
                 Ok(LineRead::Line) => {}
                 Ok(LineRead::Oversized) => {
-                    tracing::error!(
-                        max_line_length = MAX_LINE,
-                        "stdin line longer than the limit: dropped"
-                    );
+                    match leading_id(&line) {
+                        Some(id) => {
+                            tracing::error!(
+                                max_line_length = MAX_LINE,
+                                "stdin line longer than the limit: answered with Invalid Request"
+                            );
+                            let _ = errors.send(oversized_line_answer(id, MAX_LINE));
+                        }
+                        None => tracing::error!(
+                            max_line_length = MAX_LINE,
+                            "stdin line longer than the limit, no id in its beginning: dropped"
+                        ),
+                    }
                     continue;
                 }
                 Ok(LineRead::Eof) | Err(_) => break,
@@ -238,6 +252,114 @@ fn invalid_request_line() -> Vec<u8> {
     line
 }
 
+/// The answer to an over-long line whose `id` could be read: `Invalid Request` (`-32600`)
+/// with that id and the limit, on its own line.
+fn oversized_line_answer(id: rmcp::model::RequestId, max: usize) -> Vec<u8> {
+    let message = ServerMessage::error(
+        rmcp::ErrorData::invalid_request(
+            format!("Invalid Request: the line is longer than the limit of {max} bytes"),
+            None,
+        ),
+        Some(id),
+    );
+    let mut line = serde_json::to_vec(&message).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+/// The `id` of a JSON object from the beginning of its text, when a top-level `"id"` member
+/// with a number or string value lies wholly within `prefix`. One pass over `prefix`, which
+/// may end anywhere: nothing past it is needed or looked for.
+fn leading_id(prefix: &[u8]) -> Option<rmcp::model::RequestId> {
+    let mut at = skip_space(prefix, 0);
+    if prefix.get(at) != Some(&b'{') {
+        return None;
+    }
+    at += 1;
+    loop {
+        at = skip_space(prefix, at);
+        if prefix.get(at) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(prefix, at)?;
+        let key = &prefix[at + 1..key_end - 1];
+        at = skip_space(prefix, key_end);
+        if prefix.get(at) != Some(&b':') {
+            return None;
+        }
+        at = skip_space(prefix, at + 1);
+        let value_end = value_end(prefix, at)?;
+        if key == b"id" {
+            return serde_json::from_slice(&prefix[at..value_end]).ok();
+        }
+        at = skip_space(prefix, value_end);
+        if prefix.get(at) != Some(&b',') {
+            return None;
+        }
+        at += 1;
+    }
+}
+
+fn skip_space(text: &[u8], mut at: usize) -> usize {
+    while text
+        .get(at)
+        .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    {
+        at += 1;
+    }
+    at
+}
+
+/// The end (one past the closing quote) of the string starting at `text[at] == '"'`.
+fn string_end(text: &[u8], at: usize) -> Option<usize> {
+    let mut i = at + 1;
+    while let Some(&b) = text.get(i) {
+        match b {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The end of the JSON value starting at `at`, when it ends within `text`.
+fn value_end(text: &[u8], at: usize) -> Option<usize> {
+    match *text.get(at)? {
+        b'"' => string_end(text, at),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = at;
+            while let Some(&b) = text.get(i) {
+                match b {
+                    b'"' => {
+                        i = string_end(text, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            None
+        }
+        _ => {
+            // A number or a literal: up to the next delimiter, which must be in `text` (a
+            // number cut by the end of the prefix is not the whole number).
+            let len = text[at..]
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n'))?;
+            (len > 0).then_some(at + len)
+        }
+    }
+}
+
 enum LineRead {
     Line,
     Oversized,
@@ -245,8 +367,9 @@ enum LineRead {
 }
 
 /// Reads one line (with its `\n`, if any) into `line`, keeping at most `max` bytes: a longer
-/// line is consumed to its end and reported as [`LineRead::Oversized`]. A last line without a
-/// newline is still a line.
+/// line is consumed to its end and reported as [`LineRead::Oversized`], with its first
+/// [`ID_SCAN_BYTES`] bytes (at most) left in `line`. A last line without a newline is still a
+/// line.
 async fn read_line<R>(input: &mut R, line: &mut Vec<u8>, max: usize) -> std::io::Result<LineRead>
 where
     R: tokio::io::AsyncBufRead + Unpin,
@@ -270,7 +393,10 @@ where
         let taken = chunk.len();
         if !oversized && line.len() + taken > max {
             oversized = true;
-            line.clear();
+            let room = ID_SCAN_BYTES.saturating_sub(line.len()).min(taken);
+            line.extend_from_slice(&chunk[..room]);
+            line.truncate(ID_SCAN_BYTES);
+            line.shrink_to(ID_SCAN_BYTES.max(4096));
         }
         if !oversized {
             line.extend_from_slice(chunk);
@@ -302,9 +428,21 @@ pub struct HttpOptions {
     pub bearer_token: Option<String>,
     /// Idle MCP sessions are closed after this long.
     pub session_idle: Duration,
+    /// `CLAUDE_AGENT_MCP_HTTP_HEADER_TIMEOUT`: a connection must send its first bytes, and
+    /// each HTTP/1.1 request's whole head, within this long; an HTTP/1.1 connection idle
+    /// between requests is closed after it too.
+    pub header_timeout: Duration,
+    /// A connection with no bytes in either direction for this long is closed (an open
+    /// event stream carries a keep-alive comment every 15 s, so it is never idle).
+    pub idle_timeout: Duration,
+    /// `CLAUDE_AGENT_MCP_HTTP_MAX_CONNECTIONS`: connections served at once; one more is
+    /// answered `503` and closed.
+    pub max_connections: usize,
 }
 
 impl HttpOptions {
+    /// Options with the transport's own defaults; the binary sets the configurable ones from
+    /// its configuration.
     pub fn new(host: impl Into<String>, port: u16) -> Self {
         Self {
             host: host.into(),
@@ -312,6 +450,9 @@ impl HttpOptions {
             allowed_origins: Vec::new(),
             bearer_token: None,
             session_idle: Duration::from_secs(1800),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 256,
         }
     }
 }
@@ -322,7 +463,18 @@ fn is_loopback_host(host: &str) -> bool {
         || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Whether `host` is the wildcard address (`0.0.0.0`, `::`), bound on every interface.
+fn is_wildcard_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified())
+}
+
 /// The axum router: `/mcp` exactly (no redirect), guarded by the bearer check.
+///
+/// The `Host` header must name a loopback host, or the bound host when that is another
+/// address. Bound to the wildcard address, clients on the network name the machine however
+/// they reach it, so any `Host` is admitted there; the bearer token (required off loopback)
+/// and the `Origin` check still apply.
 pub fn router(
     server: AgentServer,
     options: &HttpOptions,
@@ -342,11 +494,14 @@ pub fn router(
         .flat_map(|h| [format!("http://{h}:*"), format!("https://{h}:*")])
         .collect();
     origins.extend(options.allowed_origins.iter().cloned());
-    let config = StreamableHttpServerConfig::default()
+    let mut config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts)
         .with_allowed_origins(origins)
         .enforce_origin_validation()
         .with_cancellation_token(shutdown.child_token());
+    if is_wildcard_host(&options.host) {
+        config = config.disable_allowed_hosts();
+    }
     let mut sessions = LocalSessionManager::default();
     sessions.session_config.keep_alive = Some(options.session_idle);
     let service =
@@ -354,22 +509,39 @@ pub fn router(
     let bearer = options
         .bearer_token
         .as_ref()
-        .map(|t| Arc::<str>::from(format!("Bearer {t}")));
+        .map(|t| Arc::new(token_digest(t.as_bytes())));
     axum::Router::new()
         .route_service("/mcp", service)
         .layer(middleware::from_fn_with_state(bearer, require_bearer))
 }
 
-/// Compares in time independent of where the first difference is.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
+type Digest = [u8; 32];
+
+fn token_digest(token: &[u8]) -> Digest {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(token).into()
+}
+
+/// Whether an `Authorization` value carries the expected bearer token: the scheme is matched
+/// without regard to case (RFC 9110 §11.1), and the token is compared through its SHA-256
+/// digest in constant time, so neither the position of a difference nor the token's length
+/// shows in the time taken.
+fn bearer_matches(value: &[u8], expected: &Digest) -> bool {
+    use subtle::ConstantTimeEq;
+
+    let Some(space) = value.iter().position(|&b| b == b' ') else {
+        return false;
+    };
+    let (scheme, rest) = value.split_at(space);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
         return false;
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let token = rest.trim_ascii();
+    token_digest(token).ct_eq(expected).into()
 }
 
 async fn require_bearer(
-    State(expected): State<Option<Arc<str>>>,
+    State(expected): State<Option<Arc<Digest>>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -379,7 +551,7 @@ async fn require_bearer(
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes)
             .unwrap_or_default();
-        if !constant_time_eq(given, expected.as_bytes()) {
+        if !bearer_matches(given, &expected) {
             let mut response =
                 (StatusCode::UNAUTHORIZED, "missing or invalid bearer token").into_response();
             response
@@ -391,8 +563,21 @@ async fn require_bearer(
     next.run(request).await
 }
 
+/// What a connection over the limit gets before it is closed.
+const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 21\r\nretry-after: 1\r\nconnection: close\r\n\r\ntoo many connections\n";
+
+/// The HTTP/2 connection preface (h2c with prior knowledge starts with it).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// Binds `host:port` and serves until `shutdown` fires. Returns the bound address through
 /// `on_bound` (useful with port 0).
+///
+/// Each connection is served by hyper, HTTP/1.1 or HTTP/2 (h2c with prior knowledge, told
+/// apart by its preface), with the bounds of [`HttpOptions`]: the first bytes and every
+/// HTTP/1.1 request head within `header_timeout`, no connection silent for `idle_timeout`,
+/// and at most `max_connections` at once (one more is answered `503` and closed at once).
+/// On shutdown no connection is accepted any more, open ones are closed gracefully, and
+/// the wait for them is bounded.
 pub async fn serve_http(
     server: AgentServer,
     options: HttpOptions,
@@ -407,10 +592,328 @@ pub async fn serve_http(
         on_bound(local);
     }
     let app = router(server, &options, shutdown.clone());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    let limits = Arc::new(ConnectionLimits::from(&options));
+    let max = options.max_connections.max(1);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max));
+    // Connections turned away are answered from their own short-lived tasks, themselves
+    // bounded: past this many, one is simply closed.
+    let refusals = Arc::new(tokio::sync::Semaphore::new(max));
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors, or a connection reset before it was accepted:
+                    // wait a little rather than spin.
+                    tracing::warn!(error = %e, "accepting an HTTP connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!(%peer, max_connections = max, "HTTP connection over the limit: answered 503");
+            if let Ok(refusal) = Arc::clone(&refusals).try_acquire_owned() {
+                tokio::spawn(async move {
+                    let _refusal = refusal;
+                    refuse(stream).await;
+                });
+            }
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let limits = Arc::clone(&limits);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            serve_connection(stream, app, &limits, shutdown).await;
+        });
+    }
+    drop(listener);
+    // Every slot back means every connection has ended.
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    if tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(all))
         .await
-        .map_err(TransportError::Http)
+        .is_err()
+    {
+        tracing::warn!("HTTP connections still open 10 s after shutdown: closed");
+    }
+    Ok(())
+}
+
+/// The per-connection bounds.
+#[derive(Debug, Clone, Copy)]
+struct ConnectionLimits {
+    header_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+impl From<&HttpOptions> for ConnectionLimits {
+    fn from(options: &HttpOptions) -> Self {
+        Self {
+            header_timeout: options.header_timeout,
+            idle_timeout: options.idle_timeout,
+        }
+    }
+}
+
+/// Answers a connection over the limit with `503` and closes it, within a bounded time.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        stream.write_all(BUSY_RESPONSE).await?;
+        stream.shutdown().await?;
+        // Read what the client sent, so that closing does not reset the connection before
+        // it has read the answer.
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        std::io::Result::Ok(())
+    })
+    .await;
+}
+
+/// Serves one connection until it ends, goes idle, or `shutdown` fires.
+async fn serve_connection(
+    mut stream: tokio::net::TcpStream,
+    app: axum::Router,
+    limits: &ConnectionLimits,
+    shutdown: CancellationToken,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let sniffed = tokio::select! {
+        () = shutdown.cancelled() => return,
+        sniffed = tokio::time::timeout(limits.header_timeout, sniff(&mut stream)) => sniffed,
+    };
+    let (prefix, http2) = match sniffed {
+        Ok(Ok(sniffed)) => sniffed,
+        Ok(Err(_)) => return,
+        Err(_) => {
+            tracing::debug!("HTTP connection sent no request within the header timeout: closed");
+            return;
+        }
+    };
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Watched {
+        stream,
+        prefix,
+        read: 0,
+        activity: Arc::clone(&activity),
+    });
+    let service = TowerToHyperService::new(app);
+    let served: std::pin::Pin<Box<dyn ConnectionFuture>> = if http2 {
+        Box::pin(
+            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .serve_connection(io, service),
+        )
+    } else {
+        Box::pin(
+            hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .keep_alive(true)
+                .serve_connection(io, service),
+        )
+    };
+    let mut served = served;
+    let mut check = tokio::time::interval(
+        limits
+            .idle_timeout
+            .min(limits.header_timeout)
+            .max(Duration::from_millis(100))
+            / 2,
+    );
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = served.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "HTTP connection ended with an error");
+                }
+                return;
+            }
+            () = shutdown.cancelled(), if !closing => {
+                served.as_mut().shut_down();
+                closing = true;
+            }
+            _ = check.tick() => {
+                if activity.idle_for() >= limits.idle_timeout {
+                    tracing::debug!("HTTP connection idle: closed");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A hyper connection of either protocol: served to its end, or told to finish gracefully.
+trait ConnectionFuture: std::future::Future<Output = hyper::Result<()>> + Send {
+    fn shut_down(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S> ConnectionFuture for hyper::server::conn::http1::Connection<I, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send,
+    S::Future: Send,
+    S::ResBody: Send,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send,
+{
+    fn shut_down(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S> ConnectionFuture
+    for hyper::server::conn::http2::Connection<I, S, hyper_util::rt::TokioExecutor>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    fn shut_down(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// Reads the first bytes of a connection, as many as tell HTTP/2's preface from anything
+/// else: (the bytes read, whether they are the preface).
+async fn sniff(stream: &mut tokio::net::TcpStream) -> std::io::Result<(Vec<u8>, bool)> {
+    use tokio::io::AsyncReadExt;
+    let mut read = Vec::with_capacity(H2_PREFACE.len());
+    let mut chunk = [0u8; 24];
+    loop {
+        let n = stream
+            .read(&mut chunk[..H2_PREFACE.len() - read.len()])
+            .await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        read.extend_from_slice(&chunk[..n]);
+        if !H2_PREFACE.starts_with(&read) {
+            return Ok((read, false));
+        }
+        if read.len() == H2_PREFACE.len() {
+            return Ok((read, true));
+        }
+    }
+}
+
+/// When a connection last moved a byte.
+struct Activity {
+    start: tokio::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            start: tokio::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(std::sync::atomic::Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
+}
+
+/// A connection's stream with the bytes already sniffed put back in front, noting activity.
+struct Watched {
+    stream: tokio::net::TcpStream,
+    prefix: Vec<u8>,
+    read: usize,
+    activity: Arc<Activity>,
+}
+
+impl tokio::io::AsyncRead for Watched {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.read < this.prefix.len() {
+            let rest = &this.prefix[this.read..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.read += n;
+            if this.read == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.read = 0;
+            }
+            return std::task::Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut this.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.touch();
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for Watched {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.stream).poll_write(cx, data);
+        if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, data);
+        if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]
@@ -522,6 +1025,69 @@ mod tests {
     }
 
     #[test]
+    fn the_id_of_an_over_long_line_is_read_from_its_beginning() {
+        use rmcp::model::NumberOrString;
+        let number = |n| Some(NumberOrString::Number(n));
+        let string = |s: &str| Some(NumberOrString::String(s.into()));
+        for (prefix, id) in [
+            (
+                r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"x":"aaaa"#,
+                number(7),
+            ),
+            (r#" { "id" : "abc" , "method""#, string("abc")),
+            (
+                r#"{"jsonrpc":"2.0","method":"tools/call","id":-3,"params":"#,
+                number(-3),
+            ),
+            (
+                r#"{"a":{"id":1,"b":[1,"]}",{"c":"\"}"}]},"id":"x\"y","params":"#,
+                string("x\"y"),
+            ),
+            // Not found within the prefix, or not usable.
+            (
+                r#"{"jsonrpc":"2.0","method":"tools/call","params":{"id":5,"x":"aaa"#,
+                None,
+            ),
+            (r#"{"jsonrpc":"2.0","id":12"#, None),
+            (r#"{"jsonrpc":"2.0","id":"unterminated"#, None),
+            (r#"{"id":null,"method":"x"}"#, None),
+            (r#"{"id":1.5,"method":"x"}"#, None),
+            (r#"{"id":{"a":1},"method":"x"}"#, None),
+            (r#"[{"id":1}]"#, None),
+            ("garbage", None),
+            ("", None),
+        ] {
+            assert_eq!(leading_id(prefix.as_bytes()), id, "{prefix}");
+        }
+        assert_eq!(
+            String::from_utf8(oversized_line_answer(NumberOrString::Number(7), 10)).unwrap(),
+            "{\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32600,\"message\":\"Invalid Request: the line is longer than the limit of 10 bytes\"}}\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_over_long_line_keeps_its_beginning() {
+        let text = b"{\"id\":1,\"x\":\"this line is far too long\"}\nok\n";
+        let mut input = tokio::io::BufReader::with_capacity(4, &text[..]);
+        let mut line = Vec::new();
+        assert!(matches!(
+            read_line(&mut input, &mut line, 10).await.unwrap(),
+            LineRead::Oversized
+        ));
+        assert!(text.starts_with(&line) && line.len() > 10, "{line:?}");
+        assert_eq!(
+            leading_id(&line),
+            Some(rmcp::model::NumberOrString::Number(1))
+        );
+        line.clear();
+        assert!(matches!(
+            read_line(&mut input, &mut line, 10).await.unwrap(),
+            LineRead::Line
+        ));
+        assert_eq!(line, b"ok\n");
+    }
+
+    #[test]
     fn loopback_hosts() {
         for h in ["localhost", "127.0.0.1", "127.1.2.3", "::1", "[::1]"] {
             assert!(is_loopback_host(h), "{h}");
@@ -529,8 +1095,39 @@ mod tests {
         for h in ["0.0.0.0", "example.com", "10.0.0.1"] {
             assert!(!is_loopback_host(h), "{h}");
         }
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
+        for h in ["0.0.0.0", "::", "[::]"] {
+            assert!(is_wildcard_host(h), "{h}");
+        }
+        for h in ["127.0.0.1", "localhost", "10.0.0.1", "example.com"] {
+            assert!(!is_wildcard_host(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_the_token_exact() {
+        let expected = token_digest(b"s3cret");
+        for ok in [
+            "Bearer s3cret",
+            "bearer s3cret",
+            "BEARER s3cret",
+            "bEaReR  s3cret ",
+        ] {
+            assert!(bearer_matches(ok.as_bytes(), &expected), "{ok}");
+        }
+        for bad in [
+            "",
+            "Bearer",
+            "Bearer ",
+            "s3cret",
+            "Bearer s3cre",
+            "Bearer s3crett",
+            "Bearer s3cret2",
+            "Basic s3cret",
+            "Bearers3cret",
+            "Bearer S3CRET",
+            "Bearer s3 cret",
+        ] {
+            assert!(!bearer_matches(bad.as_bytes(), &expected), "{bad}");
+        }
     }
 }

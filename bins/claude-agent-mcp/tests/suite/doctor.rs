@@ -460,3 +460,70 @@ async fn doctor_reports_invalid_configuration_and_stops() {
         "{config}"
     );
 }
+
+/// The probe carries the API key: a redirect from the configured endpoint is not followed
+/// (it used to be, sending the key to the redirect's target) and is a failed check naming
+/// the status.
+#[tokio::test]
+async fn doctor_does_not_follow_a_redirect_with_the_key() {
+    let env = TestEnv::new().await;
+    // The redirect's target records every byte it is sent.
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target_port = target.local_addr().unwrap().port();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let recorder = {
+        let received = received.clone();
+        let connections = connections.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            loop {
+                let Ok((mut stream, _)) = target.accept().await else {
+                    return;
+                };
+                connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let received = received.clone();
+                tokio::spawn(async move {
+                    let mut chunk = [0u8; 4096];
+                    while let Ok(n) = stream.read(&mut chunk).await {
+                        if n == 0 {
+                            break;
+                        }
+                        received.lock().unwrap().extend_from_slice(&chunk[..n]);
+                    }
+                });
+            }
+        })
+    };
+    Mock::given(method("GET"))
+        .and(path("/v1/models"))
+        .respond_with(ResponseTemplate::new(307).insert_header(
+            "location",
+            format!("http://127.0.0.1:{target_port}/v1/models?limit=1").as_str(),
+        ))
+        .mount(&env.api)
+        .await;
+    let (code, out, _) = doctor(&env, &[]).await;
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        line(&out, "api endpoint"),
+        format!(
+            "✗ api endpoint: {} answered with a redirect (HTTP 307 to GET /v1/models), which is \
+             not followed: the API key is never sent where a redirect points — fix: set \
+             ANTHROPIC_BASE_URL to the API's own address (the redirect's target, if you trust it)",
+            env.api.uri()
+        )
+    );
+    // The stand-in did get the probe, with the key; the target got nothing at all.
+    let probes = env.api.received_requests().await.unwrap();
+    assert_eq!(probes.len(), 1);
+    assert_eq!(probes[0].headers["x-api-key"], "test-key");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the redirect's target was contacted: {:?}",
+        String::from_utf8_lossy(&received.lock().unwrap())
+    );
+    recorder.abort();
+}

@@ -215,3 +215,76 @@ async fn runtime_status_reports_the_resolved_configuration() {
     assert_eq!(env.session_count().await, 0, "status creates no session");
     server.shutdown().await;
 }
+
+/// A stdin line over the 16 MiB limit whose `id` is in its beginning is answered with
+/// `Invalid Request` carrying that id (it used to get no answer, leaving the client waiting);
+/// one without a readable id is dropped; the server goes on serving.
+#[tokio::test]
+async fn an_over_long_stdio_line_is_answered_when_its_id_can_be_read() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    const LIMIT: usize = 16 * 1024 * 1024;
+    let env = TestEnv::new().await;
+    let mut child = env
+        .command(&[])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let writer = tokio::spawn(async move {
+        stdin
+            .write_all(format!("{init}\n").as_bytes())
+            .await
+            .unwrap();
+        stdin
+            .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
+            .await
+            .unwrap();
+        let filler = "a".repeat(LIMIT);
+        // The id first: answered.
+        let with_id = format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":41,\"method\":\"tools/call\",\"params\":{{\"name\":\"agent_run_task\",\"arguments\":{{\"task\":\"{filler}\"}}}}}}\n"
+        );
+        stdin.write_all(with_id.as_bytes()).await.unwrap();
+        // The id after the payload: nothing to answer with, dropped.
+        let id_last = format!(
+            "{{\"jsonrpc\":\"2.0\",\"method\":\"tools/call\",\"params\":{{\"name\":\"agent_run_task\",\"arguments\":{{\"task\":\"{filler}\"}}}},\"id\":42}}\n"
+        );
+        stdin.write_all(id_last.as_bytes()).await.unwrap();
+        stdin
+            .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":\"after\",\"method\":\"ping\"}\n")
+            .await
+            .unwrap();
+        stdin
+    });
+    let mut seen = Vec::new();
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line()).await
+    {
+        let v: Value = serde_json::from_str(&line).expect("stdout carries only JSON-RPC");
+        let done = v["id"] == json!("after");
+        seen.push(v);
+        if done {
+            break;
+        }
+    }
+    let stdin = writer.await.unwrap();
+    assert_eq!(seen.len(), 3, "{seen:#?}");
+    assert_eq!(seen[0]["id"], json!(1));
+    assert_eq!(
+        seen[1],
+        json!({"jsonrpc": "2.0", "id": 41, "error": {"code": -32600,
+            "message": format!("Invalid Request: the line is longer than the limit of {LIMIT} bytes")}})
+    );
+    assert_eq!(
+        seen[2],
+        json!({"jsonrpc": "2.0", "id": "after", "result": {}})
+    );
+    drop(stdin);
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.code(), Some(0));
+}

@@ -119,6 +119,8 @@ pub mod vars {
         FEDERATION_CONFIG = "CLAUDE_AGENT_MCP_FEDERATION_CONFIG" => Operator(Executes);
         ALLOWED_ORIGINS = "CLAUDE_AGENT_MCP_ALLOWED_ORIGINS" => Operator(Listens);
         HTTP_BEARER_TOKEN = "CLAUDE_AGENT_MCP_HTTP_BEARER_TOKEN" => Operator(Listens);
+        HTTP_HEADER_TIMEOUT = "CLAUDE_AGENT_MCP_HTTP_HEADER_TIMEOUT" => Operator(Limits);
+        HTTP_MAX_CONNECTIONS = "CLAUDE_AGENT_MCP_HTTP_MAX_CONNECTIONS" => Operator(Limits);
     }
 
     /// Who may set `name`; `None` for a name this crate does not read.
@@ -243,6 +245,10 @@ pub mod defaults {
     pub const API_TIMEOUT_SECS: u64 = 600;
     pub const MAX_EVIDENCE_BYTES: u64 = 256 * 1024;
     pub const CLAUDE_CODE_TIMEOUT_SECS: i64 = 300;
+    pub const HTTP_HEADER_TIMEOUT_SECS: u64 = 10;
+    pub const HTTP_MAX_CONNECTIONS: u64 = 256;
+    /// The largest `CLAUDE_AGENT_MCP_HTTP_MAX_CONNECTIONS` accepted.
+    pub const HTTP_MAX_CONNECTIONS_LIMIT: u64 = 1_000_000;
 }
 
 agent_core::string_enum! {
@@ -470,6 +476,12 @@ pub struct Config {
     /// `CLAUDE_AGENT_MCP_HTTP_BEARER_TOKEN` (trimmed), `None` when unset or empty.
     #[serde(skip)]
     pub http_bearer_token: Option<Secret>,
+    /// `CLAUDE_AGENT_MCP_HTTP_HEADER_TIMEOUT` in seconds, default 10, at least 1: the time an
+    /// HTTP connection has to send a request's head (and the HTTP/1.1 keep-alive idle time).
+    pub http_header_timeout_secs: u64,
+    /// `CLAUDE_AGENT_MCP_HTTP_MAX_CONNECTIONS`, default 256, 1 to 1,000,000: HTTP
+    /// connections served at once.
+    pub http_max_connections: u64,
     /// The env file read, if any (set by [`load_with`]; `None` from [`from_vars`]).
     pub env_file: Option<EnvFileUse>,
 }
@@ -943,6 +955,14 @@ fn resolve(
         .map(str::trim)
         .filter(|token| !token.is_empty())
         .map(Secret::new);
+    let value = r.get(vars::HTTP_HEADER_TIMEOUT);
+    let http_header_timeout_secs = r.number(
+        value,
+        defaults::HTTP_HEADER_TIMEOUT_SECS,
+        "positive integer",
+    );
+    let value = r.get(vars::HTTP_MAX_CONNECTIONS);
+    let http_max_connections = r.number(value, defaults::HTTP_MAX_CONNECTIONS, "positive integer");
 
     // --- Validation (§6.1, then beyond.md §3) ---------------------------------------------
     let mut problems = r.problems;
@@ -1059,6 +1079,22 @@ fn resolve(
         ));
     }
 
+    if http_header_timeout_secs == Some(0) {
+        problems.push(format!(
+            "{}=0 is not valid: the timeout must be at least 1 second",
+            vars::HTTP_HEADER_TIMEOUT
+        ));
+    }
+    if let Some(max) =
+        http_max_connections.filter(|max| !(1..=defaults::HTTP_MAX_CONNECTIONS_LIMIT).contains(max))
+    {
+        problems.push(format!(
+            "{}={max} is out of range (1–{})",
+            vars::HTTP_MAX_CONNECTIONS,
+            defaults::HTTP_MAX_CONNECTIONS_LIMIT
+        ));
+    }
+
     match (
         mode,
         transport,
@@ -1069,6 +1105,7 @@ fn resolve(
         backend,
         api_max_retries,
         (api_timeout_secs, max_evidence_bytes),
+        (http_header_timeout_secs, http_max_connections),
         claude_code_timeout_secs,
         (
             max_continuation_turns,
@@ -1091,6 +1128,7 @@ fn resolve(
             Some(backend),
             Some(api_max_retries),
             (Some(api_timeout_secs), Some(max_evidence_bytes)),
+            (Some(http_header_timeout_secs), Some(http_max_connections)),
             Some(claude_code_timeout_secs),
             (
                 Some(max_continuation_turns),
@@ -1149,6 +1187,8 @@ fn resolve(
             federation_config,
             allowed_origins,
             http_bearer_token,
+            http_header_timeout_secs,
+            http_max_connections,
             env_file: None,
         }),
         _ => Err(ConfigErrors(problems)),

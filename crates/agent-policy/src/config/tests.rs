@@ -80,6 +80,8 @@ fn expected_defaults(cwd: &Path) -> Config {
         federation_config: None,
         allowed_origins: vec![],
         http_bearer_token: None,
+        http_header_timeout_secs: 10,
+        http_max_connections: 256,
         env_file: None,
     }
 }
@@ -283,6 +285,59 @@ fn a_non_integer_port_aborts_even_for_stdio() {
         problems(&[("CLAUDE_AGENT_MCP_PORT", "80a")], &cwd),
         vec!["CLAUDE_AGENT_MCP_PORT='80a' is not a valid integer"]
     );
+}
+
+#[test]
+fn http_connection_limits_are_validated() {
+    let (_dir, cwd) = temp_cwd();
+    let set = config(
+        &[
+            ("CLAUDE_AGENT_MCP_HTTP_HEADER_TIMEOUT", " 3 "),
+            ("CLAUDE_AGENT_MCP_HTTP_MAX_CONNECTIONS", "7"),
+        ],
+        &cwd,
+    );
+    assert_eq!(set.http_header_timeout_secs, 3);
+    assert_eq!(set.http_max_connections, 7);
+    // Checked whatever the transport: a bad value is an error naming the variable.
+    for (name, value, problem) in [
+        (
+            "CLAUDE_AGENT_MCP_HTTP_HEADER_TIMEOUT",
+            "0",
+            "CLAUDE_AGENT_MCP_HTTP_HEADER_TIMEOUT=0 is not valid: the timeout must be at least 1 second",
+        ),
+        (
+            "CLAUDE_AGENT_MCP_HTTP_HEADER_TIMEOUT",
+            "ten",
+            "CLAUDE_AGENT_MCP_HTTP_HEADER_TIMEOUT='ten' is not a valid positive integer",
+        ),
+        (
+            "CLAUDE_AGENT_MCP_HTTP_HEADER_TIMEOUT",
+            "-1",
+            "CLAUDE_AGENT_MCP_HTTP_HEADER_TIMEOUT='-1' is not a valid positive integer",
+        ),
+        (
+            "CLAUDE_AGENT_MCP_HTTP_MAX_CONNECTIONS",
+            "0",
+            "CLAUDE_AGENT_MCP_HTTP_MAX_CONNECTIONS=0 is out of range (1–1000000)",
+        ),
+        (
+            "CLAUDE_AGENT_MCP_HTTP_MAX_CONNECTIONS",
+            "1000001",
+            "CLAUDE_AGENT_MCP_HTTP_MAX_CONNECTIONS=1000001 is out of range (1–1000000)",
+        ),
+        (
+            "CLAUDE_AGENT_MCP_HTTP_MAX_CONNECTIONS",
+            "many",
+            "CLAUDE_AGENT_MCP_HTTP_MAX_CONNECTIONS='many' is not a valid positive integer",
+        ),
+    ] {
+        assert_eq!(
+            problems(&[(name, value)], &cwd),
+            vec![problem],
+            "{name}={value}"
+        );
+    }
 }
 
 #[test]
@@ -900,6 +955,8 @@ fn only_the_key_the_model_the_log_level_and_the_tools_switch_are_project_setting
         (vars::PORT, Reason::Listens),
         (vars::HTTP_BEARER_TOKEN, Reason::Listens),
         (vars::ALLOWED_ORIGINS, Reason::Listens),
+        (vars::HTTP_HEADER_TIMEOUT, Reason::Limits),
+        (vars::HTTP_MAX_CONNECTIONS, Reason::Limits),
     ] {
         assert_eq!(vars::trust(name), Some(Trust::Operator(reason)), "{name}");
     }
