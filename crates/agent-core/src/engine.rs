@@ -41,6 +41,11 @@ use crate::verification::{self, FailureCode, Unavailability, VerificationResult}
 /// Outputs at least this many code points long are stored as an `output` artifact.
 const OUTPUT_ARTIFACT_MIN_CHARS: usize = 50;
 
+/// The final write of an execution is retried after each of these delays before the session
+/// is marked `interrupted` instead.
+pub const FINAL_WRITE_RETRY_DELAYS: [Duration; 2] =
+    [Duration::from_millis(50), Duration::from_millis(250)];
+
 /// Engine settings that come from configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineConfig {
@@ -212,6 +217,41 @@ impl Engine {
 
     pub fn store(&self) -> &Arc<dyn SessionStore> {
         &self.store
+    }
+
+    /// How often the lease sweeper runs: half the lease TTL, so a session left `running`
+    /// by a process that died is `interrupted` at most 1.5 TTL after its last renewal. `None`
+    /// when the TTL is zero: every lease would count as expired at once, and sweeping would
+    /// interrupt live runs.
+    pub fn lease_sweep_period(&self) -> Option<Duration> {
+        let ttl = self.config.lock_ttl;
+        (!ttl.is_zero()).then(|| (ttl / 2).max(Duration::from_millis(10)))
+    }
+
+    /// The lease sweeper (`sessions.md` §5): every [`lease_sweep_period`](Self::lease_sweep_period)
+    /// turns `running` sessions whose lease expired into `interrupted`
+    /// ([`SessionStore::sweep_expired_leases`]). Runs until the future is dropped; returns at
+    /// once when the period is `None`. The first sweep comes one period after the start
+    /// (startup recovery has just run).
+    pub async fn sweep_expired_leases(&self) {
+        let Some(period) = self.lease_sweep_period() else {
+            return;
+        };
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            match self.store.sweep_expired_leases().await {
+                Ok(0) => {}
+                Ok(count) => tracing::warn!(
+                    target: "store",
+                    count,
+                    "marked session(s) interrupted: running with an expired lease"
+                ),
+                Err(e) => tracing::warn!(target: "store", error = %e, "lease sweep failed"),
+            }
+        }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -742,8 +782,10 @@ impl Engine {
             output_text: None,
             events: vec![event],
         };
+        let mut warnings = Vec::new();
         if let Err(e) = self.finish(session_id, owner, &finish).await {
             tracing::error!(session_id, error = %e, "could not record an unavailable verification");
+            warnings.push(e.message);
         }
         let summary = format!("Verification unavailable: {}", failure.summary);
         let error = error.unwrap_or_else(|| {
@@ -753,7 +795,7 @@ impl Engine {
             session_id,
             summary,
             VerificationResult::unavailable(lint, failure),
-            Vec::new(),
+            warnings,
             vec![error],
         )
     }
@@ -980,10 +1022,12 @@ impl Engine {
             output_text: None,
             events: vec![Event::error(turn, &object)],
         };
+        let mut env = Envelope::error(session_id, workflow, profile.as_str(), object);
         if let Err(e) = self.finish(session_id, owner, &finish).await {
             tracing::error!(session_id, error = %e, "could not record a failed execution");
+            env.warnings.push(e.message);
         }
-        Envelope::error(session_id, workflow, profile.as_str(), object)
+        env
     }
 
     /// A store failure after the lock was taken: mark failed if possible, release the lock.
@@ -1003,8 +1047,11 @@ impl Engine {
             output_text: None,
             events: Vec::new(),
         };
-        let _ = self.finish(session_id, owner, &finish).await;
-        store_failure(session_id, workflow, profile, error)
+        let mut env = store_failure(session_id, workflow, profile, error);
+        if let Err(e) = self.finish(session_id, owner, &finish).await {
+            env.warnings.push(e.message);
+        }
+        env
     }
 
     /// The mediation teaching section for a backend that mediates, when there is one.
@@ -1076,21 +1123,63 @@ impl Engine {
         }
     }
 
-    /// Records the end of an execution; if that fails, still releases the lock so the session
-    /// is not left locked until its lease expires ("the lock is always released").
+    /// Records the end of an execution. A failed write is retried after each of
+    /// [`FINAL_WRITE_RETRY_DELAYS`]; if it still fails, the session is marked `interrupted`
+    /// with its lock released ([`SessionStore::interrupt_execution`]), so it is never left
+    /// `running` without a live run. The error's message says what happened to the session,
+    /// for the client's envelope.
     async fn finish(
         &self,
         session_id: &str,
         owner: &str,
         finish: &Finish,
     ) -> Result<(), StoreError> {
-        let result = self.store.finish_execution(session_id, owner, finish).await;
-        if result.is_err()
-            && let Err(e) = self.store.release_lock(session_id, owner).await
+        let mut result = self.store.finish_execution(session_id, owner, finish).await;
+        for delay in FINAL_WRITE_RETRY_DELAYS {
+            let Err(e) = &result else {
+                return Ok(());
+            };
+            tracing::warn!(session_id, error = %e, "could not record the end of the execution; retrying");
+            tokio::time::sleep(delay).await;
+            result = self.store.finish_execution(session_id, owner, finish).await;
+        }
+        let Err(error) = result else {
+            return Ok(());
+        };
+        let attempts = FINAL_WRITE_RETRY_DELAYS.len() + 1;
+        let reason = format!(
+            "the end of the execution could not be recorded after {attempts} attempts: {error}"
+        );
+        let message = match self
+            .store
+            .interrupt_execution(session_id, owner, &reason)
+            .await
         {
+            Ok(true) => format!(
+                "Session {session_id}: {reason}; the session is now interrupted (it can be continued)"
+            ),
+            // Not running (a continuation abandoned before it started) or another owner's:
+            // the status stays; our lock, if we still hold it, is released.
+            Ok(false) => {
+                self.release_after_failure(session_id, owner).await;
+                format!("Session {session_id}: {reason}; its status is unchanged")
+            }
+            Err(fallback) => {
+                tracing::error!(session_id, error = %fallback, "could not mark the session interrupted");
+                // A `running` row without a lock has no live lease: the sweeper takes it.
+                self.release_after_failure(session_id, owner).await;
+                format!(
+                    "Session {session_id}: {reason}; marking it interrupted failed too ({fallback}): the lease sweeper marks it interrupted"
+                )
+            }
+        };
+        Err(StoreError::new(message))
+    }
+
+    async fn release_after_failure(&self, session_id: &str, owner: &str) {
+        if let Err(e) = self.store.release_lock(session_id, owner).await {
             tracing::error!(session_id, error = %e, "could not release the session lock");
         }
-        result
     }
 
     /// Runs the backend under the session's lease: the lease is renewed every third of its TTL
@@ -1187,16 +1276,18 @@ impl Engine {
             output_text: None,
             events: vec![Event::session_cancelled(turn, reason)],
         };
-        if let Err(e) = self.finish(session_id, owner, &finish).await {
-            tracing::error!(session_id, error = %e, "could not record a cancelled execution");
-        }
-        Envelope::failure(
+        let mut env = Envelope::failure(
             session_id,
             workflow,
             profile.as_str(),
             ErrorCode::SessionCancelled,
             format!("Session {session_id} was cancelled: {reason}"),
-        )
+        );
+        if let Err(e) = self.finish(session_id, owner, &finish).await {
+            tracing::error!(session_id, error = %e, "could not record a cancelled execution");
+            env.warnings.push(e.message);
+        }
+        env
     }
 
     // -----------------------------------------------------------------------------------------
