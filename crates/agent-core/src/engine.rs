@@ -346,6 +346,7 @@ impl Engine {
         let outcome = self
             .mediate(
                 &session_id,
+                &owner,
                 0,
                 profile,
                 working_dir.as_deref(),
@@ -508,6 +509,7 @@ impl Engine {
         let outcome = self
             .mediate(
                 id,
+                &owner,
                 prior_turns,
                 profile,
                 working_dir.as_deref(),
@@ -1069,6 +1071,7 @@ impl Engine {
     async fn mediate(
         &self,
         session_id: &str,
+        owner: &str,
         prior_turns: i64,
         profile: Profile,
         working_directory: Option<&std::path::Path>,
@@ -1094,7 +1097,12 @@ impl Engine {
             workflows_supported: capabilities.supports_bounded_mediated_workflows,
             tools_allowed,
         };
-        match mediator.mediate(request, ctx).await {
+        // Mediation runs tools: the lease is renewed meanwhile, as during the backend call.
+        let mediated = tokio::select! {
+            mediated = mediator.mediate(request, ctx) => mediated,
+            never = self.renew_lease(session_id, owner) => match never {},
+        };
+        match mediated {
             Ok(warnings) => {
                 output.warnings.extend(warnings);
                 Ok(output)
@@ -1205,21 +1213,7 @@ impl Engine {
             );
         }
         let ctx = ExecContext::new(cancel.clone(), Arc::clone(&ctx.progress));
-        let ttl = self.config.lock_ttl;
-        let renew = async {
-            let period = (ttl / 3).max(Duration::from_millis(10));
-            let mut interval = tokio::time::interval(period);
-            interval.tick().await;
-            loop {
-                interval.tick().await;
-                match self.store.renew_lock(&session_id, owner, ttl).await {
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(session_id, error = %e, "could not renew the session lease")
-                    }
-                }
-            }
-        };
+        let renew = self.renew_lease(&session_id, owner);
         // A heartbeat keeps clients that reset their time-outs on progress waiting.
         let heartbeat = async {
             let started = tokio::time::Instant::now();
@@ -1255,6 +1249,22 @@ impl Engine {
                 Err(ExecutionError::new(e.code, why).with_kind(FailureKind::Cancelled))
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Renews `owner`'s lease every third of the TTL, forever: raced against work done under
+    /// the lock (the backend call, mediation), so that the lease sweeper never takes a session
+    /// whose execution is alive.
+    async fn renew_lease(&self, session_id: &str, owner: &str) -> std::convert::Infallible {
+        let ttl = self.config.lock_ttl;
+        let period = (ttl / 3).max(Duration::from_millis(10));
+        let mut interval = tokio::time::interval(period);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            if let Err(e) = self.store.renew_lock(session_id, owner, ttl).await {
+                tracing::warn!(session_id, error = %e, "could not renew the session lease");
+            }
         }
     }
 

@@ -2207,6 +2207,66 @@ async fn the_engine_sweeps_every_half_ttl() {
     assert_eq!(off.store.call_count(Method::SweepExpiredLeases), 0);
 }
 
+/// A mediator that takes its time, then checks whether the session was swept meanwhile.
+struct SlowMediator {
+    store: Arc<MemStore>,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl agent_core::OutputMediator for SlowMediator {
+    async fn mediate(
+        &self,
+        request: agent_core::MediationRequest<'_>,
+        _ctx: &ExecContext,
+    ) -> Result<Vec<String>, agent_core::StoreError> {
+        let deadline = Instant::now() + self.delay;
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            self.store.sweep_expired_leases().await?;
+        }
+        let status = self.store.record(request.session_id).unwrap().status;
+        Ok(vec![format!("status during mediation: {status}")])
+    }
+
+    fn prompt_section(&self, _: Profile) -> Option<String> {
+        None
+    }
+}
+
+/// Mediation runs tools after the backend returned: the lease is renewed meanwhile, so the
+/// lease sweeper never takes a session whose execution is alive.
+#[tokio::test]
+async fn the_lease_is_renewed_during_mediation() {
+    let backend = FakeBackend::new()
+        .with_capabilities(agent_core::Capabilities {
+            supports_execution_mediation: true,
+            ..agent_core::Capabilities::default()
+        })
+        .then_ok(output("fine", 1));
+    let mut h = Harness::build(
+        backend,
+        Vec::new(),
+        EngineConfig {
+            lock_ttl: Duration::from_millis(60),
+            ..EngineConfig::default()
+        },
+    );
+    let store = Arc::clone(&h.store);
+    h.engine = h.engine.with_mediator(Arc::new(SlowMediator {
+        store,
+        delay: Duration::from_millis(300),
+    }));
+    let env = h.run(RunTaskRequest::new("t")).await;
+    assert!(env.ok, "{:?}", env.to_value());
+    assert_eq!(env.warnings, ["status during mediation: running"]);
+    assert_eq!(h.record(&env.session_id).status, SessionStatus::Completed);
+    assert!(
+        h.store.call_count(Method::SweepExpiredLeases) > 5,
+        "the sweeper ran during mediation"
+    );
+}
+
 /// `tools.md` §6 / `sessions.md` §4: "The lock is always released." `abandon` falls back to
 /// `release_lock` when `finish_execution` fails, but `conclude` and `fail` do not.
 #[tokio::test]

@@ -397,6 +397,22 @@ impl SessionStore for MemStore {
         Ok(())
     }
 
+    async fn renew_lock(
+        &self,
+        session_id: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state.lock().unwrap();
+        match state.sessions.get_mut(session_id) {
+            Some(row) if row.locked_by.as_deref() == Some(owner) => {
+                row.lock_expires_at = Some(Timestamp::now().plus(ttl));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn begin_execution(&self, session_id: &str, events: &[Event]) -> Result<(), StoreError> {
         self.check(Method::BeginExecution)?;
         let mut state = self.state.lock().unwrap();
