@@ -741,4 +741,10 @@ impl SessionStore for UnusedStore {
     async fn recover_interrupted(&self) -> Result<u64, StoreError> {
         unused()
     }
+    async fn interrupt_execution(&self, _: &str, _: &str, _: &str) -> Result<bool, StoreError> {
+        unused()
+    }
+    async fn sweep_expired_leases(&self) -> Result<u64, StoreError> {
+        unused()
+    }
 }

@@ -257,6 +257,13 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         )));
     }
     let engine = Arc::new(engine);
+    // The lease sweeper (every half lock TTL, the engine's setting): sessions left `running`
+    // under an expired lease (a process that died, a final write that could not be made)
+    // become `interrupted` while this process serves, not only at the next start.
+    let sweeper = {
+        let engine = Arc::clone(&engine);
+        tokio::spawn(async move { engine.sweep_expired_leases().await })
+    };
     let admitted = if restricted {
         vec![ToolName::VerifyTask, ToolName::GetRuntimeStatus]
     } else {
@@ -292,6 +299,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         config.operator_profile.as_deref().unwrap_or("none")
     );
     let served = serve(server, &config).await;
+    sweeper.abort();
     federation.shutdown().await;
     store.close().await;
     served

@@ -41,6 +41,11 @@ use crate::verification::{self, FailureCode, Unavailability, VerificationResult}
 /// Outputs at least this many code points long are stored as an `output` artifact.
 const OUTPUT_ARTIFACT_MIN_CHARS: usize = 50;
 
+/// The final write of an execution is retried after each of these delays before the session
+/// is marked `interrupted` instead.
+pub const FINAL_WRITE_RETRY_DELAYS: [Duration; 2] =
+    [Duration::from_millis(50), Duration::from_millis(250)];
+
 /// Engine settings that come from configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineConfig {
@@ -214,6 +219,41 @@ impl Engine {
         &self.store
     }
 
+    /// How often the lease sweeper runs: half the lease TTL, so a session left `running`
+    /// by a process that died is `interrupted` at most 1.5 TTL after its last renewal. `None`
+    /// when the TTL is zero: every lease would count as expired at once, and sweeping would
+    /// interrupt live runs.
+    pub fn lease_sweep_period(&self) -> Option<Duration> {
+        let ttl = self.config.lock_ttl;
+        (!ttl.is_zero()).then(|| (ttl / 2).max(Duration::from_millis(10)))
+    }
+
+    /// The lease sweeper (`sessions.md` §5): every [`lease_sweep_period`](Self::lease_sweep_period)
+    /// turns `running` sessions whose lease expired into `interrupted`
+    /// ([`SessionStore::sweep_expired_leases`]). Runs until the future is dropped; returns at
+    /// once when the period is `None`. The first sweep comes one period after the start
+    /// (startup recovery has just run).
+    pub async fn sweep_expired_leases(&self) {
+        let Some(period) = self.lease_sweep_period() else {
+            return;
+        };
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            match self.store.sweep_expired_leases().await {
+                Ok(0) => {}
+                Ok(count) => tracing::warn!(
+                    target: "store",
+                    count,
+                    "marked session(s) interrupted: running with an expired lease"
+                ),
+                Err(e) => tracing::warn!(target: "store", error = %e, "lease sweep failed"),
+            }
+        }
+    }
+
     // -----------------------------------------------------------------------------------------
     // agent_run_task
     // -----------------------------------------------------------------------------------------
@@ -306,6 +346,7 @@ impl Engine {
         let outcome = self
             .mediate(
                 &session_id,
+                &owner,
                 0,
                 profile,
                 working_dir.as_deref(),
@@ -468,6 +509,7 @@ impl Engine {
         let outcome = self
             .mediate(
                 id,
+                &owner,
                 prior_turns,
                 profile,
                 working_dir.as_deref(),
@@ -742,8 +784,10 @@ impl Engine {
             output_text: None,
             events: vec![event],
         };
+        let mut warnings = Vec::new();
         if let Err(e) = self.finish(session_id, owner, &finish).await {
             tracing::error!(session_id, error = %e, "could not record an unavailable verification");
+            warnings.push(e.message);
         }
         let summary = format!("Verification unavailable: {}", failure.summary);
         let error = error.unwrap_or_else(|| {
@@ -753,7 +797,7 @@ impl Engine {
             session_id,
             summary,
             VerificationResult::unavailable(lint, failure),
-            Vec::new(),
+            warnings,
             vec![error],
         )
     }
@@ -980,10 +1024,12 @@ impl Engine {
             output_text: None,
             events: vec![Event::error(turn, &object)],
         };
+        let mut env = Envelope::error(session_id, workflow, profile.as_str(), object);
         if let Err(e) = self.finish(session_id, owner, &finish).await {
             tracing::error!(session_id, error = %e, "could not record a failed execution");
+            env.warnings.push(e.message);
         }
-        Envelope::error(session_id, workflow, profile.as_str(), object)
+        env
     }
 
     /// A store failure after the lock was taken: mark failed if possible, release the lock.
@@ -1003,8 +1049,11 @@ impl Engine {
             output_text: None,
             events: Vec::new(),
         };
-        let _ = self.finish(session_id, owner, &finish).await;
-        store_failure(session_id, workflow, profile, error)
+        let mut env = store_failure(session_id, workflow, profile, error);
+        if let Err(e) = self.finish(session_id, owner, &finish).await {
+            env.warnings.push(e.message);
+        }
+        env
     }
 
     /// The mediation teaching section for a backend that mediates, when there is one.
@@ -1022,6 +1071,7 @@ impl Engine {
     async fn mediate(
         &self,
         session_id: &str,
+        owner: &str,
         prior_turns: i64,
         profile: Profile,
         working_directory: Option<&std::path::Path>,
@@ -1047,7 +1097,12 @@ impl Engine {
             workflows_supported: capabilities.supports_bounded_mediated_workflows,
             tools_allowed,
         };
-        match mediator.mediate(request, ctx).await {
+        // Mediation runs tools: the lease is renewed meanwhile, as during the backend call.
+        let mediated = tokio::select! {
+            mediated = mediator.mediate(request, ctx) => mediated,
+            never = self.renew_lease(session_id, owner) => match never {},
+        };
+        match mediated {
             Ok(warnings) => {
                 output.warnings.extend(warnings);
                 Ok(output)
@@ -1076,21 +1131,63 @@ impl Engine {
         }
     }
 
-    /// Records the end of an execution; if that fails, still releases the lock so the session
-    /// is not left locked until its lease expires ("the lock is always released").
+    /// Records the end of an execution. A failed write is retried after each of
+    /// [`FINAL_WRITE_RETRY_DELAYS`]; if it still fails, the session is marked `interrupted`
+    /// with its lock released ([`SessionStore::interrupt_execution`]), so it is never left
+    /// `running` without a live run. The error's message says what happened to the session,
+    /// for the client's envelope.
     async fn finish(
         &self,
         session_id: &str,
         owner: &str,
         finish: &Finish,
     ) -> Result<(), StoreError> {
-        let result = self.store.finish_execution(session_id, owner, finish).await;
-        if result.is_err()
-            && let Err(e) = self.store.release_lock(session_id, owner).await
+        let mut result = self.store.finish_execution(session_id, owner, finish).await;
+        for delay in FINAL_WRITE_RETRY_DELAYS {
+            let Err(e) = &result else {
+                return Ok(());
+            };
+            tracing::warn!(session_id, error = %e, "could not record the end of the execution; retrying");
+            tokio::time::sleep(delay).await;
+            result = self.store.finish_execution(session_id, owner, finish).await;
+        }
+        let Err(error) = result else {
+            return Ok(());
+        };
+        let attempts = FINAL_WRITE_RETRY_DELAYS.len() + 1;
+        let reason = format!(
+            "the end of the execution could not be recorded after {attempts} attempts: {error}"
+        );
+        let message = match self
+            .store
+            .interrupt_execution(session_id, owner, &reason)
+            .await
         {
+            Ok(true) => format!(
+                "Session {session_id}: {reason}; the session is now interrupted (it can be continued)"
+            ),
+            // Not running (a continuation abandoned before it started) or another owner's:
+            // the status stays; our lock, if we still hold it, is released.
+            Ok(false) => {
+                self.release_after_failure(session_id, owner).await;
+                format!("Session {session_id}: {reason}; its status is unchanged")
+            }
+            Err(fallback) => {
+                tracing::error!(session_id, error = %fallback, "could not mark the session interrupted");
+                // A `running` row without a lock has no live lease: the sweeper takes it.
+                self.release_after_failure(session_id, owner).await;
+                format!(
+                    "Session {session_id}: {reason}; marking it interrupted failed too ({fallback}): the lease sweeper marks it interrupted"
+                )
+            }
+        };
+        Err(StoreError::new(message))
+    }
+
+    async fn release_after_failure(&self, session_id: &str, owner: &str) {
+        if let Err(e) = self.store.release_lock(session_id, owner).await {
             tracing::error!(session_id, error = %e, "could not release the session lock");
         }
-        result
     }
 
     /// Runs the backend under the session's lease: the lease is renewed every third of its TTL
@@ -1116,21 +1213,7 @@ impl Engine {
             );
         }
         let ctx = ExecContext::new(cancel.clone(), Arc::clone(&ctx.progress));
-        let ttl = self.config.lock_ttl;
-        let renew = async {
-            let period = (ttl / 3).max(Duration::from_millis(10));
-            let mut interval = tokio::time::interval(period);
-            interval.tick().await;
-            loop {
-                interval.tick().await;
-                match self.store.renew_lock(&session_id, owner, ttl).await {
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(session_id, error = %e, "could not renew the session lease")
-                    }
-                }
-            }
-        };
+        let renew = self.renew_lease(&session_id, owner);
         // A heartbeat keeps clients that reset their time-outs on progress waiting.
         let heartbeat = async {
             let started = tokio::time::Instant::now();
@@ -1169,6 +1252,22 @@ impl Engine {
         }
     }
 
+    /// Renews `owner`'s lease every third of the TTL, forever: raced against work done under
+    /// the lock (the backend call, mediation), so that the lease sweeper never takes a session
+    /// whose execution is alive.
+    async fn renew_lease(&self, session_id: &str, owner: &str) -> std::convert::Infallible {
+        let ttl = self.config.lock_ttl;
+        let period = (ttl / 3).max(Duration::from_millis(10));
+        let mut interval = tokio::time::interval(period);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            if let Err(e) = self.store.renew_lock(session_id, owner, ttl).await {
+                tracing::warn!(session_id, error = %e, "could not renew the session lease");
+            }
+        }
+    }
+
     /// A cancelled execution: `session_cancelled` event, status `cancelled`, lock released.
     async fn record_cancelled(
         &self,
@@ -1187,16 +1286,18 @@ impl Engine {
             output_text: None,
             events: vec![Event::session_cancelled(turn, reason)],
         };
-        if let Err(e) = self.finish(session_id, owner, &finish).await {
-            tracing::error!(session_id, error = %e, "could not record a cancelled execution");
-        }
-        Envelope::failure(
+        let mut env = Envelope::failure(
             session_id,
             workflow,
             profile.as_str(),
             ErrorCode::SessionCancelled,
             format!("Session {session_id} was cancelled: {reason}"),
-        )
+        );
+        if let Err(e) = self.finish(session_id, owner, &finish).await {
+            tracing::error!(session_id, error = %e, "could not record a cancelled execution");
+            env.warnings.push(e.message);
+        }
+        env
     }
 
     // -----------------------------------------------------------------------------------------

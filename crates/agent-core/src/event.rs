@@ -37,6 +37,9 @@ string_enum! {
         // Built-in workspace tools (an addition, `beyond.md` §4).
         WorkspaceToolInvocation => "workspace_tool_invocation",
         WorkspaceToolResult => "workspace_tool_result",
+        // Lease safety (additions, issue #12 item 7).
+        SessionInterrupted => "session_interrupted",
+        LeaseExpired => "lease_expired",
     }
 }
 
@@ -158,6 +161,32 @@ impl Event {
             EventType::SessionCancelled,
             turn,
             json!({ "reason": reason }),
+        )
+    }
+
+    /// `session_interrupted {"reason"}`: the end of an execution could not be recorded, so
+    /// the session was marked `interrupted` instead (written by
+    /// [`SessionStore::interrupt_execution`](crate::SessionStore::interrupt_execution)).
+    pub fn session_interrupted(turn: i64, reason: &str) -> Self {
+        Self::new(
+            EventType::SessionInterrupted,
+            turn,
+            json!({ "reason": reason }),
+        )
+    }
+
+    /// `lease_expired {"locked_by", "lock_expires_at"}`: a `running` session whose lease had
+    /// expired (or that had no lock) was marked `interrupted` by the lease sweeper; the values
+    /// are the lock columns as the sweeper found them (each may be null).
+    pub fn lease_expired(
+        turn: i64,
+        locked_by: Option<&str>,
+        lock_expires_at: Option<&str>,
+    ) -> Self {
+        Self::new(
+            EventType::LeaseExpired,
+            turn,
+            json!({ "locked_by": locked_by, "lock_expires_at": lock_expires_at }),
         )
     }
 

@@ -98,6 +98,38 @@
 //! #             logical_name: a.logical_name.into(), mime_type: a.mime_type.into(),
 //! #         })
 //! #     }
+//! #     async fn interrupt_execution(&self, id: &str, owner: &str, reason: &str) -> Result<bool, StoreError> {
+//! #         let mut sessions = self.sessions.lock().unwrap();
+//! #         let Some(row) = sessions.get_mut(id) else { return Ok(false) };
+//! #         if row.status != SessionStatus::Running || row.locked_by.as_deref().is_some_and(|o| o != owner) {
+//! #             return Ok(false);
+//! #         }
+//! #         row.status = SessionStatus::Interrupted;
+//! #         row.locked_by = None;
+//! #         row.lock_expires_at = None;
+//! #         let event = Event::session_interrupted(row.turn_count, reason);
+//! #         drop(sessions);
+//! #         self.log(id, &[event]);
+//! #         Ok(true)
+//! #     }
+//! #     async fn sweep_expired_leases(&self) -> Result<u64, StoreError> {
+//! #         let now = Timestamp::now();
+//! #         let mut swept = Vec::new();
+//! #         for (id, row) in self.sessions.lock().unwrap().iter_mut() {
+//! #             let held = row.locked_by.is_some() && row.lock_expires_at.is_none_or(|e| e > now);
+//! #             if row.status == SessionStatus::Running && !held {
+//! #                 let expiry = row.lock_expires_at.map(|t| t.to_storage());
+//! #                 swept.push((id.clone(), Event::lease_expired(row.turn_count, row.locked_by.as_deref(), expiry.as_deref())));
+//! #                 row.status = SessionStatus::Interrupted;
+//! #                 row.locked_by = None;
+//! #                 row.lock_expires_at = None;
+//! #             }
+//! #         }
+//! #         for (id, event) in &swept {
+//! #             self.log(id, std::slice::from_ref(event));
+//! #         }
+//! #         Ok(swept.len() as u64)
+//! #     }
 //! #     async fn recover_interrupted(&self) -> Result<u64, StoreError> { Ok(0) }
 //! # }
 //!

@@ -200,6 +200,25 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Fails with `Artifact exceeds max size: <size> > <max>` above the cap.
     async fn store_artifact(&self, artifact: NewArtifact<'_>) -> Result<ArtifactRef, StoreError>;
 
+    /// The fallback when [`finish_execution`](Self::finish_execution) keeps failing: a
+    /// `running` session whose lock `owner` holds (or that has no lock) becomes `interrupted`,
+    /// its lock is released and a `session_interrupted {"reason"}` event is appended, in one
+    /// transaction. Answers false, changing nothing, when the session is missing, not
+    /// `running`, or locked by another owner.
+    async fn interrupt_execution(
+        &self,
+        session_id: &str,
+        owner: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// The lease sweeper, run while serving: every `running` session whose lease has expired
+    /// (`lock_expires_at` not later than now) or that has no lock at all becomes
+    /// `interrupted` with its lock cleared, and gets a `lease_expired` event (at its
+    /// `turn_count`); a lock with a null expiry counts as held, as in
+    /// [`acquire_lock`](Self::acquire_lock). Returns how many sessions it changed.
+    async fn sweep_expired_leases(&self) -> Result<u64, StoreError>;
+
     /// Startup recovery: `running` → `interrupted`, locks cleared; returns the count.
     async fn recover_interrupted(&self) -> Result<u64, StoreError>;
 

@@ -1958,6 +1958,14 @@ async fn begin_session_failure_is_provider_runtime_error_without_session_id() {
     assert!(h.progress.messages().is_empty());
 }
 
+/// The message of a final write that failed every attempt and fell back to `interrupted`.
+fn interrupted_message(session_id: &str) -> String {
+    format!(
+        "Session {session_id}: the end of the execution could not be recorded after 3 attempts: {}; the session is now interrupted (it can be continued)",
+        MemStore::failure_message(Method::FinishExecution)
+    )
+}
+
 #[tokio::test]
 async fn finish_execution_failure_does_not_panic() {
     let h = Harness::new(
@@ -1967,11 +1975,11 @@ async fn finish_execution_failure_does_not_panic() {
             .then_ok(output("VERDICT: pass", 1)),
     );
     h.store.fail(Method::FinishExecution);
-    let message = MemStore::failure_message(Method::FinishExecution);
 
-    // Success path: the store failure becomes the envelope.
+    // Success path: the store failure, and what became of the session, is the envelope.
     let env = h.run(RunTaskRequest::new("t")).await;
     assert!(is_session_id(&env.session_id));
+    let message = interrupted_message(&env.session_id);
     assert_eq!(
         env.to_value(),
         error_envelope(
@@ -1982,18 +1990,17 @@ async fn finish_execution_failure_does_not_panic() {
             &message
         )
     );
-    // Failure path: the backend's error still reaches the client.
+    // Failure path: the backend's error still reaches the client; a warning says the rest.
     let env = h.run(RunTaskRequest::new("t")).await;
-    assert_eq!(
-        env.to_value(),
-        error_envelope(
-            &env.session_id,
-            "run_task",
-            "general",
-            "provider_runtime_error",
-            "backend broke"
-        )
+    let mut expected = error_envelope(
+        &env.session_id,
+        "run_task",
+        "general",
+        "provider_runtime_error",
+        "backend broke",
     );
+    expected["warnings"] = json!([interrupted_message(&env.session_id)]);
+    assert_eq!(env.to_value(), expected);
     let env = h.verify(VerifyTaskRequest::new("claim")).await;
     assert_eq!(
         env.to_value(),
@@ -2002,8 +2009,261 @@ async fn finish_execution_failure_does_not_panic() {
             "verify_task",
             "verification",
             "provider_runtime_error",
-            &message
+            &interrupted_message(&env.session_id)
         )
+    );
+}
+
+/// Issue #12 item 7: a final write that fails is retried (twice, after 50 and 250 ms); a
+/// transient failure therefore costs the client nothing.
+#[tokio::test]
+async fn a_final_write_that_fails_twice_is_retried_and_the_run_completes() {
+    let h = Harness::new(FakeBackend::new().then_ok(output("fine", 1)));
+    h.store.fail_times(Method::FinishExecution, 2);
+    let started = Instant::now();
+    let env = h.run(RunTaskRequest::new("t")).await;
+    assert!(env.ok, "{:?}", env.to_value());
+    assert_eq!(env.result["output_text"], json!("fine"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "the retries wait 50 ms and 250 ms"
+    );
+    assert_eq!(h.store.call_count(Method::FinishExecution), 3);
+    assert_eq!(h.store.call_count(Method::InterruptExecution), 0);
+    let r = h.record(&env.session_id);
+    assert_eq!(r.status, SessionStatus::Completed);
+    assert_eq!((r.locked_by, r.lock_expires_at), (None, None));
+    assert_eq!(
+        h.store
+            .events_of(&env.session_id)
+            .iter()
+            .filter(|e| e.event_type == "provider_response_summary")
+            .count(),
+        1
+    );
+}
+
+/// When every attempt fails, the session is not left `running`: it becomes `interrupted`,
+/// unlocked, with a `session_interrupted` event saying why, and the client is told so.
+#[tokio::test]
+async fn a_final_write_that_keeps_failing_leaves_the_session_interrupted() {
+    let h = Harness::new(
+        FakeBackend::new()
+            .then_ok(output("fine", 1))
+            .then_ok(output("again", 1)),
+    );
+    h.store.fail_times(Method::FinishExecution, 3);
+    let env = h.run(RunTaskRequest::new("t")).await;
+    let id = env.session_id.clone();
+    assert_eq!(
+        env.to_value(),
+        error_envelope(
+            &id,
+            "run_task",
+            "general",
+            "provider_runtime_error",
+            &interrupted_message(&id)
+        )
+    );
+    assert_eq!(h.store.call_count(Method::FinishExecution), 3);
+    assert_eq!(h.store.call_count(Method::InterruptExecution), 1);
+    let r = h.record(&id);
+    assert_eq!(r.status, SessionStatus::Interrupted);
+    assert_eq!((r.locked_by, r.lock_expires_at), (None, None));
+    let last = h.events(&id).pop().unwrap();
+    assert_eq!(
+        last,
+        ev(
+            "session_interrupted",
+            0,
+            json!({"reason": format!(
+                "the end of the execution could not be recorded after 3 attempts: {}",
+                MemStore::failure_message(Method::FinishExecution)
+            )})
+        )
+    );
+    // An interrupted session can be continued.
+    let again = h.cont(&id, "more").await;
+    assert!(again.ok, "{:?}", again.to_value());
+}
+
+/// When marking it interrupted fails too, the lock is released: a `running` row without a
+/// lock has no live lease, and the lease sweeper turns it `interrupted`.
+#[tokio::test]
+async fn when_the_fallback_fails_too_the_sweeper_interrupts_the_session() {
+    let h = Harness::new(FakeBackend::new().then_ok(output("fine", 1)));
+    h.store.fail(Method::FinishExecution);
+    h.store.fail(Method::InterruptExecution);
+    let env = h.run(RunTaskRequest::new("t")).await;
+    let id = env.session_id.clone();
+    assert_eq!(env.errors[0].code, ErrorCode::ProviderRuntimeError);
+    assert!(
+        env.errors[0]
+            .message
+            .ends_with("the lease sweeper marks it interrupted"),
+        "{}",
+        env.errors[0].message
+    );
+    let r = h.record(&id);
+    assert_eq!(r.status, SessionStatus::Running);
+    assert_eq!(r.locked_by, None);
+    assert_eq!(h.store.sweep_expired_leases().await.unwrap(), 1);
+    let r = h.record(&id);
+    assert_eq!(r.status, SessionStatus::Interrupted);
+    assert_eq!(
+        h.events(&id).pop().unwrap(),
+        ev(
+            "lease_expired",
+            0,
+            json!({"locked_by": null, "lock_expires_at": null})
+        )
+    );
+}
+
+/// The sweeper leaves live leases alone and interrupts expired ones.
+#[tokio::test]
+async fn the_sweeper_takes_only_expired_leases() {
+    let h = Harness::new(FakeBackend::new());
+    let live = "sess_0000000000000c01";
+    let expired = "sess_0000000000000c02";
+    let held_forever = "sess_0000000000000c03";
+    for (id, expires) in [
+        (live, Some(Timestamp::now().plus(Duration::from_secs(60)))),
+        (expired, Some(Timestamp::now())),
+        (held_forever, None),
+    ] {
+        let mut r = seed_record(
+            id,
+            Workflow::RunTask,
+            Profile::General,
+            SessionStatus::Running,
+        );
+        r.locked_by = Some("run_task:owner".into());
+        r.lock_expires_at = expires;
+        r.turn_count = 2;
+        h.store.seed(r);
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(h.store.sweep_expired_leases().await.unwrap(), 1);
+    assert_eq!(h.record(live).status, SessionStatus::Running);
+    assert_eq!(h.record(held_forever).status, SessionStatus::Running);
+    let r = h.record(expired);
+    assert_eq!(r.status, SessionStatus::Interrupted);
+    let event = h.events(expired).pop().unwrap();
+    assert_eq!((event.0.as_str(), event.1), ("lease_expired", 2));
+    assert_eq!(event.2["locked_by"], json!("run_task:owner"));
+}
+
+/// The sweeper runs every half TTL while the engine serves; a zero TTL disables it.
+#[tokio::test]
+async fn the_engine_sweeps_every_half_ttl() {
+    let config = EngineConfig {
+        lock_ttl: Duration::from_secs(10),
+        ..EngineConfig::default()
+    };
+    let h = Harness::build(FakeBackend::new(), Vec::new(), config);
+    assert_eq!(h.engine.lease_sweep_period(), Some(Duration::from_secs(5)));
+
+    let fast = Harness::build(
+        FakeBackend::new(),
+        Vec::new(),
+        EngineConfig {
+            lock_ttl: Duration::from_millis(40),
+            ..EngineConfig::default()
+        },
+    );
+    let id = "sess_0000000000000c04";
+    let mut r = seed_record(
+        id,
+        Workflow::RunTask,
+        Profile::General,
+        SessionStatus::Running,
+    );
+    r.locked_by = Some("run_task:gone".into());
+    r.lock_expires_at = Some(Timestamp::now());
+    fast.store.seed(r);
+    let swept = async {
+        while fast.record(id).status == SessionStatus::Running {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::select! {
+        () = swept => {}
+        () = fast.engine.sweep_expired_leases() => unreachable!("the sweeper runs forever"),
+        () = tokio::time::sleep(Duration::from_secs(10)) => panic!("never swept"),
+    }
+    assert_eq!(fast.record(id).status, SessionStatus::Interrupted);
+
+    let off = Harness::build(
+        FakeBackend::new(),
+        Vec::new(),
+        EngineConfig {
+            lock_ttl: Duration::ZERO,
+            ..EngineConfig::default()
+        },
+    );
+    assert_eq!(off.engine.lease_sweep_period(), None);
+    off.engine.sweep_expired_leases().await;
+    assert_eq!(off.store.call_count(Method::SweepExpiredLeases), 0);
+}
+
+/// A mediator that takes its time, then checks whether the session was swept meanwhile.
+struct SlowMediator {
+    store: Arc<MemStore>,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl agent_core::OutputMediator for SlowMediator {
+    async fn mediate(
+        &self,
+        request: agent_core::MediationRequest<'_>,
+        _ctx: &ExecContext,
+    ) -> Result<Vec<String>, agent_core::StoreError> {
+        let deadline = Instant::now() + self.delay;
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            self.store.sweep_expired_leases().await?;
+        }
+        let status = self.store.record(request.session_id).unwrap().status;
+        Ok(vec![format!("status during mediation: {status}")])
+    }
+
+    fn prompt_section(&self, _: Profile) -> Option<String> {
+        None
+    }
+}
+
+/// Mediation runs tools after the backend returned: the lease is renewed meanwhile, so the
+/// lease sweeper never takes a session whose execution is alive.
+#[tokio::test]
+async fn the_lease_is_renewed_during_mediation() {
+    let backend = FakeBackend::new()
+        .with_capabilities(agent_core::Capabilities {
+            supports_execution_mediation: true,
+            ..agent_core::Capabilities::default()
+        })
+        .then_ok(output("fine", 1));
+    let mut h = Harness::build(
+        backend,
+        Vec::new(),
+        EngineConfig {
+            lock_ttl: Duration::from_millis(60),
+            ..EngineConfig::default()
+        },
+    );
+    let store = Arc::clone(&h.store);
+    h.engine = h.engine.with_mediator(Arc::new(SlowMediator {
+        store,
+        delay: Duration::from_millis(300),
+    }));
+    let env = h.run(RunTaskRequest::new("t")).await;
+    assert!(env.ok, "{:?}", env.to_value());
+    assert_eq!(env.warnings, ["status during mediation: running"]);
+    assert_eq!(h.record(&env.session_id).status, SessionStatus::Completed);
+    assert!(
+        h.store.call_count(Method::SweepExpiredLeases) > 5,
+        "the sweeper ran during mediation"
     );
 }
 

@@ -94,6 +94,12 @@ impl SessionStore for MemStore {
     async fn recover_interrupted(&self) -> Result<u64, StoreError> {
         unused()
     }
+    async fn interrupt_execution(&self, _: &str, _: &str, _: &str) -> Result<bool, StoreError> {
+        unused()
+    }
+    async fn sweep_expired_leases(&self) -> Result<u64, StoreError> {
+        unused()
+    }
 }
 
 fn ctx(profile: Profile) -> ToolCallContext {

@@ -1520,6 +1520,12 @@ impl SessionStore for LogStore {
     async fn recover_interrupted(&self) -> Result<u64, StoreError> {
         unsupported()
     }
+    async fn interrupt_execution(&self, _: &str, _: &str, _: &str) -> Result<bool, StoreError> {
+        unsupported()
+    }
+    async fn sweep_expired_leases(&self) -> Result<u64, StoreError> {
+        unsupported()
+    }
 }
 
 fn stored(event_type: &str) -> StoredEvent {

@@ -120,6 +120,29 @@ const BUMP_ARTIFACT_COUNT: &str = "UPDATE sessions SET artifact_count = artifact
 const RECOVER_INTERRUPTED: &str = "UPDATE sessions SET status = 'interrupted', updated_at = ?1, \
      last_activity_at = ?1, locked_by = NULL, lock_expires_at = NULL WHERE status = 'running'";
 
+/// Only a `running` row that `owner` (?3) holds, or that no one holds, is interrupted.
+const INTERRUPT_EXECUTION: &str = "UPDATE sessions SET status = 'interrupted', updated_at = ?1, \
+     last_activity_at = ?1, locked_by = NULL, lock_expires_at = NULL \
+     WHERE session_id = ?2 AND status = 'running' AND (locked_by IS NULL OR locked_by = ?3) \
+     RETURNING turn_count";
+
+/// `running` rows without a live lease: no holder, or a holder whose expiry is not later than
+/// now (?1); a holder with a null expiry counts as held, as in [`ACQUIRE_LOCK`]. Served by a
+/// status index (never a scan of every session). At most [`SWEEP_BATCH`] per sweep keeps the transaction
+/// short; the next sweep takes the rest.
+const SELECT_EXPIRED_LEASES: &str = "SELECT session_id, turn_count, locked_by, lock_expires_at \
+     FROM sessions WHERE status = 'running' \
+       AND (locked_by IS NULL OR (lock_expires_at IS NOT NULL AND lock_expires_at <= ?1)) \
+     LIMIT ?2";
+
+const SWEEP_BATCH: i64 = 500;
+
+/// The same condition, checked again per row inside the sweep's write transaction.
+const INTERRUPT_EXPIRED: &str = "UPDATE sessions SET status = 'interrupted', updated_at = ?1, \
+     last_activity_at = ?1, locked_by = NULL, lock_expires_at = NULL \
+     WHERE session_id = ?2 AND status = 'running' \
+       AND (locked_by IS NULL OR (lock_expires_at IS NOT NULL AND lock_expires_at <= ?1))";
+
 const EXPIRE_STALE_LOCKS: &str = "UPDATE sessions SET locked_by = NULL, lock_expires_at = NULL \
      WHERE lock_expires_at IS NOT NULL AND lock_expires_at < ?1";
 
@@ -540,6 +563,61 @@ impl SqliteStore {
         Ok(())
     }
 
+    async fn interrupt_execution_impl(
+        &self,
+        session_id: &str,
+        owner: &str,
+        reason: &str,
+    ) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let turns: Vec<i64> = sqlx::query_scalar(INTERRUPT_EXECUTION)
+            .bind(Timestamp::now().to_storage())
+            .bind(session_id)
+            .bind(owner)
+            .fetch_all(&mut *tx)
+            .await?;
+        let Some(turn) = turns.into_iter().next() else {
+            return Ok(false);
+        };
+        insert_events(
+            &mut tx,
+            session_id,
+            &[Event::session_interrupted(turn, reason)],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::warn!(session_id, reason, "session marked interrupted");
+        Ok(true)
+    }
+
+    async fn sweep_expired_leases_impl(&self) -> Result<u64> {
+        let now = Timestamp::now().to_storage();
+        let mut tx = self.write_tx().await?;
+        let expired: Vec<(String, i64, Option<String>, Option<String>)> =
+            sqlx::query_as(SELECT_EXPIRED_LEASES)
+                .bind(&now)
+                .bind(SWEEP_BATCH)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut swept = 0;
+        for (session_id, turn, locked_by, lock_expires_at) in expired {
+            let updated = sqlx::query(INTERRUPT_EXPIRED)
+                .bind(&now)
+                .bind(&session_id)
+                .execute(&mut *tx)
+                .await?;
+            if updated.rows_affected() == 0 {
+                continue;
+            }
+            let event =
+                Event::lease_expired(turn, locked_by.as_deref(), lock_expires_at.as_deref());
+            insert_events(&mut tx, &session_id, &[event]).await?;
+            swept += 1;
+        }
+        tx.commit().await?;
+        Ok(swept)
+    }
+
     async fn recover_interrupted_impl(&self) -> Result<u64> {
         let result = sqlx::query(RECOVER_INTERRUPTED)
             .bind(Timestamp::now().to_storage())
@@ -665,6 +743,21 @@ impl SessionStore for SqliteStore {
         Ok(self.store_artifact_impl(artifact).await?)
     }
 
+    async fn interrupt_execution(
+        &self,
+        session_id: &str,
+        owner: &str,
+        reason: &str,
+    ) -> std::result::Result<bool, StoreError> {
+        Ok(self
+            .interrupt_execution_impl(session_id, owner, reason)
+            .await?)
+    }
+
+    async fn sweep_expired_leases(&self) -> std::result::Result<u64, StoreError> {
+        Ok(self.sweep_expired_leases_impl().await?)
+    }
+
     async fn recover_interrupted(&self) -> std::result::Result<u64, StoreError> {
         Ok(self.recover_interrupted_impl().await?)
     }
@@ -756,5 +849,15 @@ mod tests {
             "{filtered}"
         );
         assert!(!filtered.contains("TEMP B-TREE"), "{filtered}");
+    }
+
+    /// The lease sweeper runs every TTL/2 while serving: it must find `running` rows through
+    /// the status index, never by scanning every session.
+    #[tokio::test]
+    async fn the_lease_sweep_uses_the_status_index() {
+        let (_dir, store) = store().await;
+        let sweep = plan(&store, SELECT_EXPIRED_LEASES).await;
+        assert!(sweep.contains("USING INDEX idx_sessions_status"), "{sweep}");
+        assert!(!sweep.contains("SCAN sessions"), "{sweep}");
     }
 }

@@ -770,6 +770,137 @@ async fn expire_stale_locks_clears_only_expired_leases() {
     assert_eq!(store.expire_stale_locks().await.unwrap(), 0);
 }
 
+/// Issue #12 item 7: the lease sweeper interrupts `running` sessions whose lease expired (or
+/// that have no lock) with a `lease_expired` event; live leases, locks without expiry and
+/// other statuses are left alone.
+#[tokio::test]
+async fn the_sweeper_interrupts_running_sessions_whose_lease_expired() {
+    let (dir, store) = fresh().await;
+    for id in ["sess_s1", "sess_s2", "sess_s3", "sess_s4", "sess_s5"] {
+        store
+            .begin_session(&new_session(id, "exec_1"), &[])
+            .await
+            .unwrap();
+    }
+    let pool = raw_of(&dir).await;
+    let past = "2000-01-01T00:00:00+00:00";
+    // s1: expired lease; s2: live lease (as created); s3: held without expiry;
+    // s4: running with no lock; s5: completed with an expired lease.
+    set_lock(&pool, "sess_s1", Some("exec_1"), Some(past)).await;
+    sqlx::query("UPDATE sessions SET turn_count = 3 WHERE session_id = 'sess_s1'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    set_lock(&pool, "sess_s3", Some("exec_1"), None).await;
+    set_lock(&pool, "sess_s4", None, None).await;
+    set_lock(&pool, "sess_s5", Some("exec_1"), Some(past)).await;
+    set_status(&pool, "sess_s5", "completed").await;
+    let before = get(&store, "sess_s1").await.updated_at;
+
+    assert_eq!(store.sweep_expired_leases().await.unwrap(), 2);
+
+    let s1 = get(&store, "sess_s1").await;
+    assert_eq!(s1.status, SessionStatus::Interrupted);
+    assert_eq!((s1.locked_by, s1.lock_expires_at), (None, None));
+    assert!(s1.updated_at > before);
+    let events = store.events("sess_s1").await.unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(last.event_type, "lease_expired");
+    assert_eq!(last.turn_index, 3);
+    assert_eq!(
+        last.payload,
+        json!({"locked_by": "exec_1", "lock_expires_at": past})
+    );
+    let s4 = get(&store, "sess_s4").await;
+    assert_eq!(s4.status, SessionStatus::Interrupted);
+    assert_eq!(
+        store
+            .events("sess_s4")
+            .await
+            .unwrap()
+            .last()
+            .unwrap()
+            .payload,
+        json!({"locked_by": null, "lock_expires_at": null})
+    );
+    for (id, status) in [
+        ("sess_s2", SessionStatus::Running),
+        ("sess_s3", SessionStatus::Running),
+        ("sess_s5", SessionStatus::Completed),
+    ] {
+        let r = get(&store, id).await;
+        assert_eq!(r.status, status, "{id}");
+        assert_eq!(r.locked_by.as_deref(), Some("exec_1"), "{id}");
+        assert!(store.events(id).await.unwrap().is_empty(), "{id}");
+    }
+    // Nothing left to sweep: a second sweep changes nothing and writes no event.
+    assert_eq!(store.sweep_expired_leases().await.unwrap(), 0);
+    assert_eq!(store.events("sess_s1").await.unwrap().len(), 1);
+}
+
+/// The final-write fallback: only a `running` session held by the caller (or by no one) is
+/// interrupted, with a `session_interrupted` event, and its lock is released.
+#[tokio::test]
+async fn interrupt_execution_applies_only_to_the_owners_running_session() {
+    let (dir, store) = fresh().await;
+    store
+        .begin_session(&new_session("sess_i1", "exec_1"), &[])
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .interrupt_execution("sess_i1", "exec_other", "why")
+            .await
+            .unwrap(),
+        "another owner's lock"
+    );
+    assert_eq!(get(&store, "sess_i1").await.status, SessionStatus::Running);
+    assert!(
+        store
+            .interrupt_execution("sess_i1", "exec_1", "the end could not be recorded")
+            .await
+            .unwrap()
+    );
+    let r = get(&store, "sess_i1").await;
+    assert_eq!(r.status, SessionStatus::Interrupted);
+    assert_eq!((r.locked_by, r.lock_expires_at), (None, None));
+    let events = store.events("sess_i1").await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_type, "session_interrupted");
+    assert_eq!(
+        events[0].payload,
+        json!({"reason": "the end could not be recorded"})
+    );
+    // Not running any more, a missing session: nothing happens.
+    assert!(
+        !store
+            .interrupt_execution("sess_i1", "exec_1", "again")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .interrupt_execution("sess_missing", "exec_1", "x")
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.events("sess_i1").await.unwrap().len(), 1);
+    // A completed session keeps its status even for its lock holder.
+    idle_session(&store, "sess_i2").await;
+    let pool = raw_of(&dir).await;
+    set_lock(&pool, "sess_i2", Some("exec_2"), None).await;
+    assert!(
+        !store
+            .interrupt_execution("sess_i2", "exec_2", "x")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        get(&store, "sess_i2").await.status,
+        SessionStatus::Completed
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Executions
 // ---------------------------------------------------------------------------------------------

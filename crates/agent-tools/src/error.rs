@@ -46,6 +46,36 @@ impl ToolError {
         )
     }
 
+    /// A failed operation through a directory handle: a path that led out of the sandbox (a
+    /// symlink swapped in after the check, or a final component that became a link) is an
+    /// access denial, anything else as [`io`](Self::io).
+    pub(crate) fn opened(verb: &str, shown: &str, error: &std::io::Error) -> Self {
+        // cap-std reports an escape as PermissionDenied without an OS error; opening a final
+        // component with O_NOFOLLOW that is a symlink fails with ELOOP.
+        let escape = (error.kind() == std::io::ErrorKind::PermissionDenied
+            && error.raw_os_error().is_none())
+            || error.raw_os_error() == Some(libc::ELOOP)
+            || error.raw_os_error() == Some(libc::EXDEV);
+        if escape {
+            return Self::escaped(shown);
+        }
+        if error.raw_os_error() == Some(libc::ENOTDIR) {
+            return Self::not_directory(shown);
+        }
+        Self::io(verb, shown, error)
+    }
+
+    /// A path that changed into a symlink, or leads out of the sandbox through one, at the
+    /// moment it was opened.
+    pub(crate) fn escaped(shown: &str) -> Self {
+        Self::detailed(
+            format!(
+                "Access denied: '{shown}' changed or leads outside the sandbox through a symbolic link"
+            ),
+            "Access denied: path changed or leads outside the sandbox through a symbolic link",
+        )
+    }
+
     pub(crate) fn not_found(shown: &str) -> Self {
         Self::detailed(
             format!("No such file or directory: '{shown}'"),

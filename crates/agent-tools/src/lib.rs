@@ -39,6 +39,7 @@ use serde_json::{Value, json};
 pub use definitions::Tool;
 pub use error::ToolError;
 pub use limits::ToolLimits;
+pub use sandbox::RaceHook;
 
 use sandbox::Sandbox;
 
@@ -47,6 +48,7 @@ pub struct WorkspaceTools {
     store: Arc<dyn SessionStore>,
     allowed: Arc<[PathBuf]>,
     limits: ToolLimits,
+    hook: Option<RaceHook>,
     /// Every tool's definition, built once: each request clones the names and shares the
     /// descriptions and schemas.
     definitions: Vec<(Tool, ToolDefinition)>,
@@ -82,8 +84,18 @@ impl WorkspaceTools {
             store,
             allowed,
             limits,
+            hook: None,
             definitions,
         }
+    }
+
+    /// Test support: `hook` runs with each path the tools have checked, just before they use
+    /// it (after a path is resolved and checked, before a walk opens a directory or a file), so
+    /// a test can swap a symlink in at that moment. Never set in the server.
+    #[doc(hidden)]
+    pub fn with_race_hook(mut self, hook: RaceHook) -> Self {
+        self.hook = Some(hook);
+        self
     }
 
     /// The resolved allowed directories.
@@ -123,8 +135,9 @@ impl WorkspaceTools {
         let call = Call::parse(tool, input)?;
         let allowed = Arc::clone(&self.allowed);
         let limits = self.limits;
+        let hook = self.hook.clone();
         let task = tokio::task::spawn_blocking(move || {
-            let sandbox = Sandbox::new(&working_directory, allowed);
+            let sandbox = Sandbox::new(&working_directory, allowed, hook);
             call.execute(&sandbox, &limits)
         });
         task.await.unwrap_or_else(|e| {

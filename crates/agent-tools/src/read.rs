@@ -1,6 +1,5 @@
 //! The reading tools that name one path: `read_file` and `list_directory`.
 
-use std::fs::{self, File};
 use std::io::{BufReader, Read, Seek};
 
 use serde::Deserialize;
@@ -55,7 +54,10 @@ pub(crate) fn read_file(
     }
     let target = sandbox.resolve(&input.path)?;
     let shown = target.shown.as_str();
-    let meta = fs::metadata(&target.real).map_err(|e| ToolError::io("read", shown, &e))?;
+    let io_err = |e: std::io::Error| ToolError::io("read", shown, &e);
+    // Opened through the sandbox's directory handle; the type is checked on the open file.
+    let mut file = sandbox.open_read(&target, "read")?;
+    let meta = file.metadata().map_err(io_err)?;
     if meta.is_dir() {
         return Err(ToolError::is_directory(
             shown,
@@ -65,8 +67,6 @@ pub(crate) fn read_file(
     if !meta.is_file() {
         return Err(ToolError::not_regular(shown));
     }
-    let io_err = |e: std::io::Error| ToolError::io("read", shown, &e);
-    let mut file = File::open(&target.real).map_err(io_err)?;
     let mut head = Vec::with_capacity(SNIFF_BYTES);
     (&mut file)
         .take(SNIFF_BYTES as u64)
@@ -163,11 +163,10 @@ pub(crate) fn list_directory(
 ) -> Result<String, ToolError> {
     let target = sandbox.resolve(input.path.as_deref().unwrap_or("."))?;
     let shown = target.shown.as_str();
-    let meta = fs::metadata(&target.real).map_err(|e| ToolError::io("list", shown, &e))?;
-    if !meta.is_dir() {
-        return Err(ToolError::not_directory(shown));
-    }
-    let mut entries: Vec<_> = fs::read_dir(&target.real)
+    // Listed through the sandbox's directory handle (a file here is `not a directory`).
+    let dir = sandbox.open_dir(&target, "list")?;
+    let mut entries: Vec<_> = dir
+        .entries()
         .map_err(|e| ToolError::io("list", shown, &e))?
         .filter_map(Result::ok)
         .collect();

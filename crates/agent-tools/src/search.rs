@@ -6,9 +6,11 @@
 //! `max_files_scanned` entries are visited; past that the output says the search stopped.
 
 use std::ffi::OsString;
-use std::fs::{self, FileType};
+use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use cap_std::fs::{Dir, FileType};
 
 use globset::{GlobBuilder, GlobMatcher};
 use regex::RegexBuilder;
@@ -16,7 +18,7 @@ use serde::Deserialize;
 
 use crate::error::ToolError;
 use crate::limits::ToolLimits;
-use crate::sandbox::Sandbox;
+use crate::sandbox::{Resolved, Sandbox, open_dir_nofollow, read_options};
 use crate::text::{cut_line, looks_binary, plural};
 
 #[derive(Debug, Deserialize)]
@@ -41,12 +43,12 @@ pub(crate) struct GrepInput {
 struct Found<'a> {
     /// Where the walk met it (a symlink's own path), for display.
     entry: &'a Path,
-    /// What to read (a symlink's resolved target).
-    real: &'a Path,
     /// Its path relative to the walk's base, with `/` separators.
     rel: &'a str,
     /// Its name.
     name: &'a str,
+    /// The file, opened through a directory handle, when the walk was asked to open files.
+    file: Option<fs::File>,
 }
 
 /// Whether the walk visited every entry.
@@ -54,19 +56,31 @@ struct Walked {
     complete: bool,
 }
 
-type Level = (PathBuf, String, std::vec::IntoIter<(OsString, FileType)>);
+type Level = (
+    Dir,
+    PathBuf,
+    String,
+    std::vec::IntoIter<(OsString, FileType)>,
+);
 
-/// Walks `base` (resolved, inside the sandbox) and calls `on_file` for each file until it
-/// answers false.
+/// Walks the directory `base` (its handle `base_dir`, inside the sandbox) and calls `on_file`
+/// for each file until it answers false. Directories are entered through handles opened
+/// without following links, and files (when `open_files`) are opened without following their
+/// final link, so an entry swapped for a symlink after it was listed is skipped. A symlink
+/// listed as such is used only when it resolves to a file inside the sandbox, and is then
+/// opened through the sandbox's own handle.
 fn walk(
     sandbox: &Sandbox,
+    base_dir: Dir,
     base: &Path,
     max_visits: usize,
-    mut on_file: impl FnMut(&Found<'_>) -> bool,
+    open_files: bool,
+    mut on_file: impl FnMut(Found<'_>) -> bool,
 ) -> Walked {
-    let mut stack: Vec<Level> = vec![(base.to_path_buf(), String::new(), entries(base))];
+    let first = entries(&base_dir);
+    let mut stack: Vec<Level> = vec![(base_dir, base.to_path_buf(), String::new(), first)];
     let mut visited = 0usize;
-    while let Some((dir, prefix, iter)) = stack.last_mut() {
+    while let Some((dir, path, prefix, iter)) = stack.last_mut() {
         let Some((name, kind)) = iter.next() else {
             stack.pop();
             continue;
@@ -81,31 +95,57 @@ fn walk(
         } else {
             format!("{prefix}/{name_text}")
         };
-        let entry = dir.join(&name);
+        let entry = path.join(&name);
         if kind.is_dir() {
             if name != ".git" {
-                let children = entries(&entry);
-                stack.push((entry, rel, children));
+                sandbox.before_use(&entry);
+                if let Ok(child) = open_dir_nofollow(dir, Path::new(&name)) {
+                    let children = entries(&child);
+                    stack.push((child, entry, rel, children));
+                }
             }
             continue;
         }
-        let real = if kind.is_file() {
-            entry.clone()
+        let file = if kind.is_file() {
+            sandbox.before_use(&entry);
+            if open_files {
+                match dir.open_with(&name, &read_options()) {
+                    Ok(file) => Some(file.into_std()),
+                    Err(_) => continue,
+                }
+            } else {
+                None
+            }
         } else if kind.is_symlink() {
-            match sandbox.resolve_entry(dir, &name) {
-                Some(real) if real.is_file() => real,
+            let Some(real) = sandbox.resolve_entry(path, &name) else {
+                continue;
+            };
+            sandbox.before_use(&real);
+            let target = Resolved {
+                real,
+                shown: rel.clone(),
+            };
+            match sandbox.open_read(&target, "search") {
+                Ok(file) if file.metadata().is_ok_and(|m| m.is_file()) => {
+                    open_files.then_some(file)
+                }
                 _ => continue,
             }
         } else {
             continue;
         };
+        if let Some(file) = &file
+            && !file.metadata().is_ok_and(|m| m.is_file())
+        {
+            continue;
+        }
         let found = Found {
             entry: &entry,
-            real: &real,
             rel: &rel,
             name: &name_text,
+            file,
         };
-        if !on_file(&found) {
+        if !on_file(found) {
             return Walked { complete: true };
         }
     }
@@ -113,8 +153,8 @@ fn walk(
 }
 
 /// A directory's entries sorted by name; unreadable directories and entries are skipped.
-fn entries(dir: &Path) -> std::vec::IntoIter<(OsString, FileType)> {
-    let mut list: Vec<(OsString, FileType)> = match fs::read_dir(dir) {
+fn entries(dir: &Dir) -> std::vec::IntoIter<(OsString, FileType)> {
+    let mut list: Vec<(OsString, FileType)> = match dir.entries() {
         Ok(read) => read
             .filter_map(Result::ok)
             .filter_map(|e| e.file_type().ok().map(|kind| (e.file_name(), kind)))
@@ -163,17 +203,21 @@ pub(crate) fn glob(
     }
     let matcher = compile_glob(pattern)?;
     let base = sandbox.resolve(input.path.as_deref().unwrap_or("."))?;
-    let meta = fs::metadata(&base.real).map_err(|e| ToolError::io("search", &base.shown, &e))?;
-    if !meta.is_dir() {
-        return Err(ToolError::not_directory(&base.shown));
-    }
+    let base_dir = sandbox.open_dir(&base, "search")?;
     let mut matches = Vec::new();
-    let walked = walk(sandbox, &base.real, limits.max_files_scanned, |found| {
-        if matcher.is_match(found.rel) {
-            matches.push(sandbox.display(found.entry));
-        }
-        true
-    });
+    let walked = walk(
+        sandbox,
+        base_dir,
+        &base.real,
+        limits.max_files_scanned,
+        false,
+        |found| {
+            if matcher.is_match(found.rel) {
+                matches.push(sandbox.display(found.entry));
+            }
+            true
+        },
+    );
     let mut lines: Vec<String> = matches.iter().take(limits.max_entries).cloned().collect();
     if matches.is_empty() {
         lines.push(format!("No files match '{}'", input.pattern));
@@ -219,27 +263,43 @@ pub(crate) fn grep(
         _ => None,
     };
     let target = sandbox.resolve(input.path.as_deref().unwrap_or("."))?;
-    let meta =
-        fs::metadata(&target.real).map_err(|e| ToolError::io("search", &target.shown, &e))?;
+    // Opened through the sandbox's handle; what it is is asked of the open file.
+    let opened = sandbox.open_read(&target, "search")?;
+    let meta = opened
+        .metadata()
+        .map_err(|e| ToolError::io("search", &target.shown, &e))?;
 
     let mut state = GrepState::default();
-    let mut search = |real: &Path, shown: &str| -> bool {
-        search_file(real, shown, &regex, limits, &mut state);
+    let mut search = |file: fs::File, shown: &str| -> bool {
+        search_file(file, shown, &regex, limits, &mut state);
         !state.capped
     };
     let complete = if meta.is_dir() {
-        walk(sandbox, &target.real, limits.max_files_scanned, |found| {
-            if let Some((glob, by_path)) = &filter {
-                let candidate = if *by_path { found.rel } else { found.name };
-                if !glob.is_match(candidate) {
-                    return true;
+        drop(opened);
+        let base_dir = sandbox.open_dir(&target, "search")?;
+        walk(
+            sandbox,
+            base_dir,
+            &target.real,
+            limits.max_files_scanned,
+            true,
+            |found| {
+                if let Some((glob, by_path)) = &filter {
+                    let candidate = if *by_path { found.rel } else { found.name };
+                    if !glob.is_match(candidate) {
+                        return true;
+                    }
                 }
-            }
-            search(found.real, &sandbox.display(found.entry))
-        })
+                let shown = sandbox.display(found.entry);
+                match found.file {
+                    Some(file) => search(file, &shown),
+                    None => true,
+                }
+            },
+        )
         .complete
     } else if meta.is_file() {
-        search(&target.real, &sandbox.display(&target.real));
+        search(opened, &sandbox.display(&target.real));
         true
     } else {
         return Err(ToolError::not_regular(&target.shown));
@@ -276,15 +336,12 @@ pub(crate) fn grep(
 
 /// Searches one file, skipping it when it is too large, unreadable or binary.
 fn search_file(
-    real: &Path,
+    file: fs::File,
     shown: &str,
     regex: &regex::Regex,
     limits: &ToolLimits,
     state: &mut GrepState,
 ) {
-    let Ok(file) = fs::File::open(real) else {
-        return;
-    };
     let mut bytes = Vec::new();
     if file
         .take(limits.max_grep_file_bytes.saturating_add(1))

@@ -4,17 +4,24 @@
 //! is flushed to disk, then renamed over the target, so a reader sees the old file or the new
 //! one, never a mix. An existing file keeps its permissions; a symlink inside the sandbox is
 //! written through (its target is replaced, the link stays).
+//!
+//! Parents are created, the file is read and the temporary file is written and renamed
+//! through directory handles of the sandbox (`sandbox.rs`), so a directory swapped for a link
+//! after the check cannot make a write land outside.
 
-use std::fs::{self, File, Permissions};
+use std::ffi::OsStr;
+use std::fs::Permissions;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+
+use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
 
 use serde::Deserialize;
 
 use crate::error::ToolError;
 use crate::limits::ToolLimits;
-use crate::sandbox::{Resolved, Sandbox};
+use crate::sandbox::{Resolved, Sandbox, open_dir_nofollow, read_options, through_link};
 use crate::text::{looks_binary, plural};
 
 #[derive(Debug, Deserialize)]
@@ -54,22 +61,25 @@ pub(crate) fn write_file(
     }
     let target = sandbox.resolve(&input.path)?;
     let shown = target.shown.as_str();
-    let existing = match fs::metadata(&target.real) {
+    let (parent, name) = parent_handle(sandbox, &target, true)?;
+    let existing = match parent.symlink_metadata(name) {
+        Ok(meta) if meta.is_symlink() => return Err(changed()),
         Ok(meta) if meta.is_dir() => return Err(ToolError::is_directory(shown, "")),
         Ok(meta) if !meta.is_file() => return Err(ToolError::not_regular(shown)),
         Ok(meta) if meta.permissions().readonly() => return Err(read_only(shown)),
-        Ok(meta) => Some(meta.permissions()),
+        Ok(meta) => Some(Permissions::from_mode(cap_std::fs::PermissionsExt::mode(
+            &meta.permissions(),
+        ))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(ToolError::io("write", shown, &e)),
+        Err(e) => return Err(ToolError::opened("write", shown, &e)),
     };
-    create_parents(sandbox, &target)?;
     let verb = if existing.is_some() {
         "Updated"
     } else {
         "Created"
     };
-    atomic_write(&target.real, input.content.as_bytes(), existing)
-        .map_err(|e| ToolError::io("write", shown, &e))?;
+    atomic_write(&parent, name, input.content.as_bytes(), existing)
+        .map_err(|e| ToolError::opened("write", shown, &e))?;
     Ok(format!(
         "{verb} {} ({})",
         sandbox.display(&target.real),
@@ -77,33 +87,46 @@ pub(crate) fn write_file(
     ))
 }
 
-/// Creates the missing parent directories of a write target, all inside the sandbox, then
-/// checks that the path still resolves where it did.
-fn create_parents(sandbox: &Sandbox, target: &Resolved) -> Result<(), ToolError> {
-    let Some(parent) = target.real.parent() else {
+fn changed() -> ToolError {
+    ToolError::plain("Access denied: the path changed while it was being written")
+}
+
+/// A handle on the directory that holds `target` (its missing directories created first,
+/// through the sandbox's handle, when `create` is set) and the target's name in it.
+fn parent_handle<'a>(
+    sandbox: &Sandbox,
+    target: &'a Resolved,
+    create: bool,
+) -> Result<(Dir, &'a OsStr), ToolError> {
+    let (root, rel) = sandbox.anchor(target)?;
+    let Some(name) = target
+        .real
+        .file_name()
+        .filter(|_| !rel.as_os_str().is_empty())
+    else {
         return Err(ToolError::is_directory(&target.shown, ""));
     };
-    if parent.is_dir() {
-        return Ok(());
+    let parent = rel.parent().unwrap_or(Path::new(""));
+    if parent.as_os_str().is_empty() {
+        return Ok((root, name));
     }
-    if !sandbox.contains(parent) {
-        return Err(ToolError::detailed(
-            format!(
-                "Access denied: the parent directory of '{}' is outside the sandbox",
-                target.shown
-            ),
-            "Access denied: parent directory is outside the sandbox",
-        ));
+    if create {
+        root.create_dir_all(parent).map_err(|e| {
+            if through_link(&root, parent) {
+                ToolError::escaped(&target.shown)
+            } else {
+                ToolError::opened("create the parent directory of", &target.shown, &e)
+            }
+        })?;
     }
-    fs::create_dir_all(parent)
-        .map_err(|e| ToolError::io("create the parent directory of", &target.shown, &e))?;
-    let again = sandbox.resolve(&target.shown)?;
-    if again.real != target.real {
-        return Err(ToolError::plain(
-            "Access denied: the path changed while it was being written",
-        ));
-    }
-    Ok(())
+    let dir = open_dir_nofollow(&root, parent).map_err(|e| {
+        if through_link(&root, parent) {
+            ToolError::escaped(&target.shown)
+        } else {
+            ToolError::opened("write", &target.shown, &e)
+        }
+    })?;
+    Ok((dir, name))
 }
 
 /// `edit_file`: replaces an exact, unique occurrence of `old_string` (every occurrence with
@@ -125,7 +148,14 @@ pub(crate) fn edit_file(
     }
     let target = sandbox.resolve(&input.path)?;
     let shown = target.shown.as_str();
-    let meta = fs::metadata(&target.real).map_err(|e| ToolError::io("edit", shown, &e))?;
+    let (parent, name) = parent_handle(sandbox, &target, false)?;
+    let file = parent
+        .open_with(name, &read_options())
+        .map_err(|e| ToolError::opened("edit", shown, &e))?
+        .into_std();
+    let meta = file
+        .metadata()
+        .map_err(|e| ToolError::io("edit", shown, &e))?;
     if meta.is_dir() {
         return Err(ToolError::is_directory(shown, ""));
     }
@@ -148,11 +178,8 @@ pub(crate) fn edit_file(
         return Err(too_large(meta.len()));
     }
     let mut bytes = Vec::new();
-    File::open(&target.real)
-        .and_then(|f| {
-            f.take(limits.max_write_bytes as u64 + 1)
-                .read_to_end(&mut bytes)
-        })
+    file.take(limits.max_write_bytes as u64 + 1)
+        .read_to_end(&mut bytes)
         .map_err(|e| ToolError::io("edit", shown, &e))?;
     if bytes.len() > limits.max_write_bytes {
         return Err(too_large(bytes.len() as u64));
@@ -202,8 +229,8 @@ pub(crate) fn edit_file(
             "Edited file would exceed the edit_file size limit",
         ));
     }
-    atomic_write(&target.real, edited.as_bytes(), Some(meta.permissions()))
-        .map_err(|e| ToolError::io("edit", shown, &e))?;
+    atomic_write(&parent, name, edited.as_bytes(), Some(meta.permissions()))
+        .map_err(|e| ToolError::opened("edit", shown, &e))?;
     Ok(format!(
         "Edited {}: replaced {}",
         sandbox.display(&target.real),
@@ -211,25 +238,40 @@ pub(crate) fn edit_file(
     ))
 }
 
-/// Writes `data` to a temporary file beside `target`, flushes it and renames it over
-/// `target`. A new file gets the usual `0666 & !umask` mode; an existing one keeps `keep`.
-fn atomic_write(target: &Path, data: &[u8], keep: Option<Permissions>) -> std::io::Result<()> {
-    let dir = target
-        .parent()
-        .ok_or_else(|| std::io::Error::other("the path has no parent directory"))?;
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".agent-tools-").suffix(".tmp");
-    let mut temp = match &keep {
-        Some(_) => builder.tempfile_in(dir)?,
-        None => builder
-            .permissions(Permissions::from_mode(0o666))
-            .tempfile_in(dir)?,
-    };
-    if let Some(perms) = keep {
-        temp.as_file().set_permissions(perms)?;
+/// Writes `data` to a new temporary file (`.agent-tools-*.tmp`, created exclusively) in
+/// `parent`, flushes it and renames it over `name` there. A new file gets the usual
+/// `0666 & !umask` mode; an existing one keeps `keep`. The temporary file is removed on failure.
+fn atomic_write(
+    parent: &Dir,
+    name: &OsStr,
+    data: &[u8],
+    keep: Option<Permissions>,
+) -> std::io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    options.mode(0o666);
+    for _ in 0..16 {
+        let temp = format!(".agent-tools-{:016x}.tmp", fastrand::u64(..));
+        let file = match parent.open_with(&temp, &options) {
+            Ok(file) => file.into_std(),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        };
+        let written = (|| {
+            let mut file = file;
+            if let Some(perms) = &keep {
+                file.set_permissions(perms.clone())?;
+            }
+            file.write_all(data)?;
+            file.sync_all()?;
+            parent.rename(&temp, parent, name)
+        })();
+        if written.is_err() {
+            let _ = parent.remove_file(&temp);
+        }
+        return written;
     }
-    temp.write_all(data)?;
-    temp.as_file().sync_all()?;
-    temp.persist(target).map_err(|e| e.error)?;
-    Ok(())
+    Err(std::io::Error::other(
+        "cannot create a temporary file in the target's directory",
+    ))
 }

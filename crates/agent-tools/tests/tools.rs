@@ -80,6 +80,12 @@ impl SessionStore for RecordingStore {
     async fn recover_interrupted(&self) -> Result<u64, StoreError> {
         unsupported()
     }
+    async fn interrupt_execution(&self, _: &str, _: &str, _: &str) -> Result<bool, StoreError> {
+        unsupported()
+    }
+    async fn sweep_expired_leases(&self) -> Result<u64, StoreError> {
+        unsupported()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1123,4 +1129,164 @@ async fn a_failing_store_does_not_fail_the_tool() {
         Ok("still works\n".into())
     );
     assert!(fx.events().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Races: a symlink swapped in between the check and the use (issue #12 item 7)
+// ---------------------------------------------------------------------------------------------
+
+/// A fixture whose tools, the first time they are about to use `trigger` (relative to the
+/// working directory), replace `swap` (relative) with a symlink to `to(outside)`: a process
+/// racing the tool, made deterministic.
+fn racing(trigger: &str, swap: &str, to: impl Fn(&Path) -> PathBuf) -> Fixture {
+    let mut fx = Fixture::new();
+    let trigger = fx.work.join(trigger);
+    let swap = fx.work.join(swap);
+    let to = to(&fx.outside);
+    let fired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hook: agent_tools::RaceHook = Arc::new(move |path: &Path| {
+        if path == trigger && !fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let mut aside = swap.clone().into_os_string();
+            aside.push(".moved-aside");
+            fs::rename(&swap, &aside).unwrap();
+            symlink(&to, &swap).unwrap();
+        }
+    });
+    fx.tools = WorkspaceTools::new(
+        fx.store.clone(),
+        vec![fx.work.clone()],
+        ToolLimits::default(),
+    )
+    .with_race_hook(hook);
+    fx
+}
+
+fn assert_denied(result: &Result<String, String>, what: &str) {
+    match result {
+        Ok(text) => panic!("{what}: expected a refusal, got Ok({text:?})"),
+        Err(text) => {
+            assert!(!text.contains("top secret"), "{what}: {text}");
+            assert!(text.starts_with("Access denied"), "{what}: {text}");
+        }
+    }
+}
+
+fn outside_dir(outside: &Path) -> PathBuf {
+    outside.to_path_buf()
+}
+
+fn outside_secret(outside: &Path) -> PathBuf {
+    outside.join("secret.txt")
+}
+
+#[tokio::test]
+async fn read_refuses_a_directory_swapped_for_an_outside_link_after_the_check() {
+    let fx = racing("inner/secret.txt", "inner", outside_dir);
+    fx.write("inner/secret.txt", "harmless\n");
+    let result = fx
+        .call("read_file", json!({"path": "inner/secret.txt"}))
+        .await;
+    assert_denied(&result, "read_file");
+}
+
+#[tokio::test]
+async fn read_refuses_a_file_swapped_for_an_outside_link_after_the_check() {
+    let fx = racing("a.txt", "a.txt", outside_secret);
+    fx.write("a.txt", "harmless\n");
+    let result = fx.call("read_file", json!({"path": "a.txt"})).await;
+    assert_denied(&result, "read_file");
+}
+
+#[tokio::test]
+async fn list_refuses_a_directory_swapped_for_an_outside_link_after_the_check() {
+    let fx = racing("inner", "inner", outside_dir);
+    fx.write("inner/x.txt", "x\n");
+    let result = fx.call("list_directory", json!({"path": "inner"})).await;
+    assert_denied(&result, "list_directory");
+}
+
+#[tokio::test]
+async fn walks_never_enter_a_directory_swapped_for_an_outside_link() {
+    for tool in ["grep", "glob"] {
+        let fx = racing("inner", "inner", outside_dir);
+        fx.write("inner/x.txt", "nothing\n");
+        let input = if tool == "grep" {
+            json!({"pattern": "secret|nothing"})
+        } else {
+            json!({"pattern": "**/*"})
+        };
+        let out = fx.call(tool, input).await.unwrap();
+        assert!(!out.contains("top secret"), "{tool}: {out}");
+        assert!(!out.contains("secret.txt"), "{tool}: {out}");
+    }
+}
+
+#[tokio::test]
+async fn grep_never_reads_a_file_swapped_for_an_outside_link() {
+    let fx = racing("a.txt", "a.txt", outside_secret);
+    fx.write("a.txt", "harmless\n");
+    let out = fx.call("grep", json!({"pattern": "."})).await.unwrap();
+    assert!(!out.contains("top secret"), "{out}");
+    // Named directly, the same swap is refused.
+    let fx = racing("a.txt", "a.txt", outside_secret);
+    fx.write("a.txt", "harmless\n");
+    let result = fx
+        .call("grep", json!({"pattern": ".", "path": "a.txt"}))
+        .await;
+    assert_denied(&result, "grep");
+}
+
+#[tokio::test]
+async fn writes_never_create_files_outside_when_a_directory_is_swapped() {
+    // An existing parent swapped after the check.
+    let fx = racing("inner/new.txt", "inner", outside_dir);
+    fx.write("inner/keep.txt", "k\n");
+    let result = fx
+        .call(
+            "write_file",
+            json!({"path": "inner/new.txt", "content": "pwned"}),
+        )
+        .await;
+    assert_denied(&result, "write_file");
+    assert!(!fx.outside.join("new.txt").exists());
+    // Missing parents created under a directory swapped after the check.
+    let fx = racing("inner/deep/new.txt", "inner", outside_dir);
+    fx.write("inner/keep.txt", "k\n");
+    let result = fx
+        .call(
+            "write_file",
+            json!({"path": "inner/deep/new.txt", "content": "pwned"}),
+        )
+        .await;
+    assert_denied(&result, "write_file");
+    assert!(!fx.outside.join("deep").exists());
+    let listing: Vec<_> = fs::read_dir(&fx.outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(listing, ["secret.txt"], "nothing created outside");
+}
+
+#[tokio::test]
+async fn edit_never_reads_or_writes_through_a_file_swapped_for_an_outside_link() {
+    let fx = racing("a.txt", "a.txt", outside_secret);
+    fx.write("a.txt", "top harmless\n");
+    let result = fx
+        .call(
+            "edit_file",
+            json!({"path": "a.txt", "old_string": "top", "new_string": "no"}),
+        )
+        .await;
+    assert_denied(&result, "edit_file");
+    assert_eq!(
+        fs::read_to_string(fx.outside.join("secret.txt")).unwrap(),
+        "top secret\n"
+    );
+    assert!(
+        fs::symlink_metadata(fx.work.join("a.txt"))
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the swapped-in link is left as it is, not replaced by a copy of its target"
+    );
 }

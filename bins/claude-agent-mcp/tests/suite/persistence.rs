@@ -205,3 +205,80 @@ async fn database_has_the_spec_schema() {
     assert_eq!(mode, "wal");
     server.shutdown().await;
 }
+
+/// Issue #12 item 7: a session left `running` under an expired lease (a process that died, a
+/// final write that could not be made) becomes `interrupted` with a `lease_expired` event while
+/// the server serves, without a restart; a live lease is left alone.
+#[tokio::test]
+async fn an_expired_lease_is_swept_while_serving() {
+    let mut env = TestEnv::new().await;
+    // The sweeper runs every half TTL: every second here.
+    env.set("CLAUDE_AGENT_MCP_LOCK_TTL", "2");
+    env.reply_text("done").await;
+    let server = env.start().await;
+    let stale = server.call("agent_run_task", json!({"task": "a"})).await["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let live = server.call("agent_run_task", json!({"task": "b"})).await["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let db = env.db_rw().await;
+    let mark = "UPDATE sessions SET status = 'running', locked_by = ?1, lock_expires_at = ?2 WHERE session_id = ?3";
+    sqlx::query(mark)
+        .bind("run_task:dead-process")
+        .bind("2000-01-01T00:00:00+00:00")
+        .bind(&stale)
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query(mark)
+        .bind("run_task:live-process")
+        .bind("2999-01-01T00:00:00+00:00")
+        .bind(&live)
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+
+    let mut status = String::new();
+    for _ in 0..100 {
+        let got = server
+            .call("agent_get_session", json!({"session_id": stale}))
+            .await;
+        status = got["status"].as_str().unwrap_or_default().to_owned();
+        if status != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "interrupted", "swept within 10 s, no restart");
+    assert_eq!(env.column(&stale, "locked_by").await, None);
+    assert_eq!(env.column(&stale, "lock_expires_at").await, None);
+    assert_eq!(
+        env.events(&stale).await.last().unwrap(),
+        &(
+            "lease_expired".to_owned(),
+            1,
+            json!({"locked_by": "run_task:dead-process", "lock_expires_at": "2000-01-01T00:00:00+00:00"})
+        )
+    );
+    assert_eq!(
+        env.column(&live, "status").await.as_deref(),
+        Some("running")
+    );
+    assert_eq!(
+        env.column(&live, "locked_by").await.as_deref(),
+        Some("run_task:live-process")
+    );
+    // The swept session can be continued on the same server.
+    let v = server
+        .call(
+            "agent_continue_session",
+            json!({"session_id": stale, "message": "again"}),
+        )
+        .await;
+    assert_eq!(v["status"], json!("completed"), "{v}");
+    assert_eq!(server.shutdown().await, 0);
+}

@@ -43,6 +43,8 @@ pub enum Method {
     StoreArtifact,
     RecoverInterrupted,
     Outputs,
+    InterruptExecution,
+    SweepExpiredLeases,
 }
 
 /// An artifact as the fake stores it (owned copy of [`NewArtifact`] plus its id).
@@ -94,6 +96,8 @@ type GetHook = Box<dyn FnOnce(&mut SessionRecord) + Send>;
 pub struct MemStore {
     state: Mutex<MemState>,
     failing: Mutex<HashSet<Method>>,
+    /// Methods that fail a given number more times, then work.
+    failing_times: Mutex<HashMap<Method, usize>>,
     calls: Mutex<Vec<Method>>,
     after_get: Mutex<Option<GetHook>>,
     max_artifact_bytes: usize,
@@ -110,6 +114,7 @@ impl MemStore {
         Self {
             state: Mutex::new(MemState::default()),
             failing: Mutex::new(HashSet::new()),
+            failing_times: Mutex::new(HashMap::new()),
             calls: Mutex::new(Vec::new()),
             after_get: Mutex::new(None),
             max_artifact_bytes: 10 * 1024 * 1024,
@@ -119,6 +124,17 @@ impl MemStore {
     /// Makes every later call of `method` fail with `injected <method> failure`.
     pub fn fail(&self, method: Method) {
         self.failing.lock().unwrap().insert(method);
+    }
+
+    /// Makes the next `times` calls of `method` fail (with the same message as
+    /// [`fail`](Self::fail)); later calls work.
+    pub fn fail_times(&self, method: Method, times: usize) {
+        self.failing_times.lock().unwrap().insert(method, times);
+    }
+
+    /// How many times `method` was called.
+    pub fn call_count(&self, method: Method) -> usize {
+        self.calls().into_iter().filter(|m| *m == method).count()
     }
 
     /// The message a failing `method` returns.
@@ -216,6 +232,12 @@ impl MemStore {
     fn check(&self, method: Method) -> Result<(), StoreError> {
         self.calls.lock().unwrap().push(method);
         if self.failing.lock().unwrap().contains(&method) {
+            return Err(StoreError::new(Self::failure_message(method)));
+        }
+        if let Some(left) = self.failing_times.lock().unwrap().get_mut(&method)
+            && *left > 0
+        {
+            *left -= 1;
             return Err(StoreError::new(Self::failure_message(method)));
         }
         Ok(())
@@ -375,6 +397,22 @@ impl SessionStore for MemStore {
         Ok(())
     }
 
+    async fn renew_lock(
+        &self,
+        session_id: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state.lock().unwrap();
+        match state.sessions.get_mut(session_id) {
+            Some(row) if row.locked_by.as_deref() == Some(owner) => {
+                row.lock_expires_at = Some(Timestamp::now().plus(ttl));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn begin_execution(&self, session_id: &str, events: &[Event]) -> Result<(), StoreError> {
         self.check(Method::BeginExecution)?;
         let mut state = self.state.lock().unwrap();
@@ -474,6 +512,60 @@ impl SessionStore for MemStore {
         };
         state.artifacts.push(stored);
         Ok(reference)
+    }
+
+    async fn interrupt_execution(
+        &self,
+        session_id: &str,
+        owner: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        self.check(Method::InterruptExecution)?;
+        let mut state = self.state.lock().unwrap();
+        let Some(row) = state.sessions.get_mut(session_id) else {
+            return Ok(false);
+        };
+        if row.status != SessionStatus::Running
+            || row
+                .locked_by
+                .as_deref()
+                .is_some_and(|holder| holder != owner)
+        {
+            return Ok(false);
+        }
+        row.status = SessionStatus::Interrupted;
+        row.locked_by = None;
+        row.lock_expires_at = None;
+        touch(row);
+        let turn = row.turn_count;
+        state.append(session_id, &[Event::session_interrupted(turn, reason)]);
+        Ok(true)
+    }
+
+    async fn sweep_expired_leases(&self) -> Result<u64, StoreError> {
+        self.check(Method::SweepExpiredLeases)?;
+        let mut state = self.state.lock().unwrap();
+        let now = Timestamp::now();
+        let mut swept = Vec::new();
+        for row in state.sessions.values_mut() {
+            let held = row.locked_by.is_some() && row.lock_expires_at.is_none_or(|exp| exp > now);
+            if row.status != SessionStatus::Running || held {
+                continue;
+            }
+            let expiry = row.lock_expires_at.map(|t| t.to_storage());
+            swept.push((
+                row.session_id.clone(),
+                Event::lease_expired(row.turn_count, row.locked_by.as_deref(), expiry.as_deref()),
+            ));
+            row.status = SessionStatus::Interrupted;
+            row.locked_by = None;
+            row.lock_expires_at = None;
+            touch(row);
+        }
+        for (session_id, event) in &swept {
+            state.append(session_id, std::slice::from_ref(event));
+        }
+        Ok(swept.len() as u64)
     }
 
     async fn recover_interrupted(&self) -> Result<u64, StoreError> {
