@@ -434,7 +434,7 @@ proptest! {
         let h = harness();
         let result = h.call(&tool, args);
         if tool == "agent_unknown_tool" {
-            let value = result.structured_content.clone().unwrap();
+            let value = result.structured_content.unwrap();
             prop_assert_eq!(&value["error"]["code"], "tool_not_admitted");
         } else {
             assert_contract_shape(&tool, &result);
