@@ -946,3 +946,151 @@ mod tests {
         );
     }
 }
+
+/// Property campaign (#12): any body a provider (or anything answering at its address) sends
+/// goes through the parsers without a panic, and a parsed response is fully normalised.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn config() -> ProptestConfig {
+        ProptestConfig::with_cases(agent_core::testing::proptest_cases(1))
+    }
+
+    /// Boundary numbers, odd strings and nested values.
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            prop_oneof![
+                Just(0i64),
+                Just(-1),
+                Just(i64::MIN),
+                Just(i64::MAX),
+                any::<i64>()
+            ]
+            .prop_map(Value::from),
+            prop_oneof![Just(u64::MAX), Just(u64::from(u32::MAX) + 1), any::<u64>()]
+                .prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            any::<String>().prop_map(Value::from),
+            Just(Value::from("text")),
+            Just(Value::from("tool_use")),
+        ]
+    }
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        scalar().prop_recursive(6, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::from),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("type".to_owned()),
+                        Just("text".to_owned()),
+                        Just("id".to_owned()),
+                        Just("name".to_owned()),
+                        Just("input".to_owned()),
+                        Just("input_tokens".to_owned()),
+                        any::<String>()
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A body near the real shape: `content` blocks, `stop_reason` and `usage` each either
+    /// well-formed or arbitrary.
+    fn near_response() -> impl Strategy<Value = Value> {
+        let block = prop_oneof![
+            any::<String>().prop_map(|t| json!({"type": "text", "text": t})),
+            (any::<String>(), any::<String>(), arb_json())
+                .prop_map(|(id, name, input)| json!({"type": "tool_use", "id": id, "name": name, "input": input})),
+            arb_json(),
+        ];
+        (
+            prop_oneof![
+                prop::collection::vec(block, 0..6).prop_map(Value::from),
+                arb_json()
+            ],
+            prop_oneof![
+                Just(json!("end_turn")),
+                Just(json!("max_tokens")),
+                Just(json!("tool_use")),
+                Just(json!("refusal")),
+                arb_json()
+            ],
+            prop_oneof![
+                (any::<u64>(), any::<u64>())
+                    .prop_map(|(i, o)| json!({"input_tokens": i, "output_tokens": o})),
+                arb_json()
+            ],
+        )
+            .prop_map(|(content, stop, usage)| {
+                json!({"id": "msg_1", "type": "message", "role": "assistant",
+                       "content": content, "stop_reason": stop, "usage": usage})
+            })
+    }
+
+    fn normalise(body: &[u8]) {
+        let Ok(response) = parse_response(body) else {
+            return;
+        };
+        if let Ok(blocks) = parse_blocks(&response.content) {
+            let _ = blocks.texts.concat();
+            for tool_use in blocks.uses {
+                assert!(!tool_use.input.is_null(), "a null input becomes an object");
+                let _ = (tool_use.id, tool_use.name);
+            }
+        }
+        let _ = response.usage.as_ref().map(ApiUsage::to_usage);
+        let mut warnings = Vec::new();
+        push_stop_reason_warning(&mut warnings, response.stop_reason.as_deref());
+        assert!(warnings.len() <= 1);
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
+            normalise(&body);
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics(value in arb_json()) {
+            let body = serde_json::to_vec(&value).unwrap_or_default();
+            match parse_response(&body) {
+                Err(CallError::Provider(..)) => prop_assert!(false, "valid JSON is not a provider error"),
+                Err(CallError::Normalization(message)) => prop_assert!(!message.is_empty()),
+                Err(CallError::Cancelled) => prop_assert!(false, "parsing never cancels"),
+                Ok(_) => prop_assert!(value.is_object()),
+            }
+            normalise(&body);
+        }
+
+        #[test]
+        fn near_real_responses_parse_or_fail_cleanly(value in near_response()) {
+            let body = serde_json::to_vec(&value).unwrap_or_default();
+            normalise(&body);
+            if let Ok(response) = parse_response(&body) {
+                match parse_blocks(&response.content) {
+                    Ok(blocks) => {
+                        let texts = value["content"].as_array().map_or(0, |c| {
+                            c.iter().filter(|b| b["type"] == "text").count()
+                        });
+                        prop_assert_eq!(blocks.texts.len(), texts);
+                    }
+                    Err(CallError::Normalization(message)) => {
+                        prop_assert!(message.starts_with("content block "));
+                    }
+                    Err(_) => prop_assert!(false, "only normalization errors"),
+                }
+            }
+        }
+    }
+}

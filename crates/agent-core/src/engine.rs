@@ -836,22 +836,19 @@ impl Engine {
     /// A page of sessions, most recently updated first, and whether more follow.
     pub async fn sessions_page(
         &self,
-        offset: usize,
-        page: usize,
+        offset: u32,
+        page: u32,
     ) -> Result<(Vec<SessionListEntry>, bool), ErrorObject> {
-        let want = u32::try_from(offset + page + 1).unwrap_or(u32::MAX);
+        // One row more than the page says whether another page follows.
         let mut items = self
             .store
-            .list_sessions(want, None)
+            .list_sessions_page(offset, page.saturating_add(1))
             .await
             .map_err(|e| ErrorObject::bare(ErrorCode::InternalError, e.message))?;
-        let more = items.len() > offset + page;
-        let entries = items
-            .drain(..)
-            .skip(offset)
-            .take(page)
-            .map(SessionListEntry::from)
-            .collect();
+        let page = usize::try_from(page).unwrap_or(usize::MAX);
+        let more = items.len() > page;
+        items.truncate(page);
+        let entries = items.into_iter().map(SessionListEntry::from).collect();
         Ok((entries, more))
     }
 

@@ -158,6 +158,25 @@ pub trait SessionStore: Send + Sync + 'static {
         status: Option<SessionStatus>,
     ) -> Result<Vec<SessionListItem>, StoreError>;
 
+    /// One page of all sessions, most recently updated first: at most `limit` rows after
+    /// skipping `offset`. A store should page where the rows are (`LIMIT`/`OFFSET`); this
+    /// default goes through [`list_sessions`](Self::list_sessions) and so reads
+    /// `offset + limit` rows, which suits only small in-memory stores.
+    async fn list_sessions_page(
+        &self,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<SessionListItem>, StoreError> {
+        let want = offset.saturating_add(limit);
+        let mut items = self.list_sessions(want, None).await?;
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(items.len());
+        items.drain(..start);
+        items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(items)
+    }
+
     /// Takes the lock when it is free or its lease has expired (stale takeover).
     async fn acquire_lock(
         &self,

@@ -11,7 +11,44 @@ use rmcp::model::{ReadResourceResult, Resource, ResourceContents, ResourceTempla
 use serde_json::{Value, json};
 
 /// Sessions per `resources/list` page.
-pub const PAGE_SIZE: usize = 50;
+pub const PAGE_SIZE: u32 = 50;
+
+/// The longest cursor echoed back in an error message.
+const CURSOR_ECHO_CHARS: usize = 64;
+
+/// Parses a `resources/list` cursor: the decimal offset of the page's first session, at most
+/// `u32::MAX` (what [`next_cursor`] hands out). Anything else is an invalid-params error.
+pub fn parse_cursor(cursor: &str) -> Result<u32, ErrorData> {
+    let valid = !cursor.is_empty() && cursor.bytes().all(|b| b.is_ascii_digit());
+    match cursor.parse::<u32>() {
+        Ok(offset) if valid => Ok(offset),
+        _ => {
+            let shown: String = cursor.chars().take(CURSOR_ECHO_CHARS).collect();
+            let ellipsis = if shown.len() < cursor.len() {
+                "..."
+            } else {
+                ""
+            };
+            Err(ErrorData::invalid_params(
+                format!(
+                    "invalid cursor: {shown:?}{ellipsis} (expected a cursor returned by \
+                     resources/list: a page offset from 0 to {})",
+                    u32::MAX
+                ),
+                None,
+            ))
+        }
+    }
+}
+
+/// The cursor of the page after the one at `offset`, when `more` sessions follow and the
+/// next offset is still a valid cursor.
+pub fn next_cursor(offset: u32, more: bool) -> Option<String> {
+    if !more {
+        return None;
+    }
+    offset.checked_add(PAGE_SIZE).map(|next| next.to_string())
+}
 
 const JSON: &str = "application/json";
 
@@ -130,4 +167,45 @@ pub async fn read(engine: &Engine, uri: &str) -> Result<ReadResourceResult, Erro
         ]));
     }
     Err(not_found(uri))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_are_u32_offsets() {
+        assert_eq!(parse_cursor("0").ok(), Some(0));
+        assert_eq!(parse_cursor("50").ok(), Some(50));
+        assert_eq!(parse_cursor("4294967295").ok(), Some(u32::MAX));
+        let huge = "9".repeat(10_000);
+        for bad in [
+            "18446744073709551615",
+            "4294967296",
+            "-1",
+            "+1",
+            " 1",
+            "1 ",
+            "abc",
+            "",
+            "\u{0661}",
+            huge.as_str(),
+        ] {
+            let err = parse_cursor(bad).expect_err(bad);
+            assert_eq!(err.code, rmcp::model::ErrorCode::INVALID_PARAMS, "{bad}");
+            assert!(err.message.starts_with("invalid cursor: "), "{bad}");
+            assert!(err.message.len() < 300, "the echo is bounded: {bad}");
+        }
+    }
+
+    #[test]
+    fn the_next_cursor_never_overflows() {
+        assert_eq!(next_cursor(0, true).as_deref(), Some("50"));
+        assert_eq!(next_cursor(0, false), None);
+        assert_eq!(next_cursor(u32::MAX - 49, true), None);
+        assert_eq!(
+            next_cursor(u32::MAX - 50, true).as_deref(),
+            Some("4294967295")
+        );
+    }
 }

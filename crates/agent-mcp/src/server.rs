@@ -394,9 +394,7 @@ impl ServerHandler for AgentServer {
     ) -> Result<ListResourcesResult, ErrorData> {
         let offset = match request.and_then(|r| r.cursor) {
             None => 0,
-            Some(cursor) => cursor.parse::<usize>().map_err(|_| {
-                ErrorData::invalid_params(format!("invalid cursor: {cursor}"), None)
-            })?,
+            Some(cursor) => resources::parse_cursor(&cursor)?,
         };
         let (sessions, more) = self
             .inner
@@ -407,7 +405,7 @@ impl ServerHandler for AgentServer {
         let mut result = ListResourcesResult::with_all_items(
             sessions.iter().map(resources::session_resource).collect(),
         );
-        result.next_cursor = more.then(|| (offset + resources::PAGE_SIZE).to_string());
+        result.next_cursor = resources::next_cursor(offset, more);
         Ok(result)
     }
 

@@ -1866,3 +1866,178 @@ async fn the_whole_pass_never_panics_and_warns_once_per_rejection() {
         assert!(approved_events <= 3, "per-turn limit holds: case {case}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Property campaign (#12): model output is untrusted; no block may panic the parser or the
+// mediator, and every block found is accounted for.
+// ---------------------------------------------------------------------------------------------
+
+mod properties {
+    use super::*;
+    use agent_mediation::block::parse_blocks;
+    use proptest::prelude::*;
+
+    fn config(cost: u32) -> ProptestConfig {
+        ProptestConfig::with_cases(agent_core::testing::proptest_cases(cost))
+    }
+
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            prop_oneof![
+                Just(0i64),
+                Just(-1),
+                Just(i64::MIN),
+                Just(i64::MAX),
+                any::<i64>()
+            ]
+            .prop_map(Value::from),
+            prop_oneof![Just(u64::MAX), any::<u64>()].prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            any::<String>().prop_map(Value::from),
+            prop::sample::select(vec![
+                "read", "lookup", "v0.8.0", "v0.9.0", TOOL, OTHER, HIDDEN
+            ])
+            .prop_map(Value::from),
+        ]
+    }
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        scalar().prop_recursive(5, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                prop::collection::btree_map(any::<String>(), inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    const ACTION_KEYS: &[&str] = &[
+        "mediation_version",
+        "request_id",
+        "action_type",
+        "target_tool",
+        "arguments",
+        "justification",
+    ];
+
+    /// A valid action request with some fields replaced by arbitrary values.
+    fn near_action() -> impl Strategy<Value = Value> {
+        prop::collection::vec((prop::sample::select(ACTION_KEYS), arb_json()), 0..3).prop_map(
+            |changes| {
+                let mut body = request("req_001", TOOL);
+                for (k, v) in changes {
+                    body[k] = v;
+                }
+                body
+            },
+        )
+    }
+
+    /// A workflow whose steps are near-valid (arbitrary `step_index`, fields, or whole steps).
+    fn near_workflow() -> impl Strategy<Value = Value> {
+        let step_value = prop_oneof![
+            (arb_json(), prop::sample::select(vec![TOOL, OTHER, HIDDEN]))
+                .prop_map(|(i, t)| step(i, t)),
+            Just(step(json!(0), TOOL)),
+            arb_json(),
+        ];
+        (
+            prop::sample::select(vec!["v0.9.0", "v0.8.0", ""]),
+            prop_oneof![
+                prop::collection::vec(step_value, 0..5).prop_map(Value::from),
+                arb_json()
+            ],
+        )
+            .prop_map(|(version, steps)| {
+                let mut body = workflow_body("wf_001", version, Vec::new());
+                body["steps"] = steps;
+                body
+            })
+    }
+
+    /// Model output: noise around action and workflow blocks, some with broken tags.
+    fn output() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            any::<String>(),
+            near_action().prop_map(|b| action(&b)),
+            near_workflow().prop_map(|b| workflow(&b)),
+            Just("<mediated_action_request>{".to_owned()),
+            Just("}</mediated_workflow_request>".to_owned()),
+            "[\\s\u{1c}-\u{1f}]{0,4}",
+        ];
+        prop::collection::vec(piece, 0..6).prop_map(|p| p.concat())
+    }
+
+    fn opening_tags(text: &str) -> usize {
+        text.matches("<mediated_action_request>").count()
+            + text.matches("<mediated_workflow_request>").count()
+    }
+
+    proptest! {
+        #![proptest_config(config(1))]
+
+        #[test]
+        fn parsing_any_output_accounts_for_every_block(text in output()) {
+            let blocks = parse_blocks(&text);
+            let found = blocks.actions.len() + blocks.workflows.len() + blocks.skipped.len();
+            prop_assert!(found <= opening_tags(&text));
+            for skipped in &blocks.skipped {
+                prop_assert!(text.is_char_boundary(skipped.offset));
+                prop_assert!(text[skipped.offset..].starts_with("<mediated_"));
+                prop_assert!(!skipped.reason.is_empty());
+            }
+            for workflow in &blocks.workflows {
+                prop_assert!(!workflow.steps.is_empty());
+                for step in &workflow.steps {
+                    prop_assert!(step.step_index.request_id().starts_with("wf_step_"));
+                    let _ = step.step_index.to_json();
+                }
+            }
+        }
+
+        #[test]
+        fn a_lone_valid_block_is_found(noise in "[^<]{0,64}", tail in "[^<]{0,64}") {
+            let text = format!("{noise}{}{tail}", valid_action("req_001", TOOL));
+            let blocks = parse_blocks(&text);
+            prop_assert_eq!(blocks.actions.len(), 1);
+            prop_assert_eq!(blocks.skipped.len(), 0);
+        }
+
+    }
+
+    proptest! {
+        #![proptest_config(config(16))]
+
+        #[test]
+        fn deep_and_wide_bodies_never_panic(depth in 0usize..200, width in 0usize..2000) {
+            let mut deep = json!("x");
+            for _ in 0..depth {
+                deep = json!([deep]);
+            }
+            let mut body = request("req_001", TOOL);
+            body["arguments"] = json!({"deep": deep, "wide": vec![u64::MAX; width]});
+            let blocks = parse_blocks(&action(&body));
+            prop_assert_eq!(blocks.actions.len() + blocks.skipped.len(), 1);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config(8))]
+
+        /// The whole mediator over arbitrary output: it answers, and every rejection is a
+        /// warning (never a panic or a store error).
+        #[test]
+        fn the_mediator_processes_any_output(text in output()) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let outcome = runtime.block_on(async {
+                Harness::enabled().try_run(&text, 1).await
+            });
+            prop_assert!(outcome.is_ok(), "{:?}", outcome.err());
+        }
+    }
+}

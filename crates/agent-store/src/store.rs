@@ -102,6 +102,11 @@ const SELECT_EVENTS: &str = "SELECT event_id, session_id, event_type, turn_index
 pub(crate) const LIST_SESSIONS: &str = "SELECT session_id, workflow, profile, status, updated_at, summary_latest \
      FROM sessions ORDER BY updated_at DESC LIMIT ?1";
 
+/// One `resources/list` page: the same order as [`LIST_SESSIONS`], paged in SQL so that a
+/// large offset walks the index instead of loading the table.
+pub(crate) const LIST_SESSIONS_PAGE: &str = "SELECT session_id, workflow, profile, status, updated_at, \
+     summary_latest FROM sessions ORDER BY updated_at DESC LIMIT ?1 OFFSET ?2";
+
 /// Served by `idx_sessions_status_updated` (no sort step).
 pub(crate) const LIST_SESSIONS_BY_STATUS: &str = "SELECT session_id, workflow, profile, status, updated_at, \
      summary_latest FROM sessions WHERE status = ?2 ORDER BY updated_at DESC LIMIT ?1";
@@ -352,6 +357,19 @@ impl SqliteStore {
                     .await?
             }
         };
+        rows.into_iter().map(ListRow::into_item).collect()
+    }
+
+    async fn list_sessions_page_impl(
+        &self,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<SessionListItem>> {
+        let rows: Vec<ListRow> = sqlx::query_as(LIST_SESSIONS_PAGE)
+            .bind(i64::from(limit))
+            .bind(i64::from(offset))
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter().map(ListRow::into_item).collect()
     }
 
@@ -679,6 +697,14 @@ impl SessionStore for SqliteStore {
         Ok(self.list_sessions_impl(limit, status).await?)
     }
 
+    async fn list_sessions_page(
+        &self,
+        offset: u32,
+        limit: u32,
+    ) -> std::result::Result<Vec<SessionListItem>, StoreError> {
+        Ok(self.list_sessions_page_impl(offset, limit).await?)
+    }
+
     async fn acquire_lock(
         &self,
         session_id: &str,
@@ -849,6 +875,9 @@ mod tests {
             "{filtered}"
         );
         assert!(!filtered.contains("TEMP B-TREE"), "{filtered}");
+        let page = plan(&store, LIST_SESSIONS_PAGE).await;
+        assert!(page.contains("idx_sessions_updated"), "{page}");
+        assert!(!page.contains("TEMP B-TREE"), "{page}");
     }
 
     /// The lease sweeper runs every TTL/2 while serving: it must find `running` rows through

@@ -1214,6 +1214,33 @@ async fn listing_orders_by_updated_at_desc_limits_and_filters() {
     );
 }
 
+/// `resources/list` pages in SQL: `offset` rows skipped, at most `limit` returned, in the
+/// `list_sessions` order; an offset past the end (up to `u32::MAX`) is an empty page.
+#[tokio::test]
+async fn listing_pages_with_limit_and_offset() {
+    let (_dir, store) = fresh().await;
+    for i in 0..7 {
+        idle_session(&store, &format!("sess_{i}")).await;
+    }
+    let all = store.list_sessions(50, None).await.unwrap();
+    assert_eq!(all.len(), 7);
+    let mut walked = Vec::new();
+    for offset in (0..7).step_by(3) {
+        walked.extend(store.list_sessions_page(offset, 3).await.unwrap());
+    }
+    assert_eq!(walked, all);
+    assert_eq!(
+        store.list_sessions_page(6, 3).await.unwrap(),
+        all[6..].to_vec()
+    );
+    assert_eq!(store.list_sessions_page(7, 3).await.unwrap(), vec![]);
+    assert_eq!(
+        store.list_sessions_page(u32::MAX, u32::MAX).await.unwrap(),
+        vec![]
+    );
+    assert_eq!(store.list_sessions_page(0, 0).await.unwrap(), vec![]);
+}
+
 #[tokio::test]
 async fn listing_works_over_a_hundred_thousand_rows() {
     let (dir, store) = fresh().await;

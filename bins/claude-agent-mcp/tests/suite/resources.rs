@@ -157,3 +157,58 @@ async fn resources_list_is_paginated() {
     assert_eq!(unique.len(), db_sessions, "no session listed twice");
     server.shutdown().await;
 }
+
+/// A `resources/list` cursor is a page offset that fits in a `u32`; anything else (an offset
+/// near `u64::MAX` that used to overflow, a negative or non-numeric one, a decimal longer than
+/// any integer) is an invalid-params error (-32602) naming the cursor, and the server keeps
+/// serving. A cursor past the end is an empty last page.
+#[tokio::test]
+async fn resources_list_rejects_out_of_range_cursors() {
+    let env = TestEnv::new().await;
+    env.reply_text("ok").await;
+    let server = env.start().await;
+    server.call("agent_run_task", json!({"task": "seed"})).await;
+    let list = |cursor: &str| {
+        let client = server.client.clone();
+        let cursor = cursor.to_owned();
+        async move {
+            // The old code panicked in the handler on an overflowing cursor: no answer at all.
+            let request = client.list_resources(Some(
+                PaginatedRequestParams::default().with_cursor(Some(cursor)),
+            ));
+            tokio::time::timeout(std::time::Duration::from_secs(30), request)
+                .await
+                .expect("resources/list answers")
+        }
+    };
+    let huge = "9".repeat(400);
+    for bad in [
+        "18446744073709551615",
+        "18446744073709551565",
+        "4294967296",
+        "-1",
+        "abc",
+        "",
+        " 1",
+        huge.as_str(),
+    ] {
+        let err = list(bad).await.expect_err(bad);
+        let rmcp::ServiceError::McpError(data) = err else {
+            panic!("{bad}: expected an MCP error, got {err}");
+        };
+        assert_eq!(data.code, rmcp::model::ErrorCode::INVALID_PARAMS, "{bad}");
+        assert!(
+            data.message.contains("invalid cursor"),
+            "{bad}: {}",
+            data.message
+        );
+    }
+    // The largest offset accepted is an empty page without a next cursor.
+    let last = list("4294967295").await.unwrap();
+    assert!(last.resources.is_empty());
+    assert_eq!(last.next_cursor, None);
+    let first = list("0").await.unwrap();
+    assert_eq!(first.resources.len(), 1);
+    assert_eq!(first.next_cursor, None);
+    server.shutdown().await;
+}

@@ -1124,3 +1124,164 @@ mod tests {
         );
     }
 }
+
+/// Property campaign (#12): whatever the CLI prints (native JSON or text mode, any bytes)
+/// goes through the parsers and the failure classification without a panic.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+    use std::os::unix::process::ExitStatusExt;
+
+    fn config() -> ProptestConfig {
+        ProptestConfig::with_cases(agent_core::testing::proptest_cases(1))
+    }
+
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            prop_oneof![
+                Just(0i64),
+                Just(-1),
+                Just(i64::MIN),
+                Just(i64::MAX),
+                any::<i64>()
+            ]
+            .prop_map(Value::from),
+            prop_oneof![Just(u64::MAX), Just(u64::from(u32::MAX) + 1), any::<u64>()]
+                .prop_map(Value::from),
+            prop_oneof![Just(f64::MAX), Just(-0.0), Just(1e300), any::<f64>()]
+                .prop_map(|f| json!(f)),
+            any::<String>().prop_map(Value::from),
+            Just(Value::from(native::SUBTYPE_ERROR_MAX_TURNS)),
+        ]
+    }
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        scalar().prop_recursive(5, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                prop::collection::btree_map(any::<String>(), inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    const KEYS: &[&str] = &[
+        "type",
+        "subtype",
+        "is_error",
+        "result",
+        "errors",
+        "session_id",
+        "num_turns",
+        "stop_reason",
+        "api_error_status",
+        "api_error_type",
+        "usage",
+        "total_cost_usd",
+        "permission_denials",
+    ];
+
+    /// A result object whose known fields hold arbitrary values.
+    fn near_result() -> impl Strategy<Value = Value> {
+        prop::collection::vec((prop::sample::select(KEYS), arb_json()), 0..10).prop_map(|kv| {
+            let mut object = serde_json::Map::new();
+            for (k, v) in kv {
+                object.insert(k.to_owned(), v);
+            }
+            Value::Object(object)
+        })
+    }
+
+    fn finished(code: i32, stdout: Vec<u8>, stderr: Vec<u8>, stderr_cut: bool) -> Finished {
+        Finished {
+            status: std::process::ExitStatus::from_raw((code & 0xff) << 8),
+            stdout,
+            stderr,
+            stderr_cut,
+        }
+    }
+
+    fn classify(parsed: &native::CliResult) {
+        let _ = parsed.result_text();
+        let _ = parsed.failure_details();
+        assert!(!parsed.failure_text().is_empty());
+        let error = reported_failure(parsed);
+        assert!(error.message.starts_with("claude CLI reported an error"));
+        let error = max_turns_failure(parsed, u32::MAX);
+        assert!(
+            error
+                .message
+                .starts_with("claude CLI stopped at the max_turns budget")
+        );
+        let _ = parsed
+            .num_turns
+            .map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX))
+            .max(1);
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn native_stdout_bytes_never_panic(
+            stdout in prop::collection::vec(any::<u8>(), 0..512),
+            code in any::<i32>(),
+        ) {
+            let finished = finished(code, stdout, Vec::new(), false);
+            match native::parse(&finished.stdout_text()) {
+                Ok(parsed) => classify(&parsed),
+                Err(detail) => {
+                    prop_assert!(!detail.is_empty());
+                    let _ = normalization_error(&detail);
+                }
+            }
+        }
+
+        #[test]
+        fn native_results_near_the_real_shape_parse(
+            value in near_result(),
+            prefix in prop::collection::vec(any::<String>(), 0..3),
+        ) {
+            // The object alone, and after other lines (the last JSON-object line counts).
+            let object = serde_json::to_string(&value).unwrap_or_default();
+            let parsed = native::parse(&object);
+            prop_assert!(parsed.is_ok(), "an object always parses: {:?}", parsed);
+            if let Ok(parsed) = &parsed {
+                classify(parsed);
+            }
+            let mut text = prefix.join("\n");
+            text.push('\n');
+            text.push_str(&object);
+            if let Ok(parsed) = native::parse(&text) {
+                classify(&parsed);
+            }
+        }
+
+        #[test]
+        fn arbitrary_json_from_the_cli_never_panics(value in arb_json()) {
+            let text = serde_json::to_string(&value).unwrap_or_default();
+            match native::parse(&text) {
+                Ok(parsed) => classify(&parsed),
+                Err(detail) => prop_assert!(!value.is_object(), "{detail}"),
+            }
+        }
+
+        #[test]
+        fn text_mode_output_is_any_bytes(
+            stdout in prop::collection::vec(any::<u8>(), 0..512),
+            stderr in prop::collection::vec(any::<u8>(), 0..512),
+            cut in any::<bool>(),
+            code in any::<i32>(),
+        ) {
+            let finished = finished(code, stdout, stderr, cut);
+            let text = finished.stdout_text();
+            prop_assert_eq!(text.trim().len() <= text.len(), true);
+            let message = exited_message(finished.code(), &finished.stderr_text());
+            prop_assert!(!message.is_empty());
+        }
+    }
+}
