@@ -305,11 +305,12 @@ impl Usage {
         fn sum(a: Option<u64>, b: Option<u64>) -> Option<u64> {
             match (a, b) {
                 (None, None) => None,
-                (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+                (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
             }
         }
-        self.input_tokens += other.input_tokens;
-        self.output_tokens += other.output_tokens;
+        // The counts come from the provider: they saturate rather than overflow.
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
         self.cache_creation_input_tokens = sum(
             self.cache_creation_input_tokens,
             other.cache_creation_input_tokens,
@@ -618,5 +619,27 @@ impl ExecContext {
     pub fn report(&self, message: &str) {
         self.progress
             .report(crate::text::truncate_chars(message, 200));
+    }
+}
+
+#[cfg(test)]
+mod usage_tests {
+    use super::Usage;
+
+    #[test]
+    fn usage_from_a_provider_saturates_instead_of_overflowing() {
+        let huge = Usage {
+            input_tokens: u64::MAX,
+            output_tokens: u64::MAX - 1,
+            cache_creation_input_tokens: Some(u64::MAX),
+            cache_read_input_tokens: None,
+            total_cost_usd: None,
+        };
+        let mut total = huge.clone();
+        total.add(&huge);
+        assert_eq!(total.input_tokens, u64::MAX);
+        assert_eq!(total.output_tokens, u64::MAX);
+        assert_eq!(total.cache_creation_input_tokens, Some(u64::MAX));
+        assert_eq!(total.cache_read_input_tokens, None);
     }
 }
