@@ -28,16 +28,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_backends::ClaudeCodeBackend;
 use agent_backends::api::{ANTHROPIC_VERSION, ApiConfig, MessagesApiBackend};
-use agent_backends::{ClaudeCodeBackend, ClaudeCodeConfig};
 use agent_core::{
     ArtifactRef, ErrorCode, Event, Finish, LockOutcome, NewArtifact, NewSession, SessionListItem,
     SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent,
 };
 use agent_federation::{ConnectionState, Federation, FederationConfig, FederationConfigError};
-use agent_policy::config::{
-    BackendKind, ClaudeCodeMode, Config, DOTENV, EnvFile, RuntimeMode, vars,
-};
+use agent_policy::config::{BackendKind, Config, DOTENV, EnvFile, RuntimeMode, vars};
 use agent_policy::{CliOverrides, restricted};
 use agent_store::{SqliteStore, StoreConfig, StoreOpenError};
 

@@ -57,6 +57,7 @@ fn expected_defaults(cwd: &Path) -> Config {
         limited_tool_forwarding: false,
         claude_code_mode: ClaudeCodeMode::Native,
         claude_code_env_passthrough: vec![],
+        claude_code_setting_sources: None,
         continuation: ContinuationSettings {
             max_continuation_turns: 5,
             max_continuation_warnings: 3,
@@ -1306,4 +1307,33 @@ fn claude_code_env_passthrough_names_no_server_variable() {
             ),
         ]
     );
+}
+
+#[test]
+fn claude_code_setting_sources_are_validated_and_operator_only() {
+    use super::{SettingSource, Trust};
+    let (_dir, cwd) = temp_cwd();
+    let name = vars::CLAUDE_CODE_SETTING_SOURCES;
+    let set = config(&[(name, " User ,project,local")], &cwd);
+    assert_eq!(
+        set.claude_code_setting_sources,
+        Some(vec![
+            SettingSource::User,
+            SettingSource::Project,
+            SettingSource::Local
+        ])
+    );
+    assert_eq!(
+        config(&[(name, "")], &cwd).claude_code_setting_sources,
+        Some(vec![])
+    );
+    assert_eq!(config(&[], &cwd).claude_code_setting_sources, None);
+    assert_eq!(
+        problems(&[(name, "user,all")], &cwd),
+        vec![
+            "CLAUDE_AGENT_MCP_CLAUDE_CODE_SETTING_SOURCES: 'all' is not valid. Choose from: ['local', 'project', 'user']"
+        ]
+    );
+    assert_ne!(vars::trust(name), Some(Trust::Project));
+    assert!(vars::trust(name).is_some());
 }
