@@ -663,6 +663,10 @@ impl From<&HttpOptions> for ConnectionLimits {
 async fn refuse(mut stream: tokio::net::TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        // Let the client send its request first (up to 1 s): an HTTP client that gets an
+        // answer before it has written its request reports an unexpected message, not 503.
+        let mut first = [0u8; 4096];
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut first)).await;
         stream.write_all(BUSY_RESPONSE).await?;
         stream.shutdown().await?;
         // Read what the client sent, so that closing does not reset the connection before
