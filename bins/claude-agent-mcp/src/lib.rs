@@ -317,16 +317,17 @@ async fn serve(server: AgentServer, config: &Config) -> Result<(), StartupError>
                 shutdown_signal().await;
                 signal.cancel();
             });
-            let mut options =
-                HttpOptions::new(config.host.clone(), config.http_port().unwrap_or(8000));
+            let mut options = HttpOptions::new(
+                config.host.clone(),
+                config.http_port().unwrap_or(8000),
+                Duration::from_secs(config.http_header_timeout_secs),
+                usize::try_from(config.http_max_connections).unwrap_or(usize::MAX),
+            );
             options.allowed_origins = config.allowed_origins.clone();
             options.bearer_token = config
                 .http_bearer_token
                 .as_ref()
                 .map(|t| t.expose().to_owned());
-            options.header_timeout = Duration::from_secs(config.http_header_timeout_secs);
-            options.max_connections =
-                usize::try_from(config.http_max_connections).unwrap_or(usize::MAX);
             agent_mcp::serve_http(server, options, shutdown, |addr| {
                 tracing::info!(target: "server", "Serving MCP over streamable HTTP at http://{addr}/mcp");
             })

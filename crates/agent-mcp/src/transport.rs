@@ -441,18 +441,23 @@ pub struct HttpOptions {
 }
 
 impl HttpOptions {
-    /// Options with the transport's own defaults; the binary sets the configurable ones from
-    /// its configuration.
-    pub fn new(host: impl Into<String>, port: u16) -> Self {
+    /// Options for `host:port` with the configured connection bounds (their defaults belong
+    /// to the configuration); the rest take the transport's own defaults.
+    pub fn new(
+        host: impl Into<String>,
+        port: u16,
+        header_timeout: Duration,
+        max_connections: usize,
+    ) -> Self {
         Self {
             host: host.into(),
             port,
             allowed_origins: Vec::new(),
             bearer_token: None,
             session_idle: Duration::from_secs(1800),
-            header_timeout: Duration::from_secs(10),
+            header_timeout,
             idle_timeout: Duration::from_secs(120),
-            max_connections: 256,
+            max_connections,
         }
     }
 }
