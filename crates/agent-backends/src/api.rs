@@ -959,48 +959,11 @@ mod properties {
         ProptestConfig::with_cases(agent_core::testing::proptest_cases(1))
     }
 
-    /// Boundary numbers, odd strings and nested values.
-    fn scalar() -> impl Strategy<Value = Value> {
-        prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            prop_oneof![
-                Just(0i64),
-                Just(-1),
-                Just(i64::MIN),
-                Just(i64::MAX),
-                any::<i64>()
-            ]
-            .prop_map(Value::from),
-            prop_oneof![Just(u64::MAX), Just(u64::from(u32::MAX) + 1), any::<u64>()]
-                .prop_map(Value::from),
-            any::<f64>().prop_map(|f| json!(f)),
-            any::<String>().prop_map(Value::from),
-            Just(Value::from("text")),
-            Just(Value::from("tool_use")),
-        ]
-    }
-
     fn arb_json() -> impl Strategy<Value = Value> {
-        scalar().prop_recursive(6, 64, 8, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::from),
-                prop::collection::btree_map(
-                    prop_oneof![
-                        Just("type".to_owned()),
-                        Just("text".to_owned()),
-                        Just("id".to_owned()),
-                        Just("name".to_owned()),
-                        Just("input".to_owned()),
-                        Just("input_tokens".to_owned()),
-                        any::<String>()
-                    ],
-                    inner,
-                    0..6
-                )
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
+        crate::strategies::json_value(
+            &["text", "tool_use"],
+            &["type", "text", "id", "name", "input", "input_tokens"],
+        )
     }
 
     /// A body near the real shape: `content` blocks, `stop_reason` and `usage` each either

@@ -10,6 +10,8 @@
 
 pub mod api;
 pub mod claude_code;
+#[cfg(test)]
+mod strategies;
 
 pub use api::{ApiBuildError, ApiConfig, MessagesApiBackend};
 pub use claude_code::{

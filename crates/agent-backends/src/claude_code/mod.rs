@@ -1131,42 +1131,15 @@ mod tests {
 mod properties {
     use super::*;
     use proptest::prelude::*;
-    use serde_json::{Value, json};
+    use serde_json::Value;
     use std::os::unix::process::ExitStatusExt;
 
     fn config() -> ProptestConfig {
         ProptestConfig::with_cases(agent_core::testing::proptest_cases(1))
     }
 
-    fn scalar() -> impl Strategy<Value = Value> {
-        prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            prop_oneof![
-                Just(0i64),
-                Just(-1),
-                Just(i64::MIN),
-                Just(i64::MAX),
-                any::<i64>()
-            ]
-            .prop_map(Value::from),
-            prop_oneof![Just(u64::MAX), Just(u64::from(u32::MAX) + 1), any::<u64>()]
-                .prop_map(Value::from),
-            prop_oneof![Just(f64::MAX), Just(-0.0), Just(1e300), any::<f64>()]
-                .prop_map(|f| json!(f)),
-            any::<String>().prop_map(Value::from),
-            Just(Value::from(native::SUBTYPE_ERROR_MAX_TURNS)),
-        ]
-    }
-
     fn arb_json() -> impl Strategy<Value = Value> {
-        scalar().prop_recursive(5, 48, 6, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
-                prop::collection::btree_map(any::<String>(), inner, 0..5)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
+        crate::strategies::json_value(&[native::SUBTYPE_ERROR_MAX_TURNS], KEYS)
     }
 
     const KEYS: &[&str] = &[
