@@ -3,3 +3,11 @@
 //! Only `[dev-dependencies]` name this crate. It is linked into integration tests (`tests/`),
 //! never into a crate's unit tests of a crate it depends on itself, because there the crate
 //! under test would be a second copy with distinct types.
+//!
+//! * [`peers`]: the outside programs some tests talk to (the real Claude Code CLI, the
+//!   reference MCP server), and every test-harness variable (`CLAUDE_AGENT_MCP_TEST_*`,
+//!   `CLAUDE_AGENT_MCP_REQUIRE_PEERS`).
+//! * [`processes`]: whether processes and process groups are gone, on Linux and macOS alike.
+
+pub mod peers;
+pub mod processes;

@@ -1,0 +1,297 @@
+//! The outside programs ("peers") some tests talk to, and the one way a test requires one.
+//!
+//! A test that needs a peer starts with
+//!
+//! ```no_run
+//! let Some(cli) = agent_testkit::peers::claude_cli() else { return };
+//! ```
+//!
+//! When the peer is not configured, the helper writes one `SKIPPED <test>: …` line to the real
+//! stderr (past the test harness's output capture, so `cargo test` shows it) and returns `None`.
+//! With `CLAUDE_AGENT_MCP_REQUIRE_PEERS=1` (set by CI: `cargo xtask release-check`) it panics
+//! instead, so a missing peer fails the test rather than passing it unseen.
+//!
+//! Every test-harness variable is named here, and only here (see `docs/testing.md`):
+//!
+//! | variable | meaning |
+//! | --- | --- |
+//! | [`CLAUDE_CLI_VAR`] | the path of a real Claude Code CLI (`scripts/install-claude-cli.sh`) |
+//! | [`EVERYTHING_SERVER_VAR`] | the command line of the reference MCP server (`scripts/install-mcp-peers.sh`) |
+//! | [`REQUIRE_PEERS_VAR`] | `1`: a missing peer fails the test; unset, empty or `0`: it skips |
+//! | [`PROPTEST_CASES_VAR`] | the case count of every property of the property-based campaign |
+
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Names the real Claude Code CLI binary.
+pub const CLAUDE_CLI_VAR: &str = "CLAUDE_AGENT_MCP_TEST_CLAUDE_CLI";
+/// Names the reference MCP server's command line: what `scripts/install-mcp-peers.sh` prints
+/// (split on whitespace), a JSON array of the command and its arguments, or the path of its
+/// `dist/index.js` (run with `node … stdio`).
+pub const EVERYTHING_SERVER_VAR: &str = "CLAUDE_AGENT_MCP_TEST_EVERYTHING_SERVER";
+/// `1`: every peer a test asks for is required, and a missing one panics.
+pub const REQUIRE_PEERS_VAR: &str = "CLAUDE_AGENT_MCP_REQUIRE_PEERS";
+/// The case count of every property (see [`proptest_cases`]).
+pub const PROPTEST_CASES_VAR: &str = "CLAUDE_AGENT_MCP_PROPTEST_CASES";
+
+/// How many cases each property of the property-based campaign runs by default: thousands
+/// per surface in CI while the whole campaign stays well under a minute in a debug build.
+pub const DEFAULT_PROPTEST_CASES: u32 = 1024;
+
+/// A peer: the variable that names it and how to install it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// The variable that names it.
+    pub var: &'static str,
+    /// What it is, for messages.
+    pub what: &'static str,
+    /// The script that installs it and prints the variable's value.
+    pub install: &'static str,
+}
+
+/// The real Claude Code CLI.
+pub const CLAUDE_CLI: Peer = Peer {
+    var: CLAUDE_CLI_VAR,
+    what: "a real Claude Code CLI",
+    install: "scripts/install-claude-cli.sh",
+};
+
+/// The reference MCP server, `@modelcontextprotocol/server-everything`.
+pub const EVERYTHING_SERVER: Peer = Peer {
+    var: EVERYTHING_SERVER_VAR,
+    what: "the reference MCP server (@modelcontextprotocol/server-everything)",
+    install: "scripts/install-mcp-peers.sh",
+};
+
+/// A variable lookup: the process environment in tests, a fixed table in this module's own
+/// tests (so they never mutate the environment other tests read).
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment (a value that is not UTF-8 is read lossily).
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+}
+
+/// A command line: the program and its arguments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerCommand {
+    pub program: String,
+    pub args: Vec<String>,
+}
+
+/// The real Claude Code CLI named by [`CLAUDE_CLI_VAR`]; `None` (skip) when it is not set.
+///
+/// # Panics
+/// When it is not set under `CLAUDE_AGENT_MCP_REQUIRE_PEERS=1`, or names no file.
+pub fn claude_cli() -> Option<PathBuf> {
+    claude_cli_in(&process_env)
+}
+
+/// [`claude_cli`] with the variables read from `env`.
+pub fn claude_cli_in(env: Lookup<'_>) -> Option<PathBuf> {
+    let path = PathBuf::from(require_in(CLAUDE_CLI, env)?);
+    assert!(
+        path.is_file(),
+        "{CLAUDE_CLI_VAR}={} names no file (run `bash {}`)",
+        path.display(),
+        CLAUDE_CLI.install
+    );
+    Some(path)
+}
+
+/// The reference MCP server's command line from [`EVERYTHING_SERVER_VAR`]; `None` (skip) when
+/// it is not set.
+///
+/// # Panics
+/// When it is not set under `CLAUDE_AGENT_MCP_REQUIRE_PEERS=1`, or cannot be read as a command.
+pub fn everything_server() -> Option<PeerCommand> {
+    everything_server_in(&process_env)
+}
+
+/// [`everything_server`] with the variables read from `env`.
+pub fn everything_server_in(env: Lookup<'_>) -> Option<PeerCommand> {
+    let raw = require_in(EVERYTHING_SERVER, env)?;
+    let raw = raw.trim();
+    let parts: Vec<String> = if raw.starts_with('[') {
+        match serde_json::from_str(raw) {
+            Ok(parts) => parts,
+            Err(e) => panic!("{EVERYTHING_SERVER_VAR}: not a JSON array of strings: {e}"),
+        }
+    } else if raw.ends_with(".js") && !raw.contains(char::is_whitespace) {
+        vec!["node".to_owned(), raw.to_owned(), "stdio".to_owned()]
+    } else {
+        raw.split_whitespace().map(str::to_owned).collect()
+    };
+    let Some((program, args)) = parts.split_first() else {
+        panic!("{EVERYTHING_SERVER_VAR}: the command line is empty");
+    };
+    Some(PeerCommand {
+        program: program.clone(),
+        args: args.to_vec(),
+    })
+}
+
+/// The value of `peer`'s variable, or `None` after a `SKIPPED` note on stderr when it is unset
+/// or blank.
+///
+/// # Panics
+/// When the peer is missing and [`peers_required_in`] says peers are required.
+pub fn require_in(peer: Peer, env: Lookup<'_>) -> Option<String> {
+    if let Some(value) = env(peer.var).filter(|v| !v.trim().is_empty()) {
+        return Some(value);
+    }
+    let missing = format!(
+        "{} needs {}, and {} is not set (export {}=\"$(bash {})\")",
+        current_test(),
+        peer.what,
+        peer.var,
+        peer.var,
+        peer.install
+    );
+    assert!(
+        !peers_required_in(env),
+        "{missing}; {REQUIRE_PEERS_VAR}=1 makes a missing peer a failure"
+    );
+    // Past the harness's capture of `eprintln!`: the skip is visible in `cargo test`'s output.
+    let _ = writeln!(std::io::stderr(), "SKIPPED {missing}");
+    None
+}
+
+/// Whether [`REQUIRE_PEERS_VAR`] requires every peer: `1` yes; unset, empty or `0` no.
+///
+/// # Panics
+/// On any other value, so that a typo never turns a requirement into a skip.
+pub fn peers_required_in(env: Lookup<'_>) -> bool {
+    match env(REQUIRE_PEERS_VAR).as_deref().map(str::trim) {
+        None | Some("" | "0") => false,
+        Some("1") => true,
+        Some(other) => panic!("{REQUIRE_PEERS_VAR} must be 1 or 0, not {other:?}"),
+    }
+}
+
+/// The case count for one property: [`PROPTEST_CASES_VAR`] when it is a positive integer, else
+/// [`DEFAULT_PROPTEST_CASES`]; divided by `cost` (at least 1 case) for a property whose cases
+/// are expensive (a database write per case), so one variable scales every property together.
+pub fn proptest_cases(cost: u32) -> u32 {
+    proptest_cases_in(cost, &process_env)
+}
+
+/// [`proptest_cases`] with the variable read from `env`.
+pub fn proptest_cases_in(cost: u32, env: Lookup<'_>) -> u32 {
+    let base = env(PROPTEST_CASES_VAR)
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_PROPTEST_CASES);
+    (base / cost.max(1)).max(1)
+}
+
+/// The running test's name (libtest names each test's thread after it).
+fn current_test() -> String {
+    match std::thread::current().name() {
+        Some(name) if name != "main" => name.to_owned(),
+        _ => "this test".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fixed set of variables instead of the process environment.
+    fn table(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn a_configured_peer_is_returned() {
+        let exe = std::env::current_exe().unwrap();
+        let exe = exe.to_str().unwrap();
+        let env = table(&[(CLAUDE_CLI_VAR, exe), (REQUIRE_PEERS_VAR, "1")]);
+        assert_eq!(claude_cli_in(&env), Some(PathBuf::from(exe)));
+    }
+
+    #[test]
+    fn a_missing_peer_skips_when_peers_are_not_required() {
+        for require in [None, Some(""), Some("0")] {
+            let mut vars = vec![(CLAUDE_CLI_VAR, "  ")];
+            vars.extend(require.map(|r| (REQUIRE_PEERS_VAR, r)));
+            let env = table(&vars);
+            assert_eq!(claude_cli_in(&env), None, "{require:?}");
+            assert_eq!(everything_server_in(&env), None, "{require:?}");
+        }
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "needs a real Claude Code CLI, and CLAUDE_AGENT_MCP_TEST_CLAUDE_CLI is not set \
+                    (export CLAUDE_AGENT_MCP_TEST_CLAUDE_CLI=\"$(bash scripts/install-claude-cli.sh)\"); \
+                    CLAUDE_AGENT_MCP_REQUIRE_PEERS=1 makes a missing peer a failure"
+    )]
+    fn a_missing_cli_fails_when_peers_are_required() {
+        claude_cli_in(&table(&[(REQUIRE_PEERS_VAR, "1")]));
+    }
+
+    #[test]
+    #[should_panic(expected = "needs the reference MCP server")]
+    fn a_missing_mcp_server_fails_when_peers_are_required() {
+        everything_server_in(&table(&[(REQUIRE_PEERS_VAR, " 1 "), (EVERYTHING_SERVER_VAR, "")]));
+    }
+
+    #[test]
+    #[should_panic(expected = "CLAUDE_AGENT_MCP_REQUIRE_PEERS must be 1 or 0, not \"yes\"")]
+    fn any_other_requirement_value_is_refused() {
+        claude_cli_in(&table(&[(REQUIRE_PEERS_VAR, "yes")]));
+    }
+
+    #[test]
+    #[should_panic(expected = "names no file")]
+    fn a_cli_path_that_names_no_file_fails_even_when_not_required() {
+        claude_cli_in(&table(&[(CLAUDE_CLI_VAR, "/nonexistent/claude")]));
+    }
+
+    #[test]
+    fn the_mcp_server_command_line_forms() {
+        let command = |raw: &str| everything_server_in(&table(&[(EVERYTHING_SERVER_VAR, raw)]));
+        let expected = |program: &str, args: &[&str]| {
+            Some(PeerCommand {
+                program: program.to_owned(),
+                args: args.iter().map(|a| (*a).to_owned()).collect(),
+            })
+        };
+        assert_eq!(
+            command("node /c/everything/dist/index.js stdio\n"),
+            expected("node", &["/c/everything/dist/index.js", "stdio"])
+        );
+        assert_eq!(
+            command(r#"["/my node", "/a b/index.js", "stdio"]"#),
+            expected("/my node", &["/a b/index.js", "stdio"])
+        );
+        assert_eq!(
+            command("/c/everything/dist/index.js"),
+            expected("node", &["/c/everything/dist/index.js", "stdio"])
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "not a JSON array of strings")]
+    fn a_broken_json_command_line_fails() {
+        everything_server_in(&table(&[(EVERYTHING_SERVER_VAR, "[\"node\", 1]")]));
+    }
+
+    #[test]
+    fn proptest_cases_scale_with_the_variable() {
+        assert_eq!(proptest_cases_in(1, &table(&[])), DEFAULT_PROPTEST_CASES);
+        assert_eq!(proptest_cases_in(4, &table(&[])), DEFAULT_PROPTEST_CASES / 4);
+        let many = table(&[(PROPTEST_CASES_VAR, " 100000 ")]);
+        assert_eq!(proptest_cases_in(1, &many), 100_000);
+        assert_eq!(proptest_cases_in(200_000, &many), 1);
+        for bad in ["0", "-3", "many"] {
+            let env = table(&[(PROPTEST_CASES_VAR, bad)]);
+            assert_eq!(proptest_cases_in(1, &env), DEFAULT_PROPTEST_CASES, "{bad}");
+        }
+    }
+}
