@@ -27,6 +27,8 @@ use agent_core::{
     ExecutionError, FailureKind, Profile, ProgressSink, SessionRecord, SessionStatus, StoredEvent,
     Timestamp, ToolDefinition, Usage, Workflow,
 };
+use agent_testkit::peers::RecordingWrapper;
+use agent_testkit::processes;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
@@ -179,61 +181,8 @@ fn initial_prompt(task: &str) -> String {
     )
 }
 
-/// Whether `pid` is gone (`kill(pid, 0)` fails with `ESRCH`), or a zombie waiting for its new
-/// parent to reap it (Linux `/proc`; a zombie still answers `kill`).
-fn is_dead(pid: i32) -> bool {
-    use nix::sys::signal::kill;
-    use nix::unistd::Pid;
-    if kill(Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH) {
-        return true;
-    }
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit(')')
-            .next()
-            .and_then(|rest| rest.split_whitespace().next())
-            .is_some_and(|state| state == "Z" || state == "X")
-    })
-}
-
 async fn assert_all_dead(pids: &[i32]) {
-    assert!(!pids.is_empty());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if pids.iter().all(|p| is_dead(*p)) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let alive: Vec<i32> = pids.iter().copied().filter(|p| !is_dead(*p)).collect();
-    panic!("processes left behind: {alive:?}");
-}
-
-/// PIDs of live processes whose environment contains `marker` (`KEY=value`).
-fn processes_with_env(marker: &str) -> Vec<i32> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        if environ
-            .split(|b| *b == 0)
-            .any(|var| var == marker.as_bytes())
-            && !is_dead(pid)
-        {
-            found.push(pid);
-        }
-    }
-    found
+    processes::wait_until_gone(pids, processes::GONE_WITHIN).await;
 }
 
 #[derive(Default)]
@@ -520,25 +469,13 @@ async fn processes_left_running_after_a_normal_exit_are_killed() {
     assert_all_dead(&pids[2..]).await;
 }
 
-/// The peak resident memory of this test process, in bytes (Linux `VmHWM`).
-fn peak_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap();
-    kib * 1024
-}
-
 #[tokio::test]
 async fn stdout_beyond_the_cap_kills_the_group_with_a_clear_error() {
     for mode in [ClaudeCodeMode::Text, ClaudeCodeMode::Native] {
         let fake = Fake::new();
         fake.set("grandchild", "")
             .set("stdout_flood", &(100 * 1024 * 1024).to_string());
-        let before = peak_rss();
+        let before = processes::peak_rss();
         let started = Instant::now();
         let err = fail(&fake.backend(mode), fake.request("t")).await;
         assert!(started.elapsed() < Duration::from_secs(10), "{mode}");
@@ -548,7 +485,7 @@ async fn stdout_beyond_the_cap_kills_the_group_with_a_clear_error() {
             "claude CLI wrote more than 16 MiB on stdout (the output limit); its process group was killed",
             "{mode}"
         );
-        let grown = peak_rss().saturating_sub(before);
+        let grown = processes::peak_rss().saturating_sub(before);
         assert!(
             grown < 48 * 1024 * 1024,
             "{mode}: peak RSS grew by {grown} bytes"
@@ -564,7 +501,7 @@ async fn stderr_is_drained_and_its_message_bounded() {
     fake.set("stderr_flood", &(64 * 1024 * 1024).to_string())
         .set("stderr", "\nthe real error at the end\n")
         .set("exit", "3");
-    let before = peak_rss();
+    let before = processes::peak_rss();
     let err = fail(&fake.backend(ClaudeCodeMode::Text), fake.request("t")).await;
     assert_eq!(err.code, ErrorCode::ClaudeCodeInvocationError);
     assert!(
@@ -578,7 +515,7 @@ async fn stderr_is_drained_and_its_message_bounded() {
         "message of {} bytes",
         err.message.len()
     );
-    let grown = peak_rss().saturating_sub(before);
+    let grown = processes::peak_rss().saturating_sub(before);
     // Other tests of this process run concurrently (the stdout one keeps up to 16 MiB).
     assert!(grown < 48 * 1024 * 1024, "peak RSS grew by {grown} bytes");
 }
@@ -1305,17 +1242,7 @@ mod real_cli {
     use wiremock::matchers::{method, path};
     use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-    const ENV: &str = "CLAUDE_AGENT_MCP_TEST_CLAUDE_CLI";
-
-    fn real_cli() -> Option<PathBuf> {
-        match std::env::var_os(ENV).filter(|v| !v.is_empty()) {
-            Some(path) => Some(PathBuf::from(path)),
-            None => {
-                println!("skipped: set {ENV} to a Claude Code CLI (scripts/install-claude-cli.sh)");
-                None
-            }
-        }
-    }
+    use agent_testkit::peers::claude_cli as real_cli;
 
     #[derive(Clone)]
     enum Script {
@@ -1417,7 +1344,8 @@ mod real_cli {
         server: MockServer,
         home: TempDir,
         work: TempDir,
-        cli: PathBuf,
+        /// Runs the real CLI and records each of its runs.
+        cli: RecordingWrapper,
     }
 
     impl Env {
@@ -1439,6 +1367,7 @@ mod real_cli {
                 })
                 .mount(&server)
                 .await;
+            let cli = RecordingWrapper::new(&home.path().join("cli"), &cli);
             Env {
                 server,
                 home,
@@ -1462,7 +1391,7 @@ mod real_cli {
         fn config(&self, mode: ClaudeCodeMode) -> ClaudeCodeConfig {
             let home = self.home.path().to_string_lossy().into_owned();
             ClaudeCodeConfig {
-                cli_path: Some(self.cli.clone()),
+                cli_path: Some(self.cli.path()),
                 model: "claude-test".to_owned(),
                 timeout: Duration::from_secs(60),
                 mode,
@@ -1735,27 +1664,24 @@ mod real_cli {
     #[tokio::test]
     async fn real_cli_timeout_leaves_nothing_behind() {
         let Some(cli) = real_cli() else { return };
-        let env = Env::start(cli, Script::Slow(Duration::from_secs(30))).await;
+        let env = Env::start(cli, Script::Slow(Duration::from_secs(60))).await;
         let mut config = env.config(ClaudeCodeMode::Native);
-        config.timeout = Duration::from_secs(3);
+        // Long enough for the real CLI to start and reach the stand-in on two busy cores.
+        config.timeout = Duration::from_secs(8);
         let started = Instant::now();
         let err = fail(&ClaudeCodeBackend::new(config), env.request("hello")).await;
-        assert!(started.elapsed() < Duration::from_secs(10));
-        assert_eq!(err.message, "claude CLI timed out after 3s");
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert_eq!(err.message, "claude CLI timed out after 8s");
         assert_eq!(err.kind, FailureKind::Timeout);
-        let marker = format!("CLAUDE_CONFIG_DIR={}", env.config_dir());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let left = processes_with_env(&marker);
-            if left.is_empty() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "CLI processes left behind: {left:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        assert!(
+            !env.bodies().await.is_empty(),
+            "the CLI was waiting on the stand-in when it was killed"
+        );
+        let runs = env.cli.invocations_with("-p");
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        // The CLI leads its process group: nothing of it is left.
+        processes::wait_until_group_gone(runs[0].pid, processes::GONE_WITHIN).await;
+        assert!(processes::is_gone(runs[0].pid));
     }
 
     #[tokio::test]

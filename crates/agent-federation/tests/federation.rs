@@ -9,7 +9,7 @@
 #[path = "../src/bin/fixture-mcp-server/tools.rs"]
 mod fixture;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,8 @@ use agent_federation::{
     ConnectionState, DownstreamTransport, Federation, FederationConfig, FederationConfigError,
     InvocationErrorKind,
 };
+use agent_testkit::peers::{self, PeerCommand};
+use agent_testkit::processes;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
@@ -877,40 +879,8 @@ async fn child_environment_is_minimal() {
     federation.shutdown().await;
 }
 
-/// Whether `pid` is gone (`kill(pid, 0)` fails with `ESRCH`), or a zombie waiting for its new
-/// parent to reap it (Linux `/proc`; a zombie still answers `kill`).
-fn is_dead(pid: i32) -> bool {
-    use nix::sys::signal::kill;
-    use nix::unistd::Pid;
-    if kill(Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH) {
-        return true;
-    }
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit(')')
-            .next()
-            .and_then(|rest| rest.split_whitespace().next())
-            .is_some_and(|state| state == "Z" || state == "X")
-    })
-}
-
 async fn assert_dead_soon(pid: i32) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !is_dead(pid) {
-        assert!(Instant::now() < deadline, "process {pid} left behind");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The peak resident memory of this test process, in bytes (Linux `VmHWM`).
-fn peak_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap();
-    kib * 1024
+    processes::wait_until_gone(&[pid], processes::GONE_WITHIN).await;
 }
 
 /// A downstream server is its own process group and the whole group ends with it: a
@@ -920,7 +890,7 @@ fn peak_rss() -> u64 {
 async fn shutdown_kills_the_whole_group_and_stderr_lines_are_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let pids = dir.path().join("grandchild.pid");
-    let before = peak_rss();
+    let before = processes::peak_rss();
     let (federation, _) = start(json!({"downstream_servers": [fixture_server(
         "fx",
         &["--grandchild", path_arg(&pids), "--stderr-line", &(64 * 1024 * 1024).to_string()],
@@ -932,11 +902,11 @@ async fn shutdown_kills_the_whole_group_and_stderr_lines_are_bounded() {
         .await
         .unwrap();
     assert_eq!(out, "fx: hi");
-    let grown = peak_rss().saturating_sub(before);
+    let grown = processes::peak_rss().saturating_sub(before);
     assert!(grown < 32 * 1024 * 1024, "peak RSS grew by {grown} bytes");
     let grandchild: i32 = lines(&pids)[0].parse().unwrap();
     assert!(
-        !is_dead(grandchild),
+        !processes::is_gone(grandchild),
         "the grandchild should run until shutdown"
     );
     let started = Instant::now();
@@ -1108,33 +1078,13 @@ async fn streamable_http_downstream() {
 // A real MCP server: @modelcontextprotocol/server-everything
 // ---------------------------------------------------------------------------------------------
 
-/// The command of the reference server from `CLAUDE_AGENT_MCP_TEST_EVERYTHING_SERVER`: a
-/// whitespace-separated command line (what `scripts/install-mcp-peers.sh` prints), a JSON
-/// array, or the path of its `dist/index.js`.
-fn everything_command() -> Option<(String, Vec<String>)> {
-    let raw = std::env::var("CLAUDE_AGENT_MCP_TEST_EVERYTHING_SERVER").ok()?;
-    let raw = raw.trim();
-    if raw.is_empty() {
-        return None;
-    }
-    let parts: Vec<String> = if raw.starts_with('[') {
-        serde_json::from_str(raw).expect("CLAUDE_AGENT_MCP_TEST_EVERYTHING_SERVER: bad JSON array")
-    } else if raw.ends_with(".js") && PathBuf::from(raw).is_file() {
-        vec!["node".into(), raw.into(), "stdio".into()]
-    } else {
-        raw.split_whitespace().map(str::to_owned).collect()
-    };
-    let (command, args) = parts.split_first()?;
-    Some((command.clone(), args.to_vec()))
-}
-
 #[tokio::test]
 async fn real_server_everything() {
-    let Some((command, args)) = everything_command() else {
-        println!(
-            "SKIPPED real_server_everything: set CLAUDE_AGENT_MCP_TEST_EVERYTHING_SERVER \
-             (export CLAUDE_AGENT_MCP_TEST_EVERYTHING_SERVER=\"$(bash scripts/install-mcp-peers.sh)\")"
-        );
+    let Some(PeerCommand {
+        program: command,
+        args,
+    }) = peers::everything_server()
+    else {
         return;
     };
     let (federation, store) = start(json!({"downstream_servers": [{

@@ -21,7 +21,7 @@
 //! | [`PROPTEST_CASES_VAR`] | the case count of every property of the property-based campaign |
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Names the real Claude Code CLI binary.
 pub const CLAUDE_CLI_VAR: &str = "CLAUDE_AGENT_MCP_TEST_CLAUDE_CLI";
@@ -185,6 +185,98 @@ pub fn proptest_cases_in(cost: u32, env: Lookup<'_>) -> u32 {
     (base / cost.max(1)).max(1)
 }
 
+/// One recorded run of a peer through a [`RecordingWrapper`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invocation {
+    /// Its pid: the peer's own once it has replaced the wrapper (`exec`), so the leader of the
+    /// process group when the code under test starts it in its own group.
+    pub pid: i32,
+    /// Its arguments (without the program).
+    pub args: Vec<String>,
+}
+
+/// A shell script standing in for a peer's binary that records every run (pid and arguments)
+/// in a file before it replaces itself with the peer (`exec`, same pid). The code under test
+/// runs the wrapper instead of the peer; the test then knows exactly which processes ran with
+/// which arguments, without sampling the process table while they run. The script needs no
+/// `PATH`.
+pub struct RecordingWrapper {
+    dir: PathBuf,
+}
+
+impl RecordingWrapper {
+    /// Writes the wrapper of `program` into `dir` (created if needed).
+    ///
+    /// # Panics
+    /// When the files cannot be written.
+    pub fn new(dir: &Path, program: &Path) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let calls = dir.join("calls");
+        std::fs::create_dir_all(&calls)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", calls.display()));
+        let quote = |p: &Path| format!("'{}'", p.to_string_lossy().replace('\'', r"'\''"));
+        let script = format!(
+            "#!/bin/sh\nprintf '%s\\000' \"$@\" > {}/\"$$\"\nexec {} \"$@\"\n",
+            quote(&calls),
+            quote(program)
+        );
+        let wrapper = dir.join("wrapper");
+        std::fs::write(&wrapper, script)
+            .and_then(|()| std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)))
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", wrapper.display()));
+        Self { dir: dir.to_owned() }
+    }
+
+    /// The wrapper's path: what the code under test should run.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("wrapper")
+    }
+
+    /// Every run so far, oldest first.
+    ///
+    /// # Panics
+    /// When the records cannot be read.
+    pub fn invocations(&self) -> Vec<Invocation> {
+        let calls = self.dir.join("calls");
+        let entries = std::fs::read_dir(&calls)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", calls.display()));
+        let mut runs: Vec<(std::time::SystemTime, Invocation)> = entries
+            .map(|entry| {
+                let entry = entry.unwrap_or_else(|e| panic!("cannot read {}: {e}", calls.display()));
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let pid = name
+                    .parse()
+                    .unwrap_or_else(|_| panic!("unexpected record {name} in {}", calls.display()));
+                let written = entry.metadata().and_then(|m| m.modified());
+                let bytes = std::fs::read(entry.path());
+                let (Ok(written), Ok(bytes)) = (written, bytes) else {
+                    panic!("cannot read the record {name} in {}", calls.display());
+                };
+                let mut args: Vec<String> = bytes
+                    .split(|b| *b == 0)
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                // printf leaves one terminator after each argument (and one for no argument).
+                args.pop();
+                if args.len() == 1 && args[0].is_empty() && bytes.len() == 1 {
+                    args.clear();
+                }
+                (written, Invocation { pid, args })
+            })
+            .collect();
+        runs.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.pid.cmp(&b.1.pid)));
+        runs.into_iter().map(|(_, run)| run).collect()
+    }
+
+    /// The runs whose arguments include `arg`.
+    pub fn invocations_with(&self, arg: &str) -> Vec<Invocation> {
+        self.invocations()
+            .into_iter()
+            .filter(|run| run.args.iter().any(|a| a == arg))
+            .collect()
+    }
+}
+
 /// The running test's name (libtest names each test's thread after it).
 fn current_test() -> String {
     match std::thread::current().name() {
@@ -293,5 +385,43 @@ mod tests {
             let env = table(&[(PROPTEST_CASES_VAR, bad)]);
             assert_eq!(proptest_cases_in(1, &env), DEFAULT_PROPTEST_CASES, "{bad}");
         }
+    }
+
+    #[test]
+    fn the_wrapper_records_each_run_then_runs_the_program() {
+        let dir = tempfile_dir();
+        let wrapper = RecordingWrapper::new(&dir.join("it's here"), Path::new("/bin/echo"));
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new(wrapper.path())
+                .args(args)
+                .env_clear()
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            (String::from_utf8(out.stdout).unwrap(), out.status)
+        };
+        assert_eq!(run(&["-p", "two words", "a\nb"]).0, "-p two words a\nb\n");
+        assert_eq!(run(&[]).0, "\n");
+        let runs = wrapper.invocations();
+        assert_eq!(runs.len(), 2, "{runs:?}");
+        assert_eq!(runs[0].args, ["-p", "two words", "a\nb"]);
+        assert!(runs[1].args.is_empty(), "{runs:?}");
+        assert_ne!(runs[0].pid, runs[1].pid);
+        assert_eq!(wrapper.invocations_with("-p"), runs[..1]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A fresh directory under the system's temporary directory.
+    fn tempfile_dir() -> PathBuf {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "agent-testkit-{}-{}",
+            std::process::id(),
+            now.as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 }
