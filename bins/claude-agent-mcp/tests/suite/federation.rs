@@ -239,18 +239,13 @@ async fn a_broken_config_disables_federation_without_aborting() {
 /// reference server installed by `scripts/install-mcp-peers.sh`).
 #[tokio::test]
 async fn the_tool_loop_reaches_the_reference_mcp_server() {
-    let Some(everything) = std::env::var("CLAUDE_AGENT_MCP_TEST_EVERYTHING_SERVER")
-        .ok()
-        .filter(|v| !v.is_empty())
+    let Some(agent_testkit::peers::PeerCommand {
+        program: command,
+        args,
+    }) = agent_testkit::peers::everything_server()
     else {
-        eprintln!(
-            "skipped: set CLAUDE_AGENT_MCP_TEST_EVERYTHING_SERVER (see scripts/install-mcp-peers.sh)"
-        );
         return;
     };
-    let mut words = everything.split_whitespace().map(str::to_owned);
-    let command = words.next().unwrap();
-    let args: Vec<String> = words.collect();
     let mut env = TestEnv::new().await;
     let config = json!({"downstream_servers": [{
         "name": "everything", "command": command, "args": args, "discovery_timeout_seconds": 30,

@@ -1,37 +1,38 @@
 //! The claude_code backend through our server with the real Claude Code CLI (issue 3): the
 //! server (native mode, the default) runs the CLI, and the CLI talks to a streaming stand-in
-//! for the Messages API through `ANTHROPIC_BASE_URL`. Every test skips unless
-//! `CLAUDE_AGENT_MCP_TEST_CLAUDE_CLI` names the CLI (`scripts/install-claude-cli.sh`).
+//! for the Messages API through `ANTHROPIC_BASE_URL`. Every test needs the CLI
+//! (`agent_testkit::peers::claude_cli`, `scripts/install-claude-cli.sh`).
 //!
-//! The CLI's processes carry this test's `CLAUDE_CONFIG_DIR` in their environment (they
-//! inherit the server's), which is how the tests find their command lines and check that none
-//! is left behind.
+//! The server runs the CLI through a wrapper that records each run's pid and arguments
+//! (`agent_testkit::peers::RecordingWrapper`): that is how the tests know the command lines
+//! and check that no process of a CLI's group is left behind.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use agent_testkit::peers::{self, Invocation, RecordingWrapper};
+use agent_testkit::processes;
 use serde_json::{Value, json};
 
 use crate::support::sse_api::{self, Script};
 use crate::support::*;
 
-/// Every stand-in answer waits this long, so the CLI lives long enough to be observed.
-const OBSERVABLE: Duration = Duration::from_millis(300);
-
 /// A server on the claude_code backend running the real CLI.
 struct Real {
     env: TestEnv,
     /// The CLI's `HOME`; `CLAUDE_CONFIG_DIR` is its `.claude`.
-    home: tempfile::TempDir,
+    _home: tempfile::TempDir,
+    /// What the server runs as the CLI.
+    cli: RecordingWrapper,
 }
 
 impl Real {
     async fn new(script: Script) -> Option<Self> {
-        let cli = real_claude_cli()?;
+        let cli = peers::claude_cli()?;
         let mut env = TestEnv::new().await;
         let home = tempfile::tempdir().unwrap();
+        let cli = RecordingWrapper::new(&home.path().join("cli"), &cli);
         env.set("CLAUDE_AGENT_MCP_EXECUTION_BACKEND", "claude_code");
-        env.set("CLAUDE_AGENT_MCP_CLAUDE_CODE_CLI_PATH", &path_str(&cli));
+        env.set("CLAUDE_AGENT_MCP_CLAUDE_CODE_CLI_PATH", &path_str(&cli.path()));
         // For the CLI, which inherits the variables it needs; `ANTHROPIC_BASE_URL` already
         // names the stand-in. The CLI's own settings are passed through by name.
         env.set("ANTHROPIC_API_KEY", "sk-ant-dummy-test-key");
@@ -45,83 +46,50 @@ impl Real {
         env.set("HOME", &path_str(home.path()));
         env.set("CLAUDE_CONFIG_DIR", &path_str(&home.path().join(".claude")));
         sse_api::mount(&env.api, script).await;
-        Some(Self { env, home })
-    }
-
-    /// The `KEY=value` in the environment of this test's server and CLI processes.
-    fn marker(&self) -> String {
-        format!(
-            "CLAUDE_CONFIG_DIR={}",
-            path_str(&self.home.path().join(".claude"))
-        )
-    }
-
-    /// This test's processes other than the server.
-    fn cli_processes(&self, server: &Server) -> Vec<u32> {
-        let exclude: Vec<u32> = server.child.id().into_iter().collect();
-        processes_with_env(&self.marker(), &exclude)
+        Some(Self {
+            env,
+            _home: home,
+            cli,
+        })
     }
 
     async fn bodies(&self) -> Vec<Value> {
         sse_api::message_bodies(&self.env.api).await
     }
 
-    /// Calls a tool (at most 60 s) and records the command lines of the CLI processes seen
-    /// while it runs.
-    async fn call(&self, server: &Server, tool: &str, args: Value) -> (Value, Vec<Vec<String>>) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut seen = BTreeMap::new();
-        let call = server.call(tool, args);
-        tokio::pin!(call);
-        loop {
-            tokio::select! {
-                v = &mut call => return (v, seen.into_values().collect()),
-                () = tokio::time::sleep(Duration::from_millis(20)) => {}
-            }
-            for pid in self.cli_processes(server) {
-                let argv = cmdline(pid);
-                // The latest command line wins: between fork and exec a pid still shows the
-                // server's own image, and only the exec'd CLI's line says what was invoked.
-                if !argv.is_empty() {
-                    seen.insert(pid, argv);
-                }
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "{tool} took over 60 s; requests: {:?}\nserver stderr:\n{}",
-                    sse_api::request_lines(&self.env.api).await,
-                    self.env.stderr_log()
-                );
-            }
-        }
+    /// Calls a tool (at most 60 s) and returns its envelope with the CLI runs it made.
+    async fn call(&self, server: &Server, tool: &str, args: Value) -> (Value, Vec<Invocation>) {
+        let before = self.cli.invocations().len();
+        let Ok(v) = tokio::time::timeout(Duration::from_secs(60), server.call(tool, args)).await
+        else {
+            panic!(
+                "{tool} took over 60 s; requests: {:?}\nserver stderr:\n{}",
+                sse_api::request_lines(&self.env.api).await,
+                self.env.stderr_log()
+            );
+        };
+        (v, self.cli.invocations().split_off(before))
     }
 
-    /// Waits (at most 5 s) until no process of this test but the server is alive.
-    async fn assert_no_cli_left(&self, server: &Server) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let left = self.cli_processes(server);
-            if left.is_empty() {
-                return;
-            }
-            let argv: Vec<_> = left.iter().map(|p| cmdline(*p)).collect();
-            assert!(
-                Instant::now() < deadline,
-                "CLI processes left behind: {left:?} {argv:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    /// Waits until no process of any CLI run (the CLI's process group) is alive.
+    async fn assert_no_cli_left(&self) {
+        let runs = self.cli.invocations();
+        assert!(!runs.is_empty(), "the CLI never ran");
+        for run in runs {
+            processes::wait_until_group_gone(run.pid, processes::GONE_WITHIN).await;
+            processes::wait_until_gone(&[run.pid], processes::GONE_WITHIN).await;
         }
     }
 }
 
-/// The one CLI invocation (`-p` …) among the command lines seen.
-fn invocation(seen: &[Vec<String>]) -> Vec<String> {
-    let calls: Vec<&Vec<String>> = seen
+/// The arguments of the one CLI invocation (`-p` …) among `runs`.
+fn invocation(runs: &[Invocation]) -> Vec<String> {
+    let calls: Vec<&Invocation> = runs
         .iter()
-        .filter(|argv| argv.iter().any(|a| a == "-p"))
+        .filter(|run| run.args.iter().any(|a| a == "-p"))
         .collect();
-    assert_eq!(calls.len(), 1, "one CLI invocation: {seen:?}");
-    calls[0].clone()
+    assert_eq!(calls.len(), 1, "one CLI invocation: {runs:?}");
+    calls[0].args.clone()
 }
 
 /// The value after `flag` in `argv`.
@@ -138,7 +106,7 @@ fn cli_session_seen(body: &Value) -> Option<String> {
 
 #[tokio::test]
 async fn real_cli_run_reports_output_and_usage() {
-    let script = Script::Delayed(OBSERVABLE, Box::new(Script::text("The stand-in says hi.")));
+    let script = Script::text("The stand-in says hi.");
     let Some(mut real) = Real::new(script).await else {
         return;
     };
@@ -146,7 +114,7 @@ async fn real_cli_run_reports_output_and_usage() {
     let empty = tempfile::tempdir().unwrap();
     real.env.set("PATH", &path_str(empty.path()));
     let server = real.env.start().await;
-    let (v, seen) = real
+    let (v, runs) = real
         .call(&server, "agent_run_task", json!({"task": "Say hi."}))
         .await;
     assert_eq!(v["ok"], json!(true), "{v}");
@@ -172,8 +140,8 @@ async fn real_cli_run_reports_output_and_usage() {
         "{v}"
     );
 
-    let argv = invocation(&seen);
-    assert_eq!(argv[1..4], ["-p", "--output-format", "json"], "{argv:?}");
+    let argv = invocation(&runs);
+    assert_eq!(argv[0..3], ["-p", "--output-format", "json"], "{argv:?}");
     assert_eq!(flag(&argv, "--permission-mode"), Some("acceptEdits"));
     assert_eq!(flag(&argv, "--resume"), None, "{argv:?}");
     let bodies = real.bodies().await;
@@ -190,19 +158,16 @@ async fn real_cli_run_reports_output_and_usage() {
         real.env.column(sid, "provider_session_id").await,
         cli_session_seen(&bodies[0])
     );
-    real.assert_no_cli_left(&server).await;
+    real.assert_no_cli_left().await;
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn real_cli_continue_resumes_the_cli_session() {
-    let script = Script::Delayed(
-        OBSERVABLE,
-        Box::new(Script::Texts(vec![
-            "First answer: heliotrope.".into(),
-            "Second answer: still heliotrope.".into(),
-        ])),
-    );
+    let script = Script::Texts(vec![
+        "First answer: heliotrope.".into(),
+        "Second answer: still heliotrope.".into(),
+    ]);
     let Some(real) = Real::new(script).await else {
         return;
     };
@@ -226,7 +191,7 @@ async fn real_cli_continue_resumes_the_cli_session() {
         "a CLI session id (UUID): {claude_session}"
     );
 
-    let (c, seen) = real
+    let (c, runs) = real
         .call(
             &server,
             "agent_continue_session",
@@ -240,7 +205,7 @@ async fn real_cli_continue_resumes_the_cli_session() {
         json!("Second answer: still heliotrope.")
     );
     assert_eq!(c["warnings"], json!([]), "no resume fallback: {c}");
-    let argv = invocation(&seen);
+    let argv = invocation(&runs);
     assert_eq!(
         flag(&argv, "--resume"),
         Some(claude_session.as_str()),
@@ -303,13 +268,9 @@ async fn real_cli_verification_cannot_write() {
         ],
         then: "VERDICT: pass\nFINDINGS:\n- report.txt says all good\n".into(),
     };
-    sse_api::mount(
-        &real.env.api,
-        Script::Delayed(OBSERVABLE, Box::new(tools.clone())),
-    )
-    .await;
+    sse_api::mount(&real.env.api, tools.clone()).await;
     let server = real.env.start().await;
-    let (v, seen) = real
+    let (v, runs) = real
         .call(
             &server,
             "agent_verify_task",
@@ -326,7 +287,7 @@ async fn real_cli_verification_cannot_write() {
     assert_eq!(v["result"]["verdict"], json!("pass"), "{v}");
     assert_eq!(v["result"]["verification_performed"], json!(true));
     assert_eq!(v["result"]["findings"], json!(["report.txt says all good"]));
-    let argv = invocation(&seen);
+    let argv = invocation(&runs);
     assert_eq!(
         flag(&argv, "--permission-mode"),
         Some("default"),
@@ -413,7 +374,7 @@ async fn real_cli_timeout_kills_the_cli() {
     real.env.set("CLAUDE_AGENT_MCP_CLAUDE_CODE_TIMEOUT", "8");
     let server = real.env.start().await;
     let started = Instant::now();
-    let (v, seen) = real
+    let (v, runs) = real
         .call(&server, "agent_run_task", json!({"task": "hello"}))
         .await;
     let elapsed = started.elapsed();
@@ -431,9 +392,9 @@ async fn real_cli_timeout_kills_the_cli() {
     assert!(message.contains("timed out after"), "{message}");
     assert_eq!(v["summary"], json!(message));
     // The CLI was running and waiting on the stand-in when it was killed.
-    invocation(&seen);
+    invocation(&runs);
     assert_eq!(real.bodies().await.len(), 1);
-    real.assert_no_cli_left(&server).await;
+    real.assert_no_cli_left().await;
     server.shutdown().await;
 }
 
@@ -441,9 +402,13 @@ async fn real_cli_timeout_kills_the_cli() {
 /// reference MCP server (`scripts/install-mcp-peers.sh`).
 #[tokio::test]
 async fn real_cli_calls_federated_tools_natively() {
-    let everything = std::env::var("CLAUDE_AGENT_MCP_TEST_EVERYTHING_SERVER")
-        .ok()
-        .filter(|v| !v.is_empty());
+    let Some(peers::PeerCommand {
+        program: command,
+        args,
+    }) = peers::everything_server()
+    else {
+        return;
+    };
     let script = Script::ToolsThenText {
         calls: vec![(
             "mcp__everything__echo".to_owned(),
@@ -451,16 +416,9 @@ async fn real_cli_calls_federated_tools_natively() {
         )],
         then: "the echo came back".to_owned(),
     };
-    let (Some(mut real), Some(everything)) = (Real::new(script).await, everything) else {
-        eprintln!(
-            "skipped: set CLAUDE_AGENT_MCP_TEST_CLAUDE_CLI and CLAUDE_AGENT_MCP_TEST_EVERYTHING_SERVER \
-             (see scripts/install-claude-cli.sh, scripts/install-mcp-peers.sh)"
-        );
+    let Some(mut real) = Real::new(script).await else {
         return;
     };
-    let mut words = everything.split_whitespace().map(str::to_owned);
-    let command = words.next().unwrap();
-    let args: Vec<String> = words.collect();
     let config = json!({"downstream_servers": [{
         "name": "everything", "command": command, "args": args,
         "allowed_tools": ["echo"], "profiles_allowed": ["general"]

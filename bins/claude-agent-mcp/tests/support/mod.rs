@@ -327,69 +327,6 @@ pub fn path_str(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
-/// The real Claude Code CLI named by `CLAUDE_AGENT_MCP_TEST_CLAUDE_CLI`; `None` (with a note on
-/// stderr) when the variable is unset, so the real-CLI tests skip.
-pub fn real_claude_cli() -> Option<PathBuf> {
-    match std::env::var_os(sse_api::CLI_ENV).filter(|v| !v.is_empty()) {
-        Some(path) => Some(PathBuf::from(path)),
-        None => {
-            eprintln!(
-                "skipped: set {} (see scripts/install-claude-cli.sh)",
-                sse_api::CLI_ENV
-            );
-            None
-        }
-    }
-}
-
-/// The command line of process `pid` (empty once it is gone).
-pub fn cmdline(pid: u32) -> Vec<String> {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .unwrap_or_default()
-        .split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect()
-}
-
-/// Live processes (not zombies) whose environment holds exactly `marker` (`KEY=value`),
-/// except `exclude`.
-pub fn processes_with_env(marker: &str, exclude: &[u32]) -> Vec<u32> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if exclude.contains(&pid) {
-            continue;
-        }
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        let alive = std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|stat| {
-            stat.rsplit(')')
-                .next()
-                .and_then(|rest| rest.split_whitespace().next())
-                .is_some_and(|state| state != "Z" && state != "X")
-        });
-        if alive
-            && environ
-                .split(|b| *b == 0)
-                .any(|var| var == marker.as_bytes())
-        {
-            found.push(pid);
-        }
-    }
-    found
-}
-
 /// A streaming (SSE) stand-in for the Messages API, as the real Claude Code CLI needs it: the
 /// CLI always posts `/v1/messages?beta=true` with `stream: true`.
 pub mod sse_api {
@@ -399,9 +336,6 @@ pub mod sse_api {
     use serde_json::{Value, json};
     use wiremock::matchers::{method, path};
     use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-    /// Names the real CLI binary for the tests that need one.
-    pub const CLI_ENV: &str = "CLAUDE_AGENT_MCP_TEST_CLAUDE_CLI";
 
     /// What the stand-in answers.
     #[derive(Clone, Debug)]
