@@ -1,7 +1,9 @@
 //! `cargo xtask schema [--check]`: writes (or checks) `docs/schemas/<tool>.input.json` and
 //! `<tool>.output.json` for every published tool, from the same definitions the server uses.
 //!
-//! `cargo xtask release-check`: format, lints, schema drift, cargo-deny and every test.
+//! `cargo xtask release-check`: CI's one definition (`.ci/run` runs it): format, the real peers
+//! installed and required, lints, schema drift, cargo-deny, the MCP conformance suite and every
+//! test.
 //!
 //! `cargo xtask bench`: builds the server in release mode and measures start-up, round trips,
 //! a large session listing and concurrent runs against a local stand-in for the Messages API

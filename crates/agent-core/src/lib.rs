@@ -230,7 +230,6 @@ pub mod ports;
 pub mod preflight;
 pub mod profile;
 pub mod request;
-pub mod testing;
 pub mod text;
 pub mod time;
 pub mod verdict;

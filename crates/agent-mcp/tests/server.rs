@@ -294,7 +294,7 @@ fn assert_contract_shape(tool: &str, result: &CallToolResult) {
 // ---------------------------------------------------------------------------------------------
 
 fn config(cost: u32) -> ProptestConfig {
-    ProptestConfig::with_cases(agent_core::testing::proptest_cases(cost))
+    ProptestConfig::with_cases(agent_testkit::peers::proptest_cases(cost))
 }
 
 fn odd_string() -> impl Strategy<Value = String> {

@@ -1878,7 +1878,7 @@ mod properties {
     use proptest::prelude::*;
 
     fn config(cost: u32) -> ProptestConfig {
-        ProptestConfig::with_cases(agent_core::testing::proptest_cases(cost))
+        ProptestConfig::with_cases(agent_testkit::peers::proptest_cases(cost))
     }
 
     fn scalar() -> impl Strategy<Value = Value> {

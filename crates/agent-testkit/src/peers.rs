@@ -222,9 +222,13 @@ impl RecordingWrapper {
         );
         let wrapper = dir.join("wrapper");
         std::fs::write(&wrapper, script)
-            .and_then(|()| std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)))
+            .and_then(|()| {
+                std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+            })
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", wrapper.display()));
-        Self { dir: dir.to_owned() }
+        Self {
+            dir: dir.to_owned(),
+        }
     }
 
     /// The wrapper's path: what the code under test should run.
@@ -242,7 +246,8 @@ impl RecordingWrapper {
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", calls.display()));
         let mut runs: Vec<(std::time::SystemTime, Invocation)> = entries
             .map(|entry| {
-                let entry = entry.unwrap_or_else(|e| panic!("cannot read {}: {e}", calls.display()));
+                let entry =
+                    entry.unwrap_or_else(|e| panic!("cannot read {}: {e}", calls.display()));
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let pid = name
                     .parse()
@@ -330,7 +335,10 @@ mod tests {
     #[test]
     #[should_panic(expected = "needs the reference MCP server")]
     fn a_missing_mcp_server_fails_when_peers_are_required() {
-        everything_server_in(&table(&[(REQUIRE_PEERS_VAR, " 1 "), (EVERYTHING_SERVER_VAR, "")]));
+        everything_server_in(&table(&[
+            (REQUIRE_PEERS_VAR, " 1 "),
+            (EVERYTHING_SERVER_VAR, ""),
+        ]));
     }
 
     #[test]
@@ -377,7 +385,10 @@ mod tests {
     #[test]
     fn proptest_cases_scale_with_the_variable() {
         assert_eq!(proptest_cases_in(1, &table(&[])), DEFAULT_PROPTEST_CASES);
-        assert_eq!(proptest_cases_in(4, &table(&[])), DEFAULT_PROPTEST_CASES / 4);
+        assert_eq!(
+            proptest_cases_in(4, &table(&[])),
+            DEFAULT_PROPTEST_CASES / 4
+        );
         let many = table(&[(PROPTEST_CASES_VAR, " 100000 ")]);
         assert_eq!(proptest_cases_in(1, &many), 100_000);
         assert_eq!(proptest_cases_in(200_000, &many), 1);
@@ -423,5 +434,38 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    /// This module owns the names: `docs/testing.md` documents each of them, and CI
+    /// (`cargo xtask release-check`) sets the peers' and the requirement's under these names.
+    #[test]
+    fn the_variables_are_documented_and_ci_sets_these_names() {
+        let doc = include_str!("../../../docs/testing.md");
+        let release = include_str!("../../../xtask/src/release.rs");
+        for var in [
+            CLAUDE_CLI_VAR,
+            EVERYTHING_SERVER_VAR,
+            REQUIRE_PEERS_VAR,
+            PROPTEST_CASES_VAR,
+        ] {
+            assert!(
+                doc.contains(&format!("| `{var}` |")),
+                "docs/testing.md: {var}"
+            );
+        }
+        for var in [CLAUDE_CLI_VAR, EVERYTHING_SERVER_VAR, REQUIRE_PEERS_VAR] {
+            assert!(
+                release.contains(&format!("\"{var}\"")),
+                "xtask/src/release.rs: {var}"
+            );
+        }
+        for peer in [CLAUDE_CLI, EVERYTHING_SERVER] {
+            assert!(
+                release.contains(&format!("\"{}\"", peer.install)),
+                "xtask/src/release.rs installs {} with {}",
+                peer.var,
+                peer.install
+            );
+        }
     }
 }

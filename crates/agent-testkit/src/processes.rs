@@ -150,8 +150,8 @@ pub async fn wait_until_group_gone(pgid: i32, within: Duration) {
 /// macOS).
 pub fn peak_rss() -> u64 {
     use nix::sys::resource::{UsageWho, getrusage};
-    let usage = getrusage(UsageWho::RUSAGE_SELF)
-        .unwrap_or_else(|e| panic!("getrusage failed: {e}"));
+    let usage =
+        getrusage(UsageWho::RUSAGE_SELF).unwrap_or_else(|e| panic!("getrusage failed: {e}"));
     let max = u64::try_from(usage.max_rss()).unwrap_or(0);
     if cfg!(target_os = "macos") {
         max

@@ -32,7 +32,10 @@ impl Real {
         let home = tempfile::tempdir().unwrap();
         let cli = RecordingWrapper::new(&home.path().join("cli"), &cli);
         env.set("CLAUDE_AGENT_MCP_EXECUTION_BACKEND", "claude_code");
-        env.set("CLAUDE_AGENT_MCP_CLAUDE_CODE_CLI_PATH", &path_str(&cli.path()));
+        env.set(
+            "CLAUDE_AGENT_MCP_CLAUDE_CODE_CLI_PATH",
+            &path_str(&cli.path()),
+        );
         // For the CLI, which inherits the variables it needs; `ANTHROPIC_BASE_URL` already
         // names the stand-in. The CLI's own settings are passed through by name.
         env.set("ANTHROPIC_API_KEY", "sk-ant-dummy-test-key");

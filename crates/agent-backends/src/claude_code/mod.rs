@@ -1135,7 +1135,7 @@ mod properties {
     use std::os::unix::process::ExitStatusExt;
 
     fn config() -> ProptestConfig {
-        ProptestConfig::with_cases(agent_core::testing::proptest_cases(1))
+        ProptestConfig::with_cases(agent_testkit::peers::proptest_cases(1))
     }
 
     fn arb_json() -> impl Strategy<Value = Value> {
