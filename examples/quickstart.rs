@@ -8,8 +8,8 @@
 //! 1. A local **stand-in** for the Anthropic Messages API starts on 127.0.0.1 (random port). It
 //!    is NOT Claude: it answers every request with canned text so that you can watch the plumbing
 //!    work offline. Everything it prints is prefixed `[stand-in Messages API]`.
-//! 2. The real `claude-agent-mcp` server binary is located in `target/<profile>/` (and built
-//!    with cargo if it is missing).
+//! 2. The real `claude-agent-mcp` server binary is built from the sources beside this example
+//!    (`cargo build -p claude-agent-mcp`, the same profile; a no-op when it is up to date).
 //! 3. The server is spawned over stdio, pointed at the stand-in, with a throwaway working and
 //!    state directory, and an MCP client (rmcp) connects to it, exactly as Claude Desktop, Claude
 //!    Code or any other MCP client would.
@@ -46,7 +46,7 @@ type Client = RunningService<RoleClient, ()>;
 async fn main() -> ExitCode {
     let mut out = std::io::stdout();
     let result = async {
-        let server = find_or_build_server(&mut out).await?;
+        let server = build_server(&mut out).await?;
         run_quickstart(&server, &mut out).await
     }
     .await;
@@ -59,54 +59,42 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The path of the real server binary, `target/<profile>/claude-agent-mcp`, built with
-/// `cargo build -p claude-agent-mcp` (same profile as this example) if it does not exist yet.
-///
-/// Examples live in `target/<profile>/examples/` (test binaries in `target/<profile>/deps/`),
-/// so the server binary sits in the parent of our own executable's directory.
-pub async fn find_or_build_server(out: &mut impl Write) -> Result<PathBuf, Error> {
-    let exe = std::env::current_exe()?;
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("cannot find target/<profile>/ from the quickstart's own path")?;
-    let server = profile_dir.join(format!("claude-agent-mcp{}", std::env::consts::EXE_SUFFIX));
-    if server.is_file() {
-        writeln!(out, "Server binary: {}", server.display())?;
-        return Ok(server);
-    }
+/// Builds the real server binary with `cargo build -p claude-agent-mcp` (the profile this
+/// example was built with; a no-op when the binary is up to date) and returns the path cargo
+/// reports for it, so the quickstart always runs the server of the sources beside it, never a
+/// stale binary.
+pub async fn build_server(out: &mut impl Write) -> Result<PathBuf, Error> {
     // CARGO_MANIFEST_DIR is this package (`<workspace>/examples`); cargo sets CARGO to itself.
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .ok_or("no workspace root above the examples package")?;
-    let mut args = vec!["build", "-p", "claude-agent-mcp"];
+    let mut args = vec![
+        "build",
+        "-p",
+        "claude-agent-mcp",
+        "--message-format=json-render-diagnostics",
+    ];
     if !cfg!(debug_assertions) {
         args.push("--release");
     }
-    writeln!(
-        out,
-        "Server binary {} not found: running `cargo {}` in {} ...",
-        server.display(),
-        args.join(" "),
-        workspace.display()
-    )?;
+    writeln!(out, "Building the server: cargo {}", args.join(" "))?;
     out.flush()?;
-    let status = Command::new(env!("CARGO"))
+    let output = Command::new(env!("CARGO"))
         .args(&args)
         .current_dir(workspace)
-        .status()
+        .stderr(Stdio::inherit())
+        .output()
         .await?;
-    if !status.success() {
-        return Err(format!("`cargo {}` failed ({status})", args.join(" ")).into());
+    if !output.status.success() {
+        return Err(format!("`cargo {}` failed ({})", args.join(" "), output.status).into());
     }
-    if !server.is_file() {
-        return Err(format!(
-            "`cargo {}` succeeded but {} does not exist (is CARGO_TARGET_DIR set?)",
-            args.join(" "),
-            server.display()
-        )
-        .into());
-    }
+    // One JSON message per line; the binary's `compiler-artifact` names its executable.
+    let server = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "claude-agent-mcp")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .ok_or("cargo reported no claude-agent-mcp executable")?;
     writeln!(out, "Server binary: {}", server.display())?;
     Ok(server)
 }

@@ -9,6 +9,7 @@ mod mediation;
 mod persistence;
 mod progress;
 mod protocol;
+mod quickstart;
 mod real_cli;
 mod resources;
 mod run_task;

@@ -1,29 +1,26 @@
-//! Smoke test: the quickstart example runs end to end.
+//! Smoke test: the quickstart example (`examples/quickstart.rs`) runs end to end against the
+//! server binary cargo built for this test run (`CARGO_BIN_EXE_claude-agent-mcp`), never a
+//! stale one.
 //!
 //! The example's source is compiled into this test as a module and its functions are called
-//! directly, with a buffer instead of stdout. That tests exactly the code a newcomer runs, without
-//! a nested `cargo run` (which would re-resolve features for this package alone, rebuilding part
-//! of the dependency tree, and would contend for the build lock). The server binary comes from
-//! `target/<profile>/claude-agent-mcp`, which `cargo test --workspace` has just built; only if it
-//! is missing does the quickstart run `cargo build -p claude-agent-mcp` itself.
+//! directly, with a buffer instead of stdout. That tests exactly the code a newcomer runs,
+//! without a nested `cargo run` or `cargo build` (which would resolve features for that package
+//! alone, rebuilding part of the dependency tree). The example's own `main` builds the server
+//! itself (`build_server`).
 
-// The example's `main` is not called from here.
+use std::path::Path;
+
+// The example's `main` and `build_server` are not called from here.
 #[allow(dead_code)]
-#[path = "../quickstart.rs"]
-mod quickstart;
+#[path = "../../../../examples/quickstart.rs"]
+mod example;
 
 #[tokio::test]
 async fn quickstart_runs_end_to_end() {
     let mut out = Vec::new();
-    let server = quickstart::find_or_build_server(&mut out)
+    let result = example::run_quickstart(Path::new(crate::support::BIN), &mut out)
         .await
         .map_err(|e| e.to_string());
-    let result = match server {
-        Ok(server) => quickstart::run_quickstart(&server, &mut out)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e),
-    };
     let transcript = String::from_utf8_lossy(&out);
     assert!(
         result.is_ok(),
