@@ -401,12 +401,14 @@ async fn cancellation_kills_the_process_group_promptly() {
         let cancel = cancel.clone();
         let ctl = fake.ctl();
         tokio::spawn(async move {
-            // Cancel once the script has started its children.
-            for _ in 0..200 {
+            // Cancel once the script has started its children (generous on a busy machine).
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
                 let pids = std::fs::read_to_string(ctl.join("pids.1")).unwrap_or_default();
                 if pids.split_whitespace().count() >= 4 {
                     break;
                 }
+                assert!(Instant::now() < deadline, "the fake CLI did not start");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             cancel.cancel();
@@ -415,7 +417,8 @@ async fn cancellation_kills_the_process_group_promptly() {
     };
     let err = backend.execute(fake.request("t"), &ctx).await.unwrap_err();
     let cancelled_at = trigger.await.unwrap();
-    assert!(cancelled_at.elapsed() < Duration::from_secs(2));
+    // Promptly: far less than the script's 1000 s, with room for a busy machine.
+    assert!(cancelled_at.elapsed() < Duration::from_secs(5));
     assert_eq!(err, ExecutionError::cancelled());
     let pids = fake.pids(1);
     assert_all_dead(&[pids[0], pids[2], pids[3]]).await;
@@ -439,7 +442,7 @@ async fn dropping_the_execution_kills_the_process_group() {
     let ctx = ExecContext::default();
     let ctl = fake.ctl();
     let started = async {
-        for _ in 0..500 {
+        for _ in 0..1500 {
             let pids = std::fs::read_to_string(ctl.join("pids.1")).unwrap_or_default();
             if pids.split_whitespace().count() >= 4 {
                 return;

@@ -763,7 +763,14 @@ async fn a_connection_that_died_between_calls_is_restarted() {
         .await
         .unwrap();
     assert_eq!(out, "bye");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The server exits 200 ms after answering; wait for that, however long a busy machine
+    // takes, then give the client a moment to read the end of its output (no event says when).
+    let first: i32 = lines(&spawns)[0]
+        .strip_prefix("spawn ")
+        .and_then(|pid| pid.parse().ok())
+        .unwrap();
+    processes::wait_until_gone(&[first], processes::GONE_WITHIN).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let out = federation
         .call(&general(), "fx__echo", json!({"text": "after"}))
         .await

@@ -183,7 +183,8 @@ async fn the_lease_is_renewed_while_a_run_outlives_its_ttl() {
             .await
             .unwrap()
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The session exists once the backend calls the stand-in.
+    env.wait_for_request().await;
     let sid = env.latest_session_id().await;
     let first = env.column(&sid, "lock_expires_at").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -34,13 +34,16 @@ pub(super) async fn start_http(env: &TestEnv, extra: &[&str]) -> HttpServer {
         .stderr(std::process::Stdio::from(stderr))
         .spawn()
         .unwrap();
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
+    // Generous: the server listens within a second on an idle machine.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server does not listen on port {port} after 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     HttpServer {

@@ -157,13 +157,15 @@ impl TestEnv {
 
     /// Waits (at most 5 s) until the stand-in has received a request: the run is in flight.
     pub async fn wait_for_request(&self) {
-        for _ in 0..200 {
+        // Generous: on an idle machine the first request arrives within milliseconds.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
             if !self.requests().await.is_empty() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("the stand-in received no request");
+        panic!("the stand-in received no request within 30 s");
     }
 
     /// The id of the most recently created session.
