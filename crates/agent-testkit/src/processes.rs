@@ -113,18 +113,8 @@ pub const GONE_WITHIN: Duration = Duration::from_secs(10);
 /// When `pids` is empty (nothing would be checked), or some are still alive after `within`.
 pub async fn wait_until_gone(pids: &[i32], within: Duration) {
     assert!(!pids.is_empty(), "no process to check");
-    let deadline = Instant::now() + within;
-    loop {
-        let alive: Vec<i32> = pids.iter().copied().filter(|p| !is_gone(*p)).collect();
-        if alive.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "processes left behind after {within:?}: {alive:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let alive = || pids.iter().copied().filter(|p| !is_gone(*p)).collect();
+    wait_until_none_alive(alive, within, "processes").await;
 }
 
 /// Waits until process group `pgid` has no live member.
@@ -132,15 +122,21 @@ pub async fn wait_until_gone(pids: &[i32], within: Duration) {
 /// # Panics
 /// When some are still alive after `within`.
 pub async fn wait_until_group_gone(pgid: i32, within: Duration) {
+    let alive = || live_group_members(pgid);
+    wait_until_none_alive(alive, within, &format!("process group {pgid}")).await;
+}
+
+/// Polls `alive` every 50 ms until it lists nothing; panics naming `what` after `within`.
+async fn wait_until_none_alive(alive: impl Fn() -> Vec<i32>, within: Duration, what: &str) {
     let deadline = Instant::now() + within;
     loop {
-        let alive = live_group_members(pgid);
-        if alive.is_empty() {
+        let left = alive();
+        if left.is_empty() {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "process group {pgid} left behind after {within:?}: {alive:?}"
+            "{what} left behind after {within:?}: {left:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
