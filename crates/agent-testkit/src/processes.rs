@@ -142,17 +142,33 @@ async fn wait_until_none_alive(alive: impl Fn() -> Vec<i32>, within: Duration, w
     }
 }
 
-/// The peak resident memory of this process, in bytes (`getrusage`: KiB on Linux, bytes on
-/// macOS).
+/// The peak resident memory of this process since it started (`exec`), in bytes.
+///
+/// Linux: `VmHWM` of `/proc/self/status`, because `getrusage`'s `ru_maxrss` there keeps the
+/// peak of the image the process replaced (cargo's, tens of MiB), which would hide a test's own
+/// growth. Elsewhere (macOS): `getrusage`'s `ru_maxrss`, in bytes there.
+///
+/// # Panics
+/// When the figure cannot be read.
 pub fn peak_rss() -> u64 {
-    use nix::sys::resource::{UsageWho, getrusage};
-    let usage =
-        getrusage(UsageWho::RUSAGE_SELF).unwrap_or_else(|e| panic!("getrusage failed: {e}"));
-    let max = u64::try_from(usage.max_rss()).unwrap_or(0);
-    if cfg!(target_os = "macos") {
-        max
-    } else {
-        max * 1024
+    #[cfg(target_os = "linux")]
+    {
+        let status = std::fs::read_to_string("/proc/self/status")
+            .unwrap_or_else(|e| panic!("cannot read /proc/self/status: {e}"));
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no VmHWM in /proc/self/status"));
+        kib * 1024
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        use nix::sys::resource::{UsageWho, getrusage};
+        let usage =
+            getrusage(UsageWho::RUSAGE_SELF).unwrap_or_else(|e| panic!("getrusage failed: {e}"));
+        u64::try_from(usage.max_rss()).unwrap_or_else(|_| panic!("negative ru_maxrss"))
     }
 }
 
@@ -214,6 +230,7 @@ mod tests {
         assert!(before > 0);
         let block = vec![1_u8; 64 * 1024 * 1024];
         std::hint::black_box(&block);
-        assert!(peak_rss() >= before + 32 * 1024 * 1024);
+        let after = peak_rss();
+        assert!(after >= before + 32 * 1024 * 1024, "{before} -> {after}");
     }
 }
