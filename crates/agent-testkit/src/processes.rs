@@ -4,7 +4,8 @@
 //! A zombie counts as gone: a process whose parent died is reparented, and whether its new
 //! parent reaps it promptly (an init that does not, in a container) is not the code under
 //! test's doing. A check that cannot be made (no `ps`, output it cannot read) panics: it never
-//! passes by default.
+//! passes by default. ([`peak_rss`], a memory figure rather than a process check, reads
+//! Linux's `/proc/self/status`.)
 
 use std::process::Command;
 use std::time::{Duration, Instant};
