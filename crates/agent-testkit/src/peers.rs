@@ -152,9 +152,18 @@ pub fn require_in(peer: Peer, env: Lookup<'_>) -> Option<String> {
         !peers_required_in(env),
         "{missing}; {REQUIRE_PEERS_VAR}=1 makes a missing peer a failure"
     );
-    // Past the harness's capture of `eprintln!`: the skip is visible in `cargo test`'s output.
-    let _ = writeln!(std::io::stderr(), "SKIPPED {missing}");
+    note_skip(format!("SKIPPED {missing}"));
     None
+}
+
+/// Writes a skip note past the harness's capture of `eprintln!`, so that `cargo test` shows it
+/// (this module's own tests keep their notes to check them).
+fn note_skip(line: String) {
+    #[cfg(test)]
+    let Some(line) = tests::capture(line) else {
+        return;
+    };
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// Whether [`REQUIRE_PEERS_VAR`] requires every peer: `1` yes; unset, empty or `0` no.
@@ -292,7 +301,33 @@ fn current_test() -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::RefCell;
+
     use super::*;
+
+    thread_local! {
+        /// The skip notes of this thread, while a test captures them.
+        static NOTES: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+    }
+
+    /// Keeps `line` when this thread captures notes; gives it back otherwise.
+    pub(super) fn capture(line: String) -> Option<String> {
+        NOTES.with(|notes| match notes.borrow_mut().as_mut() {
+            Some(kept) => {
+                kept.push(line);
+                None
+            }
+            None => Some(line),
+        })
+    }
+
+    /// Runs `f` and returns what it returned with the skip notes it wrote.
+    fn capturing<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
+        NOTES.with(|notes| *notes.borrow_mut() = Some(Vec::new()));
+        let result = f();
+        let notes = NOTES.with(|notes| notes.borrow_mut().take().unwrap_or_default());
+        (result, notes)
+    }
 
     /// A fixed set of variables instead of the process environment.
     fn table(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
@@ -317,8 +352,19 @@ mod tests {
             let mut vars = vec![(CLAUDE_CLI_VAR, "  ")];
             vars.extend(require.map(|r| (REQUIRE_PEERS_VAR, r)));
             let env = table(&vars);
-            assert_eq!(claude_cli_in(&env), None, "{require:?}");
-            assert_eq!(everything_server_in(&env), None, "{require:?}");
+            let (found, notes) = capturing(|| (claude_cli_in(&env), everything_server_in(&env)));
+            assert_eq!(found, (None, None), "{require:?}");
+            assert_eq!(notes.len(), 2, "{notes:?}");
+            for (note, peer) in notes.iter().zip([CLAUDE_CLI, EVERYTHING_SERVER]) {
+                assert!(note.starts_with("SKIPPED "), "{note}");
+                assert!(
+                    note.contains(&format!(
+                        " needs {}, and {} is not set (export {}=\"$(bash {})\")",
+                        peer.what, peer.var, peer.var, peer.install
+                    )),
+                    "{note}"
+                );
+            }
         }
     }
 
