@@ -522,11 +522,7 @@ async fn probe_api(url: &str, key: &str) -> Result<u16, String> {
     // Never follows a redirect: it would carry the key to wherever it points.
     let client = agent_backends::api::client_builder()
         .timeout(API_PROBE_TIMEOUT)
-        .user_agent(concat!(
-            "claude-agent-mcp/",
-            env!("CARGO_PKG_VERSION"),
-            " doctor"
-        ))
+        .user_agent(format!("{} doctor", agent_core::USER_AGENT))
         .build()
         .map_err(|e| e.to_string())?;
     let response = client

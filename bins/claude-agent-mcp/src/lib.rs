@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Parser)]
 #[command(
     name = "claude-agent-mcp",
-    version,
+    version = agent_core::VERSION,
     about = "A local-first MCP server for durable, policy-bounded Claude agent sessions."
 )]
 pub struct Cli {

@@ -199,7 +199,7 @@ impl ApiBuildError {
 /// points; a 3xx is an answer like any other status, for the caller to report.
 pub fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
-        .user_agent(concat!("claude-agent-mcp/", env!("CARGO_PKG_VERSION")))
+        .user_agent(agent_core::USER_AGENT)
         .redirect(reqwest::redirect::Policy::none())
 }
 
