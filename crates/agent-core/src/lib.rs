@@ -254,7 +254,8 @@ pub use request::{
 };
 pub use time::Timestamp;
 
-/// The version reported by `--version`, MCP `initialize` and the status tool (`beyond.md` §1).
+/// The version reported by `--version`, MCP `initialize` and the status tool
+/// (`docs/reference/tools.md#1-server-identity-and-capabilities`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The MCP server name.
