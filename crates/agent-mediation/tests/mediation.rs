@@ -1,6 +1,10 @@
-//! Mediation end to end at library level: every gate and rejection code, the acceptance items
-//! of group P that do not need the MCP server (193–211), the event stream, the stores, the
-//! teaching prompt and a parser property test.
+//! Mediation end to end at library level: every gate and rejection code
+//! (`docs/reference/mediation.md#4-validation-gates`), blocks, processing order, execution and
+//! continuation summaries (`docs/reference/mediation.md#2-blocks` to
+//! `docs/reference/mediation.md#8-continuation-summaries`), the event stream
+//! (`docs/reference/mediation.md#9-events`), the stores, the teaching prompt and a parser
+//! property test. The `pNNN_` prefix of some test names is a legacy numbering with no meaning
+//! beyond ordering; each test's name says what it checks.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -654,7 +658,8 @@ async fn workflow_level_gates_run_in_order() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Acceptance group P (193–211)
+// Whole passes: `docs/reference/mediation.md#3-processing-order` to
+// `docs/reference/mediation.md#8-continuation-summaries`
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -1079,7 +1084,8 @@ async fn p208_a_refused_invocation_fails_without_a_warning() {
 
 #[tokio::test]
 async fn a_downstream_failure_that_was_attempted_counts_as_completed() {
-    // §8 quirk, kept: the invoker returned, so the action is `completed` with the error text.
+    // **[kept]** quirk of `docs/reference/mediation.md#5-execution`: the invoker returned, so the
+    // action is `completed` with the error text.
     let h = Harness::enabled().script(
         TOOL,
         Ok(InvokeOutcome {
@@ -1276,8 +1282,9 @@ async fn a_workflow_counts_from_the_approvals_of_the_single_actions() {
 
 #[tokio::test]
 async fn failed_executions_use_up_a_per_turn_slot_for_actions_and_steps_alike() {
-    // Deviation from the original, which did not count a failed single action: every approval
-    // counts, whatever its execution outcome.
+    // Deviation from the original (**[fixed]** in
+    // `docs/reference/mediation.md#3-processing-order`), which did not count a failed single
+    // action: every approval counts, whatever its execution outcome.
     let h = Harness::enabled()
         .with(|s| s.max_actions_per_turn = 1)
         .script(TOOL, Err("refused".into()));
@@ -1329,7 +1336,8 @@ async fn failed_executions_use_up_a_per_turn_slot_for_actions_and_steps_alike() 
 
 #[tokio::test]
 async fn a_malformed_step_index_rejects_only_that_step() {
-    // Deviation: the original crashed the whole run; here the step is rejected as malformed.
+    // Deviation: the original crashed the whole run; here the step is rejected as malformed
+    // (**[fixed]** in `docs/reference/mediation.md#2-blocks`).
     let h = Harness::enabled().with(|s| {
         s.max_workflow_steps = 2;
         s.max_actions_per_turn = 2;
