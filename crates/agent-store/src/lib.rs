@@ -1,17 +1,15 @@
 //! # agent-store
 //!
-//! The SQLite implementation of [`agent_core::SessionStore`]: durable sessions, their
-//! append-only event log and artifact files, in the schema of `sessions.md` §9 so that a
-//! database is interchangeable with the original implementation's.
+//! The SQLite implementation of [`agent_core::SessionStore`]: durable sessions, their append-only
+//! event log and artifact files, in the schema of `docs/reference/sessions.md#9-database-schema` so
+//! that a database is interchangeable with the original implementation's
+//! (`docs/compatibility.md#kept-exactly`).
 //!
 //! ```ignore
-//! let store = SqliteStore::open(StoreConfig {
-//!     db_path: state_dir.join("claude-agent-mcp.db"),
-//!     artifact_dir: state_dir.join("artifacts"),
-//!     max_artifact_bytes: 10 * 1024 * 1024,
-//! })
-//! .await?;
-//! let recovered = store.recover_interrupted().await?; // startup crash recovery (§5)
+//! let store = SqliteStore::open(StoreConfig { db_path: state_dir.join("claude-agent-mcp.db"),
+//! artifact_dir: state_dir.join("artifacts"), max_artifact_bytes: 10 * 1024 * 1024, }) .await?; let
+//! recovered = store.recover_interrupted().await?; // startup crash recovery
+//! (docs/reference/sessions.md#5-crash-recovery)
 //! ```
 //!
 //! Modules:
