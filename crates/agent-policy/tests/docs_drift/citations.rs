@@ -354,7 +354,7 @@ fn check_file(repo: &Repo, file: &str, text: &str, problems: &mut Vec<String>) {
         text,
         problems,
     };
-    check_outside_paths(repo, &mut report);
+    check_outside_paths(&mut report);
     check_page_names(repo, &mut report);
     check_section_signs(repo, &mut report);
     check_acceptance_citations(&mut report);
@@ -365,7 +365,7 @@ fn check_file(repo: &Repo, file: &str, text: &str, problems: &mut Vec<String>) {
 }
 
 /// The old specification folder, by either of its spellings.
-fn check_outside_paths(_repo: &Repo, report: &mut Report<'_>) {
+fn check_outside_paths(report: &mut Report<'_>) {
     let old = [concat!("..", "/shared"), concat!("shared", "/spec")];
     for needle in old {
         for (at, _) in report.text.match_indices(needle) {
@@ -532,13 +532,9 @@ fn has_number(repo: &Repo, page: &str, number: &str) -> bool {
 
 /// `acceptance 205`, `Acceptance group P`, `acceptance item 26`, `Acceptance L158`.
 fn check_acceptance_citations(report: &mut Report<'_>) {
-    // ASCII lower case keeps byte offsets.
-    let lower = report.text.to_ascii_lowercase();
-    check_acceptance_in(report, &lower);
-}
-
-fn check_acceptance_in(report: &mut Report<'_>, lower: &str) {
     let text = report.text;
+    // ASCII lower case keeps byte offsets.
+    let lower = text.to_ascii_lowercase();
     for (at, word) in lower.match_indices("acceptance") {
         let mut rest = text[at + word.len()..].trim_start_matches([' ', '\t']);
         for filler in ["group ", "groups ", "item ", "items ", "test ", "tests "] {
