@@ -4,7 +4,7 @@
 //! `docs/reference/mediation.md#8-continuation-summaries`), the event stream
 //! (`docs/reference/mediation.md#9-events`), the stores, the teaching prompt and a parser
 //! property test. The `pNNN_` prefix of some test names is a legacy numbering with no meaning
-//! beyond ordering; each test's name says what it checks.
+//! beyond ordering; each such test names the reference section it checks.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -662,6 +662,7 @@ async fn workflow_level_gates_run_in_order() {
 // `docs/reference/mediation.md#8-continuation-summaries`
 // ---------------------------------------------------------------------------------------------
 
+/// Checks `docs/reference/mediation.md#1-scope`, `docs/reference/mediation.md#7-envelope-warnings`.
 #[tokio::test]
 async fn p193_disabled_mediation_rejects_with_the_exact_warning_and_two_events() {
     let h = Harness::disabled();
@@ -689,6 +690,7 @@ async fn p193_disabled_mediation_rejects_with_the_exact_warning_and_two_events()
     assert!(h.invoker.calls().is_empty());
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p194_inactive_federation_rejects_with_federation_inactive() {
     let mut h = Harness::enabled();
@@ -707,6 +709,7 @@ async fn p194_inactive_federation_rejects_with_federation_inactive() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#5-execution`.
 #[tokio::test]
 async fn p195_an_approved_request_runs_the_tool_with_its_arguments() {
     let h = Harness::enabled();
@@ -764,6 +767,7 @@ async fn p195_an_approved_request_runs_the_tool_with_its_arguments() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#9-events`.
 #[tokio::test]
 async fn p196_the_completed_event_keeps_200_characters_of_the_result() {
     let text = "é".repeat(300);
@@ -798,6 +802,7 @@ async fn p196_the_completed_event_keeps_200_characters_of_the_result() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p197_an_old_mediation_version_is_rejected() {
     let h = Harness::enabled();
@@ -811,6 +816,7 @@ async fn p197_an_old_mediation_version_is_rejected() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p198_an_action_type_outside_the_allowed_set_is_rejected() {
     let h = Harness::enabled().with(|s| s.allowed_action_types = vec!["lookup".into()]);
@@ -821,6 +827,7 @@ async fn p198_an_action_type_outside_the_allowed_set_is_rejected() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p199_the_per_turn_limit_rejects_the_second_request() {
     let h = Harness::enabled();
@@ -844,6 +851,7 @@ async fn p199_the_per_turn_limit_rejects_the_second_request() {
     assert_eq!(h.invoker.calls().len(), 1);
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p200_a_denied_tool_is_rejected_even_when_allowed() {
     let h = Harness::enabled().with(|s| {
@@ -854,6 +862,7 @@ async fn p200_a_denied_tool_is_rejected_even_when_allowed() {
     assert_eq!(out.actions[0].policy_decision, "rejected:tool_not_allowed");
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p201_a_visible_tool_outside_the_allow_list_is_rejected() {
     let h = Harness::enabled().with(|s| s.allowed_tools = vec![OTHER.into()]);
@@ -865,6 +874,7 @@ async fn p201_a_visible_tool_outside_the_allow_list_is_rejected() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p202_a_tool_not_visible_to_the_profile_is_rejected() {
     let h = Harness::enabled();
@@ -872,6 +882,8 @@ async fn p202_a_tool_not_visible_to_the_profile_is_rejected() {
     assert_eq!(out.actions[0].policy_decision, "rejected:tool_not_visible");
 }
 
+/// Checks `docs/reference/mediation.md#3-processing-order`,
+/// `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p203_the_session_limit_counts_approvals_of_earlier_turns() {
     let h = Harness::enabled().with(|s| s.max_session_approvals = 2);
@@ -896,6 +908,7 @@ async fn p203_the_session_limit_counts_approvals_of_earlier_turns() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#2-blocks`.
 #[tokio::test]
 async fn p204_malformed_blocks_produce_nothing() {
     let h = Harness::enabled();
@@ -924,6 +937,7 @@ async fn p204_malformed_blocks_produce_nothing() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p205_too_many_workflow_steps_reject_every_step() {
     let h = Harness::enabled();
@@ -975,6 +989,7 @@ async fn p205_too_many_workflow_steps_reject_every_step() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p206_a_workflow_with_the_action_version_is_rejected_at_workflow_level() {
     let h = Harness::enabled();
@@ -992,6 +1007,7 @@ async fn p206_a_workflow_with_the_action_version_is_rejected_at_workflow_level()
     );
 }
 
+/// Checks `docs/reference/mediation.md#3-processing-order`.
 #[tokio::test]
 async fn p207_a_denied_step_does_not_stop_the_workflow() {
     let h = Harness::enabled().with(|s| {
@@ -1060,6 +1076,7 @@ async fn p207_a_denied_step_does_not_stop_the_workflow() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#5-execution`.
 #[tokio::test]
 async fn p208_a_refused_invocation_fails_without_a_warning() {
     let refusal = "Tool 'files__read' is missing required arguments: ['path']";
@@ -1124,6 +1141,7 @@ fn next_continuation_prompt(sink: &MemorySink, inclusion: MediationInclusion) ->
     agent_backends::claude_code::prompt::continuation_prompt("", "next", &context, &[])
 }
 
+/// Checks `docs/reference/mediation.md#8-continuation-summaries`.
 #[tokio::test]
 async fn p209_results_appear_in_the_next_continuation_prompt() {
     let h = Harness::enabled().with(|s| s.max_actions_per_turn = 2);
@@ -1152,6 +1170,7 @@ async fn p209_results_appear_in_the_next_continuation_prompt() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#8-continuation-summaries`.
 #[tokio::test]
 async fn p210_no_section_when_inclusion_is_off() {
     let h = Harness::enabled();
@@ -1160,6 +1179,7 @@ async fn p210_no_section_when_inclusion_is_off() {
     assert!(!prompt.contains("[Mediated Execution Context]"), "{prompt}");
 }
 
+/// Checks `docs/reference/mediation.md#8-continuation-summaries`.
 #[tokio::test]
 async fn p211_rejected_actions_appear_when_rejected_inclusion_is_on() {
     let h = Harness::enabled();
