@@ -6,10 +6,14 @@
 //! (`docs/compatibility.md#kept-exactly`).
 //!
 //! ```ignore
-//! let store = SqliteStore::open(StoreConfig { db_path: state_dir.join("claude-agent-mcp.db"),
-//! artifact_dir: state_dir.join("artifacts"), max_artifact_bytes: 10 * 1024 * 1024, }) .await?; let
-//! recovered = store.recover_interrupted().await?; // startup crash recovery
-//! (docs/reference/sessions.md#5-crash-recovery)
+//! let store = SqliteStore::open(StoreConfig {
+//!     db_path: state_dir.join("claude-agent-mcp.db"),
+//!     artifact_dir: state_dir.join("artifacts"),
+//!     max_artifact_bytes: 10 * 1024 * 1024,
+//! })
+//! .await?;
+//! // Startup crash recovery (docs/reference/sessions.md#5-crash-recovery).
+//! let recovered = store.recover_interrupted().await?;
 //! ```
 //!
 //! Modules:

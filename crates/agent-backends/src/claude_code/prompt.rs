@@ -4,8 +4,8 @@
 //! Sections are joined with [`SEPARATOR`]; empty sections are omitted. Two shapes exist:
 //!
 //! * [`continuation_prompt`] (`docs/reference/backends.md#541-continuation-prompt`): used when the
-//!   request is a continuation and carries a structured [`ContinuationContext`]; *
-//!   [`initial_prompt`] (`docs/reference/backends.md#542-initial-prompt`): `agent_run_task`,
+//!   request is a continuation and carries a structured [`ContinuationContext`];
+//! * [`initial_prompt`] (`docs/reference/backends.md#542-initial-prompt`): `agent_run_task`,
 //!   `agent_verify_task`, and a continuation without a context object (flat history).
 //!
 //! [`tools_block`] renders the `[Available Tools]` text injection of compatible federated
