@@ -276,12 +276,58 @@ struct Link {
     at: usize,
 }
 
-/// The inline links of a Markdown text (images included; reference-style links are not used
-/// in this repository).
+/// `text` with every code span and fenced block blanked out (same byte offsets): what looks
+/// like a link there is an example, not a link.
+fn mask_code(text: &str) -> Vec<u8> {
+    let mut bytes = text.as_bytes().to_vec();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'`' {
+            i += 1;
+            continue;
+        }
+        let run = bytes[i..].iter().take_while(|b| **b == b'`').count();
+        let fence = &text[i..i + run];
+        // The closing run of the same length.
+        let mut j = i + run;
+        let close = loop {
+            match text[j..].find(fence) {
+                None => break None,
+                Some(k) => {
+                    let at = j + k;
+                    let len = bytes[at..].iter().take_while(|b| **b == b'`').count();
+                    if len == run {
+                        break Some(at);
+                    }
+                    j = at + len;
+                }
+            }
+        };
+        // A code span ends with its paragraph; only a fenced block (three or more) crosses
+        // blank lines.
+        let close = close.filter(|c| run >= 3 || !text[i..*c].contains("\n\n"));
+        let Some(close) = close else {
+            i += run;
+            continue;
+        };
+        for b in &mut bytes[i..close + run] {
+            if *b != b'\n' {
+                *b = b' ';
+            }
+        }
+        i = close + run;
+    }
+    bytes
+}
+
+/// The inline links of a Markdown text outside code (images included; reference-style links
+/// are not used in this repository).
 fn links(text: &str) -> Vec<Link> {
-    let bytes = text.as_bytes();
+    let masked = mask_code(text);
+    let bytes = masked.as_slice();
     let mut out = Vec::new();
-    for (close, _) in text.match_indices("](") {
+    let masked_text = String::from_utf8_lossy(bytes);
+    for (close, _) in masked_text.match_indices("](") {
         // The matching `[`, allowing nested brackets in the text.
         let mut depth = 0usize;
         let mut open = None;
@@ -942,6 +988,10 @@ fn github_anchors() {
     ] {
         assert_eq!(github_anchor(heading), anchor, "{heading}");
     }
+    let in_code =
+        "`[a](nope.md)` and\n\n```md\n[b](nope.md)\n```\n\n[c](here.md) ` lone\n\n[d](x.md)";
+    let targets: Vec<String> = links(in_code).into_iter().map(|l| l.target).collect();
+    assert_eq!(targets, ["here.md", "x.md"]);
     let hs = headings("# A\n\n```sh\n# not a heading\n```\n\n## B\n\n## B\n");
     let anchors: Vec<&str> = hs.iter().map(|h| h.anchor.as_str()).collect();
     assert_eq!(anchors, ["a", "b", "b-1"]);
