@@ -494,7 +494,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// The backend start-up check (`docs/reference/policy.md#92-startup-sequence` step 6): the
+    /// The backend start-up check (`docs/reference/policy.md#92-startup-sequence` step 5): the
     /// problem when the `api` backend is selected without an API key.
     pub fn api_key_problem(&self) -> Option<String> {
         (self.backend == BackendKind::Api && self.anthropic_api_key.expose().trim().is_empty()).then(|| {
