@@ -2,8 +2,8 @@
 //!
 //! The contract is `docs/reference/`; code, tests and guides cite it as
 //! `docs/reference/<page>.md#<anchor>` (or, in Markdown, as a relative link). This test scans
-//! every file of the repository (`git ls-files`, including untracked files that are not
-//! ignored; a walk of the tree without `target/` and `.git/` when git is unavailable) and
+//! every file of the repository (`git ls-files`: the tracked files as they are in the working
+//! tree; a walk of the tree without `target/` and `.git/` when git is unavailable) and
 //! reports, as `file:line: problem`:
 //!
 //! * **outside paths**: the old specification folder, a relative Markdown link or path that
@@ -88,13 +88,7 @@ impl Repo {
     fn load() -> Self {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let listed = Command::new("git")
-            .args([
-                "ls-files",
-                "-z",
-                "--cached",
-                "--others",
-                "--exclude-standard",
-            ])
+            .args(["ls-files", "-z"])
             .current_dir(&root)
             .output()
             .ok()
