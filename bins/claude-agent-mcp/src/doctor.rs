@@ -1,4 +1,5 @@
-//! `claude-agent-mcp doctor` (`beyond.md` §7): checks an installation without serving MCP.
+//! `claude-agent-mcp doctor` (`docs/reference/status.md#2-command-line`): checks an installation
+//! without serving MCP.
 //!
 //! One line per check on stdout, `✓ <check>: <what was found>` or
 //! `✗ <check>: <what is wrong> — fix: <what to do>`, then a summary line. The exit status is 1

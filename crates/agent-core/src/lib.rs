@@ -254,7 +254,8 @@ pub use request::{
 };
 pub use time::Timestamp;
 
-/// The version reported by `--version`, MCP `initialize` and the status tool (`beyond.md` §1).
+/// The version reported by `--version`, MCP `initialize` and the status tool
+/// (`docs/reference/tools.md#1-server-identity-and-capabilities`).
 ///
 /// The one source of the version is `[workspace.package] version` in the root `Cargo.toml`;
 /// every crate inherits it and every user of the version reads this constant or

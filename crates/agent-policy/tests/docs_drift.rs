@@ -178,3 +178,6 @@ fn the_dotenv_section_matches_the_classification() {
     }
     assert_eq!(rows, 6, "one row per reason");
 }
+
+#[path = "docs_drift/citations.rs"]
+mod citations;

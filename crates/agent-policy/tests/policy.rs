@@ -1,4 +1,4 @@
-//! The directory policy through its public API (`profiles-and-policy.md` §2).
+//! The directory policy through its public API (`docs/reference/policy.md#3-working-directory`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
