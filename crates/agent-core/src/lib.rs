@@ -30,7 +30,7 @@
 //! # use std::sync::Mutex;
 //! # use std::time::Duration;
 //! # use agent_core::{
-//! #     ArtifactRef, Event, Finish, LockOutcome, NewArtifact, NewSession, SessionListItem,
+//! #     ArtifactRecord, ArtifactRef, Event, Finish, LockOutcome, NewArtifact, NewSession, SessionListItem,
 //! #     SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent, Timestamp,
 //! # };
 //! #
@@ -131,6 +131,9 @@
 //! #         Ok(swept.len() as u64)
 //! #     }
 //! #     async fn recover_interrupted(&self) -> Result<u64, StoreError> { Ok(0) }
+//! #     async fn read_artifact(&self, _: &str, _: &str) -> Result<Option<(ArtifactRecord, Vec<u8>)>, StoreError> {
+//! #         Ok(None)
+//! #     }
 //! # }
 //!
 //! /// A backend that answers without calling any model.

@@ -130,8 +130,6 @@ pub struct ArtifactRecord {
     pub artifact_type: String,
     pub logical_name: String,
     pub mime_type: String,
-    /// Absolute path of the body.
-    pub path: PathBuf,
     pub size_bytes: i64,
     pub sha256: String,
     pub created_at: String,
@@ -245,6 +243,15 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn artifacts(&self, _session_id: &str) -> Result<Vec<ArtifactRecord>, StoreError> {
         Ok(Vec::new())
     }
+
+    /// One artifact of a session and its body; `None` when the session has no such artifact.
+    /// Where the body lives (a file, a database column) is the store's business; a body that
+    /// cannot be read is an error whose message names the artifact.
+    async fn read_artifact(
+        &self,
+        session_id: &str,
+        artifact_id: &str,
+    ) -> Result<Option<(ArtifactRecord, Vec<u8>)>, StoreError>;
 
     /// The full outputs kept by [`Finish::output_text`], as `(turn_index, text)` in turn order.
     /// A store that keeps none answers empty, and continuations fall back to the summaries.

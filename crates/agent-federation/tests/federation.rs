@@ -94,6 +94,13 @@ impl SessionStore for MemStore {
     async fn recover_interrupted(&self) -> Result<u64, StoreError> {
         unused()
     }
+    async fn read_artifact(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<(agent_core::ArtifactRecord, Vec<u8>)>, StoreError> {
+        unused()
+    }
     async fn interrupt_execution(&self, _: &str, _: &str, _: &str) -> Result<bool, StoreError> {
         unused()
     }

@@ -1520,6 +1520,13 @@ impl SessionStore for LogStore {
     async fn recover_interrupted(&self) -> Result<u64, StoreError> {
         unsupported()
     }
+    async fn read_artifact(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<(agent_core::ArtifactRecord, Vec<u8>)>, StoreError> {
+        unsupported()
+    }
     async fn interrupt_execution(&self, _: &str, _: &str, _: &str) -> Result<bool, StoreError> {
         unsupported()
     }

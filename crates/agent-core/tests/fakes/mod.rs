@@ -14,11 +14,11 @@ use agent_core::error::ErrorCode;
 use agent_core::ids;
 use agent_core::model::python_list;
 use agent_core::{
-    ArtifactRef, BackendOutput, BackendRequest, Capabilities, Event, ExecContext, ExecutionBackend,
-    ExecutionError, Finish, LockOutcome, NewArtifact, NewSession, PolicyViolation, Profile,
-    ProgressSink, SessionListItem, SessionRecord, SessionStatus, SessionStore, StoreError,
-    StoredEvent, Timestamp, ToolCallContext, ToolDefinition, ToolProvider, Usage, Workflow,
-    WorkspacePolicy,
+    ArtifactRecord, ArtifactRef, BackendOutput, BackendRequest, Capabilities, Event, ExecContext,
+    ExecutionBackend, ExecutionError, Finish, LockOutcome, NewArtifact, NewSession,
+    PolicyViolation, Profile, ProgressSink, SessionListItem, SessionRecord, SessionStatus,
+    SessionStore, StoreError, StoredEvent, Timestamp, ToolCallContext, ToolDefinition,
+    ToolProvider, Usage, Workflow, WorkspacePolicy,
 };
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -41,6 +41,7 @@ pub enum Method {
     FinishExecution,
     Events,
     StoreArtifact,
+    ReadArtifact,
     RecoverInterrupted,
     Outputs,
     InterruptExecution,
@@ -60,6 +61,24 @@ pub struct StoredArtifact {
     pub turn_index: i64,
     pub producer_tool: String,
     pub body: Vec<u8>,
+}
+
+impl StoredArtifact {
+    /// The port's metadata record (the fake keeps no hash and no creation time).
+    pub fn record(&self) -> ArtifactRecord {
+        ArtifactRecord {
+            artifact_id: self.artifact_id.clone(),
+            session_id: self.session_id.clone(),
+            artifact_type: self.artifact_type.clone(),
+            logical_name: self.logical_name.clone(),
+            mime_type: self.mime_type.clone(),
+            size_bytes: self.body.len() as i64,
+            sha256: String::new(),
+            created_at: String::new(),
+            turn_index: self.turn_index,
+            producer_tool: self.producer_tool.clone(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -512,6 +531,20 @@ impl SessionStore for MemStore {
         };
         state.artifacts.push(stored);
         Ok(reference)
+    }
+
+    async fn read_artifact(
+        &self,
+        session_id: &str,
+        artifact_id: &str,
+    ) -> Result<Option<(ArtifactRecord, Vec<u8>)>, StoreError> {
+        self.check(Method::ReadArtifact)?;
+        let state = self.state.lock().unwrap();
+        Ok(state
+            .artifacts
+            .iter()
+            .find(|a| a.session_id == session_id && a.artifact_id == artifact_id)
+            .map(|a| (a.record(), a.body.clone())))
     }
 
     async fn interrupt_execution(
