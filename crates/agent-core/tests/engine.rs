@@ -15,9 +15,9 @@ use agent_core::engine::conversation_history;
 use agent_core::error::ErrorCode;
 use agent_core::{
     BackendOutput, BackendRequest, ChatMessage, ChatRole, ContinueSessionRequest, Engine,
-    EngineConfig, Envelope, Event, ExecContext, Finish, GetSessionRequest, ListSessionsRequest,
-    LockOutcome, NewSession, Profile, RunTaskRequest, SessionRecord, SessionStatus, SessionStore,
-    Timestamp, ToolCallContext, Usage, VerifyTaskRequest, Workflow,
+    EngineConfig, Envelope, Event, EventLog, ExecContext, Finish, GetSessionRequest,
+    ListSessionsRequest, LockOutcome, NewSession, Profile, RunTaskRequest, SessionRecord,
+    SessionStatus, SessionStore, Timestamp, ToolCallContext, Usage, VerifyTaskRequest, Workflow,
 };
 use serde_json::{Value, json};
 use tokio::sync::Notify;

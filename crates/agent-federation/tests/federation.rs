@@ -14,9 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agent_core::{
-    ArtifactRef, Event, EventType, Finish, LockOutcome, NewArtifact, NewSession, Profile,
-    SessionListItem, SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent,
-    ToolCallContext, ToolProvider,
+    Event, EventLog, EventType, Profile, StoreError, StoredEvent, ToolCallContext, ToolProvider,
 };
 use agent_federation::{
     ConnectionState, DownstreamTransport, Federation, FederationConfig, FederationConfigError,
@@ -48,33 +46,7 @@ fn unused<T>() -> Result<T, StoreError> {
 }
 
 #[async_trait]
-impl SessionStore for MemStore {
-    async fn begin_session(
-        &self,
-        _: &NewSession,
-        _: &[Event],
-    ) -> Result<SessionRecord, StoreError> {
-        unused()
-    }
-    async fn get_session(&self, _: &str) -> Result<Option<SessionRecord>, StoreError> {
-        unused()
-    }
-    async fn list_sessions(
-        &self,
-        _: u32,
-        _: Option<SessionStatus>,
-    ) -> Result<Vec<SessionListItem>, StoreError> {
-        unused()
-    }
-    async fn acquire_lock(&self, _: &str, _: &str, _: Duration) -> Result<LockOutcome, StoreError> {
-        unused()
-    }
-    async fn release_lock(&self, _: &str, _: &str) -> Result<(), StoreError> {
-        unused()
-    }
-    async fn begin_execution(&self, _: &str, _: &[Event]) -> Result<(), StoreError> {
-        unused()
-    }
+impl EventLog for MemStore {
     async fn append_events(&self, session_id: &str, events: &[Event]) -> Result<(), StoreError> {
         let mut all = self.events.lock().unwrap();
         for event in events {
@@ -82,29 +54,7 @@ impl SessionStore for MemStore {
         }
         Ok(())
     }
-    async fn finish_execution(&self, _: &str, _: &str, _: &Finish) -> Result<(), StoreError> {
-        unused()
-    }
     async fn events(&self, _: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        unused()
-    }
-    async fn store_artifact(&self, _: NewArtifact<'_>) -> Result<ArtifactRef, StoreError> {
-        unused()
-    }
-    async fn recover_interrupted(&self) -> Result<u64, StoreError> {
-        unused()
-    }
-    async fn read_artifact(
-        &self,
-        _: &str,
-        _: &str,
-    ) -> Result<Option<(agent_core::ArtifactRecord, Vec<u8>)>, StoreError> {
-        unused()
-    }
-    async fn interrupt_execution(&self, _: &str, _: &str, _: &str) -> Result<bool, StoreError> {
-        unused()
-    }
-    async fn sweep_expired_leases(&self) -> Result<u64, StoreError> {
         unused()
     }
 }
@@ -341,7 +291,7 @@ fn example_config_is_valid() {
 
 #[tokio::test]
 async fn settings_table() {
-    let store: Arc<dyn SessionStore> = Arc::new(MemStore::default());
+    let store: Arc<dyn EventLog> = Arc::new(MemStore::default());
 
     let off =
         Federation::from_settings(false, Some(Path::new("/nonexistent.json")), store.clone()).await;

@@ -7,12 +7,10 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use agent_core::continuation::{MediationInclusion, WindowPolicy, build_context};
 use agent_core::{
-    ArtifactRef, Event, Finish, LockOutcome, NewArtifact, NewSession, Profile, SessionListItem,
-    SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent, Timestamp,
+    Event, EventLog, Profile, SessionRecord, SessionStatus, StoreError, StoredEvent, Timestamp,
     ToolCallContext, ToolDefinition, Workflow,
 };
 use agent_mediation::event::{
@@ -1472,66 +1470,14 @@ struct LogStore {
     appended: Mutex<Vec<Event>>,
 }
 
-fn unsupported<T>() -> Result<T, StoreError> {
-    Err(StoreError::new("not supported by the test store"))
-}
-
 #[async_trait]
-impl SessionStore for LogStore {
-    async fn begin_session(
-        &self,
-        _: &NewSession,
-        _: &[Event],
-    ) -> Result<SessionRecord, StoreError> {
-        unsupported()
-    }
-    async fn get_session(&self, _: &str) -> Result<Option<SessionRecord>, StoreError> {
-        unsupported()
-    }
-    async fn list_sessions(
-        &self,
-        _: u32,
-        _: Option<SessionStatus>,
-    ) -> Result<Vec<SessionListItem>, StoreError> {
-        unsupported()
-    }
-    async fn acquire_lock(&self, _: &str, _: &str, _: Duration) -> Result<LockOutcome, StoreError> {
-        unsupported()
-    }
-    async fn release_lock(&self, _: &str, _: &str) -> Result<(), StoreError> {
-        unsupported()
-    }
-    async fn begin_execution(&self, _: &str, _: &[Event]) -> Result<(), StoreError> {
-        unsupported()
-    }
+impl EventLog for LogStore {
     async fn append_events(&self, _: &str, events: &[Event]) -> Result<(), StoreError> {
         self.appended.lock().unwrap().extend_from_slice(events);
         Ok(())
     }
-    async fn finish_execution(&self, _: &str, _: &str, _: &Finish) -> Result<(), StoreError> {
-        unsupported()
-    }
     async fn events(&self, _: &str) -> Result<Vec<StoredEvent>, StoreError> {
         Ok(self.prior.clone())
-    }
-    async fn store_artifact(&self, _: NewArtifact<'_>) -> Result<ArtifactRef, StoreError> {
-        unsupported()
-    }
-    async fn recover_interrupted(&self) -> Result<u64, StoreError> {
-        unsupported()
-    }
-    async fn read_artifact(
-        &self,
-        _: &str,
-        _: &str,
-    ) -> Result<Option<(agent_core::ArtifactRecord, Vec<u8>)>, StoreError> {
-        unsupported()
-    }
-    async fn interrupt_execution(&self, _: &str, _: &str, _: &str) -> Result<bool, StoreError> {
-        unsupported()
-    }
-    async fn sweep_expired_leases(&self) -> Result<u64, StoreError> {
-        unsupported()
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use agent_core::ids::new_artifact_id;
 use agent_core::{
-    ArtifactRecord, ArtifactRef, Event, Finish, LockOutcome, NewArtifact, NewSession,
+    ArtifactRecord, ArtifactRef, Event, EventLog, Finish, LockOutcome, NewArtifact, NewSession,
     SessionListItem, SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent,
     Timestamp,
 };
@@ -712,6 +712,21 @@ async fn insert_events(
 }
 
 #[async_trait]
+impl EventLog for SqliteStore {
+    async fn append_events(
+        &self,
+        session_id: &str,
+        events: &[Event],
+    ) -> std::result::Result<(), StoreError> {
+        Ok(self.append_events_impl(session_id, events).await?)
+    }
+
+    async fn events(&self, session_id: &str) -> std::result::Result<Vec<StoredEvent>, StoreError> {
+        Ok(self.events_impl(session_id).await?)
+    }
+}
+
+#[async_trait]
 impl SessionStore for SqliteStore {
     async fn begin_session(
         &self,
@@ -778,14 +793,6 @@ impl SessionStore for SqliteStore {
         Ok(self.begin_execution_impl(session_id, events).await?)
     }
 
-    async fn append_events(
-        &self,
-        session_id: &str,
-        events: &[Event],
-    ) -> std::result::Result<(), StoreError> {
-        Ok(self.append_events_impl(session_id, events).await?)
-    }
-
     async fn finish_execution(
         &self,
         session_id: &str,
@@ -795,10 +802,6 @@ impl SessionStore for SqliteStore {
         Ok(self
             .finish_execution_impl(session_id, owner, finish)
             .await?)
-    }
-
-    async fn events(&self, session_id: &str) -> std::result::Result<Vec<StoredEvent>, StoreError> {
-        Ok(self.events_impl(session_id).await?)
     }
 
     async fn store_artifact(

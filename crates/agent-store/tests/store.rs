@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent_core::{
-    Event, EventType, Finish, LockOutcome, NewArtifact, NewSession, Profile, SessionListItem,
-    SessionRecord, SessionStatus, SessionStore, Timestamp, Workflow,
+    Event, EventLog, EventType, Finish, LockOutcome, NewArtifact, NewSession, Profile,
+    SessionListItem, SessionRecord, SessionStatus, SessionStore, Timestamp, Workflow,
 };
 use agent_store::{SqliteStore, StoreConfig, StoreOpenError};
 use serde_json::json;

@@ -7,12 +7,9 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use agent_core::{
-    ArtifactRef, Event, Finish, LockOutcome, NewArtifact, NewSession, Profile, SessionListItem,
-    SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent, ToolCallContext,
-    ToolProvider,
+    Event, EventLog, Profile, StoreError, StoredEvent, ToolCallContext, ToolProvider,
 };
 use agent_tools::{Tool, ToolLimits, WorkspaceTools};
 use async_trait::async_trait;
@@ -33,33 +30,7 @@ fn unsupported<T>() -> Result<T, StoreError> {
 }
 
 #[async_trait]
-impl SessionStore for RecordingStore {
-    async fn begin_session(
-        &self,
-        _: &NewSession,
-        _: &[Event],
-    ) -> Result<SessionRecord, StoreError> {
-        unsupported()
-    }
-    async fn get_session(&self, _: &str) -> Result<Option<SessionRecord>, StoreError> {
-        unsupported()
-    }
-    async fn list_sessions(
-        &self,
-        _: u32,
-        _: Option<SessionStatus>,
-    ) -> Result<Vec<SessionListItem>, StoreError> {
-        unsupported()
-    }
-    async fn acquire_lock(&self, _: &str, _: &str, _: Duration) -> Result<LockOutcome, StoreError> {
-        unsupported()
-    }
-    async fn release_lock(&self, _: &str, _: &str) -> Result<(), StoreError> {
-        unsupported()
-    }
-    async fn begin_execution(&self, _: &str, _: &[Event]) -> Result<(), StoreError> {
-        unsupported()
-    }
+impl EventLog for RecordingStore {
     async fn append_events(&self, session_id: &str, events: &[Event]) -> Result<(), StoreError> {
         if self.fail {
             return Err(StoreError::new("disk full"));
@@ -68,29 +39,7 @@ impl SessionStore for RecordingStore {
         log.extend(events.iter().map(|e| (session_id.to_owned(), e.clone())));
         Ok(())
     }
-    async fn finish_execution(&self, _: &str, _: &str, _: &Finish) -> Result<(), StoreError> {
-        unsupported()
-    }
     async fn events(&self, _: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        unsupported()
-    }
-    async fn store_artifact(&self, _: NewArtifact<'_>) -> Result<ArtifactRef, StoreError> {
-        unsupported()
-    }
-    async fn recover_interrupted(&self) -> Result<u64, StoreError> {
-        unsupported()
-    }
-    async fn read_artifact(
-        &self,
-        _: &str,
-        _: &str,
-    ) -> Result<Option<(agent_core::ArtifactRecord, Vec<u8>)>, StoreError> {
-        unsupported()
-    }
-    async fn interrupt_execution(&self, _: &str, _: &str, _: &str) -> Result<bool, StoreError> {
-        unsupported()
-    }
-    async fn sweep_expired_leases(&self) -> Result<u64, StoreError> {
         unsupported()
     }
 }

@@ -14,8 +14,8 @@ use agent_core::error::ErrorCode;
 use agent_core::ids;
 use agent_core::model::python_list;
 use agent_core::{
-    ArtifactRecord, ArtifactRef, BackendOutput, BackendRequest, Capabilities, Event, ExecContext,
-    ExecutionBackend, ExecutionError, Finish, LockOutcome, NewArtifact, NewSession,
+    ArtifactRecord, ArtifactRef, BackendOutput, BackendRequest, Capabilities, Event, EventLog,
+    ExecContext, ExecutionBackend, ExecutionError, Finish, LockOutcome, NewArtifact, NewSession,
     PolicyViolation, Profile, ProgressSink, SessionListItem, SessionRecord, SessionStatus,
     SessionStore, StoreError, StoredEvent, Timestamp, ToolCallContext, ToolDefinition,
     ToolProvider, Usage, Workflow, WorkspacePolicy,
@@ -302,6 +302,20 @@ pub fn seed_record(
 }
 
 #[async_trait]
+impl EventLog for MemStore {
+    async fn append_events(&self, session_id: &str, events: &[Event]) -> Result<(), StoreError> {
+        self.check(Method::AppendEvents)?;
+        self.state.lock().unwrap().append(session_id, events);
+        Ok(())
+    }
+
+    async fn events(&self, session_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        self.check(Method::Events)?;
+        Ok(self.events_of(session_id))
+    }
+}
+
+#[async_trait]
 impl SessionStore for MemStore {
     async fn begin_session(
         &self,
@@ -446,12 +460,6 @@ impl SessionStore for MemStore {
         Ok(())
     }
 
-    async fn append_events(&self, session_id: &str, events: &[Event]) -> Result<(), StoreError> {
-        self.check(Method::AppendEvents)?;
-        self.state.lock().unwrap().append(session_id, events);
-        Ok(())
-    }
-
     async fn finish_execution(
         &self,
         session_id: &str,
@@ -488,11 +496,6 @@ impl SessionStore for MemStore {
                 .insert(turn, text.clone());
         }
         Ok(())
-    }
-
-    async fn events(&self, session_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        self.check(Method::Events)?;
-        Ok(self.events_of(session_id))
     }
 
     async fn store_artifact(&self, artifact: NewArtifact<'_>) -> Result<ArtifactRef, StoreError> {
