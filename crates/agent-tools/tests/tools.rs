@@ -6,43 +6,12 @@
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use agent_core::{
-    Event, EventLog, Profile, StoreError, StoredEvent, ToolCallContext, ToolProvider,
-};
+use agent_core::{Event, Profile, ToolCallContext, ToolProvider};
+use agent_testkit::store::{MemStore, Method};
 use agent_tools::{Tool, ToolLimits, WorkspaceTools};
-use async_trait::async_trait;
 use serde_json::{Value, json};
-
-// ---------------------------------------------------------------------------------------------
-// A session store that only records appended events
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Default)]
-struct RecordingStore {
-    events: Mutex<Vec<(String, Event)>>,
-    fail: bool,
-}
-
-fn unsupported<T>() -> Result<T, StoreError> {
-    Err(StoreError::new("not supported by the test store"))
-}
-
-#[async_trait]
-impl EventLog for RecordingStore {
-    async fn append_events(&self, session_id: &str, events: &[Event]) -> Result<(), StoreError> {
-        if self.fail {
-            return Err(StoreError::new("disk full"));
-        }
-        let mut log = self.events.lock().unwrap();
-        log.extend(events.iter().map(|e| (session_id.to_owned(), e.clone())));
-        Ok(())
-    }
-    async fn events(&self, _: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        unsupported()
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Fixture
@@ -54,7 +23,7 @@ struct Fixture {
     _dir: tempfile::TempDir,
     work: PathBuf,
     outside: PathBuf,
-    store: Arc<RecordingStore>,
+    store: Arc<MemStore>,
     tools: WorkspaceTools,
 }
 
@@ -79,10 +48,10 @@ impl Fixture {
         fs::create_dir(&work).unwrap();
         fs::create_dir(&outside).unwrap();
         fs::write(outside.join("secret.txt"), "top secret\n").unwrap();
-        let store = Arc::new(RecordingStore {
-            fail,
-            ..RecordingStore::default()
-        });
+        let store = Arc::new(MemStore::new());
+        if fail {
+            store.fail(Method::AppendEvents);
+        }
         let tools = WorkspaceTools::new(store.clone(), allowed(&work), limits);
         Self {
             _dir: dir,
@@ -125,7 +94,7 @@ impl Fixture {
     }
 
     fn events(&self) -> Vec<(String, Event)> {
-        self.store.events.lock().unwrap().clone()
+        self.store.appended()
     }
 
     /// The `error_message` of the last `workspace_tool_result` event.
