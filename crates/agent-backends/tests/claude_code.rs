@@ -26,12 +26,12 @@ use agent_core::{
     ExecutionError, FailureKind, Profile, ProgressSink, SessionRecord, SessionStatus, StoredEvent,
     Timestamp, ToolDefinition, Usage, Workflow,
 };
+use agent_testkit::fake_cli::{self, FakeCli};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
 const SYSTEM: &str = "You are a careful assistant.";
-const FAKE_SCRIPT: &str = include_str!("fixtures/fake-claude.sh");
 const FIXTURE_SUCCESS: &str = include_str!("fixtures/claude-2.1.332-success.json");
 const FIXTURE_MAX_TURNS: &str = include_str!("fixtures/claude-2.1.332-error-max-turns.json");
 const FIXTURE_API_529: &str = include_str!("fixtures/claude-2.1.332-api-error-529.json");
@@ -40,67 +40,41 @@ const FIXTURE_API_529: &str = include_str!("fixtures/claude-2.1.332-api-error-52
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// A fake `claude` in `<tmp>/bin/claude`, its control files in `<tmp>/ctl`, and a working
-/// directory `<tmp>/work`.
+/// A fake `claude` (agent-testkit's) in `<tmp>/bin/claude`, its control files in `<tmp>/ctl`,
+/// and a working directory `<tmp>/work`.
 struct Fake {
     tmp: TempDir,
+    cli: FakeCli,
+}
+
+impl std::ops::Deref for Fake {
+    type Target = FakeCli;
+
+    fn deref(&self) -> &FakeCli {
+        &self.cli
+    }
 }
 
 impl Fake {
     fn new() -> Self {
-        use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().unwrap();
         for dir in ["bin", "ctl", "work"] {
             std::fs::create_dir(tmp.path().join(dir)).unwrap();
         }
-        let cli = tmp.path().join("bin").join("claude");
-        std::fs::write(&cli, FAKE_SCRIPT).unwrap();
-        std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Fake { tmp }
+        let cli = FakeCli::install(&tmp.path().join("bin"), &tmp.path().join("ctl"));
+        Fake { tmp, cli }
     }
 
     fn cli(&self) -> PathBuf {
-        self.tmp.path().join("bin").join("claude")
+        self.cli.path().to_path_buf()
     }
 
     fn bin_dir(&self) -> PathBuf {
         self.tmp.path().join("bin")
     }
 
-    fn ctl(&self) -> PathBuf {
-        self.tmp.path().join("ctl")
-    }
-
     fn work(&self) -> PathBuf {
         self.tmp.path().join("work").canonicalize().unwrap()
-    }
-
-    fn set(&self, name: &str, content: &str) -> &Self {
-        std::fs::write(self.ctl().join(name), content).unwrap();
-        self
-    }
-
-    fn read(&self, name: &str) -> String {
-        std::fs::read_to_string(self.ctl().join(name)).unwrap_or_default()
-    }
-
-    fn invocations(&self) -> usize {
-        self.read("count").trim().parse().unwrap_or(0)
-    }
-
-    fn argv(&self, n: usize) -> Vec<String> {
-        let raw = self.read(&format!("argv.{n}"));
-        let mut args: Vec<String> = raw.split('\0').map(str::to_owned).collect();
-        args.pop(); // the trailing NUL
-        args
-    }
-
-    fn stdin(&self, n: usize) -> String {
-        self.read(&format!("stdin.{n}"))
-    }
-
-    fn cwd(&self, n: usize) -> String {
-        self.read(&format!("cwd.{n}")).trim().to_owned()
     }
 
     /// The script's PID, its process group, then its children's PIDs.
@@ -120,7 +94,7 @@ impl Fake {
             limited_tool_forwarding: false,
             env_passthrough: Vec::new(),
             extra_env: vec![(
-                "FAKE_CLAUDE_DIR".to_owned(),
+                fake_cli::CONTROL_VAR.to_owned(),
                 self.ctl().to_string_lossy().into_owned(),
             )],
             mcp_servers: Vec::new(),
@@ -449,7 +423,7 @@ async fn cancellation_kills_the_process_group_promptly() {
     let ctx = ExecContext::new(cancel.clone(), recorder.clone());
     let trigger = {
         let cancel = cancel.clone();
-        let ctl = fake.ctl();
+        let ctl = fake.ctl().to_path_buf();
         tokio::spawn(async move {
             // Cancel once the script has started its children.
             for _ in 0..200 {
@@ -637,7 +611,7 @@ async fn the_cli_gets_a_minimal_environment() {
     for line in [
         "HOME=/planted-home",
         "OPERATOR_LISTED=listed-value",
-        &format!("FAKE_CLAUDE_DIR={}", fake.ctl().display()),
+        &format!("{}={}", fake_cli::CONTROL_VAR, fake.ctl().display()),
         &format!("PATH={}", std::env::var("PATH").unwrap()),
     ] {
         assert!(env.lines().any(|l| l == line), "{line} missing: {env}");
