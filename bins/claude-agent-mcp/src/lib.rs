@@ -16,7 +16,7 @@ use agent_backends::api::{ApiConfig, MessagesApiBackend};
 use agent_backends::{ClaudeCodeBackend, ClaudeCodeConfig, McpServer, McpTransport};
 use agent_core::continuation::{MediationInclusion, WindowPolicy};
 use agent_core::model::python_list;
-use agent_core::{Engine, EngineConfig, ExecutionBackend, SessionStore};
+use agent_core::{Engine, EngineConfig, EventLog, ExecutionBackend, SessionStore};
 use agent_federation::{DownstreamTransport, Federation, FederationConfig};
 use agent_mcp::status::{
     CapabilityFlags, ContinuationStatus, MediationStatus, PRESERVED_LIMITATIONS, RestrictionStatus,
@@ -224,7 +224,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
     let federation = Federation::from_settings(
         config.federation_enabled,
         config.federation_config.as_deref(),
-        Arc::clone(&store) as Arc<dyn SessionStore>,
+        Arc::clone(&store) as Arc<dyn EventLog>,
     )
     .await;
     if federation.is_active() {
@@ -248,11 +248,11 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
     engine = engine.with_mediator(Arc::new(agent_mediation::FederatedMediator::new(
         mediation_settings,
         federation.clone(),
-        Arc::clone(&store) as Arc<dyn SessionStore>,
+        Arc::clone(&store) as Arc<dyn EventLog>,
     )));
     if config.builtin_tools {
         engine = engine.with_tool_provider(Arc::new(agent_tools::WorkspaceTools::new(
-            Arc::clone(&store) as Arc<dyn SessionStore>,
+            Arc::clone(&store) as Arc<dyn EventLog>,
             config.allowed_dirs.clone(),
             agent_tools::ToolLimits::default(),
         )));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use agent_core::model::python_list;
 use agent_core::{
-    Event, EventType, Profile, SessionStore, ToolCallContext, ToolDefinition, ToolProvider,
+    Event, EventLog, EventType, Profile, ToolCallContext, ToolDefinition, ToolProvider,
 };
 use async_trait::async_trait;
 use rmcp::model::{CallToolResult, ContentBlock};
@@ -126,7 +126,7 @@ struct Inner {
     catalog: Vec<CatalogTool>,
     visible: Vec<(Profile, Vec<ToolDefinition>)>,
     servers: Vec<ServerEntry>,
-    store: Option<Arc<dyn SessionStore>>,
+    store: Option<Arc<dyn EventLog>>,
     problems: Vec<String>,
     warnings: Vec<String>,
 }
@@ -181,7 +181,7 @@ impl Federation {
     pub async fn from_settings(
         enabled: bool,
         config_path: Option<&Path>,
-        store: Arc<dyn SessionStore>,
+        store: Arc<dyn EventLog>,
     ) -> Federation {
         if !enabled {
             return Self::disabled();
@@ -203,7 +203,7 @@ impl Federation {
     /// Discovers every enabled server (concurrently, each within its
     /// `discovery_timeout_seconds`), builds the catalog and keeps one connection per server
     /// that has a callable tool. A failing server is logged and contributes no tools.
-    pub async fn start(config: FederationConfig, store: Arc<dyn SessionStore>) -> Federation {
+    pub async fn start(config: FederationConfig, store: Arc<dyn EventLog>) -> Federation {
         let mut problems = Vec::new();
         let mut warnings = config.warnings.clone();
 

@@ -28,7 +28,7 @@
 //! ```no_run
 //! # async fn demo(
 //! #     federation: std::sync::Arc<agent_federation::Federation>,
-//! #     store: std::sync::Arc<dyn agent_core::SessionStore>,
+//! #     store: std::sync::Arc<dyn agent_core::EventLog>,
 //! #     output_text: &str,
 //! # ) -> Result<(), agent_core::StoreError> {
 //! use std::sync::Arc;

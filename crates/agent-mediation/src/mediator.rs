@@ -18,9 +18,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use agent_core::{
-    Event, EventType, Profile, ProgressSink, SessionStore, StoreError, ToolCallContext,
-};
+use agent_core::{Event, EventLog, EventType, Profile, ProgressSink, StoreError, ToolCallContext};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
@@ -79,16 +77,16 @@ pub trait MediationEventSink: Send + Sync {
     async fn append(&self, session_id: &str, event: &MediationEvent) -> Result<(), StoreError>;
 }
 
-/// The [`MediationEventSink`] over the session store. Events become `agent_core::Event`s
+/// The [`MediationEventSink`] over the session event log. Events become `agent_core::Event`s
 /// through `EventType::parse`: until `EventType` lists the ten `mediated_*` types, appending
 /// fails with a [`StoreError`] naming the missing type.
 #[derive(Clone)]
 pub struct StoreEventSink {
-    store: Arc<dyn SessionStore>,
+    store: Arc<dyn EventLog>,
 }
 
 impl StoreEventSink {
-    pub fn new(store: Arc<dyn SessionStore>) -> Self {
+    pub fn new(store: Arc<dyn EventLog>) -> Self {
         Self { store }
     }
 }

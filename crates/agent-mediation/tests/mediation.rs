@@ -11,12 +11,10 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use agent_core::continuation::{MediationInclusion, WindowPolicy, build_context};
 use agent_core::{
-    ArtifactRef, Event, Finish, LockOutcome, NewArtifact, NewSession, Profile, SessionListItem,
-    SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent, Timestamp,
+    Event, Profile, SessionRecord, SessionStatus, StoreError, StoredEvent, Timestamp,
     ToolCallContext, ToolDefinition, Workflow,
 };
 use agent_mediation::event::{
@@ -31,6 +29,7 @@ use agent_mediation::{
     MediationInvoker, MediationOutcome, MediationSettings, Mediator, Rejection, ResultStatus,
     StepIndex, StoreEventSink, parse_blocks, teaching_prompt,
 };
+use agent_testkit::store::MemStore;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
@@ -1494,104 +1493,31 @@ async fn the_output_text_is_left_alone() {
 // The store-backed sink
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Default)]
-struct LogStore {
-    prior: Vec<StoredEvent>,
-    appended: Mutex<Vec<Event>>,
-}
-
-fn unsupported<T>() -> Result<T, StoreError> {
-    Err(StoreError::new("not supported by the test store"))
-}
-
-#[async_trait]
-impl SessionStore for LogStore {
-    async fn begin_session(
-        &self,
-        _: &NewSession,
-        _: &[Event],
-    ) -> Result<SessionRecord, StoreError> {
-        unsupported()
-    }
-    async fn get_session(&self, _: &str) -> Result<Option<SessionRecord>, StoreError> {
-        unsupported()
-    }
-    async fn list_sessions(
-        &self,
-        _: u32,
-        _: Option<SessionStatus>,
-    ) -> Result<Vec<SessionListItem>, StoreError> {
-        unsupported()
-    }
-    async fn acquire_lock(&self, _: &str, _: &str, _: Duration) -> Result<LockOutcome, StoreError> {
-        unsupported()
-    }
-    async fn release_lock(&self, _: &str, _: &str) -> Result<(), StoreError> {
-        unsupported()
-    }
-    async fn begin_execution(&self, _: &str, _: &[Event]) -> Result<(), StoreError> {
-        unsupported()
-    }
-    async fn append_events(&self, _: &str, events: &[Event]) -> Result<(), StoreError> {
-        self.appended.lock().unwrap().extend_from_slice(events);
-        Ok(())
-    }
-    async fn finish_execution(&self, _: &str, _: &str, _: &Finish) -> Result<(), StoreError> {
-        unsupported()
-    }
-    async fn events(&self, _: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        Ok(self.prior.clone())
-    }
-    async fn store_artifact(&self, _: NewArtifact<'_>) -> Result<ArtifactRef, StoreError> {
-        unsupported()
-    }
-    async fn recover_interrupted(&self) -> Result<u64, StoreError> {
-        unsupported()
-    }
-    async fn interrupt_execution(&self, _: &str, _: &str, _: &str) -> Result<bool, StoreError> {
-        unsupported()
-    }
-    async fn sweep_expired_leases(&self) -> Result<u64, StoreError> {
-        unsupported()
-    }
-}
-
-fn stored(event_type: &str) -> StoredEvent {
-    StoredEvent {
-        event_id: 1,
-        session_id: SESSION.into(),
-        event_type: event_type.into(),
-        turn_index: 1,
-        payload: json!({}),
-        created_at: String::new(),
-    }
-}
-
 #[tokio::test]
 async fn the_store_sink_counts_approval_events() {
-    let store = Arc::new(LogStore {
-        prior: vec![
-            stored(MEDIATED_ACTION_REQUESTED),
-            stored(MEDIATED_ACTION_APPROVED),
-            stored("downstream_tool_result"),
-            stored(MEDIATED_WORKFLOW_STEP_APPROVED),
-            stored(MEDIATED_ACTION_COMPLETED),
-        ],
-        ..LogStore::default()
-    });
+    let store = Arc::new(MemStore::new());
+    for event_type in [
+        MEDIATED_ACTION_REQUESTED,
+        MEDIATED_ACTION_APPROVED,
+        "downstream_tool_result",
+        MEDIATED_WORKFLOW_STEP_APPROVED,
+        MEDIATED_ACTION_COMPLETED,
+    ] {
+        store.seed_raw_event(SESSION, event_type, 1, json!({}));
+    }
     let sink = StoreEventSink::new(store);
     assert_eq!(sink.prior_approvals(SESSION).await.unwrap(), 2);
 }
 
 #[tokio::test]
 async fn the_store_sink_writes_core_events_once_event_type_knows_them() {
-    let store = Arc::new(LogStore::default());
+    let store = Arc::new(MemStore::new());
     let sink = StoreEventSink::new(store.clone());
     let event = MediationEvent::action_rejected(4, "r", TOOL, "rejected:x", "why");
     let written = sink.append(SESSION, &event).await;
     if agent_core::EventType::parse(MEDIATED_ACTION_REJECTED).is_some() {
         written.unwrap();
-        let appended = store.appended.lock().unwrap();
+        let appended: Vec<Event> = store.appended().into_iter().map(|(_, e)| e).collect();
         assert_eq!(appended.len(), 1);
         assert_eq!(appended[0].event_type.as_str(), MEDIATED_ACTION_REJECTED);
         assert_eq!(appended[0].turn_index, 4);
@@ -1604,7 +1530,7 @@ async fn the_store_sink_writes_core_events_once_event_type_knows_them() {
         // Until `EventType` lists the mediation types, nothing is written half-way.
         let err = written.unwrap_err();
         assert!(err.message.contains(MEDIATED_ACTION_REJECTED), "{err}");
-        assert!(store.appended.lock().unwrap().is_empty());
+        assert!(store.appended().is_empty());
     }
 }
 
