@@ -55,6 +55,11 @@ const CHECKS: &[Step] = &[
         ],
     },
     Step {
+        what: "agent-core alone (its declared tokio features, not the workspace's union)",
+        program: "cargo",
+        args: &["check", "-p", "agent-core", "--lib", "--locked"],
+    },
+    Step {
         what: "schemas match the code",
         program: "cargo",
         args: &["xtask", "schema", "--check"],

@@ -36,7 +36,7 @@ impl StoreError {
     }
 }
 
-/// A full session row (`sessions.md` §2).
+/// A full session row (`docs/reference/sessions.md#2-session-record`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionRecord {
     pub session_id: String,
@@ -103,12 +103,13 @@ pub struct Finish {
     /// New `provider_session_id` (unchanged when `None`).
     pub provider_session_id: Option<String>,
     /// The full output of a successful execution, kept (keyed by the new `turn_count`) so that
-    /// continuations replay it instead of its one-line summary (`beyond.md` §4).
+    /// continuations replay it instead of its one-line summary
+    /// (`docs/reference/sessions.md#8-conversation-history`).
     pub output_text: Option<String>,
     pub events: Vec<Event>,
 }
 
-/// An artifact body to persist (`sessions.md` §10).
+/// An artifact body to persist (`docs/reference/sessions.md#10-artifacts`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewArtifact<'a> {
     pub session_id: &'a str,
@@ -122,7 +123,7 @@ pub struct NewArtifact<'a> {
     pub body: &'a [u8],
 }
 
-/// A stored artifact's metadata (`sessions.md` §10.2).
+/// A stored artifact's metadata (`docs/reference/sessions.md#102-record`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArtifactRecord {
     pub artifact_id: String,
@@ -130,8 +131,6 @@ pub struct ArtifactRecord {
     pub artifact_type: String,
     pub logical_name: String,
     pub mime_type: String,
-    /// Absolute path of the body.
-    pub path: PathBuf,
     pub size_bytes: i64,
     pub sha256: String,
     pub created_at: String,
@@ -139,9 +138,23 @@ pub struct ArtifactRecord {
     pub producer_tool: String,
 }
 
-/// Durable sessions, events and artifacts. Every method commits before it returns.
+/// A session's event log: all that a crate which records or reads events needs (tool
+/// providers, federation, mediation). The narrow port: every [`SessionStore`] is one, and a
+/// crate that takes an `EventLog` can be given the store or a stand-in that keeps events only.
 #[async_trait]
-pub trait SessionStore: Send + Sync + 'static {
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends `events` to the session's log, in order, in one commit.
+    async fn append_events(&self, session_id: &str, events: &[Event]) -> Result<(), StoreError>;
+
+    /// The event log, oldest first.
+    async fn events(&self, session_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
+}
+
+/// Durable sessions, their locks, outputs and artifacts, beside their event log (the
+/// [`EventLog`] supertrait). Every method commits before it returns. The engine uses the whole
+/// port; other crates take the narrower [`EventLog`].
+#[async_trait]
+pub trait SessionStore: EventLog {
     /// Inserts a running, locked session with `request_count = 1` and appends `events`.
     async fn begin_session(
         &self,
@@ -202,8 +215,6 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Sets `running`, `request_count += 1` and appends `events`.
     async fn begin_execution(&self, session_id: &str, events: &[Event]) -> Result<(), StoreError>;
 
-    async fn append_events(&self, session_id: &str, events: &[Event]) -> Result<(), StoreError>;
-
     /// Applies `finish`, appends its events and releases `owner`'s lock.
     async fn finish_execution(
         &self,
@@ -211,9 +222,6 @@ pub trait SessionStore: Send + Sync + 'static {
         owner: &str,
         finish: &Finish,
     ) -> Result<(), StoreError>;
-
-    /// The event log, oldest first.
-    async fn events(&self, session_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// Writes the body under the artifact root, inserts its row and bumps `artifact_count`.
     /// Fails with `Artifact exceeds max size: <size> > <max>` above the cap.
@@ -245,6 +253,15 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn artifacts(&self, _session_id: &str) -> Result<Vec<ArtifactRecord>, StoreError> {
         Ok(Vec::new())
     }
+
+    /// One artifact of a session and its body; `None` when the session has no such artifact.
+    /// Where the body lives (a file, a database column) is the store's business; a body that
+    /// cannot be read is an error whose message names the artifact.
+    async fn read_artifact(
+        &self,
+        session_id: &str,
+        artifact_id: &str,
+    ) -> Result<Option<(ArtifactRecord, Vec<u8>)>, StoreError>;
 
     /// The full outputs kept by [`Finish::output_text`], as `(turn_index, text)` in turn order.
     /// A store that keeps none answers empty, and continuations fall back to the summaries.
@@ -287,7 +304,8 @@ pub trait ToolExecutor: Send + Sync {
     async fn call(&self, name: &str, input: Value) -> Result<String, String>;
 }
 
-/// Token usage of one execution (`beyond.md` §4).
+/// Token usage of one execution (`result.usage`,
+/// `docs/reference/envelope.md#2-the-canonical-envelope`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Usage {
     pub input_tokens: u64,
@@ -324,7 +342,7 @@ impl Usage {
     }
 }
 
-/// What the workflow hands a backend (`backends.md` §1).
+/// What the workflow hands a backend (`docs/reference/backends.md#1-backend-contract`).
 #[derive(Clone)]
 pub struct BackendRequest {
     pub session_id: String,
@@ -342,7 +360,8 @@ pub struct BackendRequest {
     /// Extra instructions appended to the system prompt (the mediation teaching section).
     pub extra_instructions: Option<String>,
     /// The structured continuation context, for backends that declare
-    /// `supports_structured_continuation_context` (`backends.md` §5.6).
+    /// `supports_structured_continuation_context`
+    /// (`docs/reference/backends.md#56-continuation-context`).
     pub continuation: Option<crate::continuation::ContinuationContext>,
 }
 
@@ -371,7 +390,7 @@ pub struct BackendOutput {
 }
 
 /// What kind of failure a backend saw, so that verification can say whether retrying or a
-/// fallback verifier makes sense (`verification.md` §7).
+/// fallback verifier makes sense (`docs/reference/verification.md#7-unavailable-results`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum FailureKind {
     #[default]
@@ -416,7 +435,7 @@ impl ExecutionError {
     }
 }
 
-/// Capability flags (`backends.md` §2); all false by default.
+/// Capability flags (`docs/reference/backends.md#2-capabilities`); all false by default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Capabilities {
     pub supports_downstream_tools: bool,
@@ -488,7 +507,7 @@ pub trait ToolProvider: Send + Sync + 'static {
 // Mediation
 // ---------------------------------------------------------------------------------------------
 
-/// One execution's output, offered to mediation (`mediation.md` §3).
+/// One execution's output, offered to mediation (`docs/reference/mediation.md#3-processing-order`).
 #[derive(Debug, Clone, Copy)]
 pub struct MediationRequest<'a> {
     pub session_id: &'a str,
@@ -541,7 +560,7 @@ impl PolicyViolation {
     }
 }
 
-/// Working-directory and attachment policy (`profiles-and-policy.md` §2).
+/// Working-directory and attachment policy (`docs/reference/policy.md#3-working-directory`).
 pub trait WorkspacePolicy: Send + Sync + 'static {
     /// The canonical server working directory.
     fn cwd(&self) -> &Path;

@@ -1,7 +1,14 @@
-//! The workflow engine embedded without MCP: every port is an in-memory fake (`fakes`), and
-//! each test pins one behaviour of `tools.md` §4–§9/§13, `sessions.md` §3–§8,
-//! `verification.md` §1–§4/§8.3 and `backends.md` §1/§4.3 on whole envelopes, whole event
-//! lists and whole session records.
+//! The workflow engine embedded without MCP: every port is an in-memory fake (`fakes`), and each
+//! test pins one behaviour of the reference on whole envelopes, whole event lists and whole session
+//! records: the tools and envelopes (`docs/reference/tools.md#4-agent_run_task` to
+//! `docs/reference/tools.md#13-edge-cases`, `docs/reference/envelope.md#2-the-canonical-envelope`),
+//! sessions (`docs/reference/sessions.md#3-statuses-and-transitions` to
+//! `docs/reference/sessions.md#8-conversation-history`, `docs/reference/events.md#3-sequences`),
+//! verification (`docs/reference/verification.md#2-flow`,
+//! `docs/reference/verification.md#4-verdict-parsing`,
+//! `docs/reference/verification.md#83-missing-evidence`) and the backend contract
+//! (`docs/reference/backends.md#1-backend-contract`,
+//! `docs/reference/backends.md#43-tool-use-loop`).
 
 // Helpers outside `#[test]` functions are test code too (clippy's allow-in-tests misses them).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -15,9 +22,9 @@ use agent_core::engine::conversation_history;
 use agent_core::error::ErrorCode;
 use agent_core::{
     BackendOutput, BackendRequest, ChatMessage, ChatRole, ContinueSessionRequest, Engine,
-    EngineConfig, Envelope, Event, ExecContext, Finish, GetSessionRequest, ListSessionsRequest,
-    LockOutcome, NewSession, Profile, RunTaskRequest, SessionRecord, SessionStatus, SessionStore,
-    Timestamp, ToolCallContext, Usage, VerifyTaskRequest, Workflow,
+    EngineConfig, Envelope, Event, EventLog, ExecContext, Finish, GetSessionRequest,
+    ListSessionsRequest, LockOutcome, NewSession, Profile, RunTaskRequest, SessionRecord,
+    SessionStatus, SessionStore, Timestamp, ToolCallContext, Usage, VerifyTaskRequest, Workflow,
 };
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -172,8 +179,10 @@ fn error_envelope(
     })
 }
 
-/// A verification envelope with `result` cut to the five core keys of `verification.md` §4
-/// (and `usage`): the assessment fields of §6/§8 arrive with preflight and are pinned there.
+/// A verification envelope with `result` cut to the five core keys of
+/// `docs/reference/verification.md#4-verdict-parsing` (and `usage`): the assessment fields of
+/// `docs/reference/verification.md#63-assessment` and
+/// `docs/reference/verification.md#8-result-shapes` arrive with preflight and are pinned there.
 fn verify_value(env: &Envelope) -> Value {
     let mut value = env.to_value();
     if let Some(result) = value.get_mut("result").and_then(Value::as_object_mut) {
@@ -327,7 +336,8 @@ async fn run_task_success_returns_envelope_events_record_and_output_artifact() {
         ]
     );
 
-    // sessions.md §7.2: the normative run sequence, response summary at T = backend turns.
+    // `docs/reference/events.md#3-sequences`: the normative run sequence, response summary at T =
+    // backend turns.
     let mut want = run_events("Refactor the parser", "general", 10);
     want.push(response_summary(
         3,
@@ -461,7 +471,7 @@ async fn run_task_stores_output_artifact_from_fifty_code_points() {
         let count = usize::from(*stored);
         assert_eq!(env.artifacts.len(), count, "{text}");
         assert_eq!(h.record(&env.session_id).artifact_count, count as i64);
-        // No artifact_emission event is ever written (sessions.md §7.1).
+        // No artifact_emission event is ever written (`docs/reference/events.md#2-event-types`).
         assert!(
             h.events(&env.session_id)
                 .iter()
@@ -811,7 +821,8 @@ async fn continue_passes_history_and_accumulates_counters() {
             format!("session {id} completed"),
         ]
     );
-    // Each execution's full output is kept under its new turn count (beyond.md §4).
+    // Each execution's full output is kept under its new turn count
+    // (`docs/reference/sessions.md#8-conversation-history`).
     assert_eq!(
         h.store.outputs_of(&id),
         [
@@ -2267,8 +2278,9 @@ async fn the_lease_is_renewed_during_mediation() {
     );
 }
 
-/// `tools.md` §6 / `sessions.md` §4: "The lock is always released." `abandon` falls back to
-/// `release_lock` when `finish_execution` fails, but `conclude` and `fail` do not.
+/// `docs/reference/tools.md#4-agent_run_task` / `docs/reference/sessions.md#4-locking`: "The lock
+/// is always released." `abandon` falls back to `release_lock` when `finish_execution` fails, but
+/// `conclude` and `fail` do not.
 #[tokio::test]
 
 async fn lock_is_released_even_when_finish_execution_fails() {
@@ -2893,4 +2905,75 @@ async fn continue_re_resolves_the_stored_working_directory() {
     assert_eq!(h.backend.call_count(), 0);
     assert_eq!(h.store.record("sess_moved"), Some(record));
     assert!(h.store.events_of("sess_moved").is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Artifacts are read through the store port
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn artifacts_are_read_through_the_store() {
+    let text = "An output long enough to be kept as an artifact of the session.";
+    let h = Harness::new(FakeBackend::new().then_ok(output(text, 1)));
+    let env = h.run(RunTaskRequest::new("Write")).await;
+    let id = env.session_id.clone();
+    let artifact_id = h.store.artifacts()[0].artifact_id.clone();
+
+    let (record, body) = h
+        .engine
+        .read_artifact(&id, &artifact_id)
+        .await
+        .unwrap()
+        .expect("the artifact");
+    assert_eq!(record, h.store.artifacts()[0].record());
+    assert_eq!(body, text.as_bytes());
+    assert_eq!(h.engine.read_artifact(&id, "art_missing").await, Ok(None));
+
+    h.store.fail(Method::ReadArtifact);
+    let err = h.engine.read_artifact(&id, &artifact_id).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::InternalError);
+    assert_eq!(err.message, MemStore::failure_message(Method::ReadArtifact));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The crate performs no I/O
+// ---------------------------------------------------------------------------------------------
+
+/// agent-core reaches files, processes and the network only through its ports: no module of
+/// `src/` names the standard library's or Tokio's file system, process or network modules
+/// (`docs/architecture.md`).
+#[test]
+fn agent_core_names_no_io_module() {
+    let io = regex::Regex::new(r"\b(std|tokio)\s*::\s*(\{[^}]*\b)?(fs|net|process)\b").unwrap();
+    let mut pending = vec![std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src"
+    ))];
+    let mut offences = Vec::new();
+    let mut scanned = 0;
+    while let Some(path) = pending.pop() {
+        if path.is_dir() {
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        if path.extension().is_none_or(|ext| ext != "rs") {
+            continue;
+        }
+        scanned += 1;
+        let source = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in source.lines().enumerate() {
+            if io.is_match(line) {
+                offences.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        scanned > 10,
+        "the scan found agent-core's sources ({scanned} files)"
+    );
+    assert!(
+        offences.is_empty(),
+        "I/O in agent-core:\n{}",
+        offences.join("\n")
+    );
 }

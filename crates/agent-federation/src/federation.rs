@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use agent_core::model::python_list;
 use agent_core::{
-    Event, EventType, Profile, SessionStore, ToolCallContext, ToolDefinition, ToolProvider,
+    Event, EventLog, EventType, Profile, ToolCallContext, ToolDefinition, ToolProvider,
 };
 use async_trait::async_trait;
 use rmcp::model::{CallToolResult, ContentBlock};
@@ -17,8 +17,8 @@ use crate::catalog::{CatalogTool, build_catalog};
 use crate::config::FederationConfig;
 use crate::connection::{self, ConnectionState, ServerConnection};
 
-/// Why an invocation was refused before any downstream contact (`federation.md` §6 steps 1–3).
-/// These never write events.
+/// Why an invocation was refused before any downstream contact
+/// (`docs/reference/federation.md#6-invocation` steps 1–3). These never write events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InvocationErrorKind {
@@ -31,7 +31,7 @@ pub enum InvocationErrorKind {
 }
 
 impl InvocationErrorKind {
-    /// The internal error code (`tools.md`: federation internals).
+    /// The internal error code (`docs/reference/envelope.md#6-error-codes`: federation internals).
     pub fn code(self) -> &'static str {
         match self {
             InvocationErrorKind::NotVisible => "downstream_tool_not_visible",
@@ -98,7 +98,8 @@ pub struct ServerStatus {
     pub last_error: Option<String>,
 }
 
-/// What the binary logs and reports (`federation.md` §1, §8). Only `enabled` and `active`
+/// What the binary logs and reports (`docs/reference/federation.md#1-enablement`,
+/// `docs/reference/federation.md#7-status`). Only `enabled` and `active`
 /// reach MCP clients (`federation_enabled`, `federation_active`); the rest is for logs and
 /// `doctor`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -125,7 +126,7 @@ struct Inner {
     catalog: Vec<CatalogTool>,
     visible: Vec<(Profile, Vec<ToolDefinition>)>,
     servers: Vec<ServerEntry>,
-    store: Option<Arc<dyn SessionStore>>,
+    store: Option<Arc<dyn EventLog>>,
     problems: Vec<String>,
     warnings: Vec<String>,
 }
@@ -174,13 +175,13 @@ impl Federation {
         }
     }
 
-    /// The whole startup of `federation.md` §1 from the two settings
+    /// The whole startup of `docs/reference/federation.md#1-enablement` from the two settings
     /// (`CLAUDE_AGENT_MCP_FEDERATION_ENABLED`, `CLAUDE_AGENT_MCP_FEDERATION_CONFIG`): never
     /// fails; every problem is logged and leaves federation inactive.
     pub async fn from_settings(
         enabled: bool,
         config_path: Option<&Path>,
-        store: Arc<dyn SessionStore>,
+        store: Arc<dyn EventLog>,
     ) -> Federation {
         if !enabled {
             return Self::disabled();
@@ -202,7 +203,7 @@ impl Federation {
     /// Discovers every enabled server (concurrently, each within its
     /// `discovery_timeout_seconds`), builds the catalog and keeps one connection per server
     /// that has a callable tool. A failing server is logged and contributes no tools.
-    pub async fn start(config: FederationConfig, store: Arc<dyn SessionStore>) -> Federation {
+    pub async fn start(config: FederationConfig, store: Arc<dyn EventLog>) -> Federation {
         let mut problems = Vec::new();
         let mut warnings = config.warnings.clone();
 
@@ -416,9 +417,9 @@ impl Federation {
         .await;
     }
 
-    /// Invokes a federated tool for a session (`federation.md` §6, with a call timeout and
-    /// `isError` honoured). `Err` is a refusal before any downstream contact (no events);
-    /// `Ok` means the call was attempted and both events were written.
+    /// Invokes a federated tool for a session (`docs/reference/federation.md#6-invocation`, with a
+    /// call timeout and `isError` honoured). `Err` is a refusal before any downstream contact (no
+    /// events); `Ok` means the call was attempted and both events were written.
     pub async fn invoke(
         &self,
         ctx: &ToolCallContext,
@@ -545,7 +546,8 @@ impl Federation {
     }
 }
 
-/// Result content as text (`federation.md` §6 step 6), `isError` turning it into a failure.
+/// Result content as text (`docs/reference/federation.md#6-invocation` step 6), `isError` turning
+/// it into a failure.
 fn normalise(tool: &CatalogTool, result: &CallToolResult) -> InvocationResult {
     let mut parts: Vec<String> = result
         .content

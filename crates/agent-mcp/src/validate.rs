@@ -1,14 +1,15 @@
-//! The schema layer (`tools.md` §3.1): arguments are checked against the tool's published input
-//! schema before any handler runs. Covers the keywords our schemas use (`type`, `enum`,
-//! `minimum`, `maximum`, `required`, `items`); messages follow the usual JSON-Schema validator
-//! phrasing, e.g. `'task' is a required property`.
+//! The schema layer (`docs/reference/tools.md#31-schema-layer`): arguments are checked against the
+//! tool's published input schema before any handler runs. Covers the keywords our schemas use
+//! (`type`, `enum`, `minimum`, `maximum`, `required`, `items`); messages follow the usual
+//! JSON-Schema validator phrasing, e.g. `'task' is a required property`.
 
 use serde_json::{Map, Value};
 
 /// The prefix of every schema-layer failure.
 pub const INPUT_VALIDATION_PREFIX: &str = "Input validation error: ";
 
-/// Renders a JSON value the way Python's `repr` would (the original's messages do).
+/// Renders a JSON value the way Python's `repr` would, as the messages of
+/// `docs/reference/tools.md#31-schema-layer` do.
 fn repr(value: &Value) -> String {
     match value {
         Value::Null => "None".to_owned(),

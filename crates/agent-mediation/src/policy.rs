@@ -1,5 +1,7 @@
-//! Mediation settings, the validation gates and every contract code (`mediation.md` §6, §10,
-//! §11; `profiles-and-policy.md` §4 and §5.4).
+//! Mediation settings, the validation gates and every contract code
+//! (`docs/reference/mediation.md#4-validation-gates`,
+//! `docs/reference/mediation.md#10-policy-profile-and-settings`,
+//! `docs/reference/policy.md#7-operator-presets`).
 //!
 //! [`validate_action`] runs the nine per-action gates in their exact order and returns the
 //! first failure; [`validate_workflow`] runs the three workflow-level gates. A [`Rejection`]
@@ -37,10 +39,10 @@ pub const SUPPORTED_MEDIATION_VERSIONS: [&str; 2] =
 /// The built-in policy profile name.
 pub const DEFAULT_POLICY_PROFILE: &str = "conservative";
 
-/// The claude_code mediation settings (`profiles-and-policy.md` §5.4). Field for field the
-/// same as `agent_policy::MediationSettings`, so the resolved configuration converts with a
-/// struct literal. Limits stay `i64` as configured: a zero or negative limit rejects every
-/// request at its gate.
+/// The claude_code mediation settings
+/// (`docs/reference/mediation.md#10-policy-profile-and-settings`). Field for field the same as
+/// `agent_policy::MediationSettings`, so the resolved configuration converts with a struct literal.
+/// Limits stay `i64` as configured: a zero or negative limit rejects every request at its gate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MediationSettings {
     /// `CLAUDE_AGENT_MCP_CLAUDE_CODE_ENABLE_EXECUTION_MEDIATION`: the master switch.
@@ -66,9 +68,9 @@ pub struct MediationSettings {
 }
 
 impl Default for MediationSettings {
-    /// The built-in defaults (§11): disabled; 1 action per turn; 1 step per workflow; 100
-    /// approvals per session; all action types; all visible tools; nothing denied; no
-    /// continuation inclusion.
+    /// The built-in defaults (`docs/reference/mediation.md#10-policy-profile-and-settings`):
+    /// disabled; 1 action per turn; 1 step per workflow; 100 approvals per session; all action
+    /// types; all visible tools; nothing denied; no continuation inclusion.
     fn default() -> Self {
         Self {
             enabled: false,
@@ -87,8 +89,8 @@ impl Default for MediationSettings {
 
 impl MediationSettings {
     /// The built-in defaults overlaid with an operator preset's values
-    /// (`profiles-and-policy.md` §4). Unknown names supply nothing. Presets never touch the
-    /// action-type and tool lists. (The server resolves presets in `agent-policy`, with
+    /// (`docs/reference/policy.md#7-operator-presets`). Unknown names supply nothing. Presets never
+    /// touch the action-type and tool lists. (The server resolves presets in `agent-policy`, with
     /// explicit variables winning; this mirror serves tests and documentation.)
     pub fn preset(name: &str) -> Self {
         let mut s = Self::default();
@@ -135,7 +137,8 @@ impl MediationSettings {
             && (self.allowed_tools.is_empty() || self.allowed_tools.iter().any(|t| t == tool))
     }
 
-    /// The informational policy profile object (§10).
+    /// The informational policy profile object
+    /// (`docs/reference/mediation.md#10-policy-profile-and-settings`).
     pub fn policy_profile(&self) -> PolicyProfile {
         PolicyProfile {
             name: self.policy_profile.clone(),
@@ -162,7 +165,8 @@ impl MediationSettings {
 }
 
 agent_core::string_enum! {
-    /// Which mediated items a policy profile says continuations carry (§10).
+    /// Which mediated items a policy profile says continuations carry
+    /// (`docs/reference/mediation.md#10-policy-profile-and-settings`).
     ContinuationInclusionMode {
         AllSteps => "all_steps",
         ApprovedOnly => "approved_only",
@@ -170,7 +174,8 @@ agent_core::string_enum! {
     }
 }
 
-/// The mediation policy profile derived from the settings, for inspection and logs (§10).
+/// The mediation policy profile derived from the settings, for inspection and logs
+/// (`docs/reference/mediation.md#10-policy-profile-and-settings`).
 /// Its name has no effect on enforcement. `allowed_action_types` lists the effective types
 /// (all three when the setting is empty).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -186,8 +191,8 @@ pub struct PolicyProfile {
 }
 
 agent_core::string_enum! {
-    /// The rejection-reason enum (§6), written as `rejection_reason` in workflow-step
-    /// rejection events.
+    /// The rejection-reason enum (`docs/mediation.md#every-code-and-its-exact-reason-text`),
+    /// written as `rejection_reason` in workflow-step rejection events.
     RejectionReason {
         FeatureDisabled => "feature_disabled",
         InvalidVersion => "invalid_version",
@@ -231,7 +236,7 @@ pub enum Rejection {
     /// Workflow gate 3.
     WorkflowStepLimitExceeded,
     /// A workflow step whose `step_index` is not an integer (this implementation's fix of the
-    /// original's crash); never emitted for anything else.
+    /// original's crash, `docs/reference/mediation.md#2-blocks`); never emitted for anything else.
     MalformedRequest,
     /// An approved action with no invoker. Never emitted here: the invoker is mandatory.
     InternalInvokerUnavailable,
@@ -291,7 +296,8 @@ impl Rejection {
         }
     }
 
-    /// The exact human-readable failure reason (§6.1).
+    /// The exact human-readable failure reason
+    /// (`docs/mediation.md#every-code-and-its-exact-reason-text`).
     pub fn failure_reason(self) -> String {
         let fixed = match self {
             Rejection::MediationDisabled => "execution mediation is disabled in config",
@@ -331,7 +337,8 @@ impl std::fmt::Display for Rejection {
     }
 }
 
-/// The failure reason for any policy decision code: the §6.1 text for known codes,
+/// The failure reason for any policy decision code: the text of
+/// `docs/mediation.md#every-code-and-its-exact-reason-text` for known codes,
 /// `policy decision: <code>` for anything else.
 pub fn failure_reason_for_code(code: &str) -> String {
     match Rejection::parse(code) {
@@ -361,7 +368,8 @@ pub struct GateContext<'a> {
     pub visible_tools: &'a [String],
 }
 
-/// The per-action gates of §6, in order; the first failure wins.
+/// The per-action gates of `docs/reference/mediation.md#4-validation-gates`, in order; the first
+/// failure wins.
 pub fn validate_action(
     settings: &MediationSettings,
     request: &GateRequest<'_>,
@@ -406,7 +414,7 @@ pub fn validate_action(
     Ok(())
 }
 
-/// The workflow-level gates of §5 step 2, in order.
+/// The workflow-level gates of `docs/reference/mediation.md#4-validation-gates`, in order.
 pub fn validate_workflow(
     settings: &MediationSettings,
     workflow: &WorkflowRequest,

@@ -1,4 +1,5 @@
-//! Python-style rendering of JSON values, as the original runtime printed them: `str(value)`
+//! Python-style rendering of JSON values, as the original runtime printed them
+//! (`docs/reference/README.md#conventions`): `str(value)`
 //! for stringified request fields and `repr(value)` for argument summaries and quoted
 //! identifiers in warnings.
 

@@ -1,18 +1,20 @@
-//! Mediation end to end at library level: every gate and rejection code, the acceptance items
-//! of group P that do not need the MCP server (193–211), the event stream, the stores, the
-//! teaching prompt and a parser property test.
+//! Mediation end to end at library level: every gate and rejection code
+//! (`docs/reference/mediation.md#4-validation-gates`), blocks, processing order, execution and
+//! continuation summaries (`docs/reference/mediation.md#2-blocks` to
+//! `docs/reference/mediation.md#8-continuation-summaries`), the event stream
+//! (`docs/reference/mediation.md#9-events`), the stores, the teaching prompt and a parser
+//! property test. The `pNNN_` prefix of some test names is a legacy numbering with no meaning
+//! beyond ordering; each such test names the reference section it checks.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use agent_core::continuation::{MediationInclusion, WindowPolicy, build_context};
 use agent_core::{
-    ArtifactRef, Event, Finish, LockOutcome, NewArtifact, NewSession, Profile, SessionListItem,
-    SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent, Timestamp,
+    Event, Profile, SessionRecord, SessionStatus, StoreError, StoredEvent, Timestamp,
     ToolCallContext, ToolDefinition, Workflow,
 };
 use agent_mediation::event::{
@@ -27,6 +29,7 @@ use agent_mediation::{
     MediationInvoker, MediationOutcome, MediationSettings, Mediator, Rejection, ResultStatus,
     StepIndex, StoreEventSink, parse_blocks, teaching_prompt,
 };
+use agent_testkit::store::MemStore;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
@@ -654,9 +657,11 @@ async fn workflow_level_gates_run_in_order() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Acceptance group P (193–211)
+// Whole passes: `docs/reference/mediation.md#3-processing-order` to
+// `docs/reference/mediation.md#8-continuation-summaries`
 // ---------------------------------------------------------------------------------------------
 
+/// Checks `docs/reference/mediation.md#1-scope`, `docs/reference/mediation.md#7-envelope-warnings`.
 #[tokio::test]
 async fn p193_disabled_mediation_rejects_with_the_exact_warning_and_two_events() {
     let h = Harness::disabled();
@@ -684,6 +689,7 @@ async fn p193_disabled_mediation_rejects_with_the_exact_warning_and_two_events()
     assert!(h.invoker.calls().is_empty());
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p194_inactive_federation_rejects_with_federation_inactive() {
     let mut h = Harness::enabled();
@@ -702,6 +708,7 @@ async fn p194_inactive_federation_rejects_with_federation_inactive() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#5-execution`.
 #[tokio::test]
 async fn p195_an_approved_request_runs_the_tool_with_its_arguments() {
     let h = Harness::enabled();
@@ -759,6 +766,7 @@ async fn p195_an_approved_request_runs_the_tool_with_its_arguments() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#9-events`.
 #[tokio::test]
 async fn p196_the_completed_event_keeps_200_characters_of_the_result() {
     let text = "é".repeat(300);
@@ -793,6 +801,7 @@ async fn p196_the_completed_event_keeps_200_characters_of_the_result() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p197_an_old_mediation_version_is_rejected() {
     let h = Harness::enabled();
@@ -806,6 +815,7 @@ async fn p197_an_old_mediation_version_is_rejected() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p198_an_action_type_outside_the_allowed_set_is_rejected() {
     let h = Harness::enabled().with(|s| s.allowed_action_types = vec!["lookup".into()]);
@@ -816,6 +826,7 @@ async fn p198_an_action_type_outside_the_allowed_set_is_rejected() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p199_the_per_turn_limit_rejects_the_second_request() {
     let h = Harness::enabled();
@@ -839,6 +850,7 @@ async fn p199_the_per_turn_limit_rejects_the_second_request() {
     assert_eq!(h.invoker.calls().len(), 1);
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p200_a_denied_tool_is_rejected_even_when_allowed() {
     let h = Harness::enabled().with(|s| {
@@ -849,6 +861,7 @@ async fn p200_a_denied_tool_is_rejected_even_when_allowed() {
     assert_eq!(out.actions[0].policy_decision, "rejected:tool_not_allowed");
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p201_a_visible_tool_outside_the_allow_list_is_rejected() {
     let h = Harness::enabled().with(|s| s.allowed_tools = vec![OTHER.into()]);
@@ -860,6 +873,7 @@ async fn p201_a_visible_tool_outside_the_allow_list_is_rejected() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p202_a_tool_not_visible_to_the_profile_is_rejected() {
     let h = Harness::enabled();
@@ -867,6 +881,8 @@ async fn p202_a_tool_not_visible_to_the_profile_is_rejected() {
     assert_eq!(out.actions[0].policy_decision, "rejected:tool_not_visible");
 }
 
+/// Checks `docs/reference/mediation.md#3-processing-order`,
+/// `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p203_the_session_limit_counts_approvals_of_earlier_turns() {
     let h = Harness::enabled().with(|s| s.max_session_approvals = 2);
@@ -891,6 +907,7 @@ async fn p203_the_session_limit_counts_approvals_of_earlier_turns() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#2-blocks`.
 #[tokio::test]
 async fn p204_malformed_blocks_produce_nothing() {
     let h = Harness::enabled();
@@ -919,6 +936,7 @@ async fn p204_malformed_blocks_produce_nothing() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p205_too_many_workflow_steps_reject_every_step() {
     let h = Harness::enabled();
@@ -970,6 +988,7 @@ async fn p205_too_many_workflow_steps_reject_every_step() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p206_a_workflow_with_the_action_version_is_rejected_at_workflow_level() {
     let h = Harness::enabled();
@@ -987,6 +1006,7 @@ async fn p206_a_workflow_with_the_action_version_is_rejected_at_workflow_level()
     );
 }
 
+/// Checks `docs/reference/mediation.md#3-processing-order`.
 #[tokio::test]
 async fn p207_a_denied_step_does_not_stop_the_workflow() {
     let h = Harness::enabled().with(|s| {
@@ -1055,6 +1075,7 @@ async fn p207_a_denied_step_does_not_stop_the_workflow() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#5-execution`.
 #[tokio::test]
 async fn p208_a_refused_invocation_fails_without_a_warning() {
     let refusal = "Tool 'files__read' is missing required arguments: ['path']";
@@ -1079,7 +1100,8 @@ async fn p208_a_refused_invocation_fails_without_a_warning() {
 
 #[tokio::test]
 async fn a_downstream_failure_that_was_attempted_counts_as_completed() {
-    // §8 quirk, kept: the invoker returned, so the action is `completed` with the error text.
+    // **[kept]** quirk of `docs/reference/mediation.md#5-execution`: the invoker returned, so the
+    // action is `completed` with the error text.
     let h = Harness::enabled().script(
         TOOL,
         Ok(InvokeOutcome {
@@ -1118,6 +1140,7 @@ fn next_continuation_prompt(sink: &MemorySink, inclusion: MediationInclusion) ->
     agent_backends::claude_code::prompt::continuation_prompt("", "next", &context, &[])
 }
 
+/// Checks `docs/reference/mediation.md#8-continuation-summaries`.
 #[tokio::test]
 async fn p209_results_appear_in_the_next_continuation_prompt() {
     let h = Harness::enabled().with(|s| s.max_actions_per_turn = 2);
@@ -1146,6 +1169,7 @@ async fn p209_results_appear_in_the_next_continuation_prompt() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#8-continuation-summaries`.
 #[tokio::test]
 async fn p210_no_section_when_inclusion_is_off() {
     let h = Harness::enabled();
@@ -1154,6 +1178,7 @@ async fn p210_no_section_when_inclusion_is_off() {
     assert!(!prompt.contains("[Mediated Execution Context]"), "{prompt}");
 }
 
+/// Checks `docs/reference/mediation.md#8-continuation-summaries`.
 #[tokio::test]
 async fn p211_rejected_actions_appear_when_rejected_inclusion_is_on() {
     let h = Harness::enabled();
@@ -1276,8 +1301,9 @@ async fn a_workflow_counts_from_the_approvals_of_the_single_actions() {
 
 #[tokio::test]
 async fn failed_executions_use_up_a_per_turn_slot_for_actions_and_steps_alike() {
-    // Deviation from the original, which did not count a failed single action: every approval
-    // counts, whatever its execution outcome.
+    // Deviation from the original (**[fixed]** in
+    // `docs/reference/mediation.md#3-processing-order`), which did not count a failed single
+    // action: every approval counts, whatever its execution outcome.
     let h = Harness::enabled()
         .with(|s| s.max_actions_per_turn = 1)
         .script(TOOL, Err("refused".into()));
@@ -1329,7 +1355,8 @@ async fn failed_executions_use_up_a_per_turn_slot_for_actions_and_steps_alike() 
 
 #[tokio::test]
 async fn a_malformed_step_index_rejects_only_that_step() {
-    // Deviation: the original crashed the whole run; here the step is rejected as malformed.
+    // Deviation: the original crashed the whole run; here the step is rejected as malformed
+    // (**[fixed]** in `docs/reference/mediation.md#2-blocks`).
     let h = Harness::enabled().with(|s| {
         s.max_workflow_steps = 2;
         s.max_actions_per_turn = 2;
@@ -1466,104 +1493,31 @@ async fn the_output_text_is_left_alone() {
 // The store-backed sink
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Default)]
-struct LogStore {
-    prior: Vec<StoredEvent>,
-    appended: Mutex<Vec<Event>>,
-}
-
-fn unsupported<T>() -> Result<T, StoreError> {
-    Err(StoreError::new("not supported by the test store"))
-}
-
-#[async_trait]
-impl SessionStore for LogStore {
-    async fn begin_session(
-        &self,
-        _: &NewSession,
-        _: &[Event],
-    ) -> Result<SessionRecord, StoreError> {
-        unsupported()
-    }
-    async fn get_session(&self, _: &str) -> Result<Option<SessionRecord>, StoreError> {
-        unsupported()
-    }
-    async fn list_sessions(
-        &self,
-        _: u32,
-        _: Option<SessionStatus>,
-    ) -> Result<Vec<SessionListItem>, StoreError> {
-        unsupported()
-    }
-    async fn acquire_lock(&self, _: &str, _: &str, _: Duration) -> Result<LockOutcome, StoreError> {
-        unsupported()
-    }
-    async fn release_lock(&self, _: &str, _: &str) -> Result<(), StoreError> {
-        unsupported()
-    }
-    async fn begin_execution(&self, _: &str, _: &[Event]) -> Result<(), StoreError> {
-        unsupported()
-    }
-    async fn append_events(&self, _: &str, events: &[Event]) -> Result<(), StoreError> {
-        self.appended.lock().unwrap().extend_from_slice(events);
-        Ok(())
-    }
-    async fn finish_execution(&self, _: &str, _: &str, _: &Finish) -> Result<(), StoreError> {
-        unsupported()
-    }
-    async fn events(&self, _: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        Ok(self.prior.clone())
-    }
-    async fn store_artifact(&self, _: NewArtifact<'_>) -> Result<ArtifactRef, StoreError> {
-        unsupported()
-    }
-    async fn recover_interrupted(&self) -> Result<u64, StoreError> {
-        unsupported()
-    }
-    async fn interrupt_execution(&self, _: &str, _: &str, _: &str) -> Result<bool, StoreError> {
-        unsupported()
-    }
-    async fn sweep_expired_leases(&self) -> Result<u64, StoreError> {
-        unsupported()
-    }
-}
-
-fn stored(event_type: &str) -> StoredEvent {
-    StoredEvent {
-        event_id: 1,
-        session_id: SESSION.into(),
-        event_type: event_type.into(),
-        turn_index: 1,
-        payload: json!({}),
-        created_at: String::new(),
-    }
-}
-
 #[tokio::test]
 async fn the_store_sink_counts_approval_events() {
-    let store = Arc::new(LogStore {
-        prior: vec![
-            stored(MEDIATED_ACTION_REQUESTED),
-            stored(MEDIATED_ACTION_APPROVED),
-            stored("downstream_tool_result"),
-            stored(MEDIATED_WORKFLOW_STEP_APPROVED),
-            stored(MEDIATED_ACTION_COMPLETED),
-        ],
-        ..LogStore::default()
-    });
+    let store = Arc::new(MemStore::new());
+    for event_type in [
+        MEDIATED_ACTION_REQUESTED,
+        MEDIATED_ACTION_APPROVED,
+        "downstream_tool_result",
+        MEDIATED_WORKFLOW_STEP_APPROVED,
+        MEDIATED_ACTION_COMPLETED,
+    ] {
+        store.seed_raw_event(SESSION, event_type, 1, json!({}));
+    }
     let sink = StoreEventSink::new(store);
     assert_eq!(sink.prior_approvals(SESSION).await.unwrap(), 2);
 }
 
 #[tokio::test]
 async fn the_store_sink_writes_core_events_once_event_type_knows_them() {
-    let store = Arc::new(LogStore::default());
+    let store = Arc::new(MemStore::new());
     let sink = StoreEventSink::new(store.clone());
     let event = MediationEvent::action_rejected(4, "r", TOOL, "rejected:x", "why");
     let written = sink.append(SESSION, &event).await;
     if agent_core::EventType::parse(MEDIATED_ACTION_REJECTED).is_some() {
         written.unwrap();
-        let appended = store.appended.lock().unwrap();
+        let appended: Vec<Event> = store.appended().into_iter().map(|(_, e)| e).collect();
         assert_eq!(appended.len(), 1);
         assert_eq!(appended[0].event_type.as_str(), MEDIATED_ACTION_REJECTED);
         assert_eq!(appended[0].turn_index, 4);
@@ -1576,7 +1530,7 @@ async fn the_store_sink_writes_core_events_once_event_type_knows_them() {
         // Until `EventType` lists the mediation types, nothing is written half-way.
         let err = written.unwrap_err();
         assert!(err.message.contains(MEDIATED_ACTION_REJECTED), "{err}");
-        assert!(store.appended.lock().unwrap().is_empty());
+        assert!(store.appended().is_empty());
     }
 }
 

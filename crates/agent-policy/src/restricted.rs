@@ -1,6 +1,6 @@
-//! The APNTalk restriction contract (`profiles-and-policy.md` §3): the resolved values of the
-//! restricted verification mode and the startup self-check that must pass before any state is
-//! touched.
+//! The APNTalk restriction contract (`docs/reference/policy.md#6-runtime-modes`): the resolved
+//! values of the restricted verification mode and the startup self-check that must pass before any
+//! state is touched.
 
 use std::path::PathBuf;
 
@@ -34,7 +34,8 @@ fn is_absolute(dir: &str) -> bool {
     dir.starts_with('/') || dir.chars().nth(1) == Some(':')
 }
 
-/// Every unmet requirement of the contract (§3.2 step 2); empty when compliant.
+/// Every unmet requirement of the contract (step 2 of `docs/reference/policy.md#62-enforcement`);
+/// empty when compliant.
 pub fn contract_violations(config: &Config) -> Vec<String> {
     let mut reasons = Vec::new();
     if config.backend != BackendKind::ClaudeCode {
@@ -65,7 +66,7 @@ pub fn contract_violations(config: &Config) -> Vec<String> {
     reasons
 }
 
-/// The startup abort message for `reasons` (§3.2).
+/// The startup abort message for `reasons` (`docs/reference/policy.md#62-enforcement`).
 pub fn violation_message(reasons: &[String]) -> String {
     let mut out = String::from("APNTalk verification mode startup contract violation(s):");
     for reason in reasons {

@@ -1,5 +1,5 @@
-//! Artifact files (`sessions.md` §10): the safe file name, the content hash and the write of
-//! `<artifact_root>/<session_id>/<artifact_id>-<safe_name>`.
+//! Artifact files (`docs/reference/sessions.md#10-artifacts`): the safe file name, the content hash
+//! and the write of `<artifact_root>/<session_id>/<artifact_id>-<safe_name>`.
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +40,11 @@ pub(crate) async fn write_file(
             source,
         })?;
     Ok(path)
+}
+
+/// Reads an artifact body back.
+pub(crate) async fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    tokio::fs::read(path).await
 }
 
 #[cfg(test)]

@@ -9,5 +9,8 @@
 //!   `CLAUDE_AGENT_MCP_REQUIRE_PEERS`).
 //! * [`processes`]: whether processes and process groups are gone, on Linux and macOS alike.
 
+pub mod fake_cli;
+pub mod messages_api;
 pub mod peers;
 pub mod processes;
+pub mod store;
