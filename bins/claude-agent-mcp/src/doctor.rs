@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_backends::ClaudeCodeBackend;
-use agent_backends::api::{ANTHROPIC_VERSION, ApiConfig, MessagesApiBackend};
+use agent_backends::api::{ANTHROPIC_VERSION, ApiConfig, MessagesApiBackend, error_chain};
 use agent_core::{
     ArtifactRef, ErrorCode, Event, Finish, LockOutcome, NewArtifact, NewSession, SessionListItem,
     SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent,
@@ -544,21 +544,6 @@ async fn probe_api(url: &str, key: &str) -> Result<u16, String> {
             None => e.to_string(),
         }),
     }
-}
-
-/// An error and its sources, `: `-separated.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 async fn check_claude_code<W: Write>(report: &mut Report<'_, W>, config: &Config) {
