@@ -109,6 +109,21 @@ pub struct Finish {
     pub events: Vec<Event>,
 }
 
+impl Finish {
+    /// An execution that ends with `status` and `events` but no output: the counters, summary
+    /// and provider session id stay as they were.
+    pub fn without_output(status: SessionStatus, events: Vec<Event>) -> Self {
+        Self {
+            status,
+            turn_count: None,
+            summary_latest: None,
+            provider_session_id: None,
+            output_text: None,
+            events,
+        }
+    }
+}
+
 /// An artifact body to persist (`docs/reference/sessions.md#10-artifacts`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewArtifact<'a> {
