@@ -511,18 +511,7 @@ impl Pass<'_, '_> {
 
         if let Err(rejection) = validate_workflow(&self.mediator.settings, workflow) {
             for step in &workflow.steps {
-                self.emit(MediationEvent::step_rejected(
-                    turn,
-                    wf_id,
-                    &step.step_index,
-                    &step.target_tool,
-                    rejection.code(),
-                    rejection.reason(),
-                    None,
-                ))
-                .await?;
-                let request = step_request(step);
-                steps.push(rejected(&request, rejection, Some(step_ref(wf_id, step))));
+                steps.push(self.reject_step(turn, wf_id, step, rejection, None).await?);
             }
             tally.rejected_steps = steps.len();
             self.report(&format!(
@@ -557,16 +546,9 @@ impl Pass<'_, '_> {
             };
             if let Err(rejection) = verdict {
                 let reason = rejection.failure_reason();
-                self.emit(MediationEvent::step_rejected(
-                    turn,
-                    wf_id,
-                    &step.step_index,
-                    &step.target_tool,
-                    rejection.code(),
-                    rejection.reason(),
-                    Some(&reason),
-                ))
-                .await?;
+                let result = self
+                    .reject_step(turn, wf_id, step, rejection, Some(&reason))
+                    .await?;
                 self.report(&format!(
                     "mediated workflow {wf_id} step {} ({}) rejected: {}",
                     request.request_id,
@@ -574,7 +556,7 @@ impl Pass<'_, '_> {
                     rejection.code()
                 ));
                 tally.rejected_steps += 1;
-                steps.push(rejected(&request, rejection, Some(step_ref(wf_id, step))));
+                steps.push(result);
                 continue;
             }
             self.emit(MediationEvent::step_approved(
@@ -611,6 +593,33 @@ impl Pass<'_, '_> {
             tally,
             steps,
         })
+    }
+
+    /// A rejected workflow step: its `step_rejected` event, then its result. `failure_reason` is
+    /// given for a step-level rejection only (not when the whole workflow is rejected).
+    async fn reject_step(
+        &mut self,
+        turn: i64,
+        wf_id: &str,
+        step: &crate::block::WorkflowStep,
+        rejection: Rejection,
+        failure_reason: Option<&str>,
+    ) -> Result<ActionResult, StoreError> {
+        self.emit(MediationEvent::step_rejected(
+            turn,
+            wf_id,
+            &step.step_index,
+            &step.target_tool,
+            rejection.code(),
+            rejection.reason(),
+            failure_reason,
+        ))
+        .await?;
+        Ok(rejected(
+            &step_request(step),
+            rejection,
+            Some(step_ref(wf_id, step)),
+        ))
     }
 
     /// `docs/reference/mediation.md#5-execution`: runs an approved request through the invoker;
