@@ -511,11 +511,7 @@ pub fn screen_tool(tool: &ToolDefinition) -> ToolScreening {
             ),
         };
     }
-    let properties = tool
-        .input_schema
-        .get("properties")
-        .and_then(Value::as_object)
-        .map_or(0, serde_json::Map::len);
+    let properties = tool.properties().map_or(0, serde_json::Map::len);
     if properties > MAX_INJECTED_PROPERTIES {
         return ToolScreening {
             level: ScreeningLevel::ComplexSchema,

@@ -297,6 +297,24 @@ pub struct ToolDefinition {
     pub input_schema: Arc<Value>,
 }
 
+impl ToolDefinition {
+    /// The input schema's top-level `properties`, when it has an object there.
+    pub fn properties(&self) -> Option<&serde_json::Map<String, Value>> {
+        self.input_schema
+            .get("properties")
+            .and_then(Value::as_object)
+    }
+
+    /// The names the input schema lists under `required`, in its order (non-strings skipped).
+    pub fn required(&self) -> Vec<&str> {
+        self.input_schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    }
+}
+
 /// Runs a tool for the model. `Err` text becomes `Error: <text>` in the tool result.
 #[async_trait]
 pub trait ToolExecutor: Send + Sync {
