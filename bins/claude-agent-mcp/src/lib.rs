@@ -15,7 +15,7 @@ use std::time::Duration;
 use agent_backends::api::{ApiConfig, MessagesApiBackend};
 use agent_backends::{ClaudeCodeBackend, ClaudeCodeConfig, McpServer, McpTransport};
 use agent_core::continuation::{MediationInclusion, WindowPolicy};
-use agent_core::model::python_list;
+use agent_core::pyfmt;
 use agent_core::{Engine, EngineConfig, ExecutionBackend, SessionStore};
 use agent_federation::{DownstreamTransport, Federation, FederationConfig};
 use agent_mcp::status::{
@@ -282,8 +282,8 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             config.backend,
             config.transport,
             restricted::ACTIVE_PROFILE,
-            python_list(restricted::ALLOWED_TOOLS),
-            python_list(config.allowed_dirs.iter().map(|d| d.to_string_lossy()))
+            pyfmt::list(restricted::ALLOWED_TOOLS),
+            pyfmt::list(config.allowed_dirs.iter().map(|d| d.to_string_lossy()))
         );
     }
     if let Some(preset) = &config.operator_profile {
@@ -452,14 +452,14 @@ fn restriction_status(config: &Config, admitted: &[ToolName]) -> RestrictionStat
         .filter(|t| !restricted::ALLOWED_TOOLS.contains(t))
         .collect();
     if !extra.is_empty() {
-        reasons.push(format!("extra tools registered: {}", python_list(extra)));
+        reasons.push(format!("extra tools registered: {}", pyfmt::list(extra)));
     }
     let missing: Vec<&str> = restricted::ALLOWED_TOOLS
         .into_iter()
         .filter(|t| !exposed.iter().any(|e| e == t))
         .collect();
     if !missing.is_empty() {
-        reasons.push(format!("admitted tools missing: {}", python_list(missing)));
+        reasons.push(format!("admitted tools missing: {}", pyfmt::list(missing)));
     }
     if config.backend != BackendKind::ClaudeCode {
         reasons.push(format!(

@@ -229,6 +229,7 @@ pub mod model;
 pub mod ports;
 pub mod preflight;
 pub mod profile;
+pub mod pyfmt;
 pub mod request;
 pub mod testing;
 pub mod text;

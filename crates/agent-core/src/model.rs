@@ -34,7 +34,7 @@ macro_rules! string_enum {
             pub fn choices() -> String {
                 let mut names: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
                 names.sort_unstable();
-                $crate::model::python_list(names)
+                $crate::pyfmt::list(names)
             }
         }
 
@@ -79,25 +79,6 @@ string_enum! {
     }
 }
 
-/// Renders a list Python-style, as the original's messages do: `['a', 'b']`.
-pub fn python_list<I, S>(items: I) -> String
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<str>,
-{
-    let mut out = String::from("[");
-    for (i, item) in items.into_iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        out.push('\'');
-        out.push_str(item.as_ref());
-        out.push('\'');
-    }
-    out.push(']');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,7 +94,5 @@ mod tests {
         }
         assert_eq!(Workflow::parse("verify_task"), Some(Workflow::VerifyTask));
         assert_eq!(Profile::parse("bogus"), None);
-        assert_eq!(python_list(["a", "b"]), "['a', 'b']");
-        assert_eq!(python_list(Vec::<String>::new()), "[]");
     }
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use agent_core::model::python_list;
+use agent_core::pyfmt;
 use agent_core::{
     Event, EventType, Profile, SessionStore, ToolCallContext, ToolDefinition, ToolProvider,
 };
@@ -466,7 +466,7 @@ impl Federation {
                 InvocationErrorKind::SchemaValidation,
                 format!(
                     "Tool '{name}' is missing required arguments: {}",
-                    python_list(&missing)
+                    pyfmt::list(&missing)
                 ),
             ));
         }

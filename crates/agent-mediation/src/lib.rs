@@ -64,7 +64,6 @@ pub mod event;
 mod federation;
 pub mod mediator;
 pub mod policy;
-pub mod pyfmt;
 pub mod runtime;
 pub mod teach;
 

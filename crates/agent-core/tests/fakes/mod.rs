@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use agent_core::error::ErrorCode;
 use agent_core::ids;
-use agent_core::model::python_list;
+use agent_core::pyfmt;
 use agent_core::{
     ArtifactRef, BackendOutput, BackendRequest, Capabilities, Event, ExecContext, ExecutionBackend,
     ExecutionError, Finish, LockOutcome, NewArtifact, NewSession, PolicyViolation, Profile,
@@ -833,7 +833,7 @@ impl WorkspacePolicy for FakePolicy {
         if self.is_allowed(&resolved) {
             return Ok(resolved);
         }
-        let allowed = python_list(
+        let allowed = pyfmt::list(
             self.allowed
                 .iter()
                 .map(|a| a.to_string_lossy().into_owned()),

@@ -46,6 +46,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use agent_core::pyfmt;
 use serde::Serialize;
 
 use crate::paths::resolve_path;
@@ -661,33 +662,6 @@ pub fn is_loopback_host(host: &str) -> bool {
     }
 }
 
-/// Renders a string as Python's `repr()` does, for messages quoting a value.
-pub(crate) fn py_repr(value: &str) -> String {
-    let quote = if value.contains('\'') && !value.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push(quote);
-    for ch in value.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c == '\x7f' => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
-}
-
 /// Reads raw variables and collects parse problems.
 struct Reader<'a> {
     vars: &'a BTreeMap<String, String>,
@@ -737,7 +711,7 @@ impl<'a> Reader<'a> {
             Ok(parsed) => Some(parsed),
             Err(_) => {
                 self.problems
-                    .push(format!("{name}={} is not a valid {kind}", py_repr(raw)));
+                    .push(format!("{name}={} is not a valid {kind}", pyfmt::repr_str(raw)));
                 None
             }
         }
@@ -831,7 +805,7 @@ fn resolve(
     if let Some((name, value)) = model_var.filter(|(_, value)| value.starts_with('-')) {
         r.problems.push(format!(
             "{name}={} is not a valid model name: it must not start with '-'",
-            py_repr(value)
+            pyfmt::repr_str(value)
         ));
     }
     let value = r.aliased(vars::LOCK_TTL, vars::LEGACY_LOCK_TTL);
@@ -971,7 +945,7 @@ fn resolve(
         problems.push(format!(
             "{}={} is not valid. Choose from: {}",
             vars::MODE,
-            py_repr(&mode_raw),
+            pyfmt::repr_str(&mode_raw),
             RuntimeMode::choices()
         ));
     }
@@ -980,7 +954,7 @@ fn resolve(
         problems.push(format!(
             "{}={} is not valid. Choose from: {}",
             vars::TRANSPORT,
-            py_repr(&transport_raw),
+            pyfmt::repr_str(&transport_raw),
             Transport::choices()
         ));
     }
@@ -1000,7 +974,7 @@ fn resolve(
         problems.push(format!(
             "{}={} is not a valid log level",
             vars::LOG_LEVEL,
-            py_repr(&log_level_raw)
+            pyfmt::repr_str(&log_level_raw)
         ));
     }
     let backend = BackendKind::parse(&backend_raw);
@@ -1008,7 +982,7 @@ fn resolve(
         problems.push(format!(
             "{}={} is not valid. Choose from: {}",
             vars::EXECUTION_BACKEND,
-            py_repr(&backend_raw),
+            pyfmt::repr_str(&backend_raw),
             BackendKind::choices()
         ));
     }
@@ -1016,7 +990,7 @@ fn resolve(
         problems.push(format!(
             "{}={} is not valid. Choose from: {}",
             vars::CLAUDE_CODE_MODE,
-            py_repr(&claude_code_mode_raw),
+            pyfmt::repr_str(&claude_code_mode_raw),
             ClaudeCodeMode::choices()
         ));
     }
@@ -1025,7 +999,7 @@ fn resolve(
             problems.push(format!(
                 "{}: {} is not valid. Choose from: {}",
                 vars::CLAUDE_CODE_SETTING_SOURCES,
-                py_repr(name),
+                pyfmt::repr_str(name),
                 SettingSource::choices()
             ));
         }
@@ -1035,13 +1009,13 @@ fn resolve(
             problems.push(format!(
                 "{}: {} is not a variable name",
                 vars::CLAUDE_CODE_ENV_PASSTHROUGH,
-                py_repr(name)
+                pyfmt::repr_str(name)
             ));
         } else if name.starts_with(SERVER_VAR_PREFIX) {
             problems.push(format!(
                 "{}: {} is a variable of this server; the CLI never inherits those",
                 vars::CLAUDE_CODE_ENV_PASSTHROUGH,
-                py_repr(name)
+                pyfmt::repr_str(name)
             ));
         }
     }
@@ -1053,7 +1027,7 @@ fn resolve(
                 vars::MODE,
                 vars::EXECUTION_BACKEND,
                 BackendKind::ClaudeCode.as_str(),
-                py_repr(&backend_raw)
+                pyfmt::repr_str(&backend_raw)
             ));
         }
         if transport != Some(Transport::Stdio) {
@@ -1062,7 +1036,7 @@ fn resolve(
                 vars::MODE,
                 vars::TRANSPORT,
                 Transport::Stdio.as_str(),
-                py_repr(&transport_raw)
+                pyfmt::repr_str(&transport_raw)
             ));
         }
     }
@@ -1074,7 +1048,7 @@ fn resolve(
         problems.push(format!(
             "{}={} is not a loopback address: binding streamable-http to it requires {} to be set",
             vars::HOST,
-            py_repr(&host),
+            pyfmt::repr_str(&host),
             vars::HTTP_BEARER_TOKEN
         ));
     }
