@@ -17,13 +17,13 @@ use agent_backends::{ClaudeCodeBackend, ClaudeCodeConfig, McpServer, McpTranspor
 use agent_core::continuation::{MediationInclusion, WindowPolicy};
 use agent_core::pyfmt;
 use agent_core::{Engine, EngineConfig, ExecutionBackend, SessionStore};
-use agent_federation::{DownstreamTransport, Federation, FederationConfig};
+use agent_federation::{DownstreamTransport, Federation, FederationConfig, FederationSource};
 use agent_mcp::status::{
     CapabilityFlags, ContinuationStatus, MediationStatus, PRESERVED_LIMITATIONS, RestrictionStatus,
     RuntimeStatus, WorkflowStatus,
 };
 use agent_mcp::{AgentServer, HttpOptions, ToolName};
-use agent_policy::config::{BackendKind, ClaudeCodeMode, Config, EnvFile, RuntimeMode, Transport};
+use agent_policy::config::{BackendKind, Config, EnvFile, RuntimeMode, Transport};
 use agent_policy::{CliOverrides, DirectoryPolicy, restricted};
 use agent_store::{SqliteStore, StoreConfig};
 use clap::{CommandFactory, Parser};
@@ -170,8 +170,9 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         );
     }
     let restricted = config.mode == RuntimeMode::ApntalkVerification;
+    let admitted = admitted_tools(&config);
     if restricted {
-        let reasons = restricted::contract_violations(&config);
+        let reasons = restricted::contract_violations(&config, &tool_names(&admitted));
         if !reasons.is_empty() {
             return Err(StartupError::new(restricted::violation_message(&reasons)));
         }
@@ -190,7 +191,12 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         }
         Err(e) => return Err(StartupError::new(format!("crash recovery failed: {e}"))),
     }
-    let backend = build_backend(&config).await?;
+    // Read once: discovery and the Claude Code CLI's MCP servers both use it.
+    let federation_source = FederationSource::load(
+        config.federation_enabled,
+        config.federation_config.as_deref(),
+    );
+    let backend = build_backend(&config, federation_source.config()).await?;
     tracing::info!(target: "server", "Execution backend: {}", backend.name());
     let policy = DirectoryPolicy::from_config(&config);
     let engine_config = EngineConfig {
@@ -220,9 +226,8 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
     );
     // Federation never aborts startup (`federation.md` §1); it is handed to the engine only
     // when at least one allowlisted tool was discovered.
-    let federation = Federation::from_settings(
-        config.federation_enabled,
-        config.federation_config.as_deref(),
+    let federation = Federation::from_source(
+        federation_source,
         Arc::clone(&store) as Arc<dyn SessionStore>,
     )
     .await;
@@ -263,11 +268,6 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
     let sweeper = {
         let engine = Arc::clone(&engine);
         tokio::spawn(async move { engine.sweep_expired_leases().await })
-    };
-    let admitted = if restricted {
-        vec![ToolName::VerifyTask, ToolName::GetRuntimeStatus]
-    } else {
-        ToolName::ALL.to_vec()
     };
     let server = AgentServer::new(
         engine,
@@ -352,7 +352,24 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-async fn build_backend(config: &Config) -> Result<Arc<dyn ExecutionBackend>, StartupError> {
+/// The tools published: all of them, or in the restricted mode the contract's list
+/// ([`restricted::ALLOWED_TOOLS`]), in publication order.
+fn admitted_tools(config: &Config) -> Vec<ToolName> {
+    let restricted = restricted::RestrictionContract::of(config).is_some();
+    ToolName::ALL
+        .into_iter()
+        .filter(|tool| !restricted || restricted::ALLOWED_TOOLS.contains(&tool.as_str()))
+        .collect()
+}
+
+fn tool_names(tools: &[ToolName]) -> Vec<&'static str> {
+    tools.iter().map(|tool| tool.as_str()).collect()
+}
+
+async fn build_backend(
+    config: &Config,
+    federation: Option<&FederationConfig>,
+) -> Result<Arc<dyn ExecutionBackend>, StartupError> {
     match config.backend {
         BackendKind::Api => {
             if let Some(problem) = config.api_key_problem() {
@@ -368,7 +385,7 @@ async fn build_backend(config: &Config) -> Result<Arc<dyn ExecutionBackend>, Sta
         }
         BackendKind::ClaudeCode => {
             let backend =
-                ClaudeCodeBackend::new(claude_code_config(config, cli_mcp_servers(config)));
+                ClaudeCodeBackend::new(claude_code_config(config, cli_mcp_servers(federation)));
             // Startup validation (`backends.md` §3): the CLI is found and answers --version.
             let version = backend
                 .check()
@@ -386,10 +403,7 @@ pub(crate) fn claude_code_config(config: &Config, mcp_servers: Vec<McpServer>) -
     ClaudeCodeConfig {
         cli_path: config.claude_code_cli_path.clone(),
         timeout: Duration::from_secs(u64::try_from(config.claude_code_timeout_secs).unwrap_or(0)),
-        mode: match config.claude_code_mode {
-            ClaudeCodeMode::Native => agent_backends::ClaudeCodeMode::Native,
-            ClaudeCodeMode::Text => agent_backends::ClaudeCodeMode::Text,
-        },
+        mode: config.claude_code_mode,
         limited_tool_forwarding: config.limited_tool_forwarding,
         env_passthrough: config.claude_code_env_passthrough.clone(),
         mcp_servers,
@@ -402,38 +416,29 @@ pub(crate) fn claude_code_config(config: &Config, mcp_servers: Vec<McpServer>) -
 }
 
 /// The enabled federated servers, for the Claude Code CLI's own MCP client (native mode hands
-/// them over with `--mcp-config`). A config that does not load hands over nothing (federation
-/// reports the problem when it starts).
-fn cli_mcp_servers(config: &Config) -> Vec<McpServer> {
-    let Some(path) = config
-        .federation_config
-        .as_deref()
-        .filter(|_| config.federation_enabled)
-    else {
-        return Vec::new();
-    };
-    let Ok(federation) = FederationConfig::load(path) else {
+/// them over with `--mcp-config`), from the configuration startup read. A configuration that
+/// did not load hands over nothing (federation logs the problem when it starts).
+fn cli_mcp_servers(federation: Option<&FederationConfig>) -> Vec<McpServer> {
+    let Some(federation) = federation else {
         return Vec::new();
     };
     federation
-        .servers
-        .into_iter()
-        .filter(|s| s.enabled)
+        .enabled_servers()
         .map(|s| McpServer {
-            name: s.name,
-            transport: match s.transport {
+            name: s.name.clone(),
+            transport: match &s.transport {
                 DownstreamTransport::Stdio { command, args, env } => McpTransport::Stdio {
-                    command,
-                    args,
-                    env: env.into_iter().collect(),
+                    command: command.clone(),
+                    args: args.clone(),
+                    env: env.clone().into_iter().collect(),
                 },
                 DownstreamTransport::StreamableHttp { url, headers } => McpTransport::Http {
-                    url,
-                    headers: headers.into_iter().collect(),
+                    url: url.clone(),
+                    headers: headers.clone().into_iter().collect(),
                 },
             },
-            allowed_tools: s.allowed_tools,
-            profiles: s.profiles_allowed,
+            allowed_tools: s.allowed_tools.clone(),
+            profiles: s.profiles_allowed.clone(),
         })
         .collect()
 }
@@ -443,42 +448,15 @@ fn restriction_status(config: &Config, admitted: &[ToolName]) -> RestrictionStat
     let Some(contract) = restricted::RestrictionContract::of(config) else {
         return RestrictionStatus::default();
     };
-    let mut exposed: Vec<String> = admitted.iter().map(|t| t.as_str().to_owned()).collect();
+    let mut exposed = tool_names(admitted);
     exposed.sort_unstable();
-    let mut reasons = Vec::new();
-    let extra: Vec<&str> = exposed
-        .iter()
-        .map(String::as_str)
-        .filter(|t| !restricted::ALLOWED_TOOLS.contains(t))
-        .collect();
-    if !extra.is_empty() {
-        reasons.push(format!("extra tools registered: {}", pyfmt::list(extra)));
-    }
-    let missing: Vec<&str> = restricted::ALLOWED_TOOLS
-        .into_iter()
-        .filter(|t| !exposed.iter().any(|e| e == t))
-        .collect();
-    if !missing.is_empty() {
-        reasons.push(format!("admitted tools missing: {}", pyfmt::list(missing)));
-    }
-    if config.backend != BackendKind::ClaudeCode {
-        reasons.push(format!(
-            "backend='{}' != required='claude_code'",
-            config.backend
-        ));
-    }
-    if config.transport != Transport::Stdio {
-        reasons.push(format!(
-            "transport='{}' != required='stdio'",
-            config.transport
-        ));
-    }
+    let reasons = restricted::contract_violations(config, &exposed);
     RestrictionStatus {
         policy_mode: Some(restricted::POLICY_MODE.to_owned()),
         authority_mode: Some(restricted::AUTHORITY_MODE.to_owned()),
         tool_surface_mode: Some(restricted::TOOL_SURFACE_MODE.to_owned()),
         active_profile: Some(restricted::ACTIVE_PROFILE.to_owned()),
-        exposed_tools: Some(exposed),
+        exposed_tools: Some(exposed.into_iter().map(str::to_owned).collect()),
         allowed_directories: Some(
             contract
                 .allowed_directories

@@ -6,8 +6,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::event::{EventType, StoredEvent};
-use crate::pyfmt;
 use crate::ports::{SessionRecord, ToolDefinition};
+use crate::pyfmt;
 
 /// The reconstruction format version recorded in events and prompts.
 pub const RECONSTRUCTION_VERSION: &str = "v1.0.0";
@@ -167,7 +167,10 @@ pub fn build_context(
             && policy.include_verification_context
             && let Some(verdict) = event.payload.get("verdict").filter(|v| pyfmt::truthy(v))
         {
-            derived.push(format!("Prior verification verdict: {}.", pyfmt::to_str(verdict)));
+            derived.push(format!(
+                "Prior verification verdict: {}.",
+                pyfmt::to_str(verdict)
+            ));
         }
     }
     let total_warnings = derived.len();
@@ -338,7 +341,8 @@ fn cut(text: &str, max: usize, marker: bool) -> String {
 
 /// `mediation.md` §9: action summaries first, then workflow summaries, in event order.
 fn mediated_summaries(events: &[StoredEvent], include_rejected: bool) -> Vec<String> {
-    let field = |payload: &Value, key: &str| payload.get(key).map(pyfmt::to_str).unwrap_or_default();
+    let field =
+        |payload: &Value, key: &str| payload.get(key).map(pyfmt::to_str).unwrap_or_default();
     let text = |payload: &Value, key: &str| {
         payload
             .get(key)

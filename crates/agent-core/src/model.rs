@@ -79,6 +79,24 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// How the Claude Code backend drives the CLI (`docs/claude-code-backend.md`): `native`
+    /// (`-p --output-format json`, prompt on stdin, resume, permissions, usage) or `text` (the
+    /// original's `--print <prompt>` plain-text invocation). One type for the configuration
+    /// that reads it and the backend that obeys it.
+    ClaudeCodeMode {
+        Native => "native",
+        Text => "text",
+    }
+}
+
+impl Default for ClaudeCodeMode {
+    /// `native`, the configuration's default.
+    fn default() -> Self {
+        ClaudeCodeMode::Native
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +112,7 @@ mod tests {
         }
         assert_eq!(Workflow::parse("verify_task"), Some(Workflow::VerifyTask));
         assert_eq!(Profile::parse("bogus"), None);
+        assert_eq!(ClaudeCodeMode::default().as_str(), "native");
+        assert_eq!(ClaudeCodeMode::choices(), "['native', 'text']");
     }
 }

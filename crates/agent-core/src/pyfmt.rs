@@ -258,7 +258,10 @@ mod tests {
         assert_eq!(repr(&json!(1e15)), "1000000000000000.0");
         assert_eq!(repr(&json!(1e16)), "1e+16");
         assert_eq!(repr(&json!(1e22)), "1e+22");
-        assert_eq!(repr(&json!(123_456_789_012_345_680.0)), "1.2345678901234568e+17");
+        assert_eq!(
+            repr(&json!(123_456_789_012_345_680.0)),
+            "1.2345678901234568e+17"
+        );
         assert_eq!(repr(&json!(0.0001)), "0.0001");
         assert_eq!(repr(&json!(0.00001)), "1e-05");
         assert_eq!(repr(&json!(1.5e-7)), "1.5e-07");
@@ -290,16 +293,42 @@ mod tests {
 
     #[test]
     fn truthiness_and_type_names() {
-        for falsy in [json!(null), json!(false), json!(0), json!(0.0), json!(""), json!([]), json!({})] {
+        for falsy in [
+            json!(null),
+            json!(false),
+            json!(0),
+            json!(0.0),
+            json!(""),
+            json!([]),
+            json!({}),
+        ] {
             assert!(!truthy(&falsy), "{falsy}");
         }
-        for true_ in [json!(true), json!(-1), json!(0.5), json!("false"), json!([0]), json!({"a": null})] {
+        for true_ in [
+            json!(true),
+            json!(-1),
+            json!(0.5),
+            json!("false"),
+            json!([0]),
+            json!({"a": null}),
+        ] {
             assert!(truthy(&true_), "{true_}");
         }
-        let names: Vec<&str> = [json!(null), json!(true), json!(1), json!(1.0), json!("s"), json!([]), json!({})]
-            .iter()
-            .map(type_name)
-            .collect();
-        assert_eq!(names, ["NoneType", "bool", "int", "float", "str", "list", "dict"]);
+        let names: Vec<&str> = [
+            json!(null),
+            json!(true),
+            json!(1),
+            json!(1.0),
+            json!("s"),
+            json!([]),
+            json!({}),
+        ]
+        .iter()
+        .map(type_name)
+        .collect();
+        assert_eq!(
+            names,
+            ["NoneType", "bool", "int", "float", "str", "list", "dict"]
+        );
     }
 }

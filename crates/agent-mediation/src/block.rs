@@ -208,7 +208,10 @@ pub fn parse_workflow(body: &str) -> Result<WorkflowRequest, String> {
         Some(Value::Array(steps)) => steps,
         Some(_) => return Err("'steps' is not an array".to_owned()),
     };
-    let justification = object.get("justification").map(pyfmt::to_str).unwrap_or_default();
+    let justification = object
+        .get("justification")
+        .map(pyfmt::to_str)
+        .unwrap_or_default();
     let mut steps = Vec::with_capacity(raw_steps.len());
     for (position, raw) in raw_steps.iter().enumerate() {
         let step = parse_step(position, raw).map_err(|e| format!("step {position}: {e}"))?;

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use agent_core::error::ErrorCode;
 use agent_core::evidence::Evidence;
-use agent_core::pyfmt;
 use agent_core::ports::{PolicyViolation, WorkspacePolicy};
+use agent_core::pyfmt;
 
 use crate::config::Config;
 use crate::paths::{is_within, resolve_path};

@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use agent_core::pyfmt;
+
 use crate::config::{BackendKind, Config, RuntimeMode, Transport};
 
 pub const POLICY_MODE: &str = "verification_only";
@@ -12,7 +14,8 @@ pub const TOOL_SURFACE_MODE: &str = "restricted";
 pub const ACTIVE_PROFILE: &str = "apntalk_verification";
 pub const CONTRACT_ID: &str = "apntalk_verification_v1";
 pub const CONTRACT_VERSION: i64 = 1;
-/// The admitted tools, sorted.
+/// The admitted tools, sorted: the only tools published in the restricted mode (the binary
+/// derives its tool surface from this list).
 pub const ALLOWED_TOOLS: [&str; 2] = ["agent_get_runtime_status", "agent_verify_task"];
 
 /// The resolved contract of a configuration in `apntalk_verification` mode.
@@ -34,19 +37,24 @@ fn is_absolute(dir: &str) -> bool {
     dir.starts_with('/') || dir.chars().nth(1) == Some(':')
 }
 
-/// Every unmet requirement of the contract (§3.2 step 2); empty when compliant.
-pub fn contract_violations(config: &Config) -> Vec<String> {
+/// Every unmet requirement of the contract for `config` publishing `exposed_tools`; empty
+/// when compliant. The one check: the startup self-check aborts on any reason
+/// ([`violation_message`]), and the status tool reports the same reasons
+/// (`non_compliance_reasons`) for the tools actually published.
+pub fn contract_violations(config: &Config, exposed_tools: &[&str]) -> Vec<String> {
     let mut reasons = Vec::new();
     if config.backend != BackendKind::ClaudeCode {
         reasons.push(format!(
-            "backend='{}' does not match required_backend='claude_code'",
-            config.backend
+            "backend='{}' does not match required_backend='{}'",
+            config.backend,
+            BackendKind::ClaudeCode
         ));
     }
     if config.transport != Transport::Stdio {
         reasons.push(format!(
-            "transport='{}' does not match required_transport='stdio'",
-            config.transport
+            "transport='{}' does not match required_transport='{}'",
+            config.transport,
+            Transport::Stdio
         ));
     }
     if config.allowed_dirs.is_empty() {
@@ -61,6 +69,22 @@ pub fn contract_violations(config: &Config) -> Vec<String> {
                 "allowed_directory '{text}' is not an absolute path — bounded directories must be normalized absolute paths"
             ));
         }
+    }
+    let mut extra: Vec<&str> = exposed_tools
+        .iter()
+        .copied()
+        .filter(|tool| !ALLOWED_TOOLS.contains(tool))
+        .collect();
+    extra.sort_unstable();
+    if !extra.is_empty() {
+        reasons.push(format!("extra tools registered: {}", pyfmt::list(extra)));
+    }
+    let missing: Vec<&str> = ALLOWED_TOOLS
+        .into_iter()
+        .filter(|tool| !exposed_tools.contains(tool))
+        .collect();
+    if !missing.is_empty() {
+        reasons.push(format!("admitted tools missing: {}", pyfmt::list(missing)));
     }
     reasons
 }
@@ -98,7 +122,10 @@ mod tests {
     #[test]
     fn a_compliant_configuration_has_no_violations() {
         let c = config(&[]);
-        assert_eq!(contract_violations(&c), Vec::<String>::new());
+        assert_eq!(
+            contract_violations(&c, &ALLOWED_TOOLS),
+            Vec::<String>::new()
+        );
         assert_eq!(
             RestrictionContract::of(&c).unwrap().allowed_directories,
             c.allowed_dirs
@@ -108,7 +135,7 @@ mod tests {
     #[test]
     fn an_empty_allowlist_violates_the_contract() {
         let c = config(&[("CLAUDE_AGENT_MCP_ALLOWED_DIRS", ",")]);
-        let reasons = contract_violations(&c);
+        let reasons = contract_violations(&c, &ALLOWED_TOOLS);
         assert_eq!(
             reasons,
             ["allowed_directories is empty — bounded filesystem scope cannot be proven"]
@@ -126,6 +153,21 @@ mod tests {
             ("CLAUDE_AGENT_MCP_EXECUTION_BACKEND", "api"),
         ]);
         assert!(RestrictionContract::of(&c).is_none());
-        assert_eq!(contract_violations(&c).len(), 1, "backend");
+        assert_eq!(
+            contract_violations(&c, &ALLOWED_TOOLS),
+            ["backend='api' does not match required_backend='claude_code'"]
+        );
+    }
+
+    #[test]
+    fn the_published_tools_must_be_exactly_the_admitted_pair() {
+        let c = config(&[]);
+        assert_eq!(
+            contract_violations(&c, &["agent_verify_task", "agent_run_task"]),
+            [
+                "extra tools registered: ['agent_run_task']",
+                "admitted tools missing: ['agent_get_runtime_status']"
+            ]
+        );
     }
 }

@@ -46,6 +46,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+pub use agent_core::model::ClaudeCodeMode;
 use agent_core::pyfmt;
 use serde::Serialize;
 
@@ -265,14 +266,6 @@ agent_core::string_enum! {
     Transport {
         Stdio => "stdio",
         StreamableHttp => "streamable-http",
-    }
-}
-
-agent_core::string_enum! {
-    /// How the Claude Code backend drives the CLI (`docs/claude-code-backend.md`).
-    ClaudeCodeMode {
-        Native => "native",
-        Text => "text",
     }
 }
 
@@ -710,8 +703,10 @@ impl<'a> Reader<'a> {
         match raw.trim().parse::<T>() {
             Ok(parsed) => Some(parsed),
             Err(_) => {
-                self.problems
-                    .push(format!("{name}={} is not a valid {kind}", pyfmt::repr_str(raw)));
+                self.problems.push(format!(
+                    "{name}={} is not a valid {kind}",
+                    pyfmt::repr_str(raw)
+                ));
                 None
             }
         }
