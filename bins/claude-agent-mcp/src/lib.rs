@@ -14,13 +14,13 @@ use std::time::Duration;
 
 use agent_backends::api::{ApiConfig, MessagesApiBackend};
 use agent_backends::{ClaudeCodeBackend, ClaudeCodeConfig, McpServer, McpTransport};
-use agent_core::continuation::{MediationInclusion, WindowPolicy};
+use agent_core::continuation::WindowPolicy;
 use agent_core::pyfmt;
 use agent_core::{Engine, EngineConfig, ExecutionBackend, SessionStore};
 use agent_federation::{DownstreamTransport, Federation, FederationConfig, FederationSource};
 use agent_mcp::status::{
     CapabilityFlags, ContinuationStatus, MediationStatus, PRESERVED_LIMITATIONS, RestrictionStatus,
-    RuntimeStatus, WorkflowStatus,
+    RuntimeStatus,
 };
 use agent_mcp::{AgentServer, HttpOptions, ToolName};
 use agent_policy::config::{BackendKind, Config, EnvFile, RuntimeMode, Transport};
@@ -211,10 +211,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             include_verification_context: config.continuation.include_verification_context,
             include_tool_downgrade_context: config.continuation.include_tool_downgrade_context,
         },
-        mediation_inclusion: MediationInclusion {
-            include_mediated: config.mediation.include_results_in_continuation,
-            include_rejected: config.mediation.include_rejected_in_continuation,
-        },
+        mediation_inclusion: config.mediation.continuation_inclusion(),
         ..EngineConfig::default()
     };
     let store = Arc::new(store);
@@ -236,21 +233,8 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
     }
     // Mediation parses the claude_code backend's output even when disabled (rejections are
     // audited); the engine calls it only for backends that declare it.
-    let m = &config.mediation;
-    let mediation_settings = agent_mediation::MediationSettings {
-        enabled: m.enabled,
-        max_actions_per_turn: m.max_actions_per_turn,
-        allowed_action_types: m.allowed_action_types.clone(),
-        include_results_in_continuation: m.include_results_in_continuation,
-        max_workflow_steps: m.max_workflow_steps,
-        allowed_tools: m.allowed_tools.clone(),
-        denied_tools: m.denied_tools.clone(),
-        max_session_approvals: m.max_session_approvals,
-        include_rejected_in_continuation: m.include_rejected_in_continuation,
-        policy_profile: m.policy_profile.clone(),
-    };
     engine = engine.with_mediator(Arc::new(agent_mediation::FederatedMediator::new(
-        mediation_settings,
+        config.mediation.clone(),
         federation.clone(),
         Arc::clone(&store) as Arc<dyn SessionStore>,
     )));
@@ -479,7 +463,6 @@ pub fn runtime_status(
     admitted: &[ToolName],
     federation_active: bool,
 ) -> RuntimeStatus {
-    let m = &config.mediation;
     let c = &config.continuation;
     RuntimeStatus {
         version: agent_core::VERSION.to_owned(),
@@ -491,7 +474,7 @@ pub fn runtime_status(
         federation_active,
         capability_flags: CapabilityFlags {
             limited_tool_forwarding_enabled: config.limited_tool_forwarding,
-            execution_mediation_enabled: m.enabled,
+            execution_mediation_enabled: config.mediation.enabled,
             federation_enabled: config.federation_enabled,
         },
         continuation_settings: ContinuationStatus {
@@ -501,20 +484,7 @@ pub fn runtime_status(
             include_verification_context: c.include_verification_context,
             include_tool_downgrade_context: c.include_tool_downgrade_context,
         },
-        mediation_settings: MediationStatus {
-            enabled: m.enabled,
-            max_actions_per_turn: m.max_actions_per_turn,
-            allowed_action_types: m.allowed_action_types.clone(),
-            include_results_in_continuation: m.include_results_in_continuation,
-        },
-        workflow_settings: WorkflowStatus {
-            max_workflow_steps: m.max_workflow_steps,
-            allowed_tools: m.allowed_tools.clone(),
-            denied_tools: m.denied_tools.clone(),
-            max_session_approvals: m.max_session_approvals,
-            include_rejected_in_continuation: m.include_rejected_in_continuation,
-            policy_profile: m.policy_profile.clone(),
-        },
+        mediation: MediationStatus(config.mediation.clone()),
         preserved_limitations: PRESERVED_LIMITATIONS
             .iter()
             .map(|s| (*s).to_owned())

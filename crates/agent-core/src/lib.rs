@@ -231,6 +231,7 @@ pub mod preflight;
 pub mod profile;
 pub mod pyfmt;
 pub mod request;
+pub mod settings;
 pub mod testing;
 pub mod text;
 pub mod time;

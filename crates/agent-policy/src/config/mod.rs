@@ -48,6 +48,7 @@ use std::path::{Path, PathBuf};
 
 pub use agent_core::model::ClaudeCodeMode;
 use agent_core::pyfmt;
+pub use agent_core::settings::MediationSettings;
 use serde::Serialize;
 
 use crate::paths::resolve_path;
@@ -360,33 +361,6 @@ pub struct ContinuationSettings {
     pub max_continuation_forwarding_events: i64,
     pub include_verification_context: bool,
     pub include_tool_downgrade_context: bool,
-}
-
-/// The claude_code mediation settings (`profiles-and-policy.md` §5.4). The first four fields
-/// are the status tool's `mediation_settings`, the others its `workflow_settings`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MediationSettings {
-    /// `ENABLE_EXECUTION_MEDIATION`.
-    pub enabled: bool,
-    /// `MAX_MEDIATED_ACTIONS_PER_TURN`.
-    pub max_actions_per_turn: i64,
-    /// `ALLOWED_MEDIATED_ACTION_TYPES` (not preset-aware); empty = all of `read`, `lookup`,
-    /// `inspect`.
-    pub allowed_action_types: Vec<String>,
-    /// `INCLUDE_MEDIATED_RESULTS_IN_CONTINUATION`.
-    pub include_results_in_continuation: bool,
-    /// `MAX_MEDIATED_WORKFLOW_STEPS`.
-    pub max_workflow_steps: i64,
-    /// `ALLOWED_MEDIATED_TOOLS` (not preset-aware); empty = all visible tools.
-    pub allowed_tools: Vec<String>,
-    /// `DENIED_MEDIATED_TOOLS` (not preset-aware).
-    pub denied_tools: Vec<String>,
-    /// `MAX_SESSION_MEDIATED_APPROVALS`.
-    pub max_session_approvals: i64,
-    /// `INCLUDE_REJECTED_MEDIATION_IN_CONTINUATION`.
-    pub include_rejected_in_continuation: bool,
-    /// `MEDIATION_POLICY_PROFILE` (trimmed; informational).
-    pub policy_profile: String,
 }
 
 /// The resolved, validated configuration. Secrets are redacted in `Debug` and absent from
