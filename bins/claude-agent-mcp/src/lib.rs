@@ -14,13 +14,11 @@ use std::time::Duration;
 
 use agent_backends::api::{ApiConfig, MessagesApiBackend};
 use agent_backends::{ClaudeCodeBackend, ClaudeCodeConfig, McpServer, McpTransport};
-use agent_core::continuation::WindowPolicy;
 use agent_core::pyfmt;
 use agent_core::{Engine, EngineConfig, ExecutionBackend, SessionStore};
 use agent_federation::{DownstreamTransport, Federation, FederationConfig, FederationSource};
 use agent_mcp::status::{
-    CapabilityFlags, ContinuationStatus, MediationStatus, PRESERVED_LIMITATIONS, RestrictionStatus,
-    RuntimeStatus,
+    CapabilityFlags, MediationStatus, PRESERVED_LIMITATIONS, RestrictionStatus, RuntimeStatus,
 };
 use agent_mcp::{AgentServer, HttpOptions, ToolName};
 use agent_policy::config::{BackendKind, Config, EnvFile, RuntimeMode, Transport};
@@ -204,13 +202,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         max_evidence_bytes: usize::try_from(config.max_evidence_bytes).unwrap_or(usize::MAX),
         restricted_verification: restricted,
         limited_tool_forwarding: config.limited_tool_forwarding,
-        continuation_window: WindowPolicy {
-            max_recent_turns: config.continuation.max_continuation_turns,
-            max_warnings: config.continuation.max_continuation_warnings,
-            max_forwarding_events: config.continuation.max_continuation_forwarding_events,
-            include_verification_context: config.continuation.include_verification_context,
-            include_tool_downgrade_context: config.continuation.include_tool_downgrade_context,
-        },
+        continuation_window: config.continuation.window(),
         mediation_inclusion: config.mediation.continuation_inclusion(),
         ..EngineConfig::default()
     };
@@ -463,7 +455,6 @@ pub fn runtime_status(
     admitted: &[ToolName],
     federation_active: bool,
 ) -> RuntimeStatus {
-    let c = &config.continuation;
     RuntimeStatus {
         version: agent_core::VERSION.to_owned(),
         operator_profile_preset: config.operator_profile.clone(),
@@ -477,13 +468,7 @@ pub fn runtime_status(
             execution_mediation_enabled: config.mediation.enabled,
             federation_enabled: config.federation_enabled,
         },
-        continuation_settings: ContinuationStatus {
-            max_continuation_turns: c.max_continuation_turns,
-            max_continuation_warnings: c.max_continuation_warnings,
-            max_continuation_forwarding_events: c.max_continuation_forwarding_events,
-            include_verification_context: c.include_verification_context,
-            include_tool_downgrade_context: c.include_tool_downgrade_context,
-        },
+        continuation_settings: config.continuation.clone(),
         mediation: MediationStatus(config.mediation.clone()),
         preserved_limitations: PRESERVED_LIMITATIONS
             .iter()

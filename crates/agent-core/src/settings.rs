@@ -1,12 +1,37 @@
-//! The claude_code mediation settings: one type that the configuration resolves
-//! (`agent_policy::config`, with its defaults and presets), the mediator obeys
-//! (`agent-mediation`) and the status tool reports (`agent-mcp`), so none of them keeps a
+//! The claude_code continuation and mediation settings: one type per concern, which the
+//! configuration resolves (`agent_policy::config`, with the defaults and presets), the engine
+//! and the mediator obey and the status tool reports (`agent-mcp`), so none of them keeps a
 //! copy of the fields (`docs/reference/mediation.md`, `docs/configuration.md`).
 
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
-use crate::continuation::MediationInclusion;
+use crate::continuation::{MediationInclusion, WindowPolicy};
+
+/// The claude_code continuation-window settings. Field names are the status tool's
+/// `continuation_settings` keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContinuationSettings {
+    pub max_continuation_turns: i64,
+    pub max_continuation_warnings: i64,
+    pub max_continuation_forwarding_events: i64,
+    pub include_verification_context: bool,
+    pub include_tool_downgrade_context: bool,
+}
+
+impl ContinuationSettings {
+    /// The engine's window (whose names the `session_continuation_context_built` event
+    /// records).
+    pub fn window(&self) -> WindowPolicy {
+        WindowPolicy {
+            max_recent_turns: self.max_continuation_turns,
+            max_warnings: self.max_continuation_warnings,
+            max_forwarding_events: self.max_continuation_forwarding_events,
+            include_verification_context: self.include_verification_context,
+            include_tool_downgrade_context: self.include_tool_downgrade_context,
+        }
+    }
+}
 
 /// The claude_code mediation settings. Limits stay `i64` as configured: a zero or negative
 /// limit rejects every request at its gate.
@@ -125,6 +150,27 @@ mod tests {
             include_rejected_in_continuation: false,
             policy_profile: "mediation_enabled".into(),
         }
+    }
+
+    #[test]
+    fn the_continuation_settings_give_the_engine_window() {
+        let settings = ContinuationSettings {
+            max_continuation_turns: 10,
+            max_continuation_warnings: 5,
+            max_continuation_forwarding_events: 4,
+            include_verification_context: false,
+            include_tool_downgrade_context: true,
+        };
+        assert_eq!(
+            settings.window(),
+            WindowPolicy {
+                max_recent_turns: 10,
+                max_warnings: 5,
+                max_forwarding_events: 4,
+                include_verification_context: false,
+                include_tool_downgrade_context: true,
+            }
+        );
     }
 
     #[test]

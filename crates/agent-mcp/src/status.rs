@@ -1,7 +1,7 @@
 //! The `agent_get_runtime_status` snapshot (`status.md` §1). The binary fills it from the
 //! resolved configuration once; each call stamps `resolved_at`.
 
-pub use agent_core::settings::MediationStatus;
+pub use agent_core::settings::{ContinuationSettings, MediationStatus};
 use serde::Serialize;
 
 /// `status.md` §1.1, in order.
@@ -18,15 +18,6 @@ pub struct CapabilityFlags {
     pub limited_tool_forwarding_enabled: bool,
     pub execution_mediation_enabled: bool,
     pub federation_enabled: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ContinuationStatus {
-    pub max_continuation_turns: i64,
-    pub max_continuation_warnings: i64,
-    pub max_continuation_forwarding_events: i64,
-    pub include_verification_context: bool,
-    pub include_tool_downgrade_context: bool,
 }
 
 /// The restricted-mode proof fields; all `null` in standard mode.
@@ -57,7 +48,7 @@ pub struct RuntimeStatus {
     pub federation_enabled: bool,
     pub federation_active: bool,
     pub capability_flags: CapabilityFlags,
-    pub continuation_settings: ContinuationStatus,
+    pub continuation_settings: ContinuationSettings,
     /// `mediation_settings` and `workflow_settings`.
     #[serde(flatten)]
     pub mediation: MediationStatus,

@@ -17,7 +17,9 @@ use agent_core::{
     BackendOutput, BackendRequest, Capabilities, Engine, ExecContext, ExecutionBackend,
     ExecutionError, PolicyViolation, SessionStatus, SessionStore, WorkspacePolicy,
 };
-use agent_mcp::status::{CapabilityFlags, ContinuationStatus, MediationStatus, RestrictionStatus};
+use agent_mcp::status::{
+    CapabilityFlags, ContinuationSettings, MediationStatus, RestrictionStatus,
+};
 use agent_mcp::validate::INPUT_VALIDATION_PREFIX;
 use agent_mcp::{AgentServer, RuntimeStatus, resources};
 use agent_store::{SqliteStore, StoreConfig};
@@ -115,7 +117,7 @@ fn status() -> RuntimeStatus {
             execution_mediation_enabled: false,
             federation_enabled: false,
         },
-        continuation_settings: ContinuationStatus {
+        continuation_settings: ContinuationSettings {
             max_continuation_turns: 5,
             max_continuation_warnings: 5,
             max_continuation_forwarding_events: 5,

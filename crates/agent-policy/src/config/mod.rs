@@ -48,7 +48,7 @@ use std::path::{Path, PathBuf};
 
 pub use agent_core::model::ClaudeCodeMode;
 use agent_core::pyfmt;
-pub use agent_core::settings::MediationSettings;
+pub use agent_core::settings::{ContinuationSettings, MediationSettings};
 use serde::Serialize;
 
 use crate::paths::resolve_path;
@@ -350,17 +350,6 @@ pub struct CliOverrides {
     pub port: Option<u16>,
     /// `--env-file PATH` / `--no-env-file`.
     pub env_file: EnvFile,
-}
-
-/// The claude_code continuation-window settings (`profiles-and-policy.md` §5.3). Field names
-/// are the status tool's `continuation_settings` keys.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ContinuationSettings {
-    pub max_continuation_turns: i64,
-    pub max_continuation_warnings: i64,
-    pub max_continuation_forwarding_events: i64,
-    pub include_verification_context: bool,
-    pub include_tool_downgrade_context: bool,
 }
 
 /// The resolved, validated configuration. Secrets are redacted in `Debug` and absent from
