@@ -291,6 +291,57 @@ mod tests {
         assert_eq!(list(["/tmp/it's", "a\nb"]), r#"["/tmp/it's", 'a\nb']"#);
     }
 
+    /// Reads a Python string literal as `repr` writes it (the escapes above, nothing else).
+    fn unrepr(literal: &str) -> Option<String> {
+        let quote = literal.chars().next()?;
+        let body = literal.strip_prefix(quote)?.strip_suffix(quote)?;
+        let mut out = String::new();
+        let mut chars = body.chars();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                if c == quote {
+                    return None; // an unescaped quote would end the literal
+                }
+                out.push(c);
+                continue;
+            }
+            let hex = |chars: &mut std::str::Chars<'_>, n: usize| {
+                let digits: String = chars.by_ref().take(n).collect();
+                u32::from_str_radix(&digits, 16)
+                    .ok()
+                    .and_then(char::from_u32)
+            };
+            match chars.next()? {
+                'n' => out.push('\n'),
+                'r' => out.push('\r'),
+                't' => out.push('\t'),
+                'x' => out.push(hex(&mut chars, 2)?),
+                'u' => out.push(hex(&mut chars, 4)?),
+                'U' => out.push(hex(&mut chars, 8)?),
+                c @ ('\\' | '\'' | '"') => out.push(c),
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(
+            crate::testing::proptest_cases(1)
+        ))]
+
+        /// Any text: the literal reads back as the text, is quoted as Python picks, and holds
+        /// only printable characters.
+        #[test]
+        fn repr_str_round_trips(text in "\\PC*|[\\x00-\\x{7f}'\"\\\\]*|\\PC*\\p{Cc}\\p{Cf}\\p{Zs}\\PC*") {
+            let literal = repr_str(&text);
+            proptest::prop_assert_eq!(unrepr(&literal), Some(text.clone()));
+            let quote = if text.contains('\'') && !text.contains('"') { '"' } else { '\'' };
+            proptest::prop_assert!(literal.starts_with(quote) && literal.ends_with(quote));
+            proptest::prop_assert!(literal.chars().all(printable), "{}", literal);
+        }
+    }
+
     #[test]
     fn truthiness_and_type_names() {
         for falsy in [
