@@ -1,12 +1,13 @@
-//! The APNTalk restriction contract (`profiles-and-policy.md` §3): the resolved values of the
-//! restricted verification mode and the startup self-check that must pass before any state is
-//! touched.
+//! The APNTalk restriction contract (`profiles-and-policy.md` §3), every rule of the
+//! restricted verification mode in one place: the resolved values, the required backend and
+//! transport, the tool list, the configuration problems, and the self-check that must pass
+//! before any state is touched (the status tool reports the same check).
 
 use std::path::PathBuf;
 
 use agent_core::pyfmt;
 
-use crate::config::{BackendKind, Config, RuntimeMode, Transport};
+use crate::config::{BackendKind, Config, RuntimeMode, Transport, vars};
 
 pub const POLICY_MODE: &str = "verification_only";
 pub const AUTHORITY_MODE: &str = "advisory_only";
@@ -14,6 +15,10 @@ pub const TOOL_SURFACE_MODE: &str = "restricted";
 pub const ACTIVE_PROFILE: &str = "apntalk_verification";
 pub const CONTRACT_ID: &str = "apntalk_verification_v1";
 pub const CONTRACT_VERSION: i64 = 1;
+/// The only backend the mode runs on.
+pub const REQUIRED_BACKEND: BackendKind = BackendKind::ClaudeCode;
+/// The only transport the mode serves.
+pub const REQUIRED_TRANSPORT: Transport = Transport::Stdio;
 /// The admitted tools, sorted: the only tools published in the restricted mode (the binary
 /// derives its tool surface from this list).
 pub const ALLOWED_TOOLS: [&str; 2] = ["agent_get_runtime_status", "agent_verify_task"];
@@ -37,24 +42,47 @@ fn is_absolute(dir: &str) -> bool {
     dir.starts_with('/') || dir.chars().nth(1) == Some(':')
 }
 
+/// The configuration problems of the mode (reported with the other configuration errors,
+/// before the self-check): the backend and the transport as parsed, with the raw values read.
+pub(crate) fn configuration_problems(
+    (backend, backend_raw): (Option<BackendKind>, &str),
+    (transport, transport_raw): (Option<Transport>, &str),
+) -> Vec<String> {
+    let mode = format!("{}={}", vars::MODE, RuntimeMode::ApntalkVerification);
+    let mut problems = Vec::new();
+    if backend != Some(REQUIRED_BACKEND) {
+        problems.push(format!(
+            "{mode} requires {}='{REQUIRED_BACKEND}', got {}",
+            vars::EXECUTION_BACKEND,
+            pyfmt::repr_str(backend_raw)
+        ));
+    }
+    if transport != Some(REQUIRED_TRANSPORT) {
+        problems.push(format!(
+            "{mode} requires {}='{REQUIRED_TRANSPORT}', got {}",
+            vars::TRANSPORT,
+            pyfmt::repr_str(transport_raw)
+        ));
+    }
+    problems
+}
+
 /// Every unmet requirement of the contract for `config` publishing `exposed_tools`; empty
 /// when compliant. The one check: the startup self-check aborts on any reason
 /// ([`violation_message`]), and the status tool reports the same reasons
 /// (`non_compliance_reasons`) for the tools actually published.
 pub fn contract_violations(config: &Config, exposed_tools: &[&str]) -> Vec<String> {
     let mut reasons = Vec::new();
-    if config.backend != BackendKind::ClaudeCode {
+    if config.backend != REQUIRED_BACKEND {
         reasons.push(format!(
-            "backend='{}' does not match required_backend='{}'",
-            config.backend,
-            BackendKind::ClaudeCode
+            "backend='{}' does not match required_backend='{REQUIRED_BACKEND}'",
+            config.backend
         ));
     }
-    if config.transport != Transport::Stdio {
+    if config.transport != REQUIRED_TRANSPORT {
         reasons.push(format!(
-            "transport='{}' does not match required_transport='{}'",
-            config.transport,
-            Transport::Stdio
+            "transport='{}' does not match required_transport='{REQUIRED_TRANSPORT}'",
+            config.transport
         ));
     }
     if config.allowed_dirs.is_empty() {

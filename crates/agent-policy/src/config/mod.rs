@@ -978,25 +978,10 @@ fn resolve(
         }
     }
     if mode == Some(RuntimeMode::ApntalkVerification) {
-        let apntalk = RuntimeMode::ApntalkVerification.as_str();
-        if backend != Some(BackendKind::ClaudeCode) {
-            problems.push(format!(
-                "{}={apntalk} requires {}='{}', got {}",
-                vars::MODE,
-                vars::EXECUTION_BACKEND,
-                BackendKind::ClaudeCode.as_str(),
-                pyfmt::repr_str(&backend_raw)
-            ));
-        }
-        if transport != Some(Transport::Stdio) {
-            problems.push(format!(
-                "{}={apntalk} requires {}='{}', got {}",
-                vars::MODE,
-                vars::TRANSPORT,
-                Transport::Stdio.as_str(),
-                pyfmt::repr_str(&transport_raw)
-            ));
-        }
+        problems.extend(crate::restricted::configuration_problems(
+            (backend, &backend_raw),
+            (transport, &transport_raw),
+        ));
     }
     if transport == Some(Transport::StreamableHttp)
         && !host.is_empty()
