@@ -13,7 +13,8 @@
 //! 3. The server is spawned over stdio, pointed at the stand-in, with a throwaway working and
 //!    state directory, and an MCP client (rmcp) connects to it, exactly as Claude Desktop, Claude
 //!    Code or any other MCP client would.
-//! 4. The six tools are called in order (run, continue, get, list, verify, status); each call's
+//! 4. Six of the seven tools are called in order (run, continue, get, list, verify, status; the
+//!    seventh, `agent_cancel_session`, needs a run in flight); each call's
 //!    arguments and JSON result are printed.
 //! 5. The client disconnects, the server exits, the temporary directory is removed.
 //!
@@ -111,7 +112,7 @@ pub async fn find_or_build_server(out: &mut impl Write) -> Result<PathBuf, Error
     Ok(server)
 }
 
-/// Starts the stand-in API, spawns `server_binary` against it, drives the six tools and shuts
+/// Starts the stand-in API, spawns `server_binary` against it, drives six of the seven tools and shuts
 /// down, writing a narrated transcript to `out`. Fails if any step does not succeed.
 pub async fn run_quickstart(server_binary: &Path, out: &mut impl Write) -> Result<(), Error> {
     let log = StandInLog::default();
@@ -204,7 +205,7 @@ async fn drive(
         .collect();
     writeln!(out, "Tools offered: {}", tools.join(", "))?;
 
-    // 3. The six tools, in the order a client typically uses them.
+    // 3. Six of the seven tools, in the order a client typically uses them (no cancel).
     let run = call(
         &client,
         log,

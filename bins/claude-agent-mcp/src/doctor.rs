@@ -1,4 +1,5 @@
-//! `claude-agent-mcp doctor` (`beyond.md` §7): checks an installation without serving MCP.
+//! `claude-agent-mcp doctor` (`docs/reference/status.md#2-command-line`): checks an installation
+//! without serving MCP.
 //!
 //! One line per check on stdout, `✓ <check>: <what was found>` or
 //! `✗ <check>: <what is wrong> — fix: <what to do>`, then a summary line. The exit status is 1
@@ -523,11 +524,7 @@ async fn probe_api(url: &str, key: &str) -> Result<u16, String> {
     // Never follows a redirect: it would carry the key to wherever it points.
     let client = agent_backends::api::client_builder()
         .timeout(API_PROBE_TIMEOUT)
-        .user_agent(concat!(
-            "claude-agent-mcp/",
-            env!("CARGO_PKG_VERSION"),
-            " doctor"
-        ))
+        .user_agent(format!("{} doctor", agent_core::USER_AGENT))
         .build()
         .map_err(|e| e.to_string())?;
     let response = client

@@ -27,11 +27,11 @@ use agent_store::{SqliteStore, StoreConfig};
 use clap::{CommandFactory, Parser};
 use tokio_util::sync::CancellationToken;
 
-/// Command-line interface (`status.md` §2).
+/// Command-line interface (`docs/reference/status.md#2-command-line`).
 #[derive(Debug, Parser)]
 #[command(
     name = "claude-agent-mcp",
-    version,
+    version = agent_core::VERSION,
     about = "A local-first MCP server for durable, policy-bounded Claude agent sessions."
 )]
 pub struct Cli {
@@ -107,7 +107,8 @@ pub fn main_entry() -> ExitCode {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version: stdout, status 0
         Err(e) => {
-            // Argument errors: the message and the usage on stderr, status 2 (`status.md` §2).
+            // Argument errors: the message and the usage on stderr, status 2
+            // (`docs/reference/status.md#2-command-line`).
             let usage = Cli::command().render_usage();
             let _ = write!(std::io::stderr(), "{e}\n{usage}\n");
             return ExitCode::from(2);
@@ -138,7 +139,7 @@ fn fail(error: &StartupError) -> ExitCode {
     ExitCode::from(error.code)
 }
 
-/// Startup sequence of `profiles-and-policy.md` §6.2, then serve until shutdown.
+/// Startup sequence of `docs/reference/policy.md#92-startup-sequence`, then serve until shutdown.
 pub async fn run(cli: Cli) -> Result<(), StartupError> {
     let cwd = std::env::current_dir()
         .map_err(|e| StartupError::new(format!("cannot read the working directory: {e}")))?;
@@ -213,8 +214,8 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         Arc::new(policy),
         engine_config,
     );
-    // Federation never aborts startup (`federation.md` §1); it is handed to the engine only
-    // when at least one allowlisted tool was discovered.
+    // Federation never aborts startup (`docs/reference/federation.md#1-enablement`); it is handed
+    // to the engine only when at least one allowlisted tool was discovered.
     let federation = Federation::from_source(
         federation_source,
         Arc::clone(&store) as Arc<dyn SessionStore>,
@@ -362,7 +363,8 @@ async fn build_backend(
         BackendKind::ClaudeCode => {
             let backend =
                 ClaudeCodeBackend::new(claude_code_config(config, cli_mcp_servers(federation)));
-            // Startup validation (`backends.md` §3): the CLI is found and answers --version.
+            // Startup validation (`docs/reference/backends.md#3-selection-and-startup-checks`): the
+            // CLI is found and answers --version.
             let version = backend
                 .check()
                 .await
@@ -419,7 +421,8 @@ fn cli_mcp_servers(federation: Option<&FederationConfig>) -> Vec<McpServer> {
         .collect()
 }
 
-/// The restricted-mode proof fields (`status.md` §1); all null in standard mode.
+/// The restricted-mode proof fields (`docs/reference/status.md#1-runtime-status-tool`); all null in
+/// standard mode.
 fn restriction_status(config: &Config, admitted: &[ToolName]) -> RestrictionStatus {
     let Some(contract) = restricted::RestrictionContract::of(config) else {
         return RestrictionStatus::default();
@@ -449,7 +452,8 @@ fn restriction_status(config: &Config, admitted: &[ToolName]) -> RestrictionStat
     }
 }
 
-/// The status snapshot from the resolved configuration (`status.md` §1).
+/// The status snapshot from the resolved configuration
+/// (`docs/reference/status.md#1-runtime-status-tool`).
 pub fn runtime_status(
     config: &Config,
     admitted: &[ToolName],
@@ -480,8 +484,9 @@ pub fn runtime_status(
     }
 }
 
-/// Logs to stderr as `<YYYY-MM-DDTHH:MM:SS> <LEVEL> [<component>] <message>` (`status.md` §3).
-/// The MCP library's own chatter is kept at WARNING unless the level is DEBUG.
+/// Logs to stderr as `<YYYY-MM-DDTHH:MM:SS> <LEVEL> [<component>] <message>`
+/// (`docs/reference/status.md#3-logging`). The MCP library's own chatter is kept at WARNING unless
+/// the level is DEBUG.
 fn init_logging(config: &Config) {
     let level = config.log_level.tracing_level();
     let rmcp_level = if level == tracing::Level::DEBUG {
@@ -501,7 +506,7 @@ fn init_logging(config: &Config) {
         .try_init();
 }
 
-/// One log line in the original's layout.
+/// One log line in the contract's layout (`docs/reference/status.md#3-logging`).
 struct LogLine;
 
 impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for LogLine

@@ -1,4 +1,5 @@
-//! The `api` execution backend: the Anthropic Messages API (`backends.md` §4, `beyond.md` §4).
+//! The `api` execution backend: the Anthropic Messages API
+//! (`docs/reference/backends.md#4-the-api-backend`).
 //!
 //! [`MessagesApiBackend`] sends `POST {base}/v1/messages` with one shared [`reqwest::Client`]
 //! (connection pooling) and runs in one of two modes:
@@ -199,7 +200,7 @@ impl ApiBuildError {
 /// points; a 3xx is an answer like any other status, for the caller to report.
 pub fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
-        .user_agent(concat!("claude-agent-mcp/", env!("CARGO_PKG_VERSION")))
+        .user_agent(agent_core::USER_AGENT)
         .redirect(reqwest::redirect::Policy::none())
 }
 
@@ -365,8 +366,9 @@ impl MessagesApiBackend {
                 debug!(tool = tool_use.name, turn = turns, "executing tool call");
                 let outcome =
                     cancellable(ctx, executor.call(tool_use.name, tool_use.input)).await?;
-                // A failed call keeps the original's `Error: ` text and is flagged `is_error`
-                // so the model knows the tool failed (an addition to `backends.md` §4.3).
+                // A failed call keeps the original's `Error: ` text and is flagged `is_error` so
+                // the model knows the tool failed (**[fixed]** in
+                // `docs/reference/backends.md#43-tool-use-loop`).
                 let (content, is_error) = match outcome {
                     Ok(text) => (text, false),
                     Err(message) => (format!("Error: {message}"), true),

@@ -3,10 +3,11 @@
 //! Execution backends of claude-agent-mcp: implementations of the
 //! [`agent_core::ExecutionBackend`] port.
 //!
-//! * [`api`]: [`MessagesApiBackend`], which calls the Anthropic Messages API over HTTP
-//!   (single-shot requests and the tool-use loop of `backends.md` §4).
-//! * [`claude_code`]: [`ClaudeCodeBackend`], which runs the Claude Code CLI (`backends.md` §5,
-//!   native JSON mode of `beyond.md` §4, or the original's text mode).
+//! * [`api`]: [`MessagesApiBackend`], which calls the Anthropic Messages API over HTTP (single-shot
+//!   requests and the tool-use loop of `docs/reference/backends.md#4-the-api-backend`).
+//! * [`claude_code`]: [`ClaudeCodeBackend`], which runs the Claude Code CLI
+//!   (`docs/reference/backends.md#5-the-claude_code-backend`): the native JSON mode (an addition)
+//!   or the original's text mode (`docs/reference/backends.md#52-invocation`).
 
 pub mod api;
 pub mod claude_code;

@@ -1,5 +1,5 @@
-//! The structured continuation context (`backends.md` §5.6) that the engine builds from a
-//! session's row and event log for backends that declare
+//! The structured continuation context (`docs/reference/backends.md#56-continuation-context`) that
+//! the engine builds from a session's row and event log for backends that declare
 //! `supports_structured_continuation_context` (the Claude Code CLI backend).
 
 use serde::Serialize;
@@ -12,7 +12,7 @@ use crate::pyfmt;
 /// The reconstruction format version recorded in events and prompts.
 pub const RECONSTRUCTION_VERSION: &str = "v1.0.0";
 
-/// How much history a continuation carries (`profiles-and-policy.md` §5.3).
+/// How much history a continuation carries (`docs/reference/backends.md#56-continuation-context`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WindowPolicy {
     pub max_recent_turns: i64,
@@ -72,7 +72,7 @@ pub struct ContinuationContext {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Building the context (`backends.md` §5.6)
+// Building the context (`docs/reference/backends.md#56-continuation-context`)
 // ---------------------------------------------------------------------------------------------
 
 /// The forwarding mode recorded by limited text injection.
@@ -84,7 +84,8 @@ pub const FORWARDING_MODE_NONE: &str = "none";
 /// The reason used when a non-forwarding event carries none.
 pub const DEFAULT_NOT_FORWARDED_REASON: &str = "backend does not support downstream tools";
 
-/// Which mediated results a continuation carries (`mediation.md` §9).
+/// Which mediated results a continuation carries
+/// (`docs/reference/mediation.md#8-continuation-summaries`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MediationInclusion {
     /// `CLAUDE_AGENT_MCP_CLAUDE_CODE_INCLUDE_MEDIATED_RESULTS_IN_CONTINUATION`.
@@ -94,8 +95,9 @@ pub struct MediationInclusion {
     pub include_rejected: bool,
 }
 
-/// Builds the structured continuation context of `record` from its full event log (read
-/// **before** the new `user_input` event is written), following `backends.md` §5.6 steps 1–8.
+/// Builds the structured continuation context of `record` from its full event log (read **before**
+/// the new `user_input` event is written), following
+/// `docs/reference/backends.md#56-continuation-context` steps 1–8.
 ///
 /// Window sizes are used as given, except that a zero or negative size keeps nothing (the
 /// original sliced Python lists with them; this implementation treats "the last 0 turns" as
@@ -339,7 +341,8 @@ fn cut(text: &str, max: usize, marker: bool) -> String {
     }
 }
 
-/// `mediation.md` §9: action summaries first, then workflow summaries, in event order.
+/// `docs/reference/mediation.md#8-continuation-summaries`: action summaries first, then workflow
+/// summaries, in event order.
 fn mediated_summaries(events: &[StoredEvent], include_rejected: bool) -> Vec<String> {
     let field =
         |payload: &Value, key: &str| payload.get(key).map(pyfmt::to_str).unwrap_or_default();
@@ -421,7 +424,7 @@ fn mediated_summaries(events: &[StoredEvent], include_rejected: bool) -> Vec<Str
 }
 
 // ---------------------------------------------------------------------------------------------
-// Limited tool forwarding screening (`backends.md` §5.5)
+// Limited tool forwarding screening (`docs/reference/backends.md#55-limited-tool-forwarding`)
 // ---------------------------------------------------------------------------------------------
 
 /// JSON-Schema keywords that make a schema too complex for text injection, in the order they
@@ -464,16 +467,17 @@ impl ToolScreening {
     }
 }
 
-/// Screens a tool for limited text injection (`backends.md` §5.5), checks in order:
-/// blank description, unsupported schema keyword, more than [`MAX_INJECTED_PROPERTIES`]
-/// top-level properties.
+/// Screens a tool for limited text injection
+/// (`docs/reference/backends.md#55-limited-tool-forwarding`), checks in order: blank description,
+/// unsupported schema keyword, more than [`MAX_INJECTED_PROPERTIES`] top-level properties.
 ///
-/// The original's quirk (a plain substring search of the schema text, so that any schema
-/// containing the letters `not`, e.g. a property named `notes`, was rejected) is fixed: only
-/// real keyword usage counts, i.e. an object key named `$ref`, `allOf`, `anyOf`, `oneOf` or
-/// `not` anywhere in the schema tree. Names of properties (keys of `properties`,
-/// `patternProperties`, `$defs`, `definitions`, `dependentSchemas`) are not keywords, and
-/// literal data (`enum`, `const`, `default`, `examples`) is not searched.
+/// The original's quirk (**[fixed]** in `docs/reference/backends.md#55-limited-tool-forwarding`; a
+/// plain substring search of the schema text, so that any schema containing the letters `not`, e.g.
+/// a property named `notes`, was rejected) is fixed: only real keyword usage counts, i.e. an object
+/// key named `$ref`, `allOf`, `anyOf`, `oneOf` or `not` anywhere in the schema tree. Names of
+/// properties (keys of `properties`, `patternProperties`, `$defs`, `definitions`,
+/// `dependentSchemas`) are not keywords, and literal data (`enum`, `const`, `default`, `examples`)
+/// is not searched.
 pub fn screen_tool(tool: &ToolDefinition) -> ToolScreening {
     if tool.description.trim().is_empty() {
         return ToolScreening {

@@ -61,9 +61,10 @@ pub struct EngineConfig {
     /// (`CLAUDE_AGENT_MCP_MAX_EVIDENCE_BYTES`).
     pub max_evidence_bytes: usize,
     /// `CLAUDE_AGENT_MCP_CLAUDE_CODE_LIMITED_TOOL_FORWARDING`: federated tools are described to
-    /// a backend without native tools (`backends.md` §5.5).
+    /// a backend without native tools (`docs/reference/backends.md#55-limited-tool-forwarding`).
     pub limited_tool_forwarding: bool,
-    /// The continuation window for backends that take a structured context (`backends.md` §5.6).
+    /// The continuation window for backends that take a structured context
+    /// (`docs/reference/backends.md#56-continuation-context`).
     pub continuation_window: WindowPolicy,
     /// Which mediated results continuation contexts carry.
     pub mediation_inclusion: MediationInclusion,
@@ -205,7 +206,7 @@ impl Engine {
     }
 
     /// Adds runtime-mediated execution of tool requests in the output of backends that
-    /// declare `supports_execution_mediation` (`mediation.md`).
+    /// declare `supports_execution_mediation` (`docs/reference/mediation.md#1-scope`).
     pub fn with_mediator(mut self, mediator: Arc<dyn OutputMediator>) -> Self {
         self.mediator = Some(mediator);
         self
@@ -228,11 +229,11 @@ impl Engine {
         (!ttl.is_zero()).then(|| (ttl / 2).max(Duration::from_millis(10)))
     }
 
-    /// The lease sweeper (`sessions.md` §5): every [`lease_sweep_period`](Self::lease_sweep_period)
-    /// turns `running` sessions whose lease expired into `interrupted`
-    /// ([`SessionStore::sweep_expired_leases`]). Runs until the future is dropped; returns at
-    /// once when the period is `None`. The first sweep comes one period after the start
-    /// (startup recovery has just run).
+    /// The lease sweeper (`docs/reference/sessions.md#5-crash-recovery`): every
+    /// [`lease_sweep_period`](Self::lease_sweep_period) turns `running` sessions whose lease
+    /// expired into `interrupted` ([`SessionStore::sweep_expired_leases`]). Runs until the future
+    /// is dropped; returns at once when the period is `None`. The first sweep comes one period
+    /// after the start (startup recovery has just run).
     pub async fn sweep_expired_leases(&self) {
         let Some(period) = self.lease_sweep_period() else {
             return;
@@ -258,7 +259,7 @@ impl Engine {
     // agent_run_task
     // -----------------------------------------------------------------------------------------
 
-    /// `tools.md` §6.
+    /// `docs/reference/tools.md#4-agent_run_task`.
     pub async fn run_task(&self, req: RunTaskRequest, ctx: &ExecContext) -> Envelope {
         let workflow = Workflow::RunTask;
         let profile = req.profile;
@@ -266,8 +267,9 @@ impl Engine {
         let requested_dir = req.working_directory.clone().filter(|d| !d.is_empty());
         let paths = req.attachments.clone();
         let budget = self.config.max_evidence_bytes;
-        // Order of checks: working directory, then attachments (`profiles-and-policy` §2.4);
-        // the policy reads what it let through, checking each path again as it opens it.
+        // Order of checks: working directory, then attachments
+        // (`docs/reference/policy.md#4-attachments-and-evidence-paths`); the policy reads what it
+        // let through, checking each path again as it opens it.
         let checked = self
             .with_policy(move |policy| {
                 let working_dir = policy.resolve_working_directory(requested_dir.as_deref())?;
@@ -285,7 +287,8 @@ impl Engine {
         let working_dir_text = working_dir.to_string_lossy().into_owned();
         let session_id = ids::new_session_id();
         let owner = ids::new_lock_owner(workflow);
-        // `allow_tools: false` withholds every tool (the original accepted and ignored it).
+        // `allow_tools: false` withholds every tool (the original accepted and ignored it;
+        // **[fixed]** in `docs/reference/tools.md#4-agent_run_task`).
         let routing = if req.allow_tools {
             self.route_tools(profile, 0)
         } else {
@@ -376,9 +379,10 @@ impl Engine {
     // agent_continue_session
     // -----------------------------------------------------------------------------------------
 
-    /// `tools.md` §7. A lost lock race answers `session_conflict` without touching the session
-    /// (the original's quirk of marking it failed is fixed), and continuing a session that is
-    /// running under a live lease also answers `session_conflict`, naming the holder.
+    /// `docs/reference/tools.md#5-agent_continue_session`. A lost lock race answers
+    /// `session_conflict` without touching the session (the original marked it failed; a
+    /// **[fixed]** behaviour of that section), and continuing a session that is running under a
+    /// live lease also answers `session_conflict`, naming the holder.
     pub async fn continue_session(
         &self,
         req: ContinueSessionRequest,
@@ -560,7 +564,8 @@ impl Engine {
     // agent_verify_task
     // -----------------------------------------------------------------------------------------
 
-    /// `verification.md` §2: preflight, evidence, policy, session, one backend call, verdict.
+    /// `docs/reference/verification.md#2-flow`: preflight, evidence, policy, session, one backend
+    /// call, verdict.
     pub async fn verify_task(&self, req: VerifyTaskRequest, ctx: &ExecContext) -> Envelope {
         let workflow = Workflow::VerifyTask;
         let profile = Profile::Verification;
@@ -766,7 +771,8 @@ impl Engine {
         env
     }
 
-    /// §8.4: the session fails with the given `error_event`, and the result says why.
+    /// `docs/reference/verification.md#84-unavailable`: the session fails with the given
+    /// `error_event`, and the result says why.
     async fn unavailable(
         &self,
         session_id: &str,
@@ -806,7 +812,7 @@ impl Engine {
     // agent_get_session / agent_list_sessions
     // -----------------------------------------------------------------------------------------
 
-    /// `tools.md` §8.
+    /// `docs/reference/tools.md#6-agent_get_session`.
     pub async fn get_session(&self, req: &GetSessionRequest) -> Result<SessionView, ErrorObject> {
         match self.store.get_session(&req.session_id).await {
             Ok(Some(record)) => Ok(SessionView::from(&record)),
@@ -818,7 +824,7 @@ impl Engine {
         }
     }
 
-    /// `tools.md` §9.
+    /// `docs/reference/tools.md#7-agent_list_sessions`.
     pub async fn list_sessions(
         &self,
         req: &ListSessionsRequest,
@@ -830,7 +836,8 @@ impl Engine {
     }
 
     // -----------------------------------------------------------------------------------------
-    // Resources (`beyond.md` §2): sessions, their event logs and artifacts, read-only
+    // Resources (`docs/reference/sessions.md#11-resources`): sessions, their event logs and
+    // artifacts, read-only
     // -----------------------------------------------------------------------------------------
 
     /// A page of sessions, most recently updated first, and whether more follow.
@@ -1061,9 +1068,10 @@ impl Engine {
             .flatten()
     }
 
-    /// Runtime-mediated execution (`mediation.md` §3) of a successful run or continuation on a
-    /// backend that declares it: its events are written before the response summary and its
-    /// warnings follow the backend's. Never for verification, never for the api backend.
+    /// Runtime-mediated execution (`docs/reference/mediation.md#3-processing-order`) of a
+    /// successful run or continuation on a backend that declares it: its events are written before
+    /// the response summary and its warnings follow the backend's. Never for verification, never
+    /// for the api backend.
     #[allow(clippy::too_many_arguments)]
     async fn mediate(
         &self,
@@ -1301,9 +1309,10 @@ impl Engine {
     // agent_cancel_session
     // -----------------------------------------------------------------------------------------
 
-    /// Cancels the execution in flight on `session_id` (`beyond.md` §2) and waits until it is
-    /// recorded as `cancelled`. A session that is not running here answers
-    /// `session_status_error` and nothing changes.
+    /// Cancels the execution in flight on `session_id`
+    /// (`docs/reference/tools.md#10-agent_cancel_session`) and waits until it is recorded as
+    /// `cancelled`. A session that is not running here answers `session_status_error` and nothing
+    /// changes.
     pub async fn cancel_session(&self, session_id: &str) -> Envelope {
         self.cancel_session_with_reason(session_id, "cancelled by agent_cancel_session")
             .await
@@ -1402,10 +1411,11 @@ impl Engine {
         }
     }
 
-    /// Federated tool routing per backend (`backends.md` §6): what the backend is given, the
-    /// catalog event, and the envelope warning. Built-in tools go only to backends with a native
-    /// tool loop; federated tools are forwarded as text to a backend that can only describe them
-    /// when limited forwarding is on, and otherwise withheld with a warning.
+    /// Federated tool routing per backend (`docs/reference/backends.md#6-federated-tool-routing`):
+    /// what the backend is given, the catalog event, and the envelope warning. Built-in tools go
+    /// only to backends with a native tool loop; federated tools are forwarded as text to a backend
+    /// that can only describe them when limited forwarding is on, and otherwise withheld with a
+    /// warning.
     fn route_tools(&self, profile: Profile, turn: i64) -> ToolRouting {
         let capabilities = self.backend.capabilities();
         // The first provider to offer a name owns it (the API rejects duplicate tool names).
@@ -1596,10 +1606,11 @@ impl ArtifactKind {
     }
 }
 
-/// `sessions.md` §8, with full outputs (`beyond.md` §4): user inputs, and for each response the
-/// full output kept for its turn (the one-line summary when none was kept, e.g. in a database
-/// written by the original); a trailing unanswered user turn is dropped; the oldest messages are
-/// dropped while the total exceeds `budget_chars`, so the history still starts with a user turn.
+/// `docs/reference/sessions.md#8-conversation-history`, with full outputs: user inputs, and for
+/// each response the full output kept for its turn (the one-line summary when none was kept, e.g.
+/// in a database written by the original); a trailing unanswered user turn is dropped; the oldest
+/// messages are dropped while the total exceeds `budget_chars`, so the history still starts with a
+/// user turn.
 pub fn conversation_history(
     events: &[StoredEvent],
     outputs: &[(i64, String)],
@@ -1651,8 +1662,8 @@ pub fn conversation_history(
     messages
 }
 
-/// `verification.md` §3.
-/// With `evidence`, the contents follow the list of paths (`beyond.md` §5).
+/// `docs/reference/verification.md#3-prompt`. With `evidence`, the contents follow the list of
+/// paths (`docs/reference/verification.md#10-evidence-contents`).
 pub fn verification_prompt(req: &VerifyTaskRequest, evidence: &[Evidence]) -> String {
     let mut lines = vec![format!("Task to verify: {}", req.task)];
     if let Some(scope) = req.scope.as_deref().filter(|s| !s.is_empty()) {
@@ -1756,7 +1767,8 @@ fn verification_envelope(
     }
 }
 
-/// The `errors[].code` of an unavailable result: its failure code where the spec names one.
+/// The `errors[].code` of an unavailable result: its failure code where the reference names one
+/// (`docs/reference/verification.md#84-unavailable`).
 fn failure_error_code(failure: &Unavailability) -> ErrorCode {
     match failure.failure_code {
         FailureCode::Spec(code) => code,

@@ -1,4 +1,5 @@
-//! The canonical response envelope (`tools.md` §4) returned by run, continue and verify.
+//! The canonical response envelope (`docs/reference/envelope.md#2-the-canonical-envelope`) returned
+//! by run, continue and verify.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -23,7 +24,8 @@ pub struct ArtifactRef {
     pub mime_type: String,
 }
 
-/// The envelope, fields in the original's key order.
+/// The envelope, fields in the contract's key order
+/// (`docs/reference/envelope.md#2-the-canonical-envelope`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Envelope {
     pub ok: bool,
@@ -62,7 +64,8 @@ impl Envelope {
         }
     }
 
-    /// The generic error envelope (`tools.md` §4.3): summary = message, empty result.
+    /// The generic error envelope (`docs/reference/envelope.md#5-the-generic-error-envelope`):
+    /// summary = message, empty result.
     pub fn error(
         session_id: impl Into<String>,
         workflow: Workflow,

@@ -1,4 +1,5 @@
-//! Error codes (`tools.md` §5) and the error object clients receive (`tools.md` §4.2).
+//! Error codes (`docs/reference/envelope.md#6-error-codes`) and the error object clients receive
+//! (`docs/reference/envelope.md#4-error-objects`).
 
 use serde::{Serialize, Serializer};
 use serde_json::Value;
@@ -27,7 +28,8 @@ string_enum! {
         UnknownTool => "unknown_tool",
         InspectorUnavailable => "inspector_unavailable",
         MissingEvidence => "missing_evidence",
-        // The execution was cancelled (an addition, `beyond.md` §2).
+        // The execution was cancelled (an addition,
+        // `docs/reference/tools.md#10-agent_cancel_session`).
         SessionCancelled => "session_cancelled",
         // Verification preflight lint codes, reported on a restricted-mode block.
         ScopeTooBroad => "scope_too_broad",
@@ -36,7 +38,8 @@ string_enum! {
         NonVerifiableRequest => "non_verifiable_request",
         OutOfProfileRequest => "out_of_profile_request",
         RestrictedModeMismatch => "restricted_mode_mismatch",
-        // Verification failure codes of unavailable results (`verification.md` §7).
+        // Verification failure codes of unavailable results
+        // (`docs/reference/verification.md#7-unavailable-results`).
         ClaudeCodeNotInstalled => "claude_code_not_installed",
         ClaudeCodeTimeout => "claude_code_timeout",
         ClaudeCodeNotAuthenticated => "claude_code_not_authenticated",
@@ -47,8 +50,8 @@ string_enum! {
     }
 }
 
-/// Whether an error object carries a `details` key (`tools.md` §4.2): the workflow layer
-/// always writes it (usually `null`), the handler-validation layer omits it.
+/// Whether an error object carries a `details` key (`docs/reference/envelope.md#4-error-objects`):
+/// the workflow layer always writes it (usually `null`), the handler-validation layer omits it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Details {
     Omitted,

@@ -1,4 +1,5 @@
-//! Session events (`sessions.md` §7): types and payload constructors with exact key sets.
+//! Session events (`docs/reference/events.md#2-event-types`): types and payload constructors with
+//! exact key sets.
 
 use serde_json::{Value, json};
 
@@ -32,9 +33,9 @@ string_enum! {
         MediatedWorkflowStepRejected => "mediated_workflow_step_rejected",
         MediatedWorkflowStepCompleted => "mediated_workflow_step_completed",
         MediatedWorkflowCompleted => "mediated_workflow_completed",
-        // Cancellation (an addition, `beyond.md` §2).
+        // Cancellation (an addition, `docs/reference/tools.md#10-agent_cancel_session`).
         SessionCancelled => "session_cancelled",
-        // Built-in workspace tools (an addition, `beyond.md` §4).
+        // Built-in workspace tools (an addition, `docs/tools.md#events`).
         WorkspaceToolInvocation => "workspace_tool_invocation",
         WorkspaceToolResult => "workspace_tool_result",
         // Lease safety (additions, issue #12 item 7).

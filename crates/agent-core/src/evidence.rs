@@ -1,8 +1,8 @@
-//! Evidence and attachment contents (`beyond.md` §5): files are read, bounded by a total byte
-//! budget, and given to the model with their paths; binary files are named, not inlined, and
-//! directories are listed. The reading is the policy adapter's
-//! ([`WorkspacePolicy::read_evidence`](crate::ports::WorkspacePolicy::read_evidence)); this
-//! module only holds what was read and renders it.
+//! Evidence and attachment contents (`docs/reference/verification.md#10-evidence-contents`): files
+//! are read, bounded by a total byte budget, and given to the model with their paths; binary files
+//! are named, not inlined, and directories are listed. The reading is the policy adapter's
+//! ([`WorkspacePolicy::read_evidence`](crate::ports::WorkspacePolicy::read_evidence)); this module
+//! only holds what was read and renders it.
 
 /// What was found at one path.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,5 @@
-//! Identifier construction (`sessions.md` §1): `sess_`/`art_` + 16 hex digits of a UUIDv4,
-//! and lock owner tokens per workflow.
+//! Identifier construction (`docs/reference/sessions.md#1-identifiers`): `sess_`/`art_` + 16 hex
+//! digits of a UUIDv4, and lock owner tokens per workflow.
 
 use crate::model::Workflow;
 

@@ -256,8 +256,16 @@ pub use request::{
 };
 pub use time::Timestamp;
 
-/// The version reported by `--version`, MCP `initialize` and the status tool (`beyond.md` §1).
+/// The version reported by `--version`, MCP `initialize` and the status tool
+/// (`docs/reference/tools.md#1-server-identity-and-capabilities`).
+///
+/// The one source of the version is `[workspace.package] version` in the root `Cargo.toml`;
+/// every crate inherits it and every user of the version reads this constant or
+/// [`USER_AGENT`], never its own `CARGO_PKG_VERSION`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The `User-Agent` the server's HTTP clients send: `claude-agent-mcp/<VERSION>`.
+pub const USER_AGENT: &str = concat!("claude-agent-mcp/", env!("CARGO_PKG_VERSION"));
 
 /// The MCP server name.
 pub const SERVER_NAME: &str = "claude-agent-mcp";

@@ -12,7 +12,7 @@ macro_rules! string_enum {
         }
 
         impl $name {
-            /// Every value, in spec order.
+            /// Every value, in the order the reference lists them.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
 
             /// The contract string.
@@ -48,14 +48,15 @@ macro_rules! string_enum {
 pub(crate) use crate::string_enum;
 
 string_enum! {
-    /// The stored status of a session (`sessions.md` §3).
+    /// The stored status of a session (`docs/reference/sessions.md#3-statuses-and-transitions`).
     SessionStatus {
         Created => "created",
         Running => "running",
         Completed => "completed",
         Failed => "failed",
         Interrupted => "interrupted",
-        // An addition (`beyond.md` §2): the execution was cancelled.
+        // An addition (`docs/reference/sessions.md#3-statuses-and-transitions`): the execution was
+        // cancelled.
         Cancelled => "cancelled",
     }
 }
@@ -72,7 +73,7 @@ string_enum! {
 }
 
 string_enum! {
-    /// An execution profile (`profiles-and-policy.md` §1).
+    /// An execution profile (`docs/reference/policy.md#1-profiles`).
     Profile {
         General => "general",
         Verification => "verification",

@@ -36,7 +36,7 @@ impl StoreError {
     }
 }
 
-/// A full session row (`sessions.md` §2).
+/// A full session row (`docs/reference/sessions.md#2-session-record`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionRecord {
     pub session_id: String,
@@ -103,12 +103,13 @@ pub struct Finish {
     /// New `provider_session_id` (unchanged when `None`).
     pub provider_session_id: Option<String>,
     /// The full output of a successful execution, kept (keyed by the new `turn_count`) so that
-    /// continuations replay it instead of its one-line summary (`beyond.md` §4).
+    /// continuations replay it instead of its one-line summary
+    /// (`docs/reference/sessions.md#8-conversation-history`).
     pub output_text: Option<String>,
     pub events: Vec<Event>,
 }
 
-/// An artifact body to persist (`sessions.md` §10).
+/// An artifact body to persist (`docs/reference/sessions.md#10-artifacts`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewArtifact<'a> {
     pub session_id: &'a str,
@@ -122,7 +123,7 @@ pub struct NewArtifact<'a> {
     pub body: &'a [u8],
 }
 
-/// A stored artifact's metadata (`sessions.md` §10.2).
+/// A stored artifact's metadata (`docs/reference/sessions.md#102-record`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArtifactRecord {
     pub artifact_id: String,
@@ -287,7 +288,8 @@ pub trait ToolExecutor: Send + Sync {
     async fn call(&self, name: &str, input: Value) -> Result<String, String>;
 }
 
-/// Token usage of one execution (`beyond.md` §4).
+/// Token usage of one execution (`result.usage`,
+/// `docs/reference/envelope.md#2-the-canonical-envelope`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Usage {
     pub input_tokens: u64,
@@ -324,7 +326,7 @@ impl Usage {
     }
 }
 
-/// What the workflow hands a backend (`backends.md` §1).
+/// What the workflow hands a backend (`docs/reference/backends.md#1-backend-contract`).
 #[derive(Clone)]
 pub struct BackendRequest {
     pub session_id: String,
@@ -342,7 +344,8 @@ pub struct BackendRequest {
     /// Extra instructions appended to the system prompt (the mediation teaching section).
     pub extra_instructions: Option<String>,
     /// The structured continuation context, for backends that declare
-    /// `supports_structured_continuation_context` (`backends.md` §5.6).
+    /// `supports_structured_continuation_context`
+    /// (`docs/reference/backends.md#56-continuation-context`).
     pub continuation: Option<crate::continuation::ContinuationContext>,
 }
 
@@ -371,7 +374,7 @@ pub struct BackendOutput {
 }
 
 /// What kind of failure a backend saw, so that verification can say whether retrying or a
-/// fallback verifier makes sense (`verification.md` §7).
+/// fallback verifier makes sense (`docs/reference/verification.md#7-unavailable-results`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum FailureKind {
     #[default]
@@ -416,7 +419,7 @@ impl ExecutionError {
     }
 }
 
-/// Capability flags (`backends.md` §2); all false by default.
+/// Capability flags (`docs/reference/backends.md#2-capabilities`); all false by default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Capabilities {
     pub supports_downstream_tools: bool,
@@ -488,7 +491,7 @@ pub trait ToolProvider: Send + Sync + 'static {
 // Mediation
 // ---------------------------------------------------------------------------------------------
 
-/// One execution's output, offered to mediation (`mediation.md` §3).
+/// One execution's output, offered to mediation (`docs/reference/mediation.md#3-processing-order`).
 #[derive(Debug, Clone, Copy)]
 pub struct MediationRequest<'a> {
     pub session_id: &'a str,
@@ -541,7 +544,7 @@ impl PolicyViolation {
     }
 }
 
-/// Working-directory and attachment policy (`profiles-and-policy.md` §2).
+/// Working-directory and attachment policy (`docs/reference/policy.md#3-working-directory`).
 pub trait WorkspacePolicy: Send + Sync + 'static {
     /// The canonical server working directory.
     fn cwd(&self) -> &Path;

@@ -1,4 +1,5 @@
-//! Verification preflight and reason taxonomy (`verification.md` §5–§6): deterministic
+//! Verification preflight and reason taxonomy (`docs/reference/verification.md#5-preflight`,
+//! `docs/reference/verification.md#6-reason-taxonomy`): deterministic
 //! heuristics over the request, lint codes, operator guidance and the assessment mapping.
 //! Pure functions; table-tested below.
 
@@ -11,7 +12,7 @@ use crate::model::string_enum;
 use crate::verdict::Verdict;
 
 string_enum! {
-    /// The reason taxonomy (`verification.md` §6.1).
+    /// The reason taxonomy (`docs/reference/verification.md#61-codes`).
     ReasonCode {
         SufficientEvidence => "sufficient_evidence",
         InsufficientEvidence => "insufficient_evidence",
@@ -25,7 +26,8 @@ string_enum! {
 }
 
 impl ReasonCode {
-    /// The operator guidance strings of this code, in order (`verification.md` §6.2).
+    /// The operator guidance strings of this code, in order
+    /// (`docs/reference/verification.md#62-guidance-strings`).
     pub const fn guidance(self) -> [&'static str; 2] {
         match self {
             ReasonCode::SufficientEvidence => [
@@ -158,7 +160,8 @@ pub struct Preflight {
     pub ok: bool,
 }
 
-/// `verification.md` §5.1–5.2.
+/// `docs/reference/verification.md#51-request-shape` and
+/// `docs/reference/verification.md#52-lint-codes`.
 pub fn preflight(
     task: &str,
     scope: Option<&str>,
@@ -227,7 +230,8 @@ pub fn preflight(
 }
 
 string_enum! {
-    /// How a verification ended, for routing (`verification.md` §6.3, §8).
+    /// How a verification ended, for routing (`docs/reference/verification.md#63-assessment`,
+    /// `docs/reference/verification.md#8-result-shapes`).
     Decision {
         Verified => "verified",
         NotVerified => "not_verified",
@@ -236,7 +240,7 @@ string_enum! {
     }
 }
 
-/// The assessment fields of a result (`verification.md` §6.3).
+/// The assessment fields of a result (`docs/reference/verification.md#63-assessment`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assessment {
     pub decision: Decision,
@@ -309,8 +313,8 @@ pub fn assess(verdict: Verdict, lint: &[ReasonCode]) -> Assessment {
     }
 }
 
-/// The assessment of an unavailable result (`verification.md` §8.4): lint codes only shape
-/// the scope and profile fields.
+/// The assessment of an unavailable result (`docs/reference/verification.md#84-unavailable`): lint
+/// codes only shape the scope and profile fields.
 pub fn assess_unavailable(lint: &[ReasonCode]) -> Assessment {
     let codes = [ReasonCode::InsufficientEvidence];
     Assessment {

@@ -1,4 +1,4 @@
-//! Execution profiles (`profiles-and-policy.md` §1): system prompts and turn caps.
+//! Execution profiles (`docs/reference/policy.md#1-profiles`): system prompts and turn caps.
 
 use crate::model::Profile;
 

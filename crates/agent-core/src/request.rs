@@ -1,7 +1,7 @@
-//! Tool requests and the handler-layer validation of `tools.md` §3.2.
+//! Tool requests and the handler-layer validation of `docs/reference/tools.md#32-handler-layer`.
 //!
 //! Each `from_args` takes the raw JSON arguments of a tool call (after the schema layer) and
-//! returns a typed request, or the exact error response the spec prescribes for that tool.
+//! returns a typed request, or the exact error response the reference prescribes for that tool.
 //! The error side is the response itself (an [`Envelope`]), hence `result_large_err` is allowed.
 #![allow(clippy::result_large_err)]
 
@@ -161,7 +161,7 @@ impl GetSessionRequest {
     }
 }
 
-/// `agent_cancel_session` (an addition, `beyond.md` §2).
+/// `agent_cancel_session` (an addition, `docs/reference/tools.md#10-agent_cancel_session`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CancelSessionRequest {
     pub session_id: String,
@@ -322,8 +322,9 @@ pub fn core_verdict_result() -> Map<String, Value> {
     }
 }
 
-/// The largest `task`, `message` or `scope` accepted, in bytes. The original had no limit; a
-/// request this large cannot fit a model's context, so it is refused before any session exists.
+/// The largest `task`, `message` or `scope` accepted, in bytes
+/// (`docs/reference/tools.md#32-handler-layer`, **[added]**). The original had no limit; a request
+/// this large cannot fit a model's context, so it is refused before any session exists.
 pub const MAX_TEXT_BYTES: usize = 512 * 1024;
 
 fn limit_text(key: &str, text: String, problems: &mut Vec<String>) -> String {
@@ -469,7 +470,8 @@ fn boolean(
     }
 }
 
-/// Integers with the original's lenient coercion: `5`, `5.0`, `"5"` and booleans.
+/// Integers with the original's lenient coercion: `5`, `5.0`, `"5"` and booleans (**[kept]**,
+/// `docs/reference/tools.md#32-handler-layer`).
 fn bounded_int(
     args: &Map<String, Value>,
     key: &str,

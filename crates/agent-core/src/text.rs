@@ -8,8 +8,8 @@ pub fn truncate_chars(text: &str, max: usize) -> &str {
     }
 }
 
-/// `tools.md` §4.1: the first line of the stripped output; longer than 200 code points →
-/// its first 200 plus `...`; `(empty response)` when blank.
+/// `docs/reference/envelope.md#3-summary`: the first line of the stripped output; longer than 200
+/// code points → its first 200 plus `...`; `(empty response)` when blank.
 pub fn summarize_output(output: &str) -> String {
     let first = output.trim().lines().next().unwrap_or("");
     if first.is_empty() {

@@ -1,5 +1,6 @@
-//! Timestamps (`sessions.md` §6): stored as ISO-8601 with a `+00:00` offset, returned to clients
-//! with a trailing `Z`; microsecond precision, the fraction omitted when it is zero.
+//! Timestamps (`docs/reference/sessions.md#6-timestamps`): stored as ISO-8601 with a `+00:00`
+//! offset, returned to clients with a trailing `Z`; microsecond precision, the fraction omitted
+//! when it is zero.
 
 use chrono::{DateTime, Datelike, SubsecRound, Timelike, Utc};
 

@@ -1,4 +1,5 @@
-//! Verdict parsing (`verification.md` §4): a pure function of the model's text.
+//! Verdict parsing (`docs/reference/verification.md#4-verdict-parsing`): a pure function of the
+//! model's text.
 
 use std::sync::LazyLock;
 
@@ -205,7 +206,8 @@ mod tests {
         ] {
             let _ = parse_verdict(text, true);
         }
-        // `\s*` after a bullet may cross a newline, exactly as in the original's regex.
+        // `\s*` after a bullet may cross a newline, exactly as in the original's regex
+        // (`docs/reference/verification.md#4-verdict-parsing`).
         assert_eq!(
             parse_verdict("FINDINGS:\n- \n- x", true).findings,
             vec!["- x".to_owned()]

@@ -1,4 +1,5 @@
-//! Verification results (`verification.md` §7–§8): the 18-key result of every path, and the
+//! Verification results (`docs/reference/verification.md#7-unavailable-results`,
+//! `docs/reference/verification.md#8-result-shapes`): the 18-key result of every path, and the
 //! classification of backend failures into routable "unavailable" outcomes.
 
 use serde::Serialize;
@@ -58,7 +59,7 @@ impl VerificationResult {
         }
     }
 
-    /// §8.1: verification ran and its output was parsed.
+    /// `docs/reference/verification.md#81-normal`: verification ran and its output was parsed.
     pub fn performed(parsed: ParsedVerdict, lint: &[ReasonCode], usage: Option<Usage>) -> Self {
         let a = assess(parsed.verdict, lint);
         Self {
@@ -67,14 +68,17 @@ impl VerificationResult {
         }
     }
 
-    /// §8.2 and §8.3: blocked before any session (restricted-mode mismatch, missing evidence).
+    /// `docs/reference/verification.md#82-restricted-mode-block` and
+    /// `docs/reference/verification.md#83-missing-evidence`: blocked before any session
+    /// (restricted-mode mismatch, missing evidence).
     pub fn not_performed(lint: &[ReasonCode]) -> Self {
         let parsed = fail_closed_lists();
         let a = assess(Verdict::FailClosed, lint);
         Self::from_parts(parsed, a, false)
     }
 
-    /// §8.4: the backend could not produce a usable verification.
+    /// `docs/reference/verification.md#84-unavailable`: the backend could not produce a usable
+    /// verification.
     pub fn unavailable(lint: &[ReasonCode], failure: &Unavailability) -> Self {
         let a = assess_unavailable(lint);
         Self {
@@ -97,18 +101,19 @@ fn fail_closed_lists() -> ParsedVerdict {
     }
 }
 
-/// Why a verification is unavailable (`verification.md` §7).
+/// Why a verification is unavailable (`docs/reference/verification.md#7-unavailable-results`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unavailability {
     pub failure_class: &'static str,
-    /// The failure code: a `claude_code_*` code of the spec, or for Messages API failures an
+    /// The failure code: a `claude_code_*` code of the reference, or for Messages API failures an
     /// `api_*` code (an addition; the original did not classify them).
     pub failure_code: FailureCode,
     pub retryable: bool,
     pub summary: String,
 }
 
-/// A failure code: one of the spec's, or an addition for the Messages API.
+/// A failure code: one of the reference's `claude_code_*` codes, or an addition for the Messages
+/// API (`docs/reference/verification.md#7-unavailable-results`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureCode {
     Spec(ErrorCode),
@@ -166,7 +171,8 @@ const LIMIT_WORDS: [&str; 10] = [
     "usage cap",
 ];
 
-/// The empty-output rule, whichever backend is active (failure code as the spec names it).
+/// The empty-output rule, whichever backend is active (failure code as the reference names it, a
+/// **[kept]** quirk of `docs/reference/verification.md#7-unavailable-results`).
 pub fn empty_output() -> Unavailability {
     unavailable(
         "backend_unusable_response",
@@ -234,7 +240,8 @@ pub fn classify(error: &ExecutionError) -> Option<Unavailability> {
     }
 }
 
-/// Messages API failures by kind and HTTP status (an addition to the spec's classification).
+/// Messages API failures by kind and HTTP status (an addition to the classification of
+/// `docs/reference/verification.md#7-unavailable-results`).
 fn classify_api(kind: FailureKind) -> Option<(&'static str, &'static str, bool, &'static str)> {
     Some(match kind {
         FailureKind::Cancelled => return None,

@@ -1,7 +1,14 @@
-//! The workflow engine embedded without MCP: every port is an in-memory fake (`fakes`), and
-//! each test pins one behaviour of `tools.md` §4–§9/§13, `sessions.md` §3–§8,
-//! `verification.md` §1–§4/§8.3 and `backends.md` §1/§4.3 on whole envelopes, whole event
-//! lists and whole session records.
+//! The workflow engine embedded without MCP: every port is an in-memory fake (`fakes`), and each
+//! test pins one behaviour of the reference on whole envelopes, whole event lists and whole session
+//! records: the tools and envelopes (`docs/reference/tools.md#4-agent_run_task` to
+//! `docs/reference/tools.md#13-edge-cases`, `docs/reference/envelope.md#2-the-canonical-envelope`),
+//! sessions (`docs/reference/sessions.md#3-statuses-and-transitions` to
+//! `docs/reference/sessions.md#8-conversation-history`, `docs/reference/events.md#3-sequences`),
+//! verification (`docs/reference/verification.md#2-flow`,
+//! `docs/reference/verification.md#4-verdict-parsing`,
+//! `docs/reference/verification.md#83-missing-evidence`) and the backend contract
+//! (`docs/reference/backends.md#1-backend-contract`,
+//! `docs/reference/backends.md#43-tool-use-loop`).
 
 // Helpers outside `#[test]` functions are test code too (clippy's allow-in-tests misses them).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -172,8 +179,10 @@ fn error_envelope(
     })
 }
 
-/// A verification envelope with `result` cut to the five core keys of `verification.md` §4
-/// (and `usage`): the assessment fields of §6/§8 arrive with preflight and are pinned there.
+/// A verification envelope with `result` cut to the five core keys of
+/// `docs/reference/verification.md#4-verdict-parsing` (and `usage`): the assessment fields of
+/// `docs/reference/verification.md#63-assessment` and
+/// `docs/reference/verification.md#8-result-shapes` arrive with preflight and are pinned there.
 fn verify_value(env: &Envelope) -> Value {
     let mut value = env.to_value();
     if let Some(result) = value.get_mut("result").and_then(Value::as_object_mut) {
@@ -327,7 +336,8 @@ async fn run_task_success_returns_envelope_events_record_and_output_artifact() {
         ]
     );
 
-    // sessions.md §7.2: the normative run sequence, response summary at T = backend turns.
+    // `docs/reference/events.md#3-sequences`: the normative run sequence, response summary at T =
+    // backend turns.
     let mut want = run_events("Refactor the parser", "general", 10);
     want.push(response_summary(
         3,
@@ -461,7 +471,7 @@ async fn run_task_stores_output_artifact_from_fifty_code_points() {
         let count = usize::from(*stored);
         assert_eq!(env.artifacts.len(), count, "{text}");
         assert_eq!(h.record(&env.session_id).artifact_count, count as i64);
-        // No artifact_emission event is ever written (sessions.md §7.1).
+        // No artifact_emission event is ever written (`docs/reference/events.md#2-event-types`).
         assert!(
             h.events(&env.session_id)
                 .iter()
@@ -811,7 +821,8 @@ async fn continue_passes_history_and_accumulates_counters() {
             format!("session {id} completed"),
         ]
     );
-    // Each execution's full output is kept under its new turn count (beyond.md §4).
+    // Each execution's full output is kept under its new turn count
+    // (`docs/reference/sessions.md#8-conversation-history`).
     assert_eq!(
         h.store.outputs_of(&id),
         [
@@ -2267,8 +2278,9 @@ async fn the_lease_is_renewed_during_mediation() {
     );
 }
 
-/// `tools.md` §6 / `sessions.md` §4: "The lock is always released." `abandon` falls back to
-/// `release_lock` when `finish_execution` fails, but `conclude` and `fail` do not.
+/// `docs/reference/tools.md#4-agent_run_task` / `docs/reference/sessions.md#4-locking`: "The lock
+/// is always released." `abandon` falls back to `release_lock` when `finish_execution` fails, but
+/// `conclude` and `fail` do not.
 #[tokio::test]
 
 async fn lock_is_released_even_when_finish_execution_fails() {

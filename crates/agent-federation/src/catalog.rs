@@ -1,4 +1,5 @@
-//! The catalog (`federation.md` §3–§5): discovered tools under `<server>__<tool>`, the
+//! The catalog (`docs/reference/federation.md#3-discovery`,
+//! `docs/reference/federation.md#4-visibility`): discovered tools under `<server>__<tool>`, the
 //! allowlist, per-profile visibility and the Anthropic tool definitions.
 
 use std::sync::Arc;
@@ -52,7 +53,7 @@ impl CatalogTool {
         self.allowed && self.profiles_allowed.contains(&profile)
     }
 
-    /// The Anthropic tool definition (`federation.md` §5.1).
+    /// The Anthropic tool definition (`docs/reference/federation.md#4-visibility`).
     pub fn definition(&self) -> ToolDefinition {
         let description = if self.description.trim().is_empty() {
             format!("Tool from {}", self.server)

@@ -1,5 +1,7 @@
-//! The federation config file (`federation.md` §2): format, defaults and validation, with the
-//! original's exact error messages. Any error disables federation; warnings never do.
+//! The federation config file (`docs/reference/federation.md#2-configuration`): format, defaults
+//! and validation, with the original's exact error messages
+//! (`docs/federation.md#33-errors-any-one-disables-federation`). Any error disables federation;
+//! warnings never do.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,24 +13,28 @@ use serde_json::{Map, Value};
 
 /// `discovery_timeout_seconds` when absent.
 pub const DEFAULT_DISCOVERY_TIMEOUT_SECONDS: f64 = 10.0;
-/// `call_timeout_seconds` when absent (an extension: the original had no call timeout).
+/// `call_timeout_seconds` when absent (an extension: the original had no call timeout;
+/// `docs/reference/federation.md#6-invocation`).
 pub const DEFAULT_CALL_TIMEOUT_SECONDS: f64 = 60.0;
 /// The transports a config may name, as the unsupported-transport message lists them.
 pub const SUPPORTED_TRANSPORTS: [&str; 2] = ["stdio", "streamable-http"];
 
-/// Why a config file cannot be used. `Display` is the exact message of `federation.md` §1/§2.3.
+/// Why a config file cannot be used. `Display` is the exact message of
+/// `docs/federation.md#1-enabling` and `docs/federation.md#33-errors-any-one-disables-federation`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FederationConfigError {
-    /// The path does not exist (logged differently from the other errors, §1).
+    /// The path does not exist (logged differently from the other errors,
+    /// `docs/federation.md#1-enabling`).
     #[error("Federation config file not found: {}", .0.display())]
     NotFound(PathBuf),
-    /// Every other error: the message as the spec words it.
+    /// Every other error: the message as `docs/federation.md#33-errors-any-one-disables-federation`
+    /// words it.
     #[error("{0}")]
     Invalid(String),
 }
 
 impl FederationConfigError {
-    /// The error log line of `federation.md` §1 (`… — federation will be disabled`).
+    /// The error log line of `docs/federation.md#1-enabling` (`… — federation will be disabled`).
     pub fn log_line(&self) -> String {
         match self {
             FederationConfigError::NotFound(_) => {
@@ -79,7 +85,8 @@ pub struct DownstreamServerConfig {
     /// Trimmed, non-empty, without `__`.
     pub name: String,
     pub transport: DownstreamTransport,
-    /// Truthiness of the JSON value (the string `"false"` counts as true, as in the original).
+    /// Truthiness of the JSON value (the string `"false"` counts as true, as in the original:
+    /// **[kept]** in `docs/reference/federation.md#1-enablement`).
     pub enabled: bool,
     /// Spawn/connect + `initialize` + `tools/list`; also bounds a reconnection.
     pub discovery_timeout: Duration,
@@ -104,7 +111,7 @@ pub struct FederationConfig {
 
 impl FederationConfig {
     /// Reads and validates the file at `path`. Warnings are logged and kept in
-    /// [`FederationConfig::warnings`]; the error's `Display` is the spec's message.
+    /// [`FederationConfig::warnings`]; the error's `Display` is the guide's message.
     pub fn load(path: impl AsRef<Path>) -> Result<FederationConfig, FederationConfigError> {
         let path = path.as_ref();
         if !path.exists() {

@@ -29,9 +29,9 @@ use tokio::sync::Mutex;
 
 use crate::config::{DownstreamServerConfig, DownstreamTransport};
 
-/// The parent variables a stdio child inherits, when set: the base set every child of the
-/// server gets (`federation.md` §3, plus `LANG`); everything else, `ANTHROPIC_API_KEY`
-/// included, stays out. The configured `env` is laid over them.
+/// The parent variables a stdio child inherits, when set: the base set every child of the server
+/// gets (`docs/federation.md#6-child-environment-stdio`, plus `LANG`); everything else,
+/// `ANTHROPIC_API_KEY` included, stays out. The configured `env` is laid over them.
 pub const BASE_ENV_VARS: &[&str] = child_env::BASE_VARS;
 
 /// The exact environment of a stdio child: the [`BASE_ENV_VARS`] present in this process

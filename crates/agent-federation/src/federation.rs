@@ -17,8 +17,8 @@ use crate::catalog::{CatalogTool, build_catalog};
 use crate::config::{FederationConfig, FederationConfigError};
 use crate::connection::{self, ConnectionState, ServerConnection};
 
-/// Why an invocation was refused before any downstream contact (`federation.md` §6 steps 1–3).
-/// These never write events.
+/// Why an invocation was refused before any downstream contact
+/// (`docs/reference/federation.md#6-invocation` steps 1–3). These never write events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InvocationErrorKind {
@@ -31,7 +31,7 @@ pub enum InvocationErrorKind {
 }
 
 impl InvocationErrorKind {
-    /// The internal error code (`tools.md`: federation internals).
+    /// The internal error code (`docs/reference/envelope.md#6-error-codes`: federation internals).
     pub fn code(self) -> &'static str {
         match self {
             InvocationErrorKind::NotVisible => "downstream_tool_not_visible",
@@ -98,7 +98,8 @@ pub struct ServerStatus {
     pub last_error: Option<String>,
 }
 
-/// What the binary logs and reports (`federation.md` §1, §8). Only `enabled` and `active`
+/// What the binary logs and reports (`docs/reference/federation.md#1-enablement`,
+/// `docs/reference/federation.md#7-status`). Only `enabled` and `active`
 /// reach MCP clients (`federation_enabled`, `federation_active`); the rest is for logs and
 /// `doctor`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -155,7 +156,7 @@ pub enum FederationSource {
 }
 
 impl FederationSource {
-    /// Reads the configuration from the two settings (`federation.md` §1).
+    /// Reads the configuration from the two settings (`docs/reference/federation.md#1-enablement`).
     pub fn load(enabled: bool, config_path: Option<&Path>) -> FederationSource {
         match (enabled, config_path) {
             (false, _) => FederationSource::Disabled,
@@ -217,7 +218,7 @@ impl Federation {
         }
     }
 
-    /// The whole startup of `federation.md` §1 from the two settings
+    /// The whole startup of `docs/reference/federation.md#1-enablement` from the two settings
     /// (`CLAUDE_AGENT_MCP_FEDERATION_ENABLED`, `CLAUDE_AGENT_MCP_FEDERATION_CONFIG`): never
     /// fails; every problem is logged and leaves federation inactive.
     pub async fn from_settings(
@@ -467,9 +468,9 @@ impl Federation {
         .await;
     }
 
-    /// Invokes a federated tool for a session (`federation.md` §6, with a call timeout and
-    /// `isError` honoured). `Err` is a refusal before any downstream contact (no events);
-    /// `Ok` means the call was attempted and both events were written.
+    /// Invokes a federated tool for a session (`docs/reference/federation.md#6-invocation`, with a
+    /// call timeout and `isError` honoured). `Err` is a refusal before any downstream contact (no
+    /// events); `Ok` means the call was attempted and both events were written.
     pub async fn invoke(
         &self,
         ctx: &ToolCallContext,
@@ -596,7 +597,8 @@ impl Federation {
     }
 }
 
-/// Result content as text (`federation.md` §6 step 6), `isError` turning it into a failure.
+/// Result content as text (`docs/reference/federation.md#6-invocation` step 6), `isError` turning
+/// it into a failure.
 fn normalise(tool: &CatalogTool, result: &CallToolResult) -> InvocationResult {
     let mut parts: Vec<String> = result
         .content

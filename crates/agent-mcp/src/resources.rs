@@ -1,5 +1,5 @@
-//! MCP resources (`beyond.md` §2): `session://{session_id}` (the `agent_get_session` object),
-//! `session://{session_id}/events` (the event log as JSON) and
+//! MCP resources (`docs/reference/sessions.md#11-resources`): `session://{session_id}` (the
+//! `agent_get_session` object), `session://{session_id}/events` (the event log as JSON) and
 //! `artifact://{session_id}/{artifact_id}` (the artifact's bytes with its MIME type).
 
 use agent_core::Engine;

@@ -64,7 +64,7 @@ impl AgentServer {
         }
     }
 
-    /// Standard mode: all six tools.
+    /// Standard mode: all seven tools (`docs/reference/tools.md#2-published-tools`).
     pub fn standard(engine: Arc<Engine>, status: RuntimeStatus) -> Self {
         Self::new(engine, status, ToolName::ALL.to_vec())
     }

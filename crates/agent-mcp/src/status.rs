@@ -1,10 +1,10 @@
-//! The `agent_get_runtime_status` snapshot (`status.md` §1). The binary fills it from the
-//! resolved configuration once; each call stamps `resolved_at`.
+//! The `agent_get_runtime_status` snapshot (`docs/reference/status.md#1-runtime-status-tool`). The
+//! binary fills it from the resolved configuration once; each call stamps `resolved_at`.
 
 pub use agent_core::settings::{ContinuationSettings, MediationStatus};
 use serde::Serialize;
 
-/// `status.md` §1.1, in order.
+/// `docs/reference/status.md#11-preserved-limitations`, in order.
 pub const PRESERVED_LIMITATIONS: [&str; 5] = [
     "No native tool_use / tool_result loop in Claude Code backend — mediated execution is runtime-dispatched, not backend-native tool calling",
     "No streaming transport — stdio is the production transport; streamable-http is available but not the default",
@@ -37,7 +37,8 @@ pub struct RestrictionStatus {
     pub server_version: Option<String>,
 }
 
-/// The whole snapshot, fields in the original's order.
+/// The whole snapshot, fields in the contract's order
+/// (`docs/reference/status.md#1-runtime-status-tool`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuntimeStatus {
     pub version: String,

@@ -1,5 +1,6 @@
-//! The published tools: names, contractual input schemas (`tools.md` §2, byte for byte in
-//! property order), output schemas and annotations (`beyond.md` §2).
+//! The published tools: names, contractual input schemas
+//! (`docs/reference/tools.md#2-published-tools`, byte for byte in property order), output schemas
+//! and annotations (additions, same section).
 
 use std::sync::Arc;
 
@@ -19,7 +20,8 @@ pub enum ToolName {
 }
 
 impl ToolName {
-    /// Publication order in standard mode: the original's six, then the additions.
+    /// Publication order in standard mode: the original's six, then the addition
+    /// (`docs/reference/tools.md#2-published-tools`).
     pub const ALL: [ToolName; 7] = [
         ToolName::RunTask,
         ToolName::ContinueSession,

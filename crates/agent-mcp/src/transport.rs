@@ -1,4 +1,5 @@
-//! Transports (`status.md` §4, `beyond.md` §3): stdio, and streamable HTTP at `/mcp` with
+//! Transports (`docs/reference/status.md#4-transports`,
+//! `docs/reference/status.md#42-streamable-http`): stdio, and streamable HTTP at `/mcp` with
 //! Host/Origin validation (403) and an optional bearer token (401).
 
 use std::net::{IpAddr, SocketAddr};

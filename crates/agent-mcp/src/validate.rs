@@ -1,7 +1,7 @@
-//! The schema layer (`tools.md` §3.1): arguments are checked against the tool's published input
-//! schema before any handler runs. Covers the keywords our schemas use (`type`, `enum`,
-//! `minimum`, `maximum`, `required`, `items`); messages follow the usual JSON-Schema validator
-//! phrasing, e.g. `'task' is a required property`.
+//! The schema layer (`docs/reference/tools.md#31-schema-layer`): arguments are checked against the
+//! tool's published input schema before any handler runs. Covers the keywords our schemas use
+//! (`type`, `enum`, `minimum`, `maximum`, `required`, `items`); messages follow the usual
+//! JSON-Schema validator phrasing, e.g. `'task' is a required property`.
 
 use agent_core::pyfmt;
 use serde_json::{Map, Value};

@@ -1,8 +1,9 @@
-//! The handler layer under a property campaign (#12): every tool's arguments, resource URIs
-//! and cursors, driven through [`AgentServer::call`] and the resources module over a real
-//! SQLite store in a temporary directory and a fake backend. Nothing may panic or hang, every
-//! answer has the contract's shape (docs/reference/envelope.md, tools.md), and no session is
-//! left half-written (`running`, or holding a lock) after a call returns.
+//! The handler layer under a property campaign (#12): every tool's arguments, resource URIs and
+//! cursors, driven through [`AgentServer::call`] and the resources module over a real SQLite store
+//! in a temporary directory and a fake backend. Nothing may panic or hang, every answer has the
+//! contract's shape (`docs/reference/envelope.md#1-tool-results`,
+//! `docs/reference/tools.md#2-published-tools`), and no session is left half-written (`running`, or
+//! holding a lock) after a call returns.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

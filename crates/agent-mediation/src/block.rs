@@ -1,6 +1,6 @@
-//! The request-block parser (`mediation.md` §2): finds `<mediated_action_request>` and
-//! `<mediated_workflow_request>` blocks in model output and turns their JSON bodies into
-//! typed requests.
+//! The request-block parser (`docs/reference/mediation.md#2-blocks`): finds
+//! `<mediated_action_request>` and `<mediated_workflow_request>` blocks in model output and turns
+//! their JSON bodies into typed requests.
 //!
 //! Pure and total: any text parses (never panics); a malformed block is skipped and reported
 //! in [`Blocks::skipped`] (the runtime logs it; no event, no envelope warning).
@@ -34,7 +34,7 @@ agent_core::string_enum! {
     }
 }
 
-/// A single-action request (`<mediated_action_request>`, §2.1).
+/// A single-action request (`<mediated_action_request>`, `docs/mediation.md#single-action`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActionRequest {
     /// Stringified; gate 2 accepts `v0.8.0` and `v0.9.0`.
@@ -50,7 +50,8 @@ pub struct ActionRequest {
     pub justification: String,
 }
 
-/// A bounded workflow request (`<mediated_workflow_request>`, §2.2).
+/// A bounded workflow request (`<mediated_workflow_request>`,
+/// `docs/mediation.md#bounded-workflow`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkflowRequest {
     /// Stringified; the workflow gate accepts only `v0.9.0`.
@@ -75,7 +76,8 @@ pub struct WorkflowStep {
 
 /// A step's `step_index`: the given integer, or the step's position when absent.
 ///
-/// Deviation (the original crashed the whole run on a non-integer `step_index`): any other
+/// Deviation (the original crashed the whole run on a non-integer `step_index`; **[fixed]** in
+/// `docs/reference/mediation.md#2-blocks`): any other
 /// value, `null` included, is kept as [`StepIndex::Malformed`] and the step is rejected with
 /// `rejected:malformed_request` while the rest of the workflow goes on.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,8 +143,8 @@ fn block_regex(tag: &str) -> Option<Regex> {
     Regex::new(&format!(r"(?s)<{tag}>{WS}(\{{.*?\}}){WS}</{tag}>")).ok()
 }
 
-/// Finds every block in `text` (§2.3). Action and workflow blocks are matched independently,
-/// each list in text order.
+/// Finds every block in `text` (`docs/reference/mediation.md#2-blocks`). Action and workflow blocks
+/// are matched independently, each list in text order.
 pub fn parse_blocks(text: &str) -> Blocks {
     let mut blocks = Blocks::default();
     for (offset, body) in bodies(&ACTION_BLOCK, text) {

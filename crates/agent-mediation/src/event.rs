@@ -1,4 +1,5 @@
-//! The ten `mediated_*` session events (`mediation.md` §7) with their exact payload keys.
+//! The ten `mediated_*` session events (`docs/reference/mediation.md#9-events`) with their exact
+//! payload keys.
 //!
 //! `agent_core::EventType` does not list these types yet, so they are `&'static str`
 //! constants here and events are [`MediationEvent`] values; the
@@ -21,7 +22,7 @@ pub const MEDIATED_WORKFLOW_STEP_REJECTED: &str = "mediated_workflow_step_reject
 pub const MEDIATED_WORKFLOW_STEP_COMPLETED: &str = "mediated_workflow_step_completed";
 pub const MEDIATED_WORKFLOW_COMPLETED: &str = "mediated_workflow_completed";
 
-/// Every mediation event type, in spec order.
+/// Every mediation event type, in the order of `docs/mediation.md#7-events`.
 pub const ALL_EVENT_TYPES: [&str; 10] = [
     MEDIATED_ACTION_REQUESTED,
     MEDIATED_ACTION_APPROVED,
@@ -35,7 +36,8 @@ pub const ALL_EVENT_TYPES: [&str; 10] = [
     MEDIATED_WORKFLOW_COMPLETED,
 ];
 
-/// The events that count toward the session approval limit (§3 step 1).
+/// The events that count toward the session approval limit (step 1 of
+/// `docs/reference/mediation.md#3-processing-order`).
 pub const APPROVAL_EVENT_TYPES: [&str; 2] =
     [MEDIATED_ACTION_APPROVED, MEDIATED_WORKFLOW_STEP_APPROVED];
 
@@ -102,7 +104,7 @@ impl MediationEvent {
         )
     }
 
-    /// No `rejection_reason` on single-action rejections (§7).
+    /// No `rejection_reason` on single-action rejections (`docs/reference/mediation.md#9-events`).
     pub fn action_rejected(
         turn: i64,
         request_id: &str,
@@ -273,7 +275,8 @@ agent_core::string_enum! {
     }
 }
 
-/// The outcome of executing one approved action or step (§8).
+/// The outcome of executing one approved action or step
+/// (`docs/reference/mediation.md#5-execution`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecutionOutcome {
     pub target_tool: String,

@@ -1,4 +1,5 @@
-//! [`MediationInvoker`] for the downstream federation (`mediation.md` §8, `federation.md` §6).
+//! [`MediationInvoker`] for the downstream federation (`docs/reference/mediation.md#5-execution`,
+//! `docs/reference/federation.md#6-invocation`).
 
 use agent_core::ToolCallContext;
 use agent_federation::Federation;

@@ -1,8 +1,8 @@
 //! # agent-mediation
 //!
-//! Runtime-mediated execution for the `claude_code` backend (`mediation.md`; operator guide in
-//! `docs/mediation.md`). The Claude Code CLI has no tool protocol the server can drive, so
-//! the model may write request blocks in its text output:
+//! Runtime-mediated execution for the `claude_code` backend (`docs/reference/mediation.md#1-scope`;
+//! operator guide in `docs/mediation.md`). The Claude Code CLI has no tool protocol the server can
+//! drive, so the model may write request blocks in its text output:
 //!
 //! ```text
 //! <mediated_action_request>
@@ -20,7 +20,8 @@
 //! * [`parse_blocks`]: the pure, total block parser.
 //! * [`MediationSettings`], [`validate_action`], [`validate_workflow`], [`Rejection`]: the
 //!   gates and every `rejected:*` code with its exact reason.
-//! * [`Mediator::process`]: one execution's pass (§3 processing order).
+//! * [`Mediator::process`]: one execution's pass
+//!   (`docs/reference/mediation.md#3-processing-order`).
 //! * [`teaching_prompt`]: an addition — the prompt section that tells the model the protocol
 //!   and the tools it may request.
 //!

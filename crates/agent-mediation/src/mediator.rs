@@ -1,4 +1,5 @@
-//! The mediator: one pass over a `claude_code` execution's output (`mediation.md` §3–§5, §8).
+//! The mediator: one pass over a `claude_code` execution's output
+//! (`docs/reference/mediation.md#3-processing-order` to `docs/reference/mediation.md#5-execution`).
 //!
 //! [`Mediator::process`] parses the blocks, validates every request, executes approved ones
 //! through a [`MediationInvoker`], writes each `mediated_*` event through a
@@ -6,7 +7,8 @@
 //! `downstream_tool_invocation` / `downstream_tool_result` events land between an approval and
 //! its completion), and returns the envelope warnings.
 //!
-//! One deliberate change from the original (documented in `docs/mediation.md`): **every
+//! One deliberate change from the original (**[fixed]** in
+//! `docs/reference/mediation.md#3-processing-order`): **every
 //! approval counts toward the per-turn limit, whatever its execution outcome**. The original
 //! did not count a failed single action but did count a failed workflow step inside its
 //! workflow (and then not after it); here an approved action or step always uses up one
@@ -50,7 +52,7 @@ pub struct InvokeOutcome {
     pub text: String,
 }
 
-/// Runs an approved action's tool (§8). Implemented for
+/// Runs an approved action's tool (`docs/reference/mediation.md#5-execution`). Implemented for
 /// [`agent_federation::Federation`] over `Federation::invoke`.
 #[async_trait]
 pub trait MediationInvoker: Send + Sync {
@@ -184,7 +186,8 @@ pub struct ActionResult {
     pub status: ResultStatus,
     /// `approved`, `completed_with_execution_failure` or a `rejected:*` code.
     pub policy_decision: String,
-    /// The §6.1 text of a rejection, the invoker's message of a failure, else `None`.
+    /// The reason text of a rejection (`docs/mediation.md#every-code-and-its-exact-reason-text`),
+    /// the invoker's message of a failure, else `None`.
     pub failure_reason: Option<String>,
     pub rejection_reason: Option<RejectionReason>,
     /// `(no arguments)` or `key=<value>, …` (see [`arguments_summary`]).
@@ -201,7 +204,8 @@ impl ActionResult {
         self.status != ResultStatus::Rejected
     }
 
-    /// The envelope warning of a rejected request (§3 step 5); `None` otherwise.
+    /// The envelope warning of a rejected request
+    /// (`docs/reference/mediation.md#7-envelope-warnings`); `None` otherwise.
     pub fn warning(&self) -> Option<String> {
         (self.status == ResultStatus::Rejected).then(|| {
             format!(
@@ -287,8 +291,8 @@ impl Mediator {
         &self.settings
     }
 
-    /// Mediates one execution's output (§3). Blocks are parsed even when mediation is
-    /// disabled, so that their rejections are audited.
+    /// Mediates one execution's output (`docs/reference/mediation.md#3-processing-order`). Blocks
+    /// are parsed even when mediation is disabled, so that their rejections are audited.
     ///
     /// `Err` only when an event could not be appended; processing stops there (the engine
     /// treats it like any other store failure).
@@ -430,7 +434,7 @@ impl Pass<'_, '_> {
         )
     }
 
-    /// §4: one single action.
+    /// Step 3 of `docs/reference/mediation.md#3-processing-order`: one single action.
     async fn single(
         &mut self,
         request: Request<'_>,
@@ -482,7 +486,8 @@ impl Pass<'_, '_> {
         Ok(executed(&request, execution, None))
     }
 
-    /// §5: one workflow, starting from the per-turn count so far.
+    /// Step 4 of `docs/reference/mediation.md#3-processing-order`: one workflow, starting from the
+    /// per-turn count so far.
     async fn workflow(
         &mut self,
         workflow: &WorkflowRequest,
@@ -608,7 +613,8 @@ impl Pass<'_, '_> {
         })
     }
 
-    /// §8: runs an approved request through the invoker; never fails the pass.
+    /// `docs/reference/mediation.md#5-execution`: runs an approved request through the invoker;
+    /// never fails the pass.
     async fn execute(&self, request: &Request<'_>) -> ExecutionOutcome {
         let ctx = ToolCallContext {
             session_id: self.input.session_id.to_owned(),
@@ -715,8 +721,8 @@ fn executed(
     }
 }
 
-/// `(no arguments)`, or `key=<value>` pairs in sorted key order joined by `, `, each value a
-/// Python literal cut to 30 characters plus `…` when longer (§8).
+/// `(no arguments)`, or `key=<value>` pairs in sorted key order joined by `, `, each value a Python
+/// literal cut to 30 characters plus `…` when longer (`docs/reference/mediation.md#5-execution`).
 pub fn arguments_summary(arguments: &Map<String, Value>) -> String {
     if arguments.is_empty() {
         return "(no arguments)".to_owned();

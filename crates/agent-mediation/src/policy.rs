@@ -1,5 +1,7 @@
-//! Mediation settings, the validation gates and every contract code (`mediation.md` §6, §10,
-//! §11; `profiles-and-policy.md` §4 and §5.4).
+//! Mediation settings, the validation gates and every contract code
+//! (`docs/reference/mediation.md#4-validation-gates`,
+//! `docs/reference/mediation.md#10-policy-profile-and-settings`,
+//! `docs/reference/policy.md#7-operator-presets`).
 //!
 //! [`validate_action`] runs the nine per-action gates in their exact order and returns the
 //! first failure; [`validate_workflow`] runs the three workflow-level gates. A [`Rejection`]
@@ -38,7 +40,7 @@ pub const SUPPORTED_MEDIATION_VERSIONS: [&str; 2] =
 pub use agent_core::settings::MediationSettings;
 
 impl PolicyProfile {
-    /// The informational policy profile object of `settings` (§10).
+    /// The informational policy profile object of `settings` (`docs/reference/mediation.md#10-policy-profile-and-settings`).
     pub fn of(settings: &MediationSettings) -> PolicyProfile {
         PolicyProfile {
             name: settings.policy_profile.clone(),
@@ -65,7 +67,8 @@ impl PolicyProfile {
 }
 
 agent_core::string_enum! {
-    /// Which mediated items a policy profile says continuations carry (§10).
+    /// Which mediated items a policy profile says continuations carry
+    /// (`docs/reference/mediation.md#10-policy-profile-and-settings`).
     ContinuationInclusionMode {
         AllSteps => "all_steps",
         ApprovedOnly => "approved_only",
@@ -73,7 +76,8 @@ agent_core::string_enum! {
     }
 }
 
-/// The mediation policy profile derived from the settings, for inspection and logs (§10).
+/// The mediation policy profile derived from the settings, for inspection and logs
+/// (`docs/reference/mediation.md#10-policy-profile-and-settings`).
 /// Its name has no effect on enforcement. `allowed_action_types` lists the effective types
 /// (all three when the setting is empty).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -89,8 +93,8 @@ pub struct PolicyProfile {
 }
 
 agent_core::string_enum! {
-    /// The rejection-reason enum (§6), written as `rejection_reason` in workflow-step
-    /// rejection events.
+    /// The rejection-reason enum (`docs/mediation.md#every-code-and-its-exact-reason-text`),
+    /// written as `rejection_reason` in workflow-step rejection events.
     RejectionReason {
         FeatureDisabled => "feature_disabled",
         InvalidVersion => "invalid_version",
@@ -134,7 +138,7 @@ pub enum Rejection {
     /// Workflow gate 3.
     WorkflowStepLimitExceeded,
     /// A workflow step whose `step_index` is not an integer (this implementation's fix of the
-    /// original's crash); never emitted for anything else.
+    /// original's crash, `docs/reference/mediation.md#2-blocks`); never emitted for anything else.
     MalformedRequest,
     /// An approved action with no invoker. Never emitted here: the invoker is mandatory.
     InternalInvokerUnavailable,
@@ -194,7 +198,8 @@ impl Rejection {
         }
     }
 
-    /// The exact human-readable failure reason (§6.1).
+    /// The exact human-readable failure reason
+    /// (`docs/mediation.md#every-code-and-its-exact-reason-text`).
     pub fn failure_reason(self) -> String {
         let fixed = match self {
             Rejection::MediationDisabled => "execution mediation is disabled in config",
@@ -234,7 +239,8 @@ impl std::fmt::Display for Rejection {
     }
 }
 
-/// The failure reason for any policy decision code: the §6.1 text for known codes,
+/// The failure reason for any policy decision code: the text of
+/// `docs/mediation.md#every-code-and-its-exact-reason-text` for known codes,
 /// `policy decision: <code>` for anything else.
 pub fn failure_reason_for_code(code: &str) -> String {
     match Rejection::parse(code) {
@@ -264,7 +270,8 @@ pub struct GateContext<'a> {
     pub visible_tools: &'a [String],
 }
 
-/// The per-action gates of §6, in order; the first failure wins.
+/// The per-action gates of `docs/reference/mediation.md#4-validation-gates`, in order; the first
+/// failure wins.
 pub fn validate_action(
     settings: &MediationSettings,
     request: &GateRequest<'_>,
@@ -309,7 +316,7 @@ pub fn validate_action(
     Ok(())
 }
 
-/// The workflow-level gates of §5 step 2, in order.
+/// The workflow-level gates of `docs/reference/mediation.md#4-validation-gates`, in order.
 pub fn validate_workflow(
     settings: &MediationSettings,
     workflow: &WorkflowRequest,

@@ -1,6 +1,5 @@
 //! The prompt section that teaches the model the request protocol (an addition: the original
-//! never told the model about mediation, `limitations.md` "Mediation protocol is never
-//! taught").
+//! never told the model about mediation; `docs/reference/mediation.md#6-teaching-the-model`).
 //!
 //! [`teaching_prompt`] describes the block formats, the limits and the tools the model may
 //! actually request (visible to the profile, allowed and not denied). It returns `None` when

@@ -1,6 +1,10 @@
-//! Mediation end to end at library level: every gate and rejection code, the acceptance items
-//! of group P that do not need the MCP server (193–211), the event stream, the stores, the
-//! teaching prompt and a parser property test.
+//! Mediation end to end at library level: every gate and rejection code
+//! (`docs/reference/mediation.md#4-validation-gates`), blocks, processing order, execution and
+//! continuation summaries (`docs/reference/mediation.md#2-blocks` to
+//! `docs/reference/mediation.md#8-continuation-summaries`), the event stream
+//! (`docs/reference/mediation.md#9-events`), the stores, the teaching prompt and a parser
+//! property test. The `pNNN_` prefix of some test names is a legacy numbering with no meaning
+//! beyond ordering; each such test names the reference section it checks.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -666,9 +670,11 @@ async fn workflow_level_gates_run_in_order() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Acceptance group P (193–211)
+// Whole passes: `docs/reference/mediation.md#3-processing-order` to
+// `docs/reference/mediation.md#8-continuation-summaries`
 // ---------------------------------------------------------------------------------------------
 
+/// Checks `docs/reference/mediation.md#1-scope`, `docs/reference/mediation.md#7-envelope-warnings`.
 #[tokio::test]
 async fn p193_disabled_mediation_rejects_with_the_exact_warning_and_two_events() {
     let h = Harness::disabled();
@@ -696,6 +702,7 @@ async fn p193_disabled_mediation_rejects_with_the_exact_warning_and_two_events()
     assert!(h.invoker.calls().is_empty());
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p194_inactive_federation_rejects_with_federation_inactive() {
     let mut h = Harness::enabled();
@@ -714,6 +721,7 @@ async fn p194_inactive_federation_rejects_with_federation_inactive() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#5-execution`.
 #[tokio::test]
 async fn p195_an_approved_request_runs_the_tool_with_its_arguments() {
     let h = Harness::enabled();
@@ -771,6 +779,7 @@ async fn p195_an_approved_request_runs_the_tool_with_its_arguments() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#9-events`.
 #[tokio::test]
 async fn p196_the_completed_event_keeps_200_characters_of_the_result() {
     let text = "é".repeat(300);
@@ -805,6 +814,7 @@ async fn p196_the_completed_event_keeps_200_characters_of_the_result() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p197_an_old_mediation_version_is_rejected() {
     let h = Harness::enabled();
@@ -818,6 +828,7 @@ async fn p197_an_old_mediation_version_is_rejected() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p198_an_action_type_outside_the_allowed_set_is_rejected() {
     let h = Harness::enabled().with(|s| s.allowed_action_types = vec!["lookup".into()]);
@@ -828,6 +839,7 @@ async fn p198_an_action_type_outside_the_allowed_set_is_rejected() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p199_the_per_turn_limit_rejects_the_second_request() {
     let h = Harness::enabled();
@@ -851,6 +863,7 @@ async fn p199_the_per_turn_limit_rejects_the_second_request() {
     assert_eq!(h.invoker.calls().len(), 1);
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p200_a_denied_tool_is_rejected_even_when_allowed() {
     let h = Harness::enabled().with(|s| {
@@ -861,6 +874,7 @@ async fn p200_a_denied_tool_is_rejected_even_when_allowed() {
     assert_eq!(out.actions[0].policy_decision, "rejected:tool_not_allowed");
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p201_a_visible_tool_outside_the_allow_list_is_rejected() {
     let h = Harness::enabled().with(|s| s.allowed_tools = vec![OTHER.into()]);
@@ -872,6 +886,7 @@ async fn p201_a_visible_tool_outside_the_allow_list_is_rejected() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p202_a_tool_not_visible_to_the_profile_is_rejected() {
     let h = Harness::enabled();
@@ -879,6 +894,8 @@ async fn p202_a_tool_not_visible_to_the_profile_is_rejected() {
     assert_eq!(out.actions[0].policy_decision, "rejected:tool_not_visible");
 }
 
+/// Checks `docs/reference/mediation.md#3-processing-order`,
+/// `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p203_the_session_limit_counts_approvals_of_earlier_turns() {
     let h = Harness::enabled().with(|s| s.max_session_approvals = 2);
@@ -903,6 +920,7 @@ async fn p203_the_session_limit_counts_approvals_of_earlier_turns() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#2-blocks`.
 #[tokio::test]
 async fn p204_malformed_blocks_produce_nothing() {
     let h = Harness::enabled();
@@ -931,6 +949,7 @@ async fn p204_malformed_blocks_produce_nothing() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p205_too_many_workflow_steps_reject_every_step() {
     let h = Harness::enabled();
@@ -982,6 +1001,7 @@ async fn p205_too_many_workflow_steps_reject_every_step() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#4-validation-gates`.
 #[tokio::test]
 async fn p206_a_workflow_with_the_action_version_is_rejected_at_workflow_level() {
     let h = Harness::enabled();
@@ -999,6 +1019,7 @@ async fn p206_a_workflow_with_the_action_version_is_rejected_at_workflow_level()
     );
 }
 
+/// Checks `docs/reference/mediation.md#3-processing-order`.
 #[tokio::test]
 async fn p207_a_denied_step_does_not_stop_the_workflow() {
     let h = Harness::enabled().with(|s| {
@@ -1067,6 +1088,7 @@ async fn p207_a_denied_step_does_not_stop_the_workflow() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#5-execution`.
 #[tokio::test]
 async fn p208_a_refused_invocation_fails_without_a_warning() {
     let refusal = "Tool 'files__read' is missing required arguments: ['path']";
@@ -1091,7 +1113,8 @@ async fn p208_a_refused_invocation_fails_without_a_warning() {
 
 #[tokio::test]
 async fn a_downstream_failure_that_was_attempted_counts_as_completed() {
-    // §8 quirk, kept: the invoker returned, so the action is `completed` with the error text.
+    // **[kept]** quirk of `docs/reference/mediation.md#5-execution`: the invoker returned, so the
+    // action is `completed` with the error text.
     let h = Harness::enabled().script(
         TOOL,
         Ok(InvokeOutcome {
@@ -1130,6 +1153,7 @@ fn next_continuation_prompt(sink: &MemorySink, inclusion: MediationInclusion) ->
     agent_backends::claude_code::prompt::continuation_prompt("", "next", &context, &[])
 }
 
+/// Checks `docs/reference/mediation.md#8-continuation-summaries`.
 #[tokio::test]
 async fn p209_results_appear_in_the_next_continuation_prompt() {
     let h = Harness::enabled().with(|s| s.max_actions_per_turn = 2);
@@ -1158,6 +1182,7 @@ async fn p209_results_appear_in_the_next_continuation_prompt() {
     );
 }
 
+/// Checks `docs/reference/mediation.md#8-continuation-summaries`.
 #[tokio::test]
 async fn p210_no_section_when_inclusion_is_off() {
     let h = Harness::enabled();
@@ -1166,6 +1191,7 @@ async fn p210_no_section_when_inclusion_is_off() {
     assert!(!prompt.contains("[Mediated Execution Context]"), "{prompt}");
 }
 
+/// Checks `docs/reference/mediation.md#8-continuation-summaries`.
 #[tokio::test]
 async fn p211_rejected_actions_appear_when_rejected_inclusion_is_on() {
     let h = Harness::enabled();
@@ -1288,8 +1314,9 @@ async fn a_workflow_counts_from_the_approvals_of_the_single_actions() {
 
 #[tokio::test]
 async fn failed_executions_use_up_a_per_turn_slot_for_actions_and_steps_alike() {
-    // Deviation from the original, which did not count a failed single action: every approval
-    // counts, whatever its execution outcome.
+    // Deviation from the original (**[fixed]** in
+    // `docs/reference/mediation.md#3-processing-order`), which did not count a failed single
+    // action: every approval counts, whatever its execution outcome.
     let h = Harness::enabled()
         .with(|s| s.max_actions_per_turn = 1)
         .script(TOOL, Err("refused".into()));
@@ -1341,7 +1368,8 @@ async fn failed_executions_use_up_a_per_turn_slot_for_actions_and_steps_alike() 
 
 #[tokio::test]
 async fn a_malformed_step_index_rejects_only_that_step() {
-    // Deviation: the original crashed the whole run; here the step is rejected as malformed.
+    // Deviation: the original crashed the whole run; here the step is rejected as malformed
+    // (**[fixed]** in `docs/reference/mediation.md#2-blocks`).
     let h = Harness::enabled().with(|s| {
         s.max_workflow_steps = 2;
         s.max_actions_per_turn = 2;

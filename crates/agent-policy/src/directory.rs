@@ -1,6 +1,7 @@
-//! The directory policy (`profiles-and-policy.md` §2.1–2.2): working-directory resolution
-//! against the allowlist (again before every continuation), attachment checks, evidence-path
-//! existence, and the reading of evidence and attachments (`crate::evidence`).
+//! The directory policy (`docs/reference/policy.md#3-working-directory`,
+//! `docs/reference/policy.md#4-attachments-and-evidence-paths`): working-directory
+//! resolution against the allowlist (again before every continuation), attachment checks,
+//! evidence-path existence, and the reading of evidence and attachments (`crate::evidence`).
 //!
 //! Every path is resolved with [`resolve_path`](crate::paths::resolve_path): made absolute
 //! against the server CWD and canonicalised with symlinks resolved, even when the path (or
@@ -116,8 +117,9 @@ impl WorkspacePolicy for DirectoryPolicy {
                 format!("Attachment path does not exist: {path}"),
             ));
         }
-        // Quirk kept from the original: the *parent* must be allowed, so an allowed
-        // directory given as an attachment is denied.
+        // Quirk kept from the original (**[kept]** in
+        // `docs/reference/policy.md#4-attachments-and-evidence-paths`): the *parent* must be
+        // allowed, so an allowed directory given as an attachment is denied.
         match resolved.parent() {
             Some(parent) if self.is_allowed(parent) => Ok(resolved),
             _ => Err(PolicyViolation::new(

@@ -2,12 +2,14 @@
 //!
 //! Configuration and directory policy of claude-agent-mcp:
 //!
-//! * [`config`] loads the configuration (an env file — by default the project settings of a
-//!   `.env` in the CWD —, the process environment, CLI overrides, operator presets), resolves it into a typed [`Config`] and validates it,
-//!   collecting every problem into [`ConfigErrors`] (`profiles-and-policy.md` §4–§6.1).
+//! * [`config`] loads the configuration (an env file — by default the project settings of a `.env`
+//!   in the CWD —, the process environment, CLI overrides, operator presets), resolves it into a
+//!   typed [`Config`] and validates it, collecting every problem into [`ConfigErrors`]
+//!   (`docs/reference/policy.md#91-configuration-errors`).
 //! * [`directory`] implements [`agent_core::WorkspacePolicy`] with [`DirectoryPolicy`]: the
-//!   working-directory allowlist and attachment checks (`profiles-and-policy.md` §2), and
-//!   the reading of evidence and attachments, checked again at the moment each is opened.
+//!   working-directory allowlist and attachment checks
+//!   (`docs/reference/policy.md#3-working-directory`), and the reading of evidence and attachments,
+//!   checked again at the moment each is opened.
 //! * [`paths`] resolves paths (absolute, canonical, symlinks resolved, existing or not).
 //!
 //! ```no_run

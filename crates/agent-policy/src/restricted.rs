@@ -1,5 +1,5 @@
-//! The APNTalk restriction contract (`profiles-and-policy.md` §3), every rule of the
-//! restricted verification mode in one place: the resolved values, the required backend and
+//! The APNTalk restriction contract (`docs/reference/policy.md#6-runtime-modes`), every rule of
+//! the restricted verification mode in one place: the resolved values, the required backend and
 //! transport, the tool list, the configuration problems, and the self-check that must pass
 //! before any state is touched (the status tool reports the same check).
 
@@ -67,8 +67,8 @@ pub(crate) fn configuration_problems(
     problems
 }
 
-/// Every unmet requirement of the contract for `config` publishing `exposed_tools`; empty
-/// when compliant. The one check: the startup self-check aborts on any reason
+/// Every unmet requirement of the contract for `config` publishing `exposed_tools`
+/// (`docs/reference/policy.md#62-enforcement`); empty when compliant. The one check: the startup self-check aborts on any reason
 /// ([`violation_message`]), and the status tool reports the same reasons
 /// (`non_compliance_reasons`) for the tools actually published.
 pub fn contract_violations(config: &Config, exposed_tools: &[&str]) -> Vec<String> {
@@ -117,7 +117,7 @@ pub fn contract_violations(config: &Config, exposed_tools: &[&str]) -> Vec<Strin
     reasons
 }
 
-/// The startup abort message for `reasons` (§3.2).
+/// The startup abort message for `reasons` (`docs/reference/policy.md#62-enforcement`).
 pub fn violation_message(reasons: &[String]) -> String {
     let mut out = String::from("APNTalk verification mode startup contract violation(s):");
     for reason in reasons {

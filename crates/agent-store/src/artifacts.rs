@@ -1,5 +1,5 @@
-//! Artifact files (`sessions.md` §10): the safe file name, the content hash and the write of
-//! `<artifact_root>/<session_id>/<artifact_id>-<safe_name>`.
+//! Artifact files (`docs/reference/sessions.md#10-artifacts`): the safe file name, the content hash
+//! and the write of `<artifact_root>/<session_id>/<artifact_id>-<safe_name>`.
 
 use std::path::{Path, PathBuf};
 

@@ -1,8 +1,9 @@
 //! # agent-store
 //!
-//! The SQLite implementation of [`agent_core::SessionStore`]: durable sessions, their
-//! append-only event log and artifact files, in the schema of `sessions.md` §9 so that a
-//! database is interchangeable with the original implementation's.
+//! The SQLite implementation of [`agent_core::SessionStore`]: durable sessions, their append-only
+//! event log and artifact files, in the schema of `docs/reference/sessions.md#9-database-schema` so
+//! that a database is interchangeable with the original implementation's
+//! (`docs/compatibility.md#kept-exactly`).
 //!
 //! ```ignore
 //! let store = SqliteStore::open(StoreConfig {
@@ -11,7 +12,8 @@
 //!     max_artifact_bytes: 10 * 1024 * 1024,
 //! })
 //! .await?;
-//! let recovered = store.recover_interrupted().await?; // startup crash recovery (§5)
+//! // Startup crash recovery (docs/reference/sessions.md#5-crash-recovery).
+//! let recovered = store.recover_interrupted().await?;
 //! ```
 //!
 //! Modules:

@@ -1,6 +1,6 @@
 //! [`SqliteStore`]: the connection pool, the schema bootstrap (embedded migration plus the
-//! `schema_migrations` bookkeeping of `sessions.md` §9) and every query behind
-//! [`agent_core::SessionStore`].
+//! `schema_migrations` bookkeeping of `docs/reference/sessions.md#9-database-schema`) and every
+//! query behind [`agent_core::SessionStore`].
 //!
 //! Writes that touch several rows run in one `BEGIN IMMEDIATE` transaction, so they take the
 //! database write lock up front (waiting up to the busy timeout) instead of failing on a lock
@@ -256,7 +256,7 @@ impl SqliteStore {
     }
 
     /// Clears every lock whose lease expired before now; returns how many were cleared. The
-    /// runtime never calls it (`sessions.md` §4); it exists for maintenance.
+    /// runtime never calls it (`docs/reference/sessions.md#4-locking`); it exists for maintenance.
     pub async fn expire_stale_locks(&self) -> std::result::Result<u64, StoreError> {
         let result = sqlx::query(EXPIRE_STALE_LOCKS)
             .bind(Timestamp::now().to_storage())

@@ -1,4 +1,5 @@
-//! Behaviour of `SqliteStore` against `sessions.md`: schema, locking, executions, events,
+//! Behaviour of `SqliteStore` against `docs/reference/sessions.md#4-locking` to
+//! `docs/reference/sessions.md#10-artifacts`: schema, locking, executions, events,
 //! listing, artifacts and crash recovery, each on a fresh database in a temporary directory.
 
 // Helpers outside `#[test]` functions are test code too (clippy's allow-in-tests misses them).
@@ -20,7 +21,8 @@ use tempfile::TempDir;
 const TTL: Duration = Duration::from_secs(300);
 const MAX_ARTIFACT: u64 = 64;
 
-/// The schema exactly as `sessions.md` §9 gives it (what the original runs on open).
+/// The schema exactly as `docs/reference/sessions.md#9-database-schema` gives it (what the original
+/// runs on open).
 const SPEC_SQL: &str = r#"
 PRAGMA journal_mode=WAL;
 PRAGMA foreign_keys=ON;

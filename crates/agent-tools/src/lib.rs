@@ -1,9 +1,9 @@
 //! # agent-tools
 //!
-//! The built-in workspace tools of claude-agent-mcp (`beyond.md` §4): [`WorkspaceTools`] is a
-//! [`ToolProvider`] offering `read_file`, `list_directory`, `glob` and `grep` to every profile,
-//! and `write_file` and `edit_file` to profiles that are not read-only, so that the api
-//! backend's tool loop can work on the session's files without a downstream server.
+//! The built-in workspace tools of claude-agent-mcp (an addition, documented in `docs/tools.md`):
+//! [`WorkspaceTools`] is a [`ToolProvider`] offering `read_file`, `list_directory`, `glob` and
+//! `grep` to every profile, and `write_file` and `edit_file` to profiles that are not read-only, so
+//! that the api backend's tool loop can work on the session's files without a downstream server.
 //!
 //! * [`definitions`] owns the catalogue: names, visibility and the tool definitions.
 //! * [`limits`] owns the size caps ([`ToolLimits`]).

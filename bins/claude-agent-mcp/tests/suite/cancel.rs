@@ -1,4 +1,5 @@
-//! Cancellation and leases (`beyond.md` §2, §6): `agent_cancel_session`, MCP
+//! Cancellation and leases (`docs/reference/tools.md#10-agent_cancel_session`,
+//! `docs/reference/sessions.md#4-locking`): `agent_cancel_session`, MCP
 //! `notifications/cancelled`, and lease renewal during long runs.
 
 use std::time::Duration;

@@ -578,8 +578,9 @@ async fn native_mode_hands_federated_servers_to_the_cli() {
     server.shutdown().await;
 }
 
-/// Acceptance L158, L161, L163, L165: the `--mode` flag, every non-admitted tool, the hints of
-/// a blocked request, and an unavailable result in the restricted mode.
+/// The restricted mode (`docs/reference/policy.md#62-enforcement`,
+/// `docs/reference/verification.md#9-restricted-mode`): the `--mode` flag, every non-admitted
+/// tool, the hints of a blocked request, and an unavailable result.
 #[tokio::test]
 async fn restricted_mode_by_flag_blocks_every_other_tool_and_still_reports_unavailability() {
     let cli = Cli::new("text").await;

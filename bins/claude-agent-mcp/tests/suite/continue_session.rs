@@ -1,4 +1,5 @@
-//! Acceptance E: agent_continue_session, including the lock race.
+//! agent_continue_session (`docs/reference/tools.md#5-agent_continue_session`), including the
+//! lock race.
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
-//! `claude-agent-mcp doctor` (`beyond.md` §7) over the real binary, with no stdin: one line per
-//! check, `✓` or `✗ … — fix: …`, and exit status 1 when any check failed.
+//! `claude-agent-mcp doctor` (`docs/reference/status.md#2-command-line`) over the real binary, with
+//! no stdin: one line per check, `✓` or `✗ … — fix: …`, and exit status 1 when any check failed.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;

@@ -1,4 +1,5 @@
-//! Federation through the real server (acceptance group O): the workspace's fixture MCP
+//! Federation through the real server (`docs/reference/federation.md#1-enablement` to
+//! `docs/reference/federation.md#7-status`): the workspace's fixture MCP
 //! server as a downstream, reached over stdio by the rmcp client of agent-federation.
 
 use std::path::PathBuf;

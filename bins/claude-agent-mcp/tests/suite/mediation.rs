@@ -1,4 +1,5 @@
-//! Runtime-mediated execution over MCP (acceptance group P): the claude_code backend (fake
+//! Runtime-mediated execution over MCP (`docs/reference/mediation.md#1-scope` to
+//! `docs/reference/mediation.md#9-events`): the claude_code backend (fake
 //! CLI) writes request blocks, the runtime validates them and runs approved ones through the
 //! federated fixture server.
 
@@ -262,7 +263,8 @@ async fn limits_and_deny_lists_reject_over_mcp() {
     server.shutdown().await;
 }
 
-/// Acceptance 205 over MCP: a two-step workflow with a step limit of 1.
+/// A two-step workflow with a step limit of 1, over MCP: every step rejected
+/// (`docs/reference/mediation.md#4-validation-gates`).
 #[tokio::test]
 async fn a_workflow_over_its_step_limit_is_rejected_step_by_step() {
     let cli = mediated(true, true).await;

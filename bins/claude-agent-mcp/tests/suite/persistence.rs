@@ -1,4 +1,5 @@
-//! Acceptance G: persistence, crash recovery and the database schema.
+//! Persistence, crash recovery and the database schema (`docs/reference/sessions.md#4-locking`,
+//! `docs/reference/sessions.md#5-crash-recovery`, `docs/reference/sessions.md#9-database-schema`).
 
 use std::time::Duration;
 

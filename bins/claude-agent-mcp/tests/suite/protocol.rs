@@ -1,4 +1,5 @@
-//! Acceptance B: protocol and tool surface.
+//! Protocol and tool surface (`docs/reference/tools.md#1-server-identity-and-capabilities` to
+//! `docs/reference/tools.md#3-validation-layers`, `docs/reference/envelope.md#1-tool-results`).
 
 use serde_json::{Value, json};
 
@@ -22,7 +23,7 @@ async fn initialize_reports_name_version_and_tools_capability() {
 }
 
 #[tokio::test]
-async fn tools_list_has_the_six_tools_in_order_with_annotations_and_output_schemas() {
+async fn tools_list_has_the_seven_tools_in_order_with_annotations_and_output_schemas() {
     let env = TestEnv::new().await;
     let server = env.start().await;
     let tools = server.client.list_all_tools().await.expect("tools/list");

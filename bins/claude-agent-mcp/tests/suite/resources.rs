@@ -1,4 +1,5 @@
-//! Resources (`beyond.md` §2): sessions, event logs and artifacts, browsable over MCP.
+//! Resources (`docs/reference/sessions.md#11-resources`): sessions, event logs and artifacts,
+//! browsable over MCP.
 
 use rmcp::model::{PaginatedRequestParams, ReadResourceRequestParams, ResourceContents};
 use serde_json::{Value, json};

@@ -1,4 +1,6 @@
-//! Acceptance D, H and I: agent_run_task on the Messages API backend.
+//! agent_run_task on the Messages API backend (`docs/reference/tools.md#4-agent_run_task`,
+//! artifacts `docs/reference/sessions.md#10-artifacts`, the backend
+//! `docs/reference/backends.md#4-the-api-backend`).
 
 use std::time::Duration;
 

@@ -1,4 +1,5 @@
-//! Acceptance F: agent_get_session and agent_list_sessions.
+//! agent_get_session and agent_list_sessions (`docs/reference/tools.md#6-agent_get_session`,
+//! `docs/reference/tools.md#7-agent_list_sessions`).
 
 use serde_json::json;
 

@@ -1,4 +1,5 @@
-//! Acceptance A: startup and CLI.
+//! Startup and the command line (`docs/reference/status.md#2-command-line`,
+//! `docs/reference/policy.md#9-startup`).
 
 use serde_json::json;
 

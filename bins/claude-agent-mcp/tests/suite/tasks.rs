@@ -1,5 +1,6 @@
-//! MCP tasks (SEP-2663, `beyond.md` §2): a client that declares the tasks extension gets
-//! run/continue/verify as tasks it can poll and cancel; the session id links the two.
+//! MCP tasks (SEP-2663, an addition: `docs/long-running.md#mcp-tasks-sep-2663`): a client that
+//! declares the tasks extension gets run/continue/verify as tasks it can poll and cancel; the
+//! session id links the two.
 
 use std::time::Duration;
 

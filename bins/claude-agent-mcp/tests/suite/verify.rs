@@ -1,4 +1,5 @@
-//! agent_verify_task: evidence checks and verdict rules (`verification.md` §1–4).
+//! agent_verify_task: evidence checks and verdict rules (`docs/reference/verification.md#1-request`
+//! to `docs/reference/verification.md#4-verdict-parsing`).
 
 use serde_json::json;
 

@@ -1,4 +1,7 @@
-//! The `claude_code` execution backend: the Claude Code CLI (`backends.md` §5, `beyond.md` §4).
+//! The `claude_code` execution backend: the Claude Code CLI
+//! (`docs/reference/backends.md#5-the-claude_code-backend`; native mode, an addition:
+//! `docs/reference/backends.md#52-invocation` and
+//! `docs/claude-code-backend.md#native-mode-default`).
 //!
 //! [`ClaudeCodeBackend`] runs the `claude` binary once per execution, in one of two modes
 //! ([`ClaudeCodeMode`]):
@@ -9,12 +12,13 @@
 //!   the turn count, the stop reason, token usage and cost, and the CLI's session id, which a
 //!   later continuation passes to `--resume` (falling back once to the reconstructed context
 //!   when the CLI no longer knows the id).
-//! * **text** (the original's behaviour, `backends.md` §5.2): argv
+//! * **text** (the original's behaviour, `docs/reference/backends.md#52-invocation`): argv
 //!   `[cli, "--model", <model>, "--print", <prompt>]`, stdout trimmed is the output, one turn,
 //!   stop reason `backend_defaulted`. Unlike the original, stdin is null and the CLI runs in the
 //!   session's working directory.
 //!
-//! Both modes build the same prompt text ([`prompt`]), add the warnings of §5.3, locate the CLI
+//! Both modes build the same prompt text ([`prompt`]), add the warnings of
+//! `docs/reference/backends.md#53-warnings`, locate the CLI
 //! at every execution ([`locate_cli`]), run it in its own process group and kill the whole
 //! group on timeout or cancellation (no process is left behind), and report progress.
 //!
@@ -134,16 +138,19 @@ pub const RESUME_NOT_FOUND_MARKERS: [&str; 2] = [
 ];
 
 // ---------------------------------------------------------------------------------------------
-// Warnings (`backends.md` §5.3 plus native-mode additions)
+// Warnings (`docs/reference/backends.md#53-warnings` plus native-mode additions)
 // ---------------------------------------------------------------------------------------------
 
-/// §5.3 item 1: tools were passed while limited forwarding is off.
+/// Warning 1 of `docs/claude-code-backend.md#warnings-in-this-order-when-applicable`: tools were
+/// passed while limited forwarding is off.
 pub const WARN_TOOLS_NOT_SUPPORTED: &str = "claude_code backend: downstream federation tools are not supported and were not forwarded to the Claude Code CLI. Switch to the 'api' backend to use federation tools.";
-/// §5.3 item 3: the flat history was cut to its last 20 messages.
+/// Warning 3 of `docs/claude-code-backend.md#warnings-in-this-order-when-applicable`: the flat
+/// history was cut to its last 20 messages.
 pub const WARN_HISTORY_TRUNCATED: &str = "claude_code backend: conversation history was truncated to the most recent 10 exchange(s) to fit within context bounds. Earlier history is represented by the session summary.";
-/// §5.3 item 4: always in text mode; in native mode only when the CLI reports no stop reason.
+/// Warning 4 of `docs/claude-code-backend.md#warnings-in-this-order-when-applicable`: always in
+/// text mode; in native mode only when the CLI reports no stop reason.
 pub const WARN_STOP_REASON_LIMITED: &str = "claude_code backend: stop_reason precision is limited — the Claude Code CLI does not report semantic stop reasons.";
-/// §5.3 item 5: empty output.
+/// Warning 5 of `docs/claude-code-backend.md#warnings-in-this-order-when-applicable`: empty output.
 pub const WARN_EMPTY_RESPONSE: &str = "claude_code backend: CLI returned an empty response";
 /// The beginning of the resume fallback warning (see [`resume_fallback_warning`]).
 pub const WARN_RESUME_FALLBACK_PREFIX: &str =
@@ -154,7 +161,8 @@ pub const WARN_MAX_TURNS_PREFIX: &str =
 /// The beginning of the permission denial warning (see [`permission_denials_warning`]).
 pub const WARN_PERMISSION_DENIALS_PREFIX: &str = "claude_code backend: the Claude Code CLI denied";
 
-/// §5.3 item 2: `claude_code backend: tool '<name>' not forwarded — <reason> (use 'api' backend for full tool support)`.
+/// Warning 2 of `docs/claude-code-backend.md#warnings-in-this-order-when-applicable`: `claude_code
+/// backend: tool '<name>' not forwarded — <reason> (use 'api' backend for full tool support)`.
 pub fn tool_not_forwarded_warning(name: &str, reason: &str) -> String {
     format!(
         "claude_code backend: tool '{name}' not forwarded — {reason} (use 'api' backend for full tool support)"
@@ -185,7 +193,8 @@ pub fn permission_denials_warning(tools: &[String]) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Error messages (`backends.md` §3, §5.7)
+// Error messages (`docs/reference/backends.md#3-selection-and-startup-checks`,
+// `docs/reference/backends.md#57-errors`)
 // ---------------------------------------------------------------------------------------------
 
 /// Execution: no CLI (code `claude_code_unavailable`).
@@ -209,7 +218,7 @@ pub fn version_failed_message(code: i32, stderr: &str) -> String {
     )
 }
 
-/// `claude CLI timed out after <timeout>s` (`backends.md` §5.7).
+/// `claude CLI timed out after <timeout>s` (`docs/reference/backends.md#57-errors`).
 pub fn timed_out_message(timeout: Duration) -> String {
     format!("claude CLI timed out after {}s", seconds(timeout))
 }
@@ -382,7 +391,7 @@ impl Default for ClaudeCodeConfig {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Locating the CLI (`backends.md` §5.1)
+// Locating the CLI (`docs/reference/backends.md#51-locating-the-cli`)
 // ---------------------------------------------------------------------------------------------
 
 /// The CLI to run: `explicit` if it is non-empty and names an existing regular file (no
@@ -470,10 +479,11 @@ impl ClaudeCodeBackend {
         env.into_iter().collect()
     }
 
-    /// Startup validation (`backends.md` §3): locates the CLI and runs `<cli> --version` within
-    /// [`VERSION_CHECK_TIMEOUT`]. Returns the trimmed version text. Errors carry the exact
-    /// message: no CLI → `claude_code_unavailable`; spawn failure, timeout or a non-zero exit →
-    /// `execution_backend_unavailable`. Authentication is not checked.
+    /// Startup validation (`docs/reference/backends.md#3-selection-and-startup-checks`): locates
+    /// the CLI and runs `<cli> --version` within [`VERSION_CHECK_TIMEOUT`]. Returns the trimmed
+    /// version text. Errors carry the exact message: no CLI → `claude_code_unavailable`; spawn
+    /// failure, timeout or a non-zero exit → `execution_backend_unavailable`. Authentication is not
+    /// checked.
     pub async fn check(&self) -> Result<String, ExecutionError> {
         let cli = self.locate().ok_or_else(|| {
             ExecutionError::new(ErrorCode::ClaudeCodeUnavailable, MSG_CLI_NOT_FOUND_STARTUP)
@@ -513,7 +523,8 @@ impl ClaudeCodeBackend {
         }
     }
 
-    /// Screens the request's tools (§5.3 items 1–2): the compatible ones are injected as text.
+    /// Screens the request's tools (warnings 1–2 of `docs/reference/backends.md#53-warnings`): the
+    /// compatible ones are injected as text.
     fn forwardable_tools(
         &self,
         tools: &[ToolDefinition],
@@ -880,7 +891,8 @@ async fn working_directory(request: &BackendRequest) -> Result<&Path, ExecutionE
 /// The prompt built from the request (continuation context or flat prompt).
 struct Reconstructed {
     text: String,
-    /// The flat history was cut to its last messages (§5.3 item 3).
+    /// The flat history was cut to its last messages (warning 3 of
+    /// `docs/reference/backends.md#53-warnings`).
     history_truncated: bool,
 }
 

@@ -1,14 +1,15 @@
-//! Prompt construction for the Claude Code CLI (`backends.md` §5.4 and §5.5).
+//! Prompt construction for the Claude Code CLI (`docs/reference/backends.md#54-prompt-construction`
+//! and `docs/reference/backends.md#55-limited-tool-forwarding`).
 //!
 //! Sections are joined with [`SEPARATOR`]; empty sections are omitted. Two shapes exist:
 //!
-//! * [`continuation_prompt`] (§5.4.1): used when the request is a continuation and carries a
-//!   structured [`ContinuationContext`];
-//! * [`initial_prompt`] (§5.4.2): `agent_run_task`, `agent_verify_task`, and a continuation
-//!   without a context object (flat history).
+//! * [`continuation_prompt`] (`docs/reference/backends.md#541-continuation-prompt`): used when the
+//!   request is a continuation and carries a structured [`ContinuationContext`];
+//! * [`initial_prompt`] (`docs/reference/backends.md#542-initial-prompt`): `agent_run_task`,
+//!   `agent_verify_task`, and a continuation without a context object (flat history).
 //!
 //! [`tools_block`] renders the `[Available Tools]` text injection of compatible federated
-//! tools (§5.5).
+//! tools (`docs/reference/backends.md#55-limited-tool-forwarding`).
 
 use agent_core::continuation::ContinuationContext;
 use agent_core::text::truncate_chars;
@@ -156,10 +157,10 @@ fn non_blank(text: Option<&str>) -> Option<&str> {
     text.map(str::trim).filter(|t| !t.is_empty())
 }
 
-/// The initial / flat prompt (§5.4.2): `[System]`, `[Continuation Session]` or
-/// `[Session Context]` (when a summary is given), `[Available Tools]`,
-/// `[Conversation History]` (last [`MAX_FLAT_HISTORY_MESSAGES`] messages), `[Current Request]`
-/// and `[Instructions]`. `tools` must already be screened.
+/// The initial / flat prompt (`docs/reference/backends.md#542-initial-prompt`): `[System]`,
+/// `[Continuation Session]` or `[Session Context]` (when a summary is given), `[Available Tools]`,
+/// `[Conversation History]` (last [`MAX_FLAT_HISTORY_MESSAGES`] messages), `[Current Request]` and
+/// `[Instructions]`. `tools` must already be screened.
 pub fn initial_prompt(
     system_prompt: &str,
     task: &str,
@@ -213,10 +214,11 @@ pub fn initial_prompt(
     sections.join(SEPARATOR)
 }
 
-/// The continuation prompt (§5.4.1) rendered from a structured context, sections in order:
-/// System, Continuation Session, Session Summary, Recent Interaction State, Available Tools,
-/// Relevant Warnings, Tool Forwarding Context, Active Constraints, Mediated Execution Context,
-/// Current Request, Instructions. `tools` must already be screened.
+/// The continuation prompt (`docs/reference/backends.md#541-continuation-prompt`) rendered from a
+/// structured context, sections in order: System, Continuation Session, Session Summary, Recent
+/// Interaction State, Available Tools, Relevant Warnings, Tool Forwarding Context, Active
+/// Constraints, Mediated Execution Context, Current Request, Instructions. `tools` must already be
+/// screened.
 pub fn continuation_prompt(
     system_prompt: &str,
     task: &str,

@@ -90,9 +90,9 @@ impl MemState {
 
 type GetHook = Box<dyn FnOnce(&mut SessionRecord) + Send>;
 
-/// An in-memory [`SessionStore`] following the port's documentation (and `sessions.md` §4):
-/// a lock with no expiry counts as held, an expired lease may be taken over, release and
-/// finish clear the lock only for its owner.
+/// An in-memory [`SessionStore`] following the port's documentation (and
+/// `docs/reference/sessions.md#4-locking`): a lock with no expiry counts as held, an expired lease
+/// may be taken over, release and finish clear the lock only for its owner.
 pub struct MemStore {
     state: Mutex<MemState>,
     failing: Mutex<HashSet<Method>>,

@@ -1,5 +1,7 @@
-//! Configuration loading and startup validation (`profiles-and-policy.md` §4–§6.1,
-//! `status.md` §2, `beyond.md` §3–§4).
+//! Configuration loading and startup validation (`docs/reference/policy.md#7-operator-presets`,
+//! `docs/reference/policy.md#8-configuration-parsing`,
+//! `docs/reference/policy.md#91-configuration-errors`, `docs/reference/status.md#2-command-line`,
+//! `docs/reference/status.md#42-streamable-http`; the variables: `docs/configuration.md`).
 //!
 //! # Sources and precedence
 //! 1. CLI flags ([`CliOverrides`]: `--mode`, `--transport`, `--host`, `--port`) replace the
@@ -255,7 +257,7 @@ pub mod defaults {
 }
 
 agent_core::string_enum! {
-    /// The runtime mode (`profiles-and-policy.md` §3).
+    /// The runtime mode (`docs/reference/policy.md#6-runtime-modes`).
     RuntimeMode {
         Standard => "standard",
         ApntalkVerification => "apntalk_verification",
@@ -341,7 +343,8 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Command-line overrides (`status.md` §2); `None` leaves the environment value in place.
+/// Command-line overrides (`docs/reference/status.md#2-command-line`); `None` leaves the
+/// environment value in place.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CliOverrides {
     pub mode: Option<String>,
@@ -399,7 +402,7 @@ pub struct Config {
     /// `CLAUDE_AGENT_MCP_API_TIMEOUT` in seconds, default 600.
     pub api_timeout_secs: u64,
     /// `CLAUDE_AGENT_MCP_MAX_EVIDENCE_BYTES`, default 262144: evidence and attachment content
-    /// given to the model, in total (`beyond.md` §5).
+    /// given to the model, in total (`docs/reference/verification.md#10-evidence-contents`).
     pub max_evidence_bytes: u64,
     /// `CLAUDE_AGENT_MCP_BUILTIN_TOOLS` (bool), default true: the api backend's built-in
     /// workspace tools.
@@ -420,9 +423,11 @@ pub struct Config {
     /// Code CLI loads (`--setting-sources`). `None` when unset: the backend's default (the
     /// user's own settings only; a workspace's `.claude/` settings can run hooks).
     pub claude_code_setting_sources: Option<Vec<SettingSource>>,
-    /// §5.3, preset-aware.
+    /// The continuation window (`docs/reference/backends.md#56-continuation-context`),
+    /// preset-aware.
     pub continuation: ContinuationSettings,
-    /// §5.4, preset-aware except the three lists.
+    /// The mediation settings (`docs/reference/mediation.md#10-policy-profile-and-settings`),
+    /// preset-aware except the three lists.
     pub mediation: MediationSettings,
     /// `CLAUDE_AGENT_MCP_FEDERATION_ENABLED`, default false.
     pub federation_enabled: bool,
@@ -444,8 +449,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// The backend start-up check (`profiles-and-policy.md` §6.2 step 6): the problem when the
-    /// `api` backend is selected without an API key.
+    /// The backend start-up check (`docs/reference/policy.md#92-startup-sequence` step 5): the
+    /// problem when the `api` backend is selected without an API key.
     pub fn api_key_problem(&self) -> Option<String> {
         (self.backend == BackendKind::Api && self.anthropic_api_key.expose().trim().is_empty()).then(|| {
             "ANTHROPIC_API_KEY is required for the 'api' execution backend. Set the environment variable or use a .env file."
@@ -896,7 +901,7 @@ fn resolve(
     let value = r.get(vars::HTTP_MAX_CONNECTIONS);
     let http_max_connections = r.number(value, defaults::HTTP_MAX_CONNECTIONS, "positive integer");
 
-    // --- Validation (§6.1, then beyond.md §3) ---------------------------------------------
+    // --- Validation (`docs/reference/policy.md#91-configuration-errors`) -----------------------
     let mut problems = r.problems;
     let mode = RuntimeMode::parse(&mode_raw);
     if mode.is_none() {

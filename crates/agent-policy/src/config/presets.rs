@@ -1,5 +1,5 @@
-//! Operator profile presets (`profiles-and-policy.md` §4): defaults for the claude_code
-//! continuation and mediation settings.
+//! Operator profile presets (`docs/reference/policy.md#7-operator-presets`): defaults for the
+//! claude_code continuation and mediation settings.
 
 use agent_core::settings::MediationSettings;
 
@@ -69,7 +69,7 @@ const WORKFLOW_LIMITED: PresetDefaults = PresetDefaults {
     ..BUILTIN
 };
 
-/// The known preset names, in spec order.
+/// The known preset names, in the order of `docs/reference/policy.md#7-operator-presets`.
 pub const KNOWN_PRESETS: [&str; 4] = [
     "safe_default",
     "continuity_optimized",

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use agent_policy::config::vars;
 
-const CONFIGURATION_DOC: &str = include_str!("../../../docs/configuration.md");
+const CONFIGURATION_DOC: &str = include_str!("../../../../docs/configuration.md");
 
 /// The page abbreviates the long Claude Code names as `…_SUFFIX` after spelling out the first
 /// one; such a mention stands for this prefix followed by the suffix.
@@ -177,4 +177,76 @@ fn the_dotenv_section_matches_the_classification() {
         rows += 1;
     }
     assert_eq!(rows, 6, "one row per reason");
+}
+
+#[path = "docs_drift/citations.rs"]
+mod citations;
+
+/// The paths the README's "Repository layout" table names, as written (`crates/agent-core`,
+/// `examples/`, `.ci/run`...).
+fn layout_paths(readme: &str) -> Vec<String> {
+    let table = readme
+        .split("## Repository layout")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("the README has a Repository layout section");
+    table
+        .lines()
+        .filter_map(|line| line.strip_prefix("| "))
+        .filter_map(|row| row.split(" |").next())
+        .flat_map(|cell| cell.split(", "))
+        .filter_map(|cell| cell.trim().strip_prefix('`')?.strip_suffix('`'))
+        .map(|path| path.trim_end_matches('/').to_owned())
+        .collect()
+}
+
+/// The repository's top-level folders that git tracks files in, and the workspace members.
+fn folders_and_members(root: &std::path::Path) -> (BTreeSet<String>, Vec<String>) {
+    let listed = std::process::Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(root)
+        .output()
+        .expect("git runs");
+    assert!(listed.status.success(), "git ls-files");
+    let folders = String::from_utf8_lossy(&listed.stdout)
+        .split('\0')
+        .filter_map(|path| path.split_once('/').map(|(top, _)| top.to_owned()))
+        .collect();
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let members = manifest
+        .split("members = [")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .expect("the workspace lists its members")
+        .split(',')
+        .map(|member| member.trim().trim_matches('"').to_owned())
+        .filter(|member| !member.is_empty())
+        .collect();
+    (folders, members)
+}
+
+#[test]
+fn the_readme_layout_names_every_crate_and_top_level_folder() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let named = layout_paths(&readme);
+    let (folders, members) = folders_and_members(&root);
+    assert!(
+        members.len() >= 10,
+        "members read from Cargo.toml: {members:?}"
+    );
+    for member in &members {
+        assert!(
+            named.contains(member),
+            "README's layout table lacks the workspace member `{member}` (it names {named:?})"
+        );
+    }
+    for folder in &folders {
+        assert!(
+            named
+                .iter()
+                .any(|path| path == folder || path.starts_with(&format!("{folder}/"))),
+            "README's layout table lacks the top-level folder `{folder}/` (it names {named:?})"
+        );
+    }
 }
