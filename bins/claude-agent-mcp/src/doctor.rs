@@ -164,7 +164,8 @@ fn check_config<W: Write>(
         }
     };
     if config.mode == RuntimeMode::ApntalkVerification {
-        let reasons = restricted::contract_violations(&config);
+        let admitted = crate::admitted_tools(&config);
+        let reasons = restricted::contract_violations(&config, &crate::tool_names(&admitted));
         if !reasons.is_empty() {
             report.fail(
                 "configuration",
