@@ -31,10 +31,7 @@ use std::time::Duration;
 
 use agent_backends::ClaudeCodeBackend;
 use agent_backends::api::{ANTHROPIC_VERSION, ApiConfig, MessagesApiBackend, error_chain};
-use agent_core::{
-    ArtifactRef, ErrorCode, Event, Finish, LockOutcome, NewArtifact, NewSession, SessionListItem,
-    SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent,
-};
+use agent_core::{ErrorCode, Event, EventLog, StoreError, StoredEvent};
 use agent_federation::{ConnectionState, Federation, FederationConfig, FederationConfigError};
 use agent_policy::config::{BackendKind, Config, DOTENV, EnvFile, RuntimeMode, vars};
 use agent_policy::{CliOverrides, restricted};
@@ -167,7 +164,8 @@ fn check_config<W: Write>(
         }
     };
     if config.mode == RuntimeMode::ApntalkVerification {
-        let reasons = restricted::contract_violations(&config);
+        let admitted = crate::admitted_tools(&config);
+        let reasons = restricted::contract_violations(&config, &crate::tool_names(&admitted));
         if !reasons.is_empty() {
             report.fail(
                 "configuration",
@@ -641,7 +639,7 @@ async fn check_federation<W: Write>(report: &mut Report<'_, W>, config: &Config)
         return;
     }
     // Discovery only: the store is never reached, as no tool is called.
-    let federation = Federation::start(federation_config, Arc::new(UnusedStore)).await;
+    let federation = Federation::start(federation_config, Arc::new(UnusedEventLog)).await;
     for server in federation.status().servers.iter().filter(|s| s.enabled) {
         let check = format!("downstream '{}'", server.name);
         match server.state {
@@ -671,60 +669,19 @@ async fn check_federation<W: Write>(report: &mut Report<'_, W>, config: &Config)
     federation.shutdown().await;
 }
 
-/// The session store handed to [`Federation::start`]: discovery never touches it.
-struct UnusedStore;
+/// The event log handed to [`Federation::start`]: discovery never touches it.
+struct UnusedEventLog;
 
 fn unused<T>() -> Result<T, StoreError> {
-    Err(StoreError::new("doctor: no session store"))
+    Err(StoreError::new("doctor: no event log"))
 }
 
 #[async_trait::async_trait]
-impl SessionStore for UnusedStore {
-    async fn begin_session(
-        &self,
-        _: &NewSession,
-        _: &[Event],
-    ) -> Result<SessionRecord, StoreError> {
-        unused()
-    }
-    async fn get_session(&self, _: &str) -> Result<Option<SessionRecord>, StoreError> {
-        unused()
-    }
-    async fn list_sessions(
-        &self,
-        _: u32,
-        _: Option<SessionStatus>,
-    ) -> Result<Vec<SessionListItem>, StoreError> {
-        unused()
-    }
-    async fn acquire_lock(&self, _: &str, _: &str, _: Duration) -> Result<LockOutcome, StoreError> {
-        unused()
-    }
-    async fn release_lock(&self, _: &str, _: &str) -> Result<(), StoreError> {
-        unused()
-    }
-    async fn begin_execution(&self, _: &str, _: &[Event]) -> Result<(), StoreError> {
-        unused()
-    }
+impl EventLog for UnusedEventLog {
     async fn append_events(&self, _: &str, _: &[Event]) -> Result<(), StoreError> {
         unused()
     }
-    async fn finish_execution(&self, _: &str, _: &str, _: &Finish) -> Result<(), StoreError> {
-        unused()
-    }
     async fn events(&self, _: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        unused()
-    }
-    async fn store_artifact(&self, _: NewArtifact<'_>) -> Result<ArtifactRef, StoreError> {
-        unused()
-    }
-    async fn recover_interrupted(&self) -> Result<u64, StoreError> {
-        unused()
-    }
-    async fn interrupt_execution(&self, _: &str, _: &str, _: &str) -> Result<bool, StoreError> {
-        unused()
-    }
-    async fn sweep_expired_leases(&self) -> Result<u64, StoreError> {
         unused()
     }
 }

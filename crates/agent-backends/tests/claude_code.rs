@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,12 +26,12 @@ use agent_core::{
     ExecutionError, FailureKind, Profile, ProgressSink, SessionRecord, SessionStatus, StoredEvent,
     Timestamp, ToolDefinition, Usage, Workflow,
 };
+use agent_testkit::fake_cli::{self, FakeCli};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
 const SYSTEM: &str = "You are a careful assistant.";
-const FAKE_SCRIPT: &str = include_str!("fixtures/fake-claude.sh");
 const FIXTURE_SUCCESS: &str = include_str!("fixtures/claude-2.1.332-success.json");
 const FIXTURE_MAX_TURNS: &str = include_str!("fixtures/claude-2.1.332-error-max-turns.json");
 const FIXTURE_API_529: &str = include_str!("fixtures/claude-2.1.332-api-error-529.json");
@@ -41,67 +40,41 @@ const FIXTURE_API_529: &str = include_str!("fixtures/claude-2.1.332-api-error-52
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// A fake `claude` in `<tmp>/bin/claude`, its control files in `<tmp>/ctl`, and a working
-/// directory `<tmp>/work`.
+/// A fake `claude` (agent-testkit's) in `<tmp>/bin/claude`, its control files in `<tmp>/ctl`,
+/// and a working directory `<tmp>/work`.
 struct Fake {
     tmp: TempDir,
+    cli: FakeCli,
+}
+
+impl std::ops::Deref for Fake {
+    type Target = FakeCli;
+
+    fn deref(&self) -> &FakeCli {
+        &self.cli
+    }
 }
 
 impl Fake {
     fn new() -> Self {
-        use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().unwrap();
         for dir in ["bin", "ctl", "work"] {
             std::fs::create_dir(tmp.path().join(dir)).unwrap();
         }
-        let cli = tmp.path().join("bin").join("claude");
-        std::fs::write(&cli, FAKE_SCRIPT).unwrap();
-        std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Fake { tmp }
+        let cli = FakeCli::install(&tmp.path().join("bin"), &tmp.path().join("ctl"));
+        Fake { tmp, cli }
     }
 
     fn cli(&self) -> PathBuf {
-        self.tmp.path().join("bin").join("claude")
+        self.cli.path().to_path_buf()
     }
 
     fn bin_dir(&self) -> PathBuf {
         self.tmp.path().join("bin")
     }
 
-    fn ctl(&self) -> PathBuf {
-        self.tmp.path().join("ctl")
-    }
-
     fn work(&self) -> PathBuf {
         self.tmp.path().join("work").canonicalize().unwrap()
-    }
-
-    fn set(&self, name: &str, content: &str) -> &Self {
-        std::fs::write(self.ctl().join(name), content).unwrap();
-        self
-    }
-
-    fn read(&self, name: &str) -> String {
-        std::fs::read_to_string(self.ctl().join(name)).unwrap_or_default()
-    }
-
-    fn invocations(&self) -> usize {
-        self.read("count").trim().parse().unwrap_or(0)
-    }
-
-    fn argv(&self, n: usize) -> Vec<String> {
-        let raw = self.read(&format!("argv.{n}"));
-        let mut args: Vec<String> = raw.split('\0').map(str::to_owned).collect();
-        args.pop(); // the trailing NUL
-        args
-    }
-
-    fn stdin(&self, n: usize) -> String {
-        self.read(&format!("stdin.{n}"))
-    }
-
-    fn cwd(&self, n: usize) -> String {
-        self.read(&format!("cwd.{n}")).trim().to_owned()
     }
 
     /// The script's PID, its process group, then its children's PIDs.
@@ -121,7 +94,7 @@ impl Fake {
             limited_tool_forwarding: false,
             env_passthrough: Vec::new(),
             extra_env: vec![(
-                "FAKE_CLAUDE_DIR".to_owned(),
+                fake_cli::CONTROL_VAR.to_owned(),
                 self.ctl().to_string_lossy().into_owned(),
             )],
             mcp_servers: Vec::new(),
@@ -450,7 +423,7 @@ async fn cancellation_kills_the_process_group_promptly() {
     let ctx = ExecContext::new(cancel.clone(), recorder.clone());
     let trigger = {
         let cancel = cancel.clone();
-        let ctl = fake.ctl();
+        let ctl = fake.ctl().to_path_buf();
         tokio::spawn(async move {
             // Cancel once the script has started its children.
             for _ in 0..200 {
@@ -638,7 +611,7 @@ async fn the_cli_gets_a_minimal_environment() {
     for line in [
         "HOME=/planted-home",
         "OPERATOR_LISTED=listed-value",
-        &format!("FAKE_CLAUDE_DIR={}", fake.ctl().display()),
+        &format!("{}={}", fake_cli::CONTROL_VAR, fake.ctl().display()),
         &format!("PATH={}", std::env::var("PATH").unwrap()),
     ] {
         assert!(env.lines().any(|l| l == line), "{line} missing: {env}");
@@ -1302,8 +1275,8 @@ async fn native_resume_failure_falls_back_to_the_reconstructed_context() {
 
 mod real_cli {
     use super::*;
-    use wiremock::matchers::{method, path};
-    use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+    use agent_testkit::messages_api::{self, Script};
+    use wiremock::MockServer;
 
     const ENV: &str = "CLAUDE_AGENT_MCP_TEST_CLAUDE_CLI";
 
@@ -1317,99 +1290,14 @@ mod real_cli {
         }
     }
 
-    #[derive(Clone)]
-    enum Script {
-        /// `reply <n>` for request n (0-based).
-        Text,
-        /// A `Write` tool call of `path` until the model sees a tool result, then text.
-        WriteTool(PathBuf),
-        /// An API error with this status.
-        Status(u16),
-        /// Text, after this delay.
-        Slow(Duration),
-    }
-
-    struct StandIn {
-        script: Script,
-        calls: AtomicUsize,
-    }
-
-    fn sse(events: &[Value]) -> String {
-        events
-            .iter()
-            .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
-            .collect()
-    }
-
-    fn has_tool_result(body: &Value) -> bool {
-        body["messages"]
-            .as_array()
-            .and_then(|m| m.last())
-            .and_then(|m| m["content"].as_array())
-            .is_some_and(|c| c.iter().any(|b| b["type"] == "tool_result"))
-    }
-
-    impl Respond for StandIn {
-        fn respond(&self, request: &Request) -> ResponseTemplate {
-            let n = self.calls.fetch_add(1, Ordering::SeqCst);
-            let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-            let model = body["model"].as_str().unwrap_or("claude-test").to_owned();
-            let (block, delta, stop) = match &self.script {
-                Script::Status(status) => {
-                    let (kind, message) = match status {
-                        400 => ("invalid_request_error", "stand-in rejected the request"),
-                        401 => ("authentication_error", "invalid x-api-key"),
-                        429 => ("rate_limit_error", "rate limit reached for requests"),
-                        _ => ("overloaded_error", "Overloaded"),
-                    };
-                    return ResponseTemplate::new(*status).set_body_json(
-                        json!({"type": "error", "error": {"type": kind, "message": message}}),
-                    );
-                }
-                Script::WriteTool(target) if !has_tool_result(&body) => (
-                    json!({"type": "tool_use", "id": format!("toolu_{n}"), "name": "Write", "input": {}}),
-                    json!({"type": "input_json_delta", "partial_json":
-                        json!({"file_path": target, "content": "written by the model"}).to_string()}),
-                    "tool_use",
-                ),
-                _ => (
-                    json!({"type": "text", "text": ""}),
-                    json!({"type": "text_delta", "text": format!("reply {n}")}),
-                    "end_turn",
-                ),
-            };
-            let delay = match &self.script {
-                Script::Slow(delay) => *delay,
-                _ => Duration::ZERO,
-            };
-            let usage = json!({"input_tokens": 11, "output_tokens": 1,
-                "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0});
-            let template = if body["stream"] == true {
-                let events = [
-                    json!({"type": "message_start", "message": {"id": format!("msg_{n}"),
-                        "type": "message", "role": "assistant", "model": model, "content": [],
-                        "stop_reason": null, "stop_sequence": null, "usage": usage}}),
-                    json!({"type": "content_block_start", "index": 0, "content_block": block}),
-                    json!({"type": "content_block_delta", "index": 0, "delta": delta}),
-                    json!({"type": "content_block_stop", "index": 0}),
-                    json!({"type": "message_delta", "delta": {"stop_reason": stop,
-                        "stop_sequence": null}, "usage": {"output_tokens": 7}}),
-                    json!({"type": "message_stop"}),
-                ];
-                ResponseTemplate::new(200).set_body_raw(sse(&events), "text/event-stream")
-            } else {
-                let content = if stop == "tool_use" {
-                    let input: Value =
-                        serde_json::from_str(delta["partial_json"].as_str().unwrap()).unwrap();
-                    json!([{"type": "tool_use", "id": format!("toolu_{n}"), "name": "Write", "input": input}])
-                } else {
-                    json!([{"type": "text", "text": delta["text"]}])
-                };
-                ResponseTemplate::new(200).set_body_json(json!({"id": format!("msg_{n}"),
-                    "type": "message", "role": "assistant", "model": model, "content": content,
-                    "stop_reason": stop, "stop_sequence": null, "usage": usage}))
-            };
-            template.set_delay(delay)
+    /// A `Write` tool call of `target` until the model has seen its result, then text.
+    fn write_tool(target: PathBuf) -> Script {
+        Script::ToolsThenText {
+            calls: vec![(
+                "Write".to_owned(),
+                json!({"file_path": target, "content": "written by the model"}),
+            )],
+            then: "reply after the tool".to_owned(),
         }
     }
 
@@ -1430,15 +1318,7 @@ mod real_cli {
             let home = tempfile::tempdir().unwrap();
             let work = tempfile::tempdir().unwrap();
             let script = script(&work.path().canonicalize().unwrap());
-            let server = MockServer::start().await;
-            Mock::given(method("POST"))
-                .and(path("/v1/messages"))
-                .respond_with(StandIn {
-                    script,
-                    calls: AtomicUsize::new(0),
-                })
-                .mount(&server)
-                .await;
+            let server = messages_api::start(script).await;
             Env {
                 server,
                 home,
@@ -1496,43 +1376,16 @@ mod real_cli {
         }
 
         async fn bodies(&self) -> Vec<Value> {
-            self.server
-                .received_requests()
-                .await
-                .unwrap_or_default()
-                .iter()
-                .filter(|r| r.url.path() == "/v1/messages")
-                .map(|r| serde_json::from_slice(&r.body).unwrap())
-                .collect()
+            messages_api::message_bodies(&self.server).await
         }
     }
 
-    /// Every text the model was sent in `body`'s messages.
-    fn texts(body: &Value) -> String {
-        let mut out = String::new();
-        for message in body["messages"].as_array().into_iter().flatten() {
-            match &message["content"] {
-                Value::String(text) => out.push_str(text),
-                Value::Array(blocks) => {
-                    for block in blocks {
-                        match block["text"].as_str() {
-                            Some(text) => out.push_str(text),
-                            None => out.push_str(&block.to_string()),
-                        }
-                        out.push('\n');
-                    }
-                }
-                _ => {}
-            }
-            out.push('\n');
-        }
-        out
-    }
+    use messages_api::texts;
 
     #[tokio::test]
     async fn real_cli_version_check() {
         let Some(cli) = real_cli() else { return };
-        let env = Env::start(cli, Script::Text).await;
+        let env = Env::start(cli, Script::Numbered).await;
         let version = env.backend().check().await.unwrap();
         assert!(version.contains("Claude Code"), "{version}");
         println!("real claude CLI: {version}");
@@ -1543,7 +1396,7 @@ mod real_cli {
     #[tokio::test]
     async fn real_cli_never_runs_a_workspaces_hooks_or_mcp_servers() {
         let Some(cli) = real_cli() else { return };
-        let env = Env::start(cli, Script::Text).await;
+        let env = Env::start(cli, Script::Numbered).await;
         let work = env.work();
         let marker = |name: &str| work.join(name);
         let touch = |name: &str| {
@@ -1586,7 +1439,7 @@ mod real_cli {
     #[tokio::test]
     async fn real_cli_run_and_native_resume() {
         let Some(cli) = real_cli() else { return };
-        let env = Env::start(cli, Script::Text).await;
+        let env = Env::start(cli, Script::Numbered).await;
         let backend = env.backend();
         let first = run(&backend, env.request("first message")).await;
         assert!(first.output_text.starts_with("reply "), "{first:?}");
@@ -1628,7 +1481,7 @@ mod real_cli {
     #[tokio::test]
     async fn real_cli_unknown_resume_id_falls_back() {
         let Some(cli) = real_cli() else { return };
-        let env = Env::start(cli, Script::Text).await;
+        let env = Env::start(cli, Script::Numbered).await;
         let mut req = env.request("carry on");
         req.is_continuation = true;
         req.provider_session_id = Some("00000000-0000-4000-8000-000000000000".to_owned());
@@ -1658,8 +1511,7 @@ mod real_cli {
     async fn real_cli_verification_profile_is_read_only() {
         let Some(cli) = real_cli() else { return };
         // The stand-in asks for a Write of a file inside the working directory.
-        let env =
-            Env::start_with(cli.clone(), |work| Script::WriteTool(work.join("out.txt"))).await;
+        let env = Env::start_with(cli.clone(), |work| write_tool(work.join("out.txt"))).await;
         let mut req = env.request("write the file");
         req.profile = Profile::Verification;
         let output = run(&env.backend(), req).await;
@@ -1677,7 +1529,7 @@ mod real_cli {
         );
 
         // The general profile (acceptEdits) may edit inside the working directory.
-        let env = Env::start_with(cli, |work| Script::WriteTool(work.join("general.txt"))).await;
+        let env = Env::start_with(cli, |work| write_tool(work.join("general.txt"))).await;
         let output = run(&env.backend(), env.request("write the file")).await;
         assert_eq!(
             std::fs::read_to_string(env.work().join("general.txt")).unwrap(),
@@ -1718,7 +1570,7 @@ mod real_cli {
     #[tokio::test]
     async fn real_cli_max_turns_without_result_fails() {
         let Some(cli) = real_cli() else { return };
-        let env = Env::start(cli, Script::WriteTool(PathBuf::from("/nonexistent/x.txt"))).await;
+        let env = Env::start(cli, write_tool(PathBuf::from("/nonexistent/x.txt"))).await;
         let mut req = env.request("write");
         req.profile = Profile::Verification;
         req.max_turns = 1;
@@ -1735,7 +1587,11 @@ mod real_cli {
     #[tokio::test]
     async fn real_cli_timeout_leaves_nothing_behind() {
         let Some(cli) = real_cli() else { return };
-        let env = Env::start(cli, Script::Slow(Duration::from_secs(30))).await;
+        let env = Env::start(
+            cli,
+            Script::Delayed(Duration::from_secs(30), Box::new(Script::Numbered)),
+        )
+        .await;
         let mut config = env.config(ClaudeCodeMode::Native);
         config.timeout = Duration::from_secs(3);
         let started = Instant::now();
@@ -1761,7 +1617,7 @@ mod real_cli {
     #[tokio::test]
     async fn real_cli_text_mode() {
         let Some(cli) = real_cli() else { return };
-        let env = Env::start(cli, Script::Text).await;
+        let env = Env::start(cli, Script::Numbered).await;
         let output = run(
             &ClaudeCodeBackend::new(env.config(ClaudeCodeMode::Text)),
             env.request("plain text please"),

@@ -870,24 +870,10 @@ impl Engine {
         session_id: &str,
         artifact_id: &str,
     ) -> Result<Option<(ArtifactRecord, Vec<u8>)>, ErrorObject> {
-        let Some(record) = self
-            .artifacts(session_id)
-            .await?
-            .into_iter()
-            .find(|a| a.artifact_id == artifact_id)
-        else {
-            return Ok(None);
-        };
-        match tokio::fs::read(&record.path).await {
-            Ok(body) => Ok(Some((record, body))),
-            Err(e) => Err(ErrorObject::bare(
-                ErrorCode::InternalError,
-                format!(
-                    "artifact {artifact_id} could not be read from {}: {e}",
-                    record.path.display()
-                ),
-            )),
-        }
+        self.store
+            .read_artifact(session_id, artifact_id)
+            .await
+            .map_err(|e| ErrorObject::bare(ErrorCode::InternalError, e.message))
     }
 
     // -----------------------------------------------------------------------------------------

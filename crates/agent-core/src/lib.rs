@@ -30,7 +30,7 @@
 //! # use std::sync::Mutex;
 //! # use std::time::Duration;
 //! # use agent_core::{
-//! #     ArtifactRef, Event, Finish, LockOutcome, NewArtifact, NewSession, SessionListItem,
+//! #     ArtifactRecord, ArtifactRef, Event, EventLog, Finish, LockOutcome, NewArtifact, NewSession, SessionListItem,
 //! #     SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent, Timestamp,
 //! # };
 //! #
@@ -46,6 +46,15 @@
 //! #         let mut log = self.events.lock().unwrap();
 //! #         log.extend(events.iter().map(|e| (session_id.to_owned(), e.clone())));
 //! #     }
+//! # }
+//! #
+//! # #[async_trait::async_trait]
+//! # impl EventLog for MemoryStore {
+//! #     async fn append_events(&self, id: &str, events: &[Event]) -> Result<(), StoreError> {
+//! #         self.log(id, events);
+//! #         Ok(())
+//! #     }
+//! #     async fn events(&self, _: &str) -> Result<Vec<StoredEvent>, StoreError> { Ok(Vec::new()) }
 //! # }
 //! #
 //! # #[async_trait::async_trait]
@@ -78,10 +87,6 @@
 //! #         self.log(id, events);
 //! #         Ok(())
 //! #     }
-//! #     async fn append_events(&self, id: &str, events: &[Event]) -> Result<(), StoreError> {
-//! #         self.log(id, events);
-//! #         Ok(())
-//! #     }
 //! #     async fn finish_execution(&self, id: &str, _: &str, f: &Finish) -> Result<(), StoreError> {
 //! #         if let Some(row) = self.sessions.lock().unwrap().get_mut(id) {
 //! #             row.status = f.status;
@@ -91,7 +96,6 @@
 //! #         self.log(id, &f.events);
 //! #         Ok(())
 //! #     }
-//! #     async fn events(&self, _: &str) -> Result<Vec<StoredEvent>, StoreError> { Ok(Vec::new()) }
 //! #     async fn store_artifact(&self, a: NewArtifact<'_>) -> Result<ArtifactRef, StoreError> {
 //! #         Ok(ArtifactRef {
 //! #             artifact_id: format!("art_{}", a.logical_name), artifact_type: a.artifact_type.into(),
@@ -131,6 +135,9 @@
 //! #         Ok(swept.len() as u64)
 //! #     }
 //! #     async fn recover_interrupted(&self) -> Result<u64, StoreError> { Ok(0) }
+//! #     async fn read_artifact(&self, _: &str, _: &str) -> Result<Option<(ArtifactRecord, Vec<u8>)>, StoreError> {
+//! #         Ok(None)
+//! #     }
 //! # }
 //!
 //! /// A backend that answers without calling any model.
@@ -229,7 +236,9 @@ pub mod model;
 pub mod ports;
 pub mod preflight;
 pub mod profile;
+pub mod pyfmt;
 pub mod request;
+pub mod settings;
 pub mod testing;
 pub mod text;
 pub mod time;
@@ -242,7 +251,7 @@ pub use error::{ErrorCode, ErrorObject};
 pub use event::{Event, EventType, StoredEvent};
 pub use model::{Profile, SessionStatus, Workflow};
 pub use ports::{
-    ArtifactRecord, BackendOutput, BackendRequest, Capabilities, ChatMessage, ChatRole,
+    ArtifactRecord, BackendOutput, BackendRequest, Capabilities, ChatMessage, ChatRole, EventLog,
     ExecContext, ExecutionBackend, ExecutionError, FailureKind, Finish, LockOutcome,
     MediationRequest, NewArtifact, NewSession, NoProgress, OutputMediator, PolicyViolation,
     ProgressSink, SessionListItem, SessionRecord, SessionStore, StoreError, ToolCallContext,

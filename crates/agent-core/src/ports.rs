@@ -146,8 +146,6 @@ pub struct ArtifactRecord {
     pub artifact_type: String,
     pub logical_name: String,
     pub mime_type: String,
-    /// Absolute path of the body.
-    pub path: PathBuf,
     pub size_bytes: i64,
     pub sha256: String,
     pub created_at: String,
@@ -155,9 +153,23 @@ pub struct ArtifactRecord {
     pub producer_tool: String,
 }
 
-/// Durable sessions, events and artifacts. Every method commits before it returns.
+/// A session's event log: all that a crate which records or reads events needs (tool
+/// providers, federation, mediation). The narrow port: every [`SessionStore`] is one, and a
+/// crate that takes an `EventLog` can be given the store or a stand-in that keeps events only.
 #[async_trait]
-pub trait SessionStore: Send + Sync + 'static {
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends `events` to the session's log, in order, in one commit.
+    async fn append_events(&self, session_id: &str, events: &[Event]) -> Result<(), StoreError>;
+
+    /// The event log, oldest first.
+    async fn events(&self, session_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
+}
+
+/// Durable sessions, their locks, outputs and artifacts, beside their event log (the
+/// [`EventLog`] supertrait). Every method commits before it returns. The engine uses the whole
+/// port; other crates take the narrower [`EventLog`].
+#[async_trait]
+pub trait SessionStore: EventLog {
     /// Inserts a running, locked session with `request_count = 1` and appends `events`.
     async fn begin_session(
         &self,
@@ -218,8 +230,6 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Sets `running`, `request_count += 1` and appends `events`.
     async fn begin_execution(&self, session_id: &str, events: &[Event]) -> Result<(), StoreError>;
 
-    async fn append_events(&self, session_id: &str, events: &[Event]) -> Result<(), StoreError>;
-
     /// Applies `finish`, appends its events and releases `owner`'s lock.
     async fn finish_execution(
         &self,
@@ -227,9 +237,6 @@ pub trait SessionStore: Send + Sync + 'static {
         owner: &str,
         finish: &Finish,
     ) -> Result<(), StoreError>;
-
-    /// The event log, oldest first.
-    async fn events(&self, session_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// Writes the body under the artifact root, inserts its row and bumps `artifact_count`.
     /// Fails with `Artifact exceeds max size: <size> > <max>` above the cap.
@@ -261,6 +268,15 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn artifacts(&self, _session_id: &str) -> Result<Vec<ArtifactRecord>, StoreError> {
         Ok(Vec::new())
     }
+
+    /// One artifact of a session and its body; `None` when the session has no such artifact.
+    /// Where the body lives (a file, a database column) is the store's business; a body that
+    /// cannot be read is an error whose message names the artifact.
+    async fn read_artifact(
+        &self,
+        session_id: &str,
+        artifact_id: &str,
+    ) -> Result<Option<(ArtifactRecord, Vec<u8>)>, StoreError>;
 
     /// The full outputs kept by [`Finish::output_text`], as `(turn_index, text)` in turn order.
     /// A store that keeps none answers empty, and continuations fall back to the summaries.

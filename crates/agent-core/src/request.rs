@@ -215,7 +215,7 @@ impl ListSessionsRequest {
                 None => {
                     problems.push(format!(
                         "status: input should be one of {}, got '{s}'",
-                        crate::model::python_list(SessionStatus::ALL.iter().map(|s| s.as_str()))
+                        crate::pyfmt::list(SessionStatus::ALL.iter().map(|s| s.as_str()))
                     ));
                     None
                 }

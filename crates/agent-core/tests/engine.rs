@@ -22,9 +22,9 @@ use agent_core::engine::conversation_history;
 use agent_core::error::ErrorCode;
 use agent_core::{
     BackendOutput, BackendRequest, ChatMessage, ChatRole, ContinueSessionRequest, Engine,
-    EngineConfig, Envelope, Event, ExecContext, Finish, GetSessionRequest, ListSessionsRequest,
-    LockOutcome, NewSession, Profile, RunTaskRequest, SessionRecord, SessionStatus, SessionStore,
-    Timestamp, ToolCallContext, Usage, VerifyTaskRequest, Workflow,
+    EngineConfig, Envelope, Event, EventLog, ExecContext, Finish, GetSessionRequest,
+    ListSessionsRequest, LockOutcome, NewSession, Profile, RunTaskRequest, SessionRecord,
+    SessionStatus, SessionStore, Timestamp, ToolCallContext, Usage, VerifyTaskRequest, Workflow,
 };
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -2905,4 +2905,75 @@ async fn continue_re_resolves_the_stored_working_directory() {
     assert_eq!(h.backend.call_count(), 0);
     assert_eq!(h.store.record("sess_moved"), Some(record));
     assert!(h.store.events_of("sess_moved").is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Artifacts are read through the store port
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn artifacts_are_read_through_the_store() {
+    let text = "An output long enough to be kept as an artifact of the session.";
+    let h = Harness::new(FakeBackend::new().then_ok(output(text, 1)));
+    let env = h.run(RunTaskRequest::new("Write")).await;
+    let id = env.session_id.clone();
+    let artifact_id = h.store.artifacts()[0].artifact_id.clone();
+
+    let (record, body) = h
+        .engine
+        .read_artifact(&id, &artifact_id)
+        .await
+        .unwrap()
+        .expect("the artifact");
+    assert_eq!(record, h.store.artifacts()[0].record());
+    assert_eq!(body, text.as_bytes());
+    assert_eq!(h.engine.read_artifact(&id, "art_missing").await, Ok(None));
+
+    h.store.fail(Method::ReadArtifact);
+    let err = h.engine.read_artifact(&id, &artifact_id).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::InternalError);
+    assert_eq!(err.message, MemStore::failure_message(Method::ReadArtifact));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The crate performs no I/O
+// ---------------------------------------------------------------------------------------------
+
+/// agent-core reaches files, processes and the network only through its ports: no module of
+/// `src/` names the standard library's or Tokio's file system, process or network modules
+/// (`docs/architecture.md`).
+#[test]
+fn agent_core_names_no_io_module() {
+    let io = regex::Regex::new(r"\b(std|tokio)\s*::\s*(\{[^}]*\b)?(fs|net|process)\b").unwrap();
+    let mut pending = vec![std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src"
+    ))];
+    let mut offences = Vec::new();
+    let mut scanned = 0;
+    while let Some(path) = pending.pop() {
+        if path.is_dir() {
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        if path.extension().is_none_or(|ext| ext != "rs") {
+            continue;
+        }
+        scanned += 1;
+        let source = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in source.lines().enumerate() {
+            if io.is_match(line) {
+                offences.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        scanned > 10,
+        "the scan found agent-core's sources ({scanned} files)"
+    );
+    assert!(
+        offences.is_empty(),
+        "I/O in agent-core:\n{}",
+        offences.join("\n")
+    );
 }

@@ -10,19 +10,15 @@
 mod fixture;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent_core::{
-    ArtifactRef, Event, EventType, Finish, LockOutcome, NewArtifact, NewSession, Profile,
-    SessionListItem, SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent,
-    ToolCallContext, ToolProvider,
-};
+use agent_core::{EventLog, EventType, Profile, ToolCallContext, ToolProvider};
 use agent_federation::{
     ConnectionState, DownstreamTransport, Federation, FederationConfig, FederationConfigError,
     InvocationErrorKind,
 };
-use async_trait::async_trait;
+use agent_testkit::store::MemStore;
 use serde_json::{Value, json};
 
 const FIXTURE: &str = env!("CARGO_BIN_EXE_fixture-mcp-server");
@@ -30,77 +26,6 @@ const FIXTURE: &str = env!("CARGO_BIN_EXE_fixture-mcp-server");
 // ---------------------------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------------------------
-
-/// Records appended events; every other store method is unused here.
-#[derive(Default)]
-struct MemStore {
-    events: Mutex<Vec<(String, Event)>>,
-}
-
-impl MemStore {
-    fn events(&self) -> Vec<(String, Event)> {
-        self.events.lock().unwrap().clone()
-    }
-}
-
-fn unused<T>() -> Result<T, StoreError> {
-    Err(StoreError::new("not used by federation"))
-}
-
-#[async_trait]
-impl SessionStore for MemStore {
-    async fn begin_session(
-        &self,
-        _: &NewSession,
-        _: &[Event],
-    ) -> Result<SessionRecord, StoreError> {
-        unused()
-    }
-    async fn get_session(&self, _: &str) -> Result<Option<SessionRecord>, StoreError> {
-        unused()
-    }
-    async fn list_sessions(
-        &self,
-        _: u32,
-        _: Option<SessionStatus>,
-    ) -> Result<Vec<SessionListItem>, StoreError> {
-        unused()
-    }
-    async fn acquire_lock(&self, _: &str, _: &str, _: Duration) -> Result<LockOutcome, StoreError> {
-        unused()
-    }
-    async fn release_lock(&self, _: &str, _: &str) -> Result<(), StoreError> {
-        unused()
-    }
-    async fn begin_execution(&self, _: &str, _: &[Event]) -> Result<(), StoreError> {
-        unused()
-    }
-    async fn append_events(&self, session_id: &str, events: &[Event]) -> Result<(), StoreError> {
-        let mut all = self.events.lock().unwrap();
-        for event in events {
-            all.push((session_id.to_owned(), event.clone()));
-        }
-        Ok(())
-    }
-    async fn finish_execution(&self, _: &str, _: &str, _: &Finish) -> Result<(), StoreError> {
-        unused()
-    }
-    async fn events(&self, _: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        unused()
-    }
-    async fn store_artifact(&self, _: NewArtifact<'_>) -> Result<ArtifactRef, StoreError> {
-        unused()
-    }
-    async fn recover_interrupted(&self) -> Result<u64, StoreError> {
-        unused()
-    }
-    async fn interrupt_execution(&self, _: &str, _: &str, _: &str) -> Result<bool, StoreError> {
-        unused()
-    }
-    async fn sweep_expired_leases(&self) -> Result<u64, StoreError> {
-        unused()
-    }
-}
 
 fn ctx(profile: Profile) -> ToolCallContext {
     ToolCallContext {
@@ -334,7 +259,7 @@ fn example_config_is_valid() {
 
 #[tokio::test]
 async fn settings_table() {
-    let store: Arc<dyn SessionStore> = Arc::new(MemStore::default());
+    let store: Arc<dyn EventLog> = Arc::new(MemStore::default());
 
     let off =
         Federation::from_settings(false, Some(Path::new("/nonexistent.json")), store.clone()).await;
@@ -611,7 +536,7 @@ async fn missing_required_arguments_never_reach_the_server() {
     assert_eq!(refused.kind, InvocationErrorKind::SchemaValidation);
     assert_eq!(refused.kind.code(), "downstream_schema_validation_error");
     assert!(lines(&calls).is_empty(), "the server was contacted");
-    assert!(store.events().is_empty(), "refusals write no events");
+    assert!(store.appended().is_empty(), "refusals write no events");
 
     let out = federation
         .call(&general(), "fx__add", json!({"a": 1, "b": 2}))
@@ -637,7 +562,7 @@ async fn events_record_sorted_keys_and_no_values() {
         .await
         .unwrap();
     assert_eq!(out, "fx: SECRET-VALUE-42");
-    let events = store.events();
+    let events = store.appended();
     assert_eq!(events.len(), 2);
     let (session, invocation) = &events[0];
     assert_eq!(session, "sess-1");
@@ -668,7 +593,7 @@ async fn events_record_sorted_keys_and_no_values() {
         .await
         .unwrap_err();
     assert_eq!(err, "fixture failure: something broke");
-    let events = store.events();
+    let events = store.appended();
     assert_eq!(events.len(), 4);
     assert_eq!(
         events[3].1.payload,
@@ -732,7 +657,7 @@ async fn one_connection_is_reused_and_a_crash_restarts_it_once() {
         err.starts_with("Invocation of 'crash' on server 'fx' failed: "),
         "{err}"
     );
-    let last = store.events().last().unwrap().1.clone();
+    let last = store.appended().last().unwrap().1.clone();
     assert_eq!(last.payload["success"], json!(false));
     assert_eq!(last.payload["error_message"], json!(err));
 
@@ -818,7 +743,7 @@ async fn a_hanging_call_times_out() {
         "Invocation of 'slow' on server 'fx' failed: no result within 1 s (call_timeout_seconds); the call was cancelled"
     );
     assert_eq!(
-        store.events().last().unwrap().1.payload["success"],
+        store.appended().last().unwrap().1.payload["success"],
         json!(false)
     );
     // The connection stays usable.
@@ -1099,7 +1024,7 @@ async fn streamable_http_downstream() {
         .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(err.contains("no result within 1 s"), "{err}");
-    assert_eq!(store.events().len(), 6);
+    assert_eq!(store.appended().len(), 6);
     federation.shutdown().await;
     cancel.cancel();
 }
@@ -1212,7 +1137,7 @@ async fn real_server_everything() {
             .unwrap();
         assert!(out.contains('5'), "{out}");
     }
-    let events = store.events();
+    let events = store.appended();
     assert_eq!(events[0].1.payload["input_keys"], json!(["message"]));
     federation.shutdown().await;
 

@@ -18,9 +18,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use agent_core::{
-    Event, EventType, Profile, ProgressSink, SessionStore, StoreError, ToolCallContext,
-};
+use agent_core::{Event, EventLog, EventType, Profile, ProgressSink, StoreError, ToolCallContext};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
@@ -32,7 +30,7 @@ use crate::policy::{
     ACTION_MEDIATION_VERSION, GateContext, GateRequest, MediationSettings, POLICY_APPROVED,
     POLICY_EXECUTION_FAILURE, Rejection, RejectionReason, validate_action, validate_workflow,
 };
-use crate::pyfmt::{py_literal, py_repr};
+use agent_core::pyfmt;
 
 /// The result text kept for an executed action: this many characters, then ` [truncated]`.
 pub const RESULT_SUMMARY_CHARS: usize = 500;
@@ -79,16 +77,16 @@ pub trait MediationEventSink: Send + Sync {
     async fn append(&self, session_id: &str, event: &MediationEvent) -> Result<(), StoreError>;
 }
 
-/// The [`MediationEventSink`] over the session store. Events become `agent_core::Event`s
+/// The [`MediationEventSink`] over the session event log. Events become `agent_core::Event`s
 /// through `EventType::parse`: until `EventType` lists the ten `mediated_*` types, appending
 /// fails with a [`StoreError`] naming the missing type.
 #[derive(Clone)]
 pub struct StoreEventSink {
-    store: Arc<dyn SessionStore>,
+    store: Arc<dyn EventLog>,
 }
 
 impl StoreEventSink {
-    pub fn new(store: Arc<dyn SessionStore>) -> Self {
+    pub fn new(store: Arc<dyn EventLog>) -> Self {
         Self { store }
     }
 }
@@ -210,8 +208,8 @@ impl ActionResult {
         (self.status == ResultStatus::Rejected).then(|| {
             format!(
                 "Mediated action {} for tool {} rejected — {} (policy: {})",
-                py_repr(&self.request_id),
-                py_repr(&self.target_tool),
+                pyfmt::repr_str(&self.request_id),
+                pyfmt::repr_str(&self.target_tool),
                 self.failure_reason.as_deref().unwrap_or_default(),
                 self.policy_decision
             )
@@ -740,7 +738,7 @@ pub fn arguments_summary(arguments: &Map<String, Value>) -> String {
     keys.sort();
     keys.into_iter()
         .map(|key| {
-            let literal = arguments.get(key).map(py_literal).unwrap_or_default();
+            let literal = arguments.get(key).map(pyfmt::repr).unwrap_or_default();
             let head = cut(&literal, ARGUMENT_VALUE_CHARS);
             if head.len() < literal.len() {
                 format!("{key}={head}…")

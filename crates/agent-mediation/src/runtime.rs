@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use agent_core::{
-    ExecContext, MediationRequest, OutputMediator, Profile, SessionStore, StoreError, ToolProvider,
+    EventLog, ExecContext, MediationRequest, OutputMediator, Profile, StoreError, ToolProvider,
 };
 use agent_federation::Federation;
 use async_trait::async_trait;
@@ -24,7 +24,7 @@ impl FederatedMediator {
     pub fn new(
         settings: MediationSettings,
         federation: Federation,
-        store: Arc<dyn SessionStore>,
+        store: Arc<dyn EventLog>,
     ) -> Self {
         let mediator = Mediator::new(
             settings.clone(),

@@ -32,7 +32,7 @@ pub fn teaching_prompt(
     }
     let types: Vec<&str> = ActionType::ALL
         .iter()
-        .filter(|t| settings.action_type_allowed(**t))
+        .filter(|t| settings.action_type_allowed(t.as_str()))
         .map(|t| t.as_str())
         .collect();
     if types.is_empty() {

@@ -11,12 +11,10 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use agent_core::continuation::{MediationInclusion, WindowPolicy, build_context};
 use agent_core::{
-    ArtifactRef, Event, Finish, LockOutcome, NewArtifact, NewSession, Profile, SessionListItem,
-    SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent, Timestamp,
+    Event, Profile, SessionRecord, SessionStatus, StoreError, StoredEvent, Timestamp,
     ToolCallContext, ToolDefinition, Workflow,
 };
 use agent_mediation::event::{
@@ -31,6 +29,7 @@ use agent_mediation::{
     MediationInvoker, MediationOutcome, MediationSettings, Mediator, Rejection, ResultStatus,
     StepIndex, StoreEventSink, parse_blocks, teaching_prompt,
 };
+use agent_testkit::store::MemStore;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
@@ -187,6 +186,18 @@ struct Harness {
     workflows_supported: bool,
 }
 
+/// The built-in mediation defaults (the configuration's, no variable set).
+fn defaults() -> MediationSettings {
+    agent_policy::config::presets::BUILTIN.mediation_settings()
+}
+
+/// The mediation settings an operator preset gives.
+fn preset(name: &str) -> MediationSettings {
+    agent_policy::config::presets::preset(name)
+        .expect("a known preset")
+        .mediation_settings()
+}
+
 impl Harness {
     /// Mediation enabled with the built-in limits, federation active, `TOOL` and `OTHER`
     /// visible.
@@ -194,7 +205,7 @@ impl Harness {
         Self {
             settings: MediationSettings {
                 enabled: true,
-                ..MediationSettings::default()
+                ..defaults()
             },
             sink: Arc::new(MemorySink::default()),
             invoker: Arc::new(FakeInvoker::default()),
@@ -206,7 +217,7 @@ impl Harness {
 
     fn disabled() -> Self {
         Self {
-            settings: MediationSettings::default(),
+            settings: defaults(),
             ..Self::enabled()
         }
     }
@@ -1494,104 +1505,31 @@ async fn the_output_text_is_left_alone() {
 // The store-backed sink
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Default)]
-struct LogStore {
-    prior: Vec<StoredEvent>,
-    appended: Mutex<Vec<Event>>,
-}
-
-fn unsupported<T>() -> Result<T, StoreError> {
-    Err(StoreError::new("not supported by the test store"))
-}
-
-#[async_trait]
-impl SessionStore for LogStore {
-    async fn begin_session(
-        &self,
-        _: &NewSession,
-        _: &[Event],
-    ) -> Result<SessionRecord, StoreError> {
-        unsupported()
-    }
-    async fn get_session(&self, _: &str) -> Result<Option<SessionRecord>, StoreError> {
-        unsupported()
-    }
-    async fn list_sessions(
-        &self,
-        _: u32,
-        _: Option<SessionStatus>,
-    ) -> Result<Vec<SessionListItem>, StoreError> {
-        unsupported()
-    }
-    async fn acquire_lock(&self, _: &str, _: &str, _: Duration) -> Result<LockOutcome, StoreError> {
-        unsupported()
-    }
-    async fn release_lock(&self, _: &str, _: &str) -> Result<(), StoreError> {
-        unsupported()
-    }
-    async fn begin_execution(&self, _: &str, _: &[Event]) -> Result<(), StoreError> {
-        unsupported()
-    }
-    async fn append_events(&self, _: &str, events: &[Event]) -> Result<(), StoreError> {
-        self.appended.lock().unwrap().extend_from_slice(events);
-        Ok(())
-    }
-    async fn finish_execution(&self, _: &str, _: &str, _: &Finish) -> Result<(), StoreError> {
-        unsupported()
-    }
-    async fn events(&self, _: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        Ok(self.prior.clone())
-    }
-    async fn store_artifact(&self, _: NewArtifact<'_>) -> Result<ArtifactRef, StoreError> {
-        unsupported()
-    }
-    async fn recover_interrupted(&self) -> Result<u64, StoreError> {
-        unsupported()
-    }
-    async fn interrupt_execution(&self, _: &str, _: &str, _: &str) -> Result<bool, StoreError> {
-        unsupported()
-    }
-    async fn sweep_expired_leases(&self) -> Result<u64, StoreError> {
-        unsupported()
-    }
-}
-
-fn stored(event_type: &str) -> StoredEvent {
-    StoredEvent {
-        event_id: 1,
-        session_id: SESSION.into(),
-        event_type: event_type.into(),
-        turn_index: 1,
-        payload: json!({}),
-        created_at: String::new(),
-    }
-}
-
 #[tokio::test]
 async fn the_store_sink_counts_approval_events() {
-    let store = Arc::new(LogStore {
-        prior: vec![
-            stored(MEDIATED_ACTION_REQUESTED),
-            stored(MEDIATED_ACTION_APPROVED),
-            stored("downstream_tool_result"),
-            stored(MEDIATED_WORKFLOW_STEP_APPROVED),
-            stored(MEDIATED_ACTION_COMPLETED),
-        ],
-        ..LogStore::default()
-    });
+    let store = Arc::new(MemStore::new());
+    for event_type in [
+        MEDIATED_ACTION_REQUESTED,
+        MEDIATED_ACTION_APPROVED,
+        "downstream_tool_result",
+        MEDIATED_WORKFLOW_STEP_APPROVED,
+        MEDIATED_ACTION_COMPLETED,
+    ] {
+        store.seed_raw_event(SESSION, event_type, 1, json!({}));
+    }
     let sink = StoreEventSink::new(store);
     assert_eq!(sink.prior_approvals(SESSION).await.unwrap(), 2);
 }
 
 #[tokio::test]
 async fn the_store_sink_writes_core_events_once_event_type_knows_them() {
-    let store = Arc::new(LogStore::default());
+    let store = Arc::new(MemStore::new());
     let sink = StoreEventSink::new(store.clone());
     let event = MediationEvent::action_rejected(4, "r", TOOL, "rejected:x", "why");
     let written = sink.append(SESSION, &event).await;
     if agent_core::EventType::parse(MEDIATED_ACTION_REJECTED).is_some() {
         written.unwrap();
-        let appended = store.appended.lock().unwrap();
+        let appended: Vec<Event> = store.appended().into_iter().map(|(_, e)| e).collect();
         assert_eq!(appended.len(), 1);
         assert_eq!(appended[0].event_type.as_str(), MEDIATED_ACTION_REJECTED);
         assert_eq!(appended[0].turn_index, 4);
@@ -1604,7 +1542,7 @@ async fn the_store_sink_writes_core_events_once_event_type_knows_them() {
         // Until `EventType` lists the mediation types, nothing is written half-way.
         let err = written.unwrap_err();
         assert!(err.message.contains(MEDIATED_ACTION_REJECTED), "{err}");
-        assert!(store.appended.lock().unwrap().is_empty());
+        assert!(store.appended().is_empty());
     }
 }
 
@@ -1637,8 +1575,8 @@ fn catalog() -> Vec<ToolDefinition> {
 
 #[test]
 fn the_teaching_prompt_is_absent_unless_something_can_be_requested() {
-    let enabled = MediationSettings::preset("mediation_enabled");
-    assert!(teaching_prompt(&MediationSettings::default(), &catalog()).is_none());
+    let enabled = preset("mediation_enabled");
+    assert!(teaching_prompt(&defaults(), &catalog()).is_none());
     assert!(teaching_prompt(&enabled, &[]).is_none());
     let mut all_denied = enabled.clone();
     all_denied.denied_tools = vec![TOOL.into(), OTHER.into()];
@@ -1653,7 +1591,7 @@ fn the_teaching_prompt_is_absent_unless_something_can_be_requested() {
 
 #[test]
 fn the_teaching_prompt_pins_its_text() {
-    let mut settings = MediationSettings::preset("mediation_enabled");
+    let mut settings = preset("mediation_enabled");
     settings.denied_tools = vec![OTHER.into()];
     let prompt = teaching_prompt(&settings, &catalog()).unwrap();
     assert_eq!(
@@ -1682,7 +1620,7 @@ fn the_teaching_prompt_pins_its_text() {
 
 #[test]
 fn the_taught_blocks_parse_and_the_workflow_part_depends_on_the_step_limit() {
-    let mut settings = MediationSettings::preset("workflow_limited");
+    let mut settings = preset("workflow_limited");
     settings.allowed_action_types = vec!["lookup".into()];
     settings.include_results_in_continuation = false;
     settings.max_actions_per_turn = 1;
@@ -1708,7 +1646,7 @@ fn the_taught_blocks_parse_and_the_workflow_part_depends_on_the_step_limit() {
     assert_eq!(blocks.workflows[0].mediation_version, "v0.9.0");
     assert!(blocks.skipped.is_empty());
 
-    let single = MediationSettings::preset("mediation_enabled");
+    let single = preset("mediation_enabled");
     let prompt = teaching_prompt(&single, &catalog()).unwrap();
     assert!(!prompt.contains("mediated_workflow_request"), "{prompt}");
 }

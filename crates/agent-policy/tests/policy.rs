@@ -318,3 +318,9 @@ fn the_policy_follows_the_configuration() {
     assert!(policy.resolve_working_directory(Some("sub")).is_ok());
     assert!(policy.check_attachment("../outside/secret.txt").is_ok());
 }
+
+// The crate's other suites, in this one test binary.
+#[path = "policy/docs_drift.rs"]
+mod docs_drift;
+#[path = "policy/evidence.rs"]
+mod evidence;

@@ -42,6 +42,11 @@ pub(crate) async fn write_file(
     Ok(path)
 }
 
+/// Reads an artifact body back.
+pub(crate) async fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    tokio::fs::read(path).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use agent_core::ids::new_artifact_id;
 use agent_core::{
-    ArtifactRecord, ArtifactRef, Event, Finish, LockOutcome, NewArtifact, NewSession,
+    ArtifactRecord, ArtifactRef, Event, EventLog, Finish, LockOutcome, NewArtifact, NewSession,
     SessionListItem, SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent,
     Timestamp,
 };
@@ -581,6 +581,45 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// A session's artifacts with the files their bodies are in, oldest first.
+    async fn artifacts_impl(&self, session_id: &str) -> Result<Vec<(ArtifactRecord, PathBuf)>> {
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            i64,
+            String,
+            String,
+            i64,
+            String,
+        );
+        let rows: Vec<Row> = sqlx::query_as(SELECT_ARTIFACTS)
+            .bind(session_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let record = ArtifactRecord {
+                    artifact_id: r.0,
+                    session_id: r.1,
+                    artifact_type: r.2,
+                    logical_name: r.3,
+                    mime_type: r.4,
+                    size_bytes: r.6,
+                    sha256: r.7,
+                    created_at: r.8,
+                    turn_index: r.9,
+                    producer_tool: r.10,
+                };
+                (record, PathBuf::from(r.5))
+            })
+            .collect())
+    }
+
     async fn interrupt_execution_impl(
         &self,
         session_id: &str,
@@ -673,6 +712,21 @@ async fn insert_events(
 }
 
 #[async_trait]
+impl EventLog for SqliteStore {
+    async fn append_events(
+        &self,
+        session_id: &str,
+        events: &[Event],
+    ) -> std::result::Result<(), StoreError> {
+        Ok(self.append_events_impl(session_id, events).await?)
+    }
+
+    async fn events(&self, session_id: &str) -> std::result::Result<Vec<StoredEvent>, StoreError> {
+        Ok(self.events_impl(session_id).await?)
+    }
+}
+
+#[async_trait]
 impl SessionStore for SqliteStore {
     async fn begin_session(
         &self,
@@ -739,14 +793,6 @@ impl SessionStore for SqliteStore {
         Ok(self.begin_execution_impl(session_id, events).await?)
     }
 
-    async fn append_events(
-        &self,
-        session_id: &str,
-        events: &[Event],
-    ) -> std::result::Result<(), StoreError> {
-        Ok(self.append_events_impl(session_id, events).await?)
-    }
-
     async fn finish_execution(
         &self,
         session_id: &str,
@@ -756,10 +802,6 @@ impl SessionStore for SqliteStore {
         Ok(self
             .finish_execution_impl(session_id, owner, finish)
             .await?)
-    }
-
-    async fn events(&self, session_id: &str) -> std::result::Result<Vec<StoredEvent>, StoreError> {
-        Ok(self.events_impl(session_id).await?)
     }
 
     async fn store_artifact(
@@ -792,40 +834,34 @@ impl SessionStore for SqliteStore {
         &self,
         session_id: &str,
     ) -> std::result::Result<Vec<ArtifactRecord>, StoreError> {
-        type Row = (
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            i64,
-            String,
-            String,
-            i64,
-            String,
-        );
-        let rows: Vec<Row> = sqlx::query_as(SELECT_ARTIFACTS)
-            .bind(session_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(Error::from)?;
-        Ok(rows
+        Ok(self
+            .artifacts_impl(session_id)
+            .await?
             .into_iter()
-            .map(|r| ArtifactRecord {
-                artifact_id: r.0,
-                session_id: r.1,
-                artifact_type: r.2,
-                logical_name: r.3,
-                mime_type: r.4,
-                path: PathBuf::from(r.5),
-                size_bytes: r.6,
-                sha256: r.7,
-                created_at: r.8,
-                turn_index: r.9,
-                producer_tool: r.10,
-            })
+            .map(|(record, _)| record)
             .collect())
+    }
+
+    async fn read_artifact(
+        &self,
+        session_id: &str,
+        artifact_id: &str,
+    ) -> std::result::Result<Option<(ArtifactRecord, Vec<u8>)>, StoreError> {
+        let Some((record, path)) = self
+            .artifacts_impl(session_id)
+            .await?
+            .into_iter()
+            .find(|(record, _)| record.artifact_id == artifact_id)
+        else {
+            return Ok(None);
+        };
+        match artifacts::read_file(&path).await {
+            Ok(body) => Ok(Some((record, body))),
+            Err(e) => Err(StoreError::new(format!(
+                "artifact {artifact_id} could not be read from {}: {e}",
+                path.display()
+            ))),
+        }
     }
 
     async fn outputs(

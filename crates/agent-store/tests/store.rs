@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent_core::{
-    Event, EventType, Finish, LockOutcome, NewArtifact, NewSession, Profile, SessionListItem,
-    SessionRecord, SessionStatus, SessionStore, Timestamp, Workflow,
+    Event, EventLog, EventType, Finish, LockOutcome, NewArtifact, NewSession, Profile,
+    SessionListItem, SessionRecord, SessionStatus, SessionStore, Timestamp, Workflow,
 };
 use agent_store::{SqliteStore, StoreConfig, StoreOpenError};
 use serde_json::json;
@@ -1373,6 +1373,58 @@ async fn an_artifact_is_written_recorded_and_counted() {
         }
     );
     assert!(after.updated_at >= before.updated_at);
+}
+
+#[tokio::test]
+async fn an_artifact_is_read_back_by_session_and_id() {
+    let (dir, store) = fresh().await;
+    idle_session(&store, "sess_read").await;
+    idle_session(&store, "sess_other").await;
+    let body = b"the body, read back";
+    let reference = store
+        .store_artifact(artifact("sess_read", "output.txt", body))
+        .await
+        .unwrap();
+    let id = reference.artifact_id.as_str();
+
+    let (record, read) = store.read_artifact("sess_read", id).await.unwrap().unwrap();
+    assert_eq!(read, body);
+    assert_eq!(
+        store.artifacts("sess_read").await.unwrap(),
+        vec![record.clone()]
+    );
+    assert_eq!(
+        (
+            record.artifact_id.as_str(),
+            record.mime_type.as_str(),
+            record.size_bytes
+        ),
+        (id, "text/plain", body.len() as i64)
+    );
+    assert_eq!(record.sha256, sha256_of(body));
+    // Another session's artifact, or an unknown id, is not found.
+    assert_eq!(store.read_artifact("sess_other", id).await.unwrap(), None);
+    assert_eq!(
+        store
+            .read_artifact("sess_read", "art_missing")
+            .await
+            .unwrap(),
+        None
+    );
+
+    // A body that has gone from disk is an error naming the artifact and its file.
+    let root = std::fs::canonicalize(config(dir.path()).artifact_dir).unwrap();
+    let file = root.join("sess_read").join(format!("{id}-output.txt"));
+    std::fs::remove_file(&file).unwrap();
+    let err = store.read_artifact("sess_read", id).await.unwrap_err();
+    assert!(
+        err.message.starts_with(&format!(
+            "artifact {id} could not be read from {}: ",
+            file.display()
+        )),
+        "{}",
+        err.message
+    );
 }
 
 /// An `artifacts` row as stored.

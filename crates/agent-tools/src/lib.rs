@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use agent_core::{
-    Event, EventType, Profile, SessionStore, ToolCallContext, ToolDefinition, ToolProvider,
+    Event, EventLog, EventType, Profile, ToolCallContext, ToolDefinition, ToolProvider,
 };
 use agent_policy::paths::resolve_path;
 use async_trait::async_trait;
@@ -45,7 +45,7 @@ use sandbox::Sandbox;
 
 /// The built-in workspace tools, as a [`ToolProvider`].
 pub struct WorkspaceTools {
-    store: Arc<dyn SessionStore>,
+    store: Arc<dyn EventLog>,
     allowed: Arc<[PathBuf]>,
     limits: ToolLimits,
     hook: Option<RaceHook>,
@@ -67,11 +67,7 @@ impl WorkspaceTools {
     /// Tools that audit through `store` and work only inside `allowed_dirs` (resolved here:
     /// relative ones against the process's current directory, symlinks resolved) and, per
     /// call, the session's working directory.
-    pub fn new(
-        store: Arc<dyn SessionStore>,
-        allowed_dirs: Vec<PathBuf>,
-        limits: ToolLimits,
-    ) -> Self {
+    pub fn new(store: Arc<dyn EventLog>, allowed_dirs: Vec<PathBuf>, limits: ToolLimits) -> Self {
         let allowed = allowed_dirs
             .iter()
             .map(|dir| resolve_path(Path::new(""), dir))

@@ -6,87 +6,12 @@
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use agent_core::{
-    ArtifactRef, Event, Finish, LockOutcome, NewArtifact, NewSession, Profile, SessionListItem,
-    SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent, ToolCallContext,
-    ToolProvider,
-};
+use agent_core::{Event, Profile, ToolCallContext, ToolProvider};
+use agent_testkit::store::{MemStore, Method};
 use agent_tools::{Tool, ToolLimits, WorkspaceTools};
-use async_trait::async_trait;
 use serde_json::{Value, json};
-
-// ---------------------------------------------------------------------------------------------
-// A session store that only records appended events
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Default)]
-struct RecordingStore {
-    events: Mutex<Vec<(String, Event)>>,
-    fail: bool,
-}
-
-fn unsupported<T>() -> Result<T, StoreError> {
-    Err(StoreError::new("not supported by the test store"))
-}
-
-#[async_trait]
-impl SessionStore for RecordingStore {
-    async fn begin_session(
-        &self,
-        _: &NewSession,
-        _: &[Event],
-    ) -> Result<SessionRecord, StoreError> {
-        unsupported()
-    }
-    async fn get_session(&self, _: &str) -> Result<Option<SessionRecord>, StoreError> {
-        unsupported()
-    }
-    async fn list_sessions(
-        &self,
-        _: u32,
-        _: Option<SessionStatus>,
-    ) -> Result<Vec<SessionListItem>, StoreError> {
-        unsupported()
-    }
-    async fn acquire_lock(&self, _: &str, _: &str, _: Duration) -> Result<LockOutcome, StoreError> {
-        unsupported()
-    }
-    async fn release_lock(&self, _: &str, _: &str) -> Result<(), StoreError> {
-        unsupported()
-    }
-    async fn begin_execution(&self, _: &str, _: &[Event]) -> Result<(), StoreError> {
-        unsupported()
-    }
-    async fn append_events(&self, session_id: &str, events: &[Event]) -> Result<(), StoreError> {
-        if self.fail {
-            return Err(StoreError::new("disk full"));
-        }
-        let mut log = self.events.lock().unwrap();
-        log.extend(events.iter().map(|e| (session_id.to_owned(), e.clone())));
-        Ok(())
-    }
-    async fn finish_execution(&self, _: &str, _: &str, _: &Finish) -> Result<(), StoreError> {
-        unsupported()
-    }
-    async fn events(&self, _: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        unsupported()
-    }
-    async fn store_artifact(&self, _: NewArtifact<'_>) -> Result<ArtifactRef, StoreError> {
-        unsupported()
-    }
-    async fn recover_interrupted(&self) -> Result<u64, StoreError> {
-        unsupported()
-    }
-    async fn interrupt_execution(&self, _: &str, _: &str, _: &str) -> Result<bool, StoreError> {
-        unsupported()
-    }
-    async fn sweep_expired_leases(&self) -> Result<u64, StoreError> {
-        unsupported()
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Fixture
@@ -98,7 +23,7 @@ struct Fixture {
     _dir: tempfile::TempDir,
     work: PathBuf,
     outside: PathBuf,
-    store: Arc<RecordingStore>,
+    store: Arc<MemStore>,
     tools: WorkspaceTools,
 }
 
@@ -123,10 +48,10 @@ impl Fixture {
         fs::create_dir(&work).unwrap();
         fs::create_dir(&outside).unwrap();
         fs::write(outside.join("secret.txt"), "top secret\n").unwrap();
-        let store = Arc::new(RecordingStore {
-            fail,
-            ..RecordingStore::default()
-        });
+        let store = Arc::new(MemStore::new());
+        if fail {
+            store.fail(Method::AppendEvents);
+        }
         let tools = WorkspaceTools::new(store.clone(), allowed(&work), limits);
         Self {
             _dir: dir,
@@ -169,7 +94,7 @@ impl Fixture {
     }
 
     fn events(&self) -> Vec<(String, Event)> {
-        self.store.events.lock().unwrap().clone()
+        self.store.appended()
     }
 
     /// The `error_message` of the last `workspace_tool_result` event.

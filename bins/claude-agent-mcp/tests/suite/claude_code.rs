@@ -1,23 +1,20 @@
 //! The claude_code backend through the real server: a fake `claude` script (the fixture of
 //! agent-backends) records argv, stdin and cwd and prints scripted output.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+
+use agent_testkit::fake_cli::{self, FakeCli};
 
 use serde_json::json;
 
 use crate::support::*;
-
-const FAKE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../crates/agent-backends/tests/fixtures/fake-claude.sh"
-);
 
 /// A server environment on the claude_code backend with the fake CLI installed.
 pub(super) struct Cli {
     pub(super) env: TestEnv,
     pub(super) dir: PathBuf,
     path: PathBuf,
+    fake: FakeCli,
 }
 
 impl Cli {
@@ -25,35 +22,36 @@ impl Cli {
         let mut env = TestEnv::new().await;
         let dir = env.cwd().join("fake-cli");
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("claude");
-        std::fs::copy(FAKE, &path).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let fake = FakeCli::install(&dir, &dir);
+        let path = fake.path().to_path_buf();
         env.set("CLAUDE_AGENT_MCP_EXECUTION_BACKEND", "claude_code");
         env.set("CLAUDE_AGENT_MCP_CLAUDE_CODE_CLI_PATH", &path_str(&path));
         env.set("CLAUDE_AGENT_MCP_CLAUDE_CODE_MODE", mode);
-        env.set("FAKE_CLAUDE_DIR", &path_str(&dir));
+        env.set(fake_cli::CONTROL_VAR, &path_str(&dir));
         // The CLI inherits only a minimal environment: the fake's control directory is listed.
         env.set(
             "CLAUDE_AGENT_MCP_CLAUDE_CODE_ENV_PASSTHROUGH",
-            "FAKE_CLAUDE_DIR",
+            fake_cli::CONTROL_VAR,
         );
-        Self { env, dir, path }
+        Self {
+            env,
+            dir,
+            path,
+            fake,
+        }
     }
 
     pub(super) fn script(&self, file: &str, text: &str) {
-        std::fs::write(self.dir.join(file), text).unwrap();
+        self.fake.set(file, text);
     }
 
     pub(super) fn argv(&self, n: usize) -> Vec<String> {
-        let raw = std::fs::read(self.dir.join(format!("argv.{n}"))).unwrap();
-        raw.split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect()
+        assert!(self.fake.invoked(n), "the CLI ran {n} time(s)");
+        self.fake.argv(n)
     }
 
     fn read(&self, file: &str) -> String {
-        std::fs::read_to_string(self.dir.join(file)).unwrap_or_default()
+        self.fake.read(file)
     }
 }
 
@@ -673,4 +671,35 @@ async fn the_operator_chooses_the_setting_sources() {
         err.contains("CLAUDE_AGENT_MCP_CLAUDE_CODE_SETTING_SOURCES: 'everything' is not valid"),
         "{err}"
     );
+}
+
+/// The federation config is read once at startup, for discovery and for the CLI's MCP servers
+/// alike: its warnings are logged once (they were logged twice when the claude_code backend
+/// read the file a second time).
+#[tokio::test]
+async fn the_federation_config_is_read_once() {
+    let mut cli = Cli::new("native").await;
+    let config = json!({"downstream_servers": [{
+        "name": "off",
+        "command": "/nonexistent/never-spawned",
+        "enabled": false,
+        "allowed_tools": ["x"],
+        "profiles_allowed": ["general", "bogus"]
+    }]});
+    let path = cli.env.cwd().join("federation.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    cli.env.set("CLAUDE_AGENT_MCP_FEDERATION_ENABLED", "true");
+    cli.env
+        .set("CLAUDE_AGENT_MCP_FEDERATION_CONFIG", &path_str(&path));
+    let server = cli.env.start().await;
+    let status = server.call("agent_get_runtime_status", json!({})).await;
+    assert_eq!(status["federation_enabled"], json!(true));
+    let log = cli.env.stderr_log();
+    assert_eq!(
+        log.matches("Downstream server 'off': unknown profile 'bogus'")
+            .count(),
+        1,
+        "{log}"
+    );
+    server.shutdown().await;
 }

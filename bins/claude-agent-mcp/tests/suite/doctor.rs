@@ -1,7 +1,6 @@
 //! `claude-agent-mcp doctor` (`docs/reference/status.md#2-command-line`) over the real binary, with
 //! no stdin: one line per check, `✓` or `✗ … — fix: …`, and exit status 1 when any check failed.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use serde_json::json;
@@ -270,22 +269,14 @@ async fn doctor_accepts_a_working_claude_cli() {
     let mut env = TestEnv::new().await;
     let dir = env.cwd().join("fake-cli");
     std::fs::create_dir(&dir).unwrap();
-    let cli = dir.join("claude");
-    std::fs::copy(
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../crates/agent-backends/tests/fixtures/fake-claude.sh"
-        ),
-        &cli,
-    )
-    .unwrap();
-    std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fake = agent_testkit::fake_cli::FakeCli::install(&dir, &dir);
+    let cli = fake.path().to_path_buf();
     env.set("CLAUDE_AGENT_MCP_EXECUTION_BACKEND", "claude_code");
     env.set("CLAUDE_AGENT_MCP_CLAUDE_CODE_CLI_PATH", &path_str(&cli));
-    env.set("FAKE_CLAUDE_DIR", &path_str(&dir));
+    env.set(agent_testkit::fake_cli::CONTROL_VAR, &path_str(&dir));
     env.set(
         "CLAUDE_AGENT_MCP_CLAUDE_CODE_ENV_PASSTHROUGH",
-        "FAKE_CLAUDE_DIR",
+        agent_testkit::fake_cli::CONTROL_VAR,
     );
     let (code, out, _) = doctor(&env, &[]).await;
     assert_eq!(code, 0, "{out}");

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use agent_policy::config::vars;
 
-const CONFIGURATION_DOC: &str = include_str!("../../../docs/configuration.md");
+const CONFIGURATION_DOC: &str = include_str!("../../../../docs/configuration.md");
 
 /// The page abbreviates the long Claude Code names as `…_SUFFIX` after spelling out the first
 /// one; such a mention stands for this prefix followed by the suffix.

@@ -42,7 +42,7 @@ const SPEC_ONLY_PAGES: [&str; 4] = [
 ];
 
 /// This file, which holds examples of every bad citation.
-const THIS_FILE: &str = "crates/agent-policy/tests/docs_drift/citations.rs";
+const THIS_FILE: &str = "crates/agent-policy/tests/policy/docs_drift/citations.rs";
 
 /// Files whose bytes must not change: applied migrations are checksummed by sqlx, so editing a
 /// comment in one breaks every database it created. Their comments keep their old citations.
