@@ -38,6 +38,7 @@ use agent_policy::DirectoryPolicy;
 use agent_store::{SqliteStore, StoreConfig};
 use axum::Json;
 use axum::routing::post;
+use claude_agent_mcp_examples::serve_stand_in;
 use serde_json::{Value, json};
 
 type Error = Box<dyn std::error::Error>;
@@ -66,12 +67,8 @@ pub struct Outcome {
 /// Starts the stand-in, builds an engine over SQLite, the Messages API backend and a directory
 /// policy, runs a task and a verification, and writes a narrated transcript to `out`.
 pub async fn run_embed(out: &mut impl Write) -> Result<Outcome, Error> {
-    let (api_url, stand_in) = start_stand_in().await?;
-    writeln!(
-        out,
-        "[stand-in Messages API] listening on {api_url}: a local fake of the Anthropic API \
-         (no key checked, no network, canned answers)"
-    )?;
+    let app = axum::Router::new().route("/v1/messages", post(stand_in_messages));
+    let (api_url, stand_in) = serve_stand_in(app, out).await?;
     let dir = tempfile::Builder::new()
         .prefix("claude-agent-mcp-embed-")
         .tempdir()?;
@@ -189,16 +186,6 @@ fn print_envelope(out: &mut impl Write, name: &str, envelope: &Envelope) -> Resu
 // The STAND-IN Messages API. Not Claude, not a model: it answers `POST /v1/messages` with
 // responses shaped like the real API's, so the example has something to talk to offline.
 // ---------------------------------------------------------------------------------------------
-
-async fn start_stand_in() -> Result<(String, tokio::task::JoinHandle<()>), Error> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let app = axum::Router::new().route("/v1/messages", post(stand_in_messages));
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok((url, task))
-}
 
 /// A verification request (its system prompt asks for `VERDICT:`) gets a passing verdict;
 /// anything else a one-line canned answer.

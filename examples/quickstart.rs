@@ -32,6 +32,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::routing::post;
+use claude_agent_mcp_examples::serve_stand_in;
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, JsonObject};
 use rmcp::service::{RoleClient, RunningService};
@@ -104,12 +105,10 @@ pub async fn build_server(out: &mut impl Write) -> Result<PathBuf, Error> {
 /// down, writing a narrated transcript to `out`. Fails if any step does not succeed.
 pub async fn run_quickstart(server_binary: &Path, out: &mut impl Write) -> Result<(), Error> {
     let log = StandInLog::default();
-    let (api_url, api_task) = start_stand_in(log.clone()).await?;
-    writeln!(
-        out,
-        "[stand-in Messages API] listening on {api_url}: a local fake of the Anthropic API \
-         (no key checked, no network, canned answers)"
-    )?;
+    let app = axum::Router::new()
+        .route("/v1/messages", post(stand_in_messages))
+        .with_state(log.clone());
+    let (api_url, api_task) = serve_stand_in(app, out).await?;
 
     // A throwaway directory: the server's working directory, its state, and its log.
     let dir = tempfile::Builder::new()
@@ -379,19 +378,6 @@ impl StandInLog {
             .map(|mut lines| std::mem::take(&mut *lines))
             .unwrap_or_default()
     }
-}
-
-/// Binds the stand-in to a random port on 127.0.0.1 and serves it in the background.
-async fn start_stand_in(log: StandInLog) -> Result<(String, tokio::task::JoinHandle<()>), Error> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let app = axum::Router::new()
-        .route("/v1/messages", post(stand_in_messages))
-        .with_state(log);
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok((url, task))
 }
 
 /// `POST /v1/messages`: a verification request (its system prompt asks for `VERDICT:`) gets a

@@ -26,20 +26,9 @@ if ! command -v npm >/dev/null 2>&1; then
     exit 1
 fi
 
-installed_version() {
-    local pkg="$PREFIX/node_modules/@anthropic-ai/claude-code/package.json"
-    [ -f "$pkg" ] || return 0
-    sed -n 's/^[[:space:]]*"version":[[:space:]]*"\([^"]*\)".*/\1/p' "$pkg" | head -n 1
-}
-
-mkdir -p "$PREFIX"
-if [ "$(installed_version)" != "$VERSION" ]; then
-    log "installing @anthropic-ai/claude-code@$VERSION into $PREFIX"
-    npm install --prefix "$PREFIX" --no-audit --no-fund --no-save \
-        "@anthropic-ai/claude-code@$VERSION" >&2
-else
-    log "@anthropic-ai/claude-code@$VERSION already installed in $PREFIX"
-fi
+# shellcheck source=scripts/npm-pinned.sh
+. "$(dirname "${BASH_SOURCE[0]}")/npm-pinned.sh"
+npm_install_pinned "$PREFIX" @anthropic-ai/claude-code "$VERSION"
 
 case "$(uname -m)" in
     x86_64 | amd64) arch=x64 ;;

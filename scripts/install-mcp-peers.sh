@@ -37,19 +37,9 @@ case "$PREFIX" in
         ;;
 esac
 
-installed_version() {
-    local pkg="$PREFIX/node_modules/$PACKAGE/package.json"
-    [ -f "$pkg" ] || return 0
-    sed -n 's/^[[:space:]]*"version":[[:space:]]*"\([^"]*\)".*/\1/p' "$pkg" | head -n 1
-}
-
-mkdir -p "$PREFIX"
-if [ "$(installed_version)" != "$VERSION" ]; then
-    log "installing $PACKAGE@$VERSION into $PREFIX"
-    npm install --prefix "$PREFIX" --no-audit --no-fund --no-save "$PACKAGE@$VERSION" >&2
-else
-    log "$PACKAGE@$VERSION already installed in $PREFIX"
-fi
+# shellcheck source=scripts/npm-pinned.sh
+. "$(dirname "${BASH_SOURCE[0]}")/npm-pinned.sh"
+npm_install_pinned "$PREFIX" "$PACKAGE" "$VERSION"
 
 ENTRY="$PREFIX/node_modules/$PACKAGE/dist/index.js"
 if [ ! -f "$ENTRY" ]; then

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_backends::ClaudeCodeBackend;
-use agent_backends::api::{ANTHROPIC_VERSION, ApiConfig, MessagesApiBackend};
+use agent_backends::api::{ANTHROPIC_VERSION, ApiConfig, MessagesApiBackend, error_chain};
 use agent_core::{ErrorCode, Event, EventLog, StoreError, StoredEvent};
 use agent_federation::{ConnectionState, Federation, FederationConfig, FederationConfigError};
 use agent_policy::config::{BackendKind, Config, DOTENV, EnvFile, RuntimeMode, vars};
@@ -164,7 +164,8 @@ fn check_config<W: Write>(
         }
     };
     if config.mode == RuntimeMode::ApntalkVerification {
-        let reasons = restricted::contract_violations(&config);
+        let admitted = crate::admitted_tools(&config);
+        let reasons = restricted::contract_violations(&config, &crate::tool_names(&admitted));
         if !reasons.is_empty() {
             report.fail(
                 "configuration",
@@ -541,21 +542,6 @@ async fn probe_api(url: &str, key: &str) -> Result<u16, String> {
             None => e.to_string(),
         }),
     }
-}
-
-/// An error and its sources, `: `-separated.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 async fn check_claude_code<W: Write>(report: &mut Report<'_, W>, config: &Config) {

@@ -14,16 +14,14 @@ use std::time::Duration;
 
 use agent_backends::api::{ApiConfig, MessagesApiBackend};
 use agent_backends::{ClaudeCodeBackend, ClaudeCodeConfig, McpServer, McpTransport};
-use agent_core::continuation::{MediationInclusion, WindowPolicy};
-use agent_core::model::python_list;
+use agent_core::pyfmt;
 use agent_core::{Engine, EngineConfig, EventLog, ExecutionBackend, SessionStore};
-use agent_federation::{DownstreamTransport, Federation, FederationConfig};
+use agent_federation::{DownstreamTransport, Federation, FederationConfig, FederationSource};
 use agent_mcp::status::{
-    CapabilityFlags, ContinuationStatus, MediationStatus, PRESERVED_LIMITATIONS, RestrictionStatus,
-    RuntimeStatus, WorkflowStatus,
+    CapabilityFlags, MediationStatus, PRESERVED_LIMITATIONS, RestrictionStatus, RuntimeStatus,
 };
 use agent_mcp::{AgentServer, HttpOptions, ToolName};
-use agent_policy::config::{BackendKind, ClaudeCodeMode, Config, EnvFile, RuntimeMode, Transport};
+use agent_policy::config::{BackendKind, Config, EnvFile, RuntimeMode, Transport};
 use agent_policy::{CliOverrides, DirectoryPolicy, restricted};
 use agent_store::{SqliteStore, StoreConfig};
 use clap::{CommandFactory, Parser};
@@ -171,8 +169,9 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         );
     }
     let restricted = config.mode == RuntimeMode::ApntalkVerification;
+    let admitted = admitted_tools(&config);
     if restricted {
-        let reasons = restricted::contract_violations(&config);
+        let reasons = restricted::contract_violations(&config, &tool_names(&admitted));
         if !reasons.is_empty() {
             return Err(StartupError::new(restricted::violation_message(&reasons)));
         }
@@ -191,7 +190,12 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         }
         Err(e) => return Err(StartupError::new(format!("crash recovery failed: {e}"))),
     }
-    let backend = build_backend(&config).await?;
+    // Read once: discovery and the Claude Code CLI's MCP servers both use it.
+    let federation_source = FederationSource::load(
+        config.federation_enabled,
+        config.federation_config.as_deref(),
+    );
+    let backend = build_backend(&config, federation_source.config()).await?;
     tracing::info!(target: "server", "Execution backend: {}", backend.name());
     let policy = DirectoryPolicy::from_config(&config);
     let engine_config = EngineConfig {
@@ -199,17 +203,8 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         max_evidence_bytes: usize::try_from(config.max_evidence_bytes).unwrap_or(usize::MAX),
         restricted_verification: restricted,
         limited_tool_forwarding: config.limited_tool_forwarding,
-        continuation_window: WindowPolicy {
-            max_recent_turns: config.continuation.max_continuation_turns,
-            max_warnings: config.continuation.max_continuation_warnings,
-            max_forwarding_events: config.continuation.max_continuation_forwarding_events,
-            include_verification_context: config.continuation.include_verification_context,
-            include_tool_downgrade_context: config.continuation.include_tool_downgrade_context,
-        },
-        mediation_inclusion: MediationInclusion {
-            include_mediated: config.mediation.include_results_in_continuation,
-            include_rejected: config.mediation.include_rejected_in_continuation,
-        },
+        continuation_window: config.continuation.window(),
+        mediation_inclusion: config.mediation.continuation_inclusion(),
         ..EngineConfig::default()
     };
     let store = Arc::new(store);
@@ -221,32 +216,15 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
     );
     // Federation never aborts startup (`docs/reference/federation.md#1-enablement`); it is handed
     // to the engine only when at least one allowlisted tool was discovered.
-    let federation = Federation::from_settings(
-        config.federation_enabled,
-        config.federation_config.as_deref(),
-        Arc::clone(&store) as Arc<dyn EventLog>,
-    )
-    .await;
+    let federation =
+        Federation::from_source(federation_source, Arc::clone(&store) as Arc<dyn EventLog>).await;
     if federation.is_active() {
         engine = engine.with_tool_provider(Arc::new(federation.clone()));
     }
     // Mediation parses the claude_code backend's output even when disabled (rejections are
     // audited); the engine calls it only for backends that declare it.
-    let m = &config.mediation;
-    let mediation_settings = agent_mediation::MediationSettings {
-        enabled: m.enabled,
-        max_actions_per_turn: m.max_actions_per_turn,
-        allowed_action_types: m.allowed_action_types.clone(),
-        include_results_in_continuation: m.include_results_in_continuation,
-        max_workflow_steps: m.max_workflow_steps,
-        allowed_tools: m.allowed_tools.clone(),
-        denied_tools: m.denied_tools.clone(),
-        max_session_approvals: m.max_session_approvals,
-        include_rejected_in_continuation: m.include_rejected_in_continuation,
-        policy_profile: m.policy_profile.clone(),
-    };
     engine = engine.with_mediator(Arc::new(agent_mediation::FederatedMediator::new(
-        mediation_settings,
+        config.mediation.clone(),
         federation.clone(),
         Arc::clone(&store) as Arc<dyn EventLog>,
     )));
@@ -265,11 +243,6 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         let engine = Arc::clone(&engine);
         tokio::spawn(async move { engine.sweep_expired_leases().await })
     };
-    let admitted = if restricted {
-        vec![ToolName::VerifyTask, ToolName::GetRuntimeStatus]
-    } else {
-        ToolName::ALL.to_vec()
-    };
     let server = AgentServer::new(
         engine,
         runtime_status(&config, &admitted, federation.is_active()),
@@ -283,8 +256,8 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             config.backend,
             config.transport,
             restricted::ACTIVE_PROFILE,
-            python_list(restricted::ALLOWED_TOOLS),
-            python_list(config.allowed_dirs.iter().map(|d| d.to_string_lossy()))
+            pyfmt::list(restricted::ALLOWED_TOOLS),
+            pyfmt::list(config.allowed_dirs.iter().map(|d| d.to_string_lossy()))
         );
     }
     if let Some(preset) = &config.operator_profile {
@@ -353,7 +326,24 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-async fn build_backend(config: &Config) -> Result<Arc<dyn ExecutionBackend>, StartupError> {
+/// The tools published: all of them, or in the restricted mode the contract's list
+/// ([`restricted::ALLOWED_TOOLS`]), in publication order.
+fn admitted_tools(config: &Config) -> Vec<ToolName> {
+    let restricted = restricted::RestrictionContract::of(config).is_some();
+    ToolName::ALL
+        .into_iter()
+        .filter(|tool| !restricted || restricted::ALLOWED_TOOLS.contains(&tool.as_str()))
+        .collect()
+}
+
+fn tool_names(tools: &[ToolName]) -> Vec<&'static str> {
+    tools.iter().map(|tool| tool.as_str()).collect()
+}
+
+async fn build_backend(
+    config: &Config,
+    federation: Option<&FederationConfig>,
+) -> Result<Arc<dyn ExecutionBackend>, StartupError> {
     match config.backend {
         BackendKind::Api => {
             if let Some(problem) = config.api_key_problem() {
@@ -369,7 +359,7 @@ async fn build_backend(config: &Config) -> Result<Arc<dyn ExecutionBackend>, Sta
         }
         BackendKind::ClaudeCode => {
             let backend =
-                ClaudeCodeBackend::new(claude_code_config(config, cli_mcp_servers(config)));
+                ClaudeCodeBackend::new(claude_code_config(config, cli_mcp_servers(federation)));
             // Startup validation (`docs/reference/backends.md#3-selection-and-startup-checks`): the
             // CLI is found and answers --version.
             let version = backend
@@ -388,10 +378,7 @@ pub(crate) fn claude_code_config(config: &Config, mcp_servers: Vec<McpServer>) -
     ClaudeCodeConfig {
         cli_path: config.claude_code_cli_path.clone(),
         timeout: Duration::from_secs(u64::try_from(config.claude_code_timeout_secs).unwrap_or(0)),
-        mode: match config.claude_code_mode {
-            ClaudeCodeMode::Native => agent_backends::ClaudeCodeMode::Native,
-            ClaudeCodeMode::Text => agent_backends::ClaudeCodeMode::Text,
-        },
+        mode: config.claude_code_mode,
         limited_tool_forwarding: config.limited_tool_forwarding,
         env_passthrough: config.claude_code_env_passthrough.clone(),
         mcp_servers,
@@ -404,38 +391,29 @@ pub(crate) fn claude_code_config(config: &Config, mcp_servers: Vec<McpServer>) -
 }
 
 /// The enabled federated servers, for the Claude Code CLI's own MCP client (native mode hands
-/// them over with `--mcp-config`). A config that does not load hands over nothing (federation
-/// reports the problem when it starts).
-fn cli_mcp_servers(config: &Config) -> Vec<McpServer> {
-    let Some(path) = config
-        .federation_config
-        .as_deref()
-        .filter(|_| config.federation_enabled)
-    else {
-        return Vec::new();
-    };
-    let Ok(federation) = FederationConfig::load(path) else {
+/// them over with `--mcp-config`), from the configuration startup read. A configuration that
+/// did not load hands over nothing (federation logs the problem when it starts).
+fn cli_mcp_servers(federation: Option<&FederationConfig>) -> Vec<McpServer> {
+    let Some(federation) = federation else {
         return Vec::new();
     };
     federation
-        .servers
-        .into_iter()
-        .filter(|s| s.enabled)
+        .enabled_servers()
         .map(|s| McpServer {
-            name: s.name,
-            transport: match s.transport {
+            name: s.name.clone(),
+            transport: match &s.transport {
                 DownstreamTransport::Stdio { command, args, env } => McpTransport::Stdio {
-                    command,
-                    args,
-                    env: env.into_iter().collect(),
+                    command: command.clone(),
+                    args: args.clone(),
+                    env: env.clone().into_iter().collect(),
                 },
                 DownstreamTransport::StreamableHttp { url, headers } => McpTransport::Http {
-                    url,
-                    headers: headers.into_iter().collect(),
+                    url: url.clone(),
+                    headers: headers.clone().into_iter().collect(),
                 },
             },
-            allowed_tools: s.allowed_tools,
-            profiles: s.profiles_allowed,
+            allowed_tools: s.allowed_tools.clone(),
+            profiles: s.profiles_allowed.clone(),
         })
         .collect()
 }
@@ -446,42 +424,15 @@ fn restriction_status(config: &Config, admitted: &[ToolName]) -> RestrictionStat
     let Some(contract) = restricted::RestrictionContract::of(config) else {
         return RestrictionStatus::default();
     };
-    let mut exposed: Vec<String> = admitted.iter().map(|t| t.as_str().to_owned()).collect();
+    let mut exposed = tool_names(admitted);
     exposed.sort_unstable();
-    let mut reasons = Vec::new();
-    let extra: Vec<&str> = exposed
-        .iter()
-        .map(String::as_str)
-        .filter(|t| !restricted::ALLOWED_TOOLS.contains(t))
-        .collect();
-    if !extra.is_empty() {
-        reasons.push(format!("extra tools registered: {}", python_list(extra)));
-    }
-    let missing: Vec<&str> = restricted::ALLOWED_TOOLS
-        .into_iter()
-        .filter(|t| !exposed.iter().any(|e| e == t))
-        .collect();
-    if !missing.is_empty() {
-        reasons.push(format!("admitted tools missing: {}", python_list(missing)));
-    }
-    if config.backend != BackendKind::ClaudeCode {
-        reasons.push(format!(
-            "backend='{}' != required='claude_code'",
-            config.backend
-        ));
-    }
-    if config.transport != Transport::Stdio {
-        reasons.push(format!(
-            "transport='{}' != required='stdio'",
-            config.transport
-        ));
-    }
+    let reasons = restricted::contract_violations(config, &exposed);
     RestrictionStatus {
         policy_mode: Some(restricted::POLICY_MODE.to_owned()),
         authority_mode: Some(restricted::AUTHORITY_MODE.to_owned()),
         tool_surface_mode: Some(restricted::TOOL_SURFACE_MODE.to_owned()),
         active_profile: Some(restricted::ACTIVE_PROFILE.to_owned()),
-        exposed_tools: Some(exposed),
+        exposed_tools: Some(exposed.into_iter().map(str::to_owned).collect()),
         allowed_directories: Some(
             contract
                 .allowed_directories
@@ -505,8 +456,6 @@ pub fn runtime_status(
     admitted: &[ToolName],
     federation_active: bool,
 ) -> RuntimeStatus {
-    let m = &config.mediation;
-    let c = &config.continuation;
     RuntimeStatus {
         version: agent_core::VERSION.to_owned(),
         operator_profile_preset: config.operator_profile.clone(),
@@ -517,30 +466,11 @@ pub fn runtime_status(
         federation_active,
         capability_flags: CapabilityFlags {
             limited_tool_forwarding_enabled: config.limited_tool_forwarding,
-            execution_mediation_enabled: m.enabled,
+            execution_mediation_enabled: config.mediation.enabled,
             federation_enabled: config.federation_enabled,
         },
-        continuation_settings: ContinuationStatus {
-            max_continuation_turns: c.max_continuation_turns,
-            max_continuation_warnings: c.max_continuation_warnings,
-            max_continuation_forwarding_events: c.max_continuation_forwarding_events,
-            include_verification_context: c.include_verification_context,
-            include_tool_downgrade_context: c.include_tool_downgrade_context,
-        },
-        mediation_settings: MediationStatus {
-            enabled: m.enabled,
-            max_actions_per_turn: m.max_actions_per_turn,
-            allowed_action_types: m.allowed_action_types.clone(),
-            include_results_in_continuation: m.include_results_in_continuation,
-        },
-        workflow_settings: WorkflowStatus {
-            max_workflow_steps: m.max_workflow_steps,
-            allowed_tools: m.allowed_tools.clone(),
-            denied_tools: m.denied_tools.clone(),
-            max_session_approvals: m.max_session_approvals,
-            include_rejected_in_continuation: m.include_rejected_in_continuation,
-            policy_profile: m.policy_profile.clone(),
-        },
+        continuation_settings: config.continuation.clone(),
+        mediation: MediationStatus(config.mediation.clone()),
         preserved_limitations: PRESERVED_LIMITATIONS
             .iter()
             .map(|s| (*s).to_owned())

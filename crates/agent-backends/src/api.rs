@@ -623,8 +623,9 @@ impl Failure {
     }
 }
 
-/// `error: source: source…`, skipping a source whose text its parent already contains.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+/// `error: source: source…`, skipping a source whose text its parent already contains. The
+/// one rendering of an HTTP failure's causes (also `doctor`'s API probe).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

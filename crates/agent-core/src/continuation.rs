@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::event::{EventType, StoredEvent};
 use crate::ports::{SessionRecord, ToolDefinition};
+use crate::pyfmt;
 
 /// The reconstruction format version recorded in events and prompts.
 pub const RECONSTRUCTION_VERSION: &str = "v1.0.0";
@@ -114,7 +115,7 @@ pub fn build_context(
         if is(event, EventType::UserInput) {
             let task = event.payload.get("task");
             let text = match task {
-                Some(v) if truthy(v) => Some(v),
+                Some(v) if pyfmt::truthy(v) => Some(v),
                 _ => event.payload.get("message"),
             };
             if let Some(text) = text.and_then(Value::as_str).map(str::trim)
@@ -166,9 +167,12 @@ pub fn build_context(
             }
         } else if is(event, EventType::WorkflowNormalization)
             && policy.include_verification_context
-            && let Some(verdict) = event.payload.get("verdict").filter(|v| truthy(v))
+            && let Some(verdict) = event.payload.get("verdict").filter(|v| pyfmt::truthy(v))
         {
-            derived.push(format!("Prior verification verdict: {}.", py_str(verdict)));
+            derived.push(format!(
+                "Prior verification verdict: {}.",
+                pyfmt::to_str(verdict)
+            ));
         }
     }
     let total_warnings = derived.len();
@@ -271,29 +275,6 @@ fn last(mut items: Vec<String>, size: i64) -> Vec<String> {
     items
 }
 
-/// Python truthiness of a JSON value.
-fn truthy(value: &Value) -> bool {
-    match value {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
-}
-
-/// Python `str()` of a scalar JSON value (`None`, `True`, numbers, strings as-is).
-fn py_str(value: &Value) -> String {
-    match value {
-        Value::Null => "None".to_owned(),
-        Value::Bool(true) => "True".to_owned(),
-        Value::Bool(false) => "False".to_owned(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 fn non_empty_str(value: Option<&Value>) -> Option<&str> {
     value.and_then(Value::as_str).filter(|s| !s.is_empty())
 }
@@ -317,7 +298,7 @@ fn forwarding_history(latest: &Value, selected: &[&Value]) -> ForwardingHistory 
         Some(mode) => mode.to_owned(),
         None => match latest.get("forwarded") {
             Some(Value::Bool(false)) => FORWARDING_MODE_DISABLED.to_owned(),
-            Some(v) if truthy(v) => FORWARDING_MODE_LIMITED.to_owned(),
+            Some(v) if pyfmt::truthy(v) => FORWARDING_MODE_LIMITED.to_owned(),
             _ => FORWARDING_MODE_NONE.to_owned(),
         },
     };
@@ -363,7 +344,8 @@ fn cut(text: &str, max: usize, marker: bool) -> String {
 /// `docs/reference/mediation.md#8-continuation-summaries`: action summaries first, then workflow
 /// summaries, in event order.
 fn mediated_summaries(events: &[StoredEvent], include_rejected: bool) -> Vec<String> {
-    let field = |payload: &Value, key: &str| payload.get(key).map(py_str).unwrap_or_default();
+    let field =
+        |payload: &Value, key: &str| payload.get(key).map(pyfmt::to_str).unwrap_or_default();
     let text = |payload: &Value, key: &str| {
         payload
             .get(key)
@@ -382,7 +364,7 @@ fn mediated_summaries(events: &[StoredEvent], include_rejected: bool) -> Vec<Str
                 let tool = text(p, "tool_name").unwrap_or_else(|| field(p, "target_tool"));
                 let kind = p
                     .get("action_type")
-                    .map(|t| format!(" ({})", py_str(t)))
+                    .map(|t| format!(" ({})", pyfmt::to_str(t)))
                     .unwrap_or_default();
                 let result = match text(p, "result_summary") {
                     Some(summary) => cut(&summary, 150, true),
@@ -511,11 +493,7 @@ pub fn screen_tool(tool: &ToolDefinition) -> ToolScreening {
             ),
         };
     }
-    let properties = tool
-        .input_schema
-        .get("properties")
-        .and_then(Value::as_object)
-        .map_or(0, serde_json::Map::len);
+    let properties = tool.properties().map_or(0, serde_json::Map::len);
     if properties > MAX_INJECTED_PROPERTIES {
         return ToolScreening {
             level: ScreeningLevel::ComplexSchema,
@@ -810,6 +788,19 @@ mod tests {
         let mut no_verification = policy(5, 10, 3);
         no_verification.include_verification_context = false;
         assert_eq!(build(&events, &no_verification).warnings.len(), 4);
+    }
+
+    #[test]
+    fn a_verdict_that_is_not_text_is_rendered_as_python_str() {
+        // Python's `str()`: a list is `['pass', 1e+16]`, not JSON text.
+        let events = [ev(
+            "workflow_normalization",
+            json!({"verdict": ["pass", 1e16]}),
+        )];
+        assert_eq!(
+            build(&events, &WindowPolicy::default()).warnings,
+            ["Prior verification verdict: ['pass', 1e+16]."]
+        );
     }
 
     #[test]

@@ -285,8 +285,6 @@ impl Engine {
             Err(v) => return Envelope::failure("", workflow, profile.as_str(), v.code, v.message),
         };
         let working_dir_text = working_dir.to_string_lossy().into_owned();
-        let session_id = ids::new_session_id();
-        let owner = ids::new_lock_owner(workflow);
         // `allow_tools: false` withholds every tool (the original accepted and ignored it;
         // **[fixed]** in `docs/reference/tools.md#4-agent_run_task`).
         let routing = if req.allow_tools {
@@ -307,17 +305,10 @@ impl Engine {
             Event::provider_request_start(0),
         ];
         events.extend(catalog_event);
-        let new_session = NewSession {
-            session_id: session_id.clone(),
-            workflow,
-            profile,
-            working_directory: Some(working_dir_text),
-            lock_owner: owner.clone(),
-            lock_ttl: self.config.lock_ttl,
+        let (session_id, owner) = match self.begin(workflow, profile, &working_dir, &events).await {
+            Ok(ids) => ids,
+            Err(env) => return env,
         };
-        if let Err(e) = self.store.begin_session(&new_session, &events).await {
-            return store_failure("", workflow, profile, &e);
-        }
         ctx.report(&format!("session {session_id} created"));
         let request = BackendRequest {
             session_id: session_id.clone(),
@@ -659,24 +650,15 @@ impl Engine {
             }
             Err(v) => return Envelope::failure("", workflow, profile.as_str(), v.code, v.message),
         };
-        let session_id = ids::new_session_id();
-        let owner = ids::new_lock_owner(workflow);
         let events = [
             Event::user_input_verify(&req.task, req.scope.as_deref()),
             Event::policy_decision_verify(req.fail_closed, &req.evidence_paths),
             Event::provider_request_start(0),
         ];
-        let new_session = NewSession {
-            session_id: session_id.clone(),
-            workflow,
-            profile,
-            working_directory: Some(working_dir.to_string_lossy().into_owned()),
-            lock_owner: owner.clone(),
-            lock_ttl: self.config.lock_ttl,
+        let (session_id, owner) = match self.begin(workflow, profile, &working_dir, &events).await {
+            Ok(ids) => ids,
+            Err(env) => return env,
         };
-        if let Err(e) = self.store.begin_session(&new_session, &events).await {
-            return store_failure("", workflow, profile, &e);
-        }
         ctx.report(&format!("verification session {session_id} created"));
         let request = BackendRequest {
             session_id: session_id.clone(),
@@ -782,14 +764,7 @@ impl Engine {
         failure: &Unavailability,
         error: Option<ErrorObject>,
     ) -> Envelope {
-        let finish = Finish {
-            status: SessionStatus::Failed,
-            turn_count: None,
-            summary_latest: None,
-            provider_session_id: None,
-            output_text: None,
-            events: vec![event],
-        };
+        let finish = Finish::without_output(SessionStatus::Failed, vec![event]);
         let mut warnings = Vec::new();
         if let Err(e) = self.finish(session_id, owner, &finish).await {
             tracing::error!(session_id, error = %e, "could not record an unavailable verification");
@@ -990,6 +965,30 @@ impl Engine {
         env
     }
 
+    /// Creates a session, already `running` and locked by this execution, with its first
+    /// `events`: its id and the lock owner; on a store failure, the response (with no session id:
+    /// none was created).
+    async fn begin(
+        &self,
+        workflow: Workflow,
+        profile: Profile,
+        working_directory: &std::path::Path,
+        events: &[Event],
+    ) -> Result<(String, String), Envelope> {
+        let new_session = NewSession {
+            session_id: ids::new_session_id(),
+            workflow,
+            profile,
+            working_directory: Some(working_directory.to_string_lossy().into_owned()),
+            lock_owner: ids::new_lock_owner(workflow),
+            lock_ttl: self.config.lock_ttl,
+        };
+        match self.store.begin_session(&new_session, events).await {
+            Ok(_) => Ok((new_session.session_id, new_session.lock_owner)),
+            Err(e) => Err(store_failure("", workflow, profile, &e)),
+        }
+    }
+
     /// A classified backend failure: `error_event`, status `failed`, lock released.
     async fn fail(
         &self,
@@ -1006,14 +1005,8 @@ impl Engine {
                 .await;
         }
         let object = ErrorObject::new(error.code, error.message);
-        let finish = Finish {
-            status: SessionStatus::Failed,
-            turn_count: None,
-            summary_latest: None,
-            provider_session_id: None,
-            output_text: None,
-            events: vec![Event::error(turn, &object)],
-        };
+        let finish =
+            Finish::without_output(SessionStatus::Failed, vec![Event::error(turn, &object)]);
         let mut env = Envelope::error(session_id, workflow, profile.as_str(), object);
         if let Err(e) = self.finish(session_id, owner, &finish).await {
             tracing::error!(session_id, error = %e, "could not record a failed execution");
@@ -1031,14 +1024,7 @@ impl Engine {
         profile: Profile,
         error: &StoreError,
     ) -> Envelope {
-        let finish = Finish {
-            status: SessionStatus::Failed,
-            turn_count: None,
-            summary_latest: None,
-            provider_session_id: None,
-            output_text: None,
-            events: Vec::new(),
-        };
+        let finish = Finish::without_output(SessionStatus::Failed, Vec::new());
         let mut env = store_failure(session_id, workflow, profile, error);
         if let Err(e) = self.finish(session_id, owner, &finish).await {
             env.warnings.push(e.message);
@@ -1269,14 +1255,10 @@ impl Engine {
         turn: i64,
         reason: &str,
     ) -> Envelope {
-        let finish = Finish {
-            status: SessionStatus::Cancelled,
-            turn_count: None,
-            summary_latest: None,
-            provider_session_id: None,
-            output_text: None,
-            events: vec![Event::session_cancelled(turn, reason)],
-        };
+        let finish = Finish::without_output(
+            SessionStatus::Cancelled,
+            vec![Event::session_cancelled(turn, reason)],
+        );
         let mut env = Envelope::failure(
             session_id,
             workflow,

@@ -34,7 +34,7 @@ macro_rules! string_enum {
             pub fn choices() -> String {
                 let mut names: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
                 names.sort_unstable();
-                $crate::model::python_list(names)
+                $crate::pyfmt::list(names)
             }
         }
 
@@ -80,24 +80,22 @@ string_enum! {
     }
 }
 
-/// Renders a list Python-style, as the contract's messages do: `['a', 'b']`
-/// (`docs/reference/README.md#conventions`).
-pub fn python_list<I, S>(items: I) -> String
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<str>,
-{
-    let mut out = String::from("[");
-    for (i, item) in items.into_iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        out.push('\'');
-        out.push_str(item.as_ref());
-        out.push('\'');
+string_enum! {
+    /// How the Claude Code backend drives the CLI (`docs/claude-code-backend.md`): `native`
+    /// (`-p --output-format json`, prompt on stdin, resume, permissions, usage) or `text` (the
+    /// original's `--print <prompt>` plain-text invocation). One type for the configuration
+    /// that reads it and the backend that obeys it.
+    ClaudeCodeMode {
+        Native => "native",
+        Text => "text",
     }
-    out.push(']');
-    out
+}
+
+impl Default for ClaudeCodeMode {
+    /// `native`, the configuration's default.
+    fn default() -> Self {
+        ClaudeCodeMode::Native
+    }
 }
 
 #[cfg(test)]
@@ -115,7 +113,7 @@ mod tests {
         }
         assert_eq!(Workflow::parse("verify_task"), Some(Workflow::VerifyTask));
         assert_eq!(Profile::parse("bogus"), None);
-        assert_eq!(python_list(["a", "b"]), "['a', 'b']");
-        assert_eq!(python_list(Vec::<String>::new()), "[]");
+        assert_eq!(ClaudeCodeMode::default().as_str(), "native");
+        assert_eq!(ClaudeCodeMode::choices(), "['native', 'text']");
     }
 }

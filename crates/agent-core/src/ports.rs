@@ -109,6 +109,21 @@ pub struct Finish {
     pub events: Vec<Event>,
 }
 
+impl Finish {
+    /// An execution that ends with `status` and `events` but no output: the counters, summary
+    /// and provider session id stay as they were.
+    pub fn without_output(status: SessionStatus, events: Vec<Event>) -> Self {
+        Self {
+            status,
+            turn_count: None,
+            summary_latest: None,
+            provider_session_id: None,
+            output_text: None,
+            events,
+        }
+    }
+}
+
 /// An artifact body to persist (`docs/reference/sessions.md#10-artifacts`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewArtifact<'a> {
@@ -296,6 +311,24 @@ pub struct ToolDefinition {
     pub description: Arc<str>,
     /// Shared: a provider builds each schema once and every request borrows it.
     pub input_schema: Arc<Value>,
+}
+
+impl ToolDefinition {
+    /// The input schema's top-level `properties`, when it has an object there.
+    pub fn properties(&self) -> Option<&serde_json::Map<String, Value>> {
+        self.input_schema
+            .get("properties")
+            .and_then(Value::as_object)
+    }
+
+    /// The names the input schema lists under `required`, in its order (non-strings skipped).
+    pub fn required(&self) -> Vec<&str> {
+        self.input_schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    }
 }
 
 /// Runs a tool for the model. `Err` text becomes `Error: <text>` in the tool result.

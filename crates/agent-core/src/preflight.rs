@@ -240,8 +240,9 @@ string_enum! {
     }
 }
 
-/// The assessment fields of a result (`docs/reference/verification.md#63-assessment`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The assessment fields of a result (`docs/reference/verification.md#63-assessment`), in the
+/// result's key order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Assessment {
     pub decision: Decision,
     pub primary_reason: ReasonCode,

@@ -215,15 +215,13 @@ impl ListSessionsRequest {
                 None => {
                     problems.push(format!(
                         "status: input should be one of {}, got '{s}'",
-                        crate::model::python_list(SessionStatus::ALL.iter().map(|s| s.as_str()))
+                        crate::pyfmt::list(SessionStatus::ALL.iter().map(|s| s.as_str()))
                     ));
                     None
                 }
             },
             Some(other) => {
-                problems.push(format!(
-                    "status: input should be a valid string, got {other}"
-                ));
+                problems.push(wrong_type("status", "string", other));
                 None
             }
         };
@@ -379,6 +377,14 @@ fn message(tool: &str, problems: &[String]) -> String {
     format!("Invalid {tool} request: {}", problems.join("; "))
 }
 
+/// `{key}: input should be a valid {expected}, got {value}`: a value of the wrong JSON type.
+fn wrong_type(key: &str, expected: &str, value: &Value) -> String {
+    format!(
+        "{key}: input should be a valid {expected}, got {}",
+        describe(value)
+    )
+}
+
 fn describe(v: &Value) -> String {
     match v {
         Value::String(s) => format!("'{s}'"),
@@ -398,10 +404,7 @@ fn required_string(args: &Map<String, Value>, key: &str, problems: &mut Vec<Stri
             String::new()
         }
         Some(other) => {
-            problems.push(format!(
-                "{key}: input should be a valid string, got {}",
-                describe(other)
-            ));
+            problems.push(wrong_type(key, "string", other));
             String::new()
         }
     }
@@ -416,10 +419,7 @@ fn optional_string(
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(other) => {
-            problems.push(format!(
-                "{key}: input should be a valid string, got {}",
-                describe(other)
-            ));
+            problems.push(wrong_type(key, "string", other));
             None
         }
     }
@@ -433,19 +433,13 @@ fn string_list(args: &Map<String, Value>, key: &str, problems: &mut Vec<String>)
             for (i, item) in items.iter().enumerate() {
                 match item {
                     Value::String(s) => out.push(s.clone()),
-                    other => problems.push(format!(
-                        "{key}.{i}: input should be a valid string, got {}",
-                        describe(other)
-                    )),
+                    other => problems.push(wrong_type(&format!("{key}.{i}"), "string", other)),
                 }
             }
             out
         }
         Some(other) => {
-            problems.push(format!(
-                "{key}: input should be a valid list, got {}",
-                describe(other)
-            ));
+            problems.push(wrong_type(key, "list", other));
             Vec::new()
         }
     }
@@ -461,10 +455,7 @@ fn boolean(
         None => default,
         Some(Value::Bool(b)) => *b,
         Some(other) => {
-            problems.push(format!(
-                "{key}: input should be a valid boolean, got {}",
-                describe(other)
-            ));
+            problems.push(wrong_type(key, "boolean", other));
             default
         }
     }
@@ -509,10 +500,7 @@ fn bounded_int(
         }
         Some(n) => n,
         None => {
-            problems.push(format!(
-                "{key}: input should be a valid integer, got {}",
-                describe(value)
-            ));
+            problems.push(wrong_type(key, "integer", value));
             default
         }
     }
@@ -534,10 +522,7 @@ fn enum_field<T>(
             default
         }),
         Some(other) => {
-            problems.push(format!(
-                "{key}: input should be a valid string, got {}",
-                describe(other)
-            ));
+            problems.push(wrong_type(key, "string", other));
             default
         }
     }

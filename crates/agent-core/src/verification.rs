@@ -9,21 +9,15 @@ use crate::ports::{ExecutionError, FailureKind, Usage};
 use crate::preflight::{Assessment, Decision, ReasonCode, assess, assess_unavailable};
 use crate::verdict::{ParsedVerdict, Verdict};
 
-/// The verification result object, keys in the contractual order; `usage` is an addition.
+/// The verification result object, keys in the contractual order: the parsed verdict and its
+/// lists, the assessment, then how the verification ended; `usage` is an addition.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VerificationResult {
-    pub verdict: Verdict,
-    pub findings: Vec<String>,
-    pub contradictions: Vec<String>,
-    pub missing_evidence: Vec<String>,
-    pub restrictions: Vec<String>,
-    pub decision: Decision,
-    pub primary_reason: ReasonCode,
-    pub reason_codes: Vec<ReasonCode>,
-    pub operator_guidance: Vec<String>,
-    pub evidence_sufficiency: &'static str,
-    pub scope_assessment: &'static str,
-    pub profile_alignment: &'static str,
+    #[serde(flatten)]
+    pub parsed: ParsedVerdict,
+    #[serde(flatten)]
+    pub assessment: Assessment,
+    /// The assessment's decision again.
     pub outcome_kind: Decision,
     pub failure_class: Option<&'static str>,
     pub failure_code: Option<&'static str>,
@@ -37,19 +31,9 @@ pub struct VerificationResult {
 impl VerificationResult {
     fn from_parts(parsed: ParsedVerdict, a: Assessment, performed: bool) -> Self {
         Self {
-            verdict: parsed.verdict,
-            findings: parsed.findings,
-            contradictions: parsed.contradictions,
-            missing_evidence: parsed.missing_evidence,
-            restrictions: parsed.restrictions,
+            parsed,
             outcome_kind: a.decision,
-            decision: a.decision,
-            primary_reason: a.primary_reason,
-            reason_codes: a.reason_codes,
-            operator_guidance: a.operator_guidance,
-            evidence_sufficiency: a.evidence_sufficiency,
-            scope_assessment: a.scope_assessment,
-            profile_alignment: a.profile_alignment,
+            assessment: a,
             failure_class: None,
             failure_code: None,
             retryable: false,

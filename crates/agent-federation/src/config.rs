@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent_core::Profile;
-use agent_core::model::python_list;
+use agent_core::pyfmt;
 use serde_json::{Map, Value};
 
 /// `discovery_timeout_seconds` when absent.
@@ -168,7 +168,7 @@ impl FederationConfig {
             let Some(object) = entry.as_object() else {
                 return Err(FederationConfigError::invalid(format!(
                     "Each downstream server config must be a JSON object, got {}",
-                    python_type(entry)
+                    pyfmt::type_name(entry)
                 )));
             };
             let server = parse_server(object, &mut config.warnings)?;
@@ -217,7 +217,7 @@ fn parse_server(
 
     let transport_name = match object.get("transport") {
         None => "stdio".to_owned(),
-        Some(value) => python_str(value),
+        Some(value) => pyfmt::to_str(value),
     };
     let transport = match transport_name.as_str() {
         "stdio" => {
@@ -227,7 +227,7 @@ fn parse_server(
             };
             let args = match object.get("args") {
                 None => Vec::new(),
-                Some(Value::Array(items)) => items.iter().map(python_str).collect(),
+                Some(Value::Array(items)) => items.iter().map(pyfmt::to_str).collect(),
                 Some(_) => return Err(bad("'args' must be a list")),
             };
             let env =
@@ -261,7 +261,7 @@ fn parse_server(
         other => {
             return Err(bad(&format!(
                 "unsupported transport '{other}'. Supported transports: {}",
-                python_list(SUPPORTED_TRANSPORTS)
+                pyfmt::list(SUPPORTED_TRANSPORTS)
             )));
         }
     };
@@ -272,10 +272,10 @@ fn parse_server(
             if !value.is_boolean() {
                 warnings.push(format!(
                     "Downstream server '{name}': 'enabled' is not a boolean ({value}); its truthiness is used, so it counts as {}",
-                    truthy(value)
+                    pyfmt::truthy(value)
                 ));
             }
-            truthy(value)
+            pyfmt::truthy(value)
         }
     };
     let discovery_timeout = seconds(
@@ -291,12 +291,12 @@ fn parse_server(
 
     let allowed_tools: Vec<String> = match object.get("allowed_tools") {
         None => Vec::new(),
-        Some(Value::Array(items)) => items.iter().map(python_str).collect(),
+        Some(Value::Array(items)) => items.iter().map(pyfmt::to_str).collect(),
         Some(_) => return Err(bad("'allowed_tools' must be a list")),
     };
     let profile_names: Vec<String> = match object.get("profiles_allowed") {
         None => Vec::new(),
-        Some(Value::Array(items)) => items.iter().map(python_str).collect(),
+        Some(Value::Array(items)) => items.iter().map(pyfmt::to_str).collect(),
         Some(_) => return Err(bad("'profiles_allowed' must be a list")),
     };
 
@@ -343,7 +343,7 @@ fn string_map(value: Option<&Value>) -> Option<BTreeMap<String, String>> {
         None => Some(BTreeMap::new()),
         Some(Value::Object(map)) => Some(
             map.iter()
-                .map(|(k, v)| (k.clone(), python_str(v)))
+                .map(|(k, v)| (k.clone(), pyfmt::to_str(v)))
                 .collect(),
         ),
         Some(_) => None,
@@ -365,44 +365,6 @@ fn seconds(value: Option<&Value>, default: f64) -> Option<Duration> {
     Duration::try_from_secs_f64(secs).ok()
 }
 
-/// Python truthiness of a JSON value.
-fn truthy(value: &Value) -> bool {
-    match value {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
-}
-
-/// Python's `str()` of a JSON value, near enough: strings as they are, `True`/`False`/`None`,
-/// numbers and containers as JSON text.
-pub(crate) fn python_str(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Bool(true) => "True".to_owned(),
-        Value::Bool(false) => "False".to_owned(),
-        Value::Null => "None".to_owned(),
-        other => other.to_string(),
-    }
-}
-
-/// The Python type name of a JSON value, as the messages of
-/// `docs/federation.md#33-errors-any-one-disables-federation` show it.
-fn python_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "NoneType",
-        Value::Bool(_) => "bool",
-        Value::Number(n) if n.is_f64() => "float",
-        Value::Number(_) => "int",
-        Value::String(_) => "str",
-        Value::Array(_) => "list",
-        Value::Object(_) => "dict",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,7 +379,7 @@ mod tests {
     #[test]
     fn defaults_and_conversions() {
         let config = FederationConfig::from_value(&json!({"downstream_servers": [
-            {"name": " s1 ", "command": "x", "args": [1, true, "a"], "env": {"K": 2},
+            {"name": " s1 ", "command": "x", "args": [1, true, "a", 1e16, ["x"], {"k": null}], "env": {"K": 2},
              "enabled": "false", "discovery_timeout_seconds": "2.5",
              "allowed_tools": ["t"], "profiles_allowed": ["general", "bogus"]}
         ]}))
@@ -431,7 +393,8 @@ mod tests {
         let DownstreamTransport::Stdio { args, env, .. } = &s.transport else {
             panic!("stdio expected")
         };
-        assert_eq!(args, &["1", "True", "a"]);
+        // Each argument is Python's `str()` of the value (expected bytes from CPython).
+        assert_eq!(args, &["1", "True", "a", "1e+16", "['x']", "{'k': None}"]);
         assert_eq!(env.get("K").map(String::as_str), Some("2"));
         assert!(
             config

@@ -2,7 +2,8 @@
 //! dialling, the MCP handshake, one long-lived connection per server, reconnection after the
 //! connection dies, and per-call timeouts.
 //!
-//! A stdio server is spawned as the leader of its own process group, and the whole group ends
+//! A stdio server is spawned as the leader of its own process group
+//! ([`agent_process::ProcessGroup`]), and the whole group ends
 //! with the connection (closed, restarted, dropped, or timed out during discovery): a
 //! grandchild it started does not outlive it. The group is signalled before the leader is
 //! reaped, so its ID cannot have been reused by an unrelated process. Its stderr is read in
@@ -14,9 +15,7 @@ use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 
 use agent_core::child_env;
-use nix::errno::Errno;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use agent_process::{ProcessGroup, Signal};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
@@ -99,101 +98,34 @@ fn forward_stderr(server: String, stderr: tokio::process::ChildStderr) {
 /// `SIGTERM`, before its group is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 
-/// Sends `signal` to the process group `pgid`; whether any process received it.
-fn signal_group(pgid: i32, signal: Signal) -> bool {
-    if pgid <= 1 {
-        return false;
+/// Ends a stdio server's group after the connection was closed (its stdin with it): the
+/// leader gets [`EXIT_GRACE`] to exit, then the group gets `SIGTERM` and the same grace, then
+/// `SIGKILL`. Whatever else of the group still runs is killed before the leader is reaped.
+async fn shutdown_group(mut group: ProcessGroup) {
+    let pgid = group.pgid();
+    if tokio::time::timeout(EXIT_GRACE, group.exited())
+        .await
+        .is_err()
+    {
+        group.signal(Signal::SIGTERM);
+        let _ = tokio::time::timeout(EXIT_GRACE, group.exited()).await;
     }
-    match killpg(Pid::from_raw(pgid), signal) {
-        Ok(()) => true,
-        Err(Errno::ESRCH) => false,
-        Err(error) => {
-            tracing::debug!(pgid, %error, "killpg failed");
-            false
-        }
+    if !group.kill() {
+        let _ = group.child_mut().start_kill();
     }
-}
-
-/// Resolves once the leader has exited, without reaping it: until it is reaped its PID (the
-/// group's ID) cannot be reused, so the group can still be signalled safely.
-#[cfg(any(
-    target_os = "android",
-    target_os = "freebsd",
-    all(target_os = "linux", not(target_env = "uclibc"))
-))]
-async fn exited(child: &mut tokio::process::Child, pid: i32) {
-    use nix::sys::wait::{Id, WaitPidFlag, waitid};
-    if pid <= 0 {
-        let _ = child.wait().await;
-        return;
-    }
-    let _ = tokio::task::spawn_blocking(move || {
-        while let Err(Errno::EINTR) = waitid(
-            Id::Pid(Pid::from_raw(pid)),
-            WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
-        ) {}
-    })
-    .await;
-}
-
-/// Without `waitid(WNOWAIT)` the exit is only seen by reaping; the group is signalled right
-/// after.
-#[cfg(not(any(
-    target_os = "android",
-    target_os = "freebsd",
-    all(target_os = "linux", not(target_env = "uclibc"))
-)))]
-async fn exited(child: &mut tokio::process::Child, _pid: i32) {
-    let _ = child.wait().await;
-}
-
-/// A spawned stdio server, leader of its own process group.
-struct ChildGroup {
-    child: tokio::process::Child,
-    pgid: i32,
-    /// Until the leader is reaped, dropping kills the group.
-    armed: bool,
-}
-
-impl ChildGroup {
-    /// Ends the group after the connection was closed (its stdin with it): the leader gets
-    /// [`EXIT_GRACE`] to exit, then the group gets `SIGTERM` and the same grace, then
-    /// `SIGKILL`. Whatever else of the group still runs is killed before the leader is reaped.
-    async fn shutdown(mut self) {
-        let pgid = self.pgid;
-        if tokio::time::timeout(EXIT_GRACE, exited(&mut self.child, pgid))
-            .await
-            .is_err()
-        {
-            signal_group(pgid, Signal::SIGTERM);
-            let _ = tokio::time::timeout(EXIT_GRACE, exited(&mut self.child, pgid)).await;
-        }
-        if !signal_group(pgid, Signal::SIGKILL) {
-            let _ = self.child.start_kill();
-        }
-        match tokio::time::timeout(EXIT_GRACE, self.child.wait()).await {
-            Ok(_) => self.armed = false,
-            Err(_) => tracing::debug!(pgid, "a downstream server was not reaped in time"),
-        }
-    }
-}
-
-impl Drop for ChildGroup {
-    fn drop(&mut self) {
-        // `kill_on_drop` then kills and reaps the leader.
-        if self.armed && signal_group(self.pgid, Signal::SIGKILL) {
-            tracing::debug!(
-                pgid = self.pgid,
-                "killed the process group of a dropped downstream server"
-            );
-        }
+    if tokio::time::timeout(EXIT_GRACE, group.reap())
+        .await
+        .is_err()
+    {
+        // Dropping the unreaped group kills it once more; `kill_on_drop` reaps the leader.
+        tracing::debug!(pgid, "a downstream server was not reaped in time");
     }
 }
 
 /// A connection: the MCP client, and for a stdio server its process group.
 pub(crate) struct Client {
     service: Service,
-    group: Option<ChildGroup>,
+    group: Option<ProcessGroup>,
 }
 
 impl Deref for Client {
@@ -222,29 +154,20 @@ pub(crate) async fn connect(
         match &server.transport {
             DownstreamTransport::Stdio { command, args, env } => {
                 use std::process::Stdio;
-                let mut child = tokio::process::Command::new(command)
-                    .args(args)
-                    .env_clear()
-                    .envs(child_environment(env))
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .process_group(0)
-                    .kill_on_drop(true)
-                    .spawn()
-                    .map_err(|e| format!("cannot start '{command}': {e}"))?;
+                // From here on, a failure or a timeout drops the group, which kills it.
+                let mut group = ProcessGroup::spawn(
+                    tokio::process::Command::new(command)
+                        .args(args)
+                        .env_clear()
+                        .envs(child_environment(env))
+                        .stdin(Stdio::piped())
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped()),
+                )
+                .map_err(|e| format!("cannot start '{command}': {e}"))?;
+                let child = group.child_mut();
                 let (stdin, stdout, stderr) =
                     (child.stdin.take(), child.stdout.take(), child.stderr.take());
-                let pgid = child
-                    .id()
-                    .and_then(|id| i32::try_from(id).ok())
-                    .unwrap_or(0);
-                // From here on, a failure or a timeout drops the group, which kills it.
-                let group = ChildGroup {
-                    child,
-                    pgid,
-                    armed: true,
-                };
                 if let Some(stderr) = stderr {
                     forward_stderr(server.name.clone(), stderr);
                 }
@@ -313,7 +236,7 @@ pub(crate) async fn discover(
 }
 
 /// Closes a connection: for a stdio server its stdin is closed, then its process group ends
-/// ([`ChildGroup::shutdown`]; bounded).
+/// ([`shutdown_group`]; bounded).
 pub(crate) async fn close(client: Client) {
     let Client { mut service, group } = client;
     if let Ok(None) = service.close_with_timeout(Duration::from_secs(5)).await {
@@ -321,7 +244,7 @@ pub(crate) async fn close(client: Client) {
     }
     drop(service);
     if let Some(group) = group {
-        group.shutdown().await;
+        shutdown_group(group).await;
     }
 }
 

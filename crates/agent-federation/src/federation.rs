@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use agent_core::model::python_list;
+use agent_core::pyfmt;
 use agent_core::{
     Event, EventLog, EventType, Profile, ToolCallContext, ToolDefinition, ToolProvider,
 };
@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::catalog::{CatalogTool, build_catalog};
-use crate::config::FederationConfig;
+use crate::config::{FederationConfig, FederationConfigError};
 use crate::connection::{self, ConnectionState, ServerConnection};
 
 /// Why an invocation was refused before any downstream contact
@@ -137,6 +137,49 @@ struct ServerEntry {
     connection: Arc<ServerConnection>,
 }
 
+/// The federation configuration as startup read it, once: discovery
+/// ([`Federation::from_source`]) and the Claude Code CLI's own MCP client (native mode) both
+/// take it from here, so they cannot disagree about what the file says.
+#[derive(Debug)]
+pub enum FederationSource {
+    /// Federation is switched off: the file is never read.
+    Disabled,
+    /// Enabled, but no config path is set.
+    Unset,
+    /// The file is missing or invalid.
+    Invalid {
+        path: std::path::PathBuf,
+        error: FederationConfigError,
+    },
+    /// The file, read and validated (its warnings already logged).
+    Loaded(FederationConfig),
+}
+
+impl FederationSource {
+    /// Reads the configuration from the two settings (`docs/reference/federation.md#1-enablement`).
+    pub fn load(enabled: bool, config_path: Option<&Path>) -> FederationSource {
+        match (enabled, config_path) {
+            (false, _) => FederationSource::Disabled,
+            (true, None) => FederationSource::Unset,
+            (true, Some(path)) => match FederationConfig::load(path) {
+                Ok(config) => FederationSource::Loaded(config),
+                Err(error) => FederationSource::Invalid {
+                    path: path.to_path_buf(),
+                    error,
+                },
+            },
+        }
+    }
+
+    /// The configuration, when it loaded.
+    pub fn config(&self) -> Option<&FederationConfig> {
+        match self {
+            FederationSource::Loaded(config) => Some(config),
+            _ => None,
+        }
+    }
+}
+
 /// Downstream MCP federation. Cheap to clone (one shared state); hand it to the engine as
 /// `Arc::new(federation.clone())` — it implements [`ToolProvider`].
 #[derive(Clone)]
@@ -183,20 +226,28 @@ impl Federation {
         config_path: Option<&Path>,
         store: Arc<dyn EventLog>,
     ) -> Federation {
-        if !enabled {
-            return Self::disabled();
-        }
-        let Some(path) = config_path else {
-            let message = "Federation is enabled but CLAUDE_AGENT_MCP_FEDERATION_CONFIG is not set — federation will be disabled".to_owned();
-            tracing::warn!("{message}");
-            return Self::inactive(true, None, vec![message]);
-        };
-        match FederationConfig::load(path) {
-            Ok(config) => Self::start(config, store).await,
-            Err(e) => {
-                tracing::error!("{}", e.log_line());
-                Self::inactive(true, Some(path.display().to_string()), vec![e.log_line()])
+        Self::from_source(FederationSource::load(enabled, config_path), store).await
+    }
+
+    /// Federation from a configuration read once at startup ([`FederationSource::load`]):
+    /// starts it, or logs why it stays inactive.
+    pub async fn from_source(source: FederationSource, store: Arc<dyn EventLog>) -> Federation {
+        match source {
+            FederationSource::Disabled => Self::disabled(),
+            FederationSource::Unset => {
+                let message = "Federation is enabled but CLAUDE_AGENT_MCP_FEDERATION_CONFIG is not set — federation will be disabled".to_owned();
+                tracing::warn!("{message}");
+                Self::inactive(true, None, vec![message])
             }
+            FederationSource::Invalid { path, error } => {
+                tracing::error!("{}", error.log_line());
+                Self::inactive(
+                    true,
+                    Some(path.display().to_string()),
+                    vec![error.log_line()],
+                )
+            }
+            FederationSource::Loaded(config) => Self::start(config, store).await,
         }
     }
 
@@ -467,7 +518,7 @@ impl Federation {
                 InvocationErrorKind::SchemaValidation,
                 format!(
                     "Tool '{name}' is missing required arguments: {}",
-                    python_list(&missing)
+                    pyfmt::list(&missing)
                 ),
             ));
         }

@@ -11,7 +11,8 @@
 //!   `discovery_timeout_seconds`), builds the catalog (`<server>__<tool>`, allowlist, profiles)
 //!   and keeps one long-lived connection per server that has a callable tool.
 //!   [`Federation::from_settings`] wraps the whole startup table of
-//!   `docs/federation.md#1-enabling` (never fails).
+//!   `docs/federation.md#1-enabling` (never fails); [`FederationSource`] is the configuration
+//!   read once, for a caller that also needs it elsewhere ([`Federation::from_source`]).
 //! * [`Federation`] implements [`agent_core::ToolProvider`]: `visible_tools(profile)` and
 //!   `call(ctx, name, input)`, which checks visibility and required arguments, writes the
 //!   `downstream_tool_invocation` / `downstream_tool_result` events and calls the server with
@@ -36,6 +37,6 @@ pub use config::{
 };
 pub use connection::{BASE_ENV_VARS, ConnectionState, child_environment};
 pub use federation::{
-    Federation, FederationStatus, InvocationError, InvocationErrorKind, InvocationResult,
-    ServerStatus,
+    Federation, FederationSource, FederationStatus, InvocationError, InvocationErrorKind,
+    InvocationResult, ServerStatus,
 };

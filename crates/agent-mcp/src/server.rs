@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use agent_core::error::{ErrorCode, ErrorObject};
-use agent_core::model::python_list;
+use agent_core::pyfmt;
 use agent_core::{
     CancelSessionRequest, ContinueSessionRequest, Engine, ExecContext, GetSessionRequest,
     ListSessionsRequest, ProgressSink, RunTaskRequest, Timestamp, VerifyTaskRequest,
@@ -52,7 +52,7 @@ impl AgentServer {
         let tools = admitted.iter().map(|t| t.definition()).collect();
         let mut names: Vec<&str> = admitted.iter().map(|t| t.as_str()).collect();
         names.sort_unstable();
-        let admitted_message_list = python_list(names);
+        let admitted_message_list = pyfmt::list(names);
         Self {
             inner: Arc::new(Inner {
                 engine,

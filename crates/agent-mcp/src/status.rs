@@ -1,6 +1,7 @@
 //! The `agent_get_runtime_status` snapshot (`docs/reference/status.md#1-runtime-status-tool`). The
 //! binary fills it from the resolved configuration once; each call stamps `resolved_at`.
 
+pub use agent_core::settings::{ContinuationSettings, MediationStatus};
 use serde::Serialize;
 
 /// `docs/reference/status.md#11-preserved-limitations`, in order.
@@ -17,33 +18,6 @@ pub struct CapabilityFlags {
     pub limited_tool_forwarding_enabled: bool,
     pub execution_mediation_enabled: bool,
     pub federation_enabled: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ContinuationStatus {
-    pub max_continuation_turns: i64,
-    pub max_continuation_warnings: i64,
-    pub max_continuation_forwarding_events: i64,
-    pub include_verification_context: bool,
-    pub include_tool_downgrade_context: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MediationStatus {
-    pub enabled: bool,
-    pub max_actions_per_turn: i64,
-    pub allowed_action_types: Vec<String>,
-    pub include_results_in_continuation: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct WorkflowStatus {
-    pub max_workflow_steps: i64,
-    pub allowed_tools: Vec<String>,
-    pub denied_tools: Vec<String>,
-    pub max_session_approvals: i64,
-    pub include_rejected_in_continuation: bool,
-    pub policy_profile: String,
 }
 
 /// The restricted-mode proof fields; all `null` in standard mode.
@@ -75,9 +49,10 @@ pub struct RuntimeStatus {
     pub federation_enabled: bool,
     pub federation_active: bool,
     pub capability_flags: CapabilityFlags,
-    pub continuation_settings: ContinuationStatus,
-    pub mediation_settings: MediationStatus,
-    pub workflow_settings: WorkflowStatus,
+    pub continuation_settings: ContinuationSettings,
+    /// `mediation_settings` and `workflow_settings`.
+    #[serde(flatten)]
+    pub mediation: MediationStatus,
     pub preserved_limitations: Vec<String>,
     pub resolved_at: String,
     pub mode: String,

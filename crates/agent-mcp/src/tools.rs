@@ -280,19 +280,22 @@ fn session_schema() -> Value {
     })
 }
 
+/// One entry of `agent_list_sessions`: these properties of the session object, all required.
 fn list_entry_schema() -> Value {
-    json!({
-        "type": "object",
-        "properties": {
-            "session_id": {"type": "string"},
-            "workflow": {"type": "string"},
-            "profile": {"type": "string"},
-            "status": {"type": "string"},
-            "updated_at": {"type": "string"},
-            "summary_latest": nullable_string()
-        },
-        "required": ["session_id", "workflow", "profile", "status", "updated_at", "summary_latest"]
-    })
+    const FIELDS: [&str; 6] = [
+        "session_id",
+        "workflow",
+        "profile",
+        "status",
+        "updated_at",
+        "summary_latest",
+    ];
+    let session = session_schema();
+    let properties: JsonObject = FIELDS
+        .iter()
+        .map(|&field| (field.to_owned(), session["properties"][field].clone()))
+        .collect();
+    json!({"type": "object", "properties": properties, "required": FIELDS})
 }
 
 fn status_schema() -> Value {

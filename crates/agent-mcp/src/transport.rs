@@ -463,12 +463,6 @@ impl HttpOptions {
     }
 }
 
-fn is_loopback_host(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 /// Whether `host` is the wildcard address (`0.0.0.0`, `::`), bound on every interface.
 fn is_wildcard_host(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
@@ -477,8 +471,9 @@ fn is_wildcard_host(host: &str) -> bool {
 
 /// The axum router: `/mcp` exactly (no redirect), guarded by the bearer check.
 ///
-/// The `Host` header must name a loopback host, or the bound host when that is another
-/// address. Bound to the wildcard address, clients on the network name the machine however
+/// The `Host` header must name a loopback host (`localhost`, `127.0.0.1`, `::1`) or the bound
+/// host itself (any address: whether a bind needs a bearer token is the configuration's rule,
+/// `agent_policy::config::is_loopback_host`). Bound to the wildcard address, clients on the network name the machine however
 /// they reach it, so any `Host` is admitted there; the bearer token (required off loopback)
 /// and the `Origin` check still apply.
 pub fn router(
@@ -492,7 +487,7 @@ pub fn router(
         "::1".into(),
         "[::1]".into(),
     ];
-    if !is_loopback_host(&options.host) {
+    if !hosts.contains(&options.host) {
         hosts.push(options.host.clone());
     }
     let mut origins: Vec<String> = ["localhost", "127.0.0.1", "[::1]"]
@@ -1098,13 +1093,7 @@ mod tests {
     }
 
     #[test]
-    fn loopback_hosts() {
-        for h in ["localhost", "127.0.0.1", "127.1.2.3", "::1", "[::1]"] {
-            assert!(is_loopback_host(h), "{h}");
-        }
-        for h in ["0.0.0.0", "example.com", "10.0.0.1"] {
-            assert!(!is_loopback_host(h), "{h}");
-        }
+    fn wildcard_hosts() {
         for h in ["0.0.0.0", "::", "[::]"] {
             assert!(is_wildcard_host(h), "{h}");
         }

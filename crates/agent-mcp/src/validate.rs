@@ -3,33 +3,11 @@
 //! (`type`, `enum`, `minimum`, `maximum`, `required`, `items`); messages follow the usual
 //! JSON-Schema validator phrasing, e.g. `'task' is a required property`.
 
+use agent_core::pyfmt;
 use serde_json::{Map, Value};
 
 /// The prefix of every schema-layer failure.
 pub const INPUT_VALIDATION_PREFIX: &str = "Input validation error: ";
-
-/// Renders a JSON value the way Python's `repr` would, as the messages of
-/// `docs/reference/tools.md#31-schema-layer` do.
-fn repr(value: &Value) -> String {
-    match value {
-        Value::Null => "None".to_owned(),
-        Value::Bool(true) => "True".to_owned(),
-        Value::Bool(false) => "False".to_owned(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => format!("'{s}'"),
-        Value::Array(items) => format!(
-            "[{}]",
-            items.iter().map(repr).collect::<Vec<_>>().join(", ")
-        ),
-        Value::Object(map) => format!(
-            "{{{}}}",
-            map.iter()
-                .map(|(k, v)| format!("'{k}': {}", repr(v)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
 
 fn is_type(value: &Value, ty: &str) -> bool {
     match ty {
@@ -53,7 +31,7 @@ fn is_type(value: &Value, ty: &str) -> bool {
 fn check(value: &Value, schema: &Map<String, Value>) -> Result<(), String> {
     match schema.get("type") {
         Some(Value::String(ty)) if !is_type(value, ty) => {
-            return Err(format!("{} is not of type '{ty}'", repr(value)));
+            return Err(format!("{} is not of type '{ty}'", pyfmt::repr(value)));
         }
         Some(Value::Array(types))
             if !types
@@ -61,10 +39,10 @@ fn check(value: &Value, schema: &Map<String, Value>) -> Result<(), String> {
                 .filter_map(Value::as_str)
                 .any(|t| is_type(value, t)) =>
         {
-            let names: Vec<String> = types.iter().map(repr).collect();
+            let names: Vec<String> = types.iter().map(pyfmt::repr).collect();
             return Err(format!(
                 "{} is not of type {}",
-                repr(value),
+                pyfmt::repr(value),
                 names.join(", ")
             ));
         }
@@ -75,8 +53,8 @@ fn check(value: &Value, schema: &Map<String, Value>) -> Result<(), String> {
     {
         return Err(format!(
             "{} is not one of {}",
-            repr(value),
-            repr(&Value::Array(allowed.clone()))
+            pyfmt::repr(value),
+            pyfmt::repr(&Value::Array(allowed.clone()))
         ));
     }
     if let (Some(min), Some(n)) = (
@@ -86,8 +64,8 @@ fn check(value: &Value, schema: &Map<String, Value>) -> Result<(), String> {
     {
         return Err(format!(
             "{} is less than the minimum of {}",
-            repr(value),
-            repr(&schema["minimum"])
+            pyfmt::repr(value),
+            pyfmt::repr(&schema["minimum"])
         ));
     }
     if let (Some(max), Some(n)) = (
@@ -97,8 +75,8 @@ fn check(value: &Value, schema: &Map<String, Value>) -> Result<(), String> {
     {
         return Err(format!(
             "{} is greater than the maximum of {}",
-            repr(value),
-            repr(&schema["maximum"])
+            pyfmt::repr(value),
+            pyfmt::repr(&schema["maximum"])
         ));
     }
     if let (Some(Value::Object(items)), Value::Array(values)) = (schema.get("items"), value) {
@@ -207,6 +185,22 @@ mod tests {
                 json!({"status": "nope"}),
                 ToolName::ListSessions,
                 "'nope' is not one of ['created', 'running', 'completed', 'failed', 'interrupted', 'cancelled']",
+            ),
+            // Values are quoted exactly as Python's `repr` does (expected bytes from CPython).
+            (
+                json!({"task": "x", "max_turns": "it's"}),
+                ToolName::RunTask,
+                r#""it's" is not of type 'integer'"#,
+            ),
+            (
+                json!({"task": "x", "max_turns": "a\nb"}),
+                ToolName::RunTask,
+                r"'a\nb' is not of type 'integer'",
+            ),
+            (
+                json!({"task": "x", "attachments": [1e16]}),
+                ToolName::RunTask,
+                "1e+16 is not of type 'string'",
             ),
             (
                 json!({"session_id": "s"}),

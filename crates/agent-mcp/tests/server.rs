@@ -13,12 +13,13 @@ use std::sync::Arc;
 use agent_core::engine::EngineConfig;
 use agent_core::error::ErrorCode;
 use agent_core::evidence::Evidence;
+use agent_core::settings::MediationSettings;
 use agent_core::{
     BackendOutput, BackendRequest, Capabilities, Engine, ExecContext, ExecutionBackend,
     ExecutionError, PolicyViolation, SessionStatus, SessionStore, WorkspacePolicy,
 };
 use agent_mcp::status::{
-    CapabilityFlags, ContinuationStatus, MediationStatus, RestrictionStatus, WorkflowStatus,
+    CapabilityFlags, ContinuationSettings, MediationStatus, RestrictionStatus,
 };
 use agent_mcp::validate::INPUT_VALIDATION_PREFIX;
 use agent_mcp::{AgentServer, RuntimeStatus, resources};
@@ -117,27 +118,25 @@ fn status() -> RuntimeStatus {
             execution_mediation_enabled: false,
             federation_enabled: false,
         },
-        continuation_settings: ContinuationStatus {
+        continuation_settings: ContinuationSettings {
             max_continuation_turns: 5,
             max_continuation_warnings: 5,
             max_continuation_forwarding_events: 5,
             include_verification_context: true,
             include_tool_downgrade_context: true,
         },
-        mediation_settings: MediationStatus {
+        mediation: MediationStatus(MediationSettings {
             enabled: false,
             max_actions_per_turn: 1,
             allowed_action_types: Vec::new(),
             include_results_in_continuation: false,
-        },
-        workflow_settings: WorkflowStatus {
             max_workflow_steps: 1,
             allowed_tools: Vec::new(),
             denied_tools: Vec::new(),
             max_session_approvals: 1,
             include_rejected_in_continuation: false,
             policy_profile: "default".to_owned(),
-        },
+        }),
         preserved_limitations: Vec::new(),
         resolved_at: String::new(),
         mode: "standard".to_owned(),

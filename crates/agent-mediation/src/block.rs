@@ -23,7 +23,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::{Map, Value};
 
-use crate::pyfmt::py_str;
+use agent_core::pyfmt;
 
 agent_core::string_enum! {
     /// The three action types a request may name (case-sensitive).
@@ -99,7 +99,7 @@ impl StepIndex {
     pub fn request_id(&self) -> String {
         match self {
             StepIndex::Index(i) => format!("wf_step_{i}"),
-            StepIndex::Malformed(raw) => format!("wf_step_{}", py_str(raw)),
+            StepIndex::Malformed(raw) => format!("wf_step_{}", pyfmt::to_str(raw)),
         }
     }
 }
@@ -210,7 +210,10 @@ pub fn parse_workflow(body: &str) -> Result<WorkflowRequest, String> {
         Some(Value::Array(steps)) => steps,
         Some(_) => return Err("'steps' is not an array".to_owned()),
     };
-    let justification = object.get("justification").map(py_str).unwrap_or_default();
+    let justification = object
+        .get("justification")
+        .map(pyfmt::to_str)
+        .unwrap_or_default();
     let mut steps = Vec::with_capacity(raw_steps.len());
     for (position, raw) in raw_steps.iter().enumerate() {
         let step = parse_step(position, raw).map_err(|e| format!("step {position}: {e}"))?;
@@ -256,7 +259,7 @@ fn parse_object(body: &str) -> Result<Map<String, Value>, String> {
 fn required(object: &Map<String, Value>, key: &str) -> Result<String, String> {
     object
         .get(key)
-        .map(py_str)
+        .map(pyfmt::to_str)
         .ok_or_else(|| format!("missing required field '{key}'"))
 }
 
@@ -266,7 +269,7 @@ fn action_type(object: &Map<String, Value>) -> Result<ActionType, String> {
         Some(value) => value.as_str().and_then(ActionType::parse).ok_or_else(|| {
             format!(
                 "action_type {} is not one of read, lookup, inspect",
-                py_str(value)
+                pyfmt::to_str(value)
             )
         }),
     }
@@ -281,7 +284,7 @@ fn arguments(object: &Map<String, Value>) -> Result<Map<String, Value>, String> 
         Some(value) if falsy(value) => Ok(Map::new()),
         Some(value) => Err(format!(
             "arguments {} is not a JSON object",
-            crate::pyfmt::py_literal(value)
+            pyfmt::repr(value)
         )),
     }
 }

@@ -128,15 +128,7 @@ impl MediationEvent {
         Self::new(
             MEDIATED_ACTION_COMPLETED,
             turn,
-            json!({
-                "request_id": request_id,
-                "target_tool": outcome.target_tool,
-                "status": outcome.status.as_str(),
-                "arguments_summary": outcome.arguments_summary,
-                "result_summary": cut(&outcome.result_summary, RESULT_SUMMARY_EVENT_CHARS),
-                "failure_reason": outcome.failure_reason,
-                "policy_decision": outcome.policy_decision,
-            }),
+            outcome_payload(json!({ "request_id": request_id }), outcome),
         )
     }
 
@@ -237,16 +229,10 @@ impl MediationEvent {
         Self::new(
             MEDIATED_WORKFLOW_STEP_COMPLETED,
             turn,
-            json!({
-                "workflow_id": workflow_id,
-                "step_index": step_index.to_json(),
-                "target_tool": outcome.target_tool,
-                "status": outcome.status.as_str(),
-                "arguments_summary": outcome.arguments_summary,
-                "result_summary": cut(&outcome.result_summary, RESULT_SUMMARY_EVENT_CHARS),
-                "failure_reason": outcome.failure_reason,
-                "policy_decision": outcome.policy_decision,
-            }),
+            outcome_payload(
+                json!({ "workflow_id": workflow_id, "step_index": step_index.to_json() }),
+                outcome,
+            ),
         )
     }
 
@@ -264,6 +250,23 @@ impl MediationEvent {
             }),
         )
     }
+}
+
+/// The payload of a completed action or step: the keys that name it (`ids`, an object), then
+/// the outcome's.
+fn outcome_payload(mut ids: Value, outcome: &ExecutionOutcome) -> Value {
+    if let Value::Object(payload) = &mut ids {
+        payload.insert("target_tool".into(), json!(outcome.target_tool));
+        payload.insert("status".into(), json!(outcome.status.as_str()));
+        payload.insert("arguments_summary".into(), json!(outcome.arguments_summary));
+        payload.insert(
+            "result_summary".into(),
+            json!(cut(&outcome.result_summary, RESULT_SUMMARY_EVENT_CHARS)),
+        );
+        payload.insert("failure_reason".into(), json!(outcome.failure_reason));
+        payload.insert("policy_decision".into(), json!(outcome.policy_decision));
+    }
+    ids
 }
 
 agent_core::string_enum! {

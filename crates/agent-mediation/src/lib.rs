@@ -30,13 +30,14 @@
 //! #     federation: std::sync::Arc<agent_federation::Federation>,
 //! #     store: std::sync::Arc<dyn agent_core::EventLog>,
 //! #     output_text: &str,
+//! #     config: &agent_policy::config::Config,
 //! # ) -> Result<(), agent_core::StoreError> {
 //! use std::sync::Arc;
 //! use agent_core::Profile;
-//! use agent_mediation::{MediationInput, MediationSettings, Mediator, StoreEventSink};
+//! use agent_mediation::{MediationInput, Mediator, StoreEventSink};
 //!
 //! let mediator = Mediator::new(
-//!     MediationSettings::preset("mediation_enabled"),
+//!     config.mediation.clone(),
 //!     federation.clone(),
 //!     Arc::new(StoreEventSink::new(store)),
 //! );
@@ -65,7 +66,6 @@ pub mod event;
 mod federation;
 pub mod mediator;
 pub mod policy;
-pub mod pyfmt;
 pub mod runtime;
 pub mod teach;
 

@@ -30,7 +30,7 @@ use crate::policy::{
     ACTION_MEDIATION_VERSION, GateContext, GateRequest, MediationSettings, POLICY_APPROVED,
     POLICY_EXECUTION_FAILURE, Rejection, RejectionReason, validate_action, validate_workflow,
 };
-use crate::pyfmt::{py_literal, py_repr};
+use agent_core::pyfmt;
 
 /// The result text kept for an executed action: this many characters, then ` [truncated]`.
 pub const RESULT_SUMMARY_CHARS: usize = 500;
@@ -208,8 +208,8 @@ impl ActionResult {
         (self.status == ResultStatus::Rejected).then(|| {
             format!(
                 "Mediated action {} for tool {} rejected — {} (policy: {})",
-                py_repr(&self.request_id),
-                py_repr(&self.target_tool),
+                pyfmt::repr_str(&self.request_id),
+                pyfmt::repr_str(&self.target_tool),
                 self.failure_reason.as_deref().unwrap_or_default(),
                 self.policy_decision
             )
@@ -509,18 +509,7 @@ impl Pass<'_, '_> {
 
         if let Err(rejection) = validate_workflow(&self.mediator.settings, workflow) {
             for step in &workflow.steps {
-                self.emit(MediationEvent::step_rejected(
-                    turn,
-                    wf_id,
-                    &step.step_index,
-                    &step.target_tool,
-                    rejection.code(),
-                    rejection.reason(),
-                    None,
-                ))
-                .await?;
-                let request = step_request(step);
-                steps.push(rejected(&request, rejection, Some(step_ref(wf_id, step))));
+                steps.push(self.reject_step(turn, wf_id, step, rejection, None).await?);
             }
             tally.rejected_steps = steps.len();
             self.report(&format!(
@@ -555,16 +544,9 @@ impl Pass<'_, '_> {
             };
             if let Err(rejection) = verdict {
                 let reason = rejection.failure_reason();
-                self.emit(MediationEvent::step_rejected(
-                    turn,
-                    wf_id,
-                    &step.step_index,
-                    &step.target_tool,
-                    rejection.code(),
-                    rejection.reason(),
-                    Some(&reason),
-                ))
-                .await?;
+                let result = self
+                    .reject_step(turn, wf_id, step, rejection, Some(&reason))
+                    .await?;
                 self.report(&format!(
                     "mediated workflow {wf_id} step {} ({}) rejected: {}",
                     request.request_id,
@@ -572,7 +554,7 @@ impl Pass<'_, '_> {
                     rejection.code()
                 ));
                 tally.rejected_steps += 1;
-                steps.push(rejected(&request, rejection, Some(step_ref(wf_id, step))));
+                steps.push(result);
                 continue;
             }
             self.emit(MediationEvent::step_approved(
@@ -609,6 +591,33 @@ impl Pass<'_, '_> {
             tally,
             steps,
         })
+    }
+
+    /// A rejected workflow step: its `step_rejected` event, then its result. `failure_reason` is
+    /// given for a step-level rejection only (not when the whole workflow is rejected).
+    async fn reject_step(
+        &mut self,
+        turn: i64,
+        wf_id: &str,
+        step: &crate::block::WorkflowStep,
+        rejection: Rejection,
+        failure_reason: Option<&str>,
+    ) -> Result<ActionResult, StoreError> {
+        self.emit(MediationEvent::step_rejected(
+            turn,
+            wf_id,
+            &step.step_index,
+            &step.target_tool,
+            rejection.code(),
+            rejection.reason(),
+            failure_reason,
+        ))
+        .await?;
+        Ok(rejected(
+            &step_request(step),
+            rejection,
+            Some(step_ref(wf_id, step)),
+        ))
     }
 
     /// `docs/reference/mediation.md#5-execution`: runs an approved request through the invoker;
@@ -729,7 +738,7 @@ pub fn arguments_summary(arguments: &Map<String, Value>) -> String {
     keys.sort();
     keys.into_iter()
         .map(|key| {
-            let literal = arguments.get(key).map(py_literal).unwrap_or_default();
+            let literal = arguments.get(key).map(pyfmt::repr).unwrap_or_default();
             let head = cut(&literal, ARGUMENT_VALUE_CHARS);
             if head.len() < literal.len() {
                 format!("{key}={head}…")

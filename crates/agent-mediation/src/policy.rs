@@ -12,7 +12,8 @@
 //! use agent_mediation::block::ActionType;
 //! use agent_mediation::policy::{GateContext, GateRequest, MediationSettings, Rejection, validate_action};
 //!
-//! let settings = MediationSettings::default(); // disabled
+//! # let settings: MediationSettings = agent_policy::config::presets::BUILTIN.mediation_settings();
+//! // The built-in defaults: mediation disabled.
 //! let request = GateRequest { mediation_version: "v0.8.0", action_type: ActionType::Read, target_tool: "s__t" };
 //! let ctx = GateContext { actions_this_turn: 0, session_total: 0, federation_active: true, visible_tools: &[] };
 //! assert_eq!(validate_action(&settings, &request, &ctx), Err(Rejection::MediationDisabled));
@@ -36,125 +37,26 @@ pub const WORKFLOW_MEDIATION_VERSION: &str = "v0.9.0";
 pub const SUPPORTED_MEDIATION_VERSIONS: [&str; 2] =
     [ACTION_MEDIATION_VERSION, WORKFLOW_MEDIATION_VERSION];
 
-/// The built-in policy profile name.
-pub const DEFAULT_POLICY_PROFILE: &str = "conservative";
+pub use agent_core::settings::MediationSettings;
 
-/// The claude_code mediation settings
-/// (`docs/reference/mediation.md#10-policy-profile-and-settings`). Field for field the same as
-/// `agent_policy::MediationSettings`, so the resolved configuration converts with a struct literal.
-/// Limits stay `i64` as configured: a zero or negative limit rejects every request at its gate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MediationSettings {
-    /// `CLAUDE_AGENT_MCP_CLAUDE_CODE_ENABLE_EXECUTION_MEDIATION`: the master switch.
-    pub enabled: bool,
-    /// `…_MAX_MEDIATED_ACTIONS_PER_TURN`: approvals per execution.
-    pub max_actions_per_turn: i64,
-    /// `…_ALLOWED_MEDIATED_ACTION_TYPES`: empty means all of `read`, `lookup`, `inspect`.
-    pub allowed_action_types: Vec<String>,
-    /// `…_INCLUDE_MEDIATED_RESULTS_IN_CONTINUATION`.
-    pub include_results_in_continuation: bool,
-    /// `…_MAX_MEDIATED_WORKFLOW_STEPS`: steps per workflow block.
-    pub max_workflow_steps: i64,
-    /// `…_ALLOWED_MEDIATED_TOOLS`: empty means every visible tool.
-    pub allowed_tools: Vec<String>,
-    /// `…_DENIED_MEDIATED_TOOLS`: wins over the allow list.
-    pub denied_tools: Vec<String>,
-    /// `…_MAX_SESSION_MEDIATED_APPROVALS`: approvals over the session's life.
-    pub max_session_approvals: i64,
-    /// `…_INCLUDE_REJECTED_MEDIATION_IN_CONTINUATION`.
-    pub include_rejected_in_continuation: bool,
-    /// `…_MEDIATION_POLICY_PROFILE`: informational only.
-    pub policy_profile: String,
-}
-
-impl Default for MediationSettings {
-    /// The built-in defaults (`docs/reference/mediation.md#10-policy-profile-and-settings`):
-    /// disabled; 1 action per turn; 1 step per workflow; 100 approvals per session; all action
-    /// types; all visible tools; nothing denied; no continuation inclusion.
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            max_actions_per_turn: 1,
-            allowed_action_types: Vec::new(),
-            include_results_in_continuation: false,
-            max_workflow_steps: 1,
-            allowed_tools: Vec::new(),
-            denied_tools: Vec::new(),
-            max_session_approvals: 100,
-            include_rejected_in_continuation: false,
-            policy_profile: DEFAULT_POLICY_PROFILE.to_owned(),
-        }
-    }
-}
-
-impl MediationSettings {
-    /// The built-in defaults overlaid with an operator preset's values
-    /// (`docs/reference/policy.md#7-operator-presets`). Unknown names supply nothing. Presets never
-    /// touch the action-type and tool lists. (The server resolves presets in `agent-policy`, with
-    /// explicit variables winning; this mirror serves tests and documentation.)
-    pub fn preset(name: &str) -> Self {
-        let mut s = Self::default();
-        match name.trim().to_ascii_lowercase().as_str() {
-            "safe_default" => {
-                s.max_session_approvals = 10;
-            }
-            "continuity_optimized" => {
-                s.max_session_approvals = 10;
-                s.include_results_in_continuation = true;
-            }
-            "mediation_enabled" => {
-                s.enabled = true;
-                s.max_actions_per_turn = 3;
-                s.max_session_approvals = 50;
-                s.include_results_in_continuation = true;
-                "mediation_enabled".clone_into(&mut s.policy_profile);
-            }
-            "workflow_limited" => {
-                s.enabled = true;
-                s.max_actions_per_turn = 5;
-                s.max_workflow_steps = 3;
-                s.max_session_approvals = 30;
-                s.include_results_in_continuation = true;
-                "workflow_limited".clone_into(&mut s.policy_profile);
-            }
-            _ => {}
-        }
-        s
-    }
-
-    /// Whether `action_type` passes gate 3.
-    pub fn action_type_allowed(&self, action_type: ActionType) -> bool {
-        self.allowed_action_types.is_empty()
-            || self
-                .allowed_action_types
-                .iter()
-                .any(|t| t == action_type.as_str())
-    }
-
-    /// Whether `tool` passes gates 6 and 7 (the deny list wins over the allow list).
-    pub fn tool_allowed(&self, tool: &str) -> bool {
-        !self.denied_tools.iter().any(|t| t == tool)
-            && (self.allowed_tools.is_empty() || self.allowed_tools.iter().any(|t| t == tool))
-    }
-
-    /// The informational policy profile object
-    /// (`docs/reference/mediation.md#10-policy-profile-and-settings`).
-    pub fn policy_profile(&self) -> PolicyProfile {
+impl PolicyProfile {
+    /// The informational policy profile object of `settings` (`docs/reference/mediation.md#10-policy-profile-and-settings`).
+    pub fn of(settings: &MediationSettings) -> PolicyProfile {
         PolicyProfile {
-            name: self.policy_profile.clone(),
-            allowed_action_types: if self.allowed_action_types.is_empty() {
+            name: settings.policy_profile.clone(),
+            allowed_action_types: if settings.allowed_action_types.is_empty() {
                 ActionType::ALL
                     .iter()
                     .map(|t| t.as_str().to_owned())
                     .collect()
             } else {
-                self.allowed_action_types.clone()
+                settings.allowed_action_types.clone()
             },
-            allowed_tools: self.allowed_tools.clone(),
-            denied_tools: self.denied_tools.clone(),
-            max_steps_per_turn: self.max_actions_per_turn,
-            max_approvals_per_session: self.max_session_approvals,
-            continuation_inclusion_mode: if self.include_rejected_in_continuation {
+            allowed_tools: settings.allowed_tools.clone(),
+            denied_tools: settings.denied_tools.clone(),
+            max_steps_per_turn: settings.max_actions_per_turn,
+            max_approvals_per_session: settings.max_session_approvals,
+            continuation_inclusion_mode: if settings.include_rejected_in_continuation {
                 ContinuationInclusionMode::AllSteps
             } else {
                 ContinuationInclusionMode::ApprovedOnly
@@ -381,7 +283,7 @@ pub fn validate_action(
     if !SUPPORTED_MEDIATION_VERSIONS.contains(&request.mediation_version) {
         return Err(Rejection::UnsupportedMediationVersion);
     }
-    if !settings.action_type_allowed(request.action_type) {
+    if !settings.action_type_allowed(request.action_type.as_str()) {
         return Err(Rejection::ActionTypeNotAllowed);
     }
     if ctx.actions_this_turn >= settings.max_actions_per_turn {
@@ -527,53 +429,12 @@ mod tests {
     }
 
     #[test]
-    fn presets_supply_mediation_defaults() {
-        let d = MediationSettings::default();
-        assert!(!d.enabled);
-        assert_eq!(
-            (
-                d.max_actions_per_turn,
-                d.max_workflow_steps,
-                d.max_session_approvals
-            ),
-            (1, 1, 100)
-        );
-        assert_eq!(d.policy_profile, "conservative");
-        assert_eq!(MediationSettings::preset("bogus"), d);
-        let safe = MediationSettings::preset("safe_default");
-        assert!(!safe.enabled);
-        assert_eq!(safe.max_session_approvals, 10);
-        let cont = MediationSettings::preset("continuity_optimized");
-        assert!(!cont.enabled && cont.include_results_in_continuation);
-        let med = MediationSettings::preset("mediation_enabled");
-        assert!(med.enabled && med.include_results_in_continuation);
-        assert_eq!(
-            (
-                med.max_actions_per_turn,
-                med.max_workflow_steps,
-                med.max_session_approvals
-            ),
-            (3, 1, 50)
-        );
-        assert_eq!(med.policy_profile, "mediation_enabled");
-        let wf = MediationSettings::preset(" Workflow_Limited ");
-        assert!(wf.enabled && !wf.include_rejected_in_continuation);
-        assert_eq!(
-            (
-                wf.max_actions_per_turn,
-                wf.max_workflow_steps,
-                wf.max_session_approvals
-            ),
-            (5, 3, 30)
-        );
-        assert_eq!(wf.policy_profile, "workflow_limited");
-    }
-
-    #[test]
     fn the_policy_profile_object_mirrors_the_settings() {
-        let mut s = MediationSettings::preset("mediation_enabled");
+        let mut s = agent_policy::config::presets::preset("mediation_enabled")
+            .unwrap()
+            .mediation_settings();
         s.denied_tools = vec!["s__rm".into()];
-        let p = s.policy_profile();
+        let p = PolicyProfile::of(&s);
         assert_eq!(
             serde_json::to_value(&p).unwrap(),
             serde_json::json!({
@@ -589,7 +450,7 @@ mod tests {
         );
         s.include_rejected_in_continuation = true;
         s.allowed_action_types = vec!["lookup".into()];
-        let p = s.policy_profile();
+        let p = PolicyProfile::of(&s);
         assert_eq!(
             p.continuation_inclusion_mode,
             ContinuationInclusionMode::AllSteps

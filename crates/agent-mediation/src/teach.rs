@@ -8,7 +8,6 @@
 
 use agent_core::ToolDefinition;
 use agent_core::text::truncate_chars;
-use serde_json::Value;
 
 use crate::block::ActionType;
 use crate::policy::MediationSettings;
@@ -33,7 +32,7 @@ pub fn teaching_prompt(
     }
     let types: Vec<&str> = ActionType::ALL
         .iter()
-        .filter(|t| settings.action_type_allowed(**t))
+        .filter(|t| settings.action_type_allowed(t.as_str()))
         .map(|t| t.as_str())
         .collect();
     if types.is_empty() {
@@ -114,16 +113,9 @@ fn tool_line(tool: &ToolDefinition) -> String {
             line.push('…');
         }
     }
-    let required: Vec<&str> = tool
-        .input_schema
-        .get("required")
-        .and_then(Value::as_array)
-        .map(|r| r.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let required = tool.required();
     let mut arguments: Vec<String> = tool
-        .input_schema
-        .get("properties")
-        .and_then(Value::as_object)
+        .properties()
         .map(|props| {
             props
                 .keys()
@@ -165,7 +157,7 @@ fn or_list(items: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn tool(name: &str, description: &str, schema: Value) -> ToolDefinition {
         ToolDefinition {

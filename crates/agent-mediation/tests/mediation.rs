@@ -186,6 +186,18 @@ struct Harness {
     workflows_supported: bool,
 }
 
+/// The built-in mediation defaults (the configuration's, no variable set).
+fn defaults() -> MediationSettings {
+    agent_policy::config::presets::BUILTIN.mediation_settings()
+}
+
+/// The mediation settings an operator preset gives.
+fn preset(name: &str) -> MediationSettings {
+    agent_policy::config::presets::preset(name)
+        .expect("a known preset")
+        .mediation_settings()
+}
+
 impl Harness {
     /// Mediation enabled with the built-in limits, federation active, `TOOL` and `OTHER`
     /// visible.
@@ -193,7 +205,7 @@ impl Harness {
         Self {
             settings: MediationSettings {
                 enabled: true,
-                ..MediationSettings::default()
+                ..defaults()
             },
             sink: Arc::new(MemorySink::default()),
             invoker: Arc::new(FakeInvoker::default()),
@@ -205,7 +217,7 @@ impl Harness {
 
     fn disabled() -> Self {
         Self {
-            settings: MediationSettings::default(),
+            settings: defaults(),
             ..Self::enabled()
         }
     }
@@ -1563,8 +1575,8 @@ fn catalog() -> Vec<ToolDefinition> {
 
 #[test]
 fn the_teaching_prompt_is_absent_unless_something_can_be_requested() {
-    let enabled = MediationSettings::preset("mediation_enabled");
-    assert!(teaching_prompt(&MediationSettings::default(), &catalog()).is_none());
+    let enabled = preset("mediation_enabled");
+    assert!(teaching_prompt(&defaults(), &catalog()).is_none());
     assert!(teaching_prompt(&enabled, &[]).is_none());
     let mut all_denied = enabled.clone();
     all_denied.denied_tools = vec![TOOL.into(), OTHER.into()];
@@ -1579,7 +1591,7 @@ fn the_teaching_prompt_is_absent_unless_something_can_be_requested() {
 
 #[test]
 fn the_teaching_prompt_pins_its_text() {
-    let mut settings = MediationSettings::preset("mediation_enabled");
+    let mut settings = preset("mediation_enabled");
     settings.denied_tools = vec![OTHER.into()];
     let prompt = teaching_prompt(&settings, &catalog()).unwrap();
     assert_eq!(
@@ -1608,7 +1620,7 @@ fn the_teaching_prompt_pins_its_text() {
 
 #[test]
 fn the_taught_blocks_parse_and_the_workflow_part_depends_on_the_step_limit() {
-    let mut settings = MediationSettings::preset("workflow_limited");
+    let mut settings = preset("workflow_limited");
     settings.allowed_action_types = vec!["lookup".into()];
     settings.include_results_in_continuation = false;
     settings.max_actions_per_turn = 1;
@@ -1634,7 +1646,7 @@ fn the_taught_blocks_parse_and_the_workflow_part_depends_on_the_step_limit() {
     assert_eq!(blocks.workflows[0].mediation_version, "v0.9.0");
     assert!(blocks.skipped.is_empty());
 
-    let single = MediationSettings::preset("mediation_enabled");
+    let single = preset("mediation_enabled");
     let prompt = teaching_prompt(&single, &catalog()).unwrap();
     assert!(!prompt.contains("mediated_workflow_request"), "{prompt}");
 }

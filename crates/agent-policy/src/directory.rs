@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use agent_core::error::ErrorCode;
 use agent_core::evidence::Evidence;
-use agent_core::model::python_list;
 use agent_core::ports::{PolicyViolation, WorkspacePolicy};
+use agent_core::pyfmt;
 
 use crate::config::Config;
 use crate::paths::{is_within, resolve_path};
@@ -62,7 +62,7 @@ impl DirectoryPolicy {
 
     /// The denial of a working directory outside the allowlist.
     fn outside_allowed(&self, resolved: &Path) -> PolicyViolation {
-        let allowed = python_list(self.allowed.iter().map(|dir| dir.to_string_lossy()));
+        let allowed = pyfmt::list(self.allowed.iter().map(|dir| dir.to_string_lossy()));
         PolicyViolation::new(
             ErrorCode::PolicyDenied,
             format!(

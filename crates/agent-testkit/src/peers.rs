@@ -11,14 +11,14 @@
 //! With `CLAUDE_AGENT_MCP_REQUIRE_PEERS=1` (set by CI: `cargo xtask release-check`) it panics
 //! instead, so a missing peer fails the test rather than passing it unseen.
 //!
-//! Every test-harness variable is named here, and only here (see `docs/testing.md`):
+//! Every test-harness variable is named here (see `docs/testing.md`):
 //!
 //! | variable | meaning |
 //! | --- | --- |
 //! | [`CLAUDE_CLI_VAR`] | the path of a real Claude Code CLI (`scripts/install-claude-cli.sh`) |
 //! | [`EVERYTHING_SERVER_VAR`] | the command line of the reference MCP server (`scripts/install-mcp-peers.sh`) |
 //! | [`REQUIRE_PEERS_VAR`] | `1`: a missing peer fails the test; unset, empty or `0`: it skips |
-//! | [`PROPTEST_CASES_VAR`] | the case count of every property of the property-based campaign |
+//! | [`PROPTEST_CASES_VAR`] | the case count of every property (re-exported from `agent_core::testing`, which `agent-core`'s own unit tests use) |
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -31,12 +31,9 @@ pub const CLAUDE_CLI_VAR: &str = "CLAUDE_AGENT_MCP_TEST_CLAUDE_CLI";
 pub const EVERYTHING_SERVER_VAR: &str = "CLAUDE_AGENT_MCP_TEST_EVERYTHING_SERVER";
 /// `1`: every peer a test asks for is required, and a missing one panics.
 pub const REQUIRE_PEERS_VAR: &str = "CLAUDE_AGENT_MCP_REQUIRE_PEERS";
-/// The case count of every property (see [`proptest_cases`]).
-pub const PROPTEST_CASES_VAR: &str = "CLAUDE_AGENT_MCP_PROPTEST_CASES";
-
-/// How many cases each property of the property-based campaign runs by default: thousands
-/// per surface in CI while the whole campaign stays well under a minute in a debug build.
-pub const DEFAULT_PROPTEST_CASES: u32 = 1024;
+/// The property case count lives with the unit tests that need it too (`agent-core`'s own
+/// cannot link this crate); it is re-exported here beside the other test-harness variables.
+pub use agent_core::testing::{DEFAULT_PROPTEST_CASES, PROPTEST_CASES_VAR, proptest_cases};
 
 /// A peer: the variable that names it and how to install it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,22 +173,6 @@ pub fn peers_required_in(env: Lookup<'_>) -> bool {
         Some("1") => true,
         Some(other) => panic!("{REQUIRE_PEERS_VAR} must be 1 or 0, not {other:?}"),
     }
-}
-
-/// The case count for one property: [`PROPTEST_CASES_VAR`] when it is a positive integer, else
-/// [`DEFAULT_PROPTEST_CASES`]; divided by `cost` (at least 1 case) for a property whose cases
-/// are expensive (a database write per case), so one variable scales every property together.
-pub fn proptest_cases(cost: u32) -> u32 {
-    proptest_cases_in(cost, &process_env)
-}
-
-/// [`proptest_cases`] with the variable read from `env`.
-pub fn proptest_cases_in(cost: u32, env: Lookup<'_>) -> u32 {
-    let base = env(PROPTEST_CASES_VAR)
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(DEFAULT_PROPTEST_CASES);
-    (base / cost.max(1)).max(1)
 }
 
 /// One recorded run of a peer through a [`RecordingWrapper`].
@@ -426,60 +407,6 @@ mod tests {
     #[should_panic(expected = "not a JSON array of strings")]
     fn a_broken_json_command_line_fails() {
         everything_server_in(&table(&[(EVERYTHING_SERVER_VAR, "[\"node\", 1]")]));
-    }
-
-    #[test]
-    fn proptest_cases_scale_with_the_variable() {
-        assert_eq!(proptest_cases_in(1, &table(&[])), DEFAULT_PROPTEST_CASES);
-        assert_eq!(
-            proptest_cases_in(4, &table(&[])),
-            DEFAULT_PROPTEST_CASES / 4
-        );
-        let many = table(&[(PROPTEST_CASES_VAR, " 100000 ")]);
-        assert_eq!(proptest_cases_in(1, &many), 100_000);
-        assert_eq!(proptest_cases_in(200_000, &many), 1);
-        for bad in ["0", "-3", "many"] {
-            let env = table(&[(PROPTEST_CASES_VAR, bad)]);
-            assert_eq!(proptest_cases_in(1, &env), DEFAULT_PROPTEST_CASES, "{bad}");
-        }
-    }
-
-    #[test]
-    fn the_wrapper_records_each_run_then_runs_the_program() {
-        let dir = tempfile_dir();
-        let wrapper = RecordingWrapper::new(&dir.join("it's here"), Path::new("/bin/echo"));
-        let run = |args: &[&str]| {
-            let out = std::process::Command::new(wrapper.path())
-                .args(args)
-                .env_clear()
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{out:?}");
-            (String::from_utf8(out.stdout).unwrap(), out.status)
-        };
-        assert_eq!(run(&["-p", "two words", "a\nb"]).0, "-p two words a\nb\n");
-        assert_eq!(run(&[]).0, "\n");
-        let runs = wrapper.invocations();
-        assert_eq!(runs.len(), 2, "{runs:?}");
-        assert_eq!(runs[0].args, ["-p", "two words", "a\nb"]);
-        assert!(runs[1].args.is_empty(), "{runs:?}");
-        assert_ne!(runs[0].pid, runs[1].pid);
-        assert_eq!(wrapper.invocations_with("-p"), runs[..1]);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    /// A fresh directory under the system's temporary directory.
-    fn tempfile_dir() -> PathBuf {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap();
-        let dir = std::env::temp_dir().join(format!(
-            "agent-testkit-{}-{}",
-            std::process::id(),
-            now.as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
     }
 
     /// This module owns the names: `docs/testing.md` documents each of them, and CI

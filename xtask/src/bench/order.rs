@@ -102,7 +102,7 @@ fn write_wrapper(dir: &Path, bin: &Path) -> Result<PathBuf, String> {
     let out = dir.join("callgrind.out.%p");
     let script = format!(
         "#!/bin/sh\n\
-         CLAUDE_AGENT_MCP_LOG_LEVEL=INFO; export CLAUDE_AGENT_MCP_LOG_LEVEL\n\
+         {level}=INFO; export {level}\n\
          exec 3<&0\n\
          valgrind --tool=callgrind --demangle=no --dump-instr=no --callgrind-out-file='{out}' \
          '{bin}' \"$@\" 0<&3 2>>'{log}' &\n\
@@ -112,6 +112,7 @@ fn write_wrapper(dir: &Path, bin: &Path) -> Result<PathBuf, String> {
          ( sleep 1; while kill -0 $VP 2>/dev/null; do callgrind_control -d $VP; sleep 1; done ) \
          </dev/null >/dev/null 2>&1 &\n\
          wait $VP\n",
+        level = agent_policy::config::vars::LOG_LEVEL,
         out = out.display(),
         bin = bin.display(),
         log = dir.join("valgrind.log").display(),

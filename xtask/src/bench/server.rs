@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use agent_policy::config::vars;
 use rmcp::ServiceExt;
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientRequest, JsonObject, PingRequest, ServerResult,
@@ -62,10 +63,10 @@ impl Workspace {
             .current_dir(self.cwd()?)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("ANTHROPIC_API_KEY", "bench")
-            .env("ANTHROPIC_BASE_URL", api_base)
-            .env("CLAUDE_AGENT_MCP_STATE_DIR", self.state_dir()?)
-            .env("CLAUDE_AGENT_MCP_LOG_LEVEL", "ERROR")
+            .env(vars::ANTHROPIC_API_KEY, "bench")
+            .env(vars::ANTHROPIC_BASE_URL, api_base)
+            .env(vars::STATE_DIR, self.state_dir()?)
+            .env(vars::LOG_LEVEL, "ERROR")
             .stderr(Stdio::from(self.stderr_file()?))
             .kill_on_drop(true);
         Ok(cmd)

@@ -659,3 +659,34 @@ async fn the_operator_chooses_the_setting_sources() {
         "{err}"
     );
 }
+
+/// The federation config is read once at startup, for discovery and for the CLI's MCP servers
+/// alike: its warnings are logged once (they were logged twice when the claude_code backend
+/// read the file a second time).
+#[tokio::test]
+async fn the_federation_config_is_read_once() {
+    let mut cli = Cli::new("native").await;
+    let config = json!({"downstream_servers": [{
+        "name": "off",
+        "command": "/nonexistent/never-spawned",
+        "enabled": false,
+        "allowed_tools": ["x"],
+        "profiles_allowed": ["general", "bogus"]
+    }]});
+    let path = cli.env.cwd().join("federation.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    cli.env.set("CLAUDE_AGENT_MCP_FEDERATION_ENABLED", "true");
+    cli.env
+        .set("CLAUDE_AGENT_MCP_FEDERATION_CONFIG", &path_str(&path));
+    let server = cli.env.start().await;
+    let status = server.call("agent_get_runtime_status", json!({})).await;
+    assert_eq!(status["federation_enabled"], json!(true));
+    let log = cli.env.stderr_log();
+    assert_eq!(
+        log.matches("Downstream server 'off': unknown profile 'bogus'")
+            .count(),
+        1,
+        "{log}"
+    );
+    server.shutdown().await;
+}

@@ -25,6 +25,13 @@ pub(super) struct HttpServer {
 pub(super) async fn start_http(env: &TestEnv, extra: &[&str]) -> HttpServer {
     let port = free_port();
     let port_s = port.to_string();
+    // Reached on the bound address, or on 127.0.0.1 for the default and the wildcard binds.
+    let host = extra
+        .windows(2)
+        .find(|pair| pair[0] == "--host")
+        .map(|pair| pair[1])
+        .filter(|host| *host != "0.0.0.0")
+        .unwrap_or("127.0.0.1");
     let mut args = vec!["--transport", "streamable-http", "--port", port_s.as_str()];
     args.extend_from_slice(extra);
     let stderr = std::fs::File::create(env.dir.path().join("http.stderr")).unwrap();
@@ -36,10 +43,7 @@ pub(super) async fn start_http(env: &TestEnv, extra: &[&str]) -> HttpServer {
         .unwrap();
     // Generous: the server listens within a second on an idle machine.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
+    while tokio::net::TcpStream::connect((host, port)).await.is_err() {
         assert!(
             std::time::Instant::now() < deadline,
             "the server does not listen on port {port} after 30 s"
@@ -48,7 +52,7 @@ pub(super) async fn start_http(env: &TestEnv, extra: &[&str]) -> HttpServer {
     }
     HttpServer {
         child,
-        url: format!("http://127.0.0.1:{port}/mcp"),
+        url: format!("http://{host}:{port}/mcp"),
     }
 }
 
@@ -442,6 +446,30 @@ async fn a_wildcard_bind_admits_the_host_lan_clients_send() {
         .await
         .unwrap();
     assert_eq!(foreign.status(), 403);
+    let _ = server.child.kill().await;
+}
+
+/// Bound to a loopback address other than `127.0.0.1`, a client naming that address in `Host`
+/// is admitted without a token (it used to be 403: a loopback bind admitted only the default
+/// loopback names).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_bind_to_another_loopback_address_admits_that_host() {
+    let mut server = start_http(&TestEnv::new().await, &["--host", "127.0.0.2"]).await;
+    let response = reqwest::Client::new()
+        .post(&server.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .json(&initialize_body())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        server.url.starts_with("http://127.0.0.2:"),
+        "{}",
+        server.url
+    );
+    assert_eq!(response.status(), 200);
     let _ = server.child.kill().await;
 }
 

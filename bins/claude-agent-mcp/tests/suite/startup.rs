@@ -173,3 +173,39 @@ async fn restricted_mode_contract_violation_aborts_before_touching_state() {
     );
     assert!(!env.state_dir().exists(), "no state was touched");
 }
+
+/// The status tool reports the reasons of the startup self-check, in its words: one check
+/// (`agent_policy::restricted::contract_violations`). The status used to word them
+/// differently (`backend='api' != required='claude_code'`) and to list the tools first.
+#[test]
+fn the_status_reports_the_startup_contract_reasons() {
+    use agent_mcp::ToolName;
+    use agent_policy::config::{BackendKind, from_vars, vars};
+
+    let dir = tempfile::tempdir().unwrap();
+    let settings = [
+        (vars::MODE, "apntalk_verification"),
+        (vars::EXECUTION_BACKEND, "claude_code"),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+    .collect();
+    let mut config = from_vars(&settings, dir.path(), &Default::default()).unwrap();
+    // A configuration the loader refuses: only a status built from it can show the reason.
+    config.backend = BackendKind::Api;
+    let admitted = [
+        ToolName::VerifyTask,
+        ToolName::GetRuntimeStatus,
+        ToolName::RunTask,
+    ];
+    let status =
+        serde_json::to_value(claude_agent_mcp::runtime_status(&config, &admitted, false)).unwrap();
+    assert_eq!(status["restriction_compliance"], json!(false));
+    assert_eq!(
+        status["non_compliance_reasons"],
+        json!([
+            "backend='api' does not match required_backend='claude_code'",
+            "extra tools registered: ['agent_run_task']"
+        ])
+    );
+}

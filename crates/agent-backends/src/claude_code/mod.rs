@@ -43,6 +43,7 @@ use agent_core::child_env;
 pub use agent_core::continuation::{
     ScreeningLevel, ToolScreening, UNSUPPORTED_SCHEMA_KEYWORDS, screen_tool,
 };
+pub use agent_core::model::ClaudeCodeMode;
 use agent_core::{
     BackendOutput, BackendRequest, Capabilities, ErrorCode, ExecContext, ExecutionBackend,
     ExecutionError, FailureKind, Profile, ToolDefinition,
@@ -58,12 +59,6 @@ use process::{Finished, Invocation, RunError};
 pub const BACKEND_NAME: &str = "claude_code";
 /// The binary searched for on `PATH`.
 pub const CLI_NAME: &str = "claude";
-/// The environment variable naming an explicit CLI binary (read by the server's config).
-pub const CLI_PATH_ENV: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_CLI_PATH";
-/// The environment variable holding the per-invocation timeout in seconds.
-pub const TIMEOUT_ENV: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_TIMEOUT";
-/// The environment variable selecting [`ClaudeCodeMode`] (`native` | `text`).
-pub const MODE_ENV: &str = "CLAUDE_AGENT_MCP_CLAUDE_CODE_MODE";
 /// The default per-invocation timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// The timeout of the startup `--version` check.
@@ -270,41 +265,6 @@ fn normalization_error(detail: &str) -> ExecutionError {
 // Configuration
 // ---------------------------------------------------------------------------------------------
 
-/// How the CLI is driven.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum ClaudeCodeMode {
-    /// `-p --output-format json`, prompt on stdin, resume, permissions, usage.
-    #[default]
-    Native,
-    /// The original's `--print <prompt>` plain-text invocation, kept as text mode
-    /// (`docs/reference/backends.md#52-invocation`).
-    Text,
-}
-
-impl ClaudeCodeMode {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ClaudeCodeMode::Native => "native",
-            ClaudeCodeMode::Text => "text",
-        }
-    }
-
-    /// `native` or `text` (trimmed, case-insensitive).
-    pub fn parse(text: &str) -> Option<Self> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "native" => Some(ClaudeCodeMode::Native),
-            "text" => Some(ClaudeCodeMode::Text),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for ClaudeCodeMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Settings of a [`ClaudeCodeBackend`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaudeCodeConfig {
@@ -449,7 +409,7 @@ pub fn locate_cli_in(explicit: Option<&Path>, path: Option<&OsStr>) -> Option<Pa
         }
         warn!(
             path = %explicit.display(),
-            "{CLI_PATH_ENV} does not name an existing file; searching PATH for 'claude'"
+            "the configured Claude Code CLI path does not name an existing file; searching PATH for 'claude'"
         );
     }
     let path = path.unwrap_or_else(|| OsStr::new(DEFAULT_PATH));
@@ -1028,17 +988,6 @@ impl ExecutionBackend for ClaudeCodeBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mode_parsing() {
-        assert_eq!(
-            ClaudeCodeMode::parse(" Native "),
-            Some(ClaudeCodeMode::Native)
-        );
-        assert_eq!(ClaudeCodeMode::parse("text"), Some(ClaudeCodeMode::Text));
-        assert_eq!(ClaudeCodeMode::parse("json"), None);
-        assert_eq!(ClaudeCodeMode::default().to_string(), "native");
-    }
 
     #[test]
     fn messages() {

@@ -1,15 +1,13 @@
 //! Running the CLI as a child process in its own process group, with a wall-clock timeout and
 //! cancellation that kill the whole group, and without leaving any process behind.
 //!
-//! The child is spawned with `process_group(0)`, so its PID is the group's ID and every
-//! descendant that does not create its own session or group belongs to it. On timeout or
-//! cancellation the group receives `SIGKILL` (safe `nix::sys::signal::killpg`) while the child
-//! is still un-reaped (so the group ID cannot have been reused), then the child is reaped. After
-//! a normal exit, leftover members of the group (background processes the CLI left running)
-//! are killed too, again before the child is reaped: the exit is observed without reaping
-//! (`waitid` with `WNOWAIT`) where the platform has it. stdout and stderr are read
-//! concurrently; a process that escaped the group and keeps a pipe open cannot block the
-//! backend beyond [`PIPE_GRACE`].
+//! The child leads its own process group ([`agent_process::ProcessGroup`]). On timeout or
+//! cancellation the group receives `SIGKILL` while the child is still un-reaped (so the group
+//! ID cannot have been reused), then the child is reaped. After a normal exit, leftover
+//! members of the group (background processes the CLI left running) are killed too, again
+//! before the child is reaped: the exit is observed without reaping where the platform
+//! allows. stdout and stderr are read concurrently; a process that escaped the group and keeps
+//! a pipe open cannot block the backend beyond [`PIPE_GRACE`].
 //!
 //! The child's environment is exactly [`Invocation::env`] (nothing is inherited implicitly).
 //! Its output is bounded: more than [`MAX_STDOUT_BYTES`] on stdout kills the group
@@ -23,9 +21,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use agent_process::ProcessGroup;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::task::JoinHandle;
@@ -178,82 +174,6 @@ where
     }))
 }
 
-/// Resolves once the child has exited, without reaping it: until it is reaped its PID (the
-/// group's ID) cannot be reused, so the group can still be signalled safely.
-#[cfg(any(
-    target_os = "android",
-    target_os = "freebsd",
-    all(target_os = "linux", not(target_env = "uclibc"))
-))]
-async fn exited(child: &mut tokio::process::Child, pid: i32) -> io::Result<()> {
-    use nix::sys::wait::{Id, WaitPidFlag, waitid};
-    if pid <= 0 {
-        return child.wait().await.map(drop);
-    }
-    let waited = tokio::task::spawn_blocking(move || {
-        loop {
-            match waitid(
-                Id::Pid(Pid::from_raw(pid)),
-                WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
-            ) {
-                Err(Errno::EINTR) => {}
-                Ok(_) => return Ok(()),
-                Err(errno) => return Err(io::Error::from(errno)),
-            }
-        }
-    })
-    .await;
-    match waited {
-        Ok(result) => result,
-        Err(join) => Err(io::Error::other(join)),
-    }
-}
-
-/// Without `waitid(WNOWAIT)` the exit is only seen by reaping; the group is then signalled
-/// right after (see `docs/claude-code-backend.md`).
-#[cfg(not(any(
-    target_os = "android",
-    target_os = "freebsd",
-    all(target_os = "linux", not(target_env = "uclibc"))
-)))]
-async fn exited(child: &mut tokio::process::Child, _pid: i32) -> io::Result<()> {
-    child.wait().await.map(drop)
-}
-
-/// Sends `SIGKILL` to the process group `pgid`. Returns whether any process was signalled.
-pub(crate) fn kill_group(pgid: i32) -> bool {
-    if pgid <= 1 {
-        return false;
-    }
-    match killpg(Pid::from_raw(pgid), Signal::SIGKILL) {
-        Ok(()) => true,
-        Err(Errno::ESRCH) => false,
-        Err(error) => {
-            debug!(pgid, %error, "killpg failed");
-            false
-        }
-    }
-}
-
-/// Kills the process group when dropped while armed: if the execution future is dropped
-/// before the child was reaped (the caller abandoned it without cancelling), no process of the
-/// group survives. Disarmed once the child has been reaped.
-struct GroupGuard {
-    pgid: i32,
-    armed: bool,
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if self.armed && kill_group(self.pgid) {
-            debug!(
-                pgid = self.pgid,
-                "killed the CLI's process group of an abandoned execution"
-            );
-        }
-    }
-}
-
 /// Waits for the readers, at most `grace`; readers still running then are aborted.
 async fn drain(readers: Vec<JoinHandle<()>>, grace: Duration) {
     let deadline = tokio::time::Instant::now() + grace;
@@ -289,24 +209,20 @@ pub(crate) async fn run(
             Stdio::null()
         })
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
+        .stderr(Stdio::piped());
     if let Some(dir) = invocation.cwd {
         command.current_dir(dir);
     }
 
-    let mut child = command.spawn().map_err(RunError::Spawn)?;
-    let pgid = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .unwrap_or(0);
+    // Until it is reaped, dropping the group (the caller abandoned this future) kills it.
+    let mut group = ProcessGroup::spawn(&mut command).map_err(RunError::Spawn)?;
+    let pgid = group.pgid();
     debug!(
         pid = pgid,
         args = invocation.args.len(),
         "claude CLI spawned"
     );
-    let mut guard = GroupGuard { pgid, armed: true };
+    let child = group.child_mut();
 
     let stdout = Buffer::default();
     let stderr = Buffer::default();
@@ -352,25 +268,22 @@ pub(crate) async fn run(
         biased;
         () = cancel.cancelled() => Outcome::Cancelled,
         () = overflow.cancelled() => Outcome::OutputTooLarge,
-        exit = exited(&mut child, pgid) => Outcome::Exited(exit),
+        exit = group.exited() => Outcome::Exited(exit),
         () = tokio::time::sleep(invocation.timeout) => Outcome::TimedOut,
     };
 
     // Every path signals the group while the child is not reaped yet (an exited child is a
     // zombie until then), so the group ID is still ours; then the child is reaped.
     let exited_alone = matches!(outcome, Outcome::Exited(Ok(())));
-    if kill_group(pgid) {
+    if group.kill() {
         if exited_alone {
             debug!(pgid, "killed processes the CLI left running");
         }
     } else if !exited_alone {
-        let _ = child.start_kill();
+        let _ = group.child_mut().start_kill();
     }
-    let status = match tokio::time::timeout(REAP_GRACE, child.wait()).await {
-        Ok(Ok(status)) => {
-            guard.armed = false;
-            Ok(status)
-        }
+    let status = match tokio::time::timeout(REAP_GRACE, group.reap()).await {
+        Ok(Ok(status)) => Ok(status),
         Ok(Err(error)) => {
             debug!(pid = pgid, %error, "reaping the CLI failed");
             Err(error)

@@ -100,18 +100,8 @@ pub fn tools_block(tools: &[ToolDefinition]) -> Option<String> {
         lines.push(String::new());
         lines.push(format!("Tool: {}", tool.name));
         lines.push(format!("Description: {}", tool.description.trim()));
-        let properties = tool
-            .input_schema
-            .get("properties")
-            .and_then(Value::as_object)
-            .filter(|p| !p.is_empty());
-        if let Some(properties) = properties {
-            let required: Vec<&str> = tool
-                .input_schema
-                .get("required")
-                .and_then(Value::as_array)
-                .map(|r| r.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
+        if let Some(properties) = tool.properties().filter(|p| !p.is_empty()) {
+            let required = tool.required();
             lines.push("Parameters:".to_owned());
             for (name, schema) in properties {
                 let kind = param_type(schema);

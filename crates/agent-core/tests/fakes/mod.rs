@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agent_core::error::ErrorCode;
-use agent_core::model::python_list;
+use agent_core::pyfmt;
 use agent_core::{
     BackendOutput, BackendRequest, Capabilities, ExecContext, ExecutionBackend, ExecutionError,
     PolicyViolation, Profile, ProgressSink, ToolCallContext, ToolDefinition, ToolProvider, Usage,
@@ -271,7 +271,7 @@ impl WorkspacePolicy for FakePolicy {
         if self.is_allowed(&resolved) {
             return Ok(resolved);
         }
-        let allowed = python_list(
+        let allowed = pyfmt::list(
             self.allowed
                 .iter()
                 .map(|a| a.to_string_lossy().into_owned()),

@@ -48,6 +48,9 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+pub use agent_core::model::ClaudeCodeMode;
+use agent_core::pyfmt;
+pub use agent_core::settings::{ContinuationSettings, MediationSettings};
 use serde::Serialize;
 
 use crate::paths::resolve_path;
@@ -270,14 +273,6 @@ agent_core::string_enum! {
 }
 
 agent_core::string_enum! {
-    /// How the Claude Code backend drives the CLI (`docs/claude-code-backend.md`).
-    ClaudeCodeMode {
-        Native => "native",
-        Text => "text",
-    }
-}
-
-agent_core::string_enum! {
     /// A settings file the Claude Code CLI may load (`--setting-sources`): the user's own
     /// (`~/.claude/settings.json`), or the working directory's shared or local ones.
     SettingSource {
@@ -358,46 +353,6 @@ pub struct CliOverrides {
     pub port: Option<u16>,
     /// `--env-file PATH` / `--no-env-file`.
     pub env_file: EnvFile,
-}
-
-/// The claude_code continuation-window settings
-/// (`docs/reference/backends.md#56-continuation-context`). Field names are the status tool's
-/// `continuation_settings` keys.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ContinuationSettings {
-    pub max_continuation_turns: i64,
-    pub max_continuation_warnings: i64,
-    pub max_continuation_forwarding_events: i64,
-    pub include_verification_context: bool,
-    pub include_tool_downgrade_context: bool,
-}
-
-/// The claude_code mediation settings
-/// (`docs/reference/mediation.md#10-policy-profile-and-settings`). The first four fields are the
-/// status tool's `mediation_settings`, the others its `workflow_settings`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MediationSettings {
-    /// `ENABLE_EXECUTION_MEDIATION`.
-    pub enabled: bool,
-    /// `MAX_MEDIATED_ACTIONS_PER_TURN`.
-    pub max_actions_per_turn: i64,
-    /// `ALLOWED_MEDIATED_ACTION_TYPES` (not preset-aware); empty = all of `read`, `lookup`,
-    /// `inspect`.
-    pub allowed_action_types: Vec<String>,
-    /// `INCLUDE_MEDIATED_RESULTS_IN_CONTINUATION`.
-    pub include_results_in_continuation: bool,
-    /// `MAX_MEDIATED_WORKFLOW_STEPS`.
-    pub max_workflow_steps: i64,
-    /// `ALLOWED_MEDIATED_TOOLS` (not preset-aware); empty = all visible tools.
-    pub allowed_tools: Vec<String>,
-    /// `DENIED_MEDIATED_TOOLS` (not preset-aware).
-    pub denied_tools: Vec<String>,
-    /// `MAX_SESSION_MEDIATED_APPROVALS`.
-    pub max_session_approvals: i64,
-    /// `INCLUDE_REJECTED_MEDIATION_IN_CONTINUATION`.
-    pub include_rejected_in_continuation: bool,
-    /// `MEDIATION_POLICY_PROFILE` (trimmed; informational).
-    pub policy_profile: String,
 }
 
 /// The resolved, validated configuration. Secrets are redacted in `Debug` and absent from
@@ -668,33 +623,6 @@ pub fn is_loopback_host(host: &str) -> bool {
     }
 }
 
-/// Renders a string as Python's `repr()` does, for messages quoting a value.
-pub(crate) fn py_repr(value: &str) -> String {
-    let quote = if value.contains('\'') && !value.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push(quote);
-    for ch in value.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c == '\x7f' => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
-}
-
 /// Reads raw variables and collects parse problems.
 struct Reader<'a> {
     vars: &'a BTreeMap<String, String>,
@@ -743,8 +671,10 @@ impl<'a> Reader<'a> {
         match raw.trim().parse::<T>() {
             Ok(parsed) => Some(parsed),
             Err(_) => {
-                self.problems
-                    .push(format!("{name}={} is not a valid {kind}", py_repr(raw)));
+                self.problems.push(format!(
+                    "{name}={} is not a valid {kind}",
+                    pyfmt::repr_str(raw)
+                ));
                 None
             }
         }
@@ -838,7 +768,7 @@ fn resolve(
     if let Some((name, value)) = model_var.filter(|(_, value)| value.starts_with('-')) {
         r.problems.push(format!(
             "{name}={} is not a valid model name: it must not start with '-'",
-            py_repr(value)
+            pyfmt::repr_str(value)
         ));
     }
     let value = r.aliased(vars::LOCK_TTL, vars::LEGACY_LOCK_TTL);
@@ -978,7 +908,7 @@ fn resolve(
         problems.push(format!(
             "{}={} is not valid. Choose from: {}",
             vars::MODE,
-            py_repr(&mode_raw),
+            pyfmt::repr_str(&mode_raw),
             RuntimeMode::choices()
         ));
     }
@@ -987,7 +917,7 @@ fn resolve(
         problems.push(format!(
             "{}={} is not valid. Choose from: {}",
             vars::TRANSPORT,
-            py_repr(&transport_raw),
+            pyfmt::repr_str(&transport_raw),
             Transport::choices()
         ));
     }
@@ -1007,7 +937,7 @@ fn resolve(
         problems.push(format!(
             "{}={} is not a valid log level",
             vars::LOG_LEVEL,
-            py_repr(&log_level_raw)
+            pyfmt::repr_str(&log_level_raw)
         ));
     }
     let backend = BackendKind::parse(&backend_raw);
@@ -1015,7 +945,7 @@ fn resolve(
         problems.push(format!(
             "{}={} is not valid. Choose from: {}",
             vars::EXECUTION_BACKEND,
-            py_repr(&backend_raw),
+            pyfmt::repr_str(&backend_raw),
             BackendKind::choices()
         ));
     }
@@ -1023,7 +953,7 @@ fn resolve(
         problems.push(format!(
             "{}={} is not valid. Choose from: {}",
             vars::CLAUDE_CODE_MODE,
-            py_repr(&claude_code_mode_raw),
+            pyfmt::repr_str(&claude_code_mode_raw),
             ClaudeCodeMode::choices()
         ));
     }
@@ -1032,7 +962,7 @@ fn resolve(
             problems.push(format!(
                 "{}: {} is not valid. Choose from: {}",
                 vars::CLAUDE_CODE_SETTING_SOURCES,
-                py_repr(name),
+                pyfmt::repr_str(name),
                 SettingSource::choices()
             ));
         }
@@ -1042,36 +972,21 @@ fn resolve(
             problems.push(format!(
                 "{}: {} is not a variable name",
                 vars::CLAUDE_CODE_ENV_PASSTHROUGH,
-                py_repr(name)
+                pyfmt::repr_str(name)
             ));
         } else if name.starts_with(SERVER_VAR_PREFIX) {
             problems.push(format!(
                 "{}: {} is a variable of this server; the CLI never inherits those",
                 vars::CLAUDE_CODE_ENV_PASSTHROUGH,
-                py_repr(name)
+                pyfmt::repr_str(name)
             ));
         }
     }
     if mode == Some(RuntimeMode::ApntalkVerification) {
-        let apntalk = RuntimeMode::ApntalkVerification.as_str();
-        if backend != Some(BackendKind::ClaudeCode) {
-            problems.push(format!(
-                "{}={apntalk} requires {}='{}', got {}",
-                vars::MODE,
-                vars::EXECUTION_BACKEND,
-                BackendKind::ClaudeCode.as_str(),
-                py_repr(&backend_raw)
-            ));
-        }
-        if transport != Some(Transport::Stdio) {
-            problems.push(format!(
-                "{}={apntalk} requires {}='{}', got {}",
-                vars::MODE,
-                vars::TRANSPORT,
-                Transport::Stdio.as_str(),
-                py_repr(&transport_raw)
-            ));
-        }
+        problems.extend(crate::restricted::configuration_problems(
+            (backend, &backend_raw),
+            (transport, &transport_raw),
+        ));
     }
     if transport == Some(Transport::StreamableHttp)
         && !host.is_empty()
@@ -1081,7 +996,7 @@ fn resolve(
         problems.push(format!(
             "{}={} is not a loopback address: binding streamable-http to it requires {} to be set",
             vars::HOST,
-            py_repr(&host),
+            pyfmt::repr_str(&host),
             vars::HTTP_BEARER_TOKEN
         ));
     }

@@ -1,6 +1,8 @@
 //! Operator profile presets (`docs/reference/policy.md#7-operator-presets`): defaults for the
 //! claude_code continuation and mediation settings.
 
+use agent_core::settings::MediationSettings;
+
 /// The preset-aware settings, as one preset (or the built-in defaults) supplies them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PresetDefaults {
@@ -90,4 +92,23 @@ pub fn preset(name: &str) -> Option<PresetDefaults> {
 /// known, the built-in defaults otherwise.
 pub fn defaults_for(operator_profile: Option<&str>) -> PresetDefaults {
     operator_profile.and_then(preset).unwrap_or(BUILTIN)
+}
+
+impl PresetDefaults {
+    /// The mediation settings these defaults give when no mediation variable is set (the
+    /// action-type and tool lists are never preset: empty).
+    pub fn mediation_settings(&self) -> MediationSettings {
+        MediationSettings {
+            enabled: self.enable_execution_mediation,
+            max_actions_per_turn: self.max_mediated_actions_per_turn,
+            allowed_action_types: Vec::new(),
+            include_results_in_continuation: self.include_mediated_results_in_continuation,
+            max_workflow_steps: self.max_mediated_workflow_steps,
+            allowed_tools: Vec::new(),
+            denied_tools: Vec::new(),
+            max_session_approvals: self.max_session_mediated_approvals,
+            include_rejected_in_continuation: self.include_rejected_mediation_in_continuation,
+            policy_profile: self.mediation_policy_profile.to_owned(),
+        }
+    }
 }

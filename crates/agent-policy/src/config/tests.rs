@@ -382,6 +382,7 @@ fn non_loopback_hosts_need_a_bearer_token() {
         "::1",
         "[::1]",
         "::ffff:127.0.0.1",
+        "[::ffff:127.0.0.1]",
     ] {
         assert!(is_loopback_host(host), "{host}");
         config(&[http, ("CLAUDE_AGENT_MCP_HOST", host)], &cwd);
@@ -1257,12 +1258,22 @@ fn load_reads_the_process_environment_and_the_dotenv_file() {
 }
 
 #[test]
-fn python_repr_quoting() {
-    assert_eq!(py_repr("abc"), "'abc'");
-    assert_eq!(py_repr(""), "''");
-    assert_eq!(py_repr("it's"), "\"it's\"");
-    assert_eq!(py_repr("a'b\"c"), "'a\\'b\"c'");
-    assert_eq!(py_repr("a\\b\n\x01"), "'a\\\\b\\n\\x01'");
+fn quoted_values_are_escaped_as_python_repr_does() {
+    // Expected bytes printed by CPython: `repr('sdk\u200b')`, `repr("it's")`.
+    let (_dir, cwd) = temp_cwd();
+    assert_eq!(
+        problems(
+            &[("CLAUDE_AGENT_MCP_EXECUTION_BACKEND", "sdk\u{200b}")],
+            &cwd
+        ),
+        vec![
+            r"CLAUDE_AGENT_MCP_EXECUTION_BACKEND='sdk\u200b' is not valid. Choose from: ['api', 'claude_code']"
+        ]
+    );
+    assert_eq!(
+        problems(&[("CLAUDE_AGENT_MCP_LOG_LEVEL", "it's")], &cwd),
+        vec![r#"CLAUDE_AGENT_MCP_LOG_LEVEL="IT'S" is not a valid log level"#]
+    );
 }
 
 #[test]
