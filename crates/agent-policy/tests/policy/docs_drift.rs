@@ -250,3 +250,83 @@ fn the_readme_layout_names_every_crate_and_top_level_folder() {
         );
     }
 }
+
+/// The server's own variable names (`CLAUDE_AGENT_…`) spelled in a file's text.
+fn server_names_in(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for (at, _) in text.match_indices("CLAUDE_AGENT_") {
+        let preceded_by_name = text[..at].chars().next_back().is_some_and(is_name_char);
+        let name = name_at(text, at);
+        if !preceded_by_name && name.len() > "CLAUDE_AGENT_".len() {
+            names.insert(name.to_owned());
+        }
+    }
+    names
+}
+
+/// Production sources: `src/` of every crate but the test kit, the binary's build script,
+/// xtask and the examples.
+fn production_sources(root: &std::path::Path) -> Vec<(String, String)> {
+    let listed = std::process::Command::new("git")
+        .args(["ls-files", "-z", "--", "*.rs"])
+        .current_dir(root)
+        .output()
+        .expect("git runs");
+    assert!(listed.status.success(), "git ls-files");
+    String::from_utf8_lossy(&listed.stdout)
+        .split('\0')
+        .filter(|path| !path.is_empty() && !path.contains("/tests/"))
+        .filter(|path| !path.starts_with("crates/agent-testkit/"))
+        .filter(|path| path.contains("/src/") || path.ends_with("build.rs"))
+        .filter_map(|path| {
+            let text = std::fs::read_to_string(root.join(path)).ok()?;
+            Some((path.to_owned(), text))
+        })
+        .collect()
+}
+
+/// Build-time switches of the release build, read by `bins/claude-agent-mcp/build.rs` only and
+/// documented with the measures they turn off in `docs/performance.md`.
+const BUILD_SWITCHES: [&str; 2] = [
+    "CLAUDE_AGENT_MCP_LINK_ORDER",
+    "CLAUDE_AGENT_MCP_PACK_RELOCS",
+];
+
+/// Files outside the tests that read or set a test-harness variable (documented in
+/// `docs/testing.md` and owned by `agent_testkit::peers`): the property case count, read by
+/// unit tests that cannot link the test kit, and CI's definition, which sets the peers.
+const HARNESS_FILES: [&str; 2] = ["crates/agent-core/src/testing.rs", "xtask/src/release.rs"];
+
+#[test]
+fn every_server_variable_production_code_names_is_declared_in_the_configuration() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let declared: BTreeSet<&str> = vars_in_code().into_iter().collect();
+    let performance = std::fs::read_to_string(root.join("docs/performance.md")).unwrap();
+    let testing = std::fs::read_to_string(root.join("docs/testing.md")).unwrap();
+    let sources = production_sources(&root);
+    assert!(
+        sources.len() > 50,
+        "production sources found: {}",
+        sources.len()
+    );
+    let mut problems = Vec::new();
+    for (path, text) in &sources {
+        for name in server_names_in(text) {
+            let build_switch = BUILD_SWITCHES.contains(&name.as_str());
+            if build_switch && path.ends_with("build.rs") {
+                if !performance.contains(&name) {
+                    problems.push(format!("{path}: {name} is not in docs/performance.md"));
+                }
+            } else if HARNESS_FILES.contains(&path.as_str()) && !declared.contains(name.as_str()) {
+                if !testing.contains(&format!("`{name}`")) {
+                    problems.push(format!("{path}: {name} is not in docs/testing.md"));
+                }
+            } else if !declared.contains(name.as_str()) {
+                problems.push(format!(
+                    "{path}: {name} is not a variable of agent_policy::config::vars"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
