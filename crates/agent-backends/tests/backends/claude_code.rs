@@ -508,7 +508,10 @@ async fn the_cli_gets_a_minimal_environment() {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "the_cli_gets_a_minimal_environment",
+                concat!(module_path!(), "::the_cli_gets_a_minimal_environment")
+                    .split_once("::")
+                    .unwrap()
+                    .1,
                 "--nocapture",
                 "--test-threads=1",
             ])
