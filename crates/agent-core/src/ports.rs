@@ -230,7 +230,9 @@ pub trait SessionStore: EventLog {
     /// Sets `running`, `request_count += 1` and appends `events`.
     async fn begin_execution(&self, session_id: &str, events: &[Event]) -> Result<(), StoreError>;
 
-    /// Applies `finish`, appends its events and releases `owner`'s lock.
+    /// Applies `finish`, appends its events and releases `owner`'s lock. A kept output is never
+    /// overwritten: when an output is already kept at `finish.turn_count` (another execution
+    /// finished that turn first), this fails and applies nothing.
     async fn finish_execution(
         &self,
         session_id: &str,
@@ -261,7 +263,10 @@ pub trait SessionStore: EventLog {
     /// [`acquire_lock`](Self::acquire_lock). Returns how many sessions it changed.
     async fn sweep_expired_leases(&self) -> Result<u64, StoreError>;
 
-    /// Startup recovery: `running` → `interrupted`, locks cleared; returns the count.
+    /// Startup recovery: every `running` session without a live lease (its lease expired, or
+    /// no one holds it) becomes `interrupted` with its lock cleared, and no event; returns the
+    /// count. A lease that is still live belongs to a run in another process on the same store
+    /// and is left alone (the sweeper takes it if that process dies).
     async fn recover_interrupted(&self) -> Result<u64, StoreError>;
 
     /// The artifacts of a session, oldest first.

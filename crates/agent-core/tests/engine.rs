@@ -2817,18 +2817,53 @@ async fn mem_store_follows_the_session_store_contract() {
         ),
         (SessionStatus::Completed, 3, 2, Some("cont_dddddddd"))
     );
+    // A kept output is never overwritten: a second finish at turn 3 fails and applies nothing.
+    let again = Finish {
+        status: SessionStatus::Failed,
+        output_text: Some("overwritten".to_owned()),
+        ..finish.clone()
+    };
+    assert!(
+        store
+            .finish_execution(id, "cont_dddddddd", &again)
+            .await
+            .is_err()
+    );
+    assert_eq!(store.record(id).unwrap().status, SessionStatus::Completed);
+    assert_eq!(store.outputs(id).await.unwrap(), [(3, "out".to_owned())]);
+    assert_eq!(store.events(id).await.unwrap().len(), 2);
+    let later = Finish {
+        turn_count: Some(4),
+        ..finish.clone()
+    };
     store
-        .finish_execution(id, "cont_dddddddd", &finish)
+        .finish_execution(id, "cont_dddddddd", &later)
         .await
         .unwrap();
     assert_eq!(store.record(id).unwrap().locked_by, None);
     assert_eq!(store.events(id).await.unwrap().len(), 3);
-    assert_eq!(store.outputs(id).await.unwrap(), [(3, "out".to_owned())]);
+    assert_eq!(
+        store.outputs(id).await.unwrap(),
+        [(3, "out".to_owned()), (4, "out".to_owned())]
+    );
 
-    // Recovery: running → interrupted, locks cleared.
+    // Recovery: running → interrupted, locks cleared; a live lease (another process's run)
+    // is left alone.
     store.begin_execution(id, &[]).await.unwrap();
+    let live = store
+        .begin_session(
+            &NewSession {
+                session_id: "sess_0000000000000f02".to_owned(),
+                lock_owner: "exec_ffffffff".to_owned(),
+                ..new.clone()
+            },
+            &[],
+        )
+        .await
+        .unwrap();
     assert_eq!(store.recover_interrupted().await.unwrap(), 1);
     assert_eq!(store.record(id).unwrap().status, SessionStatus::Interrupted);
+    assert_eq!(store.record(&live.session_id).unwrap(), live);
     assert!(
         store
             .finish_execution("sess_missing", "x", &finish)

@@ -22,6 +22,11 @@ pub(crate) enum Error {
     NonUtf8Path(PathBuf),
     #[error("Session {0} not found")]
     SessionNotFound(String),
+    /// Another execution already kept the output of this turn: it is never overwritten.
+    #[error(
+        "the output of turn {turn} of session {session_id} is already kept by another execution"
+    )]
+    OutputKept { session_id: String, turn: i64 },
     /// A stored value that this build cannot decode (unknown enum text, bad timestamp, bad JSON).
     #[error("corrupt {table} row {key}: {problem}")]
     CorruptRow {

@@ -89,8 +89,10 @@ const FINISH_EXECUTION: &str = "UPDATE sessions SET status = ?1, \
 const INSERT_EVENT: &str = "INSERT INTO session_events (session_id, event_type, turn_index, payload, created_at) \
      VALUES (?1, ?2, ?3, ?4, ?5)";
 
-const UPSERT_OUTPUT: &str = "INSERT OR REPLACE INTO session_outputs (session_id, turn_index, output_text, created_at) \
-     VALUES (?1, ?2, ?3, ?4)";
+/// A kept output is written once: a second one at the same turn changes nothing (and the
+/// execution that tried fails, [`Error::OutputKept`]).
+const INSERT_OUTPUT: &str = "INSERT INTO session_outputs (session_id, turn_index, output_text, created_at) \
+     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (session_id, turn_index) DO NOTHING";
 
 const SELECT_OUTPUTS: &str =
     "SELECT turn_index, output_text FROM session_outputs WHERE session_id = ?1 ORDER BY turn_index";
@@ -122,8 +124,11 @@ const INSERT_ARTIFACT: &str = "INSERT INTO artifacts (artifact_id, session_id, w
 const BUMP_ARTIFACT_COUNT: &str = "UPDATE sessions SET artifact_count = artifact_count + 1, \
      updated_at = ?1, last_activity_at = ?1 WHERE session_id = ?2";
 
+/// Only `running` rows without a live lease (the condition of [`SELECT_EXPIRED_LEASES`]): a
+/// lease another process holds and renews is left alone.
 const RECOVER_INTERRUPTED: &str = "UPDATE sessions SET status = 'interrupted', updated_at = ?1, \
-     last_activity_at = ?1, locked_by = NULL, lock_expires_at = NULL WHERE status = 'running'";
+     last_activity_at = ?1, locked_by = NULL, lock_expires_at = NULL WHERE status = 'running' \
+       AND (locked_by IS NULL OR (lock_expires_at IS NOT NULL AND lock_expires_at <= ?1))";
 
 /// Only a `running` row that `owner` (?3) holds, or that no one holds, is interrupted.
 const INTERRUPT_EXECUTION: &str = "UPDATE sessions SET status = 'interrupted', updated_at = ?1, \
@@ -150,6 +155,41 @@ const INTERRUPT_EXPIRED: &str = "UPDATE sessions SET status = 'interrupted', upd
 
 const EXPIRE_STALE_LOCKS: &str = "UPDATE sessions SET locked_by = NULL, lock_expires_at = NULL \
      WHERE lock_expires_at IS NOT NULL AND lock_expires_at < ?1";
+
+/// Applies the schema under the database's write lock: one `BEGIN IMMEDIATE` transaction holds
+/// it from before sqlx reads `_sqlx_migrations` until the bookkeeping row is written (each
+/// migration runs in a savepoint inside it). Processes that open a new database together
+/// therefore apply it one after the other, and every one but the first finds it applied; a
+/// process waiting for the lock waits up to the busy timeout.
+async fn migrate(
+    pool: &SqlitePool,
+    db_path: &std::path::Path,
+) -> std::result::Result<(), StoreOpenError> {
+    let bootstrap = |source| StoreOpenError::Bootstrap {
+        path: db_path.to_path_buf(),
+        source,
+    };
+    let mut tx = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(bootstrap)?;
+    // `run_direct` is `run` on a connection we already hold (`run` on a transaction trips a
+    // higher-ranked `Acquire` bound in a `Send` future).
+    MIGRATOR
+        .run_direct(None, &mut *tx, false)
+        .await
+        .map_err(|source| StoreOpenError::Migrate {
+            path: db_path.to_path_buf(),
+            source,
+        })?;
+    sqlx::query(
+        "INSERT OR IGNORE INTO schema_migrations (version, applied_at) VALUES (1, datetime('now'))",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(bootstrap)?;
+    tx.commit().await.map_err(bootstrap)
+}
 
 /// The SQLite session store. Cloning is cheap: clones share the pool and configuration.
 #[derive(Debug, Clone)]
@@ -214,23 +254,9 @@ impl SqliteStore {
                 source,
             })?;
 
-        if let Err(source) = MIGRATOR.run(&pool).await {
+        if let Err(error) = migrate(&pool, &config.db_path).await {
             pool.close().await;
-            return Err(StoreOpenError::Migrate {
-                path: config.db_path.clone(),
-                source,
-            });
-        }
-        let bookkeeping =
-            sqlx::query("INSERT OR IGNORE INTO schema_migrations (version, applied_at) VALUES (1, datetime('now'))")
-                .execute(&pool)
-                .await;
-        if let Err(source) = bookkeeping {
-            pool.close().await;
-            return Err(StoreOpenError::Bootstrap {
-                path: config.db_path.clone(),
-                source,
-            });
+            return Err(error);
         }
 
         tracing::debug!(db = %config.db_path.display(), artifacts = %artifact_root.display(), "session store open");
@@ -477,13 +503,20 @@ impl SqliteStore {
         }
         insert_events(&mut tx, session_id, &finish.events).await?;
         if let (Some(text), Some(turn)) = (&finish.output_text, finish.turn_count) {
-            sqlx::query(UPSERT_OUTPUT)
+            let kept = sqlx::query(INSERT_OUTPUT)
                 .bind(session_id)
                 .bind(turn)
                 .bind(text.as_str())
                 .bind(Timestamp::now().to_storage())
                 .execute(&mut *tx)
                 .await?;
+            if kept.rows_affected() == 0 {
+                // Dropping `tx` rolls the whole finish back.
+                return Err(Error::OutputKept {
+                    session_id: session_id.to_owned(),
+                    turn,
+                });
+            }
         }
         tx.commit().await?;
         Ok(())

@@ -1550,6 +1550,15 @@ async fn recovery_interrupts_running_sessions_only() {
     idle_session(&store, "sess_fail").await;
     idle_session(&store, "sess_created").await;
     let pool = raw_of(&dir).await;
+    // Left by a process that died: one lease expired, one session with no holder at all.
+    set_lock(
+        &pool,
+        "sess_run1",
+        Some("exec_1"),
+        Some("2000-01-01T00:00:00+00:00"),
+    )
+    .await;
+    set_lock(&pool, "sess_run2", None, None).await;
     set_status(&pool, "sess_fail", "failed").await;
     set_status(&pool, "sess_created", "created").await;
     set_lock(
@@ -1617,6 +1626,14 @@ async fn data_survives_closing_and_reopening() {
         .store_artifact(artifact("sess_idle", "output.txt", b"kept"))
         .await
         .unwrap();
+    // The process "dies": its lease runs out.
+    set_lock(
+        &raw(&cfg.db_path).await,
+        "sess_keep",
+        Some("exec_1"),
+        Some("2000-01-01T00:00:00+00:00"),
+    )
+    .await;
     let record = get(&store, "sess_keep").await;
     let idle = get(&store, "sess_idle").await;
     let events = store.events("sess_keep").await.unwrap();
@@ -1627,7 +1644,7 @@ async fn data_survives_closing_and_reopening() {
     assert_eq!(get(&reopened, "sess_keep").await, record);
     assert_eq!(get(&reopened, "sess_idle").await, idle);
     assert_eq!(reopened.events("sess_keep").await.unwrap(), events);
-    // A restart finds the session still running and interrupts it.
+    // A restart finds the session still running under an expired lease and interrupts it.
     assert_eq!(reopened.recover_interrupted().await.unwrap(), 1);
     assert_eq!(
         get(&reopened, "sess_keep").await.status,
@@ -1701,4 +1718,156 @@ async fn session_reads_see_committed_state_under_concurrency() {
             .unwrap()
             .is_none()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Several processes on one state directory (issue #14)
+// ---------------------------------------------------------------------------------------------
+
+/// Stores opened at the same moment on a new state directory (each with its own pool, as
+/// separate processes would) all succeed: the schema is applied once, under the database's
+/// write lock, and the others find it applied (no `UNIQUE constraint failed:
+/// _sqlx_migrations.version`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stores_opened_together_on_a_new_directory_all_succeed() {
+    for round in 0..12 {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(4));
+        let mut opens = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let cfg = cfg.clone();
+            let barrier = std::sync::Arc::clone(&barrier);
+            opens.spawn(async move {
+                barrier.wait().await;
+                SqliteStore::open(cfg).await
+            });
+        }
+        let mut stores = Vec::new();
+        while let Some(opened) = opens.join_next().await {
+            match opened.unwrap() {
+                Ok(store) => stores.push(store),
+                Err(e) => panic!("round {round}: an open failed: {e}"),
+            }
+        }
+        for store in &stores {
+            assert_eq!(store.schema_version().await.unwrap(), 1);
+        }
+        let pool = raw(&cfg.db_path).await;
+        let applied: Vec<(i64,)> =
+            sqlx::query_as("SELECT version FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(applied, vec![(1,), (2,)], "round {round}");
+        pool.close().await;
+        for store in stores {
+            store.close().await;
+        }
+    }
+}
+
+/// Startup recovery in a second process leaves the first one's live runs alone: only a
+/// `running` session whose lease expired (or that no one holds) is interrupted.
+#[tokio::test]
+async fn recovery_in_a_second_store_leaves_live_leases_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let a = SqliteStore::open(cfg.clone()).await.unwrap();
+    a.begin_session(&new_session("sess_live", "exec_aaaa0001"), &[])
+        .await
+        .unwrap();
+    a.begin_session(&new_session("sess_dead", "exec_dead0001"), &[])
+        .await
+        .unwrap();
+    a.begin_session(&new_session("sess_free", "exec_free0001"), &[])
+        .await
+        .unwrap();
+    let pool = raw(&cfg.db_path).await;
+    set_lock(
+        &pool,
+        "sess_dead",
+        Some("exec_dead0001"),
+        Some("2000-01-01T00:00:00+00:00"),
+    )
+    .await;
+    set_lock(&pool, "sess_free", None, None).await;
+    let live_before = get(&a, "sess_live").await;
+
+    let b = SqliteStore::open(cfg.clone()).await.unwrap();
+    assert_eq!(b.recover_interrupted().await.unwrap(), 2);
+
+    let live = get(&b, "sess_live").await;
+    assert_eq!(live, live_before, "a live lease is untouched");
+    assert_eq!(live.status, SessionStatus::Running);
+    assert_eq!(live.locked_by.as_deref(), Some("exec_aaaa0001"));
+    for id in ["sess_dead", "sess_free"] {
+        let gone = get(&b, id).await;
+        assert_eq!(gone.status, SessionStatus::Interrupted, "{id}");
+        assert_eq!(gone.locked_by, None, "{id}");
+        assert_eq!(gone.lock_expires_at, None, "{id}");
+    }
+    // A's run goes on and ends normally under its lock.
+    assert!(
+        a.renew_lock("sess_live", "exec_aaaa0001", TTL)
+            .await
+            .unwrap()
+    );
+    a.finish_execution(
+        "sess_live",
+        "exec_aaaa0001",
+        &Finish::without_output(SessionStatus::Completed, vec![]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(get(&b, "sess_live").await.status, SessionStatus::Completed);
+}
+
+/// A kept output is never overwritten: a second execution that finishes at a turn whose output
+/// is already kept fails, changing nothing (status, events, lock, output).
+#[tokio::test]
+async fn a_kept_output_is_never_overwritten() {
+    let (_dir, store) = fresh().await;
+    store
+        .begin_session(&new_session("sess_twice", "exec_first001"), &[])
+        .await
+        .unwrap();
+    let finish = |text: &str| Finish {
+        status: SessionStatus::Completed,
+        turn_count: Some(1),
+        summary_latest: Some(text.to_owned()),
+        provider_session_id: None,
+        output_text: Some(text.to_owned()),
+        events: vec![Event::provider_response_summary(1, text, None)],
+    };
+    store
+        .finish_execution("sess_twice", "exec_first001", &finish("first"))
+        .await
+        .unwrap();
+    // A second run that started from the same turn count (e.g. after a stale takeover).
+    acquired(
+        store
+            .acquire_lock("sess_twice", "exec_second01", TTL)
+            .await
+            .unwrap(),
+    );
+    store.begin_execution("sess_twice", &[]).await.unwrap();
+    let before = get(&store, "sess_twice").await;
+    let events_before = store.events("sess_twice").await.unwrap();
+
+    let err = store
+        .finish_execution("sess_twice", "exec_second01", &finish("second"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message.contains("turn 1") && err.message.contains("sess_twice"),
+        "{}",
+        err.message
+    );
+    assert_eq!(
+        store.outputs("sess_twice").await.unwrap(),
+        vec![(1, "first".to_owned())]
+    );
+    assert_eq!(get(&store, "sess_twice").await, before, "nothing applied");
+    assert_eq!(store.events("sess_twice").await.unwrap(), events_before);
 }

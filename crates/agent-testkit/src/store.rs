@@ -75,7 +75,7 @@ struct MemState {
     sessions: HashMap<String, SessionRecord>,
     events: Vec<StoredEvent>,
     artifacts: Vec<StoredArtifact>,
-    /// Full outputs per session, keyed by turn index (one per turn: a later one replaces).
+    /// Full outputs per session, keyed by turn index (one per turn, never replaced).
     outputs: HashMap<String, BTreeMap<i64, String>>,
     /// Every event written through the store, with its session, in order.
     appended: Vec<(String, Event)>,
@@ -519,6 +519,17 @@ impl SessionStore for MemStore {
     ) -> Result<(), StoreError> {
         self.check(Method::FinishExecution)?;
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let (Some(_), Some(turn)) = (&finish.output_text, finish.turn_count)
+            && state
+                .outputs
+                .get(session_id)
+                .is_some_and(|kept| kept.contains_key(&turn))
+        {
+            // A kept output is never overwritten, and nothing of this finish is applied.
+            return Err(StoreError::new(format!(
+                "the output of turn {turn} of session {session_id} is already kept by another execution"
+            )));
+        }
         let row = state
             .sessions
             .get_mut(session_id)
@@ -658,9 +669,12 @@ impl SessionStore for MemStore {
     async fn recover_interrupted(&self) -> Result<u64, StoreError> {
         self.check(Method::RecoverInterrupted)?;
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Timestamp::now();
         let mut count = 0;
         for row in state.sessions.values_mut() {
-            if row.status == SessionStatus::Running {
+            // A live lease (another process's run) is left alone, as in the sweep.
+            let held = row.locked_by.is_some() && row.lock_expires_at.is_none_or(|exp| exp > now);
+            if row.status == SessionStatus::Running && !held {
                 row.status = SessionStatus::Interrupted;
                 row.locked_by = None;
                 row.lock_expires_at = None;

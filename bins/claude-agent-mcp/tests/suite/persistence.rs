@@ -27,9 +27,13 @@ async fn sessions_survive_a_restart() {
     server.shutdown().await;
 }
 
+/// A restart interrupts a session whose process died once its lease has run out (a live lease
+/// would be another process's run, left alone: `two_servers_share_one_state_directory`).
 #[tokio::test]
 async fn sigkill_during_a_slow_reply_leaves_an_interrupted_session() {
-    let env = TestEnv::new().await;
+    let mut env = TestEnv::new().await;
+    // Renewed every 2/3 s while the run lives; expired 2 s after the last renewal.
+    env.set("CLAUDE_AGENT_MCP_LOCK_TTL", "2");
     env.reply(
         ResponseTemplate::new(200)
             .set_body_json(text_reply("never"))
@@ -53,6 +57,8 @@ async fn sigkill_during_a_slow_reply_leaves_an_interrupted_session() {
     assert_eq!(env.column(&sid, "status").await.as_deref(), Some("running"));
     server.kill().await;
     let _ = call.await;
+    // No renewal after the kill: the lease is over within the TTL.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let events_before = env.events(&sid).await;
     assert_eq!(
         events_before.len(),
@@ -282,4 +288,88 @@ async fn an_expired_lease_is_swept_while_serving() {
         .await;
     assert_eq!(v["status"], json!("completed"), "{v}");
     assert_eq!(server.shutdown().await, 0);
+}
+
+/// Issue #14: processes started at the same moment on a new state directory all serve (the
+/// schema is applied once, under the database's write lock; before, most tries had one or two
+/// exit with `UNIQUE constraint failed: _sqlx_migrations.version`).
+#[tokio::test]
+async fn three_servers_started_together_on_a_new_state_directory_all_serve() {
+    for round in 0..4 {
+        let env = TestEnv::new().await;
+        env.reply_text("ok").await;
+        let (a, b, c) = tokio::join!(env.start(), env.start(), env.start());
+        for (name, server) in [("a", &a), ("b", &b), ("c", &c)] {
+            let v = server.call("agent_run_task", json!({"task": name})).await;
+            assert_eq!(v["ok"], json!(true), "round {round}, server {name}: {v}");
+        }
+        assert_eq!(env.session_count().await, 3, "round {round}");
+        for server in [a, b, c] {
+            assert_eq!(server.shutdown().await, 0, "round {round}");
+        }
+    }
+}
+
+/// Issue #14: two processes on one SQLite state directory. A slow run in A; B starts (its
+/// startup recovery leaves A's live lease alone); B sees the session `running`; a continue
+/// through B answers `session_conflict`; A's run completes and its output is kept.
+#[tokio::test]
+async fn two_servers_share_one_state_directory() {
+    let env = TestEnv::new().await;
+    env.reply(
+        ResponseTemplate::new(200)
+            .set_body_json(text_reply("slow answer"))
+            .set_delay(Duration::from_secs(4)),
+    )
+    .await;
+    let a = env.start().await;
+    let client = a.client.clone();
+    let call = tokio::spawn(async move {
+        let args = json!({"task": "slow"}).as_object().cloned().unwrap();
+        client
+            .call_tool(
+                rmcp::model::CallToolRequestParams::new("agent_run_task").with_arguments(args),
+            )
+            .await
+    });
+    env.wait_for_request().await;
+    let sid = env.latest_session_id().await;
+    let owner = env.column(&sid, "locked_by").await;
+    assert!(owner.is_some(), "A holds the lock");
+
+    let b = env.start().await;
+    let got = b
+        .call("agent_get_session", json!({"session_id": sid}))
+        .await;
+    assert_eq!(got["status"], json!("running"), "{got}");
+    assert_eq!(env.column(&sid, "locked_by").await, owner, "still A's lock");
+    let c = b
+        .call(
+            "agent_continue_session",
+            json!({"session_id": sid, "message": "meanwhile"}),
+        )
+        .await;
+    assert_eq!(c["errors"][0]["code"], json!("session_conflict"), "{c}");
+
+    let done = parse_single_text(&call.await.unwrap().unwrap());
+    assert_eq!(done["ok"], json!(true), "{done}");
+    assert_eq!(done["status"], json!("completed"), "{done}");
+    let seen = b
+        .call("agent_get_session", json!({"session_id": sid}))
+        .await;
+    assert_eq!(seen["status"], json!("completed"), "{seen}");
+    let kept: Vec<(i64, String)> =
+        sqlx::query_as("SELECT turn_index, output_text FROM session_outputs WHERE session_id = ?1")
+            .bind(&sid)
+            .fetch_all(&env.db().await)
+            .await
+            .unwrap();
+    assert_eq!(kept, vec![(1, "slow answer".to_owned())]);
+    assert_eq!(
+        env.requests().await.len(),
+        1,
+        "only A's run reached the model"
+    );
+    assert_eq!(b.shutdown().await, 0);
+    assert_eq!(a.shutdown().await, 0);
 }
