@@ -175,6 +175,18 @@ const HEARTBEAT: Duration = Duration::from_secs(30);
 /// The reason recorded when the MCP client cancels its own request.
 const CLIENT_CANCELLED: &str = "the client cancelled the request (notifications/cancelled)";
 
+/// The reason recorded when an execution is stopped because it lost its lease.
+const LEASE_LOST: &str = "lease lost";
+
+/// The error of an execution stopped because it lost its lease; `why` says how.
+fn lease_lost(session_id: &str, why: &str) -> ExecutionError {
+    ExecutionError::new(
+        ErrorCode::ProviderRuntimeError,
+        format!("Session {session_id} lost its lease ({why}): the execution was stopped"),
+    )
+    .with_kind(FailureKind::LeaseLost)
+}
+
 /// What a successful execution produced, before the envelope is built.
 struct Completed {
     output: BackendOutput,
@@ -1004,6 +1016,11 @@ impl Engine {
                 .record_cancelled(session_id, owner, workflow, profile, turn, &error.message)
                 .await;
         }
+        if error.kind == FailureKind::LeaseLost {
+            return self
+                .record_lease_lost(session_id, owner, workflow, profile, error)
+                .await;
+        }
         let object = ErrorObject::new(error.code, error.message);
         let finish =
             Finish::without_output(SessionStatus::Failed, vec![Event::error(turn, &object)]);
@@ -1077,7 +1094,7 @@ impl Engine {
         // Mediation runs tools: the lease is renewed meanwhile, as during the backend call.
         let mediated = tokio::select! {
             mediated = mediator.mediate(request, ctx) => mediated,
-            never = self.renew_lease(session_id, owner) => match never {},
+            lost = self.renew_lease(session_id, owner) => return Err(lost),
         };
         match mediated {
             Ok(warnings) => {
@@ -1204,7 +1221,7 @@ impl Engine {
         let outcome = tokio::select! {
             outcome = self.backend.execute(request, &ctx) => outcome,
             () = cancel.cancelled() => Err(ExecutionError::cancelled()),
-            never = renew => match never {},
+            lost = renew => Err(lost),
             never = heartbeat => match never {},
         };
         if let Ok(mut running) = self.running.lock() {
@@ -1229,20 +1246,74 @@ impl Engine {
         }
     }
 
-    /// Renews `owner`'s lease every third of the TTL, forever: raced against work done under
-    /// the lock (the backend call, mediation), so that the lease sweeper never takes a session
-    /// whose execution is alive.
-    async fn renew_lease(&self, session_id: &str, owner: &str) -> std::convert::Infallible {
+    /// Renews `owner`'s lease every third of the TTL: raced against work done under the lock
+    /// (the backend call, mediation), so that the lease sweeper never takes a session whose
+    /// execution is alive. Returns only when the lease is lost, and the work must stop at
+    /// once: the store answers that `owner` no longer holds the lock (another execution took
+    /// it, or it was cleared), or renewals kept failing until the lease could expire before
+    /// the next one (a single failed renewal is retried at the next tick).
+    async fn renew_lease(&self, session_id: &str, owner: &str) -> ExecutionError {
         let ttl = self.config.lock_ttl;
         let period = (ttl / 3).max(Duration::from_millis(10));
         let mut interval = tokio::time::interval(period);
         interval.tick().await;
+        let mut renewed = tokio::time::Instant::now();
         loop {
             interval.tick().await;
-            if let Err(e) = self.store.renew_lock(session_id, owner, ttl).await {
-                tracing::warn!(session_id, error = %e, "could not renew the session lease");
+            match self.store.renew_lock(session_id, owner, ttl).await {
+                Ok(true) => renewed = tokio::time::Instant::now(),
+                Ok(false) => {
+                    return lease_lost(
+                        session_id,
+                        "another execution holds its lock, or the lock was cleared",
+                    );
+                }
+                Err(e) if renewed.elapsed() + period >= ttl => {
+                    return lease_lost(session_id, &format!("it could not be renewed ({e})"));
+                }
+                Err(e) => {
+                    tracing::warn!(session_id, error = %e, "could not renew the session lease; retrying");
+                }
             }
         }
+    }
+
+    /// An execution stopped because it lost its lease: a `running` session that this execution
+    /// or no one holds becomes `interrupted` with `session_interrupted {"reason": "lease lost"}`
+    /// ([`SessionStore::interrupt_execution`]); a session another execution holds, or that the
+    /// sweeper already interrupted, is left as it is. Nothing of the run's result is written.
+    async fn record_lease_lost(
+        &self,
+        session_id: &str,
+        owner: &str,
+        workflow: Workflow,
+        profile: Profile,
+        error: ExecutionError,
+    ) -> Envelope {
+        tracing::warn!(session_id, owner, error = %error, "execution stopped: lease lost");
+        let mut env = Envelope::failure(
+            session_id,
+            workflow,
+            profile.as_str(),
+            error.code,
+            error.message,
+        );
+        match self
+            .store
+            .interrupt_execution(session_id, owner, LEASE_LOST)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => env.warnings.push(format!(
+                "Session {session_id} is held by another execution or no longer running: its status is unchanged"
+            )),
+            Err(e) => {
+                tracing::error!(session_id, error = %e, "could not mark the session interrupted");
+                self.release_after_failure(session_id, owner).await;
+                env.warnings.push(e.message);
+            }
+        }
+        env
     }
 
     /// A cancelled execution: `session_cancelled` event, status `cancelled`, lock released.

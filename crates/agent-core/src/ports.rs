@@ -216,15 +216,16 @@ pub trait SessionStore: EventLog {
     /// Clears the lock if `owner` holds it; otherwise does nothing.
     async fn release_lock(&self, session_id: &str, owner: &str) -> Result<(), StoreError>;
 
-    /// Extends `owner`'s lease to now + `ttl`; false when `owner` no longer holds the lock.
-    /// A store without leases answers false and leases are never renewed.
+    /// Extends `owner`'s lease to now + `ttl`; false when `owner` no longer holds the lock (the
+    /// engine then stops the execution: its lease is lost). A store without leases, whose
+    /// locks never expire, answers true.
     async fn renew_lock(
         &self,
         _session_id: &str,
         _owner: &str,
         _ttl: Duration,
     ) -> Result<bool, StoreError> {
-        Ok(false)
+        Ok(true)
     }
 
     /// Sets `running`, `request_count += 1` and appends `events`.
@@ -441,6 +442,10 @@ pub enum FailureKind {
     HttpStatus(u16),
     /// The caller cancelled the execution.
     Cancelled,
+    /// The execution lost its session lease (another execution holds the lock, it was cleared,
+    /// or it could not be renewed before it could expire) and was stopped
+    /// (`docs/reference/sessions.md#4-locking`).
+    LeaseLost,
 }
 
 /// A classified backend failure: the code and message that reach the envelope.

@@ -228,7 +228,7 @@ pub fn classify(error: &ExecutionError) -> Option<Unavailability> {
 /// `docs/reference/verification.md#7-unavailable-results`).
 fn classify_api(kind: FailureKind) -> Option<(&'static str, &'static str, bool, &'static str)> {
     Some(match kind {
-        FailureKind::Cancelled => return None,
+        FailureKind::Cancelled | FailureKind::LeaseLost => return None,
         FailureKind::Timeout => (
             "backend_timeout",
             "api_timeout",

@@ -2278,6 +2278,142 @@ async fn the_lease_is_renewed_during_mediation() {
     );
 }
 
+/// A run held at the backend (it never answers) under a short lease, whose lock `tamper`
+/// changes once the backend was entered: the run must stop by itself (issue #14: a lost lease
+/// stops the run at once), within 10 s.
+async fn run_losing_its_lease(
+    tamper: impl FnOnce(&MemStore, &str),
+    failing_renewals: bool,
+) -> (Harness, Envelope) {
+    let backend = FakeBackend::new()
+        .gated(Arc::new(Notify::new()))
+        .then_ok(output("never", 1));
+    let entered = backend.entered();
+    let h = Harness::build(
+        backend,
+        Vec::new(),
+        EngineConfig {
+            lock_ttl: Duration::from_millis(90),
+            ..EngineConfig::default()
+        },
+    );
+    let run = h.run(RunTaskRequest::new("slow"));
+    let steal = async {
+        entered.notified().await;
+        let id = h.store.list_sessions(1, None).await.unwrap()[0]
+            .session_id
+            .clone();
+        if failing_renewals {
+            h.store.fail(Method::RenewLock);
+        }
+        tamper(&h.store, &id);
+        std::future::pending::<()>().await;
+    };
+    let env = tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::select! {
+            env = run => env,
+            () = steal => unreachable!(),
+        }
+    })
+    .await
+    .expect("the run must stop when its lease is lost");
+    (h, env)
+}
+
+/// Lease loss: the lock is taken by another execution under the run (the row edited): the run
+/// stops, says why, and leaves the other holder's session as it is.
+#[tokio::test]
+async fn a_run_whose_lock_is_taken_stops_and_leaves_the_new_holder_alone() {
+    let (h, env) = run_losing_its_lease(
+        |store, id| {
+            let mut r = store.record(id).unwrap();
+            r.locked_by = Some("exec_thief000".into());
+            r.lock_expires_at = Some(Timestamp::now().plus(Duration::from_secs(60)));
+            store.seed(r);
+        },
+        false,
+    )
+    .await;
+    let id = env.session_id.clone();
+    assert!(!env.ok);
+    assert_eq!(env.errors[0].code, ErrorCode::ProviderRuntimeError);
+    assert!(
+        env.errors[0].message.contains("lost its lease")
+            && env.errors[0]
+                .message
+                .contains("another execution holds its lock"),
+        "{}",
+        env.errors[0].message
+    );
+    assert_eq!(
+        env.warnings,
+        [format!(
+            "Session {id} is held by another execution or no longer running: its status is unchanged"
+        )]
+    );
+    let r = h.record(&id);
+    assert_eq!(r.status, SessionStatus::Running);
+    assert_eq!(r.locked_by.as_deref(), Some("exec_thief000"));
+    assert_eq!(
+        h.store.call_count(Method::FinishExecution),
+        0,
+        "no result written"
+    );
+}
+
+/// Lease loss: the lock is cleared under the run: the run stops and the session ends
+/// `interrupted` with the reason "lease lost".
+#[tokio::test]
+async fn a_run_whose_lock_is_cleared_stops_and_records_lease_lost() {
+    let (h, env) = run_losing_its_lease(
+        |store, id| {
+            let mut r = store.record(id).unwrap();
+            r.locked_by = None;
+            r.lock_expires_at = None;
+            store.seed(r);
+        },
+        false,
+    )
+    .await;
+    let id = env.session_id.clone();
+    assert!(
+        env.errors[0].message.contains("lost its lease"),
+        "{:?}",
+        env.to_value()
+    );
+    assert!(env.warnings.is_empty(), "{:?}", env.warnings);
+    let r = h.record(&id);
+    assert_eq!(r.status, SessionStatus::Interrupted);
+    assert_eq!((r.locked_by, r.lock_expires_at), (None, None));
+    assert_eq!(
+        h.events(&id).pop().unwrap(),
+        ev("session_interrupted", 0, json!({"reason": "lease lost"}))
+    );
+}
+
+/// Lease loss: renewals keep failing until the lease could expire before the next one: the
+/// run stops rather than go on unlocked, and the session ends `interrupted`.
+#[tokio::test]
+async fn a_run_whose_lease_cannot_be_renewed_stops() {
+    let (h, env) = run_losing_its_lease(|_, _| {}, true).await;
+    let id = env.session_id.clone();
+    assert!(
+        env.errors[0].message.contains("could not be renewed"),
+        "{}",
+        env.errors[0].message
+    );
+    assert!(
+        h.store.call_count(Method::RenewLock) >= 2,
+        "one failure is retried"
+    );
+    let r = h.record(&id);
+    assert_eq!(r.status, SessionStatus::Interrupted);
+    assert_eq!(
+        h.events(&id).pop().unwrap(),
+        ev("session_interrupted", 0, json!({"reason": "lease lost"}))
+    );
+}
+
 /// `docs/reference/tools.md#4-agent_run_task` / `docs/reference/sessions.md#4-locking`: "The lock
 /// is always released." `abandon` falls back to `release_lock` when `finish_execution` fails, but
 /// `conclude` and `fail` do not.

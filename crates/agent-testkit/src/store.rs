@@ -35,6 +35,7 @@ pub enum Method {
     Outputs,
     InterruptExecution,
     SweepExpiredLeases,
+    RenewLock,
 }
 
 /// An artifact as the fake stores it (owned copy of [`NewArtifact`] plus its id).
@@ -487,6 +488,7 @@ impl SessionStore for MemStore {
         owner: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
+        self.check(Method::RenewLock)?;
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         match state.sessions.get_mut(session_id) {
             Some(row) if row.locked_by.as_deref() == Some(owner) => {

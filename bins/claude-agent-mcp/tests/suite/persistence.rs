@@ -373,3 +373,73 @@ async fn two_servers_share_one_state_directory() {
     assert_eq!(b.shutdown().await, 0);
     assert_eq!(a.shutdown().await, 0);
 }
+
+/// Issue #14, lease loss: a run whose lease is taken from under it (the row edited: the lock
+/// cleared) stops at its next renewal instead of going on unlocked, and the session records
+/// why (`interrupted`, `session_interrupted {"reason": "lease lost"}`).
+#[tokio::test]
+async fn a_run_that_loses_its_lease_stops_and_records_why() {
+    let mut env = TestEnv::new().await;
+    // Renewed every 2/3 s.
+    env.set("CLAUDE_AGENT_MCP_LOCK_TTL", "2");
+    env.reply(
+        ResponseTemplate::new(200)
+            .set_body_json(text_reply("never"))
+            .set_delay(Duration::from_secs(30)),
+    )
+    .await;
+    let server = env.start().await;
+    let client = server.client.clone();
+    let call = tokio::spawn(async move {
+        let args = json!({"task": "slow"}).as_object().cloned().unwrap();
+        client
+            .call_tool(
+                rmcp::model::CallToolRequestParams::new("agent_run_task").with_arguments(args),
+            )
+            .await
+    });
+    env.wait_for_request().await;
+    let sid = env.latest_session_id().await;
+    let db = env.db_rw().await;
+    sqlx::query(
+        "UPDATE sessions SET locked_by = NULL, lock_expires_at = NULL WHERE session_id = ?1",
+    )
+    .bind(&sid)
+    .execute(&db)
+    .await
+    .unwrap();
+    db.close().await;
+
+    let result = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("the run stops long before the model answers")
+        .unwrap()
+        .unwrap();
+    let v = parse_single_text(&result);
+    assert_eq!(v["ok"], json!(false), "{v}");
+    assert_eq!(
+        v["errors"][0]["code"],
+        json!("provider_runtime_error"),
+        "{v}"
+    );
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("lost its lease"),
+        "{v}"
+    );
+    assert_eq!(
+        env.column(&sid, "status").await.as_deref(),
+        Some("interrupted")
+    );
+    assert_eq!(
+        env.events(&sid).await.last().unwrap(),
+        &(
+            "session_interrupted".to_owned(),
+            0,
+            json!({"reason": "lease lost"})
+        )
+    );
+    assert_eq!(server.shutdown().await, 0);
+}
