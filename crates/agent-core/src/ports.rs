@@ -231,9 +231,12 @@ pub trait SessionStore: EventLog {
     /// Sets `running`, `request_count += 1` and appends `events`.
     async fn begin_execution(&self, session_id: &str, events: &[Event]) -> Result<(), StoreError>;
 
-    /// Applies `finish`, appends its events and releases `owner`'s lock. A kept output is never
-    /// overwritten: when an output is already kept at `finish.turn_count` (another execution
-    /// finished that turn first), this fails and applies nothing.
+    /// Applies `finish`, appends its events and releases `owner`'s lock, in one transaction.
+    /// Fenced: it fails and applies nothing unless `owner` holds the lock (each execution's
+    /// owner token is new, so an execution whose lock was taken over or cleared can no longer
+    /// write its end). A kept output is never overwritten: when an output is already kept at
+    /// `finish.turn_count` (another execution finished that turn first), this fails and
+    /// applies nothing.
     async fn finish_execution(
         &self,
         session_id: &str,

@@ -2929,7 +2929,8 @@ async fn mem_store_follows_the_session_store_contract() {
         LockOutcome::Acquired(_)
     ));
 
-    // finish_execution releases only its owner's lock, keeps `None` fields.
+    // finish_execution is fenced: a non-holder writes nothing; the holder's finish keeps
+    // `None` fields and releases its lock.
     store.begin_execution(id, &[]).await.unwrap();
     let finish = Finish {
         status: SessionStatus::Completed,
@@ -2939,10 +2940,11 @@ async fn mem_store_follows_the_session_store_contract() {
         output_text: Some("out".to_owned()),
         events: vec![Event::provider_request_start(3)],
     };
-    store
+    let err = store
         .finish_execution(id, "cont_eeeeeeee", &finish)
         .await
-        .unwrap();
+        .unwrap_err();
+    assert!(err.message.contains("no longer holds its lock"), "{err}");
     let r = store.record(id).unwrap();
     assert_eq!(
         (
@@ -2951,9 +2953,24 @@ async fn mem_store_follows_the_session_store_contract() {
             r.request_count,
             r.locked_by.as_deref()
         ),
-        (SessionStatus::Completed, 3, 2, Some("cont_dddddddd"))
+        (SessionStatus::Running, 0, 2, Some("cont_dddddddd"))
     );
-    // A kept output is never overwritten: a second finish at turn 3 fails and applies nothing.
+    store
+        .finish_execution(id, "cont_dddddddd", &finish)
+        .await
+        .unwrap();
+    let r = store.record(id).unwrap();
+    assert_eq!((r.status, r.turn_count), (SessionStatus::Completed, 3));
+    assert_eq!(r.locked_by, None);
+    assert_eq!(store.events(id).await.unwrap().len(), 2);
+    assert_eq!(store.outputs(id).await.unwrap(), [(3, "out".to_owned())]);
+
+    // A kept output is never overwritten: a second run finishing at turn 3 fails and applies
+    // nothing.
+    assert!(matches!(
+        store.acquire_lock(id, "cont_gggggggg", ttl).await.unwrap(),
+        LockOutcome::Acquired(_)
+    ));
     let again = Finish {
         status: SessionStatus::Failed,
         output_text: Some("overwritten".to_owned()),
@@ -2961,7 +2978,7 @@ async fn mem_store_follows_the_session_store_contract() {
     };
     assert!(
         store
-            .finish_execution(id, "cont_dddddddd", &again)
+            .finish_execution(id, "cont_gggggggg", &again)
             .await
             .is_err()
     );
@@ -2973,7 +2990,7 @@ async fn mem_store_follows_the_session_store_contract() {
         ..finish.clone()
     };
     store
-        .finish_execution(id, "cont_dddddddd", &later)
+        .finish_execution(id, "cont_gggggggg", &later)
         .await
         .unwrap();
     assert_eq!(store.record(id).unwrap().locked_by, None);

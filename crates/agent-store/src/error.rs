@@ -22,6 +22,16 @@ pub(crate) enum Error {
     NonUtf8Path(PathBuf),
     #[error("Session {0} not found")]
     SessionNotFound(String),
+    /// The write that ends an execution is fenced: `owner` no longer holds the lock.
+    #[error(
+        "Session {session_id}: execution {owner} no longer holds its lock ({}): nothing was written",
+        holder.as_deref().map_or_else(|| "no one holds it".to_owned(), |h| format!("held by {h}"))
+    )]
+    NotHolder {
+        session_id: String,
+        owner: String,
+        holder: Option<String>,
+    },
     /// Another execution already kept the output of this turn: it is never overwritten.
     #[error(
         "the output of turn {turn} of session {session_id} is already kept by another execution"

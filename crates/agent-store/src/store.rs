@@ -75,16 +75,16 @@ const RENEW_LOCK: &str =
 const BEGIN_EXECUTION: &str = "UPDATE sessions SET status = 'running', request_count = request_count + 1, \
      updated_at = ?1, last_activity_at = ?1 WHERE session_id = ?2";
 
-/// `None` fields keep their value; the lock is cleared only when `owner` (?6) holds it (both
-/// `CASE`s see the row as it was before the update).
+/// `None` fields keep their value. Fenced: applied only while `owner` (?6) holds the lock (each
+/// execution's owner token is new, so a run whose lock was taken over or cleared can no longer
+/// write its end), and the lock is released with it.
 const FINISH_EXECUTION: &str = "UPDATE sessions SET status = ?1, \
        turn_count = COALESCE(?2, turn_count), \
        summary_latest = COALESCE(?3, summary_latest), \
        provider_session_id = COALESCE(?4, provider_session_id), \
        updated_at = ?5, last_activity_at = ?5, \
-       locked_by = CASE WHEN locked_by = ?6 THEN NULL ELSE locked_by END, \
-       lock_expires_at = CASE WHEN locked_by = ?6 THEN NULL ELSE lock_expires_at END \
-     WHERE session_id = ?7";
+       locked_by = NULL, lock_expires_at = NULL \
+     WHERE session_id = ?7 AND locked_by = ?6";
 
 const INSERT_EVENT: &str = "INSERT INTO session_events (session_id, event_type, turn_index, payload, created_at) \
      VALUES (?1, ?2, ?3, ?4, ?5)";
@@ -155,6 +155,46 @@ const INTERRUPT_EXPIRED: &str = "UPDATE sessions SET status = 'interrupted', upd
 
 const EXPIRE_STALE_LOCKS: &str = "UPDATE sessions SET locked_by = NULL, lock_expires_at = NULL \
      WHERE lock_expires_at IS NOT NULL AND lock_expires_at < ?1";
+
+/// Connects the pool. Switching a new database to WAL takes an exclusive lock without waiting
+/// in SQLite's busy handler, so a process that opens a new database while another one sets it
+/// up can be told `database is locked`: that is retried for up to the busy timeout.
+async fn connect(
+    options: SqliteConnectOptions,
+    db_path: &std::path::Path,
+) -> std::result::Result<SqlitePool, StoreOpenError> {
+    let deadline = tokio::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        let connected = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .test_before_acquire(false)
+            .connect_with(options.clone())
+            .await;
+        match connected {
+            Ok(pool) => return Ok(pool),
+            Err(e) if is_busy(&e) && tokio::time::Instant::now() < deadline => {
+                tracing::debug!(db = %db_path.display(), error = %e, "database busy while opening; retrying");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(source) => {
+                return Err(StoreOpenError::Connect {
+                    path: db_path.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    }
+}
+
+/// `SQLITE_BUSY` or `SQLITE_LOCKED`, in any of their extended forms.
+fn is_busy(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = error else {
+        return false;
+    };
+    db.code()
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| matches!(code & 0xff, 5 | 6))
+}
 
 /// Applies the schema under the database's write lock: one `BEGIN IMMEDIATE` transaction holds
 /// it from before sqlx reads `_sqlx_migrations` until the bookkeeping row is written (each
@@ -244,15 +284,7 @@ impl SqliteStore {
         // No `ping` before each checkout (sqlx's default): for an in-process SQLite file it can
         // only fail if the connection's worker thread died, and it costs every query an extra
         // round trip to that thread (`docs/performance.md`).
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreOpenError::Connect {
-                path: config.db_path.clone(),
-                source,
-            })?;
+        let pool = connect(options, &config.db_path).await?;
 
         if let Err(error) = migrate(&pool, &config.db_path).await {
             pool.close().await;
@@ -499,7 +531,18 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?;
         if updated.rows_affected() == 0 {
-            return Err(Error::SessionNotFound(session_id.to_owned()));
+            let holder: Option<Option<String>> = sqlx::query_scalar(LOCK_HOLDER)
+                .bind(session_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            return Err(match holder {
+                None => Error::SessionNotFound(session_id.to_owned()),
+                Some(holder) => Error::NotHolder {
+                    session_id: session_id.to_owned(),
+                    owner: owner.to_owned(),
+                    holder,
+                },
+            });
         }
         insert_events(&mut tx, session_id, &finish.events).await?;
         if let (Some(text), Some(turn)) = (&finish.output_text, finish.turn_count) {

@@ -1009,7 +1009,7 @@ async fn finish_execution_sets_fields_appends_events_and_releases_the_lock() {
 }
 
 #[tokio::test]
-async fn finish_execution_keeps_unset_fields_and_a_foreign_lock() {
+async fn finish_execution_by_a_non_holder_fails_and_changes_nothing() {
     let (_dir, store) = fresh().await;
     idle_session(&store, "sess_k").await;
     acquired(
@@ -1027,8 +1027,32 @@ async fn finish_execution_keeps_unset_fields_and_a_foreign_lock() {
         output_text: None,
         events: vec![],
     };
-    store
+    // Fenced (issue #14): an execution that no longer holds the lock cannot write its end.
+    let err = store
         .finish_execution("sess_k", "cont_someoneelse", &finish)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.message,
+        "Session sess_k: execution cont_someoneelse no longer holds its lock (held by cont_holder00): nothing was written"
+    );
+    assert_eq!(get(&store, "sess_k").await, before);
+    // Nor once the lock was cleared.
+    store.release_lock("sess_k", "cont_holder00").await.unwrap();
+    let err = store
+        .finish_execution("sess_k", "cont_holder00", &finish)
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("(no one holds it)"), "{}", err.message);
+    // The holder finishes: `None` fields keep their value.
+    acquired(
+        store
+            .acquire_lock("sess_k", "cont_holder00", TTL)
+            .await
+            .unwrap(),
+    );
+    store
+        .finish_execution("sess_k", "cont_holder00", &finish)
         .await
         .unwrap();
     let after = get(&store, "sess_k").await;
@@ -1036,6 +1060,8 @@ async fn finish_execution_keeps_unset_fields_and_a_foreign_lock() {
         after,
         SessionRecord {
             status: SessionStatus::Failed,
+            locked_by: None,
+            lock_expires_at: None,
             updated_at: after.updated_at,
             last_activity_at: after.updated_at,
             ..before
@@ -1043,7 +1069,6 @@ async fn finish_execution_keeps_unset_fields_and_a_foreign_lock() {
     );
     assert_eq!(after.turn_count, 1);
     assert_eq!(after.summary_latest.as_deref(), Some("done"));
-    assert_eq!(after.locked_by.as_deref(), Some("cont_holder00"));
     assert!(
         store
             .finish_execution("sess_missing", "x", &finish)

@@ -536,6 +536,16 @@ impl SessionStore for MemStore {
             .sessions
             .get_mut(session_id)
             .ok_or_else(|| not_found(session_id))?;
+        // Fenced: only the execution that holds the lock writes its end.
+        if row.locked_by.as_deref() != Some(owner) {
+            let held = row
+                .locked_by
+                .as_deref()
+                .map_or_else(|| "no one holds it".to_owned(), |h| format!("held by {h}"));
+            return Err(StoreError::new(format!(
+                "Session {session_id}: execution {owner} no longer holds its lock ({held}): nothing was written"
+            )));
+        }
         row.status = finish.status;
         if let Some(turns) = finish.turn_count {
             row.turn_count = turns;
@@ -547,10 +557,8 @@ impl SessionStore for MemStore {
             row.provider_session_id = Some(id.clone());
         }
         touch(row);
-        if row.locked_by.as_deref() == Some(owner) {
-            row.locked_by = None;
-            row.lock_expires_at = None;
-        }
+        row.locked_by = None;
+        row.lock_expires_at = None;
         state.append(session_id, &finish.events);
         if let (Some(text), Some(turn)) = (&finish.output_text, finish.turn_count) {
             state
