@@ -8,6 +8,35 @@ use wiremock::ResponseTemplate;
 
 use crate::support::*;
 
+/// Starts a server whose model answers `text` only after `delay`, and an `agent_run_task` on
+/// it in the background (its result, or the error of a server that went away).
+async fn start_slow_run(
+    env: &TestEnv,
+    text: &str,
+    delay: Duration,
+) -> (
+    Server,
+    tokio::task::JoinHandle<Result<rmcp::model::CallToolResult, rmcp::ServiceError>>,
+) {
+    env.reply(
+        ResponseTemplate::new(200)
+            .set_body_json(text_reply(text))
+            .set_delay(delay),
+    )
+    .await;
+    let server = env.start().await;
+    let client = server.client.clone();
+    let call = tokio::spawn(async move {
+        let args = json!({"task": "slow"}).as_object().cloned().unwrap();
+        client
+            .call_tool(
+                rmcp::model::CallToolRequestParams::new("agent_run_task").with_arguments(args),
+            )
+            .await
+    });
+    (server, call)
+}
+
 #[tokio::test]
 async fn sessions_survive_a_restart() {
     let env = TestEnv::new().await;
@@ -34,22 +63,7 @@ async fn sigkill_during_a_slow_reply_leaves_an_interrupted_session() {
     let mut env = TestEnv::new().await;
     // Renewed every 2/3 s while the run lives; expired 2 s after the last renewal.
     env.set("CLAUDE_AGENT_MCP_LOCK_TTL", "2");
-    env.reply(
-        ResponseTemplate::new(200)
-            .set_body_json(text_reply("never"))
-            .set_delay(Duration::from_secs(30)),
-    )
-    .await;
-    let server = env.start().await;
-    let client = server.client.clone();
-    let call = tokio::spawn(async move {
-        let args = json!({"task": "slow"}).as_object().cloned().unwrap();
-        client
-            .call_tool(
-                rmcp::model::CallToolRequestParams::new("agent_run_task").with_arguments(args),
-            )
-            .await
-    });
+    let (server, call) = start_slow_run(&env, "never", Duration::from_secs(30)).await;
     // Wait until the request reached the stand-in: the session is running.
     env.wait_for_request().await;
     assert_eq!(env.requests().await.len(), 1);
@@ -316,22 +330,7 @@ async fn three_servers_started_together_on_a_new_state_directory_all_serve() {
 #[tokio::test]
 async fn two_servers_share_one_state_directory() {
     let env = TestEnv::new().await;
-    env.reply(
-        ResponseTemplate::new(200)
-            .set_body_json(text_reply("slow answer"))
-            .set_delay(Duration::from_secs(4)),
-    )
-    .await;
-    let a = env.start().await;
-    let client = a.client.clone();
-    let call = tokio::spawn(async move {
-        let args = json!({"task": "slow"}).as_object().cloned().unwrap();
-        client
-            .call_tool(
-                rmcp::model::CallToolRequestParams::new("agent_run_task").with_arguments(args),
-            )
-            .await
-    });
+    let (a, call) = start_slow_run(&env, "slow answer", Duration::from_secs(4)).await;
     env.wait_for_request().await;
     let sid = env.latest_session_id().await;
     let owner = env.column(&sid, "locked_by").await;
@@ -382,22 +381,7 @@ async fn a_run_that_loses_its_lease_stops_and_records_why() {
     let mut env = TestEnv::new().await;
     // Renewed every 2/3 s.
     env.set("CLAUDE_AGENT_MCP_LOCK_TTL", "2");
-    env.reply(
-        ResponseTemplate::new(200)
-            .set_body_json(text_reply("never"))
-            .set_delay(Duration::from_secs(30)),
-    )
-    .await;
-    let server = env.start().await;
-    let client = server.client.clone();
-    let call = tokio::spawn(async move {
-        let args = json!({"task": "slow"}).as_object().cloned().unwrap();
-        client
-            .call_tool(
-                rmcp::model::CallToolRequestParams::new("agent_run_task").with_arguments(args),
-            )
-            .await
-    });
+    let (server, call) = start_slow_run(&env, "never", Duration::from_secs(30)).await;
     env.wait_for_request().await;
     let sid = env.latest_session_id().await;
     let db = env.db_rw().await;
