@@ -1810,7 +1810,7 @@ fn verification_envelope(
 /// (`docs/reference/verification.md#84-unavailable`).
 fn failure_error_code(failure: &Unavailability) -> ErrorCode {
     match failure.failure_code {
-        FailureCode::Spec(code) => code,
+        FailureCode::Contract(code) => code,
         FailureCode::Api(_) => ErrorCode::ProviderRuntimeError,
     }
 }

@@ -39,7 +39,7 @@ mod tests {
     }
 
     #[test]
-    fn ids_have_the_spec_shape() {
+    fn ids_have_the_reference_shape() {
         let s = new_session_id();
         assert_eq!(s.len(), 21);
         assert!(s.starts_with("sess_") && is_hex(&s[5..]));

@@ -345,7 +345,7 @@ mod tests {
     }
 
     #[test]
-    fn worked_examples_of_the_spec() {
+    fn worked_examples_of_the_reference() {
         type Case<'a> = (
             &'a str,
             Option<&'a str>,

@@ -108,7 +108,7 @@ mod tests {
     use chrono::TimeZone;
 
     #[test]
-    fn forms_match_the_spec() {
+    fn forms_match_the_reference() {
         let t = Timestamp::from_datetime(Utc.with_ymd_and_hms(2026, 4, 13, 10, 20, 30).unwrap());
         assert_eq!(t.to_storage(), "2026-04-13T10:20:30+00:00");
         assert_eq!(t.to_api(), "2026-04-13T10:20:30Z");

@@ -100,14 +100,14 @@ pub struct Unavailability {
 /// API (`docs/reference/verification.md#7-unavailable-results`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureCode {
-    Spec(ErrorCode),
+    Contract(ErrorCode),
     Api(&'static str),
 }
 
 impl FailureCode {
     pub fn as_str(self) -> &'static str {
         match self {
-            FailureCode::Spec(code) => code.as_str(),
+            FailureCode::Contract(code) => code.as_str(),
             FailureCode::Api(code) => code,
         }
     }
@@ -160,7 +160,7 @@ const LIMIT_WORDS: [&str; 10] = [
 pub fn empty_output() -> Unavailability {
     unavailable(
         "backend_unusable_response",
-        FailureCode::Spec(ErrorCode::ClaudeCodeEmptyResponse),
+        FailureCode::Contract(ErrorCode::ClaudeCodeEmptyResponse),
         true,
         "Claude Code returned an empty response. Verification cannot be performed on blank output.",
     )
@@ -169,11 +169,11 @@ pub fn empty_output() -> Unavailability {
 /// Classifies a backend failure during verification; `None` means it is reported as a generic
 /// error envelope (a cancellation, or a code outside the classified set).
 pub fn classify(error: &ExecutionError) -> Option<Unavailability> {
-    use FailureCode::{Api, Spec};
+    use FailureCode::{Api, Contract};
     match error.code {
         ErrorCode::ClaudeCodeUnavailable => Some(unavailable(
             "backend_unavailable",
-            Spec(ErrorCode::ClaudeCodeNotInstalled),
+            Contract(ErrorCode::ClaudeCodeNotInstalled),
             false,
             "Claude Code CLI is unavailable or not installed. Ensure the 'claude' binary is on PATH and accessible.",
         )),
@@ -182,28 +182,28 @@ pub fn classify(error: &ExecutionError) -> Option<Unavailability> {
             Some(if text.contains("timed out") {
                 unavailable(
                     "backend_timeout",
-                    Spec(ErrorCode::ClaudeCodeTimeout),
+                    Contract(ErrorCode::ClaudeCodeTimeout),
                     true,
                     "Claude Code timed out before returning a response. The verification could not be completed in the allowed time.",
                 )
             } else if AUTH_WORDS.iter().any(|w| text.contains(w)) {
                 unavailable(
                     "backend_auth_failure",
-                    Spec(ErrorCode::ClaudeCodeNotAuthenticated),
+                    Contract(ErrorCode::ClaudeCodeNotAuthenticated),
                     false,
                     "Claude Code authentication failed. Run 'claude login' to re-authenticate before retrying.",
                 )
             } else if LIMIT_WORDS.iter().any(|w| text.contains(w)) {
                 unavailable(
                     "backend_limit_reached",
-                    Spec(ErrorCode::ClaudeCodeLimitReached),
+                    Contract(ErrorCode::ClaudeCodeLimitReached),
                     true,
                     "Claude Code verification backend is currently unavailable due to usage limits. Retry after the limit window resets or use an external fallback verifier.",
                 )
             } else {
                 unavailable(
                     "backend_invocation_error",
-                    Spec(ErrorCode::ClaudeCodeProcessError),
+                    Contract(ErrorCode::ClaudeCodeProcessError),
                     false,
                     "Claude Code process failed during verification.",
                 )
@@ -211,7 +211,7 @@ pub fn classify(error: &ExecutionError) -> Option<Unavailability> {
         }
         ErrorCode::NormalizationError => Some(unavailable(
             "backend_unusable_response",
-            Spec(ErrorCode::ClaudeCodeUnparseableResponse),
+            Contract(ErrorCode::ClaudeCodeUnparseableResponse),
             true,
             "Claude Code returned a response that could not be normalized. The verification result is not reliable.",
         )),

@@ -52,7 +52,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn safe_name_follows_the_spec() {
+    fn safe_name_follows_the_reference() {
         assert_eq!(safe_name("output.txt"), "output.txt");
         assert_eq!(safe_name("a/../b"), "a___b");
         assert_eq!(safe_name("../../etc/passwd"), "____etc_passwd");

@@ -206,7 +206,7 @@ fn col(
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn open_creates_the_database_the_artifact_dir_and_the_spec_schema() {
+async fn open_creates_the_database_the_artifact_dir_and_the_reference_schema() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
     let store = SqliteStore::open(cfg.clone()).await.unwrap();
@@ -1496,7 +1496,7 @@ async fn artifact_sha256_matches_a_known_digest() {
 }
 
 #[tokio::test]
-async fn an_oversized_artifact_is_refused_with_the_spec_message() {
+async fn an_oversized_artifact_is_refused_with_the_reference_message() {
     let (dir, store) = fresh().await;
     idle_session(&store, "sess_big").await;
     let at_cap = vec![b'x'; MAX_ARTIFACT as usize];

@@ -144,7 +144,7 @@ async fn recovery_leaves_finished_sessions_alone() {
 }
 
 #[tokio::test]
-async fn database_has_the_spec_schema() {
+async fn database_has_the_reference_schema() {
     let env = TestEnv::new().await;
     let server = env.start().await;
     let db = env.db().await;
