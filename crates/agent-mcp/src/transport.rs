@@ -51,15 +51,12 @@ const ID_SCAN_BYTES: usize = 4096;
 
 /// [`serve_stdio`] over any line-oriented reader and writer.
 ///
-/// Lines are parsed here, in order, and handed to the session as messages (rmcp's sink and
-/// stream transport) instead of through rmcp's line codec. That is what lets `tools/call`,
-/// nearly every request this server gets, be parsed straight into its type: rmcp's generic
-/// parse tries the request kinds one by one and builds an error for each of the 13 kinds
-/// before `tools/call` (about 25,000 instructions per call, `docs/performance.md`). Every
-/// other line gets rmcp's generic parse. Well-formed JSON that is not a valid message is
-/// answered with rmcp's `Invalid request` error, unless it is a notification (a `method`, no
-/// `id`), which is ignored: rmcp ignores non-standard notifications the same way, and
-/// JSON-RPC never answers a notification.
+/// Lines are parsed here, in order, with rmcp's generic message parse, and handed to the
+/// session as messages (rmcp's sink and stream transport) instead of through rmcp's line
+/// codec, so that lines that are not messages are answered: well-formed JSON that is not a
+/// valid message gets rmcp's `Invalid request` error, unless it is a notification (a
+/// `method`, no `id`), which is ignored: rmcp ignores non-standard notifications the same
+/// way, and JSON-RPC never answers a notification.
 pub async fn serve_lines<R, W>(
     server: AgentServer,
     input: R,
@@ -212,7 +209,6 @@ struct Probe<'a> {
 }
 
 fn parse_line(text: &[u8]) -> Parsed {
-    use rmcp::model::{CallToolRequest, ClientRequest, JsonRpcMessage, JsonRpcRequest};
     use serde_json::error::Category;
 
     let probe = match serde_json::from_slice::<Probe<'_>>(text) {
@@ -223,16 +219,6 @@ fn parse_line(text: &[u8]) -> Parsed {
         // JSON, but not an object: the generic parse below says why.
         Err(_) => None,
     };
-    let is_call = probe
-        .as_ref()
-        .is_some_and(|p| p.method.as_deref() == Some("tools/call"));
-    if is_call && let Ok(call) = serde_json::from_slice::<JsonRpcRequest<CallToolRequest>>(text) {
-        return Parsed::Message(Box::new(JsonRpcMessage::Request(JsonRpcRequest {
-            jsonrpc: call.jsonrpc,
-            id: call.id,
-            request: ClientRequest::CallToolRequest(call.request),
-        })));
-    }
     match serde_json::from_slice::<ClientMessage>(text) {
         Ok(message) => Parsed::Message(Box::new(message)),
         Err(error) if probe.is_some_and(|p| p.method.is_some() && p.id.is_none()) => {
@@ -929,8 +915,8 @@ mod tests {
         serde_json::from_str(text).unwrap()
     }
 
-    /// The direct `tools/call` parse gives exactly what rmcp's generic parse gives, `_meta`
-    /// (the progress token) and unknown fields included.
+    /// A `tools/call` line gives exactly what rmcp's generic parse gives, `_meta` (the
+    /// progress token) and unknown fields included.
     #[test]
     fn tool_calls_parse_like_rmcp() {
         for text in [
@@ -964,8 +950,8 @@ mod tests {
             parse_line(initialized.as_bytes()),
             Parsed::Message(_)
         ));
-        // A tools/call without a name, or an unknown method, falls back to the generic parse,
-        // which makes it a custom request (answered by the session), as without the fast path.
+        // A tools/call without a name, or an unknown method, is a custom request to rmcp's
+        // generic parse (answered by the session).
         for text in [
             r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"no/such"}"#,
