@@ -42,9 +42,21 @@ pub(crate) async fn write_file(
     Ok(path)
 }
 
-/// Reads an artifact body back.
-pub(crate) async fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
-    tokio::fs::read(path).await
+/// Reads an artifact body back: at most `limit` bytes (the limit every artifact was written
+/// under); a file that grew past it on disk is an error, not an unbounded read.
+pub(crate) async fn read_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let file = tokio::fs::File::open(path).await?;
+    let mut body = Vec::new();
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut body)
+        .await?;
+    if body.len() as u64 > limit {
+        return Err(std::io::Error::other(format!(
+            "the file is larger than the artifact limit of {limit} bytes"
+        )));
+    }
+    Ok(body)
 }
 
 #[cfg(test)]

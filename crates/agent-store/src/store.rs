@@ -931,7 +931,7 @@ impl SessionStore for SqliteStore {
         else {
             return Ok(None);
         };
-        match artifacts::read_file(&path).await {
+        match artifacts::read_file(&path, self.inner.config.max_artifact_bytes).await {
             Ok(body) => Ok(Some((record, body))),
             Err(e) => Err(StoreError::new(format!(
                 "artifact {artifact_id} could not be read from {}: {e}",

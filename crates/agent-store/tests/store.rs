@@ -1437,9 +1437,22 @@ async fn an_artifact_is_read_back_by_session_and_id() {
         None
     );
 
-    // A body that has gone from disk is an error naming the artifact and its file.
+    // A body that grew on disk past the artifact limit is refused, not read whole.
     let root = std::fs::canonicalize(config(dir.path()).artifact_dir).unwrap();
     let file = root.join("sess_read").join(format!("{id}-output.txt"));
+    let limit = usize::try_from(MAX_ARTIFACT).unwrap();
+    std::fs::write(&file, vec![b'x'; limit + 1]).unwrap();
+    let err = store.read_artifact("sess_read", id).await.unwrap_err();
+    assert!(
+        err.message.contains("larger than the artifact limit"),
+        "{}",
+        err.message
+    );
+    std::fs::write(&file, vec![b'x'; limit]).unwrap();
+    let (_, read) = store.read_artifact("sess_read", id).await.unwrap().unwrap();
+    assert_eq!(read.len(), limit);
+
+    // A body that has gone from disk is an error naming the artifact and its file.
     std::fs::remove_file(&file).unwrap();
     let err = store.read_artifact("sess_read", id).await.unwrap_err();
     assert!(
