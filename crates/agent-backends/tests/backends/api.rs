@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::{SYSTEM, request};
 use agent_backends::api::{
     WARN_EMPTY_RESPONSE, WARN_EMPTY_TEXT_RESPONSE, WARN_MAX_TOKENS, WARN_PAUSE_TURN, WARN_REFUSAL,
     tool_loop_exhausted_warning,
@@ -12,15 +13,13 @@ use agent_backends::api::{
 use agent_backends::{ApiConfig, MessagesApiBackend};
 use agent_core::{
     BackendOutput, BackendRequest, ChatMessage, ChatRole, ErrorCode, ExecContext, ExecutionBackend,
-    ExecutionError, FailureKind, Profile, ProgressSink, ToolDefinition, ToolExecutor, Usage,
+    ExecutionError, FailureKind, ProgressSink, ToolDefinition, ToolExecutor, Usage,
 };
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
-
-const SYSTEM: &str = "You are a careful assistant.";
 
 fn config(server: &MockServer) -> ApiConfig {
     ApiConfig::new("sk-test-key", "claude-test")
@@ -30,25 +29,6 @@ fn config(server: &MockServer) -> ApiConfig {
 
 fn backend(server: &MockServer) -> MessagesApiBackend {
     MessagesApiBackend::new(config(server)).unwrap()
-}
-
-fn request(task: &str) -> BackendRequest {
-    BackendRequest {
-        session_id: "sess_1".to_owned(),
-        profile: Profile::General,
-        system_prompt: SYSTEM,
-        task: task.to_owned(),
-        max_turns: 10,
-        tools: Vec::new(),
-        tool_executor: None,
-        history: Vec::new(),
-        session_summary: None,
-        is_continuation: false,
-        working_directory: None,
-        provider_session_id: None,
-        extra_instructions: None,
-        continuation: None,
-    }
 }
 
 fn text_reply(texts: &[&str], stop_reason: &str) -> Value {

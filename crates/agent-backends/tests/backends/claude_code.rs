@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::{SYSTEM, request};
 use agent_backends::claude_code::prompt::{
     INSTRUCTIONS_CONTINUATION_CONTEXT, INSTRUCTIONS_FLAT_CONTINUATION, INSTRUCTIONS_INITIAL,
     SEPARATOR, TOOLS_NOTE,
@@ -33,7 +34,6 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
-const SYSTEM: &str = "You are a careful assistant.";
 const FIXTURE_SUCCESS: &str = include_str!("fixtures/claude-2.1.332-success.json");
 const FIXTURE_MAX_TURNS: &str = include_str!("fixtures/claude-2.1.332-error-max-turns.json");
 const FIXTURE_API_529: &str = include_str!("fixtures/claude-2.1.332-api-error-529.json");
@@ -112,25 +112,6 @@ impl Fake {
         let mut request = request(task);
         request.working_directory = Some(self.work());
         request
-    }
-}
-
-fn request(task: &str) -> BackendRequest {
-    BackendRequest {
-        session_id: "sess_1".to_owned(),
-        profile: Profile::General,
-        system_prompt: SYSTEM,
-        task: task.to_owned(),
-        max_turns: 10,
-        tools: Vec::new(),
-        tool_executor: None,
-        history: Vec::new(),
-        session_summary: None,
-        is_continuation: false,
-        working_directory: None,
-        provider_session_id: None,
-        extra_instructions: None,
-        continuation: None,
     }
 }
 
