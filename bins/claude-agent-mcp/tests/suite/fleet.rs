@@ -1,0 +1,184 @@
+//! A fleet over streamable HTTP: three server processes on one state directory behind a load
+//! balancer without affinity (an in-test reverse proxy that sends each HTTP request to the
+//! next node in turn). A 2025-11-25 client (initialize, then `Mcp-Session-Id`) and a
+//! 2026-07-28 client (stateless requests) both complete run → continue → get → verify
+//! (`docs/scaling.md`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rmcp::model::{CallToolRequestParams, ProtocolVersion};
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{ClientLifecycleMode, ClientServiceExt, ServiceExt};
+use serde_json::{Value, json};
+
+use super::http::{HttpServer, start_http};
+use crate::support::*;
+
+/// A round-robin reverse proxy: request `n` goes to backend `n % len`, whatever came before
+/// (no affinity by connection, session or anything else).
+struct RoundRobin {
+    url: String,
+    /// Requests forwarded to each backend.
+    served: Arc<Vec<AtomicUsize>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct Proxy {
+    backends: Arc<Vec<String>>,
+    next: Arc<AtomicUsize>,
+    served: Arc<Vec<AtomicUsize>>,
+    http: reqwest::Client,
+}
+
+async fn forward(
+    axum::extract::State(proxy): axum::extract::State<Proxy>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use futures::TryStreamExt;
+    let n = proxy.next.fetch_add(1, Ordering::SeqCst) % proxy.backends.len();
+    proxy.served[n].fetch_add(1, Ordering::SeqCst);
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 64 * 1024 * 1024).await.unwrap();
+    let mut upstream = proxy
+        .http
+        .request(parts.method.clone(), &proxy.backends[n])
+        .body(body);
+    for (name, value) in &parts.headers {
+        // The proxy names the backend itself (as nginx and HAProxy do with a fixed Host).
+        if name != axum::http::header::HOST && name != axum::http::header::CONTENT_LENGTH {
+            upstream = upstream.header(name, value);
+        }
+    }
+    let answer = upstream.send().await.expect("backend answers");
+    let mut response = axum::response::Response::builder().status(answer.status());
+    for (name, value) in answer.headers() {
+        response = response.header(name, value);
+    }
+    let stream = answer.bytes_stream().map_err(std::io::Error::other);
+    response
+        .body(axum::body::Body::from_stream(stream))
+        .unwrap()
+}
+
+async fn round_robin(backends: Vec<String>) -> RoundRobin {
+    let served = Arc::new((0..backends.len()).map(|_| AtomicUsize::new(0)).collect::<Vec<_>>());
+    let proxy = Proxy {
+        backends: Arc::new(backends),
+        next: Arc::new(AtomicUsize::new(0)),
+        served: Arc::clone(&served),
+        http: reqwest::Client::new(),
+    };
+    let app = axum::Router::new()
+        .route("/mcp", axum::routing::any(forward))
+        .with_state(proxy);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    RoundRobin { url, served, task }
+}
+
+/// Three nodes on one state directory (`env`), behind a [`round_robin`] proxy.
+async fn fleet(env: &TestEnv) -> (Vec<HttpServer>, RoundRobin) {
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(start_http(env, &[]).await);
+    }
+    let proxy = round_robin(nodes.iter().map(|n| n.url.clone()).collect()).await;
+    (nodes, proxy)
+}
+
+async fn call(client: &RunningService<RoleClient, ()>, name: &'static str, args: Value) -> Value {
+    let args = args.as_object().cloned().unwrap();
+    let result = client
+        .call_tool(CallToolRequestParams::new(name).with_arguments(args))
+        .await
+        .unwrap_or_else(|e| panic!("{name} through the fleet: {e}"));
+    parse_single_text(&result)
+}
+
+/// run → continue → get → verify, each tool call (and everything around it) on whichever
+/// node the proxy picks.
+async fn run_continue_get_verify(env: &TestEnv, client: &RunningService<RoleClient, ()>) {
+    env.reply_text("done by the fleet").await;
+    let run = call(client, "agent_run_task", json!({"task": "t"})).await;
+    assert_eq!(run["ok"], json!(true), "{run}");
+    assert_eq!(run["result"]["output_text"], json!("done by the fleet"));
+    let sid = run["session_id"].clone();
+    let cont = call(
+        client,
+        "agent_continue_session",
+        json!({"session_id": sid, "message": "more"}),
+    )
+    .await;
+    assert_eq!(cont["ok"], json!(true), "{cont}");
+    let got = call(client, "agent_get_session", json!({"session_id": sid})).await;
+    assert_eq!(got["turn_count"], json!(2), "{got}");
+    assert_eq!(got["status"], json!("completed"), "{got}");
+    env.reply_text("VERDICT: pass").await;
+    let verdict = call(client, "agent_verify_task", json!({"task": "Verify x"})).await;
+    assert_eq!(verdict["result"]["verdict"], json!("pass"), "{verdict}");
+}
+
+fn assert_every_node_served(proxy: &RoundRobin) {
+    let served: Vec<usize> = proxy
+        .served
+        .iter()
+        .map(|n| n.load(Ordering::SeqCst))
+        .collect();
+    assert!(
+        served.iter().all(|&n| n >= 2),
+        "every node served requests: {served:?}"
+    );
+}
+
+async fn stop(mut nodes: Vec<HttpServer>, proxy: RoundRobin) {
+    proxy.task.abort();
+    for node in &mut nodes {
+        let _ = node.child.kill().await;
+    }
+}
+
+/// A 2025-11-25 client: `initialize` lands on one node, `notifications/initialized` and every
+/// later request (carrying the `Mcp-Session-Id` the first node issued) on the others. Before
+/// stateless serving the second node answered `404 Session not found`.
+#[tokio::test]
+async fn a_session_id_client_is_served_by_every_node_in_turn() {
+    let env = TestEnv::new().await;
+    let (nodes, proxy) = fleet(&env).await;
+    let transport = StreamableHttpClientTransport::from_uri(proxy.url.clone());
+    let client = ().serve(transport).await.expect("initialize through the fleet");
+    let version = client.peer_info().map(|i| i.protocol_version.clone());
+    assert_eq!(version, Some(ProtocolVersion::V_2025_11_25));
+    assert_eq!(client.list_all_tools().await.unwrap().len(), 7);
+    run_continue_get_verify(&env, &client).await;
+    assert_every_node_served(&proxy);
+    let _ = client.cancel().await;
+    stop(nodes, proxy).await;
+}
+
+/// A 2026-07-28 client: `server/discover`, then self-contained requests, each on the next node.
+#[tokio::test]
+async fn a_stateless_client_is_served_by_every_node_in_turn() {
+    let env = TestEnv::new().await;
+    let (nodes, proxy) = fleet(&env).await;
+    let transport = StreamableHttpClientTransport::from_uri(proxy.url.clone());
+    let lifecycle = ClientLifecycleMode::Discover {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+    };
+    let client = ()
+        .serve_with_lifecycle(transport, lifecycle)
+        .await
+        .expect("discover through the fleet");
+    let version = client.peer_info().map(|i| i.protocol_version.clone());
+    assert_eq!(version, Some(ProtocolVersion::V_2026_07_28));
+    assert_eq!(client.list_all_tools().await.unwrap().len(), 7);
+    run_continue_get_verify(&env, &client).await;
+    assert_every_node_served(&proxy);
+    let _ = client.cancel().await;
+    stop(nodes, proxy).await;
+}
