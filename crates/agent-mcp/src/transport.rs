@@ -558,29 +558,27 @@ impl SessionStore for AnyNodeSessions {
         &'a self,
         session_id: &'b str,
     ) -> std::pin::Pin<
-        Box<
-            dyn Future<Output = Result<Option<SessionState>, SessionStoreError>>
-                + Send
-                + 'c,
-        >,
+        Box<dyn Future<Output = Result<Option<SessionState>, SessionStoreError>> + Send + 'c>,
     >
     where
         'a: 'c,
         'b: 'c,
     {
-        let state = is_session_id(session_id).then(|| {
-            let version = REQUEST_PROTOCOL_VERSION
-                .try_with(Clone::clone)
-                .ok()
-                .flatten();
-            tracing::debug!(
-                session_id,
-                ?version,
-                "transport session from another node (or before a restart) taken up"
-            );
-            taken_up_session(version)
-        });
-        Box::pin(std::future::ready(Ok(state)))
+        // Read when polled, inside the request's scope.
+        Box::pin(async move {
+            Ok(is_session_id(session_id).then(|| {
+                let version = REQUEST_PROTOCOL_VERSION
+                    .try_with(Clone::clone)
+                    .ok()
+                    .flatten();
+                tracing::debug!(
+                    session_id,
+                    ?version,
+                    "transport session from another node (or before a restart) taken up"
+                );
+                taken_up_session(version)
+            }))
+        })
     }
 
     fn store<'a, 'b, 'c, 'd>(
@@ -1030,6 +1028,39 @@ impl tokio::io::AsyncWrite for Watched {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A node takes up a session it never saw with the protocol version of the request that
+    /// names it (2025-03-26 when none is named), and only ids of the specification's alphabet.
+    #[tokio::test]
+    async fn a_session_from_another_node_is_taken_up_with_the_request_s_version() {
+        let load = |id: &'static str| AnyNodeSessions.load(id);
+        let taken = REQUEST_PROTOCOL_VERSION
+            .scope(Some(ProtocolVersion::V_2025_11_25), load("a-b-c"))
+            .await
+            .unwrap()
+            .expect("taken up");
+        assert_eq!(
+            taken.initialize_params.protocol_version,
+            ProtocolVersion::V_2025_11_25
+        );
+        assert!(!taken.initialize_params.capabilities.supports_tasks());
+        let unnamed = REQUEST_PROTOCOL_VERSION
+            .scope(None, load("a-b-c"))
+            .await
+            .unwrap()
+            .expect("taken up");
+        assert_eq!(
+            unnamed.initialize_params.protocol_version,
+            ProtocolVersion::V_2025_03_26
+        );
+        for bad in ["", "a b", "é", "\u{7f}"] {
+            assert!(load(bad).await.unwrap().is_none(), "{bad:?}");
+        }
+        let long: &'static str = "x".repeat(MAX_SESSION_ID + 1).leak();
+        assert!(load(long).await.unwrap().is_none());
+        let longest: &'static str = "x".repeat(MAX_SESSION_ID).leak();
+        assert!(load(longest).await.unwrap().is_some());
+    }
 
     fn generic(text: &str) -> ClientMessage {
         serde_json::from_str(text).unwrap()

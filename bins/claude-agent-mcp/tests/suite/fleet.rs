@@ -64,7 +64,11 @@ async fn forward(
 }
 
 async fn round_robin(backends: Vec<String>) -> RoundRobin {
-    let served = Arc::new((0..backends.len()).map(|_| AtomicUsize::new(0)).collect::<Vec<_>>());
+    let served = Arc::new(
+        (0..backends.len())
+            .map(|_| AtomicUsize::new(0))
+            .collect::<Vec<_>>(),
+    );
     let proxy = Proxy {
         backends: Arc::new(backends),
         next: Arc::new(AtomicUsize::new(0)),
@@ -170,10 +174,10 @@ async fn a_stateless_client_is_served_by_every_node_in_turn() {
     let lifecycle = ClientLifecycleMode::Discover {
         preferred_versions: vec![ProtocolVersion::V_2026_07_28],
     };
-    let client = ()
-        .serve_with_lifecycle(transport, lifecycle)
-        .await
-        .expect("discover through the fleet");
+    let client =
+        ().serve_with_lifecycle(transport, lifecycle)
+            .await
+            .expect("discover through the fleet");
     let version = client.peer_info().map(|i| i.protocol_version.clone());
     assert_eq!(version, Some(ProtocolVersion::V_2026_07_28));
     assert_eq!(client.list_all_tools().await.unwrap().len(), 7);
@@ -181,4 +185,86 @@ async fn a_stateless_client_is_served_by_every_node_in_turn() {
     assert_every_node_served(&proxy);
     let _ = client.cancel().await;
     stop(nodes, proxy).await;
+}
+
+/// A session id no node issued is taken up only behind the same checks as any request: no
+/// bearer token → 401, a foreign Host or Origin → 403; an id that cannot be a session id
+/// (over 128 characters) → 404; a well-formed one is served (here `tools/list`).
+#[tokio::test]
+async fn a_forged_session_id_passes_no_check_a_request_must_pass() {
+    let mut env = TestEnv::new().await;
+    env.set("CLAUDE_AGENT_MCP_HTTP_BEARER_TOKEN", "s3cret");
+    let mut node = start_http(&env, &[]).await;
+    let http = reqwest::Client::new();
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}});
+    let send = |id: String,
+                auth: Option<&'static str>,
+                host: Option<&'static str>,
+                origin: Option<&'static str>| {
+        let mut req = http
+            .post(&node.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("mcp-session-id", id)
+            .json(&list);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        if let Some(h) = host {
+            req = req.header("host", h);
+        }
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        req.send()
+    };
+    let forged = || "forged-0000-session".to_owned();
+    assert_eq!(
+        send(forged(), None, None, None).await.unwrap().status(),
+        401
+    );
+    assert_eq!(
+        send(forged(), Some("Bearer wrong"), None, None)
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        send(forged(), Some("Bearer s3cret"), Some("evil.example"), None)
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        send(
+            forged(),
+            Some("Bearer s3cret"),
+            None,
+            Some("https://evil.example")
+        )
+        .await
+        .unwrap()
+        .status(),
+        403
+    );
+    assert_eq!(
+        send("x".repeat(129), Some("Bearer s3cret"), None, None)
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let served = send(forged(), Some("Bearer s3cret"), None, None)
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    let body = served.text().await.unwrap();
+    assert!(
+        body.contains("agent_run_task"),
+        "tools/list answered: {body}"
+    );
+    let _ = node.child.kill().await;
 }
