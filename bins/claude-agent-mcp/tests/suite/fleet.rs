@@ -7,10 +7,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rmcp::model::{CallToolRequestParams, ProtocolVersion};
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ClientInfo, Implementation, ProtocolVersion,
+};
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::{ClientLifecycleMode, ClientServiceExt, ServiceExt};
+use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt, ServiceExt};
 use serde_json::{Value, json};
 
 use super::http::{HttpServer, start_http};
@@ -96,7 +98,11 @@ async fn fleet(env: &TestEnv) -> (Vec<HttpServer>, RoundRobin) {
     (nodes, proxy)
 }
 
-async fn call(client: &RunningService<RoleClient, ()>, name: &'static str, args: Value) -> Value {
+async fn call<H: ClientHandler>(
+    client: &RunningService<RoleClient, H>,
+    name: &'static str,
+    args: Value,
+) -> Value {
     let args = args.as_object().cloned().unwrap();
     let result = client
         .call_tool(CallToolRequestParams::new(name).with_arguments(args))
@@ -107,7 +113,10 @@ async fn call(client: &RunningService<RoleClient, ()>, name: &'static str, args:
 
 /// run → continue → get → verify, each tool call (and everything around it) on whichever
 /// node the proxy picks.
-async fn run_continue_get_verify(env: &TestEnv, client: &RunningService<RoleClient, ()>) {
+async fn run_continue_get_verify<H: ClientHandler>(
+    env: &TestEnv,
+    client: &RunningService<RoleClient, H>,
+) {
     env.reply_text("done by the fleet").await;
     let run = call(client, "agent_run_task", json!({"task": "t"})).await;
     assert_eq!(run["ok"], json!(true), "{run}");
@@ -147,22 +156,48 @@ async fn stop(mut nodes: Vec<HttpServer>, proxy: RoundRobin) {
     }
 }
 
-/// A 2025-11-25 client: `initialize` lands on one node, `notifications/initialized` and every
-/// later request (carrying the `Mcp-Session-Id` the first node issued) on the others. Before
-/// stateless serving the second node answered `404 Session not found`.
-#[tokio::test]
-async fn a_session_id_client_is_served_by_every_node_in_turn() {
+/// A session-id client of `version` (the latest, 2025-11-25, when `None`): `initialize` lands
+/// on one node, `notifications/initialized` and every later request (carrying the
+/// `Mcp-Session-Id` the first node issued) on the others. Before stateless serving the
+/// second node answered `404 Session not found`.
+async fn session_id_client_round_trip(version: Option<ProtocolVersion>) {
     let env = TestEnv::new().await;
     let (nodes, proxy) = fleet(&env).await;
     let transport = StreamableHttpClientTransport::from_uri(proxy.url.clone());
-    let client = ().serve(transport).await.expect("initialize through the fleet");
-    let version = client.peer_info().map(|i| i.protocol_version.clone());
-    assert_eq!(version, Some(ProtocolVersion::V_2025_11_25));
+    let mut info = ClientInfo::new(
+        ClientCapabilities::default(),
+        Implementation::new("fleet-test", "1"),
+    );
+    if let Some(version) = &version {
+        info = info.with_protocol_version(version.clone());
+    }
+    let client = info
+        .serve(transport)
+        .await
+        .expect("initialize through the fleet");
+    let negotiated = client.peer_info().map(|i| i.protocol_version.clone());
+    assert_eq!(
+        negotiated,
+        Some(version.unwrap_or(ProtocolVersion::V_2025_11_25))
+    );
     assert_eq!(client.list_all_tools().await.unwrap().len(), 7);
     run_continue_get_verify(&env, &client).await;
     assert_every_node_served(&proxy);
     let _ = client.cancel().await;
     stop(nodes, proxy).await;
+}
+
+#[tokio::test]
+async fn a_session_id_client_is_served_by_every_node_in_turn() {
+    session_id_client_round_trip(None).await;
+}
+
+/// The same with the two older revisions: 2025-06-18 (sends `MCP-Protocol-Version`) and
+/// 2025-03-26 (the version a request without that header is taken for).
+#[tokio::test]
+async fn older_session_id_clients_are_served_by_every_node_in_turn() {
+    session_id_client_round_trip(Some(ProtocolVersion::V_2025_06_18)).await;
+    session_id_client_round_trip(Some(ProtocolVersion::V_2025_03_26)).await;
 }
 
 /// A 2026-07-28 client: `server/discover`, then self-contained requests, each on the next node.
