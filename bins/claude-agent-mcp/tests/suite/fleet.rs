@@ -303,3 +303,124 @@ async fn a_forged_session_id_passes_no_check_a_request_must_pass() {
     );
     let _ = node.child.kill().await;
 }
+
+/// What `docs/scaling.md` tells proxy operators: a 2026-07-28 request is cancelled by closing
+/// its connection (no session carries `notifications/cancelled`), so a proxy that times out
+/// before the result cancels the run: the session ends `cancelled`, not `running` forever and
+/// not completed behind the client's back.
+#[tokio::test]
+async fn a_stateless_request_whose_connection_closes_cancels_its_run() {
+    let env = TestEnv::new().await;
+    // The model answers only after a minute: the run is in flight when the client leaves.
+    env.reply(
+        wiremock::ResponseTemplate::new(200)
+            .set_body_json(text_reply("too late"))
+            .set_delay(std::time::Duration::from_secs(60)),
+    )
+    .await;
+    let (nodes, proxy) = fleet(&env).await;
+    let transport = StreamableHttpClientTransport::from_uri(proxy.url.clone());
+    let lifecycle = ClientLifecycleMode::Discover {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+    };
+    let client =
+        ().serve_with_lifecycle(transport, lifecycle)
+            .await
+            .expect("discover through the fleet");
+    let peer = client.peer().clone();
+    let call = tokio::spawn(async move {
+        let args = json!({"task": "t"}).as_object().cloned().unwrap();
+        peer.call_tool(CallToolRequestParams::new("agent_run_task").with_arguments(args))
+            .await
+    });
+    env.wait_for_request().await;
+    let sid = env.latest_session_id().await;
+    assert_eq!(env.column(&sid, "status").await.as_deref(), Some("running"));
+    // The client goes away: its worker, and with it the request's connection, is dropped.
+    let _ = client.cancel().await;
+    let _ = call.await;
+    // Generous: on an idle machine the run records its cancellation within milliseconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut status = None;
+    while std::time::Instant::now() < deadline {
+        status = env.column(&sid, "status").await;
+        if status.as_deref() != Some("running") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status.as_deref(), Some("cancelled"));
+    stop(nodes, proxy).await;
+}
+
+/// The other side of the same page: a session-id client's run does not depend on its
+/// connection. The request's stream is dropped (a proxy timing out) on a node that took the
+/// session up, and the run still ends `completed`, its output kept.
+#[tokio::test]
+async fn a_session_id_request_whose_connection_closes_runs_to_its_end() {
+    let env = TestEnv::new().await;
+    env.reply(
+        wiremock::ResponseTemplate::new(200)
+            .set_body_json(text_reply("finished without its client"))
+            .set_delay(std::time::Duration::from_secs(2)),
+    )
+    .await;
+    let (nodes, proxy) = fleet(&env).await;
+    let http = reqwest::Client::new();
+    let post = |body: Value, session: Option<&str>| {
+        let mut req = http
+            .post(&proxy.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .json(&body);
+        if let Some(id) = session {
+            req = req
+                .header("mcp-session-id", id)
+                .header("mcp-protocol-version", "2025-11-25");
+        }
+        req.send()
+    };
+    let init = post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"}}}),
+        None,
+    )
+    .await
+    .unwrap();
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    drop(init);
+    let initialized = post(
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        Some(&session),
+    )
+    .await
+    .unwrap();
+    assert_eq!(initialized.status(), 202);
+    // The call lands on a node that did not issue the session id.
+    let call = post(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+               "params": {"name": "agent_run_task", "arguments": {"task": "t"}}}),
+        Some(&session),
+    )
+    .await
+    .unwrap();
+    assert_eq!(call.status(), 200);
+    env.wait_for_request().await;
+    let sid = env.latest_session_id().await;
+    drop(call);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut status = None;
+    while std::time::Instant::now() < deadline {
+        status = env.column(&sid, "status").await;
+        if status.as_deref() != Some("running") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status.as_deref(), Some("completed"));
+    stop(nodes, proxy).await;
+}
