@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rmcp::model::{
-    CallToolRequestParams, ClientCapabilities, ClientInfo, Implementation, ProtocolVersion,
+    CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
 };
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -164,7 +164,7 @@ async fn session_id_client_round_trip(version: Option<ProtocolVersion>) {
     let env = TestEnv::new().await;
     let (nodes, proxy) = fleet(&env).await;
     let transport = StreamableHttpClientTransport::from_uri(proxy.url.clone());
-    let mut info = ClientInfo::new(
+    let mut info = ClientConfig::new(
         ClientCapabilities::default(),
         Implementation::new("fleet-test", "1"),
     );
