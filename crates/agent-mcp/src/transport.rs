@@ -1,6 +1,7 @@
 //! Transports (`docs/reference/status.md#4-transports`,
 //! `docs/reference/status.md#42-streamable-http`): stdio, and streamable HTTP at `/mcp` with
-//! Host/Origin validation (403) and an optional bearer token (401).
+//! Host/Origin validation (403) and an optional bearer token (401). Over HTTP no request
+//! depends on the node that served an earlier one ([`AnyNodeSessions`], `docs/scaling.md`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -11,7 +12,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use rmcp::ServiceExt;
+use rmcp::model::{ClientCapabilities, Implementation, InitializeRequestParams, ProtocolVersion};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::session::store::{
+    SessionState, SessionStore, SessionStoreError,
+};
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -486,6 +491,7 @@ pub fn router(
         .with_allowed_origins(origins)
         .enforce_origin_validation()
         .with_cancellation_token(shutdown.child_token());
+    config.session_store = Some(Arc::new(AnyNodeSessions));
     if is_wildcard_host(&options.host) {
         config = config.disable_allowed_hosts();
     }
@@ -499,7 +505,119 @@ pub fn router(
         .map(|t| Arc::new(token_digest(t.as_bytes())));
     axum::Router::new()
         .route_service("/mcp", service)
+        .layer(middleware::from_fn(carry_protocol_version))
         .layer(middleware::from_fn_with_state(bearer, require_bearer))
+}
+
+/// The MCP transport session of a 2025-03-26 … 2025-11-25 client (`Mcp-Session-Id`) is served
+/// by whichever node the request reaches: a session id this node does not hold is taken up
+/// here, as if the client had initialized with this node, instead of answered `404`. So a
+/// fleet behind a load balancer without affinity serves every client, and a restarted node
+/// keeps serving the ids it issued before (`docs/scaling.md#what-stays-on-one-node`).
+///
+/// Nothing is stored: an agent session lives in the store, not in the transport session, and
+/// the transport session's one fact that matters, the protocol version, is in every request
+/// (`MCP-Protocol-Version`, carried here by [`carry_protocol_version`]; without it, 2025-03-26,
+/// as the specification says). The client's declared capabilities are not known on a node
+/// that did not see its `initialize`: such a node runs long tool calls inline, never as MCP
+/// tasks (whose state stays on the node that created them). The bearer token, Host and
+/// Origin checks run before any of this, on every request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AnyNodeSessions;
+
+/// The longest session id taken up; rmcp's own ids are 36 characters.
+const MAX_SESSION_ID: usize = 128;
+
+/// The longest `MCP-Protocol-Version` value read (versions are dates, `YYYY-MM-DD`).
+const MAX_VERSION_HEADER: usize = 32;
+
+tokio::task_local! {
+    /// The `MCP-Protocol-Version` of the request being served, for [`AnyNodeSessions`].
+    static REQUEST_PROTOCOL_VERSION: Option<ProtocolVersion>;
+}
+
+/// Whether `id` can be a session id: 1 to [`MAX_SESSION_ID`] visible ASCII characters
+/// (the specification's alphabet for `Mcp-Session-Id`).
+fn is_session_id(id: &str) -> bool {
+    (1..=MAX_SESSION_ID).contains(&id.len()) && id.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+/// The transport session a node that never saw the client's `initialize` sets up: the
+/// request's protocol version, no declared capabilities.
+fn taken_up_session(version: Option<ProtocolVersion>) -> SessionState {
+    let params = InitializeRequestParams::new(
+        ClientCapabilities::default(),
+        Implementation::new("unknown (session taken up from another node)", "0"),
+    )
+    .with_protocol_version(version.unwrap_or(ProtocolVersion::V_2025_03_26));
+    SessionState::new(params)
+}
+
+impl SessionStore for AnyNodeSessions {
+    fn load<'a, 'b, 'c>(
+        &'a self,
+        session_id: &'b str,
+    ) -> std::pin::Pin<
+        Box<dyn Future<Output = Result<Option<SessionState>, SessionStoreError>> + Send + 'c>,
+    >
+    where
+        'a: 'c,
+        'b: 'c,
+    {
+        // Read when polled, inside the request's scope.
+        Box::pin(async move {
+            Ok(is_session_id(session_id).then(|| {
+                let version = REQUEST_PROTOCOL_VERSION
+                    .try_with(Clone::clone)
+                    .ok()
+                    .flatten();
+                tracing::debug!(
+                    session_id,
+                    ?version,
+                    "transport session from another node (or before a restart) taken up"
+                );
+                taken_up_session(version)
+            }))
+        })
+    }
+
+    fn store<'a, 'b, 'c, 'd>(
+        &'a self,
+        _session_id: &'b str,
+        _state: &'c SessionState,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), SessionStoreError>> + Send + 'd>>
+    where
+        'a: 'd,
+        'b: 'd,
+        'c: 'd,
+    {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn delete<'a, 'b, 'c>(
+        &'a self,
+        _session_id: &'b str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), SessionStoreError>> + Send + 'c>>
+    where
+        'a: 'c,
+        'b: 'c,
+    {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// The request's `MCP-Protocol-Version` (when it is a short visible-ASCII value naming a
+/// version) is made known to [`AnyNodeSessions`] while the request is handled.
+async fn carry_protocol_version(request: Request, next: Next) -> Response {
+    let version = request
+        .headers()
+        .get("mcp-protocol-version")
+        .filter(|v| v.len() <= MAX_VERSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| serde_json::from_value(serde_json::Value::String(v.to_owned())).ok());
+    REQUEST_PROTOCOL_VERSION
+        .scope(version, next.run(request))
+        .await
 }
 
 type Digest = [u8; 32];
@@ -910,6 +1028,39 @@ impl tokio::io::AsyncWrite for Watched {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A node takes up a session it never saw with the protocol version of the request that
+    /// names it (2025-03-26 when none is named), and only ids of the specification's alphabet.
+    #[tokio::test]
+    async fn a_session_from_another_node_is_taken_up_with_the_request_s_version() {
+        let load = |id: &'static str| AnyNodeSessions.load(id);
+        let taken = REQUEST_PROTOCOL_VERSION
+            .scope(Some(ProtocolVersion::V_2025_11_25), load("a-b-c"))
+            .await
+            .unwrap()
+            .expect("taken up");
+        assert_eq!(
+            taken.initialize_params.protocol_version,
+            ProtocolVersion::V_2025_11_25
+        );
+        assert!(!taken.initialize_params.capabilities.supports_tasks());
+        let unnamed = REQUEST_PROTOCOL_VERSION
+            .scope(None, load("a-b-c"))
+            .await
+            .unwrap()
+            .expect("taken up");
+        assert_eq!(
+            unnamed.initialize_params.protocol_version,
+            ProtocolVersion::V_2025_03_26
+        );
+        for bad in ["", "a b", "é", "\u{7f}"] {
+            assert!(load(bad).await.unwrap().is_none(), "{bad:?}");
+        }
+        let long: &'static str = "x".repeat(MAX_SESSION_ID + 1).leak();
+        assert!(load(long).await.unwrap().is_none());
+        let longest: &'static str = "x".repeat(MAX_SESSION_ID).leak();
+        assert!(load(longest).await.unwrap().is_some());
+    }
 
     fn generic(text: &str) -> ClientMessage {
         serde_json::from_str(text).unwrap()

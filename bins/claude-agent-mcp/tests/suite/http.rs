@@ -34,7 +34,7 @@ pub(super) async fn start_http(env: &TestEnv, extra: &[&str]) -> HttpServer {
         .unwrap_or("127.0.0.1");
     let mut args = vec!["--transport", "streamable-http", "--port", port_s.as_str()];
     args.extend_from_slice(extra);
-    let stderr = std::fs::File::create(env.dir.path().join("http.stderr")).unwrap();
+    let stderr = std::fs::File::create(env.dir.path().join(format!("http-{port}.stderr"))).unwrap();
     let child = env
         .command(&args)
         .stdin(std::process::Stdio::null())

@@ -4,6 +4,7 @@ mod claude_code;
 mod continue_session;
 mod doctor;
 mod federation;
+mod fleet;
 mod http;
 mod mediation;
 mod persistence;
