@@ -23,7 +23,7 @@ use agent_core::error::ErrorCode;
 use agent_core::{
     BackendOutput, BackendRequest, ChatMessage, ChatRole, ContinueSessionRequest, Engine,
     EngineConfig, Envelope, Event, EventLog, ExecContext, Finish, GetSessionRequest,
-    ListSessionsRequest, LockOutcome, NewSession, Profile, RunTaskRequest, SessionRecord,
+    Lease, ListSessionsRequest, LockOutcome, NewSession, Profile, RunTaskRequest, SessionRecord,
     SessionStatus, SessionStore, Timestamp, ToolCallContext, Usage, VerifyTaskRequest, Workflow,
 };
 use serde_json::{Value, json};
@@ -379,6 +379,7 @@ async fn run_task_success_returns_envelope_events_record_and_output_artifact() {
             summary_latest: Some("Refactored the parser.".to_owned()),
             locked_by: None,
             lock_expires_at: None,
+            lock_generation: 1,
             ..r.clone()
         }
     );
@@ -662,6 +663,7 @@ async fn run_task_backend_failure_fails_session_and_writes_error_event() {
             summary_latest: None,
             locked_by: None,
             lock_expires_at: None,
+            lock_generation: 1,
             ..r.clone()
         }
     );
@@ -807,6 +809,7 @@ async fn continue_passes_history_and_accumulates_counters() {
             summary_latest: Some("Third answer".to_owned()),
             locked_by: None,
             lock_expires_at: None,
+            lock_generation: 3,
             ..r.clone()
         }
     );
@@ -1791,6 +1794,7 @@ async fn verify_success_records_verdict_events_and_report_artifact() {
             summary_latest: Some(summary.to_owned()),
             locked_by: None,
             lock_expires_at: None,
+            lock_generation: 1,
             ..r.clone()
         }
     );
@@ -2638,7 +2642,14 @@ async fn continuing_a_session_whose_run_is_in_flight_is_a_conflict() {
         let r = h.record(&id);
         assert_eq!(r.status, SessionStatus::Running);
         let owner = r.locked_by.clone().unwrap();
-        assert!(owner.starts_with("exec_") && owner.len() == 13, "{owner}");
+        // `exec_` + 8 hex, then `@` and this process's node id.
+        let node = h.engine.node_id();
+        assert!(node.starts_with("node_") && node.len() == 21, "{node}");
+        assert_eq!(owner.len(), 13 + 1 + 21, "{owner}");
+        assert!(
+            owner.starts_with("exec_") && owner.ends_with(&format!("@{node}")),
+            "{owner}"
+        );
         assert_eq!(
             r.lock_expires_at,
             Some(r.created_at.plus(Duration::from_secs(7)))
@@ -2941,7 +2952,7 @@ async fn mem_store_follows_the_session_store_contract() {
         events: vec![Event::provider_request_start(3)],
     };
     let err = store
-        .finish_execution(id, "cont_eeeeeeee", &finish)
+        .finish_execution(id, &Lease::new("cont_eeeeeeee", store.record(id).unwrap().lock_generation), &finish)
         .await
         .unwrap_err();
     assert!(err.message.contains("no longer holds its lock"), "{err}");
@@ -2956,7 +2967,7 @@ async fn mem_store_follows_the_session_store_contract() {
         (SessionStatus::Running, 0, 2, Some("cont_dddddddd"))
     );
     store
-        .finish_execution(id, "cont_dddddddd", &finish)
+        .finish_execution(id, &Lease::new("cont_dddddddd", store.record(id).unwrap().lock_generation), &finish)
         .await
         .unwrap();
     let r = store.record(id).unwrap();
@@ -2978,7 +2989,7 @@ async fn mem_store_follows_the_session_store_contract() {
     };
     assert!(
         store
-            .finish_execution(id, "cont_gggggggg", &again)
+            .finish_execution(id, &Lease::new("cont_gggggggg", store.record(id).unwrap().lock_generation), &again)
             .await
             .is_err()
     );
@@ -2990,7 +3001,7 @@ async fn mem_store_follows_the_session_store_contract() {
         ..finish.clone()
     };
     store
-        .finish_execution(id, "cont_gggggggg", &later)
+        .finish_execution(id, &Lease::new("cont_gggggggg", store.record(id).unwrap().lock_generation), &later)
         .await
         .unwrap();
     assert_eq!(store.record(id).unwrap().locked_by, None);
@@ -3019,7 +3030,7 @@ async fn mem_store_follows_the_session_store_contract() {
     assert_eq!(store.record(&live.session_id).unwrap(), live);
     assert!(
         store
-            .finish_execution("sess_missing", "x", &finish)
+            .finish_execution("sess_missing", &Lease::new("x", 1), &finish)
             .await
             .is_err()
     );
