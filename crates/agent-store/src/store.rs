@@ -1079,4 +1079,19 @@ mod tests {
         assert!(sweep.contains("USING INDEX idx_sessions_status"), "{sweep}");
         assert!(!sweep.contains("SCAN sessions"), "{sweep}");
     }
+
+    /// A running execution polls for cancel requests every 250 ms: one primary-key lookup.
+    /// Recording one is one too.
+    #[tokio::test]
+    async fn cancel_requests_are_primary_key_lookups() {
+        let (_dir, store) = store().await;
+        for sql in [CANCEL_REQUESTED, REQUEST_CANCEL] {
+            let found = plan(&store, sql).await;
+            assert!(
+                found.contains("USING INDEX sqlite_autoindex_sessions_1 (session_id=?)"),
+                "{found}"
+            );
+            assert!(!found.contains("SCAN"), "{found}");
+        }
+    }
 }

@@ -1925,3 +1925,169 @@ async fn a_kept_output_is_never_overwritten() {
     assert_eq!(get(&store, "sess_twice").await, before, "nothing applied");
     assert_eq!(store.events("sess_twice").await.unwrap(), events_before);
 }
+
+async fn cancel_columns(pool: &SqlitePool, id: &str) -> (Option<String>, Option<String>) {
+    sqlx::query_as("SELECT cancel_requested_at, cancel_reason FROM sessions WHERE session_id = ?1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Issue #14, fencing generation: every acquisition (creation, continuation, stale takeover)
+/// is a new generation, and a renewal, final write or interrupt that presents an older one
+/// fails and changes nothing, even under the same owner token.
+#[tokio::test]
+async fn a_stale_generation_can_neither_renew_nor_finish_nor_interrupt() {
+    let (dir, store) = fresh().await;
+    let created = store
+        .begin_session(&new_session("sess_g", "exec_same0000"), &[])
+        .await
+        .unwrap();
+    assert_eq!(created.lock_generation, 1);
+    assert_eq!(get(&store, "sess_g").await.lock_generation, 1);
+    // The lease expires; a stale takeover under the very same owner token.
+    let pool = raw_of(&dir).await;
+    set_lock(
+        &pool,
+        "sess_g",
+        Some("exec_same0000"),
+        Some("2000-01-01T00:00:00+00:00"),
+    )
+    .await;
+    let taken = acquired(
+        store
+            .acquire_lock("sess_g", "exec_same0000", TTL)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(taken.lock_generation, 2);
+    let before = get(&store, "sess_g").await;
+    let events_before = store.events("sess_g").await.unwrap();
+
+    let stale = lease("exec_same0000", 1);
+    assert!(!store.renew_lock("sess_g", &stale, TTL).await.unwrap());
+    let finish = Finish {
+        status: SessionStatus::Completed,
+        turn_count: Some(1),
+        summary_latest: Some("stale".to_owned()),
+        provider_session_id: None,
+        output_text: Some("stale".to_owned()),
+        events: vec![Event::provider_response_summary(1, "stale", None)],
+    };
+    let err = store
+        .finish_execution("sess_g", &stale, &finish)
+        .await
+        .unwrap_err();
+    assert!(err.is_not_holder(), "{err:?}");
+    assert!(
+        !store
+            .interrupt_execution("sess_g", &stale, "lease lost")
+            .await
+            .unwrap()
+    );
+    assert_eq!(get(&store, "sess_g").await, before, "nothing changed");
+    assert_eq!(store.events("sess_g").await.unwrap(), events_before);
+    assert!(store.outputs("sess_g").await.unwrap().is_empty());
+
+    // The current generation renews and finishes.
+    let current = lease("exec_same0000", 2);
+    assert!(store.renew_lock("sess_g", &current, TTL).await.unwrap());
+    store
+        .finish_execution("sess_g", &current, &finish)
+        .await
+        .unwrap();
+    let done = get(&store, "sess_g").await;
+    assert_eq!((done.status, done.lock_generation), (SessionStatus::Completed, 2));
+    assert_eq!(done.locked_by, None);
+}
+
+/// Issue #14, cancellation across processes: a cancel request is recorded only for a
+/// `running` session under a lock, is seen only by that lock's owner and generation, keeps
+/// its first reason (bounded), and is dropped when the execution ends or a new one starts.
+#[tokio::test]
+async fn cancel_requests_reach_only_the_running_holder_and_end_with_it() {
+    let (dir, store) = fresh().await;
+    let pool = raw_of(&dir).await;
+    // Not running, or missing: nothing is recorded.
+    idle_session(&store, "sess_idle").await;
+    assert!(!store.request_cancel("sess_idle", "why").await.unwrap());
+    assert_eq!(cancel_columns(&pool, "sess_idle").await, (None, None));
+    assert!(!store.request_cancel("sess_missing", "why").await.unwrap());
+    // Running without a lock (the sweeper's to take): nothing either.
+    store
+        .begin_session(&new_session("sess_free", "exec_free0000"), &[])
+        .await
+        .unwrap();
+    set_lock(&pool, "sess_free", None, None).await;
+    assert!(!store.request_cancel("sess_free", "why").await.unwrap());
+    assert_eq!(cancel_columns(&pool, "sess_free").await, (None, None));
+
+    store
+        .begin_session(&new_session("sess_c", "exec_c0000000"), &[])
+        .await
+        .unwrap();
+    let holder = lease("exec_c0000000", 1);
+    assert_eq!(store.cancel_requested("sess_c", &holder).await.unwrap(), None);
+    assert!(store.request_cancel("sess_c", "stop it").await.unwrap());
+    assert!(store.request_cancel("sess_c", "a later reason").await.unwrap());
+    assert_eq!(
+        store.cancel_requested("sess_c", &holder).await.unwrap().as_deref(),
+        Some("stop it"),
+        "the first reason stays"
+    );
+    let before = get(&store, "sess_c").await;
+    assert_eq!(before.status, SessionStatus::Running, "a request changes no status");
+    for other in [lease("exec_c0000000", 2), lease("exec_other000", 1)] {
+        assert_eq!(store.cancel_requested("sess_c", &other).await.unwrap(), None);
+    }
+    // The end of the execution drops it.
+    store
+        .finish_execution(
+            "sess_c",
+            &holder,
+            &Finish::without_output(SessionStatus::Cancelled, vec![]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cancel_columns(&pool, "sess_c").await, (None, None));
+
+    // A request left on a row (e.g. written just before the lease was lost) never reaches the
+    // next execution: a new acquisition starts without one.
+    sqlx::query(
+        "UPDATE sessions SET status = 'running', cancel_requested_at = '2026-01-01T00:00:00+00:00', \
+         cancel_reason = 'old' WHERE session_id = 'sess_c'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    set_status(&pool, "sess_c", "completed").await;
+    let next = acquired(store.acquire_lock("sess_c", "cont_next0000", TTL).await.unwrap());
+    let next = Lease::of("cont_next0000", &next);
+    assert_eq!(next.generation, 2);
+    assert_eq!(store.cancel_requested("sess_c", &next).await.unwrap(), None);
+    assert_eq!(cancel_columns(&pool, "sess_c").await, (None, None));
+
+    // Interrupting drops it too; a reason is bounded (cut at a character boundary).
+    store
+        .begin_session(&new_session("sess_i", "exec_i0000000"), &[])
+        .await
+        .unwrap();
+    let long = "é".repeat(agent_core::MAX_CANCEL_REASON_BYTES);
+    assert!(store.request_cancel("sess_i", &long).await.unwrap());
+    let kept = store
+        .cancel_requested("sess_i", &lease("exec_i0000000", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(kept.len() <= agent_core::MAX_CANCEL_REASON_BYTES, "{}", kept.len());
+    assert!(kept.len() >= agent_core::MAX_CANCEL_REASON_BYTES - 1);
+    assert!(kept.chars().all(|c| c == 'é'));
+    assert!(
+        store
+            .interrupt_execution("sess_i", &lease("exec_i0000000", 1), "lease lost")
+            .await
+            .unwrap()
+    );
+    assert_eq!(cancel_columns(&pool, "sess_i").await, (None, None));
+}

@@ -182,8 +182,7 @@ async fn database_has_the_reference_schema() {
             "locked_by",
             "lock_expires_at",
             // Additive, after the reference columns (sessions.md §9): the lease fencing
-            // generation and cross-process cancel requests. The original neither reads nor
-            // writes them; its inserts name their columns, so the defaults apply.
+            // generation and cross-process cancel requests, each nullable or with a default.
             "lock_generation",
             "cancel_requested_at",
             "cancel_reason"
