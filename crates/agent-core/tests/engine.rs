@@ -3176,3 +3176,94 @@ fn agent_core_names_no_io_module() {
         offences.join("\n")
     );
 }
+
+/// Issue #14: the final write of a run whose lease was taken over (another node's stale
+/// takeover) fails as `NotHolder`; it is not retried and no interrupt replaces it: the new
+/// holder owns the row, which keeps its status, lock and events. The client hears "lease lost".
+#[tokio::test]
+async fn a_final_write_whose_lease_was_taken_is_neither_retried_nor_replaced() {
+    let gate = Arc::new(Notify::new());
+    let backend = FakeBackend::new().gated(Arc::clone(&gate));
+    let entered = backend.entered();
+    let h = Harness::build(backend, Vec::new(), EngineConfig::default());
+    let ctx = h.ctx();
+    let (run, (taken, events_before)) =
+        tokio::join!(h.engine.run_task(RunTaskRequest::new("t"), &ctx), async {
+            entered.notified().await;
+            let id = h.backend.last_request().session_id;
+            let mut r = h.record(&id);
+            r.locked_by = Some("cont_thief000@node_0000000000000002".to_owned());
+            r.lock_generation += 1;
+            h.store.seed(r.clone());
+            let events = h.events(&id);
+            gate.notify_one();
+            (r, events)
+        });
+    assert!(!run.ok);
+    assert_eq!(run.errors[0].code, ErrorCode::ProviderRuntimeError);
+    assert!(
+        run.errors[0].message.contains("lost its lease"),
+        "{}",
+        run.errors[0].message
+    );
+    assert_eq!(h.record(&run.session_id), taken, "the new holder's row is untouched");
+    assert_eq!(h.events(&run.session_id), events_before);
+    let calls = h.store.calls();
+    let count = |m: Method| calls.iter().filter(|c| **c == m).count();
+    assert_eq!(count(Method::FinishExecution), 1, "not retried");
+    assert_eq!(count(Method::InterruptExecution), 0, "no fallback");
+}
+
+/// Issue #14, cancellation across processes: `agent_cancel_session` through an engine that
+/// does not run the session (another process on the same store) records a cancel request; the
+/// engine that runs it sees it at its next poll, stops the backend call and records
+/// `session_cancelled` with the reason; the requester answers once the run has ended.
+#[tokio::test]
+async fn a_cancel_through_another_engine_on_the_same_store_stops_the_run() {
+    let gate = Arc::new(Notify::new());
+    let backend = FakeBackend::new().gated(Arc::clone(&gate));
+    let entered = backend.entered();
+    let h = Harness::build(backend, Vec::new(), EngineConfig::default());
+    let other = Engine::new(
+        Arc::clone(&h.store) as Arc<dyn SessionStore>,
+        Arc::new(FakeBackend::new()) as Arc<dyn agent_core::ExecutionBackend>,
+        Arc::new(policy()),
+        EngineConfig::default(),
+    );
+    assert_ne!(h.engine.node_id(), other.node_id());
+    let ctx = h.ctx();
+    let (run, cancel) = tokio::time::timeout(
+        Duration::from_secs(5),
+        async {
+            tokio::join!(h.engine.run_task(RunTaskRequest::new("t"), &ctx), async {
+                entered.notified().await;
+                let id = h.backend.last_request().session_id;
+                other
+                    .cancel_session_with_reason(&id, "stopped through node B")
+                    .await
+            })
+        },
+    )
+    .await
+    .expect("the run stops at its next poll, never reaching the gate");
+    let id = run.session_id.clone();
+    assert!(cancel.ok, "{:?}", cancel.to_value());
+    assert_eq!(cancel.result["status"], json!("cancelled"));
+    assert_eq!(run.errors[0].code, ErrorCode::SessionCancelled);
+    assert_eq!(
+        run.errors[0].message,
+        format!("Session {id} was cancelled: stopped through node B")
+    );
+    let r = h.record(&id);
+    assert_eq!((r.status, r.locked_by), (SessionStatus::Cancelled, None));
+    assert_eq!(
+        h.events(&id).last().cloned(),
+        Some((
+            "session_cancelled".to_owned(),
+            0,
+            json!({"reason": "stopped through node B"})
+        ))
+    );
+    // The request ended with the execution: a new run is not cancelled by it.
+    assert!(!h.store.request_cancel(&id, "late").await.unwrap());
+}
