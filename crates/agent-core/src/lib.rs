@@ -254,9 +254,10 @@ pub use model::{Profile, SessionStatus, Workflow};
 pub use ports::{
     ArtifactRecord, BackendOutput, BackendRequest, Capabilities, ChatMessage, ChatRole, EventLog,
     ExecContext, ExecutionBackend, ExecutionError, FailureKind, Finish, Lease, LockOutcome,
-    MAX_CANCEL_REASON_BYTES, MediationRequest, NewArtifact, NewSession, NoProgress, OutputMediator, PolicyViolation,
-    ProgressSink, SessionListItem, SessionRecord, SessionStore, StoreError, StoreErrorKind, ToolCallContext,
-    ToolDefinition, ToolExecutor, ToolProvider, Usage, WorkspacePolicy,
+    MAX_CANCEL_REASON_BYTES, MediationRequest, NewArtifact, NewSession, NoProgress, OutputMediator,
+    PolicyViolation, ProgressSink, SessionListItem, SessionRecord, SessionStore, StoreError,
+    StoreErrorKind, ToolCallContext, ToolDefinition, ToolExecutor, ToolProvider, Usage,
+    WorkspacePolicy,
 };
 pub use request::{
     CancelSessionRequest, ContinueSessionRequest, GetSessionRequest, ListSessionsRequest,

@@ -22,8 +22,8 @@ use agent_core::engine::conversation_history;
 use agent_core::error::ErrorCode;
 use agent_core::{
     BackendOutput, BackendRequest, ChatMessage, ChatRole, ContinueSessionRequest, Engine,
-    EngineConfig, Envelope, Event, EventLog, ExecContext, Finish, GetSessionRequest,
-    Lease, ListSessionsRequest, LockOutcome, NewSession, Profile, RunTaskRequest, SessionRecord,
+    EngineConfig, Envelope, Event, EventLog, ExecContext, Finish, GetSessionRequest, Lease,
+    ListSessionsRequest, LockOutcome, NewSession, Profile, RunTaskRequest, SessionRecord,
     SessionStatus, SessionStore, Timestamp, ToolCallContext, Usage, VerifyTaskRequest, Workflow,
 };
 use serde_json::{Value, json};
@@ -2952,7 +2952,11 @@ async fn mem_store_follows_the_session_store_contract() {
         events: vec![Event::provider_request_start(3)],
     };
     let err = store
-        .finish_execution(id, &Lease::new("cont_eeeeeeee", store.record(id).unwrap().lock_generation), &finish)
+        .finish_execution(
+            id,
+            &Lease::new("cont_eeeeeeee", store.record(id).unwrap().lock_generation),
+            &finish,
+        )
         .await
         .unwrap_err();
     assert!(err.message.contains("no longer holds its lock"), "{err}");
@@ -2967,7 +2971,11 @@ async fn mem_store_follows_the_session_store_contract() {
         (SessionStatus::Running, 0, 2, Some("cont_dddddddd"))
     );
     store
-        .finish_execution(id, &Lease::new("cont_dddddddd", store.record(id).unwrap().lock_generation), &finish)
+        .finish_execution(
+            id,
+            &Lease::new("cont_dddddddd", store.record(id).unwrap().lock_generation),
+            &finish,
+        )
         .await
         .unwrap();
     let r = store.record(id).unwrap();
@@ -2989,7 +2997,11 @@ async fn mem_store_follows_the_session_store_contract() {
     };
     assert!(
         store
-            .finish_execution(id, &Lease::new("cont_gggggggg", store.record(id).unwrap().lock_generation), &again)
+            .finish_execution(
+                id,
+                &Lease::new("cont_gggggggg", store.record(id).unwrap().lock_generation),
+                &again
+            )
             .await
             .is_err()
     );
@@ -3001,7 +3013,11 @@ async fn mem_store_follows_the_session_store_contract() {
         ..finish.clone()
     };
     store
-        .finish_execution(id, &Lease::new("cont_gggggggg", store.record(id).unwrap().lock_generation), &later)
+        .finish_execution(
+            id,
+            &Lease::new("cont_gggggggg", store.record(id).unwrap().lock_generation),
+            &later,
+        )
         .await
         .unwrap();
     assert_eq!(store.record(id).unwrap().locked_by, None);
@@ -3206,7 +3222,11 @@ async fn a_final_write_whose_lease_was_taken_is_neither_retried_nor_replaced() {
         "{}",
         run.errors[0].message
     );
-    assert_eq!(h.record(&run.session_id), taken, "the new holder's row is untouched");
+    assert_eq!(
+        h.record(&run.session_id),
+        taken,
+        "the new holder's row is untouched"
+    );
     assert_eq!(h.events(&run.session_id), events_before);
     let calls = h.store.calls();
     let count = |m: Method| calls.iter().filter(|c| **c == m).count();
@@ -3232,18 +3252,15 @@ async fn a_cancel_through_another_engine_on_the_same_store_stops_the_run() {
     );
     assert_ne!(h.engine.node_id(), other.node_id());
     let ctx = h.ctx();
-    let (run, cancel) = tokio::time::timeout(
-        Duration::from_secs(5),
-        async {
-            tokio::join!(h.engine.run_task(RunTaskRequest::new("t"), &ctx), async {
-                entered.notified().await;
-                let id = h.backend.last_request().session_id;
-                other
-                    .cancel_session_with_reason(&id, "stopped through node B")
-                    .await
-            })
-        },
-    )
+    let (run, cancel) = tokio::time::timeout(Duration::from_secs(5), async {
+        tokio::join!(h.engine.run_task(RunTaskRequest::new("t"), &ctx), async {
+            entered.notified().await;
+            let id = h.backend.last_request().session_id;
+            other
+                .cancel_session_with_reason(&id, "stopped through node B")
+                .await
+        })
+    })
     .await
     .expect("the run stops at its next poll, never reaching the gate");
     let id = run.session_id.clone();

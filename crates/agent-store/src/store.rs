@@ -13,9 +13,8 @@ use std::time::Duration;
 use agent_core::ids::new_artifact_id;
 use agent_core::{
     ArtifactRecord, ArtifactRef, Event, EventLog, Finish, Lease, LockOutcome,
-    MAX_CANCEL_REASON_BYTES, NewArtifact, NewSession,
-    SessionListItem, SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent,
-    Timestamp,
+    MAX_CANCEL_REASON_BYTES, NewArtifact, NewSession, SessionListItem, SessionRecord,
+    SessionStatus, SessionStore, StoreError, StoredEvent, Timestamp,
 };
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
@@ -499,7 +498,12 @@ impl SqliteStore {
         Ok(())
     }
 
-    async fn renew_lock_impl(&self, session_id: &str, lease: &Lease, ttl: Duration) -> Result<bool> {
+    async fn renew_lock_impl(
+        &self,
+        session_id: &str,
+        lease: &Lease,
+        ttl: Duration,
+    ) -> Result<bool> {
         let updated = sqlx::query(RENEW_LOCK)
             .bind(session_id)
             .bind(&lease.owner)
@@ -521,7 +525,11 @@ impl SqliteStore {
         Ok(updated.rows_affected() == 1)
     }
 
-    async fn cancel_requested_impl(&self, session_id: &str, lease: &Lease) -> Result<Option<String>> {
+    async fn cancel_requested_impl(
+        &self,
+        session_id: &str,
+        lease: &Lease,
+    ) -> Result<Option<String>> {
         let reason: Option<Option<String>> = sqlx::query_scalar(CANCEL_REQUESTED)
             .bind(session_id)
             .bind(&lease.owner)

@@ -601,7 +601,10 @@ async fn acquire_on_a_free_lock_returns_the_locked_row_without_touching_updated_
         },
         before
     );
-    assert_eq!(record.lock_generation, 2, "every acquisition is a new generation");
+    assert_eq!(
+        record.lock_generation, 2,
+        "every acquisition is a new generation"
+    );
     assert_eq!(get(&store, "sess_l").await, record);
 }
 
@@ -872,7 +875,11 @@ async fn interrupt_execution_applies_only_to_the_owners_running_session() {
     assert_eq!(get(&store, "sess_i1").await.status, SessionStatus::Running);
     assert!(
         store
-            .interrupt_execution("sess_i1", &lease("exec_1", 1), "the end could not be recorded")
+            .interrupt_execution(
+                "sess_i1",
+                &lease("exec_1", 1),
+                "the end could not be recorded"
+            )
             .await
             .unwrap()
     );
@@ -1998,7 +2005,10 @@ async fn a_stale_generation_can_neither_renew_nor_finish_nor_interrupt() {
         .await
         .unwrap();
     let done = get(&store, "sess_g").await;
-    assert_eq!((done.status, done.lock_generation), (SessionStatus::Completed, 2));
+    assert_eq!(
+        (done.status, done.lock_generation),
+        (SessionStatus::Completed, 2)
+    );
     assert_eq!(done.locked_by, None);
 }
 
@@ -2028,18 +2038,37 @@ async fn cancel_requests_reach_only_the_running_holder_and_end_with_it() {
         .await
         .unwrap();
     let holder = lease("exec_c0000000", 1);
-    assert_eq!(store.cancel_requested("sess_c", &holder).await.unwrap(), None);
-    assert!(store.request_cancel("sess_c", "stop it").await.unwrap());
-    assert!(store.request_cancel("sess_c", "a later reason").await.unwrap());
     assert_eq!(
-        store.cancel_requested("sess_c", &holder).await.unwrap().as_deref(),
+        store.cancel_requested("sess_c", &holder).await.unwrap(),
+        None
+    );
+    assert!(store.request_cancel("sess_c", "stop it").await.unwrap());
+    assert!(
+        store
+            .request_cancel("sess_c", "a later reason")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .cancel_requested("sess_c", &holder)
+            .await
+            .unwrap()
+            .as_deref(),
         Some("stop it"),
         "the first reason stays"
     );
     let before = get(&store, "sess_c").await;
-    assert_eq!(before.status, SessionStatus::Running, "a request changes no status");
+    assert_eq!(
+        before.status,
+        SessionStatus::Running,
+        "a request changes no status"
+    );
     for other in [lease("exec_c0000000", 2), lease("exec_other000", 1)] {
-        assert_eq!(store.cancel_requested("sess_c", &other).await.unwrap(), None);
+        assert_eq!(
+            store.cancel_requested("sess_c", &other).await.unwrap(),
+            None
+        );
     }
     // The end of the execution drops it.
     store
@@ -2062,7 +2091,12 @@ async fn cancel_requests_reach_only_the_running_holder_and_end_with_it() {
     .await
     .unwrap();
     set_status(&pool, "sess_c", "completed").await;
-    let next = acquired(store.acquire_lock("sess_c", "cont_next0000", TTL).await.unwrap());
+    let next = acquired(
+        store
+            .acquire_lock("sess_c", "cont_next0000", TTL)
+            .await
+            .unwrap(),
+    );
     let next = Lease::of("cont_next0000", &next);
     assert_eq!(next.generation, 2);
     assert_eq!(store.cancel_requested("sess_c", &next).await.unwrap(), None);
@@ -2080,7 +2114,11 @@ async fn cancel_requests_reach_only_the_running_holder_and_end_with_it() {
         .await
         .unwrap()
         .unwrap();
-    assert!(kept.len() <= agent_core::MAX_CANCEL_REASON_BYTES, "{}", kept.len());
+    assert!(
+        kept.len() <= agent_core::MAX_CANCEL_REASON_BYTES,
+        "{}",
+        kept.len()
+    );
     assert!(kept.len() >= agent_core::MAX_CANCEL_REASON_BYTES - 1);
     assert!(kept.chars().all(|c| c == 'é'));
     assert!(

@@ -11,9 +11,8 @@ use std::time::Duration;
 use agent_core::ids;
 use agent_core::{
     ArtifactRecord, ArtifactRef, Event, EventLog, Finish, Lease, LockOutcome,
-    MAX_CANCEL_REASON_BYTES, NewArtifact, NewSession,
-    Profile, SessionListItem, SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent,
-    Timestamp, Workflow,
+    MAX_CANCEL_REASON_BYTES, NewArtifact, NewSession, Profile, SessionListItem, SessionRecord,
+    SessionStatus, SessionStore, StoreError, StoredEvent, Timestamp, Workflow,
 };
 use async_trait::async_trait;
 use serde_json::Value;

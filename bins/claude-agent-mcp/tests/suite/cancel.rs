@@ -104,7 +104,10 @@ async fn cancel_through_another_server_stops_the_run_where_it_runs() {
     let env = TestEnv::new().await;
     let a = env.start().await;
     let (sid, call) = slow_run(&env, &a).await;
-    let owner = env.column(&sid, "locked_by").await.expect("A holds the lock");
+    let owner = env
+        .column(&sid, "locked_by")
+        .await
+        .expect("A holds the lock");
     let b = env.start().await;
     let started = std::time::Instant::now();
     let cancel = b
