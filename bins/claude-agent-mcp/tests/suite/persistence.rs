@@ -143,7 +143,7 @@ async fn recovery_leaves_finished_sessions_alone() {
     server.shutdown().await;
 }
 
-/// The reference schema of sessions.md §9, with this implementation's additive columns after
+/// The reference schema (`docs/reference/sessions.md#9-database-schema`), with this implementation's additive columns after
 /// the reference ones.
 #[tokio::test]
 async fn database_has_the_reference_schema() {
@@ -181,7 +181,7 @@ async fn database_has_the_reference_schema() {
             "summary_latest",
             "locked_by",
             "lock_expires_at",
-            // Additive, after the reference columns (sessions.md §9): the lease fencing
+            // Additive, after the reference columns: the lease fencing
             // generation and cross-process cancel requests, each nullable or with a default.
             "lock_generation",
             "cancel_requested_at",
