@@ -89,8 +89,9 @@ impl Lease {
     }
 }
 
-/// The longest cancel reason a store keeps ([`SessionStore::request_cancel`]); a longer one is
-/// cut (at a character boundary) by the caller.
+/// The longest cancel reason a store keeps ([`SessionStore::request_cancel`]), in bytes: a
+/// store cuts a longer one at a character boundary, when it records it and again when it
+/// reads it back (a row written by another program may hold anything).
 pub const MAX_CANCEL_REASON_BYTES: usize = 1024;
 
 /// A full session row (`docs/reference/sessions.md#2-session-record`).
@@ -336,10 +337,12 @@ pub trait SessionStore: EventLog {
 
     /// Cancellation across processes (`docs/reference/tools.md#10-agent_cancel_session`): asks
     /// the execution that holds `session_id`'s lock, wherever it runs, to cancel with `reason`
-    /// (at most [`MAX_CANCEL_REASON_BYTES`]; a store may cut a longer one). Recorded only while
-    /// the session is `running` under a lock, and bound to that lock's generation, so a request
-    /// never reaches a later execution. Answers whether it was recorded. The default (a store
-    /// with no shared state between processes) records nothing.
+    /// (cut to [`MAX_CANCEL_REASON_BYTES`]). Recorded only while the session is `running`
+    /// under a lock, and bound to that lock's acquisition: every acquisition starts without one,
+    /// and the end of the execution (finish, interrupt, release, sweep, recovery) drops it, so a
+    /// request never reaches a later execution. A second request keeps the first reason.
+    /// Answers whether a request is (now) recorded. The default (a store with no shared state
+    /// between processes) records nothing.
     async fn request_cancel(&self, _session_id: &str, _reason: &str) -> Result<bool, StoreError> {
         Ok(false)
     }
