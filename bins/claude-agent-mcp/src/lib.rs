@@ -236,6 +236,9 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         )));
     }
     let engine = Arc::new(engine);
+    // Operators match it against a session's lock owner (`<token>@<node id>`, shown by
+    // `session_conflict` answers) to tell which process runs it.
+    tracing::info!(target: "server", "Node id: {}", engine.node_id());
     // The lease sweeper (every half lock TTL, the engine's setting): sessions left `running`
     // under an expired lease (a process that died, a final write that could not be made)
     // become `interrupted` while this process serves, not only at the next start.

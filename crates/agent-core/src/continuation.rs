@@ -569,6 +569,7 @@ mod tests {
             summary_latest: Some("latest summary".to_owned()),
             locked_by: None,
             lock_expires_at: None,
+            lock_generation: 0,
         }
     }
 

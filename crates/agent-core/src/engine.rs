@@ -23,7 +23,7 @@ use crate::ids;
 use crate::model::{Profile, SessionStatus, Workflow};
 use crate::ports::{
     ArtifactRecord, BackendOutput, BackendRequest, ChatMessage, ChatRole, ExecContext,
-    ExecutionBackend, ExecutionError, FailureKind, Finish, LockOutcome, MediationRequest,
+    ExecutionBackend, ExecutionError, FailureKind, Finish, Lease, LockOutcome, MediationRequest,
     NewArtifact, NewSession, OutputMediator, PolicyViolation, SessionListItem, SessionRecord,
     SessionStore, StoreError, ToolCallContext, ToolDefinition, ToolExecutor, ToolProvider,
     WorkspacePolicy,
@@ -161,7 +161,16 @@ pub struct Engine {
     /// Executions in flight in this process, by session: how `agent_cancel_session` reaches
     /// a run started by another request or connection.
     running: std::sync::Mutex<HashMap<String, InFlight>>,
+    /// This process's node id (`ids::new_node_id`), carried by every lock owner token.
+    node_id: String,
 }
+
+/// How often an execution checks the store for a cancel request made by another process
+/// ([`SessionStore::cancel_requested`]): a cancel through any node stops the run within it.
+pub const CANCEL_POLL_PERIOD: Duration = Duration::from_millis(250);
+
+/// How long `agent_cancel_session` waits for the cancelled run to record its end.
+const CANCEL_WAIT: Duration = Duration::from_secs(10);
 
 /// An execution in flight: its cancellation token and, once cancelled, why.
 struct InFlight {
@@ -208,7 +217,15 @@ impl Engine {
             mediator: None,
             config,
             running: std::sync::Mutex::new(HashMap::new()),
+            node_id: ids::new_node_id(),
         }
+    }
+
+    /// This process's node id (`node_` + 16 hex), made when the engine is built: every lock owner
+    /// token ends with `@<node id>` (`docs/reference/sessions.md#1-identifiers`), so the
+    /// `locked_by` of a running session names the process that runs it.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
     }
 
     /// Adds a source of tools for the model (federation, built-in workspace tools).
@@ -317,7 +334,7 @@ impl Engine {
             Event::provider_request_start(0),
         ];
         events.extend(catalog_event);
-        let (session_id, owner) = match self.begin(workflow, profile, &working_dir, &events).await {
+        let (session_id, lease) = match self.begin(workflow, profile, &working_dir, &events).await {
             Ok(ids) => ids,
             Err(env) => return env,
         };
@@ -348,11 +365,11 @@ impl Engine {
             continuation: None,
         };
         let working_dir = request.working_directory.clone();
-        let outcome = self.execute(request, ctx, &owner).await;
+        let outcome = self.execute(request, ctx, &lease).await;
         let outcome = self
             .mediate(
                 &session_id,
-                &owner,
+                &lease,
                 0,
                 profile,
                 working_dir.as_deref(),
@@ -362,7 +379,7 @@ impl Engine {
             )
             .await;
         match self
-            .conclude(&session_id, &owner, workflow, profile, 0, 0, outcome)
+            .conclude(&session_id, &lease, workflow, profile, 0, 0, outcome)
             .await
         {
             Ok(done) => {
@@ -424,13 +441,16 @@ impl Engine {
             Ok(dir) => dir,
             Err(v) => return Envelope::failure(id, workflow, profile.as_str(), v.code, v.message),
         };
-        let owner = ids::new_lock_owner(workflow);
-        let record = match self
+        let owner = ids::new_lock_owner(workflow, &self.node_id);
+        let (record, lease) = match self
             .store
             .acquire_lock(id, &owner, self.config.lock_ttl)
             .await
         {
-            Ok(LockOutcome::Acquired(r)) => r,
+            Ok(LockOutcome::Acquired(r)) => {
+                let lease = Lease::of(owner, &r);
+                (r, lease)
+            }
             Ok(LockOutcome::NotFound) => return not_found(),
             Ok(LockOutcome::Conflict { owner: holder }) => {
                 return conflict(id, workflow, profile, &holder);
@@ -439,7 +459,7 @@ impl Engine {
         };
         if record.status == SessionStatus::Running {
             // Started between our read and our lock (its lease had already expired).
-            let _ = self.store.release_lock(id, &owner).await;
+            let _ = self.store.release_lock(id, &lease.owner).await;
             return running_denied(id, workflow, profile);
         }
         let max_turns = profile.effective_max_turns(req.max_turns);
@@ -464,7 +484,7 @@ impl Engine {
                     conversation_history(&events, &outputs, self.config.history_budget_chars),
                     None,
                 ),
-                Err(e) => return self.abandon(id, &owner, workflow, profile, &e).await,
+                Err(e) => return self.abandon(id, &lease, workflow, profile, &e).await,
             };
         let ToolRouting {
             tools,
@@ -490,7 +510,7 @@ impl Engine {
         events.push(Event::provider_request_start(prior_turns));
         events.extend(catalog_event);
         if let Err(e) = self.store.begin_execution(id, &events).await {
-            return self.abandon(id, &owner, workflow, profile, &e).await;
+            return self.abandon(id, &lease, workflow, profile, &e).await;
         }
         ctx.report(&format!("session {id} continuing"));
         let working_dir = Some(working_dir);
@@ -512,11 +532,11 @@ impl Engine {
             continuation: continuation.clone(),
         };
         let working_dir = request.working_directory.clone();
-        let outcome = self.execute(request, ctx, &owner).await;
+        let outcome = self.execute(request, ctx, &lease).await;
         let outcome = self
             .mediate(
                 id,
-                &owner,
+                &lease,
                 prior_turns,
                 profile,
                 working_dir.as_deref(),
@@ -537,7 +557,7 @@ impl Engine {
         match self
             .conclude(
                 id,
-                &owner,
+                &lease,
                 workflow,
                 profile,
                 prior_turns,
@@ -667,7 +687,7 @@ impl Engine {
             Event::policy_decision_verify(req.fail_closed, &req.evidence_paths),
             Event::provider_request_start(0),
         ];
-        let (session_id, owner) = match self.begin(workflow, profile, &working_dir, &events).await {
+        let (session_id, lease) = match self.begin(workflow, profile, &working_dir, &events).await {
             Ok(ids) => ids,
             Err(env) => return env,
         };
@@ -688,7 +708,7 @@ impl Engine {
             extra_instructions: None,
             continuation: None,
         };
-        let output = match self.execute(request, ctx, &owner).await {
+        let output = match self.execute(request, ctx, &lease).await {
             Ok(output) if output.output_text.trim().is_empty() => {
                 let failure = verification::empty_output();
                 let event = Event::error_payload(
@@ -696,7 +716,7 @@ impl Engine {
                     json!({ "error": failure.failure_code.as_str(), "summary": failure.summary }),
                 );
                 return self
-                    .unavailable(&session_id, &owner, event, &lint, &failure, None)
+                    .unavailable(&session_id, &lease, event, &lint, &failure, None)
                     .await;
             }
             Ok(output) => output,
@@ -710,11 +730,11 @@ impl Engine {
                         // Messages API failures keep their error code: they were generic errors before.
                         let error = (e.code == ErrorCode::ProviderRuntimeError)
                             .then(|| ErrorObject::new(e.code, e.message.clone()));
-                        self.unavailable(&session_id, &owner, event, &lint, &failure, error)
+                        self.unavailable(&session_id, &lease, event, &lint, &failure, error)
                             .await
                     }
                     None => {
-                        self.fail(&session_id, &owner, workflow, profile, 0, e)
+                        self.fail(&session_id, &lease, workflow, profile, 0, e)
                             .await
                     }
                 };
@@ -750,7 +770,7 @@ impl Engine {
                 Event::workflow_normalization(turns, verdict),
             ],
         };
-        if let Err(e) = self.finish(&session_id, &owner, &finish).await {
+        if let Err(e) = self.finish(&session_id, &lease, &finish).await {
             return store_failure(&session_id, workflow, profile, &e);
         }
         ctx.report(&format!("verification finished: {verdict}"));
@@ -770,7 +790,7 @@ impl Engine {
     async fn unavailable(
         &self,
         session_id: &str,
-        owner: &str,
+        lease: &Lease,
         event: Event,
         lint: &[ReasonCode],
         failure: &Unavailability,
@@ -778,7 +798,7 @@ impl Engine {
     ) -> Envelope {
         let finish = Finish::without_output(SessionStatus::Failed, vec![event]);
         let mut warnings = Vec::new();
-        if let Err(e) = self.finish(session_id, owner, &finish).await {
+        if let Err(e) = self.finish(session_id, lease, &finish).await {
             tracing::error!(session_id, error = %e, "could not record an unavailable verification");
             warnings.push(e.message);
         }
@@ -899,7 +919,7 @@ impl Engine {
     async fn conclude(
         &self,
         session_id: &str,
-        owner: &str,
+        lease: &Lease,
         workflow: Workflow,
         profile: Profile,
         prior_turns: i64,
@@ -910,7 +930,7 @@ impl Engine {
             Ok(output) => output,
             Err(e) => {
                 return Err(Box::new(
-                    self.fail(session_id, owner, workflow, profile, error_turn, e)
+                    self.fail(session_id, lease, workflow, profile, error_turn, e)
                         .await,
                 ));
             }
@@ -948,7 +968,7 @@ impl Engine {
                 output.stop_reason.as_deref(),
             )],
         };
-        if let Err(e) = self.finish(session_id, owner, &finish).await {
+        if let Err(e) = self.finish(session_id, lease, &finish).await {
             return Err(Box::new(store_failure(session_id, workflow, profile, &e)));
         }
         output.output_text = finish.output_text.take().unwrap_or_default();
@@ -986,17 +1006,20 @@ impl Engine {
         profile: Profile,
         working_directory: &std::path::Path,
         events: &[Event],
-    ) -> Result<(String, String), Envelope> {
+    ) -> Result<(String, Lease), Envelope> {
         let new_session = NewSession {
             session_id: ids::new_session_id(),
             workflow,
             profile,
             working_directory: Some(working_directory.to_string_lossy().into_owned()),
-            lock_owner: ids::new_lock_owner(workflow),
+            lock_owner: ids::new_lock_owner(workflow, &self.node_id),
             lock_ttl: self.config.lock_ttl,
         };
         match self.store.begin_session(&new_session, events).await {
-            Ok(_) => Ok((new_session.session_id, new_session.lock_owner)),
+            Ok(record) => {
+                let lease = Lease::of(new_session.lock_owner, &record);
+                Ok((new_session.session_id, lease))
+            }
             Err(e) => Err(store_failure("", workflow, profile, &e)),
         }
     }
@@ -1005,7 +1028,7 @@ impl Engine {
     async fn fail(
         &self,
         session_id: &str,
-        owner: &str,
+        lease: &Lease,
         workflow: Workflow,
         profile: Profile,
         turn: i64,
@@ -1013,19 +1036,19 @@ impl Engine {
     ) -> Envelope {
         if error.kind == FailureKind::Cancelled {
             return self
-                .record_cancelled(session_id, owner, workflow, profile, turn, &error.message)
+                .record_cancelled(session_id, lease, workflow, profile, turn, &error.message)
                 .await;
         }
         if error.kind == FailureKind::LeaseLost {
             return self
-                .record_lease_lost(session_id, owner, workflow, profile, error)
+                .record_lease_lost(session_id, lease, workflow, profile, error)
                 .await;
         }
         let object = ErrorObject::new(error.code, error.message);
         let finish =
             Finish::without_output(SessionStatus::Failed, vec![Event::error(turn, &object)]);
         let mut env = Envelope::error(session_id, workflow, profile.as_str(), object);
-        if let Err(e) = self.finish(session_id, owner, &finish).await {
+        if let Err(e) = self.finish(session_id, lease, &finish).await {
             tracing::error!(session_id, error = %e, "could not record a failed execution");
             env.warnings.push(e.message);
         }
@@ -1036,14 +1059,14 @@ impl Engine {
     async fn abandon(
         &self,
         session_id: &str,
-        owner: &str,
+        lease: &Lease,
         workflow: Workflow,
         profile: Profile,
         error: &StoreError,
     ) -> Envelope {
         let finish = Finish::without_output(SessionStatus::Failed, Vec::new());
         let mut env = store_failure(session_id, workflow, profile, error);
-        if let Err(e) = self.finish(session_id, owner, &finish).await {
+        if let Err(e) = self.finish(session_id, lease, &finish).await {
             env.warnings.push(e.message);
         }
         env
@@ -1065,7 +1088,7 @@ impl Engine {
     async fn mediate(
         &self,
         session_id: &str,
-        owner: &str,
+        lease: &Lease,
         prior_turns: i64,
         profile: Profile,
         working_directory: Option<&std::path::Path>,
@@ -1094,7 +1117,7 @@ impl Engine {
         // Mediation runs tools: the lease is renewed meanwhile, as during the backend call.
         let mediated = tokio::select! {
             mediated = mediator.mediate(request, ctx) => mediated,
-            lost = self.renew_lease(session_id, owner) => return Err(lost),
+            lost = self.renew_lease(session_id, lease) => return Err(lost),
         };
         match mediated {
             Ok(warnings) => {
@@ -1133,28 +1156,39 @@ impl Engine {
     async fn finish(
         &self,
         session_id: &str,
-        owner: &str,
+        lease: &Lease,
         finish: &Finish,
     ) -> Result<(), StoreError> {
-        let mut result = self.store.finish_execution(session_id, owner, finish).await;
+        let mut result = self.store.finish_execution(session_id, lease, finish).await;
         for delay in FINAL_WRITE_RETRY_DELAYS {
             let Err(e) = &result else {
                 return Ok(());
             };
+            if e.is_not_holder() {
+                break;
+            }
             tracing::warn!(session_id, error = %e, "could not record the end of the execution; retrying");
             tokio::time::sleep(delay).await;
-            result = self.store.finish_execution(session_id, owner, finish).await;
+            result = self.store.finish_execution(session_id, lease, finish).await;
         }
         let Err(error) = result else {
             return Ok(());
         };
+        if error.is_not_holder() {
+            // The lease was lost (taken over or cleared): the new holder owns the row, so
+            // nothing more is written for this execution, and retrying cannot succeed.
+            tracing::warn!(session_id, owner = %lease.owner, generation = lease.generation, error = %error, "the end of the execution was not recorded: lease lost");
+            return Err(StoreError::not_holder(format!(
+                "Session {session_id} lost its lease before the end of the execution could be recorded ({error}): its status is the new holder's"
+            )));
+        }
         let attempts = FINAL_WRITE_RETRY_DELAYS.len() + 1;
         let reason = format!(
             "the end of the execution could not be recorded after {attempts} attempts: {error}"
         );
         let message = match self
             .store
-            .interrupt_execution(session_id, owner, &reason)
+            .interrupt_execution(session_id, lease, &reason)
             .await
         {
             Ok(true) => format!(
@@ -1163,13 +1197,13 @@ impl Engine {
             // Not running (a continuation abandoned before it started) or another owner's:
             // the status stays; our lock, if we still hold it, is released.
             Ok(false) => {
-                self.release_after_failure(session_id, owner).await;
+                self.release_after_failure(session_id, lease).await;
                 format!("Session {session_id}: {reason}; its status is unchanged")
             }
             Err(fallback) => {
                 tracing::error!(session_id, error = %fallback, "could not mark the session interrupted");
                 // A `running` row without a lock has no live lease: the sweeper takes it.
-                self.release_after_failure(session_id, owner).await;
+                self.release_after_failure(session_id, lease).await;
                 format!(
                     "Session {session_id}: {reason}; marking it interrupted failed too ({fallback}): the lease sweeper marks it interrupted"
                 )
@@ -1178,8 +1212,8 @@ impl Engine {
         Err(StoreError::new(message))
     }
 
-    async fn release_after_failure(&self, session_id: &str, owner: &str) {
-        if let Err(e) = self.store.release_lock(session_id, owner).await {
+    async fn release_after_failure(&self, session_id: &str, lease: &Lease) {
+        if let Err(e) = self.store.release_lock(session_id, &lease.owner).await {
             tracing::error!(session_id, error = %e, "could not release the session lock");
         }
     }
@@ -1192,7 +1226,7 @@ impl Engine {
         &self,
         request: BackendRequest,
         ctx: &ExecContext,
-        owner: &str,
+        lease: &Lease,
     ) -> Result<BackendOutput, ExecutionError> {
         let session_id = request.session_id.clone();
         let cancel = ctx.cancel.child_token();
@@ -1207,7 +1241,8 @@ impl Engine {
             );
         }
         let ctx = ExecContext::new(cancel.clone(), Arc::clone(&ctx.progress));
-        let renew = self.renew_lease(&session_id, owner);
+        let renew = self.renew_lease(&session_id, lease);
+        let remote_cancel = self.watch_cancel_requests(&session_id, lease, &reason, &cancel);
         // A heartbeat keeps clients that reset their time-outs on progress waiting.
         let heartbeat = async {
             let started = tokio::time::Instant::now();
@@ -1223,6 +1258,7 @@ impl Engine {
             () = cancel.cancelled() => Err(ExecutionError::cancelled()),
             lost = renew => Err(lost),
             never = heartbeat => match never {},
+            never = remote_cancel => match never {},
         };
         if let Ok(mut running) = self.running.lock() {
             running.remove(&session_id);
@@ -1246,13 +1282,65 @@ impl Engine {
         }
     }
 
+    /// Cancellation requested through another process on the same store
+    /// ([`SessionStore::request_cancel`]): every [`CANCEL_POLL_PERIOD`], or at once when the
+    /// store pushes a wake-up for this session ([`SessionStore::cancel_wakeups`]), one read of
+    /// [`SessionStore::cancel_requested`]; a request records its reason (unless the run was
+    /// already cancelled with one) and cancels the run. Never returns: raced against the work.
+    async fn watch_cancel_requests(
+        &self,
+        session_id: &str,
+        lease: &Lease,
+        reason: &std::sync::Mutex<Option<String>>,
+        cancel: &CancellationToken,
+    ) -> std::convert::Infallible {
+        use tokio::sync::broadcast::error::RecvError;
+        let mut wakeups = self.store.cancel_wakeups();
+        let mut interval = tokio::time::interval(CANCEL_POLL_PERIOD);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate: a run that ends within one period reads nothing.
+        interval.tick().await;
+        loop {
+            match wakeups.as_mut() {
+                Some(rx) => tokio::select! {
+                    _ = interval.tick() => {}
+                    woken = rx.recv() => match woken {
+                        Ok(id) if id != session_id => continue,
+                        Ok(_) | Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Closed) => {
+                            wakeups = None;
+                            continue;
+                        }
+                    },
+                },
+                None => {
+                    interval.tick().await;
+                }
+            }
+            match self.store.cancel_requested(session_id, lease).await {
+                Ok(Some(why)) => {
+                    tracing::info!(session_id, reason = %why, "cancel requested through another process");
+                    if let Ok(mut reason) = reason.lock() {
+                        reason.get_or_insert(why);
+                    }
+                    cancel.cancel();
+                    return std::future::pending().await;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(session_id, error = %e, "could not check for a cancel request; retrying");
+                }
+            }
+        }
+    }
+
     /// Renews `owner`'s lease every third of the TTL: raced against work done under the lock
     /// (the backend call, mediation), so that the lease sweeper never takes a session whose
     /// execution is alive. Returns only when the lease is lost, and the work must stop at
     /// once: the store answers that `owner` no longer holds the lock (another execution took
     /// it, or it was cleared), or renewals kept failing until the lease could expire before
     /// the next one (a single failed renewal is retried at the next tick).
-    async fn renew_lease(&self, session_id: &str, owner: &str) -> ExecutionError {
+    async fn renew_lease(&self, session_id: &str, lease: &Lease) -> ExecutionError {
         let ttl = self.config.lock_ttl;
         let period = (ttl / 3).max(Duration::from_millis(10));
         let mut interval = tokio::time::interval(period);
@@ -1260,7 +1348,7 @@ impl Engine {
         let mut renewed = tokio::time::Instant::now();
         loop {
             interval.tick().await;
-            match self.store.renew_lock(session_id, owner, ttl).await {
+            match self.store.renew_lock(session_id, lease, ttl).await {
                 Ok(true) => renewed = tokio::time::Instant::now(),
                 Ok(false) => {
                     return lease_lost(
@@ -1285,12 +1373,12 @@ impl Engine {
     async fn record_lease_lost(
         &self,
         session_id: &str,
-        owner: &str,
+        lease: &Lease,
         workflow: Workflow,
         profile: Profile,
         error: ExecutionError,
     ) -> Envelope {
-        tracing::warn!(session_id, owner, error = %error, "execution stopped: lease lost");
+        tracing::warn!(session_id, owner = %lease.owner, generation = lease.generation, error = %error, "execution stopped: lease lost");
         let mut env = Envelope::failure(
             session_id,
             workflow,
@@ -1300,7 +1388,7 @@ impl Engine {
         );
         match self
             .store
-            .interrupt_execution(session_id, owner, LEASE_LOST)
+            .interrupt_execution(session_id, lease, LEASE_LOST)
             .await
         {
             Ok(true) => {}
@@ -1309,7 +1397,7 @@ impl Engine {
             )),
             Err(e) => {
                 tracing::error!(session_id, error = %e, "could not mark the session interrupted");
-                self.release_after_failure(session_id, owner).await;
+                self.release_after_failure(session_id, lease).await;
                 env.warnings.push(e.message);
             }
         }
@@ -1320,7 +1408,7 @@ impl Engine {
     async fn record_cancelled(
         &self,
         session_id: &str,
-        owner: &str,
+        lease: &Lease,
         workflow: Workflow,
         profile: Profile,
         turn: i64,
@@ -1337,7 +1425,7 @@ impl Engine {
             ErrorCode::SessionCancelled,
             format!("Session {session_id} was cancelled: {reason}"),
         );
-        if let Err(e) = self.finish(session_id, owner, &finish).await {
+        if let Err(e) = self.finish(session_id, lease, &finish).await {
             tracing::error!(session_id, error = %e, "could not record a cancelled execution");
             env.warnings.push(e.message);
         }
@@ -1383,6 +1471,19 @@ impl Engine {
             })
         });
         let Some(token) = token else {
+            // Not running here: a run under a lock in another process on the same store is
+            // asked to stop through the store ([`SessionStore::request_cancel`]).
+            if record.status == SessionStatus::Running {
+                match self.store.request_cancel(session_id, why).await {
+                    Ok(true) => {
+                        return self
+                            .await_cancelled(session_id, profile, record.status)
+                            .await;
+                    }
+                    Ok(false) => {}
+                    Err(e) => return store_failure(session_id, workflow, profile, &e),
+                }
+            }
             return Envelope::failure(
                 session_id,
                 workflow,
@@ -1395,9 +1496,20 @@ impl Engine {
             );
         };
         token.cancel();
-        // The run records its own end; wait for it (briefly) so the answer reflects it.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        let mut status = record.status;
+        self.await_cancelled(session_id, profile, record.status)
+            .await
+    }
+
+    /// The answer of `agent_cancel_session` once the run was told to stop: the run records its
+    /// own end; wait for it (at most [`CANCEL_WAIT`]) so the answer reflects it.
+    async fn await_cancelled(
+        &self,
+        session_id: &str,
+        profile: Profile,
+        mut status: SessionStatus,
+    ) -> Envelope {
+        let workflow = Workflow::CancelSession;
+        let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
         while tokio::time::Instant::now() < deadline {
             match self.store.get_session(session_id).await {
                 Ok(Some(r)) if r.status != SessionStatus::Running => {

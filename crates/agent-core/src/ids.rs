@@ -18,15 +18,23 @@ pub fn new_artifact_id() -> String {
     format!("art_{}", hex_prefix(16))
 }
 
-/// A lock owner token: `exec_`, `cont_` or `ver_` followed by 8 hex digits.
-pub fn new_lock_owner(workflow: Workflow) -> String {
+/// A serving process's node id, made once at startup, e.g. `node_4f1c2a9b0d3e5f67`: lock owner
+/// tokens carry it, so an operator can tell which process holds a session.
+pub fn new_node_id() -> String {
+    format!("node_{}", hex_prefix(16))
+}
+
+/// A lock owner token, new for every execution: `exec_`, `cont_` or `ver_` followed by 8 hex
+/// digits, then `@` and the node id of the process that runs it, e.g.
+/// `exec_4f1c2a9b@node_0d3e5f674f1c2a9b`.
+pub fn new_lock_owner(workflow: Workflow, node_id: &str) -> String {
     let prefix = match workflow {
         Workflow::RunTask => "exec",
         Workflow::ContinueSession => "cont",
         Workflow::VerifyTask => "ver",
         Workflow::CancelSession => "cncl",
     };
-    format!("{prefix}_{}", hex_prefix(8))
+    format!("{prefix}_{}@{node_id}", hex_prefix(8))
 }
 
 #[cfg(test)]
@@ -46,9 +54,14 @@ mod tests {
         let a = new_artifact_id();
         assert_eq!(a.len(), 20);
         assert!(a.starts_with("art_") && is_hex(&a[4..]));
-        assert!(new_lock_owner(Workflow::RunTask).starts_with("exec_"));
-        assert!(new_lock_owner(Workflow::ContinueSession).starts_with("cont_"));
-        assert_eq!(new_lock_owner(Workflow::VerifyTask).len(), 12);
+        let node = new_node_id();
+        assert_eq!(node.len(), 21);
+        assert!(node.starts_with("node_") && is_hex(&node[5..]));
+        assert!(new_lock_owner(Workflow::RunTask, &node).starts_with("exec_"));
+        assert!(new_lock_owner(Workflow::ContinueSession, &node).starts_with("cont_"));
+        let owner = new_lock_owner(Workflow::VerifyTask, &node);
+        assert_eq!(owner.len(), 12 + 1 + 21);
+        assert_eq!(owner.split_once('@').map(|(_, n)| n), Some(node.as_str()));
         assert_ne!(new_session_id(), new_session_id());
     }
 }

@@ -30,7 +30,7 @@
 //! # use std::sync::Mutex;
 //! # use std::time::Duration;
 //! # use agent_core::{
-//! #     ArtifactRecord, ArtifactRef, Event, EventLog, Finish, LockOutcome, NewArtifact, NewSession, SessionListItem,
+//! #     ArtifactRecord, ArtifactRef, Event, EventLog, Finish, Lease, LockOutcome, NewArtifact, NewSession, SessionListItem,
 //! #     SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent, Timestamp,
 //! # };
 //! #
@@ -68,6 +68,7 @@
 //! #             created_at: now, updated_at: now, last_activity_at: now,
 //! #             request_count: 1, turn_count: 0, artifact_count: 0, summary_latest: None,
 //! #             locked_by: Some(s.lock_owner.clone()), lock_expires_at: Some(now.plus(s.lock_ttl)),
+//! #             lock_generation: 1,
 //! #         };
 //! #         self.sessions.lock().unwrap().insert(s.session_id.clone(), record.clone());
 //! #         self.log(&s.session_id, events);
@@ -87,7 +88,7 @@
 //! #         self.log(id, events);
 //! #         Ok(())
 //! #     }
-//! #     async fn finish_execution(&self, id: &str, _: &str, f: &Finish) -> Result<(), StoreError> {
+//! #     async fn finish_execution(&self, id: &str, _: &Lease, f: &Finish) -> Result<(), StoreError> {
 //! #         if let Some(row) = self.sessions.lock().unwrap().get_mut(id) {
 //! #             row.status = f.status;
 //! #             row.locked_by = None;
@@ -102,10 +103,10 @@
 //! #             logical_name: a.logical_name.into(), mime_type: a.mime_type.into(),
 //! #         })
 //! #     }
-//! #     async fn interrupt_execution(&self, id: &str, owner: &str, reason: &str) -> Result<bool, StoreError> {
+//! #     async fn interrupt_execution(&self, id: &str, lease: &Lease, reason: &str) -> Result<bool, StoreError> {
 //! #         let mut sessions = self.sessions.lock().unwrap();
 //! #         let Some(row) = sessions.get_mut(id) else { return Ok(false) };
-//! #         if row.status != SessionStatus::Running || row.locked_by.as_deref().is_some_and(|o| o != owner) {
+//! #         if row.status != SessionStatus::Running || row.locked_by.as_deref().is_some_and(|o| o != lease.owner) {
 //! #             return Ok(false);
 //! #         }
 //! #         row.status = SessionStatus::Interrupted;
@@ -252,10 +253,11 @@ pub use event::{Event, EventType, StoredEvent};
 pub use model::{Profile, SessionStatus, Workflow};
 pub use ports::{
     ArtifactRecord, BackendOutput, BackendRequest, Capabilities, ChatMessage, ChatRole, EventLog,
-    ExecContext, ExecutionBackend, ExecutionError, FailureKind, Finish, LockOutcome,
-    MediationRequest, NewArtifact, NewSession, NoProgress, OutputMediator, PolicyViolation,
-    ProgressSink, SessionListItem, SessionRecord, SessionStore, StoreError, ToolCallContext,
-    ToolDefinition, ToolExecutor, ToolProvider, Usage, WorkspacePolicy,
+    ExecContext, ExecutionBackend, ExecutionError, FailureKind, Finish, Lease, LockOutcome,
+    MAX_CANCEL_REASON_BYTES, MediationRequest, NewArtifact, NewSession, NoProgress, OutputMediator,
+    PolicyViolation, ProgressSink, SessionListItem, SessionRecord, SessionStore, StoreError,
+    StoreErrorKind, ToolCallContext, ToolDefinition, ToolExecutor, ToolProvider, Usage,
+    WorkspacePolicy,
 };
 pub use request::{
     CancelSessionRequest, ContinueSessionRequest, GetSessionRequest, ListSessionsRequest,

@@ -26,15 +26,73 @@ use crate::time::Timestamp;
 #[error("{message}")]
 pub struct StoreError {
     pub message: String,
+    /// What kind of failure it is, where the engine acts on it.
+    pub kind: StoreErrorKind,
+}
+
+/// The failures the engine tells apart; every other one is [`StoreErrorKind::Other`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoreErrorKind {
+    #[default]
+    Other,
+    /// A fenced write ([`SessionStore::finish_execution`]) found that the [`Lease`] it
+    /// presented no longer holds the session's lock: another execution (in this process or
+    /// another one) took it, or it was cleared. Retrying cannot succeed and nothing may be
+    /// written for the execution any more: the new holder owns the row.
+    NotHolder,
 }
 
 impl StoreError {
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            kind: StoreErrorKind::Other,
         }
     }
+
+    /// A [`StoreErrorKind::NotHolder`] failure.
+    pub fn not_holder(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            kind: StoreErrorKind::NotHolder,
+        }
+    }
+
+    pub fn is_not_holder(&self) -> bool {
+        self.kind == StoreErrorKind::NotHolder
+    }
 }
+
+/// An execution's hold on a session's lock (`docs/reference/sessions.md#4-locking`): its owner
+/// token (new for every execution, carrying the node id of the process) and the fencing
+/// generation the store gave the acquisition (`lock_generation`, incremented by every
+/// acquisition, stale takeovers included). Every write that renews or ends the execution
+/// presents both and applies only while both still match the row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub generation: i64,
+}
+
+impl Lease {
+    pub fn new(owner: impl Into<String>, generation: i64) -> Self {
+        Self {
+            owner: owner.into(),
+            generation,
+        }
+    }
+
+    /// The lease of an acquisition: `record` as the store returned it when the lock was taken
+    /// ([`SessionStore::begin_session`], [`LockOutcome::Acquired`]).
+    pub fn of(owner: impl Into<String>, record: &SessionRecord) -> Self {
+        Self::new(owner, record.lock_generation)
+    }
+}
+
+/// The longest cancel reason a store keeps ([`SessionStore::request_cancel`]), in bytes: a
+/// store cuts a longer one at a character boundary, when it records it and again when it
+/// reads it back (a row written by another program may hold anything).
+pub const MAX_CANCEL_REASON_BYTES: usize = 1024;
 
 /// A full session row (`docs/reference/sessions.md#2-session-record`).
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +113,9 @@ pub struct SessionRecord {
     pub summary_latest: Option<String>,
     pub locked_by: Option<String>,
     pub lock_expires_at: Option<Timestamp>,
+    /// The fencing generation: incremented by every lock acquisition (creation, continuation,
+    /// stale takeover); 0 on a row no acquisition of this implementation touched.
+    pub lock_generation: i64,
 }
 
 /// One row of `agent_list_sessions`.
@@ -216,13 +277,13 @@ pub trait SessionStore: EventLog {
     /// Clears the lock if `owner` holds it; otherwise does nothing.
     async fn release_lock(&self, session_id: &str, owner: &str) -> Result<(), StoreError>;
 
-    /// Extends `owner`'s lease to now + `ttl`; false when `owner` no longer holds the lock (the
-    /// engine then stops the execution: its lease is lost). A store without leases, whose
-    /// locks never expire, answers true.
+    /// Extends `lease`'s expiry to now + `ttl`; false when `lease` (owner and generation) no
+    /// longer holds the lock (the engine then stops the execution: its lease is lost). A store
+    /// without leases, whose locks never expire, answers true.
     async fn renew_lock(
         &self,
         _session_id: &str,
-        _owner: &str,
+        _lease: &Lease,
         _ttl: Duration,
     ) -> Result<bool, StoreError> {
         Ok(true)
@@ -231,16 +292,16 @@ pub trait SessionStore: EventLog {
     /// Sets `running`, `request_count += 1` and appends `events`.
     async fn begin_execution(&self, session_id: &str, events: &[Event]) -> Result<(), StoreError>;
 
-    /// Applies `finish`, appends its events and releases `owner`'s lock, in one transaction.
-    /// Fenced: it fails and applies nothing unless `owner` holds the lock (each execution's
-    /// owner token is new, so an execution whose lock was taken over or cleared can no longer
-    /// write its end). A kept output is never overwritten: when an output is already kept at
-    /// `finish.turn_count` (another execution finished that turn first), this fails and
-    /// applies nothing.
+    /// Applies `finish`, appends its events, releases `lease`'s lock and drops any cancel
+    /// request, in one transaction. Fenced: it fails with [`StoreErrorKind::NotHolder`] and
+    /// applies nothing unless `lease` (owner token and generation) holds the lock, so an
+    /// execution whose lock was taken over or cleared can no longer write its end. A kept
+    /// output is never overwritten: when an output is already kept at `finish.turn_count`
+    /// (another execution finished that turn first), this fails and applies nothing.
     async fn finish_execution(
         &self,
         session_id: &str,
-        owner: &str,
+        lease: &Lease,
         finish: &Finish,
     ) -> Result<(), StoreError>;
 
@@ -249,14 +310,15 @@ pub trait SessionStore: EventLog {
     async fn store_artifact(&self, artifact: NewArtifact<'_>) -> Result<ArtifactRef, StoreError>;
 
     /// The fallback when [`finish_execution`](Self::finish_execution) keeps failing: a
-    /// `running` session whose lock `owner` holds (or that has no lock) becomes `interrupted`,
-    /// its lock is released and a `session_interrupted {"reason"}` event is appended, in one
-    /// transaction. Answers false, changing nothing, when the session is missing, not
-    /// `running`, or locked by another owner.
+    /// `running` session whose lock `lease` holds (owner and generation; or that has no lock)
+    /// becomes `interrupted`, its lock is released, any cancel request dropped and a
+    /// `session_interrupted {"reason"}` event is appended, in one transaction. Answers false,
+    /// changing nothing, when the session is missing, not `running`, or locked by another
+    /// lease.
     async fn interrupt_execution(
         &self,
         session_id: &str,
-        owner: &str,
+        lease: &Lease,
         reason: &str,
     ) -> Result<bool, StoreError>;
 
@@ -272,6 +334,39 @@ pub trait SessionStore: EventLog {
     /// count. A lease that is still live belongs to a run in another process on the same store
     /// and is left alone (the sweeper takes it if that process dies).
     async fn recover_interrupted(&self) -> Result<u64, StoreError>;
+
+    /// Cancellation across processes (`docs/reference/tools.md#10-agent_cancel_session`): asks
+    /// the execution that holds `session_id`'s lock, wherever it runs, to cancel with `reason`
+    /// (cut to [`MAX_CANCEL_REASON_BYTES`]). Recorded only while the session is `running`
+    /// under a lock, and bound to that lock's acquisition: every acquisition starts without one,
+    /// and the end of the execution (finish, interrupt, release, sweep, recovery) drops it, so a
+    /// request never reaches a later execution. A second request keeps the first reason.
+    /// Answers whether a request is (now) recorded. The default (a store with no shared state
+    /// between processes) records nothing.
+    async fn request_cancel(&self, _session_id: &str, _reason: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// The reason of a cancel request made for `lease`'s execution
+    /// ([`request_cancel`](Self::request_cancel)), if any: polled by the holder while it runs
+    /// (at most every 500 ms), so it must be one indexed read. A request made for an earlier
+    /// lease, or for a session that `lease` no longer holds, answers `None`.
+    async fn cancel_requested(
+        &self,
+        _session_id: &str,
+        _lease: &Lease,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
+    /// An optional push channel for [`request_cancel`](Self::request_cancel): a store that can
+    /// tell a process at once that a cancel was requested (PostgreSQL `LISTEN/NOTIFY`) sends the
+    /// session id on it, and the holder checks [`cancel_requested`](Self::cancel_requested)
+    /// without waiting for its next poll. `None` (the default): polling only. Called once per
+    /// execution; a lagging receiver only loses wake-ups, never requests.
+    fn cancel_wakeups(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
 
     /// The artifacts of a session, oldest first.
     async fn artifacts(&self, _session_id: &str) -> Result<Vec<ArtifactRecord>, StoreError> {

@@ -22,7 +22,7 @@ use agent_core::engine::conversation_history;
 use agent_core::error::ErrorCode;
 use agent_core::{
     BackendOutput, BackendRequest, ChatMessage, ChatRole, ContinueSessionRequest, Engine,
-    EngineConfig, Envelope, Event, EventLog, ExecContext, Finish, GetSessionRequest,
+    EngineConfig, Envelope, Event, EventLog, ExecContext, Finish, GetSessionRequest, Lease,
     ListSessionsRequest, LockOutcome, NewSession, Profile, RunTaskRequest, SessionRecord,
     SessionStatus, SessionStore, Timestamp, ToolCallContext, Usage, VerifyTaskRequest, Workflow,
 };
@@ -379,6 +379,7 @@ async fn run_task_success_returns_envelope_events_record_and_output_artifact() {
             summary_latest: Some("Refactored the parser.".to_owned()),
             locked_by: None,
             lock_expires_at: None,
+            lock_generation: 1,
             ..r.clone()
         }
     );
@@ -662,6 +663,7 @@ async fn run_task_backend_failure_fails_session_and_writes_error_event() {
             summary_latest: None,
             locked_by: None,
             lock_expires_at: None,
+            lock_generation: 1,
             ..r.clone()
         }
     );
@@ -807,6 +809,7 @@ async fn continue_passes_history_and_accumulates_counters() {
             summary_latest: Some("Third answer".to_owned()),
             locked_by: None,
             lock_expires_at: None,
+            lock_generation: 3,
             ..r.clone()
         }
     );
@@ -1791,6 +1794,7 @@ async fn verify_success_records_verdict_events_and_report_artifact() {
             summary_latest: Some(summary.to_owned()),
             locked_by: None,
             lock_expires_at: None,
+            lock_generation: 1,
             ..r.clone()
         }
     );
@@ -2638,7 +2642,14 @@ async fn continuing_a_session_whose_run_is_in_flight_is_a_conflict() {
         let r = h.record(&id);
         assert_eq!(r.status, SessionStatus::Running);
         let owner = r.locked_by.clone().unwrap();
-        assert!(owner.starts_with("exec_") && owner.len() == 13, "{owner}");
+        // `exec_` + 8 hex, then `@` and this process's node id.
+        let node = h.engine.node_id();
+        assert!(node.starts_with("node_") && node.len() == 21, "{node}");
+        assert_eq!(owner.len(), 13 + 1 + 21, "{owner}");
+        assert!(
+            owner.starts_with("exec_") && owner.ends_with(&format!("@{node}")),
+            "{owner}"
+        );
         assert_eq!(
             r.lock_expires_at,
             Some(r.created_at.plus(Duration::from_secs(7)))
@@ -2941,7 +2952,11 @@ async fn mem_store_follows_the_session_store_contract() {
         events: vec![Event::provider_request_start(3)],
     };
     let err = store
-        .finish_execution(id, "cont_eeeeeeee", &finish)
+        .finish_execution(
+            id,
+            &Lease::new("cont_eeeeeeee", store.record(id).unwrap().lock_generation),
+            &finish,
+        )
         .await
         .unwrap_err();
     assert!(err.message.contains("no longer holds its lock"), "{err}");
@@ -2956,7 +2971,11 @@ async fn mem_store_follows_the_session_store_contract() {
         (SessionStatus::Running, 0, 2, Some("cont_dddddddd"))
     );
     store
-        .finish_execution(id, "cont_dddddddd", &finish)
+        .finish_execution(
+            id,
+            &Lease::new("cont_dddddddd", store.record(id).unwrap().lock_generation),
+            &finish,
+        )
         .await
         .unwrap();
     let r = store.record(id).unwrap();
@@ -2978,7 +2997,11 @@ async fn mem_store_follows_the_session_store_contract() {
     };
     assert!(
         store
-            .finish_execution(id, "cont_gggggggg", &again)
+            .finish_execution(
+                id,
+                &Lease::new("cont_gggggggg", store.record(id).unwrap().lock_generation),
+                &again
+            )
             .await
             .is_err()
     );
@@ -2990,7 +3013,11 @@ async fn mem_store_follows_the_session_store_contract() {
         ..finish.clone()
     };
     store
-        .finish_execution(id, "cont_gggggggg", &later)
+        .finish_execution(
+            id,
+            &Lease::new("cont_gggggggg", store.record(id).unwrap().lock_generation),
+            &later,
+        )
         .await
         .unwrap();
     assert_eq!(store.record(id).unwrap().locked_by, None);
@@ -3019,7 +3046,7 @@ async fn mem_store_follows_the_session_store_contract() {
     assert_eq!(store.record(&live.session_id).unwrap(), live);
     assert!(
         store
-            .finish_execution("sess_missing", "x", &finish)
+            .finish_execution("sess_missing", &Lease::new("x", 1), &finish)
             .await
             .is_err()
     );
@@ -3164,4 +3191,96 @@ fn agent_core_names_no_io_module() {
         "I/O in agent-core:\n{}",
         offences.join("\n")
     );
+}
+
+/// Issue #14: the final write of a run whose lease was taken over (another node's stale
+/// takeover) fails as `NotHolder`; it is not retried and no interrupt replaces it: the new
+/// holder owns the row, which keeps its status, lock and events. The client hears "lease lost".
+#[tokio::test]
+async fn a_final_write_whose_lease_was_taken_is_neither_retried_nor_replaced() {
+    let gate = Arc::new(Notify::new());
+    let backend = FakeBackend::new().gated(Arc::clone(&gate));
+    let entered = backend.entered();
+    let h = Harness::build(backend, Vec::new(), EngineConfig::default());
+    let ctx = h.ctx();
+    let (run, (taken, events_before)) =
+        tokio::join!(h.engine.run_task(RunTaskRequest::new("t"), &ctx), async {
+            entered.notified().await;
+            let id = h.backend.last_request().session_id;
+            let mut r = h.record(&id);
+            r.locked_by = Some("cont_thief000@node_0000000000000002".to_owned());
+            r.lock_generation += 1;
+            h.store.seed(r.clone());
+            let events = h.events(&id);
+            gate.notify_one();
+            (r, events)
+        });
+    assert!(!run.ok);
+    assert_eq!(run.errors[0].code, ErrorCode::ProviderRuntimeError);
+    assert!(
+        run.errors[0].message.contains("lost its lease"),
+        "{}",
+        run.errors[0].message
+    );
+    assert_eq!(
+        h.record(&run.session_id),
+        taken,
+        "the new holder's row is untouched"
+    );
+    assert_eq!(h.events(&run.session_id), events_before);
+    let calls = h.store.calls();
+    let count = |m: Method| calls.iter().filter(|c| **c == m).count();
+    assert_eq!(count(Method::FinishExecution), 1, "not retried");
+    assert_eq!(count(Method::InterruptExecution), 0, "no fallback");
+}
+
+/// Issue #14, cancellation across processes: `agent_cancel_session` through an engine that
+/// does not run the session (another process on the same store) records a cancel request; the
+/// engine that runs it sees it at its next poll, stops the backend call and records
+/// `session_cancelled` with the reason; the requester answers once the run has ended.
+#[tokio::test]
+async fn a_cancel_through_another_engine_on_the_same_store_stops_the_run() {
+    let gate = Arc::new(Notify::new());
+    let backend = FakeBackend::new().gated(Arc::clone(&gate));
+    let entered = backend.entered();
+    let h = Harness::build(backend, Vec::new(), EngineConfig::default());
+    let other = Engine::new(
+        Arc::clone(&h.store) as Arc<dyn SessionStore>,
+        Arc::new(FakeBackend::new()) as Arc<dyn agent_core::ExecutionBackend>,
+        Arc::new(policy()),
+        EngineConfig::default(),
+    );
+    assert_ne!(h.engine.node_id(), other.node_id());
+    let ctx = h.ctx();
+    let (run, cancel) = tokio::time::timeout(Duration::from_secs(5), async {
+        tokio::join!(h.engine.run_task(RunTaskRequest::new("t"), &ctx), async {
+            entered.notified().await;
+            let id = h.backend.last_request().session_id;
+            other
+                .cancel_session_with_reason(&id, "stopped through node B")
+                .await
+        })
+    })
+    .await
+    .expect("the run stops at its next poll, never reaching the gate");
+    let id = run.session_id.clone();
+    assert!(cancel.ok, "{:?}", cancel.to_value());
+    assert_eq!(cancel.result["status"], json!("cancelled"));
+    assert_eq!(run.errors[0].code, ErrorCode::SessionCancelled);
+    assert_eq!(
+        run.errors[0].message,
+        format!("Session {id} was cancelled: stopped through node B")
+    );
+    let r = h.record(&id);
+    assert_eq!((r.status, r.locked_by), (SessionStatus::Cancelled, None));
+    assert_eq!(
+        h.events(&id).last().cloned(),
+        Some((
+            "session_cancelled".to_owned(),
+            0,
+            json!({"reason": "stopped through node B"})
+        ))
+    );
+    // The request ended with the execution: a new run is not cancelled by it.
+    assert!(!h.store.request_cancel(&id, "late").await.unwrap());
 }

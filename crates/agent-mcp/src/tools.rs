@@ -81,7 +81,7 @@ impl ToolName {
                 "Read-only snapshot of backend, transport, preset, capability flags, mediation and continuation settings, federation status and preserved limitations."
             }
             ToolName::CancelSession => {
-                "Cancels the run, continuation or verification in progress on a session (from any request or connection); the session ends with status cancelled. A session that is not running is left unchanged."
+                "Cancels the run, continuation or verification in progress on a session (from any request or connection, or from any server process on the same store); the session ends with status cancelled. A session that is not running is left unchanged."
             }
         }
     }

@@ -48,7 +48,10 @@ pub(crate) enum Error {
 
 impl From<Error> for agent_core::StoreError {
     fn from(error: Error) -> Self {
-        agent_core::StoreError::new(error.to_string())
+        match error {
+            Error::NotHolder { .. } => agent_core::StoreError::not_holder(error.to_string()),
+            _ => agent_core::StoreError::new(error.to_string()),
+        }
     }
 }
 

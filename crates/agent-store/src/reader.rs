@@ -68,6 +68,7 @@ impl FastReader {
                     summary_latest: row.get(13)?,
                     locked_by: row.get(14)?,
                     lock_expires_at: row.get(15)?,
+                    lock_generation: row.get(16)?,
                 })
             })
             .optional()

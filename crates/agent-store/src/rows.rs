@@ -14,7 +14,7 @@ macro_rules! session_columns {
     () => {
         "session_id, workflow, profile, provider, provider_session_id, status, working_directory, \
          created_at, updated_at, last_activity_at, request_count, turn_count, artifact_count, \
-         summary_latest, locked_by, lock_expires_at"
+         summary_latest, locked_by, lock_expires_at, lock_generation"
     };
 }
 pub(crate) use session_columns;
@@ -38,6 +38,7 @@ pub(crate) struct SessionRow {
     pub summary_latest: Option<String>,
     pub locked_by: Option<String>,
     pub lock_expires_at: Option<String>,
+    pub lock_generation: i64,
 }
 
 /// The six columns `agent_list_sessions` shows.
@@ -113,6 +114,7 @@ impl SessionRow {
             artifact_count: self.artifact_count,
             summary_latest: self.summary_latest,
             locked_by: self.locked_by,
+            lock_generation: self.lock_generation,
             session_id: self.session_id,
         })
     }
@@ -174,6 +176,7 @@ mod tests {
             summary_latest: Some("s".into()),
             locked_by: Some("exec_01234567".into()),
             lock_expires_at: Some("2026-04-13T10:25:30+00:00".into()),
+            lock_generation: 1,
         }
     }
 

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use agent_core::ids::new_artifact_id;
 use agent_core::{
-    ArtifactRecord, ArtifactRef, Event, EventLog, Finish, LockOutcome, NewArtifact, NewSession,
-    SessionListItem, SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent,
-    Timestamp,
+    ArtifactRecord, ArtifactRef, Event, EventLog, Finish, Lease, LockOutcome,
+    MAX_CANCEL_REASON_BYTES, NewArtifact, NewSession, SessionListItem, SessionRecord,
+    SessionStatus, SessionStore, StoreError, StoredEvent, Timestamp,
 };
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
@@ -50,15 +50,17 @@ pub(crate) const SELECT_SESSION: &str = concat!(
 const INSERT_SESSION: &str = concat!(
     "INSERT INTO sessions (session_id, workflow, profile, provider, provider_session_id, status, \
      working_directory, created_at, updated_at, last_activity_at, request_count, turn_count, \
-     artifact_count, summary_latest, locked_by, lock_expires_at) \
-     VALUES (?1, ?2, ?3, 'claude', NULL, 'running', ?4, ?5, ?5, ?5, 1, 0, 0, NULL, ?6, ?7) \
+     artifact_count, summary_latest, locked_by, lock_expires_at, lock_generation) \
+     VALUES (?1, ?2, ?3, 'claude', NULL, 'running', ?4, ?5, ?5, ?5, 1, 0, 0, NULL, ?6, ?7, 1) \
      RETURNING ",
     session_columns!()
 );
 
-/// Takes the lock when free or when its lease has expired; a NULL expiry counts as held.
+/// Takes the lock when free or when its lease has expired; a NULL expiry counts as held. Every
+/// acquisition is a new fencing generation, and starts with no cancel request.
 const ACQUIRE_LOCK: &str = concat!(
-    "UPDATE sessions SET locked_by = ?1, lock_expires_at = ?2 \
+    "UPDATE sessions SET locked_by = ?1, lock_expires_at = ?2, \
+       lock_generation = lock_generation + 1, cancel_requested_at = NULL, cancel_reason = NULL \
      WHERE session_id = ?3 \
        AND (locked_by IS NULL OR (lock_expires_at IS NOT NULL AND lock_expires_at <= ?4)) \
      RETURNING ",
@@ -67,24 +69,38 @@ const ACQUIRE_LOCK: &str = concat!(
 
 const LOCK_HOLDER: &str = "SELECT locked_by FROM sessions WHERE session_id = ?1";
 
-const RELEASE_LOCK: &str = "UPDATE sessions SET locked_by = NULL, lock_expires_at = NULL WHERE session_id = ?1 AND locked_by = ?2";
+const RELEASE_LOCK: &str = "UPDATE sessions SET locked_by = NULL, lock_expires_at = NULL, \
+     cancel_requested_at = NULL, cancel_reason = NULL WHERE session_id = ?1 AND locked_by = ?2";
 
-const RENEW_LOCK: &str =
-    "UPDATE sessions SET lock_expires_at = ?3 WHERE session_id = ?1 AND locked_by = ?2";
+/// Fenced by owner and generation.
+const RENEW_LOCK: &str = "UPDATE sessions SET lock_expires_at = ?3 \
+     WHERE session_id = ?1 AND locked_by = ?2 AND lock_generation = ?4";
+
+/// Recorded only for a `running` session under a lock; the first reason stays.
+const REQUEST_CANCEL: &str = "UPDATE sessions SET \
+       cancel_requested_at = COALESCE(cancel_requested_at, ?1), \
+       cancel_reason = COALESCE(cancel_reason, ?2) \
+     WHERE session_id = ?3 AND status = 'running' AND locked_by IS NOT NULL";
+
+/// One primary-key read, polled by the holder while it runs.
+const CANCEL_REQUESTED: &str = "SELECT cancel_reason FROM sessions \
+     WHERE session_id = ?1 AND locked_by = ?2 AND lock_generation = ?3 \
+       AND cancel_requested_at IS NOT NULL";
 
 const BEGIN_EXECUTION: &str = "UPDATE sessions SET status = 'running', request_count = request_count + 1, \
      updated_at = ?1, last_activity_at = ?1 WHERE session_id = ?2";
 
-/// `None` fields keep their value. Fenced: applied only while `owner` (?6) holds the lock (each
-/// execution's owner token is new, so a run whose lock was taken over or cleared can no longer
-/// write its end), and the lock is released with it.
+/// `None` fields keep their value. Fenced: applied only while `owner` (?6) holds the lock at
+/// generation ?8 (each execution's owner token is new and each acquisition a new generation,
+/// so a run whose lock was taken over or cleared can no longer write its end), and the lock is
+/// released (and any cancel request dropped) with it.
 const FINISH_EXECUTION: &str = "UPDATE sessions SET status = ?1, \
        turn_count = COALESCE(?2, turn_count), \
        summary_latest = COALESCE(?3, summary_latest), \
        provider_session_id = COALESCE(?4, provider_session_id), \
        updated_at = ?5, last_activity_at = ?5, \
-       locked_by = NULL, lock_expires_at = NULL \
-     WHERE session_id = ?7 AND locked_by = ?6";
+       locked_by = NULL, lock_expires_at = NULL, cancel_requested_at = NULL, cancel_reason = NULL \
+     WHERE session_id = ?7 AND locked_by = ?6 AND lock_generation = ?8";
 
 const INSERT_EVENT: &str = "INSERT INTO session_events (session_id, event_type, turn_index, payload, created_at) \
      VALUES (?1, ?2, ?3, ?4, ?5)";
@@ -127,13 +143,16 @@ const BUMP_ARTIFACT_COUNT: &str = "UPDATE sessions SET artifact_count = artifact
 /// Only `running` rows without a live lease (the condition of [`SELECT_EXPIRED_LEASES`]): a
 /// lease another process holds and renews is left alone.
 const RECOVER_INTERRUPTED: &str = "UPDATE sessions SET status = 'interrupted', updated_at = ?1, \
-     last_activity_at = ?1, locked_by = NULL, lock_expires_at = NULL WHERE status = 'running' \
+     last_activity_at = ?1, locked_by = NULL, lock_expires_at = NULL, cancel_requested_at = NULL, \
+     cancel_reason = NULL WHERE status = 'running' \
        AND (locked_by IS NULL OR (lock_expires_at IS NOT NULL AND lock_expires_at <= ?1))";
 
-/// Only a `running` row that `owner` (?3) holds, or that no one holds, is interrupted.
+/// Only a `running` row that `owner` (?3) holds at generation ?4, or that no one holds, is
+/// interrupted.
 const INTERRUPT_EXECUTION: &str = "UPDATE sessions SET status = 'interrupted', updated_at = ?1, \
-     last_activity_at = ?1, locked_by = NULL, lock_expires_at = NULL \
-     WHERE session_id = ?2 AND status = 'running' AND (locked_by IS NULL OR locked_by = ?3) \
+     last_activity_at = ?1, locked_by = NULL, lock_expires_at = NULL, cancel_requested_at = NULL, \
+     cancel_reason = NULL WHERE session_id = ?2 AND status = 'running' \
+       AND (locked_by IS NULL OR (locked_by = ?3 AND lock_generation = ?4)) \
      RETURNING turn_count";
 
 /// `running` rows without a live lease: no holder, or a holder whose expiry is not later than
@@ -149,7 +168,8 @@ const SWEEP_BATCH: i64 = 500;
 
 /// The same condition, checked again per row inside the sweep's write transaction.
 const INTERRUPT_EXPIRED: &str = "UPDATE sessions SET status = 'interrupted', updated_at = ?1, \
-     last_activity_at = ?1, locked_by = NULL, lock_expires_at = NULL \
+     last_activity_at = ?1, locked_by = NULL, lock_expires_at = NULL, cancel_requested_at = NULL, \
+     cancel_reason = NULL \
      WHERE session_id = ?2 AND status = 'running' \
        AND (locked_by IS NULL OR (lock_expires_at IS NOT NULL AND lock_expires_at <= ?1))";
 
@@ -478,14 +498,49 @@ impl SqliteStore {
         Ok(())
     }
 
-    async fn renew_lock_impl(&self, session_id: &str, owner: &str, ttl: Duration) -> Result<bool> {
+    async fn renew_lock_impl(
+        &self,
+        session_id: &str,
+        lease: &Lease,
+        ttl: Duration,
+    ) -> Result<bool> {
         let updated = sqlx::query(RENEW_LOCK)
             .bind(session_id)
-            .bind(owner)
+            .bind(&lease.owner)
             .bind(Timestamp::now().plus(ttl).to_storage())
+            .bind(lease.generation)
             .execute(&self.pool)
             .await?;
         Ok(updated.rows_affected() == 1)
+    }
+
+    async fn request_cancel_impl(&self, session_id: &str, reason: &str) -> Result<bool> {
+        let reason = truncate_at_char(reason, MAX_CANCEL_REASON_BYTES);
+        let updated = sqlx::query(REQUEST_CANCEL)
+            .bind(Timestamp::now().to_storage())
+            .bind(reason)
+            .bind(session_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    async fn cancel_requested_impl(
+        &self,
+        session_id: &str,
+        lease: &Lease,
+    ) -> Result<Option<String>> {
+        let reason: Option<Option<String>> = sqlx::query_scalar(CANCEL_REQUESTED)
+            .bind(session_id)
+            .bind(&lease.owner)
+            .bind(lease.generation)
+            .fetch_optional(&self.pool)
+            .await?;
+        // Another node's row: bound it again (a reason written by another implementation or
+        // by hand may be any length).
+        Ok(reason.map(|r| {
+            truncate_at_char(r.as_deref().unwrap_or_default(), MAX_CANCEL_REASON_BYTES).to_owned()
+        }))
     }
 
     async fn begin_execution_impl(&self, session_id: &str, events: &[Event]) -> Result<()> {
@@ -516,9 +571,10 @@ impl SqliteStore {
     async fn finish_execution_impl(
         &self,
         session_id: &str,
-        owner: &str,
+        lease: &Lease,
         finish: &Finish,
     ) -> Result<()> {
+        let owner = lease.owner.as_str();
         let mut tx = self.write_tx().await?;
         let updated = sqlx::query(FINISH_EXECUTION)
             .bind(finish.status.as_str())
@@ -528,6 +584,7 @@ impl SqliteStore {
             .bind(Timestamp::now().to_storage())
             .bind(owner)
             .bind(session_id)
+            .bind(lease.generation)
             .execute(&mut *tx)
             .await?;
         if updated.rows_affected() == 0 {
@@ -699,14 +756,15 @@ impl SqliteStore {
     async fn interrupt_execution_impl(
         &self,
         session_id: &str,
-        owner: &str,
+        lease: &Lease,
         reason: &str,
     ) -> Result<bool> {
         let mut tx = self.write_tx().await?;
         let turns: Vec<i64> = sqlx::query_scalar(INTERRUPT_EXECUTION)
             .bind(Timestamp::now().to_storage())
             .bind(session_id)
-            .bind(owner)
+            .bind(&lease.owner)
+            .bind(lease.generation)
             .fetch_all(&mut *tx)
             .await?;
         let Some(turn) = turns.into_iter().next() else {
@@ -765,6 +823,18 @@ impl SqliteStore {
         }
         Ok(count)
     }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends at a character boundary.
+fn truncate_at_char(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// Appends `events` in order, each stamped with the time of its insertion.
@@ -855,10 +925,26 @@ impl SessionStore for SqliteStore {
     async fn renew_lock(
         &self,
         session_id: &str,
-        owner: &str,
+        lease: &Lease,
         ttl: Duration,
     ) -> std::result::Result<bool, StoreError> {
-        Ok(self.renew_lock_impl(session_id, owner, ttl).await?)
+        Ok(self.renew_lock_impl(session_id, lease, ttl).await?)
+    }
+
+    async fn request_cancel(
+        &self,
+        session_id: &str,
+        reason: &str,
+    ) -> std::result::Result<bool, StoreError> {
+        Ok(self.request_cancel_impl(session_id, reason).await?)
+    }
+
+    async fn cancel_requested(
+        &self,
+        session_id: &str,
+        lease: &Lease,
+    ) -> std::result::Result<Option<String>, StoreError> {
+        Ok(self.cancel_requested_impl(session_id, lease).await?)
     }
 
     async fn begin_execution(
@@ -872,11 +958,11 @@ impl SessionStore for SqliteStore {
     async fn finish_execution(
         &self,
         session_id: &str,
-        owner: &str,
+        lease: &Lease,
         finish: &Finish,
     ) -> std::result::Result<(), StoreError> {
         Ok(self
-            .finish_execution_impl(session_id, owner, finish)
+            .finish_execution_impl(session_id, lease, finish)
             .await?)
     }
 
@@ -890,11 +976,11 @@ impl SessionStore for SqliteStore {
     async fn interrupt_execution(
         &self,
         session_id: &str,
-        owner: &str,
+        lease: &Lease,
         reason: &str,
     ) -> std::result::Result<bool, StoreError> {
         Ok(self
-            .interrupt_execution_impl(session_id, owner, reason)
+            .interrupt_execution_impl(session_id, lease, reason)
             .await?)
     }
 
@@ -1000,5 +1086,20 @@ mod tests {
         let sweep = plan(&store, SELECT_EXPIRED_LEASES).await;
         assert!(sweep.contains("USING INDEX idx_sessions_status"), "{sweep}");
         assert!(!sweep.contains("SCAN sessions"), "{sweep}");
+    }
+
+    /// A running execution polls for cancel requests every 250 ms: one primary-key lookup.
+    /// Recording one is one too.
+    #[tokio::test]
+    async fn cancel_requests_are_primary_key_lookups() {
+        let (_dir, store) = store().await;
+        for sql in [CANCEL_REQUESTED, REQUEST_CANCEL] {
+            let found = plan(&store, sql).await;
+            assert!(
+                found.contains("USING INDEX sqlite_autoindex_sessions_1 (session_id=?)"),
+                "{found}"
+            );
+            assert!(!found.contains("SCAN"), "{found}");
+        }
     }
 }

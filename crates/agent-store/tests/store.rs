@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent_core::{
-    Event, EventLog, EventType, Finish, LockOutcome, NewArtifact, NewSession, Profile,
+    Event, EventLog, EventType, Finish, Lease, LockOutcome, NewArtifact, NewSession, Profile,
     SessionListItem, SessionRecord, SessionStatus, SessionStore, Timestamp, Workflow,
 };
 use agent_store::{SqliteStore, StoreConfig, StoreOpenError};
@@ -138,7 +138,7 @@ async fn idle_session(store: &SqliteStore, id: &str) {
         events: vec![],
     };
     store
-        .finish_execution(id, "exec_setup000", &finish)
+        .finish_execution(id, &lease("exec_setup000", 1), &finish)
         .await
         .unwrap();
 }
@@ -164,6 +164,10 @@ async fn set_lock(pool: &SqlitePool, id: &str, owner: Option<&str>, expires: Opt
 
 async fn get(store: &SqliteStore, id: &str) -> SessionRecord {
     store.get_session(id).await.unwrap().unwrap()
+}
+
+fn lease(owner: &str, generation: i64) -> Lease {
+    Lease::new(owner, generation)
 }
 
 fn acquired(outcome: LockOutcome) -> SessionRecord {
@@ -266,6 +270,10 @@ async fn open_creates_the_database_the_artifact_dir_and_the_reference_schema() {
             col("summary_latest", "TEXT", false, None, false),
             col("locked_by", "TEXT", false, None, false),
             col("lock_expires_at", "TEXT", false, None, false),
+            // Additive (migration 0003): the lease fencing generation and cancel requests.
+            col("lock_generation", "INTEGER", true, Some("0"), false),
+            col("cancel_requested_at", "TEXT", false, None, false),
+            col("cancel_reason", "TEXT", false, None, false),
         ]
     );
     assert_eq!(
@@ -416,6 +424,7 @@ async fn a_database_created_by_the_original_opens_and_reads() {
             summary_latest: Some("Verification pass: 0 finding(s)".into()),
             locked_by: None,
             lock_expires_at: None,
+            lock_generation: 0,
         }
     );
     let events = store.events("sess_00000000000000aa").await.unwrap();
@@ -495,6 +504,7 @@ async fn begin_session_round_trips_through_get_session() {
         summary_latest: None,
         locked_by: Some("exec_aaaaaaaa".into()),
         lock_expires_at: created.lock_expires_at,
+        lock_generation: 1,
     };
     assert_eq!(created, expected);
     assert_eq!(get(&store, "sess_0000000000000001").await, expected);
@@ -586,9 +596,14 @@ async fn acquire_on_a_free_lock_returns_the_locked_row_without_touching_updated_
         SessionRecord {
             locked_by: None,
             lock_expires_at: None,
+            lock_generation: 1,
             ..record.clone()
         },
         before
+    );
+    assert_eq!(
+        record.lock_generation, 2,
+        "every acquisition is a new generation"
     );
     assert_eq!(get(&store, "sess_l").await, record);
 }
@@ -680,6 +695,7 @@ async fn release_by_a_non_owner_is_a_no_op_and_by_the_owner_clears_both_fields()
         SessionRecord {
             locked_by: None,
             lock_expires_at: None,
+            lock_generation: 1,
             ..before
         }
     );
@@ -851,7 +867,7 @@ async fn interrupt_execution_applies_only_to_the_owners_running_session() {
         .unwrap();
     assert!(
         !store
-            .interrupt_execution("sess_i1", "exec_other", "why")
+            .interrupt_execution("sess_i1", &lease("exec_other", 1), "why")
             .await
             .unwrap(),
         "another owner's lock"
@@ -859,7 +875,11 @@ async fn interrupt_execution_applies_only_to_the_owners_running_session() {
     assert_eq!(get(&store, "sess_i1").await.status, SessionStatus::Running);
     assert!(
         store
-            .interrupt_execution("sess_i1", "exec_1", "the end could not be recorded")
+            .interrupt_execution(
+                "sess_i1",
+                &lease("exec_1", 1),
+                "the end could not be recorded"
+            )
             .await
             .unwrap()
     );
@@ -876,13 +896,13 @@ async fn interrupt_execution_applies_only_to_the_owners_running_session() {
     // Not running any more, a missing session: nothing happens.
     assert!(
         !store
-            .interrupt_execution("sess_i1", "exec_1", "again")
+            .interrupt_execution("sess_i1", &lease("exec_1", 1), "again")
             .await
             .unwrap()
     );
     assert!(
         !store
-            .interrupt_execution("sess_missing", "exec_1", "x")
+            .interrupt_execution("sess_missing", &lease("exec_1", 1), "x")
             .await
             .unwrap()
     );
@@ -893,7 +913,7 @@ async fn interrupt_execution_applies_only_to_the_owners_running_session() {
     set_lock(&pool, "sess_i2", Some("exec_2"), None).await;
     assert!(
         !store
-            .interrupt_execution("sess_i2", "exec_2", "x")
+            .interrupt_execution("sess_i2", &lease("exec_2", 1), "x")
             .await
             .unwrap()
     );
@@ -974,7 +994,7 @@ async fn finish_execution_sets_fields_appends_events_and_releases_the_lock() {
         )],
     };
     store
-        .finish_execution("sess_f", "exec_f0000000", &finish)
+        .finish_execution("sess_f", &lease("exec_f0000000", 1), &finish)
         .await
         .unwrap();
     let after = get(&store, "sess_f").await;
@@ -987,6 +1007,7 @@ async fn finish_execution_sets_fields_appends_events_and_releases_the_lock() {
             provider_session_id: Some("prov-1".into()),
             locked_by: None,
             lock_expires_at: None,
+            lock_generation: 1,
             updated_at: after.updated_at,
             last_activity_at: after.updated_at,
             ..before.clone()
@@ -1029,7 +1050,7 @@ async fn finish_execution_by_a_non_holder_fails_and_changes_nothing() {
     };
     // Fenced (issue #14): an execution that no longer holds the lock cannot write its end.
     let err = store
-        .finish_execution("sess_k", "cont_someoneelse", &finish)
+        .finish_execution("sess_k", &lease("cont_someoneelse", 2), &finish)
         .await
         .unwrap_err();
     assert_eq!(
@@ -1040,7 +1061,7 @@ async fn finish_execution_by_a_non_holder_fails_and_changes_nothing() {
     // Nor once the lock was cleared.
     store.release_lock("sess_k", "cont_holder00").await.unwrap();
     let err = store
-        .finish_execution("sess_k", "cont_holder00", &finish)
+        .finish_execution("sess_k", &lease("cont_holder00", 2), &finish)
         .await
         .unwrap_err();
     assert!(err.message.contains("(no one holds it)"), "{}", err.message);
@@ -1052,7 +1073,7 @@ async fn finish_execution_by_a_non_holder_fails_and_changes_nothing() {
             .unwrap(),
     );
     store
-        .finish_execution("sess_k", "cont_holder00", &finish)
+        .finish_execution("sess_k", &lease("cont_holder00", 3), &finish)
         .await
         .unwrap();
     let after = get(&store, "sess_k").await;
@@ -1062,6 +1083,7 @@ async fn finish_execution_by_a_non_holder_fails_and_changes_nothing() {
             status: SessionStatus::Failed,
             locked_by: None,
             lock_expires_at: None,
+            lock_generation: 3,
             updated_at: after.updated_at,
             last_activity_at: after.updated_at,
             ..before
@@ -1071,7 +1093,7 @@ async fn finish_execution_by_a_non_holder_fails_and_changes_nothing() {
     assert_eq!(after.summary_latest.as_deref(), Some("done"));
     assert!(
         store
-            .finish_execution("sess_missing", "x", &finish)
+            .finish_execution("sess_missing", &lease("x", 1), &finish)
             .await
             .is_err()
     );
@@ -1624,6 +1646,7 @@ async fn recovery_interrupts_running_sessions_only() {
             status: SessionStatus::Interrupted,
             locked_by: None,
             lock_expires_at: None,
+            lock_generation: 1,
             updated_at: run_after.updated_at,
             last_activity_at: run_after.updated_at,
             ..run_before.clone()
@@ -1797,7 +1820,7 @@ async fn stores_opened_together_on_a_new_directory_all_succeed() {
                 .fetch_all(&pool)
                 .await
                 .unwrap();
-        assert_eq!(applied, vec![(1,), (2,)], "round {round}");
+        assert_eq!(applied, vec![(1,), (2,), (3,)], "round {round}");
         pool.close().await;
         for store in stores {
             store.close().await;
@@ -1847,13 +1870,13 @@ async fn recovery_in_a_second_store_leaves_live_leases_alone() {
     }
     // A's run goes on and ends normally under its lock.
     assert!(
-        a.renew_lock("sess_live", "exec_aaaa0001", TTL)
+        a.renew_lock("sess_live", &lease("exec_aaaa0001", 1), TTL)
             .await
             .unwrap()
     );
     a.finish_execution(
         "sess_live",
-        "exec_aaaa0001",
+        &lease("exec_aaaa0001", 1),
         &Finish::without_output(SessionStatus::Completed, vec![]),
     )
     .await
@@ -1879,7 +1902,7 @@ async fn a_kept_output_is_never_overwritten() {
         events: vec![Event::provider_response_summary(1, text, None)],
     };
     store
-        .finish_execution("sess_twice", "exec_first001", &finish("first"))
+        .finish_execution("sess_twice", &lease("exec_first001", 1), &finish("first"))
         .await
         .unwrap();
     // A second run that started from the same turn count (e.g. after a stale takeover).
@@ -1894,7 +1917,7 @@ async fn a_kept_output_is_never_overwritten() {
     let events_before = store.events("sess_twice").await.unwrap();
 
     let err = store
-        .finish_execution("sess_twice", "exec_second01", &finish("second"))
+        .finish_execution("sess_twice", &lease("exec_second01", 2), &finish("second"))
         .await
         .unwrap_err();
     assert!(
@@ -1908,4 +1931,201 @@ async fn a_kept_output_is_never_overwritten() {
     );
     assert_eq!(get(&store, "sess_twice").await, before, "nothing applied");
     assert_eq!(store.events("sess_twice").await.unwrap(), events_before);
+}
+
+async fn cancel_columns(pool: &SqlitePool, id: &str) -> (Option<String>, Option<String>) {
+    sqlx::query_as("SELECT cancel_requested_at, cancel_reason FROM sessions WHERE session_id = ?1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Issue #14, fencing generation: every acquisition (creation, continuation, stale takeover)
+/// is a new generation, and a renewal, final write or interrupt that presents an older one
+/// fails and changes nothing, even under the same owner token.
+#[tokio::test]
+async fn a_stale_generation_can_neither_renew_nor_finish_nor_interrupt() {
+    let (dir, store) = fresh().await;
+    let created = store
+        .begin_session(&new_session("sess_g", "exec_same0000"), &[])
+        .await
+        .unwrap();
+    assert_eq!(created.lock_generation, 1);
+    assert_eq!(get(&store, "sess_g").await.lock_generation, 1);
+    // The lease expires; a stale takeover under the very same owner token.
+    let pool = raw_of(&dir).await;
+    set_lock(
+        &pool,
+        "sess_g",
+        Some("exec_same0000"),
+        Some("2000-01-01T00:00:00+00:00"),
+    )
+    .await;
+    let taken = acquired(
+        store
+            .acquire_lock("sess_g", "exec_same0000", TTL)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(taken.lock_generation, 2);
+    let before = get(&store, "sess_g").await;
+    let events_before = store.events("sess_g").await.unwrap();
+
+    let stale = lease("exec_same0000", 1);
+    assert!(!store.renew_lock("sess_g", &stale, TTL).await.unwrap());
+    let finish = Finish {
+        status: SessionStatus::Completed,
+        turn_count: Some(1),
+        summary_latest: Some("stale".to_owned()),
+        provider_session_id: None,
+        output_text: Some("stale".to_owned()),
+        events: vec![Event::provider_response_summary(1, "stale", None)],
+    };
+    let err = store
+        .finish_execution("sess_g", &stale, &finish)
+        .await
+        .unwrap_err();
+    assert!(err.is_not_holder(), "{err:?}");
+    assert!(
+        !store
+            .interrupt_execution("sess_g", &stale, "lease lost")
+            .await
+            .unwrap()
+    );
+    assert_eq!(get(&store, "sess_g").await, before, "nothing changed");
+    assert_eq!(store.events("sess_g").await.unwrap(), events_before);
+    assert!(store.outputs("sess_g").await.unwrap().is_empty());
+
+    // The current generation renews and finishes.
+    let current = lease("exec_same0000", 2);
+    assert!(store.renew_lock("sess_g", &current, TTL).await.unwrap());
+    store
+        .finish_execution("sess_g", &current, &finish)
+        .await
+        .unwrap();
+    let done = get(&store, "sess_g").await;
+    assert_eq!(
+        (done.status, done.lock_generation),
+        (SessionStatus::Completed, 2)
+    );
+    assert_eq!(done.locked_by, None);
+}
+
+/// Issue #14, cancellation across processes: a cancel request is recorded only for a
+/// `running` session under a lock, is seen only by that lock's owner and generation, keeps
+/// its first reason (bounded), and is dropped when the execution ends or a new one starts.
+#[tokio::test]
+async fn cancel_requests_reach_only_the_running_holder_and_end_with_it() {
+    let (dir, store) = fresh().await;
+    let pool = raw_of(&dir).await;
+    // Not running, or missing: nothing is recorded.
+    idle_session(&store, "sess_idle").await;
+    assert!(!store.request_cancel("sess_idle", "why").await.unwrap());
+    assert_eq!(cancel_columns(&pool, "sess_idle").await, (None, None));
+    assert!(!store.request_cancel("sess_missing", "why").await.unwrap());
+    // Running without a lock (the sweeper's to take): nothing either.
+    store
+        .begin_session(&new_session("sess_free", "exec_free0000"), &[])
+        .await
+        .unwrap();
+    set_lock(&pool, "sess_free", None, None).await;
+    assert!(!store.request_cancel("sess_free", "why").await.unwrap());
+    assert_eq!(cancel_columns(&pool, "sess_free").await, (None, None));
+
+    store
+        .begin_session(&new_session("sess_c", "exec_c0000000"), &[])
+        .await
+        .unwrap();
+    let holder = lease("exec_c0000000", 1);
+    assert_eq!(
+        store.cancel_requested("sess_c", &holder).await.unwrap(),
+        None
+    );
+    assert!(store.request_cancel("sess_c", "stop it").await.unwrap());
+    assert!(
+        store
+            .request_cancel("sess_c", "a later reason")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .cancel_requested("sess_c", &holder)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("stop it"),
+        "the first reason stays"
+    );
+    let before = get(&store, "sess_c").await;
+    assert_eq!(
+        before.status,
+        SessionStatus::Running,
+        "a request changes no status"
+    );
+    for other in [lease("exec_c0000000", 2), lease("exec_other000", 1)] {
+        assert_eq!(
+            store.cancel_requested("sess_c", &other).await.unwrap(),
+            None
+        );
+    }
+    // The end of the execution drops it.
+    store
+        .finish_execution(
+            "sess_c",
+            &holder,
+            &Finish::without_output(SessionStatus::Cancelled, vec![]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cancel_columns(&pool, "sess_c").await, (None, None));
+
+    // A request left on a row (e.g. written just before the lease was lost) never reaches the
+    // next execution: a new acquisition starts without one.
+    sqlx::query(
+        "UPDATE sessions SET status = 'running', cancel_requested_at = '2026-01-01T00:00:00+00:00', \
+         cancel_reason = 'old' WHERE session_id = 'sess_c'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    set_status(&pool, "sess_c", "completed").await;
+    let next = acquired(
+        store
+            .acquire_lock("sess_c", "cont_next0000", TTL)
+            .await
+            .unwrap(),
+    );
+    let next = Lease::of("cont_next0000", &next);
+    assert_eq!(next.generation, 2);
+    assert_eq!(store.cancel_requested("sess_c", &next).await.unwrap(), None);
+    assert_eq!(cancel_columns(&pool, "sess_c").await, (None, None));
+
+    // Interrupting drops it too; a reason is bounded (cut at a character boundary).
+    store
+        .begin_session(&new_session("sess_i", "exec_i0000000"), &[])
+        .await
+        .unwrap();
+    let long = "é".repeat(agent_core::MAX_CANCEL_REASON_BYTES);
+    assert!(store.request_cancel("sess_i", &long).await.unwrap());
+    let kept = store
+        .cancel_requested("sess_i", &lease("exec_i0000000", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        kept.len() <= agent_core::MAX_CANCEL_REASON_BYTES,
+        "{}",
+        kept.len()
+    );
+    assert!(kept.len() >= agent_core::MAX_CANCEL_REASON_BYTES - 1);
+    assert!(kept.chars().all(|c| c == 'é'));
+    assert!(
+        store
+            .interrupt_execution("sess_i", &lease("exec_i0000000", 1), "lease lost")
+            .await
+            .unwrap()
+    );
+    assert_eq!(cancel_columns(&pool, "sess_i").await, (None, None));
 }

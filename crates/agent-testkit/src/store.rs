@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use agent_core::ids;
 use agent_core::{
-    ArtifactRecord, ArtifactRef, Event, EventLog, Finish, LockOutcome, NewArtifact, NewSession,
-    Profile, SessionListItem, SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent,
-    Timestamp, Workflow,
+    ArtifactRecord, ArtifactRef, Event, EventLog, Finish, Lease, LockOutcome,
+    MAX_CANCEL_REASON_BYTES, NewArtifact, NewSession, Profile, SessionListItem, SessionRecord,
+    SessionStatus, SessionStore, StoreError, StoredEvent, Timestamp, Workflow,
 };
 use async_trait::async_trait;
 use serde_json::Value;
@@ -36,6 +36,8 @@ pub enum Method {
     InterruptExecution,
     SweepExpiredLeases,
     RenewLock,
+    RequestCancel,
+    CancelRequested,
 }
 
 /// An artifact as the fake stores it (owned copy of [`NewArtifact`] plus its id).
@@ -80,6 +82,8 @@ struct MemState {
     outputs: HashMap<String, BTreeMap<i64, String>>,
     /// Every event written through the store, with its session, in order.
     appended: Vec<(String, Event)>,
+    /// Cancel requests by session: (lock generation they were made for, reason).
+    cancels: HashMap<String, (i64, String)>,
     next_event_id: i64,
 }
 
@@ -308,6 +312,12 @@ impl MemStore {
     }
 }
 
+/// Whether `lease` (owner and generation) holds `row`'s lock.
+fn holds(row: &SessionRecord, lease: &Lease) -> bool {
+    row.locked_by.as_deref() == Some(lease.owner.as_str())
+        && row.lock_generation == lease.generation
+}
+
 fn touch(record: &mut SessionRecord) {
     let now = Timestamp::now();
     record.updated_at = now;
@@ -343,6 +353,7 @@ pub fn seed_record(
         summary_latest: None,
         locked_by: None,
         lock_expires_at: None,
+        lock_generation: 0,
     }
 }
 
@@ -395,6 +406,7 @@ impl SessionStore for MemStore {
             summary_latest: None,
             locked_by: Some(session.lock_owner.clone()),
             lock_expires_at: Some(now.plus(session.lock_ttl)),
+            lock_generation: 1,
         };
         state
             .sessions
@@ -467,7 +479,10 @@ impl SessionStore for MemStore {
         }
         row.locked_by = Some(owner.to_owned());
         row.lock_expires_at = Some(now.plus(ttl));
-        Ok(LockOutcome::Acquired(Box::new(row.clone())))
+        row.lock_generation += 1;
+        let record = row.clone();
+        state.cancels.remove(session_id);
+        Ok(LockOutcome::Acquired(Box::new(record)))
     }
 
     async fn release_lock(&self, session_id: &str, owner: &str) -> Result<(), StoreError> {
@@ -478,6 +493,7 @@ impl SessionStore for MemStore {
         {
             row.locked_by = None;
             row.lock_expires_at = None;
+            state.cancels.remove(session_id);
         }
         Ok(())
     }
@@ -485,13 +501,13 @@ impl SessionStore for MemStore {
     async fn renew_lock(
         &self,
         session_id: &str,
-        owner: &str,
+        lease: &Lease,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         self.check(Method::RenewLock)?;
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         match state.sessions.get_mut(session_id) {
-            Some(row) if row.locked_by.as_deref() == Some(owner) => {
+            Some(row) if holds(row, lease) => {
                 row.lock_expires_at = Some(Timestamp::now().plus(ttl));
                 Ok(true)
             }
@@ -513,12 +529,54 @@ impl SessionStore for MemStore {
         Ok(())
     }
 
+    async fn request_cancel(&self, session_id: &str, reason: &str) -> Result<bool, StoreError> {
+        self.check(Method::RequestCancel)?;
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(row) = state.sessions.get(session_id) else {
+            return Ok(false);
+        };
+        if row.status != SessionStatus::Running || row.locked_by.is_none() {
+            return Ok(false);
+        }
+        let generation = row.lock_generation;
+        let mut end = reason.len().min(MAX_CANCEL_REASON_BYTES);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        state
+            .cancels
+            .entry(session_id.to_owned())
+            .or_insert_with(|| (generation, reason[..end].to_owned()));
+        Ok(true)
+    }
+
+    async fn cancel_requested(
+        &self,
+        session_id: &str,
+        lease: &Lease,
+    ) -> Result<Option<String>, StoreError> {
+        self.check(Method::CancelRequested)?;
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(row) = state.sessions.get(session_id) else {
+            return Ok(None);
+        };
+        if !holds(row, lease) {
+            return Ok(None);
+        }
+        Ok(state
+            .cancels
+            .get(session_id)
+            .filter(|(generation, _)| *generation == lease.generation)
+            .map(|(_, reason)| reason.clone()))
+    }
+
     async fn finish_execution(
         &self,
         session_id: &str,
-        owner: &str,
+        lease: &Lease,
         finish: &Finish,
     ) -> Result<(), StoreError> {
+        let owner = lease.owner.as_str();
         self.check(Method::FinishExecution)?;
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if let (Some(_), Some(turn)) = (&finish.output_text, finish.turn_count)
@@ -536,13 +594,13 @@ impl SessionStore for MemStore {
             .sessions
             .get_mut(session_id)
             .ok_or_else(|| not_found(session_id))?;
-        // Fenced: only the execution that holds the lock writes its end.
-        if row.locked_by.as_deref() != Some(owner) {
-            let held = row
-                .locked_by
-                .as_deref()
-                .map_or_else(|| "no one holds it".to_owned(), |h| format!("held by {h}"));
-            return Err(StoreError::new(format!(
+        // Fenced: only the execution that holds the lock (owner and generation) writes its end.
+        if !holds(row, lease) {
+            let held = row.locked_by.as_deref().map_or_else(
+                || "no one holds it".to_owned(),
+                |h| format!("held by {h} at generation {}", row.lock_generation),
+            );
+            return Err(StoreError::not_holder(format!(
                 "Session {session_id}: execution {owner} no longer holds its lock ({held}): nothing was written"
             )));
         }
@@ -559,6 +617,7 @@ impl SessionStore for MemStore {
         touch(row);
         row.locked_by = None;
         row.lock_expires_at = None;
+        state.cancels.remove(session_id);
         state.append(session_id, &finish.events);
         if let (Some(text), Some(turn)) = (&finish.output_text, finish.turn_count) {
             state
@@ -625,7 +684,7 @@ impl SessionStore for MemStore {
     async fn interrupt_execution(
         &self,
         session_id: &str,
-        owner: &str,
+        lease: &Lease,
         reason: &str,
     ) -> Result<bool, StoreError> {
         self.check(Method::InterruptExecution)?;
@@ -633,12 +692,7 @@ impl SessionStore for MemStore {
         let Some(row) = state.sessions.get_mut(session_id) else {
             return Ok(false);
         };
-        if row.status != SessionStatus::Running
-            || row
-                .locked_by
-                .as_deref()
-                .is_some_and(|holder| holder != owner)
-        {
+        if row.status != SessionStatus::Running || (row.locked_by.is_some() && !holds(row, lease)) {
             return Ok(false);
         }
         row.status = SessionStatus::Interrupted;
@@ -646,6 +700,7 @@ impl SessionStore for MemStore {
         row.lock_expires_at = None;
         touch(row);
         let turn = row.turn_count;
+        state.cancels.remove(session_id);
         state.append(session_id, &[Event::session_interrupted(turn, reason)]);
         Ok(true)
     }

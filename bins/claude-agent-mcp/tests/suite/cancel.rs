@@ -94,6 +94,72 @@ async fn cancel_session_stops_a_run_from_another_request() {
     server.shutdown().await;
 }
 
+/// Issue #14, cancellation across processes: `agent_cancel_session` received by a server that
+/// does not run the session (B), while the store says it is `running` under A's lease, is
+/// recorded in the store; A sees it at its next poll (well within a second), stops the run and
+/// records `session_cancelled` with the reason; B waits for the end and answers as for a local
+/// run, and A's client gets its cancelled envelope.
+#[tokio::test]
+async fn cancel_through_another_server_stops_the_run_where_it_runs() {
+    let env = TestEnv::new().await;
+    let a = env.start().await;
+    let (sid, call) = slow_run(&env, &a).await;
+    let owner = env
+        .column(&sid, "locked_by")
+        .await
+        .expect("A holds the lock");
+    let b = env.start().await;
+    let started = std::time::Instant::now();
+    let cancel = b
+        .call("agent_cancel_session", json!({"session_id": sid}))
+        .await;
+    assert_eq!(
+        cancel,
+        json!({"ok": true, "session_id": sid, "status": "completed", "workflow": "cancel_session", "profile": "general",
+               "summary": format!("Session {sid} cancelled"), "result": {"session_id": sid, "status": "cancelled"},
+               "artifacts": [], "warnings": [], "errors": []})
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the holder saw the request at its next poll"
+    );
+    let run = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("A's run ended")
+        .unwrap();
+    let message = format!("Session {sid} was cancelled: cancelled by agent_cancel_session");
+    assert_eq!(
+        run["errors"],
+        json!([{"code": "session_cancelled", "message": message, "details": null}])
+    );
+    assert_eq!(
+        env.column(&sid, "status").await.as_deref(),
+        Some("cancelled")
+    );
+    assert_eq!(env.column(&sid, "locked_by").await, None);
+    // The request is dropped with the end of the execution it was made for.
+    assert_eq!(env.column(&sid, "cancel_requested_at").await, None);
+    assert_eq!(env.column(&sid, "cancel_reason").await, None);
+    assert_eq!(
+        env.events(&sid).await.last().unwrap(),
+        &(
+            "session_cancelled".to_owned(),
+            0,
+            json!({"reason": "cancelled by agent_cancel_session"})
+        )
+    );
+    // The lock owner named A's node, not B's.
+    assert!(owner.contains("@node_"), "{owner}");
+    // Cancelling it again, from either server, changes nothing.
+    let again = b
+        .call("agent_cancel_session", json!({"session_id": sid}))
+        .await;
+    assert_eq!(again["ok"], json!(false), "{again}");
+    assert_eq!(again["errors"][0]["code"], json!("session_status_error"));
+    assert_eq!(b.shutdown().await, 0);
+    assert_eq!(a.shutdown().await, 0);
+}
+
 #[tokio::test]
 async fn cancelling_a_session_that_is_not_running_changes_nothing() {
     let env = TestEnv::new().await;

@@ -143,6 +143,8 @@ async fn recovery_leaves_finished_sessions_alone() {
     server.shutdown().await;
 }
 
+/// The reference schema (`docs/reference/sessions.md#9-database-schema`), with this implementation's additive columns after
+/// the reference ones.
 #[tokio::test]
 async fn database_has_the_reference_schema() {
     let env = TestEnv::new().await;
@@ -178,7 +180,12 @@ async fn database_has_the_reference_schema() {
             "artifact_count",
             "summary_latest",
             "locked_by",
-            "lock_expires_at"
+            "lock_expires_at",
+            // Additive, after the reference columns: the lease fencing
+            // generation and cross-process cancel requests, each nullable or with a default.
+            "lock_generation",
+            "cancel_requested_at",
+            "cancel_reason"
         ]
     );
     assert_eq!(
@@ -349,6 +356,14 @@ async fn two_servers_share_one_state_directory() {
         )
         .await;
     assert_eq!(c["errors"][0]["code"], json!("session_conflict"), "{c}");
+    // The conflict names A's lock owner token, which carries A's node id.
+    let owner = owner.unwrap();
+    assert!(owner.contains("@node_"), "{owner}");
+    assert_eq!(
+        c["errors"][0]["message"],
+        json!(format!("Session {sid} is locked by {owner}")),
+        "{c}"
+    );
 
     let done = parse_single_text(&call.await.unwrap().unwrap());
     assert_eq!(done["ok"], json!(true), "{done}");

@@ -182,6 +182,7 @@ fn session_record(working_directory: &Path) -> SessionRecord {
         summary_latest: Some("Latest summary".to_owned()),
         locked_by: None,
         lock_expires_at: None,
+        lock_generation: 0,
     }
 }
 
