@@ -26,6 +26,7 @@ use crate::config::{StoreConfig, StoreOpenError};
 use crate::error::{Error, Result};
 use crate::reader::FastReader;
 use crate::rows::{EventRow, ListRow, SessionRow, session_columns};
+use crate::truncate_at_char;
 
 /// The embedded schema (`migrations/0001_initial.sql`).
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -823,18 +824,6 @@ impl SqliteStore {
         }
         Ok(count)
     }
-}
-
-/// The longest prefix of `text` of at most `max` bytes that ends at a character boundary.
-fn truncate_at_char(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 /// Appends `events` in order, each stamped with the time of its insertion.
