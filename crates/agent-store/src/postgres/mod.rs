@@ -139,6 +139,14 @@ impl PostgresStore {
         };
         let options = PgConnectOptions::from_str(&config.url).map_err(connect_error)?;
         let options = options.application_name("claude-agent-mcp");
+        // One connection first, so that a refused connection or a failed authentication is
+        // reported at once and as itself (the pool would retry until its timeout, then report
+        // only that it timed out).
+        let first = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?
+            .map_err(connect_error)?;
+        let _ = first.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.max(1))
             .acquire_timeout(CONNECT_TIMEOUT)
@@ -581,6 +589,59 @@ impl PostgresStore {
         }
         Ok(count)
     }
+}
+
+/// What [`probe`] found on a PostgreSQL server, without writing anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgProbe {
+    /// `server_version` as the server reports it.
+    pub server_version: String,
+    /// The schema the URL selects (the first of `search_path` that exists); `None` when none
+    /// exists.
+    pub schema: Option<String>,
+    /// The highest version in that schema's `schema_migrations`; `None` when the store has not
+    /// created its tables there yet (the first node to start does).
+    pub schema_version: Option<i64>,
+}
+
+/// Connects to `url` and reads what `doctor` reports: the server version, the selected schema
+/// and the store's schema version there. Writes nothing (no migration, no table), and gives up
+/// after [`CONNECT_TIMEOUT`]. Errors show the URL with its password redacted.
+pub async fn probe(url: &str) -> std::result::Result<PgProbe, StoreOpenError> {
+    let shown = redact_url(url);
+    let connect_error = |source| StoreOpenError::PgConnect {
+        url: shown.clone(),
+        source,
+    };
+    let options = PgConnectOptions::from_str(url)
+        .map_err(connect_error)?
+        .application_name("claude-agent-mcp doctor");
+    let connected = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+        .await
+        .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?;
+    let mut conn = connected.map_err(connect_error)?;
+    let found: std::result::Result<(String, Option<String>, bool), sqlx::Error> = sqlx::query_as(
+        "SELECT current_setting('server_version'), current_schema()::text,          to_regclass('schema_migrations') IS NOT NULL",
+    )
+    .fetch_one(&mut conn)
+    .await;
+    let (server_version, schema, has_table) = found.map_err(connect_error)?;
+    let schema_version = if has_table {
+        Some(
+            sqlx::query_scalar(SCHEMA_VERSION)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(connect_error)?,
+        )
+    } else {
+        None
+    };
+    let _ = conn.close().await;
+    Ok(PgProbe {
+        server_version,
+        schema,
+        schema_version,
+    })
 }
 
 /// Applies the schema. sqlx's migrator holds a session-level advisory lock on the database from
