@@ -9,6 +9,7 @@ mod fleet_postgres;
 mod http;
 mod mediation;
 mod persistence;
+mod postgres;
 mod progress;
 mod protocol;
 mod quickstart;
