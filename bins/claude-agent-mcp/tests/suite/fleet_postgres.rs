@@ -17,6 +17,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use agent_policy::config::vars;
+use agent_testkit::postgres::{FreshSchema, fresh_schema};
 use futures::StreamExt;
 use rmcp::ServiceExt;
 use rmcp::model::{PaginatedRequestParams, ReadResourceRequestParams, ResourceContents};
@@ -35,6 +36,9 @@ const SHORT_TTL_SECS: u64 = 2;
 enum Store {
     /// One state directory (the test's).
     Sqlite,
+    /// One PostgreSQL schema, new for the test (dropped with it); each node has a state
+    /// directory of its own.
+    Postgres(FreshSchema),
 }
 
 impl Store {
@@ -42,13 +46,23 @@ impl Store {
         Self::Sqlite
     }
 
+    /// A fresh schema, or `None` (the test is skipped, after a `SKIPPED` line) when no
+    /// PostgreSQL answers and `CLAUDE_AGENT_MCP_REQUIRE_PEERS` is not `1`.
+    async fn postgres() -> Option<Self> {
+        fresh_schema().await.map(Self::Postgres)
+    }
+
     /// The variables of node `n` (its own state directory unless the nodes share SQLite's).
     fn node_vars(&self, env: &TestEnv, n: usize) -> Vec<(&'static str, String)> {
         match self {
-            Self::Sqlite => {
-                let _ = (env, n);
-                Vec::new()
-            }
+            Self::Sqlite => Vec::new(),
+            Self::Postgres(pg) => vec![
+                (vars::DATABASE_URL, pg.url().to_owned()),
+                (
+                    vars::STATE_DIR,
+                    path_str(&env.cwd().join(format!("node-{n}"))),
+                ),
+            ],
         }
     }
 }
@@ -201,6 +215,14 @@ macro_rules! on_each_store {
             async fn sqlite() {
                 super::$name(super::Store::sqlite()).await;
             }
+
+            #[tokio::test]
+            async fn postgres() {
+                let Some(store) = super::Store::postgres().await else {
+                    return;
+                };
+                super::$name(store).await;
+            }
         }
     )*};
 }
@@ -210,8 +232,16 @@ on_each_store!(
     concurrent_continues_through_three_nodes_run_once,
     a_cancel_through_one_node_stops_the_run_on_another,
     a_killed_node_s_run_is_interrupted_and_continued_elsewhere,
-    clients_served_by_the_next_node_each_time_complete_their_work,
 );
+
+/// On SQLite, `fleet.rs` runs the same clients through three nodes on one state directory.
+#[tokio::test]
+async fn clients_served_by_the_next_node_each_time_complete_their_work_on_postgres() {
+    let Some(store) = Store::postgres().await else {
+        return;
+    };
+    clients_served_by_the_next_node_each_time_complete_their_work(store).await;
+}
 
 /// 300 sessions created round robin (12 calls in flight): every node lists all of them
 /// (`resources/list`, every page; the newest 200 through `agent_list_sessions`) and reads each
