@@ -3,6 +3,7 @@
 //! figures are printed, and marks the targets that were missed. See `docs/performance.md`.
 
 mod db;
+mod fleet;
 pub mod order;
 mod server;
 mod standin;
@@ -26,7 +27,8 @@ pub type Result<T, E = Box<dyn std::error::Error + Send + Sync>> = std::result::
 
 const USAGE: &str = "usage: cargo xtask bench [--skip-build] [--bin PATH] [--debug-driver] \
      [--starts N] [--iterations N] [--sessions N] [--concurrent N] [--delay-ms N] [--rounds N] \
-     [--only start|roundtrip|list|concurrent] [--database-url postgres://…]";
+     [--fleet-sessions N] [--fleet-clients N] \
+     [--only start|roundtrip|list|concurrent|fleet] [--database-url postgres://…]";
 
 /// Command-line settings; the defaults are the published configuration.
 #[derive(Debug, Clone)]
@@ -50,6 +52,10 @@ struct Options {
     delay_ms: u64,
     /// Repetitions of the concurrent burst.
     rounds: usize,
+    /// Sessions created in the measured part of the multi-node phase.
+    fleet_sessions: usize,
+    /// Concurrent clients of the multi-node phase (each with a client per node).
+    fleet_clients: usize,
     /// Run one phase only.
     only: Option<Phase>,
     /// Measure on the PostgreSQL store: every server of the run uses a fresh schema made in
@@ -69,6 +75,8 @@ impl Default for Options {
             concurrent: 50,
             delay_ms: 500,
             rounds: 3,
+            fleet_sessions: 3000,
+            fleet_clients: 24,
             only: None,
             database_url: None,
         }
@@ -98,6 +106,8 @@ impl Options {
                 "--concurrent" => options.concurrent = number(arg, value()?)?,
                 "--delay-ms" => options.delay_ms = number(arg, value()?)?,
                 "--rounds" => options.rounds = number(arg, value()?)?,
+                "--fleet-sessions" => options.fleet_sessions = number(arg, value()?)?,
+                "--fleet-clients" => options.fleet_clients = number(arg, value()?)?,
                 "--only" => options.only = Some(Phase::parse(value()?)?),
                 "--database-url" => options.database_url = Some(value()?.to_owned()),
                 other => return Err(format!("unknown argument {other}\n{USAGE}")),
@@ -107,6 +117,8 @@ impl Options {
         options.iterations = options.iterations.max(1);
         options.concurrent = options.concurrent.max(1);
         options.rounds = options.rounds.max(1);
+        options.fleet_sessions = options.fleet_sessions.max(1);
+        options.fleet_clients = options.fleet_clients.max(1);
         Ok(options)
     }
 
@@ -122,6 +134,8 @@ impl Options {
             ("--concurrent", self.concurrent.to_string()),
             ("--delay-ms", self.delay_ms.to_string()),
             ("--rounds", self.rounds.to_string()),
+            ("--fleet-sessions", self.fleet_sessions.to_string()),
+            ("--fleet-clients", self.fleet_clients.to_string()),
         ] {
             args.push(flag.into());
             args.push(value.into());
@@ -239,6 +253,7 @@ enum Phase {
     RoundTrip,
     List,
     Concurrent,
+    Fleet,
 }
 
 impl Phase {
@@ -248,8 +263,9 @@ impl Phase {
             "roundtrip" => Ok(Self::RoundTrip),
             "list" => Ok(Self::List),
             "concurrent" => Ok(Self::Concurrent),
+            "fleet" => Ok(Self::Fleet),
             other => Err(format!(
-                "--only: unknown phase {other} (start, roundtrip, list, concurrent)\n{USAGE}"
+                "--only: unknown phase {other} (start, roundtrip, list, concurrent, fleet)\n{USAGE}"
             )),
         }
     }
@@ -260,6 +276,7 @@ impl Phase {
             Self::RoundTrip => "roundtrip",
             Self::List => "list",
             Self::Concurrent => "concurrent",
+            Self::Fleet => "fleet",
         }
     }
 }
@@ -299,6 +316,7 @@ struct Figures {
     round_trip: Option<RoundTripFigures>,
     list: Option<ListFigures>,
     concurrent: Option<ConcurrentFigures>,
+    fleet: Option<fleet::FleetFigures>,
 }
 
 fn summary(samples: &[Duration], what: &str) -> Result<Summary> {
@@ -340,6 +358,9 @@ async fn measure_on(
     }
     if wanted(Phase::Concurrent) {
         figures.concurrent = Some(measure_concurrent(bin, options).await?);
+    }
+    if wanted(Phase::Fleet) {
+        figures.fleet = Some(fleet::measure_fleet(bin, &api, options).await?);
     }
     Ok(figures)
 }
@@ -718,6 +739,78 @@ fn render(f: &Figures, options: &Options, bin: &Path) -> String {
             None,
         ));
     }
+    if let Some(fl) = &f.fleet {
+        let store = if options.database_url.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        };
+        rows.push(row(
+            &format!(
+                "fleet: {} nodes on {store}, {} clients, {} run_task",
+                fleet::NODES,
+                fl.clients,
+                fl.sessions
+            ),
+            format!(
+                "{:.0} sessions/s ({:.2} s)",
+                fl.per_second(),
+                fl.elapsed.as_secs_f64()
+            ),
+            "≥ 1,000/s",
+            Some(fl.per_second() >= 1000.0),
+        ));
+        rows.push(row(
+            "  errors, duplicate ids",
+            format!("{}, {}", fl.errors, fl.duplicates),
+            "0, 0",
+            Some(fl.errors == 0 && fl.duplicates == 0),
+        ));
+        rows.push(row(
+            "  sessions stored / calls made",
+            format!("{} / {}", fl.stored, fl.calls),
+            "equal",
+            Some(usize::try_from(fl.stored).is_ok_and(|n| n == fl.calls)),
+        ));
+        rows.push(row(
+            "  calls per node",
+            format!("{:?}", fl.per_node),
+            "",
+            None,
+        ));
+        rows.push(row("  run_task under load", latency(&fl.latency), "", None));
+        let nodes: Vec<String> = fl
+            .node_cpu
+            .iter()
+            .map(|d| format!("{:.2}", d.as_secs_f64()))
+            .collect();
+        rows.push(row(
+            "  CPU s: nodes; driver; machine busy",
+            format!(
+                "{}; {:.2}; {:.0} %",
+                nodes.join(" + "),
+                fl.driver_cpu.as_secs_f64(),
+                fl.machine_busy * 100.0
+            ),
+            "",
+            None,
+        ));
+        rows.push(row(
+            "  load average before → after",
+            format!("{} → {}", fl.load_before, fl.load_after),
+            "",
+            None,
+        ));
+        if let Some((inserted, updated)) = fl.rows_per_session {
+            rows.push(row(
+                "  rows inserted, updated per session",
+                format!("{inserted:.1}, {updated:.1}"),
+                "",
+                None,
+            ));
+        }
+        distributions.push(("fleet run_task", fl.latency));
+    }
 
     let width = |pick: fn(&Row) -> &str| {
         rows.iter()
@@ -832,6 +925,10 @@ mod tests {
             "50",
             "--database-url",
             "postgres://u@h/db",
+            "--fleet-sessions",
+            "500",
+            "--fleet-clients",
+            "9",
         ]
         .iter()
         .map(|s| (*s).to_owned())
@@ -853,6 +950,13 @@ mod tests {
         assert_eq!(again.only, Some(Phase::List));
         assert_eq!(again.bin.as_deref(), Some(Path::new("/bin/server")));
         assert_eq!(again.database_url.as_deref(), Some("postgres://u@h/db"));
+        assert_eq!((again.fleet_sessions, again.fleet_clients), (500, 9));
+        assert_eq!(
+            Options::parse(&["--only".to_owned(), "fleet".to_owned()])
+                .unwrap_or_else(|e| panic!("{e}"))
+                .only,
+            Some(Phase::Fleet)
+        );
         assert!(Options::parse(&["--bogus".to_owned()]).is_err());
         assert!(Options::parse(&["--starts".to_owned()]).is_err());
     }
