@@ -44,6 +44,11 @@ pub struct FleetFigures {
     pub load_after: String,
     /// PostgreSQL only: rows inserted and updated per session in the run's schema.
     pub rows_per_session: Option<(f64, f64)>,
+    /// PostgreSQL only: transactions committed per session in the measured part (every
+    /// client of the database counts: use a database of its own for an exact figure).
+    pub commits_per_session: Option<f64>,
+    /// CPU time of every `postgres` process on the machine in the measured part.
+    pub postgres_cpu: Duration,
 }
 
 impl FleetFigures {
@@ -125,6 +130,11 @@ pub async fn measure_fleet(bin: &Path, api: &str, options: &Options) -> Result<F
         counter.store(0, Ordering::Relaxed);
     }
     let pids: Vec<u32> = nodes.iter().filter_map(Server::pid).collect();
+    let commits_before = match &options.database_url {
+        Some(url) => Some(commits(url).await?),
+        None => None,
+    };
+    let postgres_before = postgres_cpu();
     let load_before = load_average();
     let cpu_before: Vec<Duration> = pids.iter().map(|&p| cpu_time(&p.to_string())).collect();
     let driver_before = cpu_time("self");
@@ -139,6 +149,14 @@ pub async fn measure_fleet(bin: &Path, api: &str, options: &Options) -> Result<F
         node_cpu[i] = cpu_time(&pid.to_string()).saturating_sub(*before);
     }
     let load_after = load_average();
+    let postgres_cpu = postgres_cpu().saturating_sub(postgres_before);
+    let commits_per_session = match (&options.database_url, commits_before) {
+        (Some(url), Some(before)) => {
+            let after = commits(url).await?;
+            Some(after.saturating_sub(before) as f64 / sessions as f64)
+        }
+        _ => None,
+    };
 
     let errors = measured.iter().filter(|(_, id)| id.is_none()).count()
         + warm.iter().filter(|(_, id)| id.is_none()).count();
@@ -187,6 +205,8 @@ pub async fn measure_fleet(bin: &Path, api: &str, options: &Options) -> Result<F
         load_before,
         load_after,
         rows_per_session,
+        commits_per_session,
+        postgres_cpu,
     })
 }
 
@@ -225,6 +245,38 @@ async fn stored_pg(url: &str, calls: usize) -> Result<(i64, Option<(f64, f64)>)>
         (ins as f64 / n, upd as f64 / n)
     });
     Ok((count, per))
+}
+
+/// Transactions committed in the database of `url` so far, as the statistics collector
+/// counts them (it flushes a backend's counts within a second: read after a pause).
+async fn commits(url: &str) -> Result<i64> {
+    use sqlx::Connection;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut conn = sqlx::postgres::PgConnection::connect(url).await?;
+    let n = sqlx::query_scalar(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    conn.close().await?;
+    Ok(n)
+}
+
+/// CPU time of every process named `postgres` (the server and its backends).
+fn postgres_cpu() -> Duration {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Duration::ZERO;
+    };
+    entries
+        .filter_map(std::result::Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(|pid| cpu_time(&pid))
+        .sum()
 }
 
 /// User + system CPU time of `/proc/<pid>` (`self` for this process).

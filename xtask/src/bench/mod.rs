@@ -801,6 +801,22 @@ fn render(f: &Figures, options: &Options, bin: &Path) -> String {
             "",
             None,
         ));
+        if fl.postgres_cpu > Duration::ZERO {
+            rows.push(row(
+                "  CPU s: postgres processes (all)",
+                format!("{:.2}", fl.postgres_cpu.as_secs_f64()),
+                "",
+                None,
+            ));
+        }
+        if let Some(commits) = fl.commits_per_session {
+            rows.push(row(
+                "  transactions committed per session",
+                format!("{commits:.1}"),
+                "",
+                None,
+            ));
+        }
         if let Some((inserted, updated)) = fl.rows_per_session {
             rows.push(row(
                 "  rows inserted, updated per session",
