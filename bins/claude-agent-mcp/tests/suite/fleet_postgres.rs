@@ -137,7 +137,7 @@ impl Fleet {
                 ))
                 .await
                 .unwrap_or_else(|e| panic!("resources/list through node {n}: {e}"));
-            seen.extend(page.resources.into_iter().map(|r| r.uri.clone()));
+            seen.extend(page.resources.into_iter().map(|r| r.uri));
             cursor = page.next_cursor;
             if cursor.is_none() {
                 return seen;
