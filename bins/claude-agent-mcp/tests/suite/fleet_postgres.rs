@@ -535,3 +535,162 @@ async fn clients_served_by_the_next_node_each_time_complete_their_work(store: St
     proxy.task.abort();
     fleet.stop().await;
 }
+
+/// A TCP link to PostgreSQL that the test can cut (every open connection closed, new ones
+/// refused) and restore on the same port.
+struct Link {
+    port: u16,
+    target: (String, u16),
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Link {
+    async fn open(target: (String, u16)) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let link = Self {
+            port,
+            target,
+            tasks: Default::default(),
+        };
+        link.serve(listener);
+        link
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let target = self.target.clone();
+        let tasks = std::sync::Arc::clone(&self.tasks);
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                let pipe = tokio::spawn(async move {
+                    if let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect((target.0.as_str(), target.1)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().unwrap().push(pipe);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    fn cut(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    async fn restore(&self) {
+        // The port was released when the accepting task was aborted.
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("the link's port is free again");
+        self.serve(listener);
+    }
+}
+
+/// PostgreSQL goes away under one node (its TCP link cut: open connections closed, new ones
+/// refused) while another node keeps its own link: the cut node answers each call with an
+/// error once the pool's acquire timeout (30 s) is over (a read `internal_error`, a run
+/// `provider_runtime_error` without a session), neither hanging nor crashing; the other
+/// node serves every session as before; once the link is back the cut node serves again
+/// without a restart.
+#[tokio::test]
+async fn a_node_that_loses_the_database_answers_errors_and_recovers() {
+    use std::str::FromStr;
+    let Some(pg) = fresh_schema().await else {
+        return;
+    };
+    let options = sqlx::postgres::PgConnectOptions::from_str(pg.url()).unwrap();
+    let target = (options.get_host().to_owned(), options.get_port());
+    let authority = format!("{}:{}", target.0, target.1);
+    assert!(
+        pg.url().contains(&authority),
+        "the test URL names its host and port: {}",
+        pg.url()
+    );
+    let link = Link::open(target).await;
+    let linked_url = pg
+        .url()
+        .replacen(&authority, &format!("127.0.0.1:{}", link.port), 1);
+    let env = TestEnv::new().await;
+    env.reply_text("stored").await;
+    let a_dir = path_str(&env.cwd().join("node-a"));
+    let b_dir = path_str(&env.cwd().join("node-b"));
+    let mut a = start_http_with(
+        &env,
+        &[],
+        &[(vars::DATABASE_URL, &linked_url), (vars::STATE_DIR, &a_dir)],
+    )
+    .await;
+    let mut b = start_http_with(
+        &env,
+        &[],
+        &[(vars::DATABASE_URL, pg.url()), (vars::STATE_DIR, &b_dir)],
+    )
+    .await;
+    let connect = |url: String| async move {
+        ().serve(StreamableHttpClientTransport::from_uri(url))
+            .await
+            .expect("initialize")
+    };
+    let (ca, cb) = (connect(a.url.clone()).await, connect(b.url.clone()).await);
+    let before = call(&ca, "agent_run_task", json!({"task": "before"})).await;
+    assert_eq!(before["ok"], json!(true), "{before}");
+    let sid = before["session_id"].as_str().unwrap().to_owned();
+
+    link.cut();
+    let cut = Instant::now();
+    // Both calls wait for a connection, at most the pool's acquire timeout (30 s).
+    let (got, run) = tokio::join!(
+        call(&ca, "agent_get_session", json!({"session_id": sid})),
+        call(&ca, "agent_run_task", json!({"task": "while cut"})),
+    );
+    let answered = cut.elapsed();
+    eprintln!("the cut node answered after {answered:?}: {got} / {run}");
+    assert!(answered < Duration::from_secs(45), "{answered:?}");
+    assert_eq!(
+        got["error"],
+        json!({"code": "internal_error", "message": "database error: pool timed out while waiting for an open connection"}),
+        "{got}"
+    );
+    assert_eq!(run["ok"], json!(false), "{run}");
+    assert_eq!(
+        run["errors"][0]["code"],
+        json!("provider_runtime_error"),
+        "{run}"
+    );
+    let through_b = call(&cb, "agent_get_session", json!({"session_id": sid})).await;
+    assert_eq!(through_b["status"], json!("completed"), "{through_b}");
+    let on_b = call(&cb, "agent_run_task", json!({"task": "on b"})).await;
+    assert_eq!(on_b["ok"], json!(true), "{on_b}");
+
+    link.restore().await;
+    let restored = Instant::now();
+    let mut again = Value::Null;
+    while restored.elapsed() < Duration::from_secs(60) {
+        again = call(&ca, "agent_get_session", json!({"session_id": sid})).await;
+        if again["ok"] != json!(false) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "the cut node served again {:?} after the link was restored",
+        restored.elapsed()
+    );
+    assert_eq!(again["status"], json!("completed"), "{again}");
+    let after = call(&ca, "agent_run_task", json!({"task": "after"})).await;
+    assert_eq!(after["ok"], json!(true), "{after}");
+    let listed = call(&cb, "agent_list_sessions", json!({})).await;
+    assert_eq!(
+        listed["sessions"].as_array().unwrap().len(),
+        3,
+        "before, on b and after; nothing of the cut run: {listed}"
+    );
+    drop((ca, cb));
+    let _ = a.child.kill().await;
+    let _ = b.child.kill().await;
+}
