@@ -5,6 +5,7 @@
 #![deny(clippy::print_stdout)]
 
 mod doctor;
+mod migrate_store;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -67,6 +68,12 @@ pub enum Command {
     /// Prints one line per check (✓ or ✗ with the fix) and exits 1 if any check failed.
     /// Flags given before `doctor` (`--mode`, `--transport`, ...) apply to the checks.
     Doctor,
+    /// Copy every session, event, output and artifact of a SQLite state directory into the
+    /// PostgreSQL store, in batches verified by counts (`docs/scaling.md`).
+    ///
+    /// Stop the servers that use the state directory first. Running it again after a failure
+    /// goes on where it stopped. Prints a summary; exits 1 on any failure.
+    MigrateStore(migrate_store::MigrateArgs),
 }
 
 impl Cli {
@@ -125,8 +132,19 @@ pub fn main_entry() -> ExitCode {
             )));
         }
     };
-    if matches!(cli.command, Some(Command::Doctor)) {
-        return runtime.block_on(doctor::run(&cli.overrides(), &mut std::io::stdout()));
+    match &cli.command {
+        Some(Command::Doctor) => {
+            return runtime.block_on(doctor::run(&cli.overrides(), &mut std::io::stdout()));
+        }
+        Some(Command::MigrateStore(args)) => {
+            return runtime.block_on(migrate_store::run(
+                &cli.overrides(),
+                args,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            ));
+        }
+        None => {}
     }
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -22,6 +22,7 @@
 //! Modules:
 //! * [`config`]: the store configuration and the errors of opening a store;
 //! * [`store`]: [`SqliteStore`], its connection pool, schema bootstrap and every query;
+//! * [`migrate`]: copying a SQLite state directory into a PostgreSQL store;
 //! * [`postgres`]: [`PostgresStore`], its pool, migrations, queries and `LISTEN` connection;
 //! * `rows`: decoding of raw rows into the domain types of `agent-core`;
 //! * `reader`: a read-only rusqlite connection that serves `get_session` on the calling thread;
@@ -31,6 +32,7 @@
 mod artifacts;
 pub mod config;
 mod error;
+pub mod migrate;
 pub mod postgres;
 mod reader;
 mod rows;

@@ -329,6 +329,16 @@ impl SqliteStore {
         &self.inner.config
     }
 
+    /// The pool, for the copy into another store (`migrate.rs`).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// The artifact directory, resolved at open.
+    pub(crate) fn artifact_root(&self) -> &std::path::Path {
+        &self.inner.artifact_root
+    }
+
     /// The highest applied version in `schema_migrations` (0 if the table is empty or missing).
     pub async fn schema_version(&self) -> std::result::Result<i64, StoreError> {
         Ok(self.schema_version_impl().await?)

@@ -22,6 +22,8 @@ use tempfile::TempDir;
 
 #[path = "store/contract.rs"]
 mod contract;
+#[path = "store/migrate.rs"]
+mod migrate;
 
 const TTL: Duration = Duration::from_secs(300);
 const MAX_ARTIFACT: u64 = 64;

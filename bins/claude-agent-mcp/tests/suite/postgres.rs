@@ -387,3 +387,129 @@ async fn doctor_checks_the_postgres_store_with_the_password_redacted() {
     );
     assert!(!err.contains(PASSWORD), "{err}");
 }
+
+/// Issue 14 item 4: `migrate-store` copies a SQLite state directory that a server filled into
+/// PostgreSQL; a server on PostgreSQL then answers every read exactly as the SQLite one did
+/// (the list, sessions, events, artifact resources) and continues a copied session. The URL's
+/// password is in no output; a wrong source or destination is refused and changes nothing;
+/// a second copy never merges into a session that changed since.
+#[tokio::test]
+async fn migrate_store_moves_a_state_directory_to_postgres() {
+    let Some(pg) = fresh_schema().await else {
+        return;
+    };
+    let mut env = TestEnv::new().await;
+    env.reply_text("A long enough output to be stored as an artifact of the session.")
+        .await;
+    let server = env.start().await;
+    let mut sessions = vec![];
+    for task in ["one", "two", "three"] {
+        let run = server.call("agent_run_task", json!({"task": task})).await;
+        assert_eq!(run["ok"], json!(true), "{run}");
+        let artifacts: Vec<String> = run["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["artifact_id"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(!artifacts.is_empty(), "{run}");
+        sessions.push((run["session_id"].as_str().unwrap().to_owned(), artifacts));
+    }
+    env.reply_text("the second turn").await;
+    let first = sessions[0].0.clone();
+    let cont = server
+        .call(
+            "agent_continue_session",
+            json!({"session_id": first, "message": "more"}),
+        )
+        .await;
+    assert_eq!(cont["status"], json!("completed"), "{cont}");
+    async fn reads(server: &Server, sessions: &[(String, Vec<String>)]) -> Vec<Value> {
+        let mut all = vec![server.call("agent_list_sessions", json!({})).await];
+        for (id, artifacts) in sessions {
+            all.push(
+                server
+                    .call("agent_get_session", json!({"session_id": id}))
+                    .await,
+            );
+            all.push(
+                server
+                    .call("agent_get_session_events", json!({"session_id": id}))
+                    .await,
+            );
+            for aid in artifacts {
+                let (mime, text) = read(server, format!("artifact://{id}/{aid}")).await;
+                all.push(json!([mime, text]));
+            }
+        }
+        all
+    }
+    let before = reads(&server, &sessions).await;
+    assert_eq!(server.shutdown().await, 0);
+
+    let url = url_with_password(&pg);
+    // Refused, and nothing written: a destination that is not PostgreSQL, a missing source.
+    let (code, _, err) = env
+        .run_to_exit(&["migrate-store", "--to", "sqlite:///tmp/x.db"])
+        .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is not a PostgreSQL URL"), "{err}");
+    let missing = env.state_dir().join("nope.db");
+    let (code, _, err) = env
+        .run_to_exit(&["migrate-store", "--to", &url, "--from", &path_str(&missing)])
+        .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no SQLite database at"), "{err}");
+    assert!(!missing.exists());
+    assert!(!err.contains(PASSWORD), "{err}");
+    let mut conn = pg.connect().await;
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = $1",
+    )
+    .bind(pg.schema())
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    let _ = conn.close().await;
+    assert_eq!(tables, 0, "a refused copy created no table");
+
+    env.set(DATABASE_URL, &url);
+    let (code, out, err) = env.run_to_exit(&["migrate-store", "--batch", "2"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("Copied 3 session(s) (0 already there)"),
+        "{out}"
+    );
+    assert!(out.contains("counts verified"), "{out}");
+    assert!(err.contains("3 of 3 sessions done"), "{err}");
+    assert!(
+        !out.contains(PASSWORD) && !err.contains(PASSWORD),
+        "{out}\n{err}"
+    );
+    assert_eq!(sessions_in_schema(&pg).await, 3);
+
+    // The same environment, now on PostgreSQL: every read as before, and a continuation.
+    let server = env.start().await;
+    assert_eq!(reads(&server, &sessions).await, before);
+    env.reply_text("a third turn, on PostgreSQL").await;
+    let cont = server
+        .call(
+            "agent_continue_session",
+            json!({"session_id": first, "message": "again"}),
+        )
+        .await;
+    assert_eq!(cont["status"], json!("completed"), "{cont}");
+    let got = server
+        .call("agent_get_session", json!({"session_id": first}))
+        .await;
+    assert_eq!(got["turn_count"], json!(3), "{got}");
+    server.shutdown().await;
+
+    // A second copy from the SQLite directory: that session changed since, so it is refused.
+    let (code, out, err) = env.run_to_exit(&["migrate-store"]).await;
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("already in the destination with different contents"),
+        "{err}"
+    );
+}

@@ -363,6 +363,12 @@ impl Database {
         }
     }
 
+    /// Which store a database URL selects (the rule of `CLAUDE_AGENT_MCP_DATABASE_URL`, for a
+    /// URL given elsewhere, e.g. `migrate-store --to`).
+    pub fn parse_url(value: &str) -> Result<Database, String> {
+        Self::parse(value).map(|(database, _)| database)
+    }
+
     /// Parses the variable's value; `Ok(None)` keeps SQLite at the configured path, `Ok(Some)`
     /// of a `sqlite://` URL names the database file.
     fn parse(value: &str) -> Result<(Database, Option<&str>), String> {

@@ -181,6 +181,11 @@ impl PostgresStore {
         &self.inner.config
     }
 
+    /// The pool, for the copy from another store (`migrate.rs`).
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Whether a `LISTEN` connection serves [`cancel_wakeups`](SessionStore::cancel_wakeups).
     pub fn listens(&self) -> bool {
         self.inner.wakeups.is_some()
