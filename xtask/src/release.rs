@@ -1,6 +1,8 @@
 //! `cargo xtask release-check`: CI's one definition (`.ci/run` runs exactly this), everything a
 //! release must pass: formatting; the real peers installed (the Claude Code CLI and the
-//! reference MCP server, from the npm registry, into `~/.cache`) and required; lints; schema
+//! reference MCP server, from the npm registry, into `~/.cache`) and required; a PostgreSQL at
+//! 127.0.0.1:5432 for the store tests (started, or installed from Debian's packages, when none
+//! answers: [`Ci::ensure_postgres`]); lints; schema
 //! drift; the supply-chain checks; the MCP conformance suite; and the whole test suite (with
 //! the configuration-docs drift test), closed by one `tests: N passed, M failed` line.
 //!
@@ -16,6 +18,15 @@ use std::process::{Command, Stdio};
 const CLAUDE_CLI_VAR: &str = "CLAUDE_AGENT_MCP_TEST_CLAUDE_CLI";
 const EVERYTHING_SERVER_VAR: &str = "CLAUDE_AGENT_MCP_TEST_EVERYTHING_SERVER";
 const REQUIRE_PEERS_VAR: &str = "CLAUDE_AGENT_MCP_REQUIRE_PEERS";
+const POSTGRES_URL_VAR: &str = "CLAUDE_AGENT_MCP_TEST_POSTGRES_URL";
+
+/// The PostgreSQL the store tests use: trust auth on the loopback, database `test` (the same as
+/// `agent_testkit::postgres::DEFAULT_POSTGRES_URL`).
+const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+const POSTGRES_ADDR: &str = "127.0.0.1:5432";
+const POSTGRES_DATABASE: &str = "test";
+/// The lines `ensure_postgres` puts first in a cluster's `pg_hba.conf`.
+const TRUST_LOCAL_TCP: &str = "host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n";
 
 /// The peers: the variable each one's install script prints the value of.
 const PEERS: &[(&str, &str)] = &[
@@ -87,6 +98,7 @@ pub fn release_check(root: &Path) -> Result<(), String> {
     let mut ci = Ci::new(root);
     ci.run(&FORMAT)?;
     ci.install_peers()?;
+    ci.ensure_postgres()?;
     ci.install_cargo_deny()?;
     for step in CHECKS {
         ci.run(step)?;
@@ -167,6 +179,86 @@ impl Ci {
         Ok(())
     }
 
+    /// A PostgreSQL at [`POSTGRES_ADDR`] with trust auth for loopback TCP and a database
+    /// [`POSTGRES_DATABASE`], exported to the tests as [`POSTGRES_URL_VAR`] (and required, with
+    /// every other peer). When none answers: Debian's `postgresql` is installed (`apt-get`)
+    /// unless it is there, loopback TCP is trusted in each cluster's `pg_hba.conf`, and the
+    /// clusters are started (`pg_ctlcluster`, which needs no init system).
+    fn ensure_postgres(&mut self) -> Result<(), String> {
+        eprintln!(
+            "== PostgreSQL for the store tests ({POSTGRES_ADDR}, database {POSTGRES_DATABASE})"
+        );
+        if !postgres_answers() {
+            if !Path::new("/usr/bin/pg_ctlcluster").is_file() {
+                run_quiet("apt-get", &["update", "-q"])?;
+                run_quiet(
+                    "apt-get",
+                    &[
+                        "install",
+                        "-y",
+                        "-q",
+                        "--no-install-recommends",
+                        "postgresql",
+                    ],
+                )?;
+            }
+            let clusters = postgres_clusters()?;
+            if clusters.is_empty() {
+                return Err("release check failed at: PostgreSQL installed, but no cluster in /etc/postgresql".to_owned());
+            }
+            for (version, name) in &clusters {
+                let hba = PathBuf::from(format!("/etc/postgresql/{version}/{name}/pg_hba.conf"));
+                let text = std::fs::read_to_string(&hba)
+                    .map_err(|e| format!("cannot read {}: {e}", hba.display()))?;
+                let trusted = trust_local_tcp(&text);
+                if trusted != text {
+                    std::fs::write(&hba, trusted)
+                        .map_err(|e| format!("cannot write {}: {e}", hba.display()))?;
+                }
+                // `start` fails on a cluster that already runs: then it is reloaded instead.
+                if run_quiet("pg_ctlcluster", &[version, name, "start"]).is_err() {
+                    run_quiet("pg_ctlcluster", &[version, name, "reload"])?;
+                }
+            }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while !postgres_answers() {
+                if std::time::Instant::now() > deadline {
+                    return Err(format!(
+                        "release check failed at: PostgreSQL started, but nothing answers at {POSTGRES_ADDR}"
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+        }
+        // The database, when missing (an error that it exists is the expected case).
+        let created = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-qc",
+            ])
+            .arg(format!("CREATE DATABASE {POSTGRES_DATABASE}"))
+            .output()
+            .map_err(|e| format!("cannot run psql: {e}"))?;
+        let stderr = String::from_utf8_lossy(&created.stderr);
+        if !created.status.success() && !stderr.contains("already exists") {
+            return Err(format!(
+                "release check failed at: PostgreSQL answers at {POSTGRES_ADDR}, but database {POSTGRES_DATABASE} cannot be created as user postgres without a password: {}",
+                stderr.trim()
+            ));
+        }
+        eprintln!("{POSTGRES_URL_VAR}={POSTGRES_URL}");
+        self.env
+            .push((POSTGRES_URL_VAR.to_owned(), POSTGRES_URL.to_owned()));
+        Ok(())
+    }
+
     /// Puts cargo-deny on `PATH`: the one already there, or the pinned version installed into
     /// `~/.cache` (once).
     fn install_cargo_deny(&mut self) -> Result<(), String> {
@@ -236,6 +328,66 @@ impl Ci {
     }
 }
 
+/// Whether something accepts TCP connections at [`POSTGRES_ADDR`] (within a second).
+fn postgres_answers() -> bool {
+    POSTGRES_ADDR.parse().is_ok_and(|addr| {
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)).is_ok()
+    })
+}
+
+/// Runs a setup command, its output shown only when it fails.
+fn run_quiet(program: &str, args: &[&str]) -> Result<(), String> {
+    eprintln!("   {program} {}", args.join(" "));
+    let output = Command::new(program)
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .output()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "release check failed at: {program} {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout).trim(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// The clusters of Debian's PostgreSQL: `(version, name)` for each `/etc/postgresql/<v>/<name>`.
+fn postgres_clusters() -> Result<Vec<(String, String)>, String> {
+    let mut clusters = Vec::new();
+    let root = Path::new("/etc/postgresql");
+    let versions =
+        std::fs::read_dir(root).map_err(|e| format!("cannot read {}: {e}", root.display()))?;
+    for version in versions.flatten() {
+        let Ok(names) = std::fs::read_dir(version.path()) else {
+            continue;
+        };
+        for name in names.flatten() {
+            if name.path().join("pg_hba.conf").is_file() {
+                clusters.push((
+                    version.file_name().to_string_lossy().into_owned(),
+                    name.file_name().to_string_lossy().into_owned(),
+                ));
+            }
+        }
+    }
+    clusters.sort();
+    Ok(clusters)
+}
+
+/// `pg_hba.conf` with loopback TCP trusted: [`TRUST_LOCAL_TCP`] first (the first matching line
+/// wins), unless it is there already.
+fn trust_local_tcp(hba: &str) -> String {
+    if hba.starts_with(TRUST_LOCAL_TCP) {
+        hba.to_owned()
+    } else {
+        format!("{TRUST_LOCAL_TCP}{hba}")
+    }
+}
+
 /// The passed and failed counts of a libtest `test result:` line (zeros for any other line).
 fn summary_counts(line: &str) -> (u64, u64) {
     let Some(rest) = line.strip_prefix("test result: ") else {
@@ -255,6 +407,26 @@ fn summary_counts(line: &str) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_tcp_is_trusted_first_and_only_once() {
+        let debian = "local all postgres peer\nhost all all 127.0.0.1/32 scram-sha-256\n";
+        let trusted = trust_local_tcp(debian);
+        assert_eq!(
+            trusted,
+            format!("host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n{debian}")
+        );
+        assert_eq!(trust_local_tcp(&trusted), trusted);
+    }
+
+    /// The tests' PostgreSQL: the URL CI exports is the test kit's default, under the test
+    /// kit's variable name.
+    #[test]
+    fn the_postgres_url_is_the_test_kits() {
+        let testkit = include_str!("../../crates/agent-testkit/src/postgres.rs");
+        assert!(testkit.contains(&format!("\"{POSTGRES_URL_VAR}\"")));
+        assert!(testkit.contains(&format!("\"{POSTGRES_URL}\"")));
+    }
 
     #[test]
     fn summary_lines_are_counted() {

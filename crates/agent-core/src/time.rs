@@ -108,10 +108,14 @@ mod tests {
         let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
         let cases = [
             day(2026, 4, 13).and_hms_micro_opt(10, 20, 30, 100).unwrap(),
-            day(2026, 12, 31).and_hms_micro_opt(23, 59, 59, 999_999).unwrap(),
+            day(2026, 12, 31)
+                .and_hms_micro_opt(23, 59, 59, 999_999)
+                .unwrap(),
             day(1, 1, 1).and_hms_opt(0, 0, 0).unwrap(),
             day(10_000, 1, 1).and_hms_micro_opt(0, 0, 0, 5).unwrap(),
-            day(2016, 12, 31).and_hms_micro_opt(23, 59, 59, 1_500_000).unwrap(),
+            day(2016, 12, 31)
+                .and_hms_micro_opt(23, 59, 59, 1_500_000)
+                .unwrap(),
         ];
         for naive in cases {
             let t = Timestamp::from_datetime(naive.and_utc());

@@ -328,7 +328,8 @@ fn status_schema() -> Value {
             "fail_closed_enabled": nullable("boolean"),
             "restriction_compliance": nullable("boolean"),
             "non_compliance_reasons": nullable("array"),
-            "server_version": nullable_string()
+            "server_version": nullable_string(),
+            "session_store": {"type": "string", "enum": ["sqlite", "postgresql"]}
         },
         "required": ["version", "backend", "transport", "model", "mode"]
     })

@@ -17,6 +17,7 @@
 //! | --- | --- |
 //! | [`CLAUDE_CLI_VAR`] | the path of a real Claude Code CLI (`scripts/install-claude-cli.sh`) |
 //! | [`EVERYTHING_SERVER_VAR`] | the command line of the reference MCP server (`scripts/install-mcp-peers.sh`) |
+//! | [`POSTGRES_URL_VAR`](crate::postgres::POSTGRES_URL_VAR) | the PostgreSQL of the store tests ([`crate::postgres`]) |
 //! | [`REQUIRE_PEERS_VAR`] | `1`: a missing peer fails the test; unset, empty or `0`: it skips |
 //! | [`PROPTEST_CASES_VAR`] | the case count of every property (re-exported from `agent_core::testing`, which `agent-core`'s own unit tests use) |
 
@@ -418,6 +419,7 @@ mod tests {
         for var in [
             CLAUDE_CLI_VAR,
             EVERYTHING_SERVER_VAR,
+            crate::postgres::POSTGRES_URL_VAR,
             REQUIRE_PEERS_VAR,
             PROPTEST_CASES_VAR,
         ] {
@@ -426,7 +428,12 @@ mod tests {
                 "docs/testing.md: {var}"
             );
         }
-        for var in [CLAUDE_CLI_VAR, EVERYTHING_SERVER_VAR, REQUIRE_PEERS_VAR] {
+        for var in [
+            CLAUDE_CLI_VAR,
+            EVERYTHING_SERVER_VAR,
+            crate::postgres::POSTGRES_URL_VAR,
+            REQUIRE_PEERS_VAR,
+        ] {
             assert!(
                 release.contains(&format!("\"{var}\"")),
                 "xtask/src/release.rs: {var}"

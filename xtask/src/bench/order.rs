@@ -140,7 +140,7 @@ async fn record(wrapper: &Path) -> Result<()> {
     super::measure(wrapper, &options).await?;
     progress("[5/5] continue, verify, status, list and cancel over stdio");
     let api = StandIn::start(Duration::ZERO).await?;
-    let ws = Workspace::new()?;
+    let ws = Workspace::new(None)?;
     let (server, _) = ws.start_stdio(wrapper, &api.base_url()).await?;
     let first = server.call("agent_run_task", task_args()).await?;
     check_completed(&first)?;

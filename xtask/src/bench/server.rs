@@ -21,14 +21,17 @@ pub type Client = RunningService<RoleClient, ()>;
 /// A working directory (the server's cwd) with the state directory inside it.
 pub struct Workspace {
     dir: tempfile::TempDir,
+    /// `CLAUDE_AGENT_MCP_DATABASE_URL` of the servers, when they use PostgreSQL.
+    database_url: Option<String>,
 }
 
 impl Workspace {
-    pub fn new() -> Result<Self> {
+    pub fn new(database_url: Option<String>) -> Result<Self> {
         Ok(Self {
             dir: tempfile::Builder::new()
                 .prefix("claude-agent-mcp-bench-")
                 .tempdir()?,
+            database_url,
         })
     }
 
@@ -69,6 +72,9 @@ impl Workspace {
             .env(vars::LOG_LEVEL, "ERROR")
             .stderr(Stdio::from(self.stderr_file()?))
             .kill_on_drop(true);
+        if let Some(url) = &self.database_url {
+            cmd.env(vars::DATABASE_URL, url);
+        }
         Ok(cmd)
     }
 

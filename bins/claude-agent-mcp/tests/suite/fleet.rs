@@ -20,11 +20,11 @@ use crate::support::*;
 
 /// A round-robin reverse proxy: request `n` goes to backend `n % len`, whatever came before
 /// (no affinity by connection, session or anything else).
-struct RoundRobin {
-    url: String,
+pub(super) struct RoundRobin {
+    pub(super) url: String,
     /// Requests forwarded to each backend.
     served: Arc<Vec<AtomicUsize>>,
-    task: tokio::task::JoinHandle<()>,
+    pub(super) task: tokio::task::JoinHandle<()>,
 }
 
 #[derive(Clone)]
@@ -65,7 +65,7 @@ async fn forward(
         .unwrap()
 }
 
-async fn round_robin(backends: Vec<String>) -> RoundRobin {
+pub(super) async fn round_robin(backends: Vec<String>) -> RoundRobin {
     let served = Arc::new(
         (0..backends.len())
             .map(|_| AtomicUsize::new(0))
@@ -98,7 +98,7 @@ async fn fleet(env: &TestEnv) -> (Vec<HttpServer>, RoundRobin) {
     (nodes, proxy)
 }
 
-async fn call<H: ClientHandler>(
+pub(super) async fn call<H: ClientHandler>(
     client: &RunningService<RoleClient, H>,
     name: &'static str,
     args: Value,
@@ -137,7 +137,7 @@ async fn run_continue_get_verify<H: ClientHandler>(
     assert_eq!(verdict["result"]["verdict"], json!("pass"), "{verdict}");
 }
 
-fn assert_every_node_served(proxy: &RoundRobin) {
+pub(super) fn assert_every_node_served(proxy: &RoundRobin) {
     let served: Vec<usize> = proxy
         .served
         .iter()
@@ -163,6 +163,17 @@ async fn stop(mut nodes: Vec<HttpServer>, proxy: RoundRobin) {
 async fn session_id_client_round_trip(version: Option<ProtocolVersion>) {
     let env = TestEnv::new().await;
     let (nodes, proxy) = fleet(&env).await;
+    session_id_client_through(&env, &proxy, version).await;
+    stop(nodes, proxy).await;
+}
+
+/// A session-id client of `version` (2025-11-25 when `None`) completes run → continue → get →
+/// verify through `proxy`, every node serving some of its requests.
+pub(super) async fn session_id_client_through(
+    env: &TestEnv,
+    proxy: &RoundRobin,
+    version: Option<ProtocolVersion>,
+) {
     let transport = StreamableHttpClientTransport::from_uri(proxy.url.clone());
     let mut info = ClientConfig::new(
         ClientCapabilities::default(),
@@ -181,10 +192,9 @@ async fn session_id_client_round_trip(version: Option<ProtocolVersion>) {
         Some(version.unwrap_or(ProtocolVersion::V_2025_11_25))
     );
     assert_eq!(client.list_all_tools().await.unwrap().len(), 7);
-    run_continue_get_verify(&env, &client).await;
-    assert_every_node_served(&proxy);
+    run_continue_get_verify(env, &client).await;
+    assert_every_node_served(proxy);
     let _ = client.cancel().await;
-    stop(nodes, proxy).await;
 }
 
 #[tokio::test]
@@ -205,6 +215,13 @@ async fn older_session_id_clients_are_served_by_every_node_in_turn() {
 async fn a_stateless_client_is_served_by_every_node_in_turn() {
     let env = TestEnv::new().await;
     let (nodes, proxy) = fleet(&env).await;
+    stateless_client_through(&env, &proxy).await;
+    stop(nodes, proxy).await;
+}
+
+/// A 2026-07-28 client completes run → continue → get → verify through `proxy`, every node
+/// serving some of its requests.
+pub(super) async fn stateless_client_through(env: &TestEnv, proxy: &RoundRobin) {
     let transport = StreamableHttpClientTransport::from_uri(proxy.url.clone());
     let lifecycle = ClientLifecycleMode::Discover {
         preferred_versions: vec![ProtocolVersion::V_2026_07_28],
@@ -216,10 +233,9 @@ async fn a_stateless_client_is_served_by_every_node_in_turn() {
     let version = client.peer_info().map(|i| i.protocol_version.clone());
     assert_eq!(version, Some(ProtocolVersion::V_2026_07_28));
     assert_eq!(client.list_all_tools().await.unwrap().len(), 7);
-    run_continue_get_verify(&env, &client).await;
-    assert_every_node_served(&proxy);
+    run_continue_get_verify(env, &client).await;
+    assert_every_node_served(proxy);
     let _ = client.cancel().await;
-    stop(nodes, proxy).await;
 }
 
 /// A session id no node issued is taken up only behind the same checks as any request: no

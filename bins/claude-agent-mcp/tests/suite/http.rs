@@ -23,6 +23,15 @@ pub(super) struct HttpServer {
 }
 
 pub(super) async fn start_http(env: &TestEnv, extra: &[&str]) -> HttpServer {
+    start_http_with(env, extra, &[]).await
+}
+
+/// [`start_http`] with variables set for this process only (over `env`'s own).
+pub(super) async fn start_http_with(
+    env: &TestEnv,
+    extra: &[&str],
+    vars: &[(&str, &str)],
+) -> HttpServer {
     let port = free_port();
     let port_s = port.to_string();
     // Reached on the bound address, or on 127.0.0.1 for the default and the wildcard binds.
@@ -37,6 +46,7 @@ pub(super) async fn start_http(env: &TestEnv, extra: &[&str]) -> HttpServer {
     let stderr = std::fs::File::create(env.dir.path().join(format!("http-{port}.stderr"))).unwrap();
     let child = env
         .command(&args)
+        .envs(vars.iter().copied())
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::from(stderr))
         .spawn()

@@ -5,6 +5,7 @@ mod continue_session;
 mod doctor;
 mod federation;
 mod fleet;
+mod fleet_postgres;
 mod http;
 mod mediation;
 mod persistence;

@@ -300,13 +300,17 @@ async fn a_cancel_through_another_node_stops_the_run_within_a_second() {
         .unwrap()
         .to_owned();
     let started = Instant::now();
+    let a_stopped = tokio::spawn(async move {
+        let run = call.await.unwrap();
+        (run, started.elapsed())
+    });
     let cancel = b
         .call("agent_cancel_session", json!({"session_id": sid}))
         .await;
     let elapsed = started.elapsed();
     assert_eq!(cancel["ok"], json!(true), "{cancel}");
     assert_eq!(cancel["result"]["status"], json!("cancelled"), "{cancel}");
-    let run = tokio::time::timeout(Duration::from_secs(5), call)
+    let (run, a_elapsed) = tokio::time::timeout(Duration::from_secs(5), a_stopped)
         .await
         .expect("A's run ended")
         .unwrap();
@@ -316,9 +320,13 @@ async fn a_cancel_through_another_node_stops_the_run_within_a_second() {
         "{run}"
     );
     assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    assert!(a_elapsed < Duration::from_secs(1), "{a_elapsed:?}");
     let _ = std::io::Write::write_all(
         &mut std::io::stderr(),
-        format!("cancel through another node answered after {elapsed:?}\n").as_bytes(),
+        format!(
+            "cancel through another node: A's run answered after {a_elapsed:?}, B's cancel after {elapsed:?}\n"
+        )
+        .as_bytes(),
     );
     let got = b
         .call("agent_get_session", json!({"session_id": sid}))

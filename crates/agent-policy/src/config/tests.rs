@@ -1381,7 +1381,7 @@ fn the_database_url_selects_the_store_and_never_shows_its_password() {
     // A sqlite:// URL keeps SQLite; a path in it names the database file.
     let c = config(&[("CLAUDE_AGENT_MCP_DATABASE_URL", "sqlite://")], &cwd);
     assert_eq!(
-        (c.database.clone(), c.db_path),
+        (c.database, c.db_path),
         (Database::Sqlite, cwd.join(".state/claude-agent-mcp.db"))
     );
     let c = config(
@@ -1392,7 +1392,7 @@ fn the_database_url_selects_the_store_and_never_shows_its_password() {
         &cwd,
     );
     assert_eq!(
-        (c.database.clone(), c.db_path),
+        (c.database, c.db_path),
         (Database::Sqlite, cwd.join("data/s.db"))
     );
     let c = config(

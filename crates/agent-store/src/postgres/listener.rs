@@ -48,6 +48,7 @@ pub(super) async fn start(
         loop {
             match listener.try_recv().await {
                 Ok(Some(notification)) => {
+                    tracing::debug!(target: "store", session_id = notification.payload(), "cancel wake-up");
                     // No receiver (no execution running here) is not an error.
                     let _ = forward.send(notification.payload().to_owned());
                 }

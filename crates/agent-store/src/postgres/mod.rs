@@ -219,7 +219,8 @@ impl PostgresStore {
         session: &NewSession,
         events: &[Event],
     ) -> Result<SessionRecord> {
-        let mut tx = self.tx().await?;
+        let events = EventColumns::of(events)?;
+        // One statement: the row and its events, atomic without a transaction.
         let row: PgSessionRow = sqlx::query_as(INSERT_SESSION)
             .bind(&session.session_id)
             .bind(session.workflow.as_str())
@@ -227,10 +228,11 @@ impl PostgresStore {
             .bind(session.working_directory.as_deref())
             .bind(&session.lock_owner)
             .bind(ttl_micros(session.lock_ttl))
-            .fetch_one(&mut *tx)
+            .bind(events.types)
+            .bind(events.turns)
+            .bind(events.payloads)
+            .fetch_one(&self.pool)
             .await?;
-        insert_events(&mut tx, &session.session_id, events).await?;
-        tx.commit().await?;
         row.into_record()
     }
 
@@ -396,8 +398,10 @@ impl PostgresStore {
         finish: &Finish,
     ) -> Result<()> {
         let owner = lease.owner.as_str();
+        let events = EventColumns::of(&finish.events)?;
+        let output = finish.turn_count.and(finish.output_text.as_deref());
         let mut tx = self.tx().await?;
-        let updated = sqlx::query(FINISH_EXECUTION)
+        let (applied, kept): (bool, bool) = sqlx::query_as(FINISH_EXECUTION)
             .bind(finish.status.as_str())
             .bind(finish.turn_count)
             .bind(finish.summary_latest.as_deref())
@@ -405,9 +409,13 @@ impl PostgresStore {
             .bind(owner)
             .bind(session_id)
             .bind(lease.generation)
-            .execute(&mut *tx)
+            .bind(events.types)
+            .bind(events.turns)
+            .bind(events.payloads)
+            .bind(output)
+            .fetch_one(&mut *tx)
             .await?;
-        if updated.rows_affected() == 0 {
+        if !applied {
             let holder: Option<Option<String>> = sqlx::query_scalar(LOCK_HOLDER)
                 .bind(session_id)
                 .fetch_optional(&mut *tx)
@@ -421,21 +429,12 @@ impl PostgresStore {
                 },
             });
         }
-        insert_events(&mut tx, session_id, &finish.events).await?;
-        if let (Some(text), Some(turn)) = (&finish.output_text, finish.turn_count) {
-            let kept = sqlx::query(INSERT_OUTPUT)
-                .bind(session_id)
-                .bind(turn)
-                .bind(text.as_str())
-                .execute(&mut *tx)
-                .await?;
-            if kept.rows_affected() == 0 {
-                // Dropping `tx` rolls the whole finish back.
-                return Err(Error::OutputKept {
-                    session_id: session_id.to_owned(),
-                    turn,
-                });
-            }
+        if let (Some(_), Some(turn), false) = (output, finish.turn_count, kept) {
+            // Dropping `tx` rolls the whole finish back.
+            return Err(Error::OutputKept {
+                session_id: session_id.to_owned(),
+                turn,
+            });
         }
         tx.commit().await?;
         Ok(())
@@ -464,16 +463,8 @@ impl PostgresStore {
         }
         let artifact_id = new_artifact_id();
         let sha256 = artifacts::sha256_hex(artifact.body);
-        let mut tx = self.tx().await?;
-        // The count first: a missing session is a clear error, not a foreign-key violation.
-        let updated = sqlx::query(BUMP_ARTIFACT_COUNT)
-            .bind(artifact.session_id)
-            .execute(&mut *tx)
-            .await?;
-        if updated.rows_affected() == 0 {
-            return Err(Error::SessionNotFound(artifact.session_id.to_owned()));
-        }
-        sqlx::query(INSERT_ARTIFACT)
+        // One statement: the counter and the row, atomic without a transaction.
+        let inserted: Option<String> = sqlx::query_scalar(INSERT_ARTIFACT)
             .bind(&artifact_id)
             .bind(artifact.session_id)
             .bind(artifact.workflow.as_str())
@@ -486,9 +477,11 @@ impl PostgresStore {
             .bind(artifact.turn_index)
             .bind(artifact.producer_tool)
             .bind(artifact.body)
-            .execute(&mut *tx)
+            .fetch_optional(&self.pool)
             .await?;
-        tx.commit().await?;
+        if inserted.is_none() {
+            return Err(Error::SessionNotFound(artifact.session_id.to_owned()));
+        }
         Ok(ArtifactRef {
             artifact_id,
             artifact_type: artifact.artifact_type.to_owned(),
@@ -674,40 +667,45 @@ fn ttl_micros(ttl: Duration) -> i64 {
     i64::try_from(ttl.min(MAX_TTL).as_micros()).unwrap_or(i64::MAX)
 }
 
+/// Events as the three arrays the statements take (`UNNEST` keeps their order).
+struct EventColumns<'a> {
+    types: Vec<&'a str>,
+    turns: Vec<i64>,
+    payloads: Vec<String>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn of(events: &'a [Event]) -> Result<Self> {
+        let mut columns = Self {
+            types: Vec::with_capacity(events.len()),
+            turns: Vec::with_capacity(events.len()),
+            payloads: Vec::with_capacity(events.len()),
+        };
+        for event in events {
+            columns.types.push(event.event_type.as_str());
+            columns.turns.push(event.turn_index);
+            columns
+                .payloads
+                .push(serde_json::to_string(&event.payload).map_err(Error::EncodePayload)?);
+        }
+        Ok(columns)
+    }
+}
+
 /// Appends `events` in order in one statement (their ids follow the order given).
 async fn insert_events(conn: &mut PgConnection, session_id: &str, events: &[Event]) -> Result<()> {
-    match events {
-        [] => Ok(()),
-        [event] => {
-            let payload = serde_json::to_string(&event.payload).map_err(Error::EncodePayload)?;
-            sqlx::query(INSERT_EVENT)
-                .bind(session_id)
-                .bind(event.event_type.as_str())
-                .bind(event.turn_index)
-                .bind(payload)
-                .execute(&mut *conn)
-                .await?;
-            Ok(())
-        }
-        events => {
-            let mut types = Vec::with_capacity(events.len());
-            let mut turns = Vec::with_capacity(events.len());
-            let mut payloads = Vec::with_capacity(events.len());
-            for event in events {
-                types.push(event.event_type.as_str());
-                turns.push(event.turn_index);
-                payloads.push(serde_json::to_string(&event.payload).map_err(Error::EncodePayload)?);
-            }
-            sqlx::query(INSERT_EVENTS)
-                .bind(session_id)
-                .bind(types)
-                .bind(turns)
-                .bind(payloads)
-                .execute(&mut *conn)
-                .await?;
-            Ok(())
-        }
+    if events.is_empty() {
+        return Ok(());
     }
+    let columns = EventColumns::of(events)?;
+    sqlx::query(INSERT_EVENTS)
+        .bind(session_id)
+        .bind(columns.types)
+        .bind(columns.turns)
+        .bind(columns.payloads)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 #[async_trait]

@@ -34,15 +34,46 @@ pub(super) const SELECT_SESSION: &str = concat!(
     " FROM sessions WHERE session_id = $1"
 );
 
+/// The events `$a`, `$b`, `$c` (types, turns, payload texts) of the session the CTE `src`
+/// returns, in the order given: an `INSERT … SELECT` for a data-modifying CTE, so that a row and
+/// its events are written by one statement (one round trip, atomic without a transaction).
+macro_rules! insert_events_of {
+    ($src:literal, $a:literal, $b:literal, $c:literal) => {
+        concat!(
+            "INSERT INTO session_events (session_id, event_type, turn_index, payload, created_at) \
+             SELECT ",
+            $src,
+            ".session_id, t.event_type, t.turn_index, t.payload::json, \
+               statement_timestamp() \
+             FROM ",
+            $src,
+            ", UNNEST($",
+            $a,
+            "::text[], $",
+            $b,
+            "::bigint[], $",
+            $c,
+            "::text[]) \
+               WITH ORDINALITY AS t(event_type, turn_index, payload, n) \
+             ORDER BY t.n"
+        )
+    };
+}
+
+/// The session and its first events in one statement.
 pub(super) const INSERT_SESSION: &str = concat!(
-    "INSERT INTO sessions (session_id, workflow, profile, provider, provider_session_id, status, \
-     working_directory, created_at, updated_at, last_activity_at, request_count, turn_count, \
-     artifact_count, summary_latest, locked_by, lock_expires_at, lock_generation) \
+    "WITH s AS (INSERT INTO sessions (session_id, workflow, profile, provider, \
+     provider_session_id, status, working_directory, created_at, updated_at, last_activity_at, \
+     request_count, turn_count, artifact_count, summary_latest, locked_by, lock_expires_at, \
+     lock_generation) \
      VALUES ($1, $2, $3, 'claude', NULL, 'running', $4, statement_timestamp(), \
      statement_timestamp(), statement_timestamp(), 1, 0, 0, NULL, $5, ",
     expires_in!("6"),
     ", 1) RETURNING ",
-    session_columns!()
+    session_columns!(),
+    "), e AS (",
+    insert_events_of!("s", "7", "8", "9"),
+    ") SELECT * FROM s"
 );
 
 /// Takes the lock when free or when its lease has expired. Every acquisition is a new fencing
@@ -91,19 +122,26 @@ pub(super) const BEGIN_EXECUTION: &str = "UPDATE sessions SET status = 'running'
      last_activity_at = statement_timestamp() WHERE session_id = $1";
 
 /// `None` fields keep their value. Fenced: applied only while owner `$5` holds the lock at
-/// generation `$7`; the lock is released (and any cancel request dropped) with it.
-pub(super) const FINISH_EXECUTION: &str = "UPDATE sessions SET status = $1, \
+/// generation `$7`; the lock is released (and any cancel request dropped) with it, its events
+/// `$8…$10` appended and its output `$11` (when given, with a turn `$2`) kept, in one statement
+/// that answers `(applied, output_kept)`. The caller runs it in a transaction and rolls back when
+/// an output was to be kept and was not (another execution kept that turn's first).
+pub(super) const FINISH_EXECUTION: &str = concat!(
+    "WITH u AS (UPDATE sessions SET status = $1, \
        turn_count = COALESCE($2, turn_count), \
        summary_latest = COALESCE($3, summary_latest), \
        provider_session_id = COALESCE($4, provider_session_id), \
        updated_at = statement_timestamp(), last_activity_at = statement_timestamp(), \
        locked_by = NULL, lock_expires_at = NULL, cancel_requested_at = NULL, cancel_reason = NULL \
-     WHERE session_id = $6 AND locked_by = $5 AND lock_generation = $7";
-
-/// The payload is bound as text and kept as written (`json`, not `jsonb`).
-pub(super) const INSERT_EVENT: &str = "INSERT INTO session_events \
-     (session_id, event_type, turn_index, payload, created_at) \
-     VALUES ($1, $2, $3, $4::json, statement_timestamp())";
+     WHERE session_id = $6 AND locked_by = $5 AND lock_generation = $7 RETURNING session_id), \
+     e AS (",
+    insert_events_of!("u", "8", "9", "10"),
+    "), o AS (INSERT INTO session_outputs (session_id, turn_index, output_text, created_at) \
+       SELECT u.session_id, $2, $11, statement_timestamp() FROM u \
+       WHERE $11::text IS NOT NULL AND $2::bigint IS NOT NULL \
+       ON CONFLICT (session_id, turn_index) DO NOTHING RETURNING 1) \
+     SELECT EXISTS (SELECT 1 FROM u), EXISTS (SELECT 1 FROM o)"
+);
 
 /// Several events in one statement; their ids are drawn in the order given.
 pub(super) const INSERT_EVENTS: &str = "INSERT INTO session_events \
@@ -112,11 +150,6 @@ pub(super) const INSERT_EVENTS: &str = "INSERT INTO session_events \
      FROM UNNEST($2::text[], $3::bigint[], $4::text[]) WITH ORDINALITY \
        AS t(event_type, turn_index, payload, n) \
      ORDER BY t.n";
-
-/// A kept output is written once.
-pub(super) const INSERT_OUTPUT: &str = "INSERT INTO session_outputs \
-     (session_id, turn_index, output_text, created_at) \
-     VALUES ($1, $2, $3, statement_timestamp()) ON CONFLICT (session_id, turn_index) DO NOTHING";
 
 pub(super) const SELECT_OUTPUTS: &str = "SELECT turn_index, output_text FROM session_outputs \
      WHERE session_id = $1 ORDER BY turn_index";
@@ -158,14 +191,15 @@ pub(super) const SELECT_ARTIFACT: &str = concat!(
      FROM artifacts WHERE session_id = $1 AND artifact_id = $2"
 );
 
-pub(super) const INSERT_ARTIFACT: &str = "INSERT INTO artifacts (artifact_id, session_id, \
-     workflow, profile, artifact_type, logical_name, mime_type, size_bytes, sha256, created_at, \
-     turn_index, producer_tool, body) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, statement_timestamp(), $10, $11, $12)";
-
-pub(super) const BUMP_ARTIFACT_COUNT: &str = "UPDATE sessions SET artifact_count = artifact_count + 1, \
-     updated_at = statement_timestamp(), last_activity_at = statement_timestamp() \
-     WHERE session_id = $1";
+/// The counter bumped and the row inserted in one statement; no row (a missing session)
+/// inserts nothing and answers nothing.
+pub(super) const INSERT_ARTIFACT: &str = "WITH u AS (UPDATE sessions SET \
+       artifact_count = artifact_count + 1, updated_at = statement_timestamp(), \
+       last_activity_at = statement_timestamp() WHERE session_id = $2 RETURNING session_id) \
+     INSERT INTO artifacts (artifact_id, session_id, workflow, profile, artifact_type, \
+       logical_name, mime_type, size_bytes, sha256, created_at, turn_index, producer_tool, body) \
+     SELECT $1, u.session_id, $3, $4, $5, $6, $7, $8, $9, statement_timestamp(), $10, $11, $12 \
+     FROM u RETURNING artifact_id";
 
 /// Only `running` rows without a live lease: a lease another process holds and renews is left
 /// alone.
