@@ -19,6 +19,8 @@
 //! Modules:
 //! * [`config`]: the store configuration and the errors of opening a store;
 //! * [`store`]: [`SqliteStore`], its connection pool, schema bootstrap and every query;
+//! * `tasks`: [`agent_core::TaskStore`] on the same database (MCP tasks and requests in
+//!   flight, migration `0004_mcp_tasks_and_requests.sql`);
 //! * `rows`: decoding of raw rows into the domain types of `agent-core`;
 //! * `reader`: a read-only rusqlite connection that serves `get_session` on the calling thread;
 //! * `artifacts`: artifact file naming, hashing and writing;
@@ -30,6 +32,7 @@ mod error;
 mod reader;
 mod rows;
 pub mod store;
+mod tasks;
 
 pub use config::{StoreConfig, StoreOpenError};
 pub use store::SqliteStore;

@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::reader::FastReader;
 use crate::rows::{EventRow, ListRow, SessionRow, session_columns};
 
-/// The embedded schema (`migrations/0001_initial.sql`).
+/// The embedded schema (`migrations/0001_initial.sql` and the additive migrations after it).
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Connections in the pool: SQLite has one writer at a time, so one connection writes while
@@ -326,6 +326,11 @@ impl SqliteStore {
     /// The configuration the store was opened with.
     pub fn config(&self) -> &StoreConfig {
         &self.inner.config
+    }
+
+    /// The connection pool, for the other ports on the same database (`tasks.rs`).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     /// The highest applied version in `schema_migrations` (0 if the table is empty or missing).

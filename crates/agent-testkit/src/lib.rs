@@ -14,3 +14,4 @@ pub mod messages_api;
 pub mod peers;
 pub mod processes;
 pub mod store;
+pub mod tasks;
