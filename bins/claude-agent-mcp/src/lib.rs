@@ -15,7 +15,7 @@ use std::time::Duration;
 use agent_backends::api::{ApiConfig, MessagesApiBackend};
 use agent_backends::{ClaudeCodeBackend, ClaudeCodeConfig, McpServer, McpTransport};
 use agent_core::pyfmt;
-use agent_core::{Engine, EngineConfig, EventLog, ExecutionBackend, SessionStore};
+use agent_core::{Engine, EngineConfig, EventLog, ExecutionBackend, SessionStore, TaskStore};
 use agent_federation::{DownstreamTransport, Federation, FederationConfig, FederationSource};
 use agent_mcp::status::{
     CapabilityFlags, MediationStatus, PRESERVED_LIMITATIONS, RestrictionStatus, RuntimeStatus,
@@ -246,8 +246,11 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         let engine = Arc::clone(&engine);
         tokio::spawn(async move { engine.sweep_expired_leases().await })
     };
+    // MCP task state lives in the same database, so every node on it serves `tasks/get`,
+    // `tasks/cancel` and `notifications/cancelled` (`docs/scaling.md`).
     let server = AgentServer::new(
         engine,
+        Arc::clone(&store) as Arc<dyn TaskStore>,
         runtime_status(&config, &admitted, federation.is_active()),
         admitted,
     );

@@ -182,7 +182,7 @@ struct InFlight {
 const HEARTBEAT: Duration = Duration::from_secs(30);
 
 /// The reason recorded when the MCP client cancels its own request.
-const CLIENT_CANCELLED: &str = "the client cancelled the request (notifications/cancelled)";
+pub const CLIENT_CANCELLED: &str = "the client cancelled the request (notifications/cancelled)";
 
 /// The reason recorded when an execution is stopped because it lost its lease.
 const LEASE_LOST: &str = "lease lost";

@@ -31,7 +31,10 @@ mod task_store_on_sqlite {
 
 mod task_store_in_memory {
     crate::task_store_contract!(async {
-        ((), std::sync::Arc::new(agent_testkit::tasks::MemTaskStore::new()))
+        (
+            (),
+            std::sync::Arc::new(agent_testkit::tasks::MemTaskStore::new()),
+        )
     });
 }
 

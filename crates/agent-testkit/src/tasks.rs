@@ -231,9 +231,9 @@ impl TaskStore for MemTaskStore {
         let Some(request) = state.requests.get_mut(key).filter(|r| r.expires_at > now) else {
             return Ok(RequestCancel::NotFound);
         };
-        request
-            .cancel_reason
-            .get_or_insert_with(|| truncate_bytes(reason, MAX_REQUEST_CANCEL_REASON_BYTES).to_owned());
+        request.cancel_reason.get_or_insert_with(|| {
+            truncate_bytes(reason, MAX_REQUEST_CANCEL_REASON_BYTES).to_owned()
+        });
         Ok(RequestCancel::Recorded {
             session_id: request.session_id.clone(),
         })

@@ -92,17 +92,11 @@ pub async fn progress_names_the_session_once_and_reports_cancel_requests(store: 
         Some(false)
     );
     assert_eq!(
-        store
-            .update_task("t2", None, Some("sess_1"))
-            .await
-            .unwrap(),
+        store.update_task("t2", None, Some("sess_1")).await.unwrap(),
         Some(false)
     );
     // A second session is ignored; the message stays when none is given.
-    store
-        .update_task("t2", None, Some("sess_2"))
-        .await
-        .unwrap();
+    store.update_task("t2", None, Some("sess_2")).await.unwrap();
     let got = store.get_task("t2").await.unwrap().unwrap();
     assert_eq!(got.session_id.as_deref(), Some("sess_1"));
     assert_eq!(got.status_message.as_deref(), Some("model turn 1"));
@@ -139,7 +133,10 @@ pub async fn a_task_settles_once_and_keeps_its_result(store: &dyn TaskStore) {
             .await
             .unwrap()
     );
-    assert_eq!(store.update_task("t3", Some("x"), None).await.unwrap(), None);
+    assert_eq!(
+        store.update_task("t3", Some("x"), None).await.unwrap(),
+        None
+    );
     let after_cancel = store.request_task_cancel("t3").await.unwrap().unwrap();
     assert_eq!(after_cancel.status, TaskState::Completed);
     assert!(!after_cancel.cancel_requested);
@@ -196,7 +193,11 @@ pub async fn results_and_messages_are_bounded(store: &dyn TaskStore) {
     assert!(message.len() <= MAX_TASK_STATUS_MESSAGE_BYTES);
     assert_eq!(message, "é".repeat(MAX_TASK_STATUS_MESSAGE_BYTES / 2));
     store
-        .update_task("t5", Some(&"m".repeat(10 * MAX_TASK_STATUS_MESSAGE_BYTES)), None)
+        .update_task(
+            "t5",
+            Some(&"m".repeat(10 * MAX_TASK_STATUS_MESSAGE_BYTES)),
+            None,
+        )
         .await
         .unwrap();
     let got = store.get_task("t5").await.unwrap().unwrap();
@@ -218,7 +219,12 @@ pub async fn results_and_messages_are_bounded(store: &dyn TaskStore) {
     );
     assert!(
         store
-            .settle_task("t5", TaskState::Failed, Some(&json!({"message": "too large"})), None)
+            .settle_task(
+                "t5",
+                TaskState::Failed,
+                Some(&json!({"message": "too large"})),
+                None
+            )
             .await
             .unwrap()
     );
@@ -227,7 +233,10 @@ pub async fn results_and_messages_are_bounded(store: &dyn TaskStore) {
 pub async fn expired_tasks_are_gone_and_purged(store: &dyn TaskStore) {
     let short = Duration::from_millis(150);
     store.create_task(&new_task("short", short)).await.unwrap();
-    store.create_task(&new_task("settled", short)).await.unwrap();
+    store
+        .create_task(&new_task("settled", short))
+        .await
+        .unwrap();
     store.create_task(&new_task("long", DAY)).await.unwrap();
     store
         .register_request(&key("c", "n:1"), "node_a", short)
@@ -244,7 +253,10 @@ pub async fn expired_tasks_are_gone_and_purged(store: &dyn TaskStore) {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(store.get_task("short").await.unwrap(), None);
     assert!(store.get_task("settled").await.unwrap().is_some());
-    assert_eq!(store.update_task("short", Some("x"), None).await.unwrap(), None);
+    assert_eq!(
+        store.update_task("short", Some("x"), None).await.unwrap(),
+        None
+    );
     assert!(
         !store
             .settle_task("short", TaskState::Completed, None, None)
@@ -253,7 +265,10 @@ pub async fn expired_tasks_are_gone_and_purged(store: &dyn TaskStore) {
     );
     assert_eq!(store.request_task_cancel("short").await.unwrap(), None);
     assert_eq!(
-        store.cancel_request(&key("c", "n:1"), "late").await.unwrap(),
+        store
+            .cancel_request(&key("c", "n:1"), "late")
+            .await
+            .unwrap(),
         RequestCancel::NotFound
     );
     // One expired task and one expired request go; a limit bounds one call.
@@ -315,7 +330,10 @@ pub async fn a_request_cancelled_before_its_session_is_named_is_told_when_naming
 pub async fn a_request_cancelled_after_naming_answers_its_session(store: &dyn TaskStore) {
     let k = key("mcp-session-1", "s:abc");
     store.register_request(&k, "node_a", DAY).await.unwrap();
-    assert_eq!(store.name_request_session(&k, "sess_1").await.unwrap(), None);
+    assert_eq!(
+        store.name_request_session(&k, "sess_1").await.unwrap(),
+        None
+    );
     assert_eq!(
         store.cancel_request(&k, "stop").await.unwrap(),
         RequestCancel::Recorded {
@@ -324,7 +342,10 @@ pub async fn a_request_cancelled_after_naming_answers_its_session(store: &dyn Ta
     );
     // Registering the key again starts over.
     store.register_request(&k, "node_b", DAY).await.unwrap();
-    assert_eq!(store.name_request_session(&k, "sess_2").await.unwrap(), None);
+    assert_eq!(
+        store.name_request_session(&k, "sess_2").await.unwrap(),
+        None
+    );
 }
 
 pub async fn unregistered_forgotten_or_expired_requests_are_not_found(store: &dyn TaskStore) {
@@ -333,7 +354,10 @@ pub async fn unregistered_forgotten_or_expired_requests_are_not_found(store: &dy
         store.cancel_request(&k, "x").await.unwrap(),
         RequestCancel::NotFound
     );
-    assert_eq!(store.name_request_session(&k, "sess_1").await.unwrap(), None);
+    assert_eq!(
+        store.name_request_session(&k, "sess_1").await.unwrap(),
+        None
+    );
     store.register_request(&k, "node_a", DAY).await.unwrap();
     store.forget_request(&k).await.unwrap();
     assert_eq!(
