@@ -419,7 +419,13 @@ impl ServerHandler for AgentServer {
         };
         let (registered, sink) = match key {
             Some(key) => {
-                let registered = RegisteredCall::register(self, key, sink).await;
+                let registered = RegisteredCall::register(
+                    Arc::clone(&self.inner.tasks),
+                    Arc::clone(&self.inner.engine),
+                    key,
+                    sink,
+                )
+                .await;
                 let sink = Arc::clone(&registered) as Arc<dyn ProgressSink>;
                 (Some(registered), sink)
             }

@@ -352,12 +352,11 @@ pub(crate) struct RegisteredCall {
 impl RegisteredCall {
     /// Registers `key` (a failure is logged: the call then runs unregistered).
     pub(crate) async fn register(
-        server: &AgentServer,
+        store: Arc<dyn TaskStore>,
+        engine: Arc<Engine>,
         key: RequestKey,
         inner: Arc<dyn ProgressSink>,
     ) -> Arc<Self> {
-        let store = Arc::clone(server.task_store());
-        let engine = Arc::clone(server.engine());
         if let Err(e) = store
             .register_request(&key, engine.node_id(), TASK_TTL)
             .await
@@ -423,6 +422,186 @@ impl ProgressSink for RegisteredCall {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agent_core::error::ErrorCode;
+    use agent_core::evidence::Evidence;
+    use agent_core::{
+        BackendOutput, BackendRequest, Capabilities, EngineConfig, ExecutionBackend,
+        ExecutionError, PolicyViolation, RunTaskRequest, SessionStore, WorkspacePolicy,
+    };
+    use agent_testkit::store::MemStore;
+    use agent_testkit::tasks::MemTaskStore;
+    use std::path::{Path, PathBuf};
+
+    /// A model call that only ends when cancelled.
+    struct UntilCancelled;
+
+    #[async_trait::async_trait]
+    impl ExecutionBackend for UntilCancelled {
+        fn name(&self) -> &'static str {
+            "api"
+        }
+
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::default()
+        }
+
+        async fn execute(
+            &self,
+            _request: BackendRequest,
+            ctx: &ExecContext,
+        ) -> Result<BackendOutput, ExecutionError> {
+            ctx.cancel.cancelled().await;
+            Err(ExecutionError::cancelled())
+        }
+    }
+
+    /// The working directory is the temporary directory; nothing else is allowed.
+    struct TempDirOnly(PathBuf);
+
+    impl WorkspacePolicy for TempDirOnly {
+        fn cwd(&self) -> &Path {
+            &self.0
+        }
+
+        fn resolve_working_directory(
+            &self,
+            _requested: Option<&str>,
+        ) -> Result<PathBuf, PolicyViolation> {
+            Ok(self.0.clone())
+        }
+
+        fn check_attachment(&self, path: &str) -> Result<PathBuf, PolicyViolation> {
+            Err(PolicyViolation::new(ErrorCode::PolicyDenied, path))
+        }
+
+        fn path_exists(&self, _path: &str) -> bool {
+            false
+        }
+
+        fn read_evidence(
+            &self,
+            _paths: &[String],
+            _budget: usize,
+        ) -> Result<(Vec<Evidence>, Vec<String>), PolicyViolation> {
+            Ok((Vec::new(), Vec::new()))
+        }
+    }
+
+    fn engine() -> Arc<Engine> {
+        Arc::new(Engine::new(
+            Arc::new(MemStore::new()) as Arc<dyn SessionStore>,
+            Arc::new(UntilCancelled),
+            Arc::new(TempDirOnly(std::env::temp_dir())),
+            EngineConfig::default(),
+        ))
+    }
+
+    fn run_request() -> RunTaskRequest {
+        let args = json!({"task": "t"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        match RunTaskRequest::from_args(&args) {
+            Ok(req) => req,
+            Err(env) => panic!("valid arguments: {}", env.to_value()),
+        }
+    }
+
+    fn cancelled_with(envelope: &Value, reason: &str) {
+        assert_eq!(
+            envelope["errors"][0]["code"],
+            json!(ErrorCode::SessionCancelled.as_str()),
+            "{envelope}"
+        );
+        let message = envelope["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(message.ends_with(reason), "{message}");
+    }
+
+    /// `tasks/cancel` (through any node) before the run named its session: the owner sees the
+    /// request when it names the session, and the run stops.
+    #[tokio::test]
+    async fn a_task_cancelled_before_its_session_is_named_stops_when_it_is() {
+        let engine = engine();
+        let tasks = Arc::new(MemTaskStore::new());
+        let new = NewTask {
+            task_id: "t".to_owned(),
+            tool_name: "agent_run_task".to_owned(),
+            owner_node: engine.node_id().to_owned(),
+            status_message: None,
+            ttl: TASK_TTL,
+            poll_interval: None,
+        };
+        tasks.create_task(&new).await.unwrap();
+        let recorded = tasks.request_task_cancel("t").await.unwrap().unwrap();
+        assert!(recorded.cancel_requested);
+        assert_eq!(recorded.session_id, None);
+        let progress = Arc::new(TaskProgress::start(
+            Arc::clone(&tasks) as Arc<dyn TaskStore>,
+            Arc::clone(&engine),
+            "t".to_owned(),
+        ));
+        let ctx = ExecContext::new(
+            CancellationToken::new(),
+            Arc::clone(&progress) as Arc<dyn ProgressSink>,
+        );
+        let envelope = tokio::time::timeout(
+            Duration::from_secs(10),
+            engine.run_task(run_request(), &ctx),
+        )
+        .await
+        .expect("the run stops");
+        cancelled_with(&envelope.to_value(), TASK_CANCELLED);
+        let session = progress.close().await;
+        assert_eq!(session.as_deref(), Some(envelope.session_id.as_str()));
+        let task = tasks.get_task("t").await.unwrap().unwrap();
+        assert_eq!(task.session_id, session);
+        assert!(
+            task.status_message
+                .is_some_and(|m| m.contains(&envelope.session_id))
+        );
+    }
+
+    /// `notifications/cancelled` (through any node) before the call named its session: the
+    /// same, with the client's reason; the registry entry goes when the call ends.
+    #[tokio::test]
+    async fn a_request_cancelled_before_its_session_is_named_stops_when_it_is() {
+        let engine = engine();
+        let tasks = Arc::new(MemTaskStore::new());
+        let key = RequestKey::new("transport-session", "n:2").unwrap();
+        let registered = RegisteredCall::register(
+            Arc::clone(&tasks) as Arc<dyn TaskStore>,
+            Arc::clone(&engine),
+            key.clone(),
+            Arc::new(agent_core::NoProgress),
+        )
+        .await;
+        assert_eq!(
+            tasks
+                .cancel_request(&key, "the user stopped it")
+                .await
+                .unwrap(),
+            RequestCancel::Recorded { session_id: None }
+        );
+        let ctx = ExecContext::new(
+            CancellationToken::new(),
+            Arc::clone(&registered) as Arc<dyn ProgressSink>,
+        );
+        let envelope = tokio::time::timeout(
+            Duration::from_secs(10),
+            engine.run_task(run_request(), &ctx),
+        )
+        .await
+        .expect("the run stops");
+        cancelled_with(&envelope.to_value(), "the user stopped it");
+        registered.finish().await;
+        assert_eq!(tasks.row_counts(), (0, 0));
+        assert_eq!(
+            tasks.cancel_request(&key, "again").await.unwrap(),
+            RequestCancel::NotFound
+        );
+    }
 
     #[test]
     fn the_session_is_the_first_sess_word() {

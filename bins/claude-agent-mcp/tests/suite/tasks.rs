@@ -15,8 +15,9 @@ use wiremock::ResponseTemplate;
 
 use crate::support::*;
 
+/// A client that declares the tasks extension.
 #[derive(Clone)]
-struct TaskClient;
+pub(super) struct TaskClient;
 
 impl rmcp::ClientHandler for TaskClient {
     fn get_info(&self) -> ClientConfig {
@@ -44,7 +45,8 @@ async fn start(
     (TaskClient.serve((stdout, stdin)).await.unwrap(), child)
 }
 
-async fn poll(
+/// `tasks/get` until the task leaves `working` (at most 10 s).
+pub(super) async fn poll(
     client: &RunningService<RoleClient, TaskClient>,
     task_id: &str,
 ) -> rmcp::model::GetTaskResult {
