@@ -162,11 +162,40 @@ impl AgentServer {
         }
     }
 
-    /// `tasks/get` on any node.
+    /// `tasks/get` on any node. A `working` task of another node whose session the lease
+    /// sweeper has marked `interrupted` lost its node (a live node renews its lease, and
+    /// settles its task itself when its run ends): it is settled `failed` here, naming the
+    /// session to continue, instead of reading `working` until it expires.
     pub(crate) async fn read_task(&self, task_id: &str) -> Result<DetailedTask, ErrorData> {
-        match self.task_store().get_task(task_id).await {
-            Ok(Some(record)) => Ok(detailed(&record)),
-            Ok(None) => Err(unknown_task(task_id)),
+        let store = self.task_store();
+        let record = match store.get_task(task_id).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return Err(unknown_task(task_id)),
+            Err(e) => return Err(store_error(e)),
+        };
+        if record.status != TaskState::Working || record.owner_node == self.engine().node_id() {
+            return Ok(detailed(&record));
+        }
+        let Some(session) = &record.session_id else {
+            return Ok(detailed(&record));
+        };
+        let interrupted = matches!(
+            self.engine().store().get_session(session).await,
+            Ok(Some(s)) if s.status == agent_core::SessionStatus::Interrupted
+        );
+        if !interrupted {
+            return Ok(detailed(&record));
+        }
+        let error = orphaned_error(&record.owner_node, session);
+        match store
+            .settle_task(task_id, TaskState::Failed, Some(&error), None)
+            .await
+        {
+            Ok(_) => match store.get_task(task_id).await {
+                Ok(Some(settled)) => Ok(detailed(&settled)),
+                Ok(None) => Err(unknown_task(task_id)),
+                Err(e) => Err(store_error(e)),
+            },
             Err(e) => Err(store_error(e)),
         }
     }
@@ -232,6 +261,16 @@ fn settled(result: &CallToolResult, cancel_requested: bool) -> (TaskState, Optio
     }
     let value = serde_json::to_value(result).unwrap_or(Value::Null);
     (TaskState::Completed, Some(value))
+}
+
+/// The error of a task whose node stopped while it ran.
+fn orphaned_error(node: &str, session: &str) -> Value {
+    json!({
+        "code": -32603,
+        "message": format!(
+            "the node that ran this task ({node}) stopped: session {session} is interrupted; continue it with agent_continue_session"
+        ),
+    })
 }
 
 fn too_large_error(session: Option<&str>) -> Value {

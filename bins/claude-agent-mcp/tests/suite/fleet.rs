@@ -837,3 +837,75 @@ async fn notifications_cancelled_through_another_node_stops_the_run() {
     assert_eq!(status, 202);
     kill_all(nodes).await;
 }
+
+/// The node running a task is killed: once the lease sweeper of another node has marked the
+/// session `interrupted`, `tasks/get` through any node settles the task `failed`, naming the
+/// session, which is then continued through another node.
+#[tokio::test]
+async fn a_task_whose_node_dies_fails_naming_its_session() {
+    let mut env = TestEnv::new().await;
+    // Renewed every 0.67 s, swept every second: the lease of a dead node expires within 2 s.
+    env.set("CLAUDE_AGENT_MCP_LOCK_TTL", "2");
+    env.reply(
+        wiremock::ResponseTemplate::new(200)
+            .set_body_json(text_reply("never seen"))
+            .set_delay(std::time::Duration::from_secs(60)),
+    )
+    .await;
+    let mut nodes = three_nodes(&env).await;
+    let a = task_client(&nodes[0].url).await;
+    let b = task_client(&nodes[1].url).await;
+    let task_id = create_task(&a, "slow").await;
+    env.wait_for_request().await;
+    let sid = wait_for_named_task(&b, &task_id).await;
+    let killed = std::time::Instant::now();
+    nodes[0].child.kill().await.unwrap();
+    let done = super::tasks::poll(&b, &task_id).await;
+    let took = killed.elapsed();
+    eprintln!("task of a killed node reported failed after {took:?}");
+    assert_eq!(done.task.task.status, rmcp::model::TaskStatus::Failed);
+    let rmcp::model::TaskPayload::Failed { error } = &done.task.payload else {
+        panic!("failed payload")
+    };
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&sid) && message.contains("agent_continue_session"),
+        "{message}"
+    );
+    assert_eq!(
+        env.column(&sid, "status").await.as_deref(),
+        Some("interrupted")
+    );
+    // Node C sees the same settled task; the session resumes through it.
+    let c = task_client(&nodes[2].url).await;
+    let again = c
+        .get_task(rmcp::model::GetTaskParams::new(task_id.clone()))
+        .await
+        .unwrap();
+    assert_eq!(again.task, done.task);
+    env.reply_text("resumed").await;
+    let args = json!({"session_id": sid, "message": "go on"})
+        .as_object()
+        .cloned()
+        .unwrap();
+    let response = c
+        .call_tool_once(CallToolRequestParams::new("agent_continue_session").with_arguments(args))
+        .await
+        .unwrap();
+    let rmcp::model::CallToolResponse::Task(resumed) = response else {
+        panic!("expected a task, got {response:?}")
+    };
+    let resumed = super::tasks::poll(&c, &resumed.task.task_id).await;
+    let rmcp::model::TaskPayload::Completed { result } = &resumed.task.payload else {
+        panic!("completed payload: {resumed:?}")
+    };
+    assert_eq!(result["structuredContent"]["ok"], json!(true), "{result:?}");
+    assert_eq!(
+        env.column(&sid, "status").await.as_deref(),
+        Some("completed")
+    );
+    for client in [a, b, c] {
+        let _ = client.cancel().await;
+    }
+    kill_all(nodes).await;
+}
