@@ -558,6 +558,121 @@ mod tests {
         assert!(message.ends_with(reason), "{message}");
     }
 
+    /// Every method fails: the store is down.
+    struct DownTaskStore;
+
+    fn down() -> agent_core::StoreError {
+        agent_core::StoreError::new("the task store is down")
+    }
+
+    #[async_trait::async_trait]
+    impl TaskStore for DownTaskStore {
+        async fn create_task(&self, _: &NewTask) -> Result<TaskRecord, agent_core::StoreError> {
+            Err(down())
+        }
+        async fn get_task(&self, _: &str) -> Result<Option<TaskRecord>, agent_core::StoreError> {
+            Err(down())
+        }
+        async fn update_task(
+            &self,
+            _: &str,
+            _: Option<&str>,
+            _: Option<&str>,
+        ) -> Result<Option<bool>, agent_core::StoreError> {
+            Err(down())
+        }
+        async fn settle_task(
+            &self,
+            _: &str,
+            _: TaskState,
+            _: Option<&Value>,
+            _: Option<&str>,
+        ) -> Result<bool, agent_core::StoreError> {
+            Err(down())
+        }
+        async fn request_task_cancel(
+            &self,
+            _: &str,
+        ) -> Result<Option<TaskRecord>, agent_core::StoreError> {
+            Err(down())
+        }
+        async fn register_request(
+            &self,
+            _: &RequestKey,
+            _: &str,
+            _: Duration,
+        ) -> Result<(), agent_core::StoreError> {
+            Err(down())
+        }
+        async fn name_request_session(
+            &self,
+            _: &RequestKey,
+            _: &str,
+        ) -> Result<Option<String>, agent_core::StoreError> {
+            Err(down())
+        }
+        async fn cancel_request(
+            &self,
+            _: &RequestKey,
+            _: &str,
+        ) -> Result<RequestCancel, agent_core::StoreError> {
+            Err(down())
+        }
+        async fn forget_request(&self, _: &RequestKey) -> Result<(), agent_core::StoreError> {
+            Err(down())
+        }
+        async fn purge_expired(&self, _: u32) -> Result<u64, agent_core::StoreError> {
+            Err(down())
+        }
+    }
+
+    /// A task store that fails never stops a run: a registered call and a task's progress
+    /// log the failures, the run is cancelled by its own token as before, and nothing panics
+    /// or hangs.
+    #[tokio::test]
+    async fn a_failing_task_store_never_stops_or_hangs_a_run() {
+        let engine = engine();
+        let store = Arc::new(DownTaskStore) as Arc<dyn TaskStore>;
+        let registered = RegisteredCall::register(
+            Arc::clone(&store),
+            Arc::clone(&engine),
+            RequestKey::new("transport-session", "n:1").unwrap(),
+            Arc::new(agent_core::NoProgress),
+        )
+        .await;
+        let progress = Arc::new(TaskProgress::start(
+            Arc::clone(&store),
+            Arc::clone(&engine),
+            "t".to_owned(),
+        ));
+        for sink in [
+            Arc::clone(&registered) as Arc<dyn ProgressSink>,
+            Arc::clone(&progress) as Arc<dyn ProgressSink>,
+        ] {
+            let cancel = CancellationToken::new();
+            let ctx = ExecContext::new(cancel.clone(), sink);
+            let stop = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                cancel.cancel();
+            });
+            let envelope = tokio::time::timeout(
+                Duration::from_secs(10),
+                engine.run_task(run_request(), &ctx),
+            )
+            .await
+            .expect("the run stops");
+            cancelled_with(&envelope.to_value(), agent_core::engine::CLIENT_CANCELLED);
+            stop.await.unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(5), registered.finish())
+            .await
+            .expect("finishes");
+        let session = tokio::time::timeout(Duration::from_secs(5), progress.close())
+            .await
+            .expect("closes");
+        assert!(session.is_some_and(|s| s.starts_with("sess_")));
+    }
+
     /// `tasks/cancel` (through any node) before the run named its session: the owner sees the
     /// request when it names the session, and the run stops.
     #[tokio::test]

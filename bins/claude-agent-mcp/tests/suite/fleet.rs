@@ -534,6 +534,13 @@ async fn a_task_created_on_one_node_is_read_with_its_result_on_another() {
         unknown.to_string().contains("unknown task: no-such-task"),
         "{unknown}"
     );
+    // An id far over the bound is an unknown task too, read from no row.
+    let huge = "t".repeat(100_000);
+    let refused = c
+        .cancel_task(rmcp::model::CancelTaskParams::new(huge))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("unknown task"), "{refused}");
     for client in [a, b, c] {
         let _ = client.cancel().await;
     }
@@ -791,6 +798,20 @@ async fn notifications_cancelled_through_another_node_stops_the_run() {
     .unwrap()
     .flatten();
     assert_eq!(registered.as_deref(), Some(sid.as_str()));
+    // Another client (another transport session) cancelling the same request id reaches
+    // nothing: the run goes on past two poll periods.
+    let other = open_session(&http, &nodes[2].url, false).await;
+    let (status, _, _) = rpc(
+        &http,
+        &nodes[1].url,
+        Some(&other),
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+               "params": {"requestId": 2, "reason": "not mine"}}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(env.column(&sid, "status").await.as_deref(), Some("running"));
     let asked = std::time::Instant::now();
     let (status, _, _) = rpc(
         &http,
