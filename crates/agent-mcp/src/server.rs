@@ -454,8 +454,7 @@ impl ServerHandler for AgentServer {
         };
         let parts = context.extensions.get::<http::request::Parts>();
         if let Some(key) = crate::tasks::request_key(parts, id) {
-            self.cancel_request_anywhere(&key, notification.reason.as_deref())
-                .await;
+            self.cancel_request_anywhere(&key).await;
         }
     }
 

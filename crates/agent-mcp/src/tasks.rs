@@ -219,11 +219,11 @@ impl AgentServer {
     }
 
     /// `notifications/cancelled` for a request this or another node runs: records it on the
-    /// registered request and, once its session is known, asks the holder to stop.
-    pub(crate) async fn cancel_request_anywhere(&self, key: &RequestKey, reason: Option<&str>) {
-        let reason = reason
-            .filter(|r| !r.trim().is_empty())
-            .unwrap_or(agent_core::engine::CLIENT_CANCELLED);
+    /// registered request and, once its session is known, asks the holder to stop. The session
+    /// records the same reason as when the notification reaches the holding node (rmcp's own
+    /// cancellation there): the client's free-text `reason` is not kept.
+    pub(crate) async fn cancel_request_anywhere(&self, key: &RequestKey) {
+        let reason = agent_core::engine::CLIENT_CANCELLED;
         match self.task_store().cancel_request(key, reason).await {
             Ok(RequestCancel::Recorded {
                 session_id: Some(session),

@@ -758,7 +758,8 @@ async fn a_session_id_client_s_task_is_read_and_cancelled_through_other_nodes() 
 }
 
 /// `notifications/cancelled` for a request node A runs, sent through node B: the run on A
-/// stops, the session ends `cancelled` with the client's reason, and the registry entry goes.
+/// stops, the session ends `cancelled` with the reason it records when the notification
+/// reaches the holding node, and the registry entry goes.
 #[tokio::test]
 async fn notifications_cancelled_through_another_node_stops_the_run() {
     let env = TestEnv::new().await;
@@ -831,7 +832,7 @@ async fn notifications_cancelled_through_another_node_stops_the_run() {
     eprintln!("notifications/cancelled through another node: run stopped in {took:?}");
     assert_eq!(
         env.events(&sid).await.last().unwrap().2,
-        json!({"reason": "stopped by the user"})
+        json!({"reason": "the client cancelled the request (notifications/cancelled)"})
     );
     // The call on A answers with the cancellation; its registry entry is removed.
     let (_, answer, _) = call.await.unwrap();
