@@ -14,6 +14,11 @@
 //!    ancestor when the directory does not exist yet, since startup creates it).
 //! 3. `database`: an existing database opens as at startup, its schema version is recorded and
 //!    its journal mode is WAL (read from the file header). A missing database is not created.
+//!    With `CLAUDE_AGENT_MCP_DATABASE_URL=postgres://…`: the server answers, the schema the URL
+//!    selects exists, and the store's schema version there (or that the first node to start
+//!    will create it); read-only, and the URL's password is redacted
+//!    ([`agent_core::text::redact_url`]). The database and artifact directories are then not
+//!    probed: PostgreSQL keeps both.
 //! 4. The backend. `api`: `api key` (present, usable in a header) and `api endpoint`
 //!    (`GET {base}/v1/models` with the key: any HTTP answer means reachable, 401 means the key
 //!    is bad). `claude_code`: `claude CLI` (located and answering `--version`).
@@ -33,7 +38,9 @@ use agent_backends::ClaudeCodeBackend;
 use agent_backends::api::{ANTHROPIC_VERSION, ApiConfig, MessagesApiBackend, error_chain};
 use agent_core::{ErrorCode, Event, EventLog, StoreError, StoredEvent};
 use agent_federation::{ConnectionState, Federation, FederationConfig, FederationConfigError};
-use agent_policy::config::{BackendKind, Config, DOTENV, EnvFile, RuntimeMode, vars};
+use agent_policy::config::{
+    BackendKind, Config, DOTENV, Database, DatabaseUrl, EnvFile, RuntimeMode, vars,
+};
 use agent_policy::{CliOverrides, restricted};
 use agent_store::{SqliteStore, StoreConfig, StoreOpenError};
 
@@ -68,13 +75,66 @@ pub async fn run(overrides: &CliOverrides, out: &mut impl Write) -> ExitCode {
         return report.finish();
     };
     let db_dir_ok = check_directories(&mut report, &config);
-    check_database(&mut report, &config, db_dir_ok).await;
+    match &config.database {
+        Database::Sqlite => check_database(&mut report, &config, db_dir_ok).await,
+        Database::Postgresql { url } => check_postgres(&mut report, url).await,
+    }
     match config.backend {
         BackendKind::Api => check_api(&mut report, &config).await,
         BackendKind::ClaudeCode => check_claude_code(&mut report, &config).await,
     }
     check_federation(&mut report, &config).await;
     report.finish()
+}
+
+/// The PostgreSQL store: the server answers, the selected schema exists, and the store's schema
+/// version there. Read-only: a schema without the store's tables is reported, not created.
+async fn check_postgres<W: Write>(report: &mut Report<'_, W>, url: &DatabaseUrl) {
+    let shown = url.redacted();
+    let probed = match agent_store::postgres::probe(url.expose()).await {
+        Ok(probed) => probed,
+        Err(e) => {
+            report.fail(
+                "database",
+                e.to_string(),
+                format!(
+                    "check {} (host, port, user, password, database, sslmode) and that the \
+                     server accepts connections from this host",
+                    vars::DATABASE_URL
+                ),
+            );
+            return;
+        }
+    };
+    let Some(schema) = probed.schema else {
+        report.fail(
+            "database",
+            format!(
+                "{shown}: PostgreSQL {} answers, but no schema of the search_path exists",
+                probed.server_version
+            ),
+            "create the schema (CREATE SCHEMA …) or select an existing one with \
+             options=-c search_path=<schema> in the URL",
+        );
+        return;
+    };
+    match probed.schema_version {
+        Some(version) => report.pass(
+            "database",
+            format!(
+                "{shown}: PostgreSQL {}, schema {schema}, schema version {version}",
+                probed.server_version
+            ),
+        ),
+        None => report.pass(
+            "database",
+            format!(
+                "{shown}: PostgreSQL {}, schema {schema} has no session tables yet: the first \
+                 server to start creates them",
+                probed.server_version
+            ),
+        ),
+    }
 }
 
 /// Collects the outcome of every check and writes one line per check.
@@ -212,15 +272,16 @@ fn check_directories<W: Write>(report: &mut Report<'_, W>, config: &Config) -> b
         .db_path
         .parent()
         .map_or_else(|| config.cwd.clone(), Path::to_path_buf);
-    let candidates = [
-        ("state directory", config.state_dir.clone(), vars::STATE_DIR),
-        ("database directory", db_dir.clone(), vars::DB_PATH),
-        (
+    let mut candidates = vec![("state directory", config.state_dir.clone(), vars::STATE_DIR)];
+    // PostgreSQL keeps the sessions and the artifact bodies: neither directory is used.
+    if config.database == Database::Sqlite {
+        candidates.push(("database directory", db_dir.clone(), vars::DB_PATH));
+        candidates.push((
             "artifact directory",
             config.artifact_dir.clone(),
             vars::ARTIFACT_DIR,
-        ),
-    ];
+        ));
+    }
     let mut checked: Vec<(PathBuf, bool)> = Vec::new();
     for (check, dir, var) in candidates {
         if checked.iter().any(|(d, _)| *d == dir) {
@@ -363,6 +424,10 @@ async fn check_database<W: Write>(report: &mut Report<'_, W>, config: &Config, d
                     "check that {} is an SQLite database the server's user can read and write",
                     path.display()
                 ),
+                // Not reached: this check opens SQLite only.
+                StoreOpenError::PgConnect { .. } | StoreOpenError::PgMigrate { .. } => {
+                    format!("check {}", vars::DATABASE_URL)
+                }
                 StoreOpenError::Migrate { .. } | StoreOpenError::Bootstrap { .. } => format!(
                     "this database was written by an incompatible version: use that version, or \
                      point {} at a new file",

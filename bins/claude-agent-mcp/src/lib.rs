@@ -5,6 +5,7 @@
 #![deny(clippy::print_stdout)]
 
 mod doctor;
+mod migrate_store;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -21,9 +22,9 @@ use agent_mcp::status::{
     CapabilityFlags, MediationStatus, PRESERVED_LIMITATIONS, RestrictionStatus, RuntimeStatus,
 };
 use agent_mcp::{AgentServer, HttpOptions, ToolName};
-use agent_policy::config::{BackendKind, Config, EnvFile, RuntimeMode, Transport};
+use agent_policy::config::{BackendKind, Config, Database, EnvFile, RuntimeMode, Transport};
 use agent_policy::{CliOverrides, DirectoryPolicy, restricted};
-use agent_store::{SqliteStore, StoreConfig};
+use agent_store::{PostgresConfig, PostgresStore, SqliteStore, StoreConfig, StoreOpenError};
 use clap::{CommandFactory, Parser};
 use tokio_util::sync::CancellationToken;
 
@@ -67,6 +68,12 @@ pub enum Command {
     /// Prints one line per check (✓ or ✗ with the fix) and exits 1 if any check failed.
     /// Flags given before `doctor` (`--mode`, `--transport`, ...) apply to the checks.
     Doctor,
+    /// Copy every session, event, output and artifact of a SQLite state directory into the
+    /// PostgreSQL store, in batches verified by counts (`docs/scaling.md`).
+    ///
+    /// Stop the servers that use the state directory first. Running it again after a failure
+    /// goes on where it stopped. Prints a summary; exits 1 on any failure.
+    MigrateStore(migrate_store::MigrateArgs),
 }
 
 impl Cli {
@@ -125,8 +132,19 @@ pub fn main_entry() -> ExitCode {
             )));
         }
     };
-    if matches!(cli.command, Some(Command::Doctor)) {
-        return runtime.block_on(doctor::run(&cli.overrides(), &mut std::io::stdout()));
+    match &cli.command {
+        Some(Command::Doctor) => {
+            return runtime.block_on(doctor::run(&cli.overrides(), &mut std::io::stdout()));
+        }
+        Some(Command::MigrateStore(args)) => {
+            return runtime.block_on(migrate_store::run(
+                &cli.overrides(),
+                args,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            ));
+        }
+        None => {}
     }
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -176,13 +194,11 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             return Err(StartupError::new(restricted::violation_message(&reasons)));
         }
     }
-    let store = SqliteStore::open(StoreConfig {
-        db_path: config.db_path.clone(),
-        artifact_dir: config.artifact_dir.clone(),
-        max_artifact_bytes: u64::try_from(config.max_artifact_bytes).unwrap_or(0),
-    })
-    .await
-    .map_err(|e| StartupError::new(e.to_string()))?;
+    let opened = OpenStore::open(&config)
+        .await
+        .map_err(|e| StartupError::new(e.to_string()))?;
+    tracing::info!(target: "store", "Session store: {}", opened.describe());
+    let store = opened.port();
     match store.recover_interrupted().await {
         Ok(0) => {}
         Ok(n) => {
@@ -207,13 +223,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         mediation_inclusion: config.mediation.continuation_inclusion(),
         ..EngineConfig::default()
     };
-    let store = Arc::new(store);
-    let mut engine = Engine::new(
-        Arc::clone(&store) as Arc<dyn SessionStore>,
-        backend,
-        Arc::new(policy),
-        engine_config,
-    );
+    let mut engine = Engine::new(Arc::clone(&store), backend, Arc::new(policy), engine_config);
     // Federation never aborts startup (`docs/reference/federation.md#1-enablement`); it is handed
     // to the engine only when at least one allowlisted tool was discovered.
     let federation =
@@ -250,7 +260,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
     // `tasks/cancel` and `notifications/cancelled` (`docs/scaling.md`).
     let server = AgentServer::new(
         engine,
-        Arc::clone(&store) as Arc<dyn TaskStore>,
+        opened.task_store(),
         runtime_status(&config, &admitted, federation.is_active()),
         admitted,
     );
@@ -281,8 +291,83 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
     let served = serve(server, &config).await;
     sweeper.abort();
     federation.shutdown().await;
-    store.close().await;
+    opened.close().await;
     served
+}
+
+/// The session store the configuration selects (`CLAUDE_AGENT_MCP_DATABASE_URL`), opened.
+pub enum OpenStore {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<PostgresStore>),
+}
+
+impl OpenStore {
+    /// Opens (and creates or migrates) the selected store. Crash recovery is the caller's.
+    pub async fn open(config: &Config) -> Result<Self, StoreOpenError> {
+        let max_artifact_bytes = u64::try_from(config.max_artifact_bytes).unwrap_or(0);
+        Ok(match &config.database {
+            Database::Sqlite => Self::Sqlite(Arc::new(
+                SqliteStore::open(StoreConfig {
+                    db_path: config.db_path.clone(),
+                    artifact_dir: config.artifact_dir.clone(),
+                    max_artifact_bytes,
+                })
+                .await?,
+            )),
+            Database::Postgresql { url } => Self::Postgres(Arc::new(
+                PostgresStore::open(PostgresConfig::new(url.expose(), max_artifact_bytes)).await?,
+            )),
+        })
+    }
+
+    /// Where MCP task state and the requests in flight are kept: in the SQLite database (every
+    /// node on it serves `tasks/get`, `tasks/cancel` and `notifications/cancelled`); on
+    /// PostgreSQL, in this process's memory until that store keeps them (`docs/scaling.md`).
+    pub fn task_store(&self) -> Arc<dyn TaskStore> {
+        match self {
+            Self::Sqlite(store) => Arc::clone(store) as Arc<dyn TaskStore>,
+            Self::Postgres(_) => Arc::new(agent_core::mcp_tasks::memory::MemTaskStore::new()),
+        }
+    }
+
+    /// The store as the engine's port.
+    pub fn port(&self) -> Arc<dyn SessionStore> {
+        match self {
+            Self::Sqlite(store) => Arc::clone(store) as Arc<dyn SessionStore>,
+            Self::Postgres(store) => Arc::clone(store) as Arc<dyn SessionStore>,
+        }
+    }
+
+    /// What it is and where, for logs (a URL's password redacted).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Sqlite(store) => format!("sqlite ({})", store.config().db_path.display()),
+            Self::Postgres(store) => format!(
+                "postgresql ({}, cancel wake-ups: {})",
+                agent_core::text::redact_url(&store.config().url),
+                if store.listens() {
+                    "LISTEN/NOTIFY"
+                } else {
+                    "polling only"
+                }
+            ),
+        }
+    }
+
+    /// The schema version recorded in `schema_migrations`.
+    pub async fn schema_version(&self) -> Result<i64, agent_core::StoreError> {
+        match self {
+            Self::Sqlite(store) => store.schema_version().await,
+            Self::Postgres(store) => store.schema_version().await,
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(store) => store.close().await,
+            Self::Postgres(store) => store.close().await,
+        }
+    }
 }
 
 async fn serve(server: AgentServer, config: &Config) -> Result<(), StartupError> {
@@ -484,6 +569,7 @@ pub fn runtime_status(
         resolved_at: String::new(),
         mode: config.mode.as_str().to_owned(),
         restriction: restriction_status(config, admitted),
+        session_store: config.database.kind().to_owned(),
     }
 }
 

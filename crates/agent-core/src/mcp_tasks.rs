@@ -18,6 +18,8 @@
 //! status messages ([`MAX_TASK_STATUS_MESSAGE_BYTES`]), results ([`MAX_TASK_RESULT_BYTES`]), and
 //! every row expires ([`TaskStore::purge_expired`]).
 
+pub mod memory;
+
 use std::time::Duration;
 
 use async_trait::async_trait;

@@ -1,4 +1,6 @@
-//! Small text rules shared by workflows: summaries and code-point truncation.
+//! Small text rules shared by workflows: summaries, code-point truncation, and the redaction
+//! of a database URL's password (the one place it is done: logs, errors, `doctor` and the
+//! status resource all show a URL through [`redact_url`]).
 
 /// Cuts `text` to its first `max` Unicode code points.
 pub fn truncate_chars(text: &str, max: usize) -> &str {
@@ -40,5 +42,95 @@ mod tests {
         assert!(s.ends_with("..."));
         assert_eq!(summarize_output(&"a".repeat(200)), "a".repeat(200));
         assert_eq!(truncate_chars("abc", 5), "abc");
+    }
+}
+
+/// `url` with the password of its user-info part replaced by `***`
+/// (`postgres://app:secret@db/x` → `postgres://app:***@db/x`), and a `password=` query
+/// parameter's value likewise. A URL without one comes back unchanged. Pure text: it works on
+/// URLs that do not parse, so an error about a malformed URL never shows the secret either.
+pub fn redact_url(url: &str) -> String {
+    const MASK: &str = "***";
+    let (head, query) = match url.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (url, None),
+    };
+    let mut out = String::with_capacity(url.len());
+    // The authority is what follows `scheme://` up to the first `/` (or the end).
+    match head.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            out.push_str(scheme);
+            out.push_str("://");
+            // The last `@` ends the user info: a password may itself hold `@`.
+            match authority.rsplit_once('@') {
+                Some((userinfo, host)) => {
+                    match userinfo.split_once(':') {
+                        Some((user, _password)) => {
+                            out.push_str(user);
+                            out.push(':');
+                            out.push_str(MASK);
+                        }
+                        None => out.push_str(userinfo),
+                    }
+                    out.push('@');
+                    out.push_str(host);
+                }
+                None => out.push_str(authority),
+            }
+            out.push_str(path);
+        }
+        None => out.push_str(head),
+    }
+    if let Some(query) = query {
+        out.push('?');
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}={MASK}"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_url;
+
+    #[test]
+    fn a_password_never_survives_redaction() {
+        let cases = [
+            (
+                "postgres://app:s3cret@db:5432/x",
+                "postgres://app:***@db:5432/x",
+            ),
+            (
+                "postgresql://app:p@ss@w0rd@db/x?sslmode=require",
+                "postgresql://app:***@db/x?sslmode=require",
+            ),
+            ("postgres://app@db/x", "postgres://app@db/x"),
+            (
+                "postgres://db/x?user=a&password=hunter2&sslmode=verify-full",
+                "postgres://db/x?user=a&password=***&sslmode=verify-full",
+            ),
+            ("postgres://u:pw@db", "postgres://u:***@db"),
+            ("sqlite:///tmp/x.db", "sqlite:///tmp/x.db"),
+            ("not a url", "not a url"),
+            ("", ""),
+        ];
+        for (url, redacted) in cases {
+            assert_eq!(redact_url(url), redacted, "{url}");
+        }
+        for secret in ["s3cret", "p@ss@w0rd", "hunter2"] {
+            for (url, _) in cases {
+                assert!(!redact_url(url).contains(secret), "{url}");
+            }
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! offset, returned to clients with a trailing `Z`; microsecond precision, the fraction omitted
 //! when it is zero.
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 
 /// An instant in UTC with microsecond precision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -32,27 +32,26 @@ impl Timestamp {
         )
     }
 
-    /// `YYYY-MM-DDTHH:MM:SS[.ffffff]`: the fraction only when it is not zero.
-    fn base(&self) -> String {
-        if self.0.timestamp_subsec_micros() == 0 {
-            self.0.format("%Y-%m-%dT%H:%M:%S").to_string()
+    /// RFC 3339 with the fraction only when it is not zero, ending `Z` or `+00:00`. chrono's
+    /// `to_rfc3339_opts` writes it directly; a format string is parsed anew on each call, and
+    /// every response and event carries timestamps (`docs/performance.md`).
+    fn render(&self, use_z: bool) -> String {
+        let precision = if self.0.timestamp_subsec_micros() == 0 {
+            SecondsFormat::Secs
         } else {
-            self.0.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
-        }
+            SecondsFormat::Micros
+        };
+        self.0.to_rfc3339_opts(precision, use_z)
     }
 
     /// The stored form, e.g. `2026-04-13T10:20:30.123456+00:00`.
     pub fn to_storage(&self) -> String {
-        let mut s = self.base();
-        s.push_str("+00:00");
-        s
+        self.render(false)
     }
 
     /// The client-facing form, e.g. `2026-04-13T10:20:30.123456Z`.
     pub fn to_api(&self) -> String {
-        let mut s = self.base();
-        s.push('Z');
-        s
+        self.render(true)
     }
 
     /// Parses any RFC 3339 form (both `+00:00` and `Z`, and naive `YYYY-MM-DD HH:MM:SS`).
@@ -90,5 +89,39 @@ mod tests {
         let b = Timestamp::parse("2026-04-13T10:20:30.000001+00:00").unwrap();
         assert!(a < b);
         assert!(a.to_storage() < b.to_storage());
+    }
+
+    /// The direct rendering agrees with the format-string one it replaced, on edge cases too:
+    /// a small fraction, years outside four digits, a leap second.
+    #[test]
+    fn direct_rendering_matches_the_format_strings() {
+        use chrono::NaiveDate;
+        let reference = |t: &Timestamp| {
+            let dt = t.as_datetime();
+            let base = if dt.timestamp_subsec_micros() == 0 {
+                dt.format("%Y-%m-%dT%H:%M:%S").to_string()
+            } else {
+                dt.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
+            };
+            (format!("{base}+00:00"), format!("{base}Z"))
+        };
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        let cases = [
+            day(2026, 4, 13).and_hms_micro_opt(10, 20, 30, 100).unwrap(),
+            day(2026, 12, 31)
+                .and_hms_micro_opt(23, 59, 59, 999_999)
+                .unwrap(),
+            day(1, 1, 1).and_hms_opt(0, 0, 0).unwrap(),
+            day(10_000, 1, 1).and_hms_micro_opt(0, 0, 0, 5).unwrap(),
+            day(2016, 12, 31)
+                .and_hms_micro_opt(23, 59, 59, 1_500_000)
+                .unwrap(),
+        ];
+        for naive in cases {
+            let t = Timestamp::from_datetime(naive.and_utc());
+            let (storage, api) = reference(&t);
+            assert_eq!(t.to_storage(), storage, "{naive}");
+            assert_eq!(t.to_api(), api, "{naive}");
+        }
     }
 }

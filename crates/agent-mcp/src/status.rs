@@ -58,4 +58,7 @@ pub struct RuntimeStatus {
     pub mode: String,
     #[serde(flatten)]
     pub restriction: RestrictionStatus,
+    /// `sqlite` or `postgresql`: the session store `CLAUDE_AGENT_MCP_DATABASE_URL` selects (an
+    /// addition, after the original's keys).
+    pub session_store: String,
 }

@@ -141,6 +141,7 @@ fn status() -> RuntimeStatus {
         resolved_at: String::new(),
         mode: "standard".to_owned(),
         restriction: RestrictionStatus::default(),
+        session_store: "sqlite".to_owned(),
     }
 }
 

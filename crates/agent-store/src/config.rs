@@ -15,7 +15,9 @@ pub struct StoreConfig {
     pub max_artifact_bytes: u64,
 }
 
-/// Why [`SqliteStore::open`](crate::SqliteStore::open) failed.
+/// Why [`SqliteStore::open`](crate::SqliteStore::open) or
+/// [`PostgresStore::open`](crate::PostgresStore::open) failed. A PostgreSQL URL is always shown
+/// with its password redacted.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreOpenError {
     /// A state, database or artifact directory could not be created or resolved.
@@ -45,5 +47,19 @@ pub enum StoreOpenError {
         path: PathBuf,
         #[source]
         source: sqlx::Error,
+    },
+    /// The PostgreSQL URL does not parse, or the server cannot be reached or refuses us.
+    #[error("cannot connect to PostgreSQL at {url}: {source}")]
+    PgConnect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The PostgreSQL schema migration failed.
+    #[error("cannot apply the schema to PostgreSQL at {url}: {source}")]
+    PgMigrate {
+        url: String,
+        #[source]
+        source: sqlx::migrate::MigrateError,
     },
 }

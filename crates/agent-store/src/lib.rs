@@ -1,9 +1,12 @@
 //! # agent-store
 //!
-//! The SQLite implementation of [`agent_core::SessionStore`]: durable sessions, their append-only
-//! event log and artifact files, in the schema of `docs/reference/sessions.md#9-database-schema` so
-//! that a database is interchangeable with the original implementation's
-//! (`docs/compatibility.md#kept-exactly`).
+//! The two implementations of [`agent_core::SessionStore`]: durable sessions, their append-only
+//! event log and artifacts. [`SqliteStore`] (the embedded default for one machine) keeps the
+//! schema of `docs/reference/sessions.md#9-database-schema`, so that a database is interchangeable
+//! with the original implementation's (`docs/compatibility.md#kept-exactly`), and artifact
+//! bodies in files; [`PostgresStore`] serves a fleet of processes from one PostgreSQL database
+//! (`docs/scaling.md#the-shared-store`), artifact bodies included. Both pass one contract suite
+//! (`tests/store/contract.rs`).
 //!
 //! ```ignore
 //! let store = SqliteStore::open(StoreConfig {
@@ -19,6 +22,8 @@
 //! Modules:
 //! * [`config`]: the store configuration and the errors of opening a store;
 //! * [`store`]: [`SqliteStore`], its connection pool, schema bootstrap and every query;
+//! * [`migrate`]: copying a SQLite state directory into a PostgreSQL store;
+//! * [`postgres`]: [`PostgresStore`], its pool, migrations, queries and `LISTEN` connection;
 //! * `tasks`: [`agent_core::TaskStore`] on the same database (MCP tasks and requests in
 //!   flight, migration `0004_mcp_tasks_and_requests.sql`);
 //! * `rows`: decoding of raw rows into the domain types of `agent-core`;
@@ -29,10 +34,25 @@
 mod artifacts;
 pub mod config;
 mod error;
+pub mod migrate;
+pub mod postgres;
 mod reader;
 mod rows;
 pub mod store;
 mod tasks;
 
 pub use config::{StoreConfig, StoreOpenError};
+pub use postgres::{PostgresConfig, PostgresStore};
 pub use store::SqliteStore;
+
+/// The longest prefix of `text` of at most `max` bytes that ends at a character boundary.
+pub(crate) fn truncate_at_char(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

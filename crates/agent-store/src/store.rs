@@ -26,6 +26,7 @@ use crate::config::{StoreConfig, StoreOpenError};
 use crate::error::{Error, Result};
 use crate::reader::FastReader;
 use crate::rows::{EventRow, ListRow, SessionRow, session_columns};
+use crate::truncate_at_char;
 
 /// The embedded schema (`migrations/0001_initial.sql` and the additive migrations after it).
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -328,9 +329,15 @@ impl SqliteStore {
         &self.inner.config
     }
 
-    /// The connection pool, for the other ports on the same database (`tasks.rs`).
+    /// The pool: for the other ports on the same database (`tasks.rs`) and the copy into
+    /// another store (`migrate.rs`).
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The artifact directory, resolved at open.
+    pub(crate) fn artifact_root(&self) -> &std::path::Path {
+        &self.inner.artifact_root
     }
 
     /// The highest applied version in `schema_migrations` (0 if the table is empty or missing).
@@ -828,18 +835,6 @@ impl SqliteStore {
         }
         Ok(count)
     }
-}
-
-/// The longest prefix of `text` of at most `max` bytes that ends at a character boundary.
-fn truncate_at_char(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 /// Appends `events` in order, each stamped with the time of its insertion.

@@ -1,6 +1,8 @@
 //! Behaviour of `SqliteStore` against `docs/reference/sessions.md#4-locking` to
 //! `docs/reference/sessions.md#10-artifacts`: schema, locking, executions, events,
 //! listing, artifacts and crash recovery, each on a fresh database in a temporary directory.
+//! The module `contract` runs the behaviours the engine relies on against both stores, SQLite
+//! and PostgreSQL (`contract::on_sqlite::*`, `contract::on_postgres::*`).
 
 // Helpers outside `#[test]` functions are test code too (clippy's allow-in-tests misses them).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -17,6 +19,11 @@ use serde_json::json;
 use sqlx::SqlitePool;
 use sqlx::sqlite::SqliteConnectOptions;
 use tempfile::TempDir;
+
+#[path = "store/contract.rs"]
+mod contract;
+#[path = "store/migrate.rs"]
+mod migrate;
 
 #[path = "contract/tasks.rs"]
 pub mod task_contract;

@@ -7,11 +7,13 @@
 //! * [`peers`]: the outside programs some tests talk to (the real Claude Code CLI, the
 //!   reference MCP server), and every test-harness variable (`CLAUDE_AGENT_MCP_TEST_*`,
 //!   `CLAUDE_AGENT_MCP_REQUIRE_PEERS`).
+//! * [`postgres`]: a fresh PostgreSQL schema per test (`CLAUDE_AGENT_MCP_TEST_POSTGRES_URL`).
 //! * [`processes`]: whether processes and process groups are gone, on Linux and macOS alike.
 
 pub mod fake_cli;
 pub mod messages_api;
 pub mod peers;
+pub mod postgres;
 pub mod processes;
 pub mod store;
 pub mod tasks;

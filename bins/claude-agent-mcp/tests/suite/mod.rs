@@ -8,6 +8,7 @@ mod fleet;
 mod http;
 mod mediation;
 mod persistence;
+mod postgres;
 mod progress;
 mod protocol;
 mod quickstart;

@@ -210,7 +210,8 @@ async fn runtime_status_reports_the_resolved_configuration() {
             "policy_mode": null, "authority_mode": null, "tool_surface_mode": null, "active_profile": null,
             "exposed_tools": null, "allowed_directories": null, "restriction_contract_id": null,
             "restriction_contract_version": null, "fail_closed_enabled": null, "restriction_compliance": null,
-            "non_compliance_reasons": null, "server_version": null
+            "non_compliance_reasons": null, "server_version": null,
+            "session_store": "sqlite"
         })
     );
     assert_eq!(env.session_count().await, 0, "status creates no session");

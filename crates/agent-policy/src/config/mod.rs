@@ -83,6 +83,7 @@ pub mod vars {
         LEGACY_STATE_DIR = "CLAUDE_AGENT_STATE_DIR" => Operator(Files);
         DB_PATH = "CLAUDE_AGENT_MCP_DB_PATH" => Operator(Files);
         ARTIFACT_DIR = "CLAUDE_AGENT_MCP_ARTIFACT_DIR" => Operator(Files);
+        DATABASE_URL = "CLAUDE_AGENT_MCP_DATABASE_URL" => Operator(Files);
         LOG_LEVEL = "CLAUDE_AGENT_MCP_LOG_LEVEL" => Project;
         LEGACY_LOG_LEVEL = "CLAUDE_AGENT_LOG_LEVEL" => Project;
         MODEL = "CLAUDE_AGENT_MCP_MODEL" => Project;
@@ -343,6 +344,91 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// The session store `CLAUDE_AGENT_MCP_DATABASE_URL` selects (`docs/scaling.md#the-shared-store`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Database {
+    /// The embedded SQLite store at [`Config::db_path`] (unset, empty, or a `sqlite://` URL).
+    Sqlite,
+    /// The PostgreSQL store (a `postgres://` or `postgresql://` URL).
+    Postgresql { url: DatabaseUrl },
+}
+
+impl Database {
+    /// The store's name as the status resource and `doctor` show it: `sqlite` or `postgresql`.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Database::Sqlite => "sqlite",
+            Database::Postgresql { .. } => "postgresql",
+        }
+    }
+
+    /// Which store a database URL selects (the rule of `CLAUDE_AGENT_MCP_DATABASE_URL`, for a
+    /// URL given elsewhere, e.g. `migrate-store --to`).
+    pub fn parse_url(value: &str) -> Result<Database, String> {
+        Self::parse(value).map(|(database, _)| database)
+    }
+
+    /// Parses the variable's value; `Ok(None)` keeps SQLite at the configured path, `Ok(Some)`
+    /// of a `sqlite://` URL names the database file.
+    fn parse(value: &str) -> Result<(Database, Option<&str>), String> {
+        let value = value.trim();
+        if value.is_empty() {
+            return Ok((Database::Sqlite, None));
+        }
+        let scheme_end = value.find("://").map(|i| i + 3);
+        let scheme = scheme_end.map(|end| value[..end].to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("postgres://" | "postgresql://") => Ok((
+                Database::Postgresql {
+                    url: DatabaseUrl(value.to_owned()),
+                },
+                None,
+            )),
+            Some("sqlite://") => {
+                let path = &value["sqlite://".len()..];
+                // `sqlite://` options (`?mode=…`) are not ours: only the path is taken.
+                let path = path.split('?').next().unwrap_or_default();
+                Ok((Database::Sqlite, Some(path).filter(|p| !p.is_empty())))
+            }
+            _ => Err(format!(
+                "{}='{}' is not a supported database URL: use postgres://…, postgresql://… or sqlite://…",
+                vars::DATABASE_URL,
+                agent_core::text::redact_url(value)
+            )),
+        }
+    }
+}
+
+/// A database URL, which may hold a password: `Debug` and `Serialize` show it redacted
+/// ([`agent_core::text::redact_url`]); read it with [`DatabaseUrl::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL as configured, password included: for connecting only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its password redacted: for every output.
+    pub fn redacted(&self) -> String {
+        agent_core::text::redact_url(&self.0)
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.redacted())
+    }
+}
+
 /// Command-line overrides (`docs/reference/status.md#2-command-line`); `None` leaves the
 /// environment value in place.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -376,6 +462,9 @@ pub struct Config {
     pub db_path: PathBuf,
     /// `CLAUDE_AGENT_MCP_ARTIFACT_DIR`, default `<state_dir>/artifacts`.
     pub artifact_dir: PathBuf,
+    /// `CLAUDE_AGENT_MCP_DATABASE_URL`: which session store serves ([`Database`]); SQLite at
+    /// `db_path` when unset, empty or `sqlite://`.
+    pub database: Database,
     /// `CLAUDE_AGENT_MCP_LOG_LEVEL` (legacy `CLAUDE_AGENT_LOG_LEVEL`).
     pub log_level: LogLevel,
     /// `CLAUDE_AGENT_MCP_MODEL` (legacy `CLAUDE_AGENT_MODEL`), not trimmed.
@@ -746,9 +835,25 @@ fn resolve(
         Some((_, value)) => resolve_path(&cwd, Path::new(value)),
         None => resolve_path(&cwd, Path::new(defaults::STATE_DIR)),
     };
-    let db_path = match r.raw(vars::DB_PATH) {
-        Some(value) => resolve_path(&cwd, Path::new(value)),
-        None => state_dir.join(defaults::DB_FILE_NAME),
+    let (database, sqlite_url_path) = match r.raw(vars::DATABASE_URL).map(Database::parse) {
+        None => (Database::Sqlite, None),
+        Some(Ok(parsed)) => parsed,
+        Some(Err(problem)) => {
+            r.problems.push(problem);
+            (Database::Sqlite, None)
+        }
+    };
+    let db_path = match (r.raw(vars::DB_PATH), sqlite_url_path) {
+        (Some(_), Some(_)) => {
+            r.problems.push(format!(
+                "{} and a sqlite:// {} with a path are both set: set one of them",
+                vars::DB_PATH,
+                vars::DATABASE_URL
+            ));
+            state_dir.join(defaults::DB_FILE_NAME)
+        }
+        (Some(value), None) | (None, Some(value)) => resolve_path(&cwd, Path::new(value)),
+        (None, None) => state_dir.join(defaults::DB_FILE_NAME),
     };
     let artifact_dir = match r.raw(vars::ARTIFACT_DIR) {
         Some(value) => resolve_path(&cwd, Path::new(value)),
@@ -1067,6 +1172,7 @@ fn resolve(
             state_dir,
             db_path,
             artifact_dir,
+            database,
             log_level,
             model,
             lock_ttl_secs,

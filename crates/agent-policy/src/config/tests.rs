@@ -38,6 +38,7 @@ fn expected_defaults(cwd: &Path) -> Config {
         cwd: cwd.to_path_buf(),
         db_path: state_dir.join("claude-agent-mcp.db"),
         artifact_dir: state_dir.join("artifacts"),
+        database: Database::Sqlite,
         state_dir,
         log_level: LogLevel::Info,
         model: "claude-sonnet-4-6".into(),
@@ -1347,4 +1348,65 @@ fn claude_code_setting_sources_are_validated_and_operator_only() {
     );
     assert_ne!(vars::trust(name), Some(Trust::Project));
     assert!(vars::trust(name).is_some());
+}
+
+#[test]
+fn the_database_url_selects_the_store_and_never_shows_its_password() {
+    let (_dir, cwd) = temp_cwd();
+    for unset in [
+        &[][..],
+        &[("CLAUDE_AGENT_MCP_DATABASE_URL", "")][..],
+        &[("CLAUDE_AGENT_MCP_DATABASE_URL", "  ")][..],
+    ] {
+        let c = config(unset, &cwd);
+        assert_eq!(c.database, Database::Sqlite);
+        assert_eq!(c.database.kind(), "sqlite");
+        assert_eq!(c.db_path, cwd.join(".state/claude-agent-mcp.db"));
+    }
+    for url in [
+        "postgres://app:s3cret@db.example:5432/agents?sslmode=require",
+        "postgresql://app:s3cret@db.example/agents",
+        "POSTGRES://app:s3cret@db.example/agents",
+    ] {
+        let c = config(&[("CLAUDE_AGENT_MCP_DATABASE_URL", url)], &cwd);
+        let Database::Postgresql { url: ref selected } = c.database else {
+            panic!("{url}: {:?}", c.database)
+        };
+        assert_eq!(selected.expose(), url);
+        assert_eq!(c.database.kind(), "postgresql");
+        let shown = format!("{c:?}{}", serde_json::to_string(&c).unwrap());
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("app:***@db.example"), "{shown}");
+    }
+    // A sqlite:// URL keeps SQLite; a path in it names the database file.
+    let c = config(&[("CLAUDE_AGENT_MCP_DATABASE_URL", "sqlite://")], &cwd);
+    assert_eq!(
+        (c.database.clone(), c.db_path),
+        (Database::Sqlite, cwd.join(".state/claude-agent-mcp.db"))
+    );
+    let c = config(
+        &[(
+            "CLAUDE_AGENT_MCP_DATABASE_URL",
+            "sqlite://data/s.db?mode=rwc",
+        )],
+        &cwd,
+    );
+    assert_eq!(
+        (c.database.clone(), c.db_path),
+        (Database::Sqlite, cwd.join("data/s.db"))
+    );
+    let c = config(
+        &[("CLAUDE_AGENT_MCP_DATABASE_URL", "sqlite:///tmp/abs.db")],
+        &cwd,
+    );
+    assert_eq!(c.db_path, std::path::PathBuf::from("/tmp/abs.db"));
+    // Anything else is a problem that names the variable, with the password redacted.
+    assert_eq!(
+        problems(&[("CLAUDE_AGENT_MCP_DATABASE_URL", "mysql://u:pw@h/db")], &cwd),
+        vec!["CLAUDE_AGENT_MCP_DATABASE_URL='mysql://u:***@h/db' is not a supported database URL: use postgres://…, postgresql://… or sqlite://…".to_owned()]
+    );
+    assert_eq!(
+        problems(&[("CLAUDE_AGENT_MCP_DATABASE_URL", "sqlite://x.db"), ("CLAUDE_AGENT_MCP_DB_PATH", "y.db")], &cwd),
+        vec!["CLAUDE_AGENT_MCP_DB_PATH and a sqlite:// CLAUDE_AGENT_MCP_DATABASE_URL with a path are both set: set one of them".to_owned()]
+    );
 }

@@ -1,0 +1,876 @@
+//! [`PostgresStore`]: the PostgreSQL implementation of [`agent_core::SessionStore`], for a
+//! fleet of server processes that share one session space (`docs/scaling.md#the-shared-store`).
+//!
+//! The behaviour, the events and the envelopes are those of [`SqliteStore`](crate::SqliteStore)
+//! (one contract suite runs against both: `tests/store/contract.rs`); what differs is where the
+//! data lives:
+//!
+//! * native types and its own migrations (`migrations/postgres/`), applied by sqlx's migrator
+//!   under its advisory lock, so any number of processes can start together on a new schema;
+//! * every time is the database server's clock (`statement_timestamp()`), so the leases of
+//!   several nodes are compared against one clock, whatever each node's own says;
+//! * artifact bodies are `bytea` rows, so every node serves every `artifact://` resource;
+//! * a cancel request is also announced with `NOTIFY` on [`CANCEL_CHANNEL`]; each store keeps one
+//!   `LISTEN` connection (outside the query pool) and hands the session ids to
+//!   [`cancel_wakeups`](agent_core::SessionStore::cancel_wakeups) receivers. Polling stays the
+//!   fallback (a pooler in transaction mode delivers no notifications).
+//!
+//! ```ignore
+//! let store = PostgresStore::open(PostgresConfig::new(url, 10 * 1024 * 1024)).await?;
+//! store.recover_interrupted().await?;
+//! ```
+
+mod listener;
+mod queries;
+mod rows;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_core::ids::new_artifact_id;
+use agent_core::text::redact_url;
+use agent_core::{
+    ArtifactRecord, ArtifactRef, Event, EventLog, Finish, Lease, LockOutcome,
+    MAX_CANCEL_REASON_BYTES, NewArtifact, NewSession, SessionListItem, SessionRecord,
+    SessionStatus, SessionStore, StoreError, StoredEvent,
+};
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Connection, Postgres, Transaction};
+use tokio::sync::broadcast;
+
+use crate::artifacts;
+use crate::config::StoreOpenError;
+use crate::error::{Error, Result};
+use crate::truncate_at_char;
+
+use self::queries::*;
+use self::rows::{ArtifactRow, PgEventRow, PgListRow, PgSessionRow, storage};
+
+/// The embedded PostgreSQL schema (`migrations/postgres/`).
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The `NOTIFY` channel of cancel requests; the payload is the session id.
+pub const CANCEL_CHANNEL: &str = "claude_agent_mcp_cancel";
+
+/// The pool size when the configuration names none.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
+
+/// How long opening waits for the database (connecting, and the migration lock).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// At most this many sessions per sweep: the next sweep takes the rest.
+const SWEEP_BATCH: i64 = 500;
+
+/// The longest lease: a larger TTL is cut to it, so that `now + ttl` stays a valid timestamp.
+const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Wake-ups buffered per receiver before a slow one loses some (it then only polls).
+const WAKEUP_BUFFER: usize = 256;
+
+/// Where the PostgreSQL store keeps its data and how large an artifact may be.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresConfig {
+    /// A `postgres://` or `postgresql://` URL (libpq's parameters: `sslmode`, `options=-c
+    /// search_path=…`, `application_name`, …).
+    pub url: String,
+    /// Bodies larger than this are refused (`Artifact exceeds max size: <size> > <max>`).
+    pub max_artifact_bytes: u64,
+    /// The query pool's size (the `LISTEN` connection is one more).
+    pub max_connections: u32,
+}
+
+impl PostgresConfig {
+    pub fn new(url: impl Into<String>, max_artifact_bytes: u64) -> Self {
+        Self {
+            url: url.into(),
+            max_artifact_bytes,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// The URL is shown with its password redacted.
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &redact_url(&self.url))
+            .field("max_artifact_bytes", &self.max_artifact_bytes)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// The PostgreSQL session store. Cloning is cheap: clones share the pool and the listener.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: PostgresConfig,
+    /// Session ids of cancel requests announced by `NOTIFY`; `None` when no `LISTEN`
+    /// connection could be opened (polling only).
+    wakeups: Option<broadcast::Sender<String>>,
+    listener: Option<listener::ListenerTask>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = &self.listener {
+            task.stop();
+        }
+    }
+}
+
+impl PostgresStore {
+    /// Connects (the pool and one `LISTEN` connection) and applies the schema. Does not run
+    /// crash recovery: call [`recover_interrupted`](SessionStore::recover_interrupted) before
+    /// serving requests.
+    pub async fn open(config: PostgresConfig) -> std::result::Result<Self, StoreOpenError> {
+        let shown = redact_url(&config.url);
+        let connect_error = |source| StoreOpenError::PgConnect {
+            url: shown.clone(),
+            source,
+        };
+        let options = PgConnectOptions::from_str(&config.url).map_err(connect_error)?;
+        let options = options.application_name("claude-agent-mcp");
+        // One connection first, so that a refused connection or a failed authentication is
+        // reported at once and as itself (the pool would retry until its timeout, then report
+        // only that it timed out).
+        let first = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?
+            .map_err(connect_error)?;
+        let _ = first.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_with(options.clone())
+            .await
+            .map_err(connect_error)?;
+        if let Err(error) = migrate(&pool, &shown).await {
+            pool.close().await;
+            return Err(error);
+        }
+        let (wakeups, listener) = match listener::start(options, CANCEL_CHANNEL).await {
+            Ok((sender, task)) => (Some(sender), Some(task)),
+            Err(error) => {
+                tracing::warn!(target: "store", url = %shown, %error,
+                    "no LISTEN connection for cancel requests: cancels are seen by polling only");
+                (None, None)
+            }
+        };
+        tracing::debug!(target: "store", url = %shown, "PostgreSQL session store open");
+        Ok(Self {
+            pool,
+            inner: Arc::new(Inner {
+                config,
+                wakeups,
+                listener,
+            }),
+        })
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &PostgresConfig {
+        &self.inner.config
+    }
+
+    /// The pool, for the copy from another store (`migrate.rs`).
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Whether a `LISTEN` connection serves [`cancel_wakeups`](SessionStore::cancel_wakeups).
+    pub fn listens(&self) -> bool {
+        self.inner.wakeups.is_some()
+    }
+
+    /// The highest applied version in `schema_migrations` (0 if the table is empty or missing).
+    pub async fn schema_version(&self) -> std::result::Result<i64, StoreError> {
+        Ok(self.schema_version_impl().await?)
+    }
+
+    /// Closes every pooled connection and the `LISTEN` connection.
+    pub async fn close(&self) {
+        if let Some(task) = &self.inner.listener {
+            task.stop();
+        }
+        self.pool.close().await;
+    }
+
+    async fn schema_version_impl(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar(SCHEMA_VERSION)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn tx(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    async fn begin_session_impl(
+        &self,
+        session: &NewSession,
+        events: &[Event],
+    ) -> Result<SessionRecord> {
+        let mut tx = self.tx().await?;
+        let row: PgSessionRow = sqlx::query_as(INSERT_SESSION)
+            .bind(&session.session_id)
+            .bind(session.workflow.as_str())
+            .bind(session.profile.as_str())
+            .bind(session.working_directory.as_deref())
+            .bind(&session.lock_owner)
+            .bind(ttl_micros(session.lock_ttl))
+            .fetch_one(&mut *tx)
+            .await?;
+        insert_events(&mut tx, &session.session_id, events).await?;
+        tx.commit().await?;
+        row.into_record()
+    }
+
+    async fn get_session_impl(&self, session_id: &str) -> Result<Option<SessionRecord>> {
+        let row: Option<PgSessionRow> = sqlx::query_as(SELECT_SESSION)
+            .bind(session_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(PgSessionRow::into_record).transpose()
+    }
+
+    async fn list_sessions_impl(
+        &self,
+        limit: u32,
+        status: Option<SessionStatus>,
+    ) -> Result<Vec<SessionListItem>> {
+        let rows: Vec<PgListRow> = match status {
+            None => {
+                sqlx::query_as(LIST_SESSIONS)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            Some(status) => {
+                sqlx::query_as(LIST_SESSIONS_BY_STATUS)
+                    .bind(i64::from(limit))
+                    .bind(status.as_str())
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.into_iter().map(PgListRow::into_item).collect()
+    }
+
+    async fn list_sessions_page_impl(
+        &self,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<SessionListItem>> {
+        let rows: Vec<PgListRow> = sqlx::query_as(LIST_SESSIONS_PAGE)
+            .bind(i64::from(limit))
+            .bind(i64::from(offset))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(PgListRow::into_item).collect()
+    }
+
+    async fn acquire_lock_impl(
+        &self,
+        session_id: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<LockOutcome> {
+        // The conditional UPDATE decides (row-locked, its condition re-checked once a
+        // concurrent writer commits, so exactly one of several takers wins). When it took
+        // nothing, the holder is read; a lock released in between is tried again.
+        for _ in 0..3 {
+            let taken: Option<PgSessionRow> = sqlx::query_as(ACQUIRE_LOCK)
+                .bind(owner)
+                .bind(ttl_micros(ttl))
+                .bind(session_id)
+                .fetch_optional(&self.pool)
+                .await?;
+            if let Some(row) = taken {
+                return Ok(LockOutcome::Acquired(Box::new(row.into_record()?)));
+            }
+            let holder: Option<Option<String>> = sqlx::query_scalar(LOCK_HOLDER)
+                .bind(session_id)
+                .fetch_optional(&self.pool)
+                .await?;
+            match holder {
+                None => return Ok(LockOutcome::NotFound),
+                Some(Some(owner)) => return Ok(LockOutcome::Conflict { owner }),
+                Some(None) => continue,
+            }
+        }
+        Ok(LockOutcome::Conflict {
+            owner: String::new(),
+        })
+    }
+
+    async fn release_lock_impl(&self, session_id: &str, owner: &str) -> Result<()> {
+        sqlx::query(RELEASE_LOCK)
+            .bind(session_id)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn renew_lock_impl(
+        &self,
+        session_id: &str,
+        lease: &Lease,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let updated = sqlx::query(RENEW_LOCK)
+            .bind(session_id)
+            .bind(&lease.owner)
+            .bind(ttl_micros(ttl))
+            .bind(lease.generation)
+            .execute(&self.pool)
+            .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    async fn request_cancel_impl(&self, session_id: &str, reason: &str) -> Result<bool> {
+        let reason = truncate_at_char(reason, MAX_CANCEL_REASON_BYTES);
+        // Recorded and announced in one statement (the notification is sent at its commit).
+        let recorded: Option<String> = sqlx::query_scalar(REQUEST_CANCEL)
+            .bind(reason)
+            .bind(session_id)
+            .bind(CANCEL_CHANNEL)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(recorded.is_some())
+    }
+
+    async fn cancel_requested_impl(
+        &self,
+        session_id: &str,
+        lease: &Lease,
+    ) -> Result<Option<String>> {
+        let reason: Option<Option<String>> = sqlx::query_scalar(CANCEL_REQUESTED)
+            .bind(session_id)
+            .bind(&lease.owner)
+            .bind(lease.generation)
+            .fetch_optional(&self.pool)
+            .await?;
+        // Another node's row: bound it again (a reason written by hand may be any length).
+        Ok(reason.map(|r| {
+            truncate_at_char(r.as_deref().unwrap_or_default(), MAX_CANCEL_REASON_BYTES).to_owned()
+        }))
+    }
+
+    async fn begin_execution_impl(&self, session_id: &str, events: &[Event]) -> Result<()> {
+        let mut tx = self.tx().await?;
+        let updated = sqlx::query(BEGIN_EXECUTION)
+            .bind(session_id)
+            .execute(&mut *tx)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(Error::SessionNotFound(session_id.to_owned()));
+        }
+        insert_events(&mut tx, session_id, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn append_events_impl(&self, session_id: &str, events: &[Event]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        // One statement: atomic without an explicit transaction.
+        let mut conn = self.pool.acquire().await?;
+        insert_events(&mut conn, session_id, events).await
+    }
+
+    async fn finish_execution_impl(
+        &self,
+        session_id: &str,
+        lease: &Lease,
+        finish: &Finish,
+    ) -> Result<()> {
+        let owner = lease.owner.as_str();
+        let mut tx = self.tx().await?;
+        let updated = sqlx::query(FINISH_EXECUTION)
+            .bind(finish.status.as_str())
+            .bind(finish.turn_count)
+            .bind(finish.summary_latest.as_deref())
+            .bind(finish.provider_session_id.as_deref())
+            .bind(owner)
+            .bind(session_id)
+            .bind(lease.generation)
+            .execute(&mut *tx)
+            .await?;
+        if updated.rows_affected() == 0 {
+            let holder: Option<Option<String>> = sqlx::query_scalar(LOCK_HOLDER)
+                .bind(session_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            return Err(match holder {
+                None => Error::SessionNotFound(session_id.to_owned()),
+                Some(holder) => Error::NotHolder {
+                    session_id: session_id.to_owned(),
+                    owner: owner.to_owned(),
+                    holder,
+                },
+            });
+        }
+        insert_events(&mut tx, session_id, &finish.events).await?;
+        if let (Some(text), Some(turn)) = (&finish.output_text, finish.turn_count) {
+            let kept = sqlx::query(INSERT_OUTPUT)
+                .bind(session_id)
+                .bind(turn)
+                .bind(text.as_str())
+                .execute(&mut *tx)
+                .await?;
+            if kept.rows_affected() == 0 {
+                // Dropping `tx` rolls the whole finish back.
+                return Err(Error::OutputKept {
+                    session_id: session_id.to_owned(),
+                    turn,
+                });
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn outputs_impl(&self, session_id: &str) -> Result<Vec<(i64, String)>> {
+        Ok(sqlx::query_as(SELECT_OUTPUTS)
+            .bind(session_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn events_impl(&self, session_id: &str) -> Result<Vec<StoredEvent>> {
+        let rows: Vec<PgEventRow> = sqlx::query_as(SELECT_EVENTS)
+            .bind(session_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(PgEventRow::into_event).collect()
+    }
+
+    async fn store_artifact_impl(&self, artifact: NewArtifact<'_>) -> Result<ArtifactRef> {
+        let size = artifact.body.len() as u64;
+        let max = self.inner.config.max_artifact_bytes;
+        if size > max {
+            return Err(Error::ArtifactTooLarge { size, max });
+        }
+        let artifact_id = new_artifact_id();
+        let sha256 = artifacts::sha256_hex(artifact.body);
+        let mut tx = self.tx().await?;
+        // The count first: a missing session is a clear error, not a foreign-key violation.
+        let updated = sqlx::query(BUMP_ARTIFACT_COUNT)
+            .bind(artifact.session_id)
+            .execute(&mut *tx)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(Error::SessionNotFound(artifact.session_id.to_owned()));
+        }
+        sqlx::query(INSERT_ARTIFACT)
+            .bind(&artifact_id)
+            .bind(artifact.session_id)
+            .bind(artifact.workflow.as_str())
+            .bind(artifact.profile.as_str())
+            .bind(artifact.artifact_type)
+            .bind(artifact.logical_name)
+            .bind(artifact.mime_type)
+            .bind(i64::try_from(size).unwrap_or(i64::MAX))
+            .bind(&sha256)
+            .bind(artifact.turn_index)
+            .bind(artifact.producer_tool)
+            .bind(artifact.body)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(ArtifactRef {
+            artifact_id,
+            artifact_type: artifact.artifact_type.to_owned(),
+            logical_name: artifact.logical_name.to_owned(),
+            mime_type: artifact.mime_type.to_owned(),
+        })
+    }
+
+    async fn artifacts_impl(&self, session_id: &str) -> Result<Vec<ArtifactRecord>> {
+        let rows: Vec<ArtifactRow> = sqlx::query_as(SELECT_ARTIFACTS)
+            .bind(session_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(ArtifactRow::into_record).collect())
+    }
+
+    async fn read_artifact_impl(
+        &self,
+        session_id: &str,
+        artifact_id: &str,
+    ) -> std::result::Result<Option<(ArtifactRecord, Vec<u8>)>, StoreError> {
+        let limit = i64::try_from(self.inner.config.max_artifact_bytes).unwrap_or(i64::MAX);
+        let row = sqlx::query_as::<_, rows::ArtifactBodyRow>(SELECT_ARTIFACT)
+            .bind(session_id)
+            .bind(artifact_id)
+            .bind(limit)
+            .fetch_optional(&self.pool)
+            .await
+            .map(|row| row.map(rows::ArtifactBodyRow::split))
+            .map_err(Error::from)?;
+        let Some((record, stored, body)) = row else {
+            return Ok(None);
+        };
+        // The body is read only when it is within the limit every artifact was written under
+        // (a row written by hand may be larger): never an unbounded read.
+        match body {
+            Some(body) => Ok(Some((record.into_record(), body))),
+            None => Err(StoreError::new(format!(
+                "artifact {artifact_id} could not be read: its body of {stored} bytes is larger \
+                 than the artifact limit of {limit} bytes"
+            ))),
+        }
+    }
+
+    async fn interrupt_execution_impl(
+        &self,
+        session_id: &str,
+        lease: &Lease,
+        reason: &str,
+    ) -> Result<bool> {
+        let mut tx = self.tx().await?;
+        let turn: Option<i64> = sqlx::query_scalar(INTERRUPT_EXECUTION)
+            .bind(session_id)
+            .bind(&lease.owner)
+            .bind(lease.generation)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(turn) = turn else {
+            return Ok(false);
+        };
+        insert_events(
+            &mut tx,
+            session_id,
+            &[Event::session_interrupted(turn, reason)],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::warn!(session_id, reason, "session marked interrupted");
+        Ok(true)
+    }
+
+    async fn sweep_expired_leases_impl(&self) -> Result<u64> {
+        let mut tx = self.tx().await?;
+        // Rows another node's sweep is taking right now are skipped, not waited for, and never
+        // swept twice.
+        let expired: Vec<rows::ExpiredRow> = sqlx::query_as(SWEEP_EXPIRED)
+            .bind(SWEEP_BATCH)
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in &expired {
+            let expires = row.lock_expires_at.map(storage);
+            let event =
+                Event::lease_expired(row.turn_count, row.locked_by.as_deref(), expires.as_deref());
+            insert_events(&mut tx, &row.session_id, &[event]).await?;
+        }
+        tx.commit().await?;
+        Ok(expired.len() as u64)
+    }
+
+    async fn recover_interrupted_impl(&self) -> Result<u64> {
+        let result = sqlx::query(RECOVER_INTERRUPTED).execute(&self.pool).await?;
+        let count = result.rows_affected();
+        if count > 0 {
+            tracing::warn!(
+                count,
+                "recovered sessions left running without a live lease: now interrupted"
+            );
+        }
+        Ok(count)
+    }
+}
+
+/// What [`probe`] found on a PostgreSQL server, without writing anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgProbe {
+    /// `server_version` as the server reports it.
+    pub server_version: String,
+    /// The schema the URL selects (the first of `search_path` that exists); `None` when none
+    /// exists.
+    pub schema: Option<String>,
+    /// The highest version in that schema's `schema_migrations`; `None` when the store has not
+    /// created its tables there yet (the first node to start does).
+    pub schema_version: Option<i64>,
+}
+
+/// Connects to `url` and reads what `doctor` reports: the server version, the selected schema
+/// and the store's schema version there. Writes nothing (no migration, no table), and gives up
+/// after [`CONNECT_TIMEOUT`]. Errors show the URL with its password redacted.
+pub async fn probe(url: &str) -> std::result::Result<PgProbe, StoreOpenError> {
+    let shown = redact_url(url);
+    let connect_error = |source| StoreOpenError::PgConnect {
+        url: shown.clone(),
+        source,
+    };
+    let options = PgConnectOptions::from_str(url)
+        .map_err(connect_error)?
+        .application_name("claude-agent-mcp doctor");
+    let connected = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+        .await
+        .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?;
+    let mut conn = connected.map_err(connect_error)?;
+    let found: std::result::Result<(String, Option<String>, bool), sqlx::Error> = sqlx::query_as(
+        "SELECT current_setting('server_version'), current_schema()::text,          to_regclass('schema_migrations') IS NOT NULL",
+    )
+    .fetch_one(&mut conn)
+    .await;
+    let (server_version, schema, has_table) = found.map_err(connect_error)?;
+    let schema_version = if has_table {
+        Some(
+            sqlx::query_scalar(SCHEMA_VERSION)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(connect_error)?,
+        )
+    } else {
+        None
+    };
+    let _ = conn.close().await;
+    Ok(PgProbe {
+        server_version,
+        schema,
+        schema_version,
+    })
+}
+
+/// Applies the schema. sqlx's migrator holds a session-level advisory lock on the database from
+/// before it reads `_sqlx_migrations` until every migration is applied, so processes that open
+/// a new schema together apply it one after the other, and every one but the first finds it
+/// applied. A failed migration leaves the lock on its connection: that connection is closed,
+/// never returned to the pool.
+async fn migrate(pool: &PgPool, shown: &str) -> std::result::Result<(), StoreOpenError> {
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(|source| StoreOpenError::PgConnect {
+            url: shown.to_owned(),
+            source,
+        })?;
+    match MIGRATOR.run_direct(None, &mut *conn, false).await {
+        Ok(()) => Ok(()),
+        Err(source) => {
+            let _ = conn.detach().close().await;
+            Err(StoreOpenError::PgMigrate {
+                url: shown.to_owned(),
+                source,
+            })
+        }
+    }
+}
+
+/// A TTL in microseconds, cut to [`MAX_TTL`].
+fn ttl_micros(ttl: Duration) -> i64 {
+    i64::try_from(ttl.min(MAX_TTL).as_micros()).unwrap_or(i64::MAX)
+}
+
+/// Appends `events` in order in one statement (their ids follow the order given).
+async fn insert_events(conn: &mut PgConnection, session_id: &str, events: &[Event]) -> Result<()> {
+    match events {
+        [] => Ok(()),
+        [event] => {
+            let payload = serde_json::to_string(&event.payload).map_err(Error::EncodePayload)?;
+            sqlx::query(INSERT_EVENT)
+                .bind(session_id)
+                .bind(event.event_type.as_str())
+                .bind(event.turn_index)
+                .bind(payload)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
+        events => {
+            let mut types = Vec::with_capacity(events.len());
+            let mut turns = Vec::with_capacity(events.len());
+            let mut payloads = Vec::with_capacity(events.len());
+            for event in events {
+                types.push(event.event_type.as_str());
+                turns.push(event.turn_index);
+                payloads.push(serde_json::to_string(&event.payload).map_err(Error::EncodePayload)?);
+            }
+            sqlx::query(INSERT_EVENTS)
+                .bind(session_id)
+                .bind(types)
+                .bind(turns)
+                .bind(payloads)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl EventLog for PostgresStore {
+    async fn append_events(
+        &self,
+        session_id: &str,
+        events: &[Event],
+    ) -> std::result::Result<(), StoreError> {
+        Ok(self.append_events_impl(session_id, events).await?)
+    }
+
+    async fn events(&self, session_id: &str) -> std::result::Result<Vec<StoredEvent>, StoreError> {
+        Ok(self.events_impl(session_id).await?)
+    }
+}
+
+#[async_trait]
+impl SessionStore for PostgresStore {
+    async fn begin_session(
+        &self,
+        session: &NewSession,
+        events: &[Event],
+    ) -> std::result::Result<SessionRecord, StoreError> {
+        Ok(self.begin_session_impl(session, events).await?)
+    }
+
+    async fn get_session(
+        &self,
+        session_id: &str,
+    ) -> std::result::Result<Option<SessionRecord>, StoreError> {
+        Ok(self.get_session_impl(session_id).await?)
+    }
+
+    async fn list_sessions(
+        &self,
+        limit: u32,
+        status: Option<SessionStatus>,
+    ) -> std::result::Result<Vec<SessionListItem>, StoreError> {
+        Ok(self.list_sessions_impl(limit, status).await?)
+    }
+
+    async fn list_sessions_page(
+        &self,
+        offset: u32,
+        limit: u32,
+    ) -> std::result::Result<Vec<SessionListItem>, StoreError> {
+        Ok(self.list_sessions_page_impl(offset, limit).await?)
+    }
+
+    async fn acquire_lock(
+        &self,
+        session_id: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> std::result::Result<LockOutcome, StoreError> {
+        Ok(self.acquire_lock_impl(session_id, owner, ttl).await?)
+    }
+
+    async fn release_lock(
+        &self,
+        session_id: &str,
+        owner: &str,
+    ) -> std::result::Result<(), StoreError> {
+        Ok(self.release_lock_impl(session_id, owner).await?)
+    }
+
+    async fn renew_lock(
+        &self,
+        session_id: &str,
+        lease: &Lease,
+        ttl: Duration,
+    ) -> std::result::Result<bool, StoreError> {
+        Ok(self.renew_lock_impl(session_id, lease, ttl).await?)
+    }
+
+    async fn begin_execution(
+        &self,
+        session_id: &str,
+        events: &[Event],
+    ) -> std::result::Result<(), StoreError> {
+        Ok(self.begin_execution_impl(session_id, events).await?)
+    }
+
+    async fn finish_execution(
+        &self,
+        session_id: &str,
+        lease: &Lease,
+        finish: &Finish,
+    ) -> std::result::Result<(), StoreError> {
+        Ok(self
+            .finish_execution_impl(session_id, lease, finish)
+            .await?)
+    }
+
+    async fn store_artifact(
+        &self,
+        artifact: NewArtifact<'_>,
+    ) -> std::result::Result<ArtifactRef, StoreError> {
+        Ok(self.store_artifact_impl(artifact).await?)
+    }
+
+    async fn interrupt_execution(
+        &self,
+        session_id: &str,
+        lease: &Lease,
+        reason: &str,
+    ) -> std::result::Result<bool, StoreError> {
+        Ok(self
+            .interrupt_execution_impl(session_id, lease, reason)
+            .await?)
+    }
+
+    async fn sweep_expired_leases(&self) -> std::result::Result<u64, StoreError> {
+        Ok(self.sweep_expired_leases_impl().await?)
+    }
+
+    async fn recover_interrupted(&self) -> std::result::Result<u64, StoreError> {
+        Ok(self.recover_interrupted_impl().await?)
+    }
+
+    async fn request_cancel(
+        &self,
+        session_id: &str,
+        reason: &str,
+    ) -> std::result::Result<bool, StoreError> {
+        Ok(self.request_cancel_impl(session_id, reason).await?)
+    }
+
+    async fn cancel_requested(
+        &self,
+        session_id: &str,
+        lease: &Lease,
+    ) -> std::result::Result<Option<String>, StoreError> {
+        Ok(self.cancel_requested_impl(session_id, lease).await?)
+    }
+
+    fn cancel_wakeups(&self) -> Option<broadcast::Receiver<String>> {
+        self.inner
+            .wakeups
+            .as_ref()
+            .map(broadcast::Sender::subscribe)
+    }
+
+    async fn artifacts(
+        &self,
+        session_id: &str,
+    ) -> std::result::Result<Vec<ArtifactRecord>, StoreError> {
+        Ok(self.artifacts_impl(session_id).await?)
+    }
+
+    async fn read_artifact(
+        &self,
+        session_id: &str,
+        artifact_id: &str,
+    ) -> std::result::Result<Option<(ArtifactRecord, Vec<u8>)>, StoreError> {
+        self.read_artifact_impl(session_id, artifact_id).await
+    }
+
+    async fn outputs(
+        &self,
+        session_id: &str,
+    ) -> std::result::Result<Vec<(i64, String)>, StoreError> {
+        Ok(self.outputs_impl(session_id).await?)
+    }
+}
