@@ -16,7 +16,7 @@ use std::time::Duration;
 use agent_backends::api::{ApiConfig, MessagesApiBackend};
 use agent_backends::{ClaudeCodeBackend, ClaudeCodeConfig, McpServer, McpTransport};
 use agent_core::pyfmt;
-use agent_core::{Engine, EngineConfig, EventLog, ExecutionBackend, SessionStore};
+use agent_core::{Engine, EngineConfig, EventLog, ExecutionBackend, SessionStore, TaskStore};
 use agent_federation::{DownstreamTransport, Federation, FederationConfig, FederationSource};
 use agent_mcp::status::{
     CapabilityFlags, MediationStatus, PRESERVED_LIMITATIONS, RestrictionStatus, RuntimeStatus,
@@ -256,8 +256,11 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         let engine = Arc::clone(&engine);
         tokio::spawn(async move { engine.sweep_expired_leases().await })
     };
+    // MCP task state lives in the same database, so every node on it serves `tasks/get`,
+    // `tasks/cancel` and `notifications/cancelled` (`docs/scaling.md`).
     let server = AgentServer::new(
         engine,
+        opened.task_store(),
         runtime_status(&config, &admitted, federation.is_active()),
         admitted,
     );
@@ -315,6 +318,16 @@ impl OpenStore {
                 PostgresStore::open(PostgresConfig::new(url.expose(), max_artifact_bytes)).await?,
             )),
         })
+    }
+
+    /// Where MCP task state and the requests in flight are kept: in the SQLite database (every
+    /// node on it serves `tasks/get`, `tasks/cancel` and `notifications/cancelled`); on
+    /// PostgreSQL, in this process's memory until that store keeps them (`docs/scaling.md`).
+    pub fn task_store(&self) -> Arc<dyn TaskStore> {
+        match self {
+            Self::Sqlite(store) => Arc::clone(store) as Arc<dyn TaskStore>,
+            Self::Postgres(_) => Arc::new(agent_core::mcp_tasks::memory::MemTaskStore::new()),
+        }
     }
 
     /// The store as the engine's port.

@@ -182,7 +182,7 @@ struct InFlight {
 const HEARTBEAT: Duration = Duration::from_secs(30);
 
 /// The reason recorded when the MCP client cancels its own request.
-const CLIENT_CANCELLED: &str = "the client cancelled the request (notifications/cancelled)";
+pub const CLIENT_CANCELLED: &str = "the client cancelled the request (notifications/cancelled)";
 
 /// The reason recorded when an execution is stopped because it lost its lease.
 const LEASE_LOST: &str = "lease lost";
@@ -1498,6 +1498,29 @@ impl Engine {
         token.cancel();
         self.await_cancelled(session_id, profile, record.status)
             .await
+    }
+
+    /// Asks the execution in flight on `session_id` to stop with `why`, without waiting for
+    /// it (`tasks/cancel`, `notifications/cancelled` received by another node): a run in this
+    /// process is cancelled at once; one in another process is asked through the store
+    /// ([`SessionStore::request_cancel`]) and stops within [`CANCEL_POLL_PERIOD`]. Answers
+    /// whether a run was reached.
+    pub async fn request_cancel(&self, session_id: &str, why: &str) -> Result<bool, StoreError> {
+        let token = self.running.lock().ok().and_then(|running| {
+            running.get(session_id).map(|f| {
+                if let Ok(mut reason) = f.reason.lock() {
+                    reason.get_or_insert_with(|| why.to_owned());
+                }
+                f.cancel.clone()
+            })
+        });
+        match token {
+            Some(token) => {
+                token.cancel();
+                Ok(true)
+            }
+            None => self.store.request_cancel(session_id, why).await,
+        }
     }
 
     /// The answer of `agent_cancel_session` once the run was told to stop: the run records its

@@ -18,6 +18,12 @@ pub fn new_artifact_id() -> String {
     format!("art_{}", hex_prefix(16))
 }
 
+/// A new MCP task id: a hyphenated UUIDv4 (36 characters), unguessable, so that knowing a task
+/// id is what lets a client read or cancel it through any node.
+pub fn new_task_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
 /// A serving process's node id, made once at startup, e.g. `node_4f1c2a9b0d3e5f67`: lock owner
 /// tokens carry it, so an operator can tell which process holds a session.
 pub fn new_node_id() -> String {

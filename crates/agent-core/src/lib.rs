@@ -233,6 +233,7 @@ pub mod error;
 pub mod event;
 pub mod evidence;
 pub mod ids;
+pub mod mcp_tasks;
 pub mod model;
 pub mod ports;
 pub mod preflight;
@@ -250,6 +251,7 @@ pub use engine::{Engine, EngineConfig};
 pub use envelope::{ArtifactRef, Envelope, EnvelopeStatus};
 pub use error::{ErrorCode, ErrorObject};
 pub use event::{Event, EventType, StoredEvent};
+pub use mcp_tasks::{NewTask, RequestCancel, RequestKey, TaskRecord, TaskState, TaskStore};
 pub use model::{Profile, SessionStatus, Workflow};
 pub use ports::{
     ArtifactRecord, BackendOutput, BackendRequest, Capabilities, ChatMessage, ChatRole, EventLog,

@@ -9,6 +9,7 @@
 pub mod resources;
 pub mod server;
 pub mod status;
+pub mod tasks;
 pub mod tools;
 pub mod transport;
 pub mod validate;

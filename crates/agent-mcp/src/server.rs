@@ -7,6 +7,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use agent_core::TaskStore;
 use agent_core::error::{ErrorCode, ErrorObject};
 use agent_core::pyfmt;
 use agent_core::{
@@ -19,15 +20,14 @@ use rmcp::model::{
     PaginatedRequestParams, ProgressNotificationParam, ProgressToken, ReadResourceRequestParams,
     ReadResourceResponse, ServerCapabilities, ServerConfig, Tool,
 };
-use rmcp::model::{CancelTaskParams, GetTaskParams, GetTaskResult};
-use rmcp::service::RequestContext;
-use rmcp::task_manager::{TaskContext, TaskExit, TaskManager, TaskOptions};
+use rmcp::model::{CancelTaskParams, CancelledNotificationParam, GetTaskParams, GetTaskResult};
+use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 use crate::resources;
 use crate::status::RuntimeStatus;
+use crate::tasks::RegisteredCall;
 use crate::tools::ToolName;
 use crate::validate::{INPUT_VALIDATION_PREFIX, validate_arguments};
 
@@ -39,16 +39,23 @@ pub struct AgentServer {
 
 struct Inner {
     engine: Arc<Engine>,
-    /// MCP tasks (SEP-2663) for clients that declare the tasks extension.
-    tasks: TaskManager,
+    /// MCP tasks (SEP-2663) for clients that declare the tasks extension, and the requests in
+    /// flight: in the store, shared by every node (`crate::tasks`).
+    tasks: Arc<dyn TaskStore>,
     status: RuntimeStatus,
     tools: Vec<Tool>,
     admitted_message_list: String,
 }
 
 impl AgentServer {
-    /// A server publishing `admitted` tools (in their publication order).
-    pub fn new(engine: Arc<Engine>, status: RuntimeStatus, admitted: Vec<ToolName>) -> Self {
+    /// A server publishing `admitted` tools (in their publication order), keeping MCP task
+    /// state in `tasks` (the session store's database, so that every node serves it).
+    pub fn new(
+        engine: Arc<Engine>,
+        tasks: Arc<dyn TaskStore>,
+        status: RuntimeStatus,
+        admitted: Vec<ToolName>,
+    ) -> Self {
         let tools = admitted.iter().map(|t| t.definition()).collect();
         let mut names: Vec<&str> = admitted.iter().map(|t| t.as_str()).collect();
         names.sort_unstable();
@@ -56,7 +63,7 @@ impl AgentServer {
         Self {
             inner: Arc::new(Inner {
                 engine,
-                tasks: TaskManager::new(),
+                tasks,
                 status,
                 tools,
                 admitted_message_list,
@@ -65,8 +72,16 @@ impl AgentServer {
     }
 
     /// Standard mode: all seven tools (`docs/reference/tools.md#2-published-tools`).
-    pub fn standard(engine: Arc<Engine>, status: RuntimeStatus) -> Self {
-        Self::new(engine, status, ToolName::ALL.to_vec())
+    pub fn standard(engine: Arc<Engine>, tasks: Arc<dyn TaskStore>, status: RuntimeStatus) -> Self {
+        Self::new(engine, tasks, status, ToolName::ALL.to_vec())
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.inner.engine
+    }
+
+    pub fn task_store(&self) -> &Arc<dyn TaskStore> {
+        &self.inner.tasks
     }
 
     pub fn tools(&self) -> &[Tool] {
@@ -157,91 +172,19 @@ impl AgentServer {
     }
 }
 
-impl AgentServer {
-    /// Runs a long tool call as an MCP task: the client polls `tasks/get`, and `tasks/cancel`
-    /// cancels the execution (the session ends `cancelled`). Progress messages become the
-    /// task's status message, so the first one names the durable session.
-    fn spawn_task(&self, name: String, arguments: JsonObject) -> rmcp::model::CreateTaskResult {
-        let server = self.clone();
-        // Agent runs take minutes to hours: the task outlives rmcp's 5-minute default lifetime
-        // (a result is kept for as long after it settles).
-        let options = TaskOptions::new()
-            .with_ttl_ms(TASK_TTL_MS)
-            .with_status_message(format!("{name} starting"));
-        let task = self.inner.tasks.spawn(options, move |task: TaskContext| {
-            Box::pin(async move {
-                let cancel = CancellationToken::new();
-                let progress = Arc::new(TaskStatusProgress { task: task.clone(), session: std::sync::Mutex::new(None) });
-                let ctx = ExecContext::new(cancel.clone(), Arc::clone(&progress) as Arc<dyn ProgressSink>);
-                let engine = Arc::clone(&server.inner.engine);
-                let call = server.call(&name, arguments, ctx);
-                tokio::pin!(call);
-                tokio::select! {
-                    result = &mut call => Ok(result),
-                    () = task.cancelled() => {
-                        match progress.session() {
-                            Some(session) => {
-                                let _ = engine.cancel_session_with_reason(&session, "cancelled by tasks/cancel").await;
-                            }
-                            None => cancel.cancel(),
-                        }
-                        // Let the engine record the cancellation before the task settles.
-                        let _ = call.await;
-                        Err(TaskExit::Cancelled)
-                    }
-                }
-            })
-        });
-        rmcp::model::CreateTaskResult::new(task)
-    }
-}
-
-/// Whether the client declared the tasks extension (at initialize, or per request).
+/// Whether the client declared the tasks extension (at initialize, or per request). A
+/// transport session taken up from another node declares it only so that `tasks/get` and
+/// `tasks/cancel` pass rmcp's check there; a call through such a session is answered directly,
+/// as the node does not know what the client declared (`docs/scaling.md`).
 fn client_supports_tasks(context: &RequestContext<RoleServer>) -> bool {
     context
         .meta
         .client_capabilities()
         .is_some_and(|c| c.supports_tasks())
-        || context
-            .peer
-            .peer_info()
-            .is_some_and(|info| info.capabilities.supports_tasks())
-}
-
-/// How long a task is kept (running, then after it settles): a day.
-const TASK_TTL_MS: u64 = 24 * 60 * 60 * 1000;
-
-/// Progress of a task-run call: the latest message is the task's status message, prefixed by
-/// the durable session once known, so a task always names its session.
-struct TaskStatusProgress {
-    task: TaskContext,
-    session: std::sync::Mutex<Option<String>>,
-}
-
-impl TaskStatusProgress {
-    fn session(&self) -> Option<String> {
-        self.session.lock().ok().and_then(|s| s.clone())
-    }
-}
-
-impl ProgressSink for TaskStatusProgress {
-    fn report(&self, message: &str) {
-        let Ok(mut session) = self.session.lock() else {
-            return;
-        };
-        if session.is_none() {
-            *session = message
-                .split_whitespace()
-                .find(|w| w.starts_with("sess_"))
-                .map(str::to_owned);
-        }
-        match session.as_deref() {
-            Some(id) if !message.contains(id) => {
-                self.task.set_status_message(format!("{id}: {message}"))
-            }
-            _ => self.task.set_status_message(message),
-        }
-    }
+        || context.peer.peer_info().is_some_and(|info| {
+            info.capabilities.supports_tasks()
+                && info.client_info.name != crate::transport::TAKEN_UP_CLIENT
+        })
 }
 
 /// Runs a workflow on its own task, so that a dropped request (client gone, connection closed)
@@ -452,23 +395,67 @@ impl ServerHandler for AgentServer {
             Some(ToolName::RunTask | ToolName::ContinueSession | ToolName::VerifyTask)
         );
         if long_running && client_supports_tasks(&context) {
-            return Ok(CallToolResponse::Task(
-                self.spawn_task(request.name.into_owned(), arguments),
-            ));
+            let task = self
+                .spawn_task(request.name.into_owned(), arguments)
+                .await?;
+            return Ok(CallToolResponse::Task(rmcp::model::CreateTaskResult::new(
+                task,
+            )));
         }
-        let Some(token) = context.meta.get_progress_token() else {
-            let ctx = ExecContext::new(context.ct.clone(), Arc::new(agent_core::NoProgress));
-            return Ok(self.call(&request.name, arguments, ctx).await.into());
+        // A long-running call from a client with a transport session is registered, so that
+        // its `notifications/cancelled` reaches it through any node.
+        let key = if long_running {
+            let parts = context.extensions.get::<http::request::Parts>();
+            crate::tasks::request_key(parts, &context.id)
+        } else {
+            None
         };
+        let token = context.meta.get_progress_token();
         // Every progress notification is sent, in order, before the response.
-        let progress = Arc::new(McpProgress::start(context.peer.clone(), token));
-        let ctx = ExecContext::new(
-            context.ct.clone(),
-            Arc::clone(&progress) as Arc<dyn ProgressSink>,
-        );
+        let progress = token.map(|token| Arc::new(McpProgress::start(context.peer.clone(), token)));
+        let sink: Arc<dyn ProgressSink> = match &progress {
+            Some(p) => Arc::clone(p) as Arc<dyn ProgressSink>,
+            None => Arc::new(agent_core::NoProgress),
+        };
+        let (registered, sink) = match key {
+            Some(key) => {
+                let registered = RegisteredCall::register(
+                    Arc::clone(&self.inner.tasks),
+                    Arc::clone(&self.inner.engine),
+                    key,
+                    sink,
+                )
+                .await;
+                let sink = Arc::clone(&registered) as Arc<dyn ProgressSink>;
+                (Some(registered), sink)
+            }
+            None => (None, sink),
+        };
+        let ctx = ExecContext::new(context.ct.clone(), sink);
         let result = self.call(&request.name, arguments, ctx).await;
-        progress.close().await;
+        if let Some(registered) = registered {
+            registered.finish().await;
+        }
+        if let Some(progress) = progress {
+            progress.close().await;
+        }
         Ok(result.into())
+    }
+
+    async fn on_cancelled(
+        &self,
+        notification: CancelledNotificationParam,
+        context: NotificationContext<RoleServer>,
+    ) {
+        // rmcp has already cancelled the request if this node runs it; another node's run is
+        // found through the registry.
+        let Some(id) = &notification.request_id else {
+            return;
+        };
+        let parts = context.extensions.get::<http::request::Parts>();
+        if let Some(key) = crate::tasks::request_key(parts, id) {
+            self.cancel_request_anywhere(&key).await;
+        }
     }
 
     async fn get_task(
@@ -476,9 +463,8 @@ impl ServerHandler for AgentServer {
         request: GetTaskParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<GetTaskResult, ErrorData> {
-        self.inner
-            .tasks
-            .get_task(&request.task_id)
+        self.read_task(&request.task_id)
+            .await
             .map(GetTaskResult::new)
     }
 
@@ -487,7 +473,7 @@ impl ServerHandler for AgentServer {
         request: CancelTaskParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        self.inner.tasks.cancel_task(&request.task_id)
+        self.cancel_task_anywhere(&request.task_id).await
     }
 }
 

@@ -542,12 +542,18 @@ fn is_session_id(id: &str) -> bool {
     (1..=MAX_SESSION_ID).contains(&id.len()) && id.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
+/// The client name of a transport session taken up from another node ([`taken_up_session`]).
+pub const TAKEN_UP_CLIENT: &str = "unknown (session taken up from another node)";
+
 /// The transport session a node that never saw the client's `initialize` sets up: the
-/// request's protocol version, no declared capabilities.
+/// request's protocol version, and the tasks extension only, so that `tasks/get` and
+/// `tasks/cancel` for a task another node created pass rmcp's capability check (task state is
+/// in the store). Calls through it are still answered directly, never as tasks
+/// (`server::client_supports_tasks`): the node does not know what the client declared.
 fn taken_up_session(version: Option<ProtocolVersion>) -> SessionState {
     let params = InitializeRequestParams::new(
-        ClientCapabilities::default(),
-        Implementation::new("unknown (session taken up from another node)", "0"),
+        ClientCapabilities::builder().enable_tasks().build(),
+        Implementation::new(TAKEN_UP_CLIENT, "0"),
     )
     .with_protocol_version(version.unwrap_or(ProtocolVersion::V_2025_03_26));
     SessionState::new(params)
@@ -1043,7 +1049,10 @@ mod tests {
             taken.initialize_params.protocol_version,
             ProtocolVersion::V_2025_11_25
         );
-        assert!(!taken.initialize_params.capabilities.supports_tasks());
+        // The tasks extension only, so tasks/get and tasks/cancel pass rmcp's check; the name
+        // tells the server not to create tasks through it.
+        assert!(taken.initialize_params.capabilities.supports_tasks());
+        assert_eq!(taken.initialize_params.client_info.name, TAKEN_UP_CLIENT);
         let unnamed = REQUEST_PROTOCOL_VERSION
             .scope(None, load("a-b-c"))
             .await

@@ -16,7 +16,7 @@ use agent_core::evidence::Evidence;
 use agent_core::settings::MediationSettings;
 use agent_core::{
     BackendOutput, BackendRequest, Capabilities, Engine, ExecContext, ExecutionBackend,
-    ExecutionError, PolicyViolation, SessionStatus, SessionStore, WorkspacePolicy,
+    ExecutionError, PolicyViolation, SessionStatus, SessionStore, TaskStore, WorkspacePolicy,
 };
 use agent_mcp::status::{
     CapabilityFlags, ContinuationSettings, MediationStatus, RestrictionStatus,
@@ -179,7 +179,11 @@ impl Harness {
             Arc::new(OneDir(work)),
             EngineConfig::default(),
         ));
-        let server = AgentServer::standard(Arc::clone(&engine), status());
+        let server = AgentServer::standard(
+            Arc::clone(&engine),
+            Arc::clone(&store) as Arc<dyn TaskStore>,
+            status(),
+        );
         let mut args = JsonObject::new();
         args.insert("task".to_owned(), json!("seed"));
         let seeded = runtime.block_on(server.call("agent_run_task", args, ExecContext::default()));

@@ -37,6 +37,12 @@ pub(crate) enum Error {
         "the output of turn {turn} of session {session_id} is already kept by another execution"
     )]
     OutputKept { session_id: String, turn: i64 },
+    /// A task id longer than the port allows (`agent_core::mcp_tasks::MAX_TASK_ID_BYTES`).
+    #[error("task id is {len} bytes, more than the {max} allowed")]
+    TaskIdTooLong { len: usize, max: usize },
+    /// A task result larger than the port allows (`agent_core::mcp_tasks::MAX_TASK_RESULT_BYTES`).
+    #[error("task result is {size} bytes, more than the {max} kept")]
+    TaskResultTooLarge { size: usize, max: usize },
     /// A stored value that this build cannot decode (unknown enum text, bad timestamp, bad JSON).
     #[error("corrupt {table} row {key}: {problem}")]
     CorruptRow {

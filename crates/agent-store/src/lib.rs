@@ -24,6 +24,8 @@
 //! * [`store`]: [`SqliteStore`], its connection pool, schema bootstrap and every query;
 //! * [`migrate`]: copying a SQLite state directory into a PostgreSQL store;
 //! * [`postgres`]: [`PostgresStore`], its pool, migrations, queries and `LISTEN` connection;
+//! * `tasks`: [`agent_core::TaskStore`] on the same database (MCP tasks and requests in
+//!   flight, migration `0004_mcp_tasks_and_requests.sql`);
 //! * `rows`: decoding of raw rows into the domain types of `agent-core`;
 //! * `reader`: a read-only rusqlite connection that serves `get_session` on the calling thread;
 //! * `artifacts`: artifact file naming, hashing and writing;
@@ -37,6 +39,7 @@ pub mod postgres;
 mod reader;
 mod rows;
 pub mod store;
+mod tasks;
 
 pub use config::{StoreConfig, StoreOpenError};
 pub use postgres::{PostgresConfig, PostgresStore};

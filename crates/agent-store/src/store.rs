@@ -28,7 +28,7 @@ use crate::reader::FastReader;
 use crate::rows::{EventRow, ListRow, SessionRow, session_columns};
 use crate::truncate_at_char;
 
-/// The embedded schema (`migrations/0001_initial.sql`).
+/// The embedded schema (`migrations/0001_initial.sql` and the additive migrations after it).
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Connections in the pool: SQLite has one writer at a time, so one connection writes while
@@ -329,7 +329,8 @@ impl SqliteStore {
         &self.inner.config
     }
 
-    /// The pool, for the copy into another store (`migrate.rs`).
+    /// The pool: for the other ports on the same database (`tasks.rs`) and the copy into
+    /// another store (`migrate.rs`).
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }

@@ -25,6 +25,26 @@ mod contract;
 #[path = "store/migrate.rs"]
 mod migrate;
 
+#[path = "contract/tasks.rs"]
+pub mod task_contract;
+
+/// The task store contract on SQLite (a fresh database per test) and on the in-memory store.
+mod task_store_on_sqlite {
+    crate::task_store_contract!(async {
+        let (dir, store) = crate::fresh().await;
+        (dir, std::sync::Arc::new(store))
+    });
+}
+
+mod task_store_in_memory {
+    crate::task_store_contract!(async {
+        (
+            (),
+            std::sync::Arc::new(agent_testkit::tasks::MemTaskStore::new()),
+        )
+    });
+}
+
 const TTL: Duration = Duration::from_secs(300);
 const MAX_ARTIFACT: u64 = 64;
 
@@ -244,6 +264,9 @@ async fn open_creates_the_database_the_artifact_dir_and_the_reference_schema() {
         tables,
         [
             "artifacts",
+            // Migration 0004: MCP task state (`agent_core::TaskStore`).
+            "mcp_requests",
+            "mcp_tasks",
             "schema_migrations",
             "session_events",
             "session_outputs",
@@ -319,6 +342,38 @@ async fn open_creates_the_database_the_artifact_dir_and_the_reference_schema() {
         ]
     );
 
+    assert_eq!(
+        table_columns(&pool, "mcp_tasks").await,
+        vec![
+            col("task_id", "TEXT", false, None, true),
+            col("tool_name", "TEXT", true, None, false),
+            col("owner_node", "TEXT", true, None, false),
+            col("status", "TEXT", true, None, false),
+            col("status_message", "TEXT", false, None, false),
+            col("session_id", "TEXT", false, None, false),
+            col("result", "TEXT", false, None, false),
+            col("cancel_requested_at", "TEXT", false, None, false),
+            col("ttl_ms", "INTEGER", true, None, false),
+            col("poll_interval_ms", "INTEGER", false, None, false),
+            col("created_at", "TEXT", true, None, false),
+            col("updated_at", "TEXT", true, None, false),
+            col("expires_at", "TEXT", true, None, false),
+        ]
+    );
+    assert_eq!(
+        table_columns(&pool, "mcp_requests").await,
+        vec![
+            col("client_key", "TEXT", true, None, true),
+            col("request_id", "TEXT", true, None, true),
+            col("owner_node", "TEXT", true, None, false),
+            col("session_id", "TEXT", false, None, false),
+            col("cancel_requested_at", "TEXT", false, None, false),
+            col("cancel_reason", "TEXT", false, None, false),
+            col("created_at", "TEXT", true, None, false),
+            col("expires_at", "TEXT", true, None, false),
+        ]
+    );
+
     let indexes: Vec<String> = sqlx::query_scalar(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_%' ORDER BY name",
     )
@@ -330,6 +385,8 @@ async fn open_creates_the_database_the_artifact_dir_and_the_reference_schema() {
         [
             "idx_artifacts_session",
             "idx_events_session",
+            "idx_mcp_requests_expires",
+            "idx_mcp_tasks_expires",
             "idx_sessions_status",
             "idx_sessions_status_updated",
             "idx_sessions_updated",
@@ -1827,7 +1884,7 @@ async fn stores_opened_together_on_a_new_directory_all_succeed() {
                 .fetch_all(&pool)
                 .await
                 .unwrap();
-        assert_eq!(applied, vec![(1,), (2,), (3,)], "round {round}");
+        assert_eq!(applied, vec![(1,), (2,), (3,), (4,)], "round {round}");
         pool.close().await;
         for store in stores {
             store.close().await;

@@ -16,3 +16,4 @@ pub mod peers;
 pub mod postgres;
 pub mod processes;
 pub mod store;
+pub mod tasks;

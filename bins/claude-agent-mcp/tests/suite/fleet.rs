@@ -440,3 +440,510 @@ async fn a_session_id_request_whose_connection_closes_runs_to_its_end() {
     assert_eq!(status.as_deref(), Some("completed"));
     stop(nodes, proxy).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// MCP tasks and cancellation through any node (task state in the store, `docs/scaling.md`)
+// ---------------------------------------------------------------------------------------------
+
+/// A 2026-07-28 client that declares the tasks extension (on every request), talking to one
+/// node only: each node of the fleet gets its own client.
+async fn task_client(url: &str) -> RunningService<RoleClient, super::tasks::TaskClient> {
+    let transport = StreamableHttpClientTransport::from_uri(url.to_owned());
+    let lifecycle = ClientLifecycleMode::Discover {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+    };
+    super::tasks::TaskClient
+        .serve_with_lifecycle(transport, lifecycle)
+        .await
+        .expect("discover")
+}
+
+async fn three_nodes(env: &TestEnv) -> Vec<HttpServer> {
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(start_http(env, &[]).await);
+    }
+    nodes
+}
+
+async fn kill_all(mut nodes: Vec<HttpServer>) {
+    for node in &mut nodes {
+        let _ = node.child.kill().await;
+    }
+}
+
+/// `tasks/get` through `client` until the task's status message names its session.
+async fn wait_for_named_task<H: ClientHandler>(
+    client: &RunningService<RoleClient, H>,
+    task_id: &str,
+) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let got = client
+            .get_task(rmcp::model::GetTaskParams::new(task_id))
+            .await
+            .unwrap();
+        let message = got.task.task.status_message.unwrap_or_default();
+        if let Some(sid) = message.split_whitespace().find(|w| w.starts_with("sess_")) {
+            return sid.trim_end_matches(':').to_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("task {task_id} never named its session");
+}
+
+async fn create_task(
+    client: &RunningService<RoleClient, super::tasks::TaskClient>,
+    task: &str,
+) -> String {
+    let args = json!({"task": task}).as_object().cloned().unwrap();
+    let response = client
+        .call_tool_once(CallToolRequestParams::new("agent_run_task").with_arguments(args))
+        .await
+        .unwrap();
+    let rmcp::model::CallToolResponse::Task(created) = response else {
+        panic!("expected a task, got {response:?}")
+    };
+    assert_eq!(created.task.status, rmcp::model::TaskStatus::Working);
+    created.task.task_id
+}
+
+/// A task created through node A runs there; node B reads it while it works and, once it
+/// completes, its result; an unknown task is the same error on every node.
+#[tokio::test]
+async fn a_task_created_on_one_node_is_read_with_its_result_on_another() {
+    let env = TestEnv::new().await;
+    env.reply(
+        wiremock::ResponseTemplate::new(200)
+            .set_body_json(text_reply("done as a task"))
+            .set_delay(std::time::Duration::from_millis(500)),
+    )
+    .await;
+    let nodes = three_nodes(&env).await;
+    let a = task_client(&nodes[0].url).await;
+    let b = task_client(&nodes[1].url).await;
+    let task_id = create_task(&a, "t").await;
+    let sid = wait_for_named_task(&b, &task_id).await;
+    let done = super::tasks::poll(&b, &task_id).await;
+    assert_eq!(done.task.task.status, rmcp::model::TaskStatus::Completed);
+    let rmcp::model::TaskPayload::Completed { result } = &done.task.payload else {
+        panic!("completed payload")
+    };
+    let envelope = &result["structuredContent"];
+    assert_eq!(envelope["ok"], json!(true), "{result:?}");
+    assert_eq!(envelope["session_id"], json!(sid));
+    assert_eq!(envelope["result"]["output_text"], json!("done as a task"));
+    assert_eq!(done.task.task.ttl_ms, Some(86_400_000));
+    assert_eq!(done.task.task.poll_interval_ms, Some(1000));
+    // Node C reads the same settled task.
+    let c = task_client(&nodes[2].url).await;
+    let again = c
+        .get_task(rmcp::model::GetTaskParams::new(task_id.clone()))
+        .await
+        .unwrap();
+    assert_eq!(again.task, done.task);
+    let unknown = c
+        .get_task(rmcp::model::GetTaskParams::new("no-such-task"))
+        .await
+        .unwrap_err();
+    assert!(
+        unknown.to_string().contains("unknown task: no-such-task"),
+        "{unknown}"
+    );
+    // An id far over the bound is an unknown task too, read from no row.
+    let huge = "t".repeat(100_000);
+    let refused = c
+        .cancel_task(rmcp::model::CancelTaskParams::new(huge))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("unknown task"), "{refused}");
+    for client in [a, b, c] {
+        let _ = client.cancel().await;
+    }
+    kill_all(nodes).await;
+}
+
+/// A task created through node A, read through node B, cancelled through node C: the run on
+/// A stops (the session ends `cancelled` with the task's reason) and every node reports the
+/// task `cancelled`.
+#[tokio::test]
+async fn a_task_created_on_one_node_is_cancelled_through_another() {
+    let env = TestEnv::new().await;
+    env.reply(
+        wiremock::ResponseTemplate::new(200)
+            .set_body_json(text_reply("too late"))
+            .set_delay(std::time::Duration::from_secs(60)),
+    )
+    .await;
+    let nodes = three_nodes(&env).await;
+    let a = task_client(&nodes[0].url).await;
+    let b = task_client(&nodes[1].url).await;
+    let c = task_client(&nodes[2].url).await;
+    let task_id = create_task(&a, "slow").await;
+    env.wait_for_request().await;
+    let sid = wait_for_named_task(&b, &task_id).await;
+    assert_eq!(env.column(&sid, "status").await.as_deref(), Some("running"));
+    let asked = std::time::Instant::now();
+    c.cancel_task(rmcp::model::CancelTaskParams::new(task_id.clone()))
+        .await
+        .unwrap();
+    let done = super::tasks::poll(&b, &task_id).await;
+    let took = asked.elapsed();
+    assert_eq!(done.task.task.status, rmcp::model::TaskStatus::Cancelled);
+    // The engine polls cancel requests every 250 ms: well within a second on an idle machine.
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    eprintln!("tasks/cancel through another node: task settled in {took:?}");
+    assert_eq!(
+        env.column(&sid, "status").await.as_deref(),
+        Some("cancelled")
+    );
+    assert_eq!(env.column(&sid, "locked_by").await, None);
+    assert_eq!(
+        env.events(&sid).await.last().unwrap().2,
+        json!({"reason": "cancelled by tasks/cancel"})
+    );
+    let message = done.task.task.status_message.unwrap_or_default();
+    assert!(message.contains(&sid), "names its session: {message}");
+    // Cancelling a settled task changes nothing.
+    a.cancel_task(rmcp::model::CancelTaskParams::new(task_id.clone()))
+        .await
+        .unwrap();
+    let still = a
+        .get_task(rmcp::model::GetTaskParams::new(task_id.clone()))
+        .await
+        .unwrap();
+    assert_eq!(still.task.task.status, rmcp::model::TaskStatus::Cancelled);
+    for client in [a, b, c] {
+        let _ = client.cancel().await;
+    }
+    kill_all(nodes).await;
+}
+
+/// One JSON-RPC exchange over HTTP with a session-id client's headers; the answer with `id`
+/// (read from the SSE stream or the JSON body), or the status when there is no body.
+async fn rpc(
+    http: &reqwest::Client,
+    url: &str,
+    session: Option<&str>,
+    body: Value,
+) -> (u16, Option<Value>, Option<String>) {
+    let mut req = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .json(&body);
+    if let Some(id) = session {
+        req = req
+            .header("mcp-session-id", id)
+            .header("mcp-protocol-version", "2025-11-25");
+    }
+    let response = req.send().await.unwrap();
+    let status = response.status().as_u16();
+    let issued = response
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = response.text().await.unwrap();
+    let wanted = body.get("id").cloned();
+    let answer = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .chain(std::iter::once(text.as_str()))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .find(|v| wanted.is_some() && v.get("id") == wanted.as_ref());
+    (status, answer, issued)
+}
+
+/// Initializes a 2025-11-25 session on `url` (declaring the tasks extension when `tasks`).
+async fn open_session(http: &reqwest::Client, url: &str, tasks: bool) -> String {
+    let capabilities = if tasks {
+        serde_json::to_value(ClientCapabilities::builder().enable_tasks().build()).unwrap()
+    } else {
+        json!({})
+    };
+    let (status, _, issued) = rpc(
+        http,
+        url,
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": capabilities,
+            "clientInfo": {"name": "t", "version": "1"}}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let session = issued.expect("a session id");
+    let (status, _, _) = rpc(
+        http,
+        url,
+        Some(&session),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    session
+}
+
+async fn wait_for_status(env: &TestEnv, sid: &str, not: &str) -> Option<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut status = None;
+    while std::time::Instant::now() < deadline {
+        status = env.column(sid, "status").await;
+        if status.as_deref() != Some(not) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    status
+}
+
+/// A session-id client's tasks work through any node too: created on the node that saw its
+/// `initialize`, read and cancelled through nodes that take its transport session up.
+#[tokio::test]
+async fn a_session_id_client_s_task_is_read_and_cancelled_through_other_nodes() {
+    let env = TestEnv::new().await;
+    env.reply(
+        wiremock::ResponseTemplate::new(200)
+            .set_body_json(text_reply("too late"))
+            .set_delay(std::time::Duration::from_secs(60)),
+    )
+    .await;
+    let nodes = three_nodes(&env).await;
+    let http = reqwest::Client::new();
+    let session = open_session(&http, &nodes[0].url, true).await;
+    let (_, created, _) = rpc(
+        &http,
+        &nodes[0].url,
+        Some(&session),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+               "params": {"name": "agent_run_task", "arguments": {"task": "t"}}}),
+    )
+    .await;
+    let created = created.expect("an answer");
+    let task_id = created["result"]["taskId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a task: {created}"))
+        .to_owned();
+    env.wait_for_request().await;
+    let sid = env.latest_session_id().await;
+    let get = |n: i64| json!({"jsonrpc": "2.0", "id": n, "method": "tasks/get", "params": {"taskId": task_id}});
+    let (_, got, _) = rpc(&http, &nodes[1].url, Some(&session), get(3)).await;
+    let got = got.expect("an answer");
+    assert_eq!(got["result"]["status"], json!("working"), "{got}");
+    let (_, cancelled, _) = rpc(
+        &http,
+        &nodes[2].url,
+        Some(&session),
+        json!({"jsonrpc": "2.0", "id": 4, "method": "tasks/cancel", "params": {"taskId": task_id}}),
+    )
+    .await;
+    let cancelled = cancelled.expect("an answer");
+    assert!(cancelled.get("error").is_none(), "{cancelled}");
+    assert_eq!(
+        wait_for_status(&env, &sid, "running").await.as_deref(),
+        Some("cancelled")
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut status = Value::Null;
+    while std::time::Instant::now() < deadline {
+        let (_, got, _) = rpc(&http, &nodes[1].url, Some(&session), get(5)).await;
+        status = got.expect("an answer")["result"]["status"].clone();
+        if status != json!("working") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(status, json!("cancelled"));
+    // A call through a node that took the session up is still answered directly: that node
+    // does not know what the client declared.
+    env.reply_text("direct").await;
+    let (_, direct, _) = rpc(
+        &http,
+        &nodes[1].url,
+        Some(&session),
+        json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call",
+               "params": {"name": "agent_run_task", "arguments": {"task": "t"}}}),
+    )
+    .await;
+    let direct = direct.expect("an answer");
+    assert_eq!(
+        direct["result"]["structuredContent"]["ok"],
+        json!(true),
+        "{direct}"
+    );
+    kill_all(nodes).await;
+}
+
+/// `notifications/cancelled` for a request node A runs, sent through node B: the run on A
+/// stops, the session ends `cancelled` with the reason it records when the notification
+/// reaches the holding node, and the registry entry goes.
+#[tokio::test]
+async fn notifications_cancelled_through_another_node_stops_the_run() {
+    let env = TestEnv::new().await;
+    env.reply(
+        wiremock::ResponseTemplate::new(200)
+            .set_body_json(text_reply("too late"))
+            .set_delay(std::time::Duration::from_secs(60)),
+    )
+    .await;
+    let nodes = three_nodes(&env).await;
+    let http = reqwest::Client::new();
+    let session = open_session(&http, &nodes[0].url, false).await;
+    let call = {
+        let (http, url, session) = (http.clone(), nodes[0].url.clone(), session.clone());
+        tokio::spawn(async move {
+            rpc(
+                &http,
+                &url,
+                Some(&session),
+                json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                       "params": {"name": "agent_run_task", "arguments": {"task": "t"}}}),
+            )
+            .await
+        })
+    };
+    env.wait_for_request().await;
+    let sid = env.latest_session_id().await;
+    assert_eq!(env.column(&sid, "status").await.as_deref(), Some("running"));
+    // The request is registered with its session before the model is called.
+    let pool = env.db().await;
+    let registered: Option<String> = sqlx::query_scalar(
+        "SELECT session_id FROM mcp_requests WHERE client_key = ?1 AND request_id = 'n:2'",
+    )
+    .bind(&session)
+    .fetch_optional(&pool)
+    .await
+    .unwrap()
+    .flatten();
+    assert_eq!(registered.as_deref(), Some(sid.as_str()));
+    // Another client (another transport session) cancelling the same request id reaches
+    // nothing: the run goes on past two poll periods.
+    let other = open_session(&http, &nodes[2].url, false).await;
+    let (status, _, _) = rpc(
+        &http,
+        &nodes[1].url,
+        Some(&other),
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+               "params": {"requestId": 2, "reason": "not mine"}}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(env.column(&sid, "status").await.as_deref(), Some("running"));
+    let asked = std::time::Instant::now();
+    let (status, _, _) = rpc(
+        &http,
+        &nodes[1].url,
+        Some(&session),
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+               "params": {"requestId": 2, "reason": "stopped by the user"}}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        wait_for_status(&env, &sid, "running").await.as_deref(),
+        Some("cancelled")
+    );
+    let took = asked.elapsed();
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    eprintln!("notifications/cancelled through another node: run stopped in {took:?}");
+    assert_eq!(
+        env.events(&sid).await.last().unwrap().2,
+        json!({"reason": "the client cancelled the request (notifications/cancelled)"})
+    );
+    // The call on A answers with the cancellation; its registry entry is removed.
+    let (_, answer, _) = call.await.unwrap();
+    let answer = answer.expect("an answer");
+    assert_eq!(
+        answer["result"]["structuredContent"]["errors"][0]["code"],
+        json!("session_cancelled"),
+        "{answer}"
+    );
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mcp_requests")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    // A cancellation for a request no node runs changes nothing.
+    let (status, _, _) = rpc(
+        &http,
+        &nodes[2].url,
+        Some(&session),
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+               "params": {"requestId": 99}}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    kill_all(nodes).await;
+}
+
+/// The node running a task is killed: once the lease sweeper of another node has marked the
+/// session `interrupted`, `tasks/get` through any node settles the task `failed`, naming the
+/// session, which is then continued through another node.
+#[tokio::test]
+async fn a_task_whose_node_dies_fails_naming_its_session() {
+    let mut env = TestEnv::new().await;
+    // Renewed every 0.67 s, swept every second: the lease of a dead node expires within 2 s.
+    env.set("CLAUDE_AGENT_MCP_LOCK_TTL", "2");
+    env.reply(
+        wiremock::ResponseTemplate::new(200)
+            .set_body_json(text_reply("never seen"))
+            .set_delay(std::time::Duration::from_secs(60)),
+    )
+    .await;
+    let mut nodes = three_nodes(&env).await;
+    let a = task_client(&nodes[0].url).await;
+    let b = task_client(&nodes[1].url).await;
+    let task_id = create_task(&a, "slow").await;
+    env.wait_for_request().await;
+    let sid = wait_for_named_task(&b, &task_id).await;
+    let killed = std::time::Instant::now();
+    nodes[0].child.kill().await.unwrap();
+    let done = super::tasks::poll(&b, &task_id).await;
+    let took = killed.elapsed();
+    eprintln!("task of a killed node reported failed after {took:?}");
+    assert_eq!(done.task.task.status, rmcp::model::TaskStatus::Failed);
+    let rmcp::model::TaskPayload::Failed { error } = &done.task.payload else {
+        panic!("failed payload")
+    };
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&sid) && message.contains("agent_continue_session"),
+        "{message}"
+    );
+    assert_eq!(
+        env.column(&sid, "status").await.as_deref(),
+        Some("interrupted")
+    );
+    // Node C sees the same settled task; the session resumes through it.
+    let c = task_client(&nodes[2].url).await;
+    let again = c
+        .get_task(rmcp::model::GetTaskParams::new(task_id.clone()))
+        .await
+        .unwrap();
+    assert_eq!(again.task, done.task);
+    env.reply_text("resumed").await;
+    let args = json!({"session_id": sid, "message": "go on"})
+        .as_object()
+        .cloned()
+        .unwrap();
+    let response = c
+        .call_tool_once(CallToolRequestParams::new("agent_continue_session").with_arguments(args))
+        .await
+        .unwrap();
+    let rmcp::model::CallToolResponse::Task(resumed) = response else {
+        panic!("expected a task, got {response:?}")
+    };
+    let resumed = super::tasks::poll(&c, &resumed.task.task_id).await;
+    let rmcp::model::TaskPayload::Completed { result } = &resumed.task.payload else {
+        panic!("completed payload: {resumed:?}")
+    };
+    assert_eq!(result["structuredContent"]["ok"], json!(true), "{result:?}");
+    assert_eq!(
+        env.column(&sid, "status").await.as_deref(),
+        Some("completed")
+    );
+    for client in [a, b, c] {
+        let _ = client.cancel().await;
+    }
+    kill_all(nodes).await;
+}

@@ -15,8 +15,9 @@ use wiremock::ResponseTemplate;
 
 use crate::support::*;
 
+/// A client that declares the tasks extension.
 #[derive(Clone)]
-struct TaskClient;
+pub(super) struct TaskClient;
 
 impl rmcp::ClientHandler for TaskClient {
     fn get_info(&self) -> ClientConfig {
@@ -44,11 +45,12 @@ async fn start(
     (TaskClient.serve((stdout, stdin)).await.unwrap(), child)
 }
 
-async fn poll(
+/// `tasks/get` until the task leaves `working` (at most 30 s: generous, a loaded machine).
+pub(super) async fn poll(
     client: &RunningService<RoleClient, TaskClient>,
     task_id: &str,
 ) -> rmcp::model::GetTaskResult {
-    for _ in 0..400 {
+    for _ in 0..1200 {
         let got = client.get_task(GetTaskParams::new(task_id)).await.unwrap();
         if got.task.task.status != TaskStatus::Working {
             return got;
