@@ -189,7 +189,15 @@ pub async fn sqlite_to_postgres(
         let Some(last) = ids.last().cloned() else {
             break;
         };
-        copy_batch(source, to, &artifact_root, &ids, &mut report).await?;
+        copy_batch(
+            source,
+            to,
+            &artifact_root,
+            from.config().max_artifact_bytes,
+            &ids,
+            &mut report,
+        )
+        .await?;
         progress(&report);
         after = last;
     }
@@ -269,6 +277,7 @@ async fn copy_batch(
     source: &SqlitePool,
     to: &PostgresStore,
     artifact_root: &Path,
+    max_artifact_bytes: u64,
     ids: &[String],
     report: &mut MigrateReport,
 ) -> Result<()> {
@@ -298,7 +307,14 @@ async fn copy_batch(
     }
     let events = copy_events(source, &mut tx, &inserted).await?;
     let outputs = copy_outputs(source, &mut tx, &inserted).await?;
-    let (artifacts, bytes) = copy_artifacts(source, &mut tx, artifact_root, &inserted).await?;
+    let (artifacts, bytes) = copy_artifacts(
+        source,
+        &mut tx,
+        artifact_root,
+        max_artifact_bytes,
+        &inserted,
+    )
+    .await?;
 
     let (there, here) = (
         destination_counts(&mut tx, &inserted).await?,
@@ -564,6 +580,7 @@ async fn copy_artifacts(
     source: &SqlitePool,
     tx: &mut PgConnection,
     artifact_root: &Path,
+    max_artifact_bytes: u64,
     ids: &[String],
 ) -> Result<(u64, u64)> {
     let sql = format!(
@@ -589,6 +606,12 @@ async fn copy_artifacts(
         let path: String = row.try_get("path").map_err(src)?;
         let size: i64 = row.try_get("size_bytes").map_err(src)?;
         let sha256: String = row.try_get("sha256").map_err(src)?;
+        // The row's size is only a claim: nothing above the artifact limit is read.
+        if u64::try_from(size).map_or(true, |n| n > max_artifact_bytes) {
+            return Err(fail(format!(
+                "its row says {size} bytes, outside the artifact limit of {max_artifact_bytes}"
+            )));
+        }
         let body = read_artifact_file(artifact_root, Path::new(&path), size)
             .await
             .map_err(&fail)?;
