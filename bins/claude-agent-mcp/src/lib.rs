@@ -320,13 +320,13 @@ impl OpenStore {
         })
     }
 
-    /// Where MCP task state and the requests in flight are kept: in the SQLite database (every
-    /// node on it serves `tasks/get`, `tasks/cancel` and `notifications/cancelled`); on
-    /// PostgreSQL, in this process's memory until that store keeps them (`docs/scaling.md`).
+    /// Where MCP task state and the requests in flight are kept: in the session store, so that
+    /// every node on the same database serves `tasks/get`, `tasks/cancel` and
+    /// `notifications/cancelled` (`docs/scaling.md`).
     pub fn task_store(&self) -> Arc<dyn TaskStore> {
         match self {
             Self::Sqlite(store) => Arc::clone(store) as Arc<dyn TaskStore>,
-            Self::Postgres(_) => Arc::new(agent_core::mcp_tasks::memory::MemTaskStore::new()),
+            Self::Postgres(store) => Arc::clone(store) as Arc<dyn TaskStore>,
         }
     }
 

@@ -88,26 +88,67 @@ const DELETE_TASK: &str = "DELETE FROM mcp_tasks WHERE task_id = ?1 AND expires_
 const DELETE_REQUEST: &str =
     "DELETE FROM mcp_requests WHERE client_key = ?1 AND request_id = ?2 AND expires_at <= ?3";
 
-/// A `mcp_tasks` row as stored.
+/// A `mcp_tasks` row in the stored text form (the PostgreSQL store formats its native row into
+/// this one, so both stores decode, and reject corrupt values, with the same code).
 #[derive(Debug, sqlx::FromRow)]
-struct TaskRow {
-    task_id: String,
-    tool_name: String,
-    owner_node: String,
-    status: String,
-    status_message: Option<String>,
-    session_id: Option<String>,
-    result: Option<String>,
-    cancel_requested_at: Option<String>,
-    ttl_ms: i64,
-    poll_interval_ms: Option<i64>,
-    created_at: String,
-    updated_at: String,
-    expires_at: String,
+pub(crate) struct TaskRow {
+    pub(crate) task_id: String,
+    pub(crate) tool_name: String,
+    pub(crate) owner_node: String,
+    pub(crate) status: String,
+    pub(crate) status_message: Option<String>,
+    pub(crate) session_id: Option<String>,
+    pub(crate) result: Option<String>,
+    pub(crate) cancel_requested_at: Option<String>,
+    pub(crate) ttl_ms: i64,
+    pub(crate) poll_interval_ms: Option<i64>,
+    pub(crate) created_at: String,
+    pub(crate) updated_at: String,
+    pub(crate) expires_at: String,
+}
+
+/// A task id longer than the port allows is refused on create.
+pub(crate) fn check_new_task_id(task_id: &str) -> Result<()> {
+    if task_id.len() > MAX_TASK_ID_BYTES {
+        return Err(Error::TaskIdTooLong {
+            len: task_id.len(),
+            max: MAX_TASK_ID_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// A task result as stored JSON text, refused when larger than the port allows.
+pub(crate) fn encode_result(result: Option<&Value>) -> Result<Option<String>> {
+    let Some(value) = result else {
+        return Ok(None);
+    };
+    let text = serde_json::to_string(value).map_err(Error::EncodePayload)?;
+    if text.len() > MAX_TASK_RESULT_BYTES {
+        return Err(Error::TaskResultTooLarge {
+            size: text.len(),
+            max: MAX_TASK_RESULT_BYTES,
+        });
+    }
+    Ok(Some(text))
+}
+
+/// What naming a request's session answers: the cancel reason (bounded again: a row written by
+/// another program may hold anything) when a cancel was recorded first.
+pub(crate) fn recorded_cancel(row: Option<(bool, Option<String>)>) -> Option<String> {
+    row.and_then(|(requested, reason)| {
+        requested.then(|| {
+            truncate_bytes(
+                reason.as_deref().unwrap_or_default(),
+                MAX_REQUEST_CANCEL_REASON_BYTES,
+            )
+            .to_owned()
+        })
+    })
 }
 
 impl TaskRow {
-    fn decode(self) -> Result<TaskRecord> {
+    pub(crate) fn decode(self) -> Result<TaskRecord> {
         let corrupt = |problem: String| Error::CorruptRow {
             table: "mcp_tasks",
             key: self.task_id.clone(),
@@ -148,18 +189,13 @@ impl TaskRow {
     }
 }
 
-fn millis(d: Duration) -> i64 {
+pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl SqliteStore {
     async fn create_task_impl(&self, task: &NewTask) -> Result<TaskRecord> {
-        if task.task_id.len() > MAX_TASK_ID_BYTES {
-            return Err(Error::TaskIdTooLong {
-                len: task.task_id.len(),
-                max: MAX_TASK_ID_BYTES,
-            });
-        }
+        check_new_task_id(&task.task_id)?;
         self.purge_expired_impl(PURGE_BATCH).await?;
         let now = Timestamp::now();
         let row: TaskRow = sqlx::query_as(INSERT_TASK)
@@ -215,19 +251,7 @@ impl SqliteStore {
         result: Option<&Value>,
         status_message: Option<&str>,
     ) -> Result<bool> {
-        let result = match result {
-            None => None,
-            Some(value) => {
-                let text = serde_json::to_string(value).map_err(Error::EncodePayload)?;
-                if text.len() > MAX_TASK_RESULT_BYTES {
-                    return Err(Error::TaskResultTooLarge {
-                        size: text.len(),
-                        max: MAX_TASK_RESULT_BYTES,
-                    });
-                }
-                Some(text)
-            }
-        };
+        let result = encode_result(result)?;
         let now = Timestamp::now();
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         let ttl_ms: Option<i64> = sqlx::query_scalar(SELECT_TASK_TTL)
@@ -236,6 +260,7 @@ impl SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
         let Some(ttl_ms) = ttl_ms else {
+            tx.rollback().await?;
             return Ok(false);
         };
         let ttl = Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0));
@@ -294,15 +319,7 @@ impl SqliteStore {
             .bind(session_id)
             .fetch_optional(self.pool())
             .await?;
-        Ok(row.and_then(|(requested, reason)| {
-            requested.then(|| {
-                truncate_bytes(
-                    reason.as_deref().unwrap_or_default(),
-                    MAX_REQUEST_CANCEL_REASON_BYTES,
-                )
-                .to_owned()
-            })
-        }))
+        Ok(recorded_cancel(row))
     }
 
     async fn cancel_request_impl(&self, key: &RequestKey, reason: &str) -> Result<RequestCancel> {

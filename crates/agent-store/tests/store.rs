@@ -28,20 +28,30 @@ mod migrate;
 #[path = "contract/tasks.rs"]
 pub mod task_contract;
 
-/// The task store contract on SQLite (a fresh database per test) and on the in-memory store.
+/// The task store contract on SQLite (a fresh database per test), on PostgreSQL (a fresh schema
+/// per test) and on the in-memory store.
 mod task_store_on_sqlite {
     crate::task_store_contract!(async {
         let (dir, store) = crate::fresh().await;
-        (dir, std::sync::Arc::new(store))
+        Some((dir, std::sync::Arc::new(store)))
+    });
+}
+
+mod task_store_on_postgres {
+    crate::task_store_contract!(async {
+        let schema = agent_testkit::postgres::fresh_schema().await?;
+        let config = agent_store::PostgresConfig::new(schema.url(), crate::MAX_ARTIFACT);
+        let store = agent_store::PostgresStore::open(config).await.unwrap();
+        Some((schema, std::sync::Arc::new(store)))
     });
 }
 
 mod task_store_in_memory {
     crate::task_store_contract!(async {
-        (
+        Some((
             (),
             std::sync::Arc::new(agent_testkit::tasks::MemTaskStore::new()),
-        )
+        ))
     });
 }
 

@@ -447,7 +447,7 @@ async fn a_session_id_request_whose_connection_closes_runs_to_its_end() {
 
 /// A 2026-07-28 client that declares the tasks extension (on every request), talking to one
 /// node only: each node of the fleet gets its own client.
-async fn task_client(url: &str) -> RunningService<RoleClient, super::tasks::TaskClient> {
+pub(super) async fn task_client(url: &str) -> RunningService<RoleClient, super::tasks::TaskClient> {
     let transport = StreamableHttpClientTransport::from_uri(url.to_owned());
     let lifecycle = ClientLifecycleMode::Discover {
         preferred_versions: vec![ProtocolVersion::V_2026_07_28],
@@ -473,7 +473,7 @@ async fn kill_all(mut nodes: Vec<HttpServer>) {
 }
 
 /// `tasks/get` through `client` until the task's status message names its session.
-async fn wait_for_named_task<H: ClientHandler>(
+pub(super) async fn wait_for_named_task<H: ClientHandler>(
     client: &RunningService<RoleClient, H>,
     task_id: &str,
 ) -> String {
@@ -492,7 +492,7 @@ async fn wait_for_named_task<H: ClientHandler>(
     panic!("task {task_id} never named its session");
 }
 
-async fn create_task(
+pub(super) async fn create_task(
     client: &RunningService<RoleClient, super::tasks::TaskClient>,
     task: &str,
 ) -> String {
@@ -621,7 +621,7 @@ async fn a_task_created_on_one_node_is_cancelled_through_another() {
 
 /// One JSON-RPC exchange over HTTP with a session-id client's headers; the answer with `id`
 /// (read from the SSE stream or the JSON body), or the status when there is no body.
-async fn rpc(
+pub(super) async fn rpc(
     http: &reqwest::Client,
     url: &str,
     session: Option<&str>,
@@ -655,7 +655,7 @@ async fn rpc(
 }
 
 /// Initializes a 2025-11-25 session on `url` (declaring the tasks extension when `tasks`).
-async fn open_session(http: &reqwest::Client, url: &str, tasks: bool) -> String {
+pub(super) async fn open_session(http: &reqwest::Client, url: &str, tasks: bool) -> String {
     let capabilities = if tasks {
         serde_json::to_value(ClientCapabilities::builder().enable_tasks().build()).unwrap()
     } else {

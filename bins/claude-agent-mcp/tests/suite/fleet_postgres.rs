@@ -11,7 +11,10 @@
 //! * SIGKILL of the node running a slow task: another node reports the session `interrupted`
 //!   within the lease TTL plus one sweep, and it is continued there;
 //! * a client whose every request goes to the next node completes run → continue → get →
-//!   verify (a session-id client and a 2026-07-28 client).
+//!   verify (a session-id client and a 2026-07-28 client);
+//! * on PostgreSQL (`fleet.rs` has them on SQLite): an MCP task created through node A is read
+//!   with its result through B and C, and cancelled through C; `notifications/cancelled`
+//!   through node B stops a session-id client's run on A.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -25,7 +28,10 @@ use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::{Value, json};
 use wiremock::ResponseTemplate;
 
-use super::fleet::{call, round_robin, session_id_client_through, stateless_client_through};
+use super::fleet::{
+    call, create_task, open_session, round_robin, rpc, session_id_client_through,
+    stateless_client_through, task_client, wait_for_named_task,
+};
 use super::http::{HttpServer, start_http_with};
 use crate::support::*;
 
@@ -71,7 +77,7 @@ impl Store {
 struct Fleet {
     env: TestEnv,
     /// Kept for its lifetime (a PostgreSQL schema is dropped with it).
-    _store: Store,
+    store: Store,
     nodes: Vec<HttpServer>,
     clients: Vec<Client>,
 }
@@ -103,7 +109,7 @@ impl Fleet {
         }
         Self {
             env,
-            _store: store,
+            store,
             nodes,
             clients,
         }
@@ -593,7 +599,7 @@ impl Link {
 
 /// PostgreSQL goes away under one node (its TCP link cut: open connections closed, new ones
 /// refused) while another node keeps its own link: the cut node answers each call with an
-/// error once the pool's acquire timeout (30 s) is over (a read `internal_error`, a run
+/// error once the pool's acquire timeout (5 s per store call) is over (a read `internal_error`, a run
 /// `provider_runtime_error` without a session), neither hanging nor crashing; the other
 /// node serves every session as before; once the link is back the cut node serves again
 /// without a restart.
@@ -643,14 +649,15 @@ async fn a_node_that_loses_the_database_answers_errors_and_recovers() {
 
     link.cut();
     let cut = Instant::now();
-    // Both calls wait for a connection, at most the pool's acquire timeout (30 s).
+    // Each store call waits for a connection at most the pool's acquire timeout (5 s); a run
+    // makes three (registering the request, creating the session, forgetting the request).
     let (got, run) = tokio::join!(
         call(&ca, "agent_get_session", json!({"session_id": sid})),
         call(&ca, "agent_run_task", json!({"task": "while cut"})),
     );
     let answered = cut.elapsed();
     eprintln!("the cut node answered after {answered:?}: {got} / {run}");
-    assert!(answered < Duration::from_secs(45), "{answered:?}");
+    assert!(answered < Duration::from_secs(25), "{answered:?}");
     assert_eq!(
         got["error"],
         json!({"code": "internal_error", "message": "database error: pool timed out while waiting for an open connection"}),
@@ -693,4 +700,205 @@ async fn a_node_that_loses_the_database_answers_errors_and_recovers() {
     drop((ca, cb));
     let _ = a.child.kill().await;
     let _ = b.child.kill().await;
+}
+
+/// The session's status as node `n` reads it, once it is no longer `running` (30 s at most).
+async fn settled_status(fleet: &Fleet, n: usize, sid: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = fleet
+            .call(n, "agent_get_session", json!({"session_id": sid}))
+            .await;
+        if got["status"] != json!("running") || Instant::now() >= deadline {
+            return got["status"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Rows left in a table of the fleet's schema.
+async fn rows_in(store: &Store, table: &str) -> i64 {
+    let Store::Postgres(pg) = store else {
+        panic!("PostgreSQL only")
+    };
+    let mut conn = pg.connect().await;
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// MCP task state on PostgreSQL: a task created through node A runs there and is read while
+/// it works, then with its result, through B and C; a second one, cancelled through C, stops
+/// the run on A, and every node reports it `cancelled`.
+#[tokio::test]
+async fn tasks_are_read_and_cancelled_through_every_node_on_postgres() {
+    let Some(store) = Store::postgres().await else {
+        return;
+    };
+    let fleet = Fleet::start(store, &[]).await;
+    fleet
+        .env
+        .reply(
+            ResponseTemplate::new(200)
+                .set_body_json(text_reply("done as a task"))
+                .set_delay(Duration::from_millis(500)),
+        )
+        .await;
+    let a = task_client(&fleet.nodes[0].url).await;
+    let b = task_client(&fleet.nodes[1].url).await;
+    let c = task_client(&fleet.nodes[2].url).await;
+    let task_id = create_task(&a, "t").await;
+    let sid = wait_for_named_task(&b, &task_id).await;
+    let done = super::tasks::poll(&b, &task_id).await;
+    assert_eq!(done.task.task.status, rmcp::model::TaskStatus::Completed);
+    let rmcp::model::TaskPayload::Completed { result } = &done.task.payload else {
+        panic!("completed payload")
+    };
+    let envelope = &result["structuredContent"];
+    assert_eq!(envelope["ok"], json!(true), "{result:?}");
+    assert_eq!(envelope["session_id"], json!(sid));
+    assert_eq!(envelope["result"]["output_text"], json!("done as a task"));
+    let again = c
+        .get_task(rmcp::model::GetTaskParams::new(task_id.clone()))
+        .await
+        .unwrap();
+    assert_eq!(again.task, done.task);
+    let unknown = c
+        .get_task(rmcp::model::GetTaskParams::new("no-such-task"))
+        .await
+        .unwrap_err();
+    assert!(
+        unknown.to_string().contains("unknown task: no-such-task"),
+        "{unknown}"
+    );
+
+    // A slow one, cancelled through C while A runs it.
+    fleet
+        .env
+        .reply(
+            ResponseTemplate::new(200)
+                .set_body_json(text_reply("too late"))
+                .set_delay(Duration::from_secs(60)),
+        )
+        .await;
+    let slow = create_task(&a, "slow").await;
+    fleet.env.wait_for_request().await;
+    let slow_sid = wait_for_named_task(&b, &slow).await;
+    assert_ne!(slow_sid, sid);
+    let asked = Instant::now();
+    c.cancel_task(rmcp::model::CancelTaskParams::new(slow.clone()))
+        .await
+        .unwrap();
+    let cancelled = super::tasks::poll(&b, &slow).await;
+    let took = asked.elapsed();
+    assert_eq!(
+        cancelled.task.task.status,
+        rmcp::model::TaskStatus::Cancelled
+    );
+    eprintln!("tasks/cancel through another node on PostgreSQL: task settled in {took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert_eq!(
+        settled_status(&fleet, 2, &slow_sid).await,
+        json!("cancelled")
+    );
+    let events: Value =
+        serde_json::from_str(&fleet.read(1, format!("session://{slow_sid}/events")).await).unwrap();
+    assert_eq!(
+        events.as_array().unwrap().last().unwrap()["payload"],
+        json!({"reason": "cancelled by tasks/cancel"})
+    );
+    for node in [&a, &b, &c] {
+        let read = node
+            .get_task(rmcp::model::GetTaskParams::new(slow.clone()))
+            .await
+            .unwrap();
+        assert_eq!(read.task.task.status, rmcp::model::TaskStatus::Cancelled);
+    }
+    assert_eq!(rows_in(&fleet.store, "mcp_tasks").await, 2);
+    for client in [a, b, c] {
+        let _ = client.cancel().await;
+    }
+    fleet.stop().await;
+}
+
+/// The registry of requests in flight on PostgreSQL: `notifications/cancelled` from a
+/// session-id client through node B stops its run on node A; the same request id cancelled by
+/// another client reaches nothing; the entry is removed once the call answers.
+#[tokio::test]
+async fn notifications_cancelled_through_another_node_stops_the_run_on_postgres() {
+    let Some(store) = Store::postgres().await else {
+        return;
+    };
+    let fleet = Fleet::start(store, &[]).await;
+    fleet
+        .env
+        .reply(
+            ResponseTemplate::new(200)
+                .set_body_json(text_reply("too late"))
+                .set_delay(Duration::from_secs(60)),
+        )
+        .await;
+    let http = reqwest::Client::new();
+    let urls: Vec<String> = fleet.nodes.iter().map(|n| n.url.clone()).collect();
+    let session = open_session(&http, &urls[0], false).await;
+    let call = {
+        let (http, url, session) = (http.clone(), urls[0].clone(), session.clone());
+        tokio::spawn(async move {
+            rpc(
+                &http,
+                &url,
+                Some(&session),
+                json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                       "params": {"name": "agent_run_task", "arguments": {"task": "t"}}}),
+            )
+            .await
+        })
+    };
+    fleet.env.wait_for_request().await;
+    let sid = fleet.running_session(1).await;
+    let other = open_session(&http, &urls[2], false).await;
+    let (status, _, _) = rpc(
+        &http,
+        &urls[1],
+        Some(&other),
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+               "params": {"requestId": 2, "reason": "not mine"}}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let got = fleet
+        .call(2, "agent_get_session", json!({"session_id": sid}))
+        .await;
+    assert_eq!(got["status"], json!("running"), "{got}");
+    let asked = Instant::now();
+    let (status, _, _) = rpc(
+        &http,
+        &urls[1],
+        Some(&session),
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+               "params": {"requestId": 2, "reason": "stopped by the user"}}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(settled_status(&fleet, 2, &sid).await, json!("cancelled"));
+    let took = asked.elapsed();
+    eprintln!("notifications/cancelled through another node on PostgreSQL: stopped in {took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let (_, answer, _) = call.await.unwrap();
+    let answer = answer.expect("an answer");
+    assert_eq!(
+        answer["result"]["structuredContent"]["errors"][0]["code"],
+        json!("session_cancelled"),
+        "{answer}"
+    );
+    let events: Value =
+        serde_json::from_str(&fleet.read(0, format!("session://{sid}/events")).await).unwrap();
+    assert_eq!(
+        events.as_array().unwrap().last().unwrap()["payload"],
+        json!({"reason": "the client cancelled the request (notifications/cancelled)"})
+    );
+    assert_eq!(rows_in(&fleet.store, "mcp_requests").await, 0);
+    fleet.stop().await;
 }

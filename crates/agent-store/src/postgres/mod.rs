@@ -23,6 +23,7 @@
 mod listener;
 mod queries;
 mod rows;
+mod tasks;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -60,6 +61,11 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 
 /// How long opening waits for the database (connecting, and the migration lock).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a call waits for a pooled connection once the store is open: a node whose
+/// database went away answers each store call with an error after this, instead of holding
+/// the client for the connect timeout (a run makes up to three such calls before it fails).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// At most this many sessions per sweep: the next sweep takes the rest.
 const SWEEP_BATCH: i64 = 500;
@@ -149,7 +155,7 @@ impl PostgresStore {
         let _ = first.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.max(1))
-            .acquire_timeout(CONNECT_TIMEOUT)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
             .await
             .map_err(connect_error)?;
