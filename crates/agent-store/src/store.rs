@@ -266,6 +266,8 @@ struct Inner {
     artifact_root: PathBuf,
     /// The pool-free path for `get_session` (`reader.rs`).
     reader: Option<FastReader>,
+    /// When creating a task or registering a request next purges expired rows.
+    purge: crate::tasks::PurgeSchedule,
 }
 
 async fn create_dir_all(path: PathBuf) -> std::result::Result<(), StoreOpenError> {
@@ -320,8 +322,14 @@ impl SqliteStore {
                 config,
                 artifact_root,
                 reader,
+                purge: crate::tasks::PurgeSchedule::default(),
             }),
         })
+    }
+
+    /// When the task tables' next implicit purge is due (`tasks.rs`).
+    pub(crate) fn purge_schedule(&self) -> &crate::tasks::PurgeSchedule {
+        &self.inner.purge
     }
 
     /// The configuration the store was opened with.

@@ -7,7 +7,8 @@
 //! request's session and recording its cancellation are single `UPDATE … RETURNING`s, and
 //! whichever comes second sees the other.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use agent_core::mcp_tasks::{
     MAX_REQUEST_CANCEL_REASON_BYTES, MAX_TASK_ID_BYTES, MAX_TASK_RESULT_BYTES,
@@ -107,6 +108,58 @@ pub(crate) struct TaskRow {
     pub(crate) expires_at: String,
 }
 
+/// How often creating a task or registering a request purges expired rows (a purge that
+/// deletes a whole batch is due again at once, so a backlog drains at the rate rows come in).
+const PURGE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// When a store's next implicit purge is due: at most one per [`PURGE_INTERVAL`] per store, so
+/// that a request in flight costs no purge statements on the way (two round trips on
+/// PostgreSQL). Rows that expired in between are invisible anyway (every read checks expiry).
+#[derive(Debug, Default)]
+pub(crate) struct PurgeSchedule(Mutex<Option<Instant>>);
+
+impl PurgeSchedule {
+    /// Runs `purge` (a purge of at most [`PURGE_BATCH`] rows) when one is due.
+    pub(crate) async fn run_if_due<F>(&self, purge: impl FnOnce() -> F) -> Result<()>
+    where
+        F: std::future::Future<Output = Result<u64>>,
+    {
+        if !self.take() {
+            return Ok(());
+        }
+        let purged = purge().await;
+        self.done(purged.as_ref().map(|n| *n).map_err(|_| ()));
+        purged.map(drop)
+    }
+
+    /// Whether a purge is due now; if so, the next one is due a [`PURGE_INTERVAL`] later.
+    fn take(&self) -> bool {
+        let now = Instant::now();
+        let mut next = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match *next {
+            Some(at) if now < at => false,
+            _ => {
+                *next = Some(now + PURGE_INTERVAL);
+                true
+            }
+        }
+    }
+
+    /// After a purge that deleted `deleted` rows: due again at once when it filled its batch;
+    /// after a failed one, due again at once too.
+    fn done(&self, deleted: std::result::Result<u64, ()>) {
+        if deleted.map_or(true, |n| n >= u64::from(PURGE_BATCH)) {
+            *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        }
+    }
+}
+
 /// A task id longer than the port allows is refused on create.
 pub(crate) fn check_new_task_id(task_id: &str) -> Result<()> {
     if task_id.len() > MAX_TASK_ID_BYTES {
@@ -196,7 +249,7 @@ pub(crate) fn millis(d: Duration) -> i64 {
 impl SqliteStore {
     async fn create_task_impl(&self, task: &NewTask) -> Result<TaskRecord> {
         check_new_task_id(&task.task_id)?;
-        self.purge_expired_impl(PURGE_BATCH).await?;
+        self.purge_if_due().await?;
         let now = Timestamp::now();
         let row: TaskRow = sqlx::query_as(INSERT_TASK)
             .bind(&task.task_id)
@@ -295,7 +348,7 @@ impl SqliteStore {
         owner_node: &str,
         ttl: Duration,
     ) -> Result<()> {
-        self.purge_expired_impl(PURGE_BATCH).await?;
+        self.purge_if_due().await?;
         let now = Timestamp::now();
         sqlx::query(REGISTER_REQUEST)
             .bind(&key.client_key)
@@ -343,6 +396,12 @@ impl SqliteStore {
             .execute(self.pool())
             .await?;
         Ok(())
+    }
+
+    async fn purge_if_due(&self) -> Result<()> {
+        self.purge_schedule()
+            .run_if_due(|| self.purge_expired_impl(PURGE_BATCH))
+            .await
     }
 
     async fn purge_expired_impl(&self, limit: u32) -> Result<u64> {

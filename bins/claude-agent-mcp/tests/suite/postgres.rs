@@ -336,6 +336,133 @@ async fn a_cancel_through_another_node_stops_the_run_within_a_second() {
     assert_eq!(b.shutdown().await, 0);
 }
 
+/// How a test takes a running session's lease from under its run.
+#[derive(Clone, Copy, Debug)]
+enum LeaseTheft {
+    /// The lock cleared (as an operator's manual fix would).
+    Cleared,
+    /// The lock handed to another node at a new generation.
+    TakenByAnotherNode,
+}
+
+/// Issue 14, lease loss on PostgreSQL: a run whose lease is taken from under it (the row
+/// edited) stops at its next renewal instead of going on, and answers why; when the lock was
+/// cleared the session ends `interrupted` with `session_interrupted {"reason": "lease lost"}`;
+/// when another node holds it, the run's end (fenced by the generation) writes nothing: the
+/// session, its lock and its events are the new holder's.
+async fn a_run_that_loses_its_lease_on_postgres(theft: LeaseTheft) {
+    let Some(pg) = fresh_schema().await else {
+        return;
+    };
+    let mut env = pg_env(pg.url()).await;
+    // Renewed every 2/3 s.
+    env.set("CLAUDE_AGENT_MCP_LOCK_TTL", "2");
+    env.reply(
+        ResponseTemplate::new(200)
+            .set_body_json(text_reply("never"))
+            .set_delay(Duration::from_secs(30)),
+    )
+    .await;
+    let server = env.start().await;
+    let client = server.client.clone();
+    let call = tokio::spawn(async move {
+        let args = json!({"task": "slow"}).as_object().cloned().unwrap();
+        let result = client
+            .call_tool(CallToolRequestParams::new("agent_run_task").with_arguments(args))
+            .await
+            .unwrap();
+        parse_single_text(&result)
+    });
+    env.wait_for_request().await;
+    let listed = server
+        .call("agent_list_sessions", json!({"status": "running"}))
+        .await;
+    let sid = listed["sessions"][0]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut conn = pg.connect().await;
+    let edit = match theft {
+        LeaseTheft::Cleared => {
+            "UPDATE sessions SET locked_by = NULL, lock_expires_at = NULL \
+             WHERE session_id = $1 AND status = 'running'"
+        }
+        LeaseTheft::TakenByAnotherNode => {
+            "UPDATE sessions SET locked_by = 'another-node', \
+               lock_expires_at = statement_timestamp() + interval '1 hour', \
+               lock_generation = lock_generation + 1 \
+             WHERE session_id = $1 AND status = 'running'"
+        }
+    };
+    let edited = sqlx::query(edit)
+        .bind(&sid)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(edited.rows_affected(), 1);
+    let stolen_at = Instant::now();
+    let run = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("the run stops long before the model answers")
+        .unwrap();
+    eprintln!(
+        "{theft:?}: the run stopped {:?} after its lease was taken",
+        stolen_at.elapsed()
+    );
+    assert_eq!(run["ok"], json!(false), "{run}");
+    assert_eq!(
+        run["errors"][0]["code"],
+        json!("provider_runtime_error"),
+        "{run}"
+    );
+    assert!(
+        run["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("lost its lease"),
+        "{run}"
+    );
+    let (status, locked_by): (String, Option<String>) =
+        sqlx::query_as("SELECT status, locked_by FROM sessions WHERE session_id = $1")
+            .bind(&sid)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    let (_, events) = read(&server, format!("session://{sid}/events")).await;
+    let events: Value = serde_json::from_str(&events).unwrap();
+    let last = events.as_array().unwrap().last().unwrap().clone();
+    match theft {
+        LeaseTheft::Cleared => {
+            assert_eq!((status.as_str(), locked_by), ("interrupted", None));
+            assert_eq!(last["event_type"], json!("session_interrupted"), "{events}");
+            assert_eq!(last["payload"], json!({"reason": "lease lost"}));
+        }
+        LeaseTheft::TakenByAnotherNode => {
+            assert_eq!(
+                (status.as_str(), locked_by.as_deref()),
+                ("running", Some("another-node"))
+            );
+            assert_eq!(
+                last["event_type"],
+                json!("provider_request_start"),
+                "{events}"
+            );
+        }
+    }
+    let _ = conn.close().await;
+    assert_eq!(server.shutdown().await, 0);
+}
+
+#[tokio::test]
+async fn a_run_whose_lock_is_cleared_on_postgres_stops_and_records_why() {
+    a_run_that_loses_its_lease_on_postgres(LeaseTheft::Cleared).await;
+}
+
+#[tokio::test]
+async fn a_run_whose_lease_another_node_took_on_postgres_stops_and_writes_nothing() {
+    a_run_that_loses_its_lease_on_postgres(LeaseTheft::TakenByAnotherNode).await;
+}
+
 /// `doctor` on a PostgreSQL URL: connects, reports the schema version (or that the first node
 /// creates it), and never shows the password; an unreachable server is a failed check.
 #[tokio::test]

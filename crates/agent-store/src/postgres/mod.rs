@@ -123,6 +123,8 @@ struct Inner {
     /// connection could be opened (polling only).
     wakeups: Option<broadcast::Sender<String>>,
     listener: Option<listener::ListenerTask>,
+    /// When creating a task or registering a request next purges expired rows.
+    purge: crate::tasks::PurgeSchedule,
 }
 
 impl Drop for Inner {
@@ -178,6 +180,7 @@ impl PostgresStore {
                 config,
                 wakeups,
                 listener,
+                purge: crate::tasks::PurgeSchedule::default(),
             }),
         })
     }

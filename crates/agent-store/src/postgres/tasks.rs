@@ -166,7 +166,7 @@ fn ttl_ms(ttl: Duration) -> i64 {
 impl PostgresStore {
     async fn create_task_impl(&self, task: &NewTask) -> Result<TaskRecord> {
         check_new_task_id(&task.task_id)?;
-        self.purge_expired_impl(PURGE_BATCH).await?;
+        self.purge_if_due().await?;
         let row: PgTaskRow = sqlx::query_as(INSERT_TASK)
             .bind(&task.task_id)
             .bind(&task.tool_name)
@@ -249,7 +249,7 @@ impl PostgresStore {
         owner_node: &str,
         ttl: Duration,
     ) -> Result<()> {
-        self.purge_expired_impl(PURGE_BATCH).await?;
+        self.purge_if_due().await?;
         sqlx::query(REGISTER_REQUEST)
             .bind(&key.client_key)
             .bind(&key.request_id)
@@ -294,6 +294,13 @@ impl PostgresStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn purge_if_due(&self) -> Result<()> {
+        self.inner
+            .purge
+            .run_if_due(|| self.purge_expired_impl(PURGE_BATCH))
+            .await
     }
 
     async fn purge_expired_impl(&self, limit: u32) -> Result<u64> {
