@@ -6,6 +6,7 @@
 //! HTTP transports.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod prompts;
 pub mod resources;
 pub mod server;
 pub mod status;

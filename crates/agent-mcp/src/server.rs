@@ -21,10 +21,15 @@ use rmcp::model::{
     ReadResourceResponse, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::model::{CancelTaskParams, CancelledNotificationParam, GetTaskParams, GetTaskResult};
+use rmcp::model::{
+    CompleteRequestParams, CompleteResult, GetPromptRequestParams, GetPromptResponse,
+    ListPromptsResult,
+};
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
+use crate::prompts::{self, PromptDef};
 use crate::resources;
 use crate::status::RuntimeStatus;
 use crate::tasks::RegisteredCall;
@@ -44,6 +49,8 @@ struct Inner {
     tasks: Arc<dyn TaskStore>,
     status: RuntimeStatus,
     tools: Vec<Tool>,
+    /// The prompts whose tools are published (`crate::prompts`).
+    prompts: Vec<&'static PromptDef>,
     admitted_message_list: String,
 }
 
@@ -57,6 +64,7 @@ impl AgentServer {
         admitted: Vec<ToolName>,
     ) -> Self {
         let tools = admitted.iter().map(|t| t.definition()).collect();
+        let prompts = prompts::offered(&admitted);
         let mut names: Vec<&str> = admitted.iter().map(|t| t.as_str()).collect();
         names.sort_unstable();
         let admitted_message_list = pyfmt::list(names);
@@ -66,6 +74,7 @@ impl AgentServer {
                 tasks,
                 status,
                 tools,
+                prompts,
                 admitted_message_list,
             }),
         }
@@ -316,6 +325,8 @@ impl ServerHandler for AgentServer {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_resources()
+                .enable_prompts()
+                .enable_completions()
                 .enable_tasks()
                 .build(),
         )
@@ -440,6 +451,41 @@ impl ServerHandler for AgentServer {
             progress.close().await;
         }
         Ok(result.into())
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        Ok(ListPromptsResult::with_all_items(
+            self.inner
+                .prompts
+                .iter()
+                .map(|p| prompts::listed(p))
+                .collect(),
+        ))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        prompts::get(
+            &self.inner.prompts,
+            &request.name,
+            request.arguments.as_ref(),
+        )
+        .map(Into::into)
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        prompts::complete(&self.inner.engine, &self.inner.prompts, &request).await
     }
 
     async fn on_cancelled(

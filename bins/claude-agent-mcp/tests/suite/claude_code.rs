@@ -341,6 +341,10 @@ async fn restricted_mode_publishes_two_tools_and_blocks_execution_requests() {
     let tools = server.client.list_all_tools().await.unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     assert_eq!(names, ["agent_verify_task", "agent_get_runtime_status"]);
+    // Only the prompts of published tools are offered.
+    let prompts = server.client.list_all_prompts().await.unwrap();
+    let prompts: Vec<&str> = prompts.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(prompts, ["verify_change"]);
     assert_eq!(
         server.call("agent_run_task", json!({"task": "x"})).await,
         json!({"error": {"code": "tool_not_admitted", "message": "Tool 'agent_run_task' is not admitted in the current runtime mode. Admitted tools: ['agent_get_runtime_status', 'agent_verify_task']"}})

@@ -11,6 +11,7 @@ mod mediation;
 mod persistence;
 mod postgres;
 mod progress;
+mod prompts;
 mod protocol;
 mod quickstart;
 mod real_cli;
