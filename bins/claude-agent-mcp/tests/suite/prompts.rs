@@ -116,7 +116,7 @@ async fn check_prompts<H: rmcp::ClientHandler>(
         .complete_prompt_simple("resume_session", "session_id", one)
         .await
         .unwrap();
-    assert_eq!(narrowed, [one.clone()]);
+    assert_eq!(narrowed, std::slice::from_ref(one));
     let by_template = client
         .complete_resource_simple("session://{session_id}/events", "session_id", "sess_")
         .await
