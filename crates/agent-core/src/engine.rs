@@ -22,11 +22,11 @@ use crate::evidence::{self, Evidence};
 use crate::ids;
 use crate::model::{Profile, SessionStatus, Workflow};
 use crate::ports::{
-    ArtifactRecord, BackendOutput, BackendRequest, ChatMessage, ChatRole, ExecContext,
+    ArtifactRecord, BackendOutput, BackendRequest, BackendStep, ChatMessage, ChatRole, ExecContext,
     ExecutionBackend, ExecutionError, FailureKind, Finish, Lease, LockOutcome, MediationRequest,
     NewArtifact, NewSession, OutputMediator, PolicyViolation, SessionListItem, SessionRecord,
-    SessionStore, StoreError, ToolCallContext, ToolDefinition, ToolExecutor, ToolProvider,
-    WorkspacePolicy,
+    SessionStore, StepSink, StoreError, ToolCallContext, ToolDefinition, ToolExecutor,
+    ToolProvider, WorkspacePolicy,
 };
 use crate::preflight::{ReasonCode, preflight};
 use crate::request::{
@@ -365,7 +365,7 @@ impl Engine {
             continuation: None,
         };
         let working_dir = request.working_directory.clone();
-        let outcome = self.execute(request, ctx, &lease).await;
+        let outcome = self.execute(request, ctx, &lease, 0).await;
         let outcome = self
             .mediate(
                 &session_id,
@@ -532,7 +532,7 @@ impl Engine {
             continuation: continuation.clone(),
         };
         let working_dir = request.working_directory.clone();
-        let outcome = self.execute(request, ctx, &lease).await;
+        let outcome = self.execute(request, ctx, &lease, prior_turns).await;
         let outcome = self
             .mediate(
                 id,
@@ -708,7 +708,7 @@ impl Engine {
             extra_instructions: None,
             continuation: None,
         };
-        let output = match self.execute(request, ctx, &lease).await {
+        let output = match self.execute(request, ctx, &lease, 0).await {
             Ok(output) if output.output_text.trim().is_empty() => {
                 let failure = verification::empty_output();
                 let event = Event::error_payload(
@@ -1222,11 +1222,14 @@ impl Engine {
     /// while the backend works, and the run is abandoned as soon as it is cancelled (by the
     /// request's own token or by `agent_cancel_session`): the backend future is dropped, which
     /// drops an in-flight HTTP request or child process handle.
+    /// The steps the backend streams (`BackendStep`) are recorded as events at `turn_index` while
+    /// it works, the last ones once it ends.
     async fn execute(
         &self,
         request: BackendRequest,
         ctx: &ExecContext,
         lease: &Lease,
+        turn_index: i64,
     ) -> Result<BackendOutput, ExecutionError> {
         let session_id = request.session_id.clone();
         let cancel = ctx.cancel.child_token();
@@ -1240,7 +1243,14 @@ impl Engine {
                 },
             );
         }
-        let ctx = ExecContext::new(cancel.clone(), Arc::clone(&ctx.progress));
+        let (steps, mut recorded) = StepChannel::open();
+        let ctx = ExecContext::new(cancel.clone(), Arc::clone(&ctx.progress)).with_steps(steps);
+        let record_steps = async {
+            while let Some(step) = recorded.recv().await {
+                self.record_step(&session_id, turn_index, &step).await;
+            }
+            std::future::pending::<std::convert::Infallible>().await
+        };
         let renew = self.renew_lease(&session_id, lease);
         let remote_cancel = self.watch_cancel_requests(&session_id, lease, &reason, &cancel);
         // A heartbeat keeps clients that reset their time-outs on progress waiting.
@@ -1259,7 +1269,13 @@ impl Engine {
             lost = renew => Err(lost),
             never = heartbeat => match never {},
             never = remote_cancel => match never {},
+            never = record_steps => match never {},
         };
+        // The steps the backend streamed just before it ended.
+        drop(ctx);
+        while let Ok(step) = recorded.try_recv() {
+            self.record_step(&session_id, turn_index, &step).await;
+        }
         if let Ok(mut running) = self.running.lock() {
             running.remove(&session_id);
         }
@@ -1279,6 +1295,14 @@ impl Engine {
                 Err(ExecutionError::new(e.code, why).with_kind(FailureKind::Cancelled))
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Appends a streamed step's event; a store that fails loses only that event.
+    async fn record_step(&self, session_id: &str, turn_index: i64, step: &BackendStep) {
+        let event = Event::backend_step(turn_index, step);
+        if let Err(e) = self.store.append_events(session_id, &[event]).await {
+            tracing::warn!(session_id, error = %e.message, "could not record a streamed step");
         }
     }
 
@@ -1699,6 +1723,30 @@ impl Engine {
                 working_directory: working_dir.map(PathBuf::from),
             },
         })
+    }
+}
+
+/// The most steps of one execution kept for recording at once; further ones are dropped (and
+/// counted in the log) until the recorder catches up. A CLI streams a few per model turn.
+const STEP_BUFFER: usize = 1024;
+
+/// The [`StepSink`] of one execution: a bounded channel the engine drains into the event log.
+struct StepChannel {
+    sender: tokio::sync::mpsc::Sender<BackendStep>,
+}
+
+impl StepChannel {
+    fn open() -> (Arc<dyn StepSink>, tokio::sync::mpsc::Receiver<BackendStep>) {
+        let (sender, receiver) = tokio::sync::mpsc::channel(STEP_BUFFER);
+        (Arc::new(Self { sender }), receiver)
+    }
+}
+
+impl StepSink for StepChannel {
+    fn record(&self, step: BackendStep) {
+        if self.sender.try_send(step).is_err() {
+            tracing::debug!("a streamed step was not recorded: the buffer is full");
+        }
     }
 }
 

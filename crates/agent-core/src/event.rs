@@ -41,6 +41,9 @@ string_enum! {
         // Lease safety (additions, issue #12 item 7).
         SessionInterrupted => "session_interrupted",
         LeaseExpired => "lease_expired",
+        // Steps streamed by the Claude Code CLI (additions, issue 15 item 2).
+        ProviderTurn => "provider_turn",
+        ProviderToolUse => "provider_tool_use",
     }
 }
 
@@ -111,6 +114,24 @@ impl Event {
             0,
             json!({ "fail_closed": fail_closed, "evidence_paths": evidence_paths }),
         )
+    }
+
+    /// A step of the execution at turn index `turn`, as the backend streamed it.
+    pub fn backend_step(turn: i64, step: &crate::ports::BackendStep) -> Self {
+        use crate::ports::BackendStep;
+        match step {
+            BackendStep::ModelTurn { turn: n } => {
+                Self::new(EventType::ProviderTurn, turn, json!({ "turn": n }))
+            }
+            BackendStep::ToolUse { turn: n, tool } => Self::new(
+                EventType::ProviderToolUse,
+                turn,
+                json!({
+                    "turn": n,
+                    "tool": crate::text::truncate_chars(tool, crate::ports::MAX_STEP_TOOL_CHARS),
+                }),
+            ),
+        }
     }
 
     pub fn provider_request_start(turn: i64) -> Self {

@@ -254,12 +254,12 @@ pub use event::{Event, EventType, StoredEvent};
 pub use mcp_tasks::{NewTask, RequestCancel, RequestKey, TaskRecord, TaskState, TaskStore};
 pub use model::{Profile, SessionStatus, Workflow};
 pub use ports::{
-    ArtifactRecord, BackendOutput, BackendRequest, Capabilities, ChatMessage, ChatRole, EventLog,
-    ExecContext, ExecutionBackend, ExecutionError, FailureKind, Finish, Lease, LockOutcome,
-    MAX_CANCEL_REASON_BYTES, MediationRequest, NewArtifact, NewSession, NoProgress, OutputMediator,
-    PolicyViolation, ProgressSink, SessionListItem, SessionRecord, SessionStore, StoreError,
-    StoreErrorKind, ToolCallContext, ToolDefinition, ToolExecutor, ToolProvider, Usage,
-    WorkspacePolicy,
+    ArtifactRecord, BackendOutput, BackendRequest, BackendStep, Capabilities, ChatMessage,
+    ChatRole, EventLog, ExecContext, ExecutionBackend, ExecutionError, FailureKind, Finish, Lease,
+    LockOutcome, MAX_CANCEL_REASON_BYTES, MAX_STEP_TOOL_CHARS, MediationRequest, NewArtifact,
+    NewSession, NoProgress, OutputMediator, PolicyViolation, ProgressSink, SessionListItem,
+    SessionRecord, SessionStore, StepSink, StoreError, StoreErrorKind, ToolCallContext,
+    ToolDefinition, ToolExecutor, ToolProvider, Usage, WorkspacePolicy,
 };
 pub use request::{
     CancelSessionRequest, ContinueSessionRequest, GetSessionRequest, ListSessionsRequest,

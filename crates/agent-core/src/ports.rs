@@ -755,11 +755,48 @@ impl ProgressSink for NoProgress {
     fn report(&self, _message: &str) {}
 }
 
-/// Per-call context: cancellation and progress.
+/// Tool names in steps and their progress messages are cut to this many characters (a name
+/// comes from the model or a downstream server).
+pub const MAX_STEP_TOOL_CHARS: usize = 128;
+
+/// A step of an execution that a backend observed as it happened (the Claude Code CLI's
+/// streamed output, `docs/reference/events.md`): [`ExecContext::step`] reports it as progress
+/// and hands it to the context's [`StepSink`], through which the engine records it as an event
+/// of the execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendStep {
+    /// The model began turn `turn` (1-based, counted within the execution).
+    ModelTurn { turn: u32 },
+    /// In turn `turn`, the model asked for the tool `tool`.
+    ToolUse { turn: u32, tool: String },
+}
+
+impl BackendStep {
+    /// The progress message of the step.
+    pub fn progress_message(&self) -> String {
+        match self {
+            Self::ModelTurn { turn } => format!("model turn {turn}"),
+            Self::ToolUse { turn, tool } => format!(
+                "model turn {turn}: tool use {}",
+                crate::text::truncate_chars(tool, MAX_STEP_TOOL_CHARS)
+            ),
+        }
+    }
+}
+
+/// Receives the [`BackendStep`]s of one execution. Must not block: called from the code that
+/// reads the backend's output.
+pub trait StepSink: Send + Sync {
+    fn record(&self, step: BackendStep);
+}
+
+/// Per-call context: cancellation, progress and (while the engine runs a backend) the sink of
+/// the execution's steps.
 #[derive(Clone)]
 pub struct ExecContext {
     pub cancel: CancellationToken,
     pub progress: Arc<dyn ProgressSink>,
+    pub steps: Option<Arc<dyn StepSink>>,
 }
 
 impl Default for ExecContext {
@@ -767,18 +804,38 @@ impl Default for ExecContext {
         Self {
             cancel: CancellationToken::new(),
             progress: Arc::new(NoProgress),
+            steps: None,
         }
     }
 }
 
 impl ExecContext {
     pub fn new(cancel: CancellationToken, progress: Arc<dyn ProgressSink>) -> Self {
-        Self { cancel, progress }
+        Self {
+            cancel,
+            progress,
+            steps: None,
+        }
+    }
+
+    /// The same context, with its steps going to `steps`.
+    #[must_use]
+    pub fn with_steps(mut self, steps: Arc<dyn StepSink>) -> Self {
+        self.steps = Some(steps);
+        self
     }
 
     pub fn report(&self, message: &str) {
         self.progress
             .report(crate::text::truncate_chars(message, 200));
+    }
+
+    /// Reports `step` as progress and hands it to the step sink, if any.
+    pub fn step(&self, step: BackendStep) {
+        self.report(&step.progress_message());
+        if let Some(sink) = &self.steps {
+            sink.record(step);
+        }
     }
 }
 

@@ -196,7 +196,11 @@ async fn native_mode_reports_usage_and_resumes_natively() {
         json!({"output_text": "Native answer", "usage": {"input_tokens": 10, "output_tokens": 5, "total_cost_usd": 0.0123}})
     );
     let argv = cli.argv(1);
-    assert_eq!(argv[..3], ["-p", "--output-format", "json"], "{argv:?}");
+    assert_eq!(
+        argv[..4],
+        ["-p", "--output-format", "stream-json", "--verbose"],
+        "{argv:?}"
+    );
     // A workspace's own settings (hooks, permissions) and MCP servers are never loaded.
     let sources = argv.iter().position(|a| a == "--setting-sources");
     assert_eq!(argv[sources.expect("--setting-sources") + 1], "user");

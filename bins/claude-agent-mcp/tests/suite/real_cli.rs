@@ -144,7 +144,11 @@ async fn real_cli_run_reports_output_and_usage() {
     );
 
     let argv = invocation(&runs);
-    assert_eq!(argv[0..3], ["-p", "--output-format", "json"], "{argv:?}");
+    assert_eq!(
+        argv[0..4],
+        ["-p", "--output-format", "stream-json", "--verbose"],
+        "{argv:?}"
+    );
     assert_eq!(flag(&argv, "--permission-mode"), Some("acceptEdits"));
     assert_eq!(flag(&argv, "--resume"), None, "{argv:?}");
     let bodies = real.bodies().await;
@@ -163,6 +167,132 @@ async fn real_cli_run_reports_output_and_usage() {
     );
     real.assert_no_cli_left().await;
     server.shutdown().await;
+}
+
+/// Records the progress notifications a client receives.
+#[derive(Clone, Default)]
+struct ProgressRecorder(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl rmcp::ClientHandler for ProgressRecorder {
+    async fn on_progress(
+        &self,
+        params: rmcp::model::ProgressNotificationParam,
+        _context: rmcp::service::NotificationContext<rmcp::service::RoleClient>,
+    ) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(params.message.unwrap_or_default());
+    }
+}
+
+/// Issue 15 item 2: native mode reads the CLI's streamed output, so a run of two model turns
+/// (a `Read` tool use, then the answer) reports each turn and the tool use as progress, in
+/// order and before the result, and records them as events of the execution; the result is
+/// unchanged.
+#[tokio::test]
+async fn real_cli_streams_progress_for_each_model_turn() {
+    let script = Script::ToolsThenText {
+        calls: vec![("Read".to_owned(), json!({"file_path": "PLACEHOLDER"}))],
+        then: "The notes say hello.".to_owned(),
+    };
+    let Some(real) = Real::new(script).await else {
+        return;
+    };
+    let notes = real.env.cwd().join("notes.txt");
+    std::fs::write(&notes, "hello\n").unwrap();
+    // The stand-in's tool call names the file by its absolute path.
+    let script = Script::ToolsThenText {
+        calls: vec![("Read".to_owned(), json!({"file_path": path_str(&notes)}))],
+        then: "The notes say hello.".to_owned(),
+    };
+    real.env.api.reset().await;
+    sse_api::mount(&real.env.api, script).await;
+
+    let mut child = real
+        .env
+        .command(&[])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+    let recorder = ProgressRecorder::default();
+    let client = rmcp::ServiceExt::serve(recorder.clone(), (stdout, stdin))
+        .await
+        .unwrap();
+    let mut params = rmcp::model::CallToolRequestParams::new("agent_run_task").with_arguments(
+        json!({"task": "Read notes.txt and say what it says."})
+            .as_object()
+            .cloned()
+            .unwrap(),
+    );
+    params.meta = Some(rmcp::model::RequestMetaObject::with_progress_token(
+        rmcp::model::ProgressToken(rmcp::model::NumberOrString::String("stream".into())),
+    ));
+    let result = tokio::time::timeout(Duration::from_secs(60), client.call_tool(params))
+        .await
+        .expect("the run answers within 60 s")
+        .unwrap();
+    let v = parse_single_text(&result);
+    assert_eq!(v["ok"], json!(true), "{v}");
+    assert_eq!(v["result"]["output_text"], json!("The notes say hello."));
+    // Every notification is sent before the response.
+    let seen = recorder.0.lock().unwrap().clone();
+    let steps: Vec<&str> = seen
+        .iter()
+        .map(String::as_str)
+        .filter(|m| m.starts_with("model turn"))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "model turn 1",
+            "model turn 1: tool use Read",
+            "model turn 2"
+        ],
+        "{seen:?}"
+    );
+    let started = seen
+        .iter()
+        .position(|m| m.starts_with("claude CLI started"));
+    let first_step = seen.iter().position(|m| m == "model turn 1");
+    let finished = seen
+        .iter()
+        .position(|m| m.starts_with("claude CLI finished"));
+    assert!(started < first_step && first_step < finished, "{seen:?}");
+    let sid = v["session_id"].as_str().unwrap();
+    let streamed: Vec<(String, i64, Value)> = real
+        .env
+        .events(sid)
+        .await
+        .into_iter()
+        .filter(|(t, _, _)| t.starts_with("provider_t"))
+        .collect();
+    assert_eq!(
+        streamed,
+        [
+            ("provider_turn".to_owned(), 0, json!({"turn": 1})),
+            (
+                "provider_tool_use".to_owned(),
+                0,
+                json!({"turn": 1, "tool": "Read"})
+            ),
+            ("provider_turn".to_owned(), 0, json!({"turn": 2})),
+        ]
+    );
+    // The CLI really read the file: its content went back to the model.
+    let bodies = real.bodies().await;
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.to_string().contains("hello") && b.to_string().contains("tool_result")),
+        "{bodies:?}"
+    );
+    let _ = client.cancel().await;
+    let _ = child.wait().await;
+    real.assert_no_cli_left().await;
 }
 
 #[tokio::test]

@@ -108,7 +108,9 @@ pub const CLI_ENV_PREFIXES: &[&str] = &["LC_"];
 pub const ARG_PRINT_SHORT: &str = "-p";
 pub const ARG_PRINT: &str = "--print";
 pub const ARG_OUTPUT_FORMAT: &str = "--output-format";
-pub const OUTPUT_FORMAT_JSON: &str = "json";
+pub const OUTPUT_FORMAT_STREAM_JSON: &str = "stream-json";
+/// Required by the CLI with `--print --output-format stream-json`.
+pub const ARG_VERBOSE: &str = "--verbose";
 pub const ARG_MODEL: &str = "--model";
 pub const ARG_MAX_TURNS: &str = "--max-turns";
 pub const ARG_PERMISSION_MODE: &str = "--permission-mode";
@@ -248,6 +250,22 @@ fn seconds(duration: Duration) -> String {
     } else {
         format!("{}", duration.as_secs_f64())
     }
+}
+
+/// Hands each step a native-mode stream line shows to `ctx` (progress and, through the engine,
+/// an event), in order.
+fn stream_sink(ctx: &ExecContext) -> process::LineSink {
+    let ctx = ctx.clone();
+    let state = std::sync::Mutex::new(native::StreamState::default());
+    std::sync::Arc::new(move |line: &[u8]| {
+        let steps = match state.lock() {
+            Ok(mut state) => native::stream_steps(line, &mut state),
+            Err(poisoned) => native::stream_steps(line, &mut poisoned.into_inner()),
+        };
+        for step in steps {
+            ctx.step(step);
+        }
+    })
 }
 
 fn invocation_error(message: impl Into<String>) -> ExecutionError {
@@ -497,6 +515,7 @@ impl ClaudeCodeBackend {
             stdin: None,
             env: &env,
             timeout: VERSION_CHECK_TIMEOUT,
+            on_stdout_line: None,
         };
         let unavailable =
             |message: String| ExecutionError::new(ErrorCode::ExecutionBackendUnavailable, message);
@@ -564,9 +583,14 @@ impl ClaudeCodeBackend {
         max_turns: u32,
         resume: Option<&str>,
     ) -> Vec<String> {
-        let mut args: Vec<String> = [ARG_PRINT_SHORT, ARG_OUTPUT_FORMAT, OUTPUT_FORMAT_JSON]
-            .map(str::to_owned)
-            .to_vec();
+        let mut args: Vec<String> = [
+            ARG_PRINT_SHORT,
+            ARG_OUTPUT_FORMAT,
+            OUTPUT_FORMAT_STREAM_JSON,
+            ARG_VERBOSE,
+        ]
+        .map(str::to_owned)
+        .to_vec();
         if !self.config.model.is_empty() {
             args.push(ARG_MODEL.to_owned());
             args.push(self.config.model.clone());
@@ -624,6 +648,8 @@ impl ClaudeCodeBackend {
         ctx: &ExecContext,
     ) -> Result<Finished, ExecutionError> {
         let env = self.environment();
+        // Native mode streams its steps (one JSON object per line) while it runs.
+        let on_stdout_line = (self.config.mode == ClaudeCodeMode::Native).then(|| stream_sink(ctx));
         let invocation = Invocation {
             program: cli,
             args,
@@ -631,6 +657,7 @@ impl ClaudeCodeBackend {
             stdin,
             env: &env,
             timeout: self.config.timeout,
+            on_stdout_line,
         };
         ctx.report(&format!(
             "claude CLI started ({} mode)",
@@ -1022,7 +1049,8 @@ mod tests {
             [
                 "-p",
                 "--output-format",
-                "json",
+                "stream-json",
+                "--verbose",
                 "--model",
                 "claude-test",
                 "--max-turns",
@@ -1039,7 +1067,8 @@ mod tests {
             [
                 "-p",
                 "--output-format",
-                "json",
+                "stream-json",
+                "--verbose",
                 "--model",
                 "claude-test",
                 "--max-turns",
@@ -1081,7 +1110,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            backend.native_args(Profile::General, 2, None)[3],
+            backend.native_args(Profile::General, 2, None)[4],
             "--max-turns"
         );
     }

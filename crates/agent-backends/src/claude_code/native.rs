@@ -1,4 +1,7 @@
-//! Native mode: the single JSON object that `claude -p --output-format json` prints.
+//! Native mode: the output of `claude -p --output-format stream-json --verbose`, one JSON
+//! object per line: while the CLI runs, each `assistant` message line gives the steps of the
+//! run ([`stream_steps`]: a new model turn, the tools it asks for); the `result` line (the last
+//! one, the same object `--output-format json` prints alone) gives the outcome ([`parse`]).
 //!
 //! Parsed leniently from a [`serde_json::Value`]: every field is optional, fields of an
 //! unexpected type are treated as absent and unknown fields are ignored (the shape varies
@@ -7,7 +10,7 @@
 //! (`input_tokens`, `output_tokens`, `cache_creation_input_tokens`,
 //! `cache_read_input_tokens`), `total_cost_usd` and `permission_denials[].tool_name`.
 
-use agent_core::Usage;
+use agent_core::{BackendStep, Usage};
 use serde_json::Value;
 
 /// `subtype` of a run that used up its `--max-turns` budget.
@@ -76,12 +79,23 @@ pub(crate) fn parse(stdout: &str) -> Result<CliResult, String> {
             ));
         }
         Err(error) => {
-            let line = text.lines().rev().find_map(|line| {
-                match serde_json::from_str::<Value>(line.trim()) {
+            // The `result` line of a stream, or else the last object line.
+            let mut last_object = None;
+            let line = text
+                .lines()
+                .rev()
+                .filter_map(|line| match serde_json::from_str::<Value>(line.trim()) {
                     Ok(Value::Object(object)) => Some(object),
                     _ => None,
-                }
-            });
+                })
+                .find(|object| {
+                    let is_result = object.get("type").and_then(Value::as_str) == Some("result");
+                    if last_object.is_none() {
+                        last_object = Some(object.clone());
+                    }
+                    is_result
+                })
+                .or(last_object);
             match line {
                 Some(object) => object,
                 None if text.is_empty() => {
@@ -92,6 +106,48 @@ pub(crate) fn parse(stdout: &str) -> Result<CliResult, String> {
         }
     };
     Ok(from_object(&object))
+}
+
+/// What a stream has shown so far: model turns, counted by assistant message id (the CLI
+/// writes one line per content block, all with their message's id).
+#[derive(Debug, Default)]
+pub(crate) struct StreamState {
+    turns: u32,
+    message_id: Option<String>,
+}
+
+/// The steps one stream line shows: a new model turn when an assistant message starts, and
+/// each tool the message asks for. Lines of other types, and lines that are not JSON objects,
+/// show none.
+pub(crate) fn stream_steps(line: &[u8], state: &mut StreamState) -> Vec<BackendStep> {
+    let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(line) else {
+        return Vec::new();
+    };
+    if object.get("type").and_then(Value::as_str) != Some("assistant") {
+        return Vec::new();
+    }
+    let message = object.get("message").and_then(Value::as_object);
+    let id = message.and_then(|m| string(m, "id"));
+    let mut steps = Vec::new();
+    if state.turns == 0 || id.is_none() || id != state.message_id {
+        state.turns = state.turns.saturating_add(1);
+        state.message_id = id;
+        steps.push(BackendStep::ModelTurn { turn: state.turns });
+    }
+    let blocks = message
+        .and_then(|m| m.get("content"))
+        .and_then(Value::as_array);
+    for block in blocks.into_iter().flatten() {
+        if block.get("type").and_then(Value::as_str) == Some("tool_use")
+            && let Some(name) = block.get("name").and_then(Value::as_str)
+        {
+            steps.push(BackendStep::ToolUse {
+                turn: state.turns,
+                tool: name.to_owned(),
+            });
+        }
+    }
+    steps
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -300,5 +356,46 @@ mod tests {
             CliResult::default().failure_text(),
             "the CLI reported an error without details"
         );
+    }
+
+    #[test]
+    fn a_stream_shows_turns_and_tool_uses_and_ends_with_its_result() {
+        let stream = [
+            r#"{"type":"system","subtype":"init","session_id":"s1","tools":["Read"]}"#,
+            r#"{"type":"assistant","message":{"id":"msg_1","content":[{"type":"text","text":"Let me look."}]}}"#,
+            r#"{"type":"assistant","message":{"id":"msg_1","content":[{"type":"tool_use","id":"tu_1","name":"Read","input":{}}]}}"#,
+            r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"tu_1","content":"x"}]}}"#,
+            r#"{"type":"assistant","message":{"id":"msg_2","content":[{"type":"tool_use","name":"Grep"},{"type":"tool_use","name":"Glob"}]}}"#,
+            r#"{"type":"assistant","message":{"id":"msg_3","content":[{"type":"text","text":"done"}]}}"#,
+            r#"not json"#,
+            r#"{"type":"result","subtype":"success","is_error":false,"result":"done","session_id":"s1","num_turns":3}"#,
+        ];
+        let mut state = StreamState::default();
+        let steps: Vec<BackendStep> = stream
+            .iter()
+            .flat_map(|line| stream_steps(line.as_bytes(), &mut state))
+            .collect();
+        let tool = |turn, name: &str| BackendStep::ToolUse {
+            turn,
+            tool: name.to_owned(),
+        };
+        assert_eq!(
+            steps,
+            [
+                BackendStep::ModelTurn { turn: 1 },
+                tool(1, "Read"),
+                BackendStep::ModelTurn { turn: 2 },
+                tool(2, "Grep"),
+                tool(2, "Glob"),
+                BackendStep::ModelTurn { turn: 3 },
+            ]
+        );
+        let parsed = parse(&stream.join("\n")).unwrap();
+        assert_eq!(parsed.result.as_deref(), Some("done"));
+        assert_eq!(parsed.num_turns, Some(3));
+        // A line after the result (a CLI that prints more) does not hide it.
+        let mut later = stream.join("\n");
+        later.push_str("\n{\"type\":\"system\",\"subtype\":\"bye\"}");
+        assert_eq!(parse(&later).unwrap().result.as_deref(), Some("done"));
     }
 }

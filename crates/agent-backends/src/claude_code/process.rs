@@ -35,6 +35,13 @@ pub(crate) const PIPE_GRACE: Duration = Duration::from_secs(2);
 /// How long reaping a killed child may take before the backend gives up waiting.
 const REAP_GRACE: Duration = Duration::from_secs(5);
 
+/// Receives each complete line of stdout (without its newline) as it arrives.
+pub(crate) type LineSink = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+/// A stdout line longer than this is not handed to the [`LineSink`] (it is still kept for the
+/// final result, within [`MAX_STDOUT_BYTES`]).
+pub(crate) const MAX_STREAM_LINE_BYTES: usize = 1024 * 1024;
+
 /// One invocation of the CLI.
 pub(crate) struct Invocation<'a> {
     pub program: &'a Path,
@@ -45,6 +52,8 @@ pub(crate) struct Invocation<'a> {
     pub stdin: Option<&'a [u8]>,
     pub env: &'a [(String, String)],
     pub timeout: Duration,
+    /// Gets stdout line by line while the CLI runs (the stream-json output of native mode).
+    pub on_stdout_line: Option<LineSink>,
 }
 
 /// A child that exited on its own.
@@ -133,6 +142,7 @@ fn spawn_reader<R>(
     buffer: Buffer,
     bound: Bound,
     overflow: CancellationToken,
+    on_line: Option<LineSink>,
 ) -> Option<JoinHandle<()>>
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -140,11 +150,15 @@ where
     let mut pipe = pipe?;
     Some(tokio::spawn(async move {
         let mut chunk = vec![0u8; 16 * 1024];
+        let mut lines = on_line.map(Lines::new);
         loop {
             let n = match pipe.read(&mut chunk).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            if let Some(lines) = &mut lines {
+                lines.feed(&chunk[..n]);
+            }
             let full = with(&buffer, |captured| match bound {
                 Bound::Cap(cap) => {
                     if captured.bytes.len() + n > cap {
@@ -172,6 +186,49 @@ where
             }
         }
     }))
+}
+
+/// Splits a byte stream into lines for a [`LineSink`], holding at most one partial line of
+/// [`MAX_STREAM_LINE_BYTES`]; a longer line is skipped to its end.
+struct Lines {
+    sink: LineSink,
+    partial: Vec<u8>,
+    skipping: bool,
+}
+
+impl Lines {
+    fn new(sink: LineSink) -> Self {
+        Self {
+            sink,
+            partial: Vec::new(),
+            skipping: false,
+        }
+    }
+
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while let Some(end) = bytes.iter().position(|b| *b == b'\n') {
+            if !self.skipping {
+                if self.partial.is_empty() {
+                    (self.sink)(&bytes[..end]);
+                } else {
+                    self.partial.extend_from_slice(&bytes[..end]);
+                    (self.sink)(&self.partial);
+                }
+            }
+            self.partial.clear();
+            self.skipping = false;
+            bytes = &bytes[end + 1..];
+        }
+        if self.skipping {
+            return;
+        }
+        if self.partial.len() + bytes.len() > MAX_STREAM_LINE_BYTES {
+            self.partial = Vec::new();
+            self.skipping = true;
+        } else {
+            self.partial.extend_from_slice(bytes);
+        }
+    }
 }
 
 /// Waits for the readers, at most `grace`; readers still running then are aborted.
@@ -233,12 +290,14 @@ pub(crate) async fn run(
             stdout.clone(),
             Bound::Cap(MAX_STDOUT_BYTES),
             overflow.clone(),
+            invocation.on_stdout_line.clone(),
         ),
         spawn_reader(
             child.stderr.take(),
             stderr.clone(),
             Bound::Tail(STDERR_TAIL_BYTES),
             overflow.clone(),
+            None,
         ),
     ]
     .into_iter()
@@ -333,5 +392,44 @@ pub(crate) async fn run(
         Outcome::TimedOut => Err(RunError::TimedOut),
         Outcome::Cancelled => Err(RunError::Cancelled),
         Outcome::OutputTooLarge => Err(RunError::OutputTooLarge),
+    }
+}
+
+#[cfg(test)]
+mod lines_tests {
+    use super::*;
+
+    fn collect(chunks: &[&[u8]]) -> Vec<String> {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink: LineSink = {
+            let seen = Arc::clone(&seen);
+            Arc::new(move |line: &[u8]| {
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(line).into_owned());
+            })
+        };
+        let mut lines = Lines::new(sink);
+        for chunk in chunks {
+            lines.feed(chunk);
+        }
+        seen.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn lines_are_whole_whatever_the_chunks() {
+        assert_eq!(
+            collect(&[b"a\nb", b"c\n\nd", b"e\n", b"tail"]),
+            ["a", "bc", "", "de"]
+        );
+    }
+
+    #[test]
+    fn an_overlong_line_is_skipped_to_its_end() {
+        let long = vec![b'x'; MAX_STREAM_LINE_BYTES + 1];
+        assert_eq!(
+            collect(&[b"first\nxx", &long, b"still long\nnext\n"]),
+            ["first", "next"]
+        );
     }
 }

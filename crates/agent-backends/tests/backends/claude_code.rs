@@ -23,9 +23,9 @@ use agent_backends::{ClaudeCodeBackend, ClaudeCodeConfig, ClaudeCodeMode};
 use agent_core::continuation::{MediationInclusion, WindowPolicy, build_context};
 use agent_core::verification::classify;
 use agent_core::{
-    BackendOutput, BackendRequest, ChatMessage, ChatRole, ErrorCode, ExecContext, ExecutionBackend,
-    ExecutionError, FailureKind, Profile, ProgressSink, SessionRecord, SessionStatus, StoredEvent,
-    Timestamp, ToolDefinition, Usage, Workflow,
+    BackendOutput, BackendRequest, BackendStep, ChatMessage, ChatRole, ErrorCode, ExecContext,
+    ExecutionBackend, ExecutionError, FailureKind, Profile, ProgressSink, SessionRecord,
+    SessionStatus, StepSink, StoredEvent, Timestamp, ToolDefinition, Usage, Workflow,
 };
 use agent_testkit::fake_cli::{self, FakeCli};
 use agent_testkit::peers::RecordingWrapper;
@@ -662,6 +662,65 @@ async fn extra_env_reaches_the_cli_and_progress_is_reported() {
     );
 }
 
+/// Native mode reads the CLI's stream as it comes: every model turn and tool use is reported
+/// as progress and handed to the step sink, in order, before the CLI finishes; the result line
+/// gives the output as before.
+#[tokio::test]
+async fn native_mode_streams_each_turn_and_tool_use_in_order() {
+    #[derive(Default)]
+    struct Steps(Mutex<Vec<BackendStep>>);
+    impl StepSink for Steps {
+        fn record(&self, step: BackendStep) {
+            self.0.lock().unwrap().push(step);
+        }
+    }
+    let fake = Fake::new();
+    let lines = [
+        json!({"type": "system", "subtype": "init", "session_id": "cli-1"}),
+        json!({"type": "assistant", "message": {"id": "m1", "content": [{"type": "text", "text": "Looking."}]}}),
+        json!({"type": "assistant", "message": {"id": "m1", "content": [{"type": "tool_use", "id": "t1", "name": "Read", "input": {"file_path": "a"}}]}}),
+        json!({"type": "user", "message": {"content": [{"type": "tool_result", "tool_use_id": "t1", "content": "x"}]}}),
+        json!({"type": "assistant", "message": {"id": "m2", "content": [{"type": "text", "text": "streamed answer"}]}}),
+        json!({"type": "result", "subtype": "success", "is_error": false, "result": "streamed answer",
+               "session_id": "cli-1", "num_turns": 2, "usage": {"input_tokens": 5, "output_tokens": 3}}),
+    ];
+    let stdout: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    fake.set("stdout", &stdout);
+    let recorder = Arc::new(Recorder::default());
+    let steps = Arc::new(Steps::default());
+    let ctx =
+        ExecContext::new(CancellationToken::new(), recorder.clone()).with_steps(steps.clone());
+    let output = fake
+        .backend(ClaudeCodeMode::Native)
+        .execute(fake.request("t"), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(output.output_text, "streamed answer");
+    assert_eq!(output.turn_count, 2);
+    assert_eq!(output.provider_session_id.as_deref(), Some("cli-1"));
+    assert_eq!(
+        steps.0.lock().unwrap().as_slice(),
+        [
+            BackendStep::ModelTurn { turn: 1 },
+            BackendStep::ToolUse {
+                turn: 1,
+                tool: "Read".to_owned()
+            },
+            BackendStep::ModelTurn { turn: 2 },
+        ]
+    );
+    assert_eq!(
+        recorder.0.lock().unwrap().as_slice(),
+        [
+            "claude CLI started (native mode)",
+            "model turn 1",
+            "model turn 1: tool use Read",
+            "model turn 2",
+            "claude CLI finished (exit code 0)"
+        ]
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Fake CLI: prompts, history, tools
 // ---------------------------------------------------------------------------------------------
@@ -866,7 +925,8 @@ async fn native_mode_argv_stdin_and_real_cli_json() {
         [
             "-p",
             "--output-format",
-            "json",
+            "stream-json",
+            "--verbose",
             "--model",
             "claude-test",
             "--max-turns",
@@ -906,7 +966,7 @@ async fn native_mode_argv_stdin_and_real_cli_json() {
     req.max_turns = 0;
     run(&backend, req).await;
     assert_eq!(
-        fake.argv(2)[5..],
+        fake.argv(2)[6..],
         [
             "--max-turns",
             "1",
@@ -1115,7 +1175,7 @@ async fn native_resume_sends_only_the_new_message() {
     ));
     let output = run(&fake.backend(ClaudeCodeMode::Native), req.clone()).await;
     assert_eq!(fake.invocations(), 1);
-    assert_eq!(fake.argv(1)[9..11], ["--resume", "cli-sess"]);
+    assert_eq!(fake.argv(1)[10..12], ["--resume", "cli-sess"]);
     assert_eq!(fake.stdin(1), "the new message");
     assert_eq!(output.provider_session_id.as_deref(), Some("cli-sess"));
     assert!(output.warnings.is_empty());
@@ -1162,9 +1222,9 @@ async fn native_resume_failure_falls_back_to_the_reconstructed_context() {
         .await
         .unwrap();
     assert_eq!(fake.invocations(), 2);
-    assert_eq!(fake.argv(1)[9..11], ["--resume", "gone-sess"]);
+    assert_eq!(fake.argv(1)[10..12], ["--resume", "gone-sess"]);
     assert!(!fake.argv(2).contains(&"--resume".to_owned()));
-    assert_eq!(fake.argv(2).len(), 12);
+    assert_eq!(fake.argv(2).len(), 13);
     let prompt = fake.stdin(2);
     assert!(prompt.starts_with(&format!(
         "[System]\n{SYSTEM}{SEPARATOR}[Continuation Session]\nSession: sess_1"
