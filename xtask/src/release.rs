@@ -85,6 +85,11 @@ const CHECKS: &[Step] = &[
         program: "bash",
         args: &["scripts/conformance.sh"],
     },
+    Step {
+        what: "MCP conformance suite, the 2026-07-28 requirement set (pre-release suite)",
+        program: "bash",
+        args: &["scripts/conformance.sh", "--requirements", "2026-07-28"],
+    },
 ];
 
 const TESTS: Step = Step {
