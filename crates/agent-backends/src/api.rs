@@ -680,14 +680,103 @@ async fn cancellable<F: Future>(ctx: &ExecContext, future: F) -> Result<F::Outpu
 // Wire format
 // ---------------------------------------------------------------------------------------------
 
+/// A request body. Prompt caching (`docs/backends.md#prompt-caching`): two cache breakpoints,
+/// the system prompt (a single text block; the cached prefix runs tools → system, so it covers
+/// the tools too, which stay in the same order for a session) and the last block of the last
+/// message (the conversation so far, read back by the next turn of a tool loop).
 #[derive(Serialize)]
 struct MessagesBody<'a> {
     model: &'a str,
     max_tokens: u32,
+    #[serde(serialize_with = "cached_system")]
     system: &'a str,
+    #[serde(serialize_with = "cached_messages")]
     messages: &'a [OutMessage<'a>],
     #[serde(skip_serializing_if = "Option::is_none")]
     tools: Option<&'a [ToolDefinition]>,
+}
+
+/// `cache_control` of a breakpoint: the default (five-minute) ephemeral cache.
+#[derive(Serialize, Clone, Copy)]
+struct CacheControl {
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+const EPHEMERAL: CacheControl = CacheControl { kind: "ephemeral" };
+
+/// A text block with a cache breakpoint.
+#[derive(Serialize)]
+struct CachedText<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+    cache_control: CacheControl,
+}
+
+impl<'a> CachedText<'a> {
+    fn new(text: &'a str) -> Self {
+        Self {
+            kind: "text",
+            text,
+            cache_control: EPHEMERAL,
+        }
+    }
+}
+
+fn cached_system<S: serde::Serializer>(system: &&str, serializer: S) -> Result<S::Ok, S::Error> {
+    [CachedText::new(system)].serialize(serializer)
+}
+
+fn cached_messages<S: serde::Serializer>(
+    messages: &&[OutMessage<'_>],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = serializer.serialize_seq(Some(messages.len()))?;
+    if let Some((last, earlier)) = messages.split_last() {
+        for message in earlier {
+            seq.serialize_element(message)?;
+        }
+        seq.serialize_element(&CachedMessage(last))?;
+    }
+    seq.end()
+}
+
+/// The last message of a request, its last block a cache breakpoint.
+struct CachedMessage<'a>(&'a OutMessage<'a>);
+
+impl Serialize for CachedMessage<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("OutMessage", 2)?;
+        out.serialize_field("role", &self.0.role)?;
+        match &self.0.content {
+            OutContent::Text(text) => out.serialize_field("content", &[CachedText::new(text)])?,
+            OutContent::ToolResults(results) => {
+                let blocks: Vec<CachedToolResult<'_>> = results
+                    .iter()
+                    .enumerate()
+                    .map(|(i, result)| CachedToolResult {
+                        result,
+                        cache_control: (i + 1 == results.len()).then_some(EPHEMERAL),
+                    })
+                    .collect();
+                out.serialize_field("content", &blocks)?;
+            }
+            // An assistant turn is never the last message of a request.
+            OutContent::Blocks(blocks) => out.serialize_field("content", blocks)?,
+        }
+        out.end()
+    }
+}
+
+#[derive(Serialize)]
+struct CachedToolResult<'a> {
+    #[serde(flatten)]
+    result: &'a ToolResult,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_control: Option<CacheControl>,
 }
 
 #[derive(Serialize)]
@@ -943,8 +1032,10 @@ mod tests {
             serde_json::json!({
                 "model": "m",
                 "max_tokens": 5,
-                "system": "s",
-                "messages": [{"role": "user", "content": "hi"}]
+                "system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}],
+                "messages": [{"role": "user", "content": [
+                    {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}
+                ]}]
             })
         );
     }

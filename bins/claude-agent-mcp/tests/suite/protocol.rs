@@ -18,7 +18,10 @@ async fn initialize_reports_name_version_and_tools_capability() {
         info.capabilities.resources.is_some(),
         "sessions and artifacts are resources"
     );
-    assert!(info.capabilities.prompts.is_none());
+    assert!(
+        info.capabilities.prompts.is_some() && info.capabilities.completions.is_some(),
+        "prompts and session-id completion (docs/reference/prompts.md)"
+    );
     server.shutdown().await;
 }
 

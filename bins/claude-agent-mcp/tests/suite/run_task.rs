@@ -92,15 +92,20 @@ async fn the_request_matches_the_messages_api_contract() {
     assert_eq!(req.headers.get("x-api-key").unwrap(), "test-key");
     assert_eq!(req.headers.get("anthropic-version").unwrap(), "2023-06-01");
     let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
-    let system = body["system"].as_str().unwrap().to_owned();
+    let system = body["system"][0]["text"].as_str().unwrap().to_owned();
     assert!(
         system.contains("Stay within the scope of the task"),
         "{system}"
     );
+    // Prompt caching: the system prompt and the last message are cache breakpoints.
+    let cached = json!({"type": "ephemeral"});
     assert_eq!(
         body,
-        json!({"model": "claude-sonnet-4-6", "max_tokens": 8192, "system": system,
-               "messages": [{"role": "user", "content": "Do the thing"}]})
+        json!({"model": "claude-sonnet-4-6", "max_tokens": 8192,
+        "system": [{"type": "text", "text": system, "cache_control": cached}],
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Do the thing", "cache_control": cached}
+        ]}]})
     );
     server.shutdown().await;
 }

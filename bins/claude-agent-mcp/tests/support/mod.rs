@@ -101,8 +101,19 @@ impl TestEnv {
             .await;
     }
 
-    /// The JSON bodies the stand-in received, in order.
+    /// The JSON bodies the stand-in received, in order, with the prompt-caching markers
+    /// folded away ([`without_cache_markers`]): what the tests about prompts and histories
+    /// compare. [`Self::raw_requests`] keeps them.
     pub async fn requests(&self) -> Vec<Value> {
+        self.raw_requests()
+            .await
+            .into_iter()
+            .map(|body| without_cache_markers(&body))
+            .collect()
+    }
+
+    /// The JSON bodies the stand-in received, in order, exactly.
+    pub async fn raw_requests(&self) -> Vec<Value> {
         self.api
             .received_requests()
             .await
@@ -332,4 +343,45 @@ pub fn path_str(p: &Path) -> String {
 /// The Messages API stand-in the real Claude Code CLI talks to (agent-testkit's).
 pub mod sse_api {
     pub use agent_testkit::messages_api::*;
+}
+
+/// A Messages API request body as it would be without prompt caching: a system prompt of one
+/// cached text block becomes its text; a message content of one cached text block becomes its
+/// text; `cache_control` is dropped from every other block. Panics on a cache marker anywhere
+/// else (a test would otherwise miss a change of shape).
+pub fn without_cache_markers(body: &Value) -> Value {
+    fn plain_text(blocks: &Value) -> Option<Value> {
+        match blocks.as_array().map(Vec::as_slice) {
+            Some([block])
+                if block["type"] == "text"
+                    && block.get("cache_control").is_some()
+                    && block.as_object().is_some_and(|o| o.len() == 3) =>
+            {
+                Some(block["text"].clone())
+            }
+            _ => None,
+        }
+    }
+    let mut body = body.clone();
+    if let Some(text) = plain_text(&body["system"]) {
+        body["system"] = text;
+    }
+    if let Some(messages) = body.get_mut("messages").and_then(Value::as_array_mut) {
+        for message in messages {
+            if let Some(text) = plain_text(&message["content"]) {
+                message["content"] = text;
+            } else if let Some(blocks) = message["content"].as_array_mut() {
+                for block in blocks {
+                    if let Some(object) = block.as_object_mut() {
+                        object.remove("cache_control");
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        !body.to_string().contains("cache_control"),
+        "a cache marker where none is expected: {body}"
+    );
+    body
 }

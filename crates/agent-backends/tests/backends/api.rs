@@ -156,16 +156,19 @@ async fn single_shot_request_shape_with_history() {
     let out = backend(&server).execute(req, &ctx).await.unwrap();
     assert_eq!(out.output_text, "Hi there");
 
+    // Two cache breakpoints: the system prompt and the last message.
     assert_eq!(
         bodies(&server).await,
         vec![json!({
             "model": "claude-test",
             "max_tokens": 8192,
-            "system": SYSTEM,
+            "system": [{"type": "text", "text": SYSTEM, "cache_control": {"type": "ephemeral"}}],
             "messages": [
                 {"role": "user", "content": "first question"},
                 {"role": "assistant", "content": "first answer"},
-                {"role": "user", "content": "And now?"}
+                {"role": "user", "content": [
+                    {"type": "text", "text": "And now?", "cache_control": {"type": "ephemeral"}}
+                ]}
             ]
         })]
     );
@@ -329,13 +332,16 @@ async fn tool_use_loop_round_trip() {
         "description": "Reads a file",
         "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}
     }]);
+    let system = json!([{"type": "text", "text": SYSTEM, "cache_control": {"type": "ephemeral"}}]);
     assert_eq!(
         bodies[0],
         json!({
             "model": "claude-test",
             "max_tokens": 8192,
-            "system": SYSTEM,
-            "messages": [{"role": "user", "content": "Summarise"}],
+            "system": system,
+            "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "Summarise", "cache_control": {"type": "ephemeral"}}
+            ]}],
             "tools": tools
         })
     );
@@ -344,18 +350,30 @@ async fn tool_use_loop_round_trip() {
         json!({
             "model": "claude-test",
             "max_tokens": 8192,
-            "system": SYSTEM,
+            "system": system,
             "messages": [
                 {"role": "user", "content": "Summarise"},
                 {"role": "assistant", "content": first["content"]},
                 {"role": "user", "content": [
                     {"type": "tool_result", "tool_use_id": "toolu_1", "content": "result of read_file"},
-                    {"type": "tool_result", "tool_use_id": "toolu_2", "content": "Error: disk on fire", "is_error": true}
+                    {"type": "tool_result", "tool_use_id": "toolu_2", "content": "Error: disk on fire", "is_error": true,
+                     "cache_control": {"type": "ephemeral"}}
                 ]}
             ],
             "tools": tools
         })
     );
+    // Prompt caching: the second turn's request starts with the first turn's tools and system
+    // prompt byte for byte (the cached prefix), in the same order.
+    let raw = server.received_requests().await.unwrap();
+    let text = |i: usize| String::from_utf8(raw[i].body.clone()).unwrap();
+    let prefix_end = |body: &str| body.find("\"messages\"").unwrap();
+    assert_eq!(
+        text(0)[..prefix_end(&text(0))],
+        text(1)[..prefix_end(&text(1))]
+    );
+    let tools_of = |body: &str| body[body.find("\"tools\"").unwrap()..].to_owned();
+    assert_eq!(tools_of(&text(0)), tools_of(&text(1)));
     let progress = progress.0.lock().unwrap();
     assert!(
         progress.contains(&"model turn 1 of 10".to_owned()),
