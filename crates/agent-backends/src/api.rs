@@ -680,7 +680,7 @@ async fn cancellable<F: Future>(ctx: &ExecContext, future: F) -> Result<F::Outpu
 // Wire format
 // ---------------------------------------------------------------------------------------------
 
-/// A request body. Prompt caching (`docs/backends.md#prompt-caching`): two cache breakpoints,
+/// A request body. Prompt caching (`docs/backends.md#api-the-messages-api`): two cache breakpoints,
 /// the system prompt (a single text block; the cached prefix runs tools → system, so it covers
 /// the tools too, which stay in the same order for a session) and the last block of the last
 /// message (the conversation so far, read back by the next turn of a tool loop).
