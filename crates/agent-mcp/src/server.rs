@@ -413,8 +413,9 @@ impl ServerHandler for AgentServer {
                 task,
             )));
         }
-        // A long-running call from a client with a transport session is registered, so that
-        // its `notifications/cancelled` reaches it through any node.
+        // A long-running call from a client with a transport session is registered (once it
+        // has run `REGISTER_AFTER`), so that its `notifications/cancelled` reaches it through
+        // any node.
         let key = if long_running {
             let parts = context.extensions.get::<http::request::Parts>();
             crate::tasks::request_key(parts, &context.id)
@@ -435,8 +436,7 @@ impl ServerHandler for AgentServer {
                     Arc::clone(&self.inner.engine),
                     key,
                     sink,
-                )
-                .await;
+                );
                 let sink = Arc::clone(&registered) as Arc<dyn ProgressSink>;
                 (Some(registered), sink)
             }

@@ -224,20 +224,38 @@ impl AgentServer {
     /// cancellation there): the client's free-text `reason` is not kept.
     pub(crate) async fn cancel_request_anywhere(&self, key: &RequestKey) {
         let reason = agent_core::engine::CLIENT_CANCELLED;
-        match self.task_store().cancel_request(key, reason).await {
-            Ok(RequestCancel::Recorded {
-                session_id: Some(session),
-            }) => {
-                if let Err(e) = self.engine().request_cancel(&session, reason).await {
-                    tracing::warn!(session_id = %session, error = %e, "could not request the cancellation of a run");
+        let store = Arc::clone(self.task_store());
+        let engine = Arc::clone(self.engine());
+        let key = key.clone();
+        // A call younger than `REGISTER_AFTER` has no entry yet: look again a few times, off
+        // the notification's path.
+        let work = async move {
+            let mut retries = CANCEL_RETRIES.iter();
+            loop {
+                match store.cancel_request(&key, reason).await {
+                    Ok(RequestCancel::Recorded {
+                        session_id: Some(session),
+                    }) => {
+                        if let Err(e) = engine.request_cancel(&session, reason).await {
+                            tracing::warn!(session_id = %session, error = %e, "could not request the cancellation of a run");
+                        }
+                        return;
+                    }
+                    // Recorded before the session is named: the owner sees it when naming.
+                    Ok(RequestCancel::Recorded { session_id: None }) => return,
+                    // Not registered (yet): too young, not a long-running call, or it ended.
+                    Ok(RequestCancel::NotFound) => match retries.next() {
+                        Some(delay) => tokio::time::sleep(*delay).await,
+                        None => return,
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not record a request cancellation");
+                        return;
+                    }
                 }
             }
-            // Recorded before the session is named: the owner sees it when naming.
-            Ok(RequestCancel::Recorded { session_id: None }) => {}
-            // Not registered: not a long-running call over HTTP, or it ended.
-            Ok(RequestCancel::NotFound) => {}
-            Err(e) => tracing::warn!(error = %e, "could not record a request cancellation"),
-        }
+        };
+        drop(tokio::spawn(work));
     }
 }
 
@@ -377,42 +395,153 @@ pub fn request_key(parts: Option<&http::request::Parts>, id: &RequestId) -> Opti
     RequestKey::new(session, id)
 }
 
-/// The registry entry of a long-running call: its session is named when the engine reports
-/// it, and a cancellation recorded before that is acted on then. Wraps the call's own
-/// progress sink.
+/// A long-running call is written to the registry only once it has run this long: shorter
+/// calls (most calls of a busy fleet) cost the store nothing. A `notifications/cancelled` that
+/// reaches another node before the entry is written is retried there ([`CANCEL_RETRIES`]).
+pub const REGISTER_AFTER: Duration = Duration::from_millis(200);
+
+/// When a node that finds no registry entry for a cancelled request looks again: together
+/// longer than [`REGISTER_AFTER`] plus the write, so a call that was too young to be
+/// registered is found; a request that ended is simply not found again.
+pub const CANCEL_RETRIES: [Duration; 3] = [
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_millis(1000),
+];
+
+/// Where a call's registry entry stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    /// Not written yet (the call is younger than [`REGISTER_AFTER`]).
+    Pending,
+    /// Being written.
+    Writing,
+    /// Written: the session can be named in it.
+    Written,
+    /// The call ended before its entry was written: it never will be.
+    Never,
+}
+
+#[derive(Debug)]
+struct Registration {
+    entry: Entry,
+    /// The agent session, once the engine reported it.
+    session: Option<String>,
+    /// Whether the session was (or is being) written to the entry.
+    named: bool,
+}
+
+/// The registry entry of a long-running call (written once the call has run
+/// [`REGISTER_AFTER`]): its session is named when both are known, and a cancellation recorded
+/// before that is acted on then. Wraps the call's own progress sink.
 pub(crate) struct RegisteredCall {
     inner: Arc<dyn ProgressSink>,
     key: RequestKey,
     store: Arc<dyn TaskStore>,
     engine: Arc<Engine>,
+    state: Mutex<Registration>,
+    /// The deferred write of the entry.
+    writer: Mutex<Option<JoinHandle<()>>>,
     naming: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl RegisteredCall {
-    /// Registers `key` (a failure is logged: the call then runs unregistered).
-    pub(crate) async fn register(
+    /// Starts the registration of `key`: written after [`REGISTER_AFTER`] unless the call has
+    /// ended by then (a failed write is logged: the call then runs unregistered).
+    pub(crate) fn register(
         store: Arc<dyn TaskStore>,
         engine: Arc<Engine>,
         key: RequestKey,
         inner: Arc<dyn ProgressSink>,
     ) -> Arc<Self> {
-        if let Err(e) = store
-            .register_request(&key, engine.node_id(), TASK_TTL)
-            .await
-        {
-            tracing::warn!(error = %e, "could not register a request in flight: notifications/cancelled reaches it only on this node");
-        }
-        Arc::new(Self {
+        let call = Arc::new(Self {
             inner,
             key,
             store,
             engine,
+            state: Mutex::new(Registration {
+                entry: Entry::Pending,
+                session: None,
+                named: false,
+            }),
+            writer: Mutex::new(None),
             naming: Mutex::new(None),
-        })
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&call);
+            let writer = runtime.spawn(async move {
+                tokio::time::sleep(REGISTER_AFTER).await;
+                if let Some(call) = weak.upgrade() {
+                    call.write_entry().await;
+                }
+            });
+            if let Ok(mut slot) = call.writer.lock() {
+                *slot = Some(writer);
+            }
+        }
+        call
     }
 
-    /// The call ended: waits for the naming write and removes the entry.
+    fn state(&self) -> std::sync::MutexGuard<'_, Registration> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes the entry (unless the call ended), then names the session if it is known.
+    async fn write_entry(&self) {
+        {
+            let mut state = self.state();
+            if state.entry != Entry::Pending {
+                return;
+            }
+            state.entry = Entry::Writing;
+        }
+        if let Err(e) = self
+            .store
+            .register_request(&self.key, self.engine.node_id(), TASK_TTL)
+            .await
+        {
+            tracing::warn!(error = %e, "could not register a request in flight: notifications/cancelled reaches it only on this node");
+            return;
+        }
+        let session = {
+            let mut state = self.state();
+            state.entry = Entry::Written;
+            if state.named {
+                None
+            } else {
+                let session = state.session.clone();
+                state.named = session.is_some();
+                session
+            }
+        };
+        if let Some(session) = session {
+            name_session(&*self.store, &self.engine, &self.key, session).await;
+        }
+    }
+
+    /// The call ended: no entry is ever written if none was yet; otherwise waits for the
+    /// writes in flight and removes the entry.
     pub(crate) async fn finish(&self) {
+        let written = {
+            let mut state = self.state();
+            if state.entry == Entry::Pending {
+                state.entry = Entry::Never;
+            }
+            state.entry != Entry::Never
+        };
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(writer) = writer {
+            if written {
+                let _ = writer.await;
+            } else {
+                writer.abort();
+            }
+        }
+        if !written {
+            return;
+        }
         let naming = self.naming.lock().ok().and_then(|mut n| n.take());
         if let Some(naming) = naming {
             let _ = naming.await;
@@ -423,16 +552,42 @@ impl RegisteredCall {
     }
 }
 
+/// Names `session` in the entry of `key`; a cancellation recorded before is passed on to the
+/// session's holder.
+async fn name_session(store: &dyn TaskStore, engine: &Engine, key: &RequestKey, session: String) {
+    match store.name_request_session(key, &session).await {
+        Ok(Some(reason)) => {
+            if let Err(e) = engine.request_cancel(&session, &reason).await {
+                tracing::warn!(session_id = %session, error = %e, "could not request the cancellation of a run");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(session_id = %session, error = %e, "could not name the session of a request in flight");
+        }
+    }
+}
+
 impl ProgressSink for RegisteredCall {
     fn report(&self, message: &str) {
         self.inner.report(message);
         let Some(session) = session_in(message) else {
             return;
         };
-        let Ok(mut naming) = self.naming.lock() else {
-            return;
+        // The entry is written: name the session now; not yet: the writer names it.
+        let name_now = {
+            let mut state = self.state();
+            if state.session.is_some() {
+                return;
+            }
+            state.session = Some(session.to_owned());
+            let now = state.entry == Entry::Written && !state.named;
+            if now {
+                state.named = true;
+            }
+            now
         };
-        if naming.is_some() {
+        if !name_now {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -444,17 +599,12 @@ impl ProgressSink for RegisteredCall {
             self.key.clone(),
             session.to_owned(),
         );
-        *naming = Some(runtime.spawn(async move {
-            match store.name_request_session(&key, &session).await {
-                Ok(Some(reason)) => {
-                    if let Err(e) = engine.request_cancel(&session, &reason).await {
-                        tracing::warn!(session_id = %session, error = %e, "could not request the cancellation of a run");
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(session_id = %session, error = %e, "could not name the session of a request in flight"),
-            }
-        }));
+        let handle = runtime.spawn(async move {
+            name_session(&*store, &engine, &key, session).await;
+        });
+        if let Ok(mut naming) = self.naming.lock() {
+            *naming = Some(handle);
+        }
     }
 }
 
@@ -638,8 +788,7 @@ mod tests {
             Arc::clone(&engine),
             RequestKey::new("transport-session", "n:1").unwrap(),
             Arc::new(agent_core::NoProgress),
-        )
-        .await;
+        );
         let progress = Arc::new(TaskProgress::start(
             Arc::clone(&store),
             Arc::clone(&engine),
@@ -651,8 +800,9 @@ mod tests {
         ] {
             let cancel = CancellationToken::new();
             let ctx = ExecContext::new(cancel.clone(), sink);
+            // Long enough for the registry entry to be written (and fail).
             let stop = tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(REGISTER_AFTER + Duration::from_millis(100)).await;
                 cancel.cancel();
             });
             let envelope = tokio::time::timeout(
@@ -729,8 +879,15 @@ mod tests {
             Arc::clone(&engine),
             key.clone(),
             Arc::new(agent_core::NoProgress),
-        )
-        .await;
+        );
+        // The entry is written once the call has run `REGISTER_AFTER`.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while tasks.row_counts().1 == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the entry is written");
         assert_eq!(
             tasks
                 .cancel_request(&key, "the user stopped it")
@@ -755,6 +912,121 @@ mod tests {
             tasks.cancel_request(&key, "again").await.unwrap(),
             RequestCancel::NotFound
         );
+    }
+
+    /// Counts the registry writes of a [`MemTaskStore`].
+    #[derive(Default)]
+    struct Counting {
+        store: MemTaskStore,
+        writes: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Counting {
+        fn writes(&self) -> usize {
+            self.writes.load(std::sync::atomic::Ordering::SeqCst)
+        }
+        fn count(&self) {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl TaskStore for Counting {
+        async fn create_task(&self, t: &NewTask) -> Result<TaskRecord, agent_core::StoreError> {
+            self.store.create_task(t).await
+        }
+        async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>, agent_core::StoreError> {
+            self.store.get_task(id).await
+        }
+        async fn update_task(
+            &self,
+            id: &str,
+            m: Option<&str>,
+            s: Option<&str>,
+        ) -> Result<Option<bool>, agent_core::StoreError> {
+            self.store.update_task(id, m, s).await
+        }
+        async fn settle_task(
+            &self,
+            id: &str,
+            st: TaskState,
+            r: Option<&Value>,
+            m: Option<&str>,
+        ) -> Result<bool, agent_core::StoreError> {
+            self.store.settle_task(id, st, r, m).await
+        }
+        async fn request_task_cancel(
+            &self,
+            id: &str,
+        ) -> Result<Option<TaskRecord>, agent_core::StoreError> {
+            self.store.request_task_cancel(id).await
+        }
+        async fn register_request(
+            &self,
+            k: &RequestKey,
+            n: &str,
+            ttl: Duration,
+        ) -> Result<(), agent_core::StoreError> {
+            self.count();
+            self.store.register_request(k, n, ttl).await
+        }
+        async fn name_request_session(
+            &self,
+            k: &RequestKey,
+            s: &str,
+        ) -> Result<Option<String>, agent_core::StoreError> {
+            self.count();
+            self.store.name_request_session(k, s).await
+        }
+        async fn cancel_request(
+            &self,
+            k: &RequestKey,
+            r: &str,
+        ) -> Result<RequestCancel, agent_core::StoreError> {
+            self.store.cancel_request(k, r).await
+        }
+        async fn forget_request(&self, k: &RequestKey) -> Result<(), agent_core::StoreError> {
+            self.count();
+            self.store.forget_request(k).await
+        }
+        async fn purge_expired(&self, limit: u32) -> Result<u64, agent_core::StoreError> {
+            self.store.purge_expired(limit).await
+        }
+    }
+
+    /// A call that ends within `REGISTER_AFTER` never touches the registry; a longer one
+    /// registers, names its session and is forgotten: three writes.
+    #[tokio::test]
+    async fn only_calls_that_outlast_the_delay_are_registered() {
+        let engine = engine();
+        for (runs_for, writes) in [
+            (Duration::from_millis(20), 0),
+            (REGISTER_AFTER + Duration::from_millis(150), 3),
+        ] {
+            let tasks = Arc::new(Counting::default());
+            let registered = RegisteredCall::register(
+                Arc::clone(&tasks) as Arc<dyn TaskStore>,
+                Arc::clone(&engine),
+                RequestKey::new("transport-session", "n:3").unwrap(),
+                Arc::new(agent_core::NoProgress),
+            );
+            let cancel = CancellationToken::new();
+            let ctx = ExecContext::new(
+                cancel.clone(),
+                Arc::clone(&registered) as Arc<dyn ProgressSink>,
+            );
+            let stop = tokio::spawn(async move {
+                tokio::time::sleep(runs_for).await;
+                cancel.cancel();
+            });
+            let envelope = engine.run_task(run_request(), &ctx).await;
+            cancelled_with(&envelope.to_value(), agent_core::engine::CLIENT_CANCELLED);
+            registered.finish().await;
+            stop.await.unwrap();
+            assert_eq!(tasks.writes(), writes, "a call of {runs_for:?}");
+            assert_eq!(tasks.store.row_counts(), (0, 0));
+        }
     }
 
     #[test]

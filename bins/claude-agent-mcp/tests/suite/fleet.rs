@@ -804,16 +804,23 @@ async fn notifications_cancelled_through_another_node_stops_the_run() {
     env.wait_for_request().await;
     let sid = env.latest_session_id().await;
     assert_eq!(env.column(&sid, "status").await.as_deref(), Some("running"));
-    // The request is registered with its session before the model is called.
+    // The request is registered with its session once it has run `REGISTER_AFTER` (200 ms).
     let pool = env.db().await;
-    let registered: Option<String> = sqlx::query_scalar(
-        "SELECT session_id FROM mcp_requests WHERE client_key = ?1 AND request_id = 'n:2'",
-    )
-    .bind(&session)
-    .fetch_optional(&pool)
-    .await
-    .unwrap()
-    .flatten();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let registered = loop {
+        let registered: Option<String> = sqlx::query_scalar(
+            "SELECT session_id FROM mcp_requests WHERE client_key = ?1 AND request_id = 'n:2'",
+        )
+        .bind(&session)
+        .fetch_optional(&pool)
+        .await
+        .unwrap()
+        .flatten();
+        if registered.is_some() || std::time::Instant::now() > deadline {
+            break registered;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(registered.as_deref(), Some(sid.as_str()));
     // Another client (another transport session) cancelling the same request id reaches
     // nothing: the run goes on past two poll periods.
@@ -873,6 +880,61 @@ async fn notifications_cancelled_through_another_node_stops_the_run() {
     )
     .await;
     assert_eq!(status, 202);
+    kill_all(nodes).await;
+}
+
+/// `notifications/cancelled` through node B sent at once, before node A has written the
+/// call's registry entry (it does so only for calls older than 200 ms): B looks again and the
+/// run on A still stops.
+#[tokio::test]
+async fn an_early_notifications_cancelled_through_another_node_stops_the_run() {
+    let env = TestEnv::new().await;
+    env.reply(
+        wiremock::ResponseTemplate::new(200)
+            .set_body_json(text_reply("too late"))
+            .set_delay(std::time::Duration::from_secs(60)),
+    )
+    .await;
+    let nodes = three_nodes(&env).await;
+    let http = reqwest::Client::new();
+    let session = open_session(&http, &nodes[0].url, false).await;
+    let call = {
+        let (http, url, session) = (http.clone(), nodes[0].url.clone(), session.clone());
+        tokio::spawn(async move {
+            rpc(
+                &http,
+                &url,
+                Some(&session),
+                json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                       "params": {"name": "agent_run_task", "arguments": {"task": "t"}}}),
+            )
+            .await
+        })
+    };
+    env.wait_for_request().await;
+    let asked = std::time::Instant::now();
+    let (status, _, _) = rpc(
+        &http,
+        &nodes[1].url,
+        Some(&session),
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+               "params": {"requestId": 5, "reason": "changed my mind"}}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let (_, answer, _) = tokio::time::timeout(std::time::Duration::from_secs(10), call)
+        .await
+        .expect("the run stops long before the model answers")
+        .unwrap();
+    let took = asked.elapsed();
+    eprintln!("an early notifications/cancelled through another node: stopped in {took:?}");
+    let answer = answer.expect("an answer");
+    assert_eq!(
+        answer["result"]["structuredContent"]["errors"][0]["code"],
+        json!("session_cancelled"),
+        "{answer}"
+    );
+    assert!(took < std::time::Duration::from_secs(3), "{took:?}");
     kill_all(nodes).await;
 }
 
