@@ -2,6 +2,7 @@
 //! local stand-in for the Messages API. A measurement, not a test: it always exits 0 once the
 //! figures are printed, and marks the targets that were missed. See `docs/performance.md`.
 
+mod cost;
 mod db;
 mod fleet;
 pub mod order;
@@ -28,7 +29,7 @@ pub type Result<T, E = Box<dyn std::error::Error + Send + Sync>> = std::result::
 const USAGE: &str = "usage: cargo xtask bench [--skip-build] [--bin PATH] [--debug-driver] \
      [--starts N] [--iterations N] [--sessions N] [--concurrent N] [--delay-ms N] [--rounds N] \
      [--fleet-sessions N] [--fleet-clients N] \
-     [--only start|roundtrip|list|concurrent|fleet] [--database-url postgres://…]";
+     [--only start|roundtrip|list|concurrent|fleet|cost] [--database-url postgres://…]";
 
 /// Command-line settings; the defaults are the published configuration.
 #[derive(Debug, Clone)]
@@ -254,6 +255,7 @@ enum Phase {
     List,
     Concurrent,
     Fleet,
+    Cost,
 }
 
 impl Phase {
@@ -264,8 +266,9 @@ impl Phase {
             "list" => Ok(Self::List),
             "concurrent" => Ok(Self::Concurrent),
             "fleet" => Ok(Self::Fleet),
+            "cost" => Ok(Self::Cost),
             other => Err(format!(
-                "--only: unknown phase {other} (start, roundtrip, list, concurrent, fleet)\n{USAGE}"
+                "--only: unknown phase {other} (start, roundtrip, list, concurrent, fleet, cost)\n{USAGE}"
             )),
         }
     }
@@ -277,6 +280,7 @@ impl Phase {
             Self::List => "list",
             Self::Concurrent => "concurrent",
             Self::Fleet => "fleet",
+            Self::Cost => "cost",
         }
     }
 }
@@ -317,6 +321,7 @@ struct Figures {
     list: Option<ListFigures>,
     concurrent: Option<ConcurrentFigures>,
     fleet: Option<fleet::FleetFigures>,
+    cost: Option<cost::CostFigures>,
 }
 
 fn summary(samples: &[Duration], what: &str) -> Result<Summary> {
@@ -361,6 +366,9 @@ async fn measure_on(
     }
     if wanted(Phase::Fleet) {
         figures.fleet = Some(fleet::measure_fleet(bin, &api, options).await?);
+    }
+    if wanted(Phase::Cost) {
+        figures.cost = Some(cost::measure_cost(bin, options).await?);
     }
     Ok(figures)
 }
@@ -826,6 +834,52 @@ fn render(f: &Figures, options: &Options, bin: &Path) -> String {
             ));
         }
         distributions.push(("fleet run_task", fl.latency));
+    }
+    if let Some(c) = &f.cost {
+        let b = &c.bill;
+        rows.push(row(
+            &format!(
+                "cost: {} turns × ({} tool calls + answer), {} model calls",
+                cost::TURNS,
+                cost::TOOL_CALLS_PER_TURN,
+                b.requests
+            ),
+            format!(
+                "{:.1}× cheaper (input ${:.4} → ${:.4})",
+                b.ratio(),
+                b.usd_without(),
+                b.usd_with()
+            ),
+            "≥ 4× cheaper",
+            Some(b.ratio() >= 4.0),
+        ));
+        rows.push(row(
+            "  input tokens at full price: without → with caching",
+            format!("{} → {:.0}", b.input_tokens, b.full_price_equivalent_with()),
+            "",
+            None,
+        ));
+        rows.push(row(
+            "  tokens: tools + system prompt; the largest request",
+            format!("{}; {}", b.first_prefix_tokens, b.max_request_tokens),
+            "",
+            None,
+        ));
+        rows.push(row(
+            "  with caching: read, written, uncached tokens",
+            format!(
+                "{}, {}, {}",
+                b.cache_read_tokens, b.cache_write_tokens, b.uncached_tokens
+            ),
+            "",
+            None,
+        ));
+        rows.push(row(
+            "  result.usage over the 10 envelopes: input, read, written",
+            format!("{}, {}, {}", c.reported.0, c.reported.1, c.reported.2),
+            "equal to the above",
+            Some(c.reported == (b.uncached_tokens, b.cache_read_tokens, b.cache_write_tokens)),
+        ));
     }
 
     let width = |pick: fn(&Row) -> &str| {
