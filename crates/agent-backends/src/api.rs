@@ -297,6 +297,7 @@ impl MessagesApiBackend {
             system: request.system_prompt,
             messages: &messages,
             tools: None,
+            output_config: OutputConfig::of(request),
         };
         ctx.report("model turn 1 of 1");
         let response = self.call(&body, ctx).await?;
@@ -342,6 +343,7 @@ impl MessagesApiBackend {
                 system: request.system_prompt,
                 messages: &messages,
                 tools: Some(&request.tools),
+                output_config: OutputConfig::of(request),
             };
             let response = self.call(&body, ctx).await?;
             turns += 1;
@@ -694,6 +696,33 @@ struct MessagesBody<'a> {
     messages: &'a [OutMessage<'a>],
     #[serde(skip_serializing_if = "Option::is_none")]
     tools: Option<&'a [ToolDefinition]>,
+    /// The caller's `output_schema`, as structured-output format.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_config: Option<OutputConfig<'a>>,
+}
+
+/// `output_config: {"format": {"type": "json_schema", "schema": …}}`.
+#[derive(Serialize)]
+struct OutputConfig<'a> {
+    format: OutputFormat<'a>,
+}
+
+#[derive(Serialize)]
+struct OutputFormat<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    schema: &'a Value,
+}
+
+impl<'a> OutputConfig<'a> {
+    fn of(request: &'a BackendRequest) -> Option<Self> {
+        request.output_schema.as_ref().map(|schema| Self {
+            format: OutputFormat {
+                kind: "json_schema",
+                schema: schema.value(),
+            },
+        })
+    }
 }
 
 /// `cache_control` of a breakpoint: the default (five-minute) ephemeral cache.
@@ -1026,6 +1055,7 @@ mod tests {
             system: "s",
             messages: &messages,
             tools: None,
+            output_config: None,
         };
         assert_eq!(
             serde_json::to_value(&body).unwrap(),

@@ -28,5 +28,6 @@ fn request(task: &str) -> BackendRequest {
         provider_session_id: None,
         extra_instructions: None,
         continuation: None,
+        output_schema: None,
     }
 }

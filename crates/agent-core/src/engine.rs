@@ -363,6 +363,7 @@ impl Engine {
             provider_session_id: None,
             extra_instructions: self.teaching(profile, req.allow_tools),
             continuation: None,
+            output_schema: req.output_schema.clone(),
         };
         let working_dir = request.working_directory.clone();
         let outcome = self.execute(request, ctx, &lease, 0).await;
@@ -378,6 +379,7 @@ impl Engine {
                 ctx,
             )
             .await;
+        let (outcome, structured) = check_structured(outcome, req.output_schema.as_ref());
         match self
             .conclude(&session_id, &lease, workflow, profile, 0, 0, outcome)
             .await
@@ -386,7 +388,7 @@ impl Engine {
                 ctx.report(&format!("session {session_id} completed"));
                 let mut warnings: Vec<String> = routing_warning.into_iter().collect();
                 warnings.extend(evidence_warnings);
-                self.output_envelope(session_id, workflow, profile, done, warnings)
+                self.output_envelope(session_id, workflow, profile, done, warnings, structured)
             }
             Err(env) => {
                 ctx.report(&env.summary);
@@ -530,6 +532,7 @@ impl Engine {
             provider_session_id: record.provider_session_id.clone(),
             extra_instructions: self.teaching(profile, true),
             continuation: continuation.clone(),
+            output_schema: req.output_schema.clone(),
         };
         let working_dir = request.working_directory.clone();
         let outcome = self.execute(request, ctx, &lease, prior_turns).await;
@@ -554,6 +557,7 @@ impl Engine {
                 tracing::warn!(session_id = id, error = %e, "could not record the rendered continuation prompt");
             }
         }
+        let (outcome, structured) = check_structured(outcome, req.output_schema.as_ref());
         match self
             .conclude(
                 id,
@@ -574,6 +578,7 @@ impl Engine {
                     profile,
                     done,
                     routing_warning.into_iter().collect(),
+                    structured,
                 )
             }
             Err(env) => {
@@ -707,6 +712,7 @@ impl Engine {
             provider_session_id: None,
             extra_instructions: None,
             continuation: None,
+            output_schema: None,
         };
         let output = match self.execute(request, ctx, &lease, 0).await {
             Ok(output) if output.output_text.trim().is_empty() => {
@@ -982,13 +988,17 @@ impl Engine {
         profile: Profile,
         done: Completed,
         mut warnings: Vec<String>,
+        structured: Option<Value>,
     ) -> Envelope {
         let Completed { output, artifacts } = done;
         let summary = summarize_output(&output.output_text);
-        let mut result = Map::with_capacity(2);
+        let mut result = Map::with_capacity(3);
         result.insert("output_text".into(), Value::String(output.output_text));
         if let Some(usage) = &output.usage {
             result.insert("usage".into(), json!(usage));
+        }
+        if let Some(structured) = structured {
+            result.insert("structured_output".into(), structured);
         }
         let mut env = Envelope::success(session_id, workflow, profile, summary, result);
         env.artifacts = artifacts;
@@ -1044,7 +1054,10 @@ impl Engine {
                 .record_lease_lost(session_id, lease, workflow, profile, error)
                 .await;
         }
-        let object = ErrorObject::new(error.code, error.message);
+        let mut object = ErrorObject::new(error.code, error.message);
+        if let Some(details) = error.details {
+            object.details = crate::error::Details::Value(details);
+        }
         let finish =
             Finish::without_output(SessionStatus::Failed, vec![Event::error(turn, &object)]);
         let mut env = Envelope::error(session_id, workflow, profile.as_str(), object);
@@ -1723,6 +1736,32 @@ impl Engine {
                 working_directory: working_dir.map(PathBuf::from),
             },
         })
+    }
+}
+
+/// A successful answer checked against the caller's output schema (none: unchanged): its
+/// JSON value, or the execution fails with `structured_output_invalid`, the violations and
+/// the start of the raw answer in the error's details.
+fn check_structured(
+    outcome: Result<BackendOutput, ExecutionError>,
+    schema: Option<&crate::structured::OutputSchema>,
+) -> (Result<BackendOutput, ExecutionError>, Option<Value>) {
+    let (Ok(output), Some(schema)) = (&outcome, schema) else {
+        return (outcome, None);
+    };
+    match schema.check_answer(&output.output_text) {
+        Ok(value) => (outcome, Some(value)),
+        Err(problems) => {
+            let error = ExecutionError::new(
+                ErrorCode::StructuredOutputInvalid,
+                crate::structured::invalid_answer_message(&problems),
+            )
+            .with_details(crate::structured::invalid_answer_details(
+                &problems,
+                &output.output_text,
+            ));
+            (Err(error), None)
+        }
     }
 }
 

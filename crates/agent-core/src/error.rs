@@ -31,6 +31,9 @@ string_enum! {
         // The execution was cancelled (an addition,
         // `docs/reference/tools.md#10-agent_cancel_session`).
         SessionCancelled => "session_cancelled",
+        // The answer does not match the caller's `output_schema` (an addition,
+        // `docs/reference/tools.md#16-structured-results`).
+        StructuredOutputInvalid => "structured_output_invalid",
         // Verification preflight lint codes, reported on a restricted-mode block.
         ScopeTooBroad => "scope_too_broad",
         AmbiguousRequest => "ambiguous_request",

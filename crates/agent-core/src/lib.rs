@@ -241,6 +241,7 @@ pub mod profile;
 pub mod pyfmt;
 pub mod request;
 pub mod settings;
+pub mod structured;
 pub mod testing;
 pub mod text;
 pub mod time;

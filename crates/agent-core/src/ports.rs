@@ -500,6 +500,9 @@ pub struct BackendRequest {
     /// `supports_structured_continuation_context`
     /// (`docs/reference/backends.md#56-continuation-context`).
     pub continuation: Option<crate::continuation::ContinuationContext>,
+    /// The caller's `output_schema`: a backend that can constrain the model's answer to it
+    /// does so; the engine checks the answer either way (`crate::structured`).
+    pub output_schema: Option<crate::structured::OutputSchema>,
 }
 
 impl std::fmt::Debug for BackendRequest {
@@ -553,6 +556,8 @@ pub struct ExecutionError {
     pub code: ErrorCode,
     pub message: String,
     pub kind: FailureKind,
+    /// The error's `details` in the envelope and the `error_event` (`null` when `None`).
+    pub details: Option<serde_json::Value>,
 }
 
 impl ExecutionError {
@@ -561,7 +566,14 @@ impl ExecutionError {
             code,
             message: message.into(),
             kind: FailureKind::Unspecified,
+            details: None,
         }
+    }
+
+    #[must_use]
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
     }
 
     pub fn with_kind(mut self, kind: FailureKind) -> Self {

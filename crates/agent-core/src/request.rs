@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use crate::envelope::Envelope;
 use crate::error::ErrorObject;
 use crate::model::{Profile, SessionStatus, Workflow};
+use crate::structured::OutputSchema;
 
 /// `agent_run_task`.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +21,8 @@ pub struct RunTaskRequest {
     pub attachments: Vec<String>,
     pub max_turns: u32,
     pub allow_tools: bool,
+    /// `docs/reference/tools.md#16-structured-results`.
+    pub output_schema: Option<OutputSchema>,
 }
 
 impl RunTaskRequest {
@@ -31,6 +34,7 @@ impl RunTaskRequest {
             attachments: Vec::new(),
             max_turns: 10,
             allow_tools: true,
+            output_schema: None,
         }
     }
 
@@ -83,6 +87,7 @@ impl RunTaskRequest {
         let attachments = path_list(args, "attachments", &mut problems);
         let max_turns = bounded_int(args, "max_turns", 10, 1, 100, &mut problems);
         let allow_tools = boolean(args, "allow_tools", true, &mut problems);
+        let output_schema = output_schema(args, &mut problems);
         if !problems.is_empty() {
             return Err(fail(problems));
         }
@@ -93,6 +98,7 @@ impl RunTaskRequest {
             attachments,
             max_turns: max_turns as u32,
             allow_tools,
+            output_schema,
         })
     }
 }
@@ -103,6 +109,8 @@ pub struct ContinueSessionRequest {
     pub session_id: String,
     pub message: String,
     pub max_turns: u32,
+    /// `docs/reference/tools.md#16-structured-results`.
+    pub output_schema: Option<OutputSchema>,
 }
 
 impl ContinueSessionRequest {
@@ -111,6 +119,7 @@ impl ContinueSessionRequest {
             session_id: session_id.into(),
             message: message.into(),
             max_turns: 10,
+            output_schema: None,
         }
     }
 
@@ -125,6 +134,7 @@ impl ContinueSessionRequest {
         let message_text = required_string(args, "message", &mut problems);
         let message_text = limit_text("message", message_text, &mut problems);
         let max_turns = bounded_int(args, "max_turns", 10, 1, 100, &mut problems);
+        let output_schema = output_schema(args, &mut problems);
         if !problems.is_empty() {
             return Err(Envelope::error(
                 raw_id,
@@ -137,6 +147,7 @@ impl ContinueSessionRequest {
             session_id,
             message: message_text,
             max_turns: max_turns as u32,
+            output_schema,
         })
     }
 }
@@ -442,6 +453,21 @@ fn string_list(args: &Map<String, Value>, key: &str, problems: &mut Vec<String>)
             problems.push(wrong_type(key, "list", other));
             Vec::new()
         }
+    }
+}
+
+/// `output_schema`: absent or `null`, or a usable JSON Schema object
+/// ([`OutputSchema::parse`]).
+fn output_schema(args: &Map<String, Value>, problems: &mut Vec<String>) -> Option<OutputSchema> {
+    match args.get("output_schema") {
+        None | Some(Value::Null) => None,
+        Some(value) => match OutputSchema::parse(value) {
+            Ok(schema) => Some(schema),
+            Err(problem) => {
+                problems.push(format!("output_schema: {problem}"));
+                None
+            }
+        },
     }
 }
 

@@ -97,7 +97,8 @@ impl ToolName {
                     "working_directory": {"type": "string", "description": "Working directory for the task (defaults to the server's working directory); must lie inside the allowed directories."},
                     "attachments": {"type": "array", "items": {"type": "string"}, "description": "Paths of files to attach."},
                     "max_turns": {"type": "integer", "default": 10, "minimum": 1, "maximum": 100, "description": "Maximum conversation turns (capped by the profile)."},
-                    "allow_tools": {"type": "boolean", "default": true, "description": "Whether tool use is allowed (subject to profile policy)."}
+                    "allow_tools": {"type": "boolean", "default": true, "description": "Whether tool use is allowed (subject to profile policy)."},
+                    "output_schema": {"type": "object", "description": "A JSON Schema (at most 64 KiB) the answer must match; the result then carries structured_output."}
                 },
                 "required": ["task"]
             }),
@@ -106,7 +107,8 @@ impl ToolName {
                 "properties": {
                     "session_id": {"type": "string", "description": "The session to continue (sess_…)."},
                     "message": {"type": "string", "description": "The next message for the agent."},
-                    "max_turns": {"type": "integer", "default": 10, "minimum": 1, "maximum": 100, "description": "Maximum conversation turns (capped by the profile)."}
+                    "max_turns": {"type": "integer", "default": 10, "minimum": 1, "maximum": 100, "description": "Maximum conversation turns (capped by the profile)."},
+                    "output_schema": {"type": "object", "description": "A JSON Schema (at most 64 KiB) the answer must match; the result then carries structured_output."}
                 },
                 "required": ["session_id", "message"]
             }),

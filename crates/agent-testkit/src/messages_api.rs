@@ -23,13 +23,6 @@ pub enum Script {
         calls: Vec<(String, Value)>,
         then: String,
     },
-    /// Tool calls, one per request like [`Script::ToolsThenText`], each input computed from
-    /// the texts of the tool results the conversation holds so far (a call that needs what an
-    /// earlier one returned, e.g. a session id), then the text `then`.
-    ToolsFromResults {
-        calls: Vec<(String, fn(&[String]) -> Value)>,
-        then: String,
-    },
     /// An API error with this status.
     Status(u16),
     /// The answer of the inner script, after this delay.
@@ -53,28 +46,6 @@ pub fn sse(events: &[Value]) -> String {
     events
         .iter()
         .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or("")))
-        .collect()
-}
-
-/// The texts of the `tool_result` blocks of a request, in order (a result's text blocks
-/// joined, or its string content).
-pub fn tool_result_texts(body: &Value) -> Vec<String> {
-    body["messages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m["content"].as_array())
-        .flatten()
-        .filter(|b| b["type"] == "tool_result")
-        .map(|b| match &b["content"] {
-            Value::String(text) => text.clone(),
-            Value::Array(parts) => parts
-                .iter()
-                .filter_map(|p| p["text"].as_str())
-                .collect::<Vec<_>>()
-                .join(""),
-            other => other.to_string(),
-        })
         .collect()
 }
 
@@ -170,13 +141,6 @@ fn answer(script: &Script, n: usize, body: &Value) -> ResponseTemplate {
             Some((tool, input)) => message(n, body, Block::Tool(n, tool, input)),
             None => message(n, body, Block::Text(then)),
         },
-        Script::ToolsFromResults { calls, then } => {
-            let results = tool_result_texts(body);
-            match calls.get(results.len()) {
-                Some((tool, input)) => message(n, body, Block::Tool(n, tool, &input(&results))),
-                None => message(n, body, Block::Text(then)),
-            }
-        }
         Script::Status(status) => {
             let (kind, message) = match status {
                 400 => ("invalid_request_error", "stand-in rejected the request"),

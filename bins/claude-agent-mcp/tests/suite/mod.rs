@@ -21,6 +21,7 @@ mod security_env;
 mod security_paths;
 mod sessions;
 mod startup;
+mod structured;
 mod tasks;
 mod tools;
 mod verify;

@@ -99,11 +99,11 @@ async fn input_schemas_match_the_contract_exactly() {
     let run = schema("agent_run_task");
     assert_eq!(
         serde_json::to_string(&run).unwrap(),
-        r#"{"type":"object","properties":{"task":{"type":"string"},"system_profile":{"type":"string","enum":["general","verification"],"default":"general"},"working_directory":{"type":"string"},"attachments":{"type":"array","items":{"type":"string"}},"max_turns":{"type":"integer","default":10,"minimum":1,"maximum":100},"allow_tools":{"type":"boolean","default":true}},"required":["task"]}"#
+        r#"{"type":"object","properties":{"task":{"type":"string"},"system_profile":{"type":"string","enum":["general","verification"],"default":"general"},"working_directory":{"type":"string"},"attachments":{"type":"array","items":{"type":"string"}},"max_turns":{"type":"integer","default":10,"minimum":1,"maximum":100},"allow_tools":{"type":"boolean","default":true},"output_schema":{"type":"object"}},"required":["task"]}"#
     );
     assert_eq!(
         serde_json::to_string(&schema("agent_continue_session")).unwrap(),
-        r#"{"type":"object","properties":{"session_id":{"type":"string"},"message":{"type":"string"},"max_turns":{"type":"integer","default":10,"minimum":1,"maximum":100}},"required":["session_id","message"]}"#
+        r#"{"type":"object","properties":{"session_id":{"type":"string"},"message":{"type":"string"},"max_turns":{"type":"integer","default":10,"minimum":1,"maximum":100},"output_schema":{"type":"object"}},"required":["session_id","message"]}"#
     );
     assert_eq!(
         serde_json::to_string(&schema("agent_get_session")).unwrap(),

@@ -111,6 +111,8 @@ pub const ARG_OUTPUT_FORMAT: &str = "--output-format";
 pub const OUTPUT_FORMAT_STREAM_JSON: &str = "stream-json";
 /// Required by the CLI with `--print --output-format stream-json`.
 pub const ARG_VERBOSE: &str = "--verbose";
+/// The caller's `output_schema` (native mode), as compact JSON.
+pub const ARG_JSON_SCHEMA: &str = "--json-schema";
 pub const ARG_MODEL: &str = "--model";
 pub const ARG_MAX_TURNS: &str = "--max-turns";
 pub const ARG_PERMISSION_MODE: &str = "--permission-mode";
@@ -250,6 +252,15 @@ fn seconds(duration: Duration) -> String {
     } else {
         format!("{}", duration.as_secs_f64())
     }
+}
+
+/// `args` with `--json-schema <schema>` when the caller gave an output schema.
+fn with_schema(mut args: Vec<String>, request: &BackendRequest) -> Vec<String> {
+    if let Some(schema) = &request.output_schema {
+        args.push(ARG_JSON_SCHEMA.to_owned());
+        args.push(schema.value().to_string());
+    }
+    args
 }
 
 /// Hands each step a native-mode stream line shows to `ctx` (progress and, through the engine,
@@ -773,7 +784,10 @@ impl ClaudeCodeBackend {
         let finished = match resume {
             Some(id) => {
                 debug!(session_id = %request.session_id, provider_session_id = id, "resuming Claude Code session");
-                let args = self.native_args(request.profile, max_turns, Some(id));
+                let args = with_schema(
+                    self.native_args(request.profile, max_turns, Some(id)),
+                    request,
+                );
                 let message = request.task.trim();
                 match self.resume_attempt(cli, &args, cwd, message, ctx).await? {
                     NativeAttempt::Done(finished) => {
@@ -790,14 +804,17 @@ impl ClaudeCodeBackend {
                             "claude CLI could not resume the session; retrying with the reconstructed context",
                         );
                         extra.push(resume_fallback_warning(id));
-                        let args = self.native_args(request.profile, max_turns, None);
+                        let args = with_schema(
+                            self.native_args(request.profile, max_turns, None),
+                            request,
+                        );
                         self.invoke(cli, &args, cwd, Some(reconstructed.text.as_bytes()), ctx)
                             .await?
                     }
                 }
             }
             None => {
-                let args = self.native_args(request.profile, max_turns, None);
+                let args = with_schema(self.native_args(request.profile, max_turns, None), request);
                 self.invoke(cli, &args, cwd, Some(reconstructed.text.as_bytes()), ctx)
                     .await?
             }
@@ -814,7 +831,11 @@ impl ClaudeCodeBackend {
                 });
             }
         };
-        let output_text = parsed.result_text().to_owned();
+        // With an output schema, the answer the CLI validated (its text otherwise).
+        let output_text = match (&request.output_schema, &parsed.structured_output) {
+            (Some(_), Some(structured)) => structured.to_string(),
+            _ => parsed.result_text().to_owned(),
+        };
 
         if parsed.is_max_turns() {
             if output_text.is_empty() {

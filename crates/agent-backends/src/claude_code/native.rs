@@ -32,6 +32,8 @@ pub(crate) struct CliResult {
     pub api_error_type: Option<String>,
     pub usage: Option<Usage>,
     pub permission_denials: Vec<String>,
+    /// With `--json-schema`: the answer as the CLI validated it.
+    pub structured_output: Option<Value>,
 }
 
 /// `api_error_status`: normally an HTTP status number.
@@ -232,6 +234,10 @@ fn from_object(object: &serde_json::Map<String, Value>) -> CliResult {
         api_error_type: string(object, "api_error_type"),
         usage,
         permission_denials,
+        structured_output: object
+            .get("structured_output")
+            .filter(|v| !v.is_null())
+            .cloned(),
     }
 }
 

@@ -125,6 +125,32 @@ fn tool_use_reply(uses: &[(&str, &str, Option<Value>)], text: Option<&str>) -> V
     })
 }
 
+/// `output_schema` goes to the API as `output_config.format` (structured outputs), on every
+/// call of a request.
+#[tokio::test]
+async fn an_output_schema_goes_as_output_config() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(text_reply(&["{\"a\": 1}"], "end_turn")),
+        )
+        .mount(&server)
+        .await;
+    let schema = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
+    let mut req = request("Answer as JSON");
+    req.output_schema = Some(agent_core::structured::OutputSchema::parse(&schema).unwrap());
+    let out = backend(&server)
+        .execute(req, &ExecContext::default())
+        .await
+        .unwrap();
+    assert_eq!(out.output_text, "{\"a\": 1}");
+    assert_eq!(
+        bodies(&server).await[0]["output_config"],
+        json!({"format": {"type": "json_schema", "schema": schema}})
+    );
+}
+
 #[tokio::test]
 async fn single_shot_request_shape_with_history() {
     let server = MockServer::start().await;

@@ -662,6 +662,36 @@ async fn extra_env_reaches_the_cli_and_progress_is_reported() {
     );
 }
 
+/// Native mode passes `output_schema` as `--json-schema` and answers the CLI's validated
+/// `structured_output` as the output text (the engine checks it again).
+#[tokio::test]
+async fn native_mode_passes_the_output_schema_and_answers_the_structured_output() {
+    let fake = Fake::new();
+    fake.set(
+        "stdout",
+        &json_line(json!({"type": "result", "subtype": "success", "is_error": false,
+            "result": "Here it is.", "structured_output": {"a": 1}, "session_id": "s", "num_turns": 1})),
+    );
+    let schema = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
+    let mut req = fake.request("t");
+    req.output_schema = Some(agent_core::structured::OutputSchema::parse(&schema).unwrap());
+    let output = run(&fake.backend(ClaudeCodeMode::Native), req).await;
+    assert_eq!(output.output_text, r#"{"a":1}"#);
+    let argv = fake.argv(1);
+    let at = argv
+        .iter()
+        .position(|a| a == "--json-schema")
+        .expect("--json-schema");
+    assert_eq!(
+        serde_json::from_str::<Value>(&argv[at + 1]).unwrap(),
+        schema
+    );
+    // Without a schema, the text.
+    let plain = run(&fake.backend(ClaudeCodeMode::Native), fake.request("t")).await;
+    assert_eq!(plain.output_text, "Here it is.");
+    assert!(!fake.argv(2).contains(&"--json-schema".to_owned()));
+}
+
 /// Native mode reads the CLI's stream as it comes: every model turn and tool use is reported
 /// as progress and handed to the step sink, in order, before the CLI finishes; the result line
 /// gives the output as before.
