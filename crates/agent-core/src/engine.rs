@@ -23,15 +23,15 @@ use crate::ids;
 use crate::model::{Profile, SessionStatus, Workflow};
 use crate::ports::{
     ArtifactRecord, BackendOutput, BackendRequest, ChatMessage, ChatRole, ExecContext,
-    ExecutionBackend, ExecutionError, FailureKind, Finish, Lease, LockOutcome, MediationRequest,
-    NewArtifact, NewSession, OutputMediator, PolicyViolation, SessionListItem, SessionRecord,
-    SessionStore, StoreError, ToolCallContext, ToolDefinition, ToolExecutor, ToolProvider,
-    WorkspacePolicy,
+    ExecutionBackend, ExecutionError, FailureKind, Finish, Lease, LockOutcome,
+    MAX_KEPT_RESULT_BYTES, MediationRequest, NewArtifact, NewSession, OutputMediator,
+    PolicyViolation, SessionListItem, SessionRecord, SessionStore, StoreError, ToolCallContext,
+    ToolDefinition, ToolExecutor, ToolProvider, WorkspacePolicy,
 };
 use crate::preflight::{ReasonCode, preflight};
 use crate::request::{
     ContinueSessionRequest, GetSessionRequest, ListSessionsRequest, RunTaskRequest,
-    VerifyTaskRequest,
+    VerifyTaskRequest, WaitSessionRequest,
 };
 use crate::text::{summarize_output, truncate_chars};
 use crate::time::Timestamp;
@@ -163,11 +163,24 @@ pub struct Engine {
     running: std::sync::Mutex<HashMap<String, InFlight>>,
     /// This process's node id (`ids::new_node_id`), carried by every lock owner token.
     node_id: String,
+    /// Woken when this process keeps a result: its waiters need not wait for their next read
+    /// of the store (which is what reaches results kept by other processes).
+    results: tokio::sync::Notify,
 }
 
 /// How often an execution checks the store for a cancel request made by another process
 /// ([`SessionStore::cancel_requested`]): a cancel through any node stops the run within it.
 pub const CANCEL_POLL_PERIOD: Duration = Duration::from_millis(250);
+
+/// How often `agent_wait_session` reads the session it waits for.
+pub const WAIT_POLL_PERIOD: Duration = Duration::from_millis(250);
+
+/// How often `agent_wait_session` reports that the session is still running.
+pub const WAIT_PROGRESS_PERIOD: Duration = Duration::from_secs(5);
+
+/// How long `agent_wait_session` waits for the result of an execution whose end is recorded
+/// (the run keeps its result just after it records its end) before it answers that none is kept.
+const RESULT_GRACE: Duration = Duration::from_secs(3);
 
 /// How long `agent_cancel_session` waits for the cancelled run to record its end.
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
@@ -218,6 +231,7 @@ impl Engine {
             config,
             running: std::sync::Mutex::new(HashMap::new()),
             node_id: ids::new_node_id(),
+            results: tokio::sync::Notify::new(),
         }
     }
 
@@ -288,8 +302,17 @@ impl Engine {
     // agent_run_task
     // -----------------------------------------------------------------------------------------
 
-    /// `docs/reference/tools.md#4-agent_run_task`.
+    /// `docs/reference/tools.md#4-agent_run_task`. The envelope of a run that created its
+    /// session is kept in the store as the result of its execution 1 (`agent_wait_session`).
     pub async fn run_task(&self, req: RunTaskRequest, ctx: &ExecContext) -> Envelope {
+        let env = self.run_task_once(req, ctx).await;
+        if !env.session_id.is_empty() {
+            self.keep_result(&env.session_id, 1, &env).await;
+        }
+        env
+    }
+
+    async fn run_task_once(&self, req: RunTaskRequest, ctx: &ExecContext) -> Envelope {
         let workflow = Workflow::RunTask;
         let profile = req.profile;
         let max_turns = profile.effective_max_turns(req.max_turns);
@@ -554,7 +577,7 @@ impl Engine {
                 tracing::warn!(session_id = id, error = %e, "could not record the rendered continuation prompt");
             }
         }
-        match self
+        let env = match self
             .conclude(
                 id,
                 &lease,
@@ -580,7 +603,10 @@ impl Engine {
                 ctx.report(&env.summary);
                 *env
             }
-        }
+        };
+        // `begin_execution` counted this execution.
+        self.keep_result(id, record.request_count + 1, &env).await;
+        env
     }
 
     // -----------------------------------------------------------------------------------------
@@ -588,8 +614,17 @@ impl Engine {
     // -----------------------------------------------------------------------------------------
 
     /// `docs/reference/verification.md#2-flow`: preflight, evidence, policy, session, one backend
-    /// call, verdict.
+    /// call, verdict. The envelope of a verification that created its session is kept as the
+    /// result of its execution 1 (`agent_wait_session`).
     pub async fn verify_task(&self, req: VerifyTaskRequest, ctx: &ExecContext) -> Envelope {
+        let env = self.verify_task_once(req, ctx).await;
+        if !env.session_id.is_empty() {
+            self.keep_result(&env.session_id, 1, &env).await;
+        }
+        env
+    }
+
+    async fn verify_task_once(&self, req: VerifyTaskRequest, ctx: &ExecContext) -> Envelope {
         let workflow = Workflow::VerifyTask;
         let profile = Profile::Verification;
         let pre = preflight(
@@ -1433,6 +1468,119 @@ impl Engine {
     }
 
     // -----------------------------------------------------------------------------------------
+    // Results kept for agent_wait_session
+    // -----------------------------------------------------------------------------------------
+
+    /// Keeps `env` as the result of `session_id`'s execution `execution`
+    /// ([`SessionStore::keep_result`]); a result larger than [`MAX_KEPT_RESULT_BYTES`] is kept
+    /// as a `session_result_unavailable` envelope naming its size. A failure is logged: the
+    /// caller has its answer, and a waiter then answers `session_result_unavailable`.
+    async fn keep_result(&self, session_id: &str, execution: i64, env: &Envelope) {
+        let mut text = serde_json::to_string(env).unwrap_or_default();
+        if text.len() > MAX_KEPT_RESULT_BYTES {
+            let mut replacement = Envelope::failure(
+                session_id,
+                env.workflow,
+                env.profile.clone(),
+                ErrorCode::SessionResultUnavailable,
+                format!(
+                    "The result of session {session_id} is {} bytes, more than the {MAX_KEPT_RESULT_BYTES} bytes kept; read its output with agent_get_session or the session's resources",
+                    text.len()
+                ),
+            );
+            replacement.artifacts = env.artifacts.clone();
+            text = serde_json::to_string(&replacement).unwrap_or_default();
+        }
+        if let Err(e) = self.store.keep_result(session_id, execution, &text).await {
+            tracing::warn!(session_id, error = %e, "could not keep the result of an execution");
+        }
+        self.results.notify_waiters();
+    }
+
+    /// The answer of a call whose work goes on after it answered
+    /// (`docs/reference/tools.md#15-background-runs`): the running envelope of `session_id`,
+    /// with the session's profile.
+    pub async fn running_envelope(&self, session_id: &str, workflow: Workflow) -> Envelope {
+        let profile = match self.store.get_session(session_id).await {
+            Ok(Some(record)) => record.profile,
+            _ if workflow == Workflow::VerifyTask => Profile::Verification,
+            _ => Profile::General,
+        };
+        Envelope::running(session_id, workflow, profile.as_str())
+    }
+
+    /// `agent_wait_session` (`docs/reference/tools.md#14-agent_wait_session`): waits, at most
+    /// `req.timeout`, for the session to leave `running`, and answers the envelope kept for its
+    /// latest execution; at the timeout, the running envelope. Reads the store every
+    /// [`WAIT_POLL_PERIOD`] (so a run of any process on the same store is seen), and at once when
+    /// a run of this process keeps its result. Reports progress every [`WAIT_PROGRESS_PERIOD`].
+    /// An unknown session is `session_not_found` (the `{"error": …}` of `agent_get_session`).
+    pub async fn wait_session(
+        &self,
+        req: &WaitSessionRequest,
+        ctx: &ExecContext,
+    ) -> Result<Value, ErrorObject> {
+        let id = req.session_id.as_str();
+        let started = tokio::time::Instant::now();
+        let deadline = started + req.timeout;
+        let mut next_report = started;
+        // Set when the session was first seen ended with no result for its latest execution:
+        // the run may be keeping it right now (it keeps it just after recording its end).
+        let mut grace: Option<tokio::time::Instant> = None;
+        loop {
+            let woken = self.results.notified();
+            let record = match self.store.get_session(id).await {
+                Ok(Some(record)) => record,
+                Ok(None) => {
+                    return Err(ErrorObject::bare(
+                        ErrorCode::SessionNotFound,
+                        format!("Session not found: {id}"),
+                    ));
+                }
+                Err(e) => return Err(ErrorObject::bare(ErrorCode::InternalError, e.message)),
+            };
+            let now = tokio::time::Instant::now();
+            if record.status != SessionStatus::Running {
+                let kept = match self.store.kept_result(id).await {
+                    Ok(kept) => kept,
+                    Err(e) => return Err(ErrorObject::bare(ErrorCode::InternalError, e.message)),
+                };
+                if let Some((execution, text)) = kept
+                    && execution >= record.request_count
+                    && let Ok(value) = serde_json::from_str::<Value>(&text)
+                {
+                    ctx.report(&format!("session {id} {}", record.status));
+                    return Ok(value);
+                }
+                let grace_ends = *grace.get_or_insert(now + RESULT_GRACE);
+                if record.status == SessionStatus::Interrupted
+                    || now >= grace_ends
+                    || ctx.cancel.is_cancelled()
+                {
+                    ctx.report(&format!("session {id} {}", record.status));
+                    return Ok(no_kept_result(&record).to_value());
+                }
+            } else if now >= deadline || ctx.cancel.is_cancelled() {
+                return Ok(running_now(&record).to_value());
+            }
+            if now >= next_report && record.status == SessionStatus::Running {
+                let waited = now.duration_since(started).as_secs();
+                ctx.report(&format!("session {id} running (waited {waited}s)"));
+                next_report = now + WAIT_PROGRESS_PERIOD;
+            }
+            let mut until = now + WAIT_POLL_PERIOD;
+            if record.status == SessionStatus::Running {
+                until = until.min(deadline);
+            }
+            tokio::select! {
+                () = woken => {}
+                () = tokio::time::sleep_until(until) => {}
+                () = ctx.cancel.cancelled() => {}
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
     // agent_cancel_session
     // -----------------------------------------------------------------------------------------
 
@@ -1857,6 +2005,51 @@ pub fn verification_prompt(req: &VerifyTaskRequest, evidence: &[Evidence]) -> St
         "Please evaluate the evidence and provide a structured verification result.".to_owned(),
     );
     lines.join("\n")
+}
+
+/// The running envelope of a session seen `running`: the workflow of the execution that holds
+/// its lock (read from the lock owner token), else the session's.
+fn running_now(record: &SessionRecord) -> Envelope {
+    let workflow = record
+        .locked_by
+        .as_deref()
+        .and_then(ids::workflow_of_lock_owner)
+        .unwrap_or(record.workflow);
+    Envelope::running(
+        record.session_id.as_str(),
+        workflow,
+        record.profile.as_str(),
+    )
+}
+
+/// The answer of `agent_wait_session` for an ended session with no result kept for its latest
+/// execution: `session_interrupted` (its process stopped before the run recorded a result) or
+/// `session_result_unavailable`.
+fn no_kept_result(record: &SessionRecord) -> Envelope {
+    let id = &record.session_id;
+    let (code, message) = if record.status == SessionStatus::Interrupted {
+        (
+            ErrorCode::SessionInterrupted,
+            format!(
+                "Session {id} was interrupted before its execution recorded a result; continue it with agent_continue_session"
+            ),
+        )
+    } else {
+        (
+            ErrorCode::SessionResultUnavailable,
+            format!(
+                "No result is kept for the latest execution of session {id} (status: {}); read the session with agent_get_session",
+                record.status
+            ),
+        )
+    };
+    Envelope::failure(
+        id.as_str(),
+        record.workflow,
+        record.profile.as_str(),
+        code,
+        message,
+    )
 }
 
 fn lease_is_live(record: &SessionRecord) -> bool {

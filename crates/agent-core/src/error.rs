@@ -31,6 +31,11 @@ string_enum! {
         // The execution was cancelled (an addition,
         // `docs/reference/tools.md#10-agent_cancel_session`).
         SessionCancelled => "session_cancelled",
+        // `agent_wait_session` (an addition, `docs/reference/tools.md#14-agent_wait_session`):
+        // the execution was cut off before it recorded a result (its process died) ...
+        SessionInterrupted => "session_interrupted",
+        // ... or no result is kept for the session's latest execution.
+        SessionResultUnavailable => "session_result_unavailable",
         // Verification preflight lint codes, reported on a restricted-mode block.
         ScopeTooBroad => "scope_too_broad",
         AmbiguousRequest => "ambiguous_request",

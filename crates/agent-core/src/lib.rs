@@ -256,14 +256,14 @@ pub use model::{Profile, SessionStatus, Workflow};
 pub use ports::{
     ArtifactRecord, BackendOutput, BackendRequest, Capabilities, ChatMessage, ChatRole, EventLog,
     ExecContext, ExecutionBackend, ExecutionError, FailureKind, Finish, Lease, LockOutcome,
-    MAX_CANCEL_REASON_BYTES, MediationRequest, NewArtifact, NewSession, NoProgress, OutputMediator,
-    PolicyViolation, ProgressSink, SessionListItem, SessionRecord, SessionStore, StoreError,
-    StoreErrorKind, ToolCallContext, ToolDefinition, ToolExecutor, ToolProvider, Usage,
-    WorkspacePolicy,
+    MAX_CANCEL_REASON_BYTES, MAX_KEPT_RESULT_BYTES, MediationRequest, NewArtifact, NewSession,
+    NoProgress, OutputMediator, PolicyViolation, ProgressSink, SessionListItem, SessionRecord,
+    SessionStore, StoreError, StoreErrorKind, ToolCallContext, ToolDefinition, ToolExecutor,
+    ToolProvider, Usage, WorkspacePolicy,
 };
 pub use request::{
     CancelSessionRequest, ContinueSessionRequest, GetSessionRequest, ListSessionsRequest,
-    RunTaskRequest, VerifyTaskRequest,
+    RunTaskRequest, VerifyTaskRequest, WaitSessionRequest,
 };
 pub use time::Timestamp;
 

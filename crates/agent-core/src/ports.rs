@@ -94,6 +94,11 @@ impl Lease {
 /// reads it back (a row written by another program may hold anything).
 pub const MAX_CANCEL_REASON_BYTES: usize = 1024;
 
+/// The largest result [`SessionStore::keep_result`] is given, in bytes of JSON text: the MCP
+/// task result's bound ([`crate::mcp_tasks::MAX_TASK_RESULT_BYTES`]). The engine keeps a
+/// `session_result_unavailable` envelope instead of a larger one.
+pub const MAX_KEPT_RESULT_BYTES: usize = crate::mcp_tasks::MAX_TASK_RESULT_BYTES;
+
 /// A full session row (`docs/reference/sessions.md#2-session-record`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionRecord {
@@ -381,6 +386,27 @@ pub trait SessionStore: EventLog {
         session_id: &str,
         artifact_id: &str,
     ) -> Result<Option<(ArtifactRecord, Vec<u8>)>, StoreError>;
+
+    /// Keeps `envelope` (its JSON text, at most [`MAX_KEPT_RESULT_BYTES`]) as the result of
+    /// execution `execution` of `session_id` (the session's `request_count` when that execution
+    /// began), for `agent_wait_session`. One result is kept per session: it replaces the result
+    /// of an earlier or the same execution, and a result of a later execution is left alone
+    /// (answers false). The text is kept byte for byte. Fails when the session does not exist.
+    /// The default (a store that keeps none) keeps nothing and answers false.
+    async fn keep_result(
+        &self,
+        _session_id: &str,
+        _execution: i64,
+        _envelope: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// The result kept by [`keep_result`](Self::keep_result): `(execution, envelope text)`, or
+    /// `None` when none is kept (or the session does not exist).
+    async fn kept_result(&self, _session_id: &str) -> Result<Option<(i64, String)>, StoreError> {
+        Ok(None)
+    }
 
     /// The full outputs kept by [`Finish::output_text`], as `(turn_index, text)` in turn order.
     /// A store that keeps none answers empty, and continuations fall back to the summaries.

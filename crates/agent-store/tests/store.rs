@@ -280,7 +280,18 @@ async fn open_creates_the_database_the_artifact_dir_and_the_reference_schema() {
             "schema_migrations",
             "session_events",
             "session_outputs",
+            // Migration 0005: the result of each session's latest execution.
+            "session_results",
             "sessions"
+        ]
+    );
+    assert_eq!(
+        table_columns(&pool, "session_results").await,
+        vec![
+            col("session_id", "TEXT", false, None, true),
+            col("execution", "INTEGER", true, None, false),
+            col("envelope", "TEXT", true, None, false),
+            col("kept_at", "TEXT", true, None, false)
         ]
     );
 
@@ -1894,7 +1905,7 @@ async fn stores_opened_together_on_a_new_directory_all_succeed() {
                 .fetch_all(&pool)
                 .await
                 .unwrap();
-        assert_eq!(applied, vec![(1,), (2,), (3,), (4,)], "round {round}");
+        assert_eq!(applied, vec![(1,), (2,), (3,), (4,), (5,)], "round {round}");
         pool.close().await;
         for store in stores {
             store.close().await;

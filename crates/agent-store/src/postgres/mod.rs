@@ -446,6 +446,44 @@ impl PostgresStore {
         Ok(())
     }
 
+    async fn keep_result_impl(
+        &self,
+        session_id: &str,
+        execution: i64,
+        envelope: &str,
+    ) -> Result<bool> {
+        if envelope.len() > agent_core::MAX_KEPT_RESULT_BYTES {
+            return Err(Error::ResultTooLarge {
+                size: envelope.len(),
+                max: agent_core::MAX_KEPT_RESULT_BYTES,
+            });
+        }
+        let kept = sqlx::query(KEEP_RESULT)
+            .bind(session_id)
+            .bind(execution)
+            .bind(envelope)
+            .execute(&self.pool)
+            .await?;
+        if kept.rows_affected() > 0 {
+            return Ok(true);
+        }
+        let exists: bool = sqlx::query_scalar(SESSION_EXISTS)
+            .bind(session_id)
+            .fetch_one(&self.pool)
+            .await?;
+        if !exists {
+            return Err(Error::SessionNotFound(session_id.to_owned()));
+        }
+        Ok(false)
+    }
+
+    async fn kept_result_impl(&self, session_id: &str) -> Result<Option<(i64, String)>> {
+        Ok(sqlx::query_as(SELECT_RESULT)
+            .bind(session_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
     async fn outputs_impl(&self, session_id: &str) -> Result<Vec<(i64, String)>> {
         Ok(sqlx::query_as(SELECT_OUTPUTS)
             .bind(session_id)
@@ -876,5 +914,23 @@ impl SessionStore for PostgresStore {
         session_id: &str,
     ) -> std::result::Result<Vec<(i64, String)>, StoreError> {
         Ok(self.outputs_impl(session_id).await?)
+    }
+
+    async fn keep_result(
+        &self,
+        session_id: &str,
+        execution: i64,
+        envelope: &str,
+    ) -> std::result::Result<bool, StoreError> {
+        Ok(self
+            .keep_result_impl(session_id, execution, envelope)
+            .await?)
+    }
+
+    async fn kept_result(
+        &self,
+        session_id: &str,
+    ) -> std::result::Result<Option<(i64, String)>, StoreError> {
+        Ok(self.kept_result_impl(session_id).await?)
     }
 }

@@ -151,6 +151,20 @@ pub(super) const INSERT_EVENTS: &str = "INSERT INTO session_events \
        AS t(event_type, turn_index, payload, n) \
      ORDER BY t.n";
 
+/// The result of a session's latest execution: replaces one of an earlier or the same execution,
+/// never one of a later execution; nothing for a missing session.
+pub(super) const KEEP_RESULT: &str = "INSERT INTO session_results (session_id, execution, envelope, kept_at) \
+     SELECT $1, $2, $3, statement_timestamp() WHERE EXISTS (SELECT 1 FROM sessions WHERE session_id = $1) \
+     ON CONFLICT (session_id) DO UPDATE SET execution = excluded.execution, \
+       envelope = excluded.envelope, kept_at = excluded.kept_at \
+     WHERE excluded.execution >= session_results.execution";
+
+pub(super) const SELECT_RESULT: &str =
+    "SELECT execution, envelope FROM session_results WHERE session_id = $1";
+
+pub(super) const SESSION_EXISTS: &str =
+    "SELECT EXISTS (SELECT 1 FROM sessions WHERE session_id = $1)";
+
 pub(super) const SELECT_OUTPUTS: &str = "SELECT turn_index, output_text FROM session_outputs \
      WHERE session_id = $1 ORDER BY turn_index";
 

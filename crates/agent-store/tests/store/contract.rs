@@ -379,7 +379,49 @@ contract!(
     a_cancel_from_another_store_reaches_the_holder,
     three_stores_opened_together_on_new_data_all_serve,
     data_survives_closing_and_reopening,
+    a_kept_result_is_replaced_only_by_the_same_or_a_later_execution,
 );
+
+/// `agent_wait_session`'s results: one per session, byte for byte, readable by any store and
+/// after a reopen; a later execution's result is never replaced by an earlier one's.
+async fn a_kept_result_is_replaced_only_by_the_same_or_a_later_execution(kind: Kind) {
+    let Some(h) = Harness::new(kind).await else {
+        return;
+    };
+    h.idle_session("sess_r").await;
+    assert_eq!(h.store.kept_result("sess_r").await.unwrap(), None);
+    // Whitespace and key order are kept as written.
+    let first = r#"{"ok":true, "session_id":"sess_r","b":1,"a":"é \u00e9"}"#;
+    assert!(h.store.keep_result("sess_r", 1, first).await.unwrap());
+    let other = h.target.open().await;
+    assert_eq!(
+        other.kept_result("sess_r").await.unwrap(),
+        Some((1, first.to_owned()))
+    );
+    assert!(h.store.keep_result("sess_r", 3, "{\"n\":3}").await.unwrap());
+    assert!(!other.keep_result("sess_r", 2, "{\"n\":2}").await.unwrap());
+    assert_eq!(
+        h.store.kept_result("sess_r").await.unwrap(),
+        Some((3, "{\"n\":3}".to_owned()))
+    );
+    assert!(other.keep_result("sess_r", 3, "{\"n\":33}").await.unwrap());
+    assert_eq!(
+        h.store.kept_result("sess_r").await.unwrap(),
+        Some((3, "{\"n\":33}".to_owned()))
+    );
+    // A missing session keeps nothing and fails; an oversized result is refused.
+    assert!(h.store.keep_result("sess_missing", 1, "{}").await.is_err());
+    assert_eq!(h.store.kept_result("sess_missing").await.unwrap(), None);
+    let huge = format!("\"{}\"", "x".repeat(agent_core::MAX_KEPT_RESULT_BYTES));
+    assert!(h.store.keep_result("sess_r", 4, &huge).await.is_err());
+    // Kept through a reopen.
+    drop(other);
+    let reopened = h.target.open().await;
+    assert_eq!(
+        reopened.kept_result("sess_r").await.unwrap(),
+        Some((3, "{\"n\":33}".to_owned()))
+    );
+}
 
 async fn a_new_session_is_running_locked_and_reads_back(kind: Kind) {
     let Some(h) = Harness::new(kind).await else {
