@@ -39,7 +39,6 @@ pub fn new_lock_owner(workflow: Workflow, node_id: &str) -> String {
         Workflow::ContinueSession => "cont",
         Workflow::VerifyTask => "ver",
         Workflow::CancelSession => "cncl",
-        Workflow::WaitSession => "wait",
     };
     format!("{prefix}_{}@{node_id}", hex_prefix(8))
 }

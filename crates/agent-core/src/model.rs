@@ -69,9 +69,6 @@ string_enum! {
         VerifyTask => "verify_task",
         // Envelope only: `agent_cancel_session` never creates or runs a session.
         CancelSession => "cancel_session",
-        // Envelope only: `agent_wait_session`'s own answers (a session still running, an
-        // execution with no kept result) never create or run a session.
-        WaitSession => "wait_session",
     }
 }
 

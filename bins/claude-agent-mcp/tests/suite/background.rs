@@ -227,6 +227,30 @@ async fn a_run_cut_off_by_a_kill_is_collected_as_interrupted_after_a_restart() {
     restarted.shutdown().await;
 }
 
+/// Over stdio the server lives as long as its client's connection: closing it ends the server
+/// and the work it still runs, which a later server collects as `session_interrupted`.
+#[tokio::test]
+async fn closing_stdio_ends_the_server_and_its_background_run_which_is_collected_interrupted() {
+    let mut env = TestEnv::new().await;
+    env.set("CLAUDE_AGENT_MCP_LOCK_TTL", "2");
+    slow_replies(&env, Duration::from_secs(60)).await;
+    let server = env.start().await;
+    let sid = start_in_background(&server, "t").await;
+    env.wait_for_request().await;
+    let started = Instant::now();
+    assert_eq!(server.shutdown().await, 0);
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    let restarted = env.start().await;
+    let collected = wait_for(&restarted, &sid, 30.0).await;
+    assert_eq!(
+        collected["errors"][0]["code"],
+        json!("session_interrupted"),
+        "{collected}"
+    );
+    restarted.shutdown().await;
+}
+
 #[tokio::test]
 async fn cancelling_a_waited_on_session_makes_the_wait_return_cancelled() {
     let env = TestEnv::new().await;
