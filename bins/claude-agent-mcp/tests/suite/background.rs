@@ -17,6 +17,7 @@ use rmcp::{ClientHandler, ServiceExt};
 use serde_json::{Value, json};
 use wiremock::ResponseTemplate;
 
+use crate::support::sse_api;
 use crate::support::*;
 
 /// Long enough to be kept as an `output` artifact, so the envelopes carry one.
@@ -464,4 +465,120 @@ async fn on_postgres_a_background_run_is_collected_through_any_server() {
     let restarted = env.start().await;
     assert_eq!(wait_for(&restarted, &sid, 0.0).await, collected);
     restarted.shutdown().await;
+}
+
+/// Issue 15: the real Claude Code CLI, as the MCP client of this server (stdio), starts a run
+/// with `wait_seconds: 0` and collects it with `agent_wait_session`. The CLI's model is the
+/// streaming stand-in, scripted to call the two tools (the wait with the session id the first
+/// result named); this server's own model is the test's slow stand-in.
+#[tokio::test]
+async fn the_real_claude_code_cli_starts_a_background_run_and_collects_it() {
+    let Some(cli) = agent_testkit::peers::claude_cli() else {
+        return;
+    };
+    let env = TestEnv::new().await;
+    slow_replies(&env, Duration::from_secs(3)).await;
+    let model = sse_api::start(sse_api::Script::ToolsThenText {
+        calls: vec![
+            (
+                "mcp__agent__agent_run_task".to_owned(),
+                json!({"task": "summarise", "wait_seconds": 0}),
+            ),
+            (
+                "mcp__agent__agent_wait_session".to_owned(),
+                json!({"session_id": sse_api::SESSION_PLACEHOLDER, "timeout_seconds": 30}),
+            ),
+        ],
+        then: "collected".to_owned(),
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut server_env: serde_json::Map<String, Value> = env
+        .vars
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    server_env.insert("PATH".to_owned(), json!(path));
+    let config = json!({"mcpServers": {"agent": {
+        "type": "stdio", "command": BIN, "args": [], "env": server_env
+    }}});
+    let run = tokio::process::Command::new(&cli)
+        .args([
+            "-p",
+            "--output-format",
+            "json",
+            "--max-turns",
+            "5",
+            "--setting-sources",
+            "user",
+            "--strict-mcp-config",
+            "--mcp-config",
+            &config.to_string(),
+            "--allowedTools",
+            "mcp__agent__agent_run_task,mcp__agent__agent_wait_session",
+            "--",
+            "Run the task in the background, then collect its result.",
+        ])
+        .current_dir(env.cwd())
+        .env_clear()
+        .env("PATH", &path)
+        .env("HOME", home.path())
+        .env("CLAUDE_CONFIG_DIR", home.path().join(".claude"))
+        .env("ANTHROPIC_API_KEY", "sk-ant-dummy-test-key")
+        .env("ANTHROPIC_BASE_URL", model.uri())
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("CLAUDE_CODE_MAX_RETRIES", "0")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the CLI finishes within 120 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let requests = sse_api::request_lines(&model).await;
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{requests:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+    assert_eq!(answer["result"], json!("collected"), "{stdout}");
+
+    // What the CLI got back from each tool, as the model saw it.
+    let bodies = sse_api::message_bodies(&model).await;
+    let last = bodies
+        .iter()
+        .rev()
+        .find(|b| sse_api::tool_results(b) == 2)
+        .unwrap_or_else(|| panic!("no request with both tool results: {requests:?}"));
+    let results: Vec<String> = last["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .filter(|b| b["type"] == "tool_result")
+        .map(|b| b["content"].to_string())
+        .collect();
+    let sid = sse_api::last_session_id(&results[0]).expect("the start names its session");
+    assert!(
+        results[0].contains(r#"\"status\":\"running\""#),
+        "{}",
+        results[0]
+    );
+    assert!(results[0].contains("agent_wait_session"), "{}", results[0]);
+    assert!(results[1].contains(&sid), "{}", results[1]);
+    assert!(
+        results[1].contains(r#"\"status\":\"completed\""#),
+        "{}",
+        results[1]
+    );
+    assert!(results[1].contains(OUTPUT), "{}", results[1]);
+    assert_eq!(
+        env.column(&sid, "status").await.as_deref(),
+        Some("completed")
+    );
 }
