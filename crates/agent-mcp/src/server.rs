@@ -298,6 +298,10 @@ async fn run_workflow(
         if waited && !run_cancel.is_cancelled() {
             let session = named.borrow().clone();
             if let Some(session) = session {
+                if run.is_finished() {
+                    // Done just now: its envelope, rather than `running`.
+                    return joined_value(run.await);
+                }
                 sink.answered.store(true, Ordering::Release);
                 return engine.running_envelope(&session, workflow).await.to_value();
             }
