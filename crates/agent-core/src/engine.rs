@@ -166,6 +166,9 @@ pub struct Engine {
     /// Woken when this process keeps a result: its waiters need not wait for their next read
     /// of the store (which is what reaches results kept by other processes).
     results: tokio::sync::Notify,
+    /// The result an execution's final write kept ([`Finish::result`]), by session, until its
+    /// call has its envelope: when the two are the same, nothing more is written.
+    kept: std::sync::Mutex<HashMap<String, String>>,
 }
 
 /// How often an execution checks the store for a cancel request made by another process
@@ -177,10 +180,6 @@ pub const WAIT_POLL_PERIOD: Duration = Duration::from_millis(250);
 
 /// How often `agent_wait_session` reports that the session is still running.
 pub const WAIT_PROGRESS_PERIOD: Duration = Duration::from_secs(5);
-
-/// How long `agent_wait_session` waits for the result of an execution whose end is recorded
-/// (the run keeps its result just after it records its end) before it answers that none is kept.
-const RESULT_GRACE: Duration = Duration::from_secs(3);
 
 /// How long `agent_cancel_session` waits for the cancelled run to record its end.
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
@@ -232,6 +231,7 @@ impl Engine {
             running: std::sync::Mutex::new(HashMap::new()),
             node_id: ids::new_node_id(),
             results: tokio::sync::Notify::new(),
+            kept: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -401,15 +401,24 @@ impl Engine {
                 ctx,
             )
             .await;
+        let mut warnings: Vec<String> = routing_warning.into_iter().collect();
+        warnings.extend(evidence_warnings);
         match self
-            .conclude(&session_id, &lease, workflow, profile, 0, 0, outcome)
+            .conclude(
+                &session_id,
+                &lease,
+                workflow,
+                profile,
+                0,
+                0,
+                outcome,
+                warnings,
+            )
             .await
         {
-            Ok(done) => {
+            Ok(env) => {
                 ctx.report(&format!("session {session_id} completed"));
-                let mut warnings: Vec<String> = routing_warning.into_iter().collect();
-                warnings.extend(evidence_warnings);
-                self.output_envelope(session_id, workflow, profile, done, warnings)
+                env
             }
             Err(env) => {
                 ctx.report(&env.summary);
@@ -586,18 +595,13 @@ impl Engine {
                 prior_turns,
                 prior_turns,
                 outcome,
+                routing_warning.into_iter().collect(),
             )
             .await
         {
-            Ok(done) => {
+            Ok(env) => {
                 ctx.report(&format!("session {id} completed"));
-                self.output_envelope(
-                    id.to_owned(),
-                    workflow,
-                    profile,
-                    done,
-                    routing_warning.into_iter().collect(),
-                )
+                env
             }
             Err(env) => {
                 ctx.report(&env.summary);
@@ -794,29 +798,34 @@ impl Engine {
             )
             .await,
         );
+        let events = vec![
+            Event::verify_response_summary(turns, verdict, &summary),
+            Event::workflow_normalization(turns, verdict),
+        ];
+        let provider_session_id = output.provider_session_id.clone();
+        let output_text = output.output_text.clone();
+        let result = VerificationResult::performed(parsed, &lint, output.usage);
+        let mut warnings = missing;
+        warnings.extend(evidence_warnings);
+        warnings.extend(output.warnings);
+        let mut env =
+            verification_envelope(&session_id, summary.clone(), result, warnings, Vec::new());
+        env.ok = true;
+        env.status = EnvelopeStatus::Completed;
+        env.artifacts = artifacts;
         let finish = Finish {
             status: SessionStatus::Completed,
             turn_count: Some(turns),
-            summary_latest: Some(summary.clone()),
-            provider_session_id: output.provider_session_id.clone(),
-            output_text: Some(output.output_text.clone()),
-            events: vec![
-                Event::verify_response_summary(turns, verdict, &summary),
-                Event::workflow_normalization(turns, verdict),
-            ],
+            summary_latest: Some(summary),
+            provider_session_id,
+            output_text: Some(output_text),
+            events,
+            result: Some(result_text(&session_id, &env)),
         };
         if let Err(e) = self.finish(&session_id, &lease, &finish).await {
             return store_failure(&session_id, workflow, profile, &e);
         }
         ctx.report(&format!("verification finished: {verdict}"));
-        let result = VerificationResult::performed(parsed, &lint, output.usage);
-        let mut warnings = missing;
-        warnings.extend(evidence_warnings);
-        warnings.extend(output.warnings);
-        let mut env = verification_envelope(&session_id, summary, result, warnings, Vec::new());
-        env.ok = true;
-        env.status = EnvelopeStatus::Completed;
-        env.artifacts = artifacts;
         env
     }
 
@@ -831,23 +840,24 @@ impl Engine {
         failure: &Unavailability,
         error: Option<ErrorObject>,
     ) -> Envelope {
-        let finish = Finish::without_output(SessionStatus::Failed, vec![event]);
-        let mut warnings = Vec::new();
-        if let Err(e) = self.finish(session_id, lease, &finish).await {
-            tracing::error!(session_id, error = %e, "could not record an unavailable verification");
-            warnings.push(e.message);
-        }
         let summary = format!("Verification unavailable: {}", failure.summary);
         let error = error.unwrap_or_else(|| {
             ErrorObject::new(failure_error_code(failure), failure.summary.clone())
         });
-        verification_envelope(
+        let mut env = verification_envelope(
             session_id,
             summary,
             VerificationResult::unavailable(lint, failure),
-            warnings,
+            Vec::new(),
             vec![error],
-        )
+        );
+        let finish = Finish::without_output(SessionStatus::Failed, vec![event])
+            .with_result(result_text(session_id, &env));
+        if let Err(e) = self.finish(session_id, lease, &finish).await {
+            tracing::error!(session_id, error = %e, "could not record an unavailable verification");
+            env.warnings.push(e.message);
+        }
+        env
     }
 
     // -----------------------------------------------------------------------------------------
@@ -947,7 +957,8 @@ impl Engine {
     // Shared steps
     // -----------------------------------------------------------------------------------------
 
-    /// Records the end of a run or continuation: artifact, final event, status, lock release.
+    /// Records the end of a run or continuation: artifact, final event, status, kept result,
+    /// lock release; answers its envelope (`warnings` first, then the backend's).
     /// `prior_turns` is the turn count before this execution; `error_turn` the index of an
     /// `error_event`.
     #[allow(clippy::too_many_arguments)]
@@ -960,8 +971,9 @@ impl Engine {
         prior_turns: i64,
         error_turn: i64,
         outcome: Result<BackendOutput, ExecutionError>,
-    ) -> Result<Completed, Box<Envelope>> {
-        let mut output = match outcome {
+        warnings: Vec<String>,
+    ) -> Result<Envelope, Box<Envelope>> {
+        let output = match outcome {
             Ok(output) => output,
             Err(e) => {
                 return Err(Box::new(
@@ -991,23 +1003,30 @@ impl Engine {
                 .await,
             );
         }
-        let mut finish = Finish {
+        let provider_session_id = output.provider_session_id.clone();
+        let event =
+            Event::provider_response_summary(new_turns, &summary, output.stop_reason.as_deref());
+        let output_text = output.output_text.clone();
+        let env = self.output_envelope(
+            session_id.to_owned(),
+            workflow,
+            profile,
+            Completed { output, artifacts },
+            warnings,
+        );
+        let finish = Finish {
             status: SessionStatus::Completed,
             turn_count: Some(new_turns),
-            summary_latest: Some(summary.clone()),
-            provider_session_id: output.provider_session_id.clone(),
-            output_text: Some(std::mem::take(&mut output.output_text)),
-            events: vec![Event::provider_response_summary(
-                new_turns,
-                &summary,
-                output.stop_reason.as_deref(),
-            )],
+            summary_latest: Some(summary),
+            provider_session_id,
+            output_text: Some(output_text),
+            events: vec![event],
+            result: Some(result_text(session_id, &env)),
         };
         if let Err(e) = self.finish(session_id, lease, &finish).await {
             return Err(Box::new(store_failure(session_id, workflow, profile, &e)));
         }
-        output.output_text = finish.output_text.take().unwrap_or_default();
-        Ok(Completed { output, artifacts })
+        Ok(env)
     }
 
     fn output_envelope(
@@ -1080,9 +1099,10 @@ impl Engine {
                 .await;
         }
         let object = ErrorObject::new(error.code, error.message);
-        let finish =
-            Finish::without_output(SessionStatus::Failed, vec![Event::error(turn, &object)]);
+        let event = Event::error(turn, &object);
         let mut env = Envelope::error(session_id, workflow, profile.as_str(), object);
+        let finish = Finish::without_output(SessionStatus::Failed, vec![event])
+            .with_result(result_text(session_id, &env));
         if let Err(e) = self.finish(session_id, lease, &finish).await {
             tracing::error!(session_id, error = %e, "could not record a failed execution");
             env.warnings.push(e.message);
@@ -1099,10 +1119,15 @@ impl Engine {
         profile: Profile,
         error: &StoreError,
     ) -> Envelope {
-        let finish = Finish::without_output(SessionStatus::Failed, Vec::new());
         let mut env = store_failure(session_id, workflow, profile, error);
+        let finish = Finish::without_output(SessionStatus::Failed, Vec::new())
+            .with_result(result_text(session_id, &env));
         if let Err(e) = self.finish(session_id, lease, &finish).await {
             env.warnings.push(e.message);
+        }
+        // Answered before the call's end, which would take it: the kept result stands.
+        if let Ok(mut kept) = self.kept.lock() {
+            kept.remove(session_id);
         }
         env
     }
@@ -1195,8 +1220,16 @@ impl Engine {
         finish: &Finish,
     ) -> Result<(), StoreError> {
         let mut result = self.store.finish_execution(session_id, lease, finish).await;
+        let kept = |result: &Result<(), StoreError>| {
+            if let (Ok(()), Some(text)) = (result, &finish.result)
+                && let Ok(mut kept) = self.kept.lock()
+            {
+                kept.insert(session_id.to_owned(), text.clone());
+            }
+        };
         for delay in FINAL_WRITE_RETRY_DELAYS {
             let Err(e) = &result else {
+                kept(&result);
                 return Ok(());
             };
             if e.is_not_holder() {
@@ -1207,6 +1240,7 @@ impl Engine {
             result = self.store.finish_execution(session_id, lease, finish).await;
         }
         let Err(error) = result else {
+            kept(&result);
             return Ok(());
         };
         if error.is_not_holder() {
@@ -1449,10 +1483,6 @@ impl Engine {
         turn: i64,
         reason: &str,
     ) -> Envelope {
-        let finish = Finish::without_output(
-            SessionStatus::Cancelled,
-            vec![Event::session_cancelled(turn, reason)],
-        );
         let mut env = Envelope::failure(
             session_id,
             workflow,
@@ -1460,6 +1490,11 @@ impl Engine {
             ErrorCode::SessionCancelled,
             format!("Session {session_id} was cancelled: {reason}"),
         );
+        let finish = Finish::without_output(
+            SessionStatus::Cancelled,
+            vec![Event::session_cancelled(turn, reason)],
+        )
+        .with_result(result_text(session_id, &env));
         if let Err(e) = self.finish(session_id, lease, &finish).await {
             tracing::error!(session_id, error = %e, "could not record a cancelled execution");
             env.warnings.push(e.message);
@@ -1475,23 +1510,20 @@ impl Engine {
     /// ([`SessionStore::keep_result`]); a result larger than [`MAX_KEPT_RESULT_BYTES`] is kept
     /// as a `session_result_unavailable` envelope naming its size. A failure is logged: the
     /// caller has its answer, and a waiter then answers `session_result_unavailable`.
+    ///
+    /// The final write of an execution keeps its envelope in the same transaction
+    /// ([`Finish::result`]); this writes only when the call's envelope is not the one kept
+    /// there (the final write failed, the lease was lost, or the envelope changed after it).
     async fn keep_result(&self, session_id: &str, execution: i64, env: &Envelope) {
-        let mut text = serde_json::to_string(env).unwrap_or_default();
-        if text.len() > MAX_KEPT_RESULT_BYTES {
-            let mut replacement = Envelope::failure(
-                session_id,
-                env.workflow,
-                env.profile.clone(),
-                ErrorCode::SessionResultUnavailable,
-                format!(
-                    "The result of session {session_id} is {} bytes, more than the {MAX_KEPT_RESULT_BYTES} bytes kept; read its output with agent_get_session or the session's resources",
-                    text.len()
-                ),
-            );
-            replacement.artifacts = env.artifacts.clone();
-            text = serde_json::to_string(&replacement).unwrap_or_default();
-        }
-        if let Err(e) = self.store.keep_result(session_id, execution, &text).await {
+        let text = result_text(session_id, env);
+        let kept = self
+            .kept
+            .lock()
+            .ok()
+            .and_then(|mut kept| kept.remove(session_id));
+        if kept.as_deref() != Some(text.as_str())
+            && let Err(e) = self.store.keep_result(session_id, execution, &text).await
+        {
             tracing::warn!(session_id, error = %e, "could not keep the result of an execution");
         }
         self.results.notify_waiters();
@@ -1524,9 +1556,6 @@ impl Engine {
         let started = tokio::time::Instant::now();
         let deadline = started + req.timeout;
         let mut next_report = started;
-        // Set when the session was first seen ended with no result for its latest execution:
-        // the run may be keeping it right now (it keeps it just after recording its end).
-        let mut grace: Option<tokio::time::Instant> = None;
         loop {
             let woken = self.results.notified();
             let record = match self.store.get_session(id).await {
@@ -1552,26 +1581,20 @@ impl Engine {
                     ctx.report(&format!("session {id} {}", record.status));
                     return Ok(value);
                 }
-                let grace_ends = *grace.get_or_insert(now + RESULT_GRACE);
-                if record.status == SessionStatus::Interrupted
-                    || now >= grace_ends
-                    || ctx.cancel.is_cancelled()
-                {
-                    ctx.report(&format!("session {id} {}", record.status));
-                    return Ok(no_kept_result(&record).to_value());
-                }
-            } else if now >= deadline || ctx.cancel.is_cancelled() {
+                // The final write keeps the result with the end it records: an ended session
+                // without one has none to wait for.
+                ctx.report(&format!("session {id} {}", record.status));
+                return Ok(no_kept_result(&record).to_value());
+            }
+            if now >= deadline || ctx.cancel.is_cancelled() {
                 return Ok(running_now(&record).to_value());
             }
-            if now >= next_report && record.status == SessionStatus::Running {
+            if now >= next_report {
                 let waited = now.duration_since(started).as_secs();
                 ctx.report(&format!("session {id} running (waited {waited}s)"));
                 next_report = now + WAIT_PROGRESS_PERIOD;
             }
-            let mut until = now + WAIT_POLL_PERIOD;
-            if record.status == SessionStatus::Running {
-                until = until.min(deadline);
-            }
+            let until = (now + WAIT_POLL_PERIOD).min(deadline);
             tokio::select! {
                 () = woken => {}
                 () = tokio::time::sleep_until(until) => {}
@@ -2005,6 +2028,27 @@ pub fn verification_prompt(req: &VerifyTaskRequest, evidence: &[Evidence]) -> St
         "Please evaluate the evidence and provide a structured verification result.".to_owned(),
     );
     lines.join("\n")
+}
+
+/// The JSON text kept as `env`'s result: `env` itself, or, when it is larger than
+/// [`MAX_KEPT_RESULT_BYTES`], a `session_result_unavailable` envelope saying so.
+fn result_text(session_id: &str, env: &Envelope) -> String {
+    let text = serde_json::to_string(env).unwrap_or_default();
+    if text.len() <= MAX_KEPT_RESULT_BYTES {
+        return text;
+    }
+    let mut replacement = Envelope::failure(
+        session_id,
+        env.workflow,
+        env.profile.clone(),
+        ErrorCode::SessionResultUnavailable,
+        format!(
+            "The result of session {session_id} is {} bytes, more than the {MAX_KEPT_RESULT_BYTES} bytes kept; read its output with agent_get_session or the session's resources",
+            text.len()
+        ),
+    );
+    replacement.artifacts = env.artifacts.clone();
+    serde_json::to_string(&replacement).unwrap_or_default()
 }
 
 /// The running envelope of a session seen `running`: the workflow of the execution that holds

@@ -173,6 +173,11 @@ pub struct Finish {
     /// (`docs/reference/sessions.md#8-conversation-history`).
     pub output_text: Option<String>,
     pub events: Vec<Event>,
+    /// The envelope this execution's call answers (its JSON text, at most
+    /// [`MAX_KEPT_RESULT_BYTES`]), kept in the same transaction as the session's result for
+    /// `agent_wait_session`, as [`SessionStore::keep_result`] keeps it with the session's
+    /// `request_count` as the execution; `None` keeps nothing.
+    pub result: Option<String>,
 }
 
 impl Finish {
@@ -186,7 +191,14 @@ impl Finish {
             provider_session_id: None,
             output_text: None,
             events,
+            result: None,
         }
+    }
+
+    /// The same finish, keeping `envelope` as the execution's result ([`Finish::result`]).
+    pub fn with_result(mut self, envelope: String) -> Self {
+        self.result = Some(envelope);
+        self
     }
 }
 
@@ -297,8 +309,9 @@ pub trait SessionStore: EventLog {
     /// Sets `running`, `request_count += 1` and appends `events`.
     async fn begin_execution(&self, session_id: &str, events: &[Event]) -> Result<(), StoreError>;
 
-    /// Applies `finish`, appends its events, releases `lease`'s lock and drops any cancel
-    /// request, in one transaction. Fenced: it fails with [`StoreErrorKind::NotHolder`] and
+    /// Applies `finish`, appends its events, keeps its result ([`Finish::result`], as
+    /// [`keep_result`](Self::keep_result) with the session's `request_count`), releases
+    /// `lease`'s lock and drops any cancel request, in one transaction. Fenced: it fails with [`StoreErrorKind::NotHolder`] and
     /// applies nothing unless `lease` (owner token and generation) holds the lock, so an
     /// execution whose lock was taken over or cleared can no longer write its end. A kept
     /// output is never overwritten: when an output is already kept at `finish.turn_count`

@@ -119,6 +119,14 @@ const KEEP_RESULT: &str = "INSERT INTO session_results (session_id, execution, e
        envelope = excluded.envelope, kept_at = excluded.kept_at \
      WHERE excluded.execution >= session_results.execution";
 
+/// [`KEEP_RESULT`] for the execution that holds the session: its `request_count` is the
+/// execution (written in the finish transaction, under the lock).
+const KEEP_FINISHED_RESULT: &str = "INSERT INTO session_results (session_id, execution, envelope, kept_at) \
+     SELECT session_id, request_count, ?2, ?3 FROM sessions WHERE session_id = ?1 \
+     ON CONFLICT (session_id) DO UPDATE SET execution = excluded.execution, \
+       envelope = excluded.envelope, kept_at = excluded.kept_at \
+     WHERE excluded.execution >= session_results.execution";
+
 const SELECT_RESULT: &str = "SELECT execution, envelope FROM session_results WHERE session_id = ?1";
 
 const SESSION_EXISTS: &str = "SELECT COUNT(*) FROM sessions WHERE session_id = ?1";
@@ -642,6 +650,15 @@ impl SqliteStore {
                 });
             }
         }
+        if let Some(envelope) = &finish.result {
+            check_result_size(envelope)?;
+            sqlx::query(KEEP_FINISHED_RESULT)
+                .bind(session_id)
+                .bind(envelope.as_str())
+                .bind(Timestamp::now().to_storage())
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -652,12 +669,7 @@ impl SqliteStore {
         execution: i64,
         envelope: &str,
     ) -> Result<bool> {
-        if envelope.len() > agent_core::MAX_KEPT_RESULT_BYTES {
-            return Err(Error::ResultTooLarge {
-                size: envelope.len(),
-                max: agent_core::MAX_KEPT_RESULT_BYTES,
-            });
-        }
+        check_result_size(envelope)?;
         let kept = sqlx::query(KEEP_RESULT)
             .bind(session_id)
             .bind(execution)
@@ -921,6 +933,17 @@ impl EventLog for SqliteStore {
     async fn events(&self, session_id: &str) -> std::result::Result<Vec<StoredEvent>, StoreError> {
         Ok(self.events_impl(session_id).await?)
     }
+}
+
+/// A kept result is at most `agent_core::MAX_KEPT_RESULT_BYTES`.
+pub(crate) fn check_result_size(envelope: &str) -> Result<()> {
+    if envelope.len() > agent_core::MAX_KEPT_RESULT_BYTES {
+        return Err(Error::ResultTooLarge {
+            size: envelope.len(),
+            max: agent_core::MAX_KEPT_RESULT_BYTES,
+        });
+    }
+    Ok(())
 }
 
 #[async_trait]

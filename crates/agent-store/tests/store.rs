@@ -173,6 +173,7 @@ async fn idle_session(store: &SqliteStore, id: &str) {
         provider_session_id: None,
         output_text: None,
         events: vec![],
+        result: None,
     };
     store
         .finish_execution(id, &lease("exec_setup000", 1), &finish)
@@ -1077,6 +1078,7 @@ async fn finish_execution_sets_fields_appends_events_and_releases_the_lock() {
             "all done",
             Some("end_turn"),
         )],
+        result: None,
     };
     store
         .finish_execution("sess_f", &lease("exec_f0000000", 1), &finish)
@@ -1132,6 +1134,7 @@ async fn finish_execution_by_a_non_holder_fails_and_changes_nothing() {
         provider_session_id: None,
         output_text: None,
         events: vec![],
+        result: None,
     };
     // Fenced (issue #14): an execution that no longer holds the lock cannot write its end.
     let err = store
@@ -1985,6 +1988,7 @@ async fn a_kept_output_is_never_overwritten() {
         provider_session_id: None,
         output_text: Some(text.to_owned()),
         events: vec![Event::provider_response_summary(1, text, None)],
+        result: None,
     };
     store
         .finish_execution("sess_twice", &lease("exec_first001", 1), &finish("first"))
@@ -2066,6 +2070,7 @@ async fn a_stale_generation_can_neither_renew_nor_finish_nor_interrupt() {
         provider_session_id: None,
         output_text: Some("stale".to_owned()),
         events: vec![Event::provider_response_summary(1, "stale", None)],
+        result: None,
     };
     let err = store
         .finish_execution("sess_g", &stale, &finish)

@@ -608,6 +608,17 @@ impl SessionStore for MemStore {
                 "Session {session_id}: execution {owner} no longer holds its lock ({held}): nothing was written"
             )));
         }
+        if finish
+            .result
+            .as_ref()
+            .is_some_and(|r| r.len() > agent_core::MAX_KEPT_RESULT_BYTES)
+        {
+            return Err(StoreError::new(format!(
+                "Session {session_id}: its result is more than the {} bytes kept",
+                agent_core::MAX_KEPT_RESULT_BYTES
+            )));
+        }
+        let execution = row.request_count;
         row.status = finish.status;
         if let Some(turns) = finish.turn_count {
             row.turn_count = turns;
@@ -629,6 +640,16 @@ impl SessionStore for MemStore {
                 .entry(session_id.to_owned())
                 .or_default()
                 .insert(turn, text.clone());
+        }
+        if let Some(envelope) = &finish.result
+            && state
+                .results
+                .get(session_id)
+                .is_none_or(|(kept, _)| *kept <= execution)
+        {
+            state
+                .results
+                .insert(session_id.to_owned(), (execution, envelope.clone()));
         }
         Ok(())
     }

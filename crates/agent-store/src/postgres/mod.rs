@@ -406,6 +406,9 @@ impl PostgresStore {
         let owner = lease.owner.as_str();
         let events = EventColumns::of(&finish.events)?;
         let output = finish.turn_count.and(finish.output_text.as_deref());
+        if let Some(envelope) = &finish.result {
+            crate::store::check_result_size(envelope)?;
+        }
         let mut tx = self.tx().await?;
         let (applied, kept): (bool, bool) = sqlx::query_as(FINISH_EXECUTION)
             .bind(finish.status.as_str())
@@ -419,6 +422,7 @@ impl PostgresStore {
             .bind(events.turns)
             .bind(events.payloads)
             .bind(output)
+            .bind(finish.result.as_deref())
             .fetch_one(&mut *tx)
             .await?;
         if !applied {
@@ -452,12 +456,7 @@ impl PostgresStore {
         execution: i64,
         envelope: &str,
     ) -> Result<bool> {
-        if envelope.len() > agent_core::MAX_KEPT_RESULT_BYTES {
-            return Err(Error::ResultTooLarge {
-                size: envelope.len(),
-                max: agent_core::MAX_KEPT_RESULT_BYTES,
-            });
-        }
+        crate::store::check_result_size(envelope)?;
         let kept = sqlx::query(KEEP_RESULT)
             .bind(session_id)
             .bind(execution)

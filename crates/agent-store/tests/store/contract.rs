@@ -307,6 +307,7 @@ fn finish_with_output(turn: i64, text: &str) -> Finish {
         provider_session_id: Some("prov_1".to_owned()),
         output_text: Some(text.to_owned()),
         events: vec![Event::provider_response_summary(turn, text, None)],
+        result: None,
     }
 }
 
@@ -380,6 +381,7 @@ contract!(
     three_stores_opened_together_on_new_data_all_serve,
     data_survives_closing_and_reopening,
     a_kept_result_is_replaced_only_by_the_same_or_a_later_execution,
+    the_final_write_keeps_its_result_for_the_executions_request_count,
 );
 
 /// `agent_wait_session`'s results: one per session, byte for byte, readable by any store and
@@ -421,6 +423,75 @@ async fn a_kept_result_is_replaced_only_by_the_same_or_a_later_execution(kind: K
         reopened.kept_result("sess_r").await.unwrap(),
         Some((3, "{\"n\":33}".to_owned()))
     );
+}
+
+/// `Finish::result` is kept in the final write, as the result of the session's current
+/// `request_count`; a refused final write keeps nothing.
+async fn the_final_write_keeps_its_result_for_the_executions_request_count(kind: Kind) {
+    let Some(h) = Harness::new(kind).await else {
+        return;
+    };
+    let first = h
+        .store
+        .begin_session(&new_session("sess_f", "exec_1"), &[])
+        .await
+        .unwrap();
+    h.store
+        .finish_execution(
+            "sess_f",
+            &Lease::of("exec_1", &first),
+            &finish_with_output(1, "one").with_result(r#"{"n": 1}"#.to_owned()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        h.store.kept_result("sess_f").await.unwrap(),
+        Some((1, r#"{"n": 1}"#.to_owned()))
+    );
+    let second = acquired(h.store.acquire_lock("sess_f", "cont_2", TTL).await.unwrap());
+    h.store.begin_execution("sess_f", &[]).await.unwrap();
+    // Another lease's final write is refused and keeps nothing.
+    let stale = Finish::without_output(SessionStatus::Failed, vec![])
+        .with_result(r#"{"stale": true}"#.to_owned());
+    assert!(
+        h.store
+            .finish_execution("sess_f", &Lease::of("exec_1", &first), &stale)
+            .await
+            .unwrap_err()
+            .is_not_holder()
+    );
+    assert_eq!(
+        h.store.kept_result("sess_f").await.unwrap(),
+        Some((1, r#"{"n": 1}"#.to_owned()))
+    );
+    h.store
+        .finish_execution(
+            "sess_f",
+            &Lease::of("cont_2", &second),
+            &Finish::without_output(SessionStatus::Failed, vec![])
+                .with_result(r#"{"n": 2}"#.to_owned()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        h.target.open().await.kept_result("sess_f").await.unwrap(),
+        Some((2, r#"{"n": 2}"#.to_owned()))
+    );
+    // An oversized result is refused with the whole final write.
+    let third = acquired(h.store.acquire_lock("sess_f", "cont_3", TTL).await.unwrap());
+    h.store.begin_execution("sess_f", &[]).await.unwrap();
+    let huge = format!("\"{}\"", "x".repeat(agent_core::MAX_KEPT_RESULT_BYTES));
+    assert!(
+        h.store
+            .finish_execution(
+                "sess_f",
+                &Lease::of("cont_3", &third),
+                &Finish::without_output(SessionStatus::Completed, vec![]).with_result(huge),
+            )
+            .await
+            .is_err()
+    );
+    assert_eq!(h.get("sess_f").await.status, SessionStatus::Running);
 }
 
 async fn a_new_session_is_running_locked_and_reads_back(kind: Kind) {

@@ -110,6 +110,7 @@ impl Setup {
                             turn,
                             json!({"text": format!("done {turn}"), "nested": {"b": 1, "a": [true, null]}}),
                         )],
+                        result: None,
                     },
                 )
                 .await
