@@ -13,7 +13,7 @@
 //! 3. The server is spawned over stdio, pointed at the stand-in, with a throwaway working and
 //!    state directory, and an MCP client (rmcp) connects to it, exactly as Claude Desktop, Claude
 //!    Code or any other MCP client would.
-//! 4. Six of the seven tools are called in order (run, continue, get, list, verify, status; the
+//! 4. Six of the eight tools are called in order (run, continue, get, list, verify, status; the
 //!    seventh, `agent_cancel_session`, needs a run in flight); each call's
 //!    arguments and JSON result are printed.
 //! 5. The client disconnects, the server exits, the temporary directory is removed.
@@ -101,7 +101,7 @@ pub async fn build_server(out: &mut impl Write) -> Result<PathBuf, Error> {
     Ok(server)
 }
 
-/// Starts the stand-in API, spawns `server_binary` against it, drives six of the seven tools and shuts
+/// Starts the stand-in API, spawns `server_binary` against it, drives six of the eight tools and shuts
 /// down, writing a narrated transcript to `out`. Fails if any step does not succeed.
 pub async fn run_quickstart(server_binary: &Path, out: &mut impl Write) -> Result<(), Error> {
     let log = StandInLog::default();
@@ -192,7 +192,7 @@ async fn drive(
         .collect();
     writeln!(out, "Tools offered: {}", tools.join(", "))?;
 
-    // 3. Six of the seven tools, in the order a client typically uses them (no cancel).
+    // 3. Six of the eight tools, in the order a client typically uses them (no cancel, no wait).
     let run = call(
         &client,
         log,

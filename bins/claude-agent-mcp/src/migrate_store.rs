@@ -134,12 +134,13 @@ async fn copy(
     destination.close().await;
     let report = copied.map_err(|e| e.to_string())?;
     Ok(format!(
-        "Copied {} session(s) ({} already there), {} event(s), {} output(s), {} artifact(s) \
-         ({} bytes) from {} to {}; counts verified.",
+        "Copied {} session(s) ({} already there), {} event(s), {} output(s), {} result(s), \
+         {} artifact(s) ({} bytes) from {} to {}; counts verified.",
         report.sessions,
         report.already_present,
         report.events,
         report.outputs,
+        report.results,
         report.artifacts,
         report.artifact_bytes,
         db_path.display(),

@@ -23,15 +23,15 @@ use crate::ids;
 use crate::model::{Profile, SessionStatus, Workflow};
 use crate::ports::{
     ArtifactRecord, BackendOutput, BackendRequest, BackendStep, ChatMessage, ChatRole, ExecContext,
-    ExecutionBackend, ExecutionError, FailureKind, Finish, Lease, LockOutcome, MediationRequest,
-    NewArtifact, NewSession, OutputMediator, PolicyViolation, SessionListItem, SessionRecord,
-    SessionStore, StepSink, StoreError, ToolCallContext, ToolDefinition, ToolExecutor,
-    ToolProvider, WorkspacePolicy,
+    ExecutionBackend, ExecutionError, FailureKind, Finish, Lease, LockOutcome,
+    MAX_KEPT_RESULT_BYTES, MediationRequest, NewArtifact, NewSession, OutputMediator,
+    PolicyViolation, SessionListItem, SessionRecord, SessionStore, StepSink, StoreError,
+    ToolCallContext, ToolDefinition, ToolExecutor, ToolProvider, WorkspacePolicy,
 };
 use crate::preflight::{ReasonCode, preflight};
 use crate::request::{
     ContinueSessionRequest, GetSessionRequest, ListSessionsRequest, RunTaskRequest,
-    VerifyTaskRequest,
+    VerifyTaskRequest, WaitSessionRequest,
 };
 use crate::text::{summarize_output, truncate_chars};
 use crate::time::Timestamp;
@@ -163,11 +163,23 @@ pub struct Engine {
     running: std::sync::Mutex<HashMap<String, InFlight>>,
     /// This process's node id (`ids::new_node_id`), carried by every lock owner token.
     node_id: String,
+    /// Woken when this process keeps a result: its waiters need not wait for their next read
+    /// of the store (which is what reaches results kept by other processes).
+    results: tokio::sync::Notify,
+    /// The result an execution's final write kept ([`Finish::result`]), by session, until its
+    /// call has its envelope: when the two are the same, nothing more is written.
+    kept: std::sync::Mutex<HashMap<String, String>>,
 }
 
 /// How often an execution checks the store for a cancel request made by another process
 /// ([`SessionStore::cancel_requested`]): a cancel through any node stops the run within it.
 pub const CANCEL_POLL_PERIOD: Duration = Duration::from_millis(250);
+
+/// How often `agent_wait_session` reads the session it waits for.
+pub const WAIT_POLL_PERIOD: Duration = Duration::from_millis(250);
+
+/// How often `agent_wait_session` reports that the session is still running.
+pub const WAIT_PROGRESS_PERIOD: Duration = Duration::from_secs(5);
 
 /// How long `agent_cancel_session` waits for the cancelled run to record its end.
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
@@ -218,6 +230,8 @@ impl Engine {
             config,
             running: std::sync::Mutex::new(HashMap::new()),
             node_id: ids::new_node_id(),
+            results: tokio::sync::Notify::new(),
+            kept: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -288,8 +302,17 @@ impl Engine {
     // agent_run_task
     // -----------------------------------------------------------------------------------------
 
-    /// `docs/reference/tools.md#4-agent_run_task`.
+    /// `docs/reference/tools.md#4-agent_run_task`. The envelope of a run that created its
+    /// session is kept in the store as the result of its execution 1 (`agent_wait_session`).
     pub async fn run_task(&self, req: RunTaskRequest, ctx: &ExecContext) -> Envelope {
+        let env = self.run_task_once(req, ctx).await;
+        if !env.session_id.is_empty() {
+            self.keep_result(&env.session_id, 1, &env).await;
+        }
+        env
+    }
+
+    async fn run_task_once(&self, req: RunTaskRequest, ctx: &ExecContext) -> Envelope {
         let workflow = Workflow::RunTask;
         let profile = req.profile;
         let max_turns = profile.effective_max_turns(req.max_turns);
@@ -380,15 +403,25 @@ impl Engine {
             )
             .await;
         let (outcome, structured) = check_structured(outcome, req.output_schema.as_ref());
+        let mut warnings: Vec<String> = routing_warning.into_iter().collect();
+        warnings.extend(evidence_warnings);
         match self
-            .conclude(&session_id, &lease, workflow, profile, 0, 0, outcome)
+            .conclude(
+                &session_id,
+                &lease,
+                workflow,
+                profile,
+                0,
+                0,
+                outcome,
+                warnings,
+                structured,
+            )
             .await
         {
-            Ok(done) => {
+            Ok(env) => {
                 ctx.report(&format!("session {session_id} completed"));
-                let mut warnings: Vec<String> = routing_warning.into_iter().collect();
-                warnings.extend(evidence_warnings);
-                self.output_envelope(session_id, workflow, profile, done, warnings, structured)
+                env
             }
             Err(env) => {
                 ctx.report(&env.summary);
@@ -558,7 +591,7 @@ impl Engine {
             }
         }
         let (outcome, structured) = check_structured(outcome, req.output_schema.as_ref());
-        match self
+        let env = match self
             .conclude(
                 id,
                 &lease,
@@ -567,25 +600,23 @@ impl Engine {
                 prior_turns,
                 prior_turns,
                 outcome,
+                routing_warning.into_iter().collect(),
+                structured,
             )
             .await
         {
-            Ok(done) => {
+            Ok(env) => {
                 ctx.report(&format!("session {id} completed"));
-                self.output_envelope(
-                    id.to_owned(),
-                    workflow,
-                    profile,
-                    done,
-                    routing_warning.into_iter().collect(),
-                    structured,
-                )
+                env
             }
             Err(env) => {
                 ctx.report(&env.summary);
                 *env
             }
-        }
+        };
+        // `begin_execution` counted this execution.
+        self.keep_result(id, record.request_count + 1, &env).await;
+        env
     }
 
     // -----------------------------------------------------------------------------------------
@@ -593,8 +624,17 @@ impl Engine {
     // -----------------------------------------------------------------------------------------
 
     /// `docs/reference/verification.md#2-flow`: preflight, evidence, policy, session, one backend
-    /// call, verdict.
+    /// call, verdict. The envelope of a verification that created its session is kept as the
+    /// result of its execution 1 (`agent_wait_session`).
     pub async fn verify_task(&self, req: VerifyTaskRequest, ctx: &ExecContext) -> Envelope {
+        let env = self.verify_task_once(req, ctx).await;
+        if !env.session_id.is_empty() {
+            self.keep_result(&env.session_id, 1, &env).await;
+        }
+        env
+    }
+
+    async fn verify_task_once(&self, req: VerifyTaskRequest, ctx: &ExecContext) -> Envelope {
         let workflow = Workflow::VerifyTask;
         let profile = Profile::Verification;
         let pre = preflight(
@@ -765,29 +805,34 @@ impl Engine {
             )
             .await,
         );
+        let events = vec![
+            Event::verify_response_summary(turns, verdict, &summary),
+            Event::workflow_normalization(turns, verdict),
+        ];
+        let provider_session_id = output.provider_session_id.clone();
+        let output_text = output.output_text.clone();
+        let result = VerificationResult::performed(parsed, &lint, output.usage);
+        let mut warnings = missing;
+        warnings.extend(evidence_warnings);
+        warnings.extend(output.warnings);
+        let mut env =
+            verification_envelope(&session_id, summary.clone(), result, warnings, Vec::new());
+        env.ok = true;
+        env.status = EnvelopeStatus::Completed;
+        env.artifacts = artifacts;
         let finish = Finish {
             status: SessionStatus::Completed,
             turn_count: Some(turns),
-            summary_latest: Some(summary.clone()),
-            provider_session_id: output.provider_session_id.clone(),
-            output_text: Some(output.output_text.clone()),
-            events: vec![
-                Event::verify_response_summary(turns, verdict, &summary),
-                Event::workflow_normalization(turns, verdict),
-            ],
+            summary_latest: Some(summary),
+            provider_session_id,
+            output_text: Some(output_text),
+            events,
+            result: Some(result_text(&session_id, &env)),
         };
         if let Err(e) = self.finish(&session_id, &lease, &finish).await {
             return store_failure(&session_id, workflow, profile, &e);
         }
         ctx.report(&format!("verification finished: {verdict}"));
-        let result = VerificationResult::performed(parsed, &lint, output.usage);
-        let mut warnings = missing;
-        warnings.extend(evidence_warnings);
-        warnings.extend(output.warnings);
-        let mut env = verification_envelope(&session_id, summary, result, warnings, Vec::new());
-        env.ok = true;
-        env.status = EnvelopeStatus::Completed;
-        env.artifacts = artifacts;
         env
     }
 
@@ -802,23 +847,24 @@ impl Engine {
         failure: &Unavailability,
         error: Option<ErrorObject>,
     ) -> Envelope {
-        let finish = Finish::without_output(SessionStatus::Failed, vec![event]);
-        let mut warnings = Vec::new();
-        if let Err(e) = self.finish(session_id, lease, &finish).await {
-            tracing::error!(session_id, error = %e, "could not record an unavailable verification");
-            warnings.push(e.message);
-        }
         let summary = format!("Verification unavailable: {}", failure.summary);
         let error = error.unwrap_or_else(|| {
             ErrorObject::new(failure_error_code(failure), failure.summary.clone())
         });
-        verification_envelope(
+        let mut env = verification_envelope(
             session_id,
             summary,
             VerificationResult::unavailable(lint, failure),
-            warnings,
+            Vec::new(),
             vec![error],
-        )
+        );
+        let finish = Finish::without_output(SessionStatus::Failed, vec![event])
+            .with_result(result_text(session_id, &env));
+        if let Err(e) = self.finish(session_id, lease, &finish).await {
+            tracing::error!(session_id, error = %e, "could not record an unavailable verification");
+            env.warnings.push(e.message);
+        }
+        env
     }
 
     // -----------------------------------------------------------------------------------------
@@ -918,7 +964,8 @@ impl Engine {
     // Shared steps
     // -----------------------------------------------------------------------------------------
 
-    /// Records the end of a run or continuation: artifact, final event, status, lock release.
+    /// Records the end of a run or continuation: artifact, final event, status, kept result,
+    /// lock release; answers its envelope (`warnings` first, then the backend's).
     /// `prior_turns` is the turn count before this execution; `error_turn` the index of an
     /// `error_event`.
     #[allow(clippy::too_many_arguments)]
@@ -931,8 +978,10 @@ impl Engine {
         prior_turns: i64,
         error_turn: i64,
         outcome: Result<BackendOutput, ExecutionError>,
-    ) -> Result<Completed, Box<Envelope>> {
-        let mut output = match outcome {
+        warnings: Vec<String>,
+        structured: Option<Value>,
+    ) -> Result<Envelope, Box<Envelope>> {
+        let output = match outcome {
             Ok(output) => output,
             Err(e) => {
                 return Err(Box::new(
@@ -962,23 +1011,31 @@ impl Engine {
                 .await,
             );
         }
-        let mut finish = Finish {
+        let provider_session_id = output.provider_session_id.clone();
+        let event =
+            Event::provider_response_summary(new_turns, &summary, output.stop_reason.as_deref());
+        let output_text = output.output_text.clone();
+        let env = self.output_envelope(
+            session_id.to_owned(),
+            workflow,
+            profile,
+            Completed { output, artifacts },
+            warnings,
+            structured,
+        );
+        let finish = Finish {
             status: SessionStatus::Completed,
             turn_count: Some(new_turns),
-            summary_latest: Some(summary.clone()),
-            provider_session_id: output.provider_session_id.clone(),
-            output_text: Some(std::mem::take(&mut output.output_text)),
-            events: vec![Event::provider_response_summary(
-                new_turns,
-                &summary,
-                output.stop_reason.as_deref(),
-            )],
+            summary_latest: Some(summary),
+            provider_session_id,
+            output_text: Some(output_text),
+            events: vec![event],
+            result: Some(result_text(session_id, &env)),
         };
         if let Err(e) = self.finish(session_id, lease, &finish).await {
             return Err(Box::new(store_failure(session_id, workflow, profile, &e)));
         }
-        output.output_text = finish.output_text.take().unwrap_or_default();
-        Ok(Completed { output, artifacts })
+        Ok(env)
     }
 
     fn output_envelope(
@@ -1058,9 +1115,10 @@ impl Engine {
         if let Some(details) = error.details {
             object.details = crate::error::Details::Value(details);
         }
-        let finish =
-            Finish::without_output(SessionStatus::Failed, vec![Event::error(turn, &object)]);
+        let event = Event::error(turn, &object);
         let mut env = Envelope::error(session_id, workflow, profile.as_str(), object);
+        let finish = Finish::without_output(SessionStatus::Failed, vec![event])
+            .with_result(result_text(session_id, &env));
         if let Err(e) = self.finish(session_id, lease, &finish).await {
             tracing::error!(session_id, error = %e, "could not record a failed execution");
             env.warnings.push(e.message);
@@ -1077,10 +1135,15 @@ impl Engine {
         profile: Profile,
         error: &StoreError,
     ) -> Envelope {
-        let finish = Finish::without_output(SessionStatus::Failed, Vec::new());
         let mut env = store_failure(session_id, workflow, profile, error);
+        let finish = Finish::without_output(SessionStatus::Failed, Vec::new())
+            .with_result(result_text(session_id, &env));
         if let Err(e) = self.finish(session_id, lease, &finish).await {
             env.warnings.push(e.message);
+        }
+        // Answered before the call's end, which would take it: the kept result stands.
+        if let Ok(mut kept) = self.kept.lock() {
+            kept.remove(session_id);
         }
         env
     }
@@ -1173,8 +1236,16 @@ impl Engine {
         finish: &Finish,
     ) -> Result<(), StoreError> {
         let mut result = self.store.finish_execution(session_id, lease, finish).await;
+        let kept = |result: &Result<(), StoreError>| {
+            if let (Ok(()), Some(text)) = (result, &finish.result)
+                && let Ok(mut kept) = self.kept.lock()
+            {
+                kept.insert(session_id.to_owned(), text.clone());
+            }
+        };
         for delay in FINAL_WRITE_RETRY_DELAYS {
             let Err(e) = &result else {
+                kept(&result);
                 return Ok(());
             };
             if e.is_not_holder() {
@@ -1185,6 +1256,7 @@ impl Engine {
             result = self.store.finish_execution(session_id, lease, finish).await;
         }
         let Err(error) = result else {
+            kept(&result);
             return Ok(());
         };
         if error.is_not_holder() {
@@ -1451,10 +1523,6 @@ impl Engine {
         turn: i64,
         reason: &str,
     ) -> Envelope {
-        let finish = Finish::without_output(
-            SessionStatus::Cancelled,
-            vec![Event::session_cancelled(turn, reason)],
-        );
         let mut env = Envelope::failure(
             session_id,
             workflow,
@@ -1462,11 +1530,117 @@ impl Engine {
             ErrorCode::SessionCancelled,
             format!("Session {session_id} was cancelled: {reason}"),
         );
+        let finish = Finish::without_output(
+            SessionStatus::Cancelled,
+            vec![Event::session_cancelled(turn, reason)],
+        )
+        .with_result(result_text(session_id, &env));
         if let Err(e) = self.finish(session_id, lease, &finish).await {
             tracing::error!(session_id, error = %e, "could not record a cancelled execution");
             env.warnings.push(e.message);
         }
         env
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Results kept for agent_wait_session
+    // -----------------------------------------------------------------------------------------
+
+    /// Keeps `env` as the result of `session_id`'s execution `execution`
+    /// ([`SessionStore::keep_result`]); a result larger than [`MAX_KEPT_RESULT_BYTES`] is kept
+    /// as a `session_result_unavailable` envelope naming its size. A failure is logged: the
+    /// caller has its answer, and a waiter then answers `session_result_unavailable`.
+    ///
+    /// The final write of an execution keeps its envelope in the same transaction
+    /// ([`Finish::result`]); this writes only when the call's envelope is not the one kept
+    /// there (the final write failed, the lease was lost, or the envelope changed after it).
+    async fn keep_result(&self, session_id: &str, execution: i64, env: &Envelope) {
+        let text = result_text(session_id, env);
+        let kept = self
+            .kept
+            .lock()
+            .ok()
+            .and_then(|mut kept| kept.remove(session_id));
+        if kept.as_deref() != Some(text.as_str())
+            && let Err(e) = self.store.keep_result(session_id, execution, &text).await
+        {
+            tracing::warn!(session_id, error = %e, "could not keep the result of an execution");
+        }
+        self.results.notify_waiters();
+    }
+
+    /// The answer of a call whose work goes on after it answered
+    /// (`docs/reference/tools.md#15-background-runs`): the running envelope of `session_id`,
+    /// with the session's profile.
+    pub async fn running_envelope(&self, session_id: &str, workflow: Workflow) -> Envelope {
+        let profile = match self.store.get_session(session_id).await {
+            Ok(Some(record)) => record.profile,
+            _ if workflow == Workflow::VerifyTask => Profile::Verification,
+            _ => Profile::General,
+        };
+        Envelope::running(session_id, workflow, profile.as_str())
+    }
+
+    /// `agent_wait_session` (`docs/reference/tools.md#14-agent_wait_session`): waits, at most
+    /// `req.timeout`, for the session to leave `running`, and answers the envelope kept for its
+    /// latest execution; at the timeout, the running envelope. Reads the store every
+    /// [`WAIT_POLL_PERIOD`] (so a run of any process on the same store is seen), and at once when
+    /// a run of this process keeps its result. Reports progress every [`WAIT_PROGRESS_PERIOD`].
+    /// An unknown session is `session_not_found` (the `{"error": …}` of `agent_get_session`).
+    pub async fn wait_session(
+        &self,
+        req: &WaitSessionRequest,
+        ctx: &ExecContext,
+    ) -> Result<Value, ErrorObject> {
+        let id = req.session_id.as_str();
+        let started = tokio::time::Instant::now();
+        let deadline = started + req.timeout;
+        let mut next_report = started;
+        loop {
+            let woken = self.results.notified();
+            let record = match self.store.get_session(id).await {
+                Ok(Some(record)) => record,
+                Ok(None) => {
+                    return Err(ErrorObject::bare(
+                        ErrorCode::SessionNotFound,
+                        format!("Session not found: {id}"),
+                    ));
+                }
+                Err(e) => return Err(ErrorObject::bare(ErrorCode::InternalError, e.message)),
+            };
+            let now = tokio::time::Instant::now();
+            if record.status != SessionStatus::Running {
+                let kept = match self.store.kept_result(id).await {
+                    Ok(kept) => kept,
+                    Err(e) => return Err(ErrorObject::bare(ErrorCode::InternalError, e.message)),
+                };
+                if let Some((execution, text)) = kept
+                    && execution >= record.request_count
+                    && let Ok(value) = serde_json::from_str::<Value>(&text)
+                {
+                    ctx.report(&format!("session {id} {}", record.status));
+                    return Ok(value);
+                }
+                // The final write keeps the result with the end it records: an ended session
+                // without one has none to wait for.
+                ctx.report(&format!("session {id} {}", record.status));
+                return Ok(no_kept_result(&record).to_value());
+            }
+            if now >= deadline || ctx.cancel.is_cancelled() {
+                return Ok(running_now(&record).to_value());
+            }
+            if now >= next_report {
+                let waited = now.duration_since(started).as_secs();
+                ctx.report(&format!("session {id} running (waited {waited}s)"));
+                next_report = now + WAIT_PROGRESS_PERIOD;
+            }
+            let until = (now + WAIT_POLL_PERIOD).min(deadline);
+            tokio::select! {
+                () = woken => {}
+                () = tokio::time::sleep_until(until) => {}
+                () = ctx.cancel.cancelled() => {}
+            }
+        }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1944,6 +2118,72 @@ pub fn verification_prompt(req: &VerifyTaskRequest, evidence: &[Evidence]) -> St
         "Please evaluate the evidence and provide a structured verification result.".to_owned(),
     );
     lines.join("\n")
+}
+
+/// The JSON text kept as `env`'s result: `env` itself, or, when it is larger than
+/// [`MAX_KEPT_RESULT_BYTES`], a `session_result_unavailable` envelope saying so.
+fn result_text(session_id: &str, env: &Envelope) -> String {
+    let text = serde_json::to_string(env).unwrap_or_default();
+    if text.len() <= MAX_KEPT_RESULT_BYTES {
+        return text;
+    }
+    let mut replacement = Envelope::failure(
+        session_id,
+        env.workflow,
+        env.profile.clone(),
+        ErrorCode::SessionResultUnavailable,
+        format!(
+            "The result of session {session_id} is {} bytes, more than the {MAX_KEPT_RESULT_BYTES} bytes kept; read its output with agent_get_session or the session's resources",
+            text.len()
+        ),
+    );
+    replacement.artifacts = env.artifacts.clone();
+    serde_json::to_string(&replacement).unwrap_or_default()
+}
+
+/// The running envelope of a session seen `running`: the workflow of the execution that holds
+/// its lock (read from the lock owner token), else the session's.
+fn running_now(record: &SessionRecord) -> Envelope {
+    let workflow = record
+        .locked_by
+        .as_deref()
+        .and_then(ids::workflow_of_lock_owner)
+        .unwrap_or(record.workflow);
+    Envelope::running(
+        record.session_id.as_str(),
+        workflow,
+        record.profile.as_str(),
+    )
+}
+
+/// The answer of `agent_wait_session` for an ended session with no result kept for its latest
+/// execution: `session_interrupted` (its process stopped before the run recorded a result) or
+/// `session_result_unavailable`.
+fn no_kept_result(record: &SessionRecord) -> Envelope {
+    let id = &record.session_id;
+    let (code, message) = if record.status == SessionStatus::Interrupted {
+        (
+            ErrorCode::SessionInterrupted,
+            format!(
+                "Session {id} was interrupted before its execution recorded a result; continue it with agent_continue_session"
+            ),
+        )
+    } else {
+        (
+            ErrorCode::SessionResultUnavailable,
+            format!(
+                "No result is kept for the latest execution of session {id} (status: {}); read the session with agent_get_session",
+                record.status
+            ),
+        )
+    };
+    Envelope::failure(
+        id.as_str(),
+        record.workflow,
+        record.profile.as_str(),
+        code,
+        message,
+    )
 }
 
 fn lease_is_live(record: &SessionRecord) -> bool {

@@ -7,13 +7,18 @@ use serde_json::{Map, Value};
 use crate::error::{ErrorCode, ErrorObject};
 use crate::model::{Profile, Workflow};
 
-/// `completed` when `ok`, `failed` for every error envelope.
+/// `completed` when `ok`, `failed` for every error envelope, `running` for work that goes on
+/// after the call answered (`wait_seconds`, `agent_wait_session`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EnvelopeStatus {
     Completed,
     Failed,
+    Running,
 }
+
+/// The tool that collects the result of a session whose envelope said `running`.
+pub const WAIT_TOOL: &str = "agent_wait_session";
 
 /// `{artifact_id, artifact_type, logical_name, mime_type}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -102,6 +107,32 @@ impl Envelope {
         )
     }
 
+    /// The answer for work still going on in the server
+    /// (`docs/reference/envelope.md#22-running`): `ok: false`, `status: "running"`, no errors,
+    /// and one warning naming [`WAIT_TOOL`] and the session to pass it.
+    pub fn running(
+        session_id: impl Into<String>,
+        workflow: Workflow,
+        profile: impl Into<String>,
+    ) -> Self {
+        let session_id = session_id.into();
+        Self {
+            ok: false,
+            summary: format!("Session {session_id} is still running"),
+            warnings: vec![format!(
+                "Session {session_id} is still running in the server: collect its result with \
+                 {WAIT_TOOL} {{\"session_id\": \"{session_id}\"}}"
+            )],
+            session_id,
+            status: EnvelopeStatus::Running,
+            workflow,
+            profile: profile.into(),
+            result: Map::new(),
+            artifacts: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
     pub fn with_result(mut self, result: Map<String, Value>) -> Self {
         self.result = result;
         self
@@ -116,6 +147,21 @@ impl Envelope {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_running_envelope_names_its_session_and_the_wait_tool() {
+        let env = Envelope::running("sess_1", Workflow::RunTask, "general");
+        assert_eq!(
+            env.to_value(),
+            json!({
+                "ok": false, "session_id": "sess_1", "status": "running", "workflow": "run_task",
+                "profile": "general", "summary": "Session sess_1 is still running", "result": {},
+                "artifacts": [],
+                "warnings": ["Session sess_1 is still running in the server: collect its result with agent_wait_session {\"session_id\": \"sess_1\"}"],
+                "errors": []
+            })
+        );
+    }
 
     #[test]
     fn error_envelope_has_every_key_in_order() {

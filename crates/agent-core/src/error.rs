@@ -34,6 +34,11 @@ string_enum! {
         // The answer does not match the caller's `output_schema` (an addition,
         // `docs/reference/tools.md#16-structured-results`).
         StructuredOutputInvalid => "structured_output_invalid",
+        // `agent_wait_session` (an addition, `docs/reference/tools.md#14-agent_wait_session`):
+        // the execution was cut off before it recorded a result (its process died) ...
+        SessionInterrupted => "session_interrupted",
+        // ... or no result is kept for the session's latest execution.
+        SessionResultUnavailable => "session_result_unavailable",
         // Verification preflight lint codes, reported on a restricted-mode block.
         ScopeTooBroad => "scope_too_broad",
         AmbiguousRequest => "ambiguous_request",

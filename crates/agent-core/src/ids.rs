@@ -43,6 +43,17 @@ pub fn new_lock_owner(workflow: Workflow, node_id: &str) -> String {
     format!("{prefix}_{}@{node_id}", hex_prefix(8))
 }
 
+/// The workflow of the execution that holds a lock, read from its owner token
+/// ([`new_lock_owner`]); `None` for a token of another form.
+pub fn workflow_of_lock_owner(owner: &str) -> Option<Workflow> {
+    match owner.split_once('_')?.0 {
+        "exec" => Some(Workflow::RunTask),
+        "cont" => Some(Workflow::ContinueSession),
+        "ver" => Some(Workflow::VerifyTask),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +80,20 @@ mod tests {
         assert_eq!(owner.len(), 12 + 1 + 21);
         assert_eq!(owner.split_once('@').map(|(_, n)| n), Some(node.as_str()));
         assert_ne!(new_session_id(), new_session_id());
+    }
+
+    #[test]
+    fn the_workflow_of_a_lock_owner_is_read_back_from_its_token() {
+        let node = new_node_id();
+        for workflow in [
+            Workflow::RunTask,
+            Workflow::ContinueSession,
+            Workflow::VerifyTask,
+        ] {
+            let owner = new_lock_owner(workflow, &node);
+            assert_eq!(workflow_of_lock_owner(&owner), Some(workflow), "{owner}");
+        }
+        assert_eq!(workflow_of_lock_owner("someone-else"), None);
+        assert_eq!(workflow_of_lock_owner("cncl_0000@node"), None);
     }
 }

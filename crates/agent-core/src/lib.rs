@@ -257,14 +257,15 @@ pub use model::{Profile, SessionStatus, Workflow};
 pub use ports::{
     ArtifactRecord, BackendOutput, BackendRequest, BackendStep, Capabilities, ChatMessage,
     ChatRole, EventLog, ExecContext, ExecutionBackend, ExecutionError, FailureKind, Finish, Lease,
-    LockOutcome, MAX_CANCEL_REASON_BYTES, MAX_STEP_TOOL_CHARS, MediationRequest, NewArtifact,
-    NewSession, NoProgress, OutputMediator, PolicyViolation, ProgressSink, SessionListItem,
-    SessionRecord, SessionStore, StepSink, StoreError, StoreErrorKind, ToolCallContext,
-    ToolDefinition, ToolExecutor, ToolProvider, Usage, WorkspacePolicy,
+    LockOutcome, MAX_CANCEL_REASON_BYTES, MAX_KEPT_RESULT_BYTES, MAX_STEP_TOOL_CHARS,
+    MediationRequest, NewArtifact, NewSession, NoProgress, OutputMediator, PolicyViolation,
+    ProgressSink, SessionListItem, SessionRecord, SessionStore, StepSink, StoreError,
+    StoreErrorKind, ToolCallContext, ToolDefinition, ToolExecutor, ToolProvider, Usage,
+    WorkspacePolicy,
 };
 pub use request::{
     CancelSessionRequest, ContinueSessionRequest, GetSessionRequest, ListSessionsRequest,
-    RunTaskRequest, VerifyTaskRequest,
+    RunTaskRequest, VerifyTaskRequest, WaitSessionRequest,
 };
 pub use time::Timestamp;
 

@@ -94,6 +94,11 @@ impl Lease {
 /// reads it back (a row written by another program may hold anything).
 pub const MAX_CANCEL_REASON_BYTES: usize = 1024;
 
+/// The largest result [`SessionStore::keep_result`] is given, in bytes of JSON text: the MCP
+/// task result's bound ([`crate::mcp_tasks::MAX_TASK_RESULT_BYTES`]). The engine keeps a
+/// `session_result_unavailable` envelope instead of a larger one.
+pub const MAX_KEPT_RESULT_BYTES: usize = crate::mcp_tasks::MAX_TASK_RESULT_BYTES;
+
 /// A full session row (`docs/reference/sessions.md#2-session-record`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionRecord {
@@ -168,6 +173,11 @@ pub struct Finish {
     /// (`docs/reference/sessions.md#8-conversation-history`).
     pub output_text: Option<String>,
     pub events: Vec<Event>,
+    /// The envelope this execution's call answers (its JSON text, at most
+    /// [`MAX_KEPT_RESULT_BYTES`]), kept in the same transaction as the session's result for
+    /// `agent_wait_session`, as [`SessionStore::keep_result`] keeps it with the session's
+    /// `request_count` as the execution; `None` keeps nothing.
+    pub result: Option<String>,
 }
 
 impl Finish {
@@ -181,7 +191,14 @@ impl Finish {
             provider_session_id: None,
             output_text: None,
             events,
+            result: None,
         }
+    }
+
+    /// The same finish, keeping `envelope` as the execution's result ([`Finish::result`]).
+    pub fn with_result(mut self, envelope: String) -> Self {
+        self.result = Some(envelope);
+        self
     }
 }
 
@@ -292,8 +309,9 @@ pub trait SessionStore: EventLog {
     /// Sets `running`, `request_count += 1` and appends `events`.
     async fn begin_execution(&self, session_id: &str, events: &[Event]) -> Result<(), StoreError>;
 
-    /// Applies `finish`, appends its events, releases `lease`'s lock and drops any cancel
-    /// request, in one transaction. Fenced: it fails with [`StoreErrorKind::NotHolder`] and
+    /// Applies `finish`, appends its events, keeps its result ([`Finish::result`], as
+    /// [`keep_result`](Self::keep_result) with the session's `request_count`), releases
+    /// `lease`'s lock and drops any cancel request, in one transaction. Fenced: it fails with [`StoreErrorKind::NotHolder`] and
     /// applies nothing unless `lease` (owner token and generation) holds the lock, so an
     /// execution whose lock was taken over or cleared can no longer write its end. A kept
     /// output is never overwritten: when an output is already kept at `finish.turn_count`
@@ -381,6 +399,27 @@ pub trait SessionStore: EventLog {
         session_id: &str,
         artifact_id: &str,
     ) -> Result<Option<(ArtifactRecord, Vec<u8>)>, StoreError>;
+
+    /// Keeps `envelope` (its JSON text, at most [`MAX_KEPT_RESULT_BYTES`]) as the result of
+    /// execution `execution` of `session_id` (the session's `request_count` when that execution
+    /// began), for `agent_wait_session`. One result is kept per session: it replaces the result
+    /// of an earlier or the same execution, and a result of a later execution is left alone
+    /// (answers false). The text is kept byte for byte. Fails when the session does not exist.
+    /// The default (a store that keeps none) keeps nothing and answers false.
+    async fn keep_result(
+        &self,
+        _session_id: &str,
+        _execution: i64,
+        _envelope: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// The result kept by [`keep_result`](Self::keep_result): `(execution, envelope text)`, or
+    /// `None` when none is kept (or the session does not exist).
+    async fn kept_result(&self, _session_id: &str) -> Result<Option<(i64, String)>, StoreError> {
+        Ok(None)
+    }
 
     /// The full outputs kept by [`Finish::output_text`], as `(turn_index, text)` in turn order.
     /// A store that keeps none answers empty, and continuations fall back to the summaries.

@@ -5,6 +5,8 @@
 //! The error side is the response itself (an [`Envelope`]), hence `result_large_err` is allowed.
 #![allow(clippy::result_large_err)]
 
+use std::time::Duration;
+
 use serde_json::{Map, Value, json};
 
 use crate::envelope::Envelope;
@@ -23,6 +25,10 @@ pub struct RunTaskRequest {
     pub allow_tools: bool,
     /// `docs/reference/tools.md#16-structured-results`.
     pub output_schema: Option<OutputSchema>,
+    /// `wait_seconds`: how long the call waits before it answers `running` while the work goes
+    /// on (`docs/reference/tools.md#15-background-runs`); `None`: until the work is done.
+    /// Read by the MCP layer; the engine ignores it.
+    pub wait: Option<Duration>,
 }
 
 impl RunTaskRequest {
@@ -35,6 +41,7 @@ impl RunTaskRequest {
             max_turns: 10,
             allow_tools: true,
             output_schema: None,
+            wait: None,
         }
     }
 
@@ -88,6 +95,7 @@ impl RunTaskRequest {
         let max_turns = bounded_int(args, "max_turns", 10, 1, 100, &mut problems);
         let allow_tools = boolean(args, "allow_tools", true, &mut problems);
         let output_schema = output_schema(args, &mut problems);
+        let wait = seconds(args, WAIT_SECONDS, &mut problems);
         if !problems.is_empty() {
             return Err(fail(problems));
         }
@@ -99,6 +107,7 @@ impl RunTaskRequest {
             max_turns: max_turns as u32,
             allow_tools,
             output_schema,
+            wait,
         })
     }
 }
@@ -111,6 +120,8 @@ pub struct ContinueSessionRequest {
     pub max_turns: u32,
     /// `docs/reference/tools.md#16-structured-results`.
     pub output_schema: Option<OutputSchema>,
+    /// `wait_seconds`, as for [`RunTaskRequest::wait`].
+    pub wait: Option<Duration>,
 }
 
 impl ContinueSessionRequest {
@@ -120,6 +131,7 @@ impl ContinueSessionRequest {
             message: message.into(),
             max_turns: 10,
             output_schema: None,
+            wait: None,
         }
     }
 
@@ -135,6 +147,7 @@ impl ContinueSessionRequest {
         let message_text = limit_text("message", message_text, &mut problems);
         let max_turns = bounded_int(args, "max_turns", 10, 1, 100, &mut problems);
         let output_schema = output_schema(args, &mut problems);
+        let wait = seconds(args, WAIT_SECONDS, &mut problems);
         if !problems.is_empty() {
             return Err(Envelope::error(
                 raw_id,
@@ -148,6 +161,7 @@ impl ContinueSessionRequest {
             message: message_text,
             max_turns: max_turns as u32,
             output_schema,
+            wait,
         })
     }
 }
@@ -196,6 +210,79 @@ impl CancelSessionRequest {
             ));
         }
         Ok(Self { session_id })
+    }
+}
+
+/// `agent_wait_session` (an addition, `docs/reference/tools.md#14-agent_wait_session`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitSessionRequest {
+    pub session_id: String,
+    /// `timeout_seconds`: the longest the call waits for the session to leave `running`.
+    pub timeout: Duration,
+}
+
+impl WaitSessionRequest {
+    pub fn new(session_id: impl Into<String>, timeout: Duration) -> Self {
+        Self {
+            session_id: session_id.into(),
+            timeout,
+        }
+    }
+
+    pub fn from_args(args: &Map<String, Value>) -> Result<Self, Value> {
+        let mut problems = Vec::new();
+        let session_id = required_string(args, "session_id", &mut problems);
+        let timeout = seconds(args, "timeout_seconds", &mut problems)
+            .unwrap_or(Duration::from_secs(DEFAULT_WAIT_TIMEOUT_SECONDS));
+        if !problems.is_empty() {
+            return Err(
+                ErrorObject::validation(message("agent_wait_session", &problems))
+                    .into_error_result(),
+            );
+        }
+        Ok(Self {
+            session_id,
+            timeout,
+        })
+    }
+}
+
+/// The argument of run, continue and verify that lets the work outlast the call
+/// (`docs/reference/tools.md#15-background-runs`).
+pub const WAIT_SECONDS: &str = "wait_seconds";
+
+/// The largest `wait_seconds` and `timeout_seconds`: one hour. A client that waits longer calls
+/// `agent_wait_session` again.
+pub const MAX_WAIT_SECONDS: u64 = 3600;
+
+/// `agent_wait_session`'s `timeout_seconds` when absent.
+pub const DEFAULT_WAIT_TIMEOUT_SECONDS: u64 = 30;
+
+/// An optional number of seconds, 0 to [`MAX_WAIT_SECONDS`], fractions allowed; booleans and
+/// strings are refused (no lenient conversion: the field is new).
+fn seconds(args: &Map<String, Value>, key: &str, problems: &mut Vec<String>) -> Option<Duration> {
+    let value = match args.get(key) {
+        None | Some(Value::Null) => return None,
+        Some(v) => v,
+    };
+    let Value::Number(n) = value else {
+        problems.push(wrong_type(key, "number", value));
+        return None;
+    };
+    match n.as_f64() {
+        Some(f) if f < 0.0 => {
+            problems.push(format!(
+                "{key}: input should be greater than or equal to 0, got {n}"
+            ));
+            None
+        }
+        Some(f) if f <= MAX_WAIT_SECONDS as f64 => Some(Duration::from_secs_f64(f)),
+        _ => {
+            problems.push(format!(
+                "{key}: input should be less than or equal to {MAX_WAIT_SECONDS}, got {n}"
+            ));
+            None
+        }
     }
 }
 
@@ -256,6 +343,8 @@ pub struct VerifyTaskRequest {
     pub scope: Option<String>,
     pub evidence_paths: Vec<String>,
     pub fail_closed: bool,
+    /// `wait_seconds`, as for [`RunTaskRequest::wait`].
+    pub wait: Option<Duration>,
 }
 
 impl VerifyTaskRequest {
@@ -265,6 +354,7 @@ impl VerifyTaskRequest {
             scope: None,
             evidence_paths: Vec::new(),
             fail_closed: true,
+            wait: None,
         }
     }
 
@@ -291,6 +381,7 @@ impl VerifyTaskRequest {
             .map(|s| limit_text("scope", s, &mut problems));
         let evidence_paths = path_list(args, "evidence_paths", &mut problems);
         let fail_closed = boolean(args, "fail_closed", true, &mut problems);
+        let wait = seconds(args, WAIT_SECONDS, &mut problems);
         // The value is ignored (verification always uses its own profile) but still validated.
         let _ = enum_field(
             args,
@@ -313,6 +404,7 @@ impl VerifyTaskRequest {
             scope,
             evidence_paths,
             fail_closed,
+            wait,
         })
     }
 }
@@ -570,6 +662,116 @@ mod tests {
         assert_eq!(req, RunTaskRequest::new("x").with_max_turns(7));
         let req = RunTaskRequest::from_args(&args(json!({"task": " ", "max_turns": 5.0}))).unwrap();
         assert_eq!(req.max_turns, 5);
+    }
+
+    #[test]
+    fn wait_seconds_is_an_optional_bounded_number_on_run_continue_and_verify() {
+        let run = |v: Value| RunTaskRequest::from_args(&args(v));
+        assert_eq!(run(json!({"task": "x"})).unwrap().wait, None);
+        assert_eq!(
+            run(json!({"task": "x", "wait_seconds": null}))
+                .unwrap()
+                .wait,
+            None
+        );
+        assert_eq!(
+            run(json!({"task": "x", "wait_seconds": 0})).unwrap().wait,
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            run(json!({"task": "x", "wait_seconds": 2.5})).unwrap().wait,
+            Some(Duration::from_millis(2500))
+        );
+        assert_eq!(
+            run(json!({"task": "x", "wait_seconds": 3600}))
+                .unwrap()
+                .wait,
+            Some(Duration::from_secs(MAX_WAIT_SECONDS))
+        );
+        for (value, problem) in [
+            (
+                json!(-1),
+                "wait_seconds: input should be greater than or equal to 0, got -1",
+            ),
+            (
+                json!(3600.5),
+                "wait_seconds: input should be less than or equal to 3600, got 3600.5",
+            ),
+            (
+                json!(1e300),
+                "wait_seconds: input should be less than or equal to 3600, got 1e+300",
+            ),
+            (
+                json!("5"),
+                "wait_seconds: input should be a valid number, got '5'",
+            ),
+            (
+                json!(true),
+                "wait_seconds: input should be a valid number, got true",
+            ),
+        ] {
+            let env = run(json!({"task": "x", "wait_seconds": value})).unwrap_err();
+            assert_eq!(
+                env.to_value(),
+                json!({
+                    "ok": false, "session_id": "", "status": "failed", "workflow": "run_task",
+                    "profile": "general",
+                    "summary": format!("Invalid agent_run_task request: {problem}"),
+                    "result": {}, "artifacts": [], "warnings": [],
+                    "errors": [{"code": "validation_error", "message": format!("Invalid agent_run_task request: {problem}")}]
+                })
+            );
+        }
+        let env = ContinueSessionRequest::from_args(&args(
+            json!({"session_id": "sess_1", "message": "m", "wait_seconds": -0.5}),
+        ))
+        .unwrap_err()
+        .to_value();
+        assert_eq!(env["session_id"], json!("sess_1"));
+        assert_eq!(
+            env["errors"][0]["message"],
+            json!(
+                "Invalid agent_continue_session request: wait_seconds: input should be greater than or equal to 0, got -0.5"
+            )
+        );
+        let ok = ContinueSessionRequest::from_args(&args(
+            json!({"session_id": "sess_1", "message": "m", "wait_seconds": 1}),
+        ))
+        .unwrap();
+        assert_eq!(ok.wait, Some(Duration::from_secs(1)));
+        let env = VerifyTaskRequest::from_args(&args(json!({"task": "t", "wait_seconds": []})))
+            .unwrap_err()
+            .to_value();
+        assert_eq!(env["result"], json!(core_verdict_result()));
+        assert_eq!(
+            env["errors"][0]["message"],
+            json!(
+                "Invalid agent_verify_task request: wait_seconds: input should be a valid number, got []"
+            )
+        );
+    }
+
+    #[test]
+    fn wait_session_takes_a_session_and_a_bounded_timeout() {
+        let wait = |v: Value| WaitSessionRequest::from_args(&args(v));
+        assert_eq!(
+            wait(json!({"session_id": "sess_1"})).unwrap(),
+            WaitSessionRequest::new("sess_1", Duration::from_secs(DEFAULT_WAIT_TIMEOUT_SECONDS))
+        );
+        assert_eq!(
+            wait(json!({"session_id": "sess_1", "timeout_seconds": 0.25}))
+                .unwrap()
+                .timeout,
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            wait(json!({"session_id": "", "timeout_seconds": 4000})).unwrap_err(),
+            json!({"error": {"code": "validation_error", "message": "Invalid agent_wait_session request: session_id: string should have at least 1 character; timeout_seconds: input should be less than or equal to 3600, got 4000"}})
+        );
+        assert_eq!(
+            wait(json!({"timeout_seconds": "1"})).unwrap_err(),
+            json!({"error": {"code": "validation_error", "message": "Invalid agent_wait_session request: session_id: field required; timeout_seconds: input should be a valid number, got '1'"}})
+        );
     }
 
     #[test]

@@ -19,12 +19,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent_core::engine::conversation_history;
-use agent_core::error::ErrorCode;
+use agent_core::error::{ErrorCode, ErrorObject};
 use agent_core::{
     BackendOutput, BackendRequest, ChatMessage, ChatRole, ContinueSessionRequest, Engine,
     EngineConfig, Envelope, Event, EventLog, ExecContext, Finish, GetSessionRequest, Lease,
     ListSessionsRequest, LockOutcome, NewSession, Profile, RunTaskRequest, SessionRecord,
-    SessionStatus, SessionStore, Timestamp, ToolCallContext, Usage, VerifyTaskRequest, Workflow,
+    SessionStatus, SessionStore, Timestamp, ToolCallContext, Usage, VerifyTaskRequest,
+    WaitSessionRequest, Workflow,
 };
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -2950,6 +2951,7 @@ async fn mem_store_follows_the_session_store_contract() {
         provider_session_id: None,
         output_text: Some("out".to_owned()),
         events: vec![Event::provider_request_start(3)],
+        result: None,
     };
     let err = store
         .finish_execution(
@@ -3283,4 +3285,211 @@ async fn a_cancel_through_another_engine_on_the_same_store_stops_the_run() {
     );
     // The request ended with the execution: a new run is not cancelled by it.
     assert!(!h.store.request_cancel(&id, "late").await.unwrap());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kept results and agent_wait_session
+// ---------------------------------------------------------------------------------------------
+
+async fn wait(h: &Harness, session_id: &str, timeout: Duration) -> Result<Value, ErrorObject> {
+    h.engine
+        .wait_session(&WaitSessionRequest::new(session_id, timeout), &h.ctx())
+        .await
+}
+
+#[tokio::test]
+async fn every_execution_keeps_its_envelope_and_a_wait_answers_the_latest_at_once() {
+    let h = Harness::new(
+        FakeBackend::new()
+            .then_ok(output("first output", 1))
+            .then_err(ErrorCode::ProviderRuntimeError, "Claude API error: boom"),
+    );
+    let run = h.run(RunTaskRequest::new("t")).await;
+    let id = run.session_id.clone();
+    assert_eq!(
+        h.store.kept_result(&id).await.unwrap(),
+        Some((1, serde_json::to_string(&run).unwrap()))
+    );
+    let started = Instant::now();
+    assert_eq!(
+        wait(&h, &id, Duration::from_secs(30)).await,
+        Ok(run.to_value())
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // A failed continuation is the latest execution: its error envelope is kept and answered.
+    let failed = h.cont(&id, "more").await;
+    assert!(!failed.ok);
+    assert_eq!(
+        h.store.kept_result(&id).await.unwrap(),
+        Some((2, serde_json::to_string(&failed).unwrap()))
+    );
+    assert_eq!(wait(&h, &id, Duration::ZERO).await, Ok(failed.to_value()));
+    assert_eq!(
+        h.progress.messages().last().map(String::as_str),
+        Some(format!("session {id} failed").as_str())
+    );
+    // Both were kept by the final write of their execution: no write of their own.
+    assert!(
+        !h.store.calls().contains(&Method::KeepResult),
+        "{:?}",
+        h.store.calls()
+    );
+}
+
+#[tokio::test]
+async fn a_result_whose_final_write_failed_is_kept_on_its_own() {
+    let h = Harness::new(FakeBackend::new().then_ok(output("lost end", 1)));
+    h.store.fail_times(Method::FinishExecution, 3);
+    let run = h.run(RunTaskRequest::new("t")).await;
+    assert!(!run.ok, "{run:?}");
+    let id = run.session_id.clone();
+    assert_eq!(h.record(&id).status, SessionStatus::Interrupted);
+    assert!(h.store.calls().contains(&Method::KeepResult));
+    assert_eq!(
+        h.store.kept_result(&id).await.unwrap(),
+        Some((1, serde_json::to_string(&run).unwrap()))
+    );
+    assert_eq!(wait(&h, &id, Duration::ZERO).await, Ok(run.to_value()));
+}
+
+#[tokio::test]
+async fn failures_before_an_execution_keep_nothing() {
+    let h = Harness::new(FakeBackend::new());
+    let denied = h
+        .run(RunTaskRequest::new("t").with_working_directory("/etc"))
+        .await;
+    assert_eq!(denied.session_id, "");
+    let id = "sess_00000000000000a1";
+    let mut record = seed_record(
+        id,
+        Workflow::RunTask,
+        Profile::General,
+        SessionStatus::Running,
+    );
+    record.locked_by = Some("exec_0000aaaa@node_other".to_owned());
+    record.lock_expires_at = Some(Timestamp::parse("2999-01-01T00:00:00+00:00").unwrap());
+    h.store.seed(record);
+    let conflict = h.cont(id, "more").await;
+    assert_eq!(conflict.errors[0].code, ErrorCode::SessionConflict);
+    let unknown = h.cont("sess_00000000000000ff", "more").await;
+    assert_eq!(unknown.errors[0].code, ErrorCode::SessionNotFound);
+    assert!(
+        !h.store.calls().contains(&Method::KeepResult),
+        "{:?}",
+        h.store.calls()
+    );
+}
+
+#[tokio::test]
+async fn a_wait_ends_when_the_run_it_waits_for_ends() {
+    let gate = Arc::new(Notify::new());
+    let backend = FakeBackend::new()
+        .then_ok(output("done at last", 1))
+        .gated(Arc::clone(&gate));
+    let entered = backend.entered();
+    let h = Harness::new(backend);
+    let run = h.run(RunTaskRequest::new("t"));
+    let waited = async {
+        entered.notified().await;
+        let id = h.store.list_sessions(1, None).await.unwrap()[0]
+            .session_id
+            .clone();
+        let opened = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            gate.notify_waiters();
+        };
+        let (waited, ()) = tokio::join!(wait(&h, &id, Duration::from_secs(30)), opened);
+        waited
+    };
+    let (run, waited) = tokio::join!(run, waited);
+    assert!(run.ok, "{run:?}");
+    assert_eq!(waited, Ok(run.to_value()));
+}
+
+#[tokio::test]
+async fn a_wait_that_times_out_answers_running_for_the_execution_in_flight() {
+    let h = Harness::new(FakeBackend::new());
+    let id = "sess_00000000000000b1";
+    let mut record = seed_record(
+        id,
+        Workflow::RunTask,
+        Profile::Verification,
+        SessionStatus::Running,
+    );
+    record.locked_by = Some("cont_0000bbbb@node_other".to_owned());
+    record.lock_expires_at = Some(Timestamp::parse("2999-01-01T00:00:00+00:00").unwrap());
+    h.store.seed(record);
+    let started = Instant::now();
+    let answer = wait(&h, id, Duration::from_millis(300)).await.unwrap();
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(3));
+    assert_eq!(
+        answer,
+        Envelope::running(id, Workflow::ContinueSession, "verification").to_value()
+    );
+    assert_eq!(
+        h.progress.messages(),
+        [format!("session {id} running (waited 0s)")]
+    );
+}
+
+#[tokio::test]
+async fn an_ended_session_without_a_kept_result_is_interrupted_or_unavailable() {
+    let h = Harness::new(FakeBackend::new());
+    assert_eq!(
+        wait(&h, "sess_00000000000000ff", Duration::ZERO).await,
+        Err(ErrorObject::bare(
+            ErrorCode::SessionNotFound,
+            "Session not found: sess_00000000000000ff"
+        ))
+    );
+    let interrupted = "sess_00000000000000c1";
+    seed(
+        &h,
+        interrupted,
+        Workflow::VerifyTask,
+        Profile::Verification,
+        SessionStatus::Interrupted,
+    );
+    let started = Instant::now();
+    let answer = wait(&h, interrupted, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(1), "no grace");
+    assert_eq!(
+        answer,
+        error_envelope(
+            interrupted,
+            "verify_task",
+            "verification",
+            "session_interrupted",
+            &format!(
+                "Session {interrupted} was interrupted before its execution recorded a result; continue it with agent_continue_session"
+            )
+        )
+    );
+    // Any other ended session without a result (one ended by an earlier version): unavailable.
+    let completed = "sess_00000000000000c2";
+    seed(
+        &h,
+        completed,
+        Workflow::RunTask,
+        Profile::General,
+        SessionStatus::Completed,
+    );
+    let started = Instant::now();
+    let answer = wait(&h, completed, Duration::from_secs(30)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(
+        answer,
+        error_envelope(
+            completed,
+            "run_task",
+            "general",
+            "session_result_unavailable",
+            &format!(
+                "No result is kept for the latest execution of session {completed} (status: completed); read the session with agent_get_session"
+            )
+        )
+    );
 }

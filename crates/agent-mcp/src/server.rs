@@ -6,13 +6,17 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use agent_core::TaskStore;
 use agent_core::error::{ErrorCode, ErrorObject};
 use agent_core::pyfmt;
+use agent_core::request::{WAIT_SECONDS, core_verdict_result};
 use agent_core::{
-    CancelSessionRequest, ContinueSessionRequest, Engine, ExecContext, GetSessionRequest,
-    ListSessionsRequest, ProgressSink, RunTaskRequest, Timestamp, VerifyTaskRequest,
+    CancelSessionRequest, ContinueSessionRequest, Engine, Envelope, ExecContext, GetSessionRequest,
+    ListSessionsRequest, Profile, ProgressSink, RunTaskRequest, Timestamp, VerifyTaskRequest,
+    WaitSessionRequest, Workflow,
 };
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -28,6 +32,7 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use crate::prompts::{self, PromptDef};
 use crate::resources;
@@ -80,7 +85,7 @@ impl AgentServer {
         }
     }
 
-    /// Standard mode: all seven tools (`docs/reference/tools.md#2-published-tools`).
+    /// Standard mode: all eight tools (`docs/reference/tools.md#2-published-tools`).
     pub fn standard(engine: Arc<Engine>, tasks: Arc<dyn TaskStore>, status: RuntimeStatus) -> Self {
         Self::new(engine, tasks, status, ToolName::ALL.to_vec())
     }
@@ -105,6 +110,19 @@ impl AgentServer {
         arguments: JsonObject,
         ctx: ExecContext,
     ) -> CallToolResult {
+        self.call_with(name, arguments, ctx, Background::Allowed)
+            .await
+    }
+
+    /// [`call`](Self::call); a call run as an MCP task passes [`Background::Ignored`]: the
+    /// task is already the background form, so `wait_seconds` is validated and not applied.
+    pub(crate) async fn call_with(
+        &self,
+        name: &str,
+        arguments: JsonObject,
+        ctx: ExecContext,
+        background: Background,
+    ) -> CallToolResult {
         // The published definition says the tool is admitted and holds its schema.
         let admitted = ToolName::parse(name).zip(self.inner.tools.iter().find(|t| t.name == name));
         let Some((tool, definition)) = admitted else {
@@ -125,33 +143,70 @@ impl AgentServer {
         let value = match tool {
             ToolName::RunTask => match RunTaskRequest::from_args(&arguments) {
                 Ok(req) => {
-                    let engine = Arc::clone(engine);
-                    detached(Box::pin(async move {
-                        engine.run_task(req, &ctx).await.to_value()
-                    }))
+                    if req.wait.is_some() && !self.waiting_admitted() {
+                        let env = Envelope::error(
+                            "",
+                            Workflow::RunTask,
+                            req.profile.as_str(),
+                            refused(tool),
+                        );
+                        return structured(env.to_value());
+                    }
+                    let wait = background.wait(req.wait);
+                    let run = Arc::clone(engine);
+                    run_workflow(engine, Workflow::RunTask, wait, ctx, move |ctx| {
+                        Box::pin(async move { run.run_task(req, &ctx).await.to_value() })
+                    })
                     .await
                 }
                 Err(env) => env.to_value(),
             },
             ToolName::ContinueSession => match ContinueSessionRequest::from_args(&arguments) {
                 Ok(req) => {
-                    let engine = Arc::clone(engine);
-                    detached(Box::pin(async move {
-                        engine.continue_session(req, &ctx).await.to_value()
-                    }))
+                    if req.wait.is_some() && !self.waiting_admitted() {
+                        let env = Envelope::error(
+                            req.session_id,
+                            Workflow::ContinueSession,
+                            Profile::General.as_str(),
+                            refused(tool),
+                        );
+                        return structured(env.to_value());
+                    }
+                    let wait = background.wait(req.wait);
+                    let run = Arc::clone(engine);
+                    run_workflow(engine, Workflow::ContinueSession, wait, ctx, move |ctx| {
+                        Box::pin(async move { run.continue_session(req, &ctx).await.to_value() })
+                    })
                     .await
                 }
                 Err(env) => env.to_value(),
             },
             ToolName::VerifyTask => match VerifyTaskRequest::from_args(&arguments) {
                 Ok(req) => {
-                    let engine = Arc::clone(engine);
-                    detached(Box::pin(async move {
-                        engine.verify_task(req, &ctx).await.to_value()
-                    }))
+                    if req.wait.is_some() && !self.waiting_admitted() {
+                        let env = Envelope::error(
+                            "",
+                            Workflow::VerifyTask,
+                            Profile::Verification.as_str(),
+                            refused(tool),
+                        );
+                        return structured(env.with_result(core_verdict_result()).to_value());
+                    }
+                    let wait = background.wait(req.wait);
+                    let run = Arc::clone(engine);
+                    run_workflow(engine, Workflow::VerifyTask, wait, ctx, move |ctx| {
+                        Box::pin(async move { run.verify_task(req, &ctx).await.to_value() })
+                    })
                     .await
                 }
                 Err(env) => env.to_value(),
+            },
+            ToolName::WaitSession => match WaitSessionRequest::from_args(&arguments) {
+                Ok(req) => match engine.wait_session(&req, &ctx).await {
+                    Ok(value) => value,
+                    Err(e) => e.into_error_result(),
+                },
+                Err(err) => err,
             },
             ToolName::GetSession => match GetSessionRequest::from_args(&arguments) {
                 Ok(req) => match engine.get_session(&req).await {
@@ -181,6 +236,127 @@ impl AgentServer {
     }
 }
 
+impl AgentServer {
+    /// Whether `agent_wait_session` is published: `wait_seconds` is accepted only then, as a
+    /// run left running could not be collected otherwise.
+    fn waiting_admitted(&self) -> bool {
+        self.inner
+            .tools
+            .iter()
+            .any(|t| t.name == ToolName::WaitSession.as_str())
+    }
+}
+
+/// Whether a call may answer before its work is done (`wait_seconds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Background {
+    Allowed,
+    /// A call run as an MCP task: it always runs to the end.
+    Ignored,
+}
+
+impl Background {
+    fn wait(self, wait: Option<Duration>) -> Option<Duration> {
+        match self {
+            Background::Allowed => wait,
+            Background::Ignored => None,
+        }
+    }
+}
+
+/// The handler-layer error of `wait_seconds` where `agent_wait_session` is not published.
+fn refused(tool: ToolName) -> ErrorObject {
+    let tool = tool.as_str();
+    let wait_tool = ToolName::WaitSession.as_str();
+    ErrorObject::validation(format!(
+        "Invalid {tool} request: {WAIT_SECONDS}: not accepted in this runtime mode ({wait_tool} is not published)"
+    ))
+}
+
+/// Runs a workflow detached from the request ([`detached`]). With `wait`, the call answers when
+/// the work is done or, once `wait` has passed and the session is named, with the running
+/// envelope while the work goes on (`docs/reference/tools.md#15-background-runs`). Until the
+/// call answers, a cancellation of the request cancels the work; after, only
+/// `agent_cancel_session` (or `tasks/cancel`) does, and the work reports progress to no one.
+async fn run_workflow(
+    engine: &Engine,
+    workflow: Workflow,
+    wait: Option<Duration>,
+    ctx: ExecContext,
+    start: impl FnOnce(ExecContext) -> Pin<Box<dyn Future<Output = Value> + Send>>,
+) -> Value {
+    let Some(wait) = wait else {
+        return detached(start(ctx)).await;
+    };
+    let (named_tx, mut named) = tokio::sync::watch::channel(None::<String>);
+    let sink = Arc::new(Naming {
+        inner: Arc::clone(&ctx.progress),
+        named: named_tx,
+        answered: AtomicBool::new(false),
+    });
+    let run_cancel = CancellationToken::new();
+    let run_ctx = ExecContext::new(
+        run_cancel.clone(),
+        Arc::clone(&sink) as Arc<dyn ProgressSink>,
+    );
+    let mut run = tokio::spawn(start(run_ctx));
+    let deadline = tokio::time::sleep(wait);
+    tokio::pin!(deadline);
+    let (mut waited, mut naming) = (false, true);
+    loop {
+        if waited && !run_cancel.is_cancelled() {
+            let session = named.borrow().clone();
+            if let Some(session) = session {
+                if run.is_finished() {
+                    // Done just now: its envelope, rather than `running`.
+                    return joined_value(run.await);
+                }
+                sink.answered.store(true, Ordering::Release);
+                return engine.running_envelope(&session, workflow).await.to_value();
+            }
+        }
+        tokio::select! {
+            joined = &mut run => return joined_value(joined),
+            () = ctx.cancel.cancelled(), if !run_cancel.is_cancelled() => run_cancel.cancel(),
+            () = &mut deadline, if !waited => waited = true,
+            changed = named.changed(), if waited && naming => naming = changed.is_ok(),
+        }
+    }
+}
+
+/// A spawned workflow's value, or `internal_error` when it panicked.
+fn joined_value(joined: Result<Value, tokio::task::JoinError>) -> Value {
+    match joined {
+        Ok(value) => value,
+        Err(e) => {
+            let message = format!("internal error: {e}");
+            ErrorObject::bare(ErrorCode::InternalError, message).into_error_result()
+        }
+    }
+}
+
+/// The progress sink of a call with `wait_seconds`: passes reports on to the call's own sink
+/// until the call answered, and tells the call the session once a report names it.
+struct Naming {
+    inner: Arc<dyn ProgressSink>,
+    named: tokio::sync::watch::Sender<Option<String>>,
+    answered: AtomicBool,
+}
+
+impl ProgressSink for Naming {
+    fn report(&self, message: &str) {
+        if self.answered.load(Ordering::Acquire) {
+            return;
+        }
+        self.inner.report(message);
+        if self.named.borrow().is_none()
+            && let Some(session) = crate::tasks::session_in(message)
+        {
+            let _ = self.named.send(Some(session.to_owned()));
+        }
+    }
+}
+
 /// Whether the client declared the tasks extension (at initialize, or per request). A
 /// transport session taken up from another node declares it only so that `tasks/get` and
 /// `tasks/cancel` pass rmcp's check there; a call through such a session is answered directly,
@@ -202,13 +378,7 @@ fn client_supports_tasks(context: &RequestContext<RoleServer>) -> bool {
 /// The workflow arrives boxed: a workflow's state machine is several kilobytes, and unboxed it
 /// would be part of every request future that rmcp spawns and moves, `ping` included.
 async fn detached(work: Pin<Box<dyn Future<Output = Value> + Send>>) -> Value {
-    match tokio::spawn(work).await {
-        Ok(value) => value,
-        Err(e) => {
-            let message = format!("internal error: {e}");
-            ErrorObject::bare(ErrorCode::InternalError, message).into_error_result()
-        }
-    }
+    joined_value(tokio::spawn(work).await)
 }
 
 /// `CallToolResult::structured`, with the text written by `serde_json::to_string` (straight

@@ -54,7 +54,7 @@ fn store_error(e: agent_core::StoreError) -> ErrorData {
 }
 
 /// The first `sess_…` word of a progress message: the agent session a call runs.
-fn session_in(message: &str) -> Option<&str> {
+pub(crate) fn session_in(message: &str) -> Option<&str> {
     message
         .split_whitespace()
         .find(|w| w.starts_with("sess_"))
@@ -133,7 +133,9 @@ impl AgentServer {
             task_id.clone(),
         ));
         let ctx = ExecContext::new(cancel, Arc::clone(&progress) as Arc<dyn ProgressSink>);
-        let result = self.call(&name, arguments, ctx).await;
+        let result = self
+            .call_with(&name, arguments, ctx, crate::server::Background::Ignored)
+            .await;
         // Every progress write lands before the task settles.
         let session = progress.close().await;
         let cancel_requested = match store.get_task(&task_id).await {

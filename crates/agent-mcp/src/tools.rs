@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use agent_core::request::{DEFAULT_WAIT_TIMEOUT_SECONDS, MAX_WAIT_SECONDS};
 use rmcp::model::{JsonObject, Tool, ToolAnnotations};
 use serde_json::{Value, json};
 
@@ -17,12 +18,13 @@ pub enum ToolName {
     VerifyTask,
     GetRuntimeStatus,
     CancelSession,
+    WaitSession,
 }
 
 impl ToolName {
-    /// Publication order in standard mode: the original's six, then the addition
+    /// Publication order in standard mode: the original's six, then the additions
     /// (`docs/reference/tools.md#2-published-tools`).
-    pub const ALL: [ToolName; 7] = [
+    pub const ALL: [ToolName; 8] = [
         ToolName::RunTask,
         ToolName::ContinueSession,
         ToolName::GetSession,
@@ -30,6 +32,7 @@ impl ToolName {
         ToolName::VerifyTask,
         ToolName::GetRuntimeStatus,
         ToolName::CancelSession,
+        ToolName::WaitSession,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -41,6 +44,7 @@ impl ToolName {
             ToolName::VerifyTask => "agent_verify_task",
             ToolName::GetRuntimeStatus => "agent_get_runtime_status",
             ToolName::CancelSession => "agent_cancel_session",
+            ToolName::WaitSession => agent_core::envelope::WAIT_TOOL,
         }
     }
 
@@ -57,6 +61,7 @@ impl ToolName {
             ToolName::VerifyTask => "Verify a task against evidence",
             ToolName::GetRuntimeStatus => "Get runtime status",
             ToolName::CancelSession => "Cancel a running session",
+            ToolName::WaitSession => "Wait for a session's result",
         }
     }
 
@@ -83,6 +88,9 @@ impl ToolName {
             ToolName::CancelSession => {
                 "Cancels the run, continuation or verification in progress on a session (from any request or connection, or from any server process on the same store); the session ends with status cancelled. A session that is not running is left unchanged."
             }
+            ToolName::WaitSession => {
+                "Waits until a session is no longer running (at most timeout_seconds) and returns the complete envelope of its latest run, continuation or verification, as that call would have returned it; at the timeout, an envelope with status running. Use it to collect work started with wait_seconds. A session that is not running answers at once; its result can be collected any number of times."
+            }
         }
     }
 
@@ -98,7 +106,8 @@ impl ToolName {
                     "attachments": {"type": "array", "items": {"type": "string"}, "description": "Paths of files to attach."},
                     "max_turns": {"type": "integer", "default": 10, "minimum": 1, "maximum": 100, "description": "Maximum conversation turns (capped by the profile)."},
                     "allow_tools": {"type": "boolean", "default": true, "description": "Whether tool use is allowed (subject to profile policy)."},
-                    "output_schema": {"type": "object", "description": "A JSON Schema (at most 64 KiB) the answer must match; the result then carries structured_output."}
+                    "output_schema": {"type": "object", "description": "A JSON Schema (at most 64 KiB) the answer must match; the result then carries structured_output."},
+                    "wait_seconds": wait_seconds_schema()
                 },
                 "required": ["task"]
             }),
@@ -108,7 +117,8 @@ impl ToolName {
                     "session_id": {"type": "string", "description": "The session to continue (sess_…)."},
                     "message": {"type": "string", "description": "The next message for the agent."},
                     "max_turns": {"type": "integer", "default": 10, "minimum": 1, "maximum": 100, "description": "Maximum conversation turns (capped by the profile)."},
-                    "output_schema": {"type": "object", "description": "A JSON Schema (at most 64 KiB) the answer must match; the result then carries structured_output."}
+                    "output_schema": {"type": "object", "description": "A JSON Schema (at most 64 KiB) the answer must match; the result then carries structured_output."},
+                    "wait_seconds": wait_seconds_schema()
                 },
                 "required": ["session_id", "message"]
             }),
@@ -131,7 +141,8 @@ impl ToolName {
                     "scope": {"type": "string", "description": "What the verification covers."},
                     "evidence_paths": {"type": "array", "items": {"type": "string"}, "description": "Files or directories offered as evidence."},
                     "fail_closed": {"type": "boolean", "default": true, "description": "Fail closed when evidence is missing or the verdict is unclear."},
-                    "system_profile": {"type": "string", "enum": ["verification"], "default": "verification", "description": "Always the verification profile."}
+                    "system_profile": {"type": "string", "enum": ["verification"], "default": "verification", "description": "Always the verification profile."},
+                    "wait_seconds": wait_seconds_schema()
                 },
                 "required": ["task"]
             }),
@@ -139,6 +150,14 @@ impl ToolName {
             ToolName::CancelSession => json!({
                 "type": "object",
                 "properties": {"session_id": {"type": "string", "description": "The running session to cancel (sess_…)."}},
+                "required": ["session_id"]
+            }),
+            ToolName::WaitSession => json!({
+                "type": "object",
+                "properties": {
+                    "session_id": {"type": "string", "description": "The session to wait for (sess_…)."},
+                    "timeout_seconds": {"type": "number", "default": DEFAULT_WAIT_TIMEOUT_SECONDS, "minimum": 0, "maximum": MAX_WAIT_SECONDS, "description": "The longest to wait for the session to stop running, in seconds."}
+                },
                 "required": ["session_id"]
             }),
         }
@@ -167,15 +186,20 @@ impl ToolName {
                 ]
             }),
             ToolName::GetRuntimeStatus => status_schema(),
+            ToolName::WaitSession => json!({
+                "type": "object",
+                "anyOf": [envelope_schema(), error_result_schema()]
+            }),
         }
     }
 
     fn annotations(self) -> ToolAnnotations {
         let base = ToolAnnotations::with_title(self.title());
         match self {
-            ToolName::GetSession | ToolName::ListSessions | ToolName::GetRuntimeStatus => {
-                base.read_only(true)
-            }
+            ToolName::GetSession
+            | ToolName::ListSessions
+            | ToolName::GetRuntimeStatus
+            | ToolName::WaitSession => base.read_only(true),
             ToolName::RunTask | ToolName::ContinueSession => base.read_only(false).open_world(true),
             ToolName::VerifyTask => base.read_only(false).open_world(true).destructive(false),
             ToolName::CancelSession => base
@@ -197,6 +221,16 @@ impl ToolName {
         .with_raw_output_schema(Arc::new(as_object(self.output_schema())))
         .with_annotations(self.annotations())
     }
+}
+
+/// `wait_seconds` of run, continue and verify (`docs/reference/tools.md#15-background-runs`).
+fn wait_seconds_schema() -> Value {
+    json!({
+        "type": "number",
+        "minimum": 0,
+        "maximum": MAX_WAIT_SECONDS,
+        "description": "Answer after at most this many seconds: if the work is not done by then, the answer has status running and the work goes on in the server; collect its result with agent_wait_session. Absent: wait until the work is done."
+    })
 }
 
 fn as_object(value: Value) -> JsonObject {
@@ -236,7 +270,7 @@ fn envelope_schema() -> Value {
         "properties": {
             "ok": {"type": "boolean"},
             "session_id": {"type": "string"},
-            "status": {"type": "string", "enum": ["completed", "failed"]},
+            "status": {"type": "string", "enum": ["completed", "failed", "running"]},
             "workflow": {"type": "string"},
             "profile": {"type": "string"},
             "summary": {"type": "string"},

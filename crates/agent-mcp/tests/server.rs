@@ -268,7 +268,10 @@ fn assert_contract_shape(tool: &str, result: &CallToolResult) {
         return;
     }
     match tool {
-        "agent_run_task" | "agent_continue_session" | "agent_verify_task" => {
+        "agent_run_task"
+        | "agent_continue_session"
+        | "agent_verify_task"
+        | "agent_wait_session" => {
             for key in ["ok", "status", "workflow", "profile", "summary"] {
                 assert!(value.get(key).is_some(), "{tool}: no {key}: {value}");
             }
@@ -278,7 +281,18 @@ fn assert_contract_shape(tool: &str, result: &CallToolResult) {
             assert!(value["artifacts"].is_array());
             assert!(value["warnings"].is_array());
             assert!(value["errors"].is_array());
-            if value["ok"] == false {
+            if value["status"] == "running" {
+                // Work going on (`wait_seconds`, or a wait that timed out): no error, and the
+                // tool that collects it named.
+                assert_eq!(value["ok"], false, "{tool}: {value}");
+                assert_eq!(value["errors"], json!([]), "{tool}: {value}");
+                assert!(
+                    value["warnings"][0]
+                        .as_str()
+                        .is_some_and(|w| w.contains("agent_wait_session")),
+                    "{tool}: {value}"
+                );
+            } else if value["ok"] == false {
                 let errors = value["errors"].as_array().unwrap();
                 assert!(!errors.is_empty(), "{tool}: a failure names an error");
                 for e in errors {
@@ -439,10 +453,19 @@ proptest! {
         let h = harness();
         let result = h.call(&tool, args);
         if tool == "agent_unknown_tool" {
-            let value = result.structured_content.unwrap();
+            let value = result.structured_content.clone().unwrap();
             prop_assert_eq!(&value["error"]["code"], "tool_not_admitted");
         } else {
             assert_contract_shape(&tool, &result);
+        }
+        // A call that answered `running` left its work going on: collect it first.
+        let answered = result.structured_content.unwrap_or_default();
+        if answered["status"] == "running" {
+            let mut wait = JsonObject::new();
+            wait.insert("session_id".to_owned(), answered["session_id"].clone());
+            wait.insert("timeout_seconds".to_owned(), json!(60));
+            let collected = h.call("agent_wait_session", wait).structured_content.unwrap();
+            prop_assert_ne!(&collected["status"], "running", "{}", collected);
         }
         h.assert_nothing_half_written();
     }

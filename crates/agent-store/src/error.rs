@@ -43,6 +43,9 @@ pub(crate) enum Error {
     /// A task result larger than the port allows (`agent_core::mcp_tasks::MAX_TASK_RESULT_BYTES`).
     #[error("task result is {size} bytes, more than the {max} kept")]
     TaskResultTooLarge { size: usize, max: usize },
+    /// A kept result larger than the port allows (`agent_core::MAX_KEPT_RESULT_BYTES`).
+    #[error("result is {size} bytes, more than the {max} kept")]
+    ResultTooLarge { size: usize, max: usize },
     /// A stored value that this build cannot decode (unknown enum text, bad timestamp, bad JSON).
     #[error("corrupt {table} row {key}: {problem}")]
     CorruptRow {

@@ -1,9 +1,10 @@
-//! Copying a SQLite state directory into a PostgreSQL store: every session, event, kept output
-//! and artifact (its bytes read from the state directory's artifact files), verified by counts
+//! Copying a SQLite state directory into a PostgreSQL store: every session, event, kept output,
+//! kept result and artifact (its bytes read from the state directory's artifact files),
+//! verified by counts
 //! (`claude-agent-mcp migrate-store`, `docs/scaling.md#moving-a-sqlite-state-directory-to-postgresql`).
 //!
 //! Sessions are copied in batches ordered by id, each batch in one PostgreSQL transaction that
-//! commits only when the destination holds as many events, outputs and artifacts for the
+//! commits only when the destination holds as many events, outputs, results and artifacts for the
 //! batch's sessions as the source: a copy that stops half-way leaves whole sessions, and
 //! running it again skips the sessions already there (after checking that their counts
 //! match) and goes on. Events keep their ids, so event cursors stay valid; the destination's
@@ -58,6 +59,8 @@ pub struct MigrateReport {
     pub already_present: u64,
     pub events: u64,
     pub outputs: u64,
+    /// Results kept for `agent_wait_session` (table `session_results`).
+    pub results: u64,
     pub artifacts: u64,
     pub artifact_bytes: u64,
 }
@@ -236,16 +239,18 @@ async fn check_no_live_leases(source: &SqlitePool) -> Result<()> {
 }
 
 /// The counts that verify a session or a batch, in the order of [`COUNTED`].
-type Counts = [i64; 3];
-const COUNTED: [&str; 3] = ["events", "outputs", "artifacts"];
+type Counts = [i64; 4];
+const COUNTED: [&str; 4] = ["events", "outputs", "artifacts", "results"];
 
 async fn source_counts(source: &SqlitePool, ids: &[String]) -> Result<Counts> {
     let list = placeholders(ids.len());
-    let mut counts = [0; 3];
-    for (slot, table) in counts
-        .iter_mut()
-        .zip(["session_events", "session_outputs", "artifacts"])
-    {
+    let mut counts = [0; 4];
+    for (slot, table) in counts.iter_mut().zip([
+        "session_events",
+        "session_outputs",
+        "artifacts",
+        "session_results",
+    ]) {
         let sql = format!("SELECT count(*) FROM {table} WHERE session_id IN ({list})");
         let mut query = sqlx::query_scalar::<Sqlite, i64>(sqlx::AssertSqlSafe(sql));
         for id in ids {
@@ -260,13 +265,14 @@ async fn destination_counts(conn: &mut PgConnection, ids: &[String]) -> Result<C
     let row = sqlx::query(
         "SELECT (SELECT count(*) FROM session_events WHERE session_id = ANY($1)), \
                 (SELECT count(*) FROM session_outputs WHERE session_id = ANY($1)), \
-                (SELECT count(*) FROM artifacts WHERE session_id = ANY($1))",
+                (SELECT count(*) FROM artifacts WHERE session_id = ANY($1)), \
+                (SELECT count(*) FROM session_results WHERE session_id = ANY($1))",
     )
     .bind(ids)
     .fetch_one(&mut *conn)
     .await
     .map_err(dst)?;
-    let mut counts = [0; 3];
+    let mut counts = [0; 4];
     for (i, slot) in counts.iter_mut().enumerate() {
         *slot = row.try_get(i).map_err(dst)?;
     }
@@ -291,7 +297,7 @@ async fn copy_batch(
             destination_counts(&mut tx, one).await?,
             source_counts(source, one).await?,
         );
-        if let Some(i) = (0..3).find(|&i| there[i] != here[i]) {
+        if let Some(i) = (0..COUNTED.len()).find(|&i| there[i] != here[i]) {
             return Err(MigrateError::Differs {
                 session_id: id.clone(),
                 what: COUNTED[i],
@@ -307,6 +313,7 @@ async fn copy_batch(
     }
     let events = copy_events(source, &mut tx, &inserted).await?;
     let outputs = copy_outputs(source, &mut tx, &inserted).await?;
+    let results = copy_results(source, &mut tx, &inserted).await?;
     let (artifacts, bytes) = copy_artifacts(
         source,
         &mut tx,
@@ -320,7 +327,7 @@ async fn copy_batch(
         destination_counts(&mut tx, &inserted).await?,
         source_counts(source, &inserted).await?,
     );
-    if let Some(i) = (0..3).find(|&i| there[i] != here[i]) {
+    if let Some(i) = (0..COUNTED.len()).find(|&i| there[i] != here[i]) {
         return Err(MigrateError::CountMismatch {
             first: inserted[0].clone(),
             last: inserted[inserted.len() - 1].clone(),
@@ -333,6 +340,7 @@ async fn copy_batch(
     report.sessions += inserted.len() as u64;
     report.events += events;
     report.outputs += outputs;
+    report.results += results;
     report.artifacts += artifacts;
     report.artifact_bytes += bytes;
     Ok(())
@@ -566,6 +574,39 @@ async fn copy_outputs(source: &SqlitePool, tx: &mut PgConnection, ids: &[String]
         .bind(row.try_get::<i64, _>("turn_index").map_err(src)?)
         .bind(row.try_get::<String, _>("output_text").map_err(src)?)
         .bind(created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(dst)?;
+        written += 1;
+    }
+    Ok(written)
+}
+
+/// Copies the results kept for `agent_wait_session`, their text byte for byte.
+async fn copy_results(source: &SqlitePool, tx: &mut PgConnection, ids: &[String]) -> Result<u64> {
+    let sql = format!(
+        "SELECT session_id, execution, envelope, kept_at FROM session_results \
+         WHERE session_id IN ({})",
+        placeholders(ids.len())
+    );
+    let mut query = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(sql));
+    for id in ids {
+        query = query.bind(id);
+    }
+    let mut rows = query.fetch(source);
+    let mut written = 0;
+    while let Some(row) = rows.try_next().await.map_err(src)? {
+        let session_id: String = row.try_get("session_id").map_err(src)?;
+        let kept_at: String = row.try_get("kept_at").map_err(src)?;
+        let kept_at = instant("session_results", &session_id, &kept_at)?;
+        sqlx::query(
+            "INSERT INTO session_results (session_id, execution, envelope, kept_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&session_id)
+        .bind(row.try_get::<i64, _>("execution").map_err(src)?)
+        .bind(row.try_get::<String, _>("envelope").map_err(src)?)
+        .bind(kept_at)
         .execute(&mut *tx)
         .await
         .map_err(dst)?;

@@ -111,6 +111,26 @@ const INSERT_EVENT: &str = "INSERT INTO session_events (session_id, event_type, 
 const INSERT_OUTPUT: &str = "INSERT INTO session_outputs (session_id, turn_index, output_text, created_at) \
      VALUES (?1, ?2, ?3, ?4) ON CONFLICT (session_id, turn_index) DO NOTHING";
 
+/// The result of a session's latest execution: replaces one of an earlier or the same execution,
+/// never one of a later execution; nothing for a missing session.
+const KEEP_RESULT: &str = "INSERT INTO session_results (session_id, execution, envelope, kept_at) \
+     SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM sessions WHERE session_id = ?1) \
+     ON CONFLICT (session_id) DO UPDATE SET execution = excluded.execution, \
+       envelope = excluded.envelope, kept_at = excluded.kept_at \
+     WHERE excluded.execution >= session_results.execution";
+
+/// [`KEEP_RESULT`] for the execution that holds the session: its `request_count` is the
+/// execution (written in the finish transaction, under the lock).
+const KEEP_FINISHED_RESULT: &str = "INSERT INTO session_results (session_id, execution, envelope, kept_at) \
+     SELECT session_id, request_count, ?2, ?3 FROM sessions WHERE session_id = ?1 \
+     ON CONFLICT (session_id) DO UPDATE SET execution = excluded.execution, \
+       envelope = excluded.envelope, kept_at = excluded.kept_at \
+     WHERE excluded.execution >= session_results.execution";
+
+const SELECT_RESULT: &str = "SELECT execution, envelope FROM session_results WHERE session_id = ?1";
+
+const SESSION_EXISTS: &str = "SELECT COUNT(*) FROM sessions WHERE session_id = ?1";
+
 const SELECT_OUTPUTS: &str =
     "SELECT turn_index, output_text FROM session_outputs WHERE session_id = ?1 ORDER BY turn_index";
 
@@ -638,8 +658,51 @@ impl SqliteStore {
                 });
             }
         }
+        if let Some(envelope) = &finish.result {
+            check_result_size(envelope)?;
+            sqlx::query(KEEP_FINISHED_RESULT)
+                .bind(session_id)
+                .bind(envelope.as_str())
+                .bind(Timestamp::now().to_storage())
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn keep_result_impl(
+        &self,
+        session_id: &str,
+        execution: i64,
+        envelope: &str,
+    ) -> Result<bool> {
+        check_result_size(envelope)?;
+        let kept = sqlx::query(KEEP_RESULT)
+            .bind(session_id)
+            .bind(execution)
+            .bind(envelope)
+            .bind(Timestamp::now().to_storage())
+            .execute(&self.pool)
+            .await?;
+        if kept.rows_affected() > 0 {
+            return Ok(true);
+        }
+        let exists: i64 = sqlx::query_scalar(SESSION_EXISTS)
+            .bind(session_id)
+            .fetch_one(&self.pool)
+            .await?;
+        if exists == 0 {
+            return Err(Error::SessionNotFound(session_id.to_owned()));
+        }
+        Ok(false)
+    }
+
+    async fn kept_result_impl(&self, session_id: &str) -> Result<Option<(i64, String)>> {
+        Ok(sqlx::query_as(SELECT_RESULT)
+            .bind(session_id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     async fn outputs_impl(&self, session_id: &str) -> Result<Vec<(i64, String)>> {
@@ -880,6 +943,17 @@ impl EventLog for SqliteStore {
     }
 }
 
+/// A kept result is at most `agent_core::MAX_KEPT_RESULT_BYTES`.
+pub(crate) fn check_result_size(envelope: &str) -> Result<()> {
+    if envelope.len() > agent_core::MAX_KEPT_RESULT_BYTES {
+        return Err(Error::ResultTooLarge {
+            size: envelope.len(),
+            max: agent_core::MAX_KEPT_RESULT_BYTES,
+        });
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn begin_session(
@@ -1039,6 +1113,24 @@ impl SessionStore for SqliteStore {
         session_id: &str,
     ) -> std::result::Result<Vec<(i64, String)>, StoreError> {
         Ok(self.outputs_impl(session_id).await?)
+    }
+
+    async fn keep_result(
+        &self,
+        session_id: &str,
+        execution: i64,
+        envelope: &str,
+    ) -> std::result::Result<bool, StoreError> {
+        Ok(self
+            .keep_result_impl(session_id, execution, envelope)
+            .await?)
+    }
+
+    async fn kept_result(
+        &self,
+        session_id: &str,
+    ) -> std::result::Result<Option<(i64, String)>, StoreError> {
+        Ok(self.kept_result_impl(session_id).await?)
     }
 }
 

@@ -173,6 +173,7 @@ async fn idle_session(store: &SqliteStore, id: &str) {
         provider_session_id: None,
         output_text: None,
         events: vec![],
+        result: None,
     };
     store
         .finish_execution(id, &lease("exec_setup000", 1), &finish)
@@ -280,7 +281,18 @@ async fn open_creates_the_database_the_artifact_dir_and_the_reference_schema() {
             "schema_migrations",
             "session_events",
             "session_outputs",
+            // Migration 0005: the result of each session's latest execution.
+            "session_results",
             "sessions"
+        ]
+    );
+    assert_eq!(
+        table_columns(&pool, "session_results").await,
+        vec![
+            col("session_id", "TEXT", false, None, true),
+            col("execution", "INTEGER", true, None, false),
+            col("envelope", "TEXT", true, None, false),
+            col("kept_at", "TEXT", true, None, false)
         ]
     );
 
@@ -1066,6 +1078,7 @@ async fn finish_execution_sets_fields_appends_events_and_releases_the_lock() {
             "all done",
             Some("end_turn"),
         )],
+        result: None,
     };
     store
         .finish_execution("sess_f", &lease("exec_f0000000", 1), &finish)
@@ -1121,6 +1134,7 @@ async fn finish_execution_by_a_non_holder_fails_and_changes_nothing() {
         provider_session_id: None,
         output_text: None,
         events: vec![],
+        result: None,
     };
     // Fenced (issue #14): an execution that no longer holds the lock cannot write its end.
     let err = store
@@ -1894,7 +1908,7 @@ async fn stores_opened_together_on_a_new_directory_all_succeed() {
                 .fetch_all(&pool)
                 .await
                 .unwrap();
-        assert_eq!(applied, vec![(1,), (2,), (3,), (4,)], "round {round}");
+        assert_eq!(applied, vec![(1,), (2,), (3,), (4,), (5,)], "round {round}");
         pool.close().await;
         for store in stores {
             store.close().await;
@@ -1974,6 +1988,7 @@ async fn a_kept_output_is_never_overwritten() {
         provider_session_id: None,
         output_text: Some(text.to_owned()),
         events: vec![Event::provider_response_summary(1, text, None)],
+        result: None,
     };
     store
         .finish_execution("sess_twice", &lease("exec_first001", 1), &finish("first"))
@@ -2055,6 +2070,7 @@ async fn a_stale_generation_can_neither_renew_nor_finish_nor_interrupt() {
         provider_session_id: None,
         output_text: Some("stale".to_owned()),
         events: vec![Event::provider_response_summary(1, "stale", None)],
+        result: None,
     };
     let err = store
         .finish_execution("sess_g", &stale, &finish)

@@ -18,7 +18,9 @@ pub enum Script {
     /// Request n (0-based) gets `texts[n]` (the last one once they run out).
     Texts(Vec<String>),
     /// Tool calls, one per request, `(name, input)` in order (the next one is the first the
-    /// conversation has no `tool_result` for yet), then the text `then`.
+    /// conversation has no `tool_result` for yet), then the text `then`. A string
+    /// [`SESSION_PLACEHOLDER`] in an input is replaced by the last session id (`sess_` and 16
+    /// hex digits) the conversation holds, e.g. one a previous tool result named.
     ToolsThenText {
         calls: Vec<(String, Value)>,
         then: String,
@@ -33,6 +35,40 @@ impl Script {
     /// The same text for every request.
     pub fn text(text: &str) -> Self {
         Self::Texts(vec![text.to_owned()])
+    }
+}
+
+/// Replaced in a [`Script::ToolsThenText`] input by the conversation's last session id.
+pub const SESSION_PLACEHOLDER: &str = "$LAST_SESSION_ID";
+
+/// The last `sess_` + 16 lowercase hex digits in `text`.
+pub fn last_session_id(text: &str) -> Option<String> {
+    text.match_indices("sess_")
+        .filter_map(|(at, _)| text.get(at..at + 21))
+        .filter(|id| {
+            id[5..]
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        })
+        .last()
+        .map(str::to_owned)
+}
+
+/// `input` with every string equal to [`SESSION_PLACEHOLDER`] replaced by the last session id
+/// of the request `body`.
+fn with_session(input: &Value, body: &Value) -> Value {
+    match input {
+        Value::String(s) if s == SESSION_PLACEHOLDER => {
+            let messages = body["messages"].to_string();
+            Value::String(last_session_id(&messages).unwrap_or_default())
+        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), with_session(v, body)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(|v| with_session(v, body)).collect()),
+        other => other.clone(),
     }
 }
 
@@ -138,7 +174,9 @@ fn answer(script: &Script, n: usize, body: &Value) -> ResponseTemplate {
             message(n, body, Block::Text(text))
         }
         Script::ToolsThenText { calls, then } => match calls.get(tool_results(body)) {
-            Some((tool, input)) => message(n, body, Block::Tool(n, tool, input)),
+            Some((tool, input)) => {
+                message(n, body, Block::Tool(n, tool, &with_session(input, body)))
+            }
             None => message(n, body, Block::Text(then)),
         },
         Script::Status(status) => {

@@ -38,6 +38,8 @@ pub enum Method {
     RenewLock,
     RequestCancel,
     CancelRequested,
+    KeepResult,
+    KeptResult,
 }
 
 /// An artifact as the fake stores it (owned copy of [`NewArtifact`] plus its id).
@@ -82,6 +84,8 @@ struct MemState {
     outputs: HashMap<String, BTreeMap<i64, String>>,
     /// Every event written through the store, with its session, in order.
     appended: Vec<(String, Event)>,
+    /// The kept result of each session's latest execution: (execution, envelope text).
+    results: HashMap<String, (i64, String)>,
     /// Cancel requests by session: (lock generation they were made for, reason).
     cancels: HashMap<String, (i64, String)>,
     next_event_id: i64,
@@ -604,6 +608,17 @@ impl SessionStore for MemStore {
                 "Session {session_id}: execution {owner} no longer holds its lock ({held}): nothing was written"
             )));
         }
+        if finish
+            .result
+            .as_ref()
+            .is_some_and(|r| r.len() > agent_core::MAX_KEPT_RESULT_BYTES)
+        {
+            return Err(StoreError::new(format!(
+                "Session {session_id}: its result is more than the {} bytes kept",
+                agent_core::MAX_KEPT_RESULT_BYTES
+            )));
+        }
+        let execution = row.request_count;
         row.status = finish.status;
         if let Some(turns) = finish.turn_count {
             row.turn_count = turns;
@@ -625,6 +640,16 @@ impl SessionStore for MemStore {
                 .entry(session_id.to_owned())
                 .or_default()
                 .insert(turn, text.clone());
+        }
+        if let Some(envelope) = &finish.result
+            && state
+                .results
+                .get(session_id)
+                .is_none_or(|(kept, _)| *kept <= execution)
+        {
+            state
+                .results
+                .insert(session_id.to_owned(), (execution, envelope.clone()));
         }
         Ok(())
     }
@@ -753,5 +778,40 @@ impl SessionStore for MemStore {
     async fn outputs(&self, session_id: &str) -> Result<Vec<(i64, String)>, StoreError> {
         self.check(Method::Outputs)?;
         Ok(self.outputs_of(session_id))
+    }
+
+    async fn keep_result(
+        &self,
+        session_id: &str,
+        execution: i64,
+        envelope: &str,
+    ) -> Result<bool, StoreError> {
+        self.check(Method::KeepResult)?;
+        if envelope.len() > agent_core::MAX_KEPT_RESULT_BYTES {
+            return Err(StoreError::new(format!(
+                "result is {} bytes, more than the {} kept",
+                envelope.len(),
+                agent_core::MAX_KEPT_RESULT_BYTES
+            )));
+        }
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if !state.sessions.contains_key(session_id) {
+            return Err(not_found(session_id));
+        }
+        match state.results.get(session_id) {
+            Some((kept, _)) if *kept > execution => Ok(false),
+            _ => {
+                state
+                    .results
+                    .insert(session_id.to_owned(), (execution, envelope.to_owned()));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn kept_result(&self, session_id: &str) -> Result<Option<(i64, String)>, StoreError> {
+        self.check(Method::KeptResult)?;
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(state.results.get(session_id).cloned())
     }
 }

@@ -379,6 +379,25 @@ async fn restricted_mode_publishes_two_tools_and_blocks_execution_requests() {
     );
     assert_eq!(cli.env.session_count().await, 0);
     assert!(!cli.dir.join("argv.1").exists(), "the CLI was not called");
+    // agent_wait_session is not published here: a run left running could not be collected,
+    // so wait_seconds is refused before anything runs.
+    let message = "Invalid agent_verify_task request: wait_seconds: not accepted in this runtime mode (agent_wait_session is not published)";
+    assert_eq!(
+        server
+            .call(
+                "agent_verify_task",
+                json!({"task": "Verify /data/report.txt satisfies expected content", "wait_seconds": 0}),
+            )
+            .await,
+        json!({
+            "ok": false, "session_id": "", "status": "failed", "workflow": "verify_task",
+            "profile": "verification", "summary": message,
+            "result": {"verdict": "fail_closed", "findings": [], "contradictions": [], "missing_evidence": [], "restrictions": []},
+            "artifacts": [], "warnings": [],
+            "errors": [{"code": "validation_error", "message": message}]
+        })
+    );
+    assert_eq!(cli.env.session_count().await, 0);
     let v = server
         .call(
             "agent_verify_task",

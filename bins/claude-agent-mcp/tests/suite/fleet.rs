@@ -191,7 +191,7 @@ pub(super) async fn session_id_client_through(
         negotiated,
         Some(version.unwrap_or(ProtocolVersion::V_2025_11_25))
     );
-    assert_eq!(client.list_all_tools().await.unwrap().len(), 7);
+    assert_eq!(client.list_all_tools().await.unwrap().len(), 8);
     run_continue_get_verify(env, &client).await;
     assert_every_node_served(proxy);
     let _ = client.cancel().await;
@@ -232,7 +232,7 @@ pub(super) async fn stateless_client_through(env: &TestEnv, proxy: &RoundRobin) 
             .expect("discover through the fleet");
     let version = client.peer_info().map(|i| i.protocol_version.clone());
     assert_eq!(version, Some(ProtocolVersion::V_2026_07_28));
-    assert_eq!(client.list_all_tools().await.unwrap().len(), 7);
+    assert_eq!(client.list_all_tools().await.unwrap().len(), 8);
     run_continue_get_verify(env, &client).await;
     assert_every_node_served(proxy);
     let _ = client.cancel().await;
@@ -366,6 +366,70 @@ async fn a_stateless_request_whose_connection_closes_cancels_its_run() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(status.as_deref(), Some("cancelled"));
+    stop(nodes, proxy).await;
+}
+
+/// A background run of a stateless (2026-07-28) client: the call answers `running` at once
+/// and its connection closes, which no longer reaches the run (it answered); the result is
+/// collected by a new client through the next nodes (`docs/reference/tools.md#15-background-runs`).
+#[tokio::test]
+async fn a_stateless_clients_background_run_outlives_its_connection_and_is_collected_anywhere() {
+    let env = TestEnv::new().await;
+    env.reply(
+        wiremock::ResponseTemplate::new(200)
+            .set_body_json(text_reply("finished in the background"))
+            .set_delay(std::time::Duration::from_secs(2)),
+    )
+    .await;
+    let (nodes, proxy) = fleet(&env).await;
+    let stateless = || async {
+        let transport = StreamableHttpClientTransport::from_uri(proxy.url.clone());
+        let lifecycle = ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        };
+        ().serve_with_lifecycle(transport, lifecycle)
+            .await
+            .expect("discover through the fleet")
+    };
+    let call = |name: &'static str, args: Value| {
+        CallToolRequestParams::new(name).with_arguments(args.as_object().cloned().unwrap())
+    };
+    let client = stateless().await;
+    let started = client
+        .call_tool(call(
+            "agent_run_task",
+            json!({"task": "t", "wait_seconds": 0}),
+        ))
+        .await
+        .unwrap();
+    let started = parse_single_text(&started);
+    assert_eq!(started["status"], json!("running"), "{started}");
+    let sid = started["session_id"].as_str().unwrap().to_owned();
+    let _ = client.cancel().await;
+
+    let client = stateless().await;
+    let mut collected = Value::Null;
+    for _ in 0..3 {
+        let waited = client
+            .call_tool(call(
+                "agent_wait_session",
+                json!({"session_id": sid, "timeout_seconds": 30}),
+            ))
+            .await
+            .unwrap();
+        collected = parse_single_text(&waited);
+        assert_eq!(collected["ok"], json!(true), "{collected}");
+    }
+    assert_eq!(
+        collected["result"]["output_text"],
+        json!("finished in the background")
+    );
+    assert_eq!(
+        env.column(&sid, "status").await.as_deref(),
+        Some("completed")
+    );
+    assert_every_node_served(&proxy);
+    let _ = client.cancel().await;
     stop(nodes, proxy).await;
 }
 

@@ -1,3 +1,4 @@
+mod background;
 mod bad_input;
 mod cancel;
 mod claude_code;

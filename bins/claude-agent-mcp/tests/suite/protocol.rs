@@ -26,7 +26,7 @@ async fn initialize_reports_name_version_and_tools_capability() {
 }
 
 #[tokio::test]
-async fn tools_list_has_the_seven_tools_in_order_with_annotations_and_output_schemas() {
+async fn tools_list_has_the_eight_tools_in_order_with_annotations_and_output_schemas() {
     let env = TestEnv::new().await;
     let server = env.start().await;
     let tools = server.client.list_all_tools().await.expect("tools/list");
@@ -40,7 +40,8 @@ async fn tools_list_has_the_seven_tools_in_order_with_annotations_and_output_sch
             "agent_list_sessions",
             "agent_verify_task",
             "agent_get_runtime_status",
-            "agent_cancel_session"
+            "agent_cancel_session",
+            "agent_wait_session"
         ]
     );
     for tool in &tools {
@@ -57,6 +58,9 @@ async fn tools_list_has_the_seven_tools_in_order_with_annotations_and_output_sch
             }),
             "agent_get_runtime_status" => {
                 json!({"title": "Get runtime status", "readOnlyHint": true})
+            }
+            "agent_wait_session" => {
+                json!({"title": "Wait for a session's result", "readOnlyHint": true})
             }
             "agent_run_task" => {
                 json!({"title": "Run an agent task", "readOnlyHint": false, "openWorldHint": true})
@@ -99,11 +103,11 @@ async fn input_schemas_match_the_contract_exactly() {
     let run = schema("agent_run_task");
     assert_eq!(
         serde_json::to_string(&run).unwrap(),
-        r#"{"type":"object","properties":{"task":{"type":"string"},"system_profile":{"type":"string","enum":["general","verification"],"default":"general"},"working_directory":{"type":"string"},"attachments":{"type":"array","items":{"type":"string"}},"max_turns":{"type":"integer","default":10,"minimum":1,"maximum":100},"allow_tools":{"type":"boolean","default":true},"output_schema":{"type":"object"}},"required":["task"]}"#
+        r#"{"type":"object","properties":{"task":{"type":"string"},"system_profile":{"type":"string","enum":["general","verification"],"default":"general"},"working_directory":{"type":"string"},"attachments":{"type":"array","items":{"type":"string"}},"max_turns":{"type":"integer","default":10,"minimum":1,"maximum":100},"allow_tools":{"type":"boolean","default":true},"output_schema":{"type":"object"},"wait_seconds":{"type":"number","minimum":0,"maximum":3600}},"required":["task"]}"#
     );
     assert_eq!(
         serde_json::to_string(&schema("agent_continue_session")).unwrap(),
-        r#"{"type":"object","properties":{"session_id":{"type":"string"},"message":{"type":"string"},"max_turns":{"type":"integer","default":10,"minimum":1,"maximum":100},"output_schema":{"type":"object"}},"required":["session_id","message"]}"#
+        r#"{"type":"object","properties":{"session_id":{"type":"string"},"message":{"type":"string"},"max_turns":{"type":"integer","default":10,"minimum":1,"maximum":100},"output_schema":{"type":"object"},"wait_seconds":{"type":"number","minimum":0,"maximum":3600}},"required":["session_id","message"]}"#
     );
     assert_eq!(
         serde_json::to_string(&schema("agent_get_session")).unwrap(),
@@ -115,11 +119,15 @@ async fn input_schemas_match_the_contract_exactly() {
     );
     assert_eq!(
         serde_json::to_string(&schema("agent_verify_task")).unwrap(),
-        r#"{"type":"object","properties":{"task":{"type":"string"},"scope":{"type":"string"},"evidence_paths":{"type":"array","items":{"type":"string"}},"fail_closed":{"type":"boolean","default":true},"system_profile":{"type":"string","enum":["verification"],"default":"verification"}},"required":["task"]}"#
+        r#"{"type":"object","properties":{"task":{"type":"string"},"scope":{"type":"string"},"evidence_paths":{"type":"array","items":{"type":"string"}},"fail_closed":{"type":"boolean","default":true},"system_profile":{"type":"string","enum":["verification"],"default":"verification"},"wait_seconds":{"type":"number","minimum":0,"maximum":3600}},"required":["task"]}"#
     );
     assert_eq!(
         serde_json::to_string(&schema("agent_get_runtime_status")).unwrap(),
         r#"{"type":"object","properties":{}}"#
+    );
+    assert_eq!(
+        serde_json::to_string(&schema("agent_wait_session")).unwrap(),
+        r#"{"type":"object","properties":{"session_id":{"type":"string"},"timeout_seconds":{"type":"number","default":30,"minimum":0,"maximum":3600}},"required":["session_id"]}"#
     );
     server.shutdown().await;
 }
@@ -162,7 +170,7 @@ async fn unknown_tool_is_not_admitted() {
         v,
         json!({"error": {
             "code": "tool_not_admitted",
-            "message": "Tool 'no_such_tool' is not admitted in the current runtime mode. Admitted tools: ['agent_cancel_session', 'agent_continue_session', 'agent_get_runtime_status', 'agent_get_session', 'agent_list_sessions', 'agent_run_task', 'agent_verify_task']"
+            "message": "Tool 'no_such_tool' is not admitted in the current runtime mode. Admitted tools: ['agent_cancel_session', 'agent_continue_session', 'agent_get_runtime_status', 'agent_get_session', 'agent_list_sessions', 'agent_run_task', 'agent_verify_task', 'agent_wait_session']"
         }})
     );
     server.shutdown().await;

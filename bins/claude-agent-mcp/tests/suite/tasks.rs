@@ -99,6 +99,40 @@ async fn a_run_becomes_a_task_that_completes() {
         .await
         .unwrap();
     assert!(matches!(list, CallToolResponse::Complete(_)));
+    let wait = json!({"session_id": sid, "timeout_seconds": 0})
+        .as_object()
+        .cloned()
+        .unwrap();
+    let CallToolResponse::Complete(waited) = client
+        .call_tool_once(CallToolRequestParams::new("agent_wait_session").with_arguments(wait))
+        .await
+        .unwrap()
+    else {
+        panic!("agent_wait_session answers directly")
+    };
+    assert_eq!(waited.structured_content.as_ref(), Some(&envelope));
+    // A task is the background form: wait_seconds is not applied, the task settles with the
+    // whole envelope.
+    let args = json!({"task": "t", "wait_seconds": 0})
+        .as_object()
+        .cloned()
+        .unwrap();
+    let CallToolResponse::Task(created) = client
+        .call_tool_once(CallToolRequestParams::new("agent_run_task").with_arguments(args))
+        .await
+        .unwrap()
+    else {
+        panic!("expected a task")
+    };
+    let done = poll(&client, &created.task.task_id).await;
+    let TaskPayload::Completed { result } = done.task.payload else {
+        panic!("completed payload")
+    };
+    assert_eq!(result["structuredContent"]["status"], json!("completed"));
+    assert_eq!(
+        result["structuredContent"]["result"]["output_text"],
+        json!("task done")
+    );
     let _ = client.cancel().await;
     let _ = child.wait().await;
 }

@@ -409,6 +409,9 @@ impl PostgresStore {
         let owner = lease.owner.as_str();
         let events = EventColumns::of(&finish.events)?;
         let output = finish.turn_count.and(finish.output_text.as_deref());
+        if let Some(envelope) = &finish.result {
+            crate::store::check_result_size(envelope)?;
+        }
         let mut tx = self.tx().await?;
         let (applied, kept): (bool, bool) = sqlx::query_as(FINISH_EXECUTION)
             .bind(finish.status.as_str())
@@ -422,6 +425,7 @@ impl PostgresStore {
             .bind(events.turns)
             .bind(events.payloads)
             .bind(output)
+            .bind(finish.result.as_deref())
             .fetch_one(&mut *tx)
             .await?;
         if !applied {
@@ -447,6 +451,39 @@ impl PostgresStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn keep_result_impl(
+        &self,
+        session_id: &str,
+        execution: i64,
+        envelope: &str,
+    ) -> Result<bool> {
+        crate::store::check_result_size(envelope)?;
+        let kept = sqlx::query(KEEP_RESULT)
+            .bind(session_id)
+            .bind(execution)
+            .bind(envelope)
+            .execute(&self.pool)
+            .await?;
+        if kept.rows_affected() > 0 {
+            return Ok(true);
+        }
+        let exists: bool = sqlx::query_scalar(SESSION_EXISTS)
+            .bind(session_id)
+            .fetch_one(&self.pool)
+            .await?;
+        if !exists {
+            return Err(Error::SessionNotFound(session_id.to_owned()));
+        }
+        Ok(false)
+    }
+
+    async fn kept_result_impl(&self, session_id: &str) -> Result<Option<(i64, String)>> {
+        Ok(sqlx::query_as(SELECT_RESULT)
+            .bind(session_id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     async fn outputs_impl(&self, session_id: &str) -> Result<Vec<(i64, String)>> {
@@ -879,5 +916,23 @@ impl SessionStore for PostgresStore {
         session_id: &str,
     ) -> std::result::Result<Vec<(i64, String)>, StoreError> {
         Ok(self.outputs_impl(session_id).await?)
+    }
+
+    async fn keep_result(
+        &self,
+        session_id: &str,
+        execution: i64,
+        envelope: &str,
+    ) -> std::result::Result<bool, StoreError> {
+        Ok(self
+            .keep_result_impl(session_id, execution, envelope)
+            .await?)
+    }
+
+    async fn kept_result(
+        &self,
+        session_id: &str,
+    ) -> std::result::Result<Option<(i64, String)>, StoreError> {
+        Ok(self.kept_result_impl(session_id).await?)
     }
 }

@@ -124,8 +124,10 @@ pub(super) const BEGIN_EXECUTION: &str = "UPDATE sessions SET status = 'running'
 /// `None` fields keep their value. Fenced: applied only while owner `$5` holds the lock at
 /// generation `$7`; the lock is released (and any cancel request dropped) with it, its events
 /// `$8…$10` appended and its output `$11` (when given, with a turn `$2`) kept, in one statement
-/// that answers `(applied, output_kept)`. The caller runs it in a transaction and rolls back when
-/// an output was to be kept and was not (another execution kept that turn's first).
+/// that answers `(applied, output_kept)`; its result `$12` (when given) is kept as the
+/// session's result for execution `request_count`. The caller runs it in a transaction and
+/// rolls back when an output was to be kept and was not (another execution kept that turn's
+/// first).
 pub(super) const FINISH_EXECUTION: &str = concat!(
     "WITH u AS (UPDATE sessions SET status = $1, \
        turn_count = COALESCE($2, turn_count), \
@@ -133,13 +135,20 @@ pub(super) const FINISH_EXECUTION: &str = concat!(
        provider_session_id = COALESCE($4, provider_session_id), \
        updated_at = statement_timestamp(), last_activity_at = statement_timestamp(), \
        locked_by = NULL, lock_expires_at = NULL, cancel_requested_at = NULL, cancel_reason = NULL \
-     WHERE session_id = $6 AND locked_by = $5 AND lock_generation = $7 RETURNING session_id), \
+     WHERE session_id = $6 AND locked_by = $5 AND lock_generation = $7 \
+     RETURNING session_id, request_count), \
      e AS (",
     insert_events_of!("u", "8", "9", "10"),
     "), o AS (INSERT INTO session_outputs (session_id, turn_index, output_text, created_at) \
        SELECT u.session_id, $2, $11, statement_timestamp() FROM u \
        WHERE $11::text IS NOT NULL AND $2::bigint IS NOT NULL \
-       ON CONFLICT (session_id, turn_index) DO NOTHING RETURNING 1) \
+       ON CONFLICT (session_id, turn_index) DO NOTHING RETURNING 1), \
+     r AS (INSERT INTO session_results (session_id, execution, envelope, kept_at) \
+       SELECT u.session_id, u.request_count, $12, statement_timestamp() FROM u \
+       WHERE $12::text IS NOT NULL \
+       ON CONFLICT (session_id) DO UPDATE SET execution = excluded.execution, \
+         envelope = excluded.envelope, kept_at = excluded.kept_at \
+       WHERE excluded.execution >= session_results.execution) \
      SELECT EXISTS (SELECT 1 FROM u), EXISTS (SELECT 1 FROM o)"
 );
 
@@ -150,6 +159,20 @@ pub(super) const INSERT_EVENTS: &str = "INSERT INTO session_events \
      FROM UNNEST($2::text[], $3::bigint[], $4::text[]) WITH ORDINALITY \
        AS t(event_type, turn_index, payload, n) \
      ORDER BY t.n";
+
+/// The result of a session's latest execution: replaces one of an earlier or the same execution,
+/// never one of a later execution; nothing for a missing session.
+pub(super) const KEEP_RESULT: &str = "INSERT INTO session_results (session_id, execution, envelope, kept_at) \
+     SELECT $1, $2, $3, statement_timestamp() WHERE EXISTS (SELECT 1 FROM sessions WHERE session_id = $1) \
+     ON CONFLICT (session_id) DO UPDATE SET execution = excluded.execution, \
+       envelope = excluded.envelope, kept_at = excluded.kept_at \
+     WHERE excluded.execution >= session_results.execution";
+
+pub(super) const SELECT_RESULT: &str =
+    "SELECT execution, envelope FROM session_results WHERE session_id = $1";
+
+pub(super) const SESSION_EXISTS: &str =
+    "SELECT EXISTS (SELECT 1 FROM sessions WHERE session_id = $1)";
 
 pub(super) const SELECT_OUTPUTS: &str = "SELECT turn_index, output_text FROM session_outputs \
      WHERE session_id = $1 ORDER BY turn_index";

@@ -307,6 +307,7 @@ fn finish_with_output(turn: i64, text: &str) -> Finish {
         provider_session_id: Some("prov_1".to_owned()),
         output_text: Some(text.to_owned()),
         events: vec![Event::provider_response_summary(turn, text, None)],
+        result: None,
     }
 }
 
@@ -379,7 +380,119 @@ contract!(
     a_cancel_from_another_store_reaches_the_holder,
     three_stores_opened_together_on_new_data_all_serve,
     data_survives_closing_and_reopening,
+    a_kept_result_is_replaced_only_by_the_same_or_a_later_execution,
+    the_final_write_keeps_its_result_for_the_executions_request_count,
 );
+
+/// `agent_wait_session`'s results: one per session, byte for byte, readable by any store and
+/// after a reopen; a later execution's result is never replaced by an earlier one's.
+async fn a_kept_result_is_replaced_only_by_the_same_or_a_later_execution(kind: Kind) {
+    let Some(h) = Harness::new(kind).await else {
+        return;
+    };
+    h.idle_session("sess_r").await;
+    assert_eq!(h.store.kept_result("sess_r").await.unwrap(), None);
+    // Whitespace and key order are kept as written.
+    let first = r#"{"ok":true, "session_id":"sess_r","b":1,"a":"é \u00e9"}"#;
+    assert!(h.store.keep_result("sess_r", 1, first).await.unwrap());
+    let other = h.target.open().await;
+    assert_eq!(
+        other.kept_result("sess_r").await.unwrap(),
+        Some((1, first.to_owned()))
+    );
+    assert!(h.store.keep_result("sess_r", 3, "{\"n\":3}").await.unwrap());
+    assert!(!other.keep_result("sess_r", 2, "{\"n\":2}").await.unwrap());
+    assert_eq!(
+        h.store.kept_result("sess_r").await.unwrap(),
+        Some((3, "{\"n\":3}".to_owned()))
+    );
+    assert!(other.keep_result("sess_r", 3, "{\"n\":33}").await.unwrap());
+    assert_eq!(
+        h.store.kept_result("sess_r").await.unwrap(),
+        Some((3, "{\"n\":33}".to_owned()))
+    );
+    // A missing session keeps nothing and fails; an oversized result is refused.
+    assert!(h.store.keep_result("sess_missing", 1, "{}").await.is_err());
+    assert_eq!(h.store.kept_result("sess_missing").await.unwrap(), None);
+    let huge = format!("\"{}\"", "x".repeat(agent_core::MAX_KEPT_RESULT_BYTES));
+    assert!(h.store.keep_result("sess_r", 4, &huge).await.is_err());
+    // Kept through a reopen.
+    drop(other);
+    let reopened = h.target.open().await;
+    assert_eq!(
+        reopened.kept_result("sess_r").await.unwrap(),
+        Some((3, "{\"n\":33}".to_owned()))
+    );
+}
+
+/// `Finish::result` is kept in the final write, as the result of the session's current
+/// `request_count`; a refused final write keeps nothing.
+async fn the_final_write_keeps_its_result_for_the_executions_request_count(kind: Kind) {
+    let Some(h) = Harness::new(kind).await else {
+        return;
+    };
+    let first = h
+        .store
+        .begin_session(&new_session("sess_f", "exec_1"), &[])
+        .await
+        .unwrap();
+    h.store
+        .finish_execution(
+            "sess_f",
+            &Lease::of("exec_1", &first),
+            &finish_with_output(1, "one").with_result(r#"{"n": 1}"#.to_owned()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        h.store.kept_result("sess_f").await.unwrap(),
+        Some((1, r#"{"n": 1}"#.to_owned()))
+    );
+    let second = acquired(h.store.acquire_lock("sess_f", "cont_2", TTL).await.unwrap());
+    h.store.begin_execution("sess_f", &[]).await.unwrap();
+    // Another lease's final write is refused and keeps nothing.
+    let stale = Finish::without_output(SessionStatus::Failed, vec![])
+        .with_result(r#"{"stale": true}"#.to_owned());
+    assert!(
+        h.store
+            .finish_execution("sess_f", &Lease::of("exec_1", &first), &stale)
+            .await
+            .unwrap_err()
+            .is_not_holder()
+    );
+    assert_eq!(
+        h.store.kept_result("sess_f").await.unwrap(),
+        Some((1, r#"{"n": 1}"#.to_owned()))
+    );
+    h.store
+        .finish_execution(
+            "sess_f",
+            &Lease::of("cont_2", &second),
+            &Finish::without_output(SessionStatus::Failed, vec![])
+                .with_result(r#"{"n": 2}"#.to_owned()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        h.target.open().await.kept_result("sess_f").await.unwrap(),
+        Some((2, r#"{"n": 2}"#.to_owned()))
+    );
+    // An oversized result is refused with the whole final write.
+    let third = acquired(h.store.acquire_lock("sess_f", "cont_3", TTL).await.unwrap());
+    h.store.begin_execution("sess_f", &[]).await.unwrap();
+    let huge = format!("\"{}\"", "x".repeat(agent_core::MAX_KEPT_RESULT_BYTES));
+    assert!(
+        h.store
+            .finish_execution(
+                "sess_f",
+                &Lease::of("cont_3", &third),
+                &Finish::without_output(SessionStatus::Completed, vec![]).with_result(huge),
+            )
+            .await
+            .is_err()
+    );
+    assert_eq!(h.get("sess_f").await.status, SessionStatus::Running);
+}
 
 async fn a_new_session_is_running_locked_and_reads_back(kind: Kind) {
     let Some(h) = Harness::new(kind).await else {

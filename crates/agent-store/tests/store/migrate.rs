@@ -110,10 +110,15 @@ impl Setup {
                             turn,
                             json!({"text": format!("done {turn}"), "nested": {"b": 1, "a": [true, null]}}),
                         )],
+                        result: None,
                     },
                 )
                 .await
                 .unwrap();
+            // The result its call answered, for agent_wait_session.
+            let envelope =
+                format!("{{\"session_id\": \"{id}\", \"turn\": {turn}, \"text\": \"é\"}}");
+            self.sqlite.keep_result(id, turn, &envelope).await.unwrap();
         }
     }
 }
@@ -180,6 +185,7 @@ async fn everything(store: &dyn SessionStore, id: &str) -> serde_json::Value {
         "record": format!("{record:?}"),
         "events": events,
         "outputs": store.outputs(id).await.unwrap(),
+        "result": store.kept_result(id).await.unwrap(),
         "artifacts": artifacts,
     })
 }
@@ -212,6 +218,7 @@ async fn every_session_event_output_and_artifact_is_copied_with_its_ids() {
     assert_eq!(report.already_present, 0);
     // Turns 1, 2, 3, 1, 2, 3, 1 = 13: one artifact, one output and two events per turn.
     assert_eq!(report.outputs, 13);
+    assert_eq!(report.results, 7, "one per session");
     assert_eq!(report.artifacts, 13);
     assert_eq!(report.events, 26, "{report:?}");
     for id in &ids {
