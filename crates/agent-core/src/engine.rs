@@ -21,6 +21,7 @@ use crate::event::{Event, EventType, StoredEvent};
 use crate::evidence::{self, Evidence};
 use crate::ids;
 use crate::model::{Profile, SessionStatus, Workflow};
+use crate::observe::{NoObserver, Observer, RunOutcome, RunReport, ToolKind};
 use crate::ports::{
     ArtifactRecord, BackendOutput, BackendRequest, ChatMessage, ChatRole, ExecContext,
     ExecutionBackend, ExecutionError, FailureKind, Finish, Lease, LockOutcome, MediationRequest,
@@ -163,6 +164,9 @@ pub struct Engine {
     running: std::sync::Mutex<HashMap<String, InFlight>>,
     /// This process's node id (`ids::new_node_id`), carried by every lock owner token.
     node_id: String,
+    /// Told about runs, model turns, tool calls, cancellations, sweeps and store errors
+    /// ([`Observer`]); [`NoObserver`] unless [`with_observer`](Self::with_observer) sets one.
+    observer: Arc<dyn Observer>,
 }
 
 /// How often an execution checks the store for a cancel request made by another process
@@ -218,7 +222,31 @@ impl Engine {
             config,
             running: std::sync::Mutex::new(HashMap::new()),
             node_id: ids::new_node_id(),
+            observer: Arc::new(NoObserver),
         }
+    }
+
+    /// Reports the engine's work to `observer` (metrics: `docs/observability.md`).
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// Runs a workflow call and reports it: its outcome and how long it took.
+    async fn observed(
+        &self,
+        workflow: Workflow,
+        call: impl std::future::Future<Output = Envelope>,
+    ) -> Envelope {
+        let started = std::time::Instant::now();
+        let envelope = call.await;
+        self.observer.run_finished(&RunReport {
+            workflow,
+            backend: self.backend.name(),
+            outcome: RunOutcome::of(&envelope),
+            duration: started.elapsed(),
+        });
+        envelope
     }
 
     /// This process's node id (`node_` + 16 hex), made when the engine is built: every lock owner
@@ -273,13 +301,19 @@ impl Engine {
         loop {
             interval.tick().await;
             match self.store.sweep_expired_leases().await {
-                Ok(0) => {}
-                Ok(count) => tracing::warn!(
-                    target: "store",
-                    count,
-                    "marked session(s) interrupted: running with an expired lease"
-                ),
-                Err(e) => tracing::warn!(target: "store", error = %e, "lease sweep failed"),
+                Ok(0) => self.observer.lease_sweep(0),
+                Ok(count) => {
+                    self.observer.lease_sweep(count);
+                    tracing::warn!(
+                        target: "store",
+                        count,
+                        "marked session(s) interrupted: running with an expired lease"
+                    );
+                }
+                Err(e) => {
+                    self.observer.store_error("sweep_expired_leases");
+                    tracing::warn!(target: "store", error = %e, "lease sweep failed");
+                }
             }
         }
     }
@@ -290,6 +324,11 @@ impl Engine {
 
     /// `docs/reference/tools.md#4-agent_run_task`.
     pub async fn run_task(&self, req: RunTaskRequest, ctx: &ExecContext) -> Envelope {
+        self.observed(Workflow::RunTask, self.run_task_unobserved(req, ctx))
+            .await
+    }
+
+    async fn run_task_unobserved(&self, req: RunTaskRequest, ctx: &ExecContext) -> Envelope {
         let workflow = Workflow::RunTask;
         let profile = req.profile;
         let max_turns = profile.effective_max_turns(req.max_turns);
@@ -408,6 +447,18 @@ impl Engine {
         req: ContinueSessionRequest,
         ctx: &ExecContext,
     ) -> Envelope {
+        self.observed(
+            Workflow::ContinueSession,
+            self.continue_session_unobserved(req, ctx),
+        )
+        .await
+    }
+
+    async fn continue_session_unobserved(
+        &self,
+        req: ContinueSessionRequest,
+        ctx: &ExecContext,
+    ) -> Envelope {
         let workflow = Workflow::ContinueSession;
         let id = req.session_id.as_str();
         let not_found = || {
@@ -422,7 +473,10 @@ impl Engine {
         let record = match self.store.get_session(id).await {
             Ok(Some(r)) => r,
             Ok(None) => return not_found(),
-            Err(e) => return store_failure(id, workflow, Profile::General, &e),
+            Err(e) => {
+                self.observer.store_error("get_session");
+                return store_failure(id, workflow, Profile::General, &e);
+            }
         };
         let profile = record.profile;
         if let Some(env) = running_gate(&record, workflow) {
@@ -455,7 +509,10 @@ impl Engine {
             Ok(LockOutcome::Conflict { owner: holder }) => {
                 return conflict(id, workflow, profile, &holder);
             }
-            Err(e) => return store_failure(id, workflow, profile, &e),
+            Err(e) => {
+                self.observer.store_error("acquire_lock");
+                return store_failure(id, workflow, profile, &e);
+            }
         };
         if record.status == SessionStatus::Running {
             // Started between our read and our lock (its lease had already expired).
@@ -484,7 +541,10 @@ impl Engine {
                     conversation_history(&events, &outputs, self.config.history_budget_chars),
                     None,
                 ),
-                Err(e) => return self.abandon(id, &lease, workflow, profile, &e).await,
+                Err(e) => {
+                    self.observer.store_error("events");
+                    return self.abandon(id, &lease, workflow, profile, &e).await;
+                }
             };
         let ToolRouting {
             tools,
@@ -510,6 +570,7 @@ impl Engine {
         events.push(Event::provider_request_start(prior_turns));
         events.extend(catalog_event);
         if let Err(e) = self.store.begin_execution(id, &events).await {
+            self.observer.store_error("begin_execution");
             return self.abandon(id, &lease, workflow, profile, &e).await;
         }
         ctx.report(&format!("session {id} continuing"));
@@ -590,6 +651,11 @@ impl Engine {
     /// `docs/reference/verification.md#2-flow`: preflight, evidence, policy, session, one backend
     /// call, verdict.
     pub async fn verify_task(&self, req: VerifyTaskRequest, ctx: &ExecContext) -> Envelope {
+        self.observed(Workflow::VerifyTask, self.verify_task_unobserved(req, ctx))
+            .await
+    }
+
+    async fn verify_task_unobserved(&self, req: VerifyTaskRequest, ctx: &ExecContext) -> Envelope {
         let workflow = Workflow::VerifyTask;
         let profile = Profile::Verification;
         let pre = preflight(
@@ -1020,7 +1086,10 @@ impl Engine {
                 let lease = Lease::of(new_session.lock_owner, &record);
                 Ok((new_session.session_id, lease))
             }
-            Err(e) => Err(store_failure("", workflow, profile, &e)),
+            Err(e) => {
+                self.observer.store_error("begin_session");
+                Err(store_failure("", workflow, profile, &e))
+            }
         }
     }
 
@@ -1164,6 +1233,7 @@ impl Engine {
             let Err(e) = &result else {
                 return Ok(());
             };
+            self.observer.store_error("finish_execution");
             if e.is_not_holder() {
                 break;
             }
@@ -1174,6 +1244,9 @@ impl Engine {
         let Err(error) = result else {
             return Ok(());
         };
+        if !error.is_not_holder() {
+            self.observer.store_error("finish_execution");
+        }
         if error.is_not_holder() {
             // The lease was lost (taken over or cleared): the new holder owns the row, so
             // nothing more is written for this execution, and retrying cannot succeed.
@@ -1268,6 +1341,11 @@ impl Engine {
             // output, which a zero would make collide with the previous execution's.
             Ok(mut output) => {
                 output.turn_count = output.turn_count.max(1);
+                self.observer.execution_output(
+                    self.backend.name(),
+                    output.turn_count,
+                    output.usage.as_ref(),
+                );
                 Ok(output)
             }
             Err(e) if e.kind == FailureKind::Cancelled || cancel.is_cancelled() => {
@@ -1414,6 +1492,7 @@ impl Engine {
         turn: i64,
         reason: &str,
     ) -> Envelope {
+        self.observer.cancelled(workflow);
         let finish = Finish::without_output(
             SessionStatus::Cancelled,
             vec![Event::session_cancelled(turn, reason)],
@@ -1692,6 +1771,7 @@ impl Engine {
     ) -> Arc<dyn ToolExecutor> {
         Arc::new(ProviderExecutor {
             providers: self.tool_providers.clone(),
+            observer: Arc::clone(&self.observer),
             ctx: ToolCallContext {
                 session_id: session_id.to_owned(),
                 turn_index,
@@ -1739,6 +1819,7 @@ struct ToolRouting {
 /// Dispatches a model's tool call to the provider that shows the tool to this profile.
 struct ProviderExecutor {
     providers: Vec<Arc<dyn ToolProvider>>,
+    observer: Arc<dyn Observer>,
     ctx: ToolCallContext,
 }
 
@@ -1751,7 +1832,14 @@ impl ToolExecutor for ProviderExecutor {
                 .iter()
                 .any(|t| t.name == name)
             {
-                return provider.call(&self.ctx, name, input).await;
+                let result = provider.call(&self.ctx, name, input).await;
+                let kind = if provider.federated() {
+                    ToolKind::Federated
+                } else {
+                    ToolKind::Builtin
+                };
+                self.observer.tool_call(kind, result.is_ok());
+                return result;
             }
         }
         Err(format!(
