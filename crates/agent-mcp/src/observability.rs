@@ -66,6 +66,7 @@ pub const NOT_READY_BODY: &str = "not ready\n";
 pub const MCP_METHODS: &[&str] = &[
     "initialize",
     "ping",
+    "server/discover",
     "tools/list",
     "tools/call",
     "resources/list",
@@ -78,8 +79,7 @@ pub const MCP_METHODS: &[&str] = &[
     "completion/complete",
     "logging/setLevel",
     "tasks/get",
-    "tasks/list",
-    "tasks/result",
+    "tasks/update",
     "tasks/cancel",
 ];
 
@@ -882,7 +882,7 @@ impl ServerHandler for Metered {
         request: UpdateTaskParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        self.timed(OTHER_METHOD, self.server.update_task(request, context))
+        self.timed("tasks/update", self.server.update_task(request, context))
             .await
     }
 
