@@ -332,6 +332,7 @@ impl Metrics {
             }));
         }
         drop(model_turns.get_or_create(&BackendLabels { backend }));
+        drop(cost.get_or_create(&BackendLabels { backend }));
         for r#type in TOKEN_TYPES {
             drop(tokens.get_or_create(&TokenLabels { backend, r#type }));
         }

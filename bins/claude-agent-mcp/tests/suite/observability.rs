@@ -388,3 +388,57 @@ async fn readyz_fails_while_postgres_is_unreachable() {
     }
     let _ = server.child.kill().await;
 }
+
+/// On the claude_code backend, whose CLI reports a cost, the cost and the tokens of a run are
+/// counted under `backend="claude_code"`.
+#[tokio::test]
+async fn the_claude_code_backend_s_cost_and_tokens_are_counted() {
+    let mut cli = super::claude_code::Cli::new("native").await;
+    cli.script(
+        "stdout",
+        r#"{"type":"result","subtype":"success","is_error":false,"result":"Native answer","session_id":"0f5e5a3e-1111-4222-8333-944455556666","num_turns":2,"total_cost_usd":0.0123,"usage":{"input_tokens":10,"output_tokens":5,"cache_read_input_tokens":4},"stop_reason":"end_turn"}"#,
+    );
+    let port = free_port();
+    cli.env
+        .set(vars::METRICS_ADDR, &format!("127.0.0.1:{port}"));
+    let base = format!("http://127.0.0.1:{port}");
+    let server = cli.env.start().await;
+    wait_until_serving(&base).await;
+    let run = server
+        .call("agent_run_task", json!({"task": "hello"}))
+        .await;
+    assert_eq!(run["ok"], json!(true), "{run}");
+    let scrape = Scrape::of(&base, None).await;
+    let backend = ("backend", "claude_code");
+    assert_eq!(
+        scrape.value("claude_agent_mcp_cost_usd_total", &[backend]),
+        0.0123
+    );
+    for (r#type, count) in [
+        ("input", 10.0),
+        ("output", 5.0),
+        ("cache_read", 4.0),
+        ("cache_write", 0.0),
+    ] {
+        assert_eq!(
+            scrape.value(
+                "claude_agent_mcp_tokens_total",
+                &[backend, ("type", r#type)]
+            ),
+            count,
+            "{type}"
+        );
+    }
+    assert_eq!(
+        scrape.value("claude_agent_mcp_model_turns_total", &[backend]),
+        2.0
+    );
+    assert_eq!(
+        scrape.value(
+            "claude_agent_mcp_runs_total",
+            &[("workflow", "run_task"), backend, ("outcome", "completed")]
+        ),
+        1.0
+    );
+    server.shutdown().await;
+}
