@@ -26,7 +26,7 @@ use agent_mcp::status::{
     CapabilityFlags, MediationStatus, PRESERVED_LIMITATIONS, RestrictionStatus, RuntimeStatus,
 };
 use agent_mcp::{AgentServer, HttpOptions, Observability, ToolName};
-use agent_policy::config::{BackendKind, Config, Database, EnvFile, RuntimeMode, Transport};
+use agent_policy::config::{BackendKind, Config, Database, EnvFile, RuntimeMode, Transport, vars};
 use agent_policy::{CliOverrides, DirectoryPolicy, restricted};
 use agent_store::{PostgresConfig, PostgresStore, SqliteStore, StoreConfig, StoreOpenError};
 use clap::{CommandFactory, Parser};
@@ -426,46 +426,31 @@ impl StoreProbe for StoreHealth {
     }
 }
 
-/// Binds `CLAUDE_AGENT_MCP_METRICS_ADDR` and serves `/metrics`, `/healthz` and `/readyz` there
-/// until `shutdown`; a bind failure stops startup.
+/// Binds `CLAUDE_AGENT_MCP_METRICS_ADDR` (a failure stops startup) and serves `/metrics`,
+/// `/healthz` and `/readyz` there until `shutdown`.
 async fn start_metrics_listener(
     addr: std::net::SocketAddr,
     config: &Config,
     observability: &Observability,
     shutdown: &CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, StartupError> {
-    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-    let observability = observability.clone();
+    let listener = agent_mcp::bind_observability(addr)
+        .await
+        .map_err(|e| StartupError::new(format!("{}: {e}", vars::METRICS_ADDR)))?;
+    let bound = listener.local_addr().map_or(addr, |a| a);
+    tracing::info!(target: "server", "Serving metrics and health at http://{bound}/metrics, /healthz, /readyz");
     let token = config
         .http_bearer_token
         .as_ref()
         .map(|t| t.expose().to_owned());
-    let header_timeout = Duration::from_secs(config.http_header_timeout_secs);
-    let max_connections = usize::try_from(config.http_max_connections).unwrap_or(usize::MAX);
-    let shutdown = shutdown.clone();
-    let task = tokio::spawn(async move {
-        let served = agent_mcp::serve_observability(
-            addr,
-            observability,
-            token.as_deref(),
-            header_timeout,
-            max_connections,
-            shutdown,
-            |bound| {
-                tracing::info!(target: "server", "Serving metrics and health at http://{bound}/metrics, /healthz, /readyz");
-            },
-        )
-        .await;
-        let _ = bound_tx.send(served);
-    });
-    // A bind failure ends the task at once; a bound listener runs until shutdown.
-    tokio::select! {
-        result = bound_rx => match result {
-            Ok(Err(e)) => Err(StartupError::new(format!("CLAUDE_AGENT_MCP_METRICS_ADDR: {e}"))),
-            _ => Ok(task),
-        },
-        () = tokio::time::sleep(Duration::from_millis(200)) => Ok(task),
-    }
+    Ok(tokio::spawn(agent_mcp::serve_observability(
+        listener,
+        observability.clone(),
+        token,
+        Duration::from_secs(config.http_header_timeout_secs),
+        usize::try_from(config.http_max_connections).unwrap_or(usize::MAX),
+        shutdown.clone(),
+    )))
 }
 
 async fn serve(

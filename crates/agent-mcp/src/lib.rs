@@ -16,7 +16,7 @@ pub mod tools;
 pub mod transport;
 pub mod validate;
 
-pub use observability::{Observability, serve_observability};
+pub use observability::{Observability, bind_observability, serve_observability};
 pub use server::AgentServer;
 pub use status::RuntimeStatus;
 pub use tools::ToolName;

@@ -927,30 +927,32 @@ impl ServerHandler for Metered {
     }
 }
 
-/// Serves `/metrics` (guarded by `bearer_token` when set), `/healthz` and `/readyz` on `addr`
-/// until `shutdown` fires (`CLAUDE_AGENT_MCP_METRICS_ADDR`). The connection bounds of the HTTP
-/// transport apply (`header_timeout`, `max_connections`). Returns the bound address through
-/// `on_bound`.
-pub async fn serve_observability(
+/// Binds the metrics address (`CLAUDE_AGENT_MCP_METRICS_ADDR`), for [`serve_observability`].
+pub async fn bind_observability(
     addr: SocketAddr,
-    observability: Observability,
-    bearer_token: Option<&str>,
-    header_timeout: Duration,
-    max_connections: usize,
-    shutdown: tokio_util::sync::CancellationToken,
-    on_bound: impl FnOnce(SocketAddr),
-) -> Result<(), crate::TransportError> {
-    let listener = tokio::net::TcpListener::bind(addr)
+) -> Result<tokio::net::TcpListener, crate::TransportError> {
+    tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| crate::TransportError::Bind {
             addr: addr.to_string(),
             source,
-        })?;
-    if let Ok(local) = listener.local_addr() {
-        on_bound(local);
-    }
-    let app = crate::transport::with_bearer(metrics_routes(&observability), bearer_token)
-        .merge(health_routes(&observability));
+        })
+}
+
+/// Serves `/metrics` (guarded by `bearer_token` when set), `/healthz` and `/readyz` on
+/// `listener` until `shutdown` fires. The connection bounds of the HTTP transport apply
+/// (`header_timeout`, `max_connections`).
+pub async fn serve_observability(
+    listener: tokio::net::TcpListener,
+    observability: Observability,
+    bearer_token: Option<String>,
+    header_timeout: Duration,
+    max_connections: usize,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let app =
+        crate::transport::with_bearer(metrics_routes(&observability), bearer_token.as_deref())
+            .merge(health_routes(&observability));
     crate::transport::serve_app(
         listener,
         app,
@@ -962,7 +964,6 @@ pub async fn serve_observability(
         shutdown,
     )
     .await;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -442,3 +442,24 @@ async fn the_claude_code_backend_s_cost_and_tokens_are_counted() {
     );
     server.shutdown().await;
 }
+
+/// A metrics address that cannot be bound stops startup (exit 1) with a message naming the
+/// variable and the address.
+#[tokio::test]
+async fn a_metrics_address_in_use_stops_startup() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut env = TestEnv::new().await;
+    env.set(vars::METRICS_ADDR, &addr);
+    let (code, stdout, stderr) = env.run_to_exit(&[]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains(&format!(
+            "CLAUDE_AGENT_MCP_METRICS_ADDR: could not bind {addr}: "
+        )),
+        "{stderr}"
+    );
+    assert_eq!(env.session_count().await, 0);
+    drop(taken);
+}
