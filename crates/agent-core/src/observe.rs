@@ -20,12 +20,35 @@ use crate::ports::Usage;
 pub enum RunOutcome {
     /// The envelope is `ok`.
     Completed,
-    /// The execution ran and failed (backend error, store failure, lease lost, …).
+    /// The execution or the store failed (backend error, store failure, lost lease, …).
     Failed,
     /// The execution was cancelled (`session_cancelled`).
     Cancelled,
-    /// Refused before any session was created (validation, policy, preflight).
+    /// The request was refused: invalid, denied by policy, an unknown or busy session, a
+    /// session in the wrong status, missing evidence or a preflight block ([`is_refusal`]).
     Rejected,
+}
+
+/// Whether `code` refuses the request itself (nothing failed: the caller must change it)
+/// rather than reporting a failure of the execution or the store.
+pub fn is_refusal(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::ValidationError
+            | ErrorCode::PolicyDenied
+            | ErrorCode::SessionNotFound
+            | ErrorCode::SessionConflict
+            | ErrorCode::SessionStatusError
+            | ErrorCode::ToolNotAdmitted
+            | ErrorCode::UnknownTool
+            | ErrorCode::MissingEvidence
+            | ErrorCode::ScopeTooBroad
+            | ErrorCode::AmbiguousRequest
+            | ErrorCode::MissingRequiredContext
+            | ErrorCode::NonVerifiableRequest
+            | ErrorCode::OutOfProfileRequest
+            | ErrorCode::RestrictedModeMismatch
+    )
 }
 
 impl RunOutcome {
@@ -46,20 +69,15 @@ impl RunOutcome {
         }
     }
 
-    /// The outcome an envelope reports.
+    /// The outcome an envelope reports (by its first error's code).
     pub fn of(envelope: &Envelope) -> Self {
         if envelope.ok {
-            RunOutcome::Completed
-        } else if envelope
-            .errors
-            .iter()
-            .any(|e| e.code == ErrorCode::SessionCancelled)
-        {
-            RunOutcome::Cancelled
-        } else if envelope.session_id.is_empty() {
-            RunOutcome::Rejected
-        } else {
-            RunOutcome::Failed
+            return RunOutcome::Completed;
+        }
+        match envelope.errors.first().map(|e| e.code) {
+            Some(ErrorCode::SessionCancelled) => RunOutcome::Cancelled,
+            Some(code) if is_refusal(code) => RunOutcome::Rejected,
+            _ => RunOutcome::Failed,
         }
     }
 }
@@ -160,14 +178,25 @@ mod tests {
             "cancelled",
         );
         assert_eq!(RunOutcome::of(&cancelled), RunOutcome::Cancelled);
-        let rejected = Envelope::failure(
+        for code in [
+            ErrorCode::ValidationError,
+            ErrorCode::PolicyDenied,
+            ErrorCode::SessionConflict,
+            ErrorCode::MissingEvidence,
+            ErrorCode::ScopeTooBroad,
+        ] {
+            let rejected = Envelope::failure("", Workflow::RunTask, "general", code, "no");
+            assert_eq!(RunOutcome::of(&rejected), RunOutcome::Rejected, "{code}");
+        }
+        // A store failure before any session was created is a failure, not a refusal.
+        let store_down = Envelope::failure(
             "",
             Workflow::RunTask,
             "general",
-            ErrorCode::ValidationError,
-            "no",
+            ErrorCode::ProviderRuntimeError,
+            "database error",
         );
-        assert_eq!(RunOutcome::of(&rejected), RunOutcome::Rejected);
+        assert_eq!(RunOutcome::of(&store_down), RunOutcome::Failed);
         let labels: Vec<&str> = RunOutcome::ALL.iter().map(|o| o.as_str()).collect();
         assert_eq!(labels, ["completed", "failed", "cancelled", "rejected"]);
         let kinds: Vec<&str> = ToolKind::ALL.iter().map(|k| k.as_str()).collect();
