@@ -463,3 +463,67 @@ async fn a_metrics_address_in_use_stops_startup() {
     assert_eq!(env.session_count().await, 0);
     drop(taken);
 }
+
+/// Tool calls are counted by kind and outcome: a built-in tool that reads a file (`ok`) and one
+/// asked to escape the sandbox (`error`) in the tool-use loop, and a tool request in a
+/// claude_code output executed by mediation through a federated server (`mediated`, `ok`).
+#[tokio::test]
+async fn tool_calls_are_counted_by_kind_and_outcome() {
+    use super::tools::tool_use;
+
+    let mut env = TestEnv::new().await;
+    env.set("CLAUDE_AGENT_MCP_BUILTIN_TOOLS", "true");
+    let port = free_port();
+    env.set(vars::METRICS_ADDR, &format!("127.0.0.1:{port}"));
+    let base = format!("http://127.0.0.1:{port}");
+    std::fs::write(env.cwd().join("notes.txt"), "pineapple").unwrap();
+    let server = env.start().await;
+    wait_until_serving(&base).await;
+    for (path, answer) in [("notes.txt", "read it"), ("../../etc/passwd", "refused")] {
+        env.reply_tool_use_then(
+            tool_use("toolu_1", "read_file", json!({"path": path})),
+            answer,
+        )
+        .await;
+        let run = server.call("agent_run_task", json!({"task": "read"})).await;
+        assert_eq!(run["ok"], json!(true), "{run}");
+    }
+    let scrape = Scrape::of(&base, None).await;
+    let calls = |kind, outcome| {
+        scrape.value(
+            "claude_agent_mcp_tool_calls_total",
+            &[("kind", kind), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(calls("builtin", "ok"), 1.0);
+    assert_eq!(calls("builtin", "error"), 1.0);
+    assert_eq!(calls("federated", "ok"), 0.0);
+    assert_eq!(calls("mediated", "ok"), 0.0);
+    assert_eq!(
+        scrape.value("claude_agent_mcp_model_turns_total", &[("backend", "api")]),
+        4.0,
+        "two turns per run"
+    );
+    server.shutdown().await;
+
+    let mut cli = super::mediation::mediated(true, true).await;
+    let port = free_port();
+    cli.env
+        .set(vars::METRICS_ADDR, &format!("127.0.0.1:{port}"));
+    let base = format!("http://127.0.0.1:{port}");
+    let server = cli.env.start().await;
+    wait_until_serving(&base).await;
+    let run = server
+        .call("agent_run_task", json!({"task": "look it up"}))
+        .await;
+    assert_eq!(run["ok"], json!(true), "{run}");
+    let scrape = Scrape::of(&base, None).await;
+    assert_eq!(
+        scrape.value(
+            "claude_agent_mcp_tool_calls_total",
+            &[("kind", "mediated"), ("outcome", "ok")]
+        ),
+        1.0
+    );
+    server.shutdown().await;
+}
