@@ -893,7 +893,7 @@ impl Engine {
                 ErrorCode::SessionNotFound,
                 format!("Session not found: {}", req.session_id),
             )),
-            Err(e) => Err(ErrorObject::bare(ErrorCode::InternalError, e.message)),
+            Err(e) => Err(self.read_failed("get_session", e)),
         }
     }
 
@@ -904,8 +904,15 @@ impl Engine {
     ) -> Result<Vec<SessionListEntry>, ErrorObject> {
         match self.store.list_sessions(req.limit, req.status).await {
             Ok(items) => Ok(items.into_iter().map(SessionListEntry::from).collect()),
-            Err(e) => Err(ErrorObject::bare(ErrorCode::InternalError, e.message)),
+            Err(e) => Err(self.read_failed("list_sessions", e)),
         }
+    }
+
+    /// A failed read of the store: reported to the observer under `operation`, answered as
+    /// `internal_error` with the store's message.
+    fn read_failed(&self, operation: &'static str, error: StoreError) -> ErrorObject {
+        self.observer.store_error(operation);
+        ErrorObject::bare(ErrorCode::InternalError, error.message)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -924,7 +931,7 @@ impl Engine {
             .store
             .list_sessions_page(offset, page.saturating_add(1))
             .await
-            .map_err(|e| ErrorObject::bare(ErrorCode::InternalError, e.message))?;
+            .map_err(|e| self.read_failed("list_sessions", e))?;
         let page = usize::try_from(page).unwrap_or(usize::MAX);
         let more = items.len() > page;
         items.truncate(page);
@@ -937,12 +944,11 @@ impl Engine {
         &self,
         session_id: &str,
     ) -> Result<Option<Vec<StoredEvent>>, ErrorObject> {
-        let internal = |e: StoreError| ErrorObject::bare(ErrorCode::InternalError, e.message);
         if self
             .store
             .get_session(session_id)
             .await
-            .map_err(internal)?
+            .map_err(|e| self.read_failed("get_session", e))?
             .is_none()
         {
             return Ok(None);
@@ -951,7 +957,7 @@ impl Engine {
             .events(session_id)
             .await
             .map(Some)
-            .map_err(internal)
+            .map_err(|e| self.read_failed("events", e))
     }
 
     /// The metadata of a session's artifacts.
@@ -959,7 +965,7 @@ impl Engine {
         self.store
             .artifacts(session_id)
             .await
-            .map_err(|e| ErrorObject::bare(ErrorCode::InternalError, e.message))
+            .map_err(|e| self.read_failed("artifacts", e))
     }
 
     /// An artifact and its body (`None` when there is no such artifact).
@@ -971,7 +977,7 @@ impl Engine {
         self.store
             .read_artifact(session_id, artifact_id)
             .await
-            .map_err(|e| ErrorObject::bare(ErrorCode::InternalError, e.message))
+            .map_err(|e| self.read_failed("read_artifact", e))
     }
 
     // -----------------------------------------------------------------------------------------

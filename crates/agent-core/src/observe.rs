@@ -135,8 +135,10 @@ pub trait Observer: Send + Sync + 'static {
     /// One pass of the lease sweeper: how many sessions it marked `interrupted`.
     fn lease_sweep(&self, _swept: u64) {}
 
-    /// A store call the engine made failed; `operation` names it (a fixed set:
-    /// `begin_session`, `finish_execution`, `sweep_expired_leases`, …).
+    /// A store call the engine made failed; `operation` names it, from a fixed set:
+    /// `begin_session`, `get_session`, `list_sessions`, `acquire_lock`, `events`,
+    /// `begin_execution`, `finish_execution`, `artifacts`, `read_artifact`,
+    /// `sweep_expired_leases`.
     fn store_error(&self, _operation: &'static str) {}
 }
 

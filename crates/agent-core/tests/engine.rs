@@ -3409,6 +3409,25 @@ async fn the_observer_hears_runs_tools_cancellations_sweeps_and_store_errors() {
         seen.take(),
         ["store_error begin_session", "run run_task fake failed"]
     );
+    h.store.fail_times(Method::GetSession, 1);
+    let read = h
+        .engine
+        .get_session(&GetSessionRequest {
+            session_id: "sess_0000000000000bad".into(),
+        })
+        .await;
+    assert_eq!(read.unwrap_err().code, ErrorCode::InternalError);
+    h.store.fail_times(Method::ListSessions, 1);
+    assert!(
+        h.engine
+            .list_sessions(&ListSessionsRequest::default())
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        seen.take(),
+        ["store_error get_session", "store_error list_sessions"]
+    );
     let verified = h.verify(VerifyTaskRequest::new("claim")).await;
     assert!(verified.ok, "{:?}", verified.errors);
     assert_eq!(

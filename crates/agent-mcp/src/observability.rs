@@ -101,13 +101,16 @@ const REQUEST_BUCKETS: [f64; 14] = [
 const TOKEN_TYPES: [&str; 4] = ["input", "output", "cache_read", "cache_write"];
 
 /// The store operations of `claude_agent_mcp_store_errors_total` (the engine's names).
-const STORE_OPERATIONS: [&str; 7] = [
+const STORE_OPERATIONS: [&str; 10] = [
     "begin_session",
     "get_session",
+    "list_sessions",
     "acquire_lock",
     "events",
     "begin_execution",
     "finish_execution",
+    "artifacts",
+    "read_artifact",
     "sweep_expired_leases",
 ];
 
