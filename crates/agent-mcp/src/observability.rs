@@ -29,6 +29,14 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+#[allow(deprecated)] // `SetLevelRequestMethod`: logging is still a method clients may call.
+use rmcp::model::{
+    CallToolRequestMethod, CancelTaskMethod, CompleteRequestMethod, ConstString,
+    DiscoverRequestMethod, GetPromptRequestMethod, GetTaskMethod, InitializeResultMethod,
+    ListPromptsRequestMethod, ListResourceTemplatesRequestMethod, ListResourcesRequestMethod,
+    ListToolsRequestMethod, PingRequestMethod, ReadResourceRequestMethod, SetLevelRequestMethod,
+    SubscribeRequestMethod, UnsubscribeRequestMethod, UpdateTaskMethod,
+};
 #[allow(deprecated)] // `SetLevelRequestParams`: delegated like every other method.
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CancelTaskParams, CancelledNotificationParam,
@@ -64,23 +72,23 @@ pub const NOT_READY_BODY: &str = "not ready\n";
 /// The MCP methods counted by name; any other is counted as `other` (a client's method name
 /// is free text and never a label).
 pub const MCP_METHODS: &[&str] = &[
-    "initialize",
-    "ping",
-    "server/discover",
-    "tools/list",
-    "tools/call",
-    "resources/list",
-    "resources/templates/list",
-    "resources/read",
-    "resources/subscribe",
-    "resources/unsubscribe",
-    "prompts/list",
-    "prompts/get",
-    "completion/complete",
-    "logging/setLevel",
-    "tasks/get",
-    "tasks/update",
-    "tasks/cancel",
+    InitializeResultMethod::VALUE,
+    PingRequestMethod::VALUE,
+    DiscoverRequestMethod::VALUE,
+    ListToolsRequestMethod::VALUE,
+    CallToolRequestMethod::VALUE,
+    ListResourcesRequestMethod::VALUE,
+    ListResourceTemplatesRequestMethod::VALUE,
+    ReadResourceRequestMethod::VALUE,
+    SubscribeRequestMethod::VALUE,
+    UnsubscribeRequestMethod::VALUE,
+    ListPromptsRequestMethod::VALUE,
+    GetPromptRequestMethod::VALUE,
+    CompleteRequestMethod::VALUE,
+    SetLevelRequestMethod::VALUE,
+    GetTaskMethod::VALUE,
+    UpdateTaskMethod::VALUE,
+    CancelTaskMethod::VALUE,
 ];
 
 /// The label of an MCP method not in [`MCP_METHODS`].
@@ -658,7 +666,8 @@ impl Metered {
 #[allow(deprecated)] // `subscribe` and `unsubscribe` are delegated like the rest.
 impl ServerHandler for Metered {
     async fn ping(&self, context: RequestContext<RoleServer>) -> Result<(), McpError> {
-        self.timed("ping", self.server.ping(context)).await
+        self.timed(PingRequestMethod::VALUE, self.server.ping(context))
+            .await
     }
 
     async fn initialize(
@@ -666,8 +675,11 @@ impl ServerHandler for Metered {
         request: InitializeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<InitializeResult, McpError> {
-        self.timed("initialize", self.server.initialize(request, context))
-            .await
+        self.timed(
+            InitializeResultMethod::VALUE,
+            self.server.initialize(request, context),
+        )
+        .await
     }
 
     fn negotiate_initialize(
@@ -695,7 +707,7 @@ impl ServerHandler for Metered {
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, McpError> {
         self.timed(
-            "completion/complete",
+            CompleteRequestMethod::VALUE,
             self.server.complete(request, context),
         )
         .await
@@ -706,8 +718,11 @@ impl ServerHandler for Metered {
         request: SetLevelRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        self.timed("logging/setLevel", self.server.set_level(request, context))
-            .await
+        self.timed(
+            SetLevelRequestMethod::VALUE,
+            self.server.set_level(request, context),
+        )
+        .await
     }
 
     async fn get_prompt(
@@ -715,8 +730,11 @@ impl ServerHandler for Metered {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
-        self.timed("prompts/get", self.server.get_prompt(request, context))
-            .await
+        self.timed(
+            GetPromptRequestMethod::VALUE,
+            self.server.get_prompt(request, context),
+        )
+        .await
     }
 
     async fn list_prompts(
@@ -724,8 +742,11 @@ impl ServerHandler for Metered {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
-        self.timed("prompts/list", self.server.list_prompts(request, context))
-            .await
+        self.timed(
+            ListPromptsRequestMethod::VALUE,
+            self.server.list_prompts(request, context),
+        )
+        .await
     }
 
     async fn list_resources(
@@ -734,7 +755,7 @@ impl ServerHandler for Metered {
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
         self.timed(
-            "resources/list",
+            ListResourcesRequestMethod::VALUE,
             self.server.list_resources(request, context),
         )
         .await
@@ -746,7 +767,7 @@ impl ServerHandler for Metered {
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
         self.timed(
-            "resources/templates/list",
+            ListResourceTemplatesRequestMethod::VALUE,
             self.server.list_resource_templates(request, context),
         )
         .await
@@ -758,7 +779,7 @@ impl ServerHandler for Metered {
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
         self.timed(
-            "resources/read",
+            ReadResourceRequestMethod::VALUE,
             self.server.read_resource(request, context),
         )
         .await
@@ -782,7 +803,7 @@ impl ServerHandler for Metered {
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         self.timed(
-            "resources/subscribe",
+            SubscribeRequestMethod::VALUE,
             self.server.subscribe(request, context),
         )
         .await
@@ -794,7 +815,7 @@ impl ServerHandler for Metered {
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         self.timed(
-            "resources/unsubscribe",
+            UnsubscribeRequestMethod::VALUE,
             self.server.unsubscribe(request, context),
         )
         .await
@@ -805,8 +826,11 @@ impl ServerHandler for Metered {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        self.timed("tools/call", self.server.call_tool(request, context))
-            .await
+        self.timed(
+            CallToolRequestMethod::VALUE,
+            self.server.call_tool(request, context),
+        )
+        .await
     }
 
     async fn list_tools(
@@ -814,8 +838,11 @@ impl ServerHandler for Metered {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        self.timed("tools/list", self.server.list_tools(request, context))
-            .await
+        self.timed(
+            ListToolsRequestMethod::VALUE,
+            self.server.list_tools(request, context),
+        )
+        .await
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
@@ -877,7 +904,7 @@ impl ServerHandler for Metered {
         request: GetTaskParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetTaskResult, McpError> {
-        self.timed("tasks/get", self.server.get_task(request, context))
+        self.timed(GetTaskMethod::VALUE, self.server.get_task(request, context))
             .await
     }
 
@@ -886,8 +913,11 @@ impl ServerHandler for Metered {
         request: UpdateTaskParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        self.timed("tasks/update", self.server.update_task(request, context))
-            .await
+        self.timed(
+            UpdateTaskMethod::VALUE,
+            self.server.update_task(request, context),
+        )
+        .await
     }
 
     async fn cancel_task(
@@ -895,8 +925,11 @@ impl ServerHandler for Metered {
         request: CancelTaskParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        self.timed("tasks/cancel", self.server.cancel_task(request, context))
-            .await
+        self.timed(
+            CancelTaskMethod::VALUE,
+            self.server.cancel_task(request, context),
+        )
+        .await
     }
 
     async fn list_skills(
@@ -1068,6 +1101,20 @@ mod tests {
         }
         assert!(!text.contains("sess_"), "{text}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    /// Every method the meter names is rmcp's own name for it, once; any other is `other`.
+    #[test]
+    fn method_labels_are_rmcp_s_names() {
+        let metrics = Metrics::new("api");
+        let mut seen = std::collections::BTreeSet::new();
+        for name in MCP_METHODS {
+            assert!(seen.insert(*name), "{name} twice");
+            assert_eq!(metrics.method(name).name, *name);
+        }
+        assert!(seen.contains("tools/call") && seen.contains("initialize"));
+        assert_eq!(metrics.method("tools/call/").name, OTHER_METHOD);
+        assert_eq!(metrics.method("").name, OTHER_METHOD);
     }
 
     struct Fixed(Result<(), String>, Option<Duration>);
