@@ -16,13 +16,17 @@ use std::time::Duration;
 use agent_backends::api::{ApiConfig, MessagesApiBackend};
 use agent_backends::{ClaudeCodeBackend, ClaudeCodeConfig, McpServer, McpTransport};
 use agent_core::pyfmt;
-use agent_core::{Engine, EngineConfig, EventLog, ExecutionBackend, SessionStore, TaskStore};
+use agent_core::{
+    Engine, EngineConfig, EventLog, ExecutionBackend, Observer, SessionStatus, SessionStore,
+    TaskStore,
+};
 use agent_federation::{DownstreamTransport, Federation, FederationConfig, FederationSource};
+use agent_mcp::observability::{ProbeFuture, StoreProbe};
 use agent_mcp::status::{
     CapabilityFlags, MediationStatus, PRESERVED_LIMITATIONS, RestrictionStatus, RuntimeStatus,
 };
-use agent_mcp::{AgentServer, HttpOptions, ToolName};
-use agent_policy::config::{BackendKind, Config, Database, EnvFile, RuntimeMode, Transport};
+use agent_mcp::{AgentServer, HttpOptions, Observability, ToolName};
+use agent_policy::config::{BackendKind, Config, Database, EnvFile, RuntimeMode, Transport, vars};
 use agent_policy::{CliOverrides, DirectoryPolicy, restricted};
 use agent_store::{PostgresConfig, PostgresStore, SqliteStore, StoreConfig, StoreOpenError};
 use clap::{CommandFactory, Parser};
@@ -186,6 +190,14 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             if file.named { "--env-file" } else { "found in the working directory" }
         );
     }
+    // Metrics and health: the separate listener starts now, so that `/healthz` answers (and
+    // `/readyz` says "not ready") while the rest of startup runs (`docs/observability.md`).
+    let observability = Observability::new(config.backend.as_str());
+    let shutdown = CancellationToken::new();
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => Some(start_metrics_listener(addr, &config, &observability, &shutdown).await?),
+        None => None,
+    };
     let restricted = config.mode == RuntimeMode::ApntalkVerification;
     let admitted = admitted_tools(&config);
     if restricted {
@@ -194,9 +206,11 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             return Err(StartupError::new(restricted::violation_message(&reasons)));
         }
     }
-    let opened = OpenStore::open(&config)
-        .await
-        .map_err(|e| StartupError::new(e.to_string()))?;
+    let opened = Arc::new(
+        OpenStore::open(&config)
+            .await
+            .map_err(|e| StartupError::new(e.to_string()))?,
+    );
     tracing::info!(target: "store", "Session store: {}", opened.describe());
     let store = opened.port();
     match store.recover_interrupted().await {
@@ -223,7 +237,8 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         mediation_inclusion: config.mediation.continuation_inclusion(),
         ..EngineConfig::default()
     };
-    let mut engine = Engine::new(Arc::clone(&store), backend, Arc::new(policy), engine_config);
+    let mut engine = Engine::new(Arc::clone(&store), backend, Arc::new(policy), engine_config)
+        .with_observer(Arc::clone(&observability.metrics) as Arc<dyn Observer>);
     // Federation never aborts startup (`docs/reference/federation.md#1-enablement`); it is handed
     // to the engine only when at least one allowlisted tool was discovered.
     let federation =
@@ -233,11 +248,14 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
     }
     // Mediation parses the claude_code backend's output even when disabled (rejections are
     // audited); the engine calls it only for backends that declare it.
-    engine = engine.with_mediator(Arc::new(agent_mediation::FederatedMediator::new(
-        config.mediation.clone(),
-        federation.clone(),
-        Arc::clone(&store) as Arc<dyn EventLog>,
-    )));
+    engine = engine.with_mediator(Arc::new(
+        agent_mediation::FederatedMediator::new(
+            config.mediation.clone(),
+            federation.clone(),
+            Arc::clone(&store) as Arc<dyn EventLog>,
+        )
+        .with_observer(Arc::clone(&observability.metrics) as Arc<dyn Observer>),
+    ));
     if config.builtin_tools {
         engine = engine.with_tool_provider(Arc::new(agent_tools::WorkspaceTools::new(
             Arc::clone(&store) as Arc<dyn EventLog>,
@@ -288,7 +306,15 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         config.transport,
         config.operator_profile.as_deref().unwrap_or("none")
     );
-    let served = serve(server, &config).await;
+    // Startup is done (the backend is configured): `/readyz` now follows the store.
+    observability
+        .health
+        .set_store(Arc::new(StoreHealth(Arc::clone(&opened))));
+    let served = serve(server, &config, &observability, shutdown.clone()).await;
+    shutdown.cancel();
+    if let Some(listener) = metrics_listener {
+        let _ = listener.await;
+    }
     sweeper.abort();
     federation.shutdown().await;
     opened.close().await;
@@ -370,13 +396,74 @@ impl OpenStore {
     }
 }
 
-async fn serve(server: AgentServer, config: &Config) -> Result<(), StartupError> {
+/// The store as `/readyz` and the sessions gauge see it.
+struct StoreHealth(Arc<OpenStore>);
+
+impl StoreProbe for StoreHealth {
+    fn ping(&self) -> ProbeFuture<'_, ()> {
+        Box::pin(async move {
+            self.0
+                .schema_version()
+                .await
+                .map(|_| ())
+                .map_err(|e| e.message)
+        })
+    }
+
+    fn session_counts(&self) -> ProbeFuture<'_, Vec<(SessionStatus, i64)>> {
+        Box::pin(async move {
+            let counts = match &*self.0 {
+                OpenStore::Sqlite(store) => store.session_counts().await,
+                OpenStore::Postgres(store) => store.session_counts().await,
+            }
+            .map_err(|e| e.message)?;
+            // A status this version does not know is no label.
+            Ok(counts
+                .into_iter()
+                .filter_map(|(status, n)| SessionStatus::parse(&status).map(|s| (s, n)))
+                .collect())
+        })
+    }
+}
+
+/// Binds `CLAUDE_AGENT_MCP_METRICS_ADDR` (a failure stops startup) and serves `/metrics`,
+/// `/healthz` and `/readyz` there until `shutdown`.
+async fn start_metrics_listener(
+    addr: std::net::SocketAddr,
+    config: &Config,
+    observability: &Observability,
+    shutdown: &CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, StartupError> {
+    let listener = agent_mcp::bind_observability(addr)
+        .await
+        .map_err(|e| StartupError::new(format!("{}: {e}", vars::METRICS_ADDR)))?;
+    let bound = listener.local_addr().map_or(addr, |a| a);
+    tracing::info!(target: "server", "Serving metrics and health at http://{bound}/metrics, /healthz, /readyz");
+    let token = config
+        .http_bearer_token
+        .as_ref()
+        .map(|t| t.expose().to_owned());
+    Ok(tokio::spawn(agent_mcp::serve_observability(
+        listener,
+        observability.clone(),
+        token,
+        Duration::from_secs(config.http_header_timeout_secs),
+        usize::try_from(config.http_max_connections).unwrap_or(usize::MAX),
+        shutdown.clone(),
+    )))
+}
+
+async fn serve(
+    server: AgentServer,
+    config: &Config,
+    observability: &Observability,
+    shutdown: CancellationToken,
+) -> Result<(), StartupError> {
     match config.transport {
-        Transport::Stdio => agent_mcp::serve_stdio(server)
+        Transport::Stdio => agent_mcp::serve_stdio(server, Arc::clone(&observability.metrics))
             .await
             .map_err(|e| StartupError::new(e.to_string())),
         Transport::StreamableHttp => {
-            let shutdown = CancellationToken::new();
             let signal = shutdown.clone();
             tokio::spawn(async move {
                 shutdown_signal().await;
@@ -393,7 +480,7 @@ async fn serve(server: AgentServer, config: &Config) -> Result<(), StartupError>
                 .http_bearer_token
                 .as_ref()
                 .map(|t| t.expose().to_owned());
-            agent_mcp::serve_http(server, options, shutdown, |addr| {
+            agent_mcp::serve_http(server, options, observability, shutdown, |addr| {
                 tracing::info!(target: "server", "Serving MCP over streamable HTTP at http://{addr}/mcp");
             })
             .await

@@ -21,6 +21,7 @@ use crate::event::{Event, EventType, StoredEvent};
 use crate::evidence::{self, Evidence};
 use crate::ids;
 use crate::model::{Profile, SessionStatus, Workflow};
+use crate::observe::{NoObserver, Observer, RunOutcome, RunReport, ToolKind};
 use crate::ports::{
     ArtifactRecord, BackendOutput, BackendRequest, BackendStep, ChatMessage, ChatRole, ExecContext,
     ExecutionBackend, ExecutionError, FailureKind, Finish, Lease, LockOutcome,
@@ -169,6 +170,9 @@ pub struct Engine {
     /// The result an execution's final write kept ([`Finish::result`]), by session, until its
     /// call has its envelope: when the two are the same, nothing more is written.
     kept: std::sync::Mutex<HashMap<String, String>>,
+    /// Told about runs, model turns, tool calls, cancellations, sweeps and store errors
+    /// ([`Observer`]); [`NoObserver`] unless [`with_observer`](Self::with_observer) sets one.
+    observer: Arc<dyn Observer>,
 }
 
 /// How often an execution checks the store for a cancel request made by another process
@@ -232,7 +236,31 @@ impl Engine {
             node_id: ids::new_node_id(),
             results: tokio::sync::Notify::new(),
             kept: std::sync::Mutex::new(HashMap::new()),
+            observer: Arc::new(NoObserver),
         }
+    }
+
+    /// Reports the engine's work to `observer` (metrics: `docs/observability.md`).
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// Runs a workflow call and reports it: its outcome and how long it took.
+    async fn observed(
+        &self,
+        workflow: Workflow,
+        call: impl std::future::Future<Output = Envelope>,
+    ) -> Envelope {
+        let started = std::time::Instant::now();
+        let envelope = call.await;
+        self.observer.run_finished(&RunReport {
+            workflow,
+            backend: self.backend.name(),
+            outcome: RunOutcome::of(&envelope),
+            duration: started.elapsed(),
+        });
+        envelope
     }
 
     /// This process's node id (`node_` + 16 hex), made when the engine is built: every lock owner
@@ -287,13 +315,19 @@ impl Engine {
         loop {
             interval.tick().await;
             match self.store.sweep_expired_leases().await {
-                Ok(0) => {}
-                Ok(count) => tracing::warn!(
-                    target: "store",
-                    count,
-                    "marked session(s) interrupted: running with an expired lease"
-                ),
-                Err(e) => tracing::warn!(target: "store", error = %e, "lease sweep failed"),
+                Ok(0) => self.observer.lease_sweep(0),
+                Ok(count) => {
+                    self.observer.lease_sweep(count);
+                    tracing::warn!(
+                        target: "store",
+                        count,
+                        "marked session(s) interrupted: running with an expired lease"
+                    );
+                }
+                Err(e) => {
+                    self.observer.store_error("sweep_expired_leases");
+                    tracing::warn!(target: "store", error = %e, "lease sweep failed");
+                }
             }
         }
     }
@@ -305,6 +339,12 @@ impl Engine {
     /// `docs/reference/tools.md#4-agent_run_task`. The envelope of a run that created its
     /// session is kept in the store as the result of its execution 1 (`agent_wait_session`).
     pub async fn run_task(&self, req: RunTaskRequest, ctx: &ExecContext) -> Envelope {
+        self.observed(Workflow::RunTask, self.run_task_kept(req, ctx))
+            .await
+    }
+
+    /// The run, then its envelope kept as the result of its session's execution 1.
+    async fn run_task_kept(&self, req: RunTaskRequest, ctx: &ExecContext) -> Envelope {
         let env = self.run_task_once(req, ctx).await;
         if !env.session_id.is_empty() {
             self.keep_result(&env.session_id, 1, &env).await;
@@ -443,6 +483,18 @@ impl Engine {
         req: ContinueSessionRequest,
         ctx: &ExecContext,
     ) -> Envelope {
+        self.observed(
+            Workflow::ContinueSession,
+            self.continue_session_unobserved(req, ctx),
+        )
+        .await
+    }
+
+    async fn continue_session_unobserved(
+        &self,
+        req: ContinueSessionRequest,
+        ctx: &ExecContext,
+    ) -> Envelope {
         let workflow = Workflow::ContinueSession;
         let id = req.session_id.as_str();
         let not_found = || {
@@ -457,7 +509,10 @@ impl Engine {
         let record = match self.store.get_session(id).await {
             Ok(Some(r)) => r,
             Ok(None) => return not_found(),
-            Err(e) => return store_failure(id, workflow, Profile::General, &e),
+            Err(e) => {
+                self.observer.store_error("get_session");
+                return store_failure(id, workflow, Profile::General, &e);
+            }
         };
         let profile = record.profile;
         if let Some(env) = running_gate(&record, workflow) {
@@ -490,7 +545,10 @@ impl Engine {
             Ok(LockOutcome::Conflict { owner: holder }) => {
                 return conflict(id, workflow, profile, &holder);
             }
-            Err(e) => return store_failure(id, workflow, profile, &e),
+            Err(e) => {
+                self.observer.store_error("acquire_lock");
+                return store_failure(id, workflow, profile, &e);
+            }
         };
         if record.status == SessionStatus::Running {
             // Started between our read and our lock (its lease had already expired).
@@ -519,7 +577,10 @@ impl Engine {
                     conversation_history(&events, &outputs, self.config.history_budget_chars),
                     None,
                 ),
-                Err(e) => return self.abandon(id, &lease, workflow, profile, &e).await,
+                Err(e) => {
+                    self.observer.store_error("events");
+                    return self.abandon(id, &lease, workflow, profile, &e).await;
+                }
             };
         let ToolRouting {
             tools,
@@ -545,6 +606,7 @@ impl Engine {
         events.push(Event::provider_request_start(prior_turns));
         events.extend(catalog_event);
         if let Err(e) = self.store.begin_execution(id, &events).await {
+            self.observer.store_error("begin_execution");
             return self.abandon(id, &lease, workflow, profile, &e).await;
         }
         ctx.report(&format!("session {id} continuing"));
@@ -627,6 +689,12 @@ impl Engine {
     /// call, verdict. The envelope of a verification that created its session is kept as the
     /// result of its execution 1 (`agent_wait_session`).
     pub async fn verify_task(&self, req: VerifyTaskRequest, ctx: &ExecContext) -> Envelope {
+        self.observed(Workflow::VerifyTask, self.verify_task_kept(req, ctx))
+            .await
+    }
+
+    /// The verification, then its envelope kept as the result of its session's execution 1.
+    async fn verify_task_kept(&self, req: VerifyTaskRequest, ctx: &ExecContext) -> Envelope {
         let env = self.verify_task_once(req, ctx).await;
         if !env.session_id.is_empty() {
             self.keep_result(&env.session_id, 1, &env).await;
@@ -879,7 +947,7 @@ impl Engine {
                 ErrorCode::SessionNotFound,
                 format!("Session not found: {}", req.session_id),
             )),
-            Err(e) => Err(ErrorObject::bare(ErrorCode::InternalError, e.message)),
+            Err(e) => Err(self.read_failed("get_session", e)),
         }
     }
 
@@ -890,8 +958,15 @@ impl Engine {
     ) -> Result<Vec<SessionListEntry>, ErrorObject> {
         match self.store.list_sessions(req.limit, req.status).await {
             Ok(items) => Ok(items.into_iter().map(SessionListEntry::from).collect()),
-            Err(e) => Err(ErrorObject::bare(ErrorCode::InternalError, e.message)),
+            Err(e) => Err(self.read_failed("list_sessions", e)),
         }
+    }
+
+    /// A failed read of the store: reported to the observer under `operation`, answered as
+    /// `internal_error` with the store's message.
+    fn read_failed(&self, operation: &'static str, error: StoreError) -> ErrorObject {
+        self.observer.store_error(operation);
+        ErrorObject::bare(ErrorCode::InternalError, error.message)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -910,7 +985,7 @@ impl Engine {
             .store
             .list_sessions_page(offset, page.saturating_add(1))
             .await
-            .map_err(|e| ErrorObject::bare(ErrorCode::InternalError, e.message))?;
+            .map_err(|e| self.read_failed("list_sessions", e))?;
         let page = usize::try_from(page).unwrap_or(usize::MAX);
         let more = items.len() > page;
         items.truncate(page);
@@ -923,12 +998,11 @@ impl Engine {
         &self,
         session_id: &str,
     ) -> Result<Option<Vec<StoredEvent>>, ErrorObject> {
-        let internal = |e: StoreError| ErrorObject::bare(ErrorCode::InternalError, e.message);
         if self
             .store
             .get_session(session_id)
             .await
-            .map_err(internal)?
+            .map_err(|e| self.read_failed("get_session", e))?
             .is_none()
         {
             return Ok(None);
@@ -937,7 +1011,7 @@ impl Engine {
             .events(session_id)
             .await
             .map(Some)
-            .map_err(internal)
+            .map_err(|e| self.read_failed("events", e))
     }
 
     /// The metadata of a session's artifacts.
@@ -945,7 +1019,7 @@ impl Engine {
         self.store
             .artifacts(session_id)
             .await
-            .map_err(|e| ErrorObject::bare(ErrorCode::InternalError, e.message))
+            .map_err(|e| self.read_failed("artifacts", e))
     }
 
     /// An artifact and its body (`None` when there is no such artifact).
@@ -957,7 +1031,7 @@ impl Engine {
         self.store
             .read_artifact(session_id, artifact_id)
             .await
-            .map_err(|e| ErrorObject::bare(ErrorCode::InternalError, e.message))
+            .map_err(|e| self.read_failed("read_artifact", e))
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1087,7 +1161,10 @@ impl Engine {
                 let lease = Lease::of(new_session.lock_owner, &record);
                 Ok((new_session.session_id, lease))
             }
-            Err(e) => Err(store_failure("", workflow, profile, &e)),
+            Err(e) => {
+                self.observer.store_error("begin_session");
+                Err(store_failure("", workflow, profile, &e))
+            }
         }
     }
 
@@ -1248,6 +1325,7 @@ impl Engine {
                 kept(&result);
                 return Ok(());
             };
+            self.observer.store_error("finish_execution");
             if e.is_not_holder() {
                 break;
             }
@@ -1259,6 +1337,9 @@ impl Engine {
             kept(&result);
             return Ok(());
         };
+        if !error.is_not_holder() {
+            self.observer.store_error("finish_execution");
+        }
         if error.is_not_holder() {
             // The lease was lost (taken over or cleared): the new holder owns the row, so
             // nothing more is written for this execution, and retrying cannot succeed.
@@ -1369,6 +1450,11 @@ impl Engine {
             // output, which a zero would make collide with the previous execution's.
             Ok(mut output) => {
                 output.turn_count = output.turn_count.max(1);
+                self.observer.execution_output(
+                    self.backend.name(),
+                    output.turn_count,
+                    output.usage.as_ref(),
+                );
                 Ok(output)
             }
             Err(e) if e.kind == FailureKind::Cancelled || cancel.is_cancelled() => {
@@ -1523,6 +1609,7 @@ impl Engine {
         turn: i64,
         reason: &str,
     ) -> Envelope {
+        self.observer.cancelled(workflow);
         let mut env = Envelope::failure(
             session_id,
             workflow,
@@ -1903,6 +1990,7 @@ impl Engine {
     ) -> Arc<dyn ToolExecutor> {
         Arc::new(ProviderExecutor {
             providers: self.tool_providers.clone(),
+            observer: Arc::clone(&self.observer),
             ctx: ToolCallContext {
                 session_id: session_id.to_owned(),
                 turn_index,
@@ -2000,6 +2088,7 @@ struct ToolRouting {
 /// Dispatches a model's tool call to the provider that shows the tool to this profile.
 struct ProviderExecutor {
     providers: Vec<Arc<dyn ToolProvider>>,
+    observer: Arc<dyn Observer>,
     ctx: ToolCallContext,
 }
 
@@ -2012,7 +2101,14 @@ impl ToolExecutor for ProviderExecutor {
                 .iter()
                 .any(|t| t.name == name)
             {
-                return provider.call(&self.ctx, name, input).await;
+                let result = provider.call(&self.ctx, name, input).await;
+                let kind = if provider.federated() {
+                    ToolKind::Federated
+                } else {
+                    ToolKind::Builtin
+                };
+                self.observer.tool_call(kind, result.is_ok());
+                return result;
             }
         }
         Err(format!(

@@ -235,6 +235,7 @@ pub mod evidence;
 pub mod ids;
 pub mod mcp_tasks;
 pub mod model;
+pub mod observe;
 pub mod ports;
 pub mod preflight;
 pub mod profile;
@@ -254,6 +255,7 @@ pub use error::{ErrorCode, ErrorObject};
 pub use event::{Event, EventType, StoredEvent};
 pub use mcp_tasks::{NewTask, RequestCancel, RequestKey, TaskRecord, TaskState, TaskStore};
 pub use model::{Profile, SessionStatus, Workflow};
+pub use observe::{NoObserver, Observer, RunOutcome, RunReport, ToolKind};
 pub use ports::{
     ArtifactRecord, BackendOutput, BackendRequest, BackendStep, Capabilities, ChatMessage,
     ChatRole, EventLog, ExecContext, ExecutionBackend, ExecutionError, FailureKind, Finish, Lease,

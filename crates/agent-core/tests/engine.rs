@@ -3493,3 +3493,228 @@ async fn an_ended_session_without_a_kept_result_is_interrupted_or_unavailable() 
         )
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The observer port (metrics)
+// ---------------------------------------------------------------------------------------------
+
+/// Records what the engine reports, one line per report.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<String>>);
+
+impl Recorder {
+    fn push(&self, line: String) {
+        self.0.lock().unwrap().push(line);
+    }
+
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl agent_core::Observer for Recorder {
+    fn run_finished(&self, report: &agent_core::RunReport) {
+        self.push(format!(
+            "run {} {} {}",
+            report.workflow,
+            report.backend,
+            report.outcome.as_str()
+        ));
+    }
+
+    fn execution_output(&self, backend: &'static str, turns: u32, usage: Option<&Usage>) {
+        self.push(format!(
+            "output {backend} {turns} {:?}",
+            usage.map(|u| (u.input_tokens, u.output_tokens))
+        ));
+    }
+
+    fn tool_call(&self, kind: agent_core::ToolKind, ok: bool) {
+        self.push(format!("tool {} {ok}", kind.as_str()));
+    }
+
+    fn cancelled(&self, workflow: Workflow) {
+        self.push(format!("cancelled {workflow}"));
+    }
+
+    fn lease_sweep(&self, swept: u64) {
+        self.push(format!("sweep {swept}"));
+    }
+
+    fn store_error(&self, operation: &'static str) {
+        self.push(format!("store_error {operation}"));
+    }
+}
+
+fn observed(h: Harness) -> (Harness, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    let Harness {
+        engine,
+        store,
+        backend,
+        progress,
+    } = h;
+    let engine = engine.with_observer(Arc::clone(&recorder) as Arc<dyn agent_core::Observer>);
+    (
+        Harness {
+            engine,
+            store,
+            backend,
+            progress,
+        },
+        recorder,
+    )
+}
+
+/// The engine reports each workflow call with its outcome, each execution's turns and usage,
+/// each tool call with its kind and outcome, cancellations, sweeps and store errors, and never
+/// anything that names a session.
+#[tokio::test]
+async fn the_observer_hears_runs_tools_cancellations_sweeps_and_store_errors() {
+    let backend = FakeBackend::new()
+        .with_downstream_tools()
+        .calling_tools(vec![("read_file", json!({})), ("broken", json!({}))])
+        .then_ok(BackendOutput {
+            usage: Some(usage(11, 7)),
+            ..output("done", 2)
+        })
+        .then_err(ErrorCode::ProviderRuntimeError, "boom");
+    let (h, seen) = observed(Harness::with_tools(backend, vec![federated()]));
+
+    assert!(h.run(RunTaskRequest::new("ok")).await.ok);
+    assert_eq!(
+        seen.take(),
+        [
+            "tool federated true",
+            "tool federated false",
+            "output fake 2 Some((11, 7))",
+            "run run_task fake completed",
+        ]
+    );
+    let failed = h.run(RunTaskRequest::new("fails")).await;
+    assert!(!failed.ok);
+    assert_eq!(
+        seen.take(),
+        [
+            "tool federated true",
+            "tool federated false",
+            "run run_task fake failed",
+        ]
+    );
+    let denied = h
+        .run(RunTaskRequest {
+            working_directory: Some("/etc".into()),
+            ..RunTaskRequest::new("outside")
+        })
+        .await;
+    assert_eq!(denied.errors[0].code, ErrorCode::PolicyDenied);
+    assert_eq!(seen.take(), ["run run_task fake rejected"]);
+    let unknown = h.cont("sess_0000000000000bad", "more").await;
+    assert_eq!(unknown.errors[0].code, ErrorCode::SessionNotFound);
+    assert_eq!(seen.take(), ["run continue_session fake rejected"]);
+    h.store.fail_times(Method::BeginSession, 1);
+    assert!(!h.run(RunTaskRequest::new("store down")).await.ok);
+    assert_eq!(
+        seen.take(),
+        ["store_error begin_session", "run run_task fake failed"]
+    );
+    h.store.fail_times(Method::GetSession, 1);
+    let read = h
+        .engine
+        .get_session(&GetSessionRequest {
+            session_id: "sess_0000000000000bad".into(),
+        })
+        .await;
+    assert_eq!(read.unwrap_err().code, ErrorCode::InternalError);
+    h.store.fail_times(Method::ListSessions, 1);
+    assert!(
+        h.engine
+            .list_sessions(&ListSessionsRequest::default())
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        seen.take(),
+        ["store_error get_session", "store_error list_sessions"]
+    );
+    let verified = h.verify(VerifyTaskRequest::new("claim")).await;
+    assert!(verified.ok, "{:?}", verified.errors);
+    assert_eq!(
+        seen.take().last().map(String::as_str),
+        Some("run verify_task fake completed")
+    );
+
+    // Cancellation.
+    let slow = FakeBackend::new().with_delay(Duration::from_secs(30));
+    let entered = slow.entered();
+    let (h, seen) = observed(Harness::new(slow));
+    let token = CancellationToken::new();
+    let ctx = ExecContext::new(
+        token.clone(),
+        Arc::clone(&h.progress) as Arc<dyn agent_core::ProgressSink>,
+    );
+    let (env, ()) = tokio::join!(
+        h.engine.run_task(RunTaskRequest::new("slow"), &ctx),
+        async {
+            entered.notified().await;
+            token.cancel();
+        }
+    );
+    assert_eq!(env.errors[0].code, ErrorCode::SessionCancelled);
+    assert_eq!(
+        seen.take(),
+        ["cancelled run_task", "run run_task fake cancelled"]
+    );
+
+    // The sweeper: a pass that finds nothing, and one that interrupts a session.
+    let (fast, seen) = observed(Harness::build(
+        FakeBackend::new(),
+        Vec::new(),
+        EngineConfig {
+            lock_ttl: Duration::from_millis(40),
+            ..EngineConfig::default()
+        },
+    ));
+    let id = "sess_0000000000000c05";
+    let mut r = seed_record(
+        id,
+        Workflow::RunTask,
+        Profile::General,
+        SessionStatus::Running,
+    );
+    r.locked_by = Some("run_task:gone".into());
+    r.lock_expires_at = Some(Timestamp::now());
+    fast.store.seed(r);
+    let swept = async {
+        while !seen.0.lock().unwrap().iter().any(|l| l == "sweep 1") {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::select! {
+        () = swept => {}
+        () = fast.engine.sweep_expired_leases() => unreachable!("the sweeper runs forever"),
+        () = tokio::time::sleep(Duration::from_secs(10)) => panic!("never swept"),
+    }
+    fast.store.fail(Method::SweepExpiredLeases);
+    let failed_sweep = async {
+        while !seen
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l == "store_error sweep_expired_leases")
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::select! {
+        () = failed_sweep => {}
+        () = fast.engine.sweep_expired_leases() => unreachable!("the sweeper runs forever"),
+        () = tokio::time::sleep(Duration::from_secs(10)) => panic!("the failed sweep was not reported"),
+    }
+    assert!(
+        seen.take()
+            .iter()
+            .all(|l| l.starts_with("sweep ") || l == "store_error sweep_expired_leases")
+    );
+}

@@ -6,6 +6,7 @@
 //! HTTP transports.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod observability;
 pub mod prompts;
 pub mod resources;
 pub mod server;
@@ -15,6 +16,7 @@ pub mod tools;
 pub mod transport;
 pub mod validate;
 
+pub use observability::{Observability, bind_observability, serve_observability};
 pub use server::AgentServer;
 pub use status::RuntimeStatus;
 pub use tools::ToolName;

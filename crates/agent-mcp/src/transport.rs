@@ -21,6 +21,7 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::observability::{Metered, Metrics, Observability, health_routes, metrics_routes};
 use crate::server::AgentServer;
 
 /// Transport failures, reported by the binary.
@@ -42,8 +43,13 @@ pub enum TransportError {
 /// Lines that are not JSON never reach the MCP session: each is answered with a JSON-RPC parse
 /// error (`-32700`, `id: null`), so a client that sends garbage gets a clear error and the
 /// session goes on. Stdout carries only whole JSON-RPC lines, from one writer.
-pub async fn serve_stdio(server: AgentServer) -> Result<(), TransportError> {
-    serve_lines(server, tokio::io::stdin(), tokio::io::stdout()).await
+pub async fn serve_stdio(server: AgentServer, metrics: Arc<Metrics>) -> Result<(), TransportError> {
+    serve_lines(
+        Metered::new(server, metrics),
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+    )
+    .await
 }
 
 /// The longest line read (rmcp's own limit); longer lines are not parsed. One whose `id` can
@@ -62,12 +68,9 @@ const ID_SCAN_BYTES: usize = 4096;
 /// valid message gets rmcp's `Invalid request` error, unless it is a notification (a
 /// `method`, no `id`), which is ignored: rmcp ignores non-standard notifications the same
 /// way, and JSON-RPC never answers a notification.
-pub async fn serve_lines<R, W>(
-    server: AgentServer,
-    input: R,
-    output: W,
-) -> Result<(), TransportError>
+pub async fn serve_lines<S, R, W>(server: S, input: R, output: W) -> Result<(), TransportError>
 where
+    S: rmcp::Service<rmcp::RoleServer>,
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -467,10 +470,14 @@ fn is_wildcard_host(host: &str) -> bool {
 /// `agent_policy::config::is_loopback_host`). Bound to the wildcard address, clients on the network name the machine however
 /// they reach it, so any `Host` is admitted there; the bearer token (required off loopback)
 /// and the `Origin` check still apply.
+///
+/// `/metrics` is guarded by the same bearer check as `/mcp`; `/healthz` and `/readyz` are not
+/// (`crate::observability`).
 pub fn router(
     server: AgentServer,
     options: &HttpOptions,
     shutdown: CancellationToken,
+    observability: &Observability,
 ) -> axum::Router {
     let mut hosts: Vec<String> = vec![
         "localhost".into(),
@@ -497,16 +504,20 @@ pub fn router(
     }
     let mut sessions = LocalSessionManager::default();
     sessions.session_config.keep_alive = Some(options.session_idle);
+    let service = Metered::new(server, Arc::clone(&observability.metrics));
     let service =
-        StreamableHttpService::new(move || Ok(server.clone()), Arc::new(sessions), config);
-    let bearer = options
-        .bearer_token
-        .as_ref()
-        .map(|t| Arc::new(token_digest(t.as_bytes())));
-    axum::Router::new()
+        StreamableHttpService::new(move || Ok(service.clone()), Arc::new(sessions), config);
+    let mcp = axum::Router::new()
         .route_service("/mcp", service)
         .layer(middleware::from_fn(carry_protocol_version))
-        .layer(middleware::from_fn_with_state(bearer, require_bearer))
+        .merge(metrics_routes(observability));
+    with_bearer(mcp, options.bearer_token.as_deref()).merge(health_routes(observability))
+}
+
+/// `routes` behind the bearer check when a token is set (`401` without it).
+pub(crate) fn with_bearer(routes: axum::Router, token: Option<&str>) -> axum::Router {
+    let bearer = token.map(|t| Arc::new(token_digest(t.as_bytes())));
+    routes.layer(middleware::from_fn_with_state(bearer, require_bearer))
 }
 
 /// The MCP transport session of a 2025-03-26 … 2025-11-25 client (`Mcp-Session-Id`) is served
@@ -692,6 +703,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub async fn serve_http(
     server: AgentServer,
     options: HttpOptions,
+    observability: &Observability,
     shutdown: CancellationToken,
     on_bound: impl FnOnce(SocketAddr),
 ) -> Result<(), TransportError> {
@@ -702,9 +714,21 @@ pub async fn serve_http(
     if let Ok(local) = listener.local_addr() {
         on_bound(local);
     }
-    let app = router(server, &options, shutdown.clone());
-    let limits = Arc::new(ConnectionLimits::from(&options));
-    let max = options.max_connections.max(1);
+    let app = router(server, &options, shutdown.clone(), observability);
+    serve_app(listener, app, ConnectionBounds::from(&options), shutdown).await;
+    Ok(())
+}
+
+/// Serves `app` on `listener` under `bounds` until `shutdown` fires (the accept loop of
+/// [`serve_http`], also the metrics address's).
+pub(crate) async fn serve_app(
+    listener: TcpListener,
+    app: axum::Router,
+    bounds: ConnectionBounds,
+    shutdown: CancellationToken,
+) {
+    let max = bounds.max_connections.max(1);
+    let limits = Arc::new(bounds);
     let slots = Arc::new(tokio::sync::Semaphore::new(max));
     // Connections turned away are answered from their own short-lived tasks, themselves
     // bounded: past this many, one is simply closed.
@@ -751,21 +775,22 @@ pub async fn serve_http(
     {
         tracing::warn!("HTTP connections still open 10 s after shutdown: closed");
     }
-    Ok(())
 }
 
-/// The per-connection bounds.
+/// The connection bounds of an HTTP listener ([`HttpOptions`]).
 #[derive(Debug, Clone, Copy)]
-struct ConnectionLimits {
-    header_timeout: Duration,
-    idle_timeout: Duration,
+pub(crate) struct ConnectionBounds {
+    pub(crate) header_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_connections: usize,
 }
 
-impl From<&HttpOptions> for ConnectionLimits {
+impl From<&HttpOptions> for ConnectionBounds {
     fn from(options: &HttpOptions) -> Self {
         Self {
             header_timeout: options.header_timeout,
             idle_timeout: options.idle_timeout,
+            max_connections: options.max_connections,
         }
     }
 }
@@ -793,7 +818,7 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
 async fn serve_connection(
     mut stream: tokio::net::TcpStream,
     app: axum::Router,
-    limits: &ConnectionLimits,
+    limits: &ConnectionBounds,
     shutdown: CancellationToken,
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};

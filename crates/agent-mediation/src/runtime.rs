@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use agent_core::{
-    EventLog, ExecContext, MediationRequest, OutputMediator, Profile, StoreError, ToolProvider,
+    EventLog, ExecContext, MediationRequest, Observer, OutputMediator, Profile, StoreError,
+    ToolCallContext, ToolKind, ToolProvider,
 };
 use agent_federation::Federation;
 use async_trait::async_trait;
 
-use crate::mediator::{MediationInput, Mediator, StoreEventSink};
+use crate::mediator::{InvokeOutcome, MediationInput, MediationInvoker, Mediator, StoreEventSink};
 use crate::policy::MediationSettings;
 use crate::teach::teaching_prompt;
 
@@ -18,6 +19,7 @@ pub struct FederatedMediator {
     mediator: Mediator,
     settings: MediationSettings,
     federation: Federation,
+    store: Arc<dyn EventLog>,
 }
 
 impl FederatedMediator {
@@ -29,13 +31,52 @@ impl FederatedMediator {
         let mediator = Mediator::new(
             settings.clone(),
             Arc::new(federation.clone()),
-            Arc::new(StoreEventSink::new(store)),
+            Arc::new(StoreEventSink::new(Arc::clone(&store))),
         );
         Self {
             mediator,
             settings,
             federation,
+            store,
         }
+    }
+
+    /// Reports every mediated tool call that reached the federation layer to `observer`
+    /// ([`ToolKind::Mediated`]; `docs/observability.md`).
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.mediator = Mediator::new(
+            self.settings.clone(),
+            Arc::new(ObservedInvoker {
+                federation: self.federation.clone(),
+                observer,
+            }),
+            Arc::new(StoreEventSink::new(Arc::clone(&self.store))),
+        );
+        self
+    }
+}
+
+/// Federation's invoker, reporting each call's outcome: a call refused before any contact
+/// (`Err`) and one that failed downstream both count as not ok.
+struct ObservedInvoker {
+    federation: Federation,
+    observer: Arc<dyn Observer>,
+}
+
+#[async_trait]
+impl MediationInvoker for ObservedInvoker {
+    async fn invoke(
+        &self,
+        ctx: &ToolCallContext,
+        tool: &str,
+        arguments: serde_json::Value,
+    ) -> Result<InvokeOutcome, String> {
+        let outcome = MediationInvoker::invoke(&self.federation, ctx, tool, arguments).await;
+        self.observer.tool_call(
+            ToolKind::Mediated,
+            outcome.as_ref().is_ok_and(|o| o.success),
+        );
+        outcome
     }
 }
 

@@ -373,6 +373,18 @@ impl SqliteStore {
         Ok(self.schema_version_impl().await?)
     }
 
+    /// How many sessions have each status, as `(status, count)` (statuses with no session are
+    /// absent): one grouped count over the status index, for the sessions gauge of
+    /// `/metrics` (`docs/observability.md`).
+    pub async fn session_counts(&self) -> std::result::Result<Vec<(String, i64)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT status, COUNT(*) FROM sessions GROUP BY status")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Error::from)?,
+        )
+    }
+
     /// Clears every lock whose lease expired before now; returns how many were cleared. The
     /// runtime never calls it (`docs/reference/sessions.md#4-locking`); it exists for maintenance.
     pub async fn expire_stale_locks(&self) -> std::result::Result<u64, StoreError> {

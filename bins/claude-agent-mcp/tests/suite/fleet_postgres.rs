@@ -544,14 +544,14 @@ async fn clients_served_by_the_next_node_each_time_complete_their_work(store: St
 
 /// A TCP link to PostgreSQL that the test can cut (every open connection closed, new ones
 /// refused) and restore on the same port.
-struct Link {
-    port: u16,
+pub(super) struct Link {
+    pub(super) port: u16,
     target: (String, u16),
     tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Link {
-    async fn open(target: (String, u16)) -> Self {
+    pub(super) async fn open(target: (String, u16)) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let link = Self {
@@ -582,13 +582,13 @@ impl Link {
         self.tasks.lock().unwrap().push(accept);
     }
 
-    fn cut(&self) {
+    pub(super) fn cut(&self) {
         for task in self.tasks.lock().unwrap().drain(..) {
             task.abort();
         }
     }
 
-    async fn restore(&self) {
+    pub(super) async fn restore(&self) {
         // The port was released when the accepting task was aborted.
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
             .await

@@ -14,7 +14,7 @@ const BLOCK: &str = r#"Let me look that up.
 {"mediation_version":"v0.8.0","request_id":"req_001","action_type":"read","target_tool":"fx__echo","arguments":{"text":"via mediation"},"justification":"need it"}
 </mediated_action_request>"#;
 
-async fn mediated(enabled: bool, federated: bool) -> Cli {
+pub(super) async fn mediated(enabled: bool, federated: bool) -> Cli {
     let mut cli = Cli::new("text").await;
     if federated {
         let config = json!({"downstream_servers": [{

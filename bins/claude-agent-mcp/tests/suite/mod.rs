@@ -9,6 +9,7 @@ mod fleet;
 mod fleet_postgres;
 mod http;
 mod mediation;
+mod observability;
 mod persistence;
 mod postgres;
 mod progress;

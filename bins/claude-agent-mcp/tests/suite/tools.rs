@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-fn tool_use(id: &str, name: &str, input: Value) -> Value {
+pub(super) fn tool_use(id: &str, name: &str, input: Value) -> Value {
     json!({
         "id": "msg_tool", "type": "message", "role": "assistant", "model": "claude-sonnet-4-6",
         "content": [{"type": "text", "text": "Let me look."}, {"type": "tool_use", "id": id, "name": name, "input": input}],

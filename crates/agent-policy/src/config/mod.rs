@@ -45,7 +45,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 pub use agent_core::model::ClaudeCodeMode;
@@ -127,6 +127,7 @@ pub mod vars {
         HTTP_BEARER_TOKEN = "CLAUDE_AGENT_MCP_HTTP_BEARER_TOKEN" => Operator(Listens);
         HTTP_HEADER_TIMEOUT = "CLAUDE_AGENT_MCP_HTTP_HEADER_TIMEOUT" => Operator(Limits);
         HTTP_MAX_CONNECTIONS = "CLAUDE_AGENT_MCP_HTTP_MAX_CONNECTIONS" => Operator(Limits);
+        METRICS_ADDR = "CLAUDE_AGENT_MCP_METRICS_ADDR" => Operator(Listens);
     }
 
     /// Who may set `name`; `None` for a name this crate does not read.
@@ -533,6 +534,11 @@ pub struct Config {
     /// `CLAUDE_AGENT_MCP_HTTP_MAX_CONNECTIONS`, default 256, 1 to 1,000,000: HTTP
     /// connections served at once.
     pub http_max_connections: u64,
+    /// `CLAUDE_AGENT_MCP_METRICS_ADDR` (`IP:PORT`), `None` when unset or empty: the address
+    /// that serves `/metrics`, `/healthz` and `/readyz` in any transport
+    /// (`docs/observability.md`). Off loopback it requires the bearer token, which then
+    /// guards `/metrics` there too.
+    pub metrics_addr: Option<SocketAddr>,
     /// The env file read, if any (set by [`load_with`]; `None` from [`from_vars`]).
     pub env_file: Option<EnvFileUse>,
 }
@@ -1005,6 +1011,11 @@ fn resolve(
     );
     let value = r.get(vars::HTTP_MAX_CONNECTIONS);
     let http_max_connections = r.number(value, defaults::HTTP_MAX_CONNECTIONS, "positive integer");
+    let metrics_addr_raw = r
+        .raw(vars::METRICS_ADDR)
+        .map(str::trim)
+        .filter(|addr| !addr.is_empty())
+        .map(str::to_owned);
 
     // --- Validation (`docs/reference/policy.md#91-configuration-errors`) -----------------------
     let mut problems = r.problems;
@@ -1122,6 +1133,32 @@ fn resolve(
         ));
     }
 
+    let metrics_addr = match metrics_addr_raw
+        .as_deref()
+        .map(|raw| (raw, raw.parse::<SocketAddr>()))
+    {
+        None => None,
+        Some((_, Ok(addr))) => {
+            if !addr.ip().is_loopback() && http_bearer_token.is_none() {
+                problems.push(format!(
+                    "{}={} is not a loopback address: serving metrics on it requires {} to be set",
+                    vars::METRICS_ADDR,
+                    pyfmt::repr_str(&addr.to_string()),
+                    vars::HTTP_BEARER_TOKEN
+                ));
+            }
+            Some(addr)
+        }
+        Some((raw, Err(_))) => {
+            problems.push(format!(
+                "{}={} is not a valid address: give IP:PORT, e.g. 127.0.0.1:9464",
+                vars::METRICS_ADDR,
+                pyfmt::repr_str(raw)
+            ));
+            None
+        }
+    };
+
     match (
         mode,
         transport,
@@ -1217,6 +1254,7 @@ fn resolve(
             http_bearer_token,
             http_header_timeout_secs,
             http_max_connections,
+            metrics_addr,
             env_file: None,
         }),
         _ => Err(ConfigErrors(problems)),

@@ -84,6 +84,7 @@ fn expected_defaults(cwd: &Path) -> Config {
         http_bearer_token: None,
         http_header_timeout_secs: 10,
         http_max_connections: 256,
+        metrics_addr: None,
         env_file: None,
     }
 }
@@ -287,6 +288,56 @@ fn a_non_integer_port_aborts_even_for_stdio() {
         problems(&[("CLAUDE_AGENT_MCP_PORT", "80a")], &cwd),
         vec!["CLAUDE_AGENT_MCP_PORT='80a' is not a valid integer"]
     );
+}
+
+#[test]
+fn the_metrics_address_is_validated() {
+    let (_dir, cwd) = temp_cwd();
+    assert_eq!(config(&[], &cwd).metrics_addr, None);
+    assert_eq!(
+        config(&[("CLAUDE_AGENT_MCP_METRICS_ADDR", " ")], &cwd).metrics_addr,
+        None
+    );
+    let set = config(
+        &[("CLAUDE_AGENT_MCP_METRICS_ADDR", " 127.0.0.1:9464 ")],
+        &cwd,
+    );
+    assert_eq!(set.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
+    let set = config(&[("CLAUDE_AGENT_MCP_METRICS_ADDR", "[::1]:9464")], &cwd);
+    assert_eq!(set.metrics_addr, Some("[::1]:9464".parse().unwrap()));
+    // Off loopback, with the token: accepted (the token then guards /metrics there).
+    let set = config(
+        &[
+            ("CLAUDE_AGENT_MCP_METRICS_ADDR", "0.0.0.0:9464"),
+            ("CLAUDE_AGENT_MCP_HTTP_BEARER_TOKEN", "t"),
+        ],
+        &cwd,
+    );
+    assert_eq!(set.metrics_addr, Some("0.0.0.0:9464".parse().unwrap()));
+    for (value, problem) in [
+        (
+            "0.0.0.0:9464",
+            "CLAUDE_AGENT_MCP_METRICS_ADDR='0.0.0.0:9464' is not a loopback address: serving metrics on it requires CLAUDE_AGENT_MCP_HTTP_BEARER_TOKEN to be set",
+        ),
+        (
+            "9464",
+            "CLAUDE_AGENT_MCP_METRICS_ADDR='9464' is not a valid address: give IP:PORT, e.g. 127.0.0.1:9464",
+        ),
+        (
+            "localhost:9464",
+            "CLAUDE_AGENT_MCP_METRICS_ADDR='localhost:9464' is not a valid address: give IP:PORT, e.g. 127.0.0.1:9464",
+        ),
+        (
+            "127.0.0.1:99999",
+            "CLAUDE_AGENT_MCP_METRICS_ADDR='127.0.0.1:99999' is not a valid address: give IP:PORT, e.g. 127.0.0.1:9464",
+        ),
+    ] {
+        assert_eq!(
+            problems(&[("CLAUDE_AGENT_MCP_METRICS_ADDR", value)], &cwd),
+            vec![problem],
+            "{value}"
+        );
+    }
 }
 
 #[test]
@@ -960,6 +1011,7 @@ fn only_the_key_the_model_the_log_level_and_the_tools_switch_are_project_setting
         (vars::ALLOWED_ORIGINS, Reason::Listens),
         (vars::HTTP_HEADER_TIMEOUT, Reason::Limits),
         (vars::HTTP_MAX_CONNECTIONS, Reason::Limits),
+        (vars::METRICS_ADDR, Reason::Listens),
     ] {
         assert_eq!(vars::trust(name), Some(Trust::Operator(reason)), "{name}");
     }

@@ -205,6 +205,18 @@ impl PostgresStore {
         Ok(self.schema_version_impl().await?)
     }
 
+    /// How many sessions have each status, as `(status, count)` (statuses with no session are
+    /// absent): one grouped count over the status index, for the sessions gauge of
+    /// `/metrics` (`docs/observability.md`).
+    pub async fn session_counts(&self) -> std::result::Result<Vec<(String, i64)>, StoreError> {
+        let counts: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM sessions GROUP BY status")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Error::from)?;
+        Ok(counts)
+    }
+
     /// Closes every pooled connection and the `LISTEN` connection.
     pub async fn close(&self) {
         if let Some(task) = &self.inner.listener {

@@ -68,6 +68,28 @@ impl Target {
         }
     }
 
+    /// `session_counts` of a concrete store on this data (an inherent method, not the port's).
+    async fn session_counts(&self) -> Vec<(String, i64)> {
+        let mut counts = match self {
+            Self::Sqlite(dir) => SqliteStore::open(Self::sqlite_config(dir))
+                .await
+                .unwrap()
+                .session_counts()
+                .await
+                .unwrap(),
+            Self::Postgres(schema) => {
+                PostgresStore::open(PostgresConfig::new(schema.url(), MAX_ARTIFACT))
+                    .await
+                    .unwrap()
+                    .session_counts()
+                    .await
+                    .unwrap()
+            }
+        };
+        counts.sort();
+        counts
+    }
+
     async fn raw(&self) -> Raw {
         match self {
             Self::Sqlite(dir) => {
@@ -371,6 +393,7 @@ contract!(
     interrupt_execution_applies_only_to_the_holders_running_session,
     events_come_back_in_order_with_their_payloads_byte_for_byte,
     listing_orders_limits_filters_and_pages,
+    sessions_are_counted_by_status,
     an_artifact_is_stored_counted_and_read_back_by_any_store,
     an_oversized_artifact_is_refused_and_a_grown_one_is_not_read,
     an_artifact_for_a_missing_session_fails,
@@ -1161,6 +1184,25 @@ async fn listing_orders_limits_filters_and_pages(kind: Kind) {
     assert_eq!(ids, ["sess_l3", "sess_l2", "sess_l1"]);
     assert!(h.store.list_sessions_page(6, 3).await.unwrap().is_empty());
     assert!(h.store.list_sessions(0, None).await.unwrap().is_empty());
+}
+
+/// The sessions gauge of `/metrics`: one count per status present, none for absent ones.
+async fn sessions_are_counted_by_status(kind: Kind) {
+    let Some(h) = Harness::new(kind).await else {
+        return;
+    };
+    assert!(h.target.session_counts().await.is_empty());
+    for i in 0..3 {
+        h.idle_session(&format!("sess_c{i}")).await;
+    }
+    h.store
+        .begin_session(&new_session("sess_r", "exec_r"), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        h.target.session_counts().await,
+        [("completed".to_owned(), 3), ("running".to_owned(), 1)]
+    );
 }
 
 async fn an_artifact_is_stored_counted_and_read_back_by_any_store(kind: Kind) {
