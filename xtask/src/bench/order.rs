@@ -125,7 +125,7 @@ fn write_wrapper(dir: &Path, bin: &Path) -> Result<PathBuf, String> {
     Ok(path)
 }
 
-/// The benchmark's four phases at small sizes, then every other tool once: what a client's
+/// The benchmark's phases at small sizes, then every other tool once: what a client's
 /// day with the server runs, over stdio and streamable HTTP.
 async fn record(wrapper: &Path) -> Result<()> {
     let options = Options {
@@ -135,6 +135,10 @@ async fn record(wrapper: &Path) -> Result<()> {
         iterations: 30,
         sessions: 500,
         rounds: 1,
+        // Under callgrind every node is about fifty times slower: a small fleet runs the same
+        // code.
+        fleet_sessions: 60,
+        fleet_clients: 6,
         ..Options::default()
     };
     super::measure(wrapper, &options).await?;

@@ -582,3 +582,37 @@ async fn the_real_claude_code_cli_starts_a_background_run_and_collects_it() {
         Some("completed")
     );
 }
+
+/// The same pattern on the `claude_code` backend (native mode, a fake CLI that answers after
+/// 3 s, streaming one model turn first): `wait_seconds: 0` answers `running` at once, a wait
+/// with progress reports the CLI's streamed turn, and the collected envelope is the CLI's
+/// result; collecting again gives the same bytes.
+#[tokio::test]
+async fn a_background_run_on_the_claude_code_backend_is_collected_whole() {
+    let cli = super::claude_code::Cli::new("native").await;
+    cli.script("sleep", "3");
+    cli.script(
+        "stdout",
+        &format!(
+            "{}\n{}\n",
+            json!({"type": "assistant", "message": {"id": "m1", "content": [{"type": "text", "text": "working"}]}}),
+            json!({"type": "result", "subtype": "success", "is_error": false,
+                   "result": "done by the CLI", "session_id": "cli-1", "num_turns": 1,
+                   "usage": {"input_tokens": 3, "output_tokens": 2}, "total_cost_usd": 0.001})
+        ),
+    );
+    let server = cli.env.start().await;
+    let sid = start_in_background(&server, "a long job").await;
+    let collected = wait_for(&server, &sid, 60.0).await;
+    assert_eq!(collected["ok"], json!(true), "{collected}");
+    assert_eq!(collected["session_id"], json!(sid));
+    assert_eq!(collected["status"], json!("completed"));
+    assert_eq!(collected["result"]["output_text"], json!("done by the CLI"));
+    assert_eq!(
+        collected["result"]["usage"]["total_cost_usd"],
+        json!(0.001),
+        "{collected}"
+    );
+    assert_eq!(wait_for(&server, &sid, 0.0).await, collected);
+    server.shutdown().await;
+}
