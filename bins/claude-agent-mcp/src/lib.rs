@@ -341,7 +341,12 @@ impl OpenStore {
                 .await?,
             )),
             Database::Postgresql { url } => Self::Postgres(Arc::new(
-                PostgresStore::open(PostgresConfig::new(url.expose(), max_artifact_bytes)).await?,
+                PostgresStore::open(PostgresConfig {
+                    max_connections: u32::try_from(config.database_max_connections)
+                        .unwrap_or(u32::MAX),
+                    ..PostgresConfig::new(url.expose(), max_artifact_bytes)
+                })
+                .await?,
             )),
         })
     }

@@ -640,3 +640,72 @@ async fn migrate_store_moves_a_state_directory_to_postgres() {
         "{err}"
     );
 }
+
+/// The server's default pool size (`CLAUDE_AGENT_MCP_DATABASE_MAX_CONNECTIONS` unset) is the
+/// PostgreSQL store's own default.
+#[test]
+fn the_default_pool_size_is_the_store_s() {
+    assert_eq!(
+        agent_policy::config::defaults::DATABASE_MAX_CONNECTIONS,
+        u64::from(agent_store::postgres::DEFAULT_MAX_CONNECTIONS)
+    );
+}
+
+/// `CLAUDE_AGENT_MCP_DATABASE_MAX_CONNECTIONS` bounds the query pool: with 2, twenty
+/// concurrent calls never open more than 2 query connections (plus the `LISTEN` one), counted
+/// by their `application_name` in `pg_stat_activity` (the URL's, which the store keeps).
+#[tokio::test]
+async fn the_pool_size_is_the_configured_one() {
+    let Some(pg) = fresh_schema().await else {
+        return;
+    };
+    let name = pg.schema().to_owned();
+    let url = format!("{}&application_name={name}", pg.url());
+    let mut env = pg_env(&url).await;
+    env.set("CLAUDE_AGENT_MCP_DATABASE_MAX_CONNECTIONS", "2");
+    env.reply_text("done").await;
+    let server = env.start().await;
+    let first = server.call("agent_run_task", json!({"task": "t"})).await;
+    let sid = first["session_id"].as_str().unwrap().to_owned();
+    let calls = (0..20).map(|_| {
+        let client = server.client.clone();
+        let sid = sid.clone();
+        async move {
+            let args = json!({"session_id": sid}).as_object().cloned().unwrap();
+            client
+                .call_tool(CallToolRequestParams::new("agent_get_session").with_arguments(args))
+                .await
+                .unwrap()
+        }
+    });
+    let conn = pg.connect().await;
+    let count = || async {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1")
+                .bind(&name)
+                .fetch_one(&mut pg.connect().await)
+                .await
+                .unwrap();
+        n
+    };
+    let (results, during) = tokio::join!(futures::future::join_all(calls), async {
+        let mut most = 0;
+        for _ in 0..20 {
+            most = most.max(count().await);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        most
+    });
+    assert!(
+        results
+            .iter()
+            .all(|r| parse_single_text(r)["session_id"] == json!(sid))
+    );
+    let after = count().await;
+    assert!(
+        during.max(after) <= 3 && after >= 1,
+        "at most 2 pooled + 1 LISTEN connection: {during} during, {after} after"
+    );
+    let _ = conn.close().await;
+    assert_eq!(server.shutdown().await, 0);
+}

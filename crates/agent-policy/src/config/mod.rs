@@ -84,6 +84,7 @@ pub mod vars {
         DB_PATH = "CLAUDE_AGENT_MCP_DB_PATH" => Operator(Files);
         ARTIFACT_DIR = "CLAUDE_AGENT_MCP_ARTIFACT_DIR" => Operator(Files);
         DATABASE_URL = "CLAUDE_AGENT_MCP_DATABASE_URL" => Operator(Files);
+        DATABASE_MAX_CONNECTIONS = "CLAUDE_AGENT_MCP_DATABASE_MAX_CONNECTIONS" => Operator(Limits);
         LOG_LEVEL = "CLAUDE_AGENT_MCP_LOG_LEVEL" => Project;
         LEGACY_LOG_LEVEL = "CLAUDE_AGENT_LOG_LEVEL" => Project;
         MODEL = "CLAUDE_AGENT_MCP_MODEL" => Project;
@@ -256,6 +257,12 @@ pub mod defaults {
     pub const HTTP_MAX_CONNECTIONS: u64 = 256;
     /// The largest `CLAUDE_AGENT_MCP_HTTP_MAX_CONNECTIONS` accepted.
     pub const HTTP_MAX_CONNECTIONS_LIMIT: u64 = 1_000_000;
+    /// The PostgreSQL store's pool size when `CLAUDE_AGENT_MCP_DATABASE_MAX_CONNECTIONS` is
+    /// unset (the store's own default, `agent_store::postgres::DEFAULT_MAX_CONNECTIONS`, which a
+    /// test of the binary holds equal).
+    pub const DATABASE_MAX_CONNECTIONS: u64 = 8;
+    /// The largest `CLAUDE_AGENT_MCP_DATABASE_MAX_CONNECTIONS` accepted.
+    pub const DATABASE_MAX_CONNECTIONS_LIMIT: u64 = 1_000;
 }
 
 agent_core::string_enum! {
@@ -534,6 +541,9 @@ pub struct Config {
     /// `CLAUDE_AGENT_MCP_HTTP_MAX_CONNECTIONS`, default 256, 1 to 1,000,000: HTTP
     /// connections served at once.
     pub http_max_connections: u64,
+    /// `CLAUDE_AGENT_MCP_DATABASE_MAX_CONNECTIONS`, default 8, 1 to 1,000: the PostgreSQL
+    /// store's query pool per process (its `LISTEN` connection is one more); ignored on SQLite.
+    pub database_max_connections: u64,
     /// `CLAUDE_AGENT_MCP_METRICS_ADDR` (`IP:PORT`), `None` when unset or empty: the address
     /// that serves `/metrics`, `/healthz` and `/readyz` in any transport
     /// (`docs/observability.md`). Off loopback it requires the bearer token, which then
@@ -1011,6 +1021,12 @@ fn resolve(
     );
     let value = r.get(vars::HTTP_MAX_CONNECTIONS);
     let http_max_connections = r.number(value, defaults::HTTP_MAX_CONNECTIONS, "positive integer");
+    let value = r.get(vars::DATABASE_MAX_CONNECTIONS);
+    let database_max_connections = r.number(
+        value,
+        defaults::DATABASE_MAX_CONNECTIONS,
+        "positive integer",
+    );
     let metrics_addr_raw = r
         .raw(vars::METRICS_ADDR)
         .map(str::trim)
@@ -1123,6 +1139,15 @@ fn resolve(
             vars::HTTP_HEADER_TIMEOUT
         ));
     }
+    if let Some(max) = database_max_connections
+        .filter(|max| !(1..=defaults::DATABASE_MAX_CONNECTIONS_LIMIT).contains(max))
+    {
+        problems.push(format!(
+            "{}={max} is out of range (1–{})",
+            vars::DATABASE_MAX_CONNECTIONS,
+            defaults::DATABASE_MAX_CONNECTIONS_LIMIT
+        ));
+    }
     if let Some(max) =
         http_max_connections.filter(|max| !(1..=defaults::HTTP_MAX_CONNECTIONS_LIMIT).contains(max))
     {
@@ -1169,7 +1194,11 @@ fn resolve(
         backend,
         api_max_retries,
         (api_timeout_secs, max_evidence_bytes),
-        (http_header_timeout_secs, http_max_connections),
+        (
+            http_header_timeout_secs,
+            http_max_connections,
+            database_max_connections,
+        ),
         claude_code_timeout_secs,
         (
             max_continuation_turns,
@@ -1192,7 +1221,11 @@ fn resolve(
             Some(backend),
             Some(api_max_retries),
             (Some(api_timeout_secs), Some(max_evidence_bytes)),
-            (Some(http_header_timeout_secs), Some(http_max_connections)),
+            (
+                Some(http_header_timeout_secs),
+                Some(http_max_connections),
+                Some(database_max_connections),
+            ),
             Some(claude_code_timeout_secs),
             (
                 Some(max_continuation_turns),
@@ -1254,6 +1287,7 @@ fn resolve(
             http_bearer_token,
             http_header_timeout_secs,
             http_max_connections,
+            database_max_connections,
             metrics_addr,
             env_file: None,
         }),

@@ -84,6 +84,7 @@ fn expected_defaults(cwd: &Path) -> Config {
         http_bearer_token: None,
         http_header_timeout_secs: 10,
         http_max_connections: 256,
+        database_max_connections: 8,
         metrics_addr: None,
         env_file: None,
     }
@@ -389,6 +390,39 @@ fn http_connection_limits_are_validated() {
             problems(&[(name, value)], &cwd),
             vec![problem],
             "{name}={value}"
+        );
+    }
+}
+
+#[test]
+fn the_database_pool_size_is_validated() {
+    let (_dir, cwd) = temp_cwd();
+    let set = config(
+        &[("CLAUDE_AGENT_MCP_DATABASE_MAX_CONNECTIONS", " 32 ")],
+        &cwd,
+    );
+    assert_eq!(set.database_max_connections, 32);
+    for (value, problem) in [
+        (
+            "0",
+            "CLAUDE_AGENT_MCP_DATABASE_MAX_CONNECTIONS=0 is out of range (1–1000)",
+        ),
+        (
+            "1001",
+            "CLAUDE_AGENT_MCP_DATABASE_MAX_CONNECTIONS=1001 is out of range (1–1000)",
+        ),
+        (
+            "lots",
+            "CLAUDE_AGENT_MCP_DATABASE_MAX_CONNECTIONS='lots' is not a valid positive integer",
+        ),
+    ] {
+        assert_eq!(
+            problems(
+                &[("CLAUDE_AGENT_MCP_DATABASE_MAX_CONNECTIONS", value)],
+                &cwd
+            ),
+            vec![problem],
+            "{value}"
         );
     }
 }

@@ -56,6 +56,9 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 /// The `NOTIFY` channel of cancel requests; the payload is the session id.
 pub const CANCEL_CHANNEL: &str = "claude_agent_mcp_cancel";
 
+/// The `application_name` of the store's connections when the URL sets none.
+pub const APPLICATION_NAME: &str = "claude-agent-mcp";
+
 /// The pool size when the configuration names none.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 
@@ -146,7 +149,11 @@ impl PostgresStore {
             source,
         };
         let options = PgConnectOptions::from_str(&config.url).map_err(connect_error)?;
-        let options = options.application_name("claude-agent-mcp");
+        // `application_name` from the URL wins (an operator telling nodes apart); else ours.
+        let options = match options.get_application_name() {
+            Some(_) => options,
+            None => options.application_name(APPLICATION_NAME),
+        };
         // One connection first, so that a refused connection or a failed authentication is
         // reported at once and as itself (the pool would retry until its timeout, then report
         // only that it timed out).
