@@ -312,8 +312,8 @@ async fn copy_batch(
         return Ok(());
     }
     let events = copy_events(source, &mut tx, &inserted).await?;
-    let outputs = copy_outputs(source, &mut tx, &inserted).await?;
-    let results = copy_results(source, &mut tx, &inserted).await?;
+    let outputs = copy_text_rows(source, &mut tx, &inserted, &OUTPUTS).await?;
+    let results = copy_text_rows(source, &mut tx, &inserted, &RESULTS).await?;
     let (artifacts, bytes) = copy_artifacts(
         source,
         &mut tx,
@@ -550,66 +550,68 @@ async fn copy_events(source: &SqlitePool, tx: &mut PgConnection, ids: &[String])
     Ok(written)
 }
 
-async fn copy_outputs(source: &SqlitePool, tx: &mut PgConnection, ids: &[String]) -> Result<u64> {
-    let sql = format!(
-        "SELECT session_id, turn_index, output_text, created_at FROM session_outputs \
-         WHERE session_id IN ({})",
-        placeholders(ids.len())
-    );
-    let mut query = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(sql));
-    for id in ids {
-        query = query.bind(id);
-    }
-    let mut rows = query.fetch(source);
-    let mut written = 0;
-    while let Some(row) = rows.try_next().await.map_err(src)? {
-        let session_id: String = row.try_get("session_id").map_err(src)?;
-        let created_at: String = row.try_get("created_at").map_err(src)?;
-        let created_at = instant("session_outputs", &session_id, &created_at)?;
-        sqlx::query(
-            "INSERT INTO session_outputs (session_id, turn_index, output_text, created_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&session_id)
-        .bind(row.try_get::<i64, _>("turn_index").map_err(src)?)
-        .bind(row.try_get::<String, _>("output_text").map_err(src)?)
-        .bind(created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(dst)?;
-        written += 1;
-    }
-    Ok(written)
+/// A per-session table whose rows are a session id, a number, a text kept byte for byte and a
+/// time: `session_outputs` (turn, output) and `session_results` (execution, envelope).
+struct TextRows {
+    table: &'static str,
+    number: &'static str,
+    text: &'static str,
+    time: &'static str,
 }
 
-/// Copies the results kept for `agent_wait_session`, their text byte for byte.
-async fn copy_results(source: &SqlitePool, tx: &mut PgConnection, ids: &[String]) -> Result<u64> {
+const OUTPUTS: TextRows = TextRows {
+    table: "session_outputs",
+    number: "turn_index",
+    text: "output_text",
+    time: "created_at",
+};
+
+/// The results kept for `agent_wait_session`.
+const RESULTS: TextRows = TextRows {
+    table: "session_results",
+    number: "execution",
+    text: "envelope",
+    time: "kept_at",
+};
+
+/// Copies the rows of `rows.table` of the sessions `ids`.
+async fn copy_text_rows(
+    source: &SqlitePool,
+    tx: &mut PgConnection,
+    ids: &[String],
+    rows: &TextRows,
+) -> Result<u64> {
+    let TextRows {
+        table,
+        number,
+        text,
+        time,
+    } = rows;
     let sql = format!(
-        "SELECT session_id, execution, envelope, kept_at FROM session_results \
-         WHERE session_id IN ({})",
+        "SELECT session_id, {number}, {text}, {time} FROM {table} WHERE session_id IN ({})",
         placeholders(ids.len())
+    );
+    let insert = format!(
+        "INSERT INTO {table} (session_id, {number}, {text}, {time}) VALUES ($1, $2, $3, $4)"
     );
     let mut query = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(sql));
     for id in ids {
         query = query.bind(id);
     }
-    let mut rows = query.fetch(source);
+    let mut found = query.fetch(source);
     let mut written = 0;
-    while let Some(row) = rows.try_next().await.map_err(src)? {
+    while let Some(row) = found.try_next().await.map_err(src)? {
         let session_id: String = row.try_get("session_id").map_err(src)?;
-        let kept_at: String = row.try_get("kept_at").map_err(src)?;
-        let kept_at = instant("session_results", &session_id, &kept_at)?;
-        sqlx::query(
-            "INSERT INTO session_results (session_id, execution, envelope, kept_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&session_id)
-        .bind(row.try_get::<i64, _>("execution").map_err(src)?)
-        .bind(row.try_get::<String, _>("envelope").map_err(src)?)
-        .bind(kept_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(dst)?;
+        let at: String = row.try_get(*time).map_err(src)?;
+        let at = instant(table, &session_id, &at)?;
+        sqlx::query(sqlx::AssertSqlSafe(insert.as_str()))
+            .bind(&session_id)
+            .bind(row.try_get::<i64, _>(*number).map_err(src)?)
+            .bind(row.try_get::<String, _>(*text).map_err(src)?)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(dst)?;
         written += 1;
     }
     Ok(written)

@@ -1,4 +1,4 @@
-//! [`TaskStore`] on the session database: MCP tasks and the tool calls in flight
+//! [`TaskStore`](agent_core::TaskStore) on the session database: MCP tasks and the tool calls in flight
 //! (`migrations/0004_mcp_tasks_and_requests.sql`), so that every node on one state directory
 //! answers `tasks/get`, `tasks/cancel` and `notifications/cancelled`.
 //!
@@ -14,10 +14,7 @@ use agent_core::mcp_tasks::{
     MAX_REQUEST_CANCEL_REASON_BYTES, MAX_TASK_ID_BYTES, MAX_TASK_RESULT_BYTES,
     MAX_TASK_STATUS_MESSAGE_BYTES, PURGE_BATCH, truncate_bytes,
 };
-use agent_core::{
-    NewTask, RequestCancel, RequestKey, StoreError, TaskRecord, TaskState, TaskStore, Timestamp,
-};
-use async_trait::async_trait;
+use agent_core::{NewTask, RequestCancel, RequestKey, TaskRecord, TaskState, Timestamp};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -128,7 +125,16 @@ impl PurgeSchedule {
             return Ok(());
         }
         let purged = purge().await;
-        self.done(purged.as_ref().map(|n| *n).map_err(|_| ()));
+        // Due again at once after a purge that filled its batch, or failed.
+        if purged
+            .as_ref()
+            .map_or(true, |n| *n >= u64::from(PURGE_BATCH))
+        {
+            *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        }
         purged.map(drop)
     }
 
@@ -145,17 +151,6 @@ impl PurgeSchedule {
                 *next = Some(now + PURGE_INTERVAL);
                 true
             }
-        }
-    }
-
-    /// After a purge that deleted `deleted` rows: due again at once when it filled its batch;
-    /// after a failed one, due again at once too.
-    fn done(&self, deleted: std::result::Result<u64, ()>) {
-        if deleted.map_or(true, |n| n >= u64::from(PURGE_BATCH)) {
-            *self
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         }
     }
 }
@@ -448,73 +443,94 @@ impl SqliteStore {
     }
 }
 
-#[async_trait]
-impl TaskStore for SqliteStore {
-    async fn create_task(&self, task: &NewTask) -> Result<TaskRecord, StoreError> {
-        Ok(self.create_task_impl(task).await?)
-    }
+/// Implements [`TaskStore`](agent_core::TaskStore) for a store by delegating every method to the store's own
+/// `<method>_impl` (its error converted into [`StoreError`](agent_core::StoreError)): one definition for both stores.
+macro_rules! task_store_by_impls {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl agent_core::TaskStore for $store {
+            async fn create_task(
+                &self,
+                task: &agent_core::NewTask,
+            ) -> Result<agent_core::TaskRecord, agent_core::StoreError> {
+                Ok(self.create_task_impl(task).await?)
+            }
 
-    async fn get_task(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError> {
-        Ok(self.get_task_impl(task_id).await?)
-    }
+            async fn get_task(
+                &self,
+                task_id: &str,
+            ) -> Result<Option<agent_core::TaskRecord>, agent_core::StoreError> {
+                Ok(self.get_task_impl(task_id).await?)
+            }
 
-    async fn update_task(
-        &self,
-        task_id: &str,
-        status_message: Option<&str>,
-        session_id: Option<&str>,
-    ) -> Result<Option<bool>, StoreError> {
-        Ok(self
-            .update_task_impl(task_id, status_message, session_id)
-            .await?)
-    }
+            async fn update_task(
+                &self,
+                task_id: &str,
+                status_message: Option<&str>,
+                session_id: Option<&str>,
+            ) -> Result<Option<bool>, agent_core::StoreError> {
+                Ok(self
+                    .update_task_impl(task_id, status_message, session_id)
+                    .await?)
+            }
 
-    async fn settle_task(
-        &self,
-        task_id: &str,
-        status: TaskState,
-        result: Option<&Value>,
-        status_message: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        Ok(self
-            .settle_task_impl(task_id, status, result, status_message)
-            .await?)
-    }
+            async fn settle_task(
+                &self,
+                task_id: &str,
+                status: agent_core::TaskState,
+                result: Option<&serde_json::Value>,
+                status_message: Option<&str>,
+            ) -> Result<bool, agent_core::StoreError> {
+                Ok(self
+                    .settle_task_impl(task_id, status, result, status_message)
+                    .await?)
+            }
 
-    async fn request_task_cancel(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError> {
-        Ok(self.request_task_cancel_impl(task_id).await?)
-    }
+            async fn request_task_cancel(
+                &self,
+                task_id: &str,
+            ) -> Result<Option<agent_core::TaskRecord>, agent_core::StoreError> {
+                Ok(self.request_task_cancel_impl(task_id).await?)
+            }
 
-    async fn register_request(
-        &self,
-        key: &RequestKey,
-        owner_node: &str,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        Ok(self.register_request_impl(key, owner_node, ttl).await?)
-    }
+            async fn register_request(
+                &self,
+                key: &agent_core::RequestKey,
+                owner_node: &str,
+                ttl: std::time::Duration,
+            ) -> Result<(), agent_core::StoreError> {
+                Ok(self.register_request_impl(key, owner_node, ttl).await?)
+            }
 
-    async fn name_request_session(
-        &self,
-        key: &RequestKey,
-        session_id: &str,
-    ) -> Result<Option<String>, StoreError> {
-        Ok(self.name_request_session_impl(key, session_id).await?)
-    }
+            async fn name_request_session(
+                &self,
+                key: &agent_core::RequestKey,
+                session_id: &str,
+            ) -> Result<Option<String>, agent_core::StoreError> {
+                Ok(self.name_request_session_impl(key, session_id).await?)
+            }
 
-    async fn cancel_request(
-        &self,
-        key: &RequestKey,
-        reason: &str,
-    ) -> Result<RequestCancel, StoreError> {
-        Ok(self.cancel_request_impl(key, reason).await?)
-    }
+            async fn cancel_request(
+                &self,
+                key: &agent_core::RequestKey,
+                reason: &str,
+            ) -> Result<agent_core::RequestCancel, agent_core::StoreError> {
+                Ok(self.cancel_request_impl(key, reason).await?)
+            }
 
-    async fn forget_request(&self, key: &RequestKey) -> Result<(), StoreError> {
-        Ok(self.forget_request_impl(key).await?)
-    }
+            async fn forget_request(
+                &self,
+                key: &agent_core::RequestKey,
+            ) -> Result<(), agent_core::StoreError> {
+                Ok(self.forget_request_impl(key).await?)
+            }
 
-    async fn purge_expired(&self, limit: u32) -> Result<u64, StoreError> {
-        Ok(self.purge_expired_impl(limit).await?)
-    }
+            async fn purge_expired(&self, limit: u32) -> Result<u64, agent_core::StoreError> {
+                Ok(self.purge_expired_impl(limit).await?)
+            }
+        }
+    };
 }
+pub(crate) use task_store_by_impls;
+
+task_store_by_impls!(SqliteStore);

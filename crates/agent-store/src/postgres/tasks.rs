@@ -1,4 +1,4 @@
-//! [`TaskStore`] on PostgreSQL (`migrations/postgres/0002_mcp_tasks_and_requests.sql`): the
+//! [`TaskStore`](agent_core::TaskStore) on PostgreSQL (`migrations/postgres/0002_mcp_tasks_and_requests.sql`): the
 //! SQLite store's task state (`crate::tasks`) in native types, so that every node of a fleet
 //! answers `tasks/get`, `tasks/cancel` and `notifications/cancelled`.
 //!
@@ -14,10 +14,7 @@ use agent_core::mcp_tasks::{
     MAX_REQUEST_CANCEL_REASON_BYTES, MAX_TASK_ID_BYTES, MAX_TASK_STATUS_MESSAGE_BYTES, PURGE_BATCH,
     truncate_bytes,
 };
-use agent_core::{
-    NewTask, RequestCancel, RequestKey, StoreError, TaskRecord, TaskState, TaskStore,
-};
-use async_trait::async_trait;
+use agent_core::{NewTask, RequestCancel, RequestKey, TaskRecord, TaskState};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -322,73 +319,4 @@ impl PostgresStore {
     }
 }
 
-#[async_trait]
-impl TaskStore for PostgresStore {
-    async fn create_task(&self, task: &NewTask) -> Result<TaskRecord, StoreError> {
-        Ok(self.create_task_impl(task).await?)
-    }
-
-    async fn get_task(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError> {
-        Ok(self.get_task_impl(task_id).await?)
-    }
-
-    async fn update_task(
-        &self,
-        task_id: &str,
-        status_message: Option<&str>,
-        session_id: Option<&str>,
-    ) -> Result<Option<bool>, StoreError> {
-        Ok(self
-            .update_task_impl(task_id, status_message, session_id)
-            .await?)
-    }
-
-    async fn settle_task(
-        &self,
-        task_id: &str,
-        status: TaskState,
-        result: Option<&Value>,
-        status_message: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        Ok(self
-            .settle_task_impl(task_id, status, result, status_message)
-            .await?)
-    }
-
-    async fn request_task_cancel(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError> {
-        Ok(self.request_task_cancel_impl(task_id).await?)
-    }
-
-    async fn register_request(
-        &self,
-        key: &RequestKey,
-        owner_node: &str,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        Ok(self.register_request_impl(key, owner_node, ttl).await?)
-    }
-
-    async fn name_request_session(
-        &self,
-        key: &RequestKey,
-        session_id: &str,
-    ) -> Result<Option<String>, StoreError> {
-        Ok(self.name_request_session_impl(key, session_id).await?)
-    }
-
-    async fn cancel_request(
-        &self,
-        key: &RequestKey,
-        reason: &str,
-    ) -> Result<RequestCancel, StoreError> {
-        Ok(self.cancel_request_impl(key, reason).await?)
-    }
-
-    async fn forget_request(&self, key: &RequestKey) -> Result<(), StoreError> {
-        Ok(self.forget_request_impl(key).await?)
-    }
-
-    async fn purge_expired(&self, limit: u32) -> Result<u64, StoreError> {
-        Ok(self.purge_expired_impl(limit).await?)
-    }
-}
+crate::tasks::task_store_by_impls!(PostgresStore);
