@@ -17,9 +17,23 @@ pub const MAX_REPORTED_PROBLEMS: usize = 10;
 pub const MAX_KEPT_ANSWER_CHARS: usize = 16 * 1024;
 
 /// A caller's output schema, checked: a JSON object of at most [`MAX_OUTPUT_SCHEMA_BYTES`]
-/// that is a valid JSON Schema.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutputSchema(Arc<Value>);
+/// that is a valid JSON Schema, compiled once (when the request is read) for every answer
+/// checked against it.
+#[derive(Debug, Clone)]
+pub struct OutputSchema(Arc<Compiled>);
+
+#[derive(Debug)]
+struct Compiled {
+    schema: Value,
+    validator: jsonschema::Validator,
+}
+
+/// Two schemas are equal when they are the same JSON.
+impl PartialEq for OutputSchema {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.schema == other.0.schema
+    }
+}
 
 impl OutputSchema {
     /// Checks `value`; the problem, in words, when it is not a usable schema.
@@ -33,14 +47,17 @@ impl OutputSchema {
                 "is {size} bytes, more than the {MAX_OUTPUT_SCHEMA_BYTES} allowed"
             ));
         }
-        jsonschema::validator_for(value)
+        let validator = jsonschema::validator_for(value)
             .map_err(|e| format!("is not a valid JSON Schema: {}", one_line(&e.to_string())))?;
-        Ok(Self(Arc::new(value.clone())))
+        Ok(Self(Arc::new(Compiled {
+            schema: value.clone(),
+            validator,
+        })))
     }
 
     /// The schema as given.
     pub fn value(&self) -> &Value {
-        &self.0
+        &self.0.schema
     }
 
     /// The answer's JSON value when `text` (a JSON document, possibly inside one Markdown
@@ -48,9 +65,9 @@ impl OutputSchema {
     pub fn check_answer(&self, text: &str) -> Result<Value, Vec<String>> {
         let answer: Value = serde_json::from_str(unfenced(text))
             .map_err(|e| vec![format!("the answer is not JSON: {e}")])?;
-        let validator = jsonschema::validator_for(&self.0)
-            .map_err(|e| vec![format!("the schema cannot be used: {e}")])?;
-        let problems: Vec<String> = validator
+        let problems: Vec<String> = self
+            .0
+            .validator
             .iter_errors(&answer)
             .take(MAX_REPORTED_PROBLEMS)
             .map(|e| {
