@@ -673,7 +673,7 @@ pub async fn probe(url: &str) -> std::result::Result<PgProbe, StoreOpenError> {
     };
     let options = PgConnectOptions::from_str(url)
         .map_err(connect_error)?
-        .application_name("claude-agent-mcp doctor");
+        .application_name(&format!("{APPLICATION_NAME} doctor"));
     let connected = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
         .await
         .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?;
