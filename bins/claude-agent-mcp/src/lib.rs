@@ -235,6 +235,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         limited_tool_forwarding: config.limited_tool_forwarding,
         continuation_window: config.continuation.window(),
         mediation_inclusion: config.mediation.continuation_inclusion(),
+        spend: config.spend.clone(),
         ..EngineConfig::default()
     };
     let mut engine = Engine::new(Arc::clone(&store), backend, Arc::new(policy), engine_config)
@@ -535,7 +536,8 @@ async fn build_backend(
             let api = ApiConfig::new(config.anthropic_api_key.expose(), config.model.clone())
                 .with_base_url(config.anthropic_base_url.clone())
                 .with_max_retries(config.api_max_retries)
-                .with_request_timeout(Duration::from_secs(config.api_timeout_secs));
+                .with_request_timeout(Duration::from_secs(config.api_timeout_secs))
+                .with_prices(config.spend.prices.clone());
             let backend =
                 MessagesApiBackend::new(api).map_err(|e| StartupError::new(e.to_string()))?;
             Ok(Arc::new(backend))

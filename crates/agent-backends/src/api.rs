@@ -21,6 +21,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+use agent_core::spend::{Effort, PriceTable, Prices, Spent};
 use agent_core::{
     BackendOutput, BackendRequest, Capabilities, ChatRole, ErrorCode, ExecContext,
     ExecutionBackend, ExecutionError, FailureKind, ToolDefinition, ToolExecutor, Usage,
@@ -102,6 +103,8 @@ pub struct ApiConfig {
     pub initial_backoff: Duration,
     /// The cap of the back-off delay.
     pub max_backoff: Duration,
+    /// Prices each call's usage (`result.usage.total_cost_usd`) and holds USD budgets.
+    pub prices: PriceTable,
 }
 
 impl ApiConfig {
@@ -118,7 +121,13 @@ impl ApiConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             initial_backoff: DEFAULT_INITIAL_BACKOFF,
             max_backoff: DEFAULT_MAX_BACKOFF,
+            prices: PriceTable::default(),
         }
+    }
+
+    pub fn with_prices(mut self, prices: PriceTable) -> Self {
+        self.prices = prices;
+        self
     }
 
     pub fn with_base_url(mut self, base_url: impl Into<String>) -> Self {
@@ -214,6 +223,7 @@ pub struct MessagesApiBackend {
     max_retries: u32,
     initial_backoff: Duration,
     max_backoff: Duration,
+    prices: PriceTable,
 }
 
 impl fmt::Debug for MessagesApiBackend {
@@ -277,7 +287,14 @@ impl MessagesApiBackend {
             max_retries: config.max_retries,
             initial_backoff: config.initial_backoff,
             max_backoff: config.max_backoff,
+            prices: config.prices,
         })
+    }
+
+    /// The model of `request` (its own, or the configured one) and its prices.
+    fn model_of<'a>(&'a self, request: &'a BackendRequest) -> (&'a str, Option<Prices>) {
+        let model = request.spend.model.as_deref().unwrap_or(&self.model);
+        (model, self.prices.prices(model))
     }
 
     /// The `/v1/messages` URL requests go to.
@@ -291,8 +308,9 @@ impl MessagesApiBackend {
         ctx: &ExecContext,
     ) -> Result<BackendOutput, CallError> {
         let messages = initial_messages(request);
+        let (model, prices) = self.model_of(request);
         let body = MessagesBody {
-            model: &self.model,
+            model,
             max_tokens: self.max_tokens,
             system: request.system_prompt,
             messages: &messages,
@@ -314,7 +332,10 @@ impl MessagesApiBackend {
             turn_count: 1,
             stop_reason: response.stop_reason,
             warnings,
-            usage: response.usage.as_ref().map(ApiUsage::to_usage),
+            usage: response
+                .usage
+                .as_ref()
+                .map(|u| priced(u.to_usage(), prices)),
             provider_session_id: None,
         })
     }
@@ -334,11 +355,15 @@ impl MessagesApiBackend {
         let mut turns = 0u32;
         let mut tool_calls = 0u32;
         let mut still_wants_tools = false;
+        let (model, prices) = self.model_of(request);
+        let budget = request.spend.budget;
+        let mut spent = Spent::default();
+        let mut budget_stop = None;
 
         while turns < max_turns {
             ctx.report(&format!("model turn {} of {max_turns}", turns + 1));
             let body = MessagesBody {
-                model: &self.model,
+                model,
                 max_tokens: self.max_tokens,
                 system: request.system_prompt,
                 messages: &messages,
@@ -347,9 +372,16 @@ impl MessagesApiBackend {
             };
             let response = self.call(&body, ctx).await?;
             turns += 1;
-            if let Some(u) = &response.usage {
-                usage.get_or_insert_with(Usage::default).add(&u.to_usage());
-            }
+            let last = match &response.usage {
+                Some(u) => {
+                    let call = u.to_usage();
+                    usage.get_or_insert_with(Usage::default).add(&call);
+                    let cost = prices.map_or(0.0, |p| p.cost(&call));
+                    Spent::of(call, cost)
+                }
+                None => Spent::default(),
+            };
+            spent.add(&last);
             let blocks = parse_blocks(&response.content)?;
             if !blocks.texts.is_empty() {
                 output_text = blocks.texts.join("\n");
@@ -358,6 +390,15 @@ impl MessagesApiBackend {
                 !blocks.uses.is_empty() && response.stop_reason.as_deref() == Some("tool_use");
             if !still_wants_tools {
                 stop_reason = response.stop_reason;
+                break;
+            }
+            // The tools run only for a next call, and the next call only within the budget.
+            if turns < max_turns
+                && let Some(warning) =
+                    budget.before_next_call(&spent, &last, prices.map(|p| p.input / 1_000_000.0))
+            {
+                stop_reason = response.stop_reason;
+                budget_stop = Some(warning);
                 break;
             }
 
@@ -398,7 +439,9 @@ impl MessagesApiBackend {
             warnings.push(WARN_EMPTY_TEXT_RESPONSE.to_owned());
         }
         push_stop_reason_warning(&mut warnings, stop_reason.as_deref());
-        if still_wants_tools {
+        if let Some(warning) = budget_stop {
+            warnings.push(warning);
+        } else if still_wants_tools {
             warnings.push(tool_loop_exhausted_warning(turns));
         }
         Ok(BackendOutput {
@@ -406,7 +449,7 @@ impl MessagesApiBackend {
             turn_count: turns,
             stop_reason,
             warnings,
-            usage,
+            usage: usage.map(|u| priced(u, prices)),
             provider_session_id: None,
         })
     }
@@ -533,6 +576,7 @@ impl ExecutionBackend for MessagesApiBackend {
             supports_native_multiturn: true,
             supports_rich_stop_reason: true,
             supports_structured_messages: true,
+            prices_model_calls: true,
             ..Capabilities::default()
         }
     }
@@ -701,10 +745,14 @@ struct MessagesBody<'a> {
     output_config: Option<OutputConfig<'a>>,
 }
 
-/// `output_config: {"format": {"type": "json_schema", "schema": …}}`.
+/// `output_config: {"format": {"type": "json_schema", "schema": …}, "effort": …}` (each part
+/// only when asked for).
 #[derive(Serialize)]
 struct OutputConfig<'a> {
-    format: OutputFormat<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    format: Option<OutputFormat<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    effort: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -716,12 +764,12 @@ struct OutputFormat<'a> {
 
 impl<'a> OutputConfig<'a> {
     fn of(request: &'a BackendRequest) -> Option<Self> {
-        request.output_schema.as_ref().map(|schema| Self {
-            format: OutputFormat {
-                kind: "json_schema",
-                schema: schema.value(),
-            },
-        })
+        let format = request.output_schema.as_ref().map(|schema| OutputFormat {
+            kind: "json_schema",
+            schema: schema.value(),
+        });
+        let effort = request.spend.effort.map(Effort::as_str);
+        (format.is_some() || effort.is_some()).then_some(Self { format, effort })
     }
 }
 
@@ -886,6 +934,12 @@ fn lenient_usage<'de, D: serde::Deserializer<'de>>(
 ) -> Result<Option<ApiUsage>, D::Error> {
     let value = Value::deserialize(deserializer)?;
     Ok(serde_json::from_value(value).ok())
+}
+
+/// `usage` with its `total_cost_usd` at `prices` (none when the model has no price).
+fn priced(mut usage: Usage, prices: Option<Prices>) -> Usage {
+    usage.total_cost_usd = prices.map(|p| p.cost(&usage));
+    usage
 }
 
 /// Parses a 2xx body: not JSON → provider error, JSON but not a Messages response →

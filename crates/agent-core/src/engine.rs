@@ -27,13 +27,14 @@ use crate::ports::{
     ExecutionBackend, ExecutionError, FailureKind, Finish, Lease, LockOutcome,
     MAX_KEPT_RESULT_BYTES, MediationRequest, NewArtifact, NewSession, OutputMediator,
     PolicyViolation, SessionListItem, SessionRecord, SessionStore, StepSink, StoreError,
-    ToolCallContext, ToolDefinition, ToolExecutor, ToolProvider, WorkspacePolicy,
+    ToolCallContext, ToolDefinition, ToolExecutor, ToolProvider, Usage, WorkspacePolicy,
 };
 use crate::preflight::{ReasonCode, preflight};
 use crate::request::{
-    ContinueSessionRequest, GetSessionRequest, ListSessionsRequest, RunTaskRequest,
+    ContinueSessionRequest, GetSessionRequest, ListSessionsRequest, RunTaskRequest, SpendRequest,
     VerifyTaskRequest, WaitSessionRequest,
 };
+use crate::spend::{CallSettings, SpendPolicy, SpendRefusal};
 use crate::text::{summarize_output, truncate_chars};
 use crate::time::Timestamp;
 use crate::verdict::parse_verdict;
@@ -69,6 +70,9 @@ pub struct EngineConfig {
     pub continuation_window: WindowPolicy,
     /// Which mediated results continuation contexts carry.
     pub mediation_inclusion: MediationInclusion,
+    /// Budget caps per profile, the model allowlist and the prices
+    /// (`docs/reference/tools.md#18-budgets-and-models`).
+    pub spend: SpendPolicy,
 }
 
 /// 256 KiB of evidence.
@@ -87,6 +91,7 @@ impl Default for EngineConfig {
             limited_tool_forwarding: false,
             continuation_window: WindowPolicy::default(),
             mediation_inclusion: MediationInclusion::default(),
+            spend: SpendPolicy::default(),
         }
     }
 }
@@ -106,6 +111,9 @@ pub struct SessionView {
     pub turn_count: i64,
     pub request_count: i64,
     pub working_directory: Option<String>,
+    /// Usage and cost of the session's finished executions, summed (an addition,
+    /// `docs/reference/tools.md#18-budgets-and-models`).
+    pub usage: Usage,
 }
 
 impl From<&SessionRecord> for SessionView {
@@ -123,6 +131,7 @@ impl From<&SessionRecord> for SessionView {
             turn_count: r.turn_count,
             request_count: r.request_count,
             working_directory: r.working_directory.clone(),
+            usage: r.usage.clone(),
         }
     }
 }
@@ -266,6 +275,17 @@ impl Engine {
     /// This process's node id (`node_` + 16 hex), made when the engine is built: every lock owner
     /// token ends with `@<node id>` (`docs/reference/sessions.md#1-identifiers`), so the
     /// `locked_by` of a running session names the process that runs it.
+    /// The model, effort and budget of one execution of `profile`
+    /// ([`SpendPolicy::settle`] for this engine's backend).
+    fn settle_spend(
+        &self,
+        profile: Profile,
+        request: &SpendRequest,
+    ) -> Result<(CallSettings, Vec<String>), SpendRefusal> {
+        let prices_calls = self.backend.capabilities().prices_model_calls;
+        self.config.spend.settle(profile, request, prices_calls)
+    }
+
     pub fn node_id(&self) -> &str {
         &self.node_id
     }
@@ -376,6 +396,10 @@ impl Engine {
             Ok(checked) => checked,
             Err(v) => return Envelope::failure("", workflow, profile.as_str(), v.code, v.message),
         };
+        let (spend, spend_warnings) = match self.settle_spend(profile, &req.spend) {
+            Ok(settled) => settled,
+            Err(r) => return Envelope::failure("", workflow, profile.as_str(), r.code, r.message),
+        };
         let working_dir_text = working_dir.to_string_lossy().into_owned();
         // `allow_tools: false` withholds every tool (the original accepted and ignored it;
         // **[fixed]** in `docs/reference/tools.md#4-agent_run_task`).
@@ -427,6 +451,7 @@ impl Engine {
             extra_instructions: self.teaching(profile, req.allow_tools),
             continuation: None,
             output_schema: req.output_schema.clone(),
+            spend,
         };
         let working_dir = request.working_directory.clone();
         let outcome = self.execute(request, ctx, &lease, 0).await;
@@ -445,6 +470,7 @@ impl Engine {
         let (outcome, structured) = check_structured(outcome, req.output_schema.as_ref());
         let mut warnings: Vec<String> = routing_warning.into_iter().collect();
         warnings.extend(evidence_warnings);
+        warnings.extend(spend_warnings);
         match self
             .conclude(
                 &session_id,
@@ -518,6 +544,10 @@ impl Engine {
         if let Some(env) = running_gate(&record, workflow) {
             return env;
         }
+        let (spend, spend_warnings) = match self.settle_spend(profile, &req.spend) {
+            Ok(settled) => settled,
+            Err(r) => return Envelope::failure(id, workflow, profile.as_str(), r.code, r.message),
+        };
         // The stored directory was checked against the policy of its time: check it against
         // today's before anything runs in it. A session with none runs in the CWD, if allowed.
         let stored_dir = record.working_directory.clone();
@@ -628,6 +658,7 @@ impl Engine {
             extra_instructions: self.teaching(profile, true),
             continuation: continuation.clone(),
             output_schema: req.output_schema.clone(),
+            spend,
         };
         let working_dir = request.working_directory.clone();
         let outcome = self.execute(request, ctx, &lease, prior_turns).await;
@@ -653,6 +684,7 @@ impl Engine {
             }
         }
         let (outcome, structured) = check_structured(outcome, req.output_schema.as_ref());
+        let warnings = routing_warning.into_iter().chain(spend_warnings).collect();
         let env = match self
             .conclude(
                 id,
@@ -662,7 +694,7 @@ impl Engine {
                 prior_turns,
                 prior_turns,
                 outcome,
-                routing_warning.into_iter().collect(),
+                warnings,
                 structured,
             )
             .await
@@ -795,6 +827,10 @@ impl Engine {
             }
             Err(v) => return Envelope::failure("", workflow, profile.as_str(), v.code, v.message),
         };
+        let (spend, spend_warnings) = match self.settle_spend(profile, &req.spend) {
+            Ok(settled) => settled,
+            Err(r) => return Envelope::failure("", workflow, profile.as_str(), r.code, r.message),
+        };
         let events = [
             Event::user_input_verify(&req.task, req.scope.as_deref()),
             Event::policy_decision_verify(req.fail_closed, &req.evidence_paths),
@@ -821,6 +857,7 @@ impl Engine {
             extra_instructions: None,
             continuation: None,
             output_schema: None,
+            spend,
         };
         let output = match self.execute(request, ctx, &lease, 0).await {
             Ok(output) if output.output_text.trim().is_empty() => {
@@ -879,9 +916,11 @@ impl Engine {
         ];
         let provider_session_id = output.provider_session_id.clone();
         let output_text = output.output_text.clone();
+        let usage = output.usage.clone();
         let result = VerificationResult::performed(parsed, &lint, output.usage);
         let mut warnings = missing;
         warnings.extend(evidence_warnings);
+        warnings.extend(spend_warnings);
         warnings.extend(output.warnings);
         let mut env =
             verification_envelope(&session_id, summary.clone(), result, warnings, Vec::new());
@@ -896,6 +935,7 @@ impl Engine {
             output_text: Some(output_text),
             events,
             result: Some(result_text(&session_id, &env)),
+            usage,
         };
         if let Err(e) = self.finish(&session_id, &lease, &finish).await {
             return store_failure(&session_id, workflow, profile, &e);
@@ -1089,6 +1129,7 @@ impl Engine {
         let event =
             Event::provider_response_summary(new_turns, &summary, output.stop_reason.as_deref());
         let output_text = output.output_text.clone();
+        let usage = output.usage.clone();
         let env = self.output_envelope(
             session_id.to_owned(),
             workflow,
@@ -1105,6 +1146,7 @@ impl Engine {
             output_text: Some(output_text),
             events: vec![event],
             result: Some(result_text(session_id, &env)),
+            usage,
         };
         if let Err(e) = self.finish(session_id, lease, &finish).await {
             return Err(Box::new(store_failure(session_id, workflow, profile, &e)));

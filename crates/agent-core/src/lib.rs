@@ -69,6 +69,7 @@
 //! #             request_count: 1, turn_count: 0, artifact_count: 0, summary_latest: None,
 //! #             locked_by: Some(s.lock_owner.clone()), lock_expires_at: Some(now.plus(s.lock_ttl)),
 //! #             lock_generation: 1,
+//! #             usage: Default::default(),
 //! #         };
 //! #         self.sessions.lock().unwrap().insert(s.session_id.clone(), record.clone());
 //! #         self.log(&s.session_id, events);
@@ -242,6 +243,7 @@ pub mod profile;
 pub mod pyfmt;
 pub mod request;
 pub mod settings;
+pub mod spend;
 pub mod structured;
 pub mod testing;
 pub mod text;

@@ -121,6 +121,9 @@ pub struct SessionRecord {
     /// The fencing generation: incremented by every lock acquisition (creation, continuation,
     /// stale takeover); 0 on a row no acquisition of this implementation touched.
     pub lock_generation: i64,
+    /// Usage and cost summed over the session's finished executions (`agent_get_session`'s
+    /// `usage`); the cost only as far as it was known.
+    pub usage: Usage,
 }
 
 /// One row of `agent_list_sessions`.
@@ -178,6 +181,9 @@ pub struct Finish {
     /// `agent_wait_session`, as [`SessionStore::keep_result`] keeps it with the session's
     /// `request_count` as the execution; `None` keeps nothing.
     pub result: Option<String>,
+    /// The execution's usage and cost, added to the session's totals
+    /// ([`SessionRecord::usage`]).
+    pub usage: Option<Usage>,
 }
 
 impl Finish {
@@ -192,6 +198,7 @@ impl Finish {
             output_text: None,
             events,
             result: None,
+            usage: None,
         }
     }
 
@@ -542,6 +549,9 @@ pub struct BackendRequest {
     /// The caller's `output_schema`: a backend that can constrain the model's answer to it
     /// does so; the engine checks the answer either way (`crate::structured`).
     pub output_schema: Option<crate::structured::OutputSchema>,
+    /// The model, effort and budget of this execution (settled by the engine against the
+    /// operator's policy).
+    pub spend: crate::spend::CallSettings,
 }
 
 impl std::fmt::Debug for BackendRequest {
@@ -646,6 +656,10 @@ pub struct Capabilities {
     /// The backend hands allowlisted federated servers to its own MCP client (the Claude Code
     /// CLI's `--mcp-config`), so the model calls them natively (an addition).
     pub supports_native_mcp_servers: bool,
+    /// The backend prices each model call itself and stops between calls at a budget (the
+    /// Messages API): a USD budget needs a price and a token budget can be held
+    /// (`docs/reference/tools.md#18-budgets-and-models`).
+    pub prices_model_calls: bool,
 }
 
 /// An execution backend: one call per run, continue or verify.

@@ -12,7 +12,18 @@ use serde_json::{Map, Value, json};
 use crate::envelope::Envelope;
 use crate::error::ErrorObject;
 use crate::model::{Profile, SessionStatus, Workflow};
+use crate::spend::{Budget, Effort, MAX_BUDGET_USD, MAX_TOTAL_TOKENS, model_id_problem};
 use crate::structured::OutputSchema;
+
+/// What a caller asks to spend and on which model: `max_budget_usd`, `max_total_tokens`,
+/// `model`, `effort` (`docs/reference/tools.md#18-budgets-and-models`). The engine lowers the
+/// budget to the operator's caps and checks the model against the allowlist.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SpendRequest {
+    pub budget: Budget,
+    pub model: Option<String>,
+    pub effort: Option<Effort>,
+}
 
 /// `agent_run_task`.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +36,8 @@ pub struct RunTaskRequest {
     pub allow_tools: bool,
     /// `docs/reference/tools.md#16-structured-results`.
     pub output_schema: Option<OutputSchema>,
+    /// Budget, model and effort of the run.
+    pub spend: SpendRequest,
     /// `wait_seconds`: how long the call waits before it answers `running` while the work goes
     /// on (`docs/reference/tools.md#15-background-runs`); `None`: until the work is done.
     /// Read by the MCP layer; the engine ignores it.
@@ -41,6 +54,7 @@ impl RunTaskRequest {
             max_turns: 10,
             allow_tools: true,
             output_schema: None,
+            spend: SpendRequest::default(),
             wait: None,
         }
     }
@@ -95,6 +109,7 @@ impl RunTaskRequest {
         let max_turns = bounded_int(args, "max_turns", 10, 1, 100, &mut problems);
         let allow_tools = boolean(args, "allow_tools", true, &mut problems);
         let output_schema = output_schema(args, &mut problems);
+        let spend = spend(args, &mut problems);
         let wait = seconds(args, WAIT_SECONDS, &mut problems);
         if !problems.is_empty() {
             return Err(fail(problems));
@@ -107,6 +122,7 @@ impl RunTaskRequest {
             max_turns: max_turns as u32,
             allow_tools,
             output_schema,
+            spend,
             wait,
         })
     }
@@ -120,6 +136,8 @@ pub struct ContinueSessionRequest {
     pub max_turns: u32,
     /// `docs/reference/tools.md#16-structured-results`.
     pub output_schema: Option<OutputSchema>,
+    /// Budget, model and effort of the continuation.
+    pub spend: SpendRequest,
     /// `wait_seconds`, as for [`RunTaskRequest::wait`].
     pub wait: Option<Duration>,
 }
@@ -131,6 +149,7 @@ impl ContinueSessionRequest {
             message: message.into(),
             max_turns: 10,
             output_schema: None,
+            spend: SpendRequest::default(),
             wait: None,
         }
     }
@@ -147,6 +166,7 @@ impl ContinueSessionRequest {
         let message_text = limit_text("message", message_text, &mut problems);
         let max_turns = bounded_int(args, "max_turns", 10, 1, 100, &mut problems);
         let output_schema = output_schema(args, &mut problems);
+        let spend = spend(args, &mut problems);
         let wait = seconds(args, WAIT_SECONDS, &mut problems);
         if !problems.is_empty() {
             return Err(Envelope::error(
@@ -161,6 +181,7 @@ impl ContinueSessionRequest {
             message: message_text,
             max_turns: max_turns as u32,
             output_schema,
+            spend,
             wait,
         })
     }
@@ -343,6 +364,8 @@ pub struct VerifyTaskRequest {
     pub scope: Option<String>,
     pub evidence_paths: Vec<String>,
     pub fail_closed: bool,
+    /// Budget, model and effort of the verification.
+    pub spend: SpendRequest,
     /// `wait_seconds`, as for [`RunTaskRequest::wait`].
     pub wait: Option<Duration>,
 }
@@ -354,6 +377,7 @@ impl VerifyTaskRequest {
             scope: None,
             evidence_paths: Vec::new(),
             fail_closed: true,
+            spend: SpendRequest::default(),
             wait: None,
         }
     }
@@ -381,6 +405,7 @@ impl VerifyTaskRequest {
             .map(|s| limit_text("scope", s, &mut problems));
         let evidence_paths = path_list(args, "evidence_paths", &mut problems);
         let fail_closed = boolean(args, "fail_closed", true, &mut problems);
+        let spend = spend(args, &mut problems);
         let wait = seconds(args, WAIT_SECONDS, &mut problems);
         // The value is ignored (verification always uses its own profile) but still validated.
         let _ = enum_field(
@@ -404,6 +429,7 @@ impl VerifyTaskRequest {
             scope,
             evidence_paths,
             fail_closed,
+            spend,
             wait,
         })
     }
@@ -561,6 +587,79 @@ fn output_schema(args: &Map<String, Value>, problems: &mut Vec<String>) -> Optio
             }
         },
     }
+}
+
+/// `max_budget_usd` (a number, more than 0, at most [`MAX_BUDGET_USD`]), `max_total_tokens`
+/// (an integer, 1 to [`MAX_TOTAL_TOKENS`]), `model` (a model id:
+/// [`crate::spend::model_id_problem`]) and `effort` (one of [`Effort`]).
+fn spend(args: &Map<String, Value>, problems: &mut Vec<String>) -> SpendRequest {
+    let max_usd = match args.get("max_budget_usd") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(f) if f > 0.0 && f <= MAX_BUDGET_USD => Some(f),
+            _ => {
+                problems.push(format!(
+                    "max_budget_usd: input should be greater than 0 and at most {MAX_BUDGET_USD}, got {n}"
+                ));
+                None
+            }
+        },
+        Some(other) => {
+            problems.push(wrong_type("max_budget_usd", "number", other));
+            None
+        }
+    };
+    let max_total_tokens = match args.get("max_total_tokens") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(t) if (1..=MAX_TOTAL_TOKENS).contains(&t) => Some(t),
+            _ => {
+                problems.push(format!(
+                    "max_total_tokens: input should be an integer from 1 to {MAX_TOTAL_TOKENS}, got {n}"
+                ));
+                None
+            }
+        },
+        Some(other) => {
+            problems.push(wrong_type("max_total_tokens", "integer", other));
+            None
+        }
+    };
+    let model = optional_string(args, "model", problems).filter(|model| {
+        let problem = model_id_problem(model);
+        if let Some(problem) = &problem {
+            problems.push(format!("model: {problem}"));
+        }
+        problem.is_none()
+    });
+    let effort = match args.get("effort") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Effort::parse(s).or_else(|| {
+            problems.push(format!(
+                "effort: input should be one of {}, got {}",
+                Effort::choices(),
+                crate::pyfmt::repr_str(&truncate_for_message(s))
+            ));
+            None
+        }),
+        Some(other) => {
+            problems.push(wrong_type("effort", "string", other));
+            None
+        }
+    };
+    SpendRequest {
+        budget: Budget {
+            max_usd,
+            max_total_tokens,
+        },
+        model,
+        effort,
+    }
+}
+
+/// A client's string quoted in a message: at most 64 characters.
+fn truncate_for_message(s: &str) -> String {
+    s.chars().take(64).collect()
 }
 
 fn boolean(

@@ -381,6 +381,13 @@ async fn run_task_success_returns_envelope_events_record_and_output_artifact() {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 1,
+            // The session's usage is its one execution's.
+            usage: agent_core::Usage {
+                input_tokens: 120,
+                output_tokens: 45,
+                cache_read_input_tokens: Some(10),
+                ..Default::default()
+            },
             ..r.clone()
         }
     );
@@ -665,6 +672,7 @@ async fn run_task_backend_failure_fails_session_and_writes_error_event() {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 1,
+            usage: Default::default(),
             ..r.clone()
         }
     );
@@ -811,6 +819,7 @@ async fn continue_passes_history_and_accumulates_counters() {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 3,
+            usage: Default::default(),
             ..r.clone()
         }
     );
@@ -1796,6 +1805,11 @@ async fn verify_success_records_verdict_events_and_report_artifact() {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 1,
+            usage: agent_core::Usage {
+                input_tokens: 300,
+                output_tokens: 40,
+                ..Default::default()
+            },
             ..r.clone()
         }
     );
@@ -2722,7 +2736,8 @@ async fn get_session_view_has_exact_keys_and_z_timestamps() {
             "artifact_count": 1,
             "turn_count": 7,
             "request_count": 2,
-            "working_directory": CWD
+            "working_directory": CWD,
+            "usage": {"input_tokens": 0, "output_tokens": 0}
         })
     );
     let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
@@ -2740,7 +2755,8 @@ async fn get_session_view_has_exact_keys_and_z_timestamps() {
             "artifact_count",
             "turn_count",
             "request_count",
-            "working_directory"
+            "working_directory",
+            "usage"
         ]
     );
 
@@ -2952,6 +2968,7 @@ async fn mem_store_follows_the_session_store_contract() {
         output_text: Some("out".to_owned()),
         events: vec![Event::provider_request_start(3)],
         result: None,
+        usage: None,
     };
     let err = store
         .finish_execution(

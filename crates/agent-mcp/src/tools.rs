@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use agent_core::request::{DEFAULT_WAIT_TIMEOUT_SECONDS, MAX_WAIT_SECONDS};
+use agent_core::spend::{Effort, MAX_BUDGET_USD, MAX_MODEL_ID_BYTES, MAX_TOTAL_TOKENS};
 use rmcp::model::{JsonObject, Tool, ToolAnnotations};
 use serde_json::{Value, json};
 
@@ -107,7 +108,11 @@ impl ToolName {
                     "max_turns": {"type": "integer", "default": 10, "minimum": 1, "maximum": 100, "description": "Maximum conversation turns (capped by the profile)."},
                     "allow_tools": {"type": "boolean", "default": true, "description": "Whether tool use is allowed (subject to profile policy)."},
                     "output_schema": {"type": "object", "description": "A JSON Schema (at most 64 KiB) the answer must match; the result then carries structured_output."},
-                    "wait_seconds": wait_seconds_schema()
+                    "wait_seconds": wait_seconds_schema(),
+                    "max_budget_usd": max_budget_usd_schema(),
+                    "max_total_tokens": max_total_tokens_schema(),
+                    "model": model_schema(),
+                    "effort": effort_schema()
                 },
                 "required": ["task"]
             }),
@@ -118,7 +123,11 @@ impl ToolName {
                     "message": {"type": "string", "description": "The next message for the agent."},
                     "max_turns": {"type": "integer", "default": 10, "minimum": 1, "maximum": 100, "description": "Maximum conversation turns (capped by the profile)."},
                     "output_schema": {"type": "object", "description": "A JSON Schema (at most 64 KiB) the answer must match; the result then carries structured_output."},
-                    "wait_seconds": wait_seconds_schema()
+                    "wait_seconds": wait_seconds_schema(),
+                    "max_budget_usd": max_budget_usd_schema(),
+                    "max_total_tokens": max_total_tokens_schema(),
+                    "model": model_schema(),
+                    "effort": effort_schema()
                 },
                 "required": ["session_id", "message"]
             }),
@@ -142,7 +151,11 @@ impl ToolName {
                     "evidence_paths": {"type": "array", "items": {"type": "string"}, "description": "Files or directories offered as evidence."},
                     "fail_closed": {"type": "boolean", "default": true, "description": "Fail closed when evidence is missing or the verdict is unclear."},
                     "system_profile": {"type": "string", "enum": ["verification"], "default": "verification", "description": "Always the verification profile."},
-                    "wait_seconds": wait_seconds_schema()
+                    "wait_seconds": wait_seconds_schema(),
+                    "max_budget_usd": max_budget_usd_schema(),
+                    "max_total_tokens": max_total_tokens_schema(),
+                    "model": model_schema(),
+                    "effort": effort_schema()
                 },
                 "required": ["task"]
             }),
@@ -233,6 +246,56 @@ fn wait_seconds_schema() -> Value {
     })
 }
 
+/// `max_budget_usd` of run, continue and verify (`docs/reference/tools.md#18-budgets-and-models`).
+fn max_budget_usd_schema() -> Value {
+    json!({
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "maximum": MAX_BUDGET_USD,
+        "description": "The most this call may cost, in US dollars (lowered to the operator's cap). The tool loop stops before a model call that would pass it and answers with a warning and the spend so far."
+    })
+}
+
+fn max_total_tokens_schema() -> Value {
+    json!({
+        "type": "integer",
+        "minimum": 1,
+        "maximum": MAX_TOTAL_TOKENS,
+        "description": "The most tokens (input, output and cache) this call may use (lowered to the operator's cap); api backend only."
+    })
+}
+
+fn model_schema() -> Value {
+    json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_MODEL_ID_BYTES,
+        "description": "The model for this call: the configured one or one the operator allows."
+    })
+}
+
+fn effort_schema() -> Value {
+    json!({
+        "type": "string",
+        "enum": Effort::ALL.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
+        "description": "How much effort the model spends, where the model supports it."
+    })
+}
+
+fn usage_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "input_tokens": {"type": "integer"},
+            "output_tokens": {"type": "integer"},
+            "cache_creation_input_tokens": {"type": "integer"},
+            "cache_read_input_tokens": {"type": "integer"},
+            "total_cost_usd": {"type": "number"}
+        },
+        "required": ["input_tokens", "output_tokens"]
+    })
+}
+
 fn as_object(value: Value) -> JsonObject {
     match value {
         Value::Object(map) => map,
@@ -310,9 +373,10 @@ fn session_schema() -> Value {
             "artifact_count": {"type": "integer"},
             "turn_count": {"type": "integer"},
             "request_count": {"type": "integer"},
-            "working_directory": nullable_string()
+            "working_directory": nullable_string(),
+            "usage": usage_schema()
         },
-        "required": ["session_id", "workflow", "profile", "status", "created_at", "updated_at", "last_activity_at", "summary_latest", "artifact_count", "turn_count", "request_count", "working_directory"]
+        "required": ["session_id", "workflow", "profile", "status", "created_at", "updated_at", "last_activity_at", "summary_latest", "artifact_count", "turn_count", "request_count", "working_directory", "usage"]
     })
 }
 

@@ -40,6 +40,7 @@ mod reader;
 mod rows;
 pub mod store;
 mod tasks;
+mod usage;
 
 pub use config::{StoreConfig, StoreOpenError};
 pub use postgres::{PostgresConfig, PostgresStore};

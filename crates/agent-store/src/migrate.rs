@@ -356,7 +356,9 @@ async fn insert_sessions(
         "SELECT session_id, workflow, profile, provider, provider_session_id, status, \
          working_directory, created_at, updated_at, last_activity_at, request_count, turn_count, \
          artifact_count, summary_latest, locked_by, lock_expires_at, lock_generation, \
-         cancel_requested_at, cancel_reason FROM sessions WHERE session_id IN ({}) \
+         cancel_requested_at, cancel_reason, usage_input_tokens, usage_output_tokens, \
+         usage_cache_creation_input_tokens, usage_cache_read_input_tokens, usage_cost_usd \
+         FROM sessions WHERE session_id IN ({}) \
          ORDER BY session_id",
         placeholders(ids.len())
     );
@@ -372,7 +374,9 @@ async fn insert_sessions(
         optional_text: [Vec<Option<String>>; 5],
         at: [Vec<DateTime<Utc>>; 3],
         optional_at: [Vec<Option<DateTime<Utc>>>; 2],
-        number: [Vec<i64>; 4],
+        number: [Vec<i64>; 6],
+        optional_number: [Vec<Option<i64>>; 2],
+        cost: Vec<Option<f64>>,
     }
     let mut c = Columns::default();
     for row in &rows {
@@ -413,9 +417,18 @@ async fn insert_sessions(
             "turn_count",
             "artifact_count",
             "lock_generation",
+            "usage_input_tokens",
+            "usage_output_tokens",
         ]) {
             slot.push(row.try_get(name).map_err(src)?);
         }
+        for (slot, name) in c.optional_number.iter_mut().zip([
+            "usage_cache_creation_input_tokens",
+            "usage_cache_read_input_tokens",
+        ]) {
+            slot.push(row.try_get(name).map_err(src)?);
+        }
+        c.cost.push(row.try_get("usage_cost_usd").map_err(src)?);
     }
     let [session_id, workflow, profile, provider, status] = c.text;
     let [
@@ -427,16 +440,27 @@ async fn insert_sessions(
     ] = c.optional_text;
     let [created_at, updated_at, last_activity_at] = c.at;
     let [lock_expires_at, cancel_requested_at] = c.optional_at;
-    let [request_count, turn_count, artifact_count, lock_generation] = c.number;
+    let [
+        request_count,
+        turn_count,
+        artifact_count,
+        lock_generation,
+        usage_input,
+        usage_output,
+    ] = c.number;
+    let [usage_cache_creation, usage_cache_read] = c.optional_number;
     sqlx::query_scalar(
         "INSERT INTO sessions (session_id, workflow, profile, provider, status, \
            provider_session_id, working_directory, summary_latest, locked_by, cancel_reason, \
            created_at, updated_at, last_activity_at, lock_expires_at, cancel_requested_at, \
-           request_count, turn_count, artifact_count, lock_generation) \
+           request_count, turn_count, artifact_count, lock_generation, usage_input_tokens, \
+           usage_output_tokens, usage_cache_creation_input_tokens, usage_cache_read_input_tokens, \
+           usage_cost_usd) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
            $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
            $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::timestamptz[], \
-           $15::timestamptz[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[]) \
+           $15::timestamptz[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], \
+           $20::bigint[], $21::bigint[], $22::bigint[], $23::bigint[], $24::double precision[]) \
          ON CONFLICT (session_id) DO NOTHING RETURNING session_id",
     )
     .bind(session_id)
@@ -458,6 +482,11 @@ async fn insert_sessions(
     .bind(turn_count)
     .bind(artifact_count)
     .bind(lock_generation)
+    .bind(usage_input)
+    .bind(usage_output)
+    .bind(usage_cache_creation)
+    .bind(usage_cache_read)
+    .bind(c.cost)
     .fetch_all(&mut *tx)
     .await
     .map_err(dst)

@@ -14,7 +14,9 @@ macro_rules! session_columns {
     () => {
         "session_id, workflow, profile, provider, provider_session_id, status, working_directory, \
          created_at, updated_at, last_activity_at, request_count, turn_count, artifact_count, \
-         summary_latest, locked_by, lock_expires_at, lock_generation"
+         summary_latest, locked_by, lock_expires_at, lock_generation, usage_input_tokens, \
+         usage_output_tokens, usage_cache_creation_input_tokens, usage_cache_read_input_tokens, \
+         usage_cost_usd"
     };
 }
 pub(crate) use session_columns;
@@ -39,6 +41,11 @@ pub(crate) struct SessionRow {
     pub locked_by: Option<String>,
     pub lock_expires_at: Option<String>,
     pub lock_generation: i64,
+    pub usage_input_tokens: i64,
+    pub usage_output_tokens: i64,
+    pub usage_cache_creation_input_tokens: Option<i64>,
+    pub usage_cache_read_input_tokens: Option<i64>,
+    pub usage_cost_usd: Option<f64>,
 }
 
 /// The six columns `agent_list_sessions` shows.
@@ -115,6 +122,13 @@ impl SessionRow {
             summary_latest: self.summary_latest,
             locked_by: self.locked_by,
             lock_generation: self.lock_generation,
+            usage: crate::usage::from_columns(
+                self.usage_input_tokens,
+                self.usage_output_tokens,
+                self.usage_cache_creation_input_tokens,
+                self.usage_cache_read_input_tokens,
+                self.usage_cost_usd,
+            ),
             session_id: self.session_id,
         })
     }
@@ -177,6 +191,11 @@ mod tests {
             locked_by: Some("exec_01234567".into()),
             lock_expires_at: Some("2026-04-13T10:25:30+00:00".into()),
             lock_generation: 1,
+            usage_input_tokens: 0,
+            usage_output_tokens: 0,
+            usage_cache_creation_input_tokens: None,
+            usage_cache_read_input_tokens: None,
+            usage_cost_usd: None,
         }
     }
 

@@ -100,7 +100,14 @@ const FINISH_EXECUTION: &str = "UPDATE sessions SET status = ?1, \
        summary_latest = COALESCE(?3, summary_latest), \
        provider_session_id = COALESCE(?4, provider_session_id), \
        updated_at = ?5, last_activity_at = ?5, \
-       locked_by = NULL, lock_expires_at = NULL, cancel_requested_at = NULL, cancel_reason = NULL \
+       locked_by = NULL, lock_expires_at = NULL, cancel_requested_at = NULL, cancel_reason = NULL, \
+       usage_input_tokens = usage_input_tokens + ?9, usage_output_tokens = usage_output_tokens + ?10, \
+       usage_cache_creation_input_tokens = CASE WHEN ?11 IS NULL THEN usage_cache_creation_input_tokens \
+         ELSE COALESCE(usage_cache_creation_input_tokens, 0) + ?11 END, \
+       usage_cache_read_input_tokens = CASE WHEN ?12 IS NULL THEN usage_cache_read_input_tokens \
+         ELSE COALESCE(usage_cache_read_input_tokens, 0) + ?12 END, \
+       usage_cost_usd = CASE WHEN ?13 IS NULL THEN usage_cost_usd \
+         ELSE COALESCE(usage_cost_usd, 0) + ?13 END \
      WHERE session_id = ?7 AND locked_by = ?6 AND lock_generation = ?8";
 
 const INSERT_EVENT: &str = "INSERT INTO session_events (session_id, event_type, turn_index, payload, created_at) \
@@ -627,6 +634,7 @@ impl SqliteStore {
         finish: &Finish,
     ) -> Result<()> {
         let owner = lease.owner.as_str();
+        let usage = crate::usage::Columns::of(finish.usage.as_ref());
         let mut tx = self.write_tx().await?;
         let updated = sqlx::query(FINISH_EXECUTION)
             .bind(finish.status.as_str())
@@ -637,6 +645,11 @@ impl SqliteStore {
             .bind(owner)
             .bind(session_id)
             .bind(lease.generation)
+            .bind(usage.input)
+            .bind(usage.output)
+            .bind(usage.cache_creation)
+            .bind(usage.cache_read)
+            .bind(usage.cost_usd)
             .execute(&mut *tx)
             .await?;
         if updated.rows_affected() == 0 {

@@ -174,6 +174,7 @@ async fn idle_session(store: &SqliteStore, id: &str) {
         output_text: None,
         events: vec![],
         result: None,
+        usage: None,
     };
     store
         .finish_execution(id, &lease("exec_setup000", 1), &finish)
@@ -326,6 +327,24 @@ async fn open_creates_the_database_the_artifact_dir_and_the_reference_schema() {
             col("lock_generation", "INTEGER", true, Some("0"), false),
             col("cancel_requested_at", "TEXT", false, None, false),
             col("cancel_reason", "TEXT", false, None, false),
+            // Additive (migration 0007): the session's summed usage and cost.
+            col("usage_input_tokens", "INTEGER", true, Some("0"), false),
+            col("usage_output_tokens", "INTEGER", true, Some("0"), false),
+            col(
+                "usage_cache_creation_input_tokens",
+                "INTEGER",
+                false,
+                None,
+                false
+            ),
+            col(
+                "usage_cache_read_input_tokens",
+                "INTEGER",
+                false,
+                None,
+                false
+            ),
+            col("usage_cost_usd", "REAL", false, None, false),
         ]
     );
     assert_eq!(
@@ -511,6 +530,7 @@ async fn a_database_created_by_the_original_opens_and_reads() {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 0,
+            usage: Default::default(),
         }
     );
     let events = store.events("sess_00000000000000aa").await.unwrap();
@@ -591,6 +611,7 @@ async fn begin_session_round_trips_through_get_session() {
         locked_by: Some("exec_aaaaaaaa".into()),
         lock_expires_at: created.lock_expires_at,
         lock_generation: 1,
+        usage: Default::default(),
     };
     assert_eq!(created, expected);
     assert_eq!(get(&store, "sess_0000000000000001").await, expected);
@@ -683,6 +704,7 @@ async fn acquire_on_a_free_lock_returns_the_locked_row_without_touching_updated_
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 1,
+            usage: Default::default(),
             ..record.clone()
         },
         before
@@ -782,6 +804,7 @@ async fn release_by_a_non_owner_is_a_no_op_and_by_the_owner_clears_both_fields()
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 1,
+            usage: Default::default(),
             ..before
         }
     );
@@ -1079,6 +1102,7 @@ async fn finish_execution_sets_fields_appends_events_and_releases_the_lock() {
             Some("end_turn"),
         )],
         result: None,
+        usage: None,
     };
     store
         .finish_execution("sess_f", &lease("exec_f0000000", 1), &finish)
@@ -1095,6 +1119,7 @@ async fn finish_execution_sets_fields_appends_events_and_releases_the_lock() {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 1,
+            usage: Default::default(),
             updated_at: after.updated_at,
             last_activity_at: after.updated_at,
             ..before.clone()
@@ -1135,6 +1160,7 @@ async fn finish_execution_by_a_non_holder_fails_and_changes_nothing() {
         output_text: None,
         events: vec![],
         result: None,
+        usage: None,
     };
     // Fenced (issue #14): an execution that no longer holds the lock cannot write its end.
     let err = store
@@ -1172,6 +1198,7 @@ async fn finish_execution_by_a_non_holder_fails_and_changes_nothing() {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 3,
+            usage: Default::default(),
             updated_at: after.updated_at,
             last_activity_at: after.updated_at,
             ..before
@@ -1735,6 +1762,7 @@ async fn recovery_interrupts_running_sessions_only() {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 1,
+            usage: Default::default(),
             updated_at: run_after.updated_at,
             last_activity_at: run_after.updated_at,
             ..run_before.clone()
@@ -1908,7 +1936,11 @@ async fn stores_opened_together_on_a_new_directory_all_succeed() {
                 .fetch_all(&pool)
                 .await
                 .unwrap();
-        assert_eq!(applied, vec![(1,), (2,), (3,), (4,), (5,)], "round {round}");
+        assert_eq!(
+            applied,
+            vec![(1,), (2,), (3,), (4,), (5,), (7,)],
+            "round {round}"
+        );
         pool.close().await;
         for store in stores {
             store.close().await;
@@ -1989,6 +2021,7 @@ async fn a_kept_output_is_never_overwritten() {
         output_text: Some(text.to_owned()),
         events: vec![Event::provider_response_summary(1, text, None)],
         result: None,
+        usage: None,
     };
     store
         .finish_execution("sess_twice", &lease("exec_first001", 1), &finish("first"))
@@ -2071,6 +2104,7 @@ async fn a_stale_generation_can_neither_renew_nor_finish_nor_interrupt() {
         output_text: Some("stale".to_owned()),
         events: vec![Event::provider_response_summary(1, "stale", None)],
         result: None,
+        usage: None,
     };
     let err = store
         .finish_execution("sess_g", &stale, &finish)

@@ -358,6 +358,7 @@ pub fn seed_record(
         locked_by: None,
         lock_expires_at: None,
         lock_generation: 0,
+        usage: Default::default(),
     }
 }
 
@@ -411,6 +412,7 @@ impl SessionStore for MemStore {
             locked_by: Some(session.lock_owner.clone()),
             lock_expires_at: Some(now.plus(session.lock_ttl)),
             lock_generation: 1,
+            usage: Default::default(),
         };
         state
             .sessions
@@ -628,6 +630,9 @@ impl SessionStore for MemStore {
         }
         if let Some(id) = &finish.provider_session_id {
             row.provider_session_id = Some(id.clone());
+        }
+        if let Some(usage) = &finish.usage {
+            row.usage.add(usage);
         }
         touch(row);
         row.locked_by = None;

@@ -50,6 +50,10 @@ impl Cli {
         self.fake.argv(n)
     }
 
+    pub(super) fn invocations(&self) -> usize {
+        self.fake.invocations()
+    }
+
     fn read(&self, file: &str) -> String {
         self.fake.read(file)
     }

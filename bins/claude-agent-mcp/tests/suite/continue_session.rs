@@ -28,7 +28,7 @@ async fn continue_replays_history_and_accumulates_counters() {
         v,
         json!({"ok": true, "session_id": sid, "status": "completed", "workflow": "continue_session", "profile": "general",
                "summary": "second answer",
-               "result": {"output_text": "second answer", "usage": {"input_tokens": 11, "output_tokens": 7}},
+               "result": {"output_text": "second answer", "usage": {"input_tokens": 11, "output_tokens": 7, "total_cost_usd": 0.000138}},
                "artifacts": [], "warnings": [], "errors": []})
     );
     assert_eq!(

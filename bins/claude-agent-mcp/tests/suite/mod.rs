@@ -1,5 +1,6 @@
 mod background;
 mod bad_input;
+mod budgets;
 mod cancel;
 mod claude_code;
 mod continue_session;

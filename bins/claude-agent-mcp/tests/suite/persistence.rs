@@ -185,7 +185,13 @@ async fn database_has_the_reference_schema() {
             // generation and cross-process cancel requests, each nullable or with a default.
             "lock_generation",
             "cancel_requested_at",
-            "cancel_reason"
+            "cancel_reason",
+            // The session's summed usage (migration 0007).
+            "usage_input_tokens",
+            "usage_output_tokens",
+            "usage_cache_creation_input_tokens",
+            "usage_cache_read_input_tokens",
+            "usage_cost_usd",
         ]
     );
     assert_eq!(

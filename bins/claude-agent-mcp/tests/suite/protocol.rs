@@ -103,11 +103,11 @@ async fn input_schemas_match_the_contract_exactly() {
     let run = schema("agent_run_task");
     assert_eq!(
         serde_json::to_string(&run).unwrap(),
-        r#"{"type":"object","properties":{"task":{"type":"string"},"system_profile":{"type":"string","enum":["general","verification"],"default":"general"},"working_directory":{"type":"string"},"attachments":{"type":"array","items":{"type":"string"}},"max_turns":{"type":"integer","default":10,"minimum":1,"maximum":100},"allow_tools":{"type":"boolean","default":true},"output_schema":{"type":"object"},"wait_seconds":{"type":"number","minimum":0,"maximum":3600}},"required":["task"]}"#
+        r#"{"type":"object","properties":{"task":{"type":"string"},"system_profile":{"type":"string","enum":["general","verification"],"default":"general"},"working_directory":{"type":"string"},"attachments":{"type":"array","items":{"type":"string"}},"max_turns":{"type":"integer","default":10,"minimum":1,"maximum":100},"allow_tools":{"type":"boolean","default":true},"output_schema":{"type":"object"},"wait_seconds":{"type":"number","minimum":0,"maximum":3600},"max_budget_usd":{"type":"number","exclusiveMinimum":0,"maximum":1000000.0},"max_total_tokens":{"type":"integer","minimum":1,"maximum":1000000000000},"model":{"type":"string","minLength":1,"maxLength":128},"effort":{"type":"string","enum":["low","medium","high","xhigh","max"]}},"required":["task"]}"#
     );
     assert_eq!(
         serde_json::to_string(&schema("agent_continue_session")).unwrap(),
-        r#"{"type":"object","properties":{"session_id":{"type":"string"},"message":{"type":"string"},"max_turns":{"type":"integer","default":10,"minimum":1,"maximum":100},"output_schema":{"type":"object"},"wait_seconds":{"type":"number","minimum":0,"maximum":3600}},"required":["session_id","message"]}"#
+        r#"{"type":"object","properties":{"session_id":{"type":"string"},"message":{"type":"string"},"max_turns":{"type":"integer","default":10,"minimum":1,"maximum":100},"output_schema":{"type":"object"},"wait_seconds":{"type":"number","minimum":0,"maximum":3600},"max_budget_usd":{"type":"number","exclusiveMinimum":0,"maximum":1000000.0},"max_total_tokens":{"type":"integer","minimum":1,"maximum":1000000000000},"model":{"type":"string","minLength":1,"maxLength":128},"effort":{"type":"string","enum":["low","medium","high","xhigh","max"]}},"required":["session_id","message"]}"#
     );
     assert_eq!(
         serde_json::to_string(&schema("agent_get_session")).unwrap(),
@@ -119,7 +119,7 @@ async fn input_schemas_match_the_contract_exactly() {
     );
     assert_eq!(
         serde_json::to_string(&schema("agent_verify_task")).unwrap(),
-        r#"{"type":"object","properties":{"task":{"type":"string"},"scope":{"type":"string"},"evidence_paths":{"type":"array","items":{"type":"string"}},"fail_closed":{"type":"boolean","default":true},"system_profile":{"type":"string","enum":["verification"],"default":"verification"},"wait_seconds":{"type":"number","minimum":0,"maximum":3600}},"required":["task"]}"#
+        r#"{"type":"object","properties":{"task":{"type":"string"},"scope":{"type":"string"},"evidence_paths":{"type":"array","items":{"type":"string"}},"fail_closed":{"type":"boolean","default":true},"system_profile":{"type":"string","enum":["verification"],"default":"verification"},"wait_seconds":{"type":"number","minimum":0,"maximum":3600},"max_budget_usd":{"type":"number","exclusiveMinimum":0,"maximum":1000000.0},"max_total_tokens":{"type":"integer","minimum":1,"maximum":1000000000000},"model":{"type":"string","minLength":1,"maxLength":128},"effort":{"type":"string","enum":["low","medium","high","xhigh","max"]}},"required":["task"]}"#
     );
     assert_eq!(
         serde_json::to_string(&schema("agent_get_runtime_status")).unwrap(),

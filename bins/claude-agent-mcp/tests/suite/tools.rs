@@ -38,7 +38,7 @@ async fn summarize_the_files_reads_them_through_the_tool_loop() {
     );
     assert_eq!(
         v["result"]["usage"],
-        json!({"input_tokens": 16, "output_tokens": 10})
+        json!({"input_tokens": 16, "output_tokens": 10, "total_cost_usd": 0.000198})
     );
     let requests = env.requests().await;
     assert_eq!(requests.len(), 2);
@@ -144,5 +144,97 @@ async fn allow_tools_false_withholds_the_tools() {
         .await;
     assert_eq!(v["ok"], json!(true));
     assert!(env.requests().await[0].get("tools").is_none());
+    server.shutdown().await;
+}
+
+/// Prompt caching across a session (issue 16 item 4): every request of a run's tool loop and of
+/// its continuations carries the same tool list and system prompt, byte for byte, so the
+/// cached prefix (tools, then system) is read back rather than written again; the system
+/// prompt and the last message are the breakpoints.
+#[tokio::test]
+async fn the_cached_prefix_is_byte_identical_across_turns_and_continuations() {
+    let mut env = TestEnv::new().await;
+    env.set("CLAUDE_AGENT_MCP_BUILTIN_TOOLS", "true");
+    std::fs::write(env.cwd().join("notes.txt"), "the word is pineapple").unwrap();
+    env.reply_tool_use_then(
+        tool_use("toolu_1", "read_file", json!({"path": "notes.txt"})),
+        "pineapple",
+    )
+    .await;
+    let server = env.start().await;
+    let v = server
+        .call("agent_run_task", json!({"task": "What is the word?"}))
+        .await;
+    assert_eq!(v["ok"], json!(true), "{v}");
+    let id = v["session_id"].as_str().unwrap().to_owned();
+    for message in ["And again?", "Once more?"] {
+        let next = server
+            .call(
+                "agent_continue_session",
+                json!({"session_id": id, "message": message}),
+            )
+            .await;
+        assert_eq!(next["ok"], json!(true), "{next}");
+    }
+    let raw: Vec<String> = env
+        .api
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| String::from_utf8(r.body.clone()).unwrap())
+        .collect();
+    assert!(
+        raw.len() >= 4,
+        "a tool loop and two continuations: {}",
+        raw.len()
+    );
+    // The bytes of `tools` (the first part of the cache order) and of `system`.
+    let part = |body: &str, key: &str| -> String {
+        let value: Value = serde_json::from_str(body).unwrap();
+        serde_json::to_string(&value[key]).unwrap()
+    };
+    let tools = part(&raw[0], "tools");
+    let system = part(&raw[0], "system");
+    assert!(tools.contains("read_file"), "{tools}");
+    assert!(
+        system.contains("\"cache_control\":{\"type\":\"ephemeral\"}"),
+        "{system}"
+    );
+    for (i, body) in raw.iter().enumerate() {
+        assert_eq!(
+            part(body, "tools"),
+            tools,
+            "request {i}: the tool list changed"
+        );
+        assert_eq!(
+            part(body, "system"),
+            system,
+            "request {i}: the system prompt changed"
+        );
+        // The exact bytes sent, too: the tools text appears verbatim in every body.
+        assert!(
+            body.contains(&tools),
+            "request {i} does not carry the same tool bytes"
+        );
+        // One breakpoint on the system prompt, one on the last message's last block.
+        let value: Value = serde_json::from_str(body).unwrap();
+        let last = value["messages"].as_array().unwrap().last().unwrap()["content"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            last["cache_control"],
+            json!({"type": "ephemeral"}),
+            "request {i}"
+        );
+        assert_eq!(
+            body.matches("cache_control").count(),
+            2,
+            "request {i}: {body}"
+        );
+    }
     server.shutdown().await;
 }

@@ -29,7 +29,7 @@ async fn a_pass_verdict_is_parsed_and_reported() {
                           "evidence_sufficiency": "sufficient", "scope_assessment": "narrow", "profile_alignment": "in_profile",
                           "outcome_kind": "verified", "failure_class": null, "failure_code": null, "retryable": false,
                           "fallback_recommended": false, "verification_performed": true,
-                          "usage": {"input_tokens": 11, "output_tokens": 7}},
+                          "usage": {"input_tokens": 11, "output_tokens": 7, "total_cost_usd": 0.000138}},
                "artifacts": [{"artifact_id": "<artifact>", "artifact_type": "verification-report", "logical_name": "verification-report.md", "mime_type": "text/markdown"}],
                "warnings": [], "errors": []})
     );

@@ -44,6 +44,7 @@ pub use agent_core::continuation::{
     ScreeningLevel, ToolScreening, UNSUPPORTED_SCHEMA_KEYWORDS, screen_tool,
 };
 pub use agent_core::model::ClaudeCodeMode;
+use agent_core::spend::{BUDGET_STOP_PREFIX, Usd};
 use agent_core::{
     BackendOutput, BackendRequest, Capabilities, ErrorCode, ExecContext, ExecutionBackend,
     ExecutionError, FailureKind, Profile, ToolDefinition,
@@ -114,6 +115,10 @@ pub const ARG_VERBOSE: &str = "--verbose";
 /// The caller's `output_schema` (native mode), as compact JSON.
 pub const ARG_JSON_SCHEMA: &str = "--json-schema";
 pub const ARG_MODEL: &str = "--model";
+/// The caller's `effort`.
+pub const ARG_EFFORT: &str = "--effort";
+/// The execution's USD budget (the caller's, lowered to the operator's cap).
+pub const ARG_MAX_BUDGET_USD: &str = "--max-budget-usd";
 pub const ARG_MAX_TURNS: &str = "--max-turns";
 pub const ARG_PERMISSION_MODE: &str = "--permission-mode";
 pub const ARG_DISALLOWED_TOOLS: &str = "--disallowedTools";
@@ -254,12 +259,39 @@ fn seconds(duration: Duration) -> String {
     }
 }
 
-/// `args` with `--json-schema <schema>` when the caller gave an output schema.
+/// `args` with `--json-schema <schema>` when the caller gave an output schema, and the
+/// execution's model, effort and budget ([`with_spend`]).
 fn with_schema(mut args: Vec<String>, request: &BackendRequest) -> Vec<String> {
     if let Some(schema) = &request.output_schema {
         args.push(ARG_JSON_SCHEMA.to_owned());
         args.push(schema.value().to_string());
     }
+    with_spend(args, request)
+}
+
+/// `args` with the execution's own model in place of the configured one, `--effort <level>`
+/// and `--max-budget-usd <usd>` when the execution has them, inserted before `--print` (text
+/// mode's prompt comes last).
+fn with_spend(mut args: Vec<String>, request: &BackendRequest) -> Vec<String> {
+    let spend = &request.spend;
+    let mut extra = Vec::new();
+    if let Some(model) = &spend.model {
+        match args.iter().position(|a| a == ARG_MODEL) {
+            Some(i) if i + 1 < args.len() => args[i + 1] = model.clone(),
+            _ => extra.extend([ARG_MODEL.to_owned(), model.clone()]),
+        }
+    }
+    if let Some(effort) = spend.effort {
+        extra.extend([ARG_EFFORT.to_owned(), effort.as_str().to_owned()]);
+    }
+    if let Some(usd) = spend.budget.max_usd {
+        extra.extend([ARG_MAX_BUDGET_USD.to_owned(), usd.to_string()]);
+    }
+    let at = args
+        .iter()
+        .position(|a| a == ARG_PRINT)
+        .unwrap_or(args.len());
+    args.splice(at..at, extra);
     args
 }
 
@@ -706,11 +738,12 @@ impl ClaudeCodeBackend {
         &self,
         cli: &Path,
         cwd: Option<&Path>,
+        request: &BackendRequest,
         prompt: &str,
         mut warnings: Vec<String>,
         ctx: &ExecContext,
     ) -> Result<BackendOutput, ExecutionError> {
-        let args = self.text_args(prompt);
+        let args = with_spend(self.text_args(prompt), request);
         let finished = self.invoke(cli, &args, cwd, None, ctx).await?;
         if !finished.status.success() {
             return Err(invocation_error(exited_message(
@@ -842,6 +875,9 @@ impl ClaudeCodeBackend {
                 return Err(max_turns_failure(&parsed, max_turns));
             }
             extra.push(max_turns_warning(max_turns));
+        } else if parsed.is_max_budget() {
+            // Stopped by `--max-budget-usd`: not a failure, as on the api backend.
+            extra.push(max_budget_warning(request, &parsed));
         } else if parsed.is_error {
             return Err(reported_failure(&parsed));
         } else if !finished.status.success() {
@@ -907,6 +943,28 @@ fn reported_failure(parsed: &CliResult) -> ExecutionError {
         Some(_) => ExecutionError::new(ErrorCode::ProviderRuntimeError, message),
         None => invocation_error(message),
     }
+}
+
+/// `Budget reached (max_budget_usd $<usd>): the Claude Code CLI stopped; spent $<cost>; the
+/// output may be incomplete`.
+fn max_budget_warning(request: &BackendRequest, parsed: &CliResult) -> String {
+    let budget = request
+        .spend
+        .budget
+        .max_usd
+        .map_or_else(String::new, |usd| format!(" ${usd}"));
+    let cost = parsed
+        .usage
+        .as_ref()
+        .and_then(|u| u.total_cost_usd)
+        .map_or_else(
+            || "an unreported amount".to_owned(),
+            |c| format!("${}", Usd(c)),
+        );
+    format!(
+        "{BUDGET_STOP_PREFIX} (max_budget_usd{budget}): the Claude Code CLI stopped; spent {cost}; \
+         the output may be incomplete"
+    )
 }
 
 /// `error_max_turns` without a result text. The message avoids the words that verification
@@ -1022,7 +1080,7 @@ impl ExecutionBackend for ClaudeCodeBackend {
                 if reconstructed.history_truncated {
                     warnings.push(WARN_HISTORY_TRUNCATED.to_owned());
                 }
-                self.execute_text(&cli, cwd, &reconstructed.text, warnings, ctx)
+                self.execute_text(&cli, cwd, &request, &reconstructed.text, warnings, ctx)
                     .await
             }
             ClaudeCodeMode::Native => {

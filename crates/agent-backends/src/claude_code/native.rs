@@ -15,6 +15,8 @@ use serde_json::Value;
 
 /// `subtype` of a run that used up its `--max-turns` budget.
 pub const SUBTYPE_ERROR_MAX_TURNS: &str = "error_max_turns";
+/// `subtype` of a run that `--max-budget-usd` stopped.
+pub const SUBTYPE_ERROR_MAX_BUDGET: &str = "error_max_budget_usd";
 /// `subtype` of a normal run.
 pub const SUBTYPE_SUCCESS: &str = "success";
 
@@ -249,6 +251,10 @@ impl CliResult {
 
     pub fn is_max_turns(&self) -> bool {
         self.subtype.as_deref() == Some(SUBTYPE_ERROR_MAX_TURNS)
+    }
+
+    pub fn is_max_budget(&self) -> bool {
+        self.subtype.as_deref() == Some(SUBTYPE_ERROR_MAX_BUDGET)
     }
 
     /// What the CLI said about a failure: the `result` text, else the `errors`, else the

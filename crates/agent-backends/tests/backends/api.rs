@@ -844,6 +844,7 @@ fn capabilities_and_name() {
         "supports_native_multiturn",
         "supports_rich_stop_reason",
         "supports_structured_messages",
+        "prices_model_calls",
     ];
     for (key, value) in caps.as_object().unwrap() {
         assert_eq!(

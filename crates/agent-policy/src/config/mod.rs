@@ -40,6 +40,7 @@
 //! the `api` backend is a later startup step: see [`Config::api_key_problem`].
 
 pub mod presets;
+mod spend;
 #[cfg(test)]
 mod tests;
 
@@ -129,6 +130,10 @@ pub mod vars {
         HTTP_HEADER_TIMEOUT = "CLAUDE_AGENT_MCP_HTTP_HEADER_TIMEOUT" => Operator(Limits);
         HTTP_MAX_CONNECTIONS = "CLAUDE_AGENT_MCP_HTTP_MAX_CONNECTIONS" => Operator(Limits);
         METRICS_ADDR = "CLAUDE_AGENT_MCP_METRICS_ADDR" => Operator(Listens);
+        MAX_BUDGET_USD = "CLAUDE_AGENT_MCP_MAX_BUDGET_USD" => Operator(Limits);
+        MAX_TOTAL_TOKENS = "CLAUDE_AGENT_MCP_MAX_TOTAL_TOKENS" => Operator(Limits);
+        ALLOWED_MODELS = "CLAUDE_AGENT_MCP_ALLOWED_MODELS" => Operator(Policy);
+        MODEL_PRICES = "CLAUDE_AGENT_MCP_MODEL_PRICES" => Operator(Limits);
     }
 
     /// Who may set `name`; `None` for a name this crate does not read.
@@ -451,7 +456,7 @@ pub struct CliOverrides {
 
 /// The resolved, validated configuration. Secrets are redacted in `Debug` and absent from
 /// `Serialize`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Config {
     /// `CLAUDE_AGENT_MCP_MODE` / `--mode`.
     pub mode: RuntimeMode,
@@ -549,6 +554,11 @@ pub struct Config {
     /// (`docs/observability.md`). Off loopback it requires the bearer token, which then
     /// guards `/metrics` there too.
     pub metrics_addr: Option<SocketAddr>,
+    /// `CLAUDE_AGENT_MCP_MAX_BUDGET_USD`, `CLAUDE_AGENT_MCP_MAX_TOTAL_TOKENS` (caps per
+    /// profile), `CLAUDE_AGENT_MCP_ALLOWED_MODELS`, `CLAUDE_AGENT_MCP_MODEL_PRICES`, with the
+    /// model above as the default (`docs/configuration.md#budgets-models-and-prices`).
+    #[serde(skip)]
+    pub spend: agent_core::spend::SpendPolicy,
     /// The env file read, if any (set by [`load_with`]; `None` from [`from_vars`]).
     pub env_file: Option<EnvFileUse>,
 }
@@ -1027,6 +1037,15 @@ fn resolve(
         defaults::DATABASE_MAX_CONNECTIONS,
         "positive integer",
     );
+    let spend_raw = spend::Raw {
+        max_budget_usd: r.raw(vars::MAX_BUDGET_USD).filter(|v| !v.trim().is_empty()),
+        max_total_tokens: r
+            .raw(vars::MAX_TOTAL_TOKENS)
+            .filter(|v| !v.trim().is_empty()),
+        allowed_models: r.raw(vars::ALLOWED_MODELS).filter(|v| !v.trim().is_empty()),
+        model_prices: r.raw(vars::MODEL_PRICES).filter(|v| !v.trim().is_empty()),
+    };
+    let spend = spend::parse(&spend_raw, &model, &mut r.problems);
     let metrics_addr_raw = r
         .raw(vars::METRICS_ADDR)
         .map(str::trim)
@@ -1155,6 +1174,15 @@ fn resolve(
             "{}={max} is out of range (1–{})",
             vars::HTTP_MAX_CONNECTIONS,
             defaults::HTTP_MAX_CONNECTIONS_LIMIT
+        ));
+    }
+
+    if backend == Some(BackendKind::ClaudeCode) && spend::token_caps_set(&spend) {
+        problems.push(format!(
+            "{} cannot be enforced by the claude_code backend (it holds only a USD budget): \
+             unset it or use {}",
+            vars::MAX_TOTAL_TOKENS,
+            vars::MAX_BUDGET_USD
         ));
     }
 
@@ -1289,6 +1317,7 @@ fn resolve(
             http_max_connections,
             database_max_connections,
             metrics_addr,
+            spend,
             env_file: None,
         }),
         _ => Err(ConfigErrors(problems)),

@@ -86,6 +86,10 @@ fn expected_defaults(cwd: &Path) -> Config {
         http_max_connections: 256,
         database_max_connections: 8,
         metrics_addr: None,
+        spend: agent_core::spend::SpendPolicy {
+            default_model: "claude-sonnet-4-6".into(),
+            ..Default::default()
+        },
         env_file: None,
     }
 }

@@ -431,6 +431,7 @@ impl PostgresStore {
         if let Some(envelope) = &finish.result {
             crate::store::check_result_size(envelope)?;
         }
+        let usage = crate::usage::Columns::of(finish.usage.as_ref());
         let mut tx = self.tx().await?;
         let (applied, kept): (bool, bool) = sqlx::query_as(FINISH_EXECUTION)
             .bind(finish.status.as_str())
@@ -445,6 +446,11 @@ impl PostgresStore {
             .bind(events.payloads)
             .bind(output)
             .bind(finish.result.as_deref())
+            .bind(usage.input)
+            .bind(usage.output)
+            .bind(usage.cache_creation)
+            .bind(usage.cache_read)
+            .bind(usage.cost_usd)
             .fetch_one(&mut *tx)
             .await?;
         if !applied {

@@ -125,7 +125,8 @@ pub(super) const BEGIN_EXECUTION: &str = "UPDATE sessions SET status = 'running'
 /// generation `$7`; the lock is released (and any cancel request dropped) with it, its events
 /// `$8…$10` appended and its output `$11` (when given, with a turn `$2`) kept, in one statement
 /// that answers `(applied, output_kept)`; its result `$12` (when given) is kept as the
-/// session's result for execution `request_count`. The caller runs it in a transaction and
+/// session's result for execution `request_count`; the execution's usage `$13…$17` is added to
+/// the session's (`crate::usage`). The caller runs it in a transaction and
 /// rolls back when an output was to be kept and was not (another execution kept that turn's
 /// first).
 pub(super) const FINISH_EXECUTION: &str = concat!(
@@ -134,7 +135,17 @@ pub(super) const FINISH_EXECUTION: &str = concat!(
        summary_latest = COALESCE($3, summary_latest), \
        provider_session_id = COALESCE($4, provider_session_id), \
        updated_at = statement_timestamp(), last_activity_at = statement_timestamp(), \
-       locked_by = NULL, lock_expires_at = NULL, cancel_requested_at = NULL, cancel_reason = NULL \
+       locked_by = NULL, lock_expires_at = NULL, cancel_requested_at = NULL, cancel_reason = NULL, \
+       usage_input_tokens = usage_input_tokens + $13, \
+       usage_output_tokens = usage_output_tokens + $14, \
+       usage_cache_creation_input_tokens = CASE WHEN $15::bigint IS NULL \
+         THEN usage_cache_creation_input_tokens \
+         ELSE COALESCE(usage_cache_creation_input_tokens, 0) + $15 END, \
+       usage_cache_read_input_tokens = CASE WHEN $16::bigint IS NULL \
+         THEN usage_cache_read_input_tokens \
+         ELSE COALESCE(usage_cache_read_input_tokens, 0) + $16 END, \
+       usage_cost_usd = CASE WHEN $17::double precision IS NULL THEN usage_cost_usd \
+         ELSE COALESCE(usage_cost_usd, 0) + $17 END \
      WHERE session_id = $6 AND locked_by = $5 AND lock_generation = $7 \
      RETURNING session_id, request_count), \
      e AS (",

@@ -33,6 +33,11 @@ pub(super) struct PgSessionRow {
     locked_by: Option<String>,
     lock_expires_at: Option<DateTime<Utc>>,
     lock_generation: i64,
+    usage_input_tokens: i64,
+    usage_output_tokens: i64,
+    usage_cache_creation_input_tokens: Option<i64>,
+    usage_cache_read_input_tokens: Option<i64>,
+    usage_cost_usd: Option<f64>,
 }
 
 impl PgSessionRow {
@@ -55,6 +60,11 @@ impl PgSessionRow {
             locked_by: self.locked_by,
             lock_expires_at: self.lock_expires_at.map(storage),
             lock_generation: self.lock_generation,
+            usage_input_tokens: self.usage_input_tokens,
+            usage_output_tokens: self.usage_output_tokens,
+            usage_cache_creation_input_tokens: self.usage_cache_creation_input_tokens,
+            usage_cache_read_input_tokens: self.usage_cache_read_input_tokens,
+            usage_cost_usd: self.usage_cost_usd,
         }
         .into_record()
     }

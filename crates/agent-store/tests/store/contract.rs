@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use agent_core::{
     Event, EventType, Finish, Lease, LockOutcome, MAX_CANCEL_REASON_BYTES, NewArtifact, NewSession,
-    Profile, SessionRecord, SessionStatus, SessionStore, StoredEvent, Timestamp, Workflow,
+    Profile, SessionRecord, SessionStatus, SessionStore, StoredEvent, Timestamp, Usage, Workflow,
 };
 use agent_store::{PostgresConfig, PostgresStore, SqliteStore, StoreConfig};
 use agent_testkit::postgres::FreshSchema;
@@ -330,6 +330,7 @@ fn finish_with_output(turn: i64, text: &str) -> Finish {
         output_text: Some(text.to_owned()),
         events: vec![Event::provider_response_summary(turn, text, None)],
         result: None,
+        usage: None,
     }
 }
 
@@ -405,7 +406,104 @@ contract!(
     data_survives_closing_and_reopening,
     a_kept_result_is_replaced_only_by_the_same_or_a_later_execution,
     the_final_write_keeps_its_result_for_the_executions_request_count,
+    finished_executions_add_their_usage_to_the_session,
 );
+
+/// `agent_get_session`'s `usage`: each finish adds its execution's usage (cache counts and cost
+/// only once one was reported); a refused finish adds nothing; the totals survive a reopen.
+async fn finished_executions_add_their_usage_to_the_session(kind: Kind) {
+    let Some(h) = Harness::new(kind).await else {
+        return;
+    };
+    let record = h
+        .store
+        .begin_session(&new_session("sess_use", "exec_u1"), &[])
+        .await
+        .unwrap();
+    assert_eq!(record.usage, Usage::default());
+    let first = Usage {
+        input_tokens: 100,
+        output_tokens: 10,
+        ..Usage::default()
+    };
+    h.store
+        .finish_execution(
+            "sess_use",
+            &Lease::of("exec_u1", &record),
+            &Finish {
+                usage: Some(first.clone()),
+                ..finish_with_output(1, "one")
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(h.get("sess_use").await.usage, first);
+    let second = Usage {
+        input_tokens: 5,
+        output_tokens: 1,
+        cache_creation_input_tokens: Some(7),
+        cache_read_input_tokens: Some(70),
+        total_cost_usd: Some(0.25),
+    };
+    let again = acquired(
+        h.store
+            .acquire_lock("sess_use", "exec_u2", TTL)
+            .await
+            .unwrap(),
+    );
+    // A stale lease's finish is refused and adds nothing.
+    let stale = h
+        .store
+        .finish_execution(
+            "sess_use",
+            &lease("exec_u1", record.lock_generation),
+            &Finish {
+                usage: Some(second.clone()),
+                ..finish_with_output(2, "stale")
+            },
+        )
+        .await;
+    assert!(stale.is_err());
+    h.store
+        .finish_execution(
+            "sess_use",
+            &Lease::of("exec_u2", &again),
+            &Finish {
+                usage: Some(second.clone()),
+                ..finish_with_output(2, "two")
+            },
+        )
+        .await
+        .unwrap();
+    let want = Usage {
+        input_tokens: 105,
+        output_tokens: 11,
+        cache_creation_input_tokens: Some(7),
+        cache_read_input_tokens: Some(70),
+        total_cost_usd: Some(0.25),
+    };
+    assert_eq!(h.get("sess_use").await.usage, want);
+    // A finish without usage keeps the totals; another store reads the same.
+    let third = acquired(
+        h.store
+            .acquire_lock("sess_use", "exec_u3", TTL)
+            .await
+            .unwrap(),
+    );
+    h.store
+        .finish_execution(
+            "sess_use",
+            &Lease::of("exec_u3", &third),
+            &Finish::without_output(SessionStatus::Failed, vec![]),
+        )
+        .await
+        .unwrap();
+    let other = h.target.open().await;
+    assert_eq!(
+        other.get_session("sess_use").await.unwrap().unwrap().usage,
+        want
+    );
+}
 
 /// `agent_wait_session`'s results: one per session, byte for byte, readable by any store and
 /// after a reopen; a later execution's result is never replaced by an earlier one's.

@@ -111,6 +111,14 @@ impl Setup {
                             json!({"text": format!("done {turn}"), "nested": {"b": 1, "a": [true, null]}}),
                         )],
                         result: None,
+                        // The summed usage is copied too (cache counts and cost included).
+                        usage: Some(agent_core::Usage {
+                            input_tokens: 100 + turn as u64,
+                            output_tokens: 7,
+                            cache_creation_input_tokens: (turn > 1).then_some(3),
+                            cache_read_input_tokens: Some(9),
+                            total_cost_usd: Some(0.125),
+                        }),
                     },
                 )
                 .await

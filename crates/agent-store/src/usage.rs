@@ -1,0 +1,59 @@
+//! A session's summed usage as both stores keep it: five `sessions` columns
+//! (`usage_input_tokens`, `usage_output_tokens`, `usage_cache_creation_input_tokens`,
+//! `usage_cache_read_input_tokens`, `usage_cost_usd`; SQLite migration `0007`, PostgreSQL
+//! migration `0005`), added to by each execution's final write.
+
+use agent_core::Usage;
+
+/// One execution's usage as the bind values of the final write; counts above `i64::MAX`
+/// saturate.
+pub(crate) struct Columns {
+    pub input: i64,
+    pub output: i64,
+    pub cache_creation: Option<i64>,
+    pub cache_read: Option<i64>,
+    pub cost_usd: Option<f64>,
+}
+
+fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Columns {
+    pub(crate) fn of(usage: Option<&Usage>) -> Self {
+        match usage {
+            None => Self {
+                input: 0,
+                output: 0,
+                cache_creation: None,
+                cache_read: None,
+                cost_usd: None,
+            },
+            Some(u) => Self {
+                input: count(u.input_tokens),
+                output: count(u.output_tokens),
+                cache_creation: u.cache_creation_input_tokens.map(count),
+                cache_read: u.cache_read_input_tokens.map(count),
+                cost_usd: u.total_cost_usd.filter(|c| c.is_finite() && *c >= 0.0),
+            },
+        }
+    }
+}
+
+/// The stored columns as a [`Usage`] (a negative count, which no write makes, reads as 0).
+pub(crate) fn from_columns(
+    input: i64,
+    output: i64,
+    cache_creation: Option<i64>,
+    cache_read: Option<i64>,
+    cost_usd: Option<f64>,
+) -> Usage {
+    let tokens = |n: i64| u64::try_from(n).unwrap_or(0);
+    Usage {
+        input_tokens: tokens(input),
+        output_tokens: tokens(output),
+        cache_creation_input_tokens: cache_creation.map(tokens),
+        cache_read_input_tokens: cache_read.map(tokens),
+        total_cost_usd: cost_usd,
+    }
+}
