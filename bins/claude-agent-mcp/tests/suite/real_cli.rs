@@ -580,3 +580,55 @@ async fn real_cli_calls_federated_tools_natively() {
     );
     server.shutdown().await;
 }
+
+/// Structured output on the real CLI (issue 16 item 1): the server passes `--json-schema`, the
+/// CLI offers the model its structured-output tool, the model (the stand-in) calls it with
+/// the answer, and the envelope carries it as `structured_output`.
+#[tokio::test]
+async fn real_cli_structured_output_reaches_the_envelope() {
+    let answer = json!({"verdict": "pass", "score": 3});
+    let script = Script::ToolsThenText {
+        calls: vec![("StructuredOutput".to_owned(), answer.clone())],
+        then: "Done.".to_owned(),
+    };
+    let Some(real) = Real::new(script).await else {
+        return;
+    };
+    let server = real.env.start().await;
+    let schema = json!({
+        "type": "object",
+        "properties": {"verdict": {"enum": ["pass", "fail"]}, "score": {"type": "integer"}},
+        "required": ["verdict", "score"],
+        "additionalProperties": false
+    });
+    let (v, runs) = real
+        .call(
+            &server,
+            "agent_run_task",
+            json!({"task": "Judge it.", "output_schema": schema, "max_budget_usd": 5, "model": "claude-sonnet-4-6"}),
+        )
+        .await;
+    let argv = invocation(&runs);
+    assert_eq!(
+        flag(&argv, "--json-schema"),
+        Some(schema.to_string().as_str())
+    );
+    assert_eq!(flag(&argv, "--max-budget-usd"), Some("5"));
+    // The CLI offered the model a tool for the answer.
+    let bodies = real.bodies().await;
+    let offered: Vec<String> = bodies[0]["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        offered.iter().any(|n| n == "StructuredOutput"),
+        "{offered:?}"
+    );
+    assert_eq!(v["ok"], json!(true), "{v}\n{}", real.env.stderr_log());
+    assert_eq!(v["result"]["structured_output"], answer, "{v}");
+    assert!(v["result"]["usage"]["total_cost_usd"].is_number(), "{v}");
+    server.shutdown().await;
+    real.assert_no_cli_left().await;
+}
