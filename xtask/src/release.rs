@@ -17,6 +17,8 @@ use std::process::{Command, Stdio};
 /// `agent_testkit::peers` (a test there checks that these are its names).
 const CLAUDE_CLI_VAR: &str = "CLAUDE_AGENT_MCP_TEST_CLAUDE_CLI";
 const EVERYTHING_SERVER_VAR: &str = "CLAUDE_AGENT_MCP_TEST_EVERYTHING_SERVER";
+const NGINX_VAR: &str = "CLAUDE_AGENT_MCP_TEST_NGINX";
+const HAPROXY_VAR: &str = "CLAUDE_AGENT_MCP_TEST_HAPROXY";
 const REQUIRE_PEERS_VAR: &str = "CLAUDE_AGENT_MCP_REQUIRE_PEERS";
 const POSTGRES_URL_VAR: &str = "CLAUDE_AGENT_MCP_TEST_POSTGRES_URL";
 
@@ -32,6 +34,8 @@ const TRUST_LOCAL_TCP: &str = "host all all 127.0.0.1/32 trust\nhost all all ::1
 const PEERS: &[(&str, &str)] = &[
     (CLAUDE_CLI_VAR, "scripts/install-claude-cli.sh"),
     (EVERYTHING_SERVER_VAR, "scripts/install-mcp-peers.sh"),
+    (NGINX_VAR, "scripts/install-nginx.sh"),
+    (HAPROXY_VAR, "scripts/install-haproxy.sh"),
 ];
 
 /// The cargo-deny CI installs when it is not on `PATH`, and where.

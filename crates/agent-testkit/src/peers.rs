@@ -17,6 +17,8 @@
 //! | --- | --- |
 //! | [`CLAUDE_CLI_VAR`] | the path of a real Claude Code CLI (`scripts/install-claude-cli.sh`) |
 //! | [`EVERYTHING_SERVER_VAR`] | the command line of the reference MCP server (`scripts/install-mcp-peers.sh`) |
+//! | [`NGINX_VAR`] | the path of nginx, for the load-balancer tests (`scripts/install-nginx.sh`) |
+//! | [`HAPROXY_VAR`] | the path of HAProxy, for the load-balancer tests (`scripts/install-haproxy.sh`) |
 //! | [`POSTGRES_URL_VAR`](crate::postgres::POSTGRES_URL_VAR) | the PostgreSQL of the store tests ([`crate::postgres`]) |
 //! | [`REQUIRE_PEERS_VAR`] | `1`: a missing peer fails the test; unset, empty or `0`: it skips |
 //! | [`PROPTEST_CASES_VAR`] | the case count of every property (re-exported from `agent_core::testing`, which `agent-core`'s own unit tests use) |
@@ -30,6 +32,10 @@ pub const CLAUDE_CLI_VAR: &str = "CLAUDE_AGENT_MCP_TEST_CLAUDE_CLI";
 /// (split on whitespace), a JSON array of the command and its arguments, or the path of its
 /// `dist/index.js` (run with `node … stdio`).
 pub const EVERYTHING_SERVER_VAR: &str = "CLAUDE_AGENT_MCP_TEST_EVERYTHING_SERVER";
+/// Names the nginx binary the load-balancer tests put in front of a fleet.
+pub const NGINX_VAR: &str = "CLAUDE_AGENT_MCP_TEST_NGINX";
+/// Names the HAProxy binary the load-balancer tests put in front of a fleet.
+pub const HAPROXY_VAR: &str = "CLAUDE_AGENT_MCP_TEST_HAPROXY";
 /// `1`: every peer a test asks for is required, and a missing one panics.
 pub const REQUIRE_PEERS_VAR: &str = "CLAUDE_AGENT_MCP_REQUIRE_PEERS";
 /// The property case count lives with the unit tests that need it too (`agent-core`'s own
@@ -60,6 +66,36 @@ pub const EVERYTHING_SERVER: Peer = Peer {
     what: "the reference MCP server (@modelcontextprotocol/server-everything)",
     install: "scripts/install-mcp-peers.sh",
 };
+
+/// nginx (Debian's `nginx-light`).
+pub const NGINX: Peer = Peer {
+    var: NGINX_VAR,
+    what: "nginx",
+    install: "scripts/install-nginx.sh",
+};
+
+/// HAProxy (Debian's `haproxy`).
+pub const HAPROXY: Peer = Peer {
+    var: HAPROXY_VAR,
+    what: "HAProxy",
+    install: "scripts/install-haproxy.sh",
+};
+
+/// The program `peer`'s variable names; `None` (skip) when it is not set.
+///
+/// # Panics
+/// When it is not set under `CLAUDE_AGENT_MCP_REQUIRE_PEERS=1`, or names no file.
+pub fn program(peer: Peer) -> Option<PathBuf> {
+    let path = PathBuf::from(require_in(peer, &process_env)?);
+    assert!(
+        path.is_file(),
+        "{}={} names no file (run `bash {}`)",
+        peer.var,
+        path.display(),
+        peer.install
+    );
+    Some(path)
+}
 
 /// A variable lookup: the process environment in tests, a fixed table in this module's own
 /// tests (so they never mutate the environment other tests read).
@@ -419,6 +455,8 @@ mod tests {
         for var in [
             CLAUDE_CLI_VAR,
             EVERYTHING_SERVER_VAR,
+            NGINX_VAR,
+            HAPROXY_VAR,
             crate::postgres::POSTGRES_URL_VAR,
             REQUIRE_PEERS_VAR,
             PROPTEST_CASES_VAR,
@@ -431,6 +469,8 @@ mod tests {
         for var in [
             CLAUDE_CLI_VAR,
             EVERYTHING_SERVER_VAR,
+            NGINX_VAR,
+            HAPROXY_VAR,
             crate::postgres::POSTGRES_URL_VAR,
             REQUIRE_PEERS_VAR,
         ] {
@@ -439,7 +479,7 @@ mod tests {
                 "xtask/src/release.rs: {var}"
             );
         }
-        for peer in [CLAUDE_CLI, EVERYTHING_SERVER] {
+        for peer in [CLAUDE_CLI, EVERYTHING_SERVER, NGINX, HAPROXY] {
             assert!(
                 release.contains(&format!("\"{}\"", peer.install)),
                 "xtask/src/release.rs installs {} with {}",

@@ -174,7 +174,18 @@ pub(super) async fn session_id_client_through(
     proxy: &RoundRobin,
     version: Option<ProtocolVersion>,
 ) {
-    let transport = StreamableHttpClientTransport::from_uri(proxy.url.clone());
+    session_id_client_at(env, &proxy.url, version).await;
+    assert_every_node_served(proxy);
+}
+
+/// A session-id client of `version` (2025-11-25 when `None`) completes run → continue → get →
+/// verify through the load balancer at `url`.
+pub(super) async fn session_id_client_at(
+    env: &TestEnv,
+    url: &str,
+    version: Option<ProtocolVersion>,
+) {
+    let transport = StreamableHttpClientTransport::from_uri(url.to_owned());
     let mut info = ClientConfig::new(
         ClientCapabilities::default(),
         Implementation::new("fleet-test", "1"),
@@ -193,7 +204,6 @@ pub(super) async fn session_id_client_through(
     );
     assert_eq!(client.list_all_tools().await.unwrap().len(), 8);
     run_continue_get_verify(env, &client).await;
-    assert_every_node_served(proxy);
     let _ = client.cancel().await;
 }
 
@@ -222,7 +232,14 @@ async fn a_stateless_client_is_served_by_every_node_in_turn() {
 /// A 2026-07-28 client completes run → continue → get → verify through `proxy`, every node
 /// serving some of its requests.
 pub(super) async fn stateless_client_through(env: &TestEnv, proxy: &RoundRobin) {
-    let transport = StreamableHttpClientTransport::from_uri(proxy.url.clone());
+    stateless_client_at(env, &proxy.url).await;
+    assert_every_node_served(proxy);
+}
+
+/// A 2026-07-28 client completes run → continue → get → verify through the load balancer at
+/// `url`.
+pub(super) async fn stateless_client_at(env: &TestEnv, url: &str) {
+    let transport = StreamableHttpClientTransport::from_uri(url.to_owned());
     let lifecycle = ClientLifecycleMode::Discover {
         preferred_versions: vec![ProtocolVersion::V_2026_07_28],
     };
@@ -234,7 +251,6 @@ pub(super) async fn stateless_client_through(env: &TestEnv, proxy: &RoundRobin) 
     assert_eq!(version, Some(ProtocolVersion::V_2026_07_28));
     assert_eq!(client.list_all_tools().await.unwrap().len(), 8);
     run_continue_get_verify(env, &client).await;
-    assert_every_node_served(proxy);
     let _ = client.cancel().await;
 }
 

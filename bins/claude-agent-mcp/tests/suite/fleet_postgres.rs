@@ -29,8 +29,9 @@ use serde_json::{Value, json};
 use wiremock::ResponseTemplate;
 
 use super::fleet::{
-    call, create_task, open_session, round_robin, rpc, session_id_client_through,
-    stateless_client_through, task_client, wait_for_named_task,
+    call, create_task, open_session, round_robin, rpc, session_id_client_at,
+    session_id_client_through, stateless_client_at, stateless_client_through, task_client,
+    wait_for_named_task,
 };
 use super::http::{HttpServer, start_http_with};
 use crate::support::*;
@@ -901,4 +902,168 @@ async fn notifications_cancelled_through_another_node_stops_the_run_on_postgres(
     );
     assert_eq!(rows_in(&fleet.store, "mcp_requests").await, 0);
     fleet.stop().await;
+}
+
+/// A real load balancer in front of the fleet: the deploy/ configuration itself, with the
+/// nodes' ports (8001–8003) and its own (8000) replaced by the test's.
+#[derive(Clone, Copy, Debug)]
+enum Balancer {
+    Nginx,
+    Haproxy,
+}
+
+impl Balancer {
+    fn peer(self) -> agent_testkit::peers::Peer {
+        match self {
+            Self::Nginx => agent_testkit::peers::NGINX,
+            Self::Haproxy => agent_testkit::peers::HAPROXY,
+        }
+    }
+
+    fn config_file(self) -> &'static str {
+        match self {
+            Self::Nginx => "nginx.conf",
+            Self::Haproxy => "haproxy.cfg",
+        }
+    }
+
+    /// The committed configuration with the test's ports; each replacement must apply, so a
+    /// change of the file's layout fails here rather than testing something else.
+    fn config(self, nodes: &[String], port: u16, dir: &std::path::Path) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deploy")
+            .join(self.config_file());
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        let mut replace = |from: &str, to: &str| {
+            assert!(text.contains(from), "{}: no {from:?}", path.display());
+            text = text.replace(from, to);
+        };
+        for (n, node) in nodes.iter().enumerate() {
+            replace(&format!("127.0.0.1:800{}", n + 1), node);
+        }
+        match self {
+            Self::Nginx => {
+                replace("listen 8000;", &format!("listen 127.0.0.1:{port};"));
+                replace(
+                    "pid /tmp/claude-agent-mcp-nginx.pid;",
+                    &format!("pid {};", dir.join("nginx.pid").display()),
+                );
+            }
+            Self::Haproxy => replace("bind :8000", &format!("bind 127.0.0.1:{port}")),
+        }
+        text
+    }
+
+    fn command(
+        self,
+        program: &std::path::Path,
+        config: &std::path::Path,
+        dir: &std::path::Path,
+    ) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(program);
+        match self {
+            Self::Nginx => command
+                .arg("-p")
+                .arg(dir)
+                .arg("-c")
+                .arg(config)
+                .args(["-g", "daemon off;"]),
+            // `-db`: in the foreground, no daemon.
+            Self::Haproxy => command.arg("-f").arg(config).arg("-db"),
+        };
+        command
+            .kill_on_drop(true)
+            .stdin(std::process::Stdio::null());
+        command
+    }
+}
+
+/// The MCP requests node `url` (…/mcp) has served, from its `/metrics`.
+async fn requests_served(url: &str) -> f64 {
+    let metrics = url.replace("/mcp", "/metrics");
+    let body = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+    body.lines()
+        .filter(|line| line.starts_with("claude_agent_mcp_mcp_requests_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Three nodes on PostgreSQL behind a real nginx or HAProxy running the committed deploy/
+/// configuration: a 2025-11-25 session-id client and a 2026-07-28 stateless client each
+/// complete run → continue → get → verify, and every node served some of the requests.
+async fn three_nodes_behind(balancer: Balancer) {
+    let Some(program) = agent_testkit::peers::program(balancer.peer()) else {
+        return;
+    };
+    let Some(store) = Store::postgres().await else {
+        return;
+    };
+    let fleet = Fleet::start(store, &[]).await;
+    let dir = fleet.env.cwd().join(format!("{balancer:?}"));
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nodes: Vec<String> = fleet
+        .nodes
+        .iter()
+        .map(|n| {
+            n.url
+                .trim_start_matches("http://")
+                .trim_end_matches("/mcp")
+                .to_owned()
+        })
+        .collect();
+    let config = dir.join(balancer.config_file());
+    std::fs::write(&config, balancer.config(&nodes, port, &dir)).unwrap();
+    let log = std::fs::File::create(dir.join("balancer.log")).unwrap();
+    let mut child = balancer
+        .command(&program, &config, &dir)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{balancer:?} does not listen after 20 s: {}",
+            std::fs::read_to_string(dir.join("balancer.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before: Vec<f64> =
+        futures::future::join_all(fleet.nodes.iter().map(|n| requests_served(&n.url))).await;
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    session_id_client_at(&fleet.env, &url, None).await;
+    stateless_client_at(&fleet.env, &url).await;
+    let after: Vec<f64> =
+        futures::future::join_all(fleet.nodes.iter().map(|n| requests_served(&n.url))).await;
+    let served: Vec<f64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    assert!(
+        served.iter().all(|&n| n >= 2.0),
+        "{balancer:?} spread the requests over every node: {served:?}"
+    );
+    // Only /mcp is passed on.
+    let other = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404, "{balancer:?} passed /metrics on");
+    let _ = child.kill().await;
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn three_nodes_behind_nginx_serve_both_protocol_generations() {
+    three_nodes_behind(Balancer::Nginx).await;
+}
+
+#[tokio::test]
+async fn three_nodes_behind_haproxy_serve_both_protocol_generations() {
+    three_nodes_behind(Balancer::Haproxy).await;
 }
