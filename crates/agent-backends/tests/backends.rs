@@ -29,5 +29,6 @@ fn request(task: &str) -> BackendRequest {
         extra_instructions: None,
         continuation: None,
         output_schema: None,
+        fork_provider_session: false,
     }
 }

@@ -381,6 +381,7 @@ async fn run_task_success_returns_envelope_events_record_and_output_artifact() {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 1,
+            fork: None,
             ..r.clone()
         }
     );
@@ -665,6 +666,7 @@ async fn run_task_backend_failure_fails_session_and_writes_error_event() {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 1,
+            fork: None,
             ..r.clone()
         }
     );
@@ -811,6 +813,7 @@ async fn continue_passes_history_and_accumulates_counters() {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 3,
+            fork: None,
             ..r.clone()
         }
     );
@@ -1796,6 +1799,7 @@ async fn verify_success_records_verdict_events_and_report_artifact() {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 1,
+            fork: None,
             ..r.clone()
         }
     );

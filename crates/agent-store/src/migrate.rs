@@ -356,7 +356,8 @@ async fn insert_sessions(
         "SELECT session_id, workflow, profile, provider, provider_session_id, status, \
          working_directory, created_at, updated_at, last_activity_at, request_count, turn_count, \
          artifact_count, summary_latest, locked_by, lock_expires_at, lock_generation, \
-         cancel_requested_at, cancel_reason FROM sessions WHERE session_id IN ({}) \
+         cancel_requested_at, cancel_reason, parent_session_id, forked_at_turn FROM sessions \
+         WHERE session_id IN ({}) \
          ORDER BY session_id",
         placeholders(ids.len())
     );
@@ -369,10 +370,11 @@ async fn insert_sessions(
     #[derive(Default)]
     struct Columns {
         text: [Vec<String>; 5],
-        optional_text: [Vec<Option<String>>; 5],
+        optional_text: [Vec<Option<String>>; 6],
         at: [Vec<DateTime<Utc>>; 3],
         optional_at: [Vec<Option<DateTime<Utc>>>; 2],
         number: [Vec<i64>; 4],
+        optional_number: [Vec<Option<i64>>; 1],
     }
     let mut c = Columns::default();
     for row in &rows {
@@ -390,7 +392,11 @@ async fn insert_sessions(
             "summary_latest",
             "locked_by",
             "cancel_reason",
+            "parent_session_id",
         ]) {
+            slot.push(row.try_get(name).map_err(src)?);
+        }
+        for (slot, name) in c.optional_number.iter_mut().zip(["forked_at_turn"]) {
             slot.push(row.try_get(name).map_err(src)?);
         }
         for (slot, name) in
@@ -424,7 +430,9 @@ async fn insert_sessions(
         summary_latest,
         locked_by,
         cancel_reason,
+        parent_session_id,
     ] = c.optional_text;
+    let [forked_at_turn] = c.optional_number;
     let [created_at, updated_at, last_activity_at] = c.at;
     let [lock_expires_at, cancel_requested_at] = c.optional_at;
     let [request_count, turn_count, artifact_count, lock_generation] = c.number;
@@ -432,11 +440,13 @@ async fn insert_sessions(
         "INSERT INTO sessions (session_id, workflow, profile, provider, status, \
            provider_session_id, working_directory, summary_latest, locked_by, cancel_reason, \
            created_at, updated_at, last_activity_at, lock_expires_at, cancel_requested_at, \
-           request_count, turn_count, artifact_count, lock_generation) \
+           request_count, turn_count, artifact_count, lock_generation, parent_session_id, \
+           forked_at_turn) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
            $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
            $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::timestamptz[], \
-           $15::timestamptz[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[]) \
+           $15::timestamptz[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], \
+           $20::text[], $21::bigint[]) \
          ON CONFLICT (session_id) DO NOTHING RETURNING session_id",
     )
     .bind(session_id)
@@ -458,6 +468,8 @@ async fn insert_sessions(
     .bind(turn_count)
     .bind(artifact_count)
     .bind(lock_generation)
+    .bind(parent_session_id)
+    .bind(forked_at_turn)
     .fetch_all(&mut *tx)
     .await
     .map_err(dst)

@@ -69,6 +69,8 @@ impl FastReader {
                     locked_by: row.get(14)?,
                     lock_expires_at: row.get(15)?,
                     lock_generation: row.get(16)?,
+                    parent_session_id: row.get(17)?,
+                    forked_at_turn: row.get(18)?,
                 })
             })
             .optional()

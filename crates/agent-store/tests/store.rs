@@ -326,6 +326,9 @@ async fn open_creates_the_database_the_artifact_dir_and_the_reference_schema() {
             col("lock_generation", "INTEGER", true, Some("0"), false),
             col("cancel_requested_at", "TEXT", false, None, false),
             col("cancel_reason", "TEXT", false, None, false),
+            // Additive (migration 0006): where a fork came from.
+            col("parent_session_id", "TEXT", false, None, false),
+            col("forked_at_turn", "INTEGER", false, None, false),
         ]
     );
     assert_eq!(
@@ -511,6 +514,7 @@ async fn a_database_created_by_the_original_opens_and_reads() {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 0,
+            fork: None,
         }
     );
     let events = store.events("sess_00000000000000aa").await.unwrap();
@@ -591,6 +595,7 @@ async fn begin_session_round_trips_through_get_session() {
         locked_by: Some("exec_aaaaaaaa".into()),
         lock_expires_at: created.lock_expires_at,
         lock_generation: 1,
+        fork: None,
     };
     assert_eq!(created, expected);
     assert_eq!(get(&store, "sess_0000000000000001").await, expected);
@@ -683,6 +688,7 @@ async fn acquire_on_a_free_lock_returns_the_locked_row_without_touching_updated_
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 1,
+            fork: None,
             ..record.clone()
         },
         before
@@ -782,6 +788,7 @@ async fn release_by_a_non_owner_is_a_no_op_and_by_the_owner_clears_both_fields()
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 1,
+            fork: None,
             ..before
         }
     );
@@ -1095,6 +1102,7 @@ async fn finish_execution_sets_fields_appends_events_and_releases_the_lock() {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 1,
+            fork: None,
             updated_at: after.updated_at,
             last_activity_at: after.updated_at,
             ..before.clone()
@@ -1172,6 +1180,7 @@ async fn finish_execution_by_a_non_holder_fails_and_changes_nothing() {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 3,
+            fork: None,
             updated_at: after.updated_at,
             last_activity_at: after.updated_at,
             ..before
@@ -1735,6 +1744,7 @@ async fn recovery_interrupts_running_sessions_only() {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 1,
+            fork: None,
             updated_at: run_after.updated_at,
             last_activity_at: run_after.updated_at,
             ..run_before.clone()

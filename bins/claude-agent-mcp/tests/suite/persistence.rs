@@ -185,7 +185,10 @@ async fn database_has_the_reference_schema() {
             // generation and cross-process cancel requests, each nullable or with a default.
             "lock_generation",
             "cancel_requested_at",
-            "cancel_reason"
+            "cancel_reason",
+            // Additive (migration 0006): where a fork came from.
+            "parent_session_id",
+            "forked_at_turn"
         ]
     );
     assert_eq!(

@@ -183,6 +183,7 @@ fn session_record(working_directory: &Path) -> SessionRecord {
         locked_by: None,
         lock_expires_at: None,
         lock_generation: 0,
+        fork: None,
     }
 }
 

@@ -33,6 +33,8 @@ pub(super) struct PgSessionRow {
     locked_by: Option<String>,
     lock_expires_at: Option<DateTime<Utc>>,
     lock_generation: i64,
+    parent_session_id: Option<String>,
+    forked_at_turn: Option<i64>,
 }
 
 impl PgSessionRow {
@@ -55,6 +57,8 @@ impl PgSessionRow {
             locked_by: self.locked_by,
             lock_expires_at: self.lock_expires_at.map(storage),
             lock_generation: self.lock_generation,
+            parent_session_id: self.parent_session_id,
+            forked_at_turn: self.forked_at_turn,
         }
         .into_record()
     }
