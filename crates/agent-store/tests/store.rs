@@ -1918,7 +1918,11 @@ async fn stores_opened_together_on_a_new_directory_all_succeed() {
                 .fetch_all(&pool)
                 .await
                 .unwrap();
-        assert_eq!(applied, vec![(1,), (2,), (3,), (4,), (5,)], "round {round}");
+        assert_eq!(
+            applied,
+            vec![(1,), (2,), (3,), (4,), (5,), (6,)],
+            "round {round}"
+        );
         pool.close().await;
         for store in stores {
             store.close().await;
