@@ -191,7 +191,7 @@ pub(super) async fn session_id_client_through(
         negotiated,
         Some(version.unwrap_or(ProtocolVersion::V_2025_11_25))
     );
-    assert_eq!(client.list_all_tools().await.unwrap().len(), 8);
+    assert_eq!(client.list_all_tools().await.unwrap().len(), 9);
     run_continue_get_verify(env, &client).await;
     assert_every_node_served(proxy);
     let _ = client.cancel().await;
@@ -232,7 +232,7 @@ pub(super) async fn stateless_client_through(env: &TestEnv, proxy: &RoundRobin) 
             .expect("discover through the fleet");
     let version = client.peer_info().map(|i| i.protocol_version.clone());
     assert_eq!(version, Some(ProtocolVersion::V_2026_07_28));
-    assert_eq!(client.list_all_tools().await.unwrap().len(), 8);
+    assert_eq!(client.list_all_tools().await.unwrap().len(), 9);
     run_continue_get_verify(env, &client).await;
     assert_every_node_served(proxy);
     let _ = client.cancel().await;

@@ -7,6 +7,7 @@ mod doctor;
 mod federation;
 mod fleet;
 mod fleet_postgres;
+mod fork;
 mod http;
 mod mediation;
 mod observability;
