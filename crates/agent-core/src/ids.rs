@@ -91,6 +91,7 @@ mod tests {
             Workflow::RunTask,
             Workflow::ContinueSession,
             Workflow::VerifyTask,
+            Workflow::ForkSession,
         ] {
             let owner = new_lock_owner(workflow, &node);
             assert_eq!(workflow_of_lock_owner(&owner), Some(workflow), "{owner}");

@@ -1003,4 +1003,53 @@ mod tests {
         );
         assert!(GetSessionRequest::from_args(&Map::new()).is_err());
     }
+
+    #[test]
+    fn fork_takes_a_strict_turn_and_continuation_arguments_only_with_a_message() {
+        let fork = |v: Value| ForkSessionRequest::from_args(&args(v));
+        let problem = |v: Value| {
+            fork(v).unwrap_err().to_value()["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let ok = fork(json!({"session_id": "sess_1", "at_turn": 2.0})).unwrap();
+        assert_eq!(ok, ForkSessionRequest::new("sess_1").at_turn(2));
+        assert_eq!(ok.wait(), None);
+        for (at_turn, shown) in [
+            (json!(true), "true"),
+            (json!("2"), "'2'"),
+            (json!(1.5), "1.5"),
+            (json!(1e300), "1e+300"),
+        ] {
+            assert_eq!(
+                problem(json!({"session_id": "s", "at_turn": at_turn})),
+                format!(
+                    "Invalid agent_fork_session request: at_turn: input should be a valid integer, got {shown}"
+                )
+            );
+        }
+        assert_eq!(
+            problem(json!({"session_id": "s", "at_turn": -3})),
+            "Invalid agent_fork_session request: at_turn: input should be greater than or equal to 1, got -3"
+        );
+        assert_eq!(
+            problem(
+                json!({"session_id": "s", "output_schema": {"type": "object"}, "wait_seconds": 1})
+            ),
+            "Invalid agent_fork_session request: output_schema: accepted only with message; wait_seconds: accepted only with message"
+        );
+        let env = fork(json!({"session_id": "x".repeat(129)})).unwrap_err();
+        assert_eq!(env.session_id, "", "an over-long id is not echoed");
+        let with = fork(
+            json!({"session_id": "sess_1", "message": "m", "max_turns": 3, "wait_seconds": 0}),
+        )
+        .unwrap();
+        let continuation = with.continuation.clone().unwrap();
+        assert_eq!(
+            (continuation.message.as_str(), continuation.max_turns),
+            ("m", 3)
+        );
+        assert_eq!(with.wait(), Some(Duration::ZERO));
+    }
 }

@@ -728,3 +728,59 @@ async fn on_claude_code_a_forks_first_continuation_passes_fork_session() {
     );
     server.shutdown().await;
 }
+
+/// On the PostgreSQL store: a session run through one server is forked through another (a
+/// fleet shares one store), the fork's continuation replays the history up to its turn, and
+/// both servers read the fork's origin.
+#[tokio::test]
+async fn a_session_on_postgres_is_forked_through_another_server() {
+    let Some(pg) = agent_testkit::postgres::fresh_schema().await else {
+        return;
+    };
+    let mut a = TestEnv::new().await;
+    a.set("CLAUDE_AGENT_MCP_DATABASE_URL", pg.url());
+    let mut b = TestEnv::new().await;
+    b.set("CLAUDE_AGENT_MCP_DATABASE_URL", pg.url());
+    // The parent's working directory is A's: B must allow it to run the fork's continuation.
+    b.set("CLAUDE_AGENT_MCP_ALLOWED_DIRS", &path_str(&a.cwd()));
+    let node_a = a.start().await;
+    let parent = two_turn_parent(&a, &node_a).await;
+    let node_b = b.start().await;
+    b.reply_text("on node B").await;
+    let fork = node_b
+        .call(
+            "agent_fork_session",
+            json!({"session_id": parent, "at_turn": 1, "message": "branch"}),
+        )
+        .await;
+    assert_eq!(fork["ok"], json!(true), "{fork}");
+    assert_eq!(fork["workflow"], json!("fork_session"));
+    assert_eq!(
+        b.requests().await[0]["messages"],
+        messages(&[
+            ("user", "task one"),
+            ("assistant", "answer one"),
+            ("user", "branch")
+        ])
+    );
+    let child = fork["session_id"].as_str().unwrap();
+    let view = get(&node_a, child).await;
+    assert_eq!(
+        (
+            &view["parent_session_id"],
+            &view["forked_at_turn"],
+            &view["turn_count"]
+        ),
+        (&json!(parent), &json!(1), &json!(2))
+    );
+    let parent_view = get(&node_a, &parent).await;
+    assert_eq!(
+        (
+            &parent_view["turn_count"],
+            &parent_view["parent_session_id"]
+        ),
+        (&json!(2), &Value::Null)
+    );
+    node_a.shutdown().await;
+    node_b.shutdown().await;
+}
