@@ -251,7 +251,7 @@ impl ForkSessionRequest {
         let max_turns = bounded_int(args, "max_turns", 10, 1, 100, &mut problems);
         let output_schema = output_schema(args, &mut problems);
         let wait = seconds(args, WAIT_SECONDS, &mut problems);
-        if message_text.is_none() && !args.get("message").is_some_and(|m| !m.is_null()) {
+        if message_text.is_none() && args.get("message").is_none_or(Value::is_null) {
             for key in ["max_turns", "output_schema", WAIT_SECONDS] {
                 if args.get(key).is_some_and(|v| !v.is_null()) {
                     problems.push(format!("{key}: accepted only with message"));
