@@ -29,6 +29,7 @@ fn request(task: &str) -> BackendRequest {
         extra_instructions: None,
         continuation: None,
         output_schema: None,
+        fork_provider_session: false,
         spend: Default::default(),
     }
 }

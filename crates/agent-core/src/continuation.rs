@@ -570,6 +570,7 @@ mod tests {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 0,
+            fork: None,
             usage: Default::default(),
         }
     }

@@ -24,15 +24,15 @@ use crate::model::{Profile, SessionStatus, Workflow};
 use crate::observe::{NoObserver, Observer, RunOutcome, RunReport, ToolKind};
 use crate::ports::{
     ArtifactRecord, BackendOutput, BackendRequest, BackendStep, ChatMessage, ChatRole, ExecContext,
-    ExecutionBackend, ExecutionError, FailureKind, Finish, Lease, LockOutcome,
-    MAX_KEPT_RESULT_BYTES, MediationRequest, NewArtifact, NewSession, OutputMediator,
+    ExecutionBackend, ExecutionError, FailureKind, Finish, ForkOutcome, ForkSession, Lease,
+    LockOutcome, MAX_KEPT_RESULT_BYTES, MediationRequest, NewArtifact, NewSession, OutputMediator,
     PolicyViolation, SessionListItem, SessionRecord, SessionStore, StepSink, StoreError,
     ToolCallContext, ToolDefinition, ToolExecutor, ToolProvider, Usage, WorkspacePolicy,
 };
 use crate::preflight::{ReasonCode, preflight};
 use crate::request::{
-    ContinueSessionRequest, GetSessionRequest, ListSessionsRequest, RunTaskRequest, SpendRequest,
-    VerifyTaskRequest, WaitSessionRequest,
+    ContinueSessionRequest, ForkSessionRequest, GetSessionRequest, ListSessionsRequest,
+    RunTaskRequest, SpendRequest, VerifyTaskRequest, WaitSessionRequest,
 };
 use crate::spend::{CallSettings, SpendPolicy, SpendRefusal};
 use crate::text::{summarize_output, truncate_chars};
@@ -111,6 +111,11 @@ pub struct SessionView {
     pub turn_count: i64,
     pub request_count: i64,
     pub working_directory: Option<String>,
+    /// The session this one is a fork of (`agent_fork_session`); `null` for a session that is
+    /// not a fork (an addition).
+    pub parent_session_id: Option<String>,
+    /// The parent's turn the fork was made at; `null` for a session that is not a fork.
+    pub forked_at_turn: Option<i64>,
     /// Usage and cost of the session's finished executions, summed (an addition,
     /// `docs/reference/tools.md#18-budgets-and-models`).
     pub usage: Usage,
@@ -131,6 +136,8 @@ impl From<&SessionRecord> for SessionView {
             turn_count: r.turn_count,
             request_count: r.request_count,
             working_directory: r.working_directory.clone(),
+            parent_session_id: r.fork.as_ref().map(|f| f.parent_session_id.clone()),
+            forked_at_turn: r.fork.as_ref().map(|f| f.at_turn),
             usage: r.usage.clone(),
         }
     }
@@ -451,6 +458,7 @@ impl Engine {
             extra_instructions: self.teaching(profile, req.allow_tools),
             continuation: None,
             output_schema: req.output_schema.clone(),
+            fork_provider_session: false,
             spend,
         };
         let working_dir = request.working_directory.clone();
@@ -521,7 +529,17 @@ impl Engine {
         req: ContinueSessionRequest,
         ctx: &ExecContext,
     ) -> Envelope {
-        let workflow = Workflow::ContinueSession;
+        self.continue_as(req, ctx, Workflow::ContinueSession).await
+    }
+
+    /// A continuation, answered and locked as `workflow` (`continue_session`, or
+    /// `fork_session` for the continuation `agent_fork_session` runs on its new session).
+    async fn continue_as(
+        &self,
+        req: ContinueSessionRequest,
+        ctx: &ExecContext,
+        workflow: Workflow,
+    ) -> Envelope {
         let id = req.session_id.as_str();
         let not_found = || {
             Envelope::failure(
@@ -587,6 +605,7 @@ impl Engine {
         }
         let max_turns = profile.effective_max_turns(req.max_turns);
         let prior_turns = record.turn_count;
+        let (provider_session_id, fork_provider_session) = self.provider_session_of(&record).await;
         let structured = self
             .backend
             .capabilities()
@@ -654,10 +673,11 @@ impl Engine {
             session_summary: record.summary_latest.clone(),
             is_continuation: true,
             working_directory: working_dir,
-            provider_session_id: record.provider_session_id.clone(),
+            provider_session_id,
             extra_instructions: self.teaching(profile, true),
             continuation: continuation.clone(),
             output_schema: req.output_schema.clone(),
+            fork_provider_session,
             spend,
         };
         let working_dir = request.working_directory.clone();
@@ -711,6 +731,153 @@ impl Engine {
         // `begin_execution` counted this execution.
         self.keep_result(id, record.request_count + 1, &env).await;
         env
+    }
+
+    /// The provider session a continuation of `record` resumes, and whether it resumes it as a
+    /// new one (`BackendRequest::fork_provider_session`): the session's own, else, for a fork
+    /// that has none yet, its parent's, when the parent is not running and has completed no turn
+    /// since the fork was made at its latest turn (a provider session can be forked only at its
+    /// end); otherwise none (the backend sends the reconstructed context).
+    async fn provider_session_of(&self, record: &SessionRecord) -> (Option<String>, bool) {
+        if record.provider_session_id.is_some() {
+            return (record.provider_session_id.clone(), false);
+        }
+        let Some(origin) = &record.fork else {
+            return (None, false);
+        };
+        match self.store.get_session(&origin.parent_session_id).await {
+            Ok(Some(parent))
+                if parent.turn_count == origin.at_turn
+                    && parent.status != SessionStatus::Running
+                    && parent.provider_session_id.is_some() =>
+            {
+                (parent.provider_session_id, true)
+            }
+            Ok(_) => (None, false),
+            Err(e) => {
+                self.observer.store_error("get_session");
+                tracing::warn!(session_id = %record.session_id, error = %e, "could not read the parent of a fork; continuing from the reconstructed context");
+                (None, false)
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // agent_fork_session
+    // -----------------------------------------------------------------------------------------
+
+    /// `docs/reference/tools.md#17-agent_fork_session`: a new session whose history is the
+    /// parent's up to `at_turn` (default: its latest completed turn), made in one store
+    /// transaction ([`SessionStore::fork_session`]) without touching the parent's row or lock,
+    /// so a running parent can be forked (at its last completed turn). Without a message the
+    /// answer is the fork's own envelope (kept as the new session's result); with one, the
+    /// continuation's envelope on the new session (workflow `fork_session`).
+    pub async fn fork_session(&self, req: ForkSessionRequest, ctx: &ExecContext) -> Envelope {
+        self.observed(
+            Workflow::ForkSession,
+            self.fork_session_unobserved(req, ctx),
+        )
+        .await
+    }
+
+    async fn fork_session_unobserved(
+        &self,
+        req: ForkSessionRequest,
+        ctx: &ExecContext,
+    ) -> Envelope {
+        let workflow = Workflow::ForkSession;
+        let parent_id = req.session_id.as_str();
+        let record = match self.store.get_session(parent_id).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return fork_not_found(parent_id),
+            Err(e) => {
+                self.observer.store_error("get_session");
+                return store_failure(parent_id, workflow, Profile::General, &e);
+            }
+        };
+        let profile = record.profile;
+        let invalid = |problem: String| {
+            Envelope::error(
+                parent_id,
+                workflow,
+                profile.as_str(),
+                ErrorObject::validation(format!("Invalid agent_fork_session request: {problem}")),
+            )
+        };
+        if record.turn_count < 1 {
+            return invalid(format!(
+                "session {parent_id} has no completed turn to fork (turn_count 0)"
+            ));
+        }
+        // The continuation's model and budget are checked before the fork exists, so a refused
+        // one creates nothing (`docs/reference/tools.md#18-budgets-and-models`).
+        if let Some(next) = &req.continuation
+            && let Err(r) = self.settle_spend(profile, &next.spend)
+        {
+            return Envelope::failure(parent_id, workflow, profile.as_str(), r.code, r.message);
+        }
+        let at_turn = req.at_turn.unwrap_or(record.turn_count);
+        if at_turn > record.turn_count {
+            return invalid(format!(
+                "at_turn: input should be less than or equal to {}, the turn_count of session {parent_id}, got {at_turn}",
+                record.turn_count
+            ));
+        }
+        let events = match self.store.events(parent_id).await {
+            Ok(events) => events,
+            Err(e) => {
+                self.observer.store_error("events");
+                return store_failure(parent_id, workflow, profile, &e);
+            }
+        };
+        let Some(end) = fork_point(&events, at_turn) else {
+            return invalid(format!(
+                "at_turn: turn {at_turn} of session {parent_id} does not end an exchange; it can be forked at turn {}",
+                forkable_turns(&events, record.turn_count)
+            ));
+        };
+        let child_id = ids::new_session_id();
+        let fork = ForkSession {
+            parent_session_id: parent_id.to_owned(),
+            session_id: child_id.clone(),
+            at_turn,
+            through_event_id: end.event_id,
+            summary_latest: end
+                .payload
+                .get("summary")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            child_event: Event::session_forked(parent_id, at_turn),
+            parent_event: Event::session_fork_created(&child_id, at_turn),
+        };
+        match self.store.fork_session(&fork).await {
+            Ok(ForkOutcome::Forked(_)) => {}
+            Ok(ForkOutcome::NotFound) => return fork_not_found(parent_id),
+            Err(e) => {
+                self.observer.store_error("fork_session");
+                return store_failure(parent_id, workflow, profile, &e);
+            }
+        }
+        ctx.report(&format!(
+            "session {child_id} created: a fork of {parent_id} at turn {at_turn}"
+        ));
+        let Some(mut continuation) = req.continuation else {
+            let mut result = Map::with_capacity(2);
+            result.insert("parent_session_id".into(), json!(parent_id));
+            result.insert("forked_at_turn".into(), json!(at_turn));
+            let env = Envelope::success(
+                child_id.clone(),
+                workflow,
+                profile,
+                format!("Session {child_id} forked from {parent_id} at turn {at_turn}"),
+                result,
+            );
+            // The fork's result until its first execution (`request_count` 0).
+            self.keep_result(&child_id, 0, &env).await;
+            return env;
+        };
+        continuation.session_id = child_id;
+        self.continue_as(continuation, ctx, workflow).await
     }
 
     // -----------------------------------------------------------------------------------------
@@ -857,6 +1024,7 @@ impl Engine {
             extra_instructions: None,
             continuation: None,
             output_schema: None,
+            fork_provider_session: false,
             spend,
         };
         let output = match self.execute(request, ctx, &lease, 0).await {
@@ -2322,6 +2490,50 @@ fn no_kept_result(record: &SessionRecord) -> Envelope {
         code,
         message,
     )
+}
+
+/// `session_not_found` for the session `agent_fork_session` was asked to fork.
+fn fork_not_found(id: &str) -> Envelope {
+    Envelope::failure(
+        id,
+        Workflow::ForkSession,
+        Profile::General.as_str(),
+        ErrorCode::SessionNotFound,
+        format!("Session not found: {id}"),
+    )
+}
+
+/// The event that ends turn `at_turn` in a session's log: the response summary of the execution
+/// that completed it. Every later event belongs to a later execution.
+fn fork_point(events: &[StoredEvent], at_turn: i64) -> Option<&StoredEvent> {
+    events.iter().find(|e| {
+        e.turn_index == at_turn && e.event_type == EventType::ProviderResponseSummary.as_str()
+    })
+}
+
+/// The turns a session can be forked at (those an execution ended), for the message of a turn
+/// that cannot: the last ten, as a list.
+fn forkable_turns(events: &[StoredEvent], turn_count: i64) -> String {
+    let mut turns: Vec<i64> = events
+        .iter()
+        .filter(|e| {
+            e.event_type == EventType::ProviderResponseSummary.as_str()
+                && (1..=turn_count).contains(&e.turn_index)
+        })
+        .map(|e| e.turn_index)
+        .collect();
+    turns.dedup();
+    let shown = &turns[turns.len().saturating_sub(10)..];
+    let list: Vec<String> = shown.iter().map(i64::to_string).collect();
+    match list.as_slice() {
+        [] => "none".to_owned(),
+        [one] => one.clone(),
+        more => format!(
+            "{} or {}",
+            more[..more.len() - 1].join(", "),
+            more[more.len() - 1]
+        ),
+    }
 }
 
 fn lease_is_live(record: &SessionRecord) -> bool {

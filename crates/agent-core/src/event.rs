@@ -44,6 +44,9 @@ string_enum! {
         // Steps streamed by the Claude Code CLI (additions, issue 15 item 2).
         ProviderTurn => "provider_turn",
         ProviderToolUse => "provider_tool_use",
+        // Forks (additions, `docs/reference/tools.md#17-agent_fork_session`).
+        SessionForked => "session_forked",
+        SessionForkCreated => "session_fork_created",
     }
 }
 
@@ -183,6 +186,26 @@ impl Event {
             EventType::SessionCancelled,
             turn,
             json!({ "reason": reason }),
+        )
+    }
+
+    /// `session_forked {"parent_session_id", "at_turn"}`: the first event of a fork after the
+    /// events it copied from its parent.
+    pub fn session_forked(parent_session_id: &str, at_turn: i64) -> Self {
+        Self::new(
+            EventType::SessionForked,
+            at_turn,
+            json!({ "parent_session_id": parent_session_id, "at_turn": at_turn }),
+        )
+    }
+
+    /// `session_fork_created {"child_session_id", "at_turn"}`: the one event a fork writes to
+    /// its parent.
+    pub fn session_fork_created(child_session_id: &str, at_turn: i64) -> Self {
+        Self::new(
+            EventType::SessionForkCreated,
+            at_turn,
+            json!({ "child_session_id": child_session_id, "at_turn": at_turn }),
         )
     }
 

@@ -30,7 +30,7 @@ pub fn new_node_id() -> String {
     format!("node_{}", hex_prefix(16))
 }
 
-/// A lock owner token, new for every execution: `exec_`, `cont_` or `ver_` followed by 8 hex
+/// A lock owner token, new for every execution: `exec_`, `cont_`, `ver_` or `fork_` followed by 8 hex
 /// digits, then `@` and the node id of the process that runs it, e.g.
 /// `exec_4f1c2a9b@node_0d3e5f674f1c2a9b`.
 pub fn new_lock_owner(workflow: Workflow, node_id: &str) -> String {
@@ -39,6 +39,7 @@ pub fn new_lock_owner(workflow: Workflow, node_id: &str) -> String {
         Workflow::ContinueSession => "cont",
         Workflow::VerifyTask => "ver",
         Workflow::CancelSession => "cncl",
+        Workflow::ForkSession => "fork",
     };
     format!("{prefix}_{}@{node_id}", hex_prefix(8))
 }
@@ -50,6 +51,7 @@ pub fn workflow_of_lock_owner(owner: &str) -> Option<Workflow> {
         "exec" => Some(Workflow::RunTask),
         "cont" => Some(Workflow::ContinueSession),
         "ver" => Some(Workflow::VerifyTask),
+        "fork" => Some(Workflow::ForkSession),
         _ => None,
     }
 }
@@ -89,6 +91,7 @@ mod tests {
             Workflow::RunTask,
             Workflow::ContinueSession,
             Workflow::VerifyTask,
+            Workflow::ForkSession,
         ] {
             let owner = new_lock_owner(workflow, &node);
             assert_eq!(workflow_of_lock_owner(&owner), Some(workflow), "{owner}");

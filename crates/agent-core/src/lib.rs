@@ -30,7 +30,7 @@
 //! # use std::sync::Mutex;
 //! # use std::time::Duration;
 //! # use agent_core::{
-//! #     ArtifactRecord, ArtifactRef, Event, EventLog, Finish, Lease, LockOutcome, NewArtifact, NewSession, SessionListItem,
+//! #     ArtifactRecord, ArtifactRef, Event, EventLog, Finish, ForkOutcome, ForkSession, Lease, LockOutcome, NewArtifact, NewSession, SessionListItem,
 //! #     SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent, Timestamp,
 //! # };
 //! #
@@ -68,8 +68,7 @@
 //! #             created_at: now, updated_at: now, last_activity_at: now,
 //! #             request_count: 1, turn_count: 0, artifact_count: 0, summary_latest: None,
 //! #             locked_by: Some(s.lock_owner.clone()), lock_expires_at: Some(now.plus(s.lock_ttl)),
-//! #             lock_generation: 1,
-//! #             usage: Default::default(),
+//! #             lock_generation: 1, fork: None, usage: Default::default(),
 //! #         };
 //! #         self.sessions.lock().unwrap().insert(s.session_id.clone(), record.clone());
 //! #         self.log(&s.session_id, events);
@@ -117,6 +116,9 @@
 //! #         drop(sessions);
 //! #         self.log(id, &[event]);
 //! #         Ok(true)
+//! #     }
+//! #     async fn fork_session(&self, _: &ForkSession) -> Result<ForkOutcome, StoreError> {
+//! #         Ok(ForkOutcome::NotFound)
 //! #     }
 //! #     async fn sweep_expired_leases(&self) -> Result<u64, StoreError> {
 //! #         let now = Timestamp::now();
@@ -260,16 +262,16 @@ pub use model::{Profile, SessionStatus, Workflow};
 pub use observe::{NoObserver, Observer, RunOutcome, RunReport, ToolKind};
 pub use ports::{
     ArtifactRecord, BackendOutput, BackendRequest, BackendStep, Capabilities, ChatMessage,
-    ChatRole, EventLog, ExecContext, ExecutionBackend, ExecutionError, FailureKind, Finish, Lease,
-    LockOutcome, MAX_CANCEL_REASON_BYTES, MAX_KEPT_RESULT_BYTES, MAX_STEP_TOOL_CHARS,
-    MediationRequest, NewArtifact, NewSession, NoProgress, OutputMediator, PolicyViolation,
-    ProgressSink, SessionListItem, SessionRecord, SessionStore, StepSink, StoreError,
-    StoreErrorKind, ToolCallContext, ToolDefinition, ToolExecutor, ToolProvider, Usage,
-    WorkspacePolicy,
+    ChatRole, EventLog, ExecContext, ExecutionBackend, ExecutionError, FailureKind, Finish,
+    ForkOrigin, ForkOutcome, ForkSession, Lease, LockOutcome, MAX_CANCEL_REASON_BYTES,
+    MAX_KEPT_RESULT_BYTES, MAX_STEP_TOOL_CHARS, MediationRequest, NewArtifact, NewSession,
+    NoProgress, OutputMediator, PolicyViolation, ProgressSink, SessionListItem, SessionRecord,
+    SessionStore, StepSink, StoreError, StoreErrorKind, ToolCallContext, ToolDefinition,
+    ToolExecutor, ToolProvider, Usage, WorkspacePolicy,
 };
 pub use request::{
-    CancelSessionRequest, ContinueSessionRequest, GetSessionRequest, ListSessionsRequest,
-    RunTaskRequest, VerifyTaskRequest, WaitSessionRequest,
+    CancelSessionRequest, ContinueSessionRequest, ForkSessionRequest, GetSessionRequest,
+    ListSessionsRequest, RunTaskRequest, VerifyTaskRequest, WaitSessionRequest,
 };
 pub use time::Timestamp;
 

@@ -67,6 +67,10 @@ string_enum! {
         RunTask => "run_task",
         ContinueSession => "continue_session",
         VerifyTask => "verify_task",
+        // `agent_fork_session` (an addition, `docs/reference/tools.md#17-agent_fork_session`): its
+        // envelope and the continuation it runs on the new session; a fork keeps its parent's
+        // workflow as its own.
+        ForkSession => "fork_session",
         // Envelope only: `agent_cancel_session` never creates or runs a session.
         CancelSession => "cancel_session",
     }

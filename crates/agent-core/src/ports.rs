@@ -121,9 +121,50 @@ pub struct SessionRecord {
     /// The fencing generation: incremented by every lock acquisition (creation, continuation,
     /// stale takeover); 0 on a row no acquisition of this implementation touched.
     pub lock_generation: i64,
+    /// Where a fork came from (`parent_session_id`, `forked_at_turn`); `None` for a session
+    /// that is not a fork ([`SessionStore::fork_session`]).
+    pub fork: Option<ForkOrigin>,
     /// Usage and cost summed over the session's finished executions (`agent_get_session`'s
     /// `usage`); the cost only as far as it was known.
     pub usage: Usage,
+}
+
+/// The session a fork was made from and the turn it was made at
+/// (`docs/reference/tools.md#17-agent_fork_session`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForkOrigin {
+    pub parent_session_id: String,
+    pub at_turn: i64,
+}
+
+/// A fork to create ([`SessionStore::fork_session`]): a new session whose history is its
+/// parent's up to turn `at_turn`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForkSession {
+    pub parent_session_id: String,
+    /// The new session's id.
+    pub session_id: String,
+    /// The parent's turn the fork is made at: the new session's `turn_count`; the parent's kept
+    /// outputs of turns up to it are copied.
+    pub at_turn: i64,
+    /// The parent's events with an `event_id` up to this one are copied, in order (type, turn
+    /// index, payload and time as they are), as the new session's first events.
+    pub through_event_id: i64,
+    /// The new session's `summary_latest` (the parent's summary of turn `at_turn`).
+    pub summary_latest: Option<String>,
+    /// Appended to the new session after the copied events (`session_forked`).
+    pub child_event: Event,
+    /// Appended to the parent (`session_fork_created`): the one write a fork makes to it.
+    pub parent_event: Event,
+}
+
+/// The outcome of [`SessionStore::fork_session`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ForkOutcome {
+    /// The new session, as created.
+    Forked(Box<SessionRecord>),
+    /// The parent does not exist.
+    NotFound,
 }
 
 /// One row of `agent_list_sessions`.
@@ -428,6 +469,17 @@ pub trait SessionStore: EventLog {
         Ok(None)
     }
 
+    /// Creates a fork ([`ForkSession`]) in one transaction: a new session with the parent's
+    /// workflow, profile, provider and working directory, status `completed`, `turn_count`
+    /// `at_turn`, `request_count` 0, no artifacts, no provider session id, no lock and no
+    /// kept result, its origin recorded ([`SessionRecord::fork`]); the parent's events through
+    /// `through_event_id` and its kept outputs of turns up to `at_turn` copied to it; then
+    /// `child_event` appended to it and `parent_event` to the parent. The parent's row, its lock
+    /// and its other rows are not touched, so a running parent may be forked. Answers
+    /// [`ForkOutcome::NotFound`], writing nothing, when the parent does not exist; fails, writing
+    /// nothing, when the new id is taken.
+    async fn fork_session(&self, fork: &ForkSession) -> Result<ForkOutcome, StoreError>;
+
     /// The full outputs kept by [`Finish::output_text`], as `(turn_index, text)` in turn order.
     /// A store that keeps none answers empty, and continuations fall back to the summaries.
     async fn outputs(&self, _session_id: &str) -> Result<Vec<(i64, String)>, StoreError> {
@@ -549,6 +601,11 @@ pub struct BackendRequest {
     /// The caller's `output_schema`: a backend that can constrain the model's answer to it
     /// does so; the engine checks the answer either way (`crate::structured`).
     pub output_schema: Option<crate::structured::OutputSchema>,
+    /// The first continuation of a fork made at its parent's latest turn:
+    /// `provider_session_id` is the parent's, and a backend that resumes provider sessions
+    /// resumes it as a new one, leaving the parent's alone (the Claude Code CLI's
+    /// `--fork-session`).
+    pub fork_provider_session: bool,
     /// The model, effort and budget of this execution (settled by the engine against the
     /// operator's policy).
     pub spend: crate::spend::CallSettings,

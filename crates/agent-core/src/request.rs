@@ -187,6 +187,142 @@ impl ContinueSessionRequest {
     }
 }
 
+/// The longest `session_id` `agent_fork_session` accepts, in bytes (an id this server makes is
+/// 21: `sess_` and 16 hex digits; a database shared with the original may hold others).
+pub const MAX_SESSION_ID_BYTES: usize = 128;
+
+/// `agent_fork_session` (an addition, `docs/reference/tools.md#17-agent_fork_session`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForkSessionRequest {
+    /// The session to fork (the parent).
+    pub session_id: String,
+    /// The parent's turn to fork at (1 to its `turn_count`); `None`: its latest turn.
+    pub at_turn: Option<i64>,
+    /// The continuation to run on the fork: `session_id` there is the fork's and `max_turns`,
+    /// `output_schema` and `wait` are those of `agent_continue_session`. `None`: the fork only.
+    pub continuation: Option<ContinueSessionRequest>,
+}
+
+impl ForkSessionRequest {
+    pub fn new(session_id: impl Into<String>) -> Self {
+        Self {
+            session_id: session_id.into(),
+            at_turn: None,
+            continuation: None,
+        }
+    }
+
+    #[must_use]
+    pub fn at_turn(mut self, turn: i64) -> Self {
+        self.at_turn = Some(turn);
+        self
+    }
+
+    /// Runs `message` on the fork, with `agent_continue_session`'s defaults.
+    #[must_use]
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.continuation = Some(ContinueSessionRequest::new("", message));
+        self
+    }
+
+    /// `wait_seconds` (only with a message), as for [`RunTaskRequest::wait`].
+    pub fn wait(&self) -> Option<Duration> {
+        self.continuation.as_ref().and_then(|c| c.wait)
+    }
+
+    pub fn from_args(args: &Map<String, Value>) -> Result<Self, Envelope> {
+        let raw_id = args
+            .get("session_id")
+            .and_then(Value::as_str)
+            .filter(|id| id.len() <= MAX_SESSION_ID_BYTES)
+            .unwrap_or("")
+            .to_owned();
+        let mut problems = Vec::new();
+        let session_id = required_string(args, "session_id", &mut problems);
+        if session_id.len() > MAX_SESSION_ID_BYTES {
+            problems.push(format!(
+                "session_id: at most {MAX_SESSION_ID_BYTES} bytes, got {}",
+                session_id.len()
+            ));
+        }
+        let at_turn = match args.get("at_turn") {
+            None | Some(Value::Null) => None,
+            Some(value) => match strict_int(value) {
+                Some(n) if n >= 1 => Some(n),
+                Some(n) => {
+                    problems.push(format!(
+                        "at_turn: input should be greater than or equal to 1, got {n}"
+                    ));
+                    None
+                }
+                None => {
+                    problems.push(wrong_type("at_turn", "integer", value));
+                    None
+                }
+            },
+        };
+        let message_text = optional_string(args, "message", &mut problems)
+            .map(|text| {
+                if text.is_empty() {
+                    problems.push("message: string should have at least 1 character".to_owned());
+                }
+                limit_text("message", text, &mut problems)
+            })
+            .filter(|text| !text.is_empty());
+        let max_turns = bounded_int(args, "max_turns", 10, 1, 100, &mut problems);
+        let output_schema = output_schema(args, &mut problems);
+        let spend = spend(args, &mut problems);
+        let wait = seconds(args, WAIT_SECONDS, &mut problems);
+        if message_text.is_none() && args.get("message").is_none_or(Value::is_null) {
+            for key in [
+                "max_turns",
+                "output_schema",
+                WAIT_SECONDS,
+                "max_budget_usd",
+                "max_total_tokens",
+                "model",
+                "effort",
+            ] {
+                if args.get(key).is_some_and(|v| !v.is_null()) {
+                    problems.push(format!("{key}: accepted only with message"));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Envelope::error(
+                raw_id,
+                Workflow::ForkSession,
+                Profile::General.as_str(),
+                ErrorObject::validation(message("agent_fork_session", &problems)),
+            ));
+        }
+        Ok(Self {
+            session_id,
+            at_turn,
+            continuation: message_text.map(|message| ContinueSessionRequest {
+                session_id: String::new(),
+                message,
+                max_turns: max_turns as u32,
+                output_schema,
+                spend,
+                wait,
+            }),
+        })
+    }
+}
+
+/// A JSON integer (or a number with no fraction, as `2.0`), within `i64`; nothing else.
+fn strict_int(value: &Value) -> Option<i64> {
+    let Value::Number(n) = value else {
+        return None;
+    };
+    n.as_i64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    })
+}
+
 /// `agent_get_session`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GetSessionRequest {
@@ -975,5 +1111,54 @@ mod tests {
             }
         );
         assert!(GetSessionRequest::from_args(&Map::new()).is_err());
+    }
+
+    #[test]
+    fn fork_takes_a_strict_turn_and_continuation_arguments_only_with_a_message() {
+        let fork = |v: Value| ForkSessionRequest::from_args(&args(v));
+        let problem = |v: Value| {
+            fork(v).unwrap_err().to_value()["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let ok = fork(json!({"session_id": "sess_1", "at_turn": 2.0})).unwrap();
+        assert_eq!(ok, ForkSessionRequest::new("sess_1").at_turn(2));
+        assert_eq!(ok.wait(), None);
+        for (at_turn, shown) in [
+            (json!(true), "true"),
+            (json!("2"), "'2'"),
+            (json!(1.5), "1.5"),
+            (json!(1e300), "1e+300"),
+        ] {
+            assert_eq!(
+                problem(json!({"session_id": "s", "at_turn": at_turn})),
+                format!(
+                    "Invalid agent_fork_session request: at_turn: input should be a valid integer, got {shown}"
+                )
+            );
+        }
+        assert_eq!(
+            problem(json!({"session_id": "s", "at_turn": -3})),
+            "Invalid agent_fork_session request: at_turn: input should be greater than or equal to 1, got -3"
+        );
+        assert_eq!(
+            problem(
+                json!({"session_id": "s", "output_schema": {"type": "object"}, "wait_seconds": 1})
+            ),
+            "Invalid agent_fork_session request: output_schema: accepted only with message; wait_seconds: accepted only with message"
+        );
+        let env = fork(json!({"session_id": "x".repeat(129)})).unwrap_err();
+        assert_eq!(env.session_id, "", "an over-long id is not echoed");
+        let with = fork(
+            json!({"session_id": "sess_1", "message": "m", "max_turns": 3, "wait_seconds": 0}),
+        )
+        .unwrap();
+        let continuation = with.continuation.clone().unwrap();
+        assert_eq!(
+            (continuation.message.as_str(), continuation.max_turns),
+            ("m", 3)
+        );
+        assert_eq!(with.wait(), Some(Duration::ZERO));
     }
 }

@@ -381,6 +381,7 @@ async fn run_task_success_returns_envelope_events_record_and_output_artifact() {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 1,
+            fork: None,
             // The session's usage is its one execution's.
             usage: agent_core::Usage {
                 input_tokens: 120,
@@ -672,6 +673,7 @@ async fn run_task_backend_failure_fails_session_and_writes_error_event() {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 1,
+            fork: None,
             usage: Default::default(),
             ..r.clone()
         }
@@ -819,6 +821,7 @@ async fn continue_passes_history_and_accumulates_counters() {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 3,
+            fork: None,
             usage: Default::default(),
             ..r.clone()
         }
@@ -1805,6 +1808,7 @@ async fn verify_success_records_verdict_events_and_report_artifact() {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 1,
+            fork: None,
             usage: agent_core::Usage {
                 input_tokens: 300,
                 output_tokens: 40,
@@ -2737,6 +2741,9 @@ async fn get_session_view_has_exact_keys_and_z_timestamps() {
             "turn_count": 7,
             "request_count": 2,
             "working_directory": CWD,
+            // Additions: where a fork came from (null: not a fork).
+            "parent_session_id": null,
+            "forked_at_turn": null,
             "usage": {"input_tokens": 0, "output_tokens": 0}
         })
     );
@@ -2756,6 +2763,8 @@ async fn get_session_view_has_exact_keys_and_z_timestamps() {
             "turn_count",
             "request_count",
             "working_directory",
+            "parent_session_id",
+            "forked_at_turn",
             "usage"
         ]
     );
@@ -3734,4 +3743,268 @@ async fn the_observer_hears_runs_tools_cancellations_sweeps_and_store_errors() {
             .iter()
             .all(|l| l.starts_with("sweep ") || l == "store_error sweep_expired_leases")
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// agent_fork_session (`docs/reference/tools.md#17-agent_fork_session`)
+// ---------------------------------------------------------------------------------------------
+
+impl Harness {
+    async fn fork(&self, req: agent_core::ForkSessionRequest) -> Envelope {
+        self.engine.fork_session(req, &self.ctx()).await
+    }
+}
+
+fn with_provider_session(text: &str, turns: u32, provider_session_id: &str) -> BackendOutput {
+    BackendOutput {
+        provider_session_id: Some(provider_session_id.to_owned()),
+        ..output(text, turns)
+    }
+}
+
+/// Turns can be forked where an execution ended, never inside one or past the latest; the fork's
+/// continuation replays exactly the parent's history up to its turn.
+#[tokio::test]
+async fn a_fork_is_made_where_an_execution_ended_and_replays_the_history_up_to_it() {
+    let h = Harness::new(
+        FakeBackend::new()
+            .then_ok(output("answer one", 1))
+            .then_ok(output("answer two", 3))
+            .then_ok(output("branch answer", 1)),
+    );
+    let run = h.run(RunTaskRequest::new("task one")).await;
+    let parent = run.session_id.clone();
+    assert!(h.cont(&parent, "two").await.ok);
+    assert_eq!(h.store.record(&parent).unwrap().turn_count, 4);
+    let parent_before = h.store.record(&parent).unwrap();
+
+    for (turn, problem) in [
+        (
+            2,
+            format!(
+                "at_turn: turn 2 of session {parent} does not end an exchange; it can be forked at turn 1 or 4"
+            ),
+        ),
+        (
+            5,
+            format!(
+                "at_turn: input should be less than or equal to 4, the turn_count of session {parent}, got 5"
+            ),
+        ),
+    ] {
+        let env = h
+            .fork(agent_core::ForkSessionRequest::new(&parent).at_turn(turn))
+            .await;
+        assert!(!env.ok);
+        assert_eq!(env.session_id, parent);
+        assert_eq!(env.workflow, Workflow::ForkSession);
+        assert_eq!(env.errors[0].code, ErrorCode::ValidationError);
+        assert_eq!(
+            env.errors[0].message,
+            format!("Invalid agent_fork_session request: {problem}")
+        );
+    }
+    assert_eq!(h.store.session_count(), 1, "a refused fork creates nothing");
+
+    let env = h
+        .fork(
+            agent_core::ForkSessionRequest::new(&parent)
+                .at_turn(1)
+                .with_message("branch"),
+        )
+        .await;
+    assert!(env.ok, "{env:?}");
+    assert_eq!(env.workflow, Workflow::ForkSession);
+    assert_eq!(env.result["output_text"], json!("branch answer"));
+    let child = env.session_id.clone();
+    assert_ne!(child, parent);
+    let request = h.backend.last_request();
+    assert_eq!(request.session_id, child);
+    assert_eq!(request.task, "branch");
+    assert!(request.is_continuation);
+    assert_eq!(
+        request.history,
+        vec![
+            ChatMessage {
+                role: ChatRole::User,
+                content: "task one".to_owned()
+            },
+            ChatMessage {
+                role: ChatRole::Assistant,
+                content: "answer one".to_owned()
+            },
+        ]
+    );
+    assert_eq!(
+        (request.provider_session_id, request.fork_provider_session),
+        (None, false)
+    );
+    let record = h.store.record(&child).unwrap();
+    assert_eq!(
+        (
+            record.turn_count,
+            record.request_count,
+            record.status,
+            record.workflow
+        ),
+        (2, 1, SessionStatus::Completed, Workflow::RunTask)
+    );
+    assert_eq!(
+        record.fork,
+        Some(agent_core::ForkOrigin {
+            parent_session_id: parent.clone(),
+            at_turn: 1
+        })
+    );
+    // The parent: its row as it was, one event more.
+    assert_eq!(h.store.record(&parent).unwrap(), parent_before);
+    let created: Vec<_> = h
+        .store
+        .events_of(&parent)
+        .into_iter()
+        .filter(|e| e.event_type == "session_fork_created")
+        .map(|e| (e.turn_index, e.payload))
+        .collect();
+    assert_eq!(
+        created,
+        vec![(1, json!({"child_session_id": child, "at_turn": 1}))]
+    );
+    let view = serde_json::to_value(
+        h.engine
+            .get_session(&GetSessionRequest {
+                session_id: child.clone(),
+            })
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (&view["parent_session_id"], &view["forked_at_turn"]),
+        (&json!(parent), &json!(1))
+    );
+}
+
+/// A fork's first continuation resumes the parent's provider session as a new one while the
+/// parent is still at the fork's turn; later ones resume the fork's own; once the parent has
+/// moved on, a fork made at its end starts from the reconstructed context.
+#[tokio::test]
+async fn a_forks_first_continuation_resumes_the_parents_provider_session_as_a_new_one() {
+    let h = Harness::new(
+        FakeBackend::new()
+            .then_ok(with_provider_session("one", 1, "prov-parent"))
+            .then_ok(with_provider_session("fork one", 1, "prov-fork"))
+            .then_ok(with_provider_session("fork two", 1, "prov-fork"))
+            .then_ok(with_provider_session("parent two", 1, "prov-parent"))
+            .then_ok(with_provider_session("late fork", 1, "prov-late")),
+    );
+    let parent = h.run(RunTaskRequest::new("task")).await.session_id;
+    let fork = h.fork(agent_core::ForkSessionRequest::new(&parent)).await;
+    assert!(fork.ok, "{fork:?}");
+    assert_eq!(
+        fork.result,
+        serde_json::from_value::<serde_json::Map<String, Value>>(
+            json!({"parent_session_id": parent, "forked_at_turn": 1})
+        )
+        .unwrap()
+    );
+    let child = fork.session_id.clone();
+    assert_eq!(h.store.record(&child).unwrap().provider_session_id, None);
+    // Kept as the fork's result until its first execution.
+    let waited = h
+        .engine
+        .wait_session(
+            &WaitSessionRequest::new(&child, Duration::ZERO),
+            &ExecContext::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(waited, fork.to_value());
+
+    assert!(h.cont(&child, "a").await.ok);
+    let request = h.backend.last_request();
+    assert_eq!(
+        (
+            request.provider_session_id.as_deref(),
+            request.fork_provider_session
+        ),
+        (Some("prov-parent"), true)
+    );
+    assert_eq!(
+        h.store
+            .record(&child)
+            .unwrap()
+            .provider_session_id
+            .as_deref(),
+        Some("prov-fork")
+    );
+    assert!(h.cont(&child, "b").await.ok);
+    let request = h.backend.last_request();
+    assert_eq!(
+        (
+            request.provider_session_id.as_deref(),
+            request.fork_provider_session
+        ),
+        (Some("prov-fork"), false)
+    );
+    assert_eq!(
+        h.store
+            .record(&parent)
+            .unwrap()
+            .provider_session_id
+            .as_deref(),
+        Some("prov-parent")
+    );
+
+    // A fork at the parent's end, then the parent moves on: the fork cannot resume it.
+    let late = h
+        .fork(agent_core::ForkSessionRequest::new(&parent))
+        .await
+        .session_id;
+    assert!(h.cont(&parent, "parent moves on").await.ok);
+    assert!(h.cont(&late, "late").await.ok);
+    let request = h.backend.last_request();
+    assert_eq!(
+        (request.provider_session_id, request.fork_provider_session),
+        (None, false)
+    );
+    assert_eq!(
+        request.history.last().map(|m| m.content.as_str()),
+        Some("one")
+    );
+}
+
+#[tokio::test]
+async fn forking_what_cannot_be_forked_is_refused_and_a_store_failure_creates_nothing() {
+    let h = Harness::new(FakeBackend::new().then_ok(output("one", 1)));
+    let env = h
+        .fork(agent_core::ForkSessionRequest::new("sess_missing"))
+        .await;
+    assert_eq!(env.errors[0].code, ErrorCode::SessionNotFound);
+    assert_eq!(env.errors[0].message, "Session not found: sess_missing");
+    assert_eq!(env.workflow, Workflow::ForkSession);
+
+    h.store.seed(seed_record(
+        "sess_0000000000000f00",
+        Workflow::RunTask,
+        Profile::General,
+        SessionStatus::Failed,
+    ));
+    let env = h
+        .fork(agent_core::ForkSessionRequest::new("sess_0000000000000f00"))
+        .await;
+    assert_eq!(env.errors[0].code, ErrorCode::ValidationError);
+    assert_eq!(
+        env.errors[0].message,
+        "Invalid agent_fork_session request: session sess_0000000000000f00 has no completed turn to fork (turn_count 0)"
+    );
+
+    let parent = h.run(RunTaskRequest::new("task")).await.session_id;
+    h.store.fail(Method::ForkSession);
+    let env = h.fork(agent_core::ForkSessionRequest::new(&parent)).await;
+    assert_eq!(env.errors[0].code, ErrorCode::ProviderRuntimeError);
+    assert_eq!(
+        env.errors[0].message,
+        MemStore::failure_message(Method::ForkSession)
+    );
+    assert_eq!(h.store.session_count(), 2);
 }

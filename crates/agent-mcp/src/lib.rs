@@ -1,6 +1,6 @@
 //! # agent-mcp
 //!
-//! The MCP surface of claude-agent-mcp over rmcp: the eight published tools with their exact
+//! The MCP surface of claude-agent-mcp over rmcp: the nine published tools with their exact
 //! input schemas, output schemas and annotations, the schema-validation layer, tool admission,
 //! dispatch to the [`agent_core::Engine`], the status snapshot, and the stdio and streamable
 //! HTTP transports.

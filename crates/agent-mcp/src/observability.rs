@@ -109,7 +109,7 @@ const REQUEST_BUCKETS: [f64; 14] = [
 const TOKEN_TYPES: [&str; 4] = ["input", "output", "cache_read", "cache_write"];
 
 /// The store operations of `claude_agent_mcp_store_errors_total` (the engine's names).
-const STORE_OPERATIONS: [&str; 10] = [
+const STORE_OPERATIONS: [&str; 11] = [
     "begin_session",
     "get_session",
     "list_sessions",
@@ -120,13 +120,15 @@ const STORE_OPERATIONS: [&str; 10] = [
     "artifacts",
     "read_artifact",
     "sweep_expired_leases",
+    "fork_session",
 ];
 
 /// The workflows that run (the envelope-only `cancel_session` never does).
-const RUN_WORKFLOWS: [Workflow; 3] = [
+const RUN_WORKFLOWS: [Workflow; 4] = [
     Workflow::RunTask,
     Workflow::ContinueSession,
     Workflow::VerifyTask,
+    Workflow::ForkSession,
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -259,7 +261,7 @@ impl Metrics {
 
         registry.register(
             "runs",
-            "Workflow calls (agent_run_task, agent_continue_session, agent_verify_task) that returned, by workflow, backend and outcome",
+            "Workflow calls (agent_run_task, agent_continue_session, agent_verify_task, agent_fork_session) that returned, by workflow, backend and outcome",
             runs.clone(),
         );
         registry.register(

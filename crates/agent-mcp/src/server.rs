@@ -14,9 +14,9 @@ use agent_core::error::{ErrorCode, ErrorObject};
 use agent_core::pyfmt;
 use agent_core::request::{WAIT_SECONDS, core_verdict_result};
 use agent_core::{
-    CancelSessionRequest, ContinueSessionRequest, Engine, Envelope, ExecContext, GetSessionRequest,
-    ListSessionsRequest, Profile, ProgressSink, RunTaskRequest, Timestamp, VerifyTaskRequest,
-    WaitSessionRequest, Workflow,
+    CancelSessionRequest, ContinueSessionRequest, Engine, Envelope, ExecContext,
+    ForkSessionRequest, GetSessionRequest, ListSessionsRequest, Profile, ProgressSink,
+    RunTaskRequest, Timestamp, VerifyTaskRequest, WaitSessionRequest, Workflow,
 };
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -85,7 +85,7 @@ impl AgentServer {
         }
     }
 
-    /// Standard mode: all eight tools (`docs/reference/tools.md#2-published-tools`).
+    /// Standard mode: all nine tools (`docs/reference/tools.md#2-published-tools`).
     pub fn standard(engine: Arc<Engine>, tasks: Arc<dyn TaskStore>, status: RuntimeStatus) -> Self {
         Self::new(engine, tasks, status, ToolName::ALL.to_vec())
     }
@@ -196,6 +196,26 @@ impl AgentServer {
                     let run = Arc::clone(engine);
                     run_workflow(engine, Workflow::VerifyTask, wait, ctx, move |ctx| {
                         Box::pin(async move { run.verify_task(req, &ctx).await.to_value() })
+                    })
+                    .await
+                }
+                Err(env) => env.to_value(),
+            },
+            ToolName::ForkSession => match ForkSessionRequest::from_args(&arguments) {
+                Ok(req) => {
+                    if req.wait().is_some() && !self.waiting_admitted() {
+                        let env = Envelope::error(
+                            req.session_id,
+                            Workflow::ForkSession,
+                            Profile::General.as_str(),
+                            refused(tool),
+                        );
+                        return structured(env.to_value());
+                    }
+                    let wait = background.wait(req.wait());
+                    let run = Arc::clone(engine);
+                    run_workflow(engine, Workflow::ForkSession, wait, ctx, move |ctx| {
+                        Box::pin(async move { run.fork_session(req, &ctx).await.to_value() })
                     })
                     .await
                 }
@@ -573,7 +593,12 @@ impl ServerHandler for AgentServer {
         let arguments = request.arguments.unwrap_or_default();
         let long_running = matches!(
             ToolName::parse(&request.name),
-            Some(ToolName::RunTask | ToolName::ContinueSession | ToolName::VerifyTask)
+            Some(
+                ToolName::RunTask
+                    | ToolName::ContinueSession
+                    | ToolName::VerifyTask
+                    | ToolName::ForkSession
+            )
         );
         if long_running && client_supports_tasks(&context) {
             let task = self

@@ -20,12 +20,13 @@ pub enum ToolName {
     GetRuntimeStatus,
     CancelSession,
     WaitSession,
+    ForkSession,
 }
 
 impl ToolName {
     /// Publication order in standard mode: the original's six, then the additions
     /// (`docs/reference/tools.md#2-published-tools`).
-    pub const ALL: [ToolName; 8] = [
+    pub const ALL: [ToolName; 9] = [
         ToolName::RunTask,
         ToolName::ContinueSession,
         ToolName::GetSession,
@@ -34,6 +35,7 @@ impl ToolName {
         ToolName::GetRuntimeStatus,
         ToolName::CancelSession,
         ToolName::WaitSession,
+        ToolName::ForkSession,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -46,6 +48,7 @@ impl ToolName {
             ToolName::GetRuntimeStatus => "agent_get_runtime_status",
             ToolName::CancelSession => "agent_cancel_session",
             ToolName::WaitSession => agent_core::envelope::WAIT_TOOL,
+            ToolName::ForkSession => "agent_fork_session",
         }
     }
 
@@ -63,6 +66,7 @@ impl ToolName {
             ToolName::GetRuntimeStatus => "Get runtime status",
             ToolName::CancelSession => "Cancel a running session",
             ToolName::WaitSession => "Wait for a session's result",
+            ToolName::ForkSession => "Fork a session",
         }
     }
 
@@ -91,6 +95,9 @@ impl ToolName {
             }
             ToolName::WaitSession => {
                 "Waits until a session is no longer running (at most timeout_seconds) and returns the complete envelope of its latest run, continuation or verification, as that call would have returned it; at the timeout, an envelope with status running. Use it to collect work started with wait_seconds. A session that is not running answers at once; its result can be collected any number of times."
+            }
+            ToolName::ForkSession => {
+                "Creates a new session whose conversation is the given session's up to at_turn (default: its latest completed turn), leaving the original unchanged, and returns the new session_id in the canonical envelope; with message, also continues the new session with it (as agent_continue_session). A running session can be forked at its last completed turn."
             }
         }
     }
@@ -165,6 +172,22 @@ impl ToolName {
                 "properties": {"session_id": {"type": "string", "description": "The running session to cancel (sess_…)."}},
                 "required": ["session_id"]
             }),
+            ToolName::ForkSession => json!({
+                "type": "object",
+                "properties": {
+                    "session_id": {"type": "string", "description": "The session to fork (sess_…); at most 128 bytes."},
+                    "at_turn": {"type": "integer", "minimum": 1, "description": "The turn to fork at, 1 to the session's turn_count, where one of its runs or continuations ended (default: its latest)."},
+                    "message": {"type": "string", "description": "A message to continue the new session with, as agent_continue_session would."},
+                    "max_turns": {"type": "integer", "default": 10, "minimum": 1, "maximum": 100, "description": "Maximum conversation turns of the continuation (capped by the profile); only with message."},
+                    "output_schema": {"type": "object", "description": "A JSON Schema (at most 64 KiB) the continuation's answer must match; only with message."},
+                    "wait_seconds": wait_seconds_schema(),
+                    "max_budget_usd": max_budget_usd_schema(),
+                    "max_total_tokens": max_total_tokens_schema(),
+                    "model": model_schema(),
+                    "effort": effort_schema()
+                },
+                "required": ["session_id"]
+            }),
             ToolName::WaitSession => json!({
                 "type": "object",
                 "properties": {
@@ -182,7 +205,8 @@ impl ToolName {
             ToolName::RunTask
             | ToolName::ContinueSession
             | ToolName::VerifyTask
-            | ToolName::CancelSession => envelope_schema(),
+            | ToolName::CancelSession
+            | ToolName::ForkSession => envelope_schema(),
             ToolName::GetSession => json!({
                 "type": "object",
                 "anyOf": [session_schema(), error_result_schema()]
@@ -213,7 +237,9 @@ impl ToolName {
             | ToolName::ListSessions
             | ToolName::GetRuntimeStatus
             | ToolName::WaitSession => base.read_only(true),
-            ToolName::RunTask | ToolName::ContinueSession => base.read_only(false).open_world(true),
+            ToolName::RunTask | ToolName::ContinueSession | ToolName::ForkSession => {
+                base.read_only(false).open_world(true)
+            }
             ToolName::VerifyTask => base.read_only(false).open_world(true).destructive(false),
             ToolName::CancelSession => base
                 .read_only(false)
@@ -374,9 +400,11 @@ fn session_schema() -> Value {
             "turn_count": {"type": "integer"},
             "request_count": {"type": "integer"},
             "working_directory": nullable_string(),
+            "parent_session_id": nullable_string(),
+            "forked_at_turn": {"type": ["integer", "null"]},
             "usage": usage_schema()
         },
-        "required": ["session_id", "workflow", "profile", "status", "created_at", "updated_at", "last_activity_at", "summary_latest", "artifact_count", "turn_count", "request_count", "working_directory", "usage"]
+        "required": ["session_id", "workflow", "profile", "status", "created_at", "updated_at", "last_activity_at", "summary_latest", "artifact_count", "turn_count", "request_count", "working_directory", "parent_session_id", "forked_at_turn", "usage"]
     })
 }
 

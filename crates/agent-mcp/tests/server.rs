@@ -271,7 +271,8 @@ fn assert_contract_shape(tool: &str, result: &CallToolResult) {
         "agent_run_task"
         | "agent_continue_session"
         | "agent_verify_task"
-        | "agent_wait_session" => {
+        | "agent_wait_session"
+        | "agent_fork_session" => {
             for key in ["ok", "status", "workflow", "profile", "summary"] {
                 assert!(value.get(key).is_some(), "{tool}: no {key}: {value}");
             }

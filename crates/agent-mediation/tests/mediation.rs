@@ -1148,6 +1148,7 @@ fn next_continuation_prompt(sink: &MemorySink, inclusion: MediationInclusion) ->
         locked_by: None,
         lock_expires_at: None,
         lock_generation: 0,
+        fork: None,
         usage: Default::default(),
     };
     let context = build_context(&record, &sink.stored(), &WindowPolicy::default(), inclusion);

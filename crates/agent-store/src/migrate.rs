@@ -356,7 +356,8 @@ async fn insert_sessions(
         "SELECT session_id, workflow, profile, provider, provider_session_id, status, \
          working_directory, created_at, updated_at, last_activity_at, request_count, turn_count, \
          artifact_count, summary_latest, locked_by, lock_expires_at, lock_generation, \
-         cancel_requested_at, cancel_reason, usage_input_tokens, usage_output_tokens, \
+         cancel_requested_at, cancel_reason, parent_session_id, forked_at_turn, \
+         usage_input_tokens, usage_output_tokens, \
          usage_cache_creation_input_tokens, usage_cache_read_input_tokens, usage_cost_usd \
          FROM sessions WHERE session_id IN ({}) \
          ORDER BY session_id",
@@ -371,11 +372,11 @@ async fn insert_sessions(
     #[derive(Default)]
     struct Columns {
         text: [Vec<String>; 5],
-        optional_text: [Vec<Option<String>>; 5],
+        optional_text: [Vec<Option<String>>; 6],
         at: [Vec<DateTime<Utc>>; 3],
         optional_at: [Vec<Option<DateTime<Utc>>>; 2],
         number: [Vec<i64>; 6],
-        optional_number: [Vec<Option<i64>>; 2],
+        optional_number: [Vec<Option<i64>>; 3],
         cost: Vec<Option<f64>>,
     }
     let mut c = Columns::default();
@@ -394,6 +395,7 @@ async fn insert_sessions(
             "summary_latest",
             "locked_by",
             "cancel_reason",
+            "parent_session_id",
         ]) {
             slot.push(row.try_get(name).map_err(src)?);
         }
@@ -423,6 +425,7 @@ async fn insert_sessions(
             slot.push(row.try_get(name).map_err(src)?);
         }
         for (slot, name) in c.optional_number.iter_mut().zip([
+            "forked_at_turn",
             "usage_cache_creation_input_tokens",
             "usage_cache_read_input_tokens",
         ]) {
@@ -437,6 +440,7 @@ async fn insert_sessions(
         summary_latest,
         locked_by,
         cancel_reason,
+        parent_session_id,
     ] = c.optional_text;
     let [created_at, updated_at, last_activity_at] = c.at;
     let [lock_expires_at, cancel_requested_at] = c.optional_at;
@@ -448,19 +452,21 @@ async fn insert_sessions(
         usage_input,
         usage_output,
     ] = c.number;
-    let [usage_cache_creation, usage_cache_read] = c.optional_number;
+    let [forked_at_turn, usage_cache_creation, usage_cache_read] = c.optional_number;
     sqlx::query_scalar(
         "INSERT INTO sessions (session_id, workflow, profile, provider, status, \
            provider_session_id, working_directory, summary_latest, locked_by, cancel_reason, \
            created_at, updated_at, last_activity_at, lock_expires_at, cancel_requested_at, \
-           request_count, turn_count, artifact_count, lock_generation, usage_input_tokens, \
+           request_count, turn_count, artifact_count, lock_generation, parent_session_id, \
+           forked_at_turn, usage_input_tokens, \
            usage_output_tokens, usage_cache_creation_input_tokens, usage_cache_read_input_tokens, \
            usage_cost_usd) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
            $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
            $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::timestamptz[], \
            $15::timestamptz[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], \
-           $20::bigint[], $21::bigint[], $22::bigint[], $23::bigint[], $24::double precision[]) \
+           $20::text[], $21::bigint[], $22::bigint[], $23::bigint[], $24::bigint[], \
+           $25::bigint[], $26::double precision[]) \
          ON CONFLICT (session_id) DO NOTHING RETURNING session_id",
     )
     .bind(session_id)
@@ -482,6 +488,8 @@ async fn insert_sessions(
     .bind(turn_count)
     .bind(artifact_count)
     .bind(lock_generation)
+    .bind(parent_session_id)
+    .bind(forked_at_turn)
     .bind(usage_input)
     .bind(usage_output)
     .bind(usage_cache_creation)

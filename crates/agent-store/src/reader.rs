@@ -69,11 +69,13 @@ impl FastReader {
                     locked_by: row.get(14)?,
                     lock_expires_at: row.get(15)?,
                     lock_generation: row.get(16)?,
-                    usage_input_tokens: row.get(17)?,
-                    usage_output_tokens: row.get(18)?,
-                    usage_cache_creation_input_tokens: row.get(19)?,
-                    usage_cache_read_input_tokens: row.get(20)?,
-                    usage_cost_usd: row.get(21)?,
+                    parent_session_id: row.get(17)?,
+                    forked_at_turn: row.get(18)?,
+                    usage_input_tokens: row.get(19)?,
+                    usage_output_tokens: row.get(20)?,
+                    usage_cache_creation_input_tokens: row.get(21)?,
+                    usage_cache_read_input_tokens: row.get(22)?,
+                    usage_cost_usd: row.get(23)?,
                 })
             })
             .optional()

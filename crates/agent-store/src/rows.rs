@@ -3,7 +3,8 @@
 //! [`Error::CorruptRow`] naming the row; decoding never panics.
 
 use agent_core::{
-    Profile, SessionListItem, SessionRecord, SessionStatus, StoredEvent, Timestamp, Workflow,
+    ForkOrigin, Profile, SessionListItem, SessionRecord, SessionStatus, StoredEvent, Timestamp,
+    Workflow,
 };
 
 use crate::error::{Error, Result};
@@ -14,9 +15,9 @@ macro_rules! session_columns {
     () => {
         "session_id, workflow, profile, provider, provider_session_id, status, working_directory, \
          created_at, updated_at, last_activity_at, request_count, turn_count, artifact_count, \
-         summary_latest, locked_by, lock_expires_at, lock_generation, usage_input_tokens, \
-         usage_output_tokens, usage_cache_creation_input_tokens, usage_cache_read_input_tokens, \
-         usage_cost_usd"
+         summary_latest, locked_by, lock_expires_at, lock_generation, parent_session_id, \
+         forked_at_turn, usage_input_tokens, usage_output_tokens, \
+         usage_cache_creation_input_tokens, usage_cache_read_input_tokens, usage_cost_usd"
     };
 }
 pub(crate) use session_columns;
@@ -41,6 +42,8 @@ pub(crate) struct SessionRow {
     pub locked_by: Option<String>,
     pub lock_expires_at: Option<String>,
     pub lock_generation: i64,
+    pub parent_session_id: Option<String>,
+    pub forked_at_turn: Option<i64>,
     pub usage_input_tokens: i64,
     pub usage_output_tokens: i64,
     pub usage_cache_creation_input_tokens: Option<i64>,
@@ -122,6 +125,13 @@ impl SessionRow {
             summary_latest: self.summary_latest,
             locked_by: self.locked_by,
             lock_generation: self.lock_generation,
+            fork: match (self.parent_session_id, self.forked_at_turn) {
+                (Some(parent_session_id), Some(at_turn)) => Some(ForkOrigin {
+                    parent_session_id,
+                    at_turn,
+                }),
+                _ => None,
+            },
             usage: crate::usage::from_columns(
                 self.usage_input_tokens,
                 self.usage_output_tokens,
@@ -191,6 +201,8 @@ mod tests {
             locked_by: Some("exec_01234567".into()),
             lock_expires_at: Some("2026-04-13T10:25:30+00:00".into()),
             lock_generation: 1,
+            parent_session_id: None,
+            forked_at_turn: None,
             usage_input_tokens: 0,
             usage_output_tokens: 0,
             usage_cache_creation_input_tokens: None,

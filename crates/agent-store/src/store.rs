@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use agent_core::ids::new_artifact_id;
 use agent_core::{
-    ArtifactRecord, ArtifactRef, Event, EventLog, Finish, Lease, LockOutcome,
-    MAX_CANCEL_REASON_BYTES, NewArtifact, NewSession, SessionListItem, SessionRecord,
+    ArtifactRecord, ArtifactRef, Event, EventLog, Finish, ForkOutcome, ForkSession, Lease,
+    LockOutcome, MAX_CANCEL_REASON_BYTES, NewArtifact, NewSession, SessionListItem, SessionRecord,
     SessionStatus, SessionStore, StoreError, StoredEvent, Timestamp,
 };
 use async_trait::async_trait;
@@ -133,6 +133,30 @@ const KEEP_FINISHED_RESULT: &str = "INSERT INTO session_results (session_id, exe
      ON CONFLICT (session_id) DO UPDATE SET execution = excluded.execution, \
        envelope = excluded.envelope, kept_at = excluded.kept_at \
      WHERE excluded.execution >= session_results.execution";
+
+/// A fork ([`agent_core::ForkSession`]): the parent's workflow, profile, provider and working
+/// directory, `completed` at turn ?3 with no execution, no provider session and no lock; nothing
+/// when the parent ?5 does not exist.
+const INSERT_FORK: &str = concat!(
+    "INSERT INTO sessions (session_id, workflow, profile, provider, provider_session_id, status, \
+     working_directory, created_at, updated_at, last_activity_at, request_count, turn_count, \
+     artifact_count, summary_latest, locked_by, lock_expires_at, lock_generation, \
+     parent_session_id, forked_at_turn) \
+     SELECT ?1, workflow, profile, provider, NULL, 'completed', working_directory, ?2, ?2, ?2, \
+     0, ?3, 0, ?4, NULL, NULL, 0, session_id, ?3 FROM sessions WHERE session_id = ?5 \
+     RETURNING ",
+    session_columns!()
+);
+
+/// The parent's (?2) events through event ?3, in order, as the fork's (?1), times kept.
+const COPY_FORK_EVENTS: &str = "INSERT INTO session_events (session_id, event_type, turn_index, payload, \
+     created_at) SELECT ?1, event_type, turn_index, payload, created_at FROM session_events \
+     WHERE session_id = ?2 AND event_id <= ?3 ORDER BY event_id";
+
+/// The parent's (?2) kept outputs of turns up to ?3, as the fork's (?1).
+const COPY_FORK_OUTPUTS: &str = "INSERT INTO session_outputs (session_id, turn_index, output_text, \
+     created_at) SELECT ?1, turn_index, output_text, created_at FROM session_outputs \
+     WHERE session_id = ?2 AND turn_index <= ?3";
 
 const SELECT_RESULT: &str = "SELECT execution, envelope FROM session_results WHERE session_id = ?1";
 
@@ -696,6 +720,47 @@ impl SqliteStore {
         Ok(())
     }
 
+    async fn fork_session_impl(&self, fork: &ForkSession) -> Result<ForkOutcome> {
+        let mut tx = self.write_tx().await?;
+        let rows: Vec<SessionRow> = sqlx::query_as(INSERT_FORK)
+            .bind(&fork.session_id)
+            .bind(Timestamp::now().to_storage())
+            .bind(fork.at_turn)
+            .bind(fork.summary_latest.as_deref())
+            .bind(&fork.parent_session_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(ForkOutcome::NotFound);
+        };
+        sqlx::query(COPY_FORK_EVENTS)
+            .bind(&fork.session_id)
+            .bind(&fork.parent_session_id)
+            .bind(fork.through_event_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(COPY_FORK_OUTPUTS)
+            .bind(&fork.session_id)
+            .bind(&fork.parent_session_id)
+            .bind(fork.at_turn)
+            .execute(&mut *tx)
+            .await?;
+        insert_events(
+            &mut tx,
+            &fork.session_id,
+            std::slice::from_ref(&fork.child_event),
+        )
+        .await?;
+        insert_events(
+            &mut tx,
+            &fork.parent_session_id,
+            std::slice::from_ref(&fork.parent_event),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(ForkOutcome::Forked(Box::new(row.into_record()?)))
+    }
+
     async fn keep_result_impl(
         &self,
         session_id: &str,
@@ -1131,6 +1196,13 @@ impl SessionStore for SqliteStore {
                 path.display()
             ))),
         }
+    }
+
+    async fn fork_session(
+        &self,
+        fork: &ForkSession,
+    ) -> std::result::Result<ForkOutcome, StoreError> {
+        Ok(self.fork_session_impl(fork).await?)
     }
 
     async fn outputs(

@@ -327,6 +327,9 @@ async fn open_creates_the_database_the_artifact_dir_and_the_reference_schema() {
             col("lock_generation", "INTEGER", true, Some("0"), false),
             col("cancel_requested_at", "TEXT", false, None, false),
             col("cancel_reason", "TEXT", false, None, false),
+            // Additive (migration 0006): where a fork came from.
+            col("parent_session_id", "TEXT", false, None, false),
+            col("forked_at_turn", "INTEGER", false, None, false),
             // Additive (migration 0007): the session's summed usage and cost.
             col("usage_input_tokens", "INTEGER", true, Some("0"), false),
             col("usage_output_tokens", "INTEGER", true, Some("0"), false),
@@ -530,6 +533,7 @@ async fn a_database_created_by_the_original_opens_and_reads() {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 0,
+            fork: None,
             usage: Default::default(),
         }
     );
@@ -611,6 +615,7 @@ async fn begin_session_round_trips_through_get_session() {
         locked_by: Some("exec_aaaaaaaa".into()),
         lock_expires_at: created.lock_expires_at,
         lock_generation: 1,
+        fork: None,
         usage: Default::default(),
     };
     assert_eq!(created, expected);
@@ -704,6 +709,7 @@ async fn acquire_on_a_free_lock_returns_the_locked_row_without_touching_updated_
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 1,
+            fork: None,
             usage: Default::default(),
             ..record.clone()
         },
@@ -804,6 +810,7 @@ async fn release_by_a_non_owner_is_a_no_op_and_by_the_owner_clears_both_fields()
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 1,
+            fork: None,
             usage: Default::default(),
             ..before
         }
@@ -1119,6 +1126,7 @@ async fn finish_execution_sets_fields_appends_events_and_releases_the_lock() {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 1,
+            fork: None,
             usage: Default::default(),
             updated_at: after.updated_at,
             last_activity_at: after.updated_at,
@@ -1198,6 +1206,7 @@ async fn finish_execution_by_a_non_holder_fails_and_changes_nothing() {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 3,
+            fork: None,
             usage: Default::default(),
             updated_at: after.updated_at,
             last_activity_at: after.updated_at,
@@ -1762,6 +1771,7 @@ async fn recovery_interrupts_running_sessions_only() {
             locked_by: None,
             lock_expires_at: None,
             lock_generation: 1,
+            fork: None,
             usage: Default::default(),
             updated_at: run_after.updated_at,
             last_activity_at: run_after.updated_at,
@@ -1938,7 +1948,7 @@ async fn stores_opened_together_on_a_new_directory_all_succeed() {
                 .unwrap();
         assert_eq!(
             applied,
-            vec![(1,), (2,), (3,), (4,), (5,), (7,)],
+            vec![(1,), (2,), (3,), (4,), (5,), (6,), (7,)],
             "round {round}"
         );
         pool.close().await;

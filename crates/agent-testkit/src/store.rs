@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use agent_core::ids;
 use agent_core::{
-    ArtifactRecord, ArtifactRef, Event, EventLog, Finish, Lease, LockOutcome,
-    MAX_CANCEL_REASON_BYTES, NewArtifact, NewSession, Profile, SessionListItem, SessionRecord,
-    SessionStatus, SessionStore, StoreError, StoredEvent, Timestamp, Workflow,
+    ArtifactRecord, ArtifactRef, Event, EventLog, Finish, ForkOrigin, ForkOutcome, ForkSession,
+    Lease, LockOutcome, MAX_CANCEL_REASON_BYTES, NewArtifact, NewSession, Profile, SessionListItem,
+    SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent, Timestamp, Workflow,
 };
 use async_trait::async_trait;
 use serde_json::Value;
@@ -40,6 +40,7 @@ pub enum Method {
     CancelRequested,
     KeepResult,
     KeptResult,
+    ForkSession,
 }
 
 /// An artifact as the fake stores it (owned copy of [`NewArtifact`] plus its id).
@@ -358,6 +359,7 @@ pub fn seed_record(
         locked_by: None,
         lock_expires_at: None,
         lock_generation: 0,
+        fork: None,
         usage: Default::default(),
     }
 }
@@ -412,6 +414,7 @@ impl SessionStore for MemStore {
             locked_by: Some(session.lock_owner.clone()),
             lock_expires_at: Some(now.plus(session.lock_ttl)),
             lock_generation: 1,
+            fork: None,
             usage: Default::default(),
         };
         state
@@ -778,6 +781,78 @@ impl SessionStore for MemStore {
             }
         }
         Ok(count)
+    }
+
+    async fn fork_session(&self, fork: &ForkSession) -> Result<ForkOutcome, StoreError> {
+        self.check(Method::ForkSession)?;
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(parent) = state.sessions.get(&fork.parent_session_id).cloned() else {
+            return Ok(ForkOutcome::NotFound);
+        };
+        if state.sessions.contains_key(&fork.session_id) {
+            return Err(StoreError::new(
+                "UNIQUE constraint failed: sessions.session_id",
+            ));
+        }
+        let now = Timestamp::now();
+        let record = SessionRecord {
+            session_id: fork.session_id.clone(),
+            provider_session_id: None,
+            status: SessionStatus::Completed,
+            created_at: now,
+            updated_at: now,
+            last_activity_at: now,
+            request_count: 0,
+            turn_count: fork.at_turn,
+            artifact_count: 0,
+            summary_latest: fork.summary_latest.clone(),
+            locked_by: None,
+            lock_expires_at: None,
+            lock_generation: 0,
+            fork: Some(ForkOrigin {
+                parent_session_id: fork.parent_session_id.clone(),
+                at_turn: fork.at_turn,
+            }),
+            ..parent
+        };
+        state
+            .sessions
+            .insert(record.session_id.clone(), record.clone());
+        let copied: Vec<StoredEvent> = state
+            .events
+            .iter()
+            .filter(|e| {
+                e.session_id == fork.parent_session_id && e.event_id <= fork.through_event_id
+            })
+            .cloned()
+            .collect();
+        for event in copied {
+            state.next_event_id += 1;
+            let event_id = state.next_event_id;
+            state.events.push(StoredEvent {
+                event_id,
+                session_id: fork.session_id.clone(),
+                ..event
+            });
+        }
+        let outputs: BTreeMap<i64, String> = state
+            .outputs
+            .get(&fork.parent_session_id)
+            .map(|m| {
+                m.range(..=fork.at_turn)
+                    .map(|(t, s)| (*t, s.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !outputs.is_empty() {
+            state.outputs.insert(fork.session_id.clone(), outputs);
+        }
+        state.append(&fork.session_id, std::slice::from_ref(&fork.child_event));
+        state.append(
+            &fork.parent_session_id,
+            std::slice::from_ref(&fork.parent_event),
+        );
+        Ok(ForkOutcome::Forked(Box::new(record)))
     }
 
     async fn outputs(&self, session_id: &str) -> Result<Vec<(i64, String)>, StoreError> {

@@ -327,6 +327,28 @@ async fn the_model_and_effort_are_chosen_within_the_operator_allowlist() {
         json!("policy_denied"),
         "{refused}"
     );
+    // A fork whose continuation asks for a refused model is refused before the fork exists.
+    let fork = server
+        .call(
+            "agent_fork_session",
+            json!({"session_id": id, "message": "x", "model": "gpt-4"}),
+        )
+        .await;
+    assert_eq!(fork["errors"][0]["code"], json!("policy_denied"), "{fork}");
+    assert_eq!(env.session_count().await, before, "no fork was created");
+    // One that is allowed runs on the chosen model.
+    let fork = server
+        .call(
+            "agent_fork_session",
+            json!({"session_id": id, "message": "Branch.", "model": "claude-opus-4-6", "effort": "low"}),
+        )
+        .await;
+    assert_eq!(fork["ok"], json!(true), "{fork}");
+    let body = env.requests().await.last().unwrap().clone();
+    assert_eq!(body["model"], json!("claude-opus-4-6"));
+    assert_eq!(body["output_config"], json!({"effort": "low"}));
+    let sent = sent + 1;
+    let before = before + 1;
     assert_eq!(env.session_count().await, before, "no session was created");
     assert_eq!(env.requests().await.len(), sent, "no model call was made");
     let session = server

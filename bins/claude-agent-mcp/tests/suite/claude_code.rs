@@ -617,6 +617,8 @@ async fn restricted_mode_by_flag_blocks_every_other_tool_and_still_reports_unava
         "agent_get_session",
         "agent_list_sessions",
         "agent_cancel_session",
+        "agent_wait_session",
+        "agent_fork_session",
     ] {
         let v = server
             .call(tool, json!({"session_id": "sess_x", "message": "m"}))

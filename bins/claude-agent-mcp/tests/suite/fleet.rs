@@ -202,7 +202,7 @@ pub(super) async fn session_id_client_at(
         negotiated,
         Some(version.unwrap_or(ProtocolVersion::V_2025_11_25))
     );
-    assert_eq!(client.list_all_tools().await.unwrap().len(), 8);
+    assert_eq!(client.list_all_tools().await.unwrap().len(), 9);
     run_continue_get_verify(env, &client).await;
     let _ = client.cancel().await;
 }
@@ -249,7 +249,7 @@ pub(super) async fn stateless_client_at(env: &TestEnv, url: &str) {
             .expect("discover through the fleet");
     let version = client.peer_info().map(|i| i.protocol_version.clone());
     assert_eq!(version, Some(ProtocolVersion::V_2026_07_28));
-    assert_eq!(client.list_all_tools().await.unwrap().len(), 8);
+    assert_eq!(client.list_all_tools().await.unwrap().len(), 9);
     run_continue_get_verify(env, &client).await;
     let _ = client.cancel().await;
 }

@@ -79,7 +79,7 @@ async fn every_tool_works_over_http() {
     let transport = StreamableHttpClientTransport::from_uri(server.url.clone());
     let client = ().serve(transport).await.expect("initialize over HTTP");
     let tools = client.list_all_tools().await.unwrap();
-    assert_eq!(tools.len(), 8);
+    assert_eq!(tools.len(), 9);
     let call = |name: &'static str, args: serde_json::Value| {
         let client = &client;
         async move {
@@ -191,7 +191,7 @@ async fn bearer_token_is_required_when_configured() {
         StreamableHttpClientTransportConfig::with_uri(server.url.clone()).auth_header("s3cret");
     let transport = StreamableHttpClientTransport::from_config(config);
     let client = ().serve(transport).await.expect("authorised client");
-    assert_eq!(client.list_all_tools().await.unwrap().len(), 8);
+    assert_eq!(client.list_all_tools().await.unwrap().len(), 9);
     let _ = client.cancel().await;
     let _ = server.child.kill().await;
 }

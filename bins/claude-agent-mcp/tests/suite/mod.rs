@@ -8,6 +8,7 @@ mod doctor;
 mod federation;
 mod fleet;
 mod fleet_postgres;
+mod fork;
 mod http;
 mod mediation;
 mod observability;

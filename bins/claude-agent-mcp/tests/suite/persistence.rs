@@ -186,6 +186,9 @@ async fn database_has_the_reference_schema() {
             "lock_generation",
             "cancel_requested_at",
             "cancel_reason",
+            // Additive (migration 0006): where a fork came from.
+            "parent_session_id",
+            "forked_at_turn",
             // The session's summed usage (migration 0007).
             "usage_input_tokens",
             "usage_output_tokens",

@@ -492,7 +492,7 @@ async fn doctor_checks_the_postgres_store_with_the_password_redacted() {
         .to_owned();
     assert!(line.starts_with("✓ database: "), "{out}");
     assert!(
-        line.contains(&format!("schema {}, schema version 3", pg.schema())),
+        line.contains(&format!("schema {}, schema version 4", pg.schema())),
         "{line}"
     );
     assert!(!out.contains(PASSWORD), "{out}");

@@ -26,7 +26,7 @@ async fn initialize_reports_name_version_and_tools_capability() {
 }
 
 #[tokio::test]
-async fn tools_list_has_the_eight_tools_in_order_with_annotations_and_output_schemas() {
+async fn tools_list_has_the_nine_tools_in_order_with_annotations_and_output_schemas() {
     let env = TestEnv::new().await;
     let server = env.start().await;
     let tools = server.client.list_all_tools().await.expect("tools/list");
@@ -41,7 +41,8 @@ async fn tools_list_has_the_eight_tools_in_order_with_annotations_and_output_sch
             "agent_verify_task",
             "agent_get_runtime_status",
             "agent_cancel_session",
-            "agent_wait_session"
+            "agent_wait_session",
+            "agent_fork_session"
         ]
     );
     for tool in &tools {
@@ -67,6 +68,9 @@ async fn tools_list_has_the_eight_tools_in_order_with_annotations_and_output_sch
             }
             "agent_continue_session" => {
                 json!({"title": "Continue an agent session", "readOnlyHint": false, "openWorldHint": true})
+            }
+            "agent_fork_session" => {
+                json!({"title": "Fork a session", "readOnlyHint": false, "openWorldHint": true})
             }
             _ => {
                 json!({"title": "Verify a task against evidence", "readOnlyHint": false, "destructiveHint": false, "openWorldHint": true})
@@ -129,6 +133,10 @@ async fn input_schemas_match_the_contract_exactly() {
         serde_json::to_string(&schema("agent_wait_session")).unwrap(),
         r#"{"type":"object","properties":{"session_id":{"type":"string"},"timeout_seconds":{"type":"number","default":30,"minimum":0,"maximum":3600}},"required":["session_id"]}"#
     );
+    assert_eq!(
+        serde_json::to_string(&schema("agent_fork_session")).unwrap(),
+        r#"{"type":"object","properties":{"session_id":{"type":"string"},"at_turn":{"type":"integer","minimum":1},"message":{"type":"string"},"max_turns":{"type":"integer","default":10,"minimum":1,"maximum":100},"output_schema":{"type":"object"},"wait_seconds":{"type":"number","minimum":0,"maximum":3600},"max_budget_usd":{"type":"number","exclusiveMinimum":0,"maximum":1000000.0},"max_total_tokens":{"type":"integer","minimum":1,"maximum":1000000000000},"model":{"type":"string","minLength":1,"maxLength":128},"effort":{"type":"string","enum":["low","medium","high","xhigh","max"]}},"required":["session_id"]}"#
+    );
     server.shutdown().await;
 }
 
@@ -170,7 +178,7 @@ async fn unknown_tool_is_not_admitted() {
         v,
         json!({"error": {
             "code": "tool_not_admitted",
-            "message": "Tool 'no_such_tool' is not admitted in the current runtime mode. Admitted tools: ['agent_cancel_session', 'agent_continue_session', 'agent_get_runtime_status', 'agent_get_session', 'agent_list_sessions', 'agent_run_task', 'agent_verify_task', 'agent_wait_session']"
+            "message": "Tool 'no_such_tool' is not admitted in the current runtime mode. Admitted tools: ['agent_cancel_session', 'agent_continue_session', 'agent_fork_session', 'agent_get_runtime_status', 'agent_get_session', 'agent_list_sessions', 'agent_run_task', 'agent_verify_task', 'agent_wait_session']"
         }})
     );
     server.shutdown().await;

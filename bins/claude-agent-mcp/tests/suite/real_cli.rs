@@ -380,6 +380,101 @@ async fn real_cli_continue_resumes_the_cli_session() {
     server.shutdown().await;
 }
 
+/// `agent_fork_session` at the latest turn with the real CLI (issue 16 item 3): the fork's
+/// continuation runs `--resume <parent's CLI session> --fork-session`, the CLI carries the
+/// parent's conversation into a new CLI session of its own, and the parent's CLI session never
+/// sees the fork's message.
+#[tokio::test]
+async fn real_cli_fork_resumes_the_parents_cli_session_as_a_new_one() {
+    let script = Script::Texts(vec![
+        "Parent answer: marigold.".into(),
+        "Fork answer: still marigold.".into(),
+        "Parent again: marigold.".into(),
+    ]);
+    let Some(real) = Real::new(script).await else {
+        return;
+    };
+    let server = real.env.start().await;
+    let (v, _) = real
+        .call(
+            &server,
+            "agent_run_task",
+            json!({"task": "Parent message: remember marigold."}),
+        )
+        .await;
+    assert_eq!(v["ok"], json!(true), "{v}");
+    let parent = v["session_id"].as_str().unwrap().to_owned();
+    let parent_cli = real
+        .env
+        .column(&parent, "provider_session_id")
+        .await
+        .expect("the parent's CLI session");
+
+    let (fork, runs) = real
+        .call(
+            &server,
+            "agent_fork_session",
+            json!({"session_id": parent, "message": "Fork message: which flower?"}),
+        )
+        .await;
+    assert_eq!(fork["ok"], json!(true), "{fork}");
+    assert_eq!(fork["workflow"], json!("fork_session"));
+    assert_eq!(fork["warnings"], json!([]), "no resume fallback: {fork}");
+    let child = fork["session_id"].as_str().unwrap().to_owned();
+    let argv = invocation(&runs);
+    assert_eq!(
+        flag(&argv, "--resume"),
+        Some(parent_cli.as_str()),
+        "{argv:?}"
+    );
+    assert!(argv.iter().any(|a| a == "--fork-session"), "{argv:?}");
+    let child_cli = real
+        .env
+        .column(&child, "provider_session_id")
+        .await
+        .expect("the fork's CLI session");
+    assert_ne!(child_cli, parent_cli);
+    let bodies = real.bodies().await;
+    let sent = sse_api::texts(&bodies[1]);
+    for needle in [
+        "Parent message: remember marigold.",
+        "Parent answer: marigold.",
+        "Fork message: which flower?",
+    ] {
+        assert!(sent.contains(needle), "missing {needle:?} in {sent}");
+    }
+
+    let (again, runs) = real
+        .call(
+            &server,
+            "agent_continue_session",
+            json!({"session_id": parent, "message": "Parent again?"}),
+        )
+        .await;
+    assert_eq!(again["ok"], json!(true), "{again}");
+    let argv = invocation(&runs);
+    assert_eq!(flag(&argv, "--resume"), Some(parent_cli.as_str()));
+    assert!(!argv.iter().any(|a| a == "--fork-session"), "{argv:?}");
+    let sent = sse_api::texts(&real.bodies().await[2]);
+    assert!(
+        sent.contains("Parent message: remember marigold."),
+        "{sent}"
+    );
+    assert!(
+        !sent.contains("Fork message"),
+        "the parent never saw the fork: {sent}"
+    );
+    assert_eq!(
+        real.env
+            .column(&parent, "provider_session_id")
+            .await
+            .as_deref(),
+        Some(parent_cli.as_str())
+    );
+    server.shutdown().await;
+    real.assert_no_cli_left().await;
+}
+
 #[tokio::test]
 async fn real_cli_verification_cannot_write() {
     let Some(real) = Real::new(Script::text("")).await else {

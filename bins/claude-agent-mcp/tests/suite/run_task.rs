@@ -47,7 +47,7 @@ async fn a_run_returns_the_envelope_and_writes_the_session() {
             "session_id": sid, "workflow": "run_task", "profile": "general", "status": "completed",
             "created_at": null, "updated_at": null, "last_activity_at": null,
             "summary_latest": "Hello from Claude", "artifact_count": 0, "turn_count": 1, "request_count": 1,
-            "working_directory": cwd,
+            "working_directory": cwd, "parent_session_id": null, "forked_at_turn": null,
             "usage": {"input_tokens": 11, "output_tokens": 7, "total_cost_usd": 0.000138}
         })
     );

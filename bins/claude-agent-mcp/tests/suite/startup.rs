@@ -133,7 +133,7 @@ async fn transport_flag_overrides_the_environment() {
     let client = rmcp::ServiceExt::serve((), (stdout, stdin))
         .await
         .expect("stdio initialize");
-    assert_eq!(client.list_all_tools().await.unwrap().len(), 8);
+    assert_eq!(client.list_all_tools().await.unwrap().len(), 9);
     let _ = client.cancel().await;
     let _ = child.wait().await;
 }

@@ -7,11 +7,12 @@
 //! ([`ClaudeCodeMode`]):
 //!
 //! * **native** (the default): `claude -p --output-format json [--model <m>] --max-turns <n>
-//!   --permission-mode <mode> [--disallowedTools <list>] [--resume <id>]`, the prompt written
-//!   to stdin, run in the session's working directory. The CLI's JSON result gives the output,
-//!   the turn count, the stop reason, token usage and cost, and the CLI's session id, which a
-//!   later continuation passes to `--resume` (falling back once to the reconstructed context
-//!   when the CLI no longer knows the id).
+//!   --permission-mode <mode> [--disallowedTools <list>] [--resume <id> [--fork-session]]`, the
+//!   prompt written to stdin, run in the session's working directory. The CLI's JSON result
+//!   gives the output, the turn count, the stop reason, token usage and cost, and the CLI's
+//!   session id, which a later continuation passes to `--resume` (falling back once to the
+//!   reconstructed context when the CLI no longer knows the id); the first continuation of a
+//!   fork resumes its parent's with `--fork-session`.
 //! * **text** (the original's behaviour, `docs/reference/backends.md#52-invocation`): argv
 //!   `[cli, "--model", <model>, "--print", <prompt>]`, stdout trimmed is the output, one turn,
 //!   stop reason `backend_defaulted`. Unlike the original, stdin is null and the CLI runs in the
@@ -123,6 +124,9 @@ pub const ARG_MAX_TURNS: &str = "--max-turns";
 pub const ARG_PERMISSION_MODE: &str = "--permission-mode";
 pub const ARG_DISALLOWED_TOOLS: &str = "--disallowedTools";
 pub const ARG_RESUME: &str = "--resume";
+/// With `--resume`: the resumed session goes on as a new one, leaving the resumed one as it was
+/// (the first continuation of a fork, `BackendRequest::fork_provider_session`).
+pub const ARG_FORK_SESSION: &str = "--fork-session";
 pub const ARG_MCP_CONFIG: &str = "--mcp-config";
 pub const ARG_STRICT_MCP_CONFIG: &str = "--strict-mcp-config";
 pub const ARG_ALLOWED_TOOLS: &str = "--allowedTools";
@@ -817,10 +821,11 @@ impl ClaudeCodeBackend {
         let finished = match resume {
             Some(id) => {
                 debug!(session_id = %request.session_id, provider_session_id = id, "resuming Claude Code session");
-                let args = with_schema(
-                    self.native_args(request.profile, max_turns, Some(id)),
-                    request,
-                );
+                let mut args = self.native_args(request.profile, max_turns, Some(id));
+                if request.fork_provider_session {
+                    args.push(ARG_FORK_SESSION.to_owned());
+                }
+                let args = with_schema(args, request);
                 let message = request.task.trim();
                 match self.resume_attempt(cli, &args, cwd, message, ctx).await? {
                     NativeAttempt::Done(finished) => {

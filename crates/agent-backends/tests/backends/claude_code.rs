@@ -15,9 +15,10 @@ use agent_backends::claude_code::prompt::{
     SEPARATOR, TOOLS_NOTE,
 };
 use agent_backends::claude_code::{
-    MSG_CLI_NOT_FOUND, MSG_CLI_NOT_FOUND_STARTUP, WARN_EMPTY_RESPONSE, WARN_HISTORY_TRUNCATED,
-    WARN_MAX_TURNS_PREFIX, WARN_STOP_REASON_LIMITED, WARN_TOOLS_NOT_SUPPORTED,
-    permission_denials_warning, resume_fallback_warning, tool_not_forwarded_warning,
+    ARG_FORK_SESSION, MSG_CLI_NOT_FOUND, MSG_CLI_NOT_FOUND_STARTUP, WARN_EMPTY_RESPONSE,
+    WARN_HISTORY_TRUNCATED, WARN_MAX_TURNS_PREFIX, WARN_STOP_REASON_LIMITED,
+    WARN_TOOLS_NOT_SUPPORTED, permission_denials_warning, resume_fallback_warning,
+    tool_not_forwarded_warning,
 };
 use agent_backends::{ClaudeCodeBackend, ClaudeCodeConfig, ClaudeCodeMode};
 use agent_core::continuation::{MediationInclusion, WindowPolicy, build_context};
@@ -183,6 +184,7 @@ fn session_record(working_directory: &Path) -> SessionRecord {
         locked_by: None,
         lock_expires_at: None,
         lock_generation: 0,
+        fork: None,
         usage: Default::default(),
     }
 }
@@ -1229,6 +1231,63 @@ async fn native_resume_sends_only_the_new_message() {
     );
 }
 
+/// The first continuation of a fork resumes its parent's CLI session as a new one
+/// (`--resume <id> --fork-session`), sending only the new message; the flag goes only with a
+/// resume, and a fallback to the reconstructed context drops both.
+#[tokio::test]
+async fn native_fork_resumes_the_parents_session_with_fork_session() {
+    let fake = Fake::new();
+    fake.set(
+        "stdout",
+        &json_line(json!({"result": "forked", "session_id": "fork-sess", "stop_reason": "end_turn", "num_turns": 1})),
+    );
+    let mut req = fake.request("the fork's message");
+    req.is_continuation = true;
+    req.provider_session_id = Some("parent-sess".to_owned());
+    req.fork_provider_session = true;
+    let output = run(&fake.backend(ClaudeCodeMode::Native), req.clone()).await;
+    let argv = fake.argv(1);
+    let resume = argv.iter().position(|a| a == "--resume").expect("--resume");
+    assert_eq!(argv[resume + 1], "parent-sess");
+    assert_eq!(
+        argv.iter().filter(|a| *a == ARG_FORK_SESSION).count(),
+        1,
+        "{argv:?}"
+    );
+    assert_eq!(fake.stdin(1), "the fork's message");
+    assert_eq!(output.provider_session_id.as_deref(), Some("fork-sess"));
+
+    // Without a provider session to resume there is nothing to fork: no flag.
+    req.provider_session_id = None;
+    run(&fake.backend(ClaudeCodeMode::Native), req.clone()).await;
+    assert!(
+        !fake
+            .argv(2)
+            .iter()
+            .any(|a| a == "--resume" || a == ARG_FORK_SESSION)
+    );
+
+    // An unknown id: the fallback run carries neither flag.
+    let fake = Fake::new();
+    fake.set("resume_fail", "").set(
+        "stdout",
+        &json_line(json!({"result": "fresh", "session_id": "new-sess", "stop_reason": "end_turn"})),
+    );
+    let mut req = fake.request("m");
+    req.is_continuation = true;
+    req.provider_session_id = Some("gone-sess".to_owned());
+    req.fork_provider_session = true;
+    let output = run(&fake.backend(ClaudeCodeMode::Native), req).await;
+    assert!(fake.argv(1).iter().any(|a| a == ARG_FORK_SESSION));
+    assert!(
+        !fake
+            .argv(2)
+            .iter()
+            .any(|a| a == "--resume" || a == ARG_FORK_SESSION)
+    );
+    assert_eq!(output.warnings, [resume_fallback_warning("gone-sess")]);
+}
+
 #[tokio::test]
 async fn native_resume_failure_falls_back_to_the_reconstructed_context() {
     let fake = Fake::new();
@@ -1484,6 +1543,47 @@ mod real_cli {
         assert!(last.contains(&first.output_text), "{last}");
         assert!(last.contains("second message"), "{last}");
         assert!(!last.contains("[Continuation Session]"));
+    }
+
+    /// `--resume <id> --fork-session` (a fork's first continuation): the CLI carries the
+    /// parent's conversation into a new session id, and the parent's session does not see the
+    /// fork's message.
+    #[tokio::test]
+    async fn real_cli_fork_session_branches_without_touching_the_parent() {
+        let Some(cli) = real_cli() else { return };
+        let env = Env::start(cli, Script::Numbered).await;
+        let backend = env.backend();
+        let first = run(&backend, env.request("parent message")).await;
+        let parent = first.provider_session_id.clone().unwrap();
+
+        let mut fork = env.request("fork message");
+        fork.is_continuation = true;
+        fork.provider_session_id = Some(parent.clone());
+        fork.fork_provider_session = true;
+        let forked = run(&backend, fork).await;
+        assert!(forked.warnings.is_empty(), "{:?}", forked.warnings);
+        let child = forked.provider_session_id.clone().unwrap();
+        assert_ne!(child, parent, "the fork has its own CLI session");
+        let last = texts(env.bodies().await.last().unwrap());
+        assert!(last.contains("parent message"), "{last}");
+        assert!(last.contains(&first.output_text), "{last}");
+        assert!(last.contains("fork message"), "{last}");
+
+        let mut again = env.request("parent again");
+        again.is_continuation = true;
+        again.provider_session_id = Some(parent.clone());
+        let resumed = run(&backend, again).await;
+        assert_eq!(
+            resumed.provider_session_id.as_deref(),
+            Some(parent.as_str())
+        );
+        let last = texts(env.bodies().await.last().unwrap());
+        assert!(last.contains("parent message"), "{last}");
+        assert!(last.contains("parent again"), "{last}");
+        assert!(
+            !last.contains("fork message"),
+            "the parent never saw the fork: {last}"
+        );
     }
 
     #[tokio::test]

@@ -32,8 +32,8 @@ use std::time::Duration;
 use agent_core::ids::new_artifact_id;
 use agent_core::text::redact_url;
 use agent_core::{
-    ArtifactRecord, ArtifactRef, Event, EventLog, Finish, Lease, LockOutcome,
-    MAX_CANCEL_REASON_BYTES, NewArtifact, NewSession, SessionListItem, SessionRecord,
+    ArtifactRecord, ArtifactRef, Event, EventLog, Finish, ForkOutcome, ForkSession, Lease,
+    LockOutcome, MAX_CANCEL_REASON_BYTES, NewArtifact, NewSession, SessionListItem, SessionRecord,
     SessionStatus, SessionStore, StoreError, StoredEvent,
 };
 use async_trait::async_trait;
@@ -476,6 +476,46 @@ impl PostgresStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn fork_session_impl(&self, fork: &ForkSession) -> Result<ForkOutcome> {
+        let mut tx = self.tx().await?;
+        let row: Option<PgSessionRow> = sqlx::query_as(INSERT_FORK)
+            .bind(&fork.session_id)
+            .bind(fork.at_turn)
+            .bind(fork.summary_latest.as_deref())
+            .bind(&fork.parent_session_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Ok(ForkOutcome::NotFound);
+        };
+        sqlx::query(COPY_FORK_EVENTS)
+            .bind(&fork.session_id)
+            .bind(&fork.parent_session_id)
+            .bind(fork.through_event_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(COPY_FORK_OUTPUTS)
+            .bind(&fork.session_id)
+            .bind(&fork.parent_session_id)
+            .bind(fork.at_turn)
+            .execute(&mut *tx)
+            .await?;
+        insert_events(
+            &mut tx,
+            &fork.session_id,
+            std::slice::from_ref(&fork.child_event),
+        )
+        .await?;
+        insert_events(
+            &mut tx,
+            &fork.parent_session_id,
+            std::slice::from_ref(&fork.parent_event),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(ForkOutcome::Forked(Box::new(row.into_record()?)))
     }
 
     async fn keep_result_impl(
@@ -934,6 +974,13 @@ impl SessionStore for PostgresStore {
         artifact_id: &str,
     ) -> std::result::Result<Option<(ArtifactRecord, Vec<u8>)>, StoreError> {
         self.read_artifact_impl(session_id, artifact_id).await
+    }
+
+    async fn fork_session(
+        &self,
+        fork: &ForkSession,
+    ) -> std::result::Result<ForkOutcome, StoreError> {
+        Ok(self.fork_session_impl(fork).await?)
     }
 
     async fn outputs(

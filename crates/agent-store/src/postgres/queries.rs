@@ -163,6 +163,31 @@ pub(super) const FINISH_EXECUTION: &str = concat!(
      SELECT EXISTS (SELECT 1 FROM u), EXISTS (SELECT 1 FROM o)"
 );
 
+/// A fork (`agent_core::ForkSession`): the parent's workflow, profile, provider and working
+/// directory, `completed` at turn `$2` with no execution, no provider session and no lock;
+/// nothing when the parent `$4` does not exist.
+pub(super) const INSERT_FORK: &str = concat!(
+    "INSERT INTO sessions (session_id, workflow, profile, provider, provider_session_id, status, \
+     working_directory, created_at, updated_at, last_activity_at, request_count, turn_count, \
+     artifact_count, summary_latest, locked_by, lock_expires_at, lock_generation, \
+     parent_session_id, forked_at_turn) \
+     SELECT $1, workflow, profile, provider, NULL, 'completed', working_directory, \
+     statement_timestamp(), statement_timestamp(), statement_timestamp(), 0, $2, 0, $3, NULL, \
+     NULL, 0, session_id, $2 FROM sessions WHERE session_id = $4 \
+     RETURNING ",
+    session_columns!()
+);
+
+/// The parent's (`$2`) events through event `$3`, in order, as the fork's (`$1`), times kept.
+pub(super) const COPY_FORK_EVENTS: &str = "INSERT INTO session_events (session_id, event_type, \
+     turn_index, payload, created_at) SELECT $1, event_type, turn_index, payload, created_at \
+     FROM session_events WHERE session_id = $2 AND event_id <= $3 ORDER BY event_id";
+
+/// The parent's (`$2`) kept outputs of turns up to `$3`, as the fork's (`$1`).
+pub(super) const COPY_FORK_OUTPUTS: &str = "INSERT INTO session_outputs (session_id, turn_index, \
+     output_text, created_at) SELECT $1, turn_index, output_text, created_at FROM session_outputs \
+     WHERE session_id = $2 AND turn_index <= $3";
+
 /// Several events in one statement; their ids are drawn in the order given.
 pub(super) const INSERT_EVENTS: &str = "INSERT INTO session_events \
      (session_id, event_type, turn_index, payload, created_at) \

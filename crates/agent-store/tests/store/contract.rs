@@ -406,6 +406,8 @@ contract!(
     data_survives_closing_and_reopening,
     a_kept_result_is_replaced_only_by_the_same_or_a_later_execution,
     the_final_write_keeps_its_result_for_the_executions_request_count,
+    a_fork_copies_the_history_through_its_turn_and_writes_one_event_to_the_parent,
+    a_fork_of_a_missing_parent_or_onto_a_taken_id_writes_nothing,
     finished_executions_add_their_usage_to_the_session,
 );
 
@@ -503,6 +505,257 @@ async fn finished_executions_add_their_usage_to_the_session(kind: Kind) {
         other.get_session("sess_use").await.unwrap().unwrap().usage,
         want
     );
+}
+
+/// `agent_fork_session` (`SessionStore::fork_session`): a new session with the parent's
+/// workflow, profile and working directory, completed at the fork's turn with no execution,
+/// provider session or lock; the parent's events through the turn's end and its outputs up to
+/// the turn copied (type, turn, payload and time as they were); the parent's row (a running
+/// one, lock included) untouched, one event appended to its log; readable by another store.
+async fn a_fork_copies_the_history_through_its_turn_and_writes_one_event_to_the_parent(kind: Kind) {
+    let Some(h) = Harness::new(kind).await else {
+        return;
+    };
+    let first = h
+        .store
+        .begin_session(
+            &new_session("sess_parent", "exec_p"),
+            &[ev(
+                EventType::UserInput,
+                0,
+                json!({"task": "t", "é": [1, {"z": 2, "a": 1}]}),
+            )],
+        )
+        .await
+        .unwrap();
+    h.store
+        .finish_execution(
+            "sess_parent",
+            &Lease::of("exec_p", &first),
+            &finish_with_output(1, "one"),
+        )
+        .await
+        .unwrap();
+    let second = acquired(
+        h.store
+            .acquire_lock("sess_parent", "cont_p2", TTL)
+            .await
+            .unwrap(),
+    );
+    h.store
+        .begin_execution(
+            "sess_parent",
+            &[ev(EventType::UserInput, 1, json!({"message": "m2"}))],
+        )
+        .await
+        .unwrap();
+    h.store
+        .finish_execution(
+            "sess_parent",
+            &Lease::of("cont_p2", &second),
+            &finish_with_output(2, "two"),
+        )
+        .await
+        .unwrap();
+    // The parent is running a third execution while it is forked.
+    acquired(
+        h.store
+            .acquire_lock("sess_parent", "cont_p3", TTL)
+            .await
+            .unwrap(),
+    );
+    h.store
+        .begin_execution(
+            "sess_parent",
+            &[ev(EventType::UserInput, 2, json!({"message": "m3"}))],
+        )
+        .await
+        .unwrap();
+    let parent_before = h.get("sess_parent").await;
+    let parent_events = h.store.events("sess_parent").await.unwrap();
+    let end_of_turn_one = parent_events
+        .iter()
+        .find(|e| e.event_type == "provider_response_summary" && e.turn_index == 1)
+        .unwrap();
+    let fork = agent_core::ForkSession {
+        parent_session_id: "sess_parent".to_owned(),
+        session_id: "sess_child".to_owned(),
+        at_turn: 1,
+        through_event_id: end_of_turn_one.event_id,
+        summary_latest: Some("summary 1".to_owned()),
+        child_event: Event::session_forked("sess_parent", 1),
+        parent_event: Event::session_fork_created("sess_child", 1),
+    };
+    let agent_core::ForkOutcome::Forked(created) = h.store.fork_session(&fork).await.unwrap()
+    else {
+        panic!("the parent exists");
+    };
+    let child = h.get("sess_child").await;
+    assert_eq!(*created, child, "the returned row equals a read");
+    assert_eq!(
+        (
+            child.workflow,
+            child.profile,
+            child.provider.as_str(),
+            child.working_directory.as_deref(),
+            child.status,
+        ),
+        (
+            parent_before.workflow,
+            parent_before.profile,
+            parent_before.provider.as_str(),
+            parent_before.working_directory.as_deref(),
+            SessionStatus::Completed,
+        )
+    );
+    assert_eq!(
+        (
+            child.turn_count,
+            child.request_count,
+            child.artifact_count,
+            child.summary_latest.as_deref(),
+            child.provider_session_id.as_deref(),
+            child.locked_by.as_deref(),
+            child.lock_expires_at,
+            child.lock_generation,
+        ),
+        (1, 0, 0, Some("summary 1"), None, None, None, 0)
+    );
+    assert_eq!(
+        child.fork,
+        Some(agent_core::ForkOrigin {
+            parent_session_id: "sess_parent".to_owned(),
+            at_turn: 1
+        })
+    );
+    assert_eq!(parent_before.fork, None);
+    assert_storage_form(&child.created_at.to_storage());
+
+    let child_events = h.store.events("sess_child").await.unwrap();
+    let copied: Vec<_> = parent_events
+        .iter()
+        .filter(|e| e.event_id <= end_of_turn_one.event_id)
+        .map(|e| (&e.event_type, e.turn_index, &e.payload, &e.created_at))
+        .collect();
+    assert_eq!(copied.len(), 2);
+    assert_eq!(
+        child_events[..2]
+            .iter()
+            .map(|e| (&e.event_type, e.turn_index, &e.payload, &e.created_at))
+            .collect::<Vec<_>>(),
+        copied
+    );
+    assert!(child_events[0].event_id > parent_events.last().unwrap().event_id);
+    assert_eq!(child_events.len(), 3);
+    assert_eq!(
+        (
+            child_events[2].event_type.as_str(),
+            child_events[2].turn_index,
+            &child_events[2].payload
+        ),
+        (
+            "session_forked",
+            1,
+            &json!({"parent_session_id": "sess_parent", "at_turn": 1})
+        )
+    );
+    assert_eq!(
+        h.store.outputs("sess_child").await.unwrap(),
+        vec![(1, "one".to_owned())]
+    );
+    assert_eq!(h.store.kept_result("sess_child").await.unwrap(), None);
+
+    // The parent: the same row (still running, still locked), its log plus one event.
+    let other = h.target.open().await;
+    assert_eq!(
+        other.get_session("sess_parent").await.unwrap().unwrap(),
+        parent_before
+    );
+    let after = other.events("sess_parent").await.unwrap();
+    assert_eq!(after[..parent_events.len()], parent_events[..]);
+    assert_eq!(after.len(), parent_events.len() + 1);
+    let created_event = &after[parent_events.len()];
+    assert_eq!(
+        (
+            created_event.event_type.as_str(),
+            created_event.turn_index,
+            &created_event.payload
+        ),
+        (
+            "session_fork_created",
+            1,
+            &json!({"child_session_id": "sess_child", "at_turn": 1})
+        )
+    );
+    assert_eq!(
+        other.outputs("sess_parent").await.unwrap(),
+        vec![(1, "one".to_owned()), (2, "two".to_owned())]
+    );
+    // The fork continues like any session, from another store too.
+    let lock = acquired(
+        other
+            .acquire_lock("sess_child", "cont_c", TTL)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(lock.lock_generation, 1);
+    other.begin_execution("sess_child", &[]).await.unwrap();
+    other
+        .finish_execution(
+            "sess_child",
+            &Lease::of("cont_c", &lock),
+            &finish_with_output(2, "child two"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        h.store.outputs("sess_child").await.unwrap(),
+        vec![(1, "one".to_owned()), (2, "child two".to_owned())]
+    );
+    assert_eq!(
+        h.store.outputs("sess_parent").await.unwrap(),
+        vec![(1, "one".to_owned()), (2, "two".to_owned())]
+    );
+    assert_eq!(h.get("sess_child").await.request_count, 1);
+}
+
+async fn a_fork_of_a_missing_parent_or_onto_a_taken_id_writes_nothing(kind: Kind) {
+    let Some(h) = Harness::new(kind).await else {
+        return;
+    };
+    h.idle_session("sess_p").await;
+    h.idle_session("sess_taken").await;
+    let fork = |parent: &str, child: &str| agent_core::ForkSession {
+        parent_session_id: parent.to_owned(),
+        session_id: child.to_owned(),
+        at_turn: 1,
+        through_event_id: i64::MAX,
+        summary_latest: None,
+        child_event: Event::session_forked(parent, 1),
+        parent_event: Event::session_fork_created(child, 1),
+    };
+    assert_eq!(
+        h.store
+            .fork_session(&fork("sess_missing", "sess_new"))
+            .await
+            .unwrap(),
+        agent_core::ForkOutcome::NotFound
+    );
+    assert!(h.store.get_session("sess_new").await.unwrap().is_none());
+    assert!(h.store.events("sess_new").await.unwrap().is_empty());
+    let taken_before = h.get("sess_taken").await;
+    assert!(
+        h.store
+            .fork_session(&fork("sess_p", "sess_taken"))
+            .await
+            .is_err()
+    );
+    assert_eq!(h.get("sess_taken").await, taken_before);
+    assert!(
+        h.store.events("sess_p").await.unwrap().is_empty(),
+        "rolled back"
+    );
+    assert!(h.store.events("sess_taken").await.unwrap().is_empty());
 }
 
 /// `agent_wait_session`'s results: one per session, byte for byte, readable by any store and

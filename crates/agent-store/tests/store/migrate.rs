@@ -436,3 +436,53 @@ async fn a_batch_size_out_of_range_is_refused() {
         );
     }
 }
+
+/// Issue 16: a fork keeps where it came from (`parent_session_id`, `forked_at_turn`) through
+/// the copy, also when its id sorts before its parent's (copied in an earlier batch).
+#[tokio::test]
+async fn a_fork_is_copied_with_its_origin_even_before_its_parent() {
+    let Some(setup) = Setup::new().await else {
+        return;
+    };
+    setup.session("sess_b_parent", 2).await;
+    let end_of_turn_one = setup
+        .sqlite
+        .events("sess_b_parent")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.event_type == "provider_response_summary" && e.turn_index == 1)
+        .map(|e| e.event_id)
+        .expect("turn 1 ended");
+    let forked = setup
+        .sqlite
+        .fork_session(&agent_core::ForkSession {
+            parent_session_id: "sess_b_parent".to_owned(),
+            session_id: "sess_a_fork".to_owned(),
+            at_turn: 1,
+            through_event_id: end_of_turn_one,
+            summary_latest: Some("s".to_owned()),
+            child_event: Event::session_forked("sess_b_parent", 1),
+            parent_event: Event::session_fork_created("sess_a_fork", 1),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(forked, agent_core::ForkOutcome::Forked(_)));
+    let pg = setup.postgres().await;
+    let report = copy(&setup, &pg, 1).await.unwrap();
+    assert_eq!(report.sessions, 2);
+    for id in ["sess_a_fork", "sess_b_parent"] {
+        assert_eq!(
+            everything(&pg, id).await,
+            everything(&setup.sqlite, id).await,
+            "{id}"
+        );
+    }
+    assert_eq!(
+        pg.get_session("sess_a_fork").await.unwrap().unwrap().fork,
+        Some(agent_core::ForkOrigin {
+            parent_session_id: "sess_b_parent".to_owned(),
+            at_turn: 1
+        })
+    );
+}
