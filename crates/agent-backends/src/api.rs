@@ -327,15 +327,20 @@ impl MessagesApiBackend {
             warnings.push(WARN_EMPTY_RESPONSE.to_owned());
         }
         push_stop_reason_warning(&mut warnings, response.stop_reason.as_deref());
+        let usage = response
+            .usage
+            .as_ref()
+            .map(|u| priced(u.to_usage(), prices));
+        if let Some(u) = &usage {
+            let spent = Spent::of(u.clone(), u.total_cost_usd.unwrap_or(0.0));
+            warnings.extend(request.spend.budget.exceeded(&spent));
+        }
         Ok(BackendOutput {
             output_text,
             turn_count: 1,
             stop_reason: response.stop_reason,
             warnings,
-            usage: response
-                .usage
-                .as_ref()
-                .map(|u| priced(u.to_usage(), prices)),
+            usage,
             provider_session_id: None,
         })
     }
@@ -392,16 +397,6 @@ impl MessagesApiBackend {
                 stop_reason = response.stop_reason;
                 break;
             }
-            // The tools run only for a next call, and the next call only within the budget.
-            if turns < max_turns
-                && let Some(warning) =
-                    budget.before_next_call(&spent, &last, prices.map(|p| p.input / 1_000_000.0))
-            {
-                stop_reason = response.stop_reason;
-                budget_stop = Some(warning);
-                break;
-            }
-
             let mut results = Vec::with_capacity(blocks.uses.len());
             for tool_use in blocks.uses {
                 tool_calls += 1;
@@ -424,6 +419,20 @@ impl MessagesApiBackend {
                 });
             }
             stop_reason = response.stop_reason;
+            // The next call only within the budget, its tool results counted (they can be much
+            // larger than anything the model wrote).
+            let added: usize = results.iter().map(|r| r.content.len()).sum();
+            if turns < max_turns
+                && let Some(warning) = budget.before_next_call(
+                    &spent,
+                    &last,
+                    added,
+                    prices.map(|p| p.input / 1_000_000.0),
+                )
+            {
+                budget_stop = Some(warning);
+                break;
+            }
             messages.push(OutMessage {
                 role: ChatRole::Assistant,
                 content: OutContent::Blocks(response.content),
@@ -441,8 +450,11 @@ impl MessagesApiBackend {
         push_stop_reason_warning(&mut warnings, stop_reason.as_deref());
         if let Some(warning) = budget_stop {
             warnings.push(warning);
-        } else if still_wants_tools {
-            warnings.push(tool_loop_exhausted_warning(turns));
+        } else {
+            if still_wants_tools {
+                warnings.push(tool_loop_exhausted_warning(turns));
+            }
+            warnings.extend(budget.exceeded(&spent));
         }
         Ok(BackendOutput {
             output_text,

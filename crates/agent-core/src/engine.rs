@@ -40,6 +40,10 @@ use crate::time::Timestamp;
 use crate::verdict::parse_verdict;
 use crate::verification::{self, FailureCode, Unavailability, VerificationResult};
 
+/// The most event history (payload JSON bytes) one fork copies: a fork of a longer session is
+/// refused (`docs/reference/tools.md#17-agent_fork_session`).
+pub const MAX_FORK_HISTORY_BYTES: usize = 16 * 1024 * 1024;
+
 /// Outputs at least this many code points long are stored as an `output` artifact.
 const OUTPUT_ARTIFACT_MIN_CHARS: usize = 50;
 
@@ -836,6 +840,16 @@ impl Engine {
                 forkable_turns(&events, record.turn_count)
             ));
         };
+        let copied: usize = events
+            .iter()
+            .take_while(|e| e.event_id <= end.event_id)
+            .map(|e| e.payload.to_string().len())
+            .sum();
+        if copied > MAX_FORK_HISTORY_BYTES {
+            return invalid(format!(
+                "session {parent_id} has {copied} bytes of history through turn {at_turn}, more than the {MAX_FORK_HISTORY_BYTES} a fork copies"
+            ));
+        }
         let child_id = ids::new_session_id();
         let fork = ForkSession {
             parent_session_id: parent_id.to_owned(),

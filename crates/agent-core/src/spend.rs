@@ -204,41 +204,47 @@ impl Budget {
     }
 
     /// Whether one more model call may be made after `spent` (the execution's usage and cost
-    /// so far), when the last call used `last`: the next call re-sends at least what the last
-    /// one read and wrote, so it is estimated to cost as much as the last call plus its output
-    /// read back as input. `None`: go on; `Some`: the warning to stop with.
+    /// so far), when the last call used `last` and the next one adds `added_bytes` of new
+    /// input (the tool results): the next call re-sends at least what the last one read and
+    /// wrote, so it is estimated as the last call, plus its output and the new input read as
+    /// input at a token per [`BYTES_PER_TOKEN_ESTIMATE`] bytes (more tokens than the usual four
+    /// bytes each: the estimate errs high). `None`: go on; `Some`: the warning to stop with.
     pub fn before_next_call(
         &self,
         spent: &Spent,
         last: &Spent,
+        added_bytes: usize,
         input_price_per_token: Option<f64>,
     ) -> Option<String> {
+        let added = (added_bytes as u64)
+            .div_ceil(BYTES_PER_TOKEN_ESTIMATE)
+            .saturating_add(last.usage.output_tokens);
         if let Some(max) = self.max_total_tokens {
-            let next = last.tokens().saturating_add(last.usage.output_tokens);
+            let next = last.tokens().saturating_add(added);
             if spent.tokens().saturating_add(next) > max {
-                return Some(budget_warning(self, spent, "max_total_tokens"));
+                return Some(budget_warning(self, spent, "max_total_tokens", STOPPED));
             }
         }
         if let Some(max) = self.max_usd {
-            let next = last.cost_usd
-                + last.usage.output_tokens as f64 * input_price_per_token.unwrap_or(0.0);
+            let next = last.cost_usd + added as f64 * input_price_per_token.unwrap_or(0.0);
             if spent.cost_usd + next > max {
-                return Some(budget_warning(self, spent, "max_budget_usd"));
+                return Some(budget_warning(self, spent, "max_budget_usd", STOPPED));
             }
         }
         None
     }
 
-    /// Whether `spent` already passes a limit: the warning to stop with.
+    /// Whether `spent` passed a limit (a call cost more than its estimate, or the first call
+    /// alone did): the warning the execution ends with.
     pub fn exceeded(&self, spent: &Spent) -> Option<String> {
         if self
             .max_total_tokens
             .is_some_and(|max| spent.tokens() > max)
         {
-            return Some(budget_warning(self, spent, "max_total_tokens"));
+            return Some(budget_warning(self, spent, "max_total_tokens", PASSED));
         }
         if self.max_usd.is_some_and(|max| spent.cost_usd > max) {
-            return Some(budget_warning(self, spent, "max_budget_usd"));
+            return Some(budget_warning(self, spent, "max_budget_usd", PASSED));
         }
         None
     }
@@ -274,9 +280,17 @@ impl Spent {
 /// The beginning of the warning an execution stopped by its budget ends with.
 pub const BUDGET_STOP_PREFIX: &str = "Budget reached";
 
-/// `Budget reached (<limit> <value>): stopped before the next model call; spent $<usd> and
-/// <n> tokens; the output may be incomplete`.
-fn budget_warning(budget: &Budget, spent: &Spent, limit: &str) -> String {
+/// Bytes of new input counted as one token when the next call is estimated (fewer than the
+/// usual four, so the estimate errs high).
+pub const BYTES_PER_TOKEN_ESTIMATE: u64 = 3;
+
+const STOPPED: &str = "stopped before the next model call";
+const PASSED: &str = "the last model call went past it";
+
+/// `Budget reached (<limit> <value>): <what>; spent $<usd> and <n> tokens; the output may be
+/// incomplete`, `<what>` being `stopped before the next model call` or `the last model call
+/// went past it`.
+fn budget_warning(budget: &Budget, spent: &Spent, limit: &str, what: &str) -> String {
     let value = match limit {
         "max_total_tokens" => budget
             .max_total_tokens
@@ -285,8 +299,8 @@ fn budget_warning(budget: &Budget, spent: &Spent, limit: &str) -> String {
         _ => budget.max_usd.map(|v| format!("${v}")).unwrap_or_default(),
     };
     format!(
-        "{BUDGET_STOP_PREFIX} ({limit} {value}): stopped before the next model call; spent ${} \
-         and {} tokens; the output may be incomplete",
+        "{BUDGET_STOP_PREFIX} ({limit} {value}): {what}; spent ${} and {} tokens; the output \
+         may be incomplete",
         Usd(spent.cost_usd),
         spent.tokens()
     )
@@ -509,9 +523,11 @@ mod tests {
         };
         let last = Spent::of(usage(300, 50, 0, 0), 0.0);
         let mut spent = last.clone();
-        assert_eq!(budget.before_next_call(&spent, &last, None), None);
+        assert_eq!(budget.before_next_call(&spent, &last, 0, None), None);
+        // Large tool results count: 900 bytes are 300 tokens more.
+        assert!(budget.before_next_call(&spent, &last, 900, None).is_some());
         spent.add(&last);
-        let warning = budget.before_next_call(&spent, &last, None).unwrap();
+        let warning = budget.before_next_call(&spent, &last, 0, None).unwrap();
         assert!(
             warning.starts_with("Budget reached (max_total_tokens 1000)"),
             "{warning}"

@@ -3973,6 +3973,41 @@ async fn a_forks_first_continuation_resumes_the_parents_provider_session_as_a_ne
     );
 }
 
+/// A fork copies at most `MAX_FORK_HISTORY_BYTES` of event history: a longer one is refused
+/// before anything is written.
+#[tokio::test]
+async fn a_fork_of_a_history_too_large_to_copy_is_refused() {
+    let h = Harness::new(FakeBackend::new());
+    let id = "sess_0000000000000f01";
+    let mut record = seed_record(
+        id,
+        Workflow::RunTask,
+        Profile::General,
+        SessionStatus::Completed,
+    );
+    record.turn_count = 1;
+    h.store.seed(record);
+    let big = "x".repeat(1024 * 1024);
+    let mut events: Vec<agent_core::Event> = (0..17)
+        .map(|_| agent_core::Event::user_input_message(0, &big))
+        .collect();
+    events.push(agent_core::Event::provider_response_summary(
+        1, "done", None,
+    ));
+    h.store.append_events(id, &events).await.unwrap();
+    let env = h.fork(agent_core::ForkSessionRequest::new(id)).await;
+    assert_eq!(env.errors[0].code, ErrorCode::ValidationError, "{env:?}");
+    assert!(
+        env.errors[0].message.ends_with(&format!(
+            "more than the {} a fork copies",
+            agent_core::engine::MAX_FORK_HISTORY_BYTES
+        )),
+        "{}",
+        env.errors[0].message
+    );
+    assert_eq!(h.store.session_count(), 1, "nothing was created");
+}
+
 #[tokio::test]
 async fn forking_what_cannot_be_forked_is_refused_and_a_store_failure_creates_nothing() {
     let h = Harness::new(FakeBackend::new().then_ok(output("one", 1)));

@@ -15,9 +15,14 @@ pub(crate) struct Columns {
     pub cost_usd: Option<f64>,
 }
 
+/// The most tokens of one kind one execution adds ([`agent_core::spend::MAX_TOTAL_TOKENS`]): a
+/// provider's absurd count cannot overflow the session's sum (a million such executions fit).
 fn count(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
+    i64::try_from(n.min(agent_core::spend::MAX_TOTAL_TOKENS)).unwrap_or(i64::MAX)
 }
+
+/// The most cost one execution adds, in USD.
+const MAX_EXECUTION_COST_USD: f64 = 1e9;
 
 impl Columns {
     pub(crate) fn of(usage: Option<&Usage>) -> Self {
@@ -34,7 +39,10 @@ impl Columns {
                 output: count(u.output_tokens),
                 cache_creation: u.cache_creation_input_tokens.map(count),
                 cache_read: u.cache_read_input_tokens.map(count),
-                cost_usd: u.total_cost_usd.filter(|c| c.is_finite() && *c >= 0.0),
+                cost_usd: u
+                    .total_cost_usd
+                    .filter(|c| c.is_finite() && *c >= 0.0)
+                    .map(|c| c.min(MAX_EXECUTION_COST_USD)),
             },
         }
     }

@@ -813,6 +813,8 @@ impl SessionStore for MemStore {
                 parent_session_id: fork.parent_session_id.clone(),
                 at_turn: fork.at_turn,
             }),
+            // A fork starts with no usage of its own, as in both stores.
+            usage: Default::default(),
             ..parent
         };
         state

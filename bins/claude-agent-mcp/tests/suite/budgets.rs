@@ -608,3 +608,63 @@ async fn text_mode_passes_the_spend_arguments_before_the_prompt() {
     assert!(argv.last().unwrap().contains("Work."), "{argv:?}");
     server.shutdown().await;
 }
+
+/// The next call's estimate counts the tool results it would carry: a model asking to read a
+/// large file cannot take a run past its token budget with the call that sends it.
+#[tokio::test]
+async fn large_tool_results_count_before_the_call_that_would_send_them() {
+    let env = endless_tool_loop().await;
+    // 300 lines, 30,300 bytes: about 10,000 tokens at the estimate's three bytes each.
+    std::fs::write(
+        env.cwd().join("notes.txt"),
+        format!("{}\n", "x".repeat(100)).repeat(300),
+    )
+    .unwrap();
+    let server = env.start().await;
+    let v = server
+        .call(
+            "agent_run_task",
+            json!({"task": "Read it.", "max_total_tokens": 5000}),
+        )
+        .await;
+    assert_eq!(v["ok"], json!(true), "{v}");
+    assert_eq!(
+        env.requests().await.len(),
+        1,
+        "the second call was never sent"
+    );
+    assert!(
+        warnings(&v).iter().any(|w| w.starts_with(
+            "Budget reached (max_total_tokens 5000): stopped before the next model call; spent $0.004500 and 1100 tokens"
+        )),
+        "{v}"
+    );
+    server.shutdown().await;
+}
+
+/// A call that costs more than the budget on its own (the first call is always made) ends
+/// with a warning that says so.
+#[tokio::test]
+async fn a_call_that_passes_the_budget_on_its_own_is_reported() {
+    let env = TestEnv::new().await;
+    let mut reply = text_reply("expensive");
+    reply["usage"] = json!({"input_tokens": 100000, "output_tokens": 1000});
+    env.reply(wiremock::ResponseTemplate::new(200).set_body_json(reply))
+        .await;
+    let server = env.start().await;
+    let v = server
+        .call(
+            "agent_run_task",
+            json!({"task": "Do it.", "max_budget_usd": 0.01}),
+        )
+        .await;
+    assert_eq!(v["ok"], json!(true), "{v}");
+    assert_eq!(
+        warnings(&v),
+        [
+            "Budget reached (max_budget_usd $0.01): the last model call went past it; spent $0.315000 and 101000 tokens; the output may be incomplete"
+        ],
+        "{v}"
+    );
+    server.shutdown().await;
+}

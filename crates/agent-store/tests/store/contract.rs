@@ -505,6 +505,44 @@ async fn finished_executions_add_their_usage_to_the_session(kind: Kind) {
         other.get_session("sess_use").await.unwrap().unwrap().usage,
         want
     );
+    // A provider's absurd counts and cost are capped per execution: the sums never overflow
+    // and the row stays readable.
+    let absurd = Usage {
+        input_tokens: u64::MAX,
+        output_tokens: u64::MAX,
+        cache_creation_input_tokens: Some(u64::MAX),
+        cache_read_input_tokens: Some(u64::MAX),
+        total_cost_usd: Some(1e308),
+    };
+    for n in 0..3 {
+        let owner = format!("exec_big{n}");
+        let held = acquired(h.store.acquire_lock("sess_use", &owner, TTL).await.unwrap());
+        h.store
+            .finish_execution(
+                "sess_use",
+                &Lease::of(owner, &held),
+                &Finish {
+                    usage: Some(absurd.clone()),
+                    ..Finish::without_output(SessionStatus::Completed, vec![])
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let big = h.get("sess_use").await.usage;
+    assert_eq!(
+        big.input_tokens,
+        105 + 3 * agent_core::spend::MAX_TOTAL_TOKENS
+    );
+    assert_eq!(
+        big.cache_read_input_tokens,
+        Some(70 + 3 * agent_core::spend::MAX_TOTAL_TOKENS)
+    );
+    assert!(
+        big.total_cost_usd
+            .is_some_and(|c| c.is_finite() && c <= 3e9 + 1.0),
+        "{big:?}"
+    );
 }
 
 /// `agent_fork_session` (`SessionStore::fork_session`): a new session with the parent's
