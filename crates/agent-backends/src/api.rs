@@ -342,6 +342,7 @@ impl MessagesApiBackend {
             warnings,
             usage,
             provider_session_id: None,
+            transcript: None,
         })
     }
 
@@ -354,6 +355,8 @@ impl MessagesApiBackend {
         // `max_turns` is validated to be ≥ 1 upstream; never make zero calls.
         let max_turns = request.max_turns.max(1);
         let mut messages = initial_messages(request);
+        let first_added = messages.len();
+        let mut answer: Option<Vec<Value>> = None;
         let mut output_text = String::new();
         let mut stop_reason = None;
         let mut usage: Option<Usage> = None;
@@ -395,6 +398,7 @@ impl MessagesApiBackend {
                 !blocks.uses.is_empty() && response.stop_reason.as_deref() == Some("tool_use");
             if !still_wants_tools {
                 stop_reason = response.stop_reason;
+                answer = Some(response.content.clone());
                 break;
             }
             let mut results = Vec::with_capacity(blocks.uses.len());
@@ -456,8 +460,19 @@ impl MessagesApiBackend {
             }
             warnings.extend(budget.exceeded(&spent));
         }
+        // What the loop added, for continuations to replay: only a loop that called tools and
+        // ended with an answer (a cut-off one ends with tool calls that have no results).
+        let transcript = answer.filter(|_| tool_calls > 0).map(|answer| {
+            let mut added: Vec<Value> = messages[first_added..]
+                .iter()
+                .filter_map(|m| serde_json::to_value(m).ok())
+                .collect();
+            added.push(serde_json::json!({"role": "assistant", "content": answer}));
+            added
+        });
         Ok(BackendOutput {
             output_text,
+            transcript,
             turn_count: turns,
             stop_reason,
             warnings,
@@ -898,7 +913,11 @@ fn initial_messages(request: &BackendRequest) -> Vec<OutMessage<'_>> {
     let mut messages = Vec::with_capacity(request.history.len() + 3);
     messages.extend(request.history.iter().map(|m| OutMessage {
         role: m.role,
-        content: OutContent::Text(&m.content),
+        content: match &m.blocks {
+            // An earlier turn's tool loop, replayed as it was sent and received.
+            Some(blocks) => OutContent::Blocks(blocks.clone()),
+            None => OutContent::Text(&m.content),
+        },
     }));
     messages.push(OutMessage {
         role: ChatRole::User,

@@ -44,6 +44,10 @@ use crate::verification::{self, FailureCode, Unavailability, VerificationResult}
 /// refused (`docs/reference/tools.md#17-agent_fork_session`).
 pub const MAX_FORK_HISTORY_BYTES: usize = 16 * 1024 * 1024;
 
+/// The largest tool-loop transcript kept for continuations (`provider_transcript`, as JSON); a
+/// larger one is replayed as the final answer's text only.
+pub const MAX_TRANSCRIPT_BYTES: usize = 1024 * 1024;
+
 /// Outputs at least this many code points long are stored as an `output` artifact.
 const OUTPUT_ARTIFACT_MIN_CHARS: usize = 50;
 
@@ -1312,6 +1316,15 @@ impl Engine {
             Event::provider_response_summary(new_turns, &summary, output.stop_reason.as_deref());
         let output_text = output.output_text.clone();
         let usage = output.usage.clone();
+        // A tool loop's messages, for continuations to replay, when they are not too large.
+        let mut events: Vec<Event> = output
+            .transcript
+            .as_deref()
+            .map(|messages| Event::provider_transcript(new_turns, messages))
+            .filter(|e| e.payload.to_string().len() <= MAX_TRANSCRIPT_BYTES)
+            .into_iter()
+            .collect();
+        events.push(event);
         let env = self.output_envelope(
             session_id.to_owned(),
             workflow,
@@ -1326,7 +1339,7 @@ impl Engine {
             summary_latest: Some(summary),
             provider_session_id,
             output_text: Some(output_text),
-            events: vec![event],
+            events,
             result: Some(result_text(session_id, &env)),
             usage,
         };
@@ -2372,7 +2385,25 @@ pub fn conversation_history(
     budget_chars: usize,
 ) -> Vec<ChatMessage> {
     let mut messages = Vec::new();
+    // The transcript of the execution whose summary comes next (same turn index).
+    let mut transcript: Option<(i64, &Vec<Value>)> = None;
     for event in events {
+        if event.event_type == EventType::ProviderTranscript.as_str() {
+            transcript = event
+                .payload
+                .get("messages")
+                .and_then(Value::as_array)
+                .map(|m| (event.turn_index, m));
+            continue;
+        }
+        if event.event_type == EventType::ProviderResponseSummary.as_str()
+            && let Some((turn, replay)) = transcript.take()
+            && turn == event.turn_index
+            && let Some(replayed) = replay_messages(replay)
+        {
+            messages.extend(replayed);
+            continue;
+        }
         let (role, text) = match EventType::parse(&event.event_type) {
             Some(EventType::UserInput) => {
                 let text = event
@@ -2395,26 +2426,49 @@ pub fn conversation_history(
             messages.push(ChatMessage {
                 role,
                 content: text.to_owned(),
+                blocks: None,
             });
         }
     }
     if messages.last().is_some_and(|m| m.role == ChatRole::User) {
         messages.pop();
     }
-    let mut total: usize = messages.iter().map(|m| m.content.chars().count()).sum();
+    let mut total: usize = messages.iter().map(ChatMessage::size_chars).sum();
     let mut start = 0;
     while total > budget_chars && start < messages.len() {
-        total -= messages[start].content.chars().count();
+        total -= messages[start].size_chars();
         start += 1;
     }
+    // The history starts with a user's own message (not an answer, not tool results).
     while messages
         .get(start)
-        .is_some_and(|m| m.role == ChatRole::Assistant)
+        .is_some_and(|m| m.role == ChatRole::Assistant || m.blocks.is_some())
     {
         start += 1;
     }
     messages.drain(..start);
     messages
+}
+
+/// A `provider_transcript`'s messages as history: each `{"role", "content": [blocks]}` with
+/// roles alternating from the assistant's and ending with the assistant's answer; `None` (the
+/// answer's text is replayed instead) for anything else.
+fn replay_messages(messages: &[Value]) -> Option<Vec<ChatMessage>> {
+    let mut out = Vec::with_capacity(messages.len());
+    for (i, message) in messages.iter().enumerate() {
+        let role = match message.get("role").and_then(Value::as_str) {
+            Some("assistant") if i % 2 == 0 => ChatRole::Assistant,
+            Some("user") if i % 2 == 1 => ChatRole::User,
+            _ => return None,
+        };
+        let blocks = message.get("content").and_then(Value::as_array)?.clone();
+        out.push(ChatMessage {
+            role,
+            content: String::new(),
+            blocks: Some(blocks),
+        });
+    }
+    (out.len() % 2 == 1).then_some(out)
 }
 
 /// `docs/reference/verification.md#3-prompt`. With `evidence`, the contents follow the list of
@@ -2667,6 +2721,7 @@ mod tests {
         ChatMessage {
             role,
             content: content.into(),
+            blocks: None,
         }
     }
 
@@ -2706,6 +2761,65 @@ mod tests {
                 msg(ChatRole::User, "two"),
                 msg(ChatRole::Assistant, "answer two"),
             ]
+        );
+    }
+
+    #[test]
+    fn history_replays_a_tool_loop_transcript_and_never_starts_inside_one() {
+        let tool_use = json!({"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "read_file", "input": {}}]});
+        let result = json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "x"}]});
+        let answer =
+            json!({"role": "assistant", "content": [{"type": "text", "text": "answer two"}]});
+        let mut events = log();
+        events.insert(
+            4,
+            event(
+                45,
+                EventType::ProviderTranscript,
+                2,
+                json!({"messages": [tool_use, result, answer]}),
+            ),
+        );
+        let history = conversation_history(&events, &[], usize::MAX);
+        let blocks = |m: &ChatMessage| m.blocks.clone();
+        assert_eq!(history.len(), 6, "{history:?}");
+        assert_eq!(history[2], msg(ChatRole::User, "two"));
+        assert_eq!(history[3].role, ChatRole::Assistant);
+        assert_eq!(
+            blocks(&history[3]),
+            Some(tool_use["content"].as_array().unwrap().clone())
+        );
+        assert_eq!(history[4].role, ChatRole::User);
+        assert_eq!(
+            blocks(&history[4]),
+            Some(result["content"].as_array().unwrap().clone())
+        );
+        assert_eq!(
+            blocks(&history[5]),
+            Some(answer["content"].as_array().unwrap().clone())
+        );
+        // Cut by the budget inside the replayed loop: the history still starts at a user's own
+        // message, never at tool results.
+        let last_three: usize = history[3..].iter().map(ChatMessage::size_chars).sum();
+        let cut = conversation_history(&events, &[], last_three + 1);
+        assert!(
+            cut.is_empty() || cut[0].blocks.is_none() && cut[0].role == ChatRole::User,
+            "{cut:?}"
+        );
+        // A transcript that does not alternate is not replayed: the answer's text is.
+        let mut broken = log();
+        broken.insert(
+            4,
+            event(
+                45,
+                EventType::ProviderTranscript,
+                2,
+                json!({"messages": [json!({"role": "user", "content": []})]}),
+            ),
+        );
+        assert_eq!(
+            conversation_history(&broken, &[], usize::MAX)[3],
+            msg(ChatRole::Assistant, "answer two")
         );
     }
 

@@ -47,6 +47,9 @@ string_enum! {
         // Forks (additions, `docs/reference/tools.md#17-agent_fork_session`).
         SessionForked => "session_forked",
         SessionForkCreated => "session_fork_created",
+        // The messages of a tool loop, replayed by continuations (an addition,
+        // `docs/reference/sessions.md#8-conversation-history`).
+        ProviderTranscript => "provider_transcript",
     }
 }
 
@@ -139,6 +142,16 @@ impl Event {
 
     pub fn provider_request_start(turn: i64) -> Self {
         Self::new(EventType::ProviderRequestStart, turn, json!({}))
+    }
+
+    /// The messages an execution's tool loop added after its user message (the model's tool
+    /// calls, their results, the final answer), as the Messages API took them.
+    pub fn provider_transcript(turn: i64, messages: &[Value]) -> Self {
+        Self::new(
+            EventType::ProviderTranscript,
+            turn,
+            json!({ "messages": messages }),
+        )
     }
 
     pub fn provider_response_summary(turn: i64, summary: &str, stop_reason: Option<&str>) -> Self {

@@ -496,6 +496,21 @@ pub trait SessionStore: EventLog {
 pub struct ChatMessage {
     pub role: ChatRole,
     pub content: String,
+    /// The message's content blocks as the Messages API took them, replayed verbatim instead
+    /// of `content` (an earlier turn's tool loop:
+    /// `docs/reference/sessions.md#8-conversation-history`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<Vec<Value>>,
+}
+
+impl ChatMessage {
+    /// The characters the message counts against the history budget.
+    pub fn size_chars(&self) -> usize {
+        match &self.blocks {
+            Some(blocks) => blocks.iter().map(|b| b.to_string().len()).sum(),
+            None => self.content.chars().count(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -628,6 +643,10 @@ impl std::fmt::Debug for BackendRequest {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BackendOutput {
     pub output_text: String,
+    /// The messages a tool loop added after the user's message (tool calls, results, the final
+    /// answer), each `{"role", "content": [blocks]}`, for continuations to replay; `None` when
+    /// the execution called no tool or did not end with an answer.
+    pub transcript: Option<Vec<Value>>,
     pub turn_count: u32,
     pub stop_reason: Option<String>,
     pub warnings: Vec<String>,

@@ -282,6 +282,7 @@ async fn run_task_success_returns_envelope_events_record_and_output_artifact() {
         warnings: vec!["Provider note".to_owned()],
         usage: Some(reported),
         provider_session_id: None,
+        transcript: None,
     }));
 
     let env = h.run(RunTaskRequest::new("Refactor the parser")).await;
@@ -779,19 +780,23 @@ async fn continue_passes_history_and_accumulates_counters() {
         [
             ChatMessage {
                 role: ChatRole::User,
-                content: "Do the thing".to_owned()
+                content: "Do the thing".to_owned(),
+                blocks: None,
             },
             ChatMessage {
                 role: ChatRole::Assistant,
-                content: "First answer\nwith detail".to_owned()
+                content: "First answer\nwith detail".to_owned(),
+                blocks: None,
             },
             ChatMessage {
                 role: ChatRole::User,
-                content: "And now this".to_owned()
+                content: "And now this".to_owned(),
+                blocks: None,
             },
             ChatMessage {
                 role: ChatRole::Assistant,
-                content: long.to_owned()
+                content: long.to_owned(),
+                blocks: None,
             },
         ]
     );
@@ -3827,11 +3832,13 @@ async fn a_fork_is_made_where_an_execution_ended_and_replays_the_history_up_to_i
         vec![
             ChatMessage {
                 role: ChatRole::User,
-                content: "task one".to_owned()
+                content: "task one".to_owned(),
+                blocks: None,
             },
             ChatMessage {
                 role: ChatRole::Assistant,
-                content: "answer one".to_owned()
+                content: "answer one".to_owned(),
+                blocks: None,
             },
         ]
     );

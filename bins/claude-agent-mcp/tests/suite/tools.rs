@@ -81,6 +81,7 @@ async fn summarize_the_files_reads_them_through_the_tool_loop() {
             "provider_request_start",
             "workspace_tool_invocation",
             "workspace_tool_result",
+            "provider_transcript",
             "provider_response_summary"
         ]
     );
@@ -236,5 +237,29 @@ async fn the_cached_prefix_is_byte_identical_across_turns_and_continuations() {
             "request {i}: {body}"
         );
     }
+    // The continuation replays the run's tool loop as it was sent and received: its messages
+    // start with the messages of the run's last request (the cached conversation), then the
+    // answer and the new message.
+    let bodies = env.requests().await;
+    let run_last = bodies[1]["messages"].as_array().unwrap().clone();
+    assert_eq!(
+        run_last.len(),
+        3,
+        "task, tool call, tool result: {run_last:?}"
+    );
+    let next = bodies[2]["messages"].as_array().unwrap();
+    assert_eq!(next.len(), 5, "{next:?}");
+    assert_eq!(next[..3], run_last[..], "the replayed prefix");
+    assert_eq!(next[1]["content"][1]["type"], json!("tool_use"));
+    assert_eq!(next[2]["content"][0]["type"], json!("tool_result"));
+    assert_eq!(next[3]["role"], json!("assistant"));
+    assert_eq!(next[3]["content"][0]["text"], json!("pineapple"));
+    assert_eq!(next[4]["content"], json!("And again?"));
+    // The transcript is in the session's log.
+    assert!(
+        env.event_types(&id)
+            .await
+            .contains(&"provider_transcript".to_owned())
+    );
     server.shutdown().await;
 }

@@ -767,6 +767,7 @@ impl ClaudeCodeBackend {
             warnings,
             usage: None,
             provider_session_id: None,
+            transcript: None,
         })
     }
 
@@ -920,6 +921,7 @@ impl ClaudeCodeBackend {
             warnings,
             usage: parsed.usage,
             provider_session_id: parsed.session_id,
+            transcript: None,
         })
     }
 }

@@ -357,6 +357,7 @@ mod tests {
                     ChatRole::Assistant
                 },
                 content: format!(" m{i} "),
+                blocks: None,
             })
             .collect();
         history[3].content = "   ".to_owned();

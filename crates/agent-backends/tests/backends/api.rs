@@ -171,10 +171,12 @@ async fn single_shot_request_shape_with_history() {
         ChatMessage {
             role: ChatRole::User,
             content: "first question".to_owned(),
+            blocks: None,
         },
         ChatMessage {
             role: ChatRole::Assistant,
             content: "first answer".to_owned(),
+            blocks: None,
         },
     ];
     let progress = Arc::new(Progress::default());
@@ -260,6 +262,7 @@ async fn text_blocks_are_joined_and_usage_reported() {
                 total_cost_usd: None,
             }),
             provider_session_id: None,
+            transcript: None,
         }
     );
 }
@@ -341,6 +344,16 @@ async fn tool_use_loop_round_trip() {
                 total_cost_usd: None,
             }),
             provider_session_id: None,
+            // The loop's messages after the user's, for continuations to replay: the tool
+            // calls as received, their results as sent, the answer as received.
+            transcript: Some(vec![
+                json!({"role": "assistant", "content": first["content"]}),
+                json!({"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": "result of read_file"},
+                    {"type": "tool_result", "tool_use_id": "toolu_2", "content": "Error: disk on fire", "is_error": true}
+                ]}),
+                json!({"role": "assistant", "content": [{"type": "text", "text": "All done."}]}),
+            ]),
         }
     );
     assert_eq!(

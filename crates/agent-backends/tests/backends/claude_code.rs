@@ -238,6 +238,7 @@ async fn text_mode_argv_null_stdin_cwd_and_output() {
             warnings: vec![WARN_STOP_REASON_LIMITED.to_owned()],
             usage: None,
             provider_session_id: None,
+            transcript: None,
         }
     );
     assert_eq!(fake.invocations(), 1);
@@ -853,6 +854,7 @@ async fn flat_history_is_truncated_with_a_warning() {
                 ChatRole::Assistant
             },
             content: format!("message {i}"),
+            blocks: None,
         })
         .collect();
     let output = run(&fake.backend(ClaudeCodeMode::Text), req.clone()).await;
@@ -1034,6 +1036,7 @@ async fn native_mode_tolerates_missing_and_unknown_fields() {
             warnings: vec![WARN_STOP_REASON_LIMITED.to_owned()],
             usage: None,
             provider_session_id: None,
+            transcript: None,
         }
     );
 
