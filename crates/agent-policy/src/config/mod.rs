@@ -40,6 +40,7 @@
 //! the `api` backend is a later startup step: see [`Config::api_key_problem`].
 
 pub mod presets;
+pub mod telemetry;
 #[cfg(test)]
 mod tests;
 
@@ -129,6 +130,15 @@ pub mod vars {
         HTTP_HEADER_TIMEOUT = "CLAUDE_AGENT_MCP_HTTP_HEADER_TIMEOUT" => Operator(Limits);
         HTTP_MAX_CONNECTIONS = "CLAUDE_AGENT_MCP_HTTP_MAX_CONNECTIONS" => Operator(Limits);
         METRICS_ADDR = "CLAUDE_AGENT_MCP_METRICS_ADDR" => Operator(Listens);
+        OTEL_RECORD_CONTENT = "CLAUDE_AGENT_MCP_OTEL_RECORD_CONTENT" => Operator(SendsCredentials);
+        OTEL_EXPORTER_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT" => Operator(SendsCredentials);
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Operator(SendsCredentials);
+        OTEL_EXPORTER_OTLP_HEADERS = "OTEL_EXPORTER_OTLP_HEADERS" => Operator(SendsCredentials);
+        OTEL_EXPORTER_OTLP_TRACES_HEADERS = "OTEL_EXPORTER_OTLP_TRACES_HEADERS" => Operator(SendsCredentials);
+        OTEL_SERVICE_NAME = "OTEL_SERVICE_NAME" => Operator(Policy);
+        OTEL_RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES" => Operator(Policy);
+        OTEL_TRACES_SAMPLER = "OTEL_TRACES_SAMPLER" => Operator(Policy);
+        OTEL_TRACES_SAMPLER_ARG = "OTEL_TRACES_SAMPLER_ARG" => Operator(Policy);
     }
 
     /// Who may set `name`; `None` for a name this crate does not read.
@@ -549,6 +559,9 @@ pub struct Config {
     /// (`docs/observability.md`). Off loopback it requires the bearer token, which then
     /// guards `/metrics` there too.
     pub metrics_addr: Option<SocketAddr>,
+    /// The OpenTelemetry trace settings (`OTEL_EXPORTER_OTLP_ENDPOINT`, …,
+    /// `CLAUDE_AGENT_MCP_OTEL_RECORD_CONTENT`; `docs/observability.md#traces`).
+    pub telemetry: telemetry::Telemetry,
     /// The env file read, if any (set by [`load_with`]; `None` from [`from_vars`]).
     pub env_file: Option<EnvFileUse>,
 }
@@ -1034,7 +1047,10 @@ fn resolve(
         .map(str::to_owned);
 
     // --- Validation (`docs/reference/policy.md#91-configuration-errors`) -----------------------
+    let mut telemetry_problems = Vec::new();
+    let telemetry = telemetry::read(&r, &mut telemetry_problems);
     let mut problems = r.problems;
+    problems.extend(telemetry_problems);
     let mode = RuntimeMode::parse(&mode_raw);
     if mode.is_none() {
         problems.push(format!(
@@ -1289,6 +1305,7 @@ fn resolve(
             http_max_connections,
             database_max_connections,
             metrics_addr,
+            telemetry,
             env_file: None,
         }),
         _ => Err(ConfigErrors(problems)),

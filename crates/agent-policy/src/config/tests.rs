@@ -86,6 +86,7 @@ fn expected_defaults(cwd: &Path) -> Config {
         http_max_connections: 256,
         database_max_connections: 8,
         metrics_addr: None,
+        telemetry: telemetry::Telemetry::default(),
         env_file: None,
     }
 }
