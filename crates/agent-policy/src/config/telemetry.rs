@@ -233,18 +233,19 @@ fn sampler(
             }
         }
     }
+    // Checked whenever set (an invalid ratio is a mistake even where it is not used), used by
+    // the ratio samplers only.
+    let ratio = ratio(arg, problems);
     let Some((name, raw)) = kind else {
         return TraceSampler::default();
     };
     let chosen = match raw.to_ascii_lowercase().as_str() {
         "always_on" => Some(TraceSampler::AlwaysOn),
         "always_off" => Some(TraceSampler::AlwaysOff),
-        "traceidratio" => ratio(arg, problems).map(TraceSampler::TraceIdRatio),
+        "traceidratio" => ratio.map(TraceSampler::TraceIdRatio),
         "parentbased_always_on" => Some(TraceSampler::ParentBasedAlwaysOn),
         "parentbased_always_off" => Some(TraceSampler::ParentBasedAlwaysOff),
-        "parentbased_traceidratio" => {
-            ratio(arg, problems).map(TraceSampler::ParentBasedTraceIdRatio)
-        }
+        "parentbased_traceidratio" => ratio.map(TraceSampler::ParentBasedTraceIdRatio),
         _ => {
             problems.push(format!(
                 "{name}={} is not one of always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio",
@@ -329,6 +330,11 @@ mod tests {
         assert_eq!(
             problems,
             ["OTEL_TRACES_SAMPLER_ARG='1.5' is not a ratio between 0 and 1"]
+        );
+        let problems = telemetry(&[(vars::OTEL_TRACES_SAMPLER_ARG, "NaN")]).unwrap_err();
+        assert_eq!(
+            problems,
+            ["OTEL_TRACES_SAMPLER_ARG='NaN' is not a ratio between 0 and 1"]
         );
         let long = format!("http://h/{}", "a".repeat(MAX_ENDPOINT_BYTES));
         assert!(telemetry(&[(vars::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, &long)]).is_err());
