@@ -398,3 +398,98 @@ async fn a_bad_endpoint_is_a_configuration_error() {
         "{stderr}"
     );
 }
+
+/// Over streamable HTTP the request spans carry the transport session (`mcp.session.id`), and a
+/// run answered `running` after `wait_seconds` (its work goes on in a task of its own) still
+/// has its `invoke_agent` under the `tools/call` that started it.
+#[tokio::test]
+async fn over_http_the_session_is_named_and_a_background_run_stays_under_its_request() {
+    use rmcp::ServiceExt;
+    use rmcp::transport::StreamableHttpClientTransport;
+
+    let receiver = Receiver::start().await;
+    let env = TestEnv::new().await;
+    env.reply(
+        wiremock::ResponseTemplate::new(200)
+            .set_body_json(text_reply("late"))
+            .set_delay(Duration::from_millis(1500)),
+    )
+    .await;
+    let mut server = super::http::start_http_with(
+        &env,
+        &[],
+        &[
+            (vars::OTEL_EXPORTER_OTLP_ENDPOINT, receiver.base.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ],
+    )
+    .await;
+    let client =
+        ().serve(StreamableHttpClientTransport::from_uri(server.url.clone()))
+            .await
+            .expect("initialize over HTTP");
+    let args = json!({"task": "slow", "wait_seconds": 0});
+    let result = client
+        .call_tool(
+            CallToolRequestParams::new("agent_run_task")
+                .with_arguments(args.as_object().cloned().unwrap()),
+        )
+        .await
+        .unwrap();
+    let envelope = parse_single_text(&result);
+    assert_eq!(envelope["status"], json!("running"), "{envelope}");
+    let session_id = envelope["session_id"].as_str().unwrap().to_owned();
+    let spans = receiver.wait_for("invoke_agent claude-agent-mcp").await;
+    let request = only(&spans, "tools/call agent_run_task");
+    let invoke = only(&spans, "invoke_agent claude-agent-mcp");
+    assert_eq!(invoke.trace_id, request.trace_id);
+    assert_eq!(invoke.parent_span_id, request.span_id);
+    assert_eq!(attr(invoke, "gen_ai.conversation.id"), session_id);
+    assert_eq!(attr(invoke, "claude_agent_mcp.outcome"), "completed");
+    let transport_session = attr(request, "mcp.session.id");
+    assert!(!transport_session.is_empty());
+    assert!(!transport_session.contains("sess_"), "not our session id");
+    // No `traceparent` was given: the request starts a trace of its own.
+    assert_eq!(request.parent_span_id, "");
+    let chat = only(&spans, "chat claude-sonnet-4-6");
+    assert_eq!(chat.parent_span_id, invoke.span_id);
+    let _ = client.cancel().await;
+    let _ = server.child.kill().await;
+}
+
+/// A `traceparent` that is malformed, too long or not a string is ignored: the request starts
+/// its own trace, and the call is answered as without one.
+#[tokio::test]
+async fn a_malformed_traceparent_is_ignored() {
+    let receiver = Receiver::start().await;
+    let mut env = TestEnv::new().await;
+    env.set(vars::OTEL_EXPORTER_OTLP_ENDPOINT, &receiver.base);
+    env.reply_text("fine").await;
+    let server = env.start().await;
+    let long = format!("00-{TRACE_ID}-{PARENT_SPAN_ID}-01{}", "0".repeat(600));
+    for traceparent in [
+        json!("00-zz-yy-01"),
+        json!(long),
+        json!(42),
+        json!({"a": 1}),
+    ] {
+        let mut params = CallToolRequestParams::new("agent_run_task")
+            .with_arguments(json!({"task": "t"}).as_object().cloned().unwrap());
+        let mut meta = RequestMetaObject::new();
+        meta.0.0.insert("traceparent".into(), traceparent);
+        params.meta = Some(meta);
+        let result = server.client.call_tool(params).await.unwrap();
+        assert_eq!(parse_single_text(&result)["ok"], json!(true));
+    }
+    assert_eq!(server.shutdown().await, 0);
+    let spans = receiver.wait_for("tools/call agent_run_task").await;
+    let requests: Vec<&Exported> = spans
+        .iter()
+        .filter(|s| s.name == "tools/call agent_run_task")
+        .collect();
+    assert_eq!(requests.len(), 4, "{spans:#?}");
+    for request in requests {
+        assert_eq!(request.parent_span_id, "");
+        assert_ne!(request.trace_id, TRACE_ID);
+    }
+}
