@@ -705,10 +705,15 @@ fn init_logging(config: &Config) -> Result<telemetry::Traces, StartupError> {
         .event_format(LogLine)
         .with_filter(filter);
     let traces = telemetry::Traces::start(&config.telemetry).map_err(StartupError::new)?;
-    let _ = tracing_subscriber::registry()
-        .with(log)
-        .with(traces.layer())
-        .try_init();
+    // Without traces, no second layer at all (not a `None` one): a `None` layer would make
+    // the span call sites "sometimes" enabled, asked again at every span.
+    let _ = match traces.layer() {
+        Some(exporter) => tracing_subscriber::registry()
+            .with(log)
+            .with(exporter)
+            .try_init(),
+        None => tracing_subscriber::registry().with(log).try_init(),
+    };
     Ok(traces)
 }
 
