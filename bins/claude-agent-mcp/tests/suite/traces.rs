@@ -493,3 +493,61 @@ async fn a_malformed_traceparent_is_ignored() {
         assert_ne!(request.trace_id, TRACE_ID);
     }
 }
+
+/// A call made an MCP task answers at once and runs on in a task of its own: its
+/// `invoke_agent` is still a child of the `tools/call` that created it, in the caller's trace.
+#[tokio::test]
+async fn a_run_made_an_mcp_task_stays_under_the_call_that_created_it() {
+    use rmcp::ServiceExt;
+    use rmcp::model::CallToolResponse;
+
+    let receiver = Receiver::start().await;
+    let mut env = TestEnv::new().await;
+    env.set(vars::OTEL_EXPORTER_OTLP_ENDPOINT, &receiver.base);
+    env.set("OTEL_BSP_SCHEDULE_DELAY", "50");
+    env.reply(
+        wiremock::ResponseTemplate::new(200)
+            .set_body_json(text_reply("task done"))
+            .set_delay(Duration::from_millis(300)),
+    )
+    .await;
+    let mut child = env
+        .command(&[])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+    let client = super::tasks::TaskClient
+        .serve((stdout, stdin))
+        .await
+        .unwrap();
+    let mut params = CallToolRequestParams::new("agent_run_task")
+        .with_arguments(json!({"task": "t"}).as_object().cloned().unwrap());
+    let mut meta = RequestMetaObject::new();
+    meta.0.0.insert(
+        "traceparent".into(),
+        json!(format!("00-{TRACE_ID}-{PARENT_SPAN_ID}-01")),
+    );
+    params.meta = Some(meta);
+    let response = client.call_tool_once(params).await.unwrap();
+    let CallToolResponse::Task(created) = response else {
+        panic!("expected a task, got {response:?}")
+    };
+    let settled = super::tasks::poll(&client, &created.task.task_id).await;
+    assert_eq!(
+        settled.task.task.status,
+        rmcp::model::TaskStatus::Completed,
+        "{settled:?}"
+    );
+    let spans = receiver.wait_for("invoke_agent claude-agent-mcp").await;
+    let request = only(&spans, "tools/call agent_run_task");
+    assert_eq!(request.trace_id, TRACE_ID);
+    assert_eq!(request.parent_span_id, PARENT_SPAN_ID);
+    let invoke = only(&spans, "invoke_agent claude-agent-mcp");
+    assert_eq!(invoke.trace_id, TRACE_ID);
+    assert_eq!(invoke.parent_span_id, request.span_id);
+    let _ = client.cancel().await;
+    let _ = child.kill().await;
+}
