@@ -180,8 +180,13 @@ fn pairs(name: &str, raw: &str, problems: &mut Vec<String>, secret: bool) -> Vec
         match parsed {
             Some(pair) => out.push(pair),
             None => {
-                let shown = if secret {
-                    item.split('=').next().unwrap_or("").trim().to_owned()
+                let shown: String = if secret {
+                    // The key only: an item without `=` may be a value written alone.
+                    item.split_once('=')
+                        .map_or("(an item without =)", |(key, _)| key.trim())
+                        .chars()
+                        .take(100)
+                        .collect()
                 } else {
                     item.chars().take(100).collect()
                 };
@@ -314,12 +319,19 @@ mod tests {
     fn bad_values_are_problems_that_do_not_show_header_values() {
         let problems = telemetry(&[
             (vars::OTEL_EXPORTER_OTLP_ENDPOINT, "localhost:4318"),
-            (vars::OTEL_EXPORTER_OTLP_HEADERS, "api-key=s3cr3t,broken"),
+            (
+                vars::OTEL_EXPORTER_OTLP_HEADERS,
+                "api-key=s3cr3t,Bearer s3cr3t,x=a%zzs3cr3t",
+            ),
             (vars::OTEL_TRACES_SAMPLER, "sometimes"),
             (vars::OTEL_RESOURCE_ATTRIBUTES, "a=%zz"),
         ])
         .unwrap_err();
-        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert_eq!(problems.len(), 5, "{problems:?}");
+        assert!(
+            problems.contains(&"OTEL_EXPORTER_OTLP_HEADERS: '(an item without =)' is not a key=value pair (a token key, a value without control characters)".to_owned()),
+            "{problems:?}"
+        );
         assert!(problems[0].contains("is not a valid endpoint"));
         assert!(problems.iter().all(|p| !p.contains("s3cr3t")));
         let problems = telemetry(&[
