@@ -149,7 +149,10 @@ fn endpoint<'v>(name: &str, url: &'v str, problems: &mut Vec<String>) -> Option<
     if valid {
         Some(url)
     } else {
-        let shown: String = url.chars().take(100).collect();
+        let shown: String = agent_core::text::redact_url(url)
+            .chars()
+            .take(100)
+            .collect();
         problems.push(format!(
             "{name}={} is not a valid endpoint: give an http:// or https:// URL (at most {MAX_ENDPOINT_BYTES} bytes)",
             pyfmt::repr_str(&shown)
@@ -347,6 +350,14 @@ mod tests {
         assert_eq!(
             problems,
             ["OTEL_TRACES_SAMPLER_ARG='NaN' is not a ratio between 0 and 1"]
+        );
+        let problems =
+            telemetry(&[(vars::OTEL_EXPORTER_OTLP_ENDPOINT, "ftp://u:hunter2@h")]).unwrap_err();
+        assert_eq!(
+            problems,
+            [
+                "OTEL_EXPORTER_OTLP_ENDPOINT='ftp://u:***@h' is not a valid endpoint: give an http:// or https:// URL (at most 2048 bytes)"
+            ]
         );
         let long = format!("http://h/{}", "a".repeat(MAX_ENDPOINT_BYTES));
         assert!(telemetry(&[(vars::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, &long)]).is_err());
