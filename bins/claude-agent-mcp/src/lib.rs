@@ -6,6 +6,7 @@
 
 mod doctor;
 mod migrate_store;
+mod telemetry;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -172,7 +173,19 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
     if let Some(warning) = config.env_file.as_ref().and_then(|f| f.warning()) {
         let _ = writeln!(std::io::stderr(), "{warning}");
     }
-    init_logging(&config);
+    let traces = init_logging(&config)?;
+    let served = start_and_serve(&config).await;
+    // The spans still queued are sent before the process exits.
+    traces.shutdown().await;
+    served
+}
+
+/// Startup from step 3 on (the configuration read, logging set up), then serve until shutdown.
+async fn start_and_serve(config: &Config) -> Result<(), StartupError> {
+    if let Some(endpoint) = &config.telemetry.traces_endpoint {
+        let endpoint = agent_core::text::redact_url(endpoint);
+        tracing::info!(target: "server", "Exporting traces to {endpoint}");
+    }
     tracing::info!(
         target: "server",
         "Starting claude-agent-mcp v{} mode={} transport={} model={} backend={}",
@@ -195,19 +208,19 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
     let observability = Observability::new(config.backend.as_str());
     let shutdown = CancellationToken::new();
     let metrics_listener = match config.metrics_addr {
-        Some(addr) => Some(start_metrics_listener(addr, &config, &observability, &shutdown).await?),
+        Some(addr) => Some(start_metrics_listener(addr, config, &observability, &shutdown).await?),
         None => None,
     };
     let restricted = config.mode == RuntimeMode::ApntalkVerification;
-    let admitted = admitted_tools(&config);
+    let admitted = admitted_tools(config);
     if restricted {
-        let reasons = restricted::contract_violations(&config, &tool_names(&admitted));
+        let reasons = restricted::contract_violations(config, &tool_names(&admitted));
         if !reasons.is_empty() {
             return Err(StartupError::new(restricted::violation_message(&reasons)));
         }
     }
     let opened = Arc::new(
-        OpenStore::open(&config)
+        OpenStore::open(config)
             .await
             .map_err(|e| StartupError::new(e.to_string()))?,
     );
@@ -225,9 +238,9 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         config.federation_enabled,
         config.federation_config.as_deref(),
     );
-    let backend = build_backend(&config, federation_source.config()).await?;
+    let backend = build_backend(config, federation_source.config()).await?;
     tracing::info!(target: "server", "Execution backend: {}", backend.name());
-    let policy = DirectoryPolicy::from_config(&config);
+    let policy = DirectoryPolicy::from_config(config);
     let engine_config = EngineConfig {
         lock_ttl: Duration::from_secs(u64::try_from(config.lock_ttl_secs).unwrap_or(0)),
         max_evidence_bytes: usize::try_from(config.max_evidence_bytes).unwrap_or(usize::MAX),
@@ -236,6 +249,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         continuation_window: config.continuation.window(),
         mediation_inclusion: config.mediation.continuation_inclusion(),
         spend: config.spend.clone(),
+        record_content: config.telemetry.record_content,
         ..EngineConfig::default()
     };
     let mut engine = Engine::new(Arc::clone(&store), backend, Arc::new(policy), engine_config)
@@ -280,7 +294,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
     let server = AgentServer::new(
         engine,
         opened.task_store(),
-        runtime_status(&config, &admitted, federation.is_active()),
+        runtime_status(config, &admitted, federation.is_active()),
         admitted,
     );
     if restricted {
@@ -311,7 +325,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
     observability
         .health
         .set_store(Arc::new(StoreHealth(Arc::clone(&opened))));
-    let served = serve(server, &config, &observability, shutdown.clone()).await;
+    let served = serve(server, config, &observability, shutdown.clone()).await;
     shutdown.cancel();
     if let Some(listener) = metrics_listener {
         let _ = listener.await;
@@ -669,8 +683,14 @@ pub fn runtime_status(
 
 /// Logs to stderr as `<YYYY-MM-DDTHH:MM:SS> <LEVEL> [<component>] <message>`
 /// (`docs/reference/status.md#3-logging`). The MCP library's own chatter is kept at WARNING unless
-/// the level is DEBUG.
-fn init_logging(config: &Config) {
+/// the level is DEBUG. When an OTLP endpoint is configured, the spans of
+/// [`SPAN_TARGET`](agent_core::observe::trace::SPAN_TARGET) (and nothing else) are exported as
+/// traces (`docs/observability.md#traces`); the log never shows them.
+fn init_logging(config: &Config) -> Result<telemetry::Traces, StartupError> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let level = config.log_level.tracing_level();
     let rmcp_level = if level == tracing::Level::DEBUG {
         "debug"
@@ -678,15 +698,26 @@ fn init_logging(config: &Config) {
         "warn"
     };
     let filter = tracing_subscriber::EnvFilter::new(format!(
-        "{},rmcp={rmcp_level}",
-        level.as_str().to_lowercase()
+        "{},rmcp={rmcp_level},{}=off",
+        level.as_str().to_lowercase(),
+        agent_core::observe::trace::SPAN_TARGET
     ));
-    let _ = tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .with_env_filter(filter)
         .event_format(LogLine)
-        .try_init();
+        .with_filter(filter);
+    let traces = telemetry::Traces::start(&config.telemetry).map_err(StartupError::new)?;
+    // Without traces, no second layer at all (not a `None` one): a `None` layer would make
+    // the span call sites "sometimes" enabled, asked again at every span.
+    let _ = match traces.layer() {
+        Some(exporter) => tracing_subscriber::registry()
+            .with(log)
+            .with(exporter)
+            .try_init(),
+        None => tracing_subscriber::registry().with(log).try_init(),
+    };
+    Ok(traces)
 }
 
 /// One log line in the contract's layout (`docs/reference/status.md#3-logging`).

@@ -31,7 +31,10 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, Heade
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tracing::debug;
+use tracing::field::Empty;
+use tracing::{Instrument, debug};
+
+use agent_core::observe::trace;
 
 /// The default API base URL (used when `ANTHROPIC_BASE_URL` is not set).
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
@@ -318,7 +321,7 @@ impl MessagesApiBackend {
             output_config: OutputConfig::of(request),
         };
         ctx.report("model turn 1 of 1");
-        let response = self.call(&body, ctx).await?;
+        let response = self.chat(&body, ctx).await?;
         let blocks = parse_blocks(&response.content)?;
 
         let output_text = blocks.texts.join("\n");
@@ -378,7 +381,7 @@ impl MessagesApiBackend {
                 tools: Some(&request.tools),
                 output_config: OutputConfig::of(request),
             };
-            let response = self.call(&body, ctx).await?;
+            let response = self.chat(&body, ctx).await?;
             turns += 1;
             let last = match &response.usage {
                 Some(u) => {
@@ -406,8 +409,35 @@ impl MessagesApiBackend {
                 tool_calls += 1;
                 ctx.report(&format!("tool call {tool_calls}: {}", tool_use.name));
                 debug!(tool = tool_use.name, turn = turns, "executing tool call");
-                let outcome =
-                    cancellable(ctx, executor.call(tool_use.name, tool_use.input)).await?;
+                let span = tracing::info_span!(
+                    target: trace::SPAN_TARGET,
+                    "execute_tool",
+                    otel.name = Empty,
+                    "gen_ai.operation.name" = "execute_tool",
+                    "gen_ai.tool.name" = tool_use.name,
+                    "gen_ai.tool.call.id" = tool_use.id,
+                    "gen_ai.tool.type" = "function",
+                    "claude_agent_mcp.tool.kind" = Empty,
+                    "error.type" = Empty,
+                    otel.status_code = Empty,
+                );
+                if !span.is_disabled() {
+                    span.record(
+                        "otel.name",
+                        format!("execute_tool {}", tool_use.name).as_str(),
+                    );
+                }
+                let outcome = cancellable(
+                    ctx,
+                    executor
+                        .call(tool_use.name, tool_use.input)
+                        .instrument(span.clone()),
+                )
+                .await?;
+                if outcome.is_err() {
+                    span.record("error.type", "tool_error");
+                    span.record("otel.status_code", "error");
+                }
                 // A failed call keeps the original's `Error: ` text and is flagged `is_error` so
                 // the model knows the tool failed (**[fixed]** in
                 // `docs/reference/backends.md#43-tool-use-loop`).
@@ -479,6 +509,74 @@ impl MessagesApiBackend {
             usage: usage.map(|u| priced(u, prices)),
             provider_session_id: None,
         })
+    }
+
+    /// One model call (its retries included) in a `chat` span
+    /// (`docs/observability.md#traces`): the model asked and answering, the usage and the
+    /// stop reason. No prompt or output text is put on it.
+    async fn chat(
+        &self,
+        body: &MessagesBody<'_>,
+        ctx: &ExecContext,
+    ) -> Result<MessagesResponse, CallError> {
+        let span = tracing::info_span!(
+            target: trace::SPAN_TARGET,
+            "chat",
+            otel.name = Empty,
+            otel.kind = "client",
+            "gen_ai.operation.name" = "chat",
+            "gen_ai.provider.name" = trace::PROVIDER,
+            "gen_ai.request.model" = body.model,
+            "gen_ai.request.max_tokens" = body.max_tokens,
+            "gen_ai.response.model" = Empty,
+            "gen_ai.response.id" = Empty,
+            "gen_ai.response.finish_reasons" = Empty,
+            "gen_ai.usage.input_tokens" = Empty,
+            "gen_ai.usage.output_tokens" = Empty,
+            "gen_ai.usage.cache_read.input_tokens" = Empty,
+            "gen_ai.usage.cache_creation.input_tokens" = Empty,
+            "error.type" = Empty,
+            otel.status_code = Empty,
+        );
+        if span.is_disabled() {
+            return self.call(body, ctx).await;
+        }
+        span.record("otel.name", format!("chat {}", body.model).as_str());
+        let answer = self.call(body, ctx).instrument(span.clone()).await;
+        match &answer {
+            Ok(response) => {
+                if let Some(model) = &response.model {
+                    span.record("gen_ai.response.model", model.as_str());
+                }
+                if let Some(id) = &response.id {
+                    span.record("gen_ai.response.id", id.as_str());
+                }
+                if let Some(reason) = &response.stop_reason {
+                    span.record("gen_ai.response.finish_reasons", reason.as_str());
+                }
+                if let Some(usage) = &response.usage {
+                    let usage = usage.to_usage();
+                    span.record("gen_ai.usage.input_tokens", usage.input_tokens);
+                    span.record("gen_ai.usage.output_tokens", usage.output_tokens);
+                    if let Some(n) = usage.cache_read_input_tokens {
+                        span.record("gen_ai.usage.cache_read.input_tokens", n);
+                    }
+                    if let Some(n) = usage.cache_creation_input_tokens {
+                        span.record("gen_ai.usage.cache_creation.input_tokens", n);
+                    }
+                }
+            }
+            Err(e) => {
+                let kind = match e {
+                    CallError::Cancelled => "cancelled",
+                    CallError::Provider(..) => "provider_error",
+                    CallError::Normalization(_) => "normalization_error",
+                };
+                span.record("error.type", kind);
+                span.record("otel.status_code", "error");
+            }
+        }
+        answer
     }
 
     /// One API call with retries.
@@ -928,6 +1026,12 @@ fn initial_messages(request: &BackendRequest) -> Vec<OutMessage<'_>> {
 
 #[derive(Deserialize)]
 struct MessagesResponse {
+    /// The model that answered and the message id (for the `chat` span only), ignored when
+    /// they are not strings (bounded to [`MAX_SPAN_TEXT_BYTES`]).
+    #[serde(default, deserialize_with = "lenient_text")]
+    model: Option<String>,
+    #[serde(default, deserialize_with = "lenient_text")]
+    id: Option<String>,
     content: Vec<Value>,
     #[serde(default)]
     stop_reason: Option<String>,
@@ -958,6 +1062,19 @@ impl ApiUsage {
             total_cost_usd: None,
         }
     }
+}
+
+/// The most bytes of a provider-given name (model, message id) put on a span.
+const MAX_SPAN_TEXT_BYTES: usize = 256;
+
+fn lenient_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    Ok(match value {
+        Value::String(text) if text.len() <= MAX_SPAN_TEXT_BYTES => Some(text),
+        _ => None,
+    })
 }
 
 fn lenient_usage<'de, D: serde::Deserializer<'de>>(

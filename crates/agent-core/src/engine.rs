@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::continuation::{self, MediationInclusion, WindowPolicy};
 use crate::envelope::{ArtifactRef, Envelope, EnvelopeStatus};
@@ -21,7 +22,7 @@ use crate::event::{Event, EventType, StoredEvent};
 use crate::evidence::{self, Evidence};
 use crate::ids;
 use crate::model::{Profile, SessionStatus, Workflow};
-use crate::observe::{NoObserver, Observer, RunOutcome, RunReport, ToolKind};
+use crate::observe::{NoObserver, Observer, RunOutcome, RunReport, ToolKind, trace};
 use crate::ports::{
     ArtifactRecord, BackendOutput, BackendRequest, BackendStep, ChatMessage, ChatRole, ExecContext,
     ExecutionBackend, ExecutionError, FailureKind, Finish, ForkOutcome, ForkSession, Lease,
@@ -81,6 +82,10 @@ pub struct EngineConfig {
     /// Budget caps per profile, the model allowlist and the prices
     /// (`docs/reference/tools.md#18-budgets-and-models`).
     pub spend: SpendPolicy,
+    /// `CLAUDE_AGENT_MCP_OTEL_RECORD_CONTENT`: the task and the output text are recorded on
+    /// the `invoke_agent` span (`docs/observability.md#traces`). Off by default: no prompt
+    /// or output text is ever put on a span otherwise.
+    pub record_content: bool,
 }
 
 /// 256 KiB of evidence.
@@ -100,6 +105,7 @@ impl Default for EngineConfig {
             continuation_window: WindowPolicy::default(),
             mediation_inclusion: MediationInclusion::default(),
             spend: SpendPolicy::default(),
+            record_content: false,
         }
     }
 }
@@ -270,18 +276,47 @@ impl Engine {
         self
     }
 
-    /// Runs a workflow call and reports it: its outcome and how long it took.
+    /// Runs a workflow call and reports it: its outcome and how long it took, and its
+    /// `invoke_agent` span (`docs/observability.md#traces`), a child of the current span (the
+    /// MCP request's).
     async fn observed(
         &self,
         workflow: Workflow,
         call: impl std::future::Future<Output = Envelope>,
     ) -> Envelope {
         let started = std::time::Instant::now();
-        let envelope = call.await;
+        let span = tracing::info_span!(
+            target: trace::SPAN_TARGET,
+            "invoke_agent",
+            otel.name = "invoke_agent claude-agent-mcp",
+            "gen_ai.operation.name" = "invoke_agent",
+            "gen_ai.agent.name" = "claude-agent-mcp",
+            "gen_ai.provider.name" = trace::PROVIDER,
+            "gen_ai.conversation.id" = tracing::field::Empty,
+            "gen_ai.input.messages" = tracing::field::Empty,
+            "gen_ai.output.messages" = tracing::field::Empty,
+            "claude_agent_mcp.workflow" = workflow.as_str(),
+            "claude_agent_mcp.backend" = self.backend.name(),
+            "claude_agent_mcp.outcome" = tracing::field::Empty,
+            "error.type" = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let envelope = call.instrument(span.clone()).await;
+        let outcome = RunOutcome::of(&envelope);
+        if !span.is_disabled() {
+            if !envelope.session_id.is_empty() {
+                span.record("gen_ai.conversation.id", envelope.session_id.as_str());
+            }
+            span.record("claude_agent_mcp.outcome", outcome.as_str());
+            if let Some(error) = envelope.errors.first().filter(|_| !envelope.ok) {
+                span.record("error.type", error.code.as_str());
+                span.record("otel.status_code", "error");
+            }
+        }
         self.observer.run_finished(&RunReport {
             workflow,
             backend: self.backend.name(),
-            outcome: RunOutcome::of(&envelope),
+            outcome,
             duration: started.elapsed(),
         });
         envelope
@@ -1654,6 +1689,14 @@ impl Engine {
             }
             std::future::pending::<std::convert::Infallible>().await
         };
+        // Opted in only: the task text on the `invoke_agent` span (the current one).
+        if self.config.record_content {
+            tracing::Span::current().record(
+                "gen_ai.input.messages",
+                trace::messages("user", &request.task, None).as_str(),
+            );
+        }
+        let record_content = self.config.record_content;
         let renew = self.renew_lease(&session_id, lease);
         let remote_cancel = self.watch_cancel_requests(&session_id, lease, &reason, &cancel);
         // A heartbeat keeps clients that reset their time-outs on progress waiting.
@@ -1687,6 +1730,17 @@ impl Engine {
             // output, which a zero would make collide with the previous execution's.
             Ok(mut output) => {
                 output.turn_count = output.turn_count.max(1);
+                if record_content {
+                    tracing::Span::current().record(
+                        "gen_ai.output.messages",
+                        trace::messages(
+                            "assistant",
+                            &output.output_text,
+                            output.stop_reason.as_deref(),
+                        )
+                        .as_str(),
+                    );
+                }
                 self.observer.execution_output(
                     self.backend.name(),
                     output.turn_count,
@@ -2338,12 +2392,14 @@ impl ToolExecutor for ProviderExecutor {
                 .iter()
                 .any(|t| t.name == name)
             {
-                let result = provider.call(&self.ctx, name, input).await;
                 let kind = if provider.federated() {
                     ToolKind::Federated
                 } else {
                     ToolKind::Builtin
                 };
+                // The backend's `execute_tool` span is the current one: it learns the kind.
+                tracing::Span::current().record("claude_agent_mcp.tool.kind", kind.as_str());
+                let result = provider.call(&self.ctx, name, input).await;
                 self.observer.tool_call(kind, result.is_ok());
                 return result;
             }

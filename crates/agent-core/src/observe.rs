@@ -148,12 +148,73 @@ pub struct NoObserver;
 
 impl Observer for NoObserver {}
 
+/// Traces: the `tracing` spans the engine, the backends, mediation and the MCP layer open for
+/// OpenTelemetry (`docs/observability.md#traces`), following the GenAI and MCP semantic
+/// conventions. Spans are plain `tracing` spans (no I/O here); the binary exports those of
+/// [`SPAN_TARGET`] when an OTLP endpoint is configured, and no other layer sees them.
+pub mod trace {
+    /// The `tracing` target of every exported span. The binary's log layer filters it out
+    /// (spans never change the log lines), and its OpenTelemetry layer takes only it, so no log
+    /// event and no other crate's span is exported.
+    pub const SPAN_TARGET: &str = "claude_agent_mcp::trace";
+
+    /// `gen_ai.provider.name` of every model call.
+    pub const PROVIDER: &str = "anthropic";
+
+    /// The most bytes of one text recorded in `gen_ai.input.messages` /
+    /// `gen_ai.output.messages` when the operator opted in to recording content; longer text
+    /// is cut (at a character boundary) and ends with `…`.
+    pub const MAX_RECORDED_CONTENT_BYTES: usize = 16 * 1024;
+
+    /// One message in the GenAI conventions' JSON form
+    /// (`[{"role":…,"parts":[{"type":"text","content":…}]}]`, plus `finish_reason` for an
+    /// output), its text bounded by [`MAX_RECORDED_CONTENT_BYTES`]. Only called when the
+    /// operator opted in (`CLAUDE_AGENT_MCP_OTEL_RECORD_CONTENT`).
+    pub fn messages(role: &str, text: &str, finish_reason: Option<&str>) -> String {
+        let mut end = text.len().min(MAX_RECORDED_CONTENT_BYTES);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let content = if end < text.len() {
+            format!("{}…", &text[..end])
+        } else {
+            text.to_owned()
+        };
+        let mut message = serde_json::json!({
+            "role": role,
+            "parts": [{"type": "text", "content": content}],
+        });
+        if let (Some(reason), Some(object)) = (finish_reason, message.as_object_mut()) {
+            object.insert("finish_reason".into(), reason.into());
+        }
+        serde_json::Value::Array(vec![message]).to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::ErrorObject;
     use crate::model::Profile;
     use serde_json::Map;
+
+    #[test]
+    fn recorded_messages_are_bounded_and_shaped_as_the_conventions_say() {
+        let short = trace::messages("user", "hi", None);
+        assert_eq!(
+            short,
+            r#"[{"role":"user","parts":[{"type":"text","content":"hi"}]}]"#
+        );
+        let out = trace::messages("assistant", "ok", Some("end_turn"));
+        assert_eq!(
+            out,
+            r#"[{"role":"assistant","parts":[{"type":"text","content":"ok"}],"finish_reason":"end_turn"}]"#
+        );
+        let long = "é".repeat(trace::MAX_RECORDED_CONTENT_BYTES);
+        let cut = trace::messages("user", &long, None);
+        assert!(cut.len() < trace::MAX_RECORDED_CONTENT_BYTES + 100);
+        assert!(cut.contains("é…"));
+    }
 
     #[test]
     fn outcomes_follow_the_envelope() {

@@ -53,6 +53,7 @@ use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 
 use crate::server::AgentServer;
+use tracing::Instrument;
 
 /// The prefix of every metric name.
 pub const METRIC_PREFIX: &str = "claude_agent_mcp";
@@ -632,6 +633,96 @@ pub fn health_routes(observability: &Observability) -> axum::Router {
         .with_state(Arc::clone(&observability.health))
 }
 
+/// The longest value of a request taken onto its span (the JSON-RPC id, the transport
+/// session id, `traceparent`, `tracestate`): a longer one is left off.
+pub const MAX_TRACE_FIELD_BYTES: usize = 512;
+
+/// The `traceparent` and `tracestate` of a request's `params._meta`, for the W3C trace-context
+/// propagator.
+struct MetaExtractor<'a>(&'a rmcp::model::JsonObject);
+
+impl opentelemetry::propagation::Extractor for MetaExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .get(key)?
+            .as_str()
+            .filter(|v| v.len() <= MAX_TRACE_FIELD_BYTES)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+/// The span of one MCP request (`docs/observability.md#traces`), named after the MCP
+/// conventions (`tools/call agent_run_task`, `prompts/get <name>`, `initialize`): the method,
+/// the transport session and the JSON-RPC id, and for `tools/call` the tool. A W3C
+/// `traceparent` (with its `tracestate`) in `params._meta` makes it a child of the caller's
+/// span. Nothing is read when tracing is off (the span is disabled).
+pub fn request_span(
+    method: &'static str,
+    context: &RequestContext<RoleServer>,
+    target: Option<&str>,
+) -> tracing::Span {
+    use opentelemetry::propagation::TextMapPropagator;
+    use opentelemetry::trace::TraceContextExt;
+    use tracing::field::Empty;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    let span = tracing::info_span!(
+        target: agent_core::observe::trace::SPAN_TARGET,
+        "mcp.request",
+        otel.name = Empty,
+        otel.kind = "server",
+        "mcp.method.name" = method,
+        "mcp.session.id" = Empty,
+        "jsonrpc.request.id" = Empty,
+        "gen_ai.operation.name" = Empty,
+        "gen_ai.tool.name" = Empty,
+        "gen_ai.prompt.name" = Empty,
+        "error.type" = Empty,
+        otel.status_code = Empty,
+    );
+    if span.is_disabled() {
+        return span;
+    }
+    let target = target.filter(|t| t.len() <= MAX_TRACE_FIELD_BYTES);
+    match target {
+        Some(target) => span.record("otel.name", format!("{method} {target}").as_str()),
+        None => span.record("otel.name", method),
+    };
+    if method == CallToolRequestMethod::VALUE {
+        span.record("gen_ai.operation.name", "execute_tool");
+        if let Some(tool) = target {
+            span.record("gen_ai.tool.name", tool);
+        }
+    } else if let (true, Some(prompt)) = (method == GetPromptRequestMethod::VALUE, target) {
+        span.record("gen_ai.prompt.name", prompt);
+    }
+    let id = context.id.to_string();
+    if id.len() <= MAX_TRACE_FIELD_BYTES {
+        span.record("jsonrpc.request.id", id.as_str());
+    }
+    let session = context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.headers.get(crate::tasks::SESSION_HEADER))
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| value.len() <= MAX_TRACE_FIELD_BYTES);
+    if let Some(session) = session {
+        span.record("mcp.session.id", session);
+    }
+    let meta: &rmcp::model::JsonObject = &context.meta;
+    if meta.contains_key("traceparent") {
+        let parent = opentelemetry_sdk::propagation::TraceContextPropagator::new()
+            .extract(&MetaExtractor(meta));
+        if parent.span().span_context().is_valid() {
+            let _ = span.set_parent(parent);
+        }
+    }
+    span
+}
+
 /// An [`AgentServer`] with every MCP request metered
 /// (`claude_agent_mcp_mcp_requests_total`, `claude_agent_mcp_mcp_request_duration_seconds`):
 /// one clock read before and after, and atomic adds on handles resolved at startup.
@@ -651,14 +742,24 @@ impl Metered {
         Self { server, metrics }
     }
 
-    /// Runs one request's handler, timing it under `method`.
+    /// Runs one request's handler in its `span` ([`request_span`]), timing it under `method`.
     async fn timed<T>(
         &self,
         method: &'static str,
+        span: tracing::Span,
         handler: impl Future<Output = Result<T, McpError>>,
     ) -> Result<T, McpError> {
         let started = Instant::now();
-        let answer = handler.await;
+        let answer = if span.is_disabled() {
+            handler.await
+        } else {
+            let answer = handler.instrument(span.clone()).await;
+            if let Err(e) = &answer {
+                span.record("error.type", e.code.0.to_string().as_str());
+                span.record("otel.status_code", "error");
+            }
+            answer
+        };
         self.metrics
             .record_request(method, started.elapsed(), answer.is_ok());
         answer
@@ -668,7 +769,8 @@ impl Metered {
 #[allow(deprecated)] // `subscribe` and `unsubscribe` are delegated like the rest.
 impl ServerHandler for Metered {
     async fn ping(&self, context: RequestContext<RoleServer>) -> Result<(), McpError> {
-        self.timed(PingRequestMethod::VALUE, self.server.ping(context))
+        let span = request_span(PingRequestMethod::VALUE, &context, None);
+        self.timed(PingRequestMethod::VALUE, span, self.server.ping(context))
             .await
     }
 
@@ -677,8 +779,10 @@ impl ServerHandler for Metered {
         request: InitializeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<InitializeResult, McpError> {
+        let span = request_span(InitializeResultMethod::VALUE, &context, None);
         self.timed(
             InitializeResultMethod::VALUE,
+            span,
             self.server.initialize(request, context),
         )
         .await
@@ -699,7 +803,8 @@ impl ServerHandler for Metered {
         &self,
         context: RequestContext<RoleServer>,
     ) -> Result<DiscoverResult, McpError> {
-        self.timed(OTHER_METHOD, self.server.discover(context))
+        let span = request_span(OTHER_METHOD, &context, None);
+        self.timed(OTHER_METHOD, span, self.server.discover(context))
             .await
     }
 
@@ -708,8 +813,10 @@ impl ServerHandler for Metered {
         request: CompleteRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, McpError> {
+        let span = request_span(CompleteRequestMethod::VALUE, &context, None);
         self.timed(
             CompleteRequestMethod::VALUE,
+            span,
             self.server.complete(request, context),
         )
         .await
@@ -720,8 +827,10 @@ impl ServerHandler for Metered {
         request: SetLevelRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
+        let span = request_span(SetLevelRequestMethod::VALUE, &context, None);
         self.timed(
             SetLevelRequestMethod::VALUE,
+            span,
             self.server.set_level(request, context),
         )
         .await
@@ -732,8 +841,14 @@ impl ServerHandler for Metered {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
+        let span = request_span(
+            GetPromptRequestMethod::VALUE,
+            &context,
+            Some(request.name.as_str()),
+        );
         self.timed(
             GetPromptRequestMethod::VALUE,
+            span,
             self.server.get_prompt(request, context),
         )
         .await
@@ -744,8 +859,10 @@ impl ServerHandler for Metered {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
+        let span = request_span(ListPromptsRequestMethod::VALUE, &context, None);
         self.timed(
             ListPromptsRequestMethod::VALUE,
+            span,
             self.server.list_prompts(request, context),
         )
         .await
@@ -756,8 +873,10 @@ impl ServerHandler for Metered {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
+        let span = request_span(ListResourcesRequestMethod::VALUE, &context, None);
         self.timed(
             ListResourcesRequestMethod::VALUE,
+            span,
             self.server.list_resources(request, context),
         )
         .await
@@ -768,8 +887,10 @@ impl ServerHandler for Metered {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
+        let span = request_span(ListResourceTemplatesRequestMethod::VALUE, &context, None);
         self.timed(
             ListResourceTemplatesRequestMethod::VALUE,
+            span,
             self.server.list_resource_templates(request, context),
         )
         .await
@@ -780,8 +901,10 @@ impl ServerHandler for Metered {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
+        let span = request_span(ReadResourceRequestMethod::VALUE, &context, None);
         self.timed(
             ReadResourceRequestMethod::VALUE,
+            span,
             self.server.read_resource(request, context),
         )
         .await
@@ -804,8 +927,10 @@ impl ServerHandler for Metered {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
+        let span = request_span(SubscribeRequestMethod::VALUE, &context, None);
         self.timed(
             SubscribeRequestMethod::VALUE,
+            span,
             self.server.subscribe(request, context),
         )
         .await
@@ -816,8 +941,10 @@ impl ServerHandler for Metered {
         request: UnsubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
+        let span = request_span(UnsubscribeRequestMethod::VALUE, &context, None);
         self.timed(
             UnsubscribeRequestMethod::VALUE,
+            span,
             self.server.unsubscribe(request, context),
         )
         .await
@@ -828,8 +955,14 @@ impl ServerHandler for Metered {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        let span = request_span(
+            CallToolRequestMethod::VALUE,
+            &context,
+            Some(request.name.as_ref()),
+        );
         self.timed(
             CallToolRequestMethod::VALUE,
+            span,
             self.server.call_tool(request, context),
         )
         .await
@@ -840,8 +973,10 @@ impl ServerHandler for Metered {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
+        let span = request_span(ListToolsRequestMethod::VALUE, &context, None);
         self.timed(
             ListToolsRequestMethod::VALUE,
+            span,
             self.server.list_tools(request, context),
         )
         .await
@@ -856,8 +991,10 @@ impl ServerHandler for Metered {
         request: CustomRequest,
         context: RequestContext<RoleServer>,
     ) -> Result<CustomResult, McpError> {
+        let span = request_span(OTHER_METHOD, &context, None);
         self.timed(
             OTHER_METHOD,
+            span,
             self.server.on_custom_request(request, context),
         )
         .await
@@ -906,8 +1043,13 @@ impl ServerHandler for Metered {
         request: GetTaskParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetTaskResult, McpError> {
-        self.timed(GetTaskMethod::VALUE, self.server.get_task(request, context))
-            .await
+        let span = request_span(GetTaskMethod::VALUE, &context, None);
+        self.timed(
+            GetTaskMethod::VALUE,
+            span,
+            self.server.get_task(request, context),
+        )
+        .await
     }
 
     async fn update_task(
@@ -915,8 +1057,10 @@ impl ServerHandler for Metered {
         request: UpdateTaskParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
+        let span = request_span(UpdateTaskMethod::VALUE, &context, None);
         self.timed(
             UpdateTaskMethod::VALUE,
+            span,
             self.server.update_task(request, context),
         )
         .await
@@ -927,8 +1071,10 @@ impl ServerHandler for Metered {
         request: CancelTaskParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
+        let span = request_span(CancelTaskMethod::VALUE, &context, None);
         self.timed(
             CancelTaskMethod::VALUE,
+            span,
             self.server.cancel_task(request, context),
         )
         .await
@@ -939,8 +1085,13 @@ impl ServerHandler for Metered {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListSkillsResult, McpError> {
-        self.timed(OTHER_METHOD, self.server.list_skills(request, context))
-            .await
+        let span = request_span(OTHER_METHOD, &context, None);
+        self.timed(
+            OTHER_METHOD,
+            span,
+            self.server.list_skills(request, context),
+        )
+        .await
     }
 
     async fn get_skill(
@@ -948,7 +1099,8 @@ impl ServerHandler for Metered {
         request: GetSkillRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetSkillResult, McpError> {
-        self.timed(OTHER_METHOD, self.server.get_skill(request, context))
+        let span = request_span(OTHER_METHOD, &context, None);
+        self.timed(OTHER_METHOD, span, self.server.get_skill(request, context))
             .await
     }
 
@@ -957,8 +1109,10 @@ impl ServerHandler for Metered {
         request: ReadResourceDirectoryRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceDirectoryResult, McpError> {
+        let span = request_span(OTHER_METHOD, &context, None);
         self.timed(
             OTHER_METHOD,
+            span,
             self.server.read_resource_directory(request, context),
         )
         .await

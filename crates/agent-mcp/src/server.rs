@@ -33,6 +33,7 @@ use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::prompts::{self, PromptDef};
 use crate::resources;
@@ -319,7 +320,8 @@ async fn run_workflow(
         run_cancel.clone(),
         Arc::clone(&sink) as Arc<dyn ProgressSink>,
     );
-    let mut run = tokio::spawn(start(run_ctx));
+    // The work keeps the request's span as its parent (`docs/observability.md#traces`).
+    let mut run = tokio::spawn(start(run_ctx).in_current_span());
     let deadline = tokio::time::sleep(wait);
     tokio::pin!(deadline);
     let (mut waited, mut naming) = (false, true);
@@ -398,7 +400,7 @@ fn client_supports_tasks(context: &RequestContext<RoleServer>) -> bool {
 /// The workflow arrives boxed: a workflow's state machine is several kilobytes, and unboxed it
 /// would be part of every request future that rmcp spawns and moves, `ping` included.
 async fn detached(work: Pin<Box<dyn Future<Output = Value> + Send>>) -> Value {
-    joined_value(tokio::spawn(work).await)
+    joined_value(tokio::spawn(work.in_current_span()).await)
 }
 
 /// `CallToolResult::structured`, with the text written by `serde_json::to_string` (straight

@@ -28,6 +28,7 @@ use rmcp::model::{
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::server::AgentServer;
 
@@ -42,7 +43,7 @@ pub const TASK_POLL_INTERVAL: Duration = Duration::from_secs(1);
 pub const TASK_CANCELLED: &str = "cancelled by tasks/cancel";
 
 /// The transport session header a client with a session sends on every request.
-const SESSION_HEADER: &str = "mcp-session-id";
+pub(crate) const SESSION_HEADER: &str = "mcp-session-id";
 
 /// The `unknown task` error (`-32602`), rmcp's wording.
 pub fn unknown_task(task_id: &str) -> ErrorData {
@@ -119,7 +120,10 @@ impl AgentServer {
         let record = store.create_task(&new).await.map_err(store_error)?;
         let server = self.clone();
         let task_id = record.task_id.clone();
-        tokio::spawn(async move { server.run_task(task_id, name, arguments).await });
+        // The task's work stays a child of the `tools/call` that created it.
+        tokio::spawn(
+            async move { server.run_task(task_id, name, arguments).await }.in_current_span(),
+        );
         Ok(detailed(&record).task)
     }
 

@@ -9,6 +9,7 @@ use agent_core::{
 };
 use agent_federation::Federation;
 use async_trait::async_trait;
+use tracing::Instrument;
 
 use crate::mediator::{InvokeOutcome, MediationInput, MediationInvoker, Mediator, StoreEventSink};
 use crate::policy::MediationSettings;
@@ -71,7 +72,27 @@ impl MediationInvoker for ObservedInvoker {
         tool: &str,
         arguments: serde_json::Value,
     ) -> Result<InvokeOutcome, String> {
-        let outcome = MediationInvoker::invoke(&self.federation, ctx, tool, arguments).await;
+        let span = tracing::info_span!(
+            target: agent_core::observe::trace::SPAN_TARGET,
+            "execute_tool",
+            otel.name = tracing::field::Empty,
+            "gen_ai.operation.name" = "execute_tool",
+            "gen_ai.tool.name" = tool,
+            "gen_ai.tool.type" = "function",
+            "claude_agent_mcp.tool.kind" = ToolKind::Mediated.as_str(),
+            "error.type" = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        if !span.is_disabled() {
+            span.record("otel.name", format!("execute_tool {tool}").as_str());
+        }
+        let outcome = MediationInvoker::invoke(&self.federation, ctx, tool, arguments)
+            .instrument(span.clone())
+            .await;
+        if !outcome.as_ref().is_ok_and(|o| o.success) {
+            span.record("error.type", "tool_error");
+            span.record("otel.status_code", "error");
+        }
         self.observer.tool_call(
             ToolKind::Mediated,
             outcome.as_ref().is_ok_and(|o| o.success),

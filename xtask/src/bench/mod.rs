@@ -9,6 +9,7 @@ pub mod order;
 mod server;
 mod standin;
 mod stats;
+mod traces;
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
@@ -29,7 +30,7 @@ pub type Result<T, E = Box<dyn std::error::Error + Send + Sync>> = std::result::
 const USAGE: &str = "usage: cargo xtask bench [--skip-build] [--bin PATH] [--debug-driver] \
      [--starts N] [--iterations N] [--sessions N] [--concurrent N] [--delay-ms N] [--rounds N] \
      [--fleet-sessions N] [--fleet-clients N] \
-     [--only start|roundtrip|list|concurrent|fleet|cost] [--database-url postgres://…]";
+     [--only start|roundtrip|list|concurrent|fleet|cost|traces] [--database-url postgres://…]";
 
 /// Command-line settings; the defaults are the published configuration.
 #[derive(Debug, Clone)]
@@ -256,6 +257,7 @@ enum Phase {
     Concurrent,
     Fleet,
     Cost,
+    Traces,
 }
 
 impl Phase {
@@ -267,8 +269,9 @@ impl Phase {
             "concurrent" => Ok(Self::Concurrent),
             "fleet" => Ok(Self::Fleet),
             "cost" => Ok(Self::Cost),
+            "traces" => Ok(Self::Traces),
             other => Err(format!(
-                "--only: unknown phase {other} (start, roundtrip, list, concurrent, fleet, cost)\n{USAGE}"
+                "--only: unknown phase {other} (start, roundtrip, list, concurrent, fleet, cost, traces)\n{USAGE}"
             )),
         }
     }
@@ -281,6 +284,7 @@ impl Phase {
             Self::Concurrent => "concurrent",
             Self::Fleet => "fleet",
             Self::Cost => "cost",
+            Self::Traces => "traces",
         }
     }
 }
@@ -322,6 +326,7 @@ struct Figures {
     concurrent: Option<ConcurrentFigures>,
     fleet: Option<fleet::FleetFigures>,
     cost: Option<cost::CostFigures>,
+    traces: Option<traces::TraceFigures>,
 }
 
 fn summary(samples: &[Duration], what: &str) -> Result<Summary> {
@@ -369,6 +374,9 @@ async fn measure_on(
     }
     if wanted(Phase::Cost) {
         figures.cost = Some(cost::measure_cost(bin, options).await?);
+    }
+    if wanted(Phase::Traces) {
+        figures.traces = Some(traces::measure_traces(bin, &instant, options).await?);
     }
     Ok(figures)
 }
@@ -881,6 +889,32 @@ fn render(f: &Figures, options: &Options, bin: &Path) -> String {
             Some(c.reported == (b.uncached_tokens, b.cache_read_tokens, b.cache_write_tokens)),
         ));
     }
+    if let Some(t) = &f.traces {
+        rows.push(row("run_task, tracing off", latency(&t.off), "", None));
+        rows.push(row(
+            &format!(
+                "run_task, tracing on (OTLP, batch every {} ms)",
+                traces::SCHEDULE_DELAY_MS
+            ),
+            latency(&t.on),
+            "",
+            None,
+        ));
+        rows.push(row(
+            "tracing overhead per run_task (medians)",
+            format!("{:.3} ms", t.overhead_ms()),
+            "≤ 0.2 ms",
+            Some(t.overhead_ms() <= 0.2),
+        ));
+        rows.push(row(
+            "  exports received, bytes",
+            format!("{}, {}", t.exports, t.bytes),
+            "",
+            None,
+        ));
+        distributions.push(("run_task, traces off", t.off));
+        distributions.push(("run_task, traces on", t.on));
+    }
 
     let width = |pick: fn(&Row) -> &str| {
         rows.iter()
@@ -1026,6 +1060,12 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"))
                 .only,
             Some(Phase::Fleet)
+        );
+        assert_eq!(
+            Options::parse(&["--only".to_owned(), "traces".to_owned()])
+                .unwrap_or_else(|e| panic!("{e}"))
+                .only,
+            Some(Phase::Traces)
         );
         assert!(Options::parse(&["--bogus".to_owned()]).is_err());
         assert!(Options::parse(&["--starts".to_owned()]).is_err());

@@ -23,6 +23,8 @@ pub struct Workspace {
     dir: tempfile::TempDir,
     /// `CLAUDE_AGENT_MCP_DATABASE_URL` of the servers, when they use PostgreSQL.
     database_url: Option<String>,
+    /// Further variables of the servers ([`Workspace::with_env`]).
+    env: Vec<(String, String)>,
 }
 
 impl Workspace {
@@ -32,7 +34,14 @@ impl Workspace {
                 .prefix("claude-agent-mcp-bench-")
                 .tempdir()?,
             database_url,
+            env: Vec::new(),
         })
+    }
+
+    /// Starts the servers with `name=value` as well.
+    pub fn with_env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
     }
 
     pub fn cwd(&self) -> Result<PathBuf> {
@@ -75,6 +84,7 @@ impl Workspace {
         if let Some(url) = &self.database_url {
             cmd.env(vars::DATABASE_URL, url);
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         Ok(cmd)
     }
 

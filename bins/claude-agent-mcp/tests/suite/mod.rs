@@ -28,4 +28,5 @@ mod startup;
 mod structured;
 mod tasks;
 mod tools;
+mod traces;
 mod verify;

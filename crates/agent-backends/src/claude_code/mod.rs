@@ -45,13 +45,15 @@ pub use agent_core::continuation::{
     ScreeningLevel, ToolScreening, UNSUPPORTED_SCHEMA_KEYWORDS, screen_tool,
 };
 pub use agent_core::model::ClaudeCodeMode;
+use agent_core::observe::trace;
 use agent_core::spend::{BUDGET_STOP_PREFIX, Usd};
 use agent_core::{
     BackendOutput, BackendRequest, Capabilities, ErrorCode, ExecContext, ExecutionBackend,
     ExecutionError, FailureKind, Profile, ToolDefinition,
 };
 use async_trait::async_trait;
-use tracing::{debug, warn};
+use tracing::field::Empty;
+use tracing::{Instrument, debug, warn};
 
 use native::CliResult;
 pub use native::{SUBTYPE_ERROR_MAX_TURNS, SUBTYPE_SUCCESS};
@@ -1082,18 +1084,79 @@ impl ExecutionBackend for ClaudeCodeBackend {
             tools = tools.len(),
             "running the claude CLI"
         );
-        match self.config.mode {
+        // One `chat` span per CLI execution (its turns are the CLI's own;
+        // `docs/observability.md#traces`).
+        let span = tracing::info_span!(
+            target: trace::SPAN_TARGET,
+            "chat",
+            otel.name = Empty,
+            otel.kind = "client",
+            "gen_ai.operation.name" = "chat",
+            "gen_ai.provider.name" = trace::PROVIDER,
+            "gen_ai.request.model" = Empty,
+            "gen_ai.response.finish_reasons" = Empty,
+            "gen_ai.usage.input_tokens" = Empty,
+            "gen_ai.usage.output_tokens" = Empty,
+            "gen_ai.usage.cache_read.input_tokens" = Empty,
+            "gen_ai.usage.cache_creation.input_tokens" = Empty,
+            "claude_agent_mcp.claude_code.mode" = self.config.mode.as_str(),
+            "claude_agent_mcp.claude_code.turns" = Empty,
+            "error.type" = Empty,
+            otel.status_code = Empty,
+        );
+        if !span.is_disabled() {
+            let name = if self.config.model.is_empty() {
+                "chat".to_owned()
+            } else {
+                span.record("gen_ai.request.model", self.config.model.as_str());
+                format!("chat {}", self.config.model)
+            };
+            span.record("otel.name", name.as_str());
+        }
+        let outcome = match self.config.mode {
             ClaudeCodeMode::Text => {
                 if reconstructed.history_truncated {
                     warnings.push(WARN_HISTORY_TRUNCATED.to_owned());
                 }
                 self.execute_text(&cli, cwd, &request, &reconstructed.text, warnings, ctx)
+                    .instrument(span.clone())
                     .await
             }
             ClaudeCodeMode::Native => {
                 self.execute_native(&cli, cwd, &request, &reconstructed, warnings, ctx)
+                    .instrument(span.clone())
                     .await
             }
+        };
+        if !span.is_disabled() {
+            record_chat(&span, &outcome);
+        }
+        outcome
+    }
+}
+
+/// The outcome of a CLI execution on its `chat` span: usage, turns, stop reason, or the error.
+fn record_chat(span: &tracing::Span, outcome: &Result<BackendOutput, ExecutionError>) {
+    match outcome {
+        Ok(output) => {
+            span.record("claude_agent_mcp.claude_code.turns", output.turn_count);
+            if let Some(reason) = &output.stop_reason {
+                span.record("gen_ai.response.finish_reasons", reason.as_str());
+            }
+            if let Some(usage) = &output.usage {
+                span.record("gen_ai.usage.input_tokens", usage.input_tokens);
+                span.record("gen_ai.usage.output_tokens", usage.output_tokens);
+                if let Some(n) = usage.cache_read_input_tokens {
+                    span.record("gen_ai.usage.cache_read.input_tokens", n);
+                }
+                if let Some(n) = usage.cache_creation_input_tokens {
+                    span.record("gen_ai.usage.cache_creation.input_tokens", n);
+                }
+            }
+        }
+        Err(e) => {
+            span.record("error.type", e.code.as_str());
+            span.record("otel.status_code", "error");
         }
     }
 }

@@ -41,6 +41,7 @@
 
 pub mod presets;
 mod spend;
+pub mod telemetry;
 #[cfg(test)]
 mod tests;
 
@@ -134,6 +135,15 @@ pub mod vars {
         MAX_TOTAL_TOKENS = "CLAUDE_AGENT_MCP_MAX_TOTAL_TOKENS" => Operator(Limits);
         ALLOWED_MODELS = "CLAUDE_AGENT_MCP_ALLOWED_MODELS" => Operator(Policy);
         MODEL_PRICES = "CLAUDE_AGENT_MCP_MODEL_PRICES" => Operator(Limits);
+        OTEL_RECORD_CONTENT = "CLAUDE_AGENT_MCP_OTEL_RECORD_CONTENT" => Operator(SendsCredentials);
+        OTEL_EXPORTER_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT" => Operator(SendsCredentials);
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Operator(SendsCredentials);
+        OTEL_EXPORTER_OTLP_HEADERS = "OTEL_EXPORTER_OTLP_HEADERS" => Operator(SendsCredentials);
+        OTEL_EXPORTER_OTLP_TRACES_HEADERS = "OTEL_EXPORTER_OTLP_TRACES_HEADERS" => Operator(SendsCredentials);
+        OTEL_SERVICE_NAME = "OTEL_SERVICE_NAME" => Operator(Policy);
+        OTEL_RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES" => Operator(Policy);
+        OTEL_TRACES_SAMPLER = "OTEL_TRACES_SAMPLER" => Operator(Policy);
+        OTEL_TRACES_SAMPLER_ARG = "OTEL_TRACES_SAMPLER_ARG" => Operator(Policy);
     }
 
     /// Who may set `name`; `None` for a name this crate does not read.
@@ -559,6 +569,9 @@ pub struct Config {
     /// model above as the default (`docs/configuration.md#budgets-models-and-prices`).
     #[serde(skip)]
     pub spend: agent_core::spend::SpendPolicy,
+    /// The OpenTelemetry trace settings (`OTEL_EXPORTER_OTLP_ENDPOINT`, …,
+    /// `CLAUDE_AGENT_MCP_OTEL_RECORD_CONTENT`; `docs/observability.md#traces`).
+    pub telemetry: telemetry::Telemetry,
     /// The env file read, if any (set by [`load_with`]; `None` from [`from_vars`]).
     pub env_file: Option<EnvFileUse>,
 }
@@ -1053,7 +1066,10 @@ fn resolve(
         .map(str::to_owned);
 
     // --- Validation (`docs/reference/policy.md#91-configuration-errors`) -----------------------
+    let mut telemetry_problems = Vec::new();
+    let telemetry = telemetry::read(&r, &mut telemetry_problems);
     let mut problems = r.problems;
+    problems.extend(telemetry_problems);
     let mode = RuntimeMode::parse(&mode_raw);
     if mode.is_none() {
         problems.push(format!(
@@ -1318,6 +1334,7 @@ fn resolve(
             database_max_connections,
             metrics_addr,
             spend,
+            telemetry,
             env_file: None,
         }),
         _ => Err(ConfigErrors(problems)),

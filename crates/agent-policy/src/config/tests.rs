@@ -90,6 +90,7 @@ fn expected_defaults(cwd: &Path) -> Config {
             default_model: "claude-sonnet-4-6".into(),
             ..Default::default()
         },
+        telemetry: telemetry::Telemetry::default(),
         env_file: None,
     }
 }

@@ -35,7 +35,8 @@ fn name_at(text: &str, at: usize) -> &str {
 /// Every variable name the page mentions, abbreviations expanded.
 fn names_in_doc(doc: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    for prefix in ["CLAUDE_AGENT_", "ANTHROPIC_"] {
+    // `OTEL_`: the standard OpenTelemetry variables the server reads itself.
+    for prefix in ["CLAUDE_AGENT_", "ANTHROPIC_", "OTEL_"] {
         for (at, _) in doc.match_indices(prefix) {
             let preceded_by_name = doc[..at].chars().next_back().is_some_and(is_name_char);
             let name = name_at(doc, at);
