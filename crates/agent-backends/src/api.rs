@@ -401,7 +401,7 @@ impl MessagesApiBackend {
                 !blocks.uses.is_empty() && response.stop_reason.as_deref() == Some("tool_use");
             if !still_wants_tools {
                 stop_reason = response.stop_reason;
-                answer = Some(response.content.clone());
+                answer = Some(response.content);
                 break;
             }
             let mut results = Vec::with_capacity(blocks.uses.len());

@@ -774,7 +774,7 @@ fn spend(args: &Map<String, Value>, problems: &mut Vec<String>) -> SpendRequest 
             problems.push(format!(
                 "effort: input should be one of {}, got {}",
                 Effort::choices(),
-                crate::pyfmt::repr_str(&truncate_for_message(s))
+                crate::pyfmt::repr_str(crate::text::truncate_chars(s, 64))
             ));
             None
         }),
@@ -791,11 +791,6 @@ fn spend(args: &Map<String, Value>, problems: &mut Vec<String>) -> SpendRequest 
         model,
         effort,
     }
-}
-
-/// A client's string quoted in a message: at most 64 characters.
-fn truncate_for_message(s: &str) -> String {
-    s.chars().take(64).collect()
 }
 
 fn boolean(

@@ -116,11 +116,7 @@ impl PriceTable {
 
     /// The prices of `model`: the longest matching prefix.
     pub fn prices(&self, model: &str) -> Option<Prices> {
-        self.entries
-            .iter()
-            .filter(|(prefix, _)| model.starts_with(prefix.as_str()))
-            .max_by_key(|(prefix, _)| prefix.len())
-            .map(|(_, prices)| *prices)
+        longest_prefix(&self.entries, model, |(prefix, _)| prefix).map(|(_, prices)| *prices)
     }
 
     /// The cost of `usage` on `model`; `None` when the model has no price.
@@ -131,11 +127,19 @@ impl PriceTable {
 
 /// Whether `model` accepts an `effort` (the models of the default table that take one).
 pub fn supports_effort(model: &str) -> bool {
-    DEFAULT_MODELS
+    longest_prefix(DEFAULT_MODELS, model, |(prefix, _, _)| prefix).is_some_and(|(_, _, e)| *e)
+}
+
+/// The entry of `table` whose prefix (`prefix_of`) is the longest one `model` starts with.
+fn longest_prefix<'t, T>(
+    table: &'t [T],
+    model: &str,
+    prefix_of: impl Fn(&T) -> &str,
+) -> Option<&'t T> {
+    table
         .iter()
-        .filter(|(prefix, _, _)| model.starts_with(prefix))
-        .max_by_key(|(prefix, _, _)| prefix.len())
-        .is_some_and(|(_, _, effort)| *effort)
+        .filter(|entry| model.starts_with(prefix_of(entry)))
+        .max_by_key(|entry| prefix_of(entry).len())
 }
 
 crate::model::string_enum! {
@@ -179,21 +183,22 @@ impl Budget {
     /// The request's limits lowered to `caps`: a cap applies when the request gives no limit
     /// and wins when it is lower. The second value names each limit a cap lowered.
     pub fn within(self, caps: &BudgetCaps) -> (Budget, Vec<&'static str>) {
-        let mut lowered = Vec::new();
-        let max_usd = match (self.max_usd, caps.max_usd) {
-            (Some(asked), Some(cap)) if cap < asked => {
-                lowered.push("max_budget_usd");
-                Some(cap)
+        fn lower<T: PartialOrd>(asked: Option<T>, cap: Option<T>) -> (Option<T>, bool) {
+            match (asked, cap) {
+                (Some(asked), Some(cap)) if cap < asked => (Some(cap), true),
+                (asked, cap) => (asked.or(cap), false),
             }
-            (asked, cap) => asked.or(cap),
-        };
-        let max_total_tokens = match (self.max_total_tokens, caps.max_total_tokens) {
-            (Some(asked), Some(cap)) if cap < asked => {
-                lowered.push("max_total_tokens");
-                Some(cap)
-            }
-            (asked, cap) => asked.or(cap),
-        };
+        }
+        let (max_usd, usd_lowered) = lower(self.max_usd, caps.max_usd);
+        let (max_total_tokens, tokens_lowered) =
+            lower(self.max_total_tokens, caps.max_total_tokens);
+        let lowered = [
+            (usd_lowered, "max_budget_usd"),
+            (tokens_lowered, "max_total_tokens"),
+        ]
+        .into_iter()
+        .filter_map(|(lowered, limit)| lowered.then_some(limit))
+        .collect();
         (
             Budget {
                 max_usd,

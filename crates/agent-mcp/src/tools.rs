@@ -105,7 +105,7 @@ impl ToolName {
     /// The contractual input schema.
     pub fn input_schema(self) -> Value {
         match self {
-            ToolName::RunTask => json!({
+            ToolName::RunTask => with_spend(json!({
                 "type": "object",
                 "properties": {
                     "task": {"type": "string", "description": "The task for the agent to perform."},
@@ -115,29 +115,21 @@ impl ToolName {
                     "max_turns": {"type": "integer", "default": 10, "minimum": 1, "maximum": 100, "description": "Maximum conversation turns (capped by the profile)."},
                     "allow_tools": {"type": "boolean", "default": true, "description": "Whether tool use is allowed (subject to profile policy)."},
                     "output_schema": {"type": "object", "description": "A JSON Schema (at most 64 KiB) the answer must match; the result then carries structured_output."},
-                    "wait_seconds": wait_seconds_schema(),
-                    "max_budget_usd": max_budget_usd_schema(),
-                    "max_total_tokens": max_total_tokens_schema(),
-                    "model": model_schema(),
-                    "effort": effort_schema()
+                    "wait_seconds": wait_seconds_schema()
                 },
                 "required": ["task"]
-            }),
-            ToolName::ContinueSession => json!({
+            })),
+            ToolName::ContinueSession => with_spend(json!({
                 "type": "object",
                 "properties": {
                     "session_id": {"type": "string", "description": "The session to continue (sess_…)."},
                     "message": {"type": "string", "description": "The next message for the agent."},
                     "max_turns": {"type": "integer", "default": 10, "minimum": 1, "maximum": 100, "description": "Maximum conversation turns (capped by the profile)."},
                     "output_schema": {"type": "object", "description": "A JSON Schema (at most 64 KiB) the answer must match; the result then carries structured_output."},
-                    "wait_seconds": wait_seconds_schema(),
-                    "max_budget_usd": max_budget_usd_schema(),
-                    "max_total_tokens": max_total_tokens_schema(),
-                    "model": model_schema(),
-                    "effort": effort_schema()
+                    "wait_seconds": wait_seconds_schema()
                 },
                 "required": ["session_id", "message"]
-            }),
+            })),
             ToolName::GetSession => json!({
                 "type": "object",
                 "properties": {"session_id": {"type": "string", "description": "The session id (sess_…)."}},
@@ -150,7 +142,7 @@ impl ToolName {
                     "status": {"type": "string", "enum": ["created", "running", "completed", "failed", "interrupted", "cancelled"], "description": "Only sessions with this status."}
                 }
             }),
-            ToolName::VerifyTask => json!({
+            ToolName::VerifyTask => with_spend(json!({
                 "type": "object",
                 "properties": {
                     "task": {"type": "string", "description": "The claim or task to verify."},
@@ -158,21 +150,17 @@ impl ToolName {
                     "evidence_paths": {"type": "array", "items": {"type": "string"}, "description": "Files or directories offered as evidence."},
                     "fail_closed": {"type": "boolean", "default": true, "description": "Fail closed when evidence is missing or the verdict is unclear."},
                     "system_profile": {"type": "string", "enum": ["verification"], "default": "verification", "description": "Always the verification profile."},
-                    "wait_seconds": wait_seconds_schema(),
-                    "max_budget_usd": max_budget_usd_schema(),
-                    "max_total_tokens": max_total_tokens_schema(),
-                    "model": model_schema(),
-                    "effort": effort_schema()
+                    "wait_seconds": wait_seconds_schema()
                 },
                 "required": ["task"]
-            }),
+            })),
             ToolName::GetRuntimeStatus => json!({"type": "object", "properties": {}}),
             ToolName::CancelSession => json!({
                 "type": "object",
                 "properties": {"session_id": {"type": "string", "description": "The running session to cancel (sess_…)."}},
                 "required": ["session_id"]
             }),
-            ToolName::ForkSession => json!({
+            ToolName::ForkSession => with_spend(json!({
                 "type": "object",
                 "properties": {
                     "session_id": {"type": "string", "description": "The session to fork (sess_…); at most 128 bytes."},
@@ -180,14 +168,10 @@ impl ToolName {
                     "message": {"type": "string", "description": "A message to continue the new session with, as agent_continue_session would."},
                     "max_turns": {"type": "integer", "default": 10, "minimum": 1, "maximum": 100, "description": "Maximum conversation turns of the continuation (capped by the profile); only with message."},
                     "output_schema": {"type": "object", "description": "A JSON Schema (at most 64 KiB) the continuation's answer must match; only with message."},
-                    "wait_seconds": wait_seconds_schema(),
-                    "max_budget_usd": max_budget_usd_schema(),
-                    "max_total_tokens": max_total_tokens_schema(),
-                    "model": model_schema(),
-                    "effort": effort_schema()
+                    "wait_seconds": wait_seconds_schema()
                 },
                 "required": ["session_id"]
-            }),
+            })),
             ToolName::WaitSession => json!({
                 "type": "object",
                 "properties": {
@@ -272,7 +256,19 @@ fn wait_seconds_schema() -> Value {
     })
 }
 
-/// `max_budget_usd` of run, continue and verify (`docs/reference/tools.md#18-budgets-and-models`).
+/// `schema` with `max_budget_usd`, `max_total_tokens`, `model` and `effort` after its other
+/// properties: the spend arguments of run, continue, verify and fork
+/// (`docs/reference/tools.md#18-budgets-and-models`).
+fn with_spend(mut schema: Value) -> Value {
+    if let Some(properties) = schema["properties"].as_object_mut() {
+        properties.insert("max_budget_usd".into(), max_budget_usd_schema());
+        properties.insert("max_total_tokens".into(), max_total_tokens_schema());
+        properties.insert("model".into(), model_schema());
+        properties.insert("effort".into(), effort_schema());
+    }
+    schema
+}
+
 fn max_budget_usd_schema() -> Value {
     json!({
         "type": "number",

@@ -4,8 +4,8 @@
 
 use agent_core::pyfmt;
 use agent_core::spend::{
-    BudgetCaps, MAX_BUDGET_USD, MAX_PRICE_ENTRIES, MAX_TOTAL_TOKENS, PriceTable, Prices,
-    SpendPolicy, model_id_problem,
+    MAX_BUDGET_USD, MAX_PRICE_ENTRIES, MAX_TOTAL_TOKENS, PriceTable, Prices, SpendPolicy,
+    model_id_problem,
 };
 
 use super::vars;
@@ -75,7 +75,7 @@ pub(super) fn parse(raw: &Raw<'_>, model: &str, problems: &mut Vec<String>) -> S
 pub(super) fn token_caps_set(policy: &SpendPolicy) -> bool {
     [&policy.general, &policy.verification]
         .iter()
-        .any(|caps: &&BudgetCaps| caps.max_total_tokens.is_some())
+        .any(|caps| caps.max_total_tokens.is_some())
 }
 
 /// `VALUE` (every profile) or `profile=VALUE,…` (`general`, `verification`; a bare value first
