@@ -743,11 +743,16 @@ impl Metered {
     }
 
     /// Runs one request's handler in its `span` ([`request_span`]), timing it under `method`.
+    ///
+    /// The handler comes boxed: the future of every request then stays a few hundred bytes
+    /// whatever the largest handler holds, instead of the largest handler's size (several KB),
+    /// which the MCP service would otherwise copy for every request, `ping` included, as it
+    /// spawns and polls it (`request_futures_stay_small`; `docs/performance.md#performance-devices-what-each-buys-and-costs`).
     async fn timed<T>(
         &self,
         method: &'static str,
         span: tracing::Span,
-        handler: impl Future<Output = Result<T, McpError>>,
+        handler: Pin<Box<impl Future<Output = Result<T, McpError>>>>,
     ) -> Result<T, McpError> {
         let started = Instant::now();
         let answer = if span.is_disabled() {
@@ -770,8 +775,12 @@ impl Metered {
 impl ServerHandler for Metered {
     async fn ping(&self, context: RequestContext<RoleServer>) -> Result<(), McpError> {
         let span = request_span(PingRequestMethod::VALUE, &context, None);
-        self.timed(PingRequestMethod::VALUE, span, self.server.ping(context))
-            .await
+        self.timed(
+            PingRequestMethod::VALUE,
+            span,
+            Box::pin(self.server.ping(context)),
+        )
+        .await
     }
 
     async fn initialize(
@@ -783,7 +792,7 @@ impl ServerHandler for Metered {
         self.timed(
             InitializeResultMethod::VALUE,
             span,
-            self.server.initialize(request, context),
+            Box::pin(self.server.initialize(request, context)),
         )
         .await
     }
@@ -804,7 +813,7 @@ impl ServerHandler for Metered {
         context: RequestContext<RoleServer>,
     ) -> Result<DiscoverResult, McpError> {
         let span = request_span(OTHER_METHOD, &context, None);
-        self.timed(OTHER_METHOD, span, self.server.discover(context))
+        self.timed(OTHER_METHOD, span, Box::pin(self.server.discover(context)))
             .await
     }
 
@@ -817,7 +826,7 @@ impl ServerHandler for Metered {
         self.timed(
             CompleteRequestMethod::VALUE,
             span,
-            self.server.complete(request, context),
+            Box::pin(self.server.complete(request, context)),
         )
         .await
     }
@@ -831,7 +840,7 @@ impl ServerHandler for Metered {
         self.timed(
             SetLevelRequestMethod::VALUE,
             span,
-            self.server.set_level(request, context),
+            Box::pin(self.server.set_level(request, context)),
         )
         .await
     }
@@ -849,7 +858,7 @@ impl ServerHandler for Metered {
         self.timed(
             GetPromptRequestMethod::VALUE,
             span,
-            self.server.get_prompt(request, context),
+            Box::pin(self.server.get_prompt(request, context)),
         )
         .await
     }
@@ -863,7 +872,7 @@ impl ServerHandler for Metered {
         self.timed(
             ListPromptsRequestMethod::VALUE,
             span,
-            self.server.list_prompts(request, context),
+            Box::pin(self.server.list_prompts(request, context)),
         )
         .await
     }
@@ -877,7 +886,7 @@ impl ServerHandler for Metered {
         self.timed(
             ListResourcesRequestMethod::VALUE,
             span,
-            self.server.list_resources(request, context),
+            Box::pin(self.server.list_resources(request, context)),
         )
         .await
     }
@@ -891,7 +900,7 @@ impl ServerHandler for Metered {
         self.timed(
             ListResourceTemplatesRequestMethod::VALUE,
             span,
-            self.server.list_resource_templates(request, context),
+            Box::pin(self.server.list_resource_templates(request, context)),
         )
         .await
     }
@@ -905,7 +914,7 @@ impl ServerHandler for Metered {
         self.timed(
             ReadResourceRequestMethod::VALUE,
             span,
-            self.server.read_resource(request, context),
+            Box::pin(self.server.read_resource(request, context)),
         )
         .await
     }
@@ -931,7 +940,7 @@ impl ServerHandler for Metered {
         self.timed(
             SubscribeRequestMethod::VALUE,
             span,
-            self.server.subscribe(request, context),
+            Box::pin(self.server.subscribe(request, context)),
         )
         .await
     }
@@ -945,7 +954,7 @@ impl ServerHandler for Metered {
         self.timed(
             UnsubscribeRequestMethod::VALUE,
             span,
-            self.server.unsubscribe(request, context),
+            Box::pin(self.server.unsubscribe(request, context)),
         )
         .await
     }
@@ -963,7 +972,7 @@ impl ServerHandler for Metered {
         self.timed(
             CallToolRequestMethod::VALUE,
             span,
-            self.server.call_tool(request, context),
+            Box::pin(self.server.call_tool(request, context)),
         )
         .await
     }
@@ -977,7 +986,7 @@ impl ServerHandler for Metered {
         self.timed(
             ListToolsRequestMethod::VALUE,
             span,
-            self.server.list_tools(request, context),
+            Box::pin(self.server.list_tools(request, context)),
         )
         .await
     }
@@ -995,7 +1004,7 @@ impl ServerHandler for Metered {
         self.timed(
             OTHER_METHOD,
             span,
-            self.server.on_custom_request(request, context),
+            Box::pin(self.server.on_custom_request(request, context)),
         )
         .await
     }
@@ -1047,7 +1056,7 @@ impl ServerHandler for Metered {
         self.timed(
             GetTaskMethod::VALUE,
             span,
-            self.server.get_task(request, context),
+            Box::pin(self.server.get_task(request, context)),
         )
         .await
     }
@@ -1061,7 +1070,7 @@ impl ServerHandler for Metered {
         self.timed(
             UpdateTaskMethod::VALUE,
             span,
-            self.server.update_task(request, context),
+            Box::pin(self.server.update_task(request, context)),
         )
         .await
     }
@@ -1075,7 +1084,7 @@ impl ServerHandler for Metered {
         self.timed(
             CancelTaskMethod::VALUE,
             span,
-            self.server.cancel_task(request, context),
+            Box::pin(self.server.cancel_task(request, context)),
         )
         .await
     }
@@ -1089,7 +1098,7 @@ impl ServerHandler for Metered {
         self.timed(
             OTHER_METHOD,
             span,
-            self.server.list_skills(request, context),
+            Box::pin(self.server.list_skills(request, context)),
         )
         .await
     }
@@ -1100,8 +1109,12 @@ impl ServerHandler for Metered {
         context: RequestContext<RoleServer>,
     ) -> Result<GetSkillResult, McpError> {
         let span = request_span(OTHER_METHOD, &context, None);
-        self.timed(OTHER_METHOD, span, self.server.get_skill(request, context))
-            .await
+        self.timed(
+            OTHER_METHOD,
+            span,
+            Box::pin(self.server.get_skill(request, context)),
+        )
+        .await
     }
 
     async fn read_resource_directory(
@@ -1113,7 +1126,7 @@ impl ServerHandler for Metered {
         self.timed(
             OTHER_METHOD,
             span,
-            self.server.read_resource_directory(request, context),
+            Box::pin(self.server.read_resource_directory(request, context)),
         )
         .await
     }
@@ -1161,6 +1174,52 @@ pub async fn serve_observability(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The size of the future `method` returns, without calling it.
+    fn future_size<'a, S: 'a, P, F: Future>(
+        _method: impl FnOnce(&'a S, P, RequestContext<RoleServer>) -> F,
+    ) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// rmcp spawns every request's future (the largest of the handlers' futures) and copies
+    /// it as it does: a `tools/call` future holding the whole tool handler (several KB) made
+    /// every request, `ping` included, copy that much (`docs/performance.md`). Boxed handlers
+    /// keep ours small.
+    #[test]
+    fn request_futures_stay_small() {
+        const LIMIT: usize = 1536;
+        let sizes = [
+            (
+                "ping",
+                future_size(|server: &Metered, _: (), context| server.ping(context)),
+            ),
+            (
+                "initialize",
+                future_size(<Metered as ServerHandler>::initialize),
+            ),
+            (
+                "call_tool",
+                future_size(<Metered as ServerHandler>::call_tool),
+            ),
+            (
+                "get_task",
+                future_size(<Metered as ServerHandler>::get_task),
+            ),
+            (
+                "read_resource",
+                future_size(<Metered as ServerHandler>::read_resource),
+            ),
+        ];
+        for (name, size) in sizes {
+            assert!(
+                size <= LIMIT,
+                "the future of {name} is {size} bytes (limit {LIMIT})"
+            );
+        }
+        // The handler itself is larger, which is why it is boxed.
+        assert!(future_size(<AgentServer as ServerHandler>::call_tool) > LIMIT);
+    }
 
     fn sample<'a>(text: &'a str, line_start: &str) -> Option<&'a str> {
         text.lines()
