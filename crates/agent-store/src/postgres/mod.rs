@@ -397,16 +397,18 @@ impl PostgresStore {
     }
 
     async fn begin_execution_impl(&self, session_id: &str, events: &[Event]) -> Result<()> {
-        let mut tx = self.tx().await?;
-        let updated = sqlx::query(BEGIN_EXECUTION)
+        let events = EventColumns::of(events)?;
+        // One statement: the row and its events, atomic without a transaction.
+        let updated: bool = sqlx::query_scalar(BEGIN_EXECUTION)
             .bind(session_id)
-            .execute(&mut *tx)
+            .bind(events.types)
+            .bind(events.turns)
+            .bind(events.payloads)
+            .fetch_one(&self.pool)
             .await?;
-        if updated.rows_affected() == 0 {
+        if !updated {
             return Err(Error::SessionNotFound(session_id.to_owned()));
         }
-        insert_events(&mut tx, session_id, events).await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -432,8 +434,9 @@ impl PostgresStore {
             crate::store::check_result_size(envelope)?;
         }
         let usage = crate::usage::Columns::of(finish.usage.as_ref());
-        let mut tx = self.tx().await?;
-        let (applied, kept): (bool, bool) = sqlx::query_as(FINISH_EXECUTION)
+        // One statement, no transaction: it is atomic, and undoes itself when the output is
+        // already kept (`FINISH_EXECUTION`).
+        let applied: std::result::Result<bool, sqlx::Error> = sqlx::query_scalar(FINISH_EXECUTION)
             .bind(finish.status.as_str())
             .bind(finish.turn_count)
             .bind(finish.summary_latest.as_deref())
@@ -451,12 +454,22 @@ impl PostgresStore {
             .bind(usage.cache_creation)
             .bind(usage.cache_read)
             .bind(usage.cost_usd)
-            .fetch_one(&mut *tx)
-            .await?;
+            .fetch_one(&self.pool)
+            .await;
+        let applied = match applied {
+            Ok(applied) => applied,
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(OUTPUT_KEPT_SQLSTATE) => {
+                return Err(Error::OutputKept {
+                    session_id: session_id.to_owned(),
+                    turn: finish.turn_count.unwrap_or_default(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
         if !applied {
             let holder: Option<Option<String>> = sqlx::query_scalar(LOCK_HOLDER)
                 .bind(session_id)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&self.pool)
                 .await?;
             return Err(match holder {
                 None => Error::SessionNotFound(session_id.to_owned()),
@@ -467,14 +480,6 @@ impl PostgresStore {
                 },
             });
         }
-        if let (Some(_), Some(turn), false) = (output, finish.turn_count, kept) {
-            // Dropping `tx` rolls the whole finish back.
-            return Err(Error::OutputKept {
-                session_id: session_id.to_owned(),
-                turn,
-            });
-        }
-        tx.commit().await?;
         Ok(())
     }
 

@@ -117,18 +117,25 @@ pub(super) const CANCEL_REQUESTED: &str = "SELECT cancel_reason FROM sessions \
      WHERE session_id = $1 AND locked_by = $2 AND lock_generation = $3 \
        AND cancel_requested_at IS NOT NULL";
 
-pub(super) const BEGIN_EXECUTION: &str = "UPDATE sessions SET status = 'running', \
-     request_count = request_count + 1, updated_at = statement_timestamp(), \
-     last_activity_at = statement_timestamp() WHERE session_id = $1";
+/// The start of an execution: the session `$1` `running`, its request counted, its events
+/// `$2…$4` appended, in one statement that answers whether the session exists.
+pub(super) const BEGIN_EXECUTION: &str = concat!(
+    "WITH u AS (UPDATE sessions SET status = 'running', \
+       request_count = request_count + 1, updated_at = statement_timestamp(), \
+       last_activity_at = statement_timestamp() WHERE session_id = $1 RETURNING session_id), \
+     e AS (",
+    insert_events_of!("u", "2", "3", "4"),
+    ") SELECT EXISTS (SELECT 1 FROM u)"
+);
 
 /// `None` fields keep their value. Fenced: applied only while owner `$5` holds the lock at
 /// generation `$7`; the lock is released (and any cancel request dropped) with it, its events
 /// `$8…$10` appended and its output `$11` (when given, with a turn `$2`) kept, in one statement
-/// that answers `(applied, output_kept)`; its result `$12` (when given) is kept as the
-/// session's result for execution `request_count`; the execution's usage `$13…$17` is added to
-/// the session's (`crate::usage`). The caller runs it in a transaction and
-/// rolls back when an output was to be kept and was not (another execution kept that turn's
-/// first).
+/// that answers whether it applied; its result `$12` (when given) is kept as the session's
+/// result for execution `request_count`; the execution's usage `$13…$17` is added to the
+/// session's (`crate::usage`). When an output was to be kept and another execution kept that
+/// turn's first, the statement raises [`OUTPUT_KEPT_SQLSTATE`] (migration 0006) and nothing of
+/// it stays: it needs no transaction around it.
 pub(super) const FINISH_EXECUTION: &str = concat!(
     "WITH u AS (UPDATE sessions SET status = $1, \
        turn_count = COALESCE($2, turn_count), \
@@ -160,8 +167,13 @@ pub(super) const FINISH_EXECUTION: &str = concat!(
        ON CONFLICT (session_id) DO UPDATE SET execution = excluded.execution, \
          envelope = excluded.envelope, kept_at = excluded.kept_at \
        WHERE excluded.execution >= session_results.execution) \
-     SELECT EXISTS (SELECT 1 FROM u), EXISTS (SELECT 1 FROM o)"
+     SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM u) THEN false \
+       WHEN $11::text IS NOT NULL AND $2::bigint IS NOT NULL AND NOT EXISTS (SELECT 1 FROM o) \
+       THEN claude_agent_mcp_output_kept() ELSE true END"
 );
+
+/// The SQLSTATE that [`FINISH_EXECUTION`] raises when the turn's output is already kept.
+pub(super) const OUTPUT_KEPT_SQLSTATE: &str = "CAK01";
 
 /// A fork (`agent_core::ForkSession`): the parent's workflow, profile, provider and working
 /// directory, `completed` at turn `$2` with no execution, no provider session and no lock;
