@@ -70,6 +70,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// the client for the connect timeout (a run makes up to three such calls before it fails).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A pooled connection idle this long is pinged before it is used (one round trip): the
+/// database may have restarted or a proxy dropped it meanwhile. A busy node's connections are
+/// idle for microseconds and skip it; sqlx pings each one as it is released anyway.
+const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// At most this many sessions per sweep: the next sweep takes the rest.
 const SWEEP_BATCH: i64 = 500;
 
@@ -165,6 +170,18 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // sqlx pings every connection as it goes back to the pool; pinging it again as it
+            // is taken out is a third round trip per statement. Only a connection left idle
+            // for a while (the database may have restarted since) is pinged again.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IDLE_AFTER {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options.clone())
             .await
             .map_err(connect_error)?;
