@@ -43,7 +43,7 @@ fn tool_use(id: &str, name: &str, input: Value) -> Value {
     })
 }
 
-async fn federated_env() -> TestEnv {
+pub(super) async fn federated_env() -> TestEnv {
     let mut env = TestEnv::new().await;
     let config = json!({"downstream_servers": [
         {
