@@ -2148,6 +2148,57 @@ async fn scenario(h: &Harness) -> serde_json::Value {
     })
 }
 
+/// A pooled connection that the database dropped while it sat idle (a restart, a proxy's idle
+/// time-out) is found out before it is used: the store pings a connection idle for a second or
+/// more, so the next call gets a new one instead of an error. (A connection in use is not
+/// pinged before each statement: `docs/scaling.md`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_dropped_while_idle_are_replaced_before_use() {
+    let Some(schema) = agent_testkit::postgres::fresh_schema().await else {
+        return;
+    };
+    let application = format!("contract {}", schema.schema());
+    let url = format!(
+        "{}&application_name={}",
+        schema.url(),
+        application.replace(' ', "%20")
+    );
+    let store = PostgresStore::open(PostgresConfig::new(&url, MAX_ARTIFACT))
+        .await
+        .unwrap();
+    let first = store
+        .begin_session(&new_session("sess_idle", "exec_1"), &[])
+        .await
+        .unwrap();
+    store
+        .finish_execution(
+            "sess_idle",
+            &Lease::of("exec_1", &first),
+            &finish_with_output(1, "kept"),
+        )
+        .await
+        .unwrap();
+    let admin = PgPool::connect(schema.url()).await.unwrap();
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&application)
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert!(
+        !terminated.is_empty() && terminated.iter().all(|t| *t),
+        "the store's connections were found and terminated: {terminated:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let read = store.get_session("sess_idle").await.unwrap().unwrap();
+    assert_eq!(read.turn_count, 1);
+    assert_eq!(
+        store.outputs("sess_idle").await.unwrap(),
+        vec![(1, "kept".to_owned())]
+    );
+}
+
 /// On PostgreSQL the listing walks `idx_sessions_updated` / `idx_sessions_status_updated` in
 /// order and stops at the limit (no sort step), and the sweeper finds `running` rows through
 /// the partial index: the plans the figures of `docs/performance.md` rely on at 1,000,000
