@@ -1425,13 +1425,13 @@ impl Engine {
         if let Some(details) = error.details {
             object.details = crate::error::Details::Value(details);
         }
-        let event = Event::error(turn, &object);
+        let events = vec![Event::error(turn, &object)];
         let env = Envelope::error(session_id, workflow, profile.as_str(), object);
         self.finish_without_output(
             session_id,
             lease,
             SessionStatus::Failed,
-            vec![event],
+            events,
             env,
             "a failed execution",
         )
