@@ -435,8 +435,7 @@ impl MessagesApiBackend {
                 )
                 .await?;
                 if outcome.is_err() {
-                    span.record("error.type", "tool_error");
-                    span.record("otel.status_code", "error");
+                    trace::record_error(&span, "tool_error");
                 }
                 // A failed call keeps the original's `Error: ` text and is flagged `is_error` so
                 // the model knows the tool failed (**[fixed]** in
@@ -555,15 +554,7 @@ impl MessagesApiBackend {
                     span.record("gen_ai.response.finish_reasons", reason.as_str());
                 }
                 if let Some(usage) = &response.usage {
-                    let usage = usage.to_usage();
-                    span.record("gen_ai.usage.input_tokens", usage.input_tokens);
-                    span.record("gen_ai.usage.output_tokens", usage.output_tokens);
-                    if let Some(n) = usage.cache_read_input_tokens {
-                        span.record("gen_ai.usage.cache_read.input_tokens", n);
-                    }
-                    if let Some(n) = usage.cache_creation_input_tokens {
-                        span.record("gen_ai.usage.cache_creation.input_tokens", n);
-                    }
+                    trace::record_usage(&span, &usage.to_usage());
                 }
             }
             Err(e) => {
@@ -572,8 +563,7 @@ impl MessagesApiBackend {
                     CallError::Provider(..) => "provider_error",
                     CallError::Normalization(_) => "normalization_error",
                 };
-                span.record("error.type", kind);
-                span.record("otel.status_code", "error");
+                trace::record_error(&span, kind);
             }
         }
         answer

@@ -309,8 +309,7 @@ impl Engine {
             }
             span.record("claude_agent_mcp.outcome", outcome.as_str());
             if let Some(error) = envelope.errors.first().filter(|_| !envelope.ok) {
-                span.record("error.type", error.code.as_str());
-                span.record("otel.status_code", "error");
+                trace::record_error(&span, error.code.as_str());
             }
         }
         self.observer.run_finished(&RunReport {
@@ -409,13 +408,21 @@ impl Engine {
     /// `docs/reference/tools.md#4-agent_run_task`. The envelope of a run that created its
     /// session is kept in the store as the result of its execution 1 (`agent_wait_session`).
     pub async fn run_task(&self, req: RunTaskRequest, ctx: &ExecContext) -> Envelope {
-        self.observed(Workflow::RunTask, self.run_task_kept(req, ctx))
-            .await
+        self.observed(
+            Workflow::RunTask,
+            self.kept_as_first_execution(self.run_task_once(req, ctx)),
+        )
+        .await
     }
 
-    /// The run, then its envelope kept as the result of its session's execution 1.
-    async fn run_task_kept(&self, req: RunTaskRequest, ctx: &ExecContext) -> Envelope {
-        let env = self.run_task_once(req, ctx).await;
+    /// A call that creates its session (`agent_run_task`, `agent_verify_task`), then its
+    /// envelope kept as the result of that session's execution 1 (`agent_wait_session`); an
+    /// envelope without a session (refused before one was made) is not kept.
+    async fn kept_as_first_execution(
+        &self,
+        call: impl std::future::Future<Output = Envelope>,
+    ) -> Envelope {
+        let env = call.await;
         if !env.session_id.is_empty() {
             self.keep_result(&env.session_id, 1, &env).await;
         }
@@ -476,33 +483,30 @@ impl Engine {
             Err(env) => return env,
         };
         ctx.report(&format!("session {session_id} created"));
+        let task = if attachments.is_empty() {
+            req.task
+        } else {
+            format!(
+                "{}\n\nAttachments:\n{}",
+                req.task,
+                evidence::render(&attachments)
+            )
+        };
+        let tool_executor =
+            wants_executor.then(|| self.executor_for(&session_id, profile, 0, Some(&working_dir)));
         let request = BackendRequest {
-            session_id: session_id.clone(),
-            profile,
-            system_prompt: profile.system_prompt(),
-            task: if attachments.is_empty() {
-                req.task
-            } else {
-                format!(
-                    "{}\n\nAttachments:\n{}",
-                    req.task,
-                    evidence::render(&attachments)
-                )
-            },
-            max_turns,
-            tool_executor: wants_executor
-                .then(|| self.executor_for(&session_id, profile, 0, Some(&working_dir))),
             tools,
-            history: Vec::new(),
-            session_summary: None,
-            is_continuation: false,
-            working_directory: Some(working_dir),
-            provider_session_id: None,
+            tool_executor,
             extra_instructions: self.teaching(profile, req.allow_tools),
-            continuation: None,
             output_schema: req.output_schema.clone(),
-            fork_provider_session: false,
-            spend,
+            ..BackendRequest::first_execution(
+                session_id.clone(),
+                profile,
+                task,
+                max_turns,
+                working_dir,
+                spend,
+            )
         };
         let working_dir = request.working_directory.clone();
         let outcome = self.execute(request, ctx, &lease, 0).await;
@@ -522,7 +526,7 @@ impl Engine {
         let mut warnings: Vec<String> = routing_warning.into_iter().collect();
         warnings.extend(evidence_warnings);
         warnings.extend(spend_warnings);
-        match self
+        let concluded = self
             .conclude(
                 &session_id,
                 &lease,
@@ -534,17 +538,8 @@ impl Engine {
                 warnings,
                 structured,
             )
-            .await
-        {
-            Ok(env) => {
-                ctx.report(&format!("session {session_id} completed"));
-                env
-            }
-            Err(env) => {
-                ctx.report(&env.summary);
-                *env
-            }
-        }
+            .await;
+        reported(ctx, &session_id, concluded)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -560,19 +555,9 @@ impl Engine {
         req: ContinueSessionRequest,
         ctx: &ExecContext,
     ) -> Envelope {
-        self.observed(
-            Workflow::ContinueSession,
-            self.continue_session_unobserved(req, ctx),
-        )
-        .await
-    }
-
-    async fn continue_session_unobserved(
-        &self,
-        req: ContinueSessionRequest,
-        ctx: &ExecContext,
-    ) -> Envelope {
-        self.continue_as(req, ctx, Workflow::ContinueSession).await
+        let workflow = Workflow::ContinueSession;
+        self.observed(workflow, self.continue_as(req, ctx, workflow))
+            .await
     }
 
     /// A continuation, answered and locked as `workflow` (`continue_session`, or
@@ -748,7 +733,7 @@ impl Engine {
         }
         let (outcome, structured) = check_structured(outcome, req.output_schema.as_ref());
         let warnings = routing_warning.into_iter().chain(spend_warnings).collect();
-        let env = match self
+        let concluded = self
             .conclude(
                 id,
                 &lease,
@@ -760,17 +745,8 @@ impl Engine {
                 warnings,
                 structured,
             )
-            .await
-        {
-            Ok(env) => {
-                ctx.report(&format!("session {id} completed"));
-                env
-            }
-            Err(env) => {
-                ctx.report(&env.summary);
-                *env
-            }
-        };
+            .await;
+        let env = reported(ctx, id, concluded);
         // `begin_execution` counted this execution.
         self.keep_result(id, record.request_count + 1, &env).await;
         env
@@ -941,17 +917,11 @@ impl Engine {
     /// call, verdict. The envelope of a verification that created its session is kept as the
     /// result of its execution 1 (`agent_wait_session`).
     pub async fn verify_task(&self, req: VerifyTaskRequest, ctx: &ExecContext) -> Envelope {
-        self.observed(Workflow::VerifyTask, self.verify_task_kept(req, ctx))
-            .await
-    }
-
-    /// The verification, then its envelope kept as the result of its session's execution 1.
-    async fn verify_task_kept(&self, req: VerifyTaskRequest, ctx: &ExecContext) -> Envelope {
-        let env = self.verify_task_once(req, ctx).await;
-        if !env.session_id.is_empty() {
-            self.keep_result(&env.session_id, 1, &env).await;
-        }
-        env
+        self.observed(
+            Workflow::VerifyTask,
+            self.kept_as_first_execution(self.verify_task_once(req, ctx)),
+        )
+        .await
     }
 
     async fn verify_task_once(&self, req: VerifyTaskRequest, ctx: &ExecContext) -> Envelope {
@@ -1061,25 +1031,14 @@ impl Engine {
             Err(env) => return env,
         };
         ctx.report(&format!("verification session {session_id} created"));
-        let request = BackendRequest {
-            session_id: session_id.clone(),
+        let request = BackendRequest::first_execution(
+            session_id.clone(),
             profile,
-            system_prompt: profile.system_prompt(),
-            task: verification_prompt(&req, &evidence),
-            max_turns: profile.max_turns_default(),
-            tools: Vec::new(),
-            tool_executor: None,
-            history: Vec::new(),
-            session_summary: None,
-            is_continuation: false,
-            working_directory: Some(working_dir),
-            provider_session_id: None,
-            extra_instructions: None,
-            continuation: None,
-            output_schema: None,
-            fork_provider_session: false,
+            verification_prompt(&req, &evidence),
+            profile.max_turns_default(),
+            working_dir,
             spend,
-        };
+        );
         let output = match self.execute(request, ctx, &lease, 0).await {
             Ok(output) if output.output_text.trim().is_empty() => {
                 let failure = verification::empty_output();
@@ -1180,20 +1139,22 @@ impl Engine {
         let error = error.unwrap_or_else(|| {
             ErrorObject::new(failure_error_code(failure), failure.summary.clone())
         });
-        let mut env = verification_envelope(
+        let env = verification_envelope(
             session_id,
             summary,
             VerificationResult::unavailable(lint, failure),
             Vec::new(),
             vec![error],
         );
-        let finish = Finish::without_output(SessionStatus::Failed, vec![event])
-            .with_result(result_text(session_id, &env));
-        if let Err(e) = self.finish(session_id, lease, &finish).await {
-            tracing::error!(session_id, error = %e, "could not record an unavailable verification");
-            env.warnings.push(e.message);
-        }
-        env
+        self.finish_without_output(
+            session_id,
+            lease,
+            SessionStatus::Failed,
+            vec![event],
+            env,
+            "an unavailable verification",
+        )
+        .await
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1464,12 +1425,35 @@ impl Engine {
         if let Some(details) = error.details {
             object.details = crate::error::Details::Value(details);
         }
-        let event = Event::error(turn, &object);
-        let mut env = Envelope::error(session_id, workflow, profile.as_str(), object);
-        let finish = Finish::without_output(SessionStatus::Failed, vec![event])
-            .with_result(result_text(session_id, &env));
+        let events = vec![Event::error(turn, &object)];
+        let env = Envelope::error(session_id, workflow, profile.as_str(), object);
+        self.finish_without_output(
+            session_id,
+            lease,
+            SessionStatus::Failed,
+            events,
+            env,
+            "a failed execution",
+        )
+        .await
+    }
+
+    /// The final write of an execution that ended without output: `status` and `events`, with
+    /// `env` kept as its result. A write that fails is logged (`what`: the execution, as the log
+    /// names it) and its message added to the envelope's warnings.
+    async fn finish_without_output(
+        &self,
+        session_id: &str,
+        lease: &Lease,
+        status: SessionStatus,
+        events: Vec<Event>,
+        mut env: Envelope,
+        what: &str,
+    ) -> Envelope {
+        let finish =
+            Finish::without_output(status, events).with_result(result_text(session_id, &env));
         if let Err(e) = self.finish(session_id, lease, &finish).await {
-            tracing::error!(session_id, error = %e, "could not record a failed execution");
+            tracing::error!(session_id, error = %e, "could not record {what}");
             env.warnings.push(e.message);
         }
         env
@@ -1901,23 +1885,22 @@ impl Engine {
         reason: &str,
     ) -> Envelope {
         self.observer.cancelled(workflow);
-        let mut env = Envelope::failure(
+        let env = Envelope::failure(
             session_id,
             workflow,
             profile.as_str(),
             ErrorCode::SessionCancelled,
             format!("Session {session_id} was cancelled: {reason}"),
         );
-        let finish = Finish::without_output(
+        self.finish_without_output(
+            session_id,
+            lease,
             SessionStatus::Cancelled,
             vec![Event::session_cancelled(turn, reason)],
+            env,
+            "a cancelled execution",
         )
-        .with_result(result_text(session_id, &env));
-        if let Err(e) = self.finish(session_id, lease, &finish).await {
-            tracing::error!(session_id, error = %e, "could not record a cancelled execution");
-            env.warnings.push(e.message);
-        }
-        env
+        .await
     }
 
     // -----------------------------------------------------------------------------------------
@@ -2614,6 +2597,25 @@ fn no_kept_result(record: &SessionRecord) -> Envelope {
         code,
         message,
     )
+}
+
+/// The envelope of a concluded run or continuation ([`Engine::conclude`]), reported on `ctx`:
+/// `session <id> completed`, or the failure's summary.
+fn reported(
+    ctx: &ExecContext,
+    session_id: &str,
+    concluded: Result<Envelope, Box<Envelope>>,
+) -> Envelope {
+    match concluded {
+        Ok(env) => {
+            ctx.report(&format!("session {session_id} completed"));
+            env
+        }
+        Err(env) => {
+            ctx.report(&env.summary);
+            *env
+        }
+    }
 }
 
 /// `session_not_found` for the session `agent_fork_session` was asked to fork.

@@ -36,6 +36,12 @@ pub const MAX_TASK_ID_BYTES: usize = 128;
 /// boundary when it is written and again when it is read.
 pub const MAX_TASK_STATUS_MESSAGE_BYTES: usize = 1024;
 
+/// A status message as every store writes and reads it: cut to
+/// [`MAX_TASK_STATUS_MESSAGE_BYTES`] at a character boundary.
+pub fn bounded_status_message(message: &str) -> &str {
+    truncate_bytes(message, MAX_TASK_STATUS_MESSAGE_BYTES)
+}
+
 /// The largest task result a store keeps (its JSON text), in bytes: a larger one is refused
 /// with an error, and the server settles the task `failed` with a message naming the session.
 pub const MAX_TASK_RESULT_BYTES: usize = 8 * 1024 * 1024;
@@ -49,17 +55,8 @@ pub const MAX_REQUEST_CANCEL_REASON_BYTES: usize = crate::ports::MAX_CANCEL_REAS
 /// How many expired rows one [`TaskStore::purge_expired`] call deletes at most.
 pub const PURGE_BATCH: u32 = 200;
 
-/// `text` cut to at most `max` bytes at a character boundary.
-pub fn truncate_bytes(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
+/// The cut applied to task status messages and cancel reasons (owned by [`crate::text`]).
+pub use crate::text::truncate_bytes;
 
 /// The status of an MCP task: `working`, then one terminal status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

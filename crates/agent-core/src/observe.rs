@@ -166,17 +166,34 @@ pub mod trace {
     /// is cut (at a character boundary) and ends with `…`.
     pub const MAX_RECORDED_CONTENT_BYTES: usize = 16 * 1024;
 
+    /// A failed operation on its span: `error.type` (`error_type`) and `otel.status_code`
+    /// `error`.
+    pub fn record_error(span: &tracing::Span, error_type: &str) {
+        span.record("error.type", error_type);
+        span.record("otel.status_code", "error");
+    }
+
+    /// A model call's token usage on its `chat` span: `gen_ai.usage.input_tokens` and
+    /// `gen_ai.usage.output_tokens`, and the cache counts when the provider reported them.
+    pub fn record_usage(span: &tracing::Span, usage: &crate::ports::Usage) {
+        span.record("gen_ai.usage.input_tokens", usage.input_tokens);
+        span.record("gen_ai.usage.output_tokens", usage.output_tokens);
+        if let Some(n) = usage.cache_read_input_tokens {
+            span.record("gen_ai.usage.cache_read.input_tokens", n);
+        }
+        if let Some(n) = usage.cache_creation_input_tokens {
+            span.record("gen_ai.usage.cache_creation.input_tokens", n);
+        }
+    }
+
     /// One message in the GenAI conventions' JSON form
     /// (`[{"role":…,"parts":[{"type":"text","content":…}]}]`, plus `finish_reason` for an
     /// output), its text bounded by [`MAX_RECORDED_CONTENT_BYTES`]. Only called when the
     /// operator opted in (`CLAUDE_AGENT_MCP_OTEL_RECORD_CONTENT`).
     pub fn messages(role: &str, text: &str, finish_reason: Option<&str>) -> String {
-        let mut end = text.len().min(MAX_RECORDED_CONTENT_BYTES);
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        let content = if end < text.len() {
-            format!("{}…", &text[..end])
+        let kept = crate::text::truncate_bytes(text, MAX_RECORDED_CONTENT_BYTES);
+        let content = if kept.len() < text.len() {
+            format!("{kept}…")
         } else {
             text.to_owned()
         };

@@ -626,6 +626,41 @@ pub struct BackendRequest {
     pub spend: crate::spend::CallSettings,
 }
 
+impl BackendRequest {
+    /// The request of a new session's first execution (`agent_run_task`, `agent_verify_task`):
+    /// `task` under `profile`'s system prompt in `working_directory`, with no history, provider
+    /// session or continuation context, and no tools, extra instructions or output schema (a
+    /// caller that uses those sets them).
+    pub fn first_execution(
+        session_id: String,
+        profile: Profile,
+        task: String,
+        max_turns: u32,
+        working_directory: PathBuf,
+        spend: crate::spend::CallSettings,
+    ) -> Self {
+        Self {
+            session_id,
+            profile,
+            system_prompt: profile.system_prompt(),
+            task,
+            max_turns,
+            tools: Vec::new(),
+            tool_executor: None,
+            history: Vec::new(),
+            session_summary: None,
+            is_continuation: false,
+            working_directory: Some(working_directory),
+            provider_session_id: None,
+            extra_instructions: None,
+            continuation: None,
+            output_schema: None,
+            fork_provider_session: false,
+            spend,
+        }
+    }
+}
+
 impl std::fmt::Debug for BackendRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BackendRequest")

@@ -85,14 +85,6 @@ impl RunTaskRequest {
             Some(other) if !other.is_null() => other.to_string(),
             _ => Profile::General.as_str().to_owned(),
         };
-        let fail = |problems: Vec<String>| {
-            Envelope::error(
-                "",
-                Workflow::RunTask,
-                raw_profile.clone(),
-                ErrorObject::validation(message("agent_run_task", &problems)),
-            )
-        };
         let mut problems = Vec::new();
         let task = required_string(args, "task", &mut problems);
         let task = limit_text("task", task, &mut problems);
@@ -112,7 +104,13 @@ impl RunTaskRequest {
         let spend = spend(args, &mut problems);
         let wait = seconds(args, WAIT_SECONDS, &mut problems);
         if !problems.is_empty() {
-            return Err(fail(problems));
+            return Err(refused(
+                "",
+                Workflow::RunTask,
+                raw_profile,
+                "agent_run_task",
+                &problems,
+            ));
         }
         Ok(Self {
             task,
@@ -155,35 +153,41 @@ impl ContinueSessionRequest {
     }
 
     pub fn from_args(args: &Map<String, Value>) -> Result<Self, Envelope> {
-        let raw_id = args
-            .get("session_id")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
         let mut problems = Vec::new();
         let session_id = required_string(args, "session_id", &mut problems);
         let message_text = required_string(args, "message", &mut problems);
         let message_text = limit_text("message", message_text, &mut problems);
-        let max_turns = bounded_int(args, "max_turns", 10, 1, 100, &mut problems);
-        let output_schema = output_schema(args, &mut problems);
-        let spend = spend(args, &mut problems);
-        let wait = seconds(args, WAIT_SECONDS, &mut problems);
+        let request = Self::from_options(args, session_id, message_text, &mut problems);
         if !problems.is_empty() {
-            return Err(Envelope::error(
-                raw_id,
+            return Err(refused(
+                session_id_arg(args),
                 Workflow::ContinueSession,
                 Profile::General.as_str(),
-                ErrorObject::validation(message("agent_continue_session", &problems)),
+                "agent_continue_session",
+                &problems,
             ));
         }
-        Ok(Self {
+        Ok(request)
+    }
+
+    /// A continuation of `session_id` with `message` and the options read from `args`:
+    /// `max_turns`, `output_schema`, budget, model and effort, `wait_seconds` (those of
+    /// `agent_continue_session`, and of `agent_fork_session` with a message).
+    fn from_options(
+        args: &Map<String, Value>,
+        session_id: String,
+        message: String,
+        problems: &mut Vec<String>,
+    ) -> Self {
+        let max_turns = bounded_int(args, "max_turns", 10, 1, 100, problems);
+        Self {
             session_id,
-            message: message_text,
+            message,
             max_turns: max_turns as u32,
-            output_schema,
-            spend,
-            wait,
-        })
+            output_schema: output_schema(args, problems),
+            spend: spend(args, problems),
+            wait: seconds(args, WAIT_SECONDS, problems),
+        }
     }
 }
 
@@ -231,12 +235,6 @@ impl ForkSessionRequest {
     }
 
     pub fn from_args(args: &Map<String, Value>) -> Result<Self, Envelope> {
-        let raw_id = args
-            .get("session_id")
-            .and_then(Value::as_str)
-            .filter(|id| id.len() <= MAX_SESSION_ID_BYTES)
-            .unwrap_or("")
-            .to_owned();
         let mut problems = Vec::new();
         let session_id = required_string(args, "session_id", &mut problems);
         if session_id.len() > MAX_SESSION_ID_BYTES {
@@ -269,10 +267,8 @@ impl ForkSessionRequest {
                 limit_text("message", text, &mut problems)
             })
             .filter(|text| !text.is_empty());
-        let max_turns = bounded_int(args, "max_turns", 10, 1, 100, &mut problems);
-        let output_schema = output_schema(args, &mut problems);
-        let spend = spend(args, &mut problems);
-        let wait = seconds(args, WAIT_SECONDS, &mut problems);
+        let options =
+            ContinueSessionRequest::from_options(args, String::new(), String::new(), &mut problems);
         if message_text.is_none() && args.get("message").is_none_or(Value::is_null) {
             for key in [
                 "max_turns",
@@ -289,24 +285,19 @@ impl ForkSessionRequest {
             }
         }
         if !problems.is_empty() {
-            return Err(Envelope::error(
-                raw_id,
+            let raw_id = Some(session_id_arg(args)).filter(|id| id.len() <= MAX_SESSION_ID_BYTES);
+            return Err(refused(
+                raw_id.unwrap_or(""),
                 Workflow::ForkSession,
                 Profile::General.as_str(),
-                ErrorObject::validation(message("agent_fork_session", &problems)),
+                "agent_fork_session",
+                &problems,
             ));
         }
         Ok(Self {
             session_id,
             at_turn,
-            continuation: message_text.map(|message| ContinueSessionRequest {
-                session_id: String::new(),
-                message,
-                max_turns: max_turns as u32,
-                output_schema,
-                spend,
-                wait,
-            }),
+            continuation: message_text.map(|message| ContinueSessionRequest { message, ..options }),
         })
     }
 }
@@ -334,10 +325,7 @@ impl GetSessionRequest {
         let mut problems = Vec::new();
         let session_id = required_string(args, "session_id", &mut problems);
         if !problems.is_empty() {
-            return Err(
-                ErrorObject::validation(message("agent_get_session", &problems))
-                    .into_error_result(),
-            );
+            return Err(refused_result("agent_get_session", &problems));
         }
         Ok(Self { session_id })
     }
@@ -351,19 +339,15 @@ pub struct CancelSessionRequest {
 
 impl CancelSessionRequest {
     pub fn from_args(args: &Map<String, Value>) -> Result<Self, Envelope> {
-        let raw_id = args
-            .get("session_id")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
         let mut problems = Vec::new();
         let session_id = required_string(args, "session_id", &mut problems);
         if !problems.is_empty() {
-            return Err(Envelope::error(
-                raw_id,
+            return Err(refused(
+                session_id_arg(args),
                 Workflow::CancelSession,
                 Profile::General.as_str(),
-                ErrorObject::validation(message("agent_cancel_session", &problems)),
+                "agent_cancel_session",
+                &problems,
             ));
         }
         Ok(Self { session_id })
@@ -392,10 +376,7 @@ impl WaitSessionRequest {
         let timeout = seconds(args, "timeout_seconds", &mut problems)
             .unwrap_or(Duration::from_secs(DEFAULT_WAIT_TIMEOUT_SECONDS));
         if !problems.is_empty() {
-            return Err(
-                ErrorObject::validation(message("agent_wait_session", &problems))
-                    .into_error_result(),
-            );
+            return Err(refused_result("agent_wait_session", &problems));
         }
         Ok(Self {
             session_id,
@@ -481,10 +462,7 @@ impl ListSessionsRequest {
             }
         };
         if !problems.is_empty() {
-            return Err(
-                ErrorObject::validation(message("agent_list_sessions", &problems))
-                    .into_error_result(),
-            );
+            return Err(refused_result("agent_list_sessions", &problems));
         }
         Ok(Self {
             limit: limit as u32,
@@ -552,11 +530,12 @@ impl VerifyTaskRequest {
             &mut problems,
         );
         if !problems.is_empty() {
-            let env = Envelope::error(
+            let env = refused(
                 "",
                 Workflow::VerifyTask,
                 Profile::Verification.as_str(),
-                ErrorObject::validation(message("agent_verify_task", &problems)),
+                "agent_verify_task",
+                &problems,
             );
             return Err(env.with_result(core_verdict_result()));
         }
@@ -636,6 +615,34 @@ fn path_list(args: &Map<String, Value>, key: &str, problems: &mut Vec<String>) -
         .enumerate()
         .map(|(i, path)| limit_path(&format!("{key}.{i}"), path, problems))
         .collect()
+}
+
+/// The answer to a call of `tool` whose arguments did not validate: its error envelope (for
+/// `session_id`, `workflow` and `profile`) with one validation error that lists every problem.
+fn refused(
+    session_id: &str,
+    workflow: Workflow,
+    profile: impl Into<String>,
+    tool: &str,
+    problems: &[String],
+) -> Envelope {
+    Envelope::error(
+        session_id,
+        workflow,
+        profile,
+        ErrorObject::validation(message(tool, problems)),
+    )
+}
+
+/// As [`refused`], for the tools that answer an MCP error result rather than an envelope.
+fn refused_result(tool: &str, problems: &[String]) -> Value {
+    ErrorObject::validation(message(tool, problems)).into_error_result()
+}
+
+/// The `session_id` argument as given, for the envelope of a refused call: `""` when it is
+/// absent or not a string.
+fn session_id_arg(args: &Map<String, Value>) -> &str {
+    args.get("session_id").and_then(Value::as_str).unwrap_or("")
 }
 
 fn message(tool: &str, problems: &[String]) -> String {

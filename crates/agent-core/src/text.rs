@@ -1,6 +1,6 @@
-//! Small text rules shared by workflows: summaries, code-point truncation, and the redaction
-//! of a database URL's password (the one place it is done: logs, errors, `doctor` and the
-//! status resource all show a URL through [`redact_url`]).
+//! Small text rules shared by workflows: summaries, truncation to code points or to bytes, and
+//! the redaction of a database URL's password (the one place it is done: logs, errors, `doctor`
+//! and the status resource all show a URL through [`redact_url`]).
 
 /// Cuts `text` to its first `max` Unicode code points.
 pub fn truncate_chars(text: &str, max: usize) -> &str {
@@ -8,6 +8,18 @@ pub fn truncate_chars(text: &str, max: usize) -> &str {
         Some((idx, _)) => &text[..idx],
         None => text,
     }
+}
+
+/// Cuts `text` to at most `max` bytes, at a character boundary (the longest such prefix).
+pub fn truncate_bytes(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// `docs/reference/envelope.md#3-summary`: the first line of the stripped output; longer than 200

@@ -760,8 +760,8 @@ impl Metered {
         } else {
             let answer = handler.instrument(span.clone()).await;
             if let Err(e) = &answer {
-                span.record("error.type", e.code.0.to_string().as_str());
-                span.record("otel.status_code", "error");
+                let code = e.code.0.to_string();
+                agent_core::observe::trace::record_error(&span, &code);
             }
             answer
         };

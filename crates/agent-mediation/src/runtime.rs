@@ -90,8 +90,7 @@ impl MediationInvoker for ObservedInvoker {
             .instrument(span.clone())
             .await;
         if !outcome.as_ref().is_ok_and(|o| o.success) {
-            span.record("error.type", "tool_error");
-            span.record("otel.status_code", "error");
+            agent_core::observe::trace::record_error(&span, "tool_error");
         }
         self.observer.tool_call(
             ToolKind::Mediated,

@@ -46,14 +46,9 @@ pub use config::{StoreConfig, StoreOpenError};
 pub use postgres::{PostgresConfig, PostgresStore};
 pub use store::SqliteStore;
 
-/// The longest prefix of `text` of at most `max` bytes that ends at a character boundary.
-pub(crate) fn truncate_at_char(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+/// A session's cancel reason as both stores keep it and read it back: cut to
+/// [`agent_core::MAX_CANCEL_REASON_BYTES`] (a row written by another implementation or by hand
+/// may hold any length).
+pub(crate) fn cancel_reason(reason: &str) -> &str {
+    agent_core::text::truncate_bytes(reason, agent_core::MAX_CANCEL_REASON_BYTES)
 }

@@ -12,21 +12,20 @@ use std::time::Duration;
 
 use agent_core::ids::new_artifact_id;
 use agent_core::{
-    ArtifactRecord, ArtifactRef, Event, EventLog, Finish, ForkOutcome, ForkSession, Lease,
-    LockOutcome, MAX_CANCEL_REASON_BYTES, NewArtifact, NewSession, SessionListItem, SessionRecord,
-    SessionStatus, SessionStore, StoreError, StoredEvent, Timestamp,
+    ArtifactRecord, ArtifactRef, Event, Finish, ForkOutcome, ForkSession, Lease, LockOutcome,
+    NewArtifact, NewSession, SessionListItem, SessionRecord, SessionStatus, StoreError,
+    StoredEvent, Timestamp,
 };
-use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::artifacts;
+use crate::cancel_reason;
 use crate::config::{StoreConfig, StoreOpenError};
 use crate::error::{Error, Result};
 use crate::reader::FastReader;
 use crate::rows::{EventRow, ListRow, SessionRow, session_columns};
-use crate::truncate_at_char;
 
 /// The embedded schema (`migrations/0001_initial.sql` and the additive migrations after it).
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -598,7 +597,7 @@ impl SqliteStore {
     }
 
     async fn request_cancel_impl(&self, session_id: &str, reason: &str) -> Result<bool> {
-        let reason = truncate_at_char(reason, MAX_CANCEL_REASON_BYTES);
+        let reason = cancel_reason(reason);
         let updated = sqlx::query(REQUEST_CANCEL)
             .bind(Timestamp::now().to_storage())
             .bind(reason)
@@ -621,9 +620,7 @@ impl SqliteStore {
             .await?;
         // Another node's row: bound it again (a reason written by another implementation or
         // by hand may be any length).
-        Ok(reason.map(|r| {
-            truncate_at_char(r.as_deref().unwrap_or_default(), MAX_CANCEL_REASON_BYTES).to_owned()
-        }))
+        Ok(reason.map(|r| cancel_reason(r.as_deref().unwrap_or_default()).to_owned()))
     }
 
     async fn begin_execution_impl(&self, session_id: &str, events: &[Event]) -> Result<()> {
@@ -887,8 +884,44 @@ impl SqliteStore {
         Ok(())
     }
 
+    async fn artifacts_impl(&self, session_id: &str) -> Result<Vec<ArtifactRecord>> {
+        Ok(self
+            .artifact_files(session_id)
+            .await?
+            .into_iter()
+            .map(|(record, _)| record)
+            .collect())
+    }
+
+    async fn read_artifact_impl(
+        &self,
+        session_id: &str,
+        artifact_id: &str,
+    ) -> std::result::Result<Option<(ArtifactRecord, Vec<u8>)>, StoreError> {
+        let Some((record, path)) = self
+            .artifact_files(session_id)
+            .await?
+            .into_iter()
+            .find(|(record, _)| record.artifact_id == artifact_id)
+        else {
+            return Ok(None);
+        };
+        match artifacts::read_file(&path, self.inner.config.max_artifact_bytes).await {
+            Ok(body) => Ok(Some((record, body))),
+            Err(e) => Err(StoreError::new(format!(
+                "artifact {artifact_id} could not be read from {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// SQLite has no notifications: a cancel request is seen by polling only.
+    fn cancel_wakeups_impl(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
+
     /// A session's artifacts with the files their bodies are in, oldest first.
-    async fn artifacts_impl(&self, session_id: &str) -> Result<Vec<(ArtifactRecord, PathBuf)>> {
+    async fn artifact_files(&self, session_id: &str) -> Result<Vec<(ArtifactRecord, PathBuf)>> {
         type Row = (
             String,
             String,
@@ -1018,21 +1051,6 @@ async fn insert_events(
     Ok(())
 }
 
-#[async_trait]
-impl EventLog for SqliteStore {
-    async fn append_events(
-        &self,
-        session_id: &str,
-        events: &[Event],
-    ) -> std::result::Result<(), StoreError> {
-        Ok(self.append_events_impl(session_id, events).await?)
-    }
-
-    async fn events(&self, session_id: &str) -> std::result::Result<Vec<StoredEvent>, StoreError> {
-        Ok(self.events_impl(session_id).await?)
-    }
-}
-
 /// A kept result is at most `agent_core::MAX_KEPT_RESULT_BYTES`.
 pub(crate) fn check_result_size(envelope: &str) -> Result<()> {
     if envelope.len() > agent_core::MAX_KEPT_RESULT_BYTES {
@@ -1044,192 +1062,206 @@ pub(crate) fn check_result_size(envelope: &str) -> Result<()> {
     Ok(())
 }
 
-#[async_trait]
-impl SessionStore for SqliteStore {
-    async fn begin_session(
-        &self,
-        session: &NewSession,
-        events: &[Event],
-    ) -> std::result::Result<SessionRecord, StoreError> {
-        Ok(self.begin_session_impl(session, events).await?)
-    }
+/// Implements [`EventLog`](agent_core::EventLog) and [`SessionStore`](agent_core::SessionStore)
+/// for a store by delegating every method to the store's own `<method>_impl` (its error
+/// converted into [`StoreError`](agent_core::StoreError)): one definition for both stores, as
+/// `task_store_by_impls!` is for their task state.
+macro_rules! session_store_by_impls {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl agent_core::EventLog for $store {
+            async fn append_events(
+                &self,
+                session_id: &str,
+                events: &[agent_core::Event],
+            ) -> Result<(), agent_core::StoreError> {
+                Ok(self.append_events_impl(session_id, events).await?)
+            }
 
-    async fn get_session(
-        &self,
-        session_id: &str,
-    ) -> std::result::Result<Option<SessionRecord>, StoreError> {
-        Ok(self.get_session_impl(session_id).await?)
-    }
-
-    async fn list_sessions(
-        &self,
-        limit: u32,
-        status: Option<SessionStatus>,
-    ) -> std::result::Result<Vec<SessionListItem>, StoreError> {
-        Ok(self.list_sessions_impl(limit, status).await?)
-    }
-
-    async fn list_sessions_page(
-        &self,
-        offset: u32,
-        limit: u32,
-    ) -> std::result::Result<Vec<SessionListItem>, StoreError> {
-        Ok(self.list_sessions_page_impl(offset, limit).await?)
-    }
-
-    async fn acquire_lock(
-        &self,
-        session_id: &str,
-        owner: &str,
-        ttl: Duration,
-    ) -> std::result::Result<LockOutcome, StoreError> {
-        Ok(self.acquire_lock_impl(session_id, owner, ttl).await?)
-    }
-
-    async fn release_lock(
-        &self,
-        session_id: &str,
-        owner: &str,
-    ) -> std::result::Result<(), StoreError> {
-        Ok(self.release_lock_impl(session_id, owner).await?)
-    }
-
-    async fn renew_lock(
-        &self,
-        session_id: &str,
-        lease: &Lease,
-        ttl: Duration,
-    ) -> std::result::Result<bool, StoreError> {
-        Ok(self.renew_lock_impl(session_id, lease, ttl).await?)
-    }
-
-    async fn request_cancel(
-        &self,
-        session_id: &str,
-        reason: &str,
-    ) -> std::result::Result<bool, StoreError> {
-        Ok(self.request_cancel_impl(session_id, reason).await?)
-    }
-
-    async fn cancel_requested(
-        &self,
-        session_id: &str,
-        lease: &Lease,
-    ) -> std::result::Result<Option<String>, StoreError> {
-        Ok(self.cancel_requested_impl(session_id, lease).await?)
-    }
-
-    async fn begin_execution(
-        &self,
-        session_id: &str,
-        events: &[Event],
-    ) -> std::result::Result<(), StoreError> {
-        Ok(self.begin_execution_impl(session_id, events).await?)
-    }
-
-    async fn finish_execution(
-        &self,
-        session_id: &str,
-        lease: &Lease,
-        finish: &Finish,
-    ) -> std::result::Result<(), StoreError> {
-        Ok(self
-            .finish_execution_impl(session_id, lease, finish)
-            .await?)
-    }
-
-    async fn store_artifact(
-        &self,
-        artifact: NewArtifact<'_>,
-    ) -> std::result::Result<ArtifactRef, StoreError> {
-        Ok(self.store_artifact_impl(artifact).await?)
-    }
-
-    async fn interrupt_execution(
-        &self,
-        session_id: &str,
-        lease: &Lease,
-        reason: &str,
-    ) -> std::result::Result<bool, StoreError> {
-        Ok(self
-            .interrupt_execution_impl(session_id, lease, reason)
-            .await?)
-    }
-
-    async fn sweep_expired_leases(&self) -> std::result::Result<u64, StoreError> {
-        Ok(self.sweep_expired_leases_impl().await?)
-    }
-
-    async fn recover_interrupted(&self) -> std::result::Result<u64, StoreError> {
-        Ok(self.recover_interrupted_impl().await?)
-    }
-
-    async fn artifacts(
-        &self,
-        session_id: &str,
-    ) -> std::result::Result<Vec<ArtifactRecord>, StoreError> {
-        Ok(self
-            .artifacts_impl(session_id)
-            .await?
-            .into_iter()
-            .map(|(record, _)| record)
-            .collect())
-    }
-
-    async fn read_artifact(
-        &self,
-        session_id: &str,
-        artifact_id: &str,
-    ) -> std::result::Result<Option<(ArtifactRecord, Vec<u8>)>, StoreError> {
-        let Some((record, path)) = self
-            .artifacts_impl(session_id)
-            .await?
-            .into_iter()
-            .find(|(record, _)| record.artifact_id == artifact_id)
-        else {
-            return Ok(None);
-        };
-        match artifacts::read_file(&path, self.inner.config.max_artifact_bytes).await {
-            Ok(body) => Ok(Some((record, body))),
-            Err(e) => Err(StoreError::new(format!(
-                "artifact {artifact_id} could not be read from {}: {e}",
-                path.display()
-            ))),
+            async fn events(
+                &self,
+                session_id: &str,
+            ) -> Result<Vec<agent_core::StoredEvent>, agent_core::StoreError> {
+                Ok(self.events_impl(session_id).await?)
+            }
         }
-    }
 
-    async fn fork_session(
-        &self,
-        fork: &ForkSession,
-    ) -> std::result::Result<ForkOutcome, StoreError> {
-        Ok(self.fork_session_impl(fork).await?)
-    }
+        #[async_trait::async_trait]
+        impl agent_core::SessionStore for $store {
+            async fn begin_session(
+                &self,
+                session: &agent_core::NewSession,
+                events: &[agent_core::Event],
+            ) -> Result<agent_core::SessionRecord, agent_core::StoreError> {
+                Ok(self.begin_session_impl(session, events).await?)
+            }
 
-    async fn outputs(
-        &self,
-        session_id: &str,
-    ) -> std::result::Result<Vec<(i64, String)>, StoreError> {
-        Ok(self.outputs_impl(session_id).await?)
-    }
+            async fn get_session(
+                &self,
+                session_id: &str,
+            ) -> Result<Option<agent_core::SessionRecord>, agent_core::StoreError> {
+                Ok(self.get_session_impl(session_id).await?)
+            }
 
-    async fn keep_result(
-        &self,
-        session_id: &str,
-        execution: i64,
-        envelope: &str,
-    ) -> std::result::Result<bool, StoreError> {
-        Ok(self
-            .keep_result_impl(session_id, execution, envelope)
-            .await?)
-    }
+            async fn list_sessions(
+                &self,
+                limit: u32,
+                status: Option<agent_core::SessionStatus>,
+            ) -> Result<Vec<agent_core::SessionListItem>, agent_core::StoreError> {
+                Ok(self.list_sessions_impl(limit, status).await?)
+            }
 
-    async fn kept_result(
-        &self,
-        session_id: &str,
-    ) -> std::result::Result<Option<(i64, String)>, StoreError> {
-        Ok(self.kept_result_impl(session_id).await?)
-    }
+            async fn list_sessions_page(
+                &self,
+                offset: u32,
+                limit: u32,
+            ) -> Result<Vec<agent_core::SessionListItem>, agent_core::StoreError> {
+                Ok(self.list_sessions_page_impl(offset, limit).await?)
+            }
+
+            async fn acquire_lock(
+                &self,
+                session_id: &str,
+                owner: &str,
+                ttl: std::time::Duration,
+            ) -> Result<agent_core::LockOutcome, agent_core::StoreError> {
+                Ok(self.acquire_lock_impl(session_id, owner, ttl).await?)
+            }
+
+            async fn release_lock(
+                &self,
+                session_id: &str,
+                owner: &str,
+            ) -> Result<(), agent_core::StoreError> {
+                Ok(self.release_lock_impl(session_id, owner).await?)
+            }
+
+            async fn renew_lock(
+                &self,
+                session_id: &str,
+                lease: &agent_core::Lease,
+                ttl: std::time::Duration,
+            ) -> Result<bool, agent_core::StoreError> {
+                Ok(self.renew_lock_impl(session_id, lease, ttl).await?)
+            }
+
+            async fn begin_execution(
+                &self,
+                session_id: &str,
+                events: &[agent_core::Event],
+            ) -> Result<(), agent_core::StoreError> {
+                Ok(self.begin_execution_impl(session_id, events).await?)
+            }
+
+            async fn finish_execution(
+                &self,
+                session_id: &str,
+                lease: &agent_core::Lease,
+                finish: &agent_core::Finish,
+            ) -> Result<(), agent_core::StoreError> {
+                Ok(self
+                    .finish_execution_impl(session_id, lease, finish)
+                    .await?)
+            }
+
+            async fn store_artifact(
+                &self,
+                artifact: agent_core::NewArtifact<'_>,
+            ) -> Result<agent_core::ArtifactRef, agent_core::StoreError> {
+                Ok(self.store_artifact_impl(artifact).await?)
+            }
+
+            async fn interrupt_execution(
+                &self,
+                session_id: &str,
+                lease: &agent_core::Lease,
+                reason: &str,
+            ) -> Result<bool, agent_core::StoreError> {
+                Ok(self
+                    .interrupt_execution_impl(session_id, lease, reason)
+                    .await?)
+            }
+
+            async fn sweep_expired_leases(&self) -> Result<u64, agent_core::StoreError> {
+                Ok(self.sweep_expired_leases_impl().await?)
+            }
+
+            async fn recover_interrupted(&self) -> Result<u64, agent_core::StoreError> {
+                Ok(self.recover_interrupted_impl().await?)
+            }
+
+            async fn request_cancel(
+                &self,
+                session_id: &str,
+                reason: &str,
+            ) -> Result<bool, agent_core::StoreError> {
+                Ok(self.request_cancel_impl(session_id, reason).await?)
+            }
+
+            async fn cancel_requested(
+                &self,
+                session_id: &str,
+                lease: &agent_core::Lease,
+            ) -> Result<Option<String>, agent_core::StoreError> {
+                Ok(self.cancel_requested_impl(session_id, lease).await?)
+            }
+
+            fn cancel_wakeups(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+                self.cancel_wakeups_impl()
+            }
+
+            async fn artifacts(
+                &self,
+                session_id: &str,
+            ) -> Result<Vec<agent_core::ArtifactRecord>, agent_core::StoreError> {
+                Ok(self.artifacts_impl(session_id).await?)
+            }
+
+            async fn read_artifact(
+                &self,
+                session_id: &str,
+                artifact_id: &str,
+            ) -> Result<Option<(agent_core::ArtifactRecord, Vec<u8>)>, agent_core::StoreError> {
+                self.read_artifact_impl(session_id, artifact_id).await
+            }
+
+            async fn fork_session(
+                &self,
+                fork: &agent_core::ForkSession,
+            ) -> Result<agent_core::ForkOutcome, agent_core::StoreError> {
+                Ok(self.fork_session_impl(fork).await?)
+            }
+
+            async fn outputs(
+                &self,
+                session_id: &str,
+            ) -> Result<Vec<(i64, String)>, agent_core::StoreError> {
+                Ok(self.outputs_impl(session_id).await?)
+            }
+
+            async fn keep_result(
+                &self,
+                session_id: &str,
+                execution: i64,
+                envelope: &str,
+            ) -> Result<bool, agent_core::StoreError> {
+                Ok(self
+                    .keep_result_impl(session_id, execution, envelope)
+                    .await?)
+            }
+
+            async fn kept_result(
+                &self,
+                session_id: &str,
+            ) -> Result<Option<(i64, String)>, agent_core::StoreError> {
+                Ok(self.kept_result_impl(session_id).await?)
+            }
+        }
+    };
 }
+pub(crate) use session_store_by_impls;
+
+session_store_by_impls!(SqliteStore);
 
 #[cfg(test)]
 mod tests {

@@ -11,8 +11,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use agent_core::mcp_tasks::{
-    MAX_REQUEST_CANCEL_REASON_BYTES, MAX_TASK_ID_BYTES, MAX_TASK_RESULT_BYTES,
-    MAX_TASK_STATUS_MESSAGE_BYTES, PURGE_BATCH, truncate_bytes,
+    MAX_REQUEST_CANCEL_REASON_BYTES, MAX_TASK_ID_BYTES, MAX_TASK_RESULT_BYTES, PURGE_BATCH,
+    bounded_status_message, truncate_bytes,
 };
 use agent_core::{NewTask, RequestCancel, RequestKey, TaskRecord, TaskState, Timestamp};
 use serde_json::Value;
@@ -166,6 +166,11 @@ pub(crate) fn check_new_task_id(task_id: &str) -> Result<()> {
     Ok(())
 }
 
+/// An id longer than a task id can be names no task: it is answered as unknown without a read.
+pub(crate) fn names_no_task(task_id: &str) -> bool {
+    task_id.len() > MAX_TASK_ID_BYTES
+}
+
 /// A task result as stored JSON text, refused when larger than the port allows.
 pub(crate) fn encode_result(result: Option<&Value>) -> Result<Option<String>> {
     let Some(value) = result else {
@@ -195,6 +200,15 @@ pub(crate) fn recorded_cancel(row: Option<(bool, Option<String>)>) -> Option<Str
     })
 }
 
+/// What recording a request's cancellation answers: `NotFound` when no live row took it, else
+/// the session the request had named (if any).
+pub(crate) fn request_cancel(row: Option<(Option<String>,)>) -> RequestCancel {
+    match row {
+        None => RequestCancel::NotFound,
+        Some((session_id,)) => RequestCancel::Recorded { session_id },
+    }
+}
+
 impl TaskRow {
     pub(crate) fn decode(self) -> Result<TaskRecord> {
         let corrupt = |problem: String| Error::CorruptRow {
@@ -221,7 +235,7 @@ impl TaskRow {
             status_message: self
                 .status_message
                 .as_deref()
-                .map(|m| truncate_bytes(m, MAX_TASK_STATUS_MESSAGE_BYTES).to_owned()),
+                .map(|m| bounded_status_message(m).to_owned()),
             session_id: self.session_id.clone(),
             result,
             cancel_requested: self.cancel_requested_at.is_some(),
@@ -250,11 +264,7 @@ impl SqliteStore {
             .bind(&task.task_id)
             .bind(&task.tool_name)
             .bind(&task.owner_node)
-            .bind(
-                task.status_message
-                    .as_deref()
-                    .map(|m| truncate_bytes(m, MAX_TASK_STATUS_MESSAGE_BYTES)),
-            )
+            .bind(task.status_message.as_deref().map(bounded_status_message))
             .bind(millis(task.ttl))
             .bind(task.poll_interval.map(millis))
             .bind(now.to_storage())
@@ -265,7 +275,7 @@ impl SqliteStore {
     }
 
     async fn get_task_impl(&self, task_id: &str) -> Result<Option<TaskRecord>> {
-        if task_id.len() > MAX_TASK_ID_BYTES {
+        if names_no_task(task_id) {
             return Ok(None);
         }
         let row: Option<TaskRow> = sqlx::query_as(SELECT_TASK)
@@ -284,7 +294,7 @@ impl SqliteStore {
     ) -> Result<Option<bool>> {
         let cancel: Option<bool> = sqlx::query_scalar(UPDATE_TASK)
             .bind(task_id)
-            .bind(status_message.map(|m| truncate_bytes(m, MAX_TASK_STATUS_MESSAGE_BYTES)))
+            .bind(status_message.map(bounded_status_message))
             .bind(session_id)
             .bind(Timestamp::now().to_storage())
             .fetch_optional(self.pool())
@@ -316,7 +326,7 @@ impl SqliteStore {
             .bind(task_id)
             .bind(status.as_str())
             .bind(result)
-            .bind(status_message.map(|m| truncate_bytes(m, MAX_TASK_STATUS_MESSAGE_BYTES)))
+            .bind(status_message.map(bounded_status_message))
             .bind(now.to_storage())
             .bind(now.plus(ttl).to_storage())
             .execute(&mut *tx)
@@ -326,7 +336,7 @@ impl SqliteStore {
     }
 
     async fn request_task_cancel_impl(&self, task_id: &str) -> Result<Option<TaskRecord>> {
-        if task_id.len() > MAX_TASK_ID_BYTES {
+        if names_no_task(task_id) {
             return Ok(None);
         }
         sqlx::query(REQUEST_TASK_CANCEL)
@@ -378,10 +388,7 @@ impl SqliteStore {
             .bind(truncate_bytes(reason, MAX_REQUEST_CANCEL_REASON_BYTES))
             .fetch_optional(self.pool())
             .await?;
-        Ok(match row {
-            None => RequestCancel::NotFound,
-            Some((session_id,)) => RequestCancel::Recorded { session_id },
-        })
+        Ok(request_cancel(row))
     }
 
     async fn forget_request_impl(&self, key: &RequestKey) -> Result<()> {

@@ -548,14 +548,11 @@ impl SessionStore for MemStore {
             return Ok(false);
         }
         let generation = row.lock_generation;
-        let mut end = reason.len().min(MAX_CANCEL_REASON_BYTES);
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
+        let reason = agent_core::text::truncate_bytes(reason, MAX_CANCEL_REASON_BYTES);
         state
             .cancels
             .entry(session_id.to_owned())
-            .or_insert_with(|| (generation, reason[..end].to_owned()));
+            .or_insert_with(|| (generation, reason.to_owned()));
         Ok(true)
     }
 

@@ -2,12 +2,13 @@
 
 use std::io::{BufReader, Read, Seek};
 
+use agent_core::text::truncate_bytes;
 use serde::Deserialize;
 
 use crate::error::ToolError;
 use crate::limits::ToolLimits;
 use crate::sandbox::Sandbox;
-use crate::text::{SNIFF_BYTES, cut_line, looks_binary, prefix_bytes, read_line_capped};
+use crate::text::{SNIFF_BYTES, cut_line, looks_binary, read_line_capped};
 
 /// The output of `read_file` for an empty file.
 pub(crate) const EMPTY_FILE: &str = "[empty file]";
@@ -110,7 +111,7 @@ pub(crate) fn read_file(
         if out.len() + text.len() > limits.max_read_bytes {
             if out.is_empty() {
                 // One line larger than the whole budget: show its start.
-                out.push_str(prefix_bytes(&text, limits.max_read_bytes));
+                out.push_str(truncate_bytes(&text, limits.max_read_bytes));
                 first = Some(line_no);
                 last = line_no;
             }

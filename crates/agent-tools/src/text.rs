@@ -76,18 +76,6 @@ pub(crate) fn cut_line(line: &str, max_chars: usize, already_cut: bool) -> Strin
     }
 }
 
-/// The longest prefix of `text` of at most `max_bytes` bytes that ends on a character boundary.
-pub(crate) fn prefix_bytes(text: &str, max_bytes: usize) -> &str {
-    if text.len() <= max_bytes {
-        return text;
-    }
-    let mut end = max_bytes;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 /// `1 file` / `2 files`.
 pub(crate) fn plural(count: usize, one: &str, many: &str) -> String {
     if count == 1 {

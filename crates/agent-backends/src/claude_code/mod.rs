@@ -321,6 +321,11 @@ fn invocation_error(message: impl Into<String>) -> ExecutionError {
     ExecutionError::new(ErrorCode::ClaudeCodeInvocationError, message)
 }
 
+/// A CLI that exited with a failure: [`exited_message`] of its code and stderr.
+fn exited_error(finished: &Finished) -> ExecutionError {
+    invocation_error(exited_message(finished.code(), &finished.stderr_text()))
+}
+
 fn normalization_error(detail: &str) -> ExecutionError {
     ExecutionError::new(
         ErrorCode::NormalizationError,
@@ -752,10 +757,7 @@ impl ClaudeCodeBackend {
         let args = with_spend(self.text_args(prompt), request);
         let finished = self.invoke(cli, &args, cwd, None, ctx).await?;
         if !finished.status.success() {
-            return Err(invocation_error(exited_message(
-                finished.code(),
-                &finished.stderr_text(),
-            )));
+            return Err(exited_error(&finished));
         }
         let output_text = finished.stdout_text().trim().to_owned();
         warnings.push(WARN_STOP_REASON_LIMITED.to_owned());
@@ -868,7 +870,7 @@ impl ClaudeCodeBackend {
                 return Err(if finished.status.success() {
                     normalization_error(&detail)
                 } else {
-                    invocation_error(exited_message(finished.code(), &finished.stderr_text()))
+                    exited_error(&finished)
                 });
             }
         };
@@ -889,10 +891,7 @@ impl ClaudeCodeBackend {
         } else if parsed.is_error {
             return Err(reported_failure(&parsed));
         } else if !finished.status.success() {
-            return Err(invocation_error(exited_message(
-                finished.code(),
-                &finished.stderr_text(),
-            )));
+            return Err(exited_error(&finished));
         }
 
         if sent_reconstructed && reconstructed.history_truncated {
@@ -1144,20 +1143,10 @@ fn record_chat(span: &tracing::Span, outcome: &Result<BackendOutput, ExecutionEr
                 span.record("gen_ai.response.finish_reasons", reason.as_str());
             }
             if let Some(usage) = &output.usage {
-                span.record("gen_ai.usage.input_tokens", usage.input_tokens);
-                span.record("gen_ai.usage.output_tokens", usage.output_tokens);
-                if let Some(n) = usage.cache_read_input_tokens {
-                    span.record("gen_ai.usage.cache_read.input_tokens", n);
-                }
-                if let Some(n) = usage.cache_creation_input_tokens {
-                    span.record("gen_ai.usage.cache_creation.input_tokens", n);
-                }
+                trace::record_usage(span, usage);
             }
         }
-        Err(e) => {
-            span.record("error.type", e.code.as_str());
-            span.record("otel.status_code", "error");
-        }
+        Err(e) => trace::record_error(span, e.code.as_str()),
     }
 }
 

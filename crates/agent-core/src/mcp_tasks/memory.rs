@@ -10,8 +10,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::mcp_tasks::{
-    MAX_REQUEST_CANCEL_REASON_BYTES, MAX_TASK_ID_BYTES, MAX_TASK_RESULT_BYTES,
-    MAX_TASK_STATUS_MESSAGE_BYTES, PURGE_BATCH, truncate_bytes,
+    MAX_REQUEST_CANCEL_REASON_BYTES, MAX_TASK_ID_BYTES, MAX_TASK_RESULT_BYTES, PURGE_BATCH,
+    bounded_status_message, truncate_bytes,
 };
 use crate::{
     NewTask, RequestCancel, RequestKey, StoreError, TaskRecord, TaskState, TaskStore, Timestamp,
@@ -42,6 +42,12 @@ impl State {
     fn live_task(&mut self, task_id: &str) -> Option<&mut TaskRecord> {
         let now = self.now();
         self.tasks.get_mut(task_id).filter(|t| t.expires_at > now)
+    }
+
+    /// A live task that is still `working` (the only kind an update or a settle changes).
+    fn working_task(&mut self, task_id: &str) -> Option<&mut TaskRecord> {
+        self.live_task(task_id)
+            .filter(|t| t.status == TaskState::Working)
     }
 }
 
@@ -74,7 +80,7 @@ impl MemTaskStore {
 }
 
 fn bounded(message: Option<&str>) -> Option<String> {
-    message.map(|m| truncate_bytes(m, MAX_TASK_STATUS_MESSAGE_BYTES).to_owned())
+    message.map(|m| bounded_status_message(m).to_owned())
 }
 
 #[async_trait]
@@ -126,10 +132,7 @@ impl TaskStore for MemTaskStore {
     ) -> Result<Option<bool>, StoreError> {
         let mut state = self.state();
         let now = state.now();
-        let Some(task) = state
-            .live_task(task_id)
-            .filter(|t| t.status == TaskState::Working)
-        else {
+        let Some(task) = state.working_task(task_id) else {
             return Ok(None);
         };
         if let Some(message) = bounded(status_message) {
@@ -159,10 +162,7 @@ impl TaskStore for MemTaskStore {
         }
         let mut state = self.state();
         let now = state.now();
-        let Some(task) = state
-            .live_task(task_id)
-            .filter(|t| t.status == TaskState::Working)
-        else {
+        let Some(task) = state.working_task(task_id) else {
             return Ok(false);
         };
         task.status = status;

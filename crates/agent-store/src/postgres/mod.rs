@@ -32,20 +32,19 @@ use std::time::Duration;
 use agent_core::ids::new_artifact_id;
 use agent_core::text::redact_url;
 use agent_core::{
-    ArtifactRecord, ArtifactRef, Event, EventLog, Finish, ForkOutcome, ForkSession, Lease,
-    LockOutcome, MAX_CANCEL_REASON_BYTES, NewArtifact, NewSession, SessionListItem, SessionRecord,
-    SessionStatus, SessionStore, StoreError, StoredEvent,
+    ArtifactRecord, ArtifactRef, Event, Finish, ForkOutcome, ForkSession, Lease, LockOutcome,
+    NewArtifact, NewSession, SessionListItem, SessionRecord, SessionStatus, StoreError,
+    StoredEvent,
 };
-use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Postgres, Transaction};
 use tokio::sync::broadcast;
 
 use crate::artifacts;
+use crate::cancel_reason;
 use crate::config::StoreOpenError;
 use crate::error::{Error, Result};
-use crate::truncate_at_char;
 
 use self::queries::*;
 use self::rows::{ArtifactRow, PgEventRow, PgListRow, PgSessionRow, storage};
@@ -385,7 +384,7 @@ impl PostgresStore {
     }
 
     async fn request_cancel_impl(&self, session_id: &str, reason: &str) -> Result<bool> {
-        let reason = truncate_at_char(reason, MAX_CANCEL_REASON_BYTES);
+        let reason = cancel_reason(reason);
         // Recorded and announced in one statement (the notification is sent at its commit).
         let recorded: Option<String> = sqlx::query_scalar(REQUEST_CANCEL)
             .bind(reason)
@@ -408,9 +407,7 @@ impl PostgresStore {
             .fetch_optional(&self.pool)
             .await?;
         // Another node's row: bound it again (a reason written by hand may be any length).
-        Ok(reason.map(|r| {
-            truncate_at_char(r.as_deref().unwrap_or_default(), MAX_CANCEL_REASON_BYTES).to_owned()
-        }))
+        Ok(reason.map(|r| cancel_reason(r.as_deref().unwrap_or_default()).to_owned()))
     }
 
     async fn begin_execution_impl(&self, session_id: &str, events: &[Event]) -> Result<()> {
@@ -621,6 +618,14 @@ impl PostgresStore {
             logical_name: artifact.logical_name.to_owned(),
             mime_type: artifact.mime_type.to_owned(),
         })
+    }
+
+    /// The cancel requests this node is told of at once (`LISTEN/NOTIFY`), when it listens.
+    fn cancel_wakeups_impl(&self) -> Option<broadcast::Receiver<String>> {
+        self.inner
+            .wakeups
+            .as_ref()
+            .map(broadcast::Sender::subscribe)
     }
 
     async fn artifacts_impl(&self, session_id: &str) -> Result<Vec<ArtifactRecord>> {
@@ -841,192 +846,4 @@ async fn insert_events(conn: &mut PgConnection, session_id: &str, events: &[Even
     Ok(())
 }
 
-#[async_trait]
-impl EventLog for PostgresStore {
-    async fn append_events(
-        &self,
-        session_id: &str,
-        events: &[Event],
-    ) -> std::result::Result<(), StoreError> {
-        Ok(self.append_events_impl(session_id, events).await?)
-    }
-
-    async fn events(&self, session_id: &str) -> std::result::Result<Vec<StoredEvent>, StoreError> {
-        Ok(self.events_impl(session_id).await?)
-    }
-}
-
-#[async_trait]
-impl SessionStore for PostgresStore {
-    async fn begin_session(
-        &self,
-        session: &NewSession,
-        events: &[Event],
-    ) -> std::result::Result<SessionRecord, StoreError> {
-        Ok(self.begin_session_impl(session, events).await?)
-    }
-
-    async fn get_session(
-        &self,
-        session_id: &str,
-    ) -> std::result::Result<Option<SessionRecord>, StoreError> {
-        Ok(self.get_session_impl(session_id).await?)
-    }
-
-    async fn list_sessions(
-        &self,
-        limit: u32,
-        status: Option<SessionStatus>,
-    ) -> std::result::Result<Vec<SessionListItem>, StoreError> {
-        Ok(self.list_sessions_impl(limit, status).await?)
-    }
-
-    async fn list_sessions_page(
-        &self,
-        offset: u32,
-        limit: u32,
-    ) -> std::result::Result<Vec<SessionListItem>, StoreError> {
-        Ok(self.list_sessions_page_impl(offset, limit).await?)
-    }
-
-    async fn acquire_lock(
-        &self,
-        session_id: &str,
-        owner: &str,
-        ttl: Duration,
-    ) -> std::result::Result<LockOutcome, StoreError> {
-        Ok(self.acquire_lock_impl(session_id, owner, ttl).await?)
-    }
-
-    async fn release_lock(
-        &self,
-        session_id: &str,
-        owner: &str,
-    ) -> std::result::Result<(), StoreError> {
-        Ok(self.release_lock_impl(session_id, owner).await?)
-    }
-
-    async fn renew_lock(
-        &self,
-        session_id: &str,
-        lease: &Lease,
-        ttl: Duration,
-    ) -> std::result::Result<bool, StoreError> {
-        Ok(self.renew_lock_impl(session_id, lease, ttl).await?)
-    }
-
-    async fn begin_execution(
-        &self,
-        session_id: &str,
-        events: &[Event],
-    ) -> std::result::Result<(), StoreError> {
-        Ok(self.begin_execution_impl(session_id, events).await?)
-    }
-
-    async fn finish_execution(
-        &self,
-        session_id: &str,
-        lease: &Lease,
-        finish: &Finish,
-    ) -> std::result::Result<(), StoreError> {
-        Ok(self
-            .finish_execution_impl(session_id, lease, finish)
-            .await?)
-    }
-
-    async fn store_artifact(
-        &self,
-        artifact: NewArtifact<'_>,
-    ) -> std::result::Result<ArtifactRef, StoreError> {
-        Ok(self.store_artifact_impl(artifact).await?)
-    }
-
-    async fn interrupt_execution(
-        &self,
-        session_id: &str,
-        lease: &Lease,
-        reason: &str,
-    ) -> std::result::Result<bool, StoreError> {
-        Ok(self
-            .interrupt_execution_impl(session_id, lease, reason)
-            .await?)
-    }
-
-    async fn sweep_expired_leases(&self) -> std::result::Result<u64, StoreError> {
-        Ok(self.sweep_expired_leases_impl().await?)
-    }
-
-    async fn recover_interrupted(&self) -> std::result::Result<u64, StoreError> {
-        Ok(self.recover_interrupted_impl().await?)
-    }
-
-    async fn request_cancel(
-        &self,
-        session_id: &str,
-        reason: &str,
-    ) -> std::result::Result<bool, StoreError> {
-        Ok(self.request_cancel_impl(session_id, reason).await?)
-    }
-
-    async fn cancel_requested(
-        &self,
-        session_id: &str,
-        lease: &Lease,
-    ) -> std::result::Result<Option<String>, StoreError> {
-        Ok(self.cancel_requested_impl(session_id, lease).await?)
-    }
-
-    fn cancel_wakeups(&self) -> Option<broadcast::Receiver<String>> {
-        self.inner
-            .wakeups
-            .as_ref()
-            .map(broadcast::Sender::subscribe)
-    }
-
-    async fn artifacts(
-        &self,
-        session_id: &str,
-    ) -> std::result::Result<Vec<ArtifactRecord>, StoreError> {
-        Ok(self.artifacts_impl(session_id).await?)
-    }
-
-    async fn read_artifact(
-        &self,
-        session_id: &str,
-        artifact_id: &str,
-    ) -> std::result::Result<Option<(ArtifactRecord, Vec<u8>)>, StoreError> {
-        self.read_artifact_impl(session_id, artifact_id).await
-    }
-
-    async fn fork_session(
-        &self,
-        fork: &ForkSession,
-    ) -> std::result::Result<ForkOutcome, StoreError> {
-        Ok(self.fork_session_impl(fork).await?)
-    }
-
-    async fn outputs(
-        &self,
-        session_id: &str,
-    ) -> std::result::Result<Vec<(i64, String)>, StoreError> {
-        Ok(self.outputs_impl(session_id).await?)
-    }
-
-    async fn keep_result(
-        &self,
-        session_id: &str,
-        execution: i64,
-        envelope: &str,
-    ) -> std::result::Result<bool, StoreError> {
-        Ok(self
-            .keep_result_impl(session_id, execution, envelope)
-            .await?)
-    }
-
-    async fn kept_result(
-        &self,
-        session_id: &str,
-    ) -> std::result::Result<Option<(i64, String)>, StoreError> {
-        Ok(self.kept_result_impl(session_id).await?)
-    }
-}
+crate::store::session_store_by_impls!(PostgresStore);

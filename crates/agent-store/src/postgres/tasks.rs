@@ -11,8 +11,7 @@
 use std::time::Duration;
 
 use agent_core::mcp_tasks::{
-    MAX_REQUEST_CANCEL_REASON_BYTES, MAX_TASK_ID_BYTES, MAX_TASK_STATUS_MESSAGE_BYTES, PURGE_BATCH,
-    truncate_bytes,
+    MAX_REQUEST_CANCEL_REASON_BYTES, PURGE_BATCH, bounded_status_message, truncate_bytes,
 };
 use agent_core::{NewTask, RequestCancel, RequestKey, TaskRecord, TaskState};
 use chrono::{DateTime, Utc};
@@ -21,7 +20,10 @@ use serde_json::Value;
 use super::rows::storage;
 use super::{MAX_TTL, PostgresStore};
 use crate::error::Result;
-use crate::tasks::{TaskRow, check_new_task_id, encode_result, millis, recorded_cancel};
+use crate::tasks::{
+    TaskRow, check_new_task_id, encode_result, millis, names_no_task, recorded_cancel,
+    request_cancel,
+};
 
 /// The columns of a task row, as a literal for `concat!` (the result as its JSON text).
 macro_rules! task_columns {
@@ -168,11 +170,7 @@ impl PostgresStore {
             .bind(&task.task_id)
             .bind(&task.tool_name)
             .bind(&task.owner_node)
-            .bind(
-                task.status_message
-                    .as_deref()
-                    .map(|m| truncate_bytes(m, MAX_TASK_STATUS_MESSAGE_BYTES)),
-            )
+            .bind(task.status_message.as_deref().map(bounded_status_message))
             .bind(ttl_ms(task.ttl))
             .bind(task.poll_interval.map(millis))
             .fetch_one(&self.pool)
@@ -181,7 +179,7 @@ impl PostgresStore {
     }
 
     async fn get_task_impl(&self, task_id: &str) -> Result<Option<TaskRecord>> {
-        if task_id.len() > MAX_TASK_ID_BYTES {
+        if names_no_task(task_id) {
             return Ok(None);
         }
         let row: Option<PgTaskRow> = sqlx::query_as(SELECT_TASK)
@@ -197,12 +195,12 @@ impl PostgresStore {
         status_message: Option<&str>,
         session_id: Option<&str>,
     ) -> Result<Option<bool>> {
-        if task_id.len() > MAX_TASK_ID_BYTES {
+        if names_no_task(task_id) {
             return Ok(None);
         }
         Ok(sqlx::query_scalar(UPDATE_TASK)
             .bind(task_id)
-            .bind(status_message.map(|m| truncate_bytes(m, MAX_TASK_STATUS_MESSAGE_BYTES)))
+            .bind(status_message.map(bounded_status_message))
             .bind(session_id)
             .fetch_optional(&self.pool)
             .await?)
@@ -216,21 +214,21 @@ impl PostgresStore {
         status_message: Option<&str>,
     ) -> Result<bool> {
         let result = encode_result(result)?;
-        if task_id.len() > MAX_TASK_ID_BYTES {
+        if names_no_task(task_id) {
             return Ok(false);
         }
         let updated = sqlx::query(SETTLE_TASK)
             .bind(task_id)
             .bind(status.as_str())
             .bind(result)
-            .bind(status_message.map(|m| truncate_bytes(m, MAX_TASK_STATUS_MESSAGE_BYTES)))
+            .bind(status_message.map(bounded_status_message))
             .execute(&self.pool)
             .await?;
         Ok(updated.rows_affected() == 1)
     }
 
     async fn request_task_cancel_impl(&self, task_id: &str) -> Result<Option<TaskRecord>> {
-        if task_id.len() > MAX_TASK_ID_BYTES {
+        if names_no_task(task_id) {
             return Ok(None);
         }
         sqlx::query(REQUEST_TASK_CANCEL)
@@ -278,10 +276,7 @@ impl PostgresStore {
             .bind(truncate_bytes(reason, MAX_REQUEST_CANCEL_REASON_BYTES))
             .fetch_optional(&self.pool)
             .await?;
-        Ok(match row {
-            None => RequestCancel::NotFound,
-            Some((session_id,)) => RequestCancel::Recorded { session_id },
-        })
+        Ok(request_cancel(row))
     }
 
     async fn forget_request_impl(&self, key: &RequestKey) -> Result<()> {
