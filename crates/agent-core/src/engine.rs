@@ -754,9 +754,12 @@ impl Engine {
 
     /// The provider session a continuation of `record` resumes, and whether it resumes it as a
     /// new one (`BackendRequest::fork_provider_session`): the session's own, else, for a fork
-    /// that has none yet, its parent's, when the parent is not running and has completed no turn
-    /// since the fork was made at its latest turn (a provider session can be forked only at its
-    /// end); otherwise none (the backend sends the reconstructed context).
+    /// that has none yet, its parent's, when the parent is not running and has not changed since
+    /// the fork was made at its latest turn (a provider session can be forked only at its end,
+    /// and an execution of the parent after the fork, even a failed one that completed no turn,
+    /// may have moved it on: its row's `updated_at` is later than the fork's `created_at`, both
+    /// written by the store's one clock); otherwise none (the backend sends the reconstructed
+    /// context).
     async fn provider_session_of(&self, record: &SessionRecord) -> (Option<String>, bool) {
         if record.provider_session_id.is_some() {
             return (record.provider_session_id.clone(), false);
@@ -768,6 +771,7 @@ impl Engine {
             Ok(Some(parent))
                 if parent.turn_count == origin.at_turn
                     && parent.status != SessionStatus::Running
+                    && parent.updated_at < record.created_at
                     && parent.provider_session_id.is_some() =>
             {
                 (parent.provider_session_id, true)

@@ -726,6 +726,46 @@ async fn on_claude_code_a_forks_first_continuation_passes_fork_session() {
         prompt.contains("second") && !prompt.contains("third"),
         "{prompt}"
     );
+
+    // A fork made at the end, then a continuation of the parent fails: it completed no turn,
+    // but the CLI session may have taken the failed turn in, so the fork does not resume it.
+    let stale = server
+        .call("agent_fork_session", json!({"session_id": parent}))
+        .await["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let turns_before = get(&server, &parent).await["turn_count"].clone();
+    cli.script("stderr", "boom");
+    cli.script("exit", "1");
+    let failed = server
+        .call(
+            "agent_continue_session",
+            json!({"session_id": parent, "message": "fourth"}),
+        )
+        .await;
+    assert_eq!(failed["ok"], json!(false), "{failed}");
+    assert_eq!(get(&server, &parent).await["turn_count"], turns_before);
+    cli.script("stderr", "");
+    cli.script("exit", "0");
+    cli.script("stdout", &reply("stale", "cli-stale"));
+    let v = server
+        .call(
+            "agent_continue_session",
+            json!({"session_id": stale, "message": "stale branch"}),
+        )
+        .await;
+    assert_eq!(v["ok"], json!(true), "{v}");
+    let last = cli.invocations();
+    let argv = cli.argv(last);
+    assert!(
+        !argv
+            .iter()
+            .any(|a| a == "--resume" || a == "--fork-session"),
+        "{argv:?}"
+    );
+    let prompt = std::fs::read_to_string(cli.dir.join(format!("stdin.{last}"))).unwrap();
+    assert!(prompt.contains("stale branch"), "{prompt}");
     server.shutdown().await;
 }
 
