@@ -659,9 +659,14 @@ async fn a_node_that_loses_the_database_answers_errors_and_recovers() {
     let answered = cut.elapsed();
     eprintln!("the cut node answered after {answered:?}: {got} / {run}");
     assert!(answered < Duration::from_secs(25), "{answered:?}");
-    assert_eq!(
-        got["error"],
-        json!({"code": "internal_error", "message": "database error: pool timed out while waiting for an open connection"}),
+    // A connection the node used within the last second is not pinged again before its next
+    // statement (`docs/scaling.md`): the read then fails at once on it; otherwise the pool
+    // finds every connection dead and times out.
+    assert_eq!(got["error"]["code"], json!("internal_error"), "{got}");
+    let message = got["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message == "database error: pool timed out while waiting for an open connection"
+            || message.starts_with("database error: error communicating with database: "),
         "{got}"
     );
     assert_eq!(run["ok"], json!(false), "{run}");
