@@ -414,18 +414,26 @@ impl MessagesApiBackend {
                     "execute_tool",
                     otel.name = Empty,
                     "gen_ai.operation.name" = "execute_tool",
-                    "gen_ai.tool.name" = tool_use.name,
-                    "gen_ai.tool.call.id" = tool_use.id,
+                    "gen_ai.tool.name" = Empty,
+                    "gen_ai.tool.call.id" = Empty,
                     "gen_ai.tool.type" = "function",
                     "claude_agent_mcp.tool.kind" = Empty,
                     "error.type" = Empty,
                     otel.status_code = Empty,
                 );
                 if !span.is_disabled() {
-                    span.record(
-                        "otel.name",
-                        format!("execute_tool {}", tool_use.name).as_str(),
-                    );
+                    // The model chose the name and the id: bounded before they go on the span.
+                    let name = trace::bounded(tool_use.name);
+                    if let Some(name) = name {
+                        span.record("gen_ai.tool.name", name);
+                    }
+                    if let Some(id) = trace::bounded(tool_use.id) {
+                        span.record("gen_ai.tool.call.id", id);
+                    }
+                    let otel_name = name.map_or("execute_tool".to_owned(), |name| {
+                        format!("execute_tool {name}")
+                    });
+                    span.record("otel.name", otel_name.as_str());
                 }
                 let outcome = cancellable(
                     ctx,
@@ -544,14 +552,15 @@ impl MessagesApiBackend {
         let answer = self.call(body, ctx).instrument(span.clone()).await;
         match &answer {
             Ok(response) => {
-                if let Some(model) = &response.model {
-                    span.record("gen_ai.response.model", model.as_str());
+                // What the API answered is bounded before it goes on the span.
+                if let Some(model) = response.model.as_deref().and_then(trace::bounded) {
+                    span.record("gen_ai.response.model", model);
                 }
-                if let Some(id) = &response.id {
-                    span.record("gen_ai.response.id", id.as_str());
+                if let Some(id) = response.id.as_deref().and_then(trace::bounded) {
+                    span.record("gen_ai.response.id", id);
                 }
-                if let Some(reason) = &response.stop_reason {
-                    span.record("gen_ai.response.finish_reasons", reason.as_str());
+                if let Some(reason) = response.stop_reason.as_deref().and_then(trace::bounded) {
+                    span.record("gen_ai.response.finish_reasons", reason);
                 }
                 if let Some(usage) = &response.usage {
                     trace::record_usage(&span, &usage.to_usage());

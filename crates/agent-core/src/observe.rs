@@ -166,6 +166,15 @@ pub mod trace {
     /// is cut (at a character boundary) and ends with `…`.
     pub const MAX_RECORDED_CONTENT_BYTES: usize = 16 * 1024;
 
+    /// The longest value shaped outside the server (a request's ids, a model's or the CLI's
+    /// names, ids and reasons) that is put on a span; a longer one is left off.
+    pub const MAX_ATTRIBUTE_BYTES: usize = 512;
+
+    /// `value` when it may go on a span ([`MAX_ATTRIBUTE_BYTES`]).
+    pub fn bounded(value: &str) -> Option<&str> {
+        (value.len() <= MAX_ATTRIBUTE_BYTES).then_some(value)
+    }
+
     /// A failed operation on its span: `error.type` (`error_type`) and `otel.status_code`
     /// `error`.
     pub fn record_error(span: &tracing::Span, error_type: &str) {

@@ -633,10 +633,6 @@ pub fn health_routes(observability: &Observability) -> axum::Router {
         .with_state(Arc::clone(&observability.health))
 }
 
-/// The longest value of a request taken onto its span (the JSON-RPC id, the transport
-/// session id, `traceparent`, `tracestate`): a longer one is left off.
-pub const MAX_TRACE_FIELD_BYTES: usize = 512;
-
 /// The `traceparent` and `tracestate` of a request's `params._meta`, for the W3C trace-context
 /// propagator.
 struct MetaExtractor<'a>(&'a rmcp::model::JsonObject);
@@ -646,7 +642,7 @@ impl opentelemetry::propagation::Extractor for MetaExtractor<'_> {
         self.0
             .get(key)?
             .as_str()
-            .filter(|v| v.len() <= MAX_TRACE_FIELD_BYTES)
+            .and_then(agent_core::observe::trace::bounded)
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -686,7 +682,7 @@ pub fn request_span(
     if span.is_disabled() {
         return span;
     }
-    let target = target.filter(|t| t.len() <= MAX_TRACE_FIELD_BYTES);
+    let target = target.and_then(agent_core::observe::trace::bounded);
     match target {
         Some(target) => span.record("otel.name", format!("{method} {target}").as_str()),
         None => span.record("otel.name", method),
@@ -700,15 +696,15 @@ pub fn request_span(
         span.record("gen_ai.prompt.name", prompt);
     }
     let id = context.id.to_string();
-    if id.len() <= MAX_TRACE_FIELD_BYTES {
-        span.record("jsonrpc.request.id", id.as_str());
+    if let Some(id) = agent_core::observe::trace::bounded(&id) {
+        span.record("jsonrpc.request.id", id);
     }
     let session = context
         .extensions
         .get::<http::request::Parts>()
         .and_then(|parts| parts.headers.get(crate::tasks::SESSION_HEADER))
         .and_then(|value| value.to_str().ok())
-        .filter(|value| value.len() <= MAX_TRACE_FIELD_BYTES);
+        .and_then(agent_core::observe::trace::bounded);
     if let Some(session) = session {
         span.record("mcp.session.id", session);
     }

@@ -77,14 +77,23 @@ impl MediationInvoker for ObservedInvoker {
             "execute_tool",
             otel.name = tracing::field::Empty,
             "gen_ai.operation.name" = "execute_tool",
-            "gen_ai.tool.name" = tool,
+            "gen_ai.tool.name" = tracing::field::Empty,
             "gen_ai.tool.type" = "function",
             "claude_agent_mcp.tool.kind" = ToolKind::Mediated.as_str(),
             "error.type" = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
         if !span.is_disabled() {
-            span.record("otel.name", format!("execute_tool {tool}").as_str());
+            // The model's output names the tool: bounded before it goes on the span.
+            match agent_core::observe::trace::bounded(tool) {
+                Some(tool) => {
+                    span.record("gen_ai.tool.name", tool);
+                    span.record("otel.name", format!("execute_tool {tool}").as_str());
+                }
+                None => {
+                    span.record("otel.name", "execute_tool");
+                }
+            }
         }
         let outcome = MediationInvoker::invoke(&self.federation, ctx, tool, arguments)
             .instrument(span.clone())

@@ -1139,8 +1139,9 @@ fn record_chat(span: &tracing::Span, outcome: &Result<BackendOutput, ExecutionEr
     match outcome {
         Ok(output) => {
             span.record("claude_agent_mcp.claude_code.turns", output.turn_count);
-            if let Some(reason) = &output.stop_reason {
-                span.record("gen_ai.response.finish_reasons", reason.as_str());
+            // The CLI's output names it: bounded before it goes on the span.
+            if let Some(reason) = output.stop_reason.as_deref().and_then(trace::bounded) {
+                span.record("gen_ai.response.finish_reasons", reason);
             }
             if let Some(usage) = &output.usage {
                 trace::record_usage(span, usage);
