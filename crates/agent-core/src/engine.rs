@@ -288,9 +288,10 @@ impl Engine {
         let span = tracing::info_span!(
             target: trace::SPAN_TARGET,
             "invoke_agent",
+            // `invoke_agent` + `SERVER_NAME` (a span name must be a literal here).
             otel.name = "invoke_agent claude-agent-mcp",
             "gen_ai.operation.name" = "invoke_agent",
-            "gen_ai.agent.name" = "claude-agent-mcp",
+            "gen_ai.agent.name" = crate::SERVER_NAME,
             "gen_ai.provider.name" = trace::PROVIDER,
             "gen_ai.conversation.id" = tracing::field::Empty,
             "gen_ai.input.messages" = tracing::field::Empty,
@@ -324,19 +325,33 @@ impl Engine {
     /// This process's node id (`node_` + 16 hex), made when the engine is built: every lock owner
     /// token ends with `@<node id>` (`docs/reference/sessions.md#1-identifiers`), so the
     /// `locked_by` of a running session names the process that runs it.
-    /// The model, effort and budget of one execution of `profile`
-    /// ([`SpendPolicy::settle`] for this engine's backend).
-    fn settle_spend(
-        &self,
-        profile: Profile,
-        request: &SpendRequest,
-    ) -> Result<(CallSettings, Vec<String>), SpendRefusal> {
-        let prices_calls = self.backend.capabilities().prices_model_calls;
-        self.config.spend.settle(profile, request, prices_calls)
-    }
-
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// The model, effort and budget of one execution of `profile`
+    /// ([`SpendPolicy::settle`] for this engine's backend), or the failure envelope of
+    /// `workflow` on `session_id` that refuses them.
+    fn settle_spend(
+        &self,
+        session_id: &str,
+        workflow: Workflow,
+        profile: Profile,
+        request: &SpendRequest,
+    ) -> Result<(CallSettings, Vec<String>), Box<Envelope>> {
+        let prices_calls = self.backend.capabilities().prices_model_calls;
+        self.config
+            .spend
+            .settle(profile, request, prices_calls)
+            .map_err(|r: SpendRefusal| {
+                Box::new(Envelope::failure(
+                    session_id,
+                    workflow,
+                    profile.as_str(),
+                    r.code,
+                    r.message,
+                ))
+            })
     }
 
     /// Adds a source of tools for the model (federation, built-in workspace tools).
@@ -453,9 +468,9 @@ impl Engine {
             Ok(checked) => checked,
             Err(v) => return Envelope::failure("", workflow, profile.as_str(), v.code, v.message),
         };
-        let (spend, spend_warnings) = match self.settle_spend(profile, &req.spend) {
+        let (spend, spend_warnings) = match self.settle_spend("", workflow, profile, &req.spend) {
             Ok(settled) => settled,
-            Err(r) => return Envelope::failure("", workflow, profile.as_str(), r.code, r.message),
+            Err(refused) => return *refused,
         };
         let working_dir_text = working_dir.to_string_lossy().into_owned();
         // `allow_tools: false` withholds every tool (the original accepted and ignored it;
@@ -590,9 +605,9 @@ impl Engine {
         if let Some(env) = running_gate(&record, workflow) {
             return env;
         }
-        let (spend, spend_warnings) = match self.settle_spend(profile, &req.spend) {
+        let (spend, spend_warnings) = match self.settle_spend(id, workflow, profile, &req.spend) {
             Ok(settled) => settled,
-            Err(r) => return Envelope::failure(id, workflow, profile.as_str(), r.code, r.message),
+            Err(refused) => return *refused,
         };
         // The stored directory was checked against the policy of its time: check it against
         // today's before anything runs in it. A session with none runs in the CWD, if allowed.
@@ -835,9 +850,9 @@ impl Engine {
         // The continuation's model and budget are checked before the fork exists, so a refused
         // one creates nothing (`docs/reference/tools.md#18-budgets-and-models`).
         if let Some(next) = &req.continuation
-            && let Err(r) = self.settle_spend(profile, &next.spend)
+            && let Err(refused) = self.settle_spend(parent_id, workflow, profile, &next.spend)
         {
-            return Envelope::failure(parent_id, workflow, profile.as_str(), r.code, r.message);
+            return *refused;
         }
         let at_turn = req.at_turn.unwrap_or(record.turn_count);
         if at_turn > record.turn_count {
@@ -1021,9 +1036,9 @@ impl Engine {
             }
             Err(v) => return Envelope::failure("", workflow, profile.as_str(), v.code, v.message),
         };
-        let (spend, spend_warnings) = match self.settle_spend(profile, &req.spend) {
+        let (spend, spend_warnings) = match self.settle_spend("", workflow, profile, &req.spend) {
             Ok(settled) => settled,
-            Err(r) => return Envelope::failure("", workflow, profile.as_str(), r.code, r.message),
+            Err(refused) => return *refused,
         };
         let events = [
             Event::user_input_verify(&req.task, req.scope.as_deref()),
@@ -1281,7 +1296,7 @@ impl Engine {
         warnings: Vec<String>,
         structured: Option<Value>,
     ) -> Result<Envelope, Box<Envelope>> {
-        let output = match outcome {
+        let mut output = match outcome {
             Ok(output) => output,
             Err(e) => {
                 return Err(Box::new(
@@ -1319,7 +1334,7 @@ impl Engine {
         // A tool loop's messages, for continuations to replay, when they are not too large.
         let mut events: Vec<Event> = output
             .transcript
-            .as_deref()
+            .take()
             .map(|messages| Event::provider_transcript(new_turns, messages))
             .filter(|e| e.payload.to_string().len() <= MAX_TRANSCRIPT_BYTES)
             .into_iter()
@@ -2476,10 +2491,12 @@ pub fn conversation_history(
     if messages.last().is_some_and(|m| m.role == ChatRole::User) {
         messages.pop();
     }
-    let mut total: usize = messages.iter().map(ChatMessage::size_chars).sum();
+    // Each message measured once (a replayed block is serialized to be measured).
+    let sizes: Vec<usize> = messages.iter().map(ChatMessage::size_chars).collect();
+    let mut total: usize = sizes.iter().sum();
     let mut start = 0;
     while total > budget_chars && start < messages.len() {
-        total -= messages[start].size_chars();
+        total -= sizes[start];
         start += 1;
     }
     // The history starts with a user's own message (not an answer, not tool results).

@@ -146,11 +146,11 @@ impl Event {
 
     /// The messages an execution's tool loop added after its user message (the model's tool
     /// calls, their results, the final answer), as the Messages API took them.
-    pub fn provider_transcript(turn: i64, messages: &[Value]) -> Self {
+    pub fn provider_transcript(turn: i64, messages: Vec<Value>) -> Self {
         Self::new(
             EventType::ProviderTranscript,
             turn,
-            json!({ "messages": messages }),
+            json!({ "messages": Value::Array(messages) }),
         )
     }
 

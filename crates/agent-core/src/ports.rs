@@ -504,7 +504,8 @@ pub struct ChatMessage {
 }
 
 impl ChatMessage {
-    /// The characters the message counts against the history budget.
+    /// What the message counts against the history budget: the characters of its text, or
+    /// the bytes of its replayed blocks as JSON.
     pub fn size_chars(&self) -> usize {
         match &self.blocks {
             Some(blocks) => blocks.iter().map(|b| b.to_string().len()).sum(),

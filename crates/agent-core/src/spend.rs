@@ -118,11 +118,6 @@ impl PriceTable {
     pub fn prices(&self, model: &str) -> Option<Prices> {
         longest_prefix(&self.entries, model, |(prefix, _)| prefix).map(|(_, prices)| *prices)
     }
-
-    /// The cost of `usage` on `model`; `None` when the model has no price.
-    pub fn cost(&self, model: &str, usage: &Usage) -> Option<f64> {
-        self.prices(model).map(|prices| prices.cost(usage))
-    }
 }
 
 /// Whether `model` accepts an `effort` (the models of the default table that take one).
@@ -176,10 +171,6 @@ pub const MAX_BUDGET_USD: f64 = 1_000_000.0;
 pub const MAX_TOTAL_TOKENS: u64 = 1_000_000_000_000;
 
 impl Budget {
-    pub fn is_unbounded(&self) -> bool {
-        self.max_usd.is_none() && self.max_total_tokens.is_none()
-    }
-
     /// The request's limits lowered to `caps`: a cap applies when the request gives no limit
     /// and wins when it is lower. The second value names each limit a cap lowered.
     pub fn within(self, caps: &BudgetCaps) -> (Budget, Vec<&'static str>) {
