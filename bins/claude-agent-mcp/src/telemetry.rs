@@ -18,10 +18,10 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::filter::Targets;
 
 /// The `service.name` when neither `OTEL_SERVICE_NAME` nor `OTEL_RESOURCE_ATTRIBUTES` names one.
-pub const DEFAULT_SERVICE_NAME: &str = "claude-agent-mcp";
+pub const DEFAULT_SERVICE_NAME: &str = agent_core::SERVER_NAME;
 
 /// The instrumentation scope of every span.
-const SCOPE: &str = "claude-agent-mcp";
+const SCOPE: &str = agent_core::SERVER_NAME;
 
 /// The trace pipeline of the process, when configured.
 pub struct Traces {
@@ -45,7 +45,13 @@ impl Traces {
             .with_endpoint(endpoint.clone())
             .with_headers(headers)
             .build()
-            .map_err(|e| format!("OpenTelemetry: the trace exporter could not be built: {e}"))?;
+            .map_err(|e| {
+                // The exporter's error may quote the endpoint, password and all.
+                let shown = e
+                    .to_string()
+                    .replace(endpoint.as_str(), &agent_core::text::redact_url(endpoint));
+                format!("OpenTelemetry: the trace exporter could not be built: {shown}")
+            })?;
         let service_name = telemetry
             .service_name
             .clone()
@@ -107,14 +113,12 @@ impl Traces {
         let Some(provider) = self.provider else {
             return;
         };
-        match tokio::task::spawn_blocking(move || provider.shutdown()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(target: "server", error = %e, "OpenTelemetry: flushing the traces failed");
-            }
-            Err(e) => {
-                tracing::warn!(target: "server", error = %e, "OpenTelemetry: flushing the traces failed");
-            }
+        let flushed = match tokio::task::spawn_blocking(move || provider.shutdown()).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = flushed {
+            tracing::warn!(target: "server", error = %e, "OpenTelemetry: flushing the traces failed");
         }
     }
 }
@@ -129,5 +133,28 @@ fn sampler(sampler: TraceSampler) -> Sampler {
         TraceSampler::ParentBasedTraceIdRatio(r) => {
             Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(r.get())))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An endpoint the configuration lets through but the exporter refuses (`|` is not allowed
+    /// in a URI's host): the error the operator sees never shows the password.
+    #[test]
+    fn an_endpoint_the_exporter_refuses_is_reported_without_its_password() {
+        let telemetry = Telemetry {
+            traces_endpoint: Some("http://app:hunter2@coll|ector:4318/v1/traces".to_owned()),
+            ..Telemetry::default()
+        };
+        let Err(error) = Traces::start(&telemetry) else {
+            panic!("the exporter accepted an endpoint with '|' in its host");
+        };
+        assert!(
+            error.starts_with("OpenTelemetry: the trace exporter could not be built"),
+            "{error}"
+        );
+        assert!(!error.contains("hunter2"), "{error}");
     }
 }

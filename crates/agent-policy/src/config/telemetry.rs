@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use super::{Reader, Secret, parse_bool, vars};
+use super::{Reader, Secret, vars};
 use agent_core::pyfmt;
 
 /// The longest endpoint URL accepted.
@@ -133,7 +133,7 @@ pub(super) fn read(r: &Reader<'_>, problems: &mut Vec<String>) -> Telemetry {
         service_name,
         resource_attributes,
         sampler,
-        record_content: r.raw(vars::OTEL_RECORD_CONTENT).is_some_and(parse_bool),
+        record_content: r.bool(vars::OTEL_RECORD_CONTENT, false),
     }
 }
 
