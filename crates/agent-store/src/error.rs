@@ -55,6 +55,25 @@ pub(crate) enum Error {
     },
 }
 
+impl Error {
+    /// A fenced final write that changed nothing: the session is gone (`holder` is `None`, no
+    /// row) or `owner` no longer holds its lock (`holder` is the row's `locked_by`).
+    pub(crate) fn not_applied(
+        session_id: &str,
+        owner: &str,
+        holder: Option<Option<String>>,
+    ) -> Self {
+        match holder {
+            None => Error::SessionNotFound(session_id.to_owned()),
+            Some(holder) => Error::NotHolder {
+                session_id: session_id.to_owned(),
+                owner: owner.to_owned(),
+                holder,
+            },
+        }
+    }
+}
+
 impl From<Error> for agent_core::StoreError {
     fn from(error: Error) -> Self {
         match error {

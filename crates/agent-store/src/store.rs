@@ -656,6 +656,9 @@ impl SqliteStore {
     ) -> Result<()> {
         let owner = lease.owner.as_str();
         let usage = crate::usage::Columns::of(finish.usage.as_ref());
+        if let Some(envelope) = &finish.result {
+            check_result_size(envelope)?;
+        }
         let mut tx = self.write_tx().await?;
         let updated = sqlx::query(FINISH_EXECUTION)
             .bind(finish.status.as_str())
@@ -678,14 +681,7 @@ impl SqliteStore {
                 .bind(session_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-            return Err(match holder {
-                None => Error::SessionNotFound(session_id.to_owned()),
-                Some(holder) => Error::NotHolder {
-                    session_id: session_id.to_owned(),
-                    owner: owner.to_owned(),
-                    holder,
-                },
-            });
+            return Err(Error::not_applied(session_id, owner, holder));
         }
         insert_events(&mut tx, session_id, &finish.events).await?;
         if let (Some(text), Some(turn)) = (&finish.output_text, finish.turn_count) {
@@ -705,7 +701,6 @@ impl SqliteStore {
             }
         }
         if let Some(envelope) = &finish.result {
-            check_result_size(envelope)?;
             sqlx::query(KEEP_FINISHED_RESULT)
                 .bind(session_id)
                 .bind(envelope.as_str())

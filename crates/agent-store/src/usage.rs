@@ -5,8 +5,8 @@
 
 use agent_core::Usage;
 
-/// One execution's usage as the bind values of the final write; counts above `i64::MAX`
-/// saturate.
+/// One execution's usage as the bind values of the final write; each count and the cost are
+/// capped ([`count`], [`MAX_EXECUTION_COST_USD`]).
 pub(crate) struct Columns {
     pub input: i64,
     pub output: i64,
@@ -48,7 +48,8 @@ impl Columns {
     }
 }
 
-/// The stored columns as a [`Usage`] (a negative count, which no write makes, reads as 0).
+/// The stored columns as a [`Usage`] (a negative count or cost, or a cost that is not a
+/// number, which no write makes, reads as 0 or none).
 pub(crate) fn from_columns(
     input: i64,
     output: i64,
@@ -62,6 +63,6 @@ pub(crate) fn from_columns(
         output_tokens: tokens(output),
         cache_creation_input_tokens: cache_creation.map(tokens),
         cache_read_input_tokens: cache_read.map(tokens),
-        total_cost_usd: cost_usd,
+        total_cost_usd: cost_usd.filter(|c| c.is_finite() && *c >= 0.0),
     }
 }

@@ -485,14 +485,7 @@ impl PostgresStore {
                 .bind(session_id)
                 .fetch_optional(&self.pool)
                 .await?;
-            return Err(match holder {
-                None => Error::SessionNotFound(session_id.to_owned()),
-                Some(holder) => Error::NotHolder {
-                    session_id: session_id.to_owned(),
-                    owner: owner.to_owned(),
-                    holder,
-                },
-            });
+            return Err(Error::not_applied(session_id, owner, holder));
         }
         Ok(())
     }
