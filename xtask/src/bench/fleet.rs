@@ -4,6 +4,13 @@
 //! (`agent_run_task`) round robin: call `k` goes to node `k % 3`. Reports sessions per
 //! second in total, failed calls, duplicate session ids, the rows the store holds afterwards,
 //! and where the CPU went (each node, the driver, the whole machine).
+//!
+//! The load generator shares the two cores with the nodes and PostgreSQL, so its own cost
+//! is kept low: each client is a [`FleetClient`], plain HTTP/1.1 keep-alive requests of a
+//! 2025-11-25 session-id client (`initialize`, `notifications/initialized`, then `tools/call`
+//! with `Mcp-Session-Id`) whose request bodies are formatted, not built through rmcp's types,
+//! and whose answer is read from the response's SSE `data:` line. Until 2026-12-07 each was an
+//! rmcp client, which cost the driver 0.4–0.5 ms of CPU per session (a fifth of the machine).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,10 +18,120 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use rmcp::model::ProtocolVersion;
+use serde_json::{Value, json};
 
-use super::server::{self, Client, Server, Workspace};
+use super::server::{self, Server, Workspace};
 use super::stats::Summary;
 use super::{Options, Result, check_completed, progress, task_args};
+
+/// The protocol revision the fleet's clients speak: the newest with `initialize` and
+/// `Mcp-Session-Id`, which the server's transport sessions serve (every node takes up an id
+/// another node issued).
+const PROTOCOL: ProtocolVersion = ProtocolVersion::V_2025_11_25;
+
+/// A lean MCP client of one node (see the module's documentation).
+struct FleetClient {
+    http: reqwest::Client,
+    url: String,
+    session: String,
+    /// The `arguments` of every `agent_run_task`, serialised once.
+    args: String,
+}
+
+impl FleetClient {
+    /// `initialize` and `notifications/initialized` with the node on `port`.
+    async fn connect(http: &reqwest::Client, port: u16) -> Result<Self> {
+        let url = format!("http://127.0.0.1:{port}/mcp");
+        let init = json!({
+            "jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {
+                "protocolVersion": PROTOCOL.as_str(),
+                "capabilities": {},
+                "clientInfo": {"name": "claude-agent-mcp-bench", "version": "0"}
+            }
+        });
+        let response = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(init.to_string())
+            .send()
+            .await?
+            .error_for_status()?;
+        let session = response
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .ok_or("initialize: no Mcp-Session-Id")?
+            .to_owned();
+        answer(&response.bytes().await?)?;
+        let client = Self {
+            http: http.clone(),
+            url,
+            session,
+            args: task_args().to_string(),
+        };
+        let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        let status = client.post(initialized.to_owned()).await?.status();
+        if status != reqwest::StatusCode::ACCEPTED {
+            return Err(format!("notifications/initialized: HTTP {status}").into());
+        }
+        Ok(client)
+    }
+
+    async fn post(&self, body: String) -> Result<reqwest::Response> {
+        Ok(self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &self.session)
+            .header("mcp-protocol-version", PROTOCOL.as_str())
+            .body(body)
+            .send()
+            .await?
+            .error_for_status()?)
+    }
+
+    /// One `agent_run_task` (request id `id`): the id of the session it completed.
+    async fn run_task(&self, id: usize) -> Result<String> {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"agent_run_task","arguments":{}}}}}"#,
+            self.args
+        );
+        let message = answer(&self.post(body).await?.bytes().await?)?;
+        if message["id"] != id {
+            return Err(format!("answer to another request: {message}").into());
+        }
+        let result = &message["result"];
+        let envelope = &result["structuredContent"];
+        if result["isError"] == true || envelope.get("error").is_some() {
+            return Err(format!("agent_run_task failed: {message}").into());
+        }
+        check_completed(envelope)?;
+        envelope["session_id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("no session_id: {envelope}").into())
+    }
+}
+
+/// The JSON-RPC response in a streamable HTTP answer: the body itself (`application/json`)
+/// or the last SSE `data:` line that holds a message (a priming event's is empty).
+fn answer(body: &[u8]) -> Result<Value> {
+    let text = std::str::from_utf8(body)?;
+    let data = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(str::trim)
+        .rfind(|data| !data.is_empty());
+    let message: Value = serde_json::from_str(data.unwrap_or(text))?;
+    if message.get("error").is_some() {
+        return Err(format!("JSON-RPC error: {message}").into());
+    }
+    Ok(message)
+}
 
 /// Nodes in the fleet.
 pub const NODES: usize = 3;
@@ -57,13 +174,13 @@ impl FleetFigures {
     }
 }
 
-/// One call's outcome: its latency and the session id it created, if it completed.
-type Outcome = (Duration, Option<String>);
+/// One call's outcome: its latency and the session id it created, or why it did not complete.
+type Outcome = (Duration, std::result::Result<String, String>);
 
 /// `total` calls of `agent_run_task` spread over `workers`, each holding a client per node;
 /// call `k` (in the order calls start) goes to node `k % NODES`.
 async fn burst(
-    workers: &[[Client; NODES]],
+    workers: &[[FleetClient; NODES]],
     total: usize,
     served: &[AtomicUsize; NODES],
 ) -> Vec<Outcome> {
@@ -80,13 +197,9 @@ async fn burst(
                 let node = k % NODES;
                 served[node].fetch_add(1, Ordering::Relaxed);
                 let t = Instant::now();
-                let result = server::call(&clients[node], "agent_run_task", task_args()).await;
+                let result = clients[node].run_task(k).await;
                 let elapsed = t.elapsed();
-                let id = result.ok().and_then(|envelope| {
-                    check_completed(&envelope).ok()?;
-                    envelope["session_id"].as_str().map(str::to_owned)
-                });
-                outcomes.push((elapsed, id));
+                outcomes.push((elapsed, result.map_err(|e| e.to_string())));
             }
         }
     });
@@ -113,13 +226,14 @@ pub async fn measure_fleet(bin: &Path, api: &str, options: &Options) -> Result<F
         nodes.push(ws.start_http(bin, api, port).await?);
         ports.push(port);
     }
+    let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
     let mut workers = Vec::new();
     for _ in 0..clients {
         let mut each = Vec::new();
         for &port in &ports {
-            each.push(server::http_client(port).await?);
+            each.push(FleetClient::connect(&http, port).await?);
         }
-        let each: [Client; NODES] = each
+        let each: [FleetClient; NODES] = each
             .try_into()
             .map_err(|_| "a client per node".to_owned())?;
         workers.push(each);
@@ -158,12 +272,22 @@ pub async fn measure_fleet(bin: &Path, api: &str, options: &Options) -> Result<F
         _ => None,
     };
 
-    let errors = measured.iter().filter(|(_, id)| id.is_none()).count()
-        + warm.iter().filter(|(_, id)| id.is_none()).count();
+    let failed: Vec<&String> = warm
+        .iter()
+        .chain(&measured)
+        .filter_map(|(_, id)| id.as_ref().err())
+        .collect();
+    if let Some(first) = failed.first() {
+        progress(&format!(
+            "[fleet] {} calls failed; the first: {first}",
+            failed.len()
+        ));
+    }
+    let errors = failed.len();
     let mut ids: Vec<&String> = warm
         .iter()
         .chain(&measured)
-        .filter_map(|(_, id)| id.as_ref())
+        .filter_map(|(_, id)| id.as_ref().ok())
         .collect();
     let returned = ids.len();
     ids.sort_unstable();
@@ -171,11 +295,7 @@ pub async fn measure_fleet(bin: &Path, api: &str, options: &Options) -> Result<F
     let duplicates = returned - ids.len();
     let latencies: Vec<Duration> = measured.iter().map(|(d, _)| *d).collect();
     let latency = Summary::of(&latencies).ok_or("no fleet samples")?;
-    for worker in workers {
-        for client in worker {
-            let _ = client.cancel().await;
-        }
-    }
+    drop(workers);
     for node in nodes {
         node.kill().await;
     }
@@ -323,4 +443,20 @@ fn load_average() -> String {
         .ok()
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answer;
+
+    #[test]
+    fn answer_reads_the_last_sse_message_or_a_json_body() {
+        let sse = b"id: 0\nretry: 3000\ndata:\n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{}}\n\n";
+        assert_eq!(answer(sse).unwrap()["id"], 7);
+        let json = br#"{"jsonrpc":"2.0","id":8,"result":{"ok":true}}"#;
+        assert_eq!(answer(json).unwrap()["result"]["ok"], true);
+        let error = b"data: {\"jsonrpc\":\"2.0\",\"id\":9,\"error\":{\"code\":-32602}}\n\n";
+        assert!(answer(error).unwrap_err().to_string().contains("-32602"));
+        assert!(answer(b"data: not json\n\n").is_err());
+    }
 }
