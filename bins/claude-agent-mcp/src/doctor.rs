@@ -39,7 +39,7 @@ use agent_backends::api::{ANTHROPIC_VERSION, ApiConfig, MessagesApiBackend, erro
 use agent_core::{ErrorCode, Event, EventLog, StoreError, StoredEvent};
 use agent_federation::{ConnectionState, Federation, FederationConfig, FederationConfigError};
 use agent_policy::config::{
-    BackendKind, Config, DOTENV, Database, DatabaseUrl, EnvFile, RuntimeMode, vars,
+    BackendKind, Config, DOTENV, Database, EnvFile, RuntimeMode, SecretUrl, vars,
 };
 use agent_policy::{CliOverrides, restricted};
 use agent_store::{SqliteStore, StoreConfig, StoreOpenError};
@@ -89,7 +89,7 @@ pub async fn run(overrides: &CliOverrides, out: &mut impl Write) -> ExitCode {
 
 /// The PostgreSQL store: the server answers, the selected schema exists, and the store's schema
 /// version there. Read-only: a schema without the store's tables is reported, not created.
-async fn check_postgres<W: Write>(report: &mut Report<'_, W>, url: &DatabaseUrl) {
+async fn check_postgres<W: Write>(report: &mut Report<'_, W>, url: &SecretUrl) {
     let shown = url.redacted();
     let probed = match agent_store::postgres::probe(url.expose()).await {
         Ok(probed) => probed,

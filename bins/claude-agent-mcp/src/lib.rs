@@ -183,7 +183,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
 /// Startup from step 3 on (the configuration read, logging set up), then serve until shutdown.
 async fn start_and_serve(config: &Config) -> Result<(), StartupError> {
     if let Some(endpoint) = &config.telemetry.traces_endpoint {
-        let endpoint = agent_core::text::redact_url(endpoint);
+        let endpoint = endpoint.redacted();
         tracing::info!(target: "server", "Exporting traces to {endpoint}");
     }
     tracing::info!(

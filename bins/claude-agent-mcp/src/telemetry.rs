@@ -42,14 +42,14 @@ impl Traces {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(endpoint.clone())
+            .with_endpoint(endpoint.expose())
             .with_headers(headers)
             .build()
             .map_err(|e| {
                 // The exporter's error may quote the endpoint, password and all.
                 let shown = e
                     .to_string()
-                    .replace(endpoint.as_str(), &agent_core::text::redact_url(endpoint));
+                    .replace(endpoint.expose(), &endpoint.redacted());
                 format!("OpenTelemetry: the trace exporter could not be built: {shown}")
             })?;
         let service_name = telemetry
@@ -139,13 +139,16 @@ fn sampler(sampler: TraceSampler) -> Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agent_policy::config::SecretUrl;
 
     /// An endpoint the configuration lets through but the exporter refuses (`|` is not allowed
     /// in a URI's host): the error the operator sees never shows the password.
     #[test]
     fn an_endpoint_the_exporter_refuses_is_reported_without_its_password() {
         let telemetry = Telemetry {
-            traces_endpoint: Some("http://app:hunter2@coll|ector:4318/v1/traces".to_owned()),
+            traces_endpoint: Some(SecretUrl::new(
+                "http://app:hunter2@coll|ector:4318/v1/traces",
+            )),
             ..Telemetry::default()
         };
         let Err(error) = Traces::start(&telemetry) else {

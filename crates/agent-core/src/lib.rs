@@ -267,7 +267,7 @@ pub use ports::{
     MAX_KEPT_RESULT_BYTES, MAX_STEP_TOOL_CHARS, MediationRequest, NewArtifact, NewSession,
     NoProgress, OutputMediator, PolicyViolation, ProgressSink, SessionListItem, SessionRecord,
     SessionStore, StepSink, StoreError, StoreErrorKind, ToolCallContext, ToolDefinition,
-    ToolExecutor, ToolProvider, Usage, WorkspacePolicy,
+    ToolExecutor, ToolProvider, Usage, WorkspacePolicy, bounded_cancel_reason,
 };
 pub use request::{
     CancelSessionRequest, ContinueSessionRequest, ForkSessionRequest, GetSessionRequest,

@@ -94,6 +94,12 @@ impl Lease {
 /// reads it back (a row written by another program may hold anything).
 pub const MAX_CANCEL_REASON_BYTES: usize = 1024;
 
+/// A cancel reason as every store keeps it and reads it back: cut to
+/// [`MAX_CANCEL_REASON_BYTES`] at a character boundary.
+pub fn bounded_cancel_reason(reason: &str) -> &str {
+    crate::text::truncate_bytes(reason, MAX_CANCEL_REASON_BYTES)
+}
+
 /// The largest result [`SessionStore::keep_result`] is given, in bytes of JSON text: the MCP
 /// task result's bound ([`crate::mcp_tasks::MAX_TASK_RESULT_BYTES`]). The engine keeps a
 /// `session_result_unavailable` envelope instead of a larger one.

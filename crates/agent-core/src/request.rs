@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use crate::envelope::Envelope;
 use crate::error::ErrorObject;
 use crate::model::{Profile, SessionStatus, Workflow};
-use crate::spend::{Budget, Effort, MAX_BUDGET_USD, MAX_TOTAL_TOKENS, model_id_problem};
+use crate::spend::{Budget, Effort, Limit, MAX_BUDGET_USD, MAX_TOTAL_TOKENS, model_id_problem};
 use crate::structured::OutputSchema;
 
 /// What a caller asks to spend and on which model: `max_budget_usd`, `max_total_tokens`,
@@ -98,7 +98,7 @@ impl RunTaskRequest {
         let working_directory = optional_string(args, "working_directory", &mut problems)
             .map(|dir| limit_path("working_directory", dir, &mut problems));
         let attachments = path_list(args, "attachments", &mut problems);
-        let max_turns = bounded_int(args, "max_turns", 10, 1, 100, &mut problems);
+        let max_turns = bounded_int(args, MAX_TURNS, 10, 1, 100, &mut problems);
         let allow_tools = boolean(args, "allow_tools", true, &mut problems);
         let output_schema = output_schema(args, &mut problems);
         let spend = spend(args, &mut problems);
@@ -179,7 +179,7 @@ impl ContinueSessionRequest {
         message: String,
         problems: &mut Vec<String>,
     ) -> Self {
-        let max_turns = bounded_int(args, "max_turns", 10, 1, 100, problems);
+        let max_turns = bounded_int(args, MAX_TURNS, 10, 1, 100, problems);
         Self {
             session_id,
             message,
@@ -270,15 +270,7 @@ impl ForkSessionRequest {
         let options =
             ContinueSessionRequest::from_options(args, String::new(), String::new(), &mut problems);
         if message_text.is_none() && args.get("message").is_none_or(Value::is_null) {
-            for key in [
-                "max_turns",
-                "output_schema",
-                WAIT_SECONDS,
-                "max_budget_usd",
-                "max_total_tokens",
-                "model",
-                "effort",
-            ] {
+            for key in CONTINUATION_OPTIONS {
                 if args.get(key).is_some_and(|v| !v.is_null()) {
                     problems.push(format!("{key}: accepted only with message"));
                 }
@@ -388,6 +380,22 @@ impl WaitSessionRequest {
 /// The argument of run, continue and verify that lets the work outlast the call
 /// (`docs/reference/tools.md#15-background-runs`).
 pub const WAIT_SECONDS: &str = "wait_seconds";
+
+/// The argument names of a continuation besides `session_id` and `message`, each read by one
+/// parser below; a fork without a message refuses every one of them.
+const MAX_TURNS: &str = "max_turns";
+const OUTPUT_SCHEMA: &str = "output_schema";
+const MODEL: &str = "model";
+const EFFORT: &str = "effort";
+const CONTINUATION_OPTIONS: [&str; 7] = [
+    MAX_TURNS,
+    OUTPUT_SCHEMA,
+    WAIT_SECONDS,
+    Limit::Usd.name(),
+    Limit::Tokens.name(),
+    MODEL,
+    EFFORT,
+];
 
 /// The largest `wait_seconds` and `timeout_seconds`: one hour. A client that waits longer calls
 /// `agent_wait_session` again.
@@ -720,12 +728,12 @@ fn string_list(args: &Map<String, Value>, key: &str, problems: &mut Vec<String>)
 /// `output_schema`: absent or `null`, or a usable JSON Schema object
 /// ([`OutputSchema::parse`]).
 fn output_schema(args: &Map<String, Value>, problems: &mut Vec<String>) -> Option<OutputSchema> {
-    match args.get("output_schema") {
+    match args.get(OUTPUT_SCHEMA) {
         None | Some(Value::Null) => None,
         Some(value) => match OutputSchema::parse(value) {
             Ok(schema) => Some(schema),
             Err(problem) => {
-                problems.push(format!("output_schema: {problem}"));
+                problems.push(format!("{OUTPUT_SCHEMA}: {problem}"));
                 None
             }
         },
@@ -736,57 +744,59 @@ fn output_schema(args: &Map<String, Value>, problems: &mut Vec<String>) -> Optio
 /// (an integer, 1 to [`MAX_TOTAL_TOKENS`]), `model` (a model id:
 /// [`crate::spend::model_id_problem`]) and `effort` (one of [`Effort`]).
 fn spend(args: &Map<String, Value>, problems: &mut Vec<String>) -> SpendRequest {
-    let max_usd = match args.get("max_budget_usd") {
+    let usd = Limit::Usd.name();
+    let max_usd = match args.get(usd) {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => match n.as_f64() {
             Some(f) if f > 0.0 && f <= MAX_BUDGET_USD => Some(f),
             _ => {
                 problems.push(format!(
-                    "max_budget_usd: input should be greater than 0 and at most {MAX_BUDGET_USD}, got {n}"
+                    "{usd}: input should be greater than 0 and at most {MAX_BUDGET_USD}, got {n}"
                 ));
                 None
             }
         },
         Some(other) => {
-            problems.push(wrong_type("max_budget_usd", "number", other));
+            problems.push(wrong_type(usd, "number", other));
             None
         }
     };
-    let max_total_tokens = match args.get("max_total_tokens") {
+    let tokens = Limit::Tokens.name();
+    let max_total_tokens = match args.get(tokens) {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => match n.as_u64() {
             Some(t) if (1..=MAX_TOTAL_TOKENS).contains(&t) => Some(t),
             _ => {
                 problems.push(format!(
-                    "max_total_tokens: input should be an integer from 1 to {MAX_TOTAL_TOKENS}, got {n}"
+                    "{tokens}: input should be an integer from 1 to {MAX_TOTAL_TOKENS}, got {n}"
                 ));
                 None
             }
         },
         Some(other) => {
-            problems.push(wrong_type("max_total_tokens", "integer", other));
+            problems.push(wrong_type(tokens, "integer", other));
             None
         }
     };
-    let model = optional_string(args, "model", problems).filter(|model| {
+    let model = optional_string(args, MODEL, problems).filter(|model| {
         let problem = model_id_problem(model);
         if let Some(problem) = &problem {
-            problems.push(format!("model: {problem}"));
+            problems.push(format!("{MODEL}: {problem}"));
         }
         problem.is_none()
     });
-    let effort = match args.get("effort") {
+    let effort = match args.get(EFFORT) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Effort::parse(s).or_else(|| {
             problems.push(format!(
-                "effort: input should be one of {}, got {}",
+                "{EFFORT}: input should be one of {}, got {}",
                 Effort::choices(),
                 crate::pyfmt::repr_str(crate::text::truncate_chars(s, 64))
             ));
             None
         }),
         Some(other) => {
-            problems.push(wrong_type("effort", "string", other));
+            problems.push(wrong_type(EFFORT, "string", other));
             None
         }
     };
@@ -1150,6 +1160,24 @@ mod tests {
             ),
             "Invalid agent_fork_session request: output_schema: accepted only with message; wait_seconds: accepted only with message"
         );
+        // Every continuation option (valid on its own) is refused without a message and
+        // taken with one: the list is the parsers' own names.
+        let valid = json!({
+            "max_turns": 3, "output_schema": {"type": "object"}, "wait_seconds": 1,
+            "max_budget_usd": 1.5, "max_total_tokens": 100, "model": "claude-x", "effort": "high"
+        });
+        assert_eq!(valid.as_object().unwrap().len(), CONTINUATION_OPTIONS.len());
+        for key in CONTINUATION_OPTIONS {
+            let value = valid[key].clone();
+            assert_eq!(
+                problem(json!({"session_id": "s", key: value.clone()})),
+                format!("Invalid agent_fork_session request: {key}: accepted only with message")
+            );
+            assert!(
+                fork(json!({"session_id": "s", "message": "m", key: value})).is_ok(),
+                "{key}"
+            );
+        }
         let env = fork(json!({"session_id": "x".repeat(129)})).unwrap_err();
         assert_eq!(env.session_id, "", "an over-long id is not echoed");
         let with = fork(

@@ -160,6 +160,34 @@ pub struct Budget {
     pub max_total_tokens: Option<u64>,
 }
 
+/// One of a budget's two limits: the argument that sets it and the name warnings give it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `max_budget_usd`: [`Budget::max_usd`].
+    Usd,
+    /// `max_total_tokens`: [`Budget::max_total_tokens`].
+    Tokens,
+}
+
+impl Limit {
+    /// The request argument, as tools, errors and warnings name it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Limit::Usd => "max_budget_usd",
+            Limit::Tokens => "max_total_tokens",
+        }
+    }
+
+    /// The limit's value in `budget` as warnings show it (`$0.5`, `1000`); empty when unset.
+    fn shown(self, budget: &Budget) -> String {
+        match self {
+            Limit::Usd => budget.max_usd.map(|v| format!("${v}")),
+            Limit::Tokens => budget.max_total_tokens.map(|v| v.to_string()),
+        }
+        .unwrap_or_default()
+    }
+}
+
 /// An operator's caps of one profile (`CLAUDE_AGENT_MCP_MAX_BUDGET_USD`,
 /// `CLAUDE_AGENT_MCP_MAX_TOTAL_TOKENS`).
 pub type BudgetCaps = Budget;
@@ -173,7 +201,7 @@ pub const MAX_TOTAL_TOKENS: u64 = 1_000_000_000_000;
 impl Budget {
     /// The request's limits lowered to `caps`: a cap applies when the request gives no limit
     /// and wins when it is lower. The second value names each limit a cap lowered.
-    pub fn within(self, caps: &BudgetCaps) -> (Budget, Vec<&'static str>) {
+    pub fn within(self, caps: &BudgetCaps) -> (Budget, Vec<Limit>) {
         fn lower<T: PartialOrd>(asked: Option<T>, cap: Option<T>) -> (Option<T>, bool) {
             match (asked, cap) {
                 (Some(asked), Some(cap)) if cap < asked => (Some(cap), true),
@@ -183,13 +211,10 @@ impl Budget {
         let (max_usd, usd_lowered) = lower(self.max_usd, caps.max_usd);
         let (max_total_tokens, tokens_lowered) =
             lower(self.max_total_tokens, caps.max_total_tokens);
-        let lowered = [
-            (usd_lowered, "max_budget_usd"),
-            (tokens_lowered, "max_total_tokens"),
-        ]
-        .into_iter()
-        .filter_map(|(lowered, limit)| lowered.then_some(limit))
-        .collect();
+        let lowered = [(usd_lowered, Limit::Usd), (tokens_lowered, Limit::Tokens)]
+            .into_iter()
+            .filter_map(|(lowered, limit)| lowered.then_some(limit))
+            .collect();
         (
             Budget {
                 max_usd,
@@ -218,13 +243,13 @@ impl Budget {
         if let Some(max) = self.max_total_tokens {
             let next = last.tokens().saturating_add(added);
             if spent.tokens().saturating_add(next) > max {
-                return Some(budget_warning(self, spent, "max_total_tokens", STOPPED));
+                return Some(budget_warning(self, spent, Limit::Tokens, STOPPED));
             }
         }
         if let Some(max) = self.max_usd {
             let next = last.cost_usd + added as f64 * input_price_per_token.unwrap_or(0.0);
             if spent.cost_usd + next > max {
-                return Some(budget_warning(self, spent, "max_budget_usd", STOPPED));
+                return Some(budget_warning(self, spent, Limit::Usd, STOPPED));
             }
         }
         None
@@ -237,10 +262,10 @@ impl Budget {
             .max_total_tokens
             .is_some_and(|max| spent.tokens() > max)
         {
-            return Some(budget_warning(self, spent, "max_total_tokens", PASSED));
+            return Some(budget_warning(self, spent, Limit::Tokens, PASSED));
         }
         if self.max_usd.is_some_and(|max| spent.cost_usd > max) {
-            return Some(budget_warning(self, spent, "max_budget_usd", PASSED));
+            return Some(budget_warning(self, spent, Limit::Usd, PASSED));
         }
         None
     }
@@ -286,14 +311,8 @@ const PASSED: &str = "the last model call went past it";
 /// `Budget reached (<limit> <value>): <what>; spent $<usd> and <n> tokens; the output may be
 /// incomplete`, `<what>` being `stopped before the next model call` or `the last model call
 /// went past it`.
-fn budget_warning(budget: &Budget, spent: &Spent, limit: &str, what: &str) -> String {
-    let value = match limit {
-        "max_total_tokens" => budget
-            .max_total_tokens
-            .map(|v| v.to_string())
-            .unwrap_or_default(),
-        _ => budget.max_usd.map(|v| format!("${v}")).unwrap_or_default(),
-    };
+fn budget_warning(budget: &Budget, spent: &Spent, limit: Limit, what: &str) -> String {
+    let (value, limit) = (limit.shown(budget), limit.name());
     format!(
         "{BUDGET_STOP_PREFIX} ({limit} {value}): {what}; spent ${} and {} tokens; the output \
          may be incomplete",
@@ -404,16 +423,20 @@ impl SpendPolicy {
         if !prices_calls && budget.max_total_tokens.is_some() {
             return refuse(
                 ErrorCode::ValidationError,
-                "max_total_tokens cannot be enforced by the claude_code backend; use max_budget_usd"
-                    .to_owned(),
+                format!(
+                    "{} cannot be enforced by the claude_code backend; use {}",
+                    Limit::Tokens.name(),
+                    Limit::Usd.name()
+                ),
             );
         }
         if prices_calls && budget.max_usd.is_some() && self.prices.prices(&model).is_none() {
             return refuse(
                 ErrorCode::ValidationError,
                 format!(
-                    "max_budget_usd cannot be enforced: no price is known for model {} \
+                    "{} cannot be enforced: no price is known for model {} \
                      (the operator can add one with CLAUDE_AGENT_MCP_MODEL_PRICES)",
+                    Limit::Usd.name(),
                     crate::pyfmt::repr_str(&model)
                 ),
             );
@@ -421,13 +444,10 @@ impl SpendPolicy {
         let warnings = lowered
             .into_iter()
             .map(|limit| {
-                let cap = match limit {
-                    "max_total_tokens" => budget.max_total_tokens.map(|v| v.to_string()),
-                    _ => budget.max_usd.map(|v| format!("${v}")),
-                };
                 format!(
-                    "{limit} lowered to the operator's cap of {} for profile '{}'",
-                    cap.unwrap_or_default(),
+                    "{} lowered to the operator's cap of {} for profile '{}'",
+                    limit.name(),
+                    limit.shown(&budget),
                     profile.as_str()
                 )
             })
@@ -499,7 +519,7 @@ mod tests {
         let (effective, lowered) = asked.within(&caps);
         assert_eq!(effective.max_usd, Some(1.0));
         assert_eq!(effective.max_total_tokens, Some(10));
-        assert_eq!(lowered, vec!["max_budget_usd"]);
+        assert_eq!(lowered, vec![Limit::Usd]);
         let (effective, lowered) = Budget::default().within(&caps);
         assert_eq!(effective.max_usd, Some(1.0));
         assert!(lowered.is_empty());

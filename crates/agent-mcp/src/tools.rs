@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use agent_core::request::{DEFAULT_WAIT_TIMEOUT_SECONDS, MAX_WAIT_SECONDS};
-use agent_core::spend::{Effort, MAX_BUDGET_USD, MAX_MODEL_ID_BYTES, MAX_TOTAL_TOKENS};
+use agent_core::spend::{Effort, Limit, MAX_BUDGET_USD, MAX_MODEL_ID_BYTES, MAX_TOTAL_TOKENS};
 use rmcp::model::{JsonObject, Tool, ToolAnnotations};
 use serde_json::{Value, json};
 
@@ -261,8 +261,8 @@ fn wait_seconds_schema() -> Value {
 /// (`docs/reference/tools.md#18-budgets-and-models`).
 fn with_spend(mut schema: Value) -> Value {
     if let Some(properties) = schema["properties"].as_object_mut() {
-        properties.insert("max_budget_usd".into(), max_budget_usd_schema());
-        properties.insert("max_total_tokens".into(), max_total_tokens_schema());
+        properties.insert(Limit::Usd.name().into(), max_budget_usd_schema());
+        properties.insert(Limit::Tokens.name().into(), max_total_tokens_schema());
         properties.insert("model".into(), model_schema());
         properties.insert("effort".into(), effort_schema());
     }

@@ -45,10 +45,3 @@ mod usage;
 pub use config::{StoreConfig, StoreOpenError};
 pub use postgres::{PostgresConfig, PostgresStore};
 pub use store::SqliteStore;
-
-/// A session's cancel reason as both stores keep it and read it back: cut to
-/// [`agent_core::MAX_CANCEL_REASON_BYTES`] (a row written by another implementation or by hand
-/// may hold any length).
-pub(crate) fn cancel_reason(reason: &str) -> &str {
-    agent_core::text::truncate_bytes(reason, agent_core::MAX_CANCEL_REASON_BYTES)
-}

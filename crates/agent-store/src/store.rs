@@ -21,11 +21,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::artifacts;
-use crate::cancel_reason;
 use crate::config::{StoreConfig, StoreOpenError};
 use crate::error::{Error, Result};
 use crate::reader::FastReader;
 use crate::rows::{EventRow, ListRow, SessionRow, session_columns};
+use agent_core::bounded_cancel_reason;
 
 /// The embedded schema (`migrations/0001_initial.sql` and the additive migrations after it).
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -597,7 +597,7 @@ impl SqliteStore {
     }
 
     async fn request_cancel_impl(&self, session_id: &str, reason: &str) -> Result<bool> {
-        let reason = cancel_reason(reason);
+        let reason = bounded_cancel_reason(reason);
         let updated = sqlx::query(REQUEST_CANCEL)
             .bind(Timestamp::now().to_storage())
             .bind(reason)
@@ -620,7 +620,7 @@ impl SqliteStore {
             .await?;
         // Another node's row: bound it again (a reason written by another implementation or
         // by hand may be any length).
-        Ok(reason.map(|r| cancel_reason(r.as_deref().unwrap_or_default()).to_owned()))
+        Ok(reason.map(|r| bounded_cancel_reason(r.as_deref().unwrap_or_default()).to_owned()))
     }
 
     async fn begin_execution_impl(&self, session_id: &str, events: &[Event]) -> Result<()> {

@@ -11,8 +11,8 @@ use std::time::Duration;
 use agent_core::ids;
 use agent_core::{
     ArtifactRecord, ArtifactRef, Event, EventLog, Finish, ForkOrigin, ForkOutcome, ForkSession,
-    Lease, LockOutcome, MAX_CANCEL_REASON_BYTES, NewArtifact, NewSession, Profile, SessionListItem,
-    SessionRecord, SessionStatus, SessionStore, StoreError, StoredEvent, Timestamp, Workflow,
+    Lease, LockOutcome, NewArtifact, NewSession, Profile, SessionListItem, SessionRecord,
+    SessionStatus, SessionStore, StoreError, StoredEvent, Timestamp, Workflow,
 };
 use async_trait::async_trait;
 use serde_json::Value;
@@ -548,7 +548,7 @@ impl SessionStore for MemStore {
             return Ok(false);
         }
         let generation = row.lock_generation;
-        let reason = agent_core::text::truncate_bytes(reason, MAX_CANCEL_REASON_BYTES);
+        let reason = agent_core::bounded_cancel_reason(reason);
         state
             .cancels
             .entry(session_id.to_owned())

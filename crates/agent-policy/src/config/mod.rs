@@ -374,7 +374,7 @@ pub enum Database {
     /// The embedded SQLite store at [`Config::db_path`] (unset, empty, or a `sqlite://` URL).
     Sqlite,
     /// The PostgreSQL store (a `postgres://` or `postgresql://` URL).
-    Postgresql { url: DatabaseUrl },
+    Postgresql { url: SecretUrl },
 }
 
 impl Database {
@@ -404,7 +404,7 @@ impl Database {
         match scheme.as_deref() {
             Some("postgres://" | "postgresql://") => Ok((
                 Database::Postgresql {
-                    url: DatabaseUrl(value.to_owned()),
+                    url: SecretUrl(value.to_owned()),
                 },
                 None,
             )),
@@ -423,12 +423,17 @@ impl Database {
     }
 }
 
-/// A database URL, which may hold a password: `Debug` and `Serialize` show it redacted
-/// ([`agent_core::text::redact_url`]); read it with [`DatabaseUrl::expose`].
+/// A URL that may hold a password (the database's, the trace collector's): `Debug` and
+/// `Serialize` show it redacted ([`agent_core::text::redact_url`]); read it with
+/// [`SecretUrl::expose`].
 #[derive(Clone, PartialEq, Eq)]
-pub struct DatabaseUrl(String);
+pub struct SecretUrl(String);
 
-impl DatabaseUrl {
+impl SecretUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
     /// The URL as configured, password included: for connecting only.
     pub fn expose(&self) -> &str {
         &self.0
@@ -440,13 +445,13 @@ impl DatabaseUrl {
     }
 }
 
-impl fmt::Debug for DatabaseUrl {
+impl fmt::Debug for SecretUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DatabaseUrl({})", self.redacted())
+        write!(f, "SecretUrl({})", self.redacted())
     }
 }
 
-impl Serialize for DatabaseUrl {
+impl Serialize for SecretUrl {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.redacted())
     }

@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use super::{Reader, Secret, vars};
+use super::{Reader, Secret, SecretUrl, vars};
 use agent_core::pyfmt;
 
 /// The longest endpoint URL accepted.
@@ -60,7 +60,7 @@ pub struct Telemetry {
     /// Where spans are sent (OTLP over HTTP, protobuf): `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
     /// as given, else `OTEL_EXPORTER_OTLP_ENDPOINT` followed by `/v1/traces`. `None`: tracing
     /// is off, no exporter is built.
-    pub traces_endpoint: Option<String>,
+    pub traces_endpoint: Option<SecretUrl>,
     /// `OTEL_EXPORTER_OTLP_HEADERS` then `OTEL_EXPORTER_OTLP_TRACES_HEADERS` (which wins for a
     /// name both set), percent-decoded; their values are secrets (an API key of a vendor).
     #[serde(skip)]
@@ -92,10 +92,10 @@ pub(super) fn read(r: &Reader<'_>, problems: &mut Vec<String>) -> Telemetry {
             .map(|v| (name, v))
     };
     let traces_endpoint = match set(vars::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) {
-        Some((name, url)) => endpoint(name, url, problems).map(str::to_owned),
+        Some((name, url)) => endpoint(name, url, problems).map(SecretUrl::new),
         None => set(vars::OTEL_EXPORTER_OTLP_ENDPOINT).and_then(|(name, url)| {
             endpoint(name, url, problems)
-                .map(|base| format!("{}{TRACES_PATH}", base.trim_end_matches('/')))
+                .map(|base| SecretUrl::new(format!("{}{TRACES_PATH}", base.trim_end_matches('/'))))
         }),
     };
     let mut headers: Vec<(String, Secret)> = Vec::new();
@@ -177,7 +177,15 @@ fn pairs(name: &str, raw: &str, problems: &mut Vec<String>, secret: bool) -> Vec
                 && key
                     .bytes()
                     .all(|b| b.is_ascii_graphic() && !b"\"(),/:;<=>?@[\\]{}".contains(&b));
-            let value_ok = !value.chars().any(char::is_control);
+            // A header's value must be sendable as one (visible ASCII, space, tab): the
+            // exporter would otherwise leave the header out without a word.
+            let value_ok = if secret {
+                value
+                    .bytes()
+                    .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+            } else {
+                !value.chars().any(char::is_control)
+            };
             (key_ok && value_ok).then_some((key, value))
         });
         match parsed {
@@ -193,8 +201,13 @@ fn pairs(name: &str, raw: &str, problems: &mut Vec<String>, secret: bool) -> Vec
                 } else {
                     item.chars().take(100).collect()
                 };
+                let value_rule = if secret {
+                    "printable ASCII"
+                } else {
+                    "without control characters"
+                };
                 problems.push(format!(
-                    "{name}: {} is not a key=value pair (a token key, a value without control characters)",
+                    "{name}: {} is not a key=value pair (a token key, a value {value_rule})",
                     pyfmt::repr_str(&shown)
                 ));
             }
@@ -307,7 +320,7 @@ mod tests {
         let t =
             telemetry(&[(vars::OTEL_EXPORTER_OTLP_ENDPOINT, "http://127.0.0.1:4318/")]).unwrap();
         assert_eq!(
-            t.traces_endpoint.as_deref(),
+            t.traces_endpoint.as_ref().map(SecretUrl::expose),
             Some("http://127.0.0.1:4318/v1/traces")
         );
         let t = telemetry(&[
@@ -315,7 +328,10 @@ mod tests {
             (vars::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, "https://b/custom"),
         ])
         .unwrap();
-        assert_eq!(t.traces_endpoint.as_deref(), Some("https://b/custom"));
+        assert_eq!(
+            t.traces_endpoint.as_ref().map(SecretUrl::expose),
+            Some("https://b/custom")
+        );
     }
 
     #[test]
@@ -332,7 +348,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(problems.len(), 5, "{problems:?}");
         assert!(
-            problems.contains(&"OTEL_EXPORTER_OTLP_HEADERS: '(an item without =)' is not a key=value pair (a token key, a value without control characters)".to_owned()),
+            problems.contains(&"OTEL_EXPORTER_OTLP_HEADERS: '(an item without =)' is not a key=value pair (a token key, a value printable ASCII)".to_owned()),
             "{problems:?}"
         );
         assert!(problems[0].contains("is not a valid endpoint"));
@@ -361,6 +377,57 @@ mod tests {
         );
         let long = format!("http://h/{}", "a".repeat(MAX_ENDPOINT_BYTES));
         assert!(telemetry(&[(vars::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, &long)]).is_err());
+    }
+
+    /// The collector's URL may carry a password: the settings' `Debug` and `Serialize` show it
+    /// redacted; the exporter reads it with `expose`.
+    #[test]
+    fn the_endpoint_password_is_never_shown() {
+        let t = telemetry(&[(
+            vars::OTEL_EXPORTER_OTLP_ENDPOINT,
+            "https://app:hunter2@collector:4318",
+        )])
+        .unwrap();
+        let endpoint = t.traces_endpoint.as_ref().unwrap();
+        assert_eq!(
+            endpoint.expose(),
+            "https://app:hunter2@collector:4318/v1/traces"
+        );
+        let shown = [format!("{t:?}"), serde_json::to_string(&t).unwrap()];
+        for text in shown {
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(
+                text.contains("https://app:***@collector:4318/v1/traces"),
+                "{text}"
+            );
+        }
+    }
+
+    /// A header value the exporter could not send (not printable ASCII once decoded) is
+    /// refused at startup, without showing it; a resource attribute may hold any text.
+    #[test]
+    fn a_header_value_that_is_not_printable_ascii_is_refused() {
+        for value in ["t%C3%B6ken", "a%7Fb", "caf\u{e9}"] {
+            let problems = telemetry(&[(
+                vars::OTEL_EXPORTER_OTLP_HEADERS,
+                &format!("api-key={value}"),
+            )])
+            .unwrap_err();
+            assert_eq!(
+                problems,
+                [
+                    "OTEL_EXPORTER_OTLP_HEADERS: 'api-key' is not a key=value pair (a token key, a value printable ASCII)"
+                ],
+                "{value}"
+            );
+        }
+        let t = telemetry(&[
+            (vars::OTEL_EXPORTER_OTLP_HEADERS, "api-key=a b\tc~"),
+            (vars::OTEL_RESOURCE_ATTRIBUTES, "team=caf%C3%A9"),
+        ])
+        .unwrap();
+        assert_eq!(t.headers[0].1.expose(), "a b\tc~");
+        assert_eq!(t.resource_attributes[0].1, "caf\u{e9}");
     }
 
     #[test]

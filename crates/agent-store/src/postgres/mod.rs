@@ -42,9 +42,9 @@ use sqlx::{Connection, Postgres, Transaction};
 use tokio::sync::broadcast;
 
 use crate::artifacts;
-use crate::cancel_reason;
 use crate::config::StoreOpenError;
 use crate::error::{Error, Result};
+use agent_core::bounded_cancel_reason;
 
 use self::queries::*;
 use self::rows::{ArtifactRow, PgEventRow, PgListRow, PgSessionRow, storage};
@@ -384,7 +384,7 @@ impl PostgresStore {
     }
 
     async fn request_cancel_impl(&self, session_id: &str, reason: &str) -> Result<bool> {
-        let reason = cancel_reason(reason);
+        let reason = bounded_cancel_reason(reason);
         // Recorded and announced in one statement (the notification is sent at its commit).
         let recorded: Option<String> = sqlx::query_scalar(REQUEST_CANCEL)
             .bind(reason)
@@ -407,7 +407,7 @@ impl PostgresStore {
             .fetch_optional(&self.pool)
             .await?;
         // Another node's row: bound it again (a reason written by hand may be any length).
-        Ok(reason.map(|r| cancel_reason(r.as_deref().unwrap_or_default()).to_owned()))
+        Ok(reason.map(|r| bounded_cancel_reason(r.as_deref().unwrap_or_default()).to_owned()))
     }
 
     async fn begin_execution_impl(&self, session_id: &str, events: &[Event]) -> Result<()> {
