@@ -21,7 +21,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use agent_core::spend::{Effort, PriceTable, Prices, Spent};
+use agent_core::spend::{Effort, PriceTable, Prices};
 use agent_core::{
     BackendOutput, BackendRequest, Capabilities, ChatRole, ErrorCode, ExecContext,
     ExecutionBackend, ExecutionError, FailureKind, ToolDefinition, ToolExecutor, Usage,
@@ -335,8 +335,7 @@ impl MessagesApiBackend {
             .as_ref()
             .map(|u| priced(u.to_usage(), prices));
         if let Some(u) = &usage {
-            let spent = Spent::of(u.clone(), u.total_cost_usd.unwrap_or(0.0));
-            warnings.extend(request.spend.budget.exceeded(&spent));
+            warnings.extend(request.spend.budget.exceeded(u));
         }
         Ok(BackendOutput {
             output_text,
@@ -368,7 +367,8 @@ impl MessagesApiBackend {
         let mut still_wants_tools = false;
         let (model, prices) = self.model_of(request);
         let budget = request.spend.budget;
-        let mut spent = Spent::default();
+        // The calls' usage, each priced: what the budget is checked against.
+        let mut spent = Usage::default();
         let mut budget_stop = None;
 
         while turns < max_turns {
@@ -387,10 +387,9 @@ impl MessagesApiBackend {
                 Some(u) => {
                     let call = u.to_usage();
                     usage.get_or_insert_with(Usage::default).add(&call);
-                    let cost = prices.map_or(0.0, |p| p.cost(&call));
-                    Spent::of(call, cost)
+                    priced(call, prices)
                 }
-                None => Spent::default(),
+                None => Usage::default(),
             };
             spent.add(&last);
             let blocks = parse_blocks(&response.content)?;

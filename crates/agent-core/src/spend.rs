@@ -232,14 +232,14 @@ impl Budget {
     /// bytes each: the estimate errs high). `None`: go on; `Some`: the warning to stop with.
     pub fn before_next_call(
         &self,
-        spent: &Spent,
-        last: &Spent,
+        spent: &Usage,
+        last: &Usage,
         added_bytes: usize,
         input_price_per_token: Option<f64>,
     ) -> Option<String> {
         let added = (added_bytes as u64)
             .div_ceil(BYTES_PER_TOKEN_ESTIMATE)
-            .saturating_add(last.usage.output_tokens);
+            .saturating_add(last.output_tokens);
         if let Some(max) = self.max_total_tokens {
             let next = last.tokens().saturating_add(added);
             if spent.tokens().saturating_add(next) > max {
@@ -247,8 +247,8 @@ impl Budget {
             }
         }
         if let Some(max) = self.max_usd {
-            let next = last.cost_usd + added as f64 * input_price_per_token.unwrap_or(0.0);
-            if spent.cost_usd + next > max {
+            let next = cost(last) + added as f64 * input_price_per_token.unwrap_or(0.0);
+            if cost(spent) + next > max {
                 return Some(budget_warning(self, spent, Limit::Usd, STOPPED));
             }
         }
@@ -257,44 +257,17 @@ impl Budget {
 
     /// Whether `spent` passed a limit (a call cost more than its estimate, or the first call
     /// alone did): the warning the execution ends with.
-    pub fn exceeded(&self, spent: &Spent) -> Option<String> {
+    pub fn exceeded(&self, spent: &Usage) -> Option<String> {
         if self
             .max_total_tokens
             .is_some_and(|max| spent.tokens() > max)
         {
             return Some(budget_warning(self, spent, Limit::Tokens, PASSED));
         }
-        if self.max_usd.is_some_and(|max| spent.cost_usd > max) {
+        if self.max_usd.is_some_and(|max| cost(spent) > max) {
             return Some(budget_warning(self, spent, Limit::Usd, PASSED));
         }
         None
-    }
-}
-
-/// Usage and its cost, summed over the calls of an execution.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Spent {
-    pub usage: Usage,
-    pub cost_usd: f64,
-}
-
-impl Spent {
-    pub fn of(usage: Usage, cost_usd: f64) -> Self {
-        Self { usage, cost_usd }
-    }
-
-    /// Every token counted against `max_total_tokens`: input, output, cache writes and reads.
-    pub fn tokens(&self) -> u64 {
-        let u = &self.usage;
-        u.input_tokens
-            .saturating_add(u.output_tokens)
-            .saturating_add(u.cache_creation_input_tokens.unwrap_or(0))
-            .saturating_add(u.cache_read_input_tokens.unwrap_or(0))
-    }
-
-    pub fn add(&mut self, other: &Spent) {
-        self.usage.add(&other.usage);
-        self.cost_usd += other.cost_usd;
     }
 }
 
@@ -311,12 +284,17 @@ const PASSED: &str = "the last model call went past it";
 /// `Budget reached (<limit> <value>): <what>; spent $<usd> and <n> tokens; the output may be
 /// incomplete`, `<what>` being `stopped before the next model call` or `the last model call
 /// went past it`.
-fn budget_warning(budget: &Budget, spent: &Spent, limit: Limit, what: &str) -> String {
+/// What `usage` cost: none priced is nothing spent.
+fn cost(usage: &Usage) -> f64 {
+    usage.total_cost_usd.unwrap_or(0.0)
+}
+
+fn budget_warning(budget: &Budget, spent: &Usage, limit: Limit, what: &str) -> String {
     let (value, limit) = (limit.shown(budget), limit.name());
     format!(
         "{BUDGET_STOP_PREFIX} ({limit} {value}): {what}; spent ${} and {} tokens; the output \
          may be incomplete",
-        Usd(spent.cost_usd),
+        Usd(cost(spent)),
         spent.tokens()
     )
 }
@@ -537,7 +515,7 @@ mod tests {
             max_usd: None,
             max_total_tokens: Some(1000),
         };
-        let last = Spent::of(usage(300, 50, 0, 0), 0.0);
+        let last = usage(300, 50, 0, 0);
         let mut spent = last.clone();
         assert_eq!(budget.before_next_call(&spent, &last, 0, None), None);
         // Large tool results count: 900 bytes are 300 tokens more.
