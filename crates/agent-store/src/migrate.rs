@@ -20,6 +20,7 @@ use sqlx::{PgConnection, Postgres, Row, Sqlite, SqlitePool, Transaction};
 
 use crate::artifacts;
 use crate::postgres::PostgresStore;
+use crate::rows::session_columns;
 use crate::store::SqliteStore;
 
 /// The default number of sessions per batch (one destination transaction each).
@@ -353,14 +354,12 @@ async fn insert_sessions(
     ids: &[String],
 ) -> Result<Vec<String>> {
     let sql = format!(
-        "SELECT session_id, workflow, profile, provider, provider_session_id, status, \
-         working_directory, created_at, updated_at, last_activity_at, request_count, turn_count, \
-         artifact_count, summary_latest, locked_by, lock_expires_at, lock_generation, \
-         cancel_requested_at, cancel_reason, parent_session_id, forked_at_turn, \
-         usage_input_tokens, usage_output_tokens, \
-         usage_cache_creation_input_tokens, usage_cache_read_input_tokens, usage_cost_usd \
-         FROM sessions WHERE session_id IN ({}) \
-         ORDER BY session_id",
+        concat!(
+            "SELECT ",
+            session_columns!(),
+            ", cancel_requested_at, cancel_reason FROM sessions WHERE session_id IN ({}) \
+             ORDER BY session_id"
+        ),
         placeholders(ids.len())
     );
     let mut query = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(sql));

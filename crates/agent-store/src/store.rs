@@ -25,6 +25,7 @@ use crate::config::{StoreConfig, StoreOpenError};
 use crate::error::{Error, Result};
 use crate::reader::FastReader;
 use crate::rows::{EventRow, ListRow, SessionRow, session_columns};
+use crate::usage::add_usage;
 use agent_core::bounded_cancel_reason;
 
 /// The embedded schema (`migrations/0001_initial.sql` and the additive migrations after it).
@@ -94,20 +95,17 @@ const BEGIN_EXECUTION: &str = "UPDATE sessions SET status = 'running', request_c
 /// generation ?8 (each execution's owner token is new and each acquisition a new generation,
 /// so a run whose lock was taken over or cleared can no longer write its end), and the lock is
 /// released (and any cancel request dropped) with it.
-const FINISH_EXECUTION: &str = "UPDATE sessions SET status = ?1, \
+const FINISH_EXECUTION: &str = concat!(
+    "UPDATE sessions SET status = ?1, \
        turn_count = COALESCE(?2, turn_count), \
        summary_latest = COALESCE(?3, summary_latest), \
        provider_session_id = COALESCE(?4, provider_session_id), \
        updated_at = ?5, last_activity_at = ?5, \
        locked_by = NULL, lock_expires_at = NULL, cancel_requested_at = NULL, cancel_reason = NULL, \
-       usage_input_tokens = usage_input_tokens + ?9, usage_output_tokens = usage_output_tokens + ?10, \
-       usage_cache_creation_input_tokens = CASE WHEN ?11 IS NULL THEN usage_cache_creation_input_tokens \
-         ELSE COALESCE(usage_cache_creation_input_tokens, 0) + ?11 END, \
-       usage_cache_read_input_tokens = CASE WHEN ?12 IS NULL THEN usage_cache_read_input_tokens \
-         ELSE COALESCE(usage_cache_read_input_tokens, 0) + ?12 END, \
-       usage_cost_usd = CASE WHEN ?13 IS NULL THEN usage_cost_usd \
-         ELSE COALESCE(usage_cost_usd, 0) + ?13 END \
-     WHERE session_id = ?7 AND locked_by = ?6 AND lock_generation = ?8";
+       ",
+    add_usage!("?9", "?10", "?11", "?12", "?13"),
+    " WHERE session_id = ?7 AND locked_by = ?6 AND lock_generation = ?8"
+);
 
 const INSERT_EVENT: &str = "INSERT INTO session_events (session_id, event_type, turn_index, payload, created_at) \
      VALUES (?1, ?2, ?3, ?4, ?5)";

@@ -5,6 +5,37 @@
 
 use agent_core::Usage;
 
+/// The `SET` items of a final write that add one execution's usage ([`Columns`], bound at the
+/// five placeholders given, typed where PostgreSQL needs it) to the session's: the token counts
+/// always; a cache count or the cost only when the execution reported one, so a session none
+/// of whose executions did keeps none. A literal for `concat!`.
+macro_rules! add_usage {
+    ($input:literal, $output:literal, $creation:literal, $read:literal, $cost:literal) => {
+        concat!(
+            "usage_input_tokens = usage_input_tokens + ",
+            $input,
+            ", usage_output_tokens = usage_output_tokens + ",
+            $output,
+            ", usage_cache_creation_input_tokens = CASE WHEN ",
+            $creation,
+            " IS NULL THEN usage_cache_creation_input_tokens \
+             ELSE COALESCE(usage_cache_creation_input_tokens, 0) + ",
+            $creation,
+            " END, usage_cache_read_input_tokens = CASE WHEN ",
+            $read,
+            " IS NULL THEN usage_cache_read_input_tokens \
+             ELSE COALESCE(usage_cache_read_input_tokens, 0) + ",
+            $read,
+            " END, usage_cost_usd = CASE WHEN ",
+            $cost,
+            " IS NULL THEN usage_cost_usd ELSE COALESCE(usage_cost_usd, 0) + ",
+            $cost,
+            " END"
+        )
+    };
+}
+pub(crate) use add_usage;
+
 /// One execution's usage as the bind values of the final write; each count and the cost are
 /// capped ([`count`], [`MAX_EXECUTION_COST_USD`]).
 pub(crate) struct Columns {

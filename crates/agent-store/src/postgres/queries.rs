@@ -6,6 +6,7 @@
 //! holds it or its expiry is not later than now; a null expiry counts as held.
 
 use crate::rows::session_columns;
+use crate::usage::add_usage;
 
 /// `now + $n microseconds`, `$n` a bigint TTL.
 macro_rules! expires_in {
@@ -143,17 +144,15 @@ pub(super) const FINISH_EXECUTION: &str = concat!(
        provider_session_id = COALESCE($4, provider_session_id), \
        updated_at = statement_timestamp(), last_activity_at = statement_timestamp(), \
        locked_by = NULL, lock_expires_at = NULL, cancel_requested_at = NULL, cancel_reason = NULL, \
-       usage_input_tokens = usage_input_tokens + $13, \
-       usage_output_tokens = usage_output_tokens + $14, \
-       usage_cache_creation_input_tokens = CASE WHEN $15::bigint IS NULL \
-         THEN usage_cache_creation_input_tokens \
-         ELSE COALESCE(usage_cache_creation_input_tokens, 0) + $15 END, \
-       usage_cache_read_input_tokens = CASE WHEN $16::bigint IS NULL \
-         THEN usage_cache_read_input_tokens \
-         ELSE COALESCE(usage_cache_read_input_tokens, 0) + $16 END, \
-       usage_cost_usd = CASE WHEN $17::double precision IS NULL THEN usage_cost_usd \
-         ELSE COALESCE(usage_cost_usd, 0) + $17 END \
-     WHERE session_id = $6 AND locked_by = $5 AND lock_generation = $7 \
+       ",
+    add_usage!(
+        "$13",
+        "$14",
+        "$15::bigint",
+        "$16::bigint",
+        "$17::double precision"
+    ),
+    " WHERE session_id = $6 AND locked_by = $5 AND lock_generation = $7 \
      RETURNING session_id, request_count), \
      e AS (",
     insert_events_of!("u", "8", "9", "10"),
