@@ -382,14 +382,7 @@ impl ClientHandler for Recorder {
 async fn a_wait_with_a_progress_token_reports_progress() {
     let env = TestEnv::new().await;
     slow_replies(&env, Duration::from_secs(3)).await;
-    let mut child = env
-        .command(&[])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+    let (mut child, stdin, stdout) = env.spawn_stdio();
     let recorder = Recorder::default();
     let client = recorder.clone().serve((stdout, stdin)).await.unwrap();
     let start = CallToolRequestParams::new("agent_run_task").with_arguments(

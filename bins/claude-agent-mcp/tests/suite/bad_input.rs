@@ -143,15 +143,8 @@ async fn oversized_task_is_refused_without_a_session() {
 #[tokio::test]
 async fn invalid_json_rpc_bytes_on_stdio_do_not_kill_the_server() {
     let env = TestEnv::new().await;
-    let mut child = env
-        .command(&[])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut child, mut stdin, stdout) = env.spawn_stdio();
+    let mut lines = BufReader::new(stdout).lines();
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
     stdin

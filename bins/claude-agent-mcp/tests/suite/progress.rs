@@ -30,14 +30,7 @@ impl ClientHandler for Recorder {
 async fn a_run_with_a_progress_token_reports_progress() {
     let env = TestEnv::new().await;
     env.reply_text("done").await;
-    let mut child = env
-        .command(&[])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+    let (mut child, stdin, stdout) = env.spawn_stdio();
     let recorder = Recorder::default();
     let client = recorder.clone().serve((stdout, stdin)).await.unwrap();
     let token = ProgressToken(NumberOrString::String("run-1".into()));

@@ -245,15 +245,8 @@ async fn an_over_long_stdio_line_is_answered_when_its_id_can_be_read() {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     const LIMIT: usize = 16 * 1024 * 1024;
     let env = TestEnv::new().await;
-    let mut child = env
-        .command(&[])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut child, mut stdin, stdout) = env.spawn_stdio();
+    let mut lines = BufReader::new(stdout).lines();
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
     let writer = tokio::spawn(async move {

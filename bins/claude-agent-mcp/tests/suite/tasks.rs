@@ -34,14 +34,7 @@ async fn start(
     RunningService<RoleClient, TaskClient>,
     tokio::process::Child,
 ) {
-    let mut child = env
-        .command(&[])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+    let (child, stdin, stdout) = env.spawn_stdio();
     (TaskClient.serve((stdout, stdin)).await.unwrap(), child)
 }
 

@@ -552,14 +552,7 @@ async fn a_run_made_an_mcp_task_stays_under_the_call_that_created_it() {
             .set_delay(Duration::from_millis(300)),
     )
     .await;
-    let mut child = env
-        .command(&[])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+    let (mut child, stdin, stdout) = env.spawn_stdio();
     let client = super::tasks::TaskClient
         .serve((stdout, stdin))
         .await

@@ -12,7 +12,7 @@ use rmcp::model::{CallToolRequestParams, CallToolResult, JsonObject};
 use rmcp::service::{RoleClient, RunningService};
 use serde_json::{Value, json};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -132,6 +132,21 @@ impl TestEnv {
             .envs(&self.vars)
             .kill_on_drop(true);
         cmd
+    }
+
+    /// Spawns the server over stdio, its stderr discarded: the process, its stdin and its
+    /// stdout, for a test that speaks to it with its own client or raw lines.
+    pub fn spawn_stdio(&self) -> (Child, ChildStdin, ChildStdout) {
+        let mut child = self
+            .command(&[])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn server");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        (child, stdin, stdout)
     }
 
     /// Runs the binary to completion with no stdin: (exit code, stdout, stderr).
