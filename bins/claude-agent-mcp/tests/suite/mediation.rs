@@ -14,12 +14,15 @@ const BLOCK: &str = r#"Let me look that up.
 {"mediation_version":"v0.8.0","request_id":"req_001","action_type":"read","target_tool":"fx__echo","arguments":{"text":"via mediation"},"justification":"need it"}
 </mediated_action_request>"#;
 
+/// The claude_code backend (fake CLI, text mode) answering [`BLOCK`], execution mediation
+/// `enabled`, mediated results carried into continuations, and with `federated` the fixture
+/// server as `fx` (`echo` and `fail` allowlisted for the general profile).
 pub(super) async fn mediated(enabled: bool, federated: bool) -> Cli {
     let mut cli = Cli::new("text").await;
     if federated {
         let config = json!({"downstream_servers": [{
             "name": "fx", "command": path_str(&fixture_server()), "args": ["--label", "fx"],
-            "allowed_tools": ["echo"], "profiles_allowed": ["general"]
+            "allowed_tools": ["echo", "fail"], "profiles_allowed": ["general"]
         }]});
         let path = cli.env.cwd().join("federation.json");
         std::fs::write(&path, config.to_string()).unwrap();

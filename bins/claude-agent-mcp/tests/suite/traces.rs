@@ -774,23 +774,10 @@ fn mediated_block(request_id: &str, target_tool: &str, arguments: Value) -> Stri
 }
 
 /// The claude_code backend (fake CLI, text mode) with execution mediation on and the fixture
-/// server federated as `fx` (`echo` and `fail` allowlisted); traced to `receiver`.
+/// server federated as `fx` (`echo` and `fail` allowlisted): `mediation::mediated`, traced to
+/// `receiver`.
 async fn mediated_cli(receiver: &Receiver) -> super::claude_code::Cli {
-    let mut cli = super::claude_code::Cli::new("text").await;
-    let config = json!({"downstream_servers": [{
-        "name": "fx", "command": path_str(&super::federation::fixture_server()),
-        "args": ["--label", "fx"], "allowed_tools": ["echo", "fail"],
-        "profiles_allowed": ["general"]
-    }]});
-    let path = cli.env.cwd().join("federation.json");
-    std::fs::write(&path, config.to_string()).unwrap();
-    cli.env.set("CLAUDE_AGENT_MCP_FEDERATION_ENABLED", "true");
-    cli.env
-        .set("CLAUDE_AGENT_MCP_FEDERATION_CONFIG", &path_str(&path));
-    cli.env.set(
-        "CLAUDE_AGENT_MCP_CLAUDE_CODE_ENABLE_EXECUTION_MEDIATION",
-        "true",
-    );
+    let mut cli = super::mediation::mediated(true, true).await;
     trace_to(&mut cli.env, receiver);
     cli
 }
