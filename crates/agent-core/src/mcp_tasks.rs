@@ -26,6 +26,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::ports::StoreError;
+use crate::text::truncate_bytes;
 use crate::time::Timestamp;
 
 /// The longest task id a store accepts, in bytes (the server makes 36-character UUIDs; a
@@ -52,11 +53,14 @@ pub const MAX_REQUEST_KEY_BYTES: usize = 256;
 /// The longest cancel reason kept for a request in flight, in bytes (as for sessions).
 pub const MAX_REQUEST_CANCEL_REASON_BYTES: usize = crate::ports::MAX_CANCEL_REASON_BYTES;
 
+/// A request's cancel reason as every store writes and reads it: cut to
+/// [`MAX_REQUEST_CANCEL_REASON_BYTES`] at a character boundary.
+pub fn bounded_request_cancel_reason(reason: &str) -> &str {
+    truncate_bytes(reason, MAX_REQUEST_CANCEL_REASON_BYTES)
+}
+
 /// How many expired rows one [`TaskStore::purge_expired`] call deletes at most.
 pub const PURGE_BATCH: u32 = 200;
-
-/// The cut applied to task status messages and cancel reasons (owned by [`crate::text`]).
-pub use crate::text::truncate_bytes;
 
 /// The status of an MCP task: `working`, then one terminal status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -253,14 +257,5 @@ mod tests {
         assert!(RequestKey::new("x".repeat(MAX_REQUEST_KEY_BYTES), "n:1").is_some());
         assert!(RequestKey::new("x".repeat(MAX_REQUEST_KEY_BYTES + 1), "n:1").is_none());
         assert!(RequestKey::new("s", "y".repeat(MAX_REQUEST_KEY_BYTES + 1)).is_none());
-    }
-
-    #[test]
-    fn truncation_keeps_whole_characters() {
-        assert_eq!(truncate_bytes("abc", 5), "abc");
-        assert_eq!(truncate_bytes("abc", 2), "ab");
-        // "é" is two bytes: a cut in its middle drops it.
-        assert_eq!(truncate_bytes("aé", 2), "a");
-        assert_eq!(truncate_bytes("", 0), "");
     }
 }

@@ -1,6 +1,6 @@
 //! Small text rules shared by workflows: summaries, truncation to code points or to bytes, and
-//! the redaction of a database URL's password (the one place it is done: logs, errors, `doctor`
-//! and the status resource all show a URL through [`redact_url`]).
+//! the redaction of a URL's password (the database's, the trace collector's: the one place it is
+//! done; logs, errors, `doctor` and the status resource all show a URL through [`redact_url`]).
 
 /// Cuts `text` to its first `max` Unicode code points.
 pub fn truncate_chars(text: &str, max: usize) -> &str {
@@ -43,6 +43,15 @@ pub fn summarize_output(output: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        assert_eq!(truncate_bytes("abc", 5), "abc");
+        assert_eq!(truncate_bytes("abc", 2), "ab");
+        // "é" is two bytes: a cut in its middle drops it.
+        assert_eq!(truncate_bytes("aé", 2), "a");
+        assert_eq!(truncate_bytes("", 0), "");
+    }
 
     #[test]
     fn summary_rules() {

@@ -11,8 +11,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use agent_core::mcp_tasks::{
-    MAX_REQUEST_CANCEL_REASON_BYTES, MAX_TASK_ID_BYTES, MAX_TASK_RESULT_BYTES, PURGE_BATCH,
-    bounded_status_message, truncate_bytes,
+    MAX_TASK_ID_BYTES, MAX_TASK_RESULT_BYTES, PURGE_BATCH, bounded_request_cancel_reason,
+    bounded_status_message,
 };
 use agent_core::{NewTask, RequestCancel, RequestKey, TaskRecord, TaskState, Timestamp};
 use serde_json::Value;
@@ -191,11 +191,7 @@ pub(crate) fn encode_result(result: Option<&Value>) -> Result<Option<String>> {
 pub(crate) fn recorded_cancel(row: Option<(bool, Option<String>)>) -> Option<String> {
     row.and_then(|(requested, reason)| {
         requested.then(|| {
-            truncate_bytes(
-                reason.as_deref().unwrap_or_default(),
-                MAX_REQUEST_CANCEL_REASON_BYTES,
-            )
-            .to_owned()
+            bounded_request_cancel_reason(reason.as_deref().unwrap_or_default()).to_owned()
         })
     })
 }
@@ -385,7 +381,7 @@ impl SqliteStore {
             .bind(&key.client_key)
             .bind(&key.request_id)
             .bind(Timestamp::now().to_storage())
-            .bind(truncate_bytes(reason, MAX_REQUEST_CANCEL_REASON_BYTES))
+            .bind(bounded_request_cancel_reason(reason))
             .fetch_optional(self.pool())
             .await?;
         Ok(request_cancel(row))

@@ -10,8 +10,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::mcp_tasks::{
-    MAX_REQUEST_CANCEL_REASON_BYTES, MAX_TASK_ID_BYTES, MAX_TASK_RESULT_BYTES, PURGE_BATCH,
-    bounded_status_message, truncate_bytes,
+    MAX_TASK_ID_BYTES, MAX_TASK_RESULT_BYTES, PURGE_BATCH, bounded_request_cancel_reason,
+    bounded_status_message,
 };
 use crate::{
     NewTask, RequestCancel, RequestKey, StoreError, TaskRecord, TaskState, TaskStore, Timestamp,
@@ -233,9 +233,9 @@ impl TaskStore for MemTaskStore {
         let Some(request) = state.requests.get_mut(key).filter(|r| r.expires_at > now) else {
             return Ok(RequestCancel::NotFound);
         };
-        request.cancel_reason.get_or_insert_with(|| {
-            truncate_bytes(reason, MAX_REQUEST_CANCEL_REASON_BYTES).to_owned()
-        });
+        request
+            .cancel_reason
+            .get_or_insert_with(|| bounded_request_cancel_reason(reason).to_owned());
         Ok(RequestCancel::Recorded {
             session_id: request.session_id.clone(),
         })

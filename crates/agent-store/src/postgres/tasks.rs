@@ -10,9 +10,7 @@
 
 use std::time::Duration;
 
-use agent_core::mcp_tasks::{
-    MAX_REQUEST_CANCEL_REASON_BYTES, PURGE_BATCH, bounded_status_message, truncate_bytes,
-};
+use agent_core::mcp_tasks::{PURGE_BATCH, bounded_request_cancel_reason, bounded_status_message};
 use agent_core::{NewTask, RequestCancel, RequestKey, TaskRecord, TaskState};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -273,7 +271,7 @@ impl PostgresStore {
         let row: Option<(Option<String>,)> = sqlx::query_as(CANCEL_REQUEST)
             .bind(&key.client_key)
             .bind(&key.request_id)
-            .bind(truncate_bytes(reason, MAX_REQUEST_CANCEL_REASON_BYTES))
+            .bind(bounded_request_cancel_reason(reason))
             .fetch_optional(&self.pool)
             .await?;
         Ok(request_cancel(row))
