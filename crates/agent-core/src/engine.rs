@@ -279,10 +279,15 @@ impl Engine {
     /// Runs a workflow call and reports it: its outcome and how long it took, and its
     /// `invoke_agent` span (`docs/observability.md#traces`), a child of the current span (the
     /// MCP request's).
-    async fn observed(
+    ///
+    /// The wrappers around a workflow take the function that makes its future, not the future:
+    /// a future passed as an argument of an `async fn` is stored twice in the wrapper's own
+    /// future (the argument, and the copy it awaits), so each wrapper doubled the size of every
+    /// running workflow (`docs/performance.md`, peak RSS; `workflow_futures_stay_small`).
+    async fn observed<F: std::future::Future<Output = Envelope>>(
         &self,
         workflow: Workflow,
-        call: impl std::future::Future<Output = Envelope>,
+        call: impl FnOnce() -> F,
     ) -> Envelope {
         let started = std::time::Instant::now();
         let span = tracing::info_span!(
@@ -302,7 +307,7 @@ impl Engine {
             "error.type" = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
-        let envelope = call.instrument(span.clone()).await;
+        let envelope = call().instrument(span.clone()).await;
         let outcome = RunOutcome::of(&envelope);
         if !span.is_disabled() {
             if !envelope.session_id.is_empty() {
@@ -423,21 +428,20 @@ impl Engine {
     /// `docs/reference/tools.md#4-agent_run_task`. The envelope of a run that created its
     /// session is kept in the store as the result of its execution 1 (`agent_wait_session`).
     pub async fn run_task(&self, req: RunTaskRequest, ctx: &ExecContext) -> Envelope {
-        self.observed(
-            Workflow::RunTask,
-            self.kept_as_first_execution(self.run_task_once(req, ctx)),
-        )
+        self.observed(Workflow::RunTask, move || {
+            self.kept_as_first_execution(move || self.run_task_once(req, ctx))
+        })
         .await
     }
 
     /// A call that creates its session (`agent_run_task`, `agent_verify_task`), then its
     /// envelope kept as the result of that session's execution 1 (`agent_wait_session`); an
     /// envelope without a session (refused before one was made) is not kept.
-    async fn kept_as_first_execution(
+    async fn kept_as_first_execution<F: std::future::Future<Output = Envelope>>(
         &self,
-        call: impl std::future::Future<Output = Envelope>,
+        call: impl FnOnce() -> F,
     ) -> Envelope {
-        let env = call.await;
+        let env = call().await;
         if !env.session_id.is_empty() {
             self.keep_result(&env.session_id, 1, &env).await;
         }
@@ -571,7 +575,7 @@ impl Engine {
         ctx: &ExecContext,
     ) -> Envelope {
         let workflow = Workflow::ContinueSession;
-        self.observed(workflow, self.continue_as(req, ctx, workflow))
+        self.observed(workflow, move || self.continue_as(req, ctx, workflow))
             .await
     }
 
@@ -811,10 +815,9 @@ impl Engine {
     /// answer is the fork's own envelope (kept as the new session's result); with one, the
     /// continuation's envelope on the new session (workflow `fork_session`).
     pub async fn fork_session(&self, req: ForkSessionRequest, ctx: &ExecContext) -> Envelope {
-        self.observed(
-            Workflow::ForkSession,
-            self.fork_session_unobserved(req, ctx),
-        )
+        self.observed(Workflow::ForkSession, move || {
+            self.fork_session_unobserved(req, ctx)
+        })
         .await
     }
 
@@ -936,10 +939,9 @@ impl Engine {
     /// call, verdict. The envelope of a verification that created its session is kept as the
     /// result of its execution 1 (`agent_wait_session`).
     pub async fn verify_task(&self, req: VerifyTaskRequest, ctx: &ExecContext) -> Envelope {
-        self.observed(
-            Workflow::VerifyTask,
-            self.kept_as_first_execution(self.verify_task_once(req, ctx)),
-        )
+        self.observed(Workflow::VerifyTask, move || {
+            self.kept_as_first_execution(move || self.verify_task_once(req, ctx))
+        })
         .await
     }
 
@@ -2784,6 +2786,52 @@ fn to_map<T: Serialize>(value: &T) -> Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The size of the future a workflow method returns, without calling it.
+    fn future_size<'a, R, F: std::future::Future>(
+        _method: impl FnOnce(&'a Engine, R, &'a ExecContext) -> F,
+    ) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every running workflow's future lives on the heap for as long as it runs; the wrappers
+    /// around a workflow (its span and report, the kept result) add a few fields to it, never a
+    /// second copy of it, as passing the workflow's future as an argument did (four times the
+    /// workflow's own size for `agent_run_task`; [`Engine::observed`]).
+    #[test]
+    fn workflow_futures_stay_small() {
+        let continuation = |engine: &'static Engine, req, ctx: &'static ExecContext| {
+            engine.continue_as(req, ctx, Workflow::ContinueSession)
+        };
+        let sizes = [
+            (
+                "run_task",
+                future_size(Engine::run_task),
+                future_size(Engine::run_task_once),
+            ),
+            (
+                "verify_task",
+                future_size(Engine::verify_task),
+                future_size(Engine::verify_task_once),
+            ),
+            (
+                "fork_session",
+                future_size(Engine::fork_session),
+                future_size(Engine::fork_session_unobserved),
+            ),
+            (
+                "continue_session",
+                future_size(Engine::continue_session),
+                future_size(continuation),
+            ),
+        ];
+        for (name, outer, inner) in sizes {
+            assert!(
+                outer < inner + inner / 2,
+                "the future of {name} is {outer} bytes, its workflow's {inner}"
+            );
+        }
+    }
 
     fn event(id: i64, event_type: EventType, turn: i64, payload: Value) -> StoredEvent {
         StoredEvent {
