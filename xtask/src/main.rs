@@ -73,7 +73,8 @@ fn main() -> ExitCode {
         Some("bench") => bench::bench(&args[1..]),
         Some("link-order") => bench::order::link_order(&args[1..]),
         Some("release-check") => release::release_check(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..")),
-        _ => Err("usage: cargo xtask schema [--check] | cargo xtask bench [--help] | cargo xtask link-order | cargo xtask release-check"
+        Some("ensure-postgres") => release::ensure_postgres(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..")),
+        _ => Err("usage: cargo xtask schema [--check] | cargo xtask bench [--help] | cargo xtask link-order | cargo xtask release-check | cargo xtask ensure-postgres"
             .to_owned()),
     };
     match result {

@@ -102,6 +102,12 @@ const TESTS: Step = Step {
     args: &["test", "--workspace", "--locked"],
 };
 
+/// `cargo xtask ensure-postgres`: only the PostgreSQL step ([`Ci::ensure_postgres`]), for a
+/// developer's machine and for trying that step on its own.
+pub fn ensure_postgres(root: &Path) -> Result<(), String> {
+    Ci::new(root).ensure_postgres()
+}
+
 /// Runs every step, stopping at the first failure.
 pub fn release_check(root: &Path) -> Result<(), String> {
     let mut ci = Ci::new(root);
@@ -191,8 +197,9 @@ impl Ci {
     /// A PostgreSQL at [`POSTGRES_ADDR`] with trust auth for loopback TCP and a database
     /// [`POSTGRES_DATABASE`], exported to the tests as [`POSTGRES_URL_VAR`] (and required, with
     /// every other peer). When none answers: Debian's `postgresql` is installed (`apt-get`)
-    /// unless it is there, loopback TCP is trusted in each cluster's `pg_hba.conf`, and the
-    /// clusters are started (`pg_ctlcluster`, which needs no init system).
+    /// unless it is there, a cluster is created when there is none (`pg_createcluster`),
+    /// loopback TCP is trusted in each cluster's `pg_hba.conf`, and the clusters are started
+    /// (`pg_ctlcluster`, which needs no init system).
     fn ensure_postgres(&mut self) -> Result<(), String> {
         eprintln!(
             "== PostgreSQL for the store tests ({POSTGRES_ADDR}, database {POSTGRES_DATABASE})"
@@ -211,7 +218,15 @@ impl Ci {
                     ],
                 )?;
             }
-            let clusters = postgres_clusters()?;
+            let mut clusters = postgres_clusters()?;
+            if clusters.is_empty() {
+                // Installed without a cluster (Debian's `create_main_cluster = false`, or the
+                // cluster was dropped): one for the newest installed server, on our port.
+                let version = newest_postgres_version()?;
+                let port = POSTGRES_ADDR.rsplit(':').next().unwrap_or("5432");
+                run_quiet("pg_createcluster", &["--port", port, &version, "main"])?;
+                clusters = postgres_clusters()?;
+            }
             if clusters.is_empty() {
                 return Err("release check failed at: PostgreSQL installed, but no cluster in /etc/postgresql".to_owned());
             }
@@ -368,8 +383,11 @@ fn run_quiet(program: &str, args: &[&str]) -> Result<(), String> {
 fn postgres_clusters() -> Result<Vec<(String, String)>, String> {
     let mut clusters = Vec::new();
     let root = Path::new("/etc/postgresql");
-    let versions =
-        std::fs::read_dir(root).map_err(|e| format!("cannot read {}: {e}", root.display()))?;
+    let versions = match std::fs::read_dir(root) {
+        Ok(versions) => versions,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(clusters),
+        Err(e) => return Err(format!("cannot read {}: {e}", root.display())),
+    };
     for version in versions.flatten() {
         let Ok(names) = std::fs::read_dir(version.path()) else {
             continue;
@@ -385,6 +403,25 @@ fn postgres_clusters() -> Result<Vec<(String, String)>, String> {
     }
     clusters.sort();
     Ok(clusters)
+}
+
+/// The newest PostgreSQL server installed from Debian's packages (`/usr/lib/postgresql/<major>`).
+fn newest_postgres_version() -> Result<String, String> {
+    let root = Path::new("/usr/lib/postgresql");
+    let entries =
+        std::fs::read_dir(root).map_err(|e| format!("cannot read {}: {e}", root.display()))?;
+    entries
+        .flatten()
+        .filter(|e| e.path().join("bin/postgres").is_file())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .max()
+        .map(|v| v.to_string())
+        .ok_or_else(|| {
+            format!(
+                "release check failed at: no PostgreSQL server in {}",
+                root.display()
+            )
+        })
 }
 
 /// `pg_hba.conf` with loopback TCP trusted: [`TRUST_LOCAL_TCP`] first (the first matching line
