@@ -172,6 +172,17 @@ impl Receiver {
         self.wait_for_n(name, 1).await
     }
 
+    /// Waits (30 s at most) until a span of each of `names` has arrived. A request span
+    /// whose run went on in the background closes after that run's `invoke_agent` (the
+    /// background task holds it as the parent), so it can come in a later batch.
+    async fn wait_for_each(&self, names: &[&str]) -> Vec<Exported> {
+        let mut spans = Vec::new();
+        for name in names {
+            spans = self.wait_for(name).await;
+        }
+        spans
+    }
+
     /// Waits (30 s at most) until `n` spans named `name` have arrived.
     async fn wait_for_n(&self, name: &str, n: usize) -> Vec<Exported> {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -480,7 +491,9 @@ async fn over_http_the_session_is_named_and_a_background_run_stays_under_its_req
     let envelope = parse_single_text(&result);
     assert_eq!(envelope["status"], json!("running"), "{envelope}");
     let session_id = envelope["session_id"].as_str().unwrap().to_owned();
-    let spans = receiver.wait_for("invoke_agent claude-agent-mcp").await;
+    let spans = receiver
+        .wait_for_each(&["invoke_agent claude-agent-mcp", "tools/call agent_run_task"])
+        .await;
     let request = only(&spans, "tools/call agent_run_task");
     let invoke = only(&spans, "invoke_agent claude-agent-mcp");
     assert_eq!(invoke.trace_id, request.trace_id);
@@ -523,7 +536,7 @@ async fn a_malformed_traceparent_is_ignored() {
         assert_eq!(parse_single_text(&result)["ok"], json!(true));
     }
     assert_eq!(server.shutdown().await, 0);
-    let spans = receiver.wait_for("tools/call agent_run_task").await;
+    let spans = receiver.wait_for_n("tools/call agent_run_task", 4).await;
     let requests: Vec<&Exported> = spans
         .iter()
         .filter(|s| s.name == "tools/call agent_run_task")
@@ -575,7 +588,9 @@ async fn a_run_made_an_mcp_task_stays_under_the_call_that_created_it() {
         rmcp::model::TaskStatus::Completed,
         "{settled:?}"
     );
-    let spans = receiver.wait_for("invoke_agent claude-agent-mcp").await;
+    let spans = receiver
+        .wait_for_each(&["invoke_agent claude-agent-mcp", "tools/call agent_run_task"])
+        .await;
     let request = only(&spans, "tools/call agent_run_task");
     assert_eq!(request.trace_id, TRACE_ID);
     assert_eq!(request.parent_span_id, PARENT_SPAN_ID);
