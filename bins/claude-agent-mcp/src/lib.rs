@@ -219,11 +219,22 @@ async fn start_and_serve(config: &Config) -> Result<(), StartupError> {
             return Err(StartupError::new(restricted::violation_message(&reasons)));
         }
     }
-    let opened = Arc::new(
-        OpenStore::open(config)
-            .await
-            .map_err(|e| StartupError::new(e.to_string()))?,
+    // Read once: discovery and the Claude Code CLI's MCP servers both use it.
+    let federation_source = FederationSource::load(
+        config.federation_enabled,
+        config.federation_config.as_deref(),
     );
+    // The store opens (SQLite works on its own thread) while the backend is built (the HTTP
+    // client reads and parses the system's root certificates, about as long as a new
+    // database's schema): together rather than one after the other (`docs/performance.md`).
+    // What follows keeps the documented order (`docs/reference/policy.md#92-startup-sequence`):
+    // a store that cannot open is the error reported first, and crash recovery runs before a
+    // backend that failed stops startup.
+    let (opened, backend) = tokio::join!(
+        OpenStore::open(config),
+        build_backend(config, federation_source.config())
+    );
+    let opened = Arc::new(opened.map_err(|e| StartupError::new(e.to_string()))?);
     tracing::info!(target: "store", "Session store: {}", opened.describe());
     let store = opened.port();
     match store.recover_interrupted().await {
@@ -233,12 +244,7 @@ async fn start_and_serve(config: &Config) -> Result<(), StartupError> {
         }
         Err(e) => return Err(StartupError::new(format!("crash recovery failed: {e}"))),
     }
-    // Read once: discovery and the Claude Code CLI's MCP servers both use it.
-    let federation_source = FederationSource::load(
-        config.federation_enabled,
-        config.federation_config.as_deref(),
-    );
-    let backend = build_backend(config, federation_source.config()).await?;
+    let backend = backend?;
     tracing::info!(target: "server", "Execution backend: {}", backend.name());
     let policy = DirectoryPolicy::from_config(config);
     let engine_config = EngineConfig {
@@ -552,8 +558,11 @@ async fn build_backend(
                 .with_max_retries(config.api_max_retries)
                 .with_request_timeout(Duration::from_secs(config.api_timeout_secs))
                 .with_prices(config.spend.prices.clone());
-            let backend =
-                MessagesApiBackend::new(api).map_err(|e| StartupError::new(e.to_string()))?;
+            // Reading the root certificates is blocking file I/O: not on a runtime worker.
+            let backend = tokio::task::spawn_blocking(move || MessagesApiBackend::new(api))
+                .await
+                .map_err(|e| StartupError::new(format!("building the API client failed: {e}")))?
+                .map_err(|e| StartupError::new(e.to_string()))?;
             Ok(Arc::new(backend))
         }
         BackendKind::ClaudeCode => {

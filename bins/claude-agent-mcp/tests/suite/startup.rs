@@ -87,6 +87,50 @@ async fn missing_api_key_fails_startup() {
     );
 }
 
+/// The store opens while the backend is built, and their outcomes are taken in the documented
+/// order (`docs/reference/policy.md#92-startup-sequence`): a database that cannot open is the
+/// error reported, not the missing key; and with the database fine, crash recovery has run
+/// before the missing key stops startup.
+#[tokio::test]
+async fn a_store_error_comes_before_a_backend_error_and_recovery_before_the_exit() {
+    let mut env = TestEnv::new().await;
+    std::fs::write(env.cwd().join("not-a-dir"), "a file").unwrap();
+    env.set("CLAUDE_AGENT_MCP_STATE_DIR", "not-a-dir/state");
+    env.set("ANTHROPIC_API_KEY", "");
+    let (code, _, err) = env.run_to_exit(&[]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("not-a-dir"), "the store's error: {err}");
+    assert!(
+        !err.contains("ANTHROPIC_API_KEY"),
+        "not the backend's: {err}"
+    );
+
+    let mut env = TestEnv::new().await;
+    env.reply_text("done").await;
+    let server = env.start().await;
+    let v = server.call("agent_run_task", json!({"task": "t"})).await;
+    let sid = v["session_id"].as_str().unwrap().to_owned();
+    server.shutdown().await;
+    // A process died mid-run: `running` under a lease that expired long ago.
+    sqlx::query(
+        "UPDATE sessions SET status = 'running', locked_by = 'dead@node', \
+         lock_expires_at = '2000-01-01T00:00:00Z' WHERE session_id = ?",
+    )
+    .bind(&sid)
+    .execute(&env.db_rw().await)
+    .await
+    .unwrap();
+    env.set("ANTHROPIC_API_KEY", "");
+    let (code, _, err) = env.run_to_exit(&[]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("ANTHROPIC_API_KEY is required"), "{err}");
+    assert_eq!(
+        env.column(&sid, "status").await.as_deref(),
+        Some("interrupted"),
+        "recovered before the backend's error stopped startup"
+    );
+}
+
 #[tokio::test]
 async fn state_dir_contents_and_legacy_aliases() {
     let mut env = TestEnv::new().await;
