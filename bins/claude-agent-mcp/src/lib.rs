@@ -224,12 +224,10 @@ async fn start_and_serve(config: &Config) -> Result<(), StartupError> {
         config.federation_enabled,
         config.federation_config.as_deref(),
     );
-    // The store opens (SQLite works on its own thread) while the backend is built (the HTTP
-    // client reads and parses the system's root certificates, about as long as a new
-    // database's schema): together rather than one after the other (`docs/performance.md`).
-    // What follows keeps the documented order (`docs/reference/policy.md#92-startup-sequence`):
-    // a store that cannot open is the error reported first, and crash recovery runs before a
-    // backend that failed stops startup.
+    // The store opens while the backend is built (the API client's root certificates take
+    // about as long as a new database's schema; `docs/performance.md`). Their outcomes are
+    // taken in the documented order (`docs/reference/policy.md#92-startup-sequence`): a store
+    // error first, and crash recovery before a backend error stops startup.
     let (opened, backend) = tokio::join!(
         OpenStore::open(config),
         build_backend(config, federation_source.config())

@@ -261,23 +261,10 @@ async fn an_expired_lease_is_swept_while_serving() {
         .as_str()
         .unwrap()
         .to_owned();
-    let db = env.db_rw().await;
-    let mark = "UPDATE sessions SET status = 'running', locked_by = ?1, lock_expires_at = ?2 WHERE session_id = ?3";
-    sqlx::query(mark)
-        .bind("run_task:dead-process")
-        .bind("2000-01-01T00:00:00+00:00")
-        .bind(&stale)
-        .execute(&db)
-        .await
-        .unwrap();
-    sqlx::query(mark)
-        .bind("run_task:live-process")
-        .bind("2999-01-01T00:00:00+00:00")
-        .bind(&live)
-        .execute(&db)
-        .await
-        .unwrap();
-    db.close().await;
+    env.mark_running(&stale, "run_task:dead-process", "2000-01-01T00:00:00+00:00")
+        .await;
+    env.mark_running(&live, "run_task:live-process", "2999-01-01T00:00:00+00:00")
+        .await;
 
     let mut status = String::new();
     for _ in 0..100 {

@@ -112,14 +112,8 @@ async fn a_store_error_comes_before_a_backend_error_and_recovery_before_the_exit
     let sid = v["session_id"].as_str().unwrap().to_owned();
     server.shutdown().await;
     // A process died mid-run: `running` under a lease that expired long ago.
-    sqlx::query(
-        "UPDATE sessions SET status = 'running', locked_by = 'dead@node', \
-         lock_expires_at = '2000-01-01T00:00:00Z' WHERE session_id = ?",
-    )
-    .bind(&sid)
-    .execute(&env.db_rw().await)
-    .await
-    .unwrap();
+    env.mark_running(&sid, "dead@node", "2000-01-01T00:00:00+00:00")
+        .await;
     env.set("ANTHROPIC_API_KEY", "");
     let (code, _, err) = env.run_to_exit(&[]).await;
     assert_eq!(code, 1);

@@ -220,6 +220,24 @@ impl TestEnv {
         SqlitePool::connect_with(opts).await.expect("open db")
     }
 
+    /// Arranges what a process that died mid-run (or one still running) leaves behind: the
+    /// session `running` under `owner`'s lease, which expires at `lease_expires_at` (the
+    /// stored timestamp form).
+    pub async fn mark_running(&self, session_id: &str, owner: &str, lease_expires_at: &str) {
+        let db = self.db_rw().await;
+        sqlx::query(
+            "UPDATE sessions SET status = 'running', locked_by = ?1, lock_expires_at = ?2 \
+             WHERE session_id = ?3",
+        )
+        .bind(owner)
+        .bind(lease_expires_at)
+        .bind(session_id)
+        .execute(&db)
+        .await
+        .expect("mark the session running");
+        db.close().await;
+    }
+
     pub async fn session_count(&self) -> i64 {
         if !self.db_path().exists() {
             return 0;
