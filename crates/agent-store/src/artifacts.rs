@@ -1,11 +1,45 @@
-//! Artifact files (`docs/reference/sessions.md#10-artifacts`): the safe file name, the content hash
-//! and the write of `<artifact_root>/<session_id>/<artifact_id>-<safe_name>`.
+//! Artifacts (`docs/reference/sessions.md#10-artifacts`): what both stores do before and after
+//! keeping one (the size limit, the id, the content hash, the reference answered), and, for
+//! SQLite, the safe file name and the write of `<artifact_root>/<session_id>/<artifact_id>-<safe_name>`.
 
 use std::path::{Path, PathBuf};
 
+use agent_core::ids::new_artifact_id;
+use agent_core::{ArtifactRef, NewArtifact};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+
+/// An artifact accepted for keeping: its size within the limit, its new id and its hash.
+pub(crate) struct Accepted {
+    pub size: u64,
+    pub artifact_id: String,
+    pub sha256: String,
+}
+
+/// Refuses a body larger than `max` (`Artifact exceeds max size: <size> > <max>`); otherwise
+/// gives the artifact its id and hashes its body.
+pub(crate) fn accept(artifact: &NewArtifact<'_>, max: u64) -> Result<Accepted> {
+    let size = artifact.body.len() as u64;
+    if size > max {
+        return Err(Error::ArtifactTooLarge { size, max });
+    }
+    Ok(Accepted {
+        size,
+        artifact_id: new_artifact_id(),
+        sha256: sha256_hex(artifact.body),
+    })
+}
+
+/// The reference a kept artifact is answered with.
+pub(crate) fn reference(artifact: &NewArtifact<'_>, artifact_id: String) -> ArtifactRef {
+    ArtifactRef {
+        artifact_id,
+        artifact_type: artifact.artifact_type.to_owned(),
+        logical_name: artifact.logical_name.to_owned(),
+        mime_type: artifact.mime_type.to_owned(),
+    }
+}
 
 /// The logical name with every `/` replaced by `_`, then every `..` replaced by `_`.
 pub(crate) fn safe_name(logical_name: &str) -> String {

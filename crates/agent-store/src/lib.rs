@@ -28,9 +28,11 @@
 //!   flight, migration `0004_mcp_tasks_and_requests.sql`);
 //! * `rows`: decoding of raw rows into the domain types of `agent-core`;
 //! * `reader`: a read-only rusqlite connection that serves `get_session` on the calling thread;
+//! * `alike`: the statements both stores run the same way, written once;
 //! * `artifacts`: artifact file naming, hashing and writing;
 //! * `error`: the crate-local error type and its mapping into [`agent_core::StoreError`].
 
+mod alike;
 mod artifacts;
 pub mod config;
 mod error;

@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_core::ids::new_artifact_id;
 use agent_core::{
     ArtifactRecord, ArtifactRef, Event, Finish, ForkOutcome, ForkSession, Lease, LockOutcome,
     NewArtifact, NewSession, SessionListItem, SessionRecord, SessionStatus, StoreError,
@@ -488,47 +487,44 @@ impl SqliteStore {
         {
             return row.into_record().map(Some);
         }
-        let row: Option<SessionRow> = sqlx::query_as(SELECT_SESSION)
+        self.session_from_pool(session_id).await
+    }
+
+    crate::alike::session_statements_alike!(SessionRow, ListRow, EventRow);
+
+    /// Inserts the fork's row (copied from its parent's, stamped with this node's clock);
+    /// `None` when the parent is missing. `fetch_all`, as for every `RETURNING` statement here:
+    /// it steps the statement to completion.
+    async fn insert_fork(
+        tx: &mut Transaction<'static, Sqlite>,
+        fork: &ForkSession,
+    ) -> Result<Option<SessionRow>> {
+        let rows: Vec<SessionRow> = sqlx::query_as(INSERT_FORK)
+            .bind(&fork.session_id)
+            .bind(Timestamp::now().to_storage())
+            .bind(fork.at_turn)
+            .bind(fork.summary_latest.as_deref())
+            .bind(&fork.parent_session_id)
+            .fetch_all(&mut **tx)
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// Ends a `running` execution as `interrupted` unless another lease holds it, at this
+    /// node's time; its turn count, or `None` when nothing was ended.
+    async fn mark_interrupted(
+        tx: &mut Transaction<'static, Sqlite>,
+        session_id: &str,
+        lease: &Lease,
+    ) -> Result<Option<i64>> {
+        let turns: Vec<i64> = sqlx::query_scalar(INTERRUPT_EXECUTION)
+            .bind(Timestamp::now().to_storage())
             .bind(session_id)
-            .fetch_optional(&self.pool)
+            .bind(&lease.owner)
+            .bind(lease.generation)
+            .fetch_all(&mut **tx)
             .await?;
-        row.map(SessionRow::into_record).transpose()
-    }
-
-    async fn list_sessions_impl(
-        &self,
-        limit: u32,
-        status: Option<SessionStatus>,
-    ) -> Result<Vec<SessionListItem>> {
-        let rows: Vec<ListRow> = match status {
-            None => {
-                sqlx::query_as(LIST_SESSIONS)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            Some(status) => {
-                sqlx::query_as(LIST_SESSIONS_BY_STATUS)
-                    .bind(i64::from(limit))
-                    .bind(status.as_str())
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
-        rows.into_iter().map(ListRow::into_item).collect()
-    }
-
-    async fn list_sessions_page_impl(
-        &self,
-        offset: u32,
-        limit: u32,
-    ) -> Result<Vec<SessionListItem>> {
-        let rows: Vec<ListRow> = sqlx::query_as(LIST_SESSIONS_PAGE)
-            .bind(i64::from(limit))
-            .bind(i64::from(offset))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(ListRow::into_item).collect()
+        Ok(turns.into_iter().next())
     }
 
     async fn acquire_lock_impl(
@@ -569,15 +565,6 @@ impl SqliteStore {
         Ok(outcome)
     }
 
-    async fn release_lock_impl(&self, session_id: &str, owner: &str) -> Result<()> {
-        sqlx::query(RELEASE_LOCK)
-            .bind(session_id)
-            .bind(owner)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     async fn renew_lock_impl(
         &self,
         session_id: &str,
@@ -603,22 +590,6 @@ impl SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(updated.rows_affected() == 1)
-    }
-
-    async fn cancel_requested_impl(
-        &self,
-        session_id: &str,
-        lease: &Lease,
-    ) -> Result<Option<String>> {
-        let reason: Option<Option<String>> = sqlx::query_scalar(CANCEL_REQUESTED)
-            .bind(session_id)
-            .bind(&lease.owner)
-            .bind(lease.generation)
-            .fetch_optional(&self.pool)
-            .await?;
-        // Another node's row: bound it again (a reason written by another implementation or
-        // by hand may be any length).
-        Ok(reason.map(|r| bounded_cancel_reason(r.as_deref().unwrap_or_default()).to_owned()))
     }
 
     async fn begin_execution_impl(&self, session_id: &str, events: &[Event]) -> Result<()> {
@@ -710,47 +681,6 @@ impl SqliteStore {
         Ok(())
     }
 
-    async fn fork_session_impl(&self, fork: &ForkSession) -> Result<ForkOutcome> {
-        let mut tx = self.write_tx().await?;
-        let rows: Vec<SessionRow> = sqlx::query_as(INSERT_FORK)
-            .bind(&fork.session_id)
-            .bind(Timestamp::now().to_storage())
-            .bind(fork.at_turn)
-            .bind(fork.summary_latest.as_deref())
-            .bind(&fork.parent_session_id)
-            .fetch_all(&mut *tx)
-            .await?;
-        let Some(row) = rows.into_iter().next() else {
-            return Ok(ForkOutcome::NotFound);
-        };
-        sqlx::query(COPY_FORK_EVENTS)
-            .bind(&fork.session_id)
-            .bind(&fork.parent_session_id)
-            .bind(fork.through_event_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(COPY_FORK_OUTPUTS)
-            .bind(&fork.session_id)
-            .bind(&fork.parent_session_id)
-            .bind(fork.at_turn)
-            .execute(&mut *tx)
-            .await?;
-        insert_events(
-            &mut tx,
-            &fork.session_id,
-            std::slice::from_ref(&fork.child_event),
-        )
-        .await?;
-        insert_events(
-            &mut tx,
-            &fork.parent_session_id,
-            std::slice::from_ref(&fork.parent_event),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(ForkOutcome::Forked(Box::new(row.into_record()?)))
-    }
-
     async fn keep_result_impl(
         &self,
         session_id: &str,
@@ -778,36 +708,12 @@ impl SqliteStore {
         Ok(false)
     }
 
-    async fn kept_result_impl(&self, session_id: &str) -> Result<Option<(i64, String)>> {
-        Ok(sqlx::query_as(SELECT_RESULT)
-            .bind(session_id)
-            .fetch_optional(&self.pool)
-            .await?)
-    }
-
-    async fn outputs_impl(&self, session_id: &str) -> Result<Vec<(i64, String)>> {
-        Ok(sqlx::query_as(SELECT_OUTPUTS)
-            .bind(session_id)
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
-    async fn events_impl(&self, session_id: &str) -> Result<Vec<StoredEvent>> {
-        let rows: Vec<EventRow> = sqlx::query_as(SELECT_EVENTS)
-            .bind(session_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(EventRow::into_event).collect()
-    }
-
     async fn store_artifact_impl(&self, artifact: NewArtifact<'_>) -> Result<ArtifactRef> {
-        let size = artifact.body.len() as u64;
-        let max = self.inner.config.max_artifact_bytes;
-        if size > max {
-            return Err(Error::ArtifactTooLarge { size, max });
-        }
-        let artifact_id = new_artifact_id();
-        let sha256 = artifacts::sha256_hex(artifact.body);
+        let artifacts::Accepted {
+            size,
+            artifact_id,
+            sha256,
+        } = artifacts::accept(&artifact, self.inner.config.max_artifact_bytes)?;
         // File I/O first, outside any transaction.
         let path = artifacts::write_file(
             &self.inner.artifact_root,
@@ -827,12 +733,7 @@ impl SqliteStore {
             }
             return Err(error);
         }
-        Ok(ArtifactRef {
-            artifact_id,
-            artifact_type: artifact.artifact_type.to_owned(),
-            logical_name: artifact.logical_name.to_owned(),
-            mime_type: artifact.mime_type.to_owned(),
-        })
+        Ok(artifacts::reference(&artifact, artifact_id))
     }
 
     async fn record_artifact(
@@ -950,34 +851,6 @@ impl SqliteStore {
                 (record, PathBuf::from(r.5))
             })
             .collect())
-    }
-
-    async fn interrupt_execution_impl(
-        &self,
-        session_id: &str,
-        lease: &Lease,
-        reason: &str,
-    ) -> Result<bool> {
-        let mut tx = self.write_tx().await?;
-        let turns: Vec<i64> = sqlx::query_scalar(INTERRUPT_EXECUTION)
-            .bind(Timestamp::now().to_storage())
-            .bind(session_id)
-            .bind(&lease.owner)
-            .bind(lease.generation)
-            .fetch_all(&mut *tx)
-            .await?;
-        let Some(turn) = turns.into_iter().next() else {
-            return Ok(false);
-        };
-        insert_events(
-            &mut tx,
-            session_id,
-            &[Event::session_interrupted(turn, reason)],
-        )
-        .await?;
-        tx.commit().await?;
-        tracing::warn!(session_id, reason, "session marked interrupted");
-        Ok(true)
     }
 
     async fn sweep_expired_leases_impl(&self) -> Result<u64> {

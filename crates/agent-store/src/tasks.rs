@@ -362,20 +362,6 @@ impl SqliteStore {
         Ok(())
     }
 
-    async fn name_request_session_impl(
-        &self,
-        key: &RequestKey,
-        session_id: &str,
-    ) -> Result<Option<String>> {
-        let row: Option<(bool, Option<String>)> = sqlx::query_as(NAME_REQUEST_SESSION)
-            .bind(&key.client_key)
-            .bind(&key.request_id)
-            .bind(session_id)
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(recorded_cancel(row))
-    }
-
     async fn cancel_request_impl(&self, key: &RequestKey, reason: &str) -> Result<RequestCancel> {
         let row: Option<(Option<String>,)> = sqlx::query_as(CANCEL_REQUEST)
             .bind(&key.client_key)
@@ -387,14 +373,7 @@ impl SqliteStore {
         Ok(request_cancel(row))
     }
 
-    async fn forget_request_impl(&self, key: &RequestKey) -> Result<()> {
-        sqlx::query(FORGET_REQUEST)
-            .bind(&key.client_key)
-            .bind(&key.request_id)
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
+    crate::alike::request_statements_alike!();
 
     async fn purge_if_due(&self) -> Result<()> {
         self.purge_schedule()

@@ -29,7 +29,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_core::ids::new_artifact_id;
 use agent_core::text::redact_url;
 use agent_core::{
     ArtifactRecord, ArtifactRef, Event, Finish, ForkOutcome, ForkSession, Lease, LockOutcome,
@@ -254,7 +253,8 @@ impl PostgresStore {
             .await?)
     }
 
-    async fn tx(&self) -> Result<Transaction<'static, Postgres>> {
+    /// A transaction; concurrent writers are ordered by the rows they lock.
+    async fn write_tx(&self) -> Result<Transaction<'static, Postgres>> {
         Ok(self.pool.begin().await?)
     }
 
@@ -281,47 +281,39 @@ impl PostgresStore {
     }
 
     async fn get_session_impl(&self, session_id: &str) -> Result<Option<SessionRecord>> {
-        let row: Option<PgSessionRow> = sqlx::query_as(SELECT_SESSION)
+        self.session_from_pool(session_id).await
+    }
+
+    crate::alike::session_statements_alike!(PgSessionRow, PgListRow, PgEventRow);
+
+    /// Inserts the fork's row (copied from its parent's, stamped with the database's clock);
+    /// `None` when the parent is missing.
+    async fn insert_fork(
+        tx: &mut Transaction<'static, Postgres>,
+        fork: &ForkSession,
+    ) -> Result<Option<PgSessionRow>> {
+        Ok(sqlx::query_as(INSERT_FORK)
+            .bind(&fork.session_id)
+            .bind(fork.at_turn)
+            .bind(fork.summary_latest.as_deref())
+            .bind(&fork.parent_session_id)
+            .fetch_optional(&mut **tx)
+            .await?)
+    }
+
+    /// Ends a `running` execution as `interrupted` unless another lease holds it, at the
+    /// database's time; its turn count, or `None` when nothing was ended.
+    async fn mark_interrupted(
+        tx: &mut Transaction<'static, Postgres>,
+        session_id: &str,
+        lease: &Lease,
+    ) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(INTERRUPT_EXECUTION)
             .bind(session_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(PgSessionRow::into_record).transpose()
-    }
-
-    async fn list_sessions_impl(
-        &self,
-        limit: u32,
-        status: Option<SessionStatus>,
-    ) -> Result<Vec<SessionListItem>> {
-        let rows: Vec<PgListRow> = match status {
-            None => {
-                sqlx::query_as(LIST_SESSIONS)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            Some(status) => {
-                sqlx::query_as(LIST_SESSIONS_BY_STATUS)
-                    .bind(i64::from(limit))
-                    .bind(status.as_str())
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
-        rows.into_iter().map(PgListRow::into_item).collect()
-    }
-
-    async fn list_sessions_page_impl(
-        &self,
-        offset: u32,
-        limit: u32,
-    ) -> Result<Vec<SessionListItem>> {
-        let rows: Vec<PgListRow> = sqlx::query_as(LIST_SESSIONS_PAGE)
-            .bind(i64::from(limit))
-            .bind(i64::from(offset))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(PgListRow::into_item).collect()
+            .bind(&lease.owner)
+            .bind(lease.generation)
+            .fetch_optional(&mut **tx)
+            .await?)
     }
 
     async fn acquire_lock_impl(
@@ -358,15 +350,6 @@ impl PostgresStore {
         })
     }
 
-    async fn release_lock_impl(&self, session_id: &str, owner: &str) -> Result<()> {
-        sqlx::query(RELEASE_LOCK)
-            .bind(session_id)
-            .bind(owner)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     async fn renew_lock_impl(
         &self,
         session_id: &str,
@@ -393,21 +376,6 @@ impl PostgresStore {
             .fetch_optional(&self.pool)
             .await?;
         Ok(recorded.is_some())
-    }
-
-    async fn cancel_requested_impl(
-        &self,
-        session_id: &str,
-        lease: &Lease,
-    ) -> Result<Option<String>> {
-        let reason: Option<Option<String>> = sqlx::query_scalar(CANCEL_REQUESTED)
-            .bind(session_id)
-            .bind(&lease.owner)
-            .bind(lease.generation)
-            .fetch_optional(&self.pool)
-            .await?;
-        // Another node's row: bound it again (a reason written by hand may be any length).
-        Ok(reason.map(|r| bounded_cancel_reason(r.as_deref().unwrap_or_default()).to_owned()))
     }
 
     async fn begin_execution_impl(&self, session_id: &str, events: &[Event]) -> Result<()> {
@@ -490,46 +458,6 @@ impl PostgresStore {
         Ok(())
     }
 
-    async fn fork_session_impl(&self, fork: &ForkSession) -> Result<ForkOutcome> {
-        let mut tx = self.tx().await?;
-        let row: Option<PgSessionRow> = sqlx::query_as(INSERT_FORK)
-            .bind(&fork.session_id)
-            .bind(fork.at_turn)
-            .bind(fork.summary_latest.as_deref())
-            .bind(&fork.parent_session_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
-            return Ok(ForkOutcome::NotFound);
-        };
-        sqlx::query(COPY_FORK_EVENTS)
-            .bind(&fork.session_id)
-            .bind(&fork.parent_session_id)
-            .bind(fork.through_event_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(COPY_FORK_OUTPUTS)
-            .bind(&fork.session_id)
-            .bind(&fork.parent_session_id)
-            .bind(fork.at_turn)
-            .execute(&mut *tx)
-            .await?;
-        insert_events(
-            &mut tx,
-            &fork.session_id,
-            std::slice::from_ref(&fork.child_event),
-        )
-        .await?;
-        insert_events(
-            &mut tx,
-            &fork.parent_session_id,
-            std::slice::from_ref(&fork.parent_event),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(ForkOutcome::Forked(Box::new(row.into_record()?)))
-    }
-
     async fn keep_result_impl(
         &self,
         session_id: &str,
@@ -556,36 +484,12 @@ impl PostgresStore {
         Ok(false)
     }
 
-    async fn kept_result_impl(&self, session_id: &str) -> Result<Option<(i64, String)>> {
-        Ok(sqlx::query_as(SELECT_RESULT)
-            .bind(session_id)
-            .fetch_optional(&self.pool)
-            .await?)
-    }
-
-    async fn outputs_impl(&self, session_id: &str) -> Result<Vec<(i64, String)>> {
-        Ok(sqlx::query_as(SELECT_OUTPUTS)
-            .bind(session_id)
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
-    async fn events_impl(&self, session_id: &str) -> Result<Vec<StoredEvent>> {
-        let rows: Vec<PgEventRow> = sqlx::query_as(SELECT_EVENTS)
-            .bind(session_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(PgEventRow::into_event).collect()
-    }
-
     async fn store_artifact_impl(&self, artifact: NewArtifact<'_>) -> Result<ArtifactRef> {
-        let size = artifact.body.len() as u64;
-        let max = self.inner.config.max_artifact_bytes;
-        if size > max {
-            return Err(Error::ArtifactTooLarge { size, max });
-        }
-        let artifact_id = new_artifact_id();
-        let sha256 = artifacts::sha256_hex(artifact.body);
+        let artifacts::Accepted {
+            size,
+            artifact_id,
+            sha256,
+        } = artifacts::accept(&artifact, self.inner.config.max_artifact_bytes)?;
         // One statement: the counter and the row, atomic without a transaction.
         let inserted: Option<String> = sqlx::query_scalar(INSERT_ARTIFACT)
             .bind(&artifact_id)
@@ -605,12 +509,7 @@ impl PostgresStore {
         if inserted.is_none() {
             return Err(Error::SessionNotFound(artifact.session_id.to_owned()));
         }
-        Ok(ArtifactRef {
-            artifact_id,
-            artifact_type: artifact.artifact_type.to_owned(),
-            logical_name: artifact.logical_name.to_owned(),
-            mime_type: artifact.mime_type.to_owned(),
-        })
+        Ok(artifacts::reference(&artifact, artifact_id))
     }
 
     /// The cancel requests this node is told of at once (`LISTEN/NOTIFY`), when it listens.
@@ -657,35 +556,8 @@ impl PostgresStore {
         }
     }
 
-    async fn interrupt_execution_impl(
-        &self,
-        session_id: &str,
-        lease: &Lease,
-        reason: &str,
-    ) -> Result<bool> {
-        let mut tx = self.tx().await?;
-        let turn: Option<i64> = sqlx::query_scalar(INTERRUPT_EXECUTION)
-            .bind(session_id)
-            .bind(&lease.owner)
-            .bind(lease.generation)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(turn) = turn else {
-            return Ok(false);
-        };
-        insert_events(
-            &mut tx,
-            session_id,
-            &[Event::session_interrupted(turn, reason)],
-        )
-        .await?;
-        tx.commit().await?;
-        tracing::warn!(session_id, reason, "session marked interrupted");
-        Ok(true)
-    }
-
     async fn sweep_expired_leases_impl(&self) -> Result<u64> {
-        let mut tx = self.tx().await?;
+        let mut tx = self.write_tx().await?;
         // Rows another node's sweep is taking right now are skipped, not waited for, and never
         // swept twice.
         let expired: Vec<rows::ExpiredRow> = sqlx::query_as(SWEEP_EXPIRED)
