@@ -1279,10 +1279,6 @@ mod properties {
     use proptest::prelude::*;
     use serde_json::json;
 
-    fn config() -> ProptestConfig {
-        ProptestConfig::with_cases(agent_testkit::peers::proptest_cases(1))
-    }
-
     fn arb_json() -> impl Strategy<Value = Value> {
         crate::strategies::json_value(
             &["text", "tool_use"],
@@ -1341,7 +1337,7 @@ mod properties {
     }
 
     proptest! {
-        #![proptest_config(config())]
+        #![proptest_config(crate::strategies::config())]
 
         #[test]
         fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {

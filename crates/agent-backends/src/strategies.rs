@@ -4,6 +4,11 @@
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
+/// The campaigns' configuration: their case count (`agent_testkit::peers::proptest_cases`).
+pub(crate) fn config() -> ProptestConfig {
+    ProptestConfig::with_cases(agent_testkit::peers::proptest_cases(1))
+}
+
 /// Null, booleans, boundary integers and floats, any string, and `literals` (the values a
 /// parser matches on).
 fn scalar(literals: &'static [&'static str]) -> impl Strategy<Value = Value> {

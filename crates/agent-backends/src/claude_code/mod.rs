@@ -1264,10 +1264,6 @@ mod properties {
     use serde_json::Value;
     use std::os::unix::process::ExitStatusExt;
 
-    fn config() -> ProptestConfig {
-        ProptestConfig::with_cases(agent_testkit::peers::proptest_cases(1))
-    }
-
     fn arb_json() -> impl Strategy<Value = Value> {
         crate::strategies::json_value(&[native::SUBTYPE_ERROR_MAX_TURNS], KEYS)
     }
@@ -1327,7 +1323,7 @@ mod properties {
     }
 
     proptest! {
-        #![proptest_config(config())]
+        #![proptest_config(crate::strategies::config())]
 
         #[test]
         fn native_stdout_bytes_never_panic(
