@@ -11,21 +11,31 @@ use serde::Serialize;
 use crate::model::string_enum;
 use crate::verdict::Verdict;
 
-string_enum! {
-    /// The reason taxonomy (`docs/reference/verification.md#61-codes`).
-    ReasonCode {
-        SufficientEvidence => "sufficient_evidence",
-        InsufficientEvidence => "insufficient_evidence",
-        ScopeTooBroad => "scope_too_broad",
-        AmbiguousRequest => "ambiguous_request",
-        MissingRequiredContext => "missing_required_context",
-        NonVerifiableRequest => "non_verifiable_request",
-        OutOfProfileRequest => "out_of_profile_request",
-        RestrictedModeMismatch => "restricted_mode_mismatch",
-    }
+/// The reason taxonomy (`docs/reference/verification.md#61-codes`): the two evidence reasons
+/// and the six preflight lint codes. A lint code is the string of its error code
+/// ([`ReasonCode::error_code`]): `crate::error::ErrorCode` owns those strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReasonCode {
+    SufficientEvidence,
+    InsufficientEvidence,
+    ScopeTooBroad,
+    AmbiguousRequest,
+    MissingRequiredContext,
+    NonVerifiableRequest,
+    OutOfProfileRequest,
+    RestrictedModeMismatch,
 }
 
 impl ReasonCode {
+    /// The contract string.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ReasonCode::SufficientEvidence => "sufficient_evidence",
+            ReasonCode::InsufficientEvidence => "insufficient_evidence",
+            lint => lint.error_code().as_str(),
+        }
+    }
+
     /// The operator guidance strings of this code, in order
     /// (`docs/reference/verification.md#62-guidance-strings`).
     pub const fn guidance(self) -> [&'static str; 2] {
@@ -85,6 +95,18 @@ impl ReasonCode {
     /// The guidance strings, without the empty filler of single-string codes.
     pub fn guidance_lines(self) -> impl Iterator<Item = &'static str> {
         self.guidance().into_iter().filter(|g| !g.is_empty())
+    }
+}
+
+impl Serialize for ReasonCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -333,6 +355,38 @@ pub fn assess_unavailable(lint: &[ReasonCode]) -> Assessment {
 mod tests {
     use super::*;
     use ReasonCode::*;
+
+    #[test]
+    fn reason_codes_are_the_documented_strings() {
+        let codes = [
+            SufficientEvidence,
+            InsufficientEvidence,
+            ScopeTooBroad,
+            AmbiguousRequest,
+            MissingRequiredContext,
+            NonVerifiableRequest,
+            OutOfProfileRequest,
+            RestrictedModeMismatch,
+        ];
+        let shown: Vec<String> = codes.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            serde_json::to_value(codes).unwrap(),
+            serde_json::json!([
+                "sufficient_evidence",
+                "insufficient_evidence",
+                "scope_too_broad",
+                "ambiguous_request",
+                "missing_required_context",
+                "non_verifiable_request",
+                "out_of_profile_request",
+                "restricted_mode_mismatch"
+            ])
+        );
+        assert_eq!(
+            serde_json::to_value(&shown).unwrap(),
+            serde_json::to_value(codes).unwrap()
+        );
+    }
 
     fn lint(
         task: &str,
