@@ -363,6 +363,7 @@ impl OpenStore {
                 PostgresStore::open(PostgresConfig {
                     max_connections: u32::try_from(config.database_max_connections)
                         .unwrap_or(u32::MAX),
+                    listen: config.database_listen,
                     ..PostgresConfig::new(url.expose(), max_artifact_bytes)
                 })
                 .await?,

@@ -271,7 +271,44 @@ async fn a_cancel_through_another_node_stops_the_run_within_a_second() {
     let Some(pg) = fresh_schema().await else {
         return;
     };
-    let env_a = pg_env(pg.url()).await;
+    let a_elapsed = cancel_through_b_stops_a_run_on_a(&pg, pg_env(pg.url()).await, None).await;
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("cancel through another node (LISTEN): A's run answered after {a_elapsed:?}\n")
+            .as_bytes(),
+    );
+}
+
+/// Issue 14 item 3, the fallback: node A does not listen (`CLAUDE_AGENT_MCP_DATABASE_LISTEN=false`,
+/// as behind a pooler in transaction mode), so B's `NOTIFY` reaches nobody there; A's run still
+/// stops within a second, found by its poll of the cancel request. A holds no `LISTEN`
+/// connection (its connections, told apart by their `application_name`).
+#[tokio::test]
+async fn without_listen_a_cancel_through_another_node_is_polled_within_a_second() {
+    let Some(pg) = fresh_schema().await else {
+        return;
+    };
+    let name = format!("polling-{}", pg.schema());
+    let separator = if pg.url().contains('?') { '&' } else { '?' };
+    let mut env_a = pg_env(&format!("{}{separator}application_name={name}", pg.url())).await;
+    env_a.set("CLAUDE_AGENT_MCP_DATABASE_LISTEN", "false");
+    let a_elapsed = cancel_through_b_stops_a_run_on_a(&pg, env_a, Some(&name)).await;
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("cancel through another node (polling): A's run answered after {a_elapsed:?}\n")
+            .as_bytes(),
+    );
+}
+
+/// Starts a slow run on a node of `env_a`, cancels it through a second node (listening) on the
+/// same schema, checks both answers and the stored status, and returns how long A's run took
+/// to answer after the cancel was sent (at most a second). With `a_name`, the
+/// `application_name` in A's URL, also checks that none of A's connections ran `LISTEN`.
+async fn cancel_through_b_stops_a_run_on_a(
+    pg: &FreshSchema,
+    env_a: TestEnv,
+    a_name: Option<&str>,
+) -> Duration {
     env_a
         .reply(
             ResponseTemplate::new(200)
@@ -321,19 +358,26 @@ async fn a_cancel_through_another_node_stops_the_run_within_a_second() {
     );
     assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
     assert!(a_elapsed < Duration::from_secs(1), "{a_elapsed:?}");
-    let _ = std::io::Write::write_all(
-        &mut std::io::stderr(),
-        format!(
-            "cancel through another node: A's run answered after {a_elapsed:?}, B's cancel after {elapsed:?}\n"
+    if let Some(name) = a_name {
+        let mut conn = pg.connect().await;
+        let (connections, listening): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE query ILIKE 'LISTEN%') \
+             FROM pg_stat_activity WHERE application_name = $1",
         )
-        .as_bytes(),
-    );
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert!(connections > 0, "A's connections are named {name}");
+        assert_eq!(listening, 0, "A listens although told not to");
+    }
     let got = b
         .call("agent_get_session", json!({"session_id": sid}))
         .await;
     assert_eq!(got["status"], json!("cancelled"), "{got}");
     assert_eq!(a.shutdown().await, 0);
     assert_eq!(b.shutdown().await, 0);
+    a_elapsed
 }
 
 /// How a test takes a running session's lease from under its run.

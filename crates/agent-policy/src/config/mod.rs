@@ -87,6 +87,7 @@ pub mod vars {
         ARTIFACT_DIR = "CLAUDE_AGENT_MCP_ARTIFACT_DIR" => Operator(Files);
         DATABASE_URL = "CLAUDE_AGENT_MCP_DATABASE_URL" => Operator(Files);
         DATABASE_MAX_CONNECTIONS = "CLAUDE_AGENT_MCP_DATABASE_MAX_CONNECTIONS" => Operator(Limits);
+        DATABASE_LISTEN = "CLAUDE_AGENT_MCP_DATABASE_LISTEN" => Operator(Policy);
         LOG_LEVEL = "CLAUDE_AGENT_MCP_LOG_LEVEL" => Project;
         LEGACY_LOG_LEVEL = "CLAUDE_AGENT_LOG_LEVEL" => Project;
         MODEL = "CLAUDE_AGENT_MCP_MODEL" => Project;
@@ -278,6 +279,9 @@ pub mod defaults {
     pub const DATABASE_MAX_CONNECTIONS: u64 = 8;
     /// The largest `CLAUDE_AGENT_MCP_DATABASE_MAX_CONNECTIONS` accepted.
     pub const DATABASE_MAX_CONNECTIONS_LIMIT: u64 = 1_000;
+    /// Whether the PostgreSQL store listens for cancel requests when
+    /// `CLAUDE_AGENT_MCP_DATABASE_LISTEN` is unset.
+    pub const DATABASE_LISTEN: bool = true;
 }
 
 agent_core::string_enum! {
@@ -564,6 +568,11 @@ pub struct Config {
     /// `CLAUDE_AGENT_MCP_DATABASE_MAX_CONNECTIONS`, default 8, 1 to 1,000: the PostgreSQL
     /// store's query pool per process (its `LISTEN` connection is one more); ignored on SQLite.
     pub database_max_connections: u64,
+    /// `CLAUDE_AGENT_MCP_DATABASE_LISTEN`, default true: whether the PostgreSQL store keeps a
+    /// `LISTEN` connection for cancel requests; false behind a pooler in transaction mode,
+    /// where that connection would hear nothing (cancels are then found by polling); ignored
+    /// on SQLite.
+    pub database_listen: bool,
     /// `CLAUDE_AGENT_MCP_METRICS_ADDR` (`IP:PORT`), `None` when unset or empty: the address
     /// that serves `/metrics`, `/healthz` and `/readyz` in any transport
     /// (`docs/observability.md`). Off loopback it requires the bearer token, which then
@@ -1055,6 +1064,7 @@ fn resolve(
         defaults::DATABASE_MAX_CONNECTIONS,
         "positive integer",
     );
+    let database_listen = r.bool(vars::DATABASE_LISTEN, defaults::DATABASE_LISTEN);
     let spend_raw = spend::Raw {
         max_budget_usd: r.raw(vars::MAX_BUDGET_USD).filter(|v| !v.trim().is_empty()),
         max_total_tokens: r
@@ -1337,6 +1347,7 @@ fn resolve(
             http_header_timeout_secs,
             http_max_connections,
             database_max_connections,
+            database_listen,
             metrics_addr,
             spend,
             telemetry,

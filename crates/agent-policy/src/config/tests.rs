@@ -85,6 +85,7 @@ fn expected_defaults(cwd: &Path) -> Config {
         http_header_timeout_secs: 10,
         http_max_connections: 256,
         database_max_connections: 8,
+        database_listen: true,
         metrics_addr: None,
         spend: agent_core::spend::SpendPolicy {
             default_model: "claude-sonnet-4-6".into(),
@@ -396,6 +397,21 @@ fn http_connection_limits_are_validated() {
             vec![problem],
             "{name}={value}"
         );
+    }
+}
+
+#[test]
+fn listening_for_cancel_requests_is_on_unless_turned_off() {
+    let (_dir, cwd) = temp_cwd();
+    assert!(config(&[], &cwd).database_listen);
+    for (value, listens) in [
+        ("false", false),
+        ("0", false),
+        ("no", false),
+        ("true", true),
+    ] {
+        let set = config(&[("CLAUDE_AGENT_MCP_DATABASE_LISTEN", value)], &cwd);
+        assert_eq!(set.database_listen, listens, "{value}");
     }
 }
 

@@ -11,9 +11,10 @@
 //!   several nodes are compared against one clock, whatever each node's own says;
 //! * artifact bodies are `bytea` rows, so every node serves every `artifact://` resource;
 //! * a cancel request is also announced with `NOTIFY` on [`CANCEL_CHANNEL`]; each store keeps one
-//!   `LISTEN` connection (outside the query pool) and hands the session ids to
-//!   [`cancel_wakeups`](agent_core::SessionStore::cancel_wakeups) receivers. Polling stays the
-//!   fallback (a pooler in transaction mode delivers no notifications).
+//!   `LISTEN` connection (outside the query pool; none when [`PostgresConfig::listen`] is off)
+//!   and hands the session ids to [`cancel_wakeups`](agent_core::SessionStore::cancel_wakeups)
+//!   receivers. Polling stays the fallback (a pooler in transaction mode delivers no
+//!   notifications).
 //!
 //! ```ignore
 //! let store = PostgresStore::open(PostgresConfig::new(url, 10 * 1024 * 1024)).await?;
@@ -92,6 +93,9 @@ pub struct PostgresConfig {
     pub max_artifact_bytes: u64,
     /// The query pool's size (the `LISTEN` connection is one more).
     pub max_connections: u32,
+    /// Whether to keep a `LISTEN` connection for cancel requests (default true). Off behind a
+    /// pooler in transaction mode, where it would hear nothing: cancels are then polled only.
+    pub listen: bool,
 }
 
 impl PostgresConfig {
@@ -100,6 +104,7 @@ impl PostgresConfig {
             url: url.into(),
             max_artifact_bytes,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            listen: true,
         }
     }
 }
@@ -111,6 +116,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("url", &redact_url(&self.url))
             .field("max_artifact_bytes", &self.max_artifact_bytes)
             .field("max_connections", &self.max_connections)
+            .field("listen", &self.listen)
             .finish()
     }
 }
@@ -187,8 +193,14 @@ impl PostgresStore {
             pool.close().await;
             return Err(error);
         }
-        let (wakeups, listener) = match listener::start(options, CANCEL_CHANNEL).await {
-            Ok((sender, task)) => (Some(sender), Some(task)),
+        let listening = if config.listen {
+            listener::start(options, CANCEL_CHANNEL).await.map(Some)
+        } else {
+            Ok(None)
+        };
+        let (wakeups, listener) = match listening {
+            Ok(Some((sender, task))) => (Some(sender), Some(task)),
+            Ok(None) => (None, None),
             Err(error) => {
                 tracing::warn!(target: "store", url = %shown, %error,
                     "no LISTEN connection for cancel requests: cancels are seen by polling only");
