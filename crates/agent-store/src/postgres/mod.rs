@@ -193,18 +193,16 @@ impl PostgresStore {
             pool.close().await;
             return Err(error);
         }
-        let listening = if config.listen {
-            listener::start(options, CANCEL_CHANNEL).await.map(Some)
+        let (wakeups, listener) = if !config.listen {
+            (None, None)
         } else {
-            Ok(None)
-        };
-        let (wakeups, listener) = match listening {
-            Ok(Some((sender, task))) => (Some(sender), Some(task)),
-            Ok(None) => (None, None),
-            Err(error) => {
-                tracing::warn!(target: "store", url = %shown, %error,
-                    "no LISTEN connection for cancel requests: cancels are seen by polling only");
-                (None, None)
+            match listener::start(options, CANCEL_CHANNEL).await {
+                Ok((sender, task)) => (Some(sender), Some(task)),
+                Err(error) => {
+                    tracing::warn!(target: "store", url = %shown, %error,
+                        "no LISTEN connection for cancel requests: cancels are seen by polling only");
+                    (None, None)
+                }
             }
         };
         tracing::debug!(target: "store", url = %shown, "PostgreSQL session store open");
