@@ -2,7 +2,9 @@
 //! `link-order.txt` (written by `cargo xtask link-order`): the functions that serve requests
 //! end up next to each other, so far fewer pages of the binary become resident
 //! (`docs/performance.md`). The layout changes nothing else; names that no longer exist are
-//! skipped by the linker.
+//! skipped by the linker. The list is recorded from the build `cargo xtask dist` makes (glibc
+//! linked statically, `xtask/src/bench/dist.rs`): symbol names differ between the static and
+//! the dynamic linkage, so a plain `cargo build --release` finds few of its names.
 //!
 //! When the building machine's glibc is 2.36 or newer, release builds also pack their
 //! relative relocations (`-z pack-relative-relocs`, DT_RELR): the 660 KB relocation table that

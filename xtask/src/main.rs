@@ -12,6 +12,10 @@
 //! `cargo xtask link-order`: records the functions the release server runs in the benchmark's
 //! workloads and writes `bins/claude-agent-mcp/link-order.txt`, the code layout of the release
 //! link (see `docs/performance.md`).
+//!
+//! `cargo xtask dist`: builds the server as it is deployed and measured (glibc linked
+//! statically on x86_64 Linux), copies it to `target/dist/claude-agent-mcp` and checks it (see
+//! `docs/deployment.md`).
 
 mod bench;
 mod release;
@@ -72,9 +76,10 @@ fn main() -> ExitCode {
         Some("schema") => schema(args.iter().any(|a| a == "--check")),
         Some("bench") => bench::bench(&args[1..]),
         Some("link-order") => bench::order::link_order(&args[1..]),
+        Some("dist") => bench::dist::dist(&args[1..]),
         Some("release-check") => release::release_check(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..")),
         Some("ensure-postgres") => release::ensure_postgres(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..")),
-        _ => Err("usage: cargo xtask schema [--check] | cargo xtask bench [--help] | cargo xtask link-order | cargo xtask release-check | cargo xtask ensure-postgres"
+        _ => Err("usage: cargo xtask schema [--check] | cargo xtask bench [--help] | cargo xtask link-order | cargo xtask dist | cargo xtask release-check | cargo xtask ensure-postgres"
             .to_owned()),
     };
     match result {

@@ -3,7 +3,8 @@
 //! reference MCP server, from the npm registry, into `~/.cache`) and required; a PostgreSQL at
 //! 127.0.0.1:5432 for the store tests (started, or installed from Debian's packages, when none
 //! answers: [`Ci::ensure_postgres`]); lints; schema
-//! drift; the supply-chain checks; the MCP conformance suite; and the whole test suite (with
+//! drift; the supply-chain checks; the MCP conformance suite; the deployed server's build and
+//! its check (`cargo xtask dist`); and the whole test suite (with
 //! the configuration-docs drift test), closed by one `tests: N passed, M failed` line.
 //!
 //! Every step runs from the workspace root and the first failure stops the check. Every test
@@ -93,6 +94,11 @@ const CHECKS: &[Step] = &[
         what: "MCP conformance suite, the 2026-07-28 requirement set (pre-release suite)",
         program: "bash",
         args: &["scripts/conformance.sh", "--requirements", "2026-07-28"],
+    },
+    Step {
+        what: "the deployed server: built as measured (glibc static on x86_64 Linux), linked as intended, runs a task through `localhost`",
+        program: "cargo",
+        args: &["xtask", "dist"],
     },
 ];
 

@@ -4,6 +4,7 @@
 
 mod cost;
 mod db;
+pub mod dist;
 mod fleet;
 pub mod order;
 mod server;
@@ -35,7 +36,7 @@ const USAGE: &str = "usage: cargo xtask bench [--skip-build] [--bin PATH] [--deb
 /// Command-line settings; the defaults are the published configuration.
 #[derive(Debug, Clone)]
 struct Options {
-    /// Use an existing release binary instead of running `cargo build --release`.
+    /// Use the server `cargo xtask dist` built last instead of building it.
     skip_build: bool,
     /// The server binary (default: what the release build produced).
     bin: Option<PathBuf>,
@@ -163,12 +164,27 @@ fn workspace_root() -> PathBuf {
     root.canonicalize().unwrap_or(root)
 }
 
-/// `cargo build --release -p <package>`; returns the path of the binary `bin_name`.
-fn cargo_build_release(package: &str, bin_name: &str) -> Result<PathBuf, String> {
+/// `cargo build --release -p <package> <extra>`, with `RUSTFLAGS` replaced by `rustflags` when
+/// given; returns the path of the binary `bin_name`.
+fn cargo_build_release(
+    package: &str,
+    bin_name: &str,
+    extra: &[&str],
+    rustflags: Option<&str>,
+) -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    progress(&format!("cargo build --release -p {package}"));
-    let mut child = Command::new(cargo)
-        .args(["build", "--release", "-p", package])
+    let flags = rustflags.map_or_else(String::new, |f| format!("RUSTFLAGS=\"{f}\" "));
+    progress(&format!(
+        "{flags}cargo build --release -p {package} {}",
+        extra.join(" ")
+    ));
+    let mut command = Command::new(cargo);
+    if let Some(flags) = rustflags {
+        command.env("RUSTFLAGS", flags);
+    }
+    let mut child = command
+        .args(["build", "--release", "--locked", "-p", package])
+        .args(extra)
         .arg("--message-format=json-render-diagnostics")
         .current_dir(workspace_root())
         .stdout(Stdio::piped())
@@ -216,15 +232,15 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     let options = Options::parse(args)?;
     let bin = match (&options.bin, options.skip_build) {
         (Some(bin), _) => bin.clone(),
-        (None, false) => cargo_build_release("claude-agent-mcp", "claude-agent-mcp")?,
-        (None, true) => workspace_root().join("target/release/claude-agent-mcp"),
+        (None, false) => dist::build_server()?,
+        (None, true) => workspace_root().join(dist::DIST_BINARY),
     };
     let bin = bin
         .canonicalize()
         .map_err(|e| format!("no server binary at {}: {e}", bin.display()))?;
     if cfg!(debug_assertions) && !options.debug_driver {
         // The client's own costs are part of every round trip: measure with an optimised one.
-        let driver = cargo_build_release("xtask", "xtask")?;
+        let driver = cargo_build_release("xtask", "xtask", &[], None)?;
         progress(&format!("running the release driver {}", driver.display()));
         let status = Command::new(&driver)
             .args(options.forward(&bin))

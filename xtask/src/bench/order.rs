@@ -23,7 +23,7 @@ use serde_json::json;
 
 use super::server::Workspace;
 use super::standin::StandIn;
-use super::{Options, Result, cargo_build_release, check_completed, progress, task_args};
+use super::{Options, Result, check_completed, dist, progress, task_args};
 
 /// Where the release link looks for the list (see `bins/claude-agent-mcp/build.rs`).
 const ORDER_FILE: &str = "bins/claude-agent-mcp/link-order.txt";
@@ -43,7 +43,7 @@ pub fn link_order(args: &[String]) -> Result<(), String> {
         }
     }
     let root = super::workspace_root();
-    let bin = cargo_build_release("claude-agent-mcp", "claude-agent-mcp")?;
+    let bin = dist::build_server()?;
     let defined = defined_functions(&bin)?;
     if defined.is_empty() {
         return Err(format!(
@@ -82,7 +82,7 @@ pub fn link_order(args: &[String]) -> Result<(), String> {
         ordered.len(),
         names.len()
     ));
-    let rebuilt = cargo_build_release("claude-agent-mcp", "claude-agent-mcp")?;
+    let rebuilt = dist::build_server()?;
     let now_defined = defined_functions(&rebuilt)?;
     let found = ordered.iter().filter(|n| now_defined.contains(**n)).count();
     let _ = writeln!(

@@ -286,12 +286,14 @@ fn production_sources(root: &std::path::Path) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Build-time switches of the release build, read by `bins/claude-agent-mcp/build.rs` only and
-/// documented with the measures they turn off in `docs/performance.md`.
-const BUILD_SWITCHES: [&str; 2] = [
+/// Build-time switches of the release build, read only by the files that make that build
+/// (`BUILD_FILES`) and documented with the measures they turn off in `docs/performance.md`.
+const BUILD_SWITCHES: [&str; 3] = [
     "CLAUDE_AGENT_MCP_LINK_ORDER",
     "CLAUDE_AGENT_MCP_PACK_RELOCS",
+    "CLAUDE_AGENT_MCP_STATIC",
 ];
+const BUILD_FILES: [&str; 2] = ["bins/claude-agent-mcp/build.rs", "xtask/src/bench/dist.rs"];
 
 /// Files outside the tests that read or set a test-harness variable (documented in
 /// `docs/testing.md` and owned by `agent_testkit::peers`): the property case count, read by
@@ -314,7 +316,7 @@ fn every_server_variable_production_code_names_is_declared_in_the_configuration(
     for (path, text) in &sources {
         for name in server_names_in(text) {
             let build_switch = BUILD_SWITCHES.contains(&name.as_str());
-            if build_switch && path.ends_with("build.rs") {
+            if build_switch && BUILD_FILES.contains(&path.as_str()) {
                 if !performance.contains(&name) {
                     problems.push(format!("{path}: {name} is not in docs/performance.md"));
                 }

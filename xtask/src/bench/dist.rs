@@ -1,0 +1,221 @@
+//! `cargo xtask dist`: builds the server the way it is deployed and measured, copies it to
+//! `target/dist/claude-agent-mcp`, and checks it.
+//!
+//! On an `x86_64-unknown-linux-gnu` host the release server links glibc statically
+//! (`-C target-feature=+crt-static`, a static PIE): no shared libc, libm, libgcc_s or dynamic
+//! loader is mapped at run time, and the recorded code layout (`link-order.txt`) places the
+//! libc functions that requests run next to the server's own. With the layout that is 3 MB
+//! less file-backed memory at the benchmark's peak (`docs/performance.md`, "Performance
+//! devices"). `crt-static` is a target feature, so it reaches rustc only through `RUSTFLAGS`,
+//! and cargo applies `RUSTFLAGS` to proc-macros as well unless a `--target` is named: the
+//! build therefore names the host triple, and the binary lands under
+//! `target/x86_64-unknown-linux-gnu/release/`. `CLAUDE_AGENT_MCP_STATIC=off` builds the
+//! dynamically linked server instead (for a machine whose glibc differs from the building
+//! one's, `docs/deployment.md`); every other host gets a plain `cargo build --release`.
+//!
+//! The check: a static build must have no program interpreter, every build must answer
+//! `--version`, and the built server completes an `agent_run_task` over stdio against the
+//! benchmark's Messages API stand-in addressed as `localhost`, so the name goes through the
+//! C library's resolver as it would for the real API.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use super::server::Workspace;
+use super::standin::StandIn;
+use super::{check_completed, progress, task_args, workspace_root};
+
+/// Where `cargo xtask dist` puts the server.
+pub const DIST_BINARY: &str = "target/dist/claude-agent-mcp";
+/// The host whose builds link glibc statically.
+const STATIC_HOST: &str = "x86_64-unknown-linux-gnu";
+/// `off` (or `0`, `false`) builds the dynamically linked server on that host too.
+const STATIC_SWITCH: &str = "CLAUDE_AGENT_MCP_STATIC";
+const SERVER_PACKAGE: &str = "claude-agent-mcp";
+
+/// Entry point of `cargo xtask dist`.
+pub fn dist(args: &[String]) -> Result<(), String> {
+    if !args.is_empty() {
+        return Err("usage: cargo xtask dist".to_owned());
+    }
+    let built = build_server()?;
+    let target = workspace_root().join(DIST_BINARY);
+    if let Some(dir) = target.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    std::fs::copy(&built, &target).map_err(|e| {
+        format!(
+            "cannot copy {} to {}: {e}",
+            built.display(),
+            target.display()
+        )
+    })?;
+    check(&target, static_glibc()?)?;
+    let _ = writeln!(std::io::stdout(), "{}", target.display());
+    Ok(())
+}
+
+/// Builds the release server as `dist` does (the benchmark and `link-order` measure this
+/// build) and returns the path cargo wrote it to.
+pub(super) fn build_server() -> Result<PathBuf, String> {
+    if static_glibc()? {
+        let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
+        flags.push_str(" -C target-feature=+crt-static");
+        super::cargo_build_release(
+            SERVER_PACKAGE,
+            SERVER_PACKAGE,
+            &["--target", STATIC_HOST],
+            Some(flags.trim()),
+        )
+    } else {
+        super::cargo_build_release(SERVER_PACKAGE, SERVER_PACKAGE, &[], None)
+    }
+}
+
+/// Whether this host's release server links glibc statically.
+fn static_glibc() -> Result<bool, String> {
+    let off = matches!(
+        std::env::var(STATIC_SWITCH).as_deref(),
+        Ok("off" | "0" | "false")
+    );
+    Ok(!off && host_triple()? == STATIC_HOST)
+}
+
+/// `rustc -vV`'s `host:` line.
+fn host_triple() -> Result<String, String> {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    let output = Command::new(&rustc)
+        .arg("-vV")
+        .output()
+        .map_err(|e| format!("cannot run {rustc}: {e}"))?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{rustc} -vV names no host"))
+}
+
+/// The built server: linked as intended, answers `--version`, runs a task through a resolved
+/// host name.
+fn check(bin: &Path, static_glibc: bool) -> Result<(), String> {
+    let interpreter = has_interpreter(bin)?;
+    if static_glibc && interpreter {
+        return Err(format!(
+            "{} names a program interpreter: it is not statically linked",
+            bin.display()
+        ));
+    }
+    let version = Command::new(bin)
+        .arg("--version")
+        .env_clear()
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    let expected = format!("claude-agent-mcp {}", env!("CARGO_PKG_VERSION"));
+    let said = String::from_utf8_lossy(&version.stdout);
+    if !version.status.success() || said.trim() != expected {
+        return Err(format!(
+            "{} --version said {said:?}, not {expected:?}",
+            bin.display()
+        ));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime
+        .block_on(run_task_through_localhost(bin))
+        .map_err(|e| format!("{} did not run a task: {e}", bin.display()))?;
+    progress(&format!(
+        "{}: {}, --version and a task through `localhost` answered",
+        bin.display(),
+        if static_glibc {
+            "statically linked"
+        } else {
+            "dynamically linked"
+        }
+    ));
+    Ok(())
+}
+
+async fn run_task_through_localhost(bin: &Path) -> super::Result<()> {
+    let standin = StandIn::start(Duration::ZERO).await?;
+    let api = standin.base_url().replace("127.0.0.1", "localhost");
+    let ws = Workspace::new(None)?;
+    let (server, _) = ws.start_stdio(bin, &api).await?;
+    let result = server.call("agent_run_task", task_args()).await;
+    server.stop().await;
+    check_completed(&result?)
+}
+
+/// Whether the ELF file at `bin` has a `PT_INTERP` program header (a dynamically linked
+/// executable names its loader there; a static PIE does not).
+fn has_interpreter(bin: &Path) -> Result<bool, String> {
+    const PT_INTERP: u32 = 3;
+    let bytes = std::fs::read(bin).map_err(|e| format!("cannot read {}: {e}", bin.display()))?;
+    let field = |at: usize, len: usize| -> Result<u64, String> {
+        let slice = bytes
+            .get(at..at + len)
+            .ok_or_else(|| format!("{} is too short for an ELF header", bin.display()))?;
+        Ok(slice
+            .iter()
+            .rev()
+            .fold(0u64, |value, byte| (value << 8) | u64::from(*byte)))
+    };
+    // 64-bit little-endian ELF only: the static build exists for x86_64 alone.
+    if bytes.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
+        return Err(format!(
+            "{} is not a 64-bit little-endian ELF file",
+            bin.display()
+        ));
+    }
+    let to_usize = |v: u64| usize::try_from(v).map_err(|e| e.to_string());
+    let table = to_usize(field(0x20, 8)?)?;
+    let entry_size = to_usize(field(0x36, 2)?)?;
+    let entries = to_usize(field(0x38, 2)?)?;
+    for i in 0..entries {
+        if field(table + i * entry_size, 4)? == u64::from(PT_INTERP) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dynamically_linked_executable_names_its_interpreter() {
+        // The test binary is linked like every debug build: against the shared C library.
+        let this = std::env::current_exe().expect("the test binary's path");
+        assert!(has_interpreter(&this).expect("an ELF file"));
+    }
+
+    #[test]
+    fn a_static_pie_names_none_and_a_non_elf_file_is_an_error() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        // A 64-bit ELF header whose one program header is PT_LOAD (1), not PT_INTERP (3).
+        let mut elf = vec![0u8; 0x40 + 0x38];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        elf[0x20] = 0x40; // e_phoff
+        elf[0x36] = 0x38; // e_phentsize
+        elf[0x38] = 1; // e_phnum
+        elf[0x40] = 1; // p_type = PT_LOAD
+        let path = dir.path().join("static");
+        std::fs::write(&path, &elf).expect("written");
+        assert!(!has_interpreter(&path).expect("an ELF file"));
+        elf[0x40] = 3; // p_type = PT_INTERP
+        std::fs::write(&path, &elf).expect("written");
+        assert!(has_interpreter(&path).expect("an ELF file"));
+
+        let text = dir.path().join("script");
+        std::fs::write(&text, "#!/bin/sh\n").expect("written");
+        assert!(has_interpreter(&text).is_err());
+        // A truncated header is an error, not a panic.
+        std::fs::write(&path, &elf[..0x30]).expect("written");
+        assert!(has_interpreter(&path).is_err());
+    }
+}
