@@ -62,7 +62,8 @@ const ID_SCAN_BYTES: usize = 4096;
 
 /// [`serve_stdio`] over any line-oriented reader and writer.
 ///
-/// Lines are parsed here, in order, with rmcp's generic message parse, and handed to the
+/// Lines are parsed here, in order (`tools/call` straight into its type, every other line with
+/// rmcp's generic message parse: `parse_line`), and handed to the
 /// session as messages (rmcp's sink and stream transport) instead of through rmcp's line
 /// codec, so that lines that are not messages are answered: well-formed JSON that is not a
 /// valid message gets rmcp's `Invalid request` error, unless it is a notification (a
@@ -217,6 +218,7 @@ struct Probe<'a> {
 }
 
 fn parse_line(text: &[u8]) -> Parsed {
+    use rmcp::model::{CallToolRequest, ClientRequest, JsonRpcMessage, JsonRpcRequest};
     use serde_json::error::Category;
 
     let probe = match serde_json::from_slice::<Probe<'_>>(text) {
@@ -227,6 +229,21 @@ fn parse_line(text: &[u8]) -> Parsed {
         // JSON, but not an object: the generic parse below says why.
         Err(_) => None,
     };
+    // `tools/call`, nearly every request this server gets, is parsed straight into its type:
+    // rmcp's generic parse tries the request kinds one by one and builds (and formats) a
+    // `serde_json` error for each kind before it, about 24,000 instructions per call
+    // (`docs/performance.md`, "Performance devices"). `tool_calls_parse_like_rmcp` checks that
+    // both parses agree.
+    let is_call = probe
+        .as_ref()
+        .is_some_and(|p| p.method.as_deref() == Some("tools/call"));
+    if is_call && let Ok(call) = serde_json::from_slice::<JsonRpcRequest<CallToolRequest>>(text) {
+        return Parsed::Message(Box::new(JsonRpcMessage::Request(JsonRpcRequest {
+            jsonrpc: call.jsonrpc,
+            id: call.id,
+            request: ClientRequest::CallToolRequest(call.request),
+        })));
+    }
     match serde_json::from_slice::<ClientMessage>(text) {
         Ok(message) => Parsed::Message(Box::new(message)),
         Err(error) if probe.is_some_and(|p| p.method.is_some() && p.id.is_none()) => {
