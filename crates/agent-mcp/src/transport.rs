@@ -215,6 +215,21 @@ struct Probe<'a> {
     method: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
     id: Option<serde::de::IgnoredAny>,
+    // rmcp refuses a request that also carries `result` or `error`, whatever their values.
+    #[serde(default)]
+    result: Present,
+    #[serde(default)]
+    error: Present,
+}
+
+/// Whether a key was there at all: `null` counts (an `Option` would read it as absent).
+#[derive(Default)]
+struct Present(bool);
+
+impl<'de> serde::Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(value: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(value).map(|_| Present(true))
+    }
 }
 
 fn parse_line(text: &[u8]) -> Parsed {
@@ -236,7 +251,7 @@ fn parse_line(text: &[u8]) -> Parsed {
     // both parses agree.
     let is_call = probe
         .as_ref()
-        .is_some_and(|p| p.method.as_deref() == Some("tools/call"));
+        .is_some_and(|p| p.method.as_deref() == Some("tools/call") && !p.result.0 && !p.error.0);
     if is_call && let Ok(call) = serde_json::from_slice::<JsonRpcRequest<CallToolRequest>>(text) {
         return Parsed::Message(Box::new(JsonRpcMessage::Request(JsonRpcRequest {
             jsonrpc: call.jsonrpc,
@@ -1169,7 +1184,16 @@ mod tests {
                 "{text}"
             );
         }
-        for text in ["[1,2]", "42", "{}", r#"{"jsonrpc":"2.0","id":1}"#] {
+        // A tools/call that also carries `result` or `error` is refused as rmcp refuses it,
+        // not run by the direct parse.
+        for text in [
+            "[1,2]",
+            "42",
+            "{}",
+            r#"{"jsonrpc":"2.0","id":1}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"agent_get_session","arguments":{}},"result":null}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"agent_get_session","arguments":{}},"error":{}}"#,
+        ] {
             assert!(
                 matches!(parse_line(text.as_bytes()), Parsed::Invalid { .. }),
                 "{text}"

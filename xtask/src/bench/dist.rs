@@ -13,10 +13,11 @@
 //! dynamically linked server instead (for a machine whose glibc differs from the building
 //! one's, `docs/deployment.md`); every other host gets a plain `cargo build --release`.
 //!
-//! The check: a static build must have no program interpreter, every build must answer
-//! `--version`, and the built server completes an `agent_run_task` over stdio against the
-//! benchmark's Messages API stand-in addressed as `localhost`, so the name goes through the
-//! C library's resolver as it would for the real API.
+//! The checks: a static build must have no program interpreter (checked whenever it is built,
+//! so the benchmark never measures a build that came out dynamic), and `dist` runs the result:
+//! it must answer `--version` and complete an `agent_run_task` over stdio against the
+//! benchmark's Messages API stand-in addressed as `localhost`, a name the C library's resolver
+//! answers from `/etc/hosts` (its `files` source; no test may reach a DNS server).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -40,7 +41,35 @@ pub fn dist(args: &[String]) -> Result<(), String> {
     if !args.is_empty() {
         return Err("usage: cargo xtask dist".to_owned());
     }
-    let built = build_server()?;
+    let target = build_server()?;
+    check(&target, static_glibc()?)?;
+    let _ = writeln!(std::io::stdout(), "{}", target.display());
+    Ok(())
+}
+
+/// Builds the release server as `dist` does (the benchmark and `link-order` measure this
+/// build), checks that a static build is static, copies it to [`DIST_BINARY`] and returns that
+/// path.
+pub(super) fn build_server() -> Result<PathBuf, String> {
+    let built = if static_glibc()? {
+        let built = super::cargo_build_release(
+            SERVER_PACKAGE,
+            SERVER_PACKAGE,
+            &["--target", STATIC_HOST],
+            &static_rustflags(),
+        )?;
+        // Cargo prefers `CARGO_ENCODED_RUSTFLAGS` and a configured `rustflags` can be
+        // overridden: a build that came out dynamic is refused, not measured.
+        if has_interpreter(&built)? {
+            return Err(format!(
+                "{} names a program interpreter: it is not statically linked",
+                built.display()
+            ));
+        }
+        built
+    } else {
+        super::cargo_build_release(SERVER_PACKAGE, SERVER_PACKAGE, &[], &[])?
+    };
     let target = workspace_root().join(DIST_BINARY);
     if let Some(dir) = target.parent() {
         std::fs::create_dir_all(dir)
@@ -53,25 +82,22 @@ pub fn dist(args: &[String]) -> Result<(), String> {
             target.display()
         )
     })?;
-    check(&target, static_glibc()?)?;
-    let _ = writeln!(std::io::stdout(), "{}", target.display());
-    Ok(())
+    Ok(target)
 }
 
-/// Builds the release server as `dist` does (the benchmark and `link-order` measure this
-/// build) and returns the path cargo wrote it to.
-pub(super) fn build_server() -> Result<PathBuf, String> {
-    if static_glibc()? {
-        let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
-        flags.push_str(" -C target-feature=+crt-static");
-        super::cargo_build_release(
-            SERVER_PACKAGE,
-            SERVER_PACKAGE,
-            &["--target", STATIC_HOST],
-            Some(flags.trim()),
-        )
-    } else {
-        super::cargo_build_release(SERVER_PACKAGE, SERVER_PACKAGE, &[], None)
+/// The environment that adds `crt-static` to the flags the build would use anyway: appended to
+/// `CARGO_ENCODED_RUSTFLAGS` when that is set (cargo then ignores `RUSTFLAGS`), else to
+/// `RUSTFLAGS`.
+fn static_rustflags() -> Vec<(&'static str, String)> {
+    const FLAG: &str = "-Ctarget-feature=+crt-static";
+    match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
+        Ok(encoded) if !encoded.is_empty() => {
+            vec![("CARGO_ENCODED_RUSTFLAGS", format!("{encoded}\x1f{FLAG}"))]
+        }
+        _ => {
+            let flags = std::env::var("RUSTFLAGS").unwrap_or_default();
+            vec![("RUSTFLAGS", format!("{flags} {FLAG}").trim().to_owned())]
+        }
     }
 }
 
@@ -98,16 +124,9 @@ fn host_triple() -> Result<String, String> {
         .ok_or_else(|| format!("{rustc} -vV names no host"))
 }
 
-/// The built server: linked as intended, answers `--version`, runs a task through a resolved
-/// host name.
+/// The built server (its linkage was checked by [`build_server`]) answers `--version` and runs
+/// a task through a host name.
 fn check(bin: &Path, static_glibc: bool) -> Result<(), String> {
-    let interpreter = has_interpreter(bin)?;
-    if static_glibc && interpreter {
-        return Err(format!(
-            "{} names a program interpreter: it is not statically linked",
-            bin.display()
-        ));
-    }
     let version = Command::new(bin)
         .arg("--version")
         .env_clear()
@@ -156,8 +175,9 @@ fn has_interpreter(bin: &Path) -> Result<bool, String> {
     const PT_INTERP: u32 = 3;
     let bytes = std::fs::read(bin).map_err(|e| format!("cannot read {}: {e}", bin.display()))?;
     let field = |at: usize, len: usize| -> Result<u64, String> {
-        let slice = bytes
-            .get(at..at + len)
+        let slice = at
+            .checked_add(len)
+            .and_then(|end| bytes.get(at..end))
             .ok_or_else(|| format!("{} is too short for an ELF header", bin.display()))?;
         Ok(slice
             .iter()
@@ -176,7 +196,11 @@ fn has_interpreter(bin: &Path) -> Result<bool, String> {
     let entry_size = to_usize(field(0x36, 2)?)?;
     let entries = to_usize(field(0x38, 2)?)?;
     for i in 0..entries {
-        if field(table + i * entry_size, 4)? == u64::from(PT_INTERP) {
+        let at = i
+            .checked_mul(entry_size)
+            .and_then(|offset| offset.checked_add(table))
+            .ok_or_else(|| format!("{} has a program header out of range", bin.display()))?;
+        if field(at, 4)? == u64::from(PT_INTERP) {
             return Ok(true);
         }
     }
@@ -188,6 +212,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn a_dynamically_linked_executable_names_its_interpreter() {
         // The test binary is linked like every debug build: against the shared C library.
         let this = std::env::current_exe().expect("the test binary's path");
@@ -216,6 +241,11 @@ mod tests {
         assert!(has_interpreter(&text).is_err());
         // A truncated header is an error, not a panic.
         std::fs::write(&path, &elf[..0x30]).expect("written");
+        assert!(has_interpreter(&path).is_err());
+        // A program header table at the end of the address space is an error, not an overflow.
+        let mut far = elf.clone();
+        far[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes());
+        std::fs::write(&path, &far).expect("written");
         assert!(has_interpreter(&path).is_err());
     }
 }

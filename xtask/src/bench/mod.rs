@@ -164,24 +164,25 @@ fn workspace_root() -> PathBuf {
     root.canonicalize().unwrap_or(root)
 }
 
-/// `cargo build --release -p <package> <extra>`, with `RUSTFLAGS` replaced by `rustflags` when
-/// given; returns the path of the binary `bin_name`.
+/// `cargo build --release -p <package> <extra>` with the variables `env` set; returns the path
+/// of the binary `bin_name`.
 fn cargo_build_release(
     package: &str,
     bin_name: &str,
     extra: &[&str],
-    rustflags: Option<&str>,
+    env: &[(&str, String)],
 ) -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let flags = rustflags.map_or_else(String::new, |f| format!("RUSTFLAGS=\"{f}\" "));
+    let shown: String = env
+        .iter()
+        .map(|(name, value)| format!("{name}={value:?} "))
+        .collect();
     progress(&format!(
-        "{flags}cargo build --release -p {package} {}",
+        "{shown}cargo build --release -p {package} {}",
         extra.join(" ")
     ));
     let mut command = Command::new(cargo);
-    if let Some(flags) = rustflags {
-        command.env("RUSTFLAGS", flags);
-    }
+    command.envs(env.iter().map(|(name, value)| (name, value)));
     let mut child = command
         .args(["build", "--release", "--locked", "-p", package])
         .args(extra)
@@ -240,7 +241,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         .map_err(|e| format!("no server binary at {}: {e}", bin.display()))?;
     if cfg!(debug_assertions) && !options.debug_driver {
         // The client's own costs are part of every round trip: measure with an optimised one.
-        let driver = cargo_build_release("xtask", "xtask", &[], None)?;
+        let driver = cargo_build_release("xtask", "xtask", &[], &[])?;
         progress(&format!("running the release driver {}", driver.display()));
         let status = Command::new(&driver)
             .args(options.forward(&bin))
