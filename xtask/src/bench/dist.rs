@@ -211,6 +211,20 @@ fn has_interpreter(bin: &Path) -> Result<bool, String> {
 mod tests {
     use super::*;
 
+    /// The release link applies the recorded layout on one host triple (`build.rs`) and this
+    /// module records it on one (`STATIC_HOST`): they must be the same.
+    #[test]
+    fn the_layout_is_applied_on_the_host_it_is_recorded_for() {
+        let build = workspace_root().join("bins/claude-agent-mcp/build.rs");
+        let text = std::fs::read_to_string(&build).expect("build.rs is readable");
+        let applied_on = format!("var(\"TARGET\") == \"{STATIC_HOST}\"");
+        assert!(
+            text.contains(&applied_on),
+            "{} does not apply the layout on {STATIC_HOST}",
+            build.display()
+        );
+    }
+
     #[test]
     #[cfg(target_os = "linux")]
     fn a_dynamically_linked_executable_names_its_interpreter() {
