@@ -41,8 +41,9 @@ pub fn dist(args: &[String]) -> Result<(), String> {
     if !args.is_empty() {
         return Err("usage: cargo xtask dist".to_owned());
     }
-    let target = build_server()?;
-    check(&target, static_glibc()?)?;
+    let linked_static = static_glibc()?;
+    let target = build(linked_static)?;
+    check(&target, linked_static)?;
     let _ = writeln!(std::io::stdout(), "{}", target.display());
     Ok(())
 }
@@ -51,7 +52,12 @@ pub fn dist(args: &[String]) -> Result<(), String> {
 /// build), checks that a static build is static, copies it to [`DIST_BINARY`] and returns that
 /// path.
 pub(super) fn build_server() -> Result<PathBuf, String> {
-    let built = if static_glibc()? {
+    build(static_glibc()?)
+}
+
+/// [`build_server`] with the linkage decided.
+fn build(linked_static: bool) -> Result<PathBuf, String> {
+    let built = if linked_static {
         let built = super::cargo_build_release(
             SERVER_PACKAGE,
             SERVER_PACKAGE,
@@ -172,13 +178,24 @@ async fn run_task_through_localhost(bin: &Path) -> super::Result<()> {
 /// Whether the ELF file at `bin` has a `PT_INTERP` program header (a dynamically linked
 /// executable names its loader there; a static PIE does not).
 fn has_interpreter(bin: &Path) -> Result<bool, String> {
+    use std::io::Read;
     const PT_INTERP: u32 = 3;
-    let bytes = std::fs::read(bin).map_err(|e| format!("cannot read {}: {e}", bin.display()))?;
+    // The ELF header and the program header table come first; the rest is not read.
+    const HEADERS: u64 = 64 * 1024;
+    let mut bytes = Vec::new();
+    std::fs::File::open(bin)
+        .and_then(|file| file.take(HEADERS).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read {}: {e}", bin.display()))?;
     let field = |at: usize, len: usize| -> Result<u64, String> {
         let slice = at
             .checked_add(len)
             .and_then(|end| bytes.get(at..end))
-            .ok_or_else(|| format!("{} is too short for an ELF header", bin.display()))?;
+            .ok_or_else(|| {
+                format!(
+                    "{} is too short for its ELF headers (read up to {HEADERS} bytes)",
+                    bin.display()
+                )
+            })?;
         Ok(slice
             .iter()
             .rev()

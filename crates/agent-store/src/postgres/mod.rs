@@ -193,9 +193,7 @@ impl PostgresStore {
             pool.close().await;
             return Err(error);
         }
-        let (wakeups, listener) = if !config.listen {
-            (None, None)
-        } else {
+        let (wakeups, listener) = if config.listen {
             match listener::start(options, CANCEL_CHANNEL).await {
                 Ok((sender, task)) => (Some(sender), Some(task)),
                 Err(error) => {
@@ -204,6 +202,8 @@ impl PostgresStore {
                     (None, None)
                 }
             }
+        } else {
+            (None, None)
         };
         tracing::debug!(target: "store", url = %shown, "PostgreSQL session store open");
         Ok(Self {
