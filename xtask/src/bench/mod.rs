@@ -6,6 +6,7 @@ mod cost;
 mod db;
 pub mod dist;
 mod fleet;
+mod lines;
 pub mod order;
 mod server;
 mod standin;
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use self::lines::LineServer;
 use self::server::{Memory, Workspace};
 use self::standin::StandIn;
 use self::stats::{Summary, ms};
@@ -445,9 +447,9 @@ async fn measure_round_trips(
     ));
     let standin = instant.service_times(warmup, options.iterations).await?;
     let ws = Workspace::new(options.database_url.clone())?;
-    let (server, _) = ws.start_stdio(bin, &instant.base_url()).await?;
+    let mut server = LineServer::start(&ws, bin, &instant.base_url()).await?;
     let task = task_args();
-    let first = server.call("agent_run_task", task.clone()).await?;
+    let (_, first) = server.call("agent_run_task", task.clone()).await?;
     check_completed(&first)?;
     let session_id = first["session_id"]
         .as_str()
@@ -461,13 +463,11 @@ async fn measure_round_trips(
     for i in 0..warmup + options.iterations {
         let mut pair = [Duration::ZERO; 2];
         for step in 0..2 {
-            let t = Instant::now();
             if (i + step) % 2 == 0 {
-                server.ping().await?;
-                pair[0] = t.elapsed();
+                pair[0] = server.ping().await?;
             } else {
-                let view = server.call("agent_get_session", get_args.clone()).await?;
-                pair[1] = t.elapsed();
+                let (elapsed, view) = server.call("agent_get_session", get_args.clone()).await?;
+                pair[1] = elapsed;
                 if view["session_id"] != session_id.as_str() {
                     return Err(format!("agent_get_session returned {view}").into());
                 }
@@ -479,9 +479,7 @@ async fn measure_round_trips(
         }
     }
     for i in 0..warmup + options.iterations {
-        let t = Instant::now();
-        let envelope = server.call("agent_run_task", task.clone()).await?;
-        let run_time = t.elapsed();
+        let (run_time, envelope) = server.call("agent_run_task", task.clone()).await?;
         check_completed(&envelope)?;
         if i >= warmup {
             run.push(run_time);
@@ -512,20 +510,16 @@ async fn measure_list(bin: &Path, api: &str, options: &Options) -> Result<ListFi
         None => db::populate(&ws.db_path()?, &cwd, options.sessions).await?,
         Some(url) => db::populate_pg(url, &cwd, options.sessions).await?,
     };
-    let (server, _) = ws.start_stdio(bin, api).await?;
+    let mut server = LineServer::start(&ws, bin, api).await?;
     let expected = usize::try_from(options.sessions.min(50)).unwrap_or(50);
     let all_args = json!({"limit": 50});
     let status_args = json!({"limit": 50, "status": "completed"});
     let (mut all, mut by_status) = (Vec::new(), Vec::new());
     for i in 0..warmup + options.iterations {
-        let t = Instant::now();
-        let page = server.call("agent_list_sessions", all_args.clone()).await?;
-        let all_time = t.elapsed();
-        let t = Instant::now();
-        let filtered = server
+        let (all_time, page) = server.call("agent_list_sessions", all_args.clone()).await?;
+        let (status_time, filtered) = server
             .call("agent_list_sessions", status_args.clone())
             .await?;
-        let status_time = t.elapsed();
         for result in [&page, &filtered] {
             let n = result["sessions"].as_array().map_or(0, Vec::len);
             if n != expected {

@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 
 use agent_policy::config::vars;
 use rmcp::ServiceExt;
-use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientRequest, JsonObject, PingRequest, ServerResult,
-};
+use rmcp::model::{CallToolRequestParams, CallToolResult, JsonObject};
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::Value;
@@ -165,18 +163,6 @@ pub struct Server {
 impl Server {
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
-    }
-
-    /// One `ping` round trip.
-    pub async fn ping(&self) -> Result<()> {
-        match self
-            .client
-            .send_request(ClientRequest::PingRequest(PingRequest::default()))
-            .await?
-        {
-            ServerResult::EmptyResult(_) => Ok(()),
-            other => Err(format!("unexpected ping result: {other:?}").into()),
-        }
     }
 
     /// Calls a tool and returns its structured result; fails on `isError` or an `error` key.
