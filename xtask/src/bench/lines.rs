@@ -150,3 +150,44 @@ impl LineServer {
         }
     }
 }
+
+#[cfg(test)]
+#[cfg(unix)]
+mod tests {
+    use super::{LineServer, Workspace};
+    use serde_json::json;
+
+    /// A stand-in server: answers by method, with a notification before the `ping` answer and
+    /// an answer for another id before the second call's, and an error result for a tool
+    /// named `broken`.
+    const SCRIPT: &str = r#"#!/bin/sh
+while IFS= read -r line; do
+  case "$line" in
+    *'"method":"initialize"'*) echo '{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"s","version":"1"}}}';;
+    *'"method":"ping"'*) echo '{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}'; echo '{"jsonrpc":"2.0","id":2,"result":{}}';;
+    *'"name":"broken"'*) echo '{"jsonrpc":"2.0","id":4,"result":{"content":[],"structuredContent":{"error":{"code":"X"}},"isError":true}}';;
+    *'"method":"tools/call"'*) echo '{"jsonrpc":"2.0","id":99,"result":{}}'; echo '{"jsonrpc":"2.0","id":3,"result":{"content":[],"structuredContent":{"ok":true},"isError":false}}';;
+  esac
+done
+"#;
+
+    #[tokio::test]
+    async fn answers_are_matched_by_id_and_errors_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let ws = Workspace::new(None).unwrap();
+        let script = ws.cwd().unwrap().join("server.sh");
+        std::fs::create_dir_all(script.parent().unwrap()).unwrap();
+        std::fs::write(&script, SCRIPT).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut server = LineServer::start(&ws, &script, "http://127.0.0.1:9")
+            .await
+            .unwrap();
+        let elapsed = server.ping().await.unwrap();
+        assert!(!elapsed.is_zero());
+        let (_, value) = server.call("agent_ok", json!({})).await.unwrap();
+        assert_eq!(value, json!({"ok": true}));
+        let refused = server.call("broken", json!({})).await.unwrap_err();
+        assert!(refused.to_string().contains("broken failed"), "{refused}");
+        server.stop().await;
+    }
+}
