@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use rmcp::model::ProtocolVersion;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
@@ -29,16 +30,19 @@ pub struct LineServer {
     line: Vec<u8>,
 }
 
-/// The protocol version the lean client asks for.
-const PROTOCOL_VERSION: &str = "2025-06-18";
-
-/// How long one answer may take before the bench gives up.
+/// How long one request may wait for its answer before the bench gives up.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl LineServer {
-    /// Spawns the server over stdio and completes the `initialize` handshake.
+    /// Spawns the server over stdio and completes the `initialize` handshake (the newest
+    /// protocol version that has one, as rmcp's client settles on).
     pub async fn start(ws: &Workspace, bin: &Path, api_base: &str) -> Result<Self> {
-        let mut cmd = ws.command(bin, api_base, &[])?;
+        Self::start_with(ws, bin, &[], api_base).await
+    }
+
+    /// [`LineServer::start`] with arguments for `bin`.
+    async fn start_with(ws: &Workspace, bin: &Path, args: &[&str], api_base: &str) -> Result<Self> {
+        let mut cmd = ws.command(bin, api_base, args)?;
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
         let mut child = cmd.spawn()?;
         let stdin = child.stdin.take().ok_or("no stdin pipe")?;
@@ -51,11 +55,16 @@ impl LineServer {
             line: Vec::with_capacity(64 * 1024),
         };
         let params = json!({
-            "protocolVersion": PROTOCOL_VERSION,
+            "protocolVersion": ProtocolVersion::LATEST_WITH_INITIALIZE,
             "capabilities": {},
             "clientInfo": {"name": "claude-agent-mcp-bench", "version": "1"},
         });
-        if let Err(e) = server.request("initialize", Some(params)).await {
+        let initialized = match server.request("initialize", Some(params)).await {
+            Ok((_, result)) if result["protocolVersion"].is_string() => Ok(()),
+            Ok((_, result)) => Err(format!("no protocolVersion in {result}").into()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = initialized {
             let _ = server.child.kill().await;
             return Err(format!("initialize failed: {e}\n{}", ws.stderr_log()).into());
         }
@@ -90,7 +99,10 @@ impl LineServer {
 
     /// Sends one request and waits for its answer. The line is formatted before the clock
     /// starts; the clock stops when the answer's line has arrived, and the line is parsed
-    /// after that. Lines that are not the answer (notifications) are skipped.
+    /// after that. Lines that are not the answer (notifications and requests from the server,
+    /// answers to other ids) are skipped; they are parsed while the clock runs, and the server
+    /// sends none in the bench (its log level is `ERROR`, no request carries a progress token).
+    /// An error answer without an id fails the request at once.
     async fn request(&mut self, method: &str, params: Option<Value>) -> Result<(Duration, Value)> {
         self.next_id += 1;
         let id = self.next_id;
@@ -101,22 +113,26 @@ impl LineServer {
         let mut request = serde_json::to_vec(&message)?;
         request.push(b'\n');
         let started = Instant::now();
+        let deadline = tokio::time::Instant::from_std(started + ANSWER_TIMEOUT);
         self.stdin.write_all(&request).await?;
         self.stdin.flush().await?;
         loop {
             self.line.clear();
-            let read = tokio::time::timeout(
-                ANSWER_TIMEOUT,
-                self.stdout.read_until(b'\n', &mut self.line),
-            )
-            .await
-            .map_err(|_| format!("no answer to {method} within {ANSWER_TIMEOUT:?}"))??;
+            let read =
+                tokio::time::timeout_at(deadline, self.stdout.read_until(b'\n', &mut self.line))
+                    .await
+                    .map_err(|_| format!("no answer to {method} within {ANSWER_TIMEOUT:?}"))??;
             let elapsed = started.elapsed();
             if read == 0 {
                 return Err(format!("the server closed stdout before answering {method}").into());
             }
             let mut answer: Value = serde_json::from_slice(&self.line)?;
-            if answer["id"] != id {
+            if answer["id"].is_null()
+                && let Some(error) = answer.get("error")
+            {
+                return Err(format!("{method}: the server answered {error}").into());
+            }
+            if answer["id"] != id || answer.get("method").is_some() {
                 continue;
             }
             if let Some(error) = answer.get("error") {
@@ -156,16 +172,19 @@ impl LineServer {
 mod tests {
     use super::{LineServer, Workspace};
     use serde_json::json;
+    use std::path::Path;
 
-    /// A stand-in server: answers by method, with a notification before the `ping` answer and
-    /// an answer for another id before the second call's, and an error result for a tool
-    /// named `broken`.
-    const SCRIPT: &str = r#"#!/bin/sh
-while IFS= read -r line; do
+    /// A stand-in server, run by `sh`: answers by method, with a notification and a request of
+    /// its own (id 2, the id of the `ping`) before the `ping`'s answer, an answer for another
+    /// id before the first call's, an error result for a tool named `broken`, a JSON-RPC
+    /// error for a tool named `refused`, and an error without an id for `garbled`.
+    const SCRIPT: &str = r#"while IFS= read -r line; do
   case "$line" in
-    *'"method":"initialize"'*) echo '{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"s","version":"1"}}}';;
-    *'"method":"ping"'*) echo '{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}'; echo '{"jsonrpc":"2.0","id":2,"result":{}}';;
+    *'"method":"initialize"'*) echo '{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"s","version":"1"}}}';;
+    *'"method":"ping"'*) echo '{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}'; echo '{"jsonrpc":"2.0","id":2,"method":"roots/list"}'; echo '{"jsonrpc":"2.0","id":2,"result":{}}';;
     *'"name":"broken"'*) echo '{"jsonrpc":"2.0","id":4,"result":{"content":[],"structuredContent":{"error":{"code":"X"}},"isError":true}}';;
+    *'"name":"refused"'*) echo '{"jsonrpc":"2.0","id":5,"error":{"code":-32602,"message":"no such tool"}}';;
+    *'"name":"garbled"'*) echo '{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}';;
     *'"method":"tools/call"'*) echo '{"jsonrpc":"2.0","id":99,"result":{}}'; echo '{"jsonrpc":"2.0","id":3,"result":{"content":[],"structuredContent":{"ok":true},"isError":false}}';;
   esac
 done
@@ -173,21 +192,25 @@ done
 
     #[tokio::test]
     async fn answers_are_matched_by_id_and_errors_refused() {
-        use std::os::unix::fs::PermissionsExt;
         let ws = Workspace::new(None).unwrap();
         let script = ws.cwd().unwrap().join("server.sh");
         std::fs::create_dir_all(script.parent().unwrap()).unwrap();
         std::fs::write(&script, SCRIPT).unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let mut server = LineServer::start(&ws, &script, "http://127.0.0.1:9")
-            .await
-            .unwrap();
-        let elapsed = server.ping().await.unwrap();
-        assert!(!elapsed.is_zero());
+        // Run by `sh`, not executed itself: no "text file busy" while another test forks.
+        let script = script.to_str().unwrap();
+        let mut server =
+            LineServer::start_with(&ws, Path::new("/bin/sh"), &[script], "http://127.0.0.1:9")
+                .await
+                .unwrap();
+        server.ping().await.unwrap();
         let (_, value) = server.call("agent_ok", json!({})).await.unwrap();
         assert_eq!(value, json!({"ok": true}));
-        let refused = server.call("broken", json!({})).await.unwrap_err();
-        assert!(refused.to_string().contains("broken failed"), "{refused}");
+        let broken = server.call("broken", json!({})).await.unwrap_err();
+        assert!(broken.to_string().contains("broken failed"), "{broken}");
+        let refused = server.call("refused", json!({})).await.unwrap_err();
+        assert!(refused.to_string().contains("no such tool"), "{refused}");
+        let garbled = server.call("garbled", json!({})).await.unwrap_err();
+        assert!(garbled.to_string().contains("Parse error"), "{garbled}");
         server.stop().await;
     }
 }
