@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use rmcp::model::ProtocolVersion;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use super::Result;
-use super::server::Workspace;
+use super::server::{Workspace, reap, tool_value};
 
 /// A server over stdio with the lean client attached.
 pub struct LineServer {
@@ -32,6 +32,9 @@ pub struct LineServer {
 
 /// How long one request may wait for its answer before the bench gives up.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest line read from the server (the server's own limit for the lines it reads).
+const MAX_LINE: u64 = 16 * 1024 * 1024;
 
 impl LineServer {
     /// Spawns the server over stdio and completes the `initialize` handshake (the newest
@@ -69,7 +72,7 @@ impl LineServer {
             return Err(format!("initialize failed: {e}\n{}", ws.stderr_log()).into());
         }
         let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        server.write_line(&initialized).await?;
+        server.send(&line_of(&initialized)?).await?;
         Ok(server)
     }
 
@@ -82,8 +85,8 @@ impl LineServer {
         Ok(elapsed)
     }
 
-    /// Calls a tool; returns the round trip and the structured result. Fails on `isError` or
-    /// an `error` key, as the rmcp client's [`super::server::call`] does.
+    /// Calls a tool; returns the round trip and the structured result, checked as the rmcp
+    /// client's results are ([`tool_value`]).
     pub async fn call(&mut self, name: &str, args: Value) -> Result<(Duration, Value)> {
         let params = json!({"name": name, "arguments": args});
         let (elapsed, mut result) = self.request("tools/call", Some(params)).await?;
@@ -91,10 +94,7 @@ impl LineServer {
             .get_mut("structuredContent")
             .map(Value::take)
             .unwrap_or(Value::Null);
-        if result["isError"] == true || value.get("error").is_some() || value.is_null() {
-            return Err(format!("{name} failed: {value}").into());
-        }
-        Ok((elapsed, value))
+        Ok((elapsed, tool_value(name, result["isError"] == true, value)?))
     }
 
     /// Sends one request and waits for its answer. The line is formatted before the clock
@@ -110,21 +110,26 @@ impl LineServer {
         if let Some(params) = params {
             message["params"] = params;
         }
-        let mut request = serde_json::to_vec(&message)?;
-        request.push(b'\n');
+        let request = line_of(&message)?;
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(started + ANSWER_TIMEOUT);
-        self.stdin.write_all(&request).await?;
-        self.stdin.flush().await?;
+        self.send(&request).await?;
         loop {
             self.line.clear();
-            let read =
-                tokio::time::timeout_at(deadline, self.stdout.read_until(b'\n', &mut self.line))
-                    .await
-                    .map_err(|_| format!("no answer to {method} within {ANSWER_TIMEOUT:?}"))??;
+            let mut limited = (&mut self.stdout).take(MAX_LINE);
+            let next_line = limited.read_until(b'\n', &mut self.line);
+            let read = tokio::time::timeout_at(deadline, next_line)
+                .await
+                .map_err(|_| format!("no answer to {method} within {ANSWER_TIMEOUT:?}"))??;
             let elapsed = started.elapsed();
             if read == 0 {
                 return Err(format!("the server closed stdout before answering {method}").into());
+            }
+            if self.line.last() != Some(&b'\n') && read as u64 >= MAX_LINE {
+                return Err(format!(
+                    "a line longer than {MAX_LINE} bytes before answering {method}"
+                )
+                .into());
             }
             let mut answer: Value = serde_json::from_slice(&self.line)?;
             if answer["id"].is_null()
@@ -146,10 +151,8 @@ impl LineServer {
         }
     }
 
-    async fn write_line(&mut self, message: &Value) -> Result<()> {
-        let mut line = serde_json::to_vec(message)?;
-        line.push(b'\n');
-        self.stdin.write_all(&line).await?;
+    async fn send(&mut self, line: &[u8]) -> Result<()> {
+        self.stdin.write_all(line).await?;
         self.stdin.flush().await?;
         Ok(())
     }
@@ -160,11 +163,15 @@ impl LineServer {
             mut child, stdin, ..
         } = self;
         drop(stdin);
-        let exited = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-        if !matches!(exited, Ok(Ok(_))) {
-            let _ = child.kill().await;
-        }
+        reap(&mut child).await;
     }
+}
+
+/// `message` as one line of JSON.
+fn line_of(message: &Value) -> Result<Vec<u8>> {
+    let mut line = serde_json::to_vec(message)?;
+    line.push(b'\n');
+    Ok(line)
 }
 
 #[cfg(test)]

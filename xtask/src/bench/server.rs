@@ -174,10 +174,7 @@ impl Server {
     /// after 10 s.
     pub async fn stop(mut self) {
         let _ = self.client.cancel().await;
-        let exited = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
-        if !matches!(exited, Ok(Ok(_))) {
-            let _ = self.child.kill().await;
-        }
+        reap(&mut self.child).await;
     }
 
     /// Kills the process (HTTP servers do not exit when a client leaves).
@@ -194,11 +191,28 @@ pub async fn call(client: &Client, name: &str, args: Value) -> Result<Value> {
     let result: CallToolResult = client
         .call_tool(CallToolRequestParams::new(name.to_owned()).with_arguments(arguments))
         .await?;
-    let value = result.structured_content.unwrap_or(Value::Null);
-    if result.is_error == Some(true) || value.get("error").is_some() || value.is_null() {
+    tool_value(
+        name,
+        result.is_error == Some(true),
+        result.structured_content.unwrap_or(Value::Null),
+    )
+}
+
+/// A tool result's structured value, or an error when the result is marked `isError`, has an
+/// `error` key or has no structured value (every client of the bench checks results so).
+pub fn tool_value(name: &str, is_error: bool, value: Value) -> Result<Value> {
+    if is_error || value.get("error").is_some() || value.is_null() {
         return Err(format!("{name} failed: {value}").into());
     }
     Ok(value)
+}
+
+/// Waits up to 10 s for a server whose input was closed to exit, then kills it.
+pub async fn reap(child: &mut Child) {
+    let exited = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    if !matches!(exited, Ok(Ok(_))) {
+        let _ = child.kill().await;
+    }
 }
 
 /// Memory figures of a process from `/proc/<pid>/status` (sizes in kB).
