@@ -4,6 +4,7 @@
 //! No behaviour of its own: every rule lives in a library crate where a test can reach it.
 #![deny(clippy::print_stdout)]
 
+mod arena;
 mod doctor;
 mod migrate_store;
 mod telemetry;
@@ -126,6 +127,9 @@ pub fn main_entry() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if cli.command.is_none() {
+        arena::limit_to_one(); // the server, not its short-lived subcommands
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -97,12 +97,15 @@ pub fn link_order(args: &[String]) -> Result<(), String> {
 /// A script that runs the server under callgrind with stdin passed through, dumps every second
 /// (the HTTP server never exits on its own) and records valgrind's pid for [`stop_recorders`].
 /// The server logs at `INFO`, the default, so that the logging code users run is recorded
-/// too (the benchmark itself runs the server at `ERROR`).
+/// too (the benchmark itself runs the server at `ERROR`). It starts with one malloc arena
+/// already set, as it runs after its own re-execution (`bins/claude-agent-mcp/src/arena.rs`):
+/// the image it would execute under valgrind is valgrind's.
 fn write_wrapper(dir: &Path, bin: &Path) -> Result<PathBuf, String> {
     let out = dir.join("callgrind.out.%p");
     let script = format!(
         "#!/bin/sh\n\
          {level}=INFO; export {level}\n\
+         {arenas}=1; export {arenas}\n\
          exec 3<&0\n\
          valgrind --tool=callgrind --demangle=no --dump-instr=no --callgrind-out-file='{out}' \
          '{bin}' \"$@\" 0<&3 2>>'{log}' &\n\
@@ -113,6 +116,7 @@ fn write_wrapper(dir: &Path, bin: &Path) -> Result<PathBuf, String> {
          </dev/null >/dev/null 2>&1 &\n\
          wait $VP\n",
         level = agent_policy::config::vars::LOG_LEVEL,
+        arenas = agent_policy::config::libc_vars::MALLOC_ARENA_MAX,
         out = out.display(),
         bin = bin.display(),
         log = dir.join("valgrind.log").display(),

@@ -247,3 +247,41 @@ fn the_status_reports_the_startup_contract_reasons() {
         ])
     );
 }
+
+/// The server executes itself once more, in place, with glibc's allocator limited to one
+/// arena (`src/arena.rs`): the process it was started as (same pid) runs with
+/// `MALLOC_ARENA_MAX=1` and answers; a limit the operator set, either way, is kept.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[tokio::test]
+async fn the_server_limits_malloc_to_one_arena_unless_the_operator_chose() {
+    use agent_policy::config::libc_vars::{GLIBC_TUNABLES, MALLOC_ARENA_MAX};
+    let prefix = format!("{MALLOC_ARENA_MAX}=");
+    for (operator, expected) in [
+        (None, Some("1")),
+        (Some((MALLOC_ARENA_MAX, "3")), Some("3")),
+        (Some((GLIBC_TUNABLES, "glibc.malloc.arena_max=2")), None),
+    ] {
+        let mut env = TestEnv::new().await;
+        if let Some((name, value)) = operator {
+            env.set(name, value);
+        }
+        let server = env.start().await;
+        let pid = server.child.id().expect("the server runs");
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+        let arena_max = environ
+            .split(|b| *b == 0)
+            .filter_map(|entry| entry.strip_prefix(prefix.as_bytes()))
+            .map(|value| String::from_utf8_lossy(value).into_owned())
+            .collect::<Vec<_>>();
+        assert_eq!(
+            arena_max,
+            expected.into_iter().map(str::to_owned).collect::<Vec<_>>(),
+            "{operator:?}"
+        );
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("exe");
+        assert_eq!(exe, std::fs::canonicalize(BIN).unwrap(), "{operator:?}");
+        let status = server.call("agent_get_runtime_status", json!({})).await;
+        assert_eq!(status["version"], env!("CARGO_PKG_VERSION"), "{operator:?}");
+        assert_eq!(server.shutdown().await, 0, "{operator:?}");
+    }
+}

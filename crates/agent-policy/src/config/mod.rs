@@ -155,6 +155,18 @@ pub mod vars {
     }
 }
 
+/// The C library's variables that the binary reads before any configuration is loaded
+/// (`bins/claude-agent-mcp/src/arena.rs`): not configuration, since they change no field of
+/// [`Config`] and a `.env` file cannot set them (glibc reads only the process environment).
+pub mod libc_vars {
+    /// The number of malloc arenas; the server sets it to 1 unless the operator set it.
+    pub const MALLOC_ARENA_MAX: &str = "MALLOC_ARENA_MAX";
+    /// All of glibc's tunables, `name=value` entries separated by `:`.
+    pub const GLIBC_TUNABLES: &str = "GLIBC_TUNABLES";
+    /// The arena limit's name among [`GLIBC_TUNABLES`].
+    pub const TUNABLE_ARENA_MAX: &str = "glibc.malloc.arena_max";
+}
+
 /// Who may set a variable: the classification every entry of [`vars`] carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Trust {
