@@ -3,16 +3,17 @@
 //! glibc's allocator gives a thread that finds the arena it uses locked an arena of its own, up
 //! to eight per core. A burst of concurrent runs spreads its short-lived allocations over the
 //! runtime's workers and the blocking threads it starts, and each arena keeps its free memory
-//! for its own threads: 50 concurrent runs peak about 0.5 MB higher than with one arena
-//! shared by all, for no throughput gain (`docs/performance.md`, "Performance devices").
+//! for its own threads: 50 concurrent runs peak 0.5–1 MB higher than with one arena shared by
+//! all, for no throughput gain (`docs/performance.md`, "Performance devices").
 //!
 //! The limit can only be set before the allocator starts (`mallopt` needs `unsafe`, which the
-//! workspace forbids), so the server executes itself once more, in place (same pid, same
-//! open files, nothing read yet), with `MALLOC_ARENA_MAX=1` added to its environment. A
-//! server started with `MALLOC_ARENA_MAX` set, or with `glibc.malloc.arena_max` in
-//! `GLIBC_TUNABLES`, keeps what the operator chose. Where the new image cannot be executed
-//! (no `/proc`, a sandbox that forbids `execve`), the server goes on with glibc's default.
-//! The variable does not reach child processes: each is started with a cleared environment.
+//! workspace forbids), so the server executes its own file once more, in place (same pid,
+//! arguments and open files; nothing has been read yet), with `MALLOC_ARENA_MAX=1` added to
+//! its environment. A server started with `MALLOC_ARENA_MAX` set, or with
+//! `glibc.malloc.arena_max` in `GLIBC_TUNABLES`, keeps what the operator chose. Where the
+//! file cannot be executed again (no `/proc`, removed since, a sandbox that forbids `execve`),
+//! the server goes on with glibc's default. The variable does not reach child processes: each
+//! is started with a cleared environment.
 
 use std::ffi::OsStr;
 
@@ -41,21 +42,23 @@ pub(crate) fn limit_to_one() {
     ) {
         return;
     }
-    // Started through the dynamic loader (`ld.so ./claude-agent-mcp`), the running image is
-    // the loader's: executing it with the server's arguments would start something else.
-    let through_loader = std::env::current_exe().is_ok_and(|exe| {
-        exe.file_name()
-            .is_some_and(|name| name.to_string_lossy().starts_with("ld-"))
-    });
-    if through_loader {
+    // The file this process runs, by its path: the kernel names the new process after the
+    // path's last component (`ps`, `pgrep`, the journal), so not `/proc/self/exe`, which
+    // would rename it `exe`. Not when the file has since been removed or replaced (an
+    // upgrade in place: the path would name another binary or none), nor when it is the
+    // dynamic loader (`ld.so ./claude-agent-mcp`: executing the loader with the server's
+    // arguments would start something else).
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let name = exe.file_name().map(|n| n.to_string_lossy().into_owned());
+    if name.is_none_or(|n| n.starts_with("ld-") || n.ends_with(" (deleted)")) {
         return;
     }
     let mut args = std::env::args_os();
     let arg0 = args.next().unwrap_or_default();
-    // `/proc/self/exe` is the file this process runs, even if its path has since been
-    // replaced or removed (an upgrade in place): the same binary, not whatever the path
-    // names now. `exec` returns only on failure.
-    let _failed = std::process::Command::new("/proc/self/exe")
+    // `exec` returns only on failure.
+    let _failed = std::process::Command::new(exe)
         .arg0(arg0)
         .args(args)
         .env(MALLOC_ARENA_MAX, "1")

@@ -249,8 +249,8 @@ fn the_status_reports_the_startup_contract_reasons() {
 }
 
 /// The server executes itself once more, in place, with glibc's allocator limited to one
-/// arena (`src/arena.rs`): the process it was started as (same pid) runs with
-/// `MALLOC_ARENA_MAX=1` and answers; a limit the operator set, either way, is kept.
+/// arena (`src/arena.rs`): the process it was started as (same pid, name and arguments) runs
+/// with `MALLOC_ARENA_MAX=1` and answers; a limit the operator set, either way, is kept.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[tokio::test]
 async fn the_server_limits_malloc_to_one_arena_unless_the_operator_chose() {
@@ -280,6 +280,13 @@ async fn the_server_limits_malloc_to_one_arena_unless_the_operator_chose() {
         );
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("exe");
         assert_eq!(exe, std::fs::canonicalize(BIN).unwrap(), "{operator:?}");
+        // The process keeps its name (the kernel keeps 15 bytes of the file's name), so that
+        // `ps` and `pgrep` still find it.
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
+        let name = exe.file_name().unwrap().to_string_lossy();
+        assert_eq!(comm.trim_end(), &name[..name.len().min(15)], "{operator:?}");
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+        assert_eq!(cmdline, format!("{BIN}\0").into_bytes(), "{operator:?}");
         let status = server.call("agent_get_runtime_status", json!({})).await;
         assert_eq!(status["version"], env!("CARGO_PKG_VERSION"), "{operator:?}");
         assert_eq!(server.shutdown().await, 0, "{operator:?}");
