@@ -3,21 +3,22 @@
 //! glibc's allocator gives a thread that finds the arena it uses locked an arena of its own, up
 //! to eight per core. A burst of concurrent runs spreads its short-lived allocations over the
 //! runtime's workers and the blocking threads it starts, and each arena keeps its free memory
-//! for its own threads: 50 concurrent runs peak 0.5–1 MB higher than with one arena shared by
-//! all, for no throughput gain (`docs/performance.md`, "Performance devices").
+//! for its own threads: 50 concurrent runs peak about 0.9 MB higher than with one arena shared
+//! by all, for no measurable throughput gain (`docs/performance.md`, "Performance devices").
 //!
 //! The limit can only be set before the allocator starts (`mallopt` needs `unsafe`, which the
-//! workspace forbids), so the server executes its own file once more, in place (same pid,
-//! arguments and open files; nothing has been read yet), with `MALLOC_ARENA_MAX=1` added to
-//! its environment. A server started with `MALLOC_ARENA_MAX` set, or with
-//! `glibc.malloc.arena_max` in `GLIBC_TUNABLES`, keeps what the operator chose. Where the
-//! file cannot be executed again (no `/proc`, removed since, a sandbox that forbids `execve`),
-//! the server goes on with glibc's default. The variable does not reach child processes: each
-//! is started with a cleared environment.
+//! workspace forbids), so the server executes its own file once more, in place, with
+//! `MALLOC_ARENA_MAX=1` appended to its environment: the same pid, arguments, environment
+//! otherwise, open files, signal mask and dispositions; nothing has been read yet. It does not
+//! when the operator set the limit (`MALLOC_ARENA_MAX`, or `glibc.malloc.arena_max` in
+//! `GLIBC_TUNABLES`), nor when it cannot be sure the file is the one running or that glibc
+//! would honour the variable ([`limit_to_one`]); a failed `execve` changes nothing and the
+//! server goes on with glibc's default. The variable reaches no child process unless the
+//! operator passes it through: each is started with a cleared environment.
 
 use std::ffi::OsStr;
 
-use agent_policy::config::libc_vars::{GLIBC_TUNABLES, MALLOC_ARENA_MAX, TUNABLE_ARENA_MAX};
+use agent_policy::config::libc_vars::TUNABLE_ARENA_MAX;
 
 /// Whether the server should execute itself again with one arena: not when the operator
 /// set the limit either way.
@@ -30,11 +31,49 @@ fn wanted(arena_max: Option<&OsStr>, tunables: Option<&OsStr>) -> bool {
         })
 }
 
-/// Executes the running binary again with `MALLOC_ARENA_MAX=1` when [`wanted`]; returns only
-/// when it does not (already limited, chosen by the operator, or the exec failed).
+/// Whether a file of this name is a dynamic loader (`ld-linux-x86-64.so.2`, `ld64.so.2`,
+/// `ld.so`): a server started as `ld.so ./claude-agent-mcp` runs the loader's file.
+fn is_loader(name: &str) -> bool {
+    name.starts_with("ld") && name.contains(".so")
+}
+
+/// `AT_SECURE` from the auxiliary vector (`/proc/self/auxv`: native-endian word pairs, ended
+/// by `AT_NULL`); `None` if it cannot be read.
+fn secure_mode(auxv: &[u8]) -> Option<bool> {
+    const AT_NULL: usize = 0;
+    const AT_SECURE: usize = 23;
+    const WORD: usize = std::mem::size_of::<usize>();
+    let word = |chunk: &[u8]| chunk.try_into().ok().map(usize::from_ne_bytes);
+    for pair in auxv.chunks_exact(2 * WORD) {
+        match word(&pair[..WORD])? {
+            AT_NULL => return None,
+            AT_SECURE => return Some(word(&pair[WORD..])? != 0),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Executes the running binary again with `MALLOC_ARENA_MAX=1` when [`wanted`]; returns when
+/// it does not. Not when:
+/// * the process runs in secure mode (setuid, file capabilities: `AT_SECURE`), where glibc
+///   removes the variable, so that each new image would execute the next one;
+/// * the running file cannot be named by a path that still leads to it (no `/proc`, the file
+///   removed or replaced since it was started, a path now naming another file) or is the
+///   dynamic loader's ([`is_loader`]);
+/// * `execve` fails (a sandbox, a security module): `nix`'s `execve` changes nothing before
+///   it, unlike `std`'s `Command::exec`, which resets signal dispositions first.
+///
+/// The path is the file's (`std::env::current_exe`), not `/proc/self/exe`: the kernel names
+/// the new process after the path's last component (`ps`, `pgrep`, the journal), and
+/// `/proc/self/exe` would rename it `exe`.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub(crate) fn limit_to_one() {
-    use std::os::unix::process::CommandExt;
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+
+    use agent_policy::config::libc_vars::{GLIBC_TUNABLES, MALLOC_ARENA_MAX};
 
     if !wanted(
         std::env::var_os(MALLOC_ARENA_MAX).as_deref(),
@@ -42,33 +81,54 @@ pub(crate) fn limit_to_one() {
     ) {
         return;
     }
-    // The file this process runs, by its path: the kernel names the new process after the
-    // path's last component (`ps`, `pgrep`, the journal), so not `/proc/self/exe`, which
-    // would rename it `exe`. Not when the file has since been removed or replaced (an
-    // upgrade in place: the path would name another binary or none), nor when it is the
-    // dynamic loader (`ld.so ./claude-agent-mcp`: executing the loader with the server's
-    // arguments would start something else).
+    let auxv = std::fs::read("/proc/self/auxv").unwrap_or_default();
+    if secure_mode(&auxv) != Some(false) {
+        return;
+    }
     let Ok(exe) = std::env::current_exe() else {
         return;
     };
-    let name = exe.file_name().map(|n| n.to_string_lossy().into_owned());
-    if name.is_none_or(|n| n.starts_with("ld-") || n.ends_with(" (deleted)")) {
+    if exe
+        .file_name()
+        .is_none_or(|name| is_loader(&name.to_string_lossy()))
+    {
         return;
     }
-    let mut args = std::env::args_os();
-    let arg0 = args.next().unwrap_or_default();
-    // `exec` returns only on failure.
-    let _failed = std::process::Command::new(exe)
-        .arg0(arg0)
-        .args(args)
-        .env(MALLOC_ARENA_MAX, "1")
-        .exec();
+    // The path must still lead to the running file (a removed one reads `… (deleted)`).
+    let identity = |m: std::fs::Metadata| (m.dev(), m.ino());
+    let running = std::fs::metadata("/proc/self/exe").map(identity);
+    if running.is_err() || running.ok() != std::fs::metadata(&exe).map(identity).ok() {
+        return;
+    }
+    // The environment exactly as this process received it (order, duplicates and all), with
+    // the limit appended; `wanted` saw no `MALLOC_ARENA_MAX` in it.
+    let Ok(environ) = std::fs::read("/proc/self/environ") else {
+        return;
+    };
+    let c_string = |bytes: &[u8]| CString::new(bytes).ok();
+    let env: Option<Vec<CString>> = environ
+        .split(|b| *b == 0)
+        .filter(|entry| !entry.is_empty())
+        .map(c_string)
+        .chain(std::iter::once(c_string(
+            format!("{MALLOC_ARENA_MAX}=1").as_bytes(),
+        )))
+        .collect();
+    let args: Option<Vec<CString>> = std::env::args_os()
+        .map(|arg| c_string(arg.as_bytes()))
+        .collect();
+    let (Some(path), Some(args), Some(env)) = (c_string(exe.as_os_str().as_bytes()), args, env)
+    else {
+        return;
+    };
+    // Returns only on failure, with nothing changed.
+    let _failed = nix::unistd::execve(&path, &args, &env);
 }
 
 /// Elsewhere (macOS, musl) there is no glibc arena to limit.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub(crate) fn limit_to_one() {
-    let _ = wanted;
+    let _ = (wanted, is_loader, secure_mode);
 }
 
 #[cfg(test)]
@@ -89,5 +149,43 @@ mod tests {
             None,
             os("glibc.malloc.tcache_count=0:glibc.malloc.arena_max=4")
         ));
+    }
+
+    #[test]
+    fn loaders_are_recognised_by_name() {
+        for loader in ["ld-linux-x86-64.so.2", "ld64.so.2", "ld64.so.1", "ld.so"] {
+            assert!(is_loader(loader), "{loader}");
+        }
+        for server in ["claude-agent-mcp", "ld", "ldap-agent", "cam"] {
+            assert!(!is_loader(server), "{server}");
+        }
+    }
+
+    #[test]
+    fn secure_mode_is_read_from_the_auxiliary_vector() {
+        let vector = |pairs: &[(usize, usize)]| -> Vec<u8> {
+            pairs
+                .iter()
+                .flat_map(|(k, v)| [k.to_ne_bytes(), v.to_ne_bytes()])
+                .flatten()
+                .collect()
+        };
+        assert_eq!(
+            secure_mode(&vector(&[(6, 4096), (23, 0), (0, 0)])),
+            Some(false)
+        );
+        assert_eq!(
+            secure_mode(&vector(&[(6, 4096), (23, 1), (0, 0)])),
+            Some(true)
+        );
+        // Ended before AT_SECURE, cut short, or empty (unreadable): unknown.
+        assert_eq!(secure_mode(&vector(&[(6, 4096), (0, 0), (23, 0)])), None);
+        assert_eq!(secure_mode(&vector(&[(6, 4096)])), None);
+        assert_eq!(secure_mode(&[]), None);
+        // This process is not in secure mode.
+        let own = std::fs::read("/proc/self/auxv").unwrap_or_default();
+        if cfg!(target_os = "linux") {
+            assert_eq!(secure_mode(&own), Some(false));
+        }
     }
 }

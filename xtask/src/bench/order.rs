@@ -99,7 +99,8 @@ pub fn link_order(args: &[String]) -> Result<(), String> {
 /// The server logs at `INFO`, the default, so that the logging code users run is recorded
 /// too (the benchmark itself runs the server at `ERROR`). It starts with one malloc arena
 /// already set, as it runs after its own re-execution (`bins/claude-agent-mcp/src/arena.rs`):
-/// the image it would execute under valgrind is valgrind's.
+/// otherwise it would execute itself again outside valgrind (which does not follow an
+/// `execve` by default), and callgrind would record only its first milliseconds.
 fn write_wrapper(dir: &Path, bin: &Path) -> Result<PathBuf, String> {
     let out = dir.join("callgrind.out.%p");
     let script = format!(

@@ -249,35 +249,37 @@ fn the_status_reports_the_startup_contract_reasons() {
 }
 
 /// The server executes itself once more, in place, with glibc's allocator limited to one
-/// arena (`src/arena.rs`): the process it was started as (same pid, name and arguments) runs
-/// with `MALLOC_ARENA_MAX=1` and answers; a limit the operator set, either way, is kept.
+/// arena (`src/arena.rs`): the process it was started as (same pid, name, arguments and
+/// environment) runs with `MALLOC_ARENA_MAX=1` appended to its environment and answers; a
+/// limit the operator set, either way, is kept and nothing is added.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[tokio::test]
 async fn the_server_limits_malloc_to_one_arena_unless_the_operator_chose() {
     use agent_policy::config::libc_vars::{GLIBC_TUNABLES, MALLOC_ARENA_MAX};
-    let prefix = format!("{MALLOC_ARENA_MAX}=");
-    for (operator, expected) in [
-        (None, Some("1")),
-        (Some((MALLOC_ARENA_MAX, "3")), Some("3")),
+    for (operator, appended) in [
+        (None, Some(format!("{MALLOC_ARENA_MAX}=1"))),
+        (Some((MALLOC_ARENA_MAX, "3")), None),
         (Some((GLIBC_TUNABLES, "glibc.malloc.arena_max=2")), None),
     ] {
         let mut env = TestEnv::new().await;
         if let Some((name, value)) = operator {
             env.set(name, value);
         }
+        // What the harness starts the server with (`TestEnv::command`: a cleared environment,
+        // `PATH` and the test's variables, which `std` passes in name order).
+        let mut given = env.vars.clone();
+        given.insert("PATH".into(), std::env::var("PATH").unwrap_or_default());
+        let mut expected: Vec<String> = given.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        expected.extend(appended);
         let server = env.start().await;
         let pid = server.child.id().expect("the server runs");
         let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
-        let arena_max = environ
+        let environ: Vec<String> = environ
             .split(|b| *b == 0)
-            .filter_map(|entry| entry.strip_prefix(prefix.as_bytes()))
-            .map(|value| String::from_utf8_lossy(value).into_owned())
-            .collect::<Vec<_>>();
-        assert_eq!(
-            arena_max,
-            expected.into_iter().map(str::to_owned).collect::<Vec<_>>(),
-            "{operator:?}"
-        );
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| String::from_utf8_lossy(entry).into_owned())
+            .collect();
+        assert_eq!(environ, expected, "{operator:?}");
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("exe");
         assert_eq!(exe, std::fs::canonicalize(BIN).unwrap(), "{operator:?}");
         // The process keeps its name (the kernel keeps 15 bytes of the file's name), so that
