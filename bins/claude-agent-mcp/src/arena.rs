@@ -1,22 +1,24 @@
 //! One malloc arena for the server, unless the operator chose otherwise.
 //!
 //! glibc's allocator gives a thread that finds the arena it uses locked an arena of its own, up
-//! to eight per core. A burst of concurrent runs spreads its short-lived allocations over the
-//! runtime's workers and the blocking threads it starts, and each arena keeps its free memory
-//! for its own threads: 50 concurrent runs peak about 0.9 MB higher than with one arena shared
-//! by all, for no measurable throughput gain (`docs/performance.md`, "Performance devices").
+//! to eight per core on 64-bit systems. A burst of concurrent runs spreads its short-lived
+//! allocations over the runtime's workers and the blocking threads it starts, and each arena
+//! keeps its free memory for its own threads: 50 concurrent runs peak about 0.9 MB higher than
+//! with one arena shared by all, for no measurable throughput gain (`docs/performance.md`,
+//! "Performance devices").
 //!
 //! The limit can only be set before the allocator starts (`mallopt` needs `unsafe`, which the
 //! workspace forbids), so the server executes its own file once more, in place, with
-//! `MALLOC_ARENA_MAX=1` appended to its environment: the same pid, arguments, environment
-//! otherwise, open files, signal mask and dispositions; nothing has been read yet. It does not
-//! when the operator set the limit (`MALLOC_ARENA_MAX`, or `glibc.malloc.arena_max` in
-//! `GLIBC_TUNABLES`), nor when it cannot be sure the file is the one running or that glibc
-//! would honour the variable ([`limit_to_one`]); a failed `execve` changes nothing and the
+//! `MALLOC_ARENA_MAX=1` appended to its environment: the same pid, name, arguments,
+//! environment otherwise, open files, signal mask and dispositions; nothing has been read yet.
+//! It does not when the operator set the limit (`MALLOC_ARENA_MAX`, or `glibc.malloc.arena_max`
+//! in `GLIBC_TUNABLES`), nor when it cannot be sure the path leads to the running file or that
+//! glibc would honour the variable ([`limit_to_one`]); a failed `execve` changes nothing and the
 //! server goes on with glibc's default. The variable reaches no child process unless the
-//! operator passes it through: each is started with a cleared environment.
+//! operator passes it on: each is started with a cleared environment.
 
 use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 
 use agent_policy::config::libc_vars::TUNABLE_ARENA_MAX;
 
@@ -35,6 +37,36 @@ fn wanted(arena_max: Option<&OsStr>, tunables: Option<&OsStr>) -> bool {
 /// `ld.so`): a server started as `ld.so ./claude-agent-mcp` runs the loader's file.
 fn is_loader(name: &str) -> bool {
     name.starts_with("ld") && name.contains(".so")
+}
+
+/// The path to execute again: the one the server was started by (`argv[0]`, looked up in
+/// `search`, the `PATH`, when it has no `/`), so that the process keeps its name, which the
+/// kernel takes from the path's last component (`ps`, `pgrep`, the journal); else the running
+/// file's own path (`exe`; `/proc/self/exe` itself would rename the process `exe`). Only a
+/// path that leads to the running file (`is_running`), and never a dynamic loader's.
+fn path_to_run(
+    arg0: &OsStr,
+    search: Option<&OsStr>,
+    exe: Option<PathBuf>,
+    is_running: impl Fn(&Path) -> bool,
+) -> Option<PathBuf> {
+    let started: Vec<PathBuf> = if arg0.to_string_lossy().contains('/') {
+        vec![PathBuf::from(arg0)]
+    } else if arg0.is_empty() {
+        Vec::new()
+    } else {
+        std::env::split_paths(search.unwrap_or_default())
+            .map(|dir| dir.join(arg0))
+            .collect()
+    };
+    started
+        .into_iter()
+        .chain(exe)
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|name| !is_loader(&name.to_string_lossy()))
+        })
+        .find(|path| is_running(path))
 }
 
 /// `AT_SECURE` from the auxiliary vector (`/proc/self/auxv`: native-endian word pairs, ended
@@ -58,15 +90,12 @@ fn secure_mode(auxv: &[u8]) -> Option<bool> {
 /// it does not. Not when:
 /// * the process runs in secure mode (setuid, file capabilities: `AT_SECURE`), where glibc
 ///   removes the variable, so that each new image would execute the next one;
-/// * the running file cannot be named by a path that still leads to it (no `/proc`, the file
-///   removed or replaced since it was started, a path now naming another file) or is the
-///   dynamic loader's ([`is_loader`]);
+/// * no path leads to the running file ([`path_to_run`]: no `/proc`, the file removed or
+///   replaced since it was started, started through the dynamic loader). A file replaced in
+///   the microseconds between that check and the `execve` would be executed instead: whoever
+///   can replace it can replace the binary anyway;
 /// * `execve` fails (a sandbox, a security module): `nix`'s `execve` changes nothing before
 ///   it, unlike `std`'s `Command::exec`, which resets signal dispositions first.
-///
-/// The path is the file's (`std::env::current_exe`), not `/proc/self/exe`: the kernel names
-/// the new process after the path's last component (`ps`, `pgrep`, the journal), and
-/// `/proc/self/exe` would rename it `exe`.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub(crate) fn limit_to_one() {
     use std::ffi::CString;
@@ -85,39 +114,38 @@ pub(crate) fn limit_to_one() {
     if secure_mode(&auxv) != Some(false) {
         return;
     }
-    let Ok(exe) = std::env::current_exe() else {
+    // `/proc/self/exe` leads to the running file even when its path no longer does.
+    let identity = |m: std::fs::Metadata| (m.dev(), m.ino());
+    let Ok(running) = std::fs::metadata("/proc/self/exe").map(identity) else {
         return;
     };
-    if exe
-        .file_name()
-        .is_none_or(|name| is_loader(&name.to_string_lossy()))
-    {
+    let args: Vec<_> = std::env::args_os().collect();
+    let Some(path) = path_to_run(
+        args.first().map(|a| a.as_os_str()).unwrap_or_default(),
+        std::env::var_os("PATH").as_deref(),
+        std::env::current_exe().ok(),
+        |path| std::fs::metadata(path).map(identity).ok() == Some(running),
+    ) else {
         return;
-    }
-    // The path must still lead to the running file (a removed one reads `… (deleted)`).
-    let identity = |m: std::fs::Metadata| (m.dev(), m.ino());
-    let running = std::fs::metadata("/proc/self/exe").map(identity);
-    if running.is_err() || running.ok() != std::fs::metadata(&exe).map(identity).ok() {
-        return;
-    }
-    // The environment exactly as this process received it (order, duplicates and all), with
+    };
+    // The environment exactly as this process received it (each entry ends in a NUL), with
     // the limit appended; `wanted` saw no `MALLOC_ARENA_MAX` in it.
     let Ok(environ) = std::fs::read("/proc/self/environ") else {
         return;
     };
+    let entries: Vec<&[u8]> = environ
+        .strip_suffix(&[0])
+        .map(|all| all.split(|b| *b == 0).collect())
+        .unwrap_or_default();
+    let limit = format!("{MALLOC_ARENA_MAX}=1");
     let c_string = |bytes: &[u8]| CString::new(bytes).ok();
-    let env: Option<Vec<CString>> = environ
-        .split(|b| *b == 0)
-        .filter(|entry| !entry.is_empty())
+    let env: Option<Vec<CString>> = entries
+        .into_iter()
+        .chain([limit.as_bytes()])
         .map(c_string)
-        .chain(std::iter::once(c_string(
-            format!("{MALLOC_ARENA_MAX}=1").as_bytes(),
-        )))
         .collect();
-    let args: Option<Vec<CString>> = std::env::args_os()
-        .map(|arg| c_string(arg.as_bytes()))
-        .collect();
-    let (Some(path), Some(args), Some(env)) = (c_string(exe.as_os_str().as_bytes()), args, env)
+    let args: Option<Vec<CString>> = args.iter().map(|arg| c_string(arg.as_bytes())).collect();
+    let (Some(path), Some(args), Some(env)) = (c_string(path.as_os_str().as_bytes()), args, env)
     else {
         return;
     };
@@ -128,7 +156,7 @@ pub(crate) fn limit_to_one() {
 /// Elsewhere (macOS, musl) there is no glibc arena to limit.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub(crate) fn limit_to_one() {
-    let _ = (wanted, is_loader, secure_mode);
+    let _ = (wanted, path_to_run, secure_mode);
 }
 
 #[cfg(test)]
@@ -159,6 +187,63 @@ mod tests {
         for server in ["claude-agent-mcp", "ld", "ldap-agent", "cam"] {
             assert!(!is_loader(server), "{server}");
         }
+    }
+
+    #[test]
+    fn the_path_the_server_was_started_by_is_executed_if_it_leads_to_the_running_file() {
+        let running = |file: &'static str| move |path: &Path| path == Path::new(file);
+        let os = |s: &'static str| OsStr::new(s);
+        let exe = || Some(PathBuf::from("/opt/cam/claude-agent-mcp"));
+        let search = Some(os("/usr/bin:/usr/local/bin"));
+        // A symlink by another name keeps that name.
+        assert_eq!(
+            path_to_run(
+                os("/usr/local/bin/cam"),
+                search,
+                exe(),
+                running("/usr/local/bin/cam")
+            ),
+            Some("/usr/local/bin/cam".into())
+        );
+        assert_eq!(
+            path_to_run(os("./cam"), search, exe(), running("./cam")),
+            Some("./cam".into())
+        );
+        // A bare name is looked up in `PATH`, as the shell did.
+        assert_eq!(
+            path_to_run(os("cam"), search, exe(), running("/usr/local/bin/cam")),
+            Some("/usr/local/bin/cam".into())
+        );
+        // A name that leads elsewhere (a client's made-up `argv[0]`), an empty one, none in
+        // `PATH`: the running file's own path.
+        for (arg0, search) in [
+            ("/usr/bin/something-else", search),
+            ("", search),
+            ("cam", None),
+        ] {
+            assert_eq!(
+                path_to_run(
+                    os(arg0),
+                    search,
+                    exe(),
+                    running("/opt/cam/claude-agent-mcp")
+                ),
+                exe(),
+                "{arg0:?}"
+            );
+        }
+        // Nothing leads to the running file, or only the loader's path does.
+        assert_eq!(path_to_run(os("cam"), search, exe(), |_| false), None);
+        let loader = Some(PathBuf::from("/lib64/ld-linux-x86-64.so.2"));
+        assert_eq!(
+            path_to_run(
+                os("./cam"),
+                search,
+                loader,
+                running("/lib64/ld-linux-x86-64.so.2")
+            ),
+            None
+        );
     }
 
     #[test]

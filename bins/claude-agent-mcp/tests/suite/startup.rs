@@ -294,3 +294,32 @@ async fn the_server_limits_malloc_to_one_arena_unless_the_operator_chose() {
         assert_eq!(server.shutdown().await, 0, "{operator:?}");
     }
 }
+
+/// Started through a symlink of another name, found in `PATH` by its bare name, the server
+/// executes that path again, so that it keeps the name it was started by (`ps`, `pgrep`).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[tokio::test]
+async fn the_re_executed_server_keeps_the_name_it_was_started_by() {
+    let mut env = TestEnv::new().await;
+    let bin_dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(BIN, bin_dir.path().join("cam-link")).unwrap();
+    let search = format!(
+        "{}:{}",
+        bin_dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    env.set("PATH", &search);
+    let server = env.start_via(std::path::Path::new("cam-link")).await;
+    let pid = server.child.id().expect("the server runs");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+    assert!(
+        environ.ends_with(b"MALLOC_ARENA_MAX=1\0"),
+        "{}",
+        String::from_utf8_lossy(&environ)
+    );
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
+    assert_eq!(comm.trim_end(), "cam-link");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    assert_eq!(cmdline, b"cam-link\0");
+    assert_eq!(server.shutdown().await, 0);
+}

@@ -124,7 +124,12 @@ impl TestEnv {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
+        self.command_via(Path::new(BIN), args)
+    }
+
+    /// [`Self::command`] naming the server by another path (a symlink to [`BIN`], say).
+    pub fn command_via(&self, program: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .current_dir(self.cwd())
             .env_clear()
@@ -166,10 +171,15 @@ impl TestEnv {
 
     /// Spawns the server over stdio and initializes an MCP client.
     pub async fn start(&self) -> Server {
+        self.start_via(Path::new(BIN)).await
+    }
+
+    /// [`Self::start`] naming the server by another path.
+    pub async fn start_via(&self, program: &Path) -> Server {
         let stderr =
             std::fs::File::create(self.dir.path().join("server.stderr")).expect("stderr file");
         let mut child = self
-            .command(&[])
+            .command_via(program, &[])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
