@@ -272,23 +272,19 @@ async fn the_server_limits_malloc_to_one_arena_unless_the_operator_chose() {
         let mut expected: Vec<String> = given.iter().map(|(k, v)| format!("{k}={v}")).collect();
         expected.extend(appended);
         let server = env.start().await;
-        let pid = server.child.id().expect("the server runs");
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
-        let environ: Vec<String> = environ
-            .split(|b| *b == 0)
-            .filter(|entry| !entry.is_empty())
-            .map(|entry| String::from_utf8_lossy(entry).into_owned())
-            .collect();
-        assert_eq!(environ, expected, "{operator:?}");
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("exe");
+        let running = Running::of(&server);
+        assert_eq!(running.environ, expected, "{operator:?}");
+        let exe = std::fs::read_link(format!("/proc/{}/exe", running.pid)).expect("exe");
         assert_eq!(exe, std::fs::canonicalize(BIN).unwrap(), "{operator:?}");
         // The process keeps its name (the kernel keeps 15 bytes of the file's name), so that
         // `ps` and `pgrep` still find it.
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
         let name = exe.file_name().unwrap().to_string_lossy();
-        assert_eq!(comm.trim_end(), &name[..name.len().min(15)], "{operator:?}");
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
-        assert_eq!(cmdline, format!("{BIN}\0").into_bytes(), "{operator:?}");
+        assert_eq!(running.comm, &name[..name.len().min(15)], "{operator:?}");
+        assert_eq!(
+            running.cmdline,
+            format!("{BIN}\0").into_bytes(),
+            "{operator:?}"
+        );
         let status = server.call("agent_get_runtime_status", json!({})).await;
         assert_eq!(status["version"], env!("CARGO_PKG_VERSION"), "{operator:?}");
         assert_eq!(server.shutdown().await, 0, "{operator:?}");
@@ -310,16 +306,42 @@ async fn the_re_executed_server_keeps_the_name_it_was_started_by() {
     );
     env.set("PATH", &search);
     let server = env.start_via(std::path::Path::new("cam-link")).await;
-    let pid = server.child.id().expect("the server runs");
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
-    assert!(
-        environ.ends_with(b"MALLOC_ARENA_MAX=1\0"),
-        "{}",
-        String::from_utf8_lossy(&environ)
+    let running = Running::of(&server);
+    let limit = format!("{}=1", agent_policy::config::libc_vars::MALLOC_ARENA_MAX);
+    assert_eq!(
+        running.environ.last(),
+        Some(&limit),
+        "{:?}",
+        running.environ
     );
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
-    assert_eq!(comm.trim_end(), "cam-link");
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
-    assert_eq!(cmdline, b"cam-link\0");
+    assert_eq!(running.comm, "cam-link");
+    assert_eq!(running.cmdline, b"cam-link\0");
     assert_eq!(server.shutdown().await, 0);
+}
+
+/// What `/proc` says of a running server: its environment's entries, name and command line.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+struct Running {
+    pid: u32,
+    environ: Vec<String>,
+    comm: String,
+    cmdline: Vec<u8>,
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+impl Running {
+    fn of(server: &Server) -> Self {
+        let pid = server.child.id().expect("the server runs");
+        let read = |file: &str| std::fs::read(format!("/proc/{pid}/{file}")).expect(file);
+        Self {
+            pid,
+            environ: read("environ")
+                .split(|b| *b == 0)
+                .filter(|entry| !entry.is_empty())
+                .map(|entry| String::from_utf8_lossy(entry).into_owned())
+                .collect(),
+            comm: String::from_utf8_lossy(&read("comm")).trim_end().to_owned(),
+            cmdline: read("cmdline"),
+        }
+    }
 }
